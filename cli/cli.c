@@ -1,0 +1,74 @@
+/* Implementation of the shared CLI plumbing declared in cli.h. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+int tm_cli_fail(const tm_error *err) {
+    fprintf(stderr, "tracemark: error: %s\n", err->message[0] ? err->message : tm_status_name(err->code));
+    return TM_EXIT_FAILURE;
+}
+
+int tm_cli_usage(const char *command, const char *format, ...) {
+    fprintf(stderr, "tracemark %s: ", command);
+    va_list args;
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
+    fprintf(stderr, "\nRun 'tracemark %s --help' for usage.\n", command);
+    return TM_EXIT_USAGE;
+}
+
+bool tm_cli_parse_int(const char *command, const char *flag, const char *text, long min, long max, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max) {
+        tm_cli_usage(command, "%s expects an integer in [%ld, %ld], got '%s'", flag, min, max, text);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+bool tm_cli_parse_u64(const char *command, const char *flag, const char *text, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-') {
+        tm_cli_usage(command, "%s expects a non-negative integer, got '%s'", flag, text);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+bool tm_cli_parse_float(const char *command, const char *flag, const char *text, double min, double max, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(value) || value < min || value > max) {
+        tm_cli_usage(command, "%s expects a number in [%g, %g], got '%s'", flag, min, max, text);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+int tm_cli_print_json(json_t *value) {
+    if (!value) {
+        fprintf(stderr, "tracemark: error: out of memory building JSON\n");
+        return TM_EXIT_FAILURE;
+    }
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(value);
+    if (!text) {
+        fprintf(stderr, "tracemark: error: cannot encode JSON\n");
+        return TM_EXIT_FAILURE;
+    }
+    puts(text);
+    free(text);
+    return TM_EXIT_OK;
+}

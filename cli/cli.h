@@ -1,0 +1,38 @@
+/* Shared plumbing of the tracemark command: error printing in the one format
+ * every subcommand uses, numeric flag parsing with range checks, and the
+ * exit codes. Each subcommand lives in its own cli/<name>.c file and stays
+ * thin: parse flags, call the library, print. */
+#ifndef TRACEMARK_CLI_H
+#define TRACEMARK_CLI_H
+
+#include "tracemark/core.h"
+
+#include <jansson.h>
+#include <stdio.h>
+
+enum {
+    TM_EXIT_OK = 0,
+    TM_EXIT_FAILURE = 1, /* the command ran and failed (bad file, bad input) */
+    TM_EXIT_USAGE = 2,   /* the command line itself is wrong */
+};
+
+/* "tracemark: error: <message>" on stderr; returns TM_EXIT_FAILURE. */
+int tm_cli_fail(const tm_error *err);
+/* Usage error: message plus a hint to run --help; returns TM_EXIT_USAGE. */
+int tm_cli_usage(const char *command, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a flag value; on failure print a usage error and return false. */
+bool tm_cli_parse_int(const char *command, const char *flag, const char *text, long min, long max, long *out);
+bool tm_cli_parse_u64(const char *command, const char *flag, const char *text, uint64_t *out);
+bool tm_cli_parse_float(const char *command, const char *flag, const char *text, double min, double max, double *out);
+
+/* Print a JSON value on stdout followed by a newline; frees it. */
+int tm_cli_print_json(json_t *value);
+
+/* Subcommands. */
+int tm_cmd_generate(int argc, char **argv);
+int tm_cmd_model(int argc, char **argv);
+int tm_cmd_tokenize(int argc, char **argv);
+int tm_cmd_detokenize(int argc, char **argv);
+
+#endif

@@ -1,0 +1,186 @@
+/* tracemark generate: load a model (resolved as DESIGN.md says), build the
+ * sampler chain from the flags, stream the generated text to stdout, or print
+ * one JSON object with ids, text and timings under --json. */
+#include "cli.h"
+
+#include "tracemark/generator.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char help[] =
+    "usage: tracemark generate [options] --prompt TEXT\n"
+    "\n"
+    "Generate text with a local Llama-family model (GGUF or llama2.c checkpoint).\n"
+    "\n"
+    "options:\n"
+    "  --model PATH          model file (default: $TRACEMARK_MODEL, ./models/, ../shared/models/,\n"
+    "                        then the pinned stories260K download into ./models/)\n"
+    "  --tokenizer PATH      tokenizer (tokenizer.bin or GGUF); required for llama2.c checkpoints\n"
+    "                        unless one lies beside the model\n"
+    "  --prompt TEXT         the prompt (may be empty: generation starts from BOS)\n"
+    "  --prompt-file PATH    read the prompt from a file instead\n"
+    "  --max-tokens N        tokens to generate (default 256)\n"
+    "  --temperature X       0 means greedy (default 1.0)\n"
+    "  --top-k K             keep the K most likely tokens (default 0: off)\n"
+    "  --top-p P             nucleus sampling (default 1.0: off)\n"
+    "  --min-p P             drop tokens below P times the top probability (default 0: off)\n"
+    "  --repeat-penalty X    repetition penalty over the last --penalty-window tokens (default 1.0: off)\n"
+    "  --frequency-penalty X, --presence-penalty X   (default 0: off)\n"
+    "  --penalty-window N    tokens the penalties look back on (default 64)\n"
+    "  --seed S              RNG seed, xoshiro256** (default 42)\n"
+    "  --stop TEXT           stop when TEXT appears (repeatable)\n"
+    "  --ctx N               context size (default: the model's trained length)\n"
+    "  --threads N           threads (default: all cores)\n"
+    "  --json                print one JSON object: ids, text, timings\n"
+    "  -h, --help            this help\n"
+    "\n"
+    "Exit status: 0 success, 1 failure (bad model, tokenizer or prompt), 2 usage error.\n";
+
+typedef struct {
+    const char *model, *tokenizer, *prompt, *prompt_file;
+    const char *stops[16];
+    size_t n_stops;
+    long max_tokens, ctx, threads;
+    bool json;
+    tm_sampling_params sampling;
+} options;
+
+static void stream_text(const char *text, size_t size, void *user) {
+    (void)user;
+    fwrite(text, 1, size, stdout);
+    fflush(stdout);
+}
+
+static json_t *ids_json(const int32_t *ids, size_t n) {
+    json_t *array = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(array, json_integer(ids[i]));
+    return array;
+}
+
+static int parse(int argc, char **argv, options *o) {
+    enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
+           FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON };
+    static const struct option flags[] = {
+        {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
+        {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
+        {"max-tokens", required_argument, 0, MAX_TOKENS}, {"temperature", required_argument, 0, TEMPERATURE},
+        {"top-k", required_argument, 0, TOP_K}, {"top-p", required_argument, 0, TOP_P},
+        {"min-p", required_argument, 0, MIN_P}, {"repeat-penalty", required_argument, 0, REPEAT},
+        {"frequency-penalty", required_argument, 0, FREQUENCY}, {"presence-penalty", required_argument, 0, PRESENCE},
+        {"penalty-window", required_argument, 0, WINDOW}, {"seed", required_argument, 0, SEED},
+        {"stop", required_argument, 0, STOP}, {"ctx", required_argument, 0, CTX},
+        {"threads", required_argument, 0, THREADS}, {"json", no_argument, 0, JSON},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *cmd = "generate";
+    double value;
+    long integer;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", flags, NULL)) != -1) {
+        switch (c) {
+        case MODEL: o->model = optarg; break;
+        case TOKENIZER: o->tokenizer = optarg; break;
+        case PROMPT: o->prompt = optarg; break;
+        case PROMPT_FILE: o->prompt_file = optarg; break;
+        case MAX_TOKENS: if (!tm_cli_parse_int(cmd, "--max-tokens", optarg, 0, 1 << 24, &o->max_tokens)) return -1; break;
+        case TEMPERATURE: if (!tm_cli_parse_float(cmd, "--temperature", optarg, 0, 100, &value)) return -1; o->sampling.temperature = (float)value; break;
+        case TOP_K: if (!tm_cli_parse_int(cmd, "--top-k", optarg, 0, 1 << 24, &integer)) return -1; o->sampling.top_k = (int32_t)integer; break;
+        case TOP_P: if (!tm_cli_parse_float(cmd, "--top-p", optarg, 0, 1, &value)) return -1; o->sampling.top_p = (float)value; break;
+        case MIN_P: if (!tm_cli_parse_float(cmd, "--min-p", optarg, 0, 1, &value)) return -1; o->sampling.min_p = (float)value; break;
+        case REPEAT: if (!tm_cli_parse_float(cmd, "--repeat-penalty", optarg, 0.01, 100, &value)) return -1; o->sampling.repeat_penalty = (float)value; break;
+        case FREQUENCY: if (!tm_cli_parse_float(cmd, "--frequency-penalty", optarg, -100, 100, &value)) return -1; o->sampling.frequency_penalty = (float)value; break;
+        case PRESENCE: if (!tm_cli_parse_float(cmd, "--presence-penalty", optarg, -100, 100, &value)) return -1; o->sampling.presence_penalty = (float)value; break;
+        case WINDOW: if (!tm_cli_parse_int(cmd, "--penalty-window", optarg, 0, 1 << 20, &integer)) return -1; o->sampling.penalty_window = (int32_t)integer; break;
+        case SEED: if (!tm_cli_parse_u64(cmd, "--seed", optarg, &o->sampling.seed)) return -1; break;
+        case STOP:
+            if (o->n_stops == sizeof o->stops / sizeof o->stops[0]) { tm_cli_usage(cmd, "at most 16 --stop strings"); return -1; }
+            o->stops[o->n_stops++] = optarg;
+            break;
+        case CTX: if (!tm_cli_parse_int(cmd, "--ctx", optarg, 1, 1 << 24, &o->ctx)) return -1; break;
+        case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
+        case JSON: o->json = true; break;
+        case 'h': fputs(help, stdout); return 1;
+        default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
+        }
+    }
+    if (optind < argc) { tm_cli_usage(cmd, "unexpected argument '%s'", argv[optind]); return -1; }
+    if (!o->prompt && !o->prompt_file) { tm_cli_usage(cmd, "--prompt or --prompt-file is required"); return -1; }
+    if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
+    return 0;
+}
+
+int tm_cmd_generate(int argc, char **argv) {
+    options o = {.max_tokens = 256};
+    tm_sampling_params_default(&o.sampling);
+    int parsed = parse(argc, argv, &o);
+    if (parsed != 0) return parsed > 0 ? TM_EXIT_OK : TM_EXIT_USAGE;
+
+    tm_error err = {0};
+    char *prompt_buffer = NULL;
+    size_t prompt_size = 0;
+    if (o.prompt_file) {
+        if (tm_read_file(o.prompt_file, &prompt_buffer, &prompt_size, &err) != TM_OK) return tm_cli_fail(&err);
+        if (strlen(prompt_buffer) != prompt_size) {
+            free(prompt_buffer);
+            tm_error_set(&err, TM_ERR_FORMAT, "%s: the prompt contains a NUL byte", o.prompt_file);
+            return tm_cli_fail(&err);
+        }
+        o.prompt = prompt_buffer;
+    }
+    char model_path[4096], tokenizer_path[4096];
+    tm_model *model = NULL;
+    tm_tokenizer *tokenizer = NULL;
+    tm_context *context = NULL;
+    tm_sampler_chain *chain = NULL;
+    tm_generation result = {0};
+    int exit_code = TM_EXIT_FAILURE;
+    if (tm_model_resolve(o.model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err) ||
+        tm_model_load(&model, model_path, &err) ||
+        tm_model_tokenizer(&tokenizer, model, o.tokenizer ? o.tokenizer : tokenizer_path, &err) ||
+        tm_context_create(&context, model, (int32_t)o.ctx, (int32_t)o.threads, &err)) {
+        tm_cli_fail(&err);
+        goto done;
+    }
+    chain = tm_sampler_chain_from_params(&o.sampling);
+    if (!chain) {
+        tm_error_set(&err, TM_ERR_NOMEM, "out of memory building the sampler chain");
+        tm_cli_fail(&err);
+        goto done;
+    }
+    tm_generate_options go = {.max_tokens = (int32_t)o.max_tokens, .stop_strings = o.stops,
+                              .n_stop_strings = o.n_stops, .on_text = o.json ? NULL : stream_text};
+    if (!o.json) fputs(o.prompt, stdout);
+    if (tm_generate(context, tokenizer, chain, o.prompt, &go, &result, &err) != TM_OK) {
+        if (!o.json) fputc('\n', stdout);
+        tm_cli_fail(&err);
+        goto done;
+    }
+    if (o.json) {
+        double prompt_rate = result.prompt_seconds > 0 ? (double)result.n_prompt / result.prompt_seconds : 0;
+        double decode_rate = result.decode_seconds > 0 && result.n_ids > 1 ? (double)(result.n_ids - 1) / result.decode_seconds : 0;
+        json_t *root = json_pack("{s:s, s:s, s:o, s:o, s:s%, s:s, s:{s:f, s:f, s:f, s:f}}",
+                                 "model", model_path, "prompt", o.prompt,
+                                 "prompt_ids", ids_json(result.prompt_ids, result.n_prompt),
+                                 "ids", ids_json(result.ids, result.n_ids), "text", result.text, result.text_size,
+                                 "stop_reason", result.stop_reason, "timing", "prompt_seconds", result.prompt_seconds,
+                                 "decode_seconds", result.decode_seconds, "prompt_tokens_per_second", prompt_rate,
+                                 "decode_tokens_per_second", decode_rate);
+        exit_code = tm_cli_print_json(root);
+    } else {
+        /* A terminal gets a final newline; a pipe gets the text exactly as generated. */
+        if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
+        fflush(stdout);
+        exit_code = TM_EXIT_OK;
+    }
+done:
+    tm_generation_free(&result);
+    tm_sampler_chain_free(chain);
+    tm_context_free(context);
+    tm_tokenizer_free(tokenizer);
+    tm_model_free(model);
+    free(prompt_buffer);
+    return exit_code;
+}

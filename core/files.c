@@ -1,0 +1,126 @@
+/* Files: read-only memory maps of model files, whole-file reads, and atomic
+ * writes (temporary file in the same folder, fsync, rename) so that an
+ * interrupted run never leaves a half-written output behind. */
+#include "tracemark/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+tm_status tm_mapped_file_open(tm_mapped_file *file, const char *path, tm_error *err) {
+    memset(file, 0, sizeof *file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tm_error_set(err, TM_ERR_IO, "%s: not a regular file", path);
+    }
+    file->size = (size_t)st.st_size;
+    if (file->size > 0) {
+        void *p = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return tm_error_set(err, TM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+        }
+        file->data = p;
+    }
+    close(fd);
+    file->path = tm_strdup(path, err);
+    if (!file->path) {
+        tm_mapped_file_close(file);
+        return TM_ERR_NOMEM;
+    }
+    return TM_OK;
+}
+
+void tm_mapped_file_close(tm_mapped_file *file) {
+    if (!file) return;
+    if (file->data && file->size) munmap((void *)file->data, file->size);
+    free(file->path);
+    memset(file, 0, sizeof *file);
+}
+
+tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t capacity = 4096, used = 0;
+    char *buffer = malloc(capacity);
+    if (!buffer) {
+        fclose(f);
+        return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        if (capacity - used < 2) {
+            size_t bigger;
+            if (!tm_mul_size(capacity, 2, &bigger)) break;
+            char *grown = realloc(buffer, bigger);
+            if (!grown) {
+                free(buffer);
+                fclose(f);
+                return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
+            }
+            buffer = grown;
+            capacity = bigger;
+        }
+        size_t n = fread(buffer + used, 1, capacity - used - 1, f);
+        used += n;
+        if (n == 0) break;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buffer);
+        return tm_error_set(err, TM_ERR_IO, "%s: read error", path);
+    }
+    buffer[used] = '\0';
+    *data = buffer;
+    *size = used;
+    return TM_OK;
+}
+
+tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err) {
+    size_t n = strlen(path);
+    char *temp = malloc(n + 16);
+    if (!temp) return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(temp, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(temp);
+    if (fd < 0) {
+        tm_error_set(err, TM_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
+        free(temp);
+        return TM_ERR_IO;
+    }
+    tm_status status = TM_OK;
+    if (fchmod(fd, mode) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: chmod: %s", temp, strerror(errno));
+    const uint8_t *p = data;
+    size_t left = size;
+    while (status == TM_OK && left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            status = tm_error_set(err, TM_ERR_IO, "%s: write: %s", path, strerror(errno));
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (status == TM_OK && fsync(fd) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+    if (close(fd) != 0 && status == TM_OK) status = tm_error_set(err, TM_ERR_IO, "%s: close: %s", path, strerror(errno));
+    if (status == TM_OK && rename(temp, path) != 0)
+        status = tm_error_set(err, TM_ERR_IO, "%s: rename: %s", path, strerror(errno));
+    if (status != TM_OK) unlink(temp);
+    free(temp);
+    return status;
+}
+
+bool tm_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}

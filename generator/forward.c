@@ -1,0 +1,259 @@
+/* The Llama forward pass and its KV cache. A tm_context owns the cache and
+ * every scratch buffer, sized once at creation, so evaluating tokens never
+ * allocates. Prompts run in batches whose matrix products go through sgemm;
+ * single tokens go through the threaded matrix-vector kernels. Positions
+ * past the context size are refused, never written. */
+#include "tracemark/generator.h"
+
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { BATCH_CAPACITY = 256 };
+
+struct tm_context {
+    const tm_model *model;
+    int32_t n_ctx, n_threads, position;
+    int32_t q_dim, kv_dim;
+    float *key_cache, *value_cache; /* [layer][n_ctx][kv_dim] */
+    /* activations for up to BATCH_CAPACITY tokens */
+    float *x, *normed, *rounded, *q, *k, *v, *attention, *projected, *gate, *up;
+    float *rope_cos, *rope_sin; /* [BATCH_CAPACITY][head_dim / 2] */
+    float *scores;              /* [n_threads][n_ctx] */
+    float *matmul_scratch;
+    float *logits;
+};
+
+static void free_buffers(tm_context *c) {
+    float **all[] = {&c->key_cache, &c->value_cache, &c->x, &c->normed, &c->rounded, &c->q, &c->k,
+                     &c->v, &c->attention, &c->projected, &c->gate, &c->up, &c->rope_cos, &c->rope_sin,
+                     &c->scores, &c->matmul_scratch, &c->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        tm_free_aligned(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
+void tm_context_free(tm_context *context) {
+    if (!context) return;
+    free_buffers(context);
+    free(context);
+}
+
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err) {
+    *out = NULL;
+    const tm_model_config *cfg = &model->config;
+    if (n_ctx < 0 || n_ctx > (1 << 24))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "context size %d is out of range (1..%d)", n_ctx, 1 << 24);
+    if (n_threads < 0 || n_threads > 1024)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "thread count %d is out of range (1..1024)", n_threads);
+    tm_context *c = tm_alloc_array(1, sizeof *c, err);
+    if (!c) return TM_ERR_NOMEM;
+    c->model = model;
+    c->n_ctx = n_ctx ? n_ctx : cfg->context_length;
+    c->n_threads = n_threads ? n_threads : default_threads();
+    c->q_dim = cfg->n_heads * cfg->head_dim;
+    c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+    size_t B = BATCH_CAPACITY, cache = (size_t)cfg->n_layers * (size_t)c->n_ctx;
+    size_t widest = (size_t)cfg->dim;
+    if ((size_t)c->q_dim > widest) widest = (size_t)c->q_dim;
+    if ((size_t)cfg->hidden_dim > widest) widest = (size_t)cfg->hidden_dim;
+    bool ok = (c->key_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * sizeof(float), err)) &&
+              (c->value_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * sizeof(float), err)) &&
+              (c->x = tm_alloc_aligned(B * (size_t)cfg->dim, sizeof(float), err)) &&
+              (c->normed = tm_alloc_aligned(B * (size_t)cfg->dim, sizeof(float), err)) &&
+              (c->rounded = tm_alloc_aligned(B * widest, sizeof(float), err)) &&
+              (c->q = tm_alloc_aligned(B * (size_t)c->q_dim, sizeof(float), err)) &&
+              (c->k = tm_alloc_aligned(B * (size_t)c->kv_dim, sizeof(float), err)) &&
+              (c->v = tm_alloc_aligned(B * (size_t)c->kv_dim, sizeof(float), err)) &&
+              (c->attention = tm_alloc_aligned(B * (size_t)c->q_dim, sizeof(float), err)) &&
+              (c->projected = tm_alloc_aligned(B * (size_t)cfg->dim, sizeof(float), err)) &&
+              (c->gate = tm_alloc_aligned(B * (size_t)cfg->hidden_dim, sizeof(float), err)) &&
+              (c->up = tm_alloc_aligned(B * (size_t)cfg->hidden_dim, sizeof(float), err)) &&
+              (c->rope_cos = tm_alloc_aligned(B * (size_t)cfg->head_dim / 2, sizeof(float), err)) &&
+              (c->rope_sin = tm_alloc_aligned(B * (size_t)cfg->head_dim / 2, sizeof(float), err)) &&
+              (c->scores = tm_alloc_aligned((size_t)c->n_threads * (size_t)c->n_ctx, sizeof(float), err)) &&
+              (c->matmul_scratch = tm_alloc_aligned(tm_kernel_matmul_scratch((int64_t)widest), sizeof(float), err)) &&
+              (c->logits = tm_alloc_aligned((size_t)cfg->n_vocab, sizeof(float), err));
+    if (!ok) {
+        tm_context_free(c);
+        return TM_ERR_NOMEM;
+    }
+    openblas_set_num_threads(c->n_threads);
+    *out = c;
+    return TM_OK;
+}
+
+int32_t tm_context_position(const tm_context *context) { return context->position; }
+int32_t tm_context_size(const tm_context *context) { return context->n_ctx; }
+void tm_context_reset(tm_context *context) { context->position = 0; }
+
+/* out[n][w.rows] = in[n][w.cols] W^T, rounding the input to the precision of
+ * W's dot product first (llama.cpp rounds activations to F16 for F16 weights). */
+static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t n, float *out) {
+    const float *x = in;
+    if (w->type != TM_GGML_F32) {
+        memcpy(c->rounded, in, (size_t)(n * w->cols) * sizeof(float));
+        tm_kernel_prepare_activations(w->type, c->rounded, (size_t)(n * w->cols));
+        x = c->rounded;
+    }
+    if (n == 1) tm_kernel_matvec(w, x, out, c->n_threads);
+    else tm_kernel_matmul(w, x, n, out, c->matmul_scratch);
+}
+
+/* cos/sin of every rotated pair for positions [first, first + n). llama.cpp
+ * walks theta by repeated multiplication; llama2.c computes each frequency
+ * with powf. Each format is matched to the peer that wrote it. */
+static void rope_tables(tm_context *c, int32_t first, int64_t n) {
+    const tm_model_config *cfg = &c->model->config;
+    int32_t pairs = cfg->head_dim / 2;
+    float theta_scale = powf(cfg->rope_freq_base, -2.0f / (float)cfg->head_dim);
+    for (int64_t i = 0; i < n; i++) {
+        float *cosines = c->rope_cos + i * pairs, *sines = c->rope_sin + i * pairs;
+        float position = (float)(first + i);
+        if (c->model->format == TM_MODEL_FORMAT_LLAMA2C) {
+            for (int32_t j = 0; j < pairs; j++) {
+                float frequency = 1.0f / powf(cfg->rope_freq_base, (float)(2 * j) / (float)cfg->head_dim);
+                float angle = position * frequency;
+                cosines[j] = cosf(angle);
+                sines[j] = sinf(angle);
+            }
+        } else {
+            float theta = position;
+            for (int32_t j = 0; j < pairs; j++) {
+                cosines[j] = cosf(theta);
+                sines[j] = sinf(theta);
+                theta *= theta_scale;
+            }
+        }
+    }
+}
+
+static void rope_apply(const tm_context *c, float *vectors, int32_t n_heads, int64_t token) {
+    const tm_model_config *cfg = &c->model->config;
+    int32_t pairs = cfg->head_dim / 2;
+    const float *cosines = c->rope_cos + token * pairs, *sines = c->rope_sin + token * pairs;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *v = vectors + (int64_t)h * cfg->head_dim;
+        if (cfg->rope_style == TM_ROPE_NORMAL) {
+            for (int32_t j = 0; j < pairs; j++) {
+                float a = v[2 * j], b = v[2 * j + 1];
+                v[2 * j] = a * cosines[j] - b * sines[j];
+                v[2 * j + 1] = a * sines[j] + b * cosines[j];
+            }
+        } else {
+            for (int32_t j = 0; j < pairs; j++) {
+                float a = v[j], b = v[j + pairs];
+                v[j] = a * cosines[j] - b * sines[j];
+                v[j + pairs] = a * sines[j] + b * cosines[j];
+            }
+        }
+    }
+}
+
+/* Causal attention of n new tokens (at positions first..first+n-1) over the
+ * cache of this layer; one (token, head) pair per work item. */
+static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
+    const tm_model_config *cfg = &c->model->config;
+    int32_t hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    const float *keys = c->key_cache + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    const float *values = c->value_cache + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t items = n * cfg->n_heads;
+    int64_t work = items * (first + n) * hd;
+    int threads = work > (1 << 18) ? c->n_threads : 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; item++) {
+        int64_t i = item / cfg->n_heads;
+        int32_t h = (int32_t)(item % cfg->n_heads), kvh = h / group;
+        int32_t length = first + (int32_t)i + 1;
+        float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
+        const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
+        for (int32_t t = 0; t < length; t++) {
+            const float *key = keys + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+            float dot = 0;
+            for (int32_t j = 0; j < hd; j++) dot += q[j] * key[j];
+            scores[t] = dot * scale;
+        }
+        tm_kernel_softmax(scores, length);
+        float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int32_t t = 0; t < length; t++) {
+            const float *value = values + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+            float a = scores[t];
+            for (int32_t j = 0; j < hd; j++) out[j] += a * value[j];
+        }
+    }
+}
+
+static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool want_logits) {
+    const tm_model *m = c->model;
+    const tm_model_config *cfg = &m->config;
+    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int32_t first = c->position;
+    for (int64_t i = 0; i < n; i++) tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
+    rope_tables(c, first, n);
+    for (int32_t l = 0; l < cfg->n_layers; l++) {
+        const tm_layer_weights *w = &m->layers[l];
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
+        project(c, &w->wq, c->normed, n, c->q);
+        project(c, &w->wk, c->normed, n, c->k);
+        project(c, &w->wv, c->normed, n, c->v);
+        size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
+        for (int64_t i = 0; i < n; i++) {
+            rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
+            rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
+            size_t slot = layer_base + (size_t)(first + i) * (size_t)c->kv_dim;
+            memcpy(c->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+        }
+        attend(c, l, first, n);
+        project(c, &w->wo, c->attention, n, c->projected);
+        tm_kernel_add(c->x, c->projected, n * D);
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
+        project(c, &w->w_gate, c->normed, n, c->gate);
+        project(c, &w->w_up, c->normed, n, c->up);
+        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
+        project(c, &w->w_down, c->gate, n, c->projected);
+        tm_kernel_add(c->x, c->projected, n * D);
+    }
+    c->position += (int32_t)n;
+    if (!want_logits) return;
+    float *last = c->x + (n - 1) * D;
+    tm_kernel_rmsnorm(c->normed, last, m->output_norm.data, D, cfg->norm_eps);
+    project(c, &m->classifier, c->normed, 1, c->logits);
+}
+
+tm_status tm_context_eval(tm_context *context, const int32_t *tokens, size_t n_tokens, const float **logits,
+                          tm_error *err) {
+    if (logits) *logits = NULL;
+    if (n_tokens == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "no tokens to evaluate");
+    int32_t n_vocab = context->model->config.n_vocab;
+    for (size_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token id %d at index %zu is outside the vocabulary (0..%d)",
+                                tokens[i], i, n_vocab - 1);
+    if (n_tokens > (size_t)(context->n_ctx - context->position))
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "context is full: %zu more tokens do not fit after position %d of %d (raise --ctx)",
+                            n_tokens, context->position, context->n_ctx);
+    for (size_t done = 0; done < n_tokens;) {
+        size_t chunk = n_tokens - done < BATCH_CAPACITY ? n_tokens - done : BATCH_CAPACITY;
+        forward_batch(context, tokens + done, (int64_t)chunk, done + chunk == n_tokens);
+        done += chunk;
+    }
+    if (logits) *logits = context->logits;
+    return TM_OK;
+}

@@ -1,0 +1,105 @@
+/* tracemark core: what every room needs and no room owns. Errors as values
+ * (tm_error), checked allocation and arithmetic, read-only file mapping,
+ * SHA-256 over OpenSSL, atomic file writes, and a monotonic clock. Nothing in
+ * core prints, exits or aborts on bad input: it reports through tm_error. */
+#ifndef TRACEMARK_CORE_H
+#define TRACEMARK_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+typedef enum {
+    TM_OK = 0,
+    TM_ERR_IO,          /* a file could not be opened, read or written */
+    TM_ERR_FORMAT,      /* the input is malformed */
+    TM_ERR_UNSUPPORTED, /* well-formed, but a feature we do not handle */
+    TM_ERR_NOMEM,       /* allocation failed or a size overflowed */
+    TM_ERR_ARGUMENT,    /* the caller passed a bad value */
+    TM_ERR_PERMISSION,  /* e.g. a key file that others can read */
+    TM_ERR_NOT_FOUND,   /* a file, key or tensor that is not there */
+    TM_ERR_LIMIT,       /* a configured limit was reached (context full) */
+} tm_status;
+
+enum { TM_ERROR_MESSAGE_MAX = 512 };
+
+typedef struct {
+    tm_status code;
+    char message[TM_ERROR_MESSAGE_MAX];
+} tm_error;
+
+/* Fill err (when not NULL) and return code. */
+tm_status tm_error_set(tm_error *err, tm_status code, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefix err->message with "<context>: " (e.g. the file name). Returns err->code. */
+tm_status tm_error_prefix(tm_error *err, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *tm_status_name(tm_status code);
+
+/* ---- checked arithmetic and allocation ---------------------------------- */
+
+static inline bool tm_mul_size(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline bool tm_add_size(size_t a, size_t b, size_t *out) { return !__builtin_add_overflow(a, b, out); }
+static inline bool tm_mul_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline bool tm_add_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_add_overflow(a, b, out); }
+
+/* Zeroed array of count*size bytes, or NULL with TM_ERR_NOMEM in err. */
+void *tm_alloc_array(size_t count, size_t size, tm_error *err);
+/* 64-byte aligned, zeroed array (for SIMD kernels); free with tm_free_aligned. */
+void *tm_alloc_aligned(size_t count, size_t size, tm_error *err);
+void tm_free_aligned(void *p);
+/* strdup that reports failure through err. */
+char *tm_strdup(const char *s, tm_error *err);
+
+/* ---- files --------------------------------------------------------------- */
+
+/* A read-only memory map of a whole file. */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    char *path;
+} tm_mapped_file;
+
+tm_status tm_mapped_file_open(tm_mapped_file *file, const char *path, tm_error *err);
+void tm_mapped_file_close(tm_mapped_file *file);
+
+/* Read a whole file into a NUL-terminated heap buffer (size excludes the NUL). */
+tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err);
+/* Write data to path through a temporary file in the same folder, fsync, rename. */
+tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
+bool tm_file_exists(const char *path);
+
+/* ---- hashing ------------------------------------------------------------- */
+
+enum { TM_SHA256_HEX_SIZE = 65 };
+void tm_sha256_hex(const void *data, size_t size, char hex[TM_SHA256_HEX_SIZE]);
+tm_status tm_sha256_file_hex(const char *path, char hex[TM_SHA256_HEX_SIZE], tm_error *err);
+
+/* ---- time ---------------------------------------------------------------- */
+
+double tm_seconds_now(void); /* monotonic clock, seconds */
+
+/* ---- UTF-8 --------------------------------------------------------------- */
+
+/* Length of the UTF-8 sequence starting with byte c (1..4), from its lead byte alone. */
+static inline int tm_utf8_sequence_length(uint8_t c) {
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) return 2;
+    if ((c & 0xF0) == 0xE0) return 3;
+    if ((c & 0xF8) == 0xF0) return 4;
+    return 1; /* a stray continuation or invalid byte stands alone */
+}
+/* True when the size bytes at s are valid UTF-8 (no overlongs, no surrogates). */
+bool tm_utf8_valid(const char *s, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

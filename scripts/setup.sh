@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what tracemark needs from Debian (when missing) and builds it.
+# Usage: scripts/setup.sh [release|asan]   (build folder: build/ or build-asan/)
+# Used by both README commands and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config curl libssl-dev libyaml-dev libjansson-dev
+          libopenblas-openmp-dev libcriterion-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+kind=${1:-release}
+case "$kind" in
+  release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
+  asan)    dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRACEMARK_SANITIZE=ON) ;;
+  *) echo "setup: unknown build kind '$kind' (release|asan)" >&2; exit 2 ;;
+esac
+[ "${TRACEMARK_WERROR:-0}" = 1 ] && flags+=(-DTRACEMARK_WERROR=ON)
+cmake -S . -B "$dir" "${flags[@]}" >/dev/null
+cmake --build "$dir" -j "$(nproc)"

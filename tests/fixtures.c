@@ -1,0 +1,78 @@
+/* Implementation of the shared test helpers (see fixtures.h). */
+#include "fixtures.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *format(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+char *tm_fixture(const char *relative) {
+    const char *root = getenv("TRACEMARK_FIXTURES");
+    if (root && *root) return format(root, relative);
+    return format(TRACEMARK_SOURCE_DIR "/../shared", relative);
+}
+
+char *tm_test_scratch_dir(void) {
+    const char *tmp = getenv("TMPDIR");
+    char *templ = format(tmp && *tmp ? tmp : "/tmp", "tracemark-test-XXXXXX");
+    if (!mkdtemp(templ)) {
+        free(templ);
+        return NULL;
+    }
+    return templ;
+}
+
+char *tm_test_path(const char *folder, const char *name) { return format(folder, name); }
+
+char *tm_test_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t capacity = 1 << 16, used = 0;
+    char *data = malloc(capacity);
+    size_t n;
+    while ((n = fread(data + used, 1, capacity - used - 1, f)) > 0) {
+        used += n;
+        if (capacity - used < 2) data = realloc(data, capacity *= 2);
+    }
+    fclose(f);
+    data[used] = '\0';
+    if (size) *size = used;
+    return data;
+}
+
+int tm_test_write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, size, f);
+    return (fclose(f) == 0 && w == size) ? 0 : -1;
+}
+
+int tm_run_cli(const char *args, char **out, char **err) {
+    char *dir = tm_test_scratch_dir();
+    if (!dir) return -1;
+    char *out_path = format(dir, "stdout"), *err_path = format(dir, "stderr");
+    size_t n = strlen(args) + strlen(out_path) + strlen(err_path) + strlen(TRACEMARK_CLI) + 32;
+    char *command = malloc(n);
+    snprintf(command, n, "%s %s >%s 2>%s </dev/null", TRACEMARK_CLI, args, out_path, err_path);
+    int status = system(command);
+    int code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
+    if (out) *out = tm_test_read_file(out_path, NULL);
+    if (err) *err = tm_test_read_file(err_path, NULL);
+    remove(out_path);
+    remove(err_path);
+    rmdir(dir);
+    free(command);
+    free(out_path);
+    free(err_path);
+    free(dir);
+    return code;
+}

@@ -1,0 +1,24 @@
+/* Test helpers shared by every Criterion test: where fixtures live
+ * ($TRACEMARK_FIXTURES, else ../shared beside the source tree), scratch
+ * folders, and running the tracemark CLI with its output captured. */
+#ifndef TRACEMARK_TEST_FIXTURES_H
+#define TRACEMARK_TEST_FIXTURES_H
+
+#include <stddef.h>
+
+/* Path of a file under the fixtures root, e.g. "models/stories260K.bin".
+ * Returns a heap string the caller frees. */
+char *tm_fixture(const char *relative);
+/* A fresh empty folder under $TMPDIR; heap string. */
+char *tm_test_scratch_dir(void);
+/* Join folder and name; heap string. */
+char *tm_test_path(const char *folder, const char *name);
+/* Run `tracemark ARGS` through /bin/sh; capture stdout and stderr into heap
+ * strings (either pointer may be NULL). Returns the exit status, or -1. */
+int tm_run_cli(const char *args, char **out, char **err);
+/* Read a whole file into a heap buffer (NUL-terminated); NULL on failure. */
+char *tm_test_read_file(const char *path, size_t *size);
+/* Write bytes to a file; returns 0 on success. */
+int tm_test_write_file(const char *path, const void *data, size_t size);
+
+#endif
