@@ -98,17 +98,29 @@ int32_t tm_context_position(const tm_context *context) { return context->positio
 int32_t tm_context_size(const tm_context *context) { return context->n_ctx; }
 void tm_context_reset(tm_context *context) { context->position = 0; }
 
-/* out[n][w.rows] = in[n][w.cols] W^T, rounding the input to the precision of
+/* out[m][n][w[m].rows] = in[n][cols] W[m]^T for each matrix m, rounding the input to the precision of
  * W's dot product first (llama.cpp rounds activations to F16 for F16 weights). */
-static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t n, float *out) {
+static void project_many(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
+                         float *const *out) {
     const float *x = in;
-    if (w->type != TM_GGML_F32) {
-        memcpy(c->rounded, in, (size_t)(n * w->cols) * sizeof(float));
-        tm_kernel_prepare_activations(w->type, c->rounded, (size_t)(n * w->cols));
+    bool same_type = true;
+    for (int m = 1; m < n_weights; m++) same_type = same_type && w[m]->type == w[0]->type;
+    if (!same_type) {
+        for (int m = 0; m < n_weights; m++) project_many(c, &w[m], 1, in, n, &out[m]);
+        return;
+    }
+    if (w[0]->type != TM_GGML_F32) {
+        memcpy(c->rounded, in, (size_t)(n * w[0]->cols) * sizeof(float));
+        tm_kernel_prepare_activations(w[0]->type, c->rounded, (size_t)(n * w[0]->cols));
         x = c->rounded;
     }
-    if (n == 1) tm_kernel_matvec(w, x, out, c->n_threads);
-    else tm_kernel_matmul(w, x, n, out, c->matmul_scratch);
+    if (n == 1) tm_kernel_matvec_multi(w, x, out, n_weights, c->n_threads);
+    else
+        for (int m = 0; m < n_weights; m++) tm_kernel_matmul(w[m], x, n, out[m], c->matmul_scratch);
+}
+
+static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t n, float *out) {
+    project_many(c, &w, 1, in, n, &out);
 }
 
 /* cos/sin of every rotated pair for positions [first, first + n). llama.cpp
@@ -207,9 +219,9 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
         const tm_layer_weights *w = &m->layers[l];
         for (int64_t i = 0; i < n; i++)
             tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
-        project(c, &w->wq, c->normed, n, c->q);
-        project(c, &w->wk, c->normed, n, c->k);
-        project(c, &w->wv, c->normed, n, c->v);
+        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        project_many(c, qkv, 3, c->normed, n, qkv_out);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
@@ -223,8 +235,9 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
         tm_kernel_add(c->x, c->projected, n * D);
         for (int64_t i = 0; i < n; i++)
             tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
-        project(c, &w->w_gate, c->normed, n, c->gate);
-        project(c, &w->w_up, c->normed, n, c->up);
+        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
+        float *gate_up_out[2] = {c->gate, c->up};
+        project_many(c, gate_up, 2, c->normed, n, gate_up_out);
         tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
         project(c, &w->w_down, c->gate, n, c->projected);
         tm_kernel_add(c->x, c->projected, n * D);

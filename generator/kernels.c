@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -208,6 +209,46 @@ __attribute__((target("avx2,fma,f16c"))) static void matvec_f16_avx2(const uint1
     }
 }
 
+/* The same four-row kernel with 512-bit vectors, for CPUs that have them. */
+__attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w, const float *x, float *y,
+                                                                int64_t row_begin, int64_t row_end, int64_t cols) {
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) {
+        const float *w0 = w + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= cols; i += 16) {
+            __m512 xv = _mm512_loadu_ps(x + i);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + i), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + i), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + i), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + i), xv, a3);
+        }
+        float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
+        float s2 = _mm512_reduce_add_ps(a2), s3 = _mm512_reduce_add_ps(a3);
+        for (; i < cols; i++) {
+            s0 += w0[i] * x[i];
+            s1 += w1[i] * x[i];
+            s2 += w2[i] * x[i];
+            s3 += w3[i] * x[i];
+        }
+        y[r] = s0;
+        y[r + 1] = s1;
+        y[r + 2] = s2;
+        y[r + 3] = s3;
+    }
+    if (r < row_end) matvec_f32_avx2(w, x, y, r, row_end, cols);
+}
+
+static bool cpu_has_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && getenv("TM_NO_AVX512") == NULL;
+    }
+    return cached == 1;
+}
+
 static bool cpu_has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -222,7 +263,11 @@ static void matvec_rows(const tm_tensor *w, const float *x, float *y, int64_t be
     int64_t cols = w->cols;
 #ifdef TM_X86
     if (cpu_has_avx2()) {
-        if (w->type == TM_GGML_F32) { matvec_f32_avx2(w->data, x, y, begin, end, cols); return; }
+        if (w->type == TM_GGML_F32) {
+            if (cpu_has_avx512()) matvec_f32_avx512(w->data, x, y, begin, end, cols);
+            else matvec_f32_avx2(w->data, x, y, begin, end, cols);
+            return;
+        }
         if (w->type == TM_GGML_F16) { matvec_f16_avx2(w->data, x, y, begin, end, cols); return; }
     }
 #endif
@@ -238,19 +283,35 @@ static void matvec_rows(const tm_tensor *w, const float *x, float *y, int64_t be
 enum { PARALLEL_MIN_WEIGHTS = 1 << 18 };
 
 void tm_kernel_matvec(const tm_tensor *w, const float *x, float *y, int n_threads) {
-    int64_t rows = w->rows;
-    if (n_threads <= 1 || rows * w->cols < PARALLEL_MIN_WEIGHTS) {
-        matvec_rows(w, x, y, 0, rows);
+    tm_kernel_matvec_multi(&w, x, &y, 1, n_threads);
+}
+
+void tm_kernel_matvec_multi(const tm_tensor *const *w, const float *x, float *const *y, int n, int n_threads) {
+    int64_t total_rows = 0, weights = 0;
+    for (int m = 0; m < n; m++) {
+        total_rows += w[m]->rows;
+        weights += w[m]->rows * w[m]->cols;
+    }
+    if (n_threads <= 1 || weights < PARALLEL_MIN_WEIGHTS) {
+        for (int m = 0; m < n; m++) matvec_rows(w[m], x, y[m], 0, w[m]->rows);
         return;
     }
+    /* One parallel region for all the matrices: the rows of all of them are
+     * split evenly, in blocks of 4 so each thread keeps the 4-row kernel. */
 #pragma omp parallel num_threads(n_threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        /* Split on multiples of 4 rows so each thread keeps the 4-row kernel. */
-        int64_t blocks = (rows + 3) / 4;
+        int64_t blocks = (total_rows + 3) / 4;
         int64_t begin = blocks * t / nt * 4, end = blocks * (t + 1) / nt * 4;
-        if (end > rows) end = rows;
-        if (begin < end) matvec_rows(w, x, y, begin, end);
+        int64_t offset = 0;
+        for (int m = 0; m < n && begin < end; m++) {
+            int64_t rows = w[m]->rows;
+            int64_t lo = begin - offset, hi = end - offset;
+            if (lo < 0) lo = 0;
+            if (hi > rows) hi = rows;
+            if (lo < hi) matvec_rows(w[m], x, y[m], lo, hi);
+            offset += rows;
+        }
     }
 }
 

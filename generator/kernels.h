@@ -20,6 +20,8 @@ void tm_kernel_dequantize_row(const tm_tensor *w, int64_t row, float *out);
 /* y[rows] = W x. x must be prepared with tm_kernel_prepare_activations for
  * W's type (F16 weights see x rounded to F16, as llama.cpp computes). */
 void tm_kernel_matvec(const tm_tensor *w, const float *x, float *y, int n_threads);
+/* Several matrices against the same x in one parallel region (Q, K, V; gate, up). */
+void tm_kernel_matvec_multi(const tm_tensor *const *w, const float *x, float *const *y, int n, int n_threads);
 
 /* Y[n][rows] = X[n][cols] W^T through OpenBLAS sgemm; F16/BF16 weights are
  * converted in tiles into scratch (tm_kernel_matmul_scratch floats). */

@@ -649,9 +649,21 @@ void tm_sampling_params_default(tm_sampling_params *params) {
 }
 
 tm_sampler_chain *tm_sampler_chain_from_params(const tm_sampling_params *params) {
-    if (!params || isnan(params->temperature) || isnan(params->top_p) || isnan(params->min_p)) return NULL;
+    return tm_sampler_chain_build(params, NULL, NULL);
+}
+
+tm_sampler_chain *tm_sampler_chain_build(const tm_sampling_params *params, tm_sampler *bias, tm_sampler *selector) {
+    if (!params || isnan(params->temperature) || isnan(params->top_p) || isnan(params->min_p)) {
+        tm_sampler_free(bias);
+        tm_sampler_free(selector);
+        return NULL;
+    }
     tm_sampler_chain *chain = tm_sampler_chain_create();
-    if (!chain) return NULL;
+    if (!chain) {
+        tm_sampler_free(bias);
+        tm_sampler_free(selector);
+        return NULL;
+    }
     bool ok = true;
     bool penalties = params->penalty_window > 0 &&
                      (params->repeat_penalty != 1.0f || params->frequency_penalty != 0.0f ||
@@ -660,8 +672,15 @@ tm_sampler_chain *tm_sampler_chain_from_params(const tm_sampling_params *params)
         ok = tm_sampler_chain_add(chain, tm_sampler_penalties(params->penalty_window, params->repeat_penalty,
                                                               params->frequency_penalty,
                                                               params->presence_penalty));
+    /* A logit bias (KGW) acts on the raw logits, before truncation and temperature. */
+    if (bias) {
+        ok = ok ? tm_sampler_chain_add(chain, bias) : (tm_sampler_free(bias), false);
+    }
     if (ok && params->temperature <= 0.0f) {
-        /* Greedy: top-k, top-p and min-p all keep the argmax, so they are skipped. */
+        /* Greedy: top-k, top-p and min-p all keep the argmax, so they are skipped;
+         * a selecting watermark has nothing to choose from. */
+        tm_sampler_free(selector);
+        selector = NULL;
         ok = tm_sampler_chain_add(chain, tm_sampler_greedy());
     } else if (ok) {
         if (params->top_k > 0) ok = tm_sampler_chain_add(chain, tm_sampler_top_k(params->top_k));
@@ -670,8 +689,12 @@ tm_sampler_chain *tm_sampler_chain_from_params(const tm_sampling_params *params)
         /* Dividing by 1 changes nothing, so that stage is left out. */
         if (ok && params->temperature != 1.0f)
             ok = tm_sampler_chain_add(chain, tm_sampler_temperature(params->temperature));
-        if (ok) ok = tm_sampler_chain_add(chain, tm_sampler_distribution(params->seed));
+        if (ok) {
+            ok = tm_sampler_chain_add(chain, selector ? selector : tm_sampler_distribution(params->seed));
+            selector = NULL;
+        }
     }
+    tm_sampler_free(selector);
     if (!ok) {
         tm_sampler_chain_free(chain);
         return NULL;

@@ -330,6 +330,11 @@ void tm_sampling_params_default(tm_sampling_params *params);
  * (or greedy when temperature is 0). NULL for invalid parameters (NaN, a
  * repeat penalty <= 0) or when out of memory. */
 tm_sampler_chain *tm_sampler_chain_from_params(const tm_sampling_params *params);
+/* The same chain with a watermark plugged in (either may be NULL; ownership
+ * passes, also on failure): `bias` runs right after the penalties, on the raw
+ * logits (KGW); `selector` replaces the final distribution stage
+ * (distortion-free schemes). At temperature 0 the chain stays greedy. */
+tm_sampler_chain *tm_sampler_chain_build(const tm_sampling_params *params, tm_sampler *bias, tm_sampler *selector);
 
 /* ======================================================================== */
 /* Generation                                                                */
