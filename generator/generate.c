@@ -72,7 +72,10 @@ tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sam
     int32_t n_vocab = tm_tokenizer_vocab_size(tokenizer);
     tm_status status = tm_tokenizer_encode(tokenizer, prompt, strlen(prompt), true, &result->prompt_ids,
                                            &result->n_prompt, err);
-    if (status != TM_OK) return status;
+    if (status != TM_OK) {
+        if (err) tm_error_prefix(err, "prompt");
+        return status;
+    }
     if (result->n_prompt >= (size_t)(tm_context_size(context) - tm_context_position(context))) {
         status = tm_error_set(err, TM_ERR_LIMIT, "the prompt's %zu tokens do not fit in a context of %d (raise --ctx)",
                               result->n_prompt, tm_context_size(context));

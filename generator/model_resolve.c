@@ -29,24 +29,25 @@ static bool copy_path(char *out, size_t size, const char *folder, const char *na
     return n >= 0 && (size_t)n < size;
 }
 
-/* A llama2.c checkpoint needs a tokenizer.bin: take one lying beside it. */
-static void sibling_tokenizer(const char *model_path, char *out, size_t size) {
+/* A llama2.c checkpoint needs a tokenizer.bin: take one lying beside it.
+ * False when the path found does not fit in out. */
+static bool sibling_tokenizer(const char *model_path, char *out, size_t size) {
     out[0] = '\0';
     size_t n = strlen(model_path);
-    if (n < 4 || strcmp(model_path + n - 4, ".bin") != 0) return;
+    if (n < 4 || strcmp(model_path + n - 4, ".bin") != 0) return true;
     char folder[4096];
     const char *slash = strrchr(model_path, '/');
-    if (slash) snprintf(folder, sizeof folder, "%.*s", (int)(slash - model_path), model_path);
-    else snprintf(folder, sizeof folder, ".");
+    int written = slash ? snprintf(folder, sizeof folder, "%.*s", (int)(slash - model_path), model_path)
+                        : snprintf(folder, sizeof folder, ".");
+    if (written < 0 || (size_t)written >= sizeof folder) return false;
     const char *candidates[] = {"tok512.bin", "tokenizer.bin"};
     for (size_t i = 0; i < 2; i++) {
-        char path[4096];
+        char path[4200];
         if (copy_path(path, sizeof path, folder, candidates[i]) && tm_file_exists(path) &&
-            strcmp(path, model_path) != 0) {
-            snprintf(out, size, "%s", path);
-            return;
-        }
+            strcmp(path, model_path) != 0)
+            return copy_path(out, size, NULL, path);
     }
+    return true;
 }
 
 static bool default_pair_in(const char *folder, char *model, size_t model_size, char *tokenizer, size_t tokenizer_size) {
@@ -94,7 +95,8 @@ tm_status tm_model_resolve(const char *explicit_path, char *model_path, size_t m
         if (!tm_file_exists(chosen)) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: no such model file", chosen);
         if (!copy_path(model_path, model_path_size, NULL, chosen))
             return tm_error_set(err, TM_ERR_ARGUMENT, "model path too long");
-        sibling_tokenizer(model_path, tokenizer_path, tokenizer_path_size);
+        if (!sibling_tokenizer(model_path, tokenizer_path, tokenizer_path_size))
+            return tm_error_set(err, TM_ERR_ARGUMENT, "tokenizer path too long");
         return TM_OK;
     }
     const char *folders[] = {"models", "../shared/models"};
