@@ -34,5 +34,7 @@ int tm_cmd_generate(int argc, char **argv);
 int tm_cmd_model(int argc, char **argv);
 int tm_cmd_tokenize(int argc, char **argv);
 int tm_cmd_detokenize(int argc, char **argv);
+int tm_cmd_keygen(int argc, char **argv);
+int tm_cmd_detect(int argc, char **argv);
 
 #endif

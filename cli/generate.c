@@ -1,9 +1,12 @@
 /* tracemark generate: load a model (resolved as DESIGN.md says), build the
- * sampler chain from the flags, stream the generated text to stdout, or print
- * one JSON object with ids, text and timings under --json. */
+ * sampler chain from the flags (with a keyed watermark scheme plugged in when
+ * --watermark and --key are given), stream the generated text to stdout, or
+ * print one JSON object with ids, text, timings and the watermark's scheme,
+ * parameters and key id (never the key) under --json. */
 #include "cli.h"
 
 #include "tracemark/generator.h"
+#include "tracemark/watermark.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -34,13 +37,16 @@ static const char help[] =
     "  --stop TEXT           stop when TEXT appears (repeatable)\n"
     "  --ctx N               context size (default: the model's trained length)\n"
     "  --threads N           threads (default: all cores)\n"
-    "  --json                print one JSON object: ids, text, timings\n"
+    "  --watermark CONFIG    generate through a watermark scheme (YAML, see configs/schemes/)\n"
+    "  --key FILE            the watermark key (tracemark keygen; mode 0600)\n"
+    "  --json                print one JSON object: ids, text, timings, watermark scheme and key id\n"
+    "  --output FILE         also write the prompt and generated text to FILE (atomically)\n"
     "  -h, --help            this help\n"
     "\n"
     "Exit status: 0 success, 1 failure (bad model, tokenizer or prompt), 2 usage error.\n";
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *prompt_file;
+    const char *model, *tokenizer, *prompt, *prompt_file, *watermark, *key, *output;
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
@@ -48,8 +54,21 @@ typedef struct {
     tm_sampling_params sampling;
 } options;
 
+/* The prompt is echoed only once generation is under way, so that a failed
+ * run leaves nothing on stdout. */
+typedef struct {
+    const char *prompt;
+    bool prompt_printed;
+} stream;
+
+static void print_prompt_once(stream *s) {
+    if (s->prompt_printed) return;
+    fputs(s->prompt, stdout);
+    s->prompt_printed = true;
+}
+
 static void stream_text(const char *text, size_t size, void *user) {
-    (void)user;
+    print_prompt_once(user);
     fwrite(text, 1, size, stdout);
     fflush(stdout);
 }
@@ -60,9 +79,18 @@ static json_t *ids_json(const int32_t *ids, size_t n) {
     return array;
 }
 
+/* What a detector needs to check this text: scheme, parameters, key id. */
+static json_t *watermark_json(const tm_wm_scheme *scheme) {
+    const tm_wm_config *c = tm_wm_scheme_config(scheme);
+    char description[256];
+    tm_wm_config_describe(c, description, sizeof description);
+    return json_pack("{s:s, s:s, s:s}", "scheme", tm_wm_kind_name(c->kind), "parameters", description, "key_id",
+                     tm_wm_scheme_key_id(scheme));
+}
+
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
-           FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON };
+           FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -73,6 +101,8 @@ static int parse(int argc, char **argv, options *o) {
         {"penalty-window", required_argument, 0, WINDOW}, {"seed", required_argument, 0, SEED},
         {"stop", required_argument, 0, STOP}, {"ctx", required_argument, 0, CTX},
         {"threads", required_argument, 0, THREADS}, {"json", no_argument, 0, JSON},
+        {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
+        {"output", required_argument, 0, OUTPUT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -102,6 +132,9 @@ static int parse(int argc, char **argv, options *o) {
         case CTX: if (!tm_cli_parse_int(cmd, "--ctx", optarg, 1, 1 << 24, &o->ctx)) return -1; break;
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
         case JSON: o->json = true; break;
+        case WATERMARK: o->watermark = optarg; break;
+        case KEY: o->key = optarg; break;
+        case OUTPUT: o->output = optarg; break;
         case 'h': fputs(help, stdout); return 1;
         default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
@@ -109,6 +142,7 @@ static int parse(int argc, char **argv, options *o) {
     if (optind < argc) { tm_cli_usage(cmd, "unexpected argument '%s'", argv[optind]); return -1; }
     if (!o->prompt && !o->prompt_file) { tm_cli_usage(cmd, "--prompt or --prompt-file is required"); return -1; }
     if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
+    if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
     return 0;
 }
 
@@ -128,6 +162,11 @@ int tm_cmd_generate(int argc, char **argv) {
             tm_error_set(&err, TM_ERR_FORMAT, "%s: the prompt contains a NUL byte", o.prompt_file);
             return tm_cli_fail(&err);
         }
+        if (!tm_utf8_valid(prompt_buffer, prompt_size)) {
+            free(prompt_buffer);
+            tm_error_set(&err, TM_ERR_FORMAT, "%s: the prompt is not valid UTF-8", o.prompt_file);
+            return tm_cli_fail(&err);
+        }
         o.prompt = prompt_buffer;
     }
     char model_path[4096], tokenizer_path[4096];
@@ -135,6 +174,8 @@ int tm_cmd_generate(int argc, char **argv) {
     tm_tokenizer *tokenizer = NULL;
     tm_context *context = NULL;
     tm_sampler_chain *chain = NULL;
+    tm_wm_key *key = NULL;
+    tm_wm_scheme *scheme = NULL;
     tm_generation result = {0};
     int exit_code = TM_EXIT_FAILURE;
     if (tm_model_resolve(o.model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err) ||
@@ -144,19 +185,48 @@ int tm_cmd_generate(int argc, char **argv) {
         tm_cli_fail(&err);
         goto done;
     }
-    chain = tm_sampler_chain_from_params(&o.sampling);
+    if (o.watermark) {
+        tm_wm_config config;
+        if (tm_wm_config_load(&config, o.watermark, &err) || tm_wm_key_read(&key, o.key, &err) ||
+            tm_wm_scheme_create(&scheme, &config, key, &err)) {
+            tm_cli_fail(&err);
+            goto done;
+        }
+        tm_sampler *stage = tm_wm_sampler(scheme, o.sampling.seed);
+        bool biases = tm_wm_scheme_stage(scheme) == TM_WM_STAGE_LOGITS;
+        chain = stage ? tm_sampler_chain_build(&o.sampling, biases ? stage : NULL, biases ? NULL : stage) : NULL;
+    } else {
+        chain = tm_sampler_chain_from_params(&o.sampling);
+    }
     if (!chain) {
         tm_error_set(&err, TM_ERR_NOMEM, "out of memory building the sampler chain");
         tm_cli_fail(&err);
         goto done;
     }
+    stream echo = {.prompt = o.prompt};
     tm_generate_options go = {.max_tokens = (int32_t)o.max_tokens, .stop_strings = o.stops,
-                              .n_stop_strings = o.n_stops, .on_text = o.json ? NULL : stream_text};
-    if (!o.json) fputs(o.prompt, stdout);
+                              .n_stop_strings = o.n_stops, .on_text = o.json ? NULL : stream_text, .user = &echo};
     if (tm_generate(context, tokenizer, chain, o.prompt, &go, &result, &err) != TM_OK) {
-        if (!o.json) fputc('\n', stdout);
+        if (echo.prompt_printed) fputc('\n', stdout);
         tm_cli_fail(&err);
         goto done;
+    }
+    if (o.output) {
+        size_t prompt_size = strlen(o.prompt), size = prompt_size + result.text_size;
+        char *all = malloc(size + 1);
+        if (!all) {
+            tm_error_set(&err, TM_ERR_NOMEM, "out of memory");
+            tm_cli_fail(&err);
+            goto done;
+        }
+        memcpy(all, o.prompt, prompt_size);
+        memcpy(all + prompt_size, result.text, result.text_size);
+        tm_status written = tm_write_file_atomic(o.output, all, size, 0644, &err);
+        free(all);
+        if (written != TM_OK) {
+            tm_cli_fail(&err);
+            goto done;
+        }
     }
     if (o.json) {
         double prompt_rate = result.prompt_seconds > 0 ? (double)result.n_prompt / result.prompt_seconds : 0;
@@ -168,8 +238,10 @@ int tm_cmd_generate(int argc, char **argv) {
                                  "stop_reason", result.stop_reason, "timing", "prompt_seconds", result.prompt_seconds,
                                  "decode_seconds", result.decode_seconds, "prompt_tokens_per_second", prompt_rate,
                                  "decode_tokens_per_second", decode_rate);
+        if (root && scheme) json_object_set_new(root, "watermark", watermark_json(scheme));
         exit_code = tm_cli_print_json(root);
     } else {
+        print_prompt_once(&echo);
         /* A terminal gets a final newline; a pipe gets the text exactly as generated. */
         if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
         fflush(stdout);
@@ -178,6 +250,8 @@ int tm_cmd_generate(int argc, char **argv) {
 done:
     tm_generation_free(&result);
     tm_sampler_chain_free(chain);
+    tm_wm_scheme_free(scheme);
+    tm_wm_key_free(key);
     tm_context_free(context);
     tm_tokenizer_free(tokenizer);
     tm_model_free(model);

@@ -14,6 +14,8 @@ static const command commands[] = {
     {"model", tm_cmd_model, "inspect model files (model info)"},
     {"tokenize", tm_cmd_tokenize, "print the token ids of a text"},
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
+    {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},
+    {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
 };
 
 static void usage(FILE *out) {

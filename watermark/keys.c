@@ -1,4 +1,5 @@
-/* Watermark keys: 256-bit secrets from OpenSSL's RNG, stored in a small,
+/* Watermark keys: 256-bit secrets from OpenSSL's RNG (or imported from the
+ * caller's bytes with tm_wm_key_from_secret), stored in a small,
  * versioned text file with mode 0600, named everywhere else by a key id (a
  * truncated SHA-256 fingerprint). Subkeys come from HKDF-SHA256. The secret
  * is never printed or copied out of this file; every buffer that held it is
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KEY_FILE_MAGIC "tracemark-watermark-key"
 #define KEY_FILE_VERSION 1
@@ -64,6 +66,17 @@ tm_status tm_wm_key_generate(tm_wm_key **out, tm_error *err) {
     return TM_OK;
 }
 
+tm_status tm_wm_key_from_secret(tm_wm_key **out, const uint8_t secret[TM_WM_KEY_BYTES], tm_error *err) {
+    *out = NULL;
+    if (!secret) return tm_error_set(err, TM_ERR_ARGUMENT, "no secret given for the key");
+    tm_wm_key *key = new_key(err);
+    if (!key) return TM_ERR_NOMEM;
+    memcpy(key->secret, secret, TM_WM_KEY_BYTES);
+    compute_id(key);
+    *out = key;
+    return TM_OK;
+}
+
 const char *tm_wm_key_id(const tm_wm_key *key) { return key->id; }
 
 bool tm_wm_key_equal(const tm_wm_key *a, const tm_wm_key *b) {
@@ -82,8 +95,20 @@ tm_status tm_wm_key_write(const tm_wm_key *key, const char *path, tm_error *err)
         text[n++] = digits[key->secret[i] & 15];
     }
     text[n++] = '\n';
-    tm_status status = tm_write_file_atomic(path, text, (size_t)n, 0600, err);
+    /* Write a temporary file beside the target, then link it into place:
+     * link() fails if the name exists, so a key file is never overwritten
+     * even if one appears between the check above and now. */
+    char temp[4200];
+    if (snprintf(temp, sizeof temp, "%s.new", path) >= (int)sizeof temp) {
+        OPENSSL_cleanse(text, sizeof text);
+        return tm_error_set(err, TM_ERR_ARGUMENT, "%s: path too long", path);
+    }
+    unlink(temp);
+    tm_status status = tm_write_file_atomic(temp, text, (size_t)n, 0600, err);
     OPENSSL_cleanse(text, sizeof text);
+    if (status != TM_OK) return status;
+    if (link(temp, path) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: cannot create key file: %s", path, strerror(errno));
+    unlink(temp);
     return status;
 }
 

@@ -2,9 +2,14 @@
  * from HKDF with the configuration's canonical description as info, so one
  * master key serves every scheme without one leaking into another), the
  * generic watermark sampler that keeps the token history and hands the
- * candidates to the scheme, and the dispatch of the detection face. */
+ * candidates to the scheme, the dispatch of the detection face, and the
+ * pieces the selectors share (softmax without sorting, the inverse-CDF draw,
+ * argmax log(r)/p, ordering by PRF values). Per-token work here grows with
+ * the candidates, never with the vocabulary, and nothing here may change
+ * which token a scheme's spec selects. */
 #include "scheme.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,10 +102,165 @@ void *tm_wm_state_scratch(tm_wm_sampler_state *state, size_t size) {
     return state->scratch;
 }
 
+void *tm_wm_state_cache(tm_wm_sampler_state *state, size_t size) {
+    if (size > state->cache_size) {
+        void *grown = realloc(state->cache, size);
+        if (!grown) return NULL;
+        state->cache = grown;
+        state->cache_size = size;
+    }
+    return state->cache;
+}
+
 const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, size_t *available) {
     size_t take = n < state->n_history ? n : state->n_history;
     *available = take;
-    return state->history + (state->n_history - take);
+    return take ? state->history + (state->n_history - take) : NULL;
+}
+
+/* ---- shared pieces of the selectors ------------------------------------------ */
+
+void tm_wm_softmax(tm_candidates *candidates) {
+    tm_token_data *d = candidates->data;
+    size_t n = candidates->size;
+    float max = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (d[i].logit > max) max = d[i].logit; /* NaN never compares greater */
+    double sum = 0.0;
+    if (isfinite(max)) {
+        for (size_t i = 0; i < n; i++) {
+            float e = expf(d[i].logit - max);
+            if (!(e >= 0.0f)) e = 0.0f; /* NaN logit */
+            d[i].p = e;
+            sum += e;
+        }
+    } else { /* the limit of the finite case: the entries at the extreme share the mass */
+        for (size_t i = 0; i < n; i++) {
+            d[i].p = d[i].logit == max ? 1.0f : 0.0f;
+            sum += d[i].p;
+        }
+    }
+    if (!(sum > 0.0)) return;
+    double scale = 1.0 / sum;
+    for (size_t i = 0; i < n; i++) d[i].p = (float)(d[i].p * scale);
+}
+
+void tm_wm_draw(tm_candidates *candidates, const double *weights, double u) {
+    const tm_token_data *d = candidates->data;
+    size_t n = candidates->size;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double w = weights ? weights[i] : (double)d[i].p;
+        if (w > 0.0) total += w;
+    }
+    candidates->selected = d[0].id;
+    if (!(total > 0.0) || !isfinite(total)) return;
+    double target = u * total, cumulative = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double w = weights ? weights[i] : (double)d[i].p;
+        if (!(w > 0.0)) continue;
+        cumulative += w;
+        candidates->selected = d[i].id; /* the last possible one if rounding leaves target >= total */
+        if (target < cumulative) return;
+    }
+}
+
+enum { SELECT_CHUNK = 256 };
+
+void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_template *t,
+                                    tm_candidates *candidates) {
+    const tm_token_data *d = candidates->data;
+    size_t n = candidates->size;
+    int32_t ids[SELECT_CHUNK];
+    float p[SELECT_CHUNK];
+    uint64_t x[SELECT_CHUNK];
+    /* threshold = best * (1 + 2^-30): a candidate with r - 1 < threshold * p
+     * has log(r)/p <= (r - 1)/p < best by far more than the rounding of log
+     * and of the division (2^-51 relative), so it cannot win and its log is
+     * skipped; -inf until there is a best. */
+    double best = -INFINITY, threshold = -INFINITY;
+    candidates->selected = n > 0 ? d[0].id : -1;
+    for (size_t start = 0; start < n; start += SELECT_CHUNK) {
+        size_t end = n - start < SELECT_CHUNK ? n : start + SELECT_CHUNK, m = 0;
+        for (size_t i = start; i < end; i++)
+            if (d[i].p > 0.0f) ids[m] = d[i].id, p[m++] = d[i].p;
+        const int32_t *const slots[2] = {ids, NULL};
+        tm_wm_prf_batch(key, t, slots, m, x);
+        for (size_t k = 0; k < m; k++) {
+            double r = tm_wm_uniform(x[k]), pk = (double)p[k];
+            if (r - 1.0 < threshold * pk) continue;
+            double score = log(r) / pk;
+            if (score > best) {
+                best = score;
+                threshold = best * (1.0 + 0x1.0p-30);
+                candidates->selected = ids[k];
+            }
+        }
+    }
+}
+
+/* Insertion sort of order[0..n) by (keys >> shift, ids): for short runs. */
+static void order_insertion(const uint64_t *keys, const int32_t *ids, unsigned shift, uint32_t *order, size_t n) {
+    for (size_t i = 1; i < n; i++) {
+        uint32_t item = order[i];
+        uint64_t key = keys[item] >> shift;
+        size_t j = i;
+        while (j > 0) {
+            uint32_t other = order[j - 1];
+            uint64_t other_key = keys[other] >> shift;
+            if (other_key < key || (other_key == key && ids[other] <= ids[item])) break;
+            order[j] = other;
+            j--;
+        }
+        order[j] = item;
+    }
+}
+
+/* Radix digits over the top 32 bits of a packed item (key bits << 32 |
+ * index): three 11-bit digits for large sets, four 8-bit ones for small sets,
+ * where clearing and summing 2048 counters would cost more than the items. */
+enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096 };
+
+void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsigned shift, uint32_t *order,
+                        uint64_t *work) {
+    if (n < 64) {
+        for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+        order_insertion(keys, ids, shift, order, n);
+        return;
+    }
+    /* Sorting by the top 32 bits of keys is sorting by the top bits of keys >>
+     * shift (shift <= 32), so the radix passes give the right order up to ties
+     * in those bits, which the last loop settles. */
+    unsigned bits = n < RADIX_SMALL_SET ? 8 : RADIX_MAX_BITS, passes = (32 + bits - 1) / bits;
+    size_t radix = (size_t)1 << bits;
+    uint64_t *a = work, *b = work + n;
+    uint32_t count[RADIX_MAX_PASSES][1 << RADIX_MAX_BITS]; /* n < 2^31: candidates come from an int32 vocabulary */
+    for (unsigned pass = 0; pass < passes; pass++) memset(count[pass], 0, radix * sizeof count[pass][0]);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t item = (keys[i] >> 32) << 32 | (uint64_t)i;
+        a[i] = item;
+        for (unsigned pass = 0; pass < passes; pass++) count[pass][(item >> (32 + pass * bits)) & (radix - 1)]++;
+    }
+    for (unsigned pass = 0; pass < passes; pass++) {
+        uint32_t sum = 0;
+        for (size_t v = 0; v < radix; v++) {
+            uint32_t c = count[pass][v];
+            count[pass][v] = sum;
+            sum += c;
+        }
+        unsigned digit_shift = 32 + pass * bits;
+        for (size_t i = 0; i < n; i++) b[count[pass][(a[i] >> digit_shift) & (radix - 1)]++] = a[i];
+        uint64_t *swap = a;
+        a = b;
+        b = swap;
+    }
+    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)a[i];
+    for (size_t i = 0; i < n;) { /* runs of equal top 32 bits: rare (n^2 / 2^33 expected pairs) */
+        size_t j = i + 1;
+        while (j < n && (a[j] >> 32) == (a[i] >> 32)) j++;
+        if (j - i > 1) order_insertion(keys, ids, shift, order + i, j - i);
+        i = j;
+    }
 }
 
 /* ---- the generic watermark sampler ------------------------------------------ */
@@ -154,6 +314,7 @@ static void wm_free(tm_sampler *sampler) {
     free(s->state.history);
     free(s->state.seen);
     free(s->state.scratch);
+    free(s->state.cache);
     free(s);
 }
 

@@ -1,7 +1,11 @@
 /* Internal to watermark/: what a scheme file provides (a table of
  * operations), the state every watermark sampler shares (the token history,
- * a seeded RNG, the step count, the set of contexts already used), and the
- * PRF domain bytes, one per use, as docs/watermark-spec.md lists them. */
+ * a seeded RNG, the step count, the set of contexts already used, working
+ * memory and a per-key cache), the PRF domain bytes, one per use, as
+ * docs/watermark-spec.md lists them, and the pieces several generation faces
+ * share: the batched PRF (prf.c), and in scheme.c an unsorted softmax, the
+ * inverse-CDF draw, argmax log(r)/p, and ordering candidates by PRF values.
+ * Everything here works on the candidates only, never on the vocabulary. */
 #ifndef TRACEMARK_WATERMARK_SCHEME_H
 #define TRACEMARK_WATERMARK_SCHEME_H
 
@@ -30,6 +34,8 @@ typedef struct {
     size_t seen_capacity, n_seen;
     void *scratch;    /* per-scheme working memory, grown on demand */
     size_t scratch_size;
+    void *cache;      /* per-scheme values that depend only on the key (kept across reset) */
+    size_t cache_size;
 } tm_wm_sampler_state;
 
 /* True when this context (fingerprint) was already used in this sequence;
@@ -37,8 +43,63 @@ typedef struct {
 bool tm_wm_state_seen_before(tm_wm_sampler_state *state, uint64_t fingerprint);
 /* Scratch memory of at least size bytes, or NULL when out of memory. */
 void *tm_wm_state_scratch(tm_wm_sampler_state *state, size_t size);
+/* The cache grown to at least size bytes (its old contents kept), or NULL
+ * when out of memory (the old cache is then kept too). */
+void *tm_wm_state_cache(tm_wm_sampler_state *state, size_t size);
 /* The last n tokens of the history (fewer at the start): pointer and count. */
 const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, size_t *available);
+
+/* ---- the batched PRF (prf.c) ------------------------------------------------ */
+
+/* A PRF message (domain || n || tokens u32le || extra u32le) prepared as
+ * SipHash words, with the bytes of one or two "varying" tokens left zero for
+ * tm_wm_prf_batch to fill per message. */
+enum { TM_WM_PRF_MAX_WORDS = (2 + 4 * TM_WM_PRF_MAX_TOKENS + 4) / 8 + 1, TM_WM_PRF_BATCH = 8 };
+typedef struct {
+    uint64_t words[TM_WM_PRF_MAX_WORDS]; /* the last word carries the tail bytes and the length byte */
+    size_t n_words;
+    size_t slot_offset[2]; /* byte offsets of the varying tokens */
+    size_t n_varying;
+} tm_wm_prf_template;
+
+/* The message of n_fixed fixed tokens followed by n_varying (1 or 2) varying
+ * ones, n_fixed + n_varying <= TM_WM_PRF_MAX_TOKENS. */
+void tm_wm_prf_template_init(tm_wm_prf_template *t, uint8_t domain, const int32_t *fixed, size_t n_fixed,
+                             size_t n_varying, uint32_t extra);
+/* out[i] = tm_wm_prf of the template with varying token k = slots[k][i], for
+ * i < count: AVX-512 sixteen at a time and AVX2 eight at a time where the CPU
+ * has them, scalar for the rest. */
+void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
+                     size_t count, uint64_t *out);
+/* The portable path alone (tests compare the two). */
+void tm_wm_prf_batch_scalar(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
+                            size_t count, uint64_t *out);
+
+/* ---- shared pieces of the selectors (scheme.c) ---------------------------------- */
+
+/* p = softmax of the logits, in the candidates' order (no sorting): exponents
+ * relative to the largest logit; when that is infinite, the entries equal to
+ * it share the mass; NaN logits get p = 0 (all NaN: every p is 0). */
+void tm_wm_softmax(tm_candidates *candidates);
+/* Inverse-CDF draw with u in [0, 1) over weights (NULL: the candidates' p) in
+ * the candidates' order: the first candidate with weight > 0 whose running
+ * sum exceeds u times the total; the last with weight > 0 when rounding
+ * leaves u times the total at or above every sum; the first candidate when no
+ * weight is > 0. Sets candidates->selected (size must be > 0). */
+void tm_wm_draw(tm_candidates *candidates, const double *weights, double u);
+/* candidates->selected = the candidate with p > 0 that maximises
+ * log(uniform(x)) / p, x = the template's PRF with the candidate's id as its
+ * varying token (Gumbel, EXP); an exact tie goes to the first in the
+ * candidates' order; the first candidate when none has p > 0. One batched PRF
+ * per candidate; log only where log(r) <= r - 1 leaves the candidate a chance,
+ * which gives the same answer as taking every log. */
+void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_template *t,
+                                    tm_candidates *candidates);
+/* order[0..n) = 0..n-1 sorted by (keys[i] >> shift, ids[i]) ascending: an
+ * LSD radix sort on the keys' top 32 bits, then ties of those bits settled
+ * by the full comparison. work holds 2n uint64_t. */
+void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsigned shift, uint32_t *order,
+                        uint64_t *work);
 
 typedef struct {
     tm_wm_stage stage;

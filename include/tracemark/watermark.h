@@ -28,6 +28,11 @@ typedef struct tm_wm_key tm_wm_key; /* opaque; the secret never leaves it */
 
 /* A new key from OpenSSL's RNG. */
 tm_status tm_wm_key_generate(tm_wm_key **out, tm_error *err);
+/* A key holding the given 32-byte secret: for importing a key kept elsewhere
+ * (a secrets manager, an HSM export) and for reproducible tests. The secret is
+ * copied into the key; the caller should wipe its own copy (OPENSSL_cleanse)
+ * once done. Never derive a production key from a guessable value. */
+tm_status tm_wm_key_from_secret(tm_wm_key **out, const uint8_t secret[TM_WM_KEY_BYTES], tm_error *err);
 /* Write the key file (mode 0600, atomically); refuses to overwrite an existing file. */
 tm_status tm_wm_key_write(const tm_wm_key *key, const char *path, tm_error *err);
 /* Read a key file; refuses files that group or others can read, and files of
@@ -61,8 +66,9 @@ uint64_t tm_siphash24(const tm_wm_subkey *key, const void *data, size_t size);
 enum { TM_WM_PRF_MAX_TOKENS = 16 };
 uint64_t tm_wm_prf(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra);
 
-/* A 64-bit PRF output as a uniform double in (0, 1): ((x >> 11) + 0.5) * 2^-53. */
-static inline double tm_wm_uniform(uint64_t x) { return ((double)(x >> 11) + 0.5) * 0x1.0p-53; }
+/* A 64-bit PRF output as a uniform double in (0, 1): ((x >> 12) + 0.5) * 2^-52,
+ * exact in binary64 for every x, so never 0 and never 1. */
+static inline double tm_wm_uniform(uint64_t x) { return ((double)(x >> 12) + 0.5) * 0x1.0p-52; }
 
 /* ======================================================================== */
 /* Scheme configurations                                                     */
@@ -142,7 +148,15 @@ tm_sampler *tm_wm_sampler(tm_wm_scheme *scheme, uint64_t seed);
  * scores tokens differently (EXP-edit: see tm_wm_xi). */
 size_t tm_wm_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token,
                           double *values, size_t capacity);
-/* EXP-edit/ITS-edit: the key sequence value xi[position][token] in (0, 1). */
+/* EXP-edit/ITS-edit: what the detector aligns the text with, for one position
+ * of the key sequence (taken modulo n; negative positions wrap too) and one
+ * token, as a value in (0, 1) (docs/schemes/exp-edit.md, "Detection"):
+ *   EXP: xi[position][token], the key's uniform for that token (token >= 0);
+ *   ITS: token -1 gives u_position, the position's uniform; a token w >= 0
+ *        gives eta(w), the key-wide permutation pi's order as a number (the
+ *        same at every position).
+ * NaN for a scheme that is not EXP-edit or is NULL, for EXP with token < 0,
+ * and for ITS with token < -1. */
 double tm_wm_xi(const tm_wm_scheme *scheme, int32_t position, int32_t token);
 
 #ifdef __cplusplus

@@ -1,0 +1,414 @@
+/* The detector: turns text into a verdict for one scheme and one or more
+ * keys. It normalises and tokenizes the text, asks the scheme (watermark/)
+ * for each token's secret values given its context, skips what must not be
+ * scored (the prompt, tokens without full context, repeated (context, token)
+ * pairs), computes the scheme's statistic with its exact p-value, optionally
+ * finds the best-scoring window for a passage pasted into other text, and
+ * picks the best of several keys with a family-wise correction. It never
+ * touches a model's weights or the forward pass. */
+#include "tracemark/detect.h"
+
+#include "detect_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tm_detector {
+    const tm_tokenizer *tokenizer;
+    tm_wm_config config;
+    tm_detect_options options;
+    size_t n_keys;
+    tm_wm_scheme **schemes;
+};
+
+void tm_detect_options_default(tm_detect_options *options) {
+    memset(options, 0, sizeof *options);
+    tm_normalize_options_default(&options->normalize);
+    options->fpr = 1e-3;
+    options->min_window = 25;
+    options->ignore_repeated = true;
+    options->permutations = 999;
+}
+
+void tm_detector_free(tm_detector *detector) {
+    if (!detector) return;
+    for (size_t i = 0; i < detector->n_keys; i++) tm_wm_scheme_free(detector->schemes[i]);
+    free(detector->schemes);
+    free(detector);
+}
+
+size_t tm_detector_key_count(const tm_detector *detector) { return detector->n_keys; }
+
+tm_status tm_detector_create(tm_detector **out, const tm_tokenizer *tokenizer, const tm_wm_config *config,
+                             const tm_wm_key *const *keys, size_t n_keys, const tm_detect_options *options,
+                             tm_error *err) {
+    *out = NULL;
+    if (n_keys == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "no watermark key given");
+    if (!(options->fpr > 0 && options->fpr < 1))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "false-positive rate %g must lie in (0, 1)", options->fpr);
+    if (options->min_window < 1)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "minimum window %d must be positive", options->min_window);
+    if (options->permutations < 1 || options->permutations > 1000000)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000]", options->permutations);
+    tm_detector *d = tm_alloc_array(1, sizeof *d, err);
+    if (!d) return TM_ERR_NOMEM;
+    d->tokenizer = tokenizer;
+    d->config = *config;
+    d->options = *options;
+    d->schemes = tm_alloc_array(n_keys, sizeof *d->schemes, err);
+    if (!d->schemes) {
+        free(d);
+        return TM_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n_keys; i++) {
+        tm_status status = tm_wm_scheme_create(&d->schemes[i], config, keys[i], err);
+        if (status != TM_OK) {
+            d->n_keys = i;
+            tm_detector_free(d);
+            return status;
+        }
+    }
+    d->n_keys = n_keys;
+    *out = d;
+    return TM_OK;
+}
+
+/* ---- scoring ------------------------------------------------------------- */
+
+/* Context tokens a scheme reads before the candidate (0 for Unigram). */
+static size_t context_width(const tm_wm_config *c) {
+    return c->kind == TM_WM_UNIGRAM || c->kind == TM_WM_EXP_EDIT ? 0 : (size_t)c->context_width;
+}
+
+/* Null rate of a green token for the green-list schemes. */
+static double green_rate(const tm_wm_config *c) { return c->kind == TM_WM_DIPMARK ? 0.5 : c->gamma; }
+
+/* A set of 64-bit fingerprints of (context, token) pairs: open addressing,
+ * sized for every token of the text up front. */
+typedef struct {
+    uint64_t *slots;
+    size_t mask;
+} pair_set;
+
+static bool pair_set_init(pair_set *set, size_t n, tm_error *err) {
+    size_t capacity = 16;
+    while (capacity < 2 * n + 2) capacity *= 2;
+    set->slots = tm_alloc_array(capacity, sizeof(uint64_t), err);
+    set->mask = capacity - 1;
+    return set->slots != NULL;
+}
+
+/* True when the pair was there already; inserts it otherwise. */
+static bool pair_set_seen(pair_set *set, uint64_t fingerprint) {
+    fingerprint |= 1; /* 0 marks an empty slot */
+    size_t slot = (size_t)(fingerprint >> 17) & set->mask;
+    while (set->slots[slot]) {
+        if (set->slots[slot] == fingerprint) return true;
+        slot = (slot + 1) & set->mask;
+    }
+    set->slots[slot] = fingerprint;
+    return false;
+}
+
+/* An unkeyed 64-bit fingerprint of (context, token): collisions only merge
+ * two pairs into one scored token, which can never raise a score. */
+static uint64_t pair_fingerprint(const int32_t *context, size_t n, int32_t token) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t v = (uint64_t)(uint32_t)(i < n ? context[i] : token);
+        h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+enum { MAX_VALUES = 64 };
+
+/* Per scored token: its index in the text and its contribution to the statistic. */
+typedef struct {
+    size_t *index;
+    double *score;
+    size_t n;
+} scored_tokens;
+
+static void finish_green(tm_detection *out, double green, double n, double gamma) {
+    out->statistic_name = "green_count";
+    out->statistic = green;
+    out->expected = gamma * n;
+    double sd = sqrt(n * gamma * (1 - gamma));
+    out->z = n > 0 ? (green - gamma * n) / sd : NAN;
+    out->log_p = tm_stat_binomial_log_sf((uint64_t)green, (uint64_t)n, gamma);
+    out->p_normal = n > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
+}
+
+static void finish_gumbel(tm_detection *out, double sum, double n) {
+    out->statistic_name = "gumbel_score";
+    out->statistic = sum;
+    out->expected = n;
+    out->z = n > 0 ? (sum - n) / sqrt(n) : NAN;
+    out->log_p = n > 0 ? tm_stat_gamma_log_q(n, sum) : 0;
+    out->p_normal = n > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
+}
+
+/* SynthID's layer weights: linspace(10, 1, m), as synthid-text's weighted_mean_score. */
+static double synthid_weight(size_t layer, int32_t layers) {
+    return layers == 1 ? 1.0 : 10.0 - 9.0 * (double)layer / (double)(layers - 1);
+}
+
+static void finish_synthid(tm_detection *out, double ones, double weighted, double n, int32_t layers) {
+    double bits = n * layers;
+    out->statistic_name = "mean_g";
+    out->statistic = bits > 0 ? ones / bits : 0;
+    out->expected = 0.5;
+    out->z = bits > 0 ? (ones - bits / 2) / sqrt(bits / 4) : NAN;
+    out->log_p = tm_stat_binomial_log_sf((uint64_t)ones, (uint64_t)bits, 0.5);
+    out->p_normal = bits > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
+    double weight_sum = 0;
+    for (int32_t l = 0; l < layers; l++) weight_sum += synthid_weight((size_t)l, layers);
+    out->weighted_score = n > 0 ? weighted / (n * weight_sum) : 0;
+    bool exact;
+    out->weighted_log_p = n > 0 ? tm_stat_synthid_weighted_log_sf(out->weighted_score, (uint64_t)n, layers, &exact) : 0;
+}
+
+/* Statistic and exact p of scored tokens [from, to) of a window, for the scheme. */
+static void window_statistic(const tm_wm_config *c, const double *prefix, size_t from, size_t to, double *statistic,
+                             double *z, double *log_p) {
+    double sum = prefix[to] - prefix[from], n = (double)(to - from);
+    tm_detection d;
+    memset(&d, 0, sizeof d);
+    switch (c->kind) {
+    case TM_WM_GUMBEL: finish_gumbel(&d, sum, n); break;
+    case TM_WM_SYNTHID: finish_synthid(&d, sum, 0, n, c->layers); break;
+    default: finish_green(&d, sum, n, green_rate(c)); break;
+    }
+    *statistic = d.statistic;
+    *z = d.z;
+    *log_p = d.log_p;
+}
+
+/* z of a window from its sum, cheap enough to evaluate on every window. */
+static double window_z(const tm_wm_config *c, double sum, double n) {
+    switch (c->kind) {
+    case TM_WM_GUMBEL: return (sum - n) / sqrt(n);
+    case TM_WM_SYNTHID: return (sum - n * c->layers / 2.0) / sqrt(n * c->layers / 4.0);
+    default: {
+        double g = green_rate(c);
+        return (sum - g * n) / sqrt(n * g * (1 - g));
+    }
+    }
+}
+
+/* The window of scored tokens with the highest z (WinMax), examined over every
+ * length >= min_window (on a geometric grid of lengths for long texts), and
+ * its exact p corrected for the number of windows examined. */
+static tm_status best_window(const tm_detector *d, const scored_tokens *scored, tm_detection *out, tm_error *err) {
+    size_t n = scored->n, min = (size_t)d->options.min_window;
+    out->has_window = false;
+    if (n < min) return TM_OK;
+    double *prefix = tm_alloc_array(n + 1, sizeof *prefix, err);
+    if (!prefix) return TM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) prefix[i + 1] = prefix[i] + scored->score[i];
+    double best_z = -INFINITY;
+    size_t best_from = 0, best_to = n;
+    uint64_t examined = 0;
+    for (size_t length = min; length <= n;) {
+        for (size_t from = 0; from + length <= n; from++) {
+            double z = window_z(&d->config, prefix[from + length] - prefix[from], (double)length);
+            if (z > best_z) {
+                best_z = z;
+                best_from = from;
+                best_to = from + length;
+            }
+        }
+        examined += n - length + 1;
+        size_t next = n <= 4096 ? length + 1 : (size_t)ceil((double)length * 1.02);
+        length = next > length ? next : length + 1;
+    }
+    tm_detect_window *w = &out->window;
+    w->start_token = scored->index[best_from];
+    w->end_token = scored->index[best_to - 1] + 1;
+    w->n_scored = best_to - best_from;
+    window_statistic(&d->config, prefix, best_from, best_to, &w->statistic, &w->z, &w->log_p);
+    w->n_windows = examined;
+    w->log_p_corrected = fmin(0, w->log_p + log((double)examined));
+    out->has_window = true;
+    free(prefix);
+    return TM_OK;
+}
+
+tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
+                           size_t n_prompt, tm_detection *out, tm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (key_index >= d->n_keys) return tm_error_set(err, TM_ERR_ARGUMENT, "key index %zu out of range", key_index);
+    if (n_prompt > n_tokens) return tm_error_set(err, TM_ERR_ARGUMENT, "prompt longer than the text");
+    int32_t vocab = tm_tokenizer_vocab_size(d->tokenizer);
+    for (size_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token id %d at index %zu is outside the vocabulary (0..%d)",
+                                tokens[i], i, vocab - 1);
+    const tm_wm_scheme *scheme = d->schemes[key_index];
+    const tm_wm_config *c = &d->config;
+    out->kind = c->kind;
+    snprintf(out->key_id, sizeof out->key_id, "%s", tm_wm_scheme_key_id(scheme));
+    tm_wm_config_describe(c, out->parameters, sizeof out->parameters);
+    snprintf(out->normalization, sizeof out->normalization, "%s", tm_normalize_options_describe(&d->options.normalize));
+    out->n_tokens = n_tokens - n_prompt;
+    out->n_prompt = n_prompt;
+    out->z = out->p_normal = out->weighted_score = out->weighted_log_p = NAN;
+    out->n_keys = 1;
+
+    if (c->kind == TM_WM_EXP_EDIT) {
+        tm_status status = tm_detect_exp_edit(scheme, tokens + n_prompt, n_tokens - n_prompt, &d->options, out, err);
+        if (status != TM_OK) return status;
+    } else {
+        size_t h = context_width(c);
+        pair_set seen = {0};
+        scored_tokens scored = {0};
+        scored.index = tm_alloc_array(n_tokens + 1, sizeof *scored.index, err);
+        scored.score = tm_alloc_array(n_tokens + 1, sizeof *scored.score, err);
+        if (!scored.index || !scored.score || (d->options.ignore_repeated && !pair_set_init(&seen, n_tokens, err))) {
+            free(scored.index);
+            free(scored.score);
+            free(seen.slots);
+            return TM_ERR_NOMEM;
+        }
+        double values[MAX_VALUES], total = 0, weighted = 0;
+        for (size_t i = n_prompt; i < n_tokens; i++) {
+            if (i < h) {
+                out->n_ignored_context++;
+                continue;
+            }
+            const int32_t *context = tokens + i - h;
+            if (d->options.ignore_repeated && pair_set_seen(&seen, pair_fingerprint(context, h, tokens[i]))) {
+                out->n_ignored_repeated++;
+                continue;
+            }
+            size_t nv = tm_wm_token_values(scheme, h ? context : tokens + i, h, tokens[i], values, MAX_VALUES);
+            if (nv == 0) {
+                out->n_ignored_context++;
+                continue;
+            }
+            double score = 0;
+            if (c->kind == TM_WM_GUMBEL) {
+                score = -log1p(-values[0]);
+            } else if (c->kind == TM_WM_SYNTHID) {
+                for (size_t l = 0; l < nv; l++) {
+                    score += values[l];
+                    weighted += values[l] * synthid_weight(l, c->layers);
+                }
+            } else {
+                score = values[0];
+            }
+            total += score;
+            scored.index[scored.n] = i - n_prompt;
+            scored.score[scored.n++] = score;
+        }
+        out->n_scored = scored.n;
+        double n = (double)scored.n;
+        if (c->kind == TM_WM_GUMBEL) finish_gumbel(out, total, n);
+        else if (c->kind == TM_WM_SYNTHID) finish_synthid(out, total, weighted, n, c->layers);
+        else finish_green(out, total, n, green_rate(c));
+        tm_status status = d->options.windows ? best_window(d, &scored, out, err) : TM_OK;
+        free(scored.index);
+        free(scored.score);
+        free(seen.slots);
+        if (status != TM_OK) return status;
+    }
+    out->p = tm_stat_p_from_log(out->log_p);
+    out->log_p_decision = out->log_p;
+    if (out->has_window) out->log_p_decision = fmin(0, fmin(out->log_p, out->window.log_p_corrected) + log(2.0));
+    out->log_p_family = out->log_p_decision;
+    out->detected = out->log_p_decision <= log(d->options.fpr);
+    return TM_OK;
+}
+
+/* ---- text ------------------------------------------------------------------ */
+
+/* Byte offset in the normalised text where each token's text starts
+ * (offsets[n] = the end), from the lengths of the decoded pieces. */
+static size_t *token_offsets(const tm_tokenizer *tokenizer, const int32_t *ids, size_t n, tm_error *err) {
+    size_t *offsets = tm_alloc_array(n + 1, sizeof *offsets, err);
+    size_t capacity = tm_tokenizer_max_piece_size(tokenizer) + TM_DETOKENIZE_MAX;
+    char *piece = malloc(capacity);
+    if (!offsets || !piece) {
+        free(offsets);
+        free(piece);
+        if (err && !err->code) tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    tm_detokenizer detokenizer;
+    tm_detokenizer_init(&detokenizer, tokenizer);
+    size_t position = 0;
+    for (size_t i = 0; i < n; i++) {
+        offsets[i] = position;
+        position += tm_detokenizer_push(&detokenizer, ids[i], piece, capacity);
+    }
+    offsets[n] = position + tm_detokenizer_flush(&detokenizer, piece, capacity);
+    free(piece);
+    return offsets;
+}
+
+/* Map a window's token range to bytes and characters of the text as given. */
+static void locate_window(tm_detect_window *w, const size_t *token_bytes, size_t n_text_tokens,
+                          const size_t *normalized_to_input, size_t normalized_size, const char *text, size_t size) {
+    size_t start = token_bytes[w->start_token < n_text_tokens ? w->start_token : n_text_tokens];
+    size_t end = token_bytes[w->end_token < n_text_tokens ? w->end_token : n_text_tokens];
+    if (start > normalized_size) start = normalized_size;
+    if (end > normalized_size) end = normalized_size;
+    w->start_byte = normalized_to_input[start];
+    w->end_byte = normalized_to_input[end];
+    if (w->end_byte > size) w->end_byte = size;
+    w->start_char = tm_utf8_count_chars(text, w->start_byte);
+    w->end_char = tm_utf8_count_chars(text, w->end_byte);
+}
+
+tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, const char *prompt, tm_detection *out,
+                         tm_error *err) {
+    memset(out, 0, sizeof *out);
+    char *normalized = NULL, *normalized_prompt = NULL;
+    size_t normalized_size = 0, prompt_size = 0, *to_input = NULL, *token_bytes = NULL;
+    int32_t *text_ids = NULL, *prompt_ids = NULL, *ids = NULL;
+    size_t n_text = 0, n_prompt = 0;
+    tm_status status = tm_text_normalize(text, size, &d->options.normalize, &normalized, &normalized_size, &to_input, err);
+    if (status == TM_OK && prompt)
+        status = tm_text_normalize(prompt, strlen(prompt), &d->options.normalize, &normalized_prompt, &prompt_size, NULL, err);
+    if (status == TM_OK)
+        status = tm_tokenizer_encode(d->tokenizer, normalized, normalized_size, false, &text_ids, &n_text, err);
+    if (status == TM_OK && prompt)
+        status = tm_tokenizer_encode(d->tokenizer, normalized_prompt, prompt_size, true, &prompt_ids, &n_prompt, err);
+    if (status == TM_OK && n_text == 0) status = tm_error_set(err, TM_ERR_ARGUMENT, "the text is empty: nothing to score");
+    if (status == TM_OK && !(ids = tm_alloc_array(n_text + n_prompt, sizeof *ids, err))) status = TM_ERR_NOMEM;
+    if (status == TM_OK) {
+        if (n_prompt) memcpy(ids, prompt_ids, n_prompt * sizeof *ids);
+        memcpy(ids + n_prompt, text_ids, n_text * sizeof *ids);
+        tm_detection candidate;
+        for (size_t k = 0; status == TM_OK && k < d->n_keys; k++) {
+            status = tm_detect_tokens(d, k, ids, n_text + n_prompt, n_prompt, &candidate, err);
+            if (status == TM_OK && (k == 0 || candidate.log_p_decision < out->log_p_decision)) {
+                *out = candidate;
+                out->best_key = k;
+            }
+        }
+    }
+    if (status == TM_OK) {
+        out->n_keys = d->n_keys;
+        out->log_p_family = fmin(0, out->log_p_decision + log((double)d->n_keys));
+        out->detected = out->log_p_family <= log(d->options.fpr);
+        if (out->has_window) {
+            token_bytes = token_offsets(d->tokenizer, text_ids, n_text, err);
+            if (!token_bytes) status = TM_ERR_NOMEM;
+            else locate_window(&out->window, token_bytes, n_text, to_input, normalized_size, text, size);
+        }
+    }
+    free(token_bytes);
+    free(ids);
+    free(prompt_ids);
+    free(text_ids);
+    free(to_input);
+    free(normalized_prompt);
+    free(normalized);
+    return status;
+}

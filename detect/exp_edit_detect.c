@@ -1,0 +1,357 @@
+/* The EXP-edit / ITS-edit detector (Kuditipudi, Thickstun, Hashimoto, Liang
+ * 2023): it scores a text by how well it aligns with the key sequence xi
+ * under a Levenshtein-style cost that tolerates inserted, deleted and
+ * substituted tokens, and turns that score into a p-value with a permutation
+ * test over pseudo-random keys derived from a public seed. Definitions
+ * (docs/schemes/exp-edit.md, "Detection statistic and permutation test"):
+ * per-pair cost d(y, j) = log(1 - xi[j][y]) for EXP and |u_j - eta(y)| for
+ * ITS; d_gamma is the edit distance with gap cost gamma (EXP 2.0, ITS 0.4);
+ * phi = min over the text's blocks of k <= 256 tokens and over every
+ * substring of the extended key (rows 0 .. n + 2k - 1, taken mod n) of
+ * d_gamma(block, substring). The minimum over every key substring at once is
+ * one "fitting alignment" pass of k x (n + 2k) cells, which is what makes
+ * 999 keys affordable; the paper's min over fixed windows of exactly k rows
+ * would cost n times more. The hot loops (cost tables, the alignment) are
+ * hand-written because they are the product and the measured bottleneck.
+ * This file must never print, abort or trust a length it has not checked;
+ * p-values are exact in the permutation sense: (1 + #{phi_i <= phi}) / (T + 1). */
+#include "detect_internal.h"
+
+#include <math.h>
+#include <openssl/evp.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    /* Tokens per block: a text up to this long is aligned whole (the paper's
+     * k = text length); a longer one in blocks of this size, half overlapping. */
+    EXP_EDIT_BLOCK_MAX = 256,
+    /* Scored tokens at most: the cost grows linearly with the text, and a
+     * document beyond this is scored on its first tokens. */
+    EXP_EDIT_SCORED_MAX = 4096,
+    /* Keys aligned side by side: independent lanes the compiler vectorises
+     * and the CPU overlaps, where one key alone is a chain of dependent minima. */
+    LANES = 4,
+};
+
+/* Gap (insertion or deletion) cost. Each decoder's cost scale differs: EXP
+ * pairs cost log(1 - xi) in (-inf, 0) with mean -1 off the watermark, ITS
+ * pairs |u - eta| in (0, 1) with mean 1/3. ITS takes the paper's 0.4; EXP
+ * needs a positive gap cost here because every key substring is allowed (the
+ * paper's gamma = 0 relies on windows of exactly k rows), and 2.0 was the most
+ * powerful of 0.25..8 under 10% and 20% insertions and deletions, as 0.4 was
+ * (with 0.8) of 0.1..3.2 for ITS (docs/schemes/exp-edit.md has the runs). */
+static const double GAP_EXP = 2.0, GAP_ITS = 0.4;
+
+/* Largest cost table allowed (EXP: distinct tokens x n rows x lanes doubles). */
+static const size_t TABLE_BYTES_MAX = (size_t)256 << 20;
+
+static const char NULL_KEY_TAG[] = "tracemark-exp-edit-null";
+
+typedef struct {
+    bool its;
+    double gap;
+    size_t n_rows;       /* n, the key sequence length */
+    size_t block;        /* k */
+    size_t n_blocks;
+    size_t n_text;       /* tokens scored */
+    size_t n_distinct;
+    uint32_t *index;     /* per scored token: its distinct-token index */
+    int32_t *distinct;   /* the distinct tokens, in order of first appearance */
+    double *cost;        /* EXP: [distinct][row][lane] log(1 - xi) */
+    double *eta;         /* ITS: [distinct][lane] */
+    double *u;           /* ITS: [row][lane] */
+    double *previous, *current; /* one DP row each: [0 .. n + 2k][lane] */
+} aligner;
+
+static void aligner_free(aligner *a) {
+    free(a->index);
+    free(a->distinct);
+    free(a->cost);
+    free(a->eta);
+    free(a->u);
+    free(a->previous);
+    free(a->current);
+}
+
+/* Distinct tokens of the text by open addressing (the vocabulary may be large
+ * and sparse, so no array indexed by token id). */
+static tm_status index_tokens(aligner *a, const int32_t *tokens, tm_error *err) {
+    size_t capacity = 16;
+    while (capacity < 2 * a->n_text) capacity *= 2;
+    size_t *slots = tm_alloc_array(capacity, sizeof *slots, err); /* distinct index + 1; 0 = empty */
+    a->index = tm_alloc_array(a->n_text, sizeof *a->index, err);
+    a->distinct = tm_alloc_array(a->n_text, sizeof *a->distinct, err);
+    if (!slots || !a->index || !a->distinct) {
+        free(slots);
+        return TM_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < a->n_text; i++) {
+        size_t slot = ((uint32_t)tokens[i] * UINT32_C(2654435761)) & (capacity - 1);
+        while (slots[slot] && a->distinct[slots[slot] - 1] != tokens[i]) slot = (slot + 1) & (capacity - 1);
+        if (!slots[slot]) {
+            a->distinct[a->n_distinct] = tokens[i];
+            slots[slot] = ++a->n_distinct;
+        }
+        a->index[i] = (uint32_t)(slots[slot] - 1);
+    }
+    free(slots);
+    return TM_OK;
+}
+
+static tm_status aligner_init(aligner *a, const tm_wm_scheme *scheme, const int32_t *tokens, size_t n_text,
+                              tm_error *err) {
+    const tm_wm_config *config = tm_wm_scheme_config(scheme);
+    a->its = config->decoder == TM_WM_DECODER_ITS;
+    a->gap = a->its ? GAP_ITS : GAP_EXP;
+    a->n_rows = (size_t)config->sequence_length;
+    a->n_text = n_text;
+    a->block = n_text < EXP_EDIT_BLOCK_MAX ? n_text : EXP_EDIT_BLOCK_MAX;
+    size_t stride = EXP_EDIT_BLOCK_MAX / 2;
+    a->n_blocks = n_text <= a->block ? 1 : (n_text - a->block + stride - 1) / stride + 1;
+    tm_status status = index_tokens(a, tokens, err);
+    if (status != TM_OK) return status;
+    size_t columns = a->n_rows + 2 * a->block + 1; /* no overflow: n <= 65536, k <= 256 */
+    a->previous = tm_alloc_array(columns * LANES, sizeof(double), err);
+    a->current = tm_alloc_array(columns * LANES, sizeof(double), err);
+    if (!a->previous || !a->current) return TM_ERR_NOMEM;
+    if (a->its) {
+        a->eta = tm_alloc_array(a->n_distinct * LANES, sizeof(double), err);
+        a->u = tm_alloc_array(a->n_rows * LANES, sizeof(double), err);
+        return a->eta && a->u ? TM_OK : TM_ERR_NOMEM;
+    }
+    size_t cells, bytes;
+    if (!tm_mul_size(a->n_distinct, a->n_rows, &cells) || !tm_mul_size(cells, LANES * sizeof(double), &bytes) ||
+        bytes > TABLE_BYTES_MAX)
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "EXP-edit detection: %zu distinct tokens x sequence length %zu exceed the %zu MiB cost "
+                            "table",
+                            a->n_distinct, a->n_rows, TABLE_BYTES_MAX >> 20);
+    a->cost = tm_alloc_array(cells * LANES, sizeof(double), err);
+    return a->cost ? TM_OK : TM_ERR_NOMEM;
+}
+
+/* ---- the key sequences of one lane ------------------------------------------------- */
+
+/* The scheme's own key sequence (the key under test, and ITS's null keys). */
+static void load_scheme(aligner *a, size_t lane, const tm_wm_scheme *scheme) {
+    if (a->its) {
+        for (size_t t = 0; t < a->n_distinct; t++) a->eta[t * LANES + lane] = tm_wm_xi(scheme, 0, a->distinct[t]);
+        for (size_t r = 0; r < a->n_rows; r++) a->u[r * LANES + lane] = tm_wm_xi(scheme, (int32_t)r, -1);
+        return;
+    }
+    /* 1 - xi is exact: xi is an odd multiple of 2^-53 (tm_wm_uniform). */
+    for (size_t t = 0; t < a->n_distinct; t++)
+        for (size_t r = 0; r < a->n_rows; r++)
+            a->cost[(t * a->n_rows + r) * LANES + lane] = log(1.0 - tm_wm_xi(scheme, (int32_t)r, a->distinct[t]));
+}
+
+/* An EXP null key's cost table from xoshiro256** seeded with the key's 32
+ * secret bytes. Each cell is log(v), v = tm_wm_uniform(next output), which is
+ * distributed exactly as 1 - xi is under a real key (the same lattice of odd
+ * multiples of 2^-53, mirrored): the null keys differ from real ones only in
+ * not being the keyed PRF, which costs 13 ns per value against 1 ns here and
+ * would triple the time of the whole test. */
+static void load_stream(aligner *a, size_t lane, const uint8_t secret[32]) {
+    tm_rng rng;
+    for (int w = 0; w < 4; w++) {
+        uint64_t word = 0;
+        for (int b = 0; b < 8; b++) word |= (uint64_t)secret[8 * w + b] << (8 * b);
+        rng.s[w] = word;
+    }
+    if (!(rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3])) rng.s[0] = 1; /* xoshiro's one forbidden state */
+    size_t cells = a->n_distinct * a->n_rows;
+    for (size_t c = 0; c < cells; c++) a->cost[c * LANES + lane] = log(tm_wm_uniform(tm_rng_next(&rng)));
+}
+
+/* Null key `index`'s secret: SHA-256(tag || seed || index), both u64 little-endian. */
+static void null_secret(uint64_t seed, uint64_t index, uint8_t secret[32]) {
+    uint8_t message[sizeof NULL_KEY_TAG - 1 + 16];
+    memcpy(message, NULL_KEY_TAG, sizeof NULL_KEY_TAG - 1);
+    for (int b = 0; b < 8; b++) {
+        message[sizeof NULL_KEY_TAG - 1 + b] = (uint8_t)(seed >> (8 * b));
+        message[sizeof NULL_KEY_TAG - 1 + 8 + b] = (uint8_t)(index >> (8 * b));
+    }
+    unsigned int size = 0;
+    EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL);
+}
+
+static tm_status load_null(aligner *a, size_t lane, const tm_wm_config *config, uint64_t seed, uint64_t index,
+                           tm_error *err) {
+    uint8_t secret[32];
+    null_secret(seed, index, secret);
+    if (!a->its) {
+        load_stream(a, lane, secret);
+        return TM_OK;
+    }
+    tm_wm_key *key = NULL;
+    tm_wm_scheme *scheme = NULL;
+    tm_status status = tm_wm_key_from_secret(&key, secret, err);
+    if (status == TM_OK) status = tm_wm_scheme_create(&scheme, config, key, err);
+    if (status == TM_OK) load_scheme(a, lane, scheme);
+    tm_wm_scheme_free(scheme);
+    tm_wm_key_free(key);
+    return status;
+}
+
+/* ---- the alignment ------------------------------------------------------------------- */
+
+/* d_gamma of y = tokens[start .. start + k) against every substring of the
+ * extended key at once, for every lane. With D[i][r] the least cost of
+ * aligning y[0..i) with a key substring ending at row r, the recurrence is
+ * D[0][r] = 0 (any start), D[i][0] = i gamma,
+ * D[i][r] = min(D[i-1][r-1] + d(y_i, r-1), D[i-1][r] + gamma, D[i][r-1] + gamma),
+ * and the block's value is min_r D[k][r] (any end). It is stored as
+ * E[i][r] = D[i][r] - r gamma, which turns the within-row term into a plain
+ * running minimum, the one dependency chain of the loop. */
+/* One row of the recurrence over every column, for every lane: with
+ * pair(r) the cost of the token against key row (r - 1) mod n,
+ * E[i][r] = min(E[i-1][r-1] + pair(r) - gamma, E[i-1][r] + gamma, E[i][r-1]).
+ * ITS passes eta (the token's value per lane) and costs = u per row; EXP
+ * passes eta = NULL and costs = the token's pair costs per row. SSE2 (every
+ * x86-64) where the compiler has it, because GCC does not vectorise the lanes
+ * of this loop by itself; the plain loop computes the same minima otherwise. */
+static void align_row(const double *restrict previous, double *restrict current, const double *restrict costs,
+                      const double *restrict eta, size_t n, size_t columns, double gap) {
+    size_t row = 0; /* (r - 1) mod n */
+#if defined(__SSE2__)
+    enum { VECTORS = LANES / 2 };
+    const __m128d gaps = _mm_set1_pd(gap), sign = _mm_set1_pd(-0.0);
+    __m128d left[VECTORS], diagonal_base[VECTORS], eta_v[VECTORS];
+    for (size_t v = 0; v < VECTORS; v++) {
+        left[v] = _mm_loadu_pd(current + 2 * v);
+        diagonal_base[v] = _mm_loadu_pd(previous + 2 * v);
+        eta_v[v] = eta ? _mm_loadu_pd(eta + 2 * v) : _mm_setzero_pd();
+    }
+    for (size_t r = 1; r <= columns; r++) {
+        const double *c = costs + row * LANES;
+        for (size_t v = 0; v < VECTORS; v++) {
+            __m128d pair = _mm_loadu_pd(c + 2 * v);
+            if (eta) pair = _mm_andnot_pd(sign, _mm_sub_pd(pair, eta_v[v])); /* |u - eta| */
+            __m128d above = _mm_loadu_pd(previous + r * LANES + 2 * v);
+            __m128d diagonal = _mm_add_pd(diagonal_base[v], _mm_sub_pd(pair, gaps));
+            __m128d value = _mm_min_pd(diagonal, _mm_add_pd(above, gaps));
+            left[v] = _mm_min_pd(value, left[v]);
+            _mm_storeu_pd(current + r * LANES + 2 * v, left[v]);
+            diagonal_base[v] = above;
+        }
+        if (++row == n) row = 0;
+    }
+#else
+    for (size_t r = 1; r <= columns; r++) {
+        const double *c = costs + row * LANES;
+        for (size_t l = 0; l < LANES; l++) {
+            double pair = eta ? fabs(c[l] - eta[l]) : c[l];
+            double diagonal = previous[(r - 1) * LANES + l] + (pair - gap);
+            double up = previous[r * LANES + l] + gap;
+            double value = diagonal < up ? diagonal : up;
+            double left = current[(r - 1) * LANES + l];
+            current[r * LANES + l] = value < left ? value : left;
+        }
+        if (++row == n) row = 0;
+    }
+#endif
+}
+
+/* d_gamma of y = tokens[start .. start + k) against every substring of the
+ * extended key at once, for every lane. With D[i][r] the least cost of
+ * aligning y[0..i) with a key substring ending at row r, the recurrence is
+ * D[0][r] = 0 (any start), D[i][0] = i gamma,
+ * D[i][r] = min(D[i-1][r-1] + d(y_i, r-1), D[i-1][r] + gamma, D[i][r-1] + gamma),
+ * and the block's value is min_r D[k][r] (any end). It is stored as
+ * E[i][r] = D[i][r] - r gamma, which turns the within-row term into a plain
+ * running minimum, the one dependency chain of the loop. */
+static void align_block(const aligner *a, size_t start, double best[LANES]) {
+    const size_t k = a->block, n = a->n_rows, columns = a->n_rows + 2 * a->block;
+    const double gap = a->gap;
+    double *previous = a->previous, *current = a->current;
+    for (size_t r = 0; r <= columns; r++)
+        for (size_t l = 0; l < LANES; l++) previous[r * LANES + l] = -(double)r * gap;
+    for (size_t i = 1; i <= k; i++) {
+        size_t token = a->index[start + i - 1];
+        for (size_t l = 0; l < LANES; l++) current[l] = (double)i * gap;
+        if (a->its) align_row(previous, current, a->u, a->eta + token * LANES, n, columns, gap);
+        else align_row(previous, current, a->cost + token * n * LANES, NULL, n, columns, gap);
+        double *swap = previous;
+        previous = current;
+        current = swap;
+    }
+    for (size_t l = 0; l < LANES; l++) best[l] = INFINITY;
+    for (size_t r = 0; r <= columns; r++)
+        for (size_t l = 0; l < LANES; l++) {
+            double value = previous[r * LANES + l] + (double)r * gap;
+            if (value < best[l]) best[l] = value;
+        }
+}
+
+/* phi for every lane: the least over the text's blocks (half-overlapping,
+ * the last one flush with the end). */
+static void align_text(const aligner *a, double phi[LANES]) {
+    size_t stride = EXP_EDIT_BLOCK_MAX / 2;
+    for (size_t l = 0; l < LANES; l++) phi[l] = INFINITY;
+    for (size_t b = 0; b < a->n_blocks; b++) {
+        size_t start = b + 1 == a->n_blocks ? a->n_text - a->block : b * stride;
+        double best[LANES];
+        align_block(a, start, best);
+        for (size_t l = 0; l < LANES; l++)
+            if (best[l] < phi[l]) phi[l] = best[l];
+    }
+}
+
+/* ---- the test -------------------------------------------------------------------------- */
+
+tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
+                             const tm_detect_options *options, tm_detection *out, tm_error *err) {
+    const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
+    if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "EXP-edit detection needs an EXP-edit scheme with n >= 1");
+    if (options->permutations < 1 || options->permutations > 1000000)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000]", options->permutations);
+    if (n > 0 && !tokens) return tm_error_set(err, TM_ERR_ARGUMENT, "no tokens given");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "negative token id %d at index %zu", tokens[i], i);
+    size_t permutations = (size_t)options->permutations;
+    out->statistic_name = "edit_alignment";
+    out->p_resolution = 1.0 / (double)(permutations + 1);
+    out->p_at_floor = false;
+    out->n_scored = n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX;
+    if (out->n_scored == 0) { /* every key aligns the empty text at cost 0: no evidence */
+        out->statistic = out->expected = out->log_p = 0.0;
+        return TM_OK;
+    }
+
+    aligner a = {0};
+    tm_status status = aligner_init(&a, scheme, tokens, out->n_scored, err);
+    /* Key 0 is the key under test, keys 1..T the null keys (null index i - 1). */
+    size_t n_keys = permutations + 1, exceed = 0;
+    double phi = 0.0, null_sum = 0.0;
+    for (size_t first = 0; status == TM_OK && first < n_keys; first += LANES) {
+        size_t lanes = n_keys - first < LANES ? n_keys - first : LANES;
+        for (size_t l = 0; l < LANES && status == TM_OK; l++) {
+            size_t key = first + (l < lanes ? l : lanes - 1); /* spare lanes repeat a key, unused */
+            if (key == 0) load_scheme(&a, l, scheme);
+            else status = load_null(&a, l, config, options->permutation_seed, key - 1, err);
+        }
+        if (status != TM_OK) break;
+        double values[LANES];
+        align_text(&a, values);
+        for (size_t l = 0; l < lanes; l++) {
+            if (first + l == 0) {
+                phi = values[l];
+                continue;
+            }
+            null_sum += values[l];
+            exceed += values[l] <= phi; /* key 0 is always in lane 0 of the first batch */
+        }
+    }
+    aligner_free(&a);
+    if (status != TM_OK) return status;
+    out->statistic = phi;
+    out->expected = null_sum / (double)permutations;
+    out->log_p = log((double)(exceed + 1)) - log((double)(permutations + 1));
+    out->p_at_floor = exceed == 0;
+    return TM_OK;
+}

@@ -1,0 +1,149 @@
+/* tracemark detect: the model-free detector. It answers "was this text
+ * generated with this key?" from the key, the scheme settings and a tokenizer
+ * alone (never the model's weights, never the forward pass): text
+ * normalisation, per-token secret values from watermark/, statistics with
+ * exact p-values, windows for text pasted into other text, multi-key
+ * attribution, and batch JSONL. */
+#ifndef TRACEMARK_DETECT_H
+#define TRACEMARK_DETECT_H
+
+#include "tracemark/core.h"
+#include "tracemark/generator.h"
+#include "tracemark/watermark.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================== */
+/* Statistics (detect/statistics.c)                                          */
+/* All p-values are upper tails P(X >= observed | no watermark), computed   */
+/* in log space so that the far tail (p ~ 1e-300) stays accurate.           */
+/* ======================================================================== */
+
+/* ln P(X >= k) for X ~ Binomial(n, p); 0 when k <= 0, -inf when k > n. */
+double tm_stat_binomial_log_sf(uint64_t k, uint64_t n, double p);
+/* ln of the regularized upper incomplete gamma Q(a, x) = P(X >= x), X ~ Gamma(a, 1). */
+double tm_stat_gamma_log_q(double a, double x);
+/* ln P(Z >= z) for a standard normal Z. */
+double tm_stat_normal_log_sf(double z);
+/* exp() that saturates to 0 rather than underflowing to a subnormal surprise. */
+double tm_stat_p_from_log(double log_p);
+
+/* The SynthID weighted mean score of g-values, as synthid-text's
+ * weighted_mean_score: layer weights w = linspace(10, 1, m),
+ * score = sum_t sum_l w_l g_{t,l} / (T * sum_l w_l). Under no watermark
+ * (g ~ Bernoulli(0.5) i.i.d.) ln P(score >= s) is computed exactly where
+ * affordable (about 35 ms at most) and by the Lugannani-Rice saddle point
+ * otherwise; *exact (may be NULL) says which. NaN for layers < 1 or a NaN
+ * score; 0 when T = 0. Compute the score in double precision. */
+double tm_stat_synthid_weighted_log_sf(double score, uint64_t n_tokens, int32_t layers, bool *exact);
+
+/* ======================================================================== */
+/* Text normalisation before tokenizing (detect/normalize.c)                */
+/* ======================================================================== */
+
+typedef struct {
+    bool nfc;                  /* Unicode NFC (utf8proc); default on */
+    bool fold_homoglyphs;      /* a non-ASCII character whose confusable skeleton
+                                  (ICU uspoof, Unicode TR39) is one ASCII character
+                                  becomes that character; default on */
+    bool normalize_whitespace; /* runs of Unicode spaces -> one ' ', CRLF/CR -> LF,
+                                  zero-width characters removed; default on */
+} tm_normalize_options;
+
+void tm_normalize_options_default(tm_normalize_options *options);
+/* One line naming the options in force, e.g. "nfc,homoglyphs,whitespace" (recorded in verdicts). */
+const char *tm_normalize_options_describe(const tm_normalize_options *options);
+
+/* Normalise UTF-8 text. *out is NUL-terminated (free()). When offsets is not
+ * NULL, (*offsets)[i] is the byte offset in the input of the character that
+ * produced output byte i, with (*offsets)[*out_size] = size, so that results
+ * on the normalised text map back to the text the user gave. Invalid UTF-8 is
+ * an error naming the byte offset. */
+tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_options *options, char **out,
+                            size_t *out_size, size_t **offsets, tm_error *err);
+
+/* Number of Unicode characters (code points) in the first `bytes` bytes of valid UTF-8. */
+size_t tm_utf8_count_chars(const char *text, size_t bytes);
+
+/* ======================================================================== */
+/* Detection (detect/detect.c)                                               */
+/* ======================================================================== */
+
+typedef struct {
+    tm_normalize_options normalize;
+    double fpr;                /* decision threshold on the p-value; default 1e-3 */
+    bool windows;              /* also search the best contiguous window; default off */
+    int32_t min_window;        /* smallest window, in scored tokens; default 25 */
+    bool ignore_repeated;      /* count each (context, token) pair once; default on */
+    int32_t permutations;      /* EXP-edit: random keys in the permutation test; default 999 */
+    uint64_t permutation_seed; /* EXP-edit: seed of those keys; default 0 */
+} tm_detect_options;
+
+void tm_detect_options_default(tm_detect_options *options);
+
+typedef struct {
+    size_t start_token, end_token; /* [start, end) among the text's tokens */
+    size_t start_byte, end_byte;   /* in the text as given */
+    size_t start_char, end_char;   /* in Unicode characters of the text as given */
+    size_t n_scored;
+    double statistic;
+    double z;
+    double log_p;            /* of this window alone */
+    double log_p_corrected;  /* Bonferroni over every window examined */
+    uint64_t n_windows;
+} tm_detect_window;
+
+typedef struct {
+    tm_wm_kind kind;
+    char key_id[TM_WM_KEY_ID_SIZE];
+    char parameters[256];     /* tm_wm_config_describe */
+    char normalization[64];   /* tm_normalize_options_describe */
+    size_t n_tokens;          /* tokens of the text (the prompt's excluded) */
+    size_t n_scored;
+    size_t n_ignored_context; /* no full context yet */
+    size_t n_ignored_repeated;/* (context, token) seen before */
+    size_t n_prompt;          /* prompt tokens, never scored */
+    const char *statistic_name; /* "green_count", "gumbel_score", "mean_g", "edit_alignment" */
+    double statistic;
+    double expected;          /* the statistic's mean without a watermark */
+    double z;                 /* NAN where undefined */
+    double log_p, p;          /* exact */
+    double p_normal;          /* normal approximation beside it, NAN where undefined */
+    double p_resolution;      /* permutation tests: 1/(n+1); 0 for exact tests */
+    bool p_at_floor;          /* the permutation test's smallest possible p */
+    double weighted_score, weighted_log_p; /* SynthID weighted mean; NAN otherwise */
+    bool has_window;
+    tm_detect_window window;
+    double log_p_decision;    /* what the decision used (whole text and window combined) */
+    bool detected;            /* p <= fpr (a permutation p at its floor 1/(n+1) <= fpr counts) */
+    /* multi-key */
+    size_t n_keys, best_key;
+    double log_p_family;      /* the best key's p corrected for the number of keys */
+} tm_detection;
+
+typedef struct tm_detector tm_detector;
+
+/* A detector for one scheme and one or more keys (each key gets its own subkey).
+ * The tokenizer and keys must outlive the detector. */
+tm_status tm_detector_create(tm_detector **out, const tm_tokenizer *tokenizer, const tm_wm_config *config,
+                             const tm_wm_key *const *keys, size_t n_keys, const tm_detect_options *options,
+                             tm_error *err);
+void tm_detector_free(tm_detector *detector);
+size_t tm_detector_key_count(const tm_detector *detector);
+
+/* Score pre-tokenized text for one key: tokens[0..n_prompt) is the prompt
+ * (context only), the rest is scored. Thread-safe for concurrent calls. */
+tm_status tm_detect_tokens(const tm_detector *detector, size_t key_index, const int32_t *tokens, size_t n_tokens,
+                           size_t n_prompt, tm_detection *out, tm_error *err);
+/* Normalise, tokenize and score text (prompt may be NULL) against every key;
+ * the result is the best key's, with log_p_family corrected for their number.
+ * Thread-safe for concurrent calls. */
+tm_status tm_detect_text(const tm_detector *detector, const char *text, size_t size, const char *prompt,
+                         tm_detection *out, tm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The main job, end to end: make a watermark key (once), generate a story
+# with the default model through a keyed watermark, detect the watermark in
+# the text with the model-free detector, and write the evidence to out/:
+# story.txt (the text), generation.json (ids, timings, scheme, parameters and
+# key id; never the key) and verdict.json (the detector's verdict).
+# Usage: scripts/demo.sh [SCHEME.yaml] [PROMPT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scheme=${1:-configs/schemes/kgw-lefthash.yaml}
+prompt=${2:-Once upon a time}
+bin=${TRACEMARK_BIN:-build/tracemark}
+mkdir -p out
+[ -f out/demo.key ] || "$bin" keygen --out out/demo.key >/dev/null
+"$bin" generate --prompt "$prompt" --max-tokens 200 --seed "$RANDOM" --watermark "$scheme" --key out/demo.key \
+  --json --output out/story.txt > out/generation.json.tmp
+mv out/generation.json.tmp out/generation.json
+status=0
+"$bin" detect --key out/demo.key --watermark "$scheme" --json out/story.txt > out/verdict.json.tmp || status=$?
+mv out/verdict.json.tmp out/verdict.json
+[ $status -eq 0 ] || [ $status -eq 3 ] || exit $status
+echo "== out/story.txt"; cat out/story.txt; echo
+echo "== out/verdict.json"; cat out/verdict.json

@@ -1,0 +1,126 @@
+/* DiPmark (Wu et al. 2023, "DiPmark: A Stealthy, Efficient and Resilient
+ * Watermark for Large Language Models"), alpha-reweight: both faces. The key
+ * and the h previous tokens order the vocabulary by u(w) = uniform(prf(DIPMARK,
+ * [x_{t-h..t-1}, w], 0)), ascending, which is a uniformly random permutation;
+ * along that order the distribution P, with cumulative F, is reweighted to
+ * P'(w_i) = g(F_i) - g(F_{i-1}), g(F) = max(F - alpha, 0) + max(F - (1 - alpha), 0),
+ * which moves mass towards the end of the permutation and equals P on
+ * average over keys (docs/schemes/dipmark.md). The stage is the chain's
+ * selector: it runs after temperature and truncation, orders only the
+ * candidates with p > 0 (one batched PRF call each and a radix sort: the work
+ * grows with the candidate set, not the vocabulary), writes P' into the
+ * candidates' p, and draws the token with the sampler's RNG, one draw per
+ * step on every path. Detection reports 1.0 when
+ * u(w) >= 1/2 (the upper half of the permutation, DiPmark's gamma = 0.5).
+ * This file must never select a token of probability zero, and never fail:
+ * without scratch memory it samples from P unchanged. */
+#include "scheme.h"
+
+#include <math.h>
+#include <stdint.h>
+
+/* DiPmark's detection threshold: tokens in the upper half of the
+ * permutation are green, half of all tokens under the null hypothesis. */
+#define DIPMARK_DETECTION_GAMMA 0.5
+
+/* The PRF's extra word for the context fingerprint of skip_repeated_context;
+ * permutation values use extra = 0, so the two never share a message. */
+#define DIPMARK_FINGERPRINT_EXTRA 0xFFFFFFFFu
+
+static size_t context_width(const tm_wm_config *config) {
+    size_t h = (size_t)config->context_width;
+    if (h < 1) h = 1;
+    if (h > TM_WM_PRF_MAX_TOKENS - 1) h = TM_WM_PRF_MAX_TOKENS - 1;
+    return h;
+}
+
+/* u(w) for a context of exactly h tokens. */
+static double permutation_value(const tm_wm_scheme *scheme, const int32_t *context, size_t h, int32_t token) {
+    int32_t tokens[TM_WM_PRF_MAX_TOKENS];
+    for (size_t i = 0; i < h; i++) tokens[i] = context[i];
+    tokens[h] = token;
+    return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_DIPMARK, tokens, h + 1, 0));
+}
+
+static double reweight_cdf(double F, double alpha) {
+    return fmax(F - alpha, 0.0) + fmax(F - (1.0 - alpha), 0.0);
+}
+
+static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
+    double r = tm_rng_uniform(&state->rng); /* one draw per step, whatever path follows */
+    size_t n_candidates = candidates->size;
+    if (n_candidates == 0) return;
+    tm_wm_softmax(candidates);
+    size_t h = context_width(&scheme->config), available = 0;
+    const int32_t *context = tm_wm_state_context(state, h, &available);
+    if (available < h) { /* too little history to seed the permutation: unwatermarked */
+        tm_wm_draw(candidates, NULL, r);
+        return;
+    }
+    if (scheme->config.skip_repeated_context) {
+        uint64_t fingerprint =
+            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_DIPMARK, context, h, DIPMARK_FINGERPRINT_EXTRA);
+        if (tm_wm_state_seen_before(state, fingerprint)) {
+            tm_wm_draw(candidates, NULL, r);
+            return;
+        }
+    }
+    /* Scratch: PRF values, ids and indices of the candidates with p > 0,
+     * their order, and the radix sort's two buffers. */
+    size_t n = 0;
+    for (size_t i = 0; i < n_candidates; i++) n += candidates->data[i].p > 0.0f;
+    size_t per = 3 * sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(uint32_t);
+    uint64_t *x = n && n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
+    if (!x) {
+        tm_wm_draw(candidates, NULL, r);
+        return;
+    }
+    uint64_t *work = x + n;
+    int32_t *ids = (int32_t *)(void *)(work + 2 * n);
+    uint32_t *index = (uint32_t *)(void *)(ids + n), *order = index + n;
+    double total = 0.0;
+    for (size_t i = 0, k = 0; i < n_candidates; i++) {
+        const tm_token_data *d = &candidates->data[i];
+        if (!(d->p > 0.0f)) continue;
+        ids[k] = d->id;
+        index[k++] = (uint32_t)i;
+        total += d->p;
+    }
+    if (!(total > 0.0) || !isfinite(total)) {
+        tm_wm_draw(candidates, NULL, r);
+        return;
+    }
+    tm_wm_prf_template t;
+    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_DIPMARK, context, h, 1, 0);
+    const int32_t *const slots[2] = {ids, NULL};
+    tm_wm_prf_batch(&scheme->subkey, &t, slots, n, x);
+    /* Ascending u = uniform(x), which orders as x >> 12; ties by id. */
+    tm_wm_order_by_key(x, ids, n, 12, order, work);
+    double alpha = scheme->config.alpha, cumulative = 0.0, previous = 0.0;
+    int32_t selected = -1, last_possible = -1;
+    for (size_t k = 0; k < n; k++) {
+        tm_token_data *d = &candidates->data[index[order[k]]];
+        cumulative += d->p;
+        double g = reweight_cdf(k + 1 == n ? 1.0 : cumulative / total, alpha);
+        double reweighted = g - previous;
+        previous = g;
+        d->p = (float)reweighted;
+        if (reweighted > 0.0) {
+            last_possible = d->id;
+            if (selected < 0 && r < g) selected = d->id;
+        }
+    }
+    candidates->selected = selected >= 0 ? selected : last_possible;
+}
+
+static size_t dipmark_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
+                                   int32_t token, double *values, size_t capacity) {
+    size_t h = context_width(&scheme->config);
+    /* A token without enough context was generated unwatermarked: unscored. */
+    if (capacity < 1 || n_context < h || !context) return 0;
+    double u = permutation_value(scheme, context + (n_context - h), h, token);
+    values[0] = u >= DIPMARK_DETECTION_GAMMA ? 1.0 : 0.0;
+    return 1;
+}
+
+const tm_wm_scheme_ops tm_wm_dipmark_ops = {TM_WM_STAGE_SELECTOR, dipmark_apply, dipmark_token_values};

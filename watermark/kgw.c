@@ -1,0 +1,361 @@
+/* KGW (Kirchenbauer et al. 2023, "A Watermark for Large Language Models", and
+ * "On the Reliability of Watermarks for Large Language Models"): both faces of
+ * the green-list scheme. A candidate w after context x is green when
+ * uniform(prf(...)) < gamma, a keyed Bernoulli(gamma) per (context, token)
+ * (docs/schemes/kgw.md says why this stands in for the paper's gamma|V| list);
+ * LeftHash hashes the h previous tokens and w, SelfHash takes the anchored
+ * min-hash of {x_{t-h+1..t-1}, w}. Generation adds delta to the logits of the
+ * green candidates, before truncation; detection reports 1.0 green / 0.0 red.
+ * The generation stage runs on the whole vocabulary at every step, so the PRF
+ * is computed in batches (tm_wm_prf_batch, AVX2 where the CPU has it), and
+ * SelfHash keeps what does not change from one step to the next in the
+ * sampler's cache: the rank and draw of every (w, w), and the ranks (and the
+ * draws found so far) of every token against the last h - 1 history tokens,
+ * so a step computes one new rank per candidate and the draws it has not met
+ * before, instead of h + 1 PRF calls. Every path gives tm_wm_prf's values bit
+ * for bit, which the tests check over a whole vocabulary and across steps.
+ * This file must never change a logit that is not green, nor give generation
+ * and detection different answers for one (context, token). */
+#include "scheme.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* ======================================================================== */
+/* The green test                                                            */
+/* ======================================================================== */
+
+/* How many history tokens a green test needs: LeftHash h, SelfHash h - 1. */
+static size_t history_needed(const tm_wm_config *config) {
+    size_t h = (size_t)config->context_width;
+    if (h < 1) h = 1;
+    if (h > TM_WM_PRF_MAX_TOKENS - 1) h = TM_WM_PRF_MAX_TOKENS - 1;
+    return config->seeding == TM_WM_SEEDING_SELFHASH ? h - 1 : h;
+}
+
+/* SelfHash's min-hash rank of (y, w), the anchor w last: prf(SELFHASH, [y, w], 0).
+ * The smallest rank wins; a tie between different tokens goes to the smaller id. */
+static inline bool rank_before(uint64_t rank, int32_t y, uint64_t best_rank, int32_t best_y) {
+    return rank < best_rank || (rank == best_rank && y < best_y);
+}
+
+enum { CHUNK = 256 };
+
+/* green[i] for ids[0..count): the whole scheme, batched. context holds exactly
+ * history_needed() tokens, oldest first. */
+static void green_batch(const tm_wm_scheme *scheme, const int32_t *context, const int32_t *ids, size_t count,
+                        bool *green) {
+    const tm_wm_config *config = &scheme->config;
+    size_t needed = history_needed(config);
+    uint64_t values[CHUNK];
+    if (config->seeding != TM_WM_SEEDING_SELFHASH) {
+        tm_wm_prf_template t;
+        tm_wm_prf_template_init(&t, TM_WM_DOMAIN_KGW_LEFTHASH, context, needed, 1, 0);
+        for (size_t start = 0; start < count; start += CHUNK) {
+            size_t n = count - start < CHUNK ? count - start : CHUNK;
+            const int32_t *const slots[2] = {ids + start, NULL};
+            tm_wm_prf_batch(&scheme->subkey, &t, slots, n, values);
+            for (size_t i = 0; i < n; i++) green[start + i] = tm_wm_uniform(values[i]) < config->gamma;
+        }
+        return;
+    }
+    uint64_t best_rank[CHUNK];
+    int32_t best_y[CHUNK];
+    tm_wm_prf_template self, pair[TM_WM_PRF_MAX_TOKENS], draw;
+    tm_wm_prf_template_init(&self, TM_WM_DOMAIN_KGW_SELFHASH, NULL, 0, 2, 0);
+    for (size_t k = 0; k < needed; k++) tm_wm_prf_template_init(&pair[k], TM_WM_DOMAIN_KGW_SELFHASH, &context[k], 1, 1, 0);
+    tm_wm_prf_template_init(&draw, TM_WM_DOMAIN_KGW_SELFHASH, NULL, 0, 2, 1);
+    for (size_t start = 0; start < count; start += CHUNK) {
+        size_t n = count - start < CHUNK ? count - start : CHUNK;
+        const int32_t *w = ids + start;
+        const int32_t *const self_slots[2] = {w, w};
+        tm_wm_prf_batch(&scheme->subkey, &self, self_slots, n, best_rank);
+        memcpy(best_y, w, n * sizeof *w);
+        for (size_t k = 0; k < needed; k++) {
+            const int32_t *const slots[2] = {w, NULL};
+            tm_wm_prf_batch(&scheme->subkey, &pair[k], slots, n, values);
+            for (size_t i = 0; i < n; i++)
+                if (rank_before(values[i], context[k], best_rank[i], best_y[i])) {
+                    best_rank[i] = values[i];
+                    best_y[i] = context[k];
+                }
+        }
+        const int32_t *const draw_slots[2] = {best_y, w};
+        tm_wm_prf_batch(&scheme->subkey, &draw, draw_slots, n, values);
+        for (size_t i = 0; i < n; i++) green[start + i] = tm_wm_uniform(values[i]) < config->gamma;
+    }
+}
+
+/* One token, with the plain PRF: the reference the batched path must match. */
+static bool green_one(const tm_wm_scheme *scheme, const int32_t *context, int32_t token) {
+    const tm_wm_config *config = &scheme->config;
+    size_t needed = history_needed(config);
+    if (config->seeding != TM_WM_SEEDING_SELFHASH) {
+        int32_t tokens[TM_WM_PRF_MAX_TOKENS];
+        if (needed > 0) memcpy(tokens, context, needed * sizeof *tokens);
+        tokens[needed] = token;
+        return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_LEFTHASH, tokens, needed + 1, 0)) <
+               config->gamma;
+    }
+    int32_t pair[2] = {token, token};
+    uint64_t best_rank = tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_SELFHASH, pair, 2, 0);
+    int32_t best_y = token;
+    for (size_t k = 0; k < needed; k++) {
+        pair[0] = context[k];
+        uint64_t rank = tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_SELFHASH, pair, 2, 0);
+        if (rank_before(rank, context[k], best_rank, best_y)) {
+            best_rank = rank;
+            best_y = context[k];
+        }
+    }
+    pair[0] = best_y;
+    return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_SELFHASH, pair, 2, 1)) < config->gamma;
+}
+
+/* ======================================================================== */
+/* The two faces                                                             */
+/* ======================================================================== */
+
+/* ======================================================================== */
+/* SelfHash across steps                                                     */
+/* ======================================================================== */
+
+/* The cache holds, over token ids [0, cover), for the n_slots = h - 1 slots
+ * (one per recent history token y, assigned as tokens come and go) and one
+ * last slot for the candidate itself:
+ *   rank[s][w]  = prf(SELFHASH, [y_s, w], 0)   (self slot: [w, w])
+ *   state[s][w] = whether prf(SELFHASH, [y_s, w], 1) is green, or not yet known
+ * Ranks are filled when a token takes a slot; draws when a step first needs
+ * them. The values depend on the key and the tokens only, so they outlive
+ * reset. A vocabulary beyond SELFHASH_CACHE_MAX_TOKENS, negative ids, or a
+ * sparse candidate set (less than half the id range) take the uncached path. */
+enum {
+    SELFHASH_CACHE_MAX_TOKENS = 1 << 20, /* ids fit in 20 bits of a pending entry */
+    STATE_UNKNOWN = 0,
+    STATE_RED = 1,
+    STATE_GREEN = 2,
+};
+
+typedef struct {
+    size_t cover, n_slots;
+    int32_t token[TM_WM_PRF_MAX_TOKENS];
+    bool used[TM_WM_PRF_MAX_TOKENS];
+} selfhash_cache;
+
+static size_t cache_header_size(void) { return (sizeof(selfhash_cache) + 63) / 64 * 64; }
+
+static uint64_t *cache_rank(selfhash_cache *c, size_t slot) {
+    return (uint64_t *)(void *)((char *)c + cache_header_size()) + slot * c->cover;
+}
+
+static uint8_t *cache_state(selfhash_cache *c, size_t slot) {
+    return (uint8_t *)(cache_rank(c, c->n_slots + 1)) + slot * c->cover;
+}
+
+/* rank[slot][w] for w in [0, cover): the message [fixed..., w] (self: [w, w]). */
+static void fill_ranks(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slot, const int32_t *fixed) {
+    tm_wm_prf_template t;
+    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_KGW_SELFHASH, fixed, fixed ? 1 : 0, fixed ? 1 : 2, 0);
+    uint64_t *rank = cache_rank(c, slot);
+    int32_t ids[CHUNK];
+    for (size_t start = 0; start < c->cover; start += CHUNK) {
+        size_t n = c->cover - start < CHUNK ? c->cover - start : CHUNK;
+        for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(start + i);
+        const int32_t *const slots[2] = {ids, ids};
+        tm_wm_prf_batch(&scheme->subkey, &t, slots, n, rank + start);
+    }
+}
+
+/* state[slot][w] for the listed w: the draw prf(SELFHASH, [y, w], 1) (self: [w, w]). */
+static void fill_draws(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slot, const int32_t *w, size_t count) {
+    tm_wm_prf_template t;
+    bool self = slot == c->n_slots;
+    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_KGW_SELFHASH, self ? NULL : &c->token[slot], self ? 0 : 1,
+                            self ? 2 : 1, 1);
+    uint8_t *state = cache_state(c, slot);
+    uint64_t values[CHUNK];
+    double gamma = scheme->config.gamma;
+    for (size_t start = 0; start < count; start += CHUNK) {
+        size_t n = count - start < CHUNK ? count - start : CHUNK;
+        const int32_t *const slots[2] = {w + start, w + start};
+        tm_wm_prf_batch(&scheme->subkey, &t, slots, n, values);
+        for (size_t i = 0; i < n; i++)
+            state[w[start + i]] = tm_wm_uniform(values[i]) < gamma ? STATE_GREEN : STATE_RED;
+    }
+}
+
+/* The cache ready for ids [0, cover) and the slots of `context` (needed
+ * tokens): slot_of[k] is the slot of context[k]. NULL when out of memory. */
+static selfhash_cache *selfhash_cache_prepare(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, size_t needed,
+                                              size_t cover, const int32_t *context, size_t *slot_of) {
+    selfhash_cache *c = state->cache_size >= sizeof *c ? state->cache : NULL;
+    if (!c || c->cover < cover || c->n_slots != needed) {
+        if (cover > SIZE_MAX / 9 / (needed + 1)) return NULL;
+        size_t size = cache_header_size() + (needed + 1) * cover * (sizeof(uint64_t) + 1);
+        c = tm_wm_state_cache(state, size);
+        if (!c) return NULL;
+        memset(c, 0, sizeof *c);
+        c->cover = cover;
+        c->n_slots = needed;
+        memset(cache_state(c, 0), STATE_UNKNOWN, (needed + 1) * cover);
+        fill_ranks(scheme, c, needed, NULL); /* the self slot: every (w, w) */
+        int32_t ids[CHUNK];
+        for (size_t start = 0; start < cover; start += CHUNK) {
+            size_t n = cover - start < CHUNK ? cover - start : CHUNK;
+            for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(start + i);
+            fill_draws(scheme, c, needed, ids, n);
+        }
+    }
+    bool keep[TM_WM_PRF_MAX_TOKENS] = {false};
+    for (size_t k = 0; k < needed; k++) {
+        slot_of[k] = SIZE_MAX;
+        for (size_t s = 0; s < needed; s++)
+            if (c->used[s] && c->token[s] == context[k]) slot_of[k] = s, keep[s] = true;
+    }
+    for (size_t k = 0; k < needed; k++) {
+        if (slot_of[k] != SIZE_MAX) continue;
+        for (size_t j = 0; j < k; j++) /* a repeat of a token given a slot just now */
+            if (context[j] == context[k]) slot_of[k] = slot_of[j];
+        if (slot_of[k] != SIZE_MAX) continue;
+        size_t s = 0;
+        while (keep[s]) s++; /* needed slots, fewer than needed tokens kept: one is free */
+        c->token[s] = context[k];
+        c->used[s] = keep[s] = true;
+        fill_ranks(scheme, c, s, &context[k]);
+        memset(cache_state(c, s), STATE_UNKNOWN, c->cover);
+        slot_of[k] = s;
+    }
+    return c;
+}
+
+/* The min-hash winner of {context slots, w} for every candidate (its slot in
+ * winner[]), and the candidates whose winning draw is not known yet, as
+ * slot << 20 | w in pending[]; returns how many. Branch-free, since which
+ * member wins is a coin flip a predictor cannot learn; always inlined so that
+ * a constant slot count keeps everything in registers. */
+static inline __attribute__((always_inline)) size_t find_winners(const tm_token_data *data, size_t n,
+                                                                 size_t n_distinct, const uint64_t *const *rank,
+                                                                 const int32_t *token, const uint8_t *slot,
+                                                                 const uint64_t *self_rank, uint8_t self_slot,
+                                                                 const uint8_t *states, size_t cover,
+                                                                 uint8_t *winner, uint32_t *pending) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t w = data[i].id;
+        uint64_t best_rank = self_rank[w];
+        int32_t best_y = w;
+        uint8_t best_slot = self_slot;
+        for (size_t j = 0; j < n_distinct; j++) {
+            uint64_t r = rank[j][w];
+            int32_t y = token[j];
+            bool take = (r < best_rank) | ((r == best_rank) & (y < best_y));
+            uint64_t mask = 0 - (uint64_t)take;
+            best_rank = (r & mask) | (best_rank & ~mask);
+            best_y = (int32_t)(((uint32_t)y & (uint32_t)mask) | ((uint32_t)best_y & ~(uint32_t)mask));
+            best_slot = (uint8_t)((slot[j] & mask) | (best_slot & ~mask));
+        }
+        winner[i] = best_slot;
+        pending[count] = (uint32_t)best_slot << 20 | (uint32_t)w;
+        count += states[best_slot * cover + (size_t)w] == STATE_UNKNOWN;
+    }
+    return count;
+}
+
+/* SelfHash's stage through the cache; false when the cache does not apply
+ * (the caller then takes the uncached path). */
+static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, const int32_t *context,
+                                  tm_candidates *candidates) {
+    size_t n = candidates->size, needed = history_needed(&scheme->config);
+    tm_token_data *data = candidates->data;
+    int32_t min_id = INT32_MAX, max_id = -1;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = data[i].id;
+        min_id = id < min_id ? id : min_id;
+        max_id = id > max_id ? id : max_id;
+    }
+    if (min_id < 0 || max_id >= SELFHASH_CACHE_MAX_TOKENS || n < ((size_t)max_id + 1) / 2) return false;
+    size_t cover = ((size_t)max_id + 64) / 64 * 64;
+    /* Scratch: pending entries, the ids of one slot's pending draws, and the
+     * winning slot per candidate. */
+    if (n > SIZE_MAX / (2 * sizeof(uint32_t) + 1)) return false;
+    uint32_t *pending = tm_wm_state_scratch(state, n * (2 * sizeof(uint32_t) + 1));
+    if (!pending) return false;
+    int32_t *draw_ids = (int32_t *)(void *)(pending + n);
+    uint8_t *winner = (uint8_t *)(void *)(draw_ids + n);
+    size_t slot_of[TM_WM_PRF_MAX_TOKENS];
+    selfhash_cache *c = selfhash_cache_prepare(scheme, state, needed, cover, context, slot_of);
+    if (!c) return false;
+    /* The distinct slots of the context, with their tokens and rank vectors. */
+    const uint64_t *rank[TM_WM_PRF_MAX_TOKENS];
+    int32_t token[TM_WM_PRF_MAX_TOKENS];
+    uint8_t slot[TM_WM_PRF_MAX_TOKENS];
+    size_t n_distinct = 0;
+    for (size_t k = 0; k < needed; k++) {
+        bool seen = false;
+        for (size_t j = 0; j < n_distinct; j++) seen = seen || slot[j] == slot_of[k];
+        if (seen) continue;
+        slot[n_distinct] = (uint8_t)slot_of[k];
+        rank[n_distinct] = cache_rank(c, slot_of[k]);
+        token[n_distinct++] = c->token[slot_of[k]];
+    }
+    const uint64_t *self_rank = cache_rank(c, needed);
+    const uint8_t *states = cache_state(c, 0);
+    size_t cover_now = c->cover, count;
+    uint8_t self_slot = (uint8_t)needed;
+    switch (n_distinct) { /* constant counts for the usual h (SelfHash h = 4: 3 slots) */
+    case 0: count = find_winners(data, n, 0, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
+    case 1: count = find_winners(data, n, 1, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
+    case 2: count = find_winners(data, n, 2, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
+    case 3: count = find_winners(data, n, 3, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
+    default:
+        count = find_winners(data, n, n_distinct, rank, token, slot, self_rank, self_slot, states, cover_now, winner,
+                             pending);
+    }
+    for (size_t j = 0; j < n_distinct && count > 0; j++) {
+        size_t m = 0;
+        for (size_t k = 0; k < count; k++) {
+            draw_ids[m] = (int32_t)(pending[k] & 0xFFFFF);
+            m += pending[k] >> 20 == slot[j];
+        }
+        if (m) fill_draws(scheme, c, slot[j], draw_ids, m);
+    }
+    /* A table lookup rather than a conditional, which compilers may turn
+     * into a branch: the green bits are coin flips. */
+    const float bias[3] = {0.0f, 0.0f, (float)scheme->config.delta}; /* unknown (none left), red, green */
+    for (size_t i = 0; i < n; i++) data[i].logit += bias[states[winner[i] * cover_now + (size_t)data[i].id]];
+    return true;
+}
+
+static void kgw_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
+    size_t needed = history_needed(&scheme->config), available = 0;
+    const int32_t *context = needed > 0 ? tm_wm_state_context(state, needed, &available) : NULL;
+    /* Too little history to seed the green list: the paper's processor
+     * refuses such a prefix; generation goes on unwatermarked instead. */
+    if (available < needed || candidates->size == 0) return;
+    candidates->sorted = false;
+    if (scheme->config.seeding == TM_WM_SEEDING_SELFHASH && selfhash_cached_apply(scheme, state, context, candidates))
+        return;
+    const float bias[2] = {0.0f, (float)scheme->config.delta};
+    int32_t ids[CHUNK];
+    bool green[CHUNK];
+    for (size_t start = 0; start < candidates->size; start += CHUNK) {
+        size_t n = candidates->size - start < CHUNK ? candidates->size - start : CHUNK;
+        tm_token_data *data = candidates->data + start;
+        for (size_t i = 0; i < n; i++) ids[i] = data[i].id;
+        green_batch(scheme, context, ids, n, green);
+        /* A table lookup, not a branch: the green bits are coin flips a predictor cannot learn. */
+        for (size_t i = 0; i < n; i++) data[i].logit += bias[green[i]];
+    }
+}
+
+static size_t kgw_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token,
+                               double *values, size_t capacity) {
+    size_t needed = history_needed(&scheme->config);
+    /* A token without enough context was generated unwatermarked: unscored. */
+    if (capacity < 1 || n_context < needed || (needed > 0 && !context)) return 0;
+    const int32_t *recent = needed > 0 ? context + (n_context - needed) : NULL;
+    values[0] = green_one(scheme, recent, token) ? 1.0 : 0.0;
+    return 1;
+}
+
+const tm_wm_scheme_ops tm_wm_kgw_ops = {TM_WM_STAGE_LOGITS, kgw_apply, kgw_token_values};

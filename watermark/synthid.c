@@ -1,0 +1,159 @@
+/* The SynthID-Text watermark (Dathathri et al., Nature 2024), both faces: at
+ * generation, the non-distortionary tournament with two competitors per match
+ * in its vectorised form (google-deepmind/synthid-text, update_scores): from
+ * the candidates' p, for each layer l = 1..m, p <- p * (1 + g_l - E_p[g_l]),
+ * then one draw from the result with the sampler's RNG; at detection, the m
+ * g-values of a token, g_l(w) = bit l - 1 of PRF(SYNTHID, [context, w], 0)
+ * (m <= 64: one PRF call gives them all). Averaged over keys the draw follows
+ * p exactly (E[g_l] = 1/2 in every layer), while under the key tokens with
+ * g = 1 win more often. Work per token is one batched PRF call per candidate
+ * with p > 0, m / 6 passes over the candidates and O(candidates) memory;
+ * this file must never touch the rest of the vocabulary, never print, and
+ * never abort on any input (out of memory, it samples plainly). */
+#include "scheme.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Extra word of the context fingerprint (docs/schemes/synthid.md); g-values
+ * use extra = 0 (layers 1..64). */
+#define SYNTHID_FINGERPRINT_EXTRA UINT32_C(0xFFFFFFFF)
+
+static size_t context_width(const tm_wm_scheme *scheme) {
+    int32_t h = scheme->config.context_width;
+    if (h < 0) return 0;
+    if ((size_t)h > TM_WM_PRF_MAX_TOKENS - 1) return TM_WM_PRF_MAX_TOKENS - 1;
+    return (size_t)h;
+}
+
+/* The last min(h, n_context) tokens of context, copied into message (fewer
+ * than h at the start of a text: the scheme uses what there is). */
+static size_t context_message(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t *message) {
+    size_t h = context_width(scheme);
+    size_t take = n_context < h ? n_context : h;
+    if (take > 0) memcpy(message, context + (n_context - take), take * sizeof *message);
+    return take;
+}
+
+/* The PRF word that holds the g-values of layers 64e + 1 .. 64e + 64 for the
+ * message [context, w] already in place (n tokens): g_l is bit (l - 1) mod 64
+ * of the word with extra = e = (l - 1) div 64. */
+static inline uint64_t g_word(const tm_wm_scheme *scheme, const int32_t *message, size_t n, uint32_t extra) {
+    return tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, message, n, extra);
+}
+
+/* The tournament on weights[] (the candidates' p, 0 where p = 0) with the
+ * g-values words[i] (bit l - 1 = g_l, m <= 64 layers): for l = 1..m,
+ * E_l = sum q g_l / total and q <- q (1 + g_l - E_l). Candidates that share
+ * their next K g-values share the factor of those K layers, so the layers
+ * are taken K at a time: the weight of each pattern of K bits (2^K buckets)
+ * gives E of the K layers one after the other, the product of each pattern's
+ * K factors goes into a table, and one pass multiplies every weight by its
+ * pattern's entry and fills the next block's buckets. The same quantities as
+ * layer by layer (up to rounding in the last bits), in m / K passes over the
+ * candidates instead of 2m. */
+enum { BLOCK_BITS = 6, BLOCK_SIZE = 1 << BLOCK_BITS };
+
+static void tournament(double *weights, const uint64_t *words, size_t n, int32_t layers, double total) {
+    double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
+    int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
+    uint64_t mask = ((uint64_t)1 << k) - 1;
+    memset(bucket, 0, sizeof bucket);
+    for (size_t i = 0; i < n; i++) bucket[words[i] & mask] += weights[i];
+    while (first < layers) {
+        size_t patterns = (size_t)1 << k;
+        for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
+        for (int32_t j = 0; j < k; j++) { /* layer first + j + 1 */
+            double mass = 0.0;
+            for (size_t v = 0; v < patterns; v++)
+                if (v >> j & 1) mass += factor[v] * bucket[v];
+            double expected = mass / total;
+            for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> j & 1) - expected;
+        }
+        int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
+        if (next_k > 0) {
+            uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
+            memset(bucket, 0, sizeof bucket);
+            for (size_t i = 0; i < n; i++) {
+                double w = weights[i] * factor[words[i] >> first & mask];
+                weights[i] = w;
+                bucket[words[i] >> next & next_mask] += w;
+            }
+            mask = next_mask;
+        } else {
+            for (size_t i = 0; i < n; i++) weights[i] *= factor[words[i] >> first & mask];
+        }
+        first = next;
+        k = next_k;
+    }
+}
+
+static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
+    size_t n = candidates->size;
+    if (n == 0) return;
+    tm_wm_softmax(candidates);
+    int32_t message[TM_WM_PRF_MAX_TOKENS];
+    size_t n_context = 0;
+    if (state->n_history > 0) {
+        const int32_t *context = tm_wm_state_context(state, context_width(scheme), &n_context);
+        n_context = context_message(scheme, context, n_context, message);
+    }
+    if (scheme->config.skip_repeated_context) {
+        uint64_t fingerprint =
+            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, message, n_context, SYNTHID_FINGERPRINT_EXTRA);
+        if (tm_wm_state_seen_before(state, fingerprint)) {
+            /* As synthid-text's context history: a repeated context would
+             * repeat the same tournament, so it is sampled from p unchanged. */
+            tm_wm_draw(candidates, NULL, (double)tm_rng_uniform(&state->rng));
+            return;
+        }
+    }
+    /* Scratch: weights, the g-value words, and the candidates' ids. */
+    size_t per = sizeof(double) + sizeof(uint64_t) + sizeof(int32_t);
+    double *weights = n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
+    int32_t layers = scheme->config.layers;
+    if (!weights || layers < 1 || layers > 64) { /* fail open: unwatermarked but correct */
+        tm_wm_draw(candidates, NULL, (double)tm_rng_uniform(&state->rng));
+        return;
+    }
+    uint64_t *words = (uint64_t *)(void *)(weights + n);
+    int32_t *ids = (int32_t *)(void *)(words + n);
+    const tm_token_data *d = candidates->data;
+    double total = 0.0;
+    size_t m = 0; /* only the candidates with p > 0 are hashed; the rest keep weight 0 */
+    for (size_t i = 0; i < n; i++) {
+        weights[i] = d[i].p > 0.0f ? (double)d[i].p : 0.0;
+        total += weights[i];
+        if (weights[i] > 0.0) ids[m++] = d[i].id;
+    }
+    if (!(total > 0.0)) {
+        candidates->selected = d[0].id;
+        return;
+    }
+    /* One PRF call per candidate gives all its g-values (m <= 64 layers). */
+    tm_wm_prf_template t;
+    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_SYNTHID, message, n_context, 1, 0);
+    const int32_t *const slots[2] = {ids, NULL};
+    tm_wm_prf_batch(&scheme->subkey, &t, slots, m, words + (n - m));
+    for (size_t i = 0, k = n - m; i < n; i++) /* spread them back in place: k >= i throughout */
+        words[i] = weights[i] > 0.0 ? words[k++] : 0;
+    tournament(weights, words, n, layers, total);
+    tm_wm_draw(candidates, weights, (double)tm_rng_uniform(&state->rng));
+}
+
+static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
+                                   int32_t token, double *values, size_t capacity) {
+    int32_t message[TM_WM_PRF_MAX_TOKENS];
+    size_t n = context ? context_message(scheme, context, n_context, message) : 0;
+    message[n] = token;
+    size_t layers = scheme->config.layers > 0 ? (size_t)scheme->config.layers : 0;
+    if (layers > capacity) layers = capacity;
+    uint64_t word = 0;
+    for (size_t l = 0; l < layers; l++) {
+        if (l % 64 == 0) word = g_word(scheme, message, n + 1, (uint32_t)(l / 64));
+        values[l] = (double)(word >> (l % 64) & 1);
+    }
+    return layers;
+}
+
+const tm_wm_scheme_ops tm_wm_synthid_ops = {TM_WM_STAGE_SELECTOR, synthid_apply, synthid_token_values};
