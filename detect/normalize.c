@@ -2,21 +2,59 @@
  * makes to dodge a detector (decomposed accents, look-alike letters from
  * other scripts, odd spaces and invisible characters) while keeping, for
  * every output byte, the input offset it came from, so that scores on the
- * normalised text map back to the text the user gave. NFC comes from
- * utf8proc, confusable skeletons (Unicode TR39) and NFC segment boundaries
- * from ICU. It must never print, abort or read past the input: invalid
- * UTF-8 is an error naming its byte offset, and every size is checked.
+ * normalised text map back to the text the user gave. It must never rewrite
+ * legitimate text of another script into a mixture of scripts (Russian,
+ * Greek, Arabic or Hebrew text comes out as it went in), nor print, abort or
+ * read past the input: invalid UTF-8 is an error naming its byte offset, and
+ * every size is checked. NFC comes from utf8proc, confusable skeletons
+ * (Unicode TR39), scripts and NFC segment boundaries from ICU.
  *
  * Order of work, per character: validate and decode; whitespace (line breaks
  * kept one for one, CRLF/CR -> LF, other White_Space runs -> one ' ',
  * zero-width characters dropped); then NFC over segments (a character with
  * an NFC boundary before it, plus the characters up to the next boundary,
  * all of whose output bytes map to the segment's first input character);
- * then homoglyph folding inside the segment, followed by NFC again when a
- * fold happened (a folded 'e' before U+0301 must compose to U+00E9) so that
- * normalising twice changes nothing. Whitespace goes first so that a
- * zero-width character between a letter and its accent cannot stop them
- * composing. */
+ * then homoglyph folding, followed by NFC again when a fold happened (a
+ * folded 'e' before U+0301 must compose to U+00E9). Whitespace goes first so
+ * that a zero-width character between a letter and its accent cannot stop
+ * them composing.
+ *
+ * Homoglyph folding. A character is foldable when it is not ASCII and its
+ * TR39 skeleton is that of one printable ASCII character; it folds to that
+ * character. Every character has a class:
+ *   - isolated: characters of scripts written without spaces between words
+ *     (Han, Hiragana, Katakana, Bopomofo, Yi, Thai, Lao, Khmer, Myanmar, Tai
+ *     scripts), and punctuation and symbols of any specific script (all but
+ *     Latin, Common, Inherited), such as the Urdu full stop U+06D4;
+ *   - word: letters, marks and numbers (categories L, M, N), and symbols
+ *     confusable with an ASCII letter or digit (U+237A, U+00D7);
+ *   - separator: the rest (shared punctuation, symbols, spaces, controls).
+ * Classes are given per NFC segment by its first character, so a combining
+ * mark goes with its base (as UAX #29 rule WB4 does). A word is a maximal run
+ * of word-class segments; it is Latin when it contains an ASCII letter or a
+ * character that always folds to one (below), as found after NFC and before
+ * folding. Then:
+ *   - a foldable character of Latin, Common or Inherited script that is not
+ *     isolated always folds: fullwidth and mathematical letters, dotless i,
+ *     typographic quotes and dashes; none of these belongs to another
+ *     script, so folding them cannot mix scripts;
+ *   - a foldable word character of any other script (Cyrillic, Greek,
+ *     Arabic, Hebrew, ...) folds only when its word is Latin;
+ *   - an isolated character never folds.
+ * So "раураl" and "Micrоsoft" become "paypal" and "Microsoft" while
+ * "Привет", "ΟΧΙ" and Arabic-Indic digits stay, and "ノートPC" keeps its
+ * Katakana. The rule is stable, so normalising twice changes nothing: a
+ * separator folds to ASCII punctuation and stays a separator, so no two
+ * words merge; a Latin word keeps no foldable character, though it may
+ * split (U+02BC -> '\'' in "donʼt"); a word that is not Latin keeps its
+ * foldable word characters and gains no ASCII letter, since any character
+ * of it that always folds to a letter would have made it Latin.
+ *
+ * Known limitation: an attacker who replaces every letter of a word ("рара",
+ * all Cyrillic) is not undone, since nothing tells that word from Russian.
+ * The same holds for a Latin word written wholly in look-alikes of a
+ * specific script, and for script-specific punctuation used as ASCII
+ * ("paypal۔com" keeps its U+06D4). */
 #include "tracemark/detect.h"
 
 #include <pthread.h>
@@ -24,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unicode/uscript.h>
 #include <unicode/unorm2.h>
 #include <unicode/uspoof.h>
 #include <utf8proc.h>
@@ -50,9 +89,28 @@ const char *tm_normalize_options_describe(const tm_normalize_options *options) {
 
 enum {
     CODE_POINT_LIMIT = 0x110000,
-    SKELETON_MAX = 16,  /* bytes; a skeleton longer than this is no single ASCII character's */
-    FOLD_UNKNOWN = 0,   /* fold_cache values; any other value is the ASCII replacement */
-    FOLD_NONE = 1,
+    SKELETON_MAX = 16, /* bytes; a skeleton longer than this is no single ASCII character's */
+};
+
+/* How a character takes part in homoglyph folding (see the file head). */
+typedef enum {
+    CLASS_SEPARATOR = 0, /* folds whenever it is foldable; ends a word */
+    CLASS_WORD = 1,      /* makes words; folds inside a Latin word (anywhere if FOLD_ALWAYS) */
+    CLASS_ISOLATED = 2,  /* never folds; ends a word */
+} fold_class;
+
+/* character_cache entries: 0 while unknown, else FOLD_KNOWN, the class, the
+ * FOLD_ flags below, and the ASCII replacement (0 for none) in the low byte. */
+enum {
+    FOLD_CLASS_SHIFT = 8,
+    FOLD_ALWAYS = 1 << 10, /* foldable, and folds whatever its word */
+    FOLD_LATIN = 1 << 11,  /* an ASCII letter, or a character that always folds to one */
+    /* Not about folding: the other per-character facts the hot path needs,
+     * memoised with the rest so that a character costs one table read. */
+    CHAR_BOUNDARY = 1 << 12,   /* NFC has a boundary before it: it starts a segment */
+    CHAR_NFC_STABLE = 1 << 13, /* NFC leaves it alone (no canonical decomposition) */
+    CHAR_SPACE = 1 << 14,      /* zero-width, line break or horizontal space: whitespace handles it */
+    FOLD_KNOWN = 1 << 15,
 };
 
 static pthread_once_t unicode_once = PTHREAD_ONCE_INIT;
@@ -64,14 +122,30 @@ static USpoofChecker *spoof_checker;
 static UErrorCode spoof_status;
 /* The skeleton of each printable ASCII character ("" where ICU failed). */
 static char ascii_skeleton[128][SKELETON_MAX];
-/* Per-code-point memo of the homoglyph fold. A skeleton costs ~100 ns and
- * text repeats the same few characters, so this keeps ICU off the hot path.
- * Filled lazily by any thread: racing writers store the same value, and
- * relaxed atomics make that well defined. 1.1 MB of zero pages, only the
- * touched ones become resident. */
-static _Atomic uint8_t fold_cache[CODE_POINT_LIMIT];
+/* Per-code-point memo of the fold, the class and the CHAR_ facts. A
+ * skeleton costs ~100 ns, and even utf8proc and ICU property calls showed
+ * up as a third of the time on Russian text, so one read of this table is
+ * all a character costs after its first time. Filled lazily by any thread: racing writers store the same
+ * value, and relaxed atomics make that well defined. 2.2 MB of zero pages,
+ * only the touched ones become resident. */
+static _Atomic uint16_t character_cache[CODE_POINT_LIMIT];
+
+/* The class of each ASCII character: letters and digits are word
+ * characters, the rest separators (none of which is foldable); and the
+ * whole memo entry of each. */
+static uint8_t ascii_class[128];
+static bool ascii_letter[128];
+static uint16_t ascii_entry[128];
 
 static void unicode_open(void) {
+    for (int c = 0; c < 128; c++) {
+        ascii_letter[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        ascii_class[c] = (uint8_t)(ascii_letter[c] || (c >= '0' && c <= '9') ? CLASS_WORD : CLASS_SEPARATOR);
+        bool space = c == ' ' || (c >= 0x09 && c <= 0x0D);
+        ascii_entry[c] = (uint16_t)(FOLD_KNOWN | (unsigned)ascii_class[c] << FOLD_CLASS_SHIFT |
+                                    (ascii_letter[c] ? FOLD_LATIN : 0) | CHAR_BOUNDARY | CHAR_NFC_STABLE |
+                                    (space ? CHAR_SPACE : 0));
+    }
     nfc_status = U_ZERO_ERROR;
     nfc_normalizer = unorm2_getNFCInstance(&nfc_status);
     spoof_status = U_ZERO_ERROR;
@@ -116,25 +190,47 @@ static size_t encode_utf8(uint32_t cp, uint8_t out[4]) {
     return 4;
 }
 
+/* ---- decoding ------------------------------------------------------------ */
+
+/* Decode one non-ASCII character at p (left > 0 bytes). Returns its length,
+ * or 0 when the bytes are not valid UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF, no truncation). */
+static inline size_t decode_utf8(const uint8_t *p, size_t left, uint32_t *cp) {
+    uint8_t c = p[0];
+    size_t n;
+    uint32_t value, minimum;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; value = c & 0x1Fu; minimum = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { n = 3; value = c & 0x0Fu; minimum = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; value = c & 0x07u; minimum = 0x10000; }
+    else return 0;
+    if (left < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        value = (value << 6) | (p[i] & 0x3Fu);
+    }
+    if (value < minimum || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
+    *cp = value;
+    return n;
+}
+
 static bool is_ascii_upper(int c) { return c >= 'A' && c <= 'Z'; }
 static bool is_ascii_lower(int c) { return c >= 'a' && c <= 'z'; }
 static bool is_ascii_digit(int c) { return c >= '0' && c <= '9'; }
 
-/* The ASCII character a non-ASCII cp folds to, or FOLD_NONE. A character
- * folds when its skeleton equals the skeleton of a printable ASCII
- * character. Several ASCII characters can share one skeleton (I, l, 1 and |
- * all have "l"; 0 and O have "O"), so the replacement follows the
- * character's own kind: Greek capital iota becomes 'I', Bengali zero '0',
- * never the skeleton's arbitrary prototype. Spaces are left to the
- * whitespace option. */
-static uint8_t fold_compute(uint32_t cp) {
+/* The ASCII character a non-ASCII cp folds to, or 0. A character folds
+ * when its skeleton equals the skeleton of a printable ASCII character.
+ * Several ASCII characters can share one skeleton (I, l, 1 and | all have
+ * "l"; 0 and O have "O"), so the replacement follows the character's own
+ * kind: Greek capital iota becomes 'I', Bengali zero '0', never the
+ * skeleton's arbitrary prototype. Spaces are left to the whitespace option. */
+static uint8_t fold_replacement(uint32_t cp, utf8proc_category_t category) {
     uint8_t in[4];
     size_t n_in = encode_utf8(cp, in);
     char skeleton[SKELETON_MAX];
     UErrorCode status = U_ZERO_ERROR;
     int32_t n = uspoof_getSkeletonUTF8(spoof_checker, 0, (const char *)in, (int32_t)n_in, skeleton, SKELETON_MAX,
                                        &status);
-    if (U_FAILURE(status) || n <= 0 || n >= SKELETON_MAX) return FOLD_NONE;
+    if (U_FAILURE(status) || n <= 0 || n >= SKELETON_MAX) return 0;
     skeleton[n] = '\0';
 
     int first = 0, upper = 0, lower = 0, digit = 0, prototype = 0;
@@ -146,9 +242,9 @@ static uint8_t fold_compute(uint32_t cp) {
         if (!digit && is_ascii_digit(c)) digit = c;
         if (n == 1 && skeleton[0] == c) prototype = c;
     }
-    if (!first) return FOLD_NONE;
+    if (!first) return 0;
     int chosen = 0;
-    switch (utf8proc_category((utf8proc_int32_t)cp)) {
+    switch (category) {
     case UTF8PROC_CATEGORY_LU:
     case UTF8PROC_CATEGORY_LT: chosen = upper; break;
     case UTF8PROC_CATEGORY_LL: chosen = lower; break;
@@ -161,15 +257,98 @@ static uint8_t fold_compute(uint32_t cp) {
     return (uint8_t)chosen;
 }
 
-/* 0 when cp (non-ASCII) does not fold, else its ASCII replacement. */
-static inline uint32_t fold_lookup(uint32_t cp) {
-    uint8_t value = atomic_load_explicit(&fold_cache[cp], memory_order_relaxed);
-    if (value == FOLD_UNKNOWN) {
-        value = fold_compute(cp);
-        atomic_store_explicit(&fold_cache[cp], value, memory_order_relaxed);
+/* Scripts written without spaces between words: a run of them is no word
+ * in the sense of this file, so an ASCII letter next to one ("ノートPC")
+ * must not fold it (UAX #29 likewise breaks words around ideographs,
+ * Hiragana and Katakana, and leaves South-East Asian scripts to
+ * dictionaries). */
+static bool script_without_spaces(UScriptCode script) {
+    switch (script) {
+    case USCRIPT_HAN:
+    case USCRIPT_HIRAGANA:
+    case USCRIPT_KATAKANA:
+    case USCRIPT_KATAKANA_OR_HIRAGANA:
+    case USCRIPT_BOPOMOFO:
+    case USCRIPT_YI:
+    case USCRIPT_THAI:
+    case USCRIPT_LAO:
+    case USCRIPT_KHMER:
+    case USCRIPT_MYANMAR:
+    case USCRIPT_LANNA:
+    case USCRIPT_TAI_LE:
+    case USCRIPT_NEW_TAI_LUE:
+    case USCRIPT_TAI_VIET: return true;
+    default: return false;
     }
-    return value == FOLD_NONE ? 0 : value;
 }
+
+static bool is_zero_width(uint32_t cp) {
+    return cp == 0x200B || cp == 0x200C || cp == 0x200D || cp == 0x2060 || cp == 0xFEFF;
+}
+
+/* Line breaks of Unicode's White_Space set (UAX #14 mandatory breaks). */
+static bool is_line_break(uint32_t cp) {
+    return (cp >= 0x0A && cp <= 0x0D) || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+}
+
+/* The rest of White_Space: tab and the space separators (category Zs). */
+static bool is_horizontal_space(uint32_t cp) {
+    if (cp < 0x80) return cp == ' ' || cp == '\t';
+    return utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_ZS;
+}
+
+/* True when NFC leaves the single code point cp alone: it has no canonical
+ * decomposition (utf8proc marks compatibility mappings with a decomp_type). */
+static bool nfc_stable_alone(uint32_t cp) {
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+    return p->decomp_seqindex == UINT16_MAX || p->decomp_type != 0;
+}
+
+/* The memo entry of a non-ASCII cp. Folding facts need the spoof checker,
+ * boundaries the NFC data: each is left out when its service is missing,
+ * and the option needing it then fails in unicode_ready. */
+static uint16_t character_compute(uint32_t cp) {
+    utf8proc_category_t category = utf8proc_category((utf8proc_int32_t)cp);
+    uint8_t replacement = spoof_checker ? fold_replacement(cp, category) : 0;
+    UErrorCode status = U_ZERO_ERROR;
+    UScriptCode script = uscript_getScript((UChar32)cp, &status);
+    if (U_FAILURE(status)) script = USCRIPT_UNKNOWN;
+    bool letter_mark_number = category >= UTF8PROC_CATEGORY_LU && category <= UTF8PROC_CATEGORY_NO;
+    bool shared = script == USCRIPT_LATIN || script == USCRIPT_COMMON || script == USCRIPT_INHERITED ||
+                  script == USCRIPT_UNKNOWN;
+    fold_class class;
+    if (script_without_spaces(script))
+        class = CLASS_ISOLATED;
+    else if (letter_mark_number || (replacement && ascii_class[replacement] == CLASS_WORD))
+        class = CLASS_WORD;
+    else if (!shared)
+        class = CLASS_ISOLATED;
+    else
+        class = CLASS_SEPARATOR;
+    unsigned entry = FOLD_KNOWN | (unsigned)class << FOLD_CLASS_SHIFT | replacement;
+    if (replacement && class != CLASS_ISOLATED && shared) {
+        entry |= FOLD_ALWAYS;
+        if (ascii_letter[replacement]) entry |= FOLD_LATIN;
+    }
+    if (nfc_normalizer && unorm2_hasBoundaryBefore(nfc_normalizer, (UChar32)cp)) entry |= CHAR_BOUNDARY;
+    if (nfc_stable_alone(cp)) entry |= CHAR_NFC_STABLE;
+    if (is_zero_width(cp) || is_line_break(cp) || is_horizontal_space(cp)) entry |= CHAR_SPACE;
+    return (uint16_t)entry;
+}
+
+/* The memo entry of cp, filled on first use. */
+static inline uint16_t char_lookup(uint32_t cp) {
+    if (cp < 0x80) return ascii_entry[cp];
+    uint16_t value = atomic_load_explicit(&character_cache[cp], memory_order_relaxed);
+    if (value == 0) {
+        value = character_compute(cp);
+        atomic_store_explicit(&character_cache[cp], value, memory_order_relaxed);
+    }
+    return value;
+}
+
+static inline fold_class fold_class_of(uint16_t entry) { return (fold_class)((entry >> FOLD_CLASS_SHIFT) & 3); }
+static inline uint32_t fold_target(uint16_t entry) { return entry & 0xFFu; }
 
 /* ---- the output: bytes plus, optionally, one input offset per byte ------ */
 
@@ -203,12 +382,15 @@ static tm_status output_reserve(output *o, size_t more, tm_error *err) {
     return TM_OK;
 }
 
-static tm_status output_code_point(output *o, uint32_t cp, size_t offset, tm_error *err) {
+static inline tm_status output_code_point(output *o, uint32_t cp, size_t offset, tm_error *err) {
     uint8_t bytes[4];
     size_t n = encode_utf8(cp, bytes);
-    tm_status s = output_reserve(o, n, err);
-    if (s != TM_OK) return s;
-    memcpy(o->bytes + o->size, bytes, n);
+    if (o->capacity - o->size <= n) { /* the NUL needs one more */
+        tm_status s = output_reserve(o, n, err);
+        if (s != TM_OK) return s;
+    }
+    /* A loop, not memcpy: for 1 to 4 bytes the library call costs more. */
+    for (size_t i = 0; i < n; i++) o->bytes[o->size + i] = (char)bytes[i];
     if (o->offsets)
         for (size_t i = 0; i < n; i++) o->offsets[o->size + i] = offset;
     o->size += n;
@@ -235,9 +417,20 @@ typedef struct {
     uint32_t segment[SEGMENT_MAX];
     size_t segment_length;
     size_t segment_offset; /* input offset of the segment's first character */
+    uint16_t segment_entry; /* memo entry of the segment's first character */
     /* whitespace state */
     bool in_space_run;
     bool after_cr;
+    /* word state, for homoglyph folding */
+    bool in_word;         /* the last segment output is of the word class */
+    bool word_has_letter; /* its word has an ASCII letter, or a character that always folds to one:
+                             its foldable characters fold as they come */
+    bool word_pending;    /* its word has none yet, but a foldable word character output unfolded */
+    size_t word_start;    /* output byte where that word starts */
+    /* a word's bytes and offsets while it is folded again */
+    char *scratch;
+    size_t *scratch_offsets;
+    size_t scratch_capacity;
 } normalizer;
 
 /* NFC of cps[0..n) in place, the new length in *length. It can exceed n
@@ -261,11 +454,189 @@ static tm_status nfc_code_points(utf8proc_int32_t *cps, size_t n, size_t capacit
     return TM_OK;
 }
 
-/* True when NFC leaves the single code point cp alone: it has no canonical
- * decomposition (utf8proc marks compatibility mappings with a decomp_type). */
-static inline bool nfc_stable_alone(uint32_t cp) {
-    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
-    return p->decomp_seqindex == UINT16_MAX || p->decomp_type != 0;
+/* Fold the foldable characters of cps[0..*length) that may fold: those
+ * marked FOLD_ALWAYS, and word characters when fold_words. NFC again after
+ * a fold (a folded 'e' composes with a following U+0301), then fold what
+ * that composed, a bounded number of times. *pending is set when a
+ * foldable word character was left unfolded. */
+static tm_status fold_code_points(utf8proc_int32_t *cps, size_t *length, bool fold_words, bool nfc, bool *pending,
+                                  tm_error *err) {
+    for (int round = 0; round < FOLD_ROUNDS; round++) {
+        bool folded_any = false;
+        for (size_t i = 0; i < *length; i++) {
+            if (cps[i] < 0x80) continue;
+            uint16_t entry = char_lookup((uint32_t)cps[i]);
+            uint32_t target = fold_target(entry);
+            if (!target) continue;
+            if ((entry & FOLD_ALWAYS) || (fold_words && fold_class_of(entry) == CLASS_WORD)) {
+                cps[i] = (utf8proc_int32_t)target;
+                folded_any = true;
+            } else if (fold_class_of(entry) == CLASS_WORD) {
+                *pending = true;
+            }
+        }
+        if (!folded_any || !nfc) break;
+        tm_status s = nfc_code_points(cps, *length, DECOMPOSED_MAX, length, err);
+        if (s != TM_OK) return s;
+    }
+    return TM_OK;
+}
+
+static tm_status output_code_points(output *o, const utf8proc_int32_t *cps, size_t length, size_t offset,
+                                    tm_error *err) {
+    for (size_t i = 0; i < length; i++) {
+        tm_status s = output_code_point(o, (uint32_t)cps[i], offset, err);
+        if (s != TM_OK) return s;
+    }
+    return TM_OK;
+}
+
+/* A segment of the word class follows: open a word unless one is open. */
+static inline void word_continue(normalizer *z) {
+    if (z->in_word) return;
+    z->in_word = true;
+    z->word_has_letter = false;
+    z->word_pending = false;
+    z->word_start = z->out.size;
+}
+
+/* The open word, output so far unfolded, has just met its first ASCII
+ * letter: take its text back out of the output and fold it. Each word is
+ * folded again at most once, so the work stays linear in the text. */
+static tm_status word_refold(normalizer *z, tm_error *err) {
+    output *o = &z->out;
+    size_t start = z->word_start, n = o->size - start;
+    if (n > z->scratch_capacity) {
+        size_t offset_bytes;
+        if (!tm_mul_size(n, sizeof(size_t), &offset_bytes))
+            return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: word size overflows");
+        char *scratch = realloc(z->scratch, n);
+        if (!scratch) return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: out of memory (%zu bytes)", n);
+        z->scratch = scratch;
+        if (o->offsets) {
+            size_t *offsets = realloc(z->scratch_offsets, offset_bytes);
+            if (!offsets)
+                return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: out of memory (%zu offsets)", n);
+            z->scratch_offsets = offsets;
+        }
+        z->scratch_capacity = n;
+    }
+    memcpy(z->scratch, o->bytes + start, n);
+    if (o->offsets) memcpy(z->scratch_offsets, o->offsets + start, n * sizeof(size_t));
+    o->size = start;
+
+    /* Segments again, as push_character cuts them; the output of a segment
+     * mapped to one offset, so each piece takes its first byte's. */
+    const bool nfc = z->options->nfc;
+    const uint8_t *p = (const uint8_t *)z->scratch;
+    utf8proc_int32_t cps[DECOMPOSED_MAX];
+    size_t length = 0, segment_offset = 0;
+    bool unused = false;
+    for (size_t i = 0; i <= n;) {
+        uint32_t cp = 0;
+        size_t bytes = 0;
+        if (i < n) {
+            cp = p[i];
+            bytes = 1;
+            if (cp >= 0x80 && (bytes = decode_utf8(p + i, n - i, &cp)) == 0)
+                return tm_error_set(err, TM_ERR_FORMAT, "text normalisation: output is not UTF-8 (internal)");
+        }
+        if (length > 0 && (i == n || !nfc || length == SEGMENT_MAX || (char_lookup(cp) & CHAR_BOUNDARY))) {
+            tm_status s = fold_code_points(cps, &length, true, nfc, &unused, err);
+            if (s == TM_OK) s = output_code_points(o, cps, length, segment_offset, err);
+            if (s != TM_OK) return s;
+            length = 0;
+        }
+        if (i == n) break;
+        if (length == 0) segment_offset = o->offsets ? z->scratch_offsets[i] : 0;
+        cps[length++] = (utf8proc_int32_t)cp;
+        i += bytes;
+    }
+    return TM_OK;
+}
+
+/* The open word has an ASCII letter from now on. */
+static inline tm_status word_gains_letter(normalizer *z, tm_error *err) {
+    z->word_has_letter = true;
+    if (!z->word_pending) return TM_OK;
+    z->word_pending = false;
+    return word_refold(z, err);
+}
+
+/* Output one NFC segment cps[0..length), folding what may fold. */
+static tm_status emit_segment(normalizer *z, utf8proc_int32_t *cps, size_t length, size_t offset, tm_error *err) {
+    const tm_normalize_options *options = z->options;
+    if (options->fold_homoglyphs) {
+        bool pending = false;
+        tm_status s;
+        if (fold_class_of(char_lookup((uint32_t)cps[0])) != CLASS_WORD) {
+            z->in_word = false;
+            s = fold_code_points(cps, &length, false, options->nfc, &pending, err);
+        } else {
+            word_continue(z);
+            if (!z->word_has_letter)
+                for (size_t i = 0; i < length; i++)
+                    if (char_lookup((uint32_t)cps[i]) & FOLD_LATIN) {
+                        if ((s = word_gains_letter(z, err)) != TM_OK) return s;
+                        break;
+                    }
+            s = fold_code_points(cps, &length, z->word_has_letter, options->nfc, &pending, err);
+            if (pending) z->word_pending = true;
+        }
+        if (s != TM_OK) return s;
+    }
+    return output_code_points(&z->out, cps, length, offset, err);
+}
+
+/* emit_segment for a segment of one character that NFC keeps as it is:
+ * the common case, kept free of copies. */
+static tm_status emit_character(normalizer *z, uint32_t cp, uint16_t entry, size_t offset, tm_error *err) {
+    if (z->options->fold_homoglyphs) {
+        if (fold_class_of(entry) != CLASS_WORD) {
+            z->in_word = false;
+        } else {
+            word_continue(z);
+            if ((entry & FOLD_LATIN) && !z->word_has_letter) {
+                tm_status s = word_gains_letter(z, err);
+                if (s != TM_OK) return s;
+            }
+            if (fold_target(entry) && !(entry & FOLD_ALWAYS)) {
+                if (z->word_has_letter)
+                    cp = fold_target(entry);
+                else
+                    z->word_pending = true;
+            }
+        }
+        if (entry & FOLD_ALWAYS) cp = fold_target(entry);
+    }
+    return output_code_point(&z->out, cp, offset, err);
+}
+
+/* The word state after a run of ASCII copied to the output at out_start
+ * (ASCII characters are whole segments and never fold). A pending word the
+ * run continues with a letter must be folded before the copy: see
+ * word_before_ascii_run. */
+static void word_after_ascii_run(normalizer *z, const uint8_t *run, size_t n, size_t out_start) {
+    size_t k = n;
+    bool letter = false;
+    while (k > 0 && ascii_class[run[k - 1]] == CLASS_WORD) letter |= ascii_letter[run[--k]];
+    if (k == n) {
+        z->in_word = false;
+    } else if (k > 0 || !z->in_word) {
+        z->in_word = true;
+        z->word_start = out_start + k;
+        z->word_has_letter = letter;
+        z->word_pending = false;
+    } else if (letter) {
+        z->word_has_letter = true; /* a pending word was folded by word_before_ascii_run */
+    }
+}
+
+static tm_status word_before_ascii_run(normalizer *z, const uint8_t *run, size_t n, tm_error *err) {
+    if (!z->in_word || !z->word_pending) return TM_OK;
+    for (size_t k = 0; k < n && ascii_class[run[k]] == CLASS_WORD; k++)
+        if (ascii_letter[run[k]]) return word_gains_letter(z, err);
+    return TM_OK;
 }
 
 static tm_status segment_flush(normalizer *z, tm_error *err) {
@@ -276,124 +647,63 @@ static tm_status segment_flush(normalizer *z, tm_error *err) {
     const tm_normalize_options *options = z->options;
 
     /* The common cases: one ASCII character, or one character NFC keeps. */
-    if (n == 1 && (z->segment[0] < 0x80 || !options->nfc || nfc_stable_alone(z->segment[0]))) {
-        uint32_t cp = z->segment[0];
-        if (cp >= 0x80 && options->fold_homoglyphs) {
-            uint32_t folded = fold_lookup(cp);
-            if (folded) cp = folded;
-        }
-        return output_code_point(&z->out, cp, offset, err);
-    }
+    if (n == 1 && (!options->nfc || (z->segment_entry & CHAR_NFC_STABLE)))
+        return emit_character(z, z->segment[0], z->segment_entry, offset, err);
 
     utf8proc_int32_t cps[DECOMPOSED_MAX];
     size_t length = n;
     for (size_t i = 0; i < n; i++) cps[i] = (utf8proc_int32_t)z->segment[i];
-    for (int round = 0; round < FOLD_ROUNDS; round++) {
-        if (options->nfc) {
-            tm_status s = nfc_code_points(cps, length, DECOMPOSED_MAX, &length, err);
-            if (s != TM_OK) return s;
-        }
-        bool folded_any = false;
-        if (options->fold_homoglyphs)
-            for (size_t i = 0; i < length; i++) {
-                if (cps[i] < 0x80) continue;
-                uint32_t folded = fold_lookup((uint32_t)cps[i]);
-                if (folded) {
-                    cps[i] = (utf8proc_int32_t)folded;
-                    folded_any = true;
-                }
-            }
-        if (!folded_any || !options->nfc) break;
-    }
-    for (size_t i = 0; i < length; i++) {
-        tm_status s = output_code_point(&z->out, (uint32_t)cps[i], offset, err);
+    if (options->nfc) {
+        tm_status s = nfc_code_points(cps, length, DECOMPOSED_MAX, &length, err);
         if (s != TM_OK) return s;
     }
-    return TM_OK;
+    return emit_segment(z, cps, length, offset, err);
 }
 
-/* Whether the NFC of text before cp and of text from cp on can be computed
- * apart; ASCII always starts a segment. */
-static inline bool starts_segment(uint32_t cp) {
-    return cp < 0x80 || unorm2_hasBoundaryBefore(nfc_normalizer, (UChar32)cp);
-}
-
-/* One character after whitespace handling, into the current segment. */
-static tm_status push_character(normalizer *z, uint32_t cp, size_t offset, tm_error *err) {
+/* One character after whitespace handling, with its memo entry, into the
+ * current segment. */
+static tm_status push_character(normalizer *z, uint32_t cp, uint16_t entry, size_t offset, tm_error *err) {
     const tm_normalize_options *options = z->options;
     if (!options->nfc) {
         /* Without NFC, every character is its own segment. */
         z->segment[0] = cp;
         z->segment_length = 1;
         z->segment_offset = offset;
+        z->segment_entry = entry;
         return segment_flush(z, err);
     }
-    if (z->segment_length == SEGMENT_MAX || (z->segment_length > 0 && starts_segment(cp))) {
+    if (z->segment_length == SEGMENT_MAX || (z->segment_length > 0 && (entry & CHAR_BOUNDARY))) {
         tm_status s = segment_flush(z, err);
         if (s != TM_OK) return s;
     }
-    if (z->segment_length == 0) z->segment_offset = offset;
+    if (z->segment_length == 0) {
+        z->segment_offset = offset;
+        z->segment_entry = entry;
+    }
     z->segment[z->segment_length++] = cp;
     return TM_OK;
 }
 
-static bool is_zero_width(uint32_t cp) {
-    return cp == 0x200B || cp == 0x200C || cp == 0x200D || cp == 0x2060 || cp == 0xFEFF;
-}
-
-/* Line breaks of Unicode's White_Space set (UAX #14 mandatory breaks). */
-static bool is_line_break(uint32_t cp) {
-    return (cp >= 0x0A && cp <= 0x0D) || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
-}
-
-/* The rest of White_Space: tab and the space separators (category Zs). */
-static bool is_horizontal_space(uint32_t cp) {
-    if (cp < 0x80) return cp == ' ' || cp == '\t';
-    return utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_ZS;
-}
-
 /* One decoded input character. */
 static tm_status take_character(normalizer *z, uint32_t cp, size_t offset, tm_error *err) {
-    if (!z->options->normalize_whitespace) return push_character(z, cp, offset, err);
+    uint16_t entry = char_lookup(cp);
+    if (!z->options->normalize_whitespace) return push_character(z, cp, entry, offset, err);
     bool after_cr = z->after_cr;
     z->after_cr = false;
-    if (cp >= 0x80 && is_zero_width(cp)) return TM_OK;
-    if (is_line_break(cp)) {
-        z->in_space_run = false;
-        if (cp == '\n' && after_cr) return TM_OK; /* the LF of a CRLF */
-        z->after_cr = cp == '\r';
-        return push_character(z, '\n', offset, err);
-    }
-    if (is_horizontal_space(cp)) {
+    if (entry & CHAR_SPACE) {
+        if (cp >= 0x80 && is_zero_width(cp)) return TM_OK;
+        if (is_line_break(cp)) {
+            z->in_space_run = false;
+            if (cp == '\n' && after_cr) return TM_OK; /* the LF of a CRLF */
+            z->after_cr = cp == '\r';
+            return push_character(z, '\n', ascii_entry['\n'], offset, err);
+        }
         if (z->in_space_run) return TM_OK;
         z->in_space_run = true;
-        return push_character(z, ' ', offset, err);
+        return push_character(z, ' ', ascii_entry[' '], offset, err);
     }
     z->in_space_run = false;
-    return push_character(z, cp, offset, err);
-}
-
-/* ---- decoding ------------------------------------------------------------ */
-
-/* Decode one non-ASCII character at p (left > 0 bytes). Returns its length,
- * or 0 when the bytes are not valid UTF-8 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF, no truncation). */
-static inline size_t decode_utf8(const uint8_t *p, size_t left, uint32_t *cp) {
-    uint8_t c = p[0];
-    size_t n;
-    uint32_t value, minimum;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; value = c & 0x1Fu; minimum = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { n = 3; value = c & 0x0Fu; minimum = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; value = c & 0x07u; minimum = 0x10000; }
-    else return 0;
-    if (left < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        value = (value << 6) | (p[i] & 0x3Fu);
-    }
-    if (value < minimum || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
-    *cp = value;
-    return n;
+    return push_character(z, cp, entry, offset, err);
 }
 
 /* ---- the entry points ---------------------------------------------------- */
@@ -452,15 +762,18 @@ tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_op
             if ((s = segment_flush(z, err)) != TM_OK) goto fail;
             size_t run = j - 1 - i;
             if (run > 0) {
+                if (options->fold_homoglyphs && (s = word_before_ascii_run(z, p + i, run, err)) != TM_OK) goto fail;
                 if ((s = output_reserve(&z->out, run, err)) != TM_OK) goto fail;
-                memcpy(z->out.bytes + z->out.size, p + i, run);
+                size_t out_start = z->out.size;
+                memcpy(z->out.bytes + out_start, p + i, run);
                 if (z->out.offsets)
-                    for (size_t k = 0; k < run; k++) z->out.offsets[z->out.size + k] = i + k;
+                    for (size_t k = 0; k < run; k++) z->out.offsets[out_start + k] = i + k;
                 z->out.size += run;
+                if (options->fold_homoglyphs) word_after_ascii_run(z, p + i, run, out_start);
             }
             z->in_space_run = false;
             z->after_cr = false;
-            if ((s = push_character(z, p[j - 1], j - 1, err)) != TM_OK) goto fail;
+            if ((s = push_character(z, p[j - 1], ascii_entry[p[j - 1]], j - 1, err)) != TM_OK) goto fail;
             i = j;
             continue;
         }
@@ -481,12 +794,16 @@ tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_op
     *out = z->out.bytes;
     *out_size = z->out.size;
     if (offsets) *offsets = z->out.offsets;
+    free(z->scratch);
+    free(z->scratch_offsets);
     free(z);
     return TM_OK;
 
 fail:
     free(z->out.bytes);
     free(z->out.offsets);
+    free(z->scratch);
+    free(z->scratch_offsets);
     free(z);
     return s;
 }

@@ -1,10 +1,14 @@
 /* Tests of text normalisation before detection (detect/normalize.c): NFC
  * checked against utf8proc's whole-string NFC as the outside reference,
- * homoglyph folding on the TR39 examples an attacker uses, whitespace and
- * zero-width handling, the offset map back to the input, invalid UTF-8
- * reported at the same byte offset core's validator finds, and random
- * valid text that must come out valid, well mapped and unchanged by a
- * second pass. */
+ * homoglyph folding on the TR39 examples an attacker uses, and its word
+ * rule: Russian, Greek, Arabic, Hebrew and Japanese text passes through
+ * unchanged, while a look-alike inside a word with an ASCII letter folds.
+ * A word spelt wholly in look-alikes ("рара") is not folded: that is the
+ * rule's known limitation, pinned here so that a change to it is seen.
+ * Also whitespace and zero-width handling, the offset map back to the
+ * input, invalid UTF-8 reported at the same byte offset core's validator
+ * finds, and random valid text, mixed-script text included, that must come
+ * out valid, well mapped and unchanged by a second pass. */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
@@ -299,8 +303,8 @@ Test(normalize, cyrillic_and_greek_look_alikes_fold_to_ascii) {
     expect_default("\xD1\x80\xD0\xB0\xD1\x83\xD1\x80\xD0\xB0l", "paypal");
     /* gοοgle with Greek omicrons */
     expect_default("g\xCE\xBF\xCE\xBFgle", "google");
-    /* Cyrillic capital Е and С, Greek capital Ο */
-    expect_default("\xD0\x95\xD0\xA1\xCE\x9F", "ECO");
+    /* Cyrillic capital Е and С, Greek capital Ο, in a word with ASCII letters */
+    expect_default("\xD0\x95\xD0\xA1\xCE\x9Fnomy", "ECOnomy");
     /* Fullwidth Ａ and ａ */
     expect_default("\xEF\xBC\xA1\xEF\xBD\x81", "Aa");
     /* Dotless ı */
@@ -309,12 +313,12 @@ Test(normalize, cyrillic_and_greek_look_alikes_fold_to_ascii) {
 
 Test(normalize, shared_skeletons_fold_by_the_characters_kind) {
     /* I, l, 1 and | share the skeleton "l"; 0 and O share "O". */
-    expect_default("\xCE\x99", "I");         /* Greek capital iota -> I, not l */
-    expect_default("\xD0\x86", "I");         /* Cyrillic capital І -> I */
-    expect_default("\xF0\x9D\x9F\x8F", "1"); /* mathematical bold digit one -> 1 */
-    expect_default("\xE0\xA7\xA6", "0");     /* Bengali digit zero -> 0 */
-    expect_default("\xD0\x9E", "O");         /* Cyrillic capital О -> O */
-    expect_default("\xE2\x85\xBF", "m");     /* small roman numeral ⅿ (skeleton "rn") -> m */
+    expect_default("\xCE\x99" "BM", "IBM");        /* Greek capital iota -> I, not l */
+    expect_default("\xD0\x86" "nfo", "Info");      /* Cyrillic capital І -> I */
+    expect_default("\xF0\x9D\x9F\x8F", "1");      /* mathematical bold digit one -> 1 */
+    expect_default("Win1\xE0\xA7\xA6", "Win10");   /* Bengali digit zero -> 0 */
+    expect_default("\xD0\x9EK", "OK");             /* Cyrillic capital О -> O */
+    expect_default("\xE2\x85\xBF", "m");          /* small roman numeral ⅿ (skeleton "rn") -> m */
 }
 
 Test(normalize, folding_maps_offsets_to_the_replaced_character) {
@@ -339,7 +343,9 @@ Test(normalize, accented_letters_are_not_folded) {
 
 Test(normalize, folded_letter_composes_with_its_accent) {
     /* Cyrillic е + U+0301 has no precomposed form; folded to 'e' it does. */
-    expect_default("\xD0\xB5\xCC\x81", "\xC3\xA9");
+    expect_default("caf\xD0\xB5\xCC\x81", "caf\xC3\xA9");
+    /* Alone, it is Cyrillic text and stays as NFC left it. */
+    expect_default("\xD0\xB5\xCC\x81", "\xD0\xB5\xCC\x81");
     normalized r = run_normalize("x\xD0\xB5\xCC\x81", 5, NULL);
     cr_expect_str_eq(r.text, "x\xC3\xA9");
     expect_offsets(&r, (size_t[]){0, 1, 1, 5}, 4);
@@ -351,6 +357,123 @@ Test(normalize, folding_off_keeps_look_alikes) {
     normalized r = run_normalize("\xD1\x80\xD0\xB0\xD1\x83", 6, &o);
     cr_expect_str_eq(r.text, "\xD1\x80\xD0\xB0\xD1\x83");
     release(&r);
+}
+
+/* ---- homoglyphs: the word rule ------------------------------------------ */
+
+Test(normalize, non_latin_text_passes_through_unchanged) {
+    static const char *texts[] = {
+        /* Привет, как дела? Хорошо. */
+        "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82, \xD0\xBA\xD0\xB0\xD0\xBA \xD0\xB4\xD0\xB5\xD0\xBB\xD0\xB0? "
+        "\xD0\xA5\xD0\xBE\xD1\x80\xD0\xBE\xD1\x88\xD0\xBE.",
+        /* ЕС, СССР и ООО «Ромашка» (every letter a look-alike but Ш, Ш-less words too) */
+        "\xD0\x95\xD0\xA1, \xD0\xA1\xD0\xA1\xD0\xA1\xD0\xA0 \xD0\xB8 \xD0\x9E\xD0\x9E\xD0\x9E "
+        "\xC2\xAB\xD0\xA0\xD0\xBE\xD0\xBC\xD0\xB0\xD1\x88\xD0\xBA\xD0\xB0\xC2\xBB",
+        /* Я люблю Python и Linux. (ASCII words beside Cyrillic ones) */
+        "\xD0\xAF \xD0\xBB\xD1\x8E\xD0\xB1\xD0\xBB\xD1\x8E Python \xD0\xB8 Linux.",
+        /* Καλημέρα, τι κάνεις; Όλα καλά. */
+        "\xCE\x9A\xCE\xB1\xCE\xBB\xCE\xB7\xCE\xBC\xCE\xAD\xCF\x81\xCE\xB1, \xCF\x84\xCE\xB9 "
+        "\xCE\xBA\xCE\xAC\xCE\xBD\xCE\xB5\xCE\xB9\xCF\x82; \xCE\x8C\xCE\xBB\xCE\xB1 \xCE\xBA\xCE\xB1\xCE\xBB\xCE\xAC.",
+        /* ΟΧΙ ΑΠΟ ΤΟΝ ΚΑΙΡΟ (Greek capitals, all look-alikes) */
+        "\xCE\x9F\xCE\xA7\xCE\x99 \xCE\x91\xCE\xA0\xCE\x9F \xCE\xA4\xCE\x9F\xCE\x9D "
+        "\xCE\x9A\xCE\x91\xCE\x99\xCE\xA1\xCE\x9F",
+        /* Arabic-Indic digits ٢٠٢٤ and ١٥٠٪ with Arabic words, and the decimal separator ٣٫١٤ */
+        "\xD8\xB9\xD8\xA7\xD9\x85 \xD9\xA2\xD9\xA0\xD9\xA2\xD9\xA4 \xD9\x83\xD8\xA7\xD9\x86 "
+        "\xD9\xA1\xD9\xA5\xD9\xA0\xD9\xAA \xD9\xA3\xD9\xAB\xD9\xA1\xD9\xA4",
+        /* Extended Arabic-Indic (Persian) digits ۱۴۰۵ */
+        "\xDB\xB1\xDB\xB4\xDB\xB0\xDB\xB5",
+        /* Hebrew שלום, מה שלומך? (ו, ס look like l, o) */
+        "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D, \xD7\x9E\xD7\x94 \xD7\xA9\xD7\x9C\xD7\x95\xD7\x9E\xD7\x9A?",
+        /* Urdu sentence ending in the Urdu full stop U+06D4, after an English word */
+        "\xDB\x8C\xDB\x81 Windows\xDB\x94",
+        /* Armenian full stop U+0589 after Google */
+        "Google\xD6\x89",
+        /* Japanese ノートPCを買った。 and Chinese 使用Python编程〇 */
+        "\xE3\x83\x8E\xE3\x83\xBC\xE3\x83\x88PC\xE3\x82\x92\xE8\xB2\xB7\xE3\x81\xA3\xE3\x81\x9F\xE3\x80\x82",
+        "\xE4\xBD\xBF\xE7\x94\xA8Python\xE7\xBC\x96\xE7\xA8\x8B\xE3\x80\x87",
+        /* Devanagari ०, Telugu anusvara ం (look like o) in their words */
+        "\xE0\xA4\xB8\xE0\xA4\xBE\xE0\xA4\xB2 \xE0\xA5\xA8\xE0\xA5\xA6\xE0\xA5\xA8\xE0\xA5\xAA "
+        "\xE0\xB0\xA4\xE0\xB1\x86\xE0\xB0\xB2\xE0\xB1\x81\xE0\xB0\x97\xE0\xB1\x81 \xE0\xB0\x85\xE0\xB0\x82",
+    };
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) expect_default(texts[t], texts[t]);
+}
+
+Test(normalize, look_alikes_inside_a_word_with_an_ascii_letter_fold) {
+    expect_default("Micr\xD0\xBEsoft", "Microsoft");                         /* Cyrillic о */
+    expect_default("\xD1\x80\xD0\xB0\xD1\x83\xD1\x80\xD0\xB0l", "paypal");   /* the letter comes last */
+    expect_default("p\xD0\xB0\xD1\x83\xD1\x80\xD0\xB0l", "paypal");          /* ... and first */
+    expect_default("\xD0\xB0\xD1\x80\xD1\x80le", "apple");                   /* аррle */
+    expect_default("G\xCE\xBF\xCE\xBF" "gle 2\xD9\xA0" "x", "Google 2.x");    /* Greek ο; Arabic zero in "2٠x" */
+    expect_default("d\xCE\xBF" "n\xCA\xBCt", "don't");                      /* modifier apostrophe U+02BC */
+    /* Each word on its own: the Cyrillic word beside paypal stays. */
+    expect_default("\xD1\x80\xD0\xB0\xD1\x83\xD1\x80\xD0\xB0l \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0",
+                   "paypal \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0");
+    /* With whitespace on, a zero-width character does not split a word. */
+    expect_default("\xD1\x80\xD0\xB0\xE2\x80\x8B\xD1\x83pal", "paypal");
+}
+
+Test(normalize, a_word_wholly_of_look_alikes_is_not_folded) {
+    /* The known limitation: рара (all Cyrillic) is indistinguishable from
+     * Russian, so it stays, even next to Latin words. */
+    expect_default("\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0", "\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0");
+    expect_default("my \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 account", "my \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 account");
+    expect_default("\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0-pal", "\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0-pal");
+}
+
+Test(normalize, latin_and_shared_look_alikes_fold_anywhere) {
+    /* Fullwidth and mathematical letters, dotless i belong to no other
+     * script: they fold alone, and make their word Latin. */
+    expect_default("\xEF\xBC\xB0\xEF\xBD\x81\xEF\xBD\x99", "Pay");                        /* Ｐａｙ */
+    expect_default("\xF0\x9D\x90\xA9\xF0\x9D\x90\x9A\xF0\x9D\x90\xB2", "pay");            /* 𝐩𝐚𝐲 */
+    expect_default("\xF0\x9D\x90\xA9\xD0\xB0\xD1\x83", "pay");                            /* 𝐩 + Cyrillic ау */
+    /* Typographic punctuation folds in any script's text. */
+    expect_default("\xE2\x80\x9C\xD0\x94\xD0\xB0\xE2\x80\x9D \xE2\x80\x93 \xD0\xBE\xD0\xBD\xE2\x80\x99",
+                   "\"\xD0\x94\xD0\xB0\" - \xD0\xBE\xD0\xBD'"); /* “Да” – он’ */
+}
+
+Test(normalize, late_ascii_letter_folds_the_word_with_offsets) {
+    /* аррlе: the word is output unfolded until 'l', then folded again. */
+    normalized r = run_normalize("\xD0\xB0\xD1\x80\xD1\x80l\xD0\xB5", 9, NULL);
+    cr_expect_str_eq(r.text, "apple");
+    expect_offsets(&r, (size_t[]){0, 2, 4, 6, 7, 9}, 6);
+    release(&r);
+    /* The same without asking for offsets, and with the letter in an ASCII
+     * run that is copied whole ("ра" + "yp" + "аl"). */
+    char *out = NULL;
+    size_t out_size = 0;
+    tm_error err = {0};
+    const char *in = "\xD1\x80\xD0\xB0ypa\xD0\xB5\xCC\x81 x";
+    cr_assert_eq(tm_text_normalize(in, strlen(in), NULL, &out, &out_size, NULL, &err), TM_OK, "%s", err.message);
+    cr_expect_str_eq(out, "paypa\xC3\xA9 x");
+    free(out);
+    /* Decomposed accents in the pending part compose once folded. */
+    r = run_normalize("\xD0\xB5\xCC\x81\xD1\x80X", 7, NULL);
+    cr_expect_str_eq(r.text, "\xC3\xA9pX");
+    expect_offsets(&r, (size_t[]){0, 0, 4, 6, 7}, 5);
+    release(&r);
+}
+
+Test(normalize, long_words_fold_in_linear_time) {
+    /* 300000 Cyrillic а: kept; then one ASCII letter at the end folds them
+     * all, in one pass over the word. */
+    size_t n = 300000, size = 2 * n + 1;
+    char *text = malloc(size + 1);
+    cr_assert_not_null(text);
+    for (size_t i = 0; i < n; i++) memcpy(text + 2 * i, "\xD0\xB0", 2);
+    text[2 * n] = '\0';
+    normalized r = run_normalize(text, 2 * n, NULL);
+    cr_expect(r.size == 2 * n && memcmp(r.text, text, 2 * n) == 0, "a Cyrillic word changed");
+    release(&r);
+    text[2 * n] = 'x';
+    text[size] = '\0';
+    r = run_normalize(text, size, NULL);
+    cr_assert_eq(r.size, n + 1);
+    size_t as = 0;
+    for (size_t i = 0; i < n; i++) as += r.text[i] == 'a';
+    cr_expect_eq(as, n);
+    cr_expect_eq(r.offsets[n - 1], 2 * (n - 1));
+    release(&r);
+    free(text);
 }
 
 /* ---- whitespace and invisibles -------------------------------------------- */
@@ -524,6 +647,85 @@ Test(normalize, random_text_every_option_combination) {
     for (int mask = 0; mask < 8; mask++) {
         tm_normalize_options o = make_options(mask & 1, mask & 2, mask & 4);
         check_random_text(&o, 1000 + (uint64_t)mask, 150);
+    }
+}
+
+/* A character from the pieces of mixed-script words: ASCII letters and
+ * digits, look-alikes of Cyrillic, Greek, Arabic digits and Latin/shared
+ * scripts (fullwidth, mathematical, dotless i, U+02BC), letters without
+ * look-alikes, accents, Katakana, and the separators between words. */
+static uint32_t mixed_script_code_point(uint64_t *state) {
+    static const uint32_t pieces[] = {
+        'a', 'e', 'o', 'p', 'x', 'K', 'l', '1', '0',                       /* ASCII */
+        0x0430, 0x0435, 0x043E, 0x0440, 0x0441, 0x0443, 0x0445, 0x041E,    /* Cyrillic look-alikes */
+        0x0434, 0x0436, 0x0448, 0x044F,                                    /* Cyrillic, none */
+        0x03BF, 0x0391, 0x039F, 0x03BD, 0x03BB, 0x03C9,                    /* Greek */
+        0x0660, 0x0661, 0x0665, 0x0627, 0x0647, 0x066B, 0x066A, 0x06D4,    /* Arabic */
+        0x05D5, 0x05E1, 0x05F3,                                            /* Hebrew */
+        0xFF41, 0xFF30, 0x1D41A, 0x1D7CF, 0x0131, 0x02BC, 0x00D7, 0x237A,  /* Latin and shared */
+        0x30CE, 0x30FC, 0x3007, 0x0E50,                                    /* without spaces */
+        0x0301, 0x0308, 0x0323, 0x0338, 0x0903, 0x0C02,                    /* marks */
+        0x00E9, 0x00F1, 0x04D3,                                            /* precomposed */
+        ' ', ' ', '-', '.', '\'', 0x2019, 0x201C, 0x2013, 0x00A0, 0x200B, 0x2039, '\n',
+    };
+    return pieces[random_in(state, 0, sizeof pieces / sizeof pieces[0] - 1)];
+}
+
+Test(normalize, idempotent_on_random_mixed_script_text) {
+    uint64_t state = 0x5EED5EEDULL;
+    for (int mask = 0; mask < 8; mask++) {
+        tm_normalize_options o = make_options(mask & 1, mask & 2, mask & 4);
+        for (int iteration = 0; iteration < 400; iteration++) {
+            size_t chars = (size_t)(next_random(&state) % 120), size = 0;
+            char text[4 * 120 + 1];
+            for (size_t i = 0; i < chars; i++)
+                size += (size_t)utf8proc_encode_char((utf8proc_int32_t)mixed_script_code_point(&state),
+                                                     (uint8_t *)text + size);
+            text[size] = '\0';
+            normalized r = run_normalize(text, size, &o);
+            cr_assert(tm_utf8_valid(r.text, r.size), "iteration %d: output is not valid UTF-8", iteration);
+            for (size_t i = 0; i < r.size; i++) {
+                cr_assert(is_character_start(text, size, r.offsets[i]), "iteration %d: offset %zu mid-character",
+                          iteration, i);
+                if (i > 0) cr_assert_geq(r.offsets[i], r.offsets[i - 1], "iteration %d: offsets decrease", iteration);
+            }
+            normalized again = run_normalize(r.text, r.size, &o);
+            cr_expect(again.size == r.size && memcmp(again.text, r.text, r.size) == 0,
+                      "%s, iteration %d: \"%s\" -> \"%s\" -> \"%s\"", tm_normalize_options_describe(&o), iteration,
+                      text, r.text, again.text);
+            release(&again);
+            release(&r);
+        }
+    }
+}
+
+Test(normalize, folding_leaves_words_without_latin_alone) {
+    /* Random words of Cyrillic, Greek and Arabic letters and digits,
+     * look-alikes included, with ASCII punctuation: folding changes
+     * nothing, so the output equals that with folding off. */
+    static const uint32_t letters[] = {0x0430, 0x0435, 0x043E, 0x0440, 0x0441, 0x0443, 0x0445, 0x0436,
+                                       0x041E, 0x0421, 0x03BF, 0x0391, 0x039F, 0x03BD, 0x0660, 0x0661,
+                                       0x0665, 0x0627, 0x0647, 0x06F0, 0x05D5, 0x05E1, 0x0301, 0x0308};
+    static const char separators[] = " .,;:!?-()\"'\n";
+    tm_normalize_options off = make_options(true, false, true);
+    uint64_t state = 31337;
+    for (int iteration = 0; iteration < 500; iteration++) {
+        char text[4 * 100 + 1];
+        size_t size = 0, chars = (size_t)(next_random(&state) % 100);
+        for (size_t i = 0; i < chars; i++) {
+            if (random_in(&state, 0, 4) == 0)
+                text[size++] = separators[random_in(&state, 0, sizeof separators - 2)];
+            else
+                size += (size_t)utf8proc_encode_char(
+                    (utf8proc_int32_t)letters[random_in(&state, 0, sizeof letters / sizeof letters[0] - 1)],
+                    (uint8_t *)text + size);
+        }
+        text[size] = '\0';
+        normalized folded = run_normalize(text, size, NULL);
+        normalized plain = run_normalize(text, size, &off);
+        cr_expect_str_eq(folded.text, plain.text, "iteration %d: \"%s\"", iteration, text);
+        release(&plain);
+        release(&folded);
     }
 }
 

@@ -6,13 +6,14 @@
  * docs/watermark-spec.md, which docs/reference/tm_prf.py (an independent
  * Python implementation) produced. A failure here means generation and
  * detection would disagree with the specification; never "fix" a vector.
- * The batched PRF the schemes' generation faces use (AVX2 and scalar) is
- * checked against tm_wm_prf message by message. */
+ * The batched PRF the schemes' generation faces use (AVX-512, AVX2, scalar)
+ * is checked against tm_wm_prf message by message, and the radix ordering
+ * DiPmark and ITS-edit share against a comparison sort. */
 #include <criterion/criterion.h>
 
 #include "fixtures.h"
 #include "tracemark/watermark.h"
-/* The internal batched PRF, to check both of its paths against tm_wm_prf. */
+/* Internal to watermark/: the batched PRF and the ordering helper. */
 #include "../watermark/scheme.h"
 
 #include <openssl/core_names.h>
@@ -339,5 +340,49 @@ Test(prf_batch, every_path_equals_the_one_message_prf) {
                 }
             }
         }
+    }
+}
+
+/* tm_wm_order_by_key (the ordering of DiPmark and ITS-edit) against a plain
+ * comparison sort by (key >> shift, id), on sets of every size class (the
+ * insertion path under 64, 8-bit and 11-bit radix digits) whose keys tie in
+ * their top 32 bits, tie after the shift, or are equal, so that every
+ * tie-breaking rule is exercised. */
+static unsigned order_shift;
+static const uint64_t *order_keys;
+static const int32_t *order_ids;
+static int compare_by_key_then_id(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint64_t kx = order_keys[x] >> order_shift, ky = order_keys[y] >> order_shift;
+    if (kx != ky) return kx < ky ? -1 : 1;
+    return (order_ids[x] > order_ids[y]) - (order_ids[x] < order_ids[y]);
+}
+
+Test(order_by_key, equals_a_comparison_sort_with_ties) {
+    static const size_t sizes[] = {0, 1, 5, 63, 64, 300, 4095, 4096, 9000};
+    uint64_t x = 5;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        uint64_t *keys = malloc((n + 1) * sizeof *keys), *work = malloc((2 * n + 1) * sizeof *work);
+        int32_t *ids = malloc((n + 1) * sizeof *ids);
+        uint32_t *order = malloc((n + 1) * sizeof *order), *expected = malloc((n + 1) * sizeof *expected);
+        for (size_t i = 0; i < n; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint64_t key = x;
+            if (i % 5 == 1) key = (keys[i - 1] & ~0xFFFFFFFFULL) | (x >> 40); /* same top 32 bits */
+            if (i % 7 == 2) key = keys[i - 1] ^ 0x7FF;                        /* same key >> 12 */
+            if (i % 11 == 3) key = keys[i - 2];                               /* the same key */
+            keys[i] = key;
+            ids[i] = (int32_t)((n - i) * 2654435761u % 100003) - 50000;
+        }
+        for (unsigned shift = 0; shift <= 12; shift += 12) {
+            tm_wm_order_by_key(keys, ids, n, shift, order, work);
+            for (size_t i = 0; i < n; i++) expected[i] = (uint32_t)i;
+            order_shift = shift, order_keys = keys, order_ids = ids;
+            qsort(expected, n, sizeof *expected, compare_by_key_then_id);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_eq(order[i], expected[i], "n %zu shift %u position %zu", n, shift, i);
+        }
+        free(keys), free(work), free(ids), free(order), free(expected);
     }
 }

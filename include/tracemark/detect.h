@@ -45,9 +45,16 @@ double tm_stat_synthid_weighted_log_sf(double score, uint64_t n_tokens, int32_t 
 
 typedef struct {
     bool nfc;                  /* Unicode NFC (utf8proc); default on */
-    bool fold_homoglyphs;      /* a non-ASCII character whose confusable skeleton
-                                  (ICU uspoof, Unicode TR39) is one ASCII character
-                                  becomes that character; default on */
+    bool fold_homoglyphs;      /* a non-ASCII character confusable (TR39 skeleton, ICU uspoof) with an ASCII
+                                  character becomes it when its word also contains an ASCII letter: a word is a
+                                  maximal run of letters, marks and numbers (a mark counts with its base), taken
+                                  after NFC and before folding. Look-alikes of Latin, Common or Inherited script
+                                  (fullwidth, mathematical letters, typographic quotes and dashes) fold anywhere,
+                                  and one folding to a letter counts as an ASCII letter; Han, kana, Thai and other
+                                  scripts written without spaces, and other scripts' punctuation, never fold. So
+                                  "раураl" -> "paypal", while Russian, Greek and Arabic text and digits stay, as
+                                  does a word made wholly of look-alikes ("рара"). Full rule in detect/normalize.c;
+                                  default on */
     bool normalize_whitespace; /* runs of Unicode spaces -> one ' ', CRLF/CR -> LF,
                                   zero-width characters removed; default on */
 } tm_normalize_options;
