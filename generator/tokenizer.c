@@ -3,18 +3,34 @@
  * become U+2581, the text is split into UTF-8 characters, the adjacent pair
  * whose concatenation is a vocabulary entry with the highest score is merged
  * (ties go to the leftmost pair) until no pair is left, and characters that no
- * entry covers fall back to <0xNN> byte tokens. The vocabulary comes from a
- * GGUF's tokenizer.ggml.* metadata or from llama2.c's tokenizer.bin, and is
- * always copied, so a tokenizer outlives the file it was read from. Decoding
- * streams whole UTF-8 characters only. Vocabularies and texts are untrusted:
- * this file never prints, aborts or reads outside what it has checked. */
+ * entry covers fall back to <0xNN> byte tokens. Encoding is the detector's hot
+ * path, so where the vocabulary allows it (no piece glues a word to the
+ * U+2581 of the next) the text is merged word by word with repeated words
+ * looked up, which gives the same ids; the whole-text algorithm stays as the
+ * fallback and as the tests' yardstick. The vocabulary comes from a GGUF's
+ * tokenizer.ggml.* metadata or from llama2.c's tokenizer.bin, and is always
+ * copied, so a tokenizer outlives the file it was read from; once built it is
+ * only read, so threads may share it. Decoding streams whole UTF-8
+ * characters only. Vocabularies and texts are untrusted: this file never
+ * prints, aborts or reads outside what it has checked. */
 #include "tracemark/generator.h"
+#include "tokenizer_internal.h"
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A slot of the piece -> id table: the id (-1 empty) and the high half of
+ * the piece's hash, so that probing past other pieces rarely touches their
+ * text. */
+typedef struct {
+    int32_t id;
+    uint32_t tag;
+} piece_slot;
 
 struct tm_tokenizer {
     int32_t n_vocab;
@@ -26,7 +42,7 @@ struct tm_tokenizer {
     /* Open addressing, piece -> id, -1 empty. Hand-written because the
      * encoder looks up every candidate pair here and the chosen libraries
      * offer no byte-string hash table. */
-    int32_t *slots;
+    piece_slot *slots;
     size_t slot_mask;
     int32_t byte_tokens[256]; /* encoder fallback per byte */
     int32_t bos, eos, unk;
@@ -34,6 +50,10 @@ struct tm_tokenizer {
     bool add_bos;
     size_t longest_piece;  /* bytes; bigrams longer than this cannot be entries */
     size_t max_decoded;    /* most bytes one token decodes to, see max_piece_size */
+    /* No piece holds U+2581 after another character, and no score is NaN:
+     * words then encode independently (see the encoding section). */
+    bool words_independent;
+    uint64_t serial;       /* unique per tokenizer built, names it to the word caches */
 };
 
 /* A piece being collected before the tokenizer is built. */
@@ -44,17 +64,30 @@ typedef struct {
     tm_token_type type;
 } vocab_entry;
 
+/* Hands every tokenizer its serial number (see word_cache). */
+static atomic_uint_fast64_t next_serial = 1;
+
 static const char SPACE_MARK[3] = {'\xE2', '\x96', '\x81'}; /* U+2581 */
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Eight bytes at a time: pieces and words are short, and the encoder hashes
+ * every candidate pair and every word. Only ever compared within one
+ * process, so the byte order of the loads does not matter. */
 static uint64_t hash_bytes(const char *data, size_t size) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < size; i++) {
-        h ^= (uint8_t)data[i];
-        h *= 1099511628211ull;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
+    for (; size >= 8; data += 8, size -= 8) {
+        uint64_t word;
+        memcpy(&word, data, 8);
+        h = (h ^ word) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t tail = 0;
+    if (size) memcpy(&tail, data, size);
+    h = (h ^ tail) * 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 29;
+    h *= 0xFF51AFD7ED558CCDull;
+    return h ^ (h >> 32);
 }
 
 static size_t piece_size(const tm_tokenizer *t, int32_t id) {
@@ -63,12 +96,13 @@ static size_t piece_size(const tm_tokenizer *t, int32_t id) {
 
 static int32_t lookup(const tm_tokenizer *t, const char *data, size_t size) {
     if (size > t->longest_piece) return -1;
-    size_t slot = (size_t)hash_bytes(data, size) & t->slot_mask;
-    for (;;) {
-        int32_t id = t->slots[slot];
-        if (id < 0) return -1;
-        if (piece_size(t, id) == size && memcmp(t->blob + t->offsets[id], data, size) == 0) return id;
-        slot = (slot + 1) & t->slot_mask;
+    uint64_t hash = hash_bytes(data, size);
+    uint32_t tag = (uint32_t)(hash >> 32);
+    for (size_t slot = (size_t)hash & t->slot_mask;; slot = (slot + 1) & t->slot_mask) {
+        piece_slot s = t->slots[slot];
+        if (s.id < 0) return -1;
+        if (s.tag == tag && piece_size(t, s.id) == size && memcmp(t->blob + t->offsets[s.id], data, size) == 0)
+            return s.id;
     }
 }
 
@@ -170,7 +204,7 @@ static tm_status tokenizer_build(tm_tokenizer **out, const vocab_entry *entries,
         return TM_ERR_NOMEM;
     }
     t->slot_mask = n_slots - 1;
-    memset(t->slots, 0xFF, n_slots * sizeof *t->slots);
+    for (size_t i = 0; i < n_slots; i++) t->slots[i] = (piece_slot){.id = -1, .tag = 0};
 
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
@@ -201,19 +235,31 @@ static tm_status tokenizer_build(tm_tokenizer **out, const vocab_entry *entries,
     }
     t->offsets[n] = at;
 
+    t->serial = atomic_fetch_add(&next_serial, 1);
+    t->words_independent = true;
+    for (size_t i = 0; i < n && t->words_independent; i++) {
+        const char *piece = t->blob + t->offsets[i];
+        size_t size = piece_size(t, (int32_t)i);
+        if (isnan(t->scores[i])) t->words_independent = false;
+        /* A byte match at any offset, even inside another character, counts:
+         * erring towards the whole-text algorithm is always safe. */
+        for (size_t k = 1; k + 3 <= size; k++)
+            if (memcmp(piece + k, SPACE_MARK, 3) == 0 && !(k >= 3 && memcmp(piece + k - 3, SPACE_MARK, 3) == 0))
+                t->words_independent = false;
+    }
+
     /* Insert in id order; a later duplicate replaces an earlier one, as
      * llama.cpp's token_to_id map does. */
     for (size_t i = 0; i < n; i++) {
         const char *data = t->blob + t->offsets[i];
         size_t size = piece_size(t, (int32_t)i);
-        size_t slot = (size_t)hash_bytes(data, size) & t->slot_mask;
-        for (;;) {
-            int32_t id = t->slots[slot];
+        uint64_t hash = hash_bytes(data, size);
+        for (size_t slot = (size_t)hash & t->slot_mask;; slot = (slot + 1) & t->slot_mask) {
+            int32_t id = t->slots[slot].id;
             if (id < 0 || (piece_size(t, id) == size && memcmp(t->blob + t->offsets[id], data, size) == 0)) {
-                t->slots[slot] = (int32_t)i;
+                t->slots[slot] = (piece_slot){.id = (int32_t)i, .tag = (uint32_t)(hash >> 32)};
                 break;
             }
-            slot = (slot + 1) & t->slot_mask;
         }
     }
 
@@ -514,6 +560,19 @@ size_t tm_tokenizer_max_piece_size(const tm_tokenizer *t) { return t ? t->max_de
 
 /* ---- encoding ----------------------------------------------------------- */
 
+/* Two encoders give the same ids. The reference merges the whole escaped
+ * text as one symbol sequence, exactly as llama.cpp does. The fast one, used
+ * when t->words_independent holds, cuts the escaped text before every U+2581
+ * that follows another character, merges each piece ("segment", a word with
+ * the spaces in front of it) alone and remembers the ids of the segments it
+ * has seen (see word_cache). Why that is the same: a merge joins two
+ * adjacent symbols into a vocabulary piece, and no piece contains U+2581
+ * after another character, so no merge ever crosses a cut; the merges inside
+ * one segment are then picked by the same rule (highest score, leftmost)
+ * whatever happens in the others, and a segment's ids depend on its text
+ * alone. The rule is only a total order when no score is NaN, which is the
+ * other half of the flag. */
+
 enum { NONE = -1 };
 
 typedef struct {
@@ -587,67 +646,30 @@ static void try_add_bigram(const tm_tokenizer *t, const char *text, const symbol
         heap->failed = true;
 }
 
-tm_status tm_tokenizer_encode(const tm_tokenizer *t, const char *text, size_t size, bool add_bos, int32_t **ids,
-                              size_t *n_ids, tm_error *err) {
-    if (!t || !ids || !n_ids || (!text && size))
-        return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_encode: NULL argument");
-    *ids = NULL;
-    *n_ids = 0;
-    size_t valid = utf8_valid_prefix((const uint8_t *)text, size);
-    if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
-
-    /* The escaped text: a space prefix, and U+2581 for every space. As in
-     * llama.cpp, empty text gets no prefix and yields no tokens. */
-    size_t spaces = 0;
-    for (size_t i = 0; i < size; i++) spaces += text[i] == ' ';
-    bool prefix = t->add_space_prefix && size > 0;
-    size_t escaped_size = size, extra;
-    if (!tm_add_size(spaces, prefix, &extra) || !tm_mul_size(extra, 2, &extra) ||
-        !tm_add_size(escaped_size, extra, &escaped_size) || !tm_add_size(escaped_size, prefix, &escaped_size) ||
-        escaped_size > (size_t)PTRDIFF_MAX / 4)
-        return tm_error_set(err, TM_ERR_NOMEM, "text of %zu bytes is too large to encode", size);
-
-    char *escaped = tm_alloc_array(escaped_size, 1, err);
-    /* At most one token per byte, plus BOS. */
-    int32_t *out = escaped ? tm_alloc_array(escaped_size + 1, sizeof *out, err) : NULL;
-    symbol *symbols = out ? tm_alloc_array(escaped_size, sizeof *symbols, err) : NULL;
-    bigram_heap heap = {0};
-    if (!symbols) {
-        free(escaped);
-        free(out);
-        return TM_ERR_NOMEM;
-    }
-    size_t n_out = 0;
-    if (add_bos) out[n_out++] = t->bos;
-
-    size_t at = 0;
-    if (prefix) {
-        memcpy(escaped, SPACE_MARK, 3);
-        at = 3;
-    }
-    for (size_t i = 0; i < size; i++) {
-        if (text[i] == ' ') {
-            memcpy(escaped + at, SPACE_MARK, 3);
-            at += 3;
-        } else {
-            escaped[at++] = text[i];
-        }
-    }
-
-    /* One symbol per UTF-8 character (the text is valid, so lead bytes tell). */
-    ptrdiff_t n_symbols = 0;
-    for (size_t offset = 0; offset < escaped_size;) {
-        size_t len = (size_t)tm_utf8_sequence_length((uint8_t)escaped[offset]);
-        if (len > escaped_size - offset) len = escaped_size - offset;
-        symbols[n_symbols] = (symbol){.start = offset, .size = len, .prev = n_symbols - 1, .next = NONE};
+/* One symbol per UTF-8 character of text[0 .. size) (valid, so lead bytes
+ * tell); returns the count. symbols has room for size entries. */
+static ptrdiff_t split_characters(const char *text, size_t size, symbol *symbols) {
+    ptrdiff_t n = 0;
+    for (size_t offset = 0; offset < size;) {
+        size_t len = (size_t)tm_utf8_sequence_length((uint8_t)text[offset]);
+        if (len > size - offset) len = size - offset;
+        symbols[n] = (symbol){.start = offset, .size = len, .prev = n - 1, .next = NONE};
         offset += len;
-        if (offset < escaped_size) symbols[n_symbols].next = n_symbols + 1;
-        n_symbols++;
+        if (offset < size) symbols[n].next = n + 1;
+        n++;
     }
+    return n;
+}
 
-    for (ptrdiff_t i = 1; i < n_symbols; i++) try_add_bigram(t, escaped, symbols, &heap, i - 1, i);
-    while (heap.size > 0 && !heap.failed) {
-        bigram b = heap_pop(&heap);
+/* llama.cpp's merge loop over a priority queue; the heap is emptied first
+ * and kept for the caller to reuse. Returns false when out of memory. */
+static bool merge_with_heap(const tm_tokenizer *t, const char *text, symbol *symbols, ptrdiff_t n_symbols,
+                            bigram_heap *heap) {
+    heap->size = 0;
+    heap->failed = false;
+    for (ptrdiff_t i = 1; i < n_symbols; i++) try_add_bigram(t, text, symbols, heap, i - 1, i);
+    while (heap->size > 0 && !heap->failed) {
+        bigram b = heap_pop(heap);
         symbol *left = &symbols[b.left], *right = &symbols[b.right];
         /* Skip pairs made stale by an earlier merge. */
         if (left->size == 0 || right->size == 0 || left->size + right->size != b.size) continue;
@@ -655,36 +677,332 @@ tm_status tm_tokenizer_encode(const tm_tokenizer *t, const char *text, size_t si
         right->size = 0;
         left->next = right->next;
         if (right->next != NONE) symbols[right->next].prev = b.left;
-        try_add_bigram(t, escaped, symbols, &heap, left->prev, b.left);
-        try_add_bigram(t, escaped, symbols, &heap, b.left, left->next);
+        try_add_bigram(t, text, symbols, heap, left->prev, b.left);
+        try_add_bigram(t, text, symbols, heap, b.left, left->next);
     }
+    return !heap->failed;
+}
 
-    if (heap.failed) {
-        free(escaped);
-        free(out);
-        free(symbols);
-        free(heap.items);
-        return tm_error_set(err, TM_ERR_NOMEM, "out of memory encoding %zu bytes", size);
-    }
-
-    /* Every merged symbol is a vocabulary entry by construction, so
-     * llama.cpp's resegment reduces to: the entry, or one token per byte. */
+/* Every merged symbol is a vocabulary entry by construction, so llama.cpp's
+ * resegment reduces to: the entry, or one token per byte. out has room for
+ * one id per byte. */
+static size_t emit_symbols(const tm_tokenizer *t, const char *text, const symbol *symbols, ptrdiff_t n_symbols,
+                           int32_t *out) {
+    size_t n_out = 0;
     for (ptrdiff_t i = n_symbols > 0 ? 0 : NONE; i != NONE; i = symbols[i].next) {
         const symbol *s = &symbols[i];
-        int32_t id = lookup(t, escaped + s->start, s->size);
+        int32_t id = lookup(t, text + s->start, s->size);
         if (id >= 0) {
             out[n_out++] = id;
         } else {
-            for (size_t k = 0; k < s->size; k++) out[n_out++] = t->byte_tokens[(uint8_t)escaped[s->start + k]];
+            for (size_t k = 0; k < s->size; k++) out[n_out++] = t->byte_tokens[(uint8_t)text[s->start + k]];
         }
     }
-    free(escaped);
+    return n_out;
+}
+
+/* Checks the text and returns it escaped: a space prefix and U+2581 for
+ * every space; as in llama.cpp, empty text gets no prefix. */
+static tm_status escape_text(const tm_tokenizer *t, const char *text, size_t size, char **escaped,
+                             size_t *escaped_size, tm_error *err) {
+    *escaped = NULL;
+    *escaped_size = 0;
+    size_t valid = utf8_valid_prefix((const uint8_t *)text, size);
+    if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
+    size_t spaces = 0;
+    for (size_t i = 0; i < size; i++) spaces += text[i] == ' ';
+    bool prefix = t->add_space_prefix && size > 0;
+    size_t total = size, extra;
+    if (!tm_add_size(spaces, prefix, &extra) || !tm_mul_size(extra, 2, &extra) || !tm_add_size(total, extra, &total) ||
+        !tm_add_size(total, prefix, &total) || total > (size_t)PTRDIFF_MAX / 4)
+        return tm_error_set(err, TM_ERR_NOMEM, "text of %zu bytes is too large to encode", size);
+    char *out = tm_alloc_array(total, 1, err);
+    if (!out) return TM_ERR_NOMEM;
+    size_t at = 0;
+    if (prefix) {
+        memcpy(out, SPACE_MARK, 3);
+        at = 3;
+    }
+    for (size_t i = 0; i < size; i++) {
+        if (text[i] == ' ') {
+            memcpy(out + at, SPACE_MARK, 3);
+            at += 3;
+        } else {
+            out[at++] = text[i];
+        }
+    }
+    *escaped = out;
+    *escaped_size = total;
+    return TM_OK;
+}
+
+/* The whole-text algorithm, kept as the yardstick of the fast one (see
+ * tokenizer_internal.h) and for vocabularies where words are not
+ * independent. Appends at out[*n_out]; out has room for escaped_size more. */
+static tm_status encode_whole(const tm_tokenizer *t, const char *escaped, size_t escaped_size, int32_t *out,
+                              size_t *n_out, tm_error *err) {
+    symbol *symbols = tm_alloc_array(escaped_size, sizeof *symbols, err);
+    if (!symbols) return TM_ERR_NOMEM;
+    bigram_heap heap = {0};
+    ptrdiff_t n_symbols = split_characters(escaped, escaped_size, symbols);
+    bool merged = merge_with_heap(t, escaped, symbols, n_symbols, &heap);
+    if (merged) *n_out += emit_symbols(t, escaped, symbols, n_symbols, out + *n_out);
     free(symbols);
     free(heap.items);
+    return merged ? TM_OK : tm_error_set(err, TM_ERR_NOMEM, "out of memory encoding %zu bytes", escaped_size);
+}
+
+/* Segments up to this many characters merge by rescanning every pair: a
+ * word has a handful of characters, and the scan beats keeping a heap. */
+enum { SCAN_SYMBOLS = 24 };
+
+/* The same merges as merge_with_heap, found by scanning: the valid pair
+ * with the highest score, the leftmost among equals, is exactly the one the
+ * heap would pop next (stale entries aside, which it skips). pair[i] is the
+ * id of symbol i joined to its next one, or -1. Symbol 0 is never merged
+ * away, so the live list starts there. */
+static void merge_by_scanning(const tm_tokenizer *t, const char *text, symbol *symbols, int32_t *pair,
+                              ptrdiff_t n_symbols) {
+    for (ptrdiff_t i = 0; i + 1 < n_symbols; i++)
+        pair[i] = lookup(t, text + symbols[i].start, symbols[i].size + symbols[i + 1].size);
+    pair[n_symbols - 1] = -1;
+    for (;;) {
+        ptrdiff_t best = NONE;
+        float best_score = 0.0f;
+        for (ptrdiff_t i = 0; i != NONE; i = symbols[i].next)
+            if (pair[i] >= 0 && (best == NONE || t->scores[pair[i]] > best_score)) {
+                best = i;
+                best_score = t->scores[pair[i]];
+            }
+        if (best == NONE) return;
+        symbol *left = &symbols[best], *right = &symbols[left->next];
+        left->size += right->size;
+        right->size = 0;
+        left->next = right->next;
+        if (right->next != NONE) symbols[right->next].prev = best;
+        pair[best] = left->next == NONE ? -1 : lookup(t, text + left->start, left->size + symbols[left->next].size);
+        if (left->prev != NONE)
+            pair[left->prev] = lookup(t, text + symbols[left->prev].start, symbols[left->prev].size + left->size);
+    }
+}
+
+/* Words already encoded, kept per thread across calls: the detector
+ * encodes many short texts, and the words of one text mostly recur in the
+ * next. The tokenizer itself stays read-only (threads share it), so the
+ * memory lives with the thread, and an entry counts only for the tokenizer
+ * whose serial number the cache carries: a tokenizer freed and another
+ * built at the same address never sees the first one's words. The cache
+ * holds a bounded number of short words and starts over when full. */
+enum {
+    CACHE_SLOTS = 1 << 16,
+    CACHE_WORDS = CACHE_SLOTS / 2,  /* keeps probe chains short */
+    CACHE_ARENA = 1 << 20,          /* bytes of word text and ids */
+    CACHE_WORD_BYTES = 256,         /* longer segments are rare: merged each time */
+};
+
+typedef struct {
+    uint32_t tag;   /* high half of the word's hash */
+    uint32_t size;  /* bytes of text; 0: empty slot */
+    uint32_t n_ids;
+    uint32_t at;    /* arena offset: n_ids ids, then the text */
+} cached_word;
+
+typedef struct {
+    uint64_t serial; /* the tokenizer the words belong to */
+    cached_word *slots;
+    size_t n_words, arena_used;
+    unsigned char *arena;
+    /* Scratch of the merge, reused from call to call. */
+    symbol *symbols;
+    int32_t *pair;
+    size_t capacity; /* of symbols and pair */
+    bigram_heap heap;
+} word_cache;
+
+static _Thread_local word_cache *thread_cache;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cache_key;
+static bool cache_key_made;
+
+static void cache_free(void *p) {
+    word_cache *c = p;
+    if (!c) return;
+    free(c->slots);
+    free(c->arena);
+    free(c->symbols);
+    free(c->pair);
+    free(c->heap.items);
+    free(c);
+}
+
+static void make_cache_key(void) { cache_key_made = pthread_key_create(&cache_key, cache_free) == 0; }
+
+/* This thread's cache, emptied if it belonged to another tokenizer; NULL
+ * when memory is short (the caller then merges every word). */
+static word_cache *thread_word_cache(const tm_tokenizer *t) {
+    word_cache *c = thread_cache;
+    if (!c) {
+        /* Without a key the cache could not be freed at thread exit. */
+        if (pthread_once(&cache_key_once, make_cache_key) != 0 || !cache_key_made) return NULL;
+        c = calloc(1, sizeof *c);
+        if (c) {
+            c->slots = calloc(CACHE_SLOTS, sizeof *c->slots);
+            c->arena = malloc(CACHE_ARENA);
+        }
+        if (!c || !c->slots || !c->arena || pthread_setspecific(cache_key, c) != 0) {
+            cache_free(c);
+            return NULL;
+        }
+        thread_cache = c;
+    }
+    if (c->serial != t->serial) {
+        memset(c->slots, 0, CACHE_SLOTS * sizeof *c->slots);
+        c->n_words = 0;
+        c->arena_used = 0;
+        c->serial = t->serial;
+    }
+    return c;
+}
+
+static bool reserve_symbols(word_cache *c, size_t n) {
+    if (n <= c->capacity) return true;
+    size_t capacity = c->capacity ? c->capacity : 64;
+    while (capacity < n) capacity *= 2; /* n <= PTRDIFF_MAX / 4, see escape_text */
+    if (capacity > SIZE_MAX / sizeof(symbol)) return false;
+    symbol *symbols = realloc(c->symbols, capacity * sizeof *symbols);
+    if (!symbols) return false;
+    c->symbols = symbols;
+    int32_t *pair = realloc(c->pair, capacity * sizeof *pair);
+    if (!pair) return false;
+    c->pair = pair;
+    c->capacity = capacity;
+    return true;
+}
+
+/* Merge one segment alone and append its ids; false when out of memory. */
+static bool encode_segment(const tm_tokenizer *t, const char *text, size_t size, word_cache *c, int32_t *out,
+                           size_t *n_out) {
+    if (!reserve_symbols(c, size)) return false;
+    ptrdiff_t n_symbols = split_characters(text, size, c->symbols);
+    if (n_symbols <= SCAN_SYMBOLS) merge_by_scanning(t, text, c->symbols, c->pair, n_symbols);
+    else if (!merge_with_heap(t, text, c->symbols, n_symbols, &c->heap)) return false;
+    *n_out += emit_symbols(t, text, c->symbols, n_symbols, out + *n_out);
+    return true;
+}
+
+/* The ids of one segment, remembered or freshly merged (and remembered). */
+static bool encode_or_recall(const tm_tokenizer *t, const char *text, size_t size, word_cache *c, int32_t *out,
+                             size_t *n_out) {
+    if (size > CACHE_WORD_BYTES || !c->slots) return encode_segment(t, text, size, c, out, n_out);
+    uint64_t hash = hash_bytes(text, size);
+    uint32_t tag = (uint32_t)(hash >> 32);
+    size_t slot = (size_t)hash & (CACHE_SLOTS - 1);
+    for (cached_word *w; (w = &c->slots[slot])->size; slot = (slot + 1) & (CACHE_SLOTS - 1)) {
+        const unsigned char *entry = c->arena + w->at;
+        if (w->tag == tag && w->size == size && memcmp(entry + w->n_ids * sizeof *out, text, size) == 0) {
+            memcpy(out + *n_out, entry, w->n_ids * sizeof *out);
+            *n_out += w->n_ids;
+            return true;
+        }
+    }
+    size_t first = *n_out;
+    if (!encode_segment(t, text, size, c, out, n_out)) return false;
+    size_t n_ids = *n_out - first; /* at most one per byte */
+    /* Ids first, at 4-byte alignment, then the text. */
+    size_t at = (c->arena_used + 3) & ~(size_t)3, need = n_ids * sizeof *out + size;
+    if (c->n_words == CACHE_WORDS || CACHE_ARENA - at < need) { /* full: start over */
+        memset(c->slots, 0, CACHE_SLOTS * sizeof *c->slots);
+        c->n_words = 0;
+        at = 0;
+        slot = (size_t)hash & (CACHE_SLOTS - 1);
+    }
+    memcpy(c->arena + at, out + first, n_ids * sizeof *out);
+    memcpy(c->arena + at + n_ids * sizeof *out, text, size);
+    c->arena_used = at + need;
+    c->slots[slot] = (cached_word){.tag = tag, .size = (uint32_t)size, .n_ids = (uint32_t)n_ids, .at = (uint32_t)at};
+    c->n_words++;
+    return true;
+}
+
+static bool is_space_mark(const char *p, size_t available) {
+    return available >= 3 && memcmp(p, SPACE_MARK, 3) == 0;
+}
+
+/* The fast encoder; same contract as encode_whole. */
+static tm_status encode_by_segments(const tm_tokenizer *t, const char *escaped, size_t escaped_size, int32_t *out,
+                                    size_t *n_out, tm_error *err) {
+    word_cache *c = thread_word_cache(t);
+    word_cache uncached = {0}; /* scratch only, when there is no cache */
+    if (!c) c = &uncached;
+
+    /* Cut before every U+2581 whose previous character is not one. U+2581
+     * is E2 96 81 and E2 is never a continuation byte, so a byte match is a
+     * character; stepping byte by byte through other characters leaves
+     * after_mark false, as it should be. */
+    bool ok = true, after_mark = false;
+    size_t start = 0;
+    for (size_t at = 0; ok && at < escaped_size;) {
+        bool mark = escaped[at] == SPACE_MARK[0] && is_space_mark(escaped + at, escaped_size - at);
+        if (mark && !after_mark && at > 0) {
+            ok = encode_or_recall(t, escaped + start, at - start, c, out, n_out);
+            start = at;
+        }
+        after_mark = mark;
+        at += mark ? 3 : 1;
+    }
+    if (ok && start < escaped_size) ok = encode_or_recall(t, escaped + start, escaped_size - start, c, out, n_out);
+    if (c == &uncached) {
+        free(uncached.symbols);
+        free(uncached.pair);
+        free(uncached.heap.items);
+    }
+    return ok ? TM_OK : tm_error_set(err, TM_ERR_NOMEM, "out of memory encoding %zu bytes", escaped_size);
+}
+
+/* The common frame of both encoders: checks, escaping, BOS, the output. */
+static tm_status encode_with(tm_status (*encoder)(const tm_tokenizer *, const char *, size_t, int32_t *, size_t *,
+                                                  tm_error *),
+                             const tm_tokenizer *t, const char *text, size_t size, bool add_bos, int32_t **ids,
+                             size_t *n_ids, tm_error *err) {
+    if (!t || !ids || !n_ids || (!text && size))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_encode: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    char *escaped = NULL;
+    size_t escaped_size = 0;
+    tm_status status = escape_text(t, text, size, &escaped, &escaped_size, err);
+    if (status != TM_OK) return status;
+    /* At most one token per byte, plus BOS. */
+    int32_t *out = tm_alloc_array(escaped_size + 1, sizeof *out, err);
+    if (!out) {
+        free(escaped);
+        return TM_ERR_NOMEM;
+    }
+    size_t n_out = 0;
+    if (add_bos) out[n_out++] = t->bos;
+    status = encoder(t, escaped, escaped_size, out, &n_out, err);
+    free(escaped);
+    if (status != TM_OK) {
+        free(out);
+        return status;
+    }
     *ids = out;
     *n_ids = n_out;
     return TM_OK;
 }
+
+tm_status tm_tokenizer_encode(const tm_tokenizer *t, const char *text, size_t size, bool add_bos, int32_t **ids,
+                              size_t *n_ids, tm_error *err) {
+    return encode_with(t && t->words_independent ? encode_by_segments : encode_whole, t, text, size, add_bos, ids,
+                       n_ids, err);
+}
+
+tm_status tm_tokenizer_encode_reference(const tm_tokenizer *t, const char *text, size_t size, bool add_bos,
+                                        int32_t **ids, size_t *n_ids, tm_error *err) {
+    return encode_with(encode_whole, t, text, size, add_bos, ids, n_ids, err);
+}
+
+bool tm_tokenizer_words_independent(const tm_tokenizer *t) { return t && t->words_independent; }
 
 /* ---- decoding ------------------------------------------------------------- */
 

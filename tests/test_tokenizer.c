@@ -3,16 +3,22 @@
  * the prompt ids llama.cpp produced for the shared models, llama2.c's
  * tokenizer.bin against the GGUF llama.cpp converted from it, round trips of
  * random UTF-8, streaming decode, and malformed vocabularies and texts,
- * which must come back as errors and never crash. */
+ * which must come back as errors and never crash. The fast word-by-word
+ * encoder is held to the whole-text algorithm it replaces (kept as
+ * tm_tokenizer_encode_reference) on real English, random Unicode, damaged
+ * vocabularies, several tokenizers in turn and several threads at once. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
 #include <jansson.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../generator/tokenizer_internal.h"
 #include "fixtures.h"
 #include "tracemark/generator.h"
 
@@ -250,6 +256,26 @@ Test(tokenizer, empty_text) {
     cr_expect_eq(ids[0], 1);
     free(ids);
     tm_tokenizer_free(t);
+}
+
+/* The fast encoder against the whole-text reference: same status, same
+ * ids. Returns whether they agree. */
+static bool expect_same_as_reference(const tm_tokenizer *t, const char *text, size_t size, bool bos,
+                                     const char *what) {
+    int32_t *fast = NULL, *slow = NULL;
+    size_t n_fast = 0, n_slow = 0;
+    tm_error fast_err = {0}, slow_err = {0};
+    tm_status fast_status = tm_tokenizer_encode(t, text, size, bos, &fast, &n_fast, &fast_err);
+    tm_status slow_status = tm_tokenizer_encode_reference(t, text, size, bos, &slow, &n_slow, &slow_err);
+    bool same = fast_status == slow_status && n_fast == n_slow &&
+                (n_fast == 0 || memcmp(fast, slow, n_fast * sizeof *fast) == 0);
+    size_t first = 0;
+    while (first < n_fast && first < n_slow && fast[first] == slow[first]) first++;
+    cr_expect(same, "%s: \"%.*s\": status %d/%d, %zu/%zu ids, first difference at id %zu", what,
+              size > 200 ? 200 : (int)size, text, (int)fast_status, (int)slow_status, n_fast, n_slow, first);
+    free(fast);
+    free(slow);
+    return same;
 }
 
 /* ---- round trips -------------------------------------------------------- */
@@ -738,6 +764,8 @@ Test(tokenizer, damaged_llama2c_files_never_crash) {
         int32_t vocab = tm_tokenizer_vocab_size(t);
         for (size_t i = 0; i < n; i++) cr_expect(ids[i] >= 0 && ids[i] < vocab);
         free(ids);
+        const char *english = "The  quick brown fox\njumps over the lazy dog's back; it's 42 degrees.";
+        expect_same_as_reference(t, english, strlen(english), true, "damaged vocabulary");
 
         size_t capacity = tm_tokenizer_max_piece_size(t) + TM_DETOKENIZE_MAX;
         char *exact = malloc(capacity), *roomy = malloc(4 * capacity + 64);
@@ -762,4 +790,295 @@ Test(tokenizer, damaged_llama2c_files_never_crash) {
     free(bin);
     free(source);
     free(dir);
+}
+
+/* ---- the word-by-word encoder against the whole-text one ------------------ */
+
+static const char *const shipped_vocabularies[] = {"models/tok512.bin", "tokenizer-tests/ggml-vocab-llama-spm.gguf",
+                                                   "models/stories260K.gguf", "models/llama-2-tiny-random.gguf"};
+
+Test(tokenizer, shipped_vocabularies_encode_word_by_word) {
+    for (size_t i = 0; i < sizeof shipped_vocabularies / sizeof *shipped_vocabularies; i++) {
+        tm_tokenizer *t = load(shipped_vocabularies[i]);
+        cr_expect(tm_tokenizer_words_independent(t), "%s", shipped_vocabularies[i]);
+        tm_tokenizer_free(t);
+    }
+    cr_expect_not(tm_tokenizer_words_independent(NULL));
+}
+
+/* A llama2.c tokenizer.bin (spaces stand for U+2581) from pieces and scores. */
+static char *write_llama2c_vocab(const char *dir, const char *const *pieces, const float *scores, size_t n) {
+    char *buf = malloc(4 + n * (8 + 64));
+    size_t at = 0;
+    append_u32(buf, &at, 16);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &scores[i], 4);
+        append_u32(buf, &at, bits);
+        append_u32(buf, &at, (uint32_t)strlen(pieces[i]));
+        memcpy(buf + at, pieces[i], strlen(pieces[i]));
+        at += strlen(pieces[i]);
+    }
+    char *path = tm_test_path(dir, "tokenizer.bin");
+    cr_assert_eq(tm_test_write_file(path, buf, at), 0);
+    free(buf);
+    return path;
+}
+
+/* With "a▁" and "a▁b" in the vocabulary, " a b" merges across the word
+ * boundary, so word by word would be wrong: the flag must be off and the
+ * whole-text algorithm used. A NaN score (no order among pairs) turns it
+ * off too. */
+Test(tokenizer, vocabulary_gluing_words_falls_back_to_whole_text) {
+    char *dir = tm_test_scratch_dir();
+    const char *pieces[] = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", " a", "a ", "a b", "c"};
+    float scores[] = {0, 0, 0, -1, -1, -1, -10, -1, -2, -1};
+    enum { N = sizeof pieces / sizeof *pieces };
+    char *path = write_llama2c_vocab(dir, pieces, scores, N);
+    tm_tokenizer *t = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    cr_expect_not(tm_tokenizer_words_independent(t));
+    const int32_t want[] = {3, 8}; /* "▁", "a▁b": a merge across the boundary before "b" */
+    expect_ids(t, "a b", false, want, 2);
+    const char *texts[] = {"a b", "ca b a  b", " a b ", "ab ba a b c", "a"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        expect_same_as_reference(t, texts[i], strlen(texts[i]), i % 2 == 0, "glued vocabulary");
+    tm_tokenizer_free(t);
+    remove(path);
+    free(path);
+
+    /* The same vocabulary without the glued pieces, then with a NaN score. */
+    const char *plain[] = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", " a", "  ", " b"};
+    float plain_scores[] = {0, 0, 0, -1, -1, -1, -3, -2, -4};
+    enum { P = sizeof plain / sizeof *plain };
+    path = write_llama2c_vocab(dir, plain, plain_scores, P);
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    cr_expect(tm_tokenizer_words_independent(t), "\"▁▁\" has U+2581 only after U+2581");
+    tm_tokenizer_free(t);
+    remove(path);
+    free(path);
+    plain_scores[6] = NAN;
+    path = write_llama2c_vocab(dir, plain, plain_scores, P);
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    cr_expect_not(tm_tokenizer_words_independent(t));
+    expect_same_as_reference(t, "a b  a", 6, false, "NaN score");
+    tm_tokenizer_free(t);
+    remove(path);
+    free(path);
+    rmdir(dir);
+    free(dir);
+}
+
+/* Real English: every line of TruthfulQA.csv, every field of the HaluEval QA
+ * records, and both files' first 64 KiB as one text each. Returns how many
+ * texts agreed; *total counts them. */
+static size_t compare_on_real_text(const tm_tokenizer *t, const char *name, size_t *total) {
+    size_t agreed = 0;
+    *total = 0;
+    char *path = tm_fixture("data/truthfulqa/TruthfulQA.csv");
+    size_t size = 0;
+    char *csv = tm_test_read_file(path, &size);
+    cr_assert_not_null(csv, "cannot read %s", path);
+    agreed += expect_same_as_reference(t, csv, size < 65536 ? size : 65536, false, name);
+    ++*total;
+    for (char *line = csv, *end; line < csv + size; line = end + 1) {
+        end = memchr(line, '\n', (size_t)(csv + size - line));
+        if (!end) end = csv + size;
+        agreed += expect_same_as_reference(t, line, (size_t)(end - line), *total % 2 == 0, name);
+        ++*total;
+    }
+    free(csv);
+    free(path);
+
+    path = tm_fixture("data/halueval/qa_one-turn_data.json");
+    char *jsonl = tm_test_read_file(path, &size);
+    cr_assert_not_null(jsonl, "cannot read %s", path);
+    char *joined = malloc(65536);
+    size_t joined_size = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(jsonl, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t jerr;
+        json_t *record = json_loads(line, 0, &jerr);
+        cr_assert_not_null(record, "%s: %s", path, jerr.text);
+        const char *field;
+        json_t *value;
+        json_object_foreach(record, field, value) {
+            const char *text = json_string_value(value);
+            if (!text) continue;
+            size_t length = strlen(text);
+            agreed += expect_same_as_reference(t, text, length, *total % 2 == 0, name);
+            ++*total;
+            if (joined_size + length + 1 <= 65536) {
+                memcpy(joined + joined_size, text, length);
+                joined_size += length;
+                joined[joined_size++] = ' ';
+            }
+        }
+        json_decref(record);
+    }
+    agreed += expect_same_as_reference(t, joined, joined_size, true, name);
+    ++*total;
+    free(joined);
+    free(jsonl);
+    free(path);
+    return agreed;
+}
+
+/* Random text built to stress the cuts: runs of spaces, literal U+2581
+ * (which the encoder reads as a space), leading and trailing spaces, words
+ * from a small set so that they recur, and long runs without any space
+ * (which take the heap and skip the word cache). */
+static size_t random_stress_text(uint64_t *state, char *text, size_t capacity) {
+    static const char *const words[] = {"the", "The", "quick", "brown", "fox,", "don't", "\xE2\x96\x81", "\xE2\x96\x81x",
+                                        "x\xE2\x96\x81", "\xC3\xA9t\xC3\xA9", "\xE4\xB8\xAD\xE6\x96\x87", "\xF0\x9F\x98\x80",
+                                        "1984", "...", "\n", "\t", "a", "I"};
+    size_t size = 0, target = (size_t)(next_random(state) % 400);
+    while (size < target && capacity - size > 1100) {
+        uint64_t r = next_random(state);
+        switch (r % 6) {
+        case 0: /* spaces */
+            for (uint64_t k = 0, n = 1 + (r >> 8) % 4; k < n; k++) text[size++] = ' ';
+            break;
+        case 1: case 2: { /* a word from the set */
+            const char *w = words[(r >> 8) % (sizeof words / sizeof *words)];
+            memcpy(text + size, w, strlen(w));
+            size += strlen(w);
+            break;
+        }
+        case 3: /* a few random characters */
+            for (uint64_t k = 0, n = 1 + (r >> 8) % 6; k < n; k++) {
+                uint32_t cp = random_code_point(state);
+                size += put_utf8(cp, text + size);
+            }
+            break;
+        case 4: /* a literal U+2581 */
+            memcpy(text + size, "\xE2\x96\x81", 3);
+            size += 3;
+            break;
+        default: /* rarely, a long spaceless run: past SCAN_SYMBOLS, sometimes past the cache's word size */
+            if ((r >> 8) % 8 == 0)
+                for (uint64_t k = 0, n = 20 + (r >> 16) % 250; k < n; k++) {
+                    uint32_t cp = random_code_point(state);
+                    if (cp == ' ') cp = 'q';
+                    size += put_utf8(cp, text + size);
+                }
+            break;
+        }
+    }
+    return size;
+}
+
+static size_t compare_on_random_text(const tm_tokenizer *t, const char *name, uint64_t seed, int count) {
+    uint64_t state = seed;
+    char *text = malloc(8192);
+    size_t agreed = 0;
+    for (int i = 0; i < count; i++) {
+        size_t size = random_stress_text(&state, text, 8192);
+        agreed += expect_same_as_reference(t, text, size, i % 2 == 0, name);
+    }
+    free(text);
+    return agreed;
+}
+
+Test(tokenizer, word_by_word_equals_whole_text_tok512) {
+    tm_tokenizer *t = load("models/tok512.bin");
+    size_t total = 0, agreed = compare_on_real_text(t, "tok512", &total);
+    agreed += compare_on_random_text(t, "tok512", 11, 3000);
+    total += 3000;
+    cr_log_info("tok512: fast encoder equals the reference on %zu of %zu texts", agreed, total);
+    cr_expect_eq(agreed, total);
+    cr_expect_gt(total, 5000);
+    tm_tokenizer_free(t);
+}
+
+Test(tokenizer, word_by_word_equals_whole_text_llama_spm) {
+    tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-spm.gguf");
+    size_t total = 0, agreed = compare_on_real_text(t, "llama-spm", &total);
+    agreed += compare_on_random_text(t, "llama-spm", 12, 3000);
+    total += 3000;
+    cr_log_info("llama-spm: fast encoder equals the reference on %zu of %zu texts", agreed, total);
+    cr_expect_eq(agreed, total);
+    cr_expect_gt(total, 5000);
+    tm_tokenizer_free(t);
+}
+
+/* The word cache outlives a call and is kept per thread: alternating
+ * tokenizers, and a tokenizer freed and another loaded (possibly at the same
+ * address), must never see each other's words. */
+Test(tokenizer, word_cache_never_crosses_tokenizers) {
+    const char *text = "Once upon a time there was a little girl who loved the sea and the sky.";
+    for (int round = 0; round < 6; round++) {
+        tm_tokenizer *a = load("models/tok512.bin");
+        tm_tokenizer *b = load("tokenizer-tests/ggml-vocab-llama-spm.gguf");
+        for (int k = 0; k < 3; k++) {
+            expect_same_as_reference(a, text, strlen(text), false, "tok512 after llama-spm");
+            expect_same_as_reference(b, text, strlen(text), false, "llama-spm after tok512");
+        }
+        tm_tokenizer_free(round % 2 ? a : b);
+        tm_tokenizer *c = load(round % 2 ? "models/llama-2-tiny-random.gguf" : "models/stories260K.gguf");
+        expect_same_as_reference(c, text, strlen(text), true, "a tokenizer loaded after another was freed");
+        expect_same_as_reference(round % 2 ? b : a, text, strlen(text), true, "the one left");
+        tm_tokenizer_free(c);
+        tm_tokenizer_free(round % 2 ? b : a);
+    }
+}
+
+/* One tokenizer shared by several threads, each with its own word cache:
+ * every thread's ids equal the reference computed beforehand. */
+typedef struct {
+    const tm_tokenizer *tokenizer;
+    const char *const *texts;
+    const size_t *sizes;
+    int32_t *const *want;
+    const size_t *n_want;
+    size_t n_texts, offset;
+    size_t mismatches;
+} thread_job;
+
+static void *encode_in_thread(void *arg) {
+    thread_job *job = arg;
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t k = 0; k < job->n_texts; k++) {
+            size_t i = (k + job->offset) % job->n_texts;
+            int32_t *ids = NULL;
+            size_t n = 0;
+            tm_error err = {0};
+            if (tm_tokenizer_encode(job->tokenizer, job->texts[i], job->sizes[i], false, &ids, &n, &err) != TM_OK ||
+                n != job->n_want[i] || (n && memcmp(ids, job->want[i], n * sizeof *ids) != 0))
+                job->mismatches++;
+            free(ids);
+        }
+    return NULL;
+}
+
+Test(tokenizer, threads_share_a_tokenizer) {
+    tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-spm.gguf");
+    enum { TEXTS = 200, THREADS = 4 };
+    char *texts[TEXTS];
+    size_t sizes[TEXTS], n_want[TEXTS];
+    int32_t *want[TEXTS];
+    uint64_t state = 99;
+    for (size_t i = 0; i < TEXTS; i++) {
+        texts[i] = malloc(8192);
+        sizes[i] = random_stress_text(&state, texts[i], 8192);
+        tm_error err = {0};
+        cr_assert_eq(tm_tokenizer_encode_reference(t, texts[i], sizes[i], false, &want[i], &n_want[i], &err), TM_OK);
+    }
+    pthread_t threads[THREADS];
+    thread_job jobs[THREADS];
+    for (size_t k = 0; k < THREADS; k++) {
+        jobs[k] = (thread_job){.tokenizer = t, .texts = (const char *const *)texts, .sizes = sizes, .want = want,
+                               .n_want = n_want, .n_texts = TEXTS, .offset = k * 37};
+        cr_assert_eq(pthread_create(&threads[k], NULL, encode_in_thread, &jobs[k]), 0);
+    }
+    for (size_t k = 0; k < THREADS; k++) {
+        pthread_join(threads[k], NULL);
+        cr_expect_eq(jobs[k].mismatches, 0, "thread %zu: %zu texts differ from the reference", k, jobs[k].mismatches);
+    }
+    for (size_t i = 0; i < TEXTS; i++) {
+        free(texts[i]);
+        free(want[i]);
+    }
+    tm_tokenizer_free(t);
 }
