@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ======================================================================== */
@@ -796,4 +797,75 @@ Test(cli_errors, help_on_every_command) {
     cr_assert_eq(r.code, 0);
     cr_assert(strncmp(r.out, "tracemark ", 10) == 0, "%s", r.out);
     run_free(&r);
+}
+
+/* ---- generate through a watermark ------------------------------------------- */
+
+static char *new_key(const char *dir) {
+    char *key = tm_test_path(dir, "k.key");
+    run_result r = run("keygen --out '%s'", key);
+    cr_assert_eq(r.code, 0, "keygen: %s", r.err);
+    run_free(&r);
+    return key;
+}
+
+Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_names_the_key) {
+    fixtures f = paths();
+    char *dir = tm_test_scratch_dir();
+    char *key = new_key(dir);
+    size_t key_size;
+    char *key_file = tm_test_read_file(key, &key_size);
+    const char *secret = strstr(key_file, "key: ") + 5;
+    char secret_hex[65];
+    snprintf(secret_hex, sizeof secret_hex, "%.64s", secret);
+    const char *schemes[] = {"kgw-lefthash", "kgw-selfhash", "unigram", "gumbel", "synthid", "dipmark", "exp-edit", "its-edit"};
+    for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) {
+        const char *cmd = "generate --model %s --tokenizer %s --prompt 'Once upon a time' --max-tokens 48 --seed 7 "
+                          "--watermark " TRACEMARK_SOURCE_DIR "/configs/schemes/%s.yaml --key '%s' --json";
+        run_result a = run(cmd, f.bin, f.tok, schemes[s], key), b = run(cmd, f.bin, f.tok, schemes[s], key);
+        cr_assert_eq(a.code, 0, "%s: %s", schemes[s], a.err);
+        json_t *root = parse_json(a.out), *again = parse_json(b.out), *wm = json_object_get(root, "watermark");
+        cr_assert(json_equal(json_object_get(root, "ids"), json_object_get(again, "ids")),
+                  "%s: two runs with the same key and seed differ", schemes[s]);
+        cr_assert_gt(json_array_size(json_object_get(root, "ids")), 0);
+        cr_assert_not_null(wm, "%s: no watermark record", schemes[s]);
+        cr_assert_eq(strlen(json_string_value(json_object_get(wm, "key_id"))), 16);
+        cr_assert_not_null(strstr(key_file, json_string_value(json_object_get(wm, "key_id"))),
+                           "the key id is the one in the key file");
+        cr_assert_null(strstr(a.out, secret_hex), "%s: the secret key appears in the output", schemes[s]);
+        json_decref(root);
+        json_decref(again);
+        run_free(&a);
+        run_free(&b);
+    }
+    unlink(key);
+    rmdir(dir);
+    free(key_file);
+    free(key);
+}
+
+Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
+    fixtures f = paths();
+    char *dir = tm_test_scratch_dir();
+    char *key = new_key(dir);
+    const char *kgw = TRACEMARK_SOURCE_DIR "/configs/schemes/kgw-lefthash.yaml";
+    run_result r = run("generate --model %s --tokenizer %s --prompt x --watermark %s", f.bin, f.tok, kgw);
+    assert_usage_error(&r, "--key");
+    run_free(&r);
+    cr_assert_eq(chmod(key, 0644), 0);
+    r = run("generate --model %s --tokenizer %s --prompt x --watermark %s --key '%s'", f.bin, f.tok, kgw, key);
+    assert_failure(&r, "chmod 600");
+    cr_assert_str_empty(r.out);
+    run_free(&r);
+    cr_assert_eq(chmod(key, 0600), 0);
+    char *yaml = tm_test_path(dir, "bad.yaml");
+    cr_assert_eq(tm_test_write_file(yaml, "scheme: kgw\ngamma: 1.5\n", 23), 0);
+    r = run("generate --model %s --tokenizer %s --prompt x --watermark '%s' --key '%s'", f.bin, f.tok, yaml, key);
+    assert_failure(&r, "bad.yaml:2: gamma");
+    run_free(&r);
+    unlink(yaml);
+    unlink(key);
+    rmdir(dir);
+    free(yaml);
+    free(key);
 }
