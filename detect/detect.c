@@ -112,19 +112,6 @@ static bool pair_set_seen(pair_set *set, uint64_t fingerprint) {
     return false;
 }
 
-/* An unkeyed 64-bit fingerprint of (context, token): collisions only merge
- * two pairs into one scored token, which can never raise a score. */
-static uint64_t pair_fingerprint(const int32_t *context, size_t n, int32_t token) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-    for (size_t i = 0; i <= n; i++) {
-        uint64_t v = (uint64_t)(uint32_t)(i < n ? context[i] : token);
-        h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
-        h *= 0xBF58476D1CE4E5B9ULL;
-        h ^= h >> 31;
-    }
-    return h;
-}
-
 enum { MAX_VALUES = 64 };
 
 /* Per scored token: its index in the text and its contribution to the statistic. */
@@ -201,9 +188,12 @@ static double window_z(const tm_wm_config *c, double sum, double n) {
     }
 }
 
-/* The window of scored tokens with the highest z (WinMax), examined over every
- * length >= min_window (on a geometric grid of lengths for long texts), and
- * its exact p corrected for the number of windows examined. */
+/* The window of scored tokens with the highest z (WinMax-style), and its
+ * exact p corrected (Bonferroni) for the number of windows examined. The
+ * windows form a grid: lengths grow geometrically (x1.1) from min_window and
+ * starts step by an eighth of the length, so a passage of any length is
+ * covered by a window that misses at most about a fifth of it, while the
+ * correction stays near ln(8 n / min_window * 11) rather than ln(n^2 / 2). */
 static tm_status best_window(const tm_detector *d, const scored_tokens *scored, tm_detection *out, tm_error *err) {
     size_t n = scored->n, min = (size_t)d->options.min_window;
     out->has_window = false;
@@ -215,16 +205,20 @@ static tm_status best_window(const tm_detector *d, const scored_tokens *scored, 
     size_t best_from = 0, best_to = n;
     uint64_t examined = 0;
     for (size_t length = min; length <= n;) {
-        for (size_t from = 0; from + length <= n; from++) {
+        size_t stride = length / 8 > 1 ? length / 8 : 1;
+        for (size_t from = 0;; from += stride) {
+            if (from + length > n) from = n - length; /* the last window ends at the text's end */
             double z = window_z(&d->config, prefix[from + length] - prefix[from], (double)length);
+            examined++;
             if (z > best_z) {
                 best_z = z;
                 best_from = from;
                 best_to = from + length;
             }
+            if (from + length >= n) break;
         }
-        examined += n - length + 1;
-        size_t next = n <= 4096 ? length + 1 : (size_t)ceil((double)length * 1.02);
+        size_t next = (size_t)ceil((double)length * 1.1);
+        if (length < n && next > n) next = n; /* always examine the whole text as one window too */
         length = next > length ? next : length + 1;
     }
     tm_detect_window *w = &out->window;
@@ -275,14 +269,17 @@ tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t
             free(seen.slots);
             return TM_ERR_NOMEM;
         }
-        double values[MAX_VALUES], total = 0, weighted = 0;
+        double values[MAX_VALUES], weights[MAX_VALUES], total = 0, weighted = 0;
+        for (int32_t l = 0; c->kind == TM_WM_SYNTHID && l < c->layers && l < MAX_VALUES; l++)
+            weights[l] = synthid_weight((size_t)l, c->layers);
         for (size_t i = n_prompt; i < n_tokens; i++) {
             if (i < h) {
                 out->n_ignored_context++;
                 continue;
             }
             const int32_t *context = tokens + i - h;
-            if (d->options.ignore_repeated && pair_set_seen(&seen, pair_fingerprint(context, h, tokens[i]))) {
+            if (d->options.ignore_repeated &&
+                pair_set_seen(&seen, tm_wm_token_fingerprint(scheme, context, h, tokens[i]))) {
                 out->n_ignored_repeated++;
                 continue;
             }
@@ -295,10 +292,12 @@ tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t
             if (c->kind == TM_WM_GUMBEL) {
                 score = -log1p(-values[0]);
             } else if (c->kind == TM_WM_SYNTHID) {
+                double token_weighted = 0;
                 for (size_t l = 0; l < nv; l++) {
                     score += values[l];
-                    weighted += values[l] * synthid_weight(l, c->layers);
+                    token_weighted += values[l] * weights[l];
                 }
+                weighted += token_weighted;
             } else {
                 score = values[0];
             }

@@ -387,3 +387,59 @@ Test(kgw, same_key_seed_and_context_give_the_same_tokens) {
     cr_assert_arr_eq(a, b, sizeof a);
     cr_assert(memcmp(a, c, sizeof a) != 0, "another seed, another text");
 }
+
+/* A detector counts each draw once by the scheme's fingerprint. For SelfHash
+ * the green bit reads only (anchor, token): equal fingerprints must mean equal
+ * bits, different contexts with one anchor must share a fingerprint (the
+ * correlation that inflated false positives when pairs were keyed by the whole
+ * context), and LeftHash must still tell contexts apart. */
+Test(kgw, fingerprints_name_exactly_the_draw) {
+    tm_wm_key *key = seeded_key(3);
+    tm_wm_config self_config = kgw_config(TM_WM_SEEDING_SELFHASH, 4), left_config = kgw_config(TM_WM_SEEDING_LEFTHASH, 1);
+    tm_wm_scheme *self = make_scheme(&self_config, key), *left = make_scheme(&left_config, key);
+    enum { PAIRS = 20000, SLOTS = 1 << 16 };
+    uint64_t *fingerprints = calloc(SLOTS, sizeof *fingerprints);
+    signed char *bits = calloc(SLOTS, 1);
+    uint64_t state = 12345;
+    size_t shared = 0;
+    for (int i = 0; i < PAIRS; i++) {
+        int32_t context[4], token;
+        for (int k = 0; k < 4; k++) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            context[k] = (int32_t)(state >> 59); /* 32 ids: many contexts share an anchor */
+        }
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        token = (int32_t)(state >> 59);
+        double value;
+        cr_assert_eq(tm_wm_token_values(self, context, 4, token, &value, 1), 1);
+        uint64_t f = tm_wm_token_fingerprint(self, context, 4, token);
+        size_t slot = (size_t)(f >> 48);
+        while (fingerprints[slot] && fingerprints[slot] != f) slot = (slot + 1) & (SLOTS - 1);
+        if (fingerprints[slot] == f) {
+            shared++;
+            cr_assert_eq(bits[slot], (signed char)value, "one fingerprint, two green bits");
+        } else {
+            fingerprints[slot] = f;
+            bits[slot] = (signed char)value;
+        }
+    }
+    /* 32^5 contexts x tokens but only 32 x 32 (anchor, token) pairs: nearly all repeat. */
+    cr_assert_gt(shared, PAIRS - 32 * 32);
+    /* Same anchor (the token ranks itself first), different contexts: one draw. */
+    int32_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    for (int32_t token = 0; token < 512; token++) {
+        if (tm_wm_token_fingerprint(self, a, 4, token) == tm_wm_token_fingerprint(self, b, 4, token)) {
+            double va, vb;
+            tm_wm_token_values(self, a, 4, token, &va, 1);
+            tm_wm_token_values(self, b, 4, token, &vb, 1);
+            cr_assert_eq(va, vb);
+        }
+    }
+    int32_t x = 7, y = 9;
+    cr_assert_neq(tm_wm_token_fingerprint(left, &x, 1, 3), tm_wm_token_fingerprint(left, &y, 1, 3));
+    free(fingerprints);
+    free(bits);
+    tm_wm_scheme_free(self);
+    tm_wm_scheme_free(left);
+    tm_wm_key_free(key);
+}

@@ -71,4 +71,4 @@ static size_t gumbel_token_values(const tm_wm_scheme *scheme, const int32_t *con
     return 1;
 }
 
-const tm_wm_scheme_ops tm_wm_gumbel_ops = {TM_WM_STAGE_SELECTOR, gumbel_apply, gumbel_token_values};
+const tm_wm_scheme_ops tm_wm_gumbel_ops = {TM_WM_STAGE_SELECTOR, gumbel_apply, gumbel_token_values, NULL};

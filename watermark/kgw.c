@@ -86,17 +86,9 @@ static void green_batch(const tm_wm_scheme *scheme, const int32_t *context, cons
     }
 }
 
-/* One token, with the plain PRF: the reference the batched path must match. */
-static bool green_one(const tm_wm_scheme *scheme, const int32_t *context, int32_t token) {
-    const tm_wm_config *config = &scheme->config;
-    size_t needed = history_needed(config);
-    if (config->seeding != TM_WM_SEEDING_SELFHASH) {
-        int32_t tokens[TM_WM_PRF_MAX_TOKENS];
-        if (needed > 0) memcpy(tokens, context, needed * sizeof *tokens);
-        tokens[needed] = token;
-        return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_LEFTHASH, tokens, needed + 1, 0)) <
-               config->gamma;
-    }
+/* SelfHash's anchor: the token of {context[0..needed), token} with the lowest
+ * rank prf(SELFHASH, [y, token], 0), ties to the smaller id. */
+static int32_t selfhash_anchor(const tm_wm_scheme *scheme, const int32_t *context, size_t needed, int32_t token) {
     int32_t pair[2] = {token, token};
     uint64_t best_rank = tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_SELFHASH, pair, 2, 0);
     int32_t best_y = token;
@@ -108,7 +100,21 @@ static bool green_one(const tm_wm_scheme *scheme, const int32_t *context, int32_
             best_y = context[k];
         }
     }
-    pair[0] = best_y;
+    return best_y;
+}
+
+/* One token, with the plain PRF: the reference the batched path must match. */
+static bool green_one(const tm_wm_scheme *scheme, const int32_t *context, int32_t token) {
+    const tm_wm_config *config = &scheme->config;
+    size_t needed = history_needed(config);
+    if (config->seeding != TM_WM_SEEDING_SELFHASH) {
+        int32_t tokens[TM_WM_PRF_MAX_TOKENS];
+        if (needed > 0) memcpy(tokens, context, needed * sizeof *tokens);
+        tokens[needed] = token;
+        return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_LEFTHASH, tokens, needed + 1, 0)) <
+               config->gamma;
+    }
+    int32_t pair[2] = {selfhash_anchor(scheme, context, needed, token), token};
     return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_KGW_SELFHASH, pair, 2, 1)) < config->gamma;
 }
 
@@ -358,4 +364,14 @@ static size_t kgw_token_values(const tm_wm_scheme *scheme, const int32_t *contex
     return 1;
 }
 
-const tm_wm_scheme_ops tm_wm_kgw_ops = {TM_WM_STAGE_LOGITS, kgw_apply, kgw_token_values};
+/* SelfHash's green bit reads only (anchor, token): pairs that share them are
+ * one draw, and a detector must count them once. LeftHash reads the context. */
+static uint64_t kgw_fingerprint(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token) {
+    size_t needed = history_needed(&scheme->config);
+    if (scheme->config.seeding != TM_WM_SEEDING_SELFHASH || n_context < needed)
+        return tm_wm_context_fingerprint(context, n_context, needed, token);
+    int32_t anchor = selfhash_anchor(scheme, needed ? context + (n_context - needed) : NULL, needed, token);
+    return tm_wm_context_fingerprint(&anchor, 1, 1, token);
+}
+
+const tm_wm_scheme_ops tm_wm_kgw_ops = {TM_WM_STAGE_LOGITS, kgw_apply, kgw_token_values, kgw_fingerprint};

@@ -63,6 +63,26 @@ size_t tm_wm_token_values(const tm_wm_scheme *scheme, const int32_t *context, si
     return scheme->ops->token_values(scheme, context, n_context, token, values, capacity);
 }
 
+uint64_t tm_wm_context_fingerprint(const int32_t *context, size_t n_context, size_t width, int32_t token) {
+    size_t n = width < n_context ? width : n_context;
+    const int32_t *recent = n ? context + (n_context - n) : NULL;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t v = (uint64_t)(uint32_t)(i < n ? recent[i] : token);
+        h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+uint64_t tm_wm_token_fingerprint(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token) {
+    if (scheme->ops->fingerprint) return scheme->ops->fingerprint(scheme, context, n_context, token);
+    tm_wm_kind kind = scheme->config.kind;
+    size_t width = kind == TM_WM_UNIGRAM || kind == TM_WM_EXP_EDIT ? 0 : (size_t)scheme->config.context_width;
+    return tm_wm_context_fingerprint(context, n_context, width, token);
+}
+
 /* ---- sampler state --------------------------------------------------------- */
 
 bool tm_wm_state_seen_before(tm_wm_sampler_state *state, uint64_t fingerprint) {

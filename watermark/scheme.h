@@ -108,7 +108,13 @@ typedef struct {
     /* Detection: see tm_wm_token_values. */
     size_t (*token_values)(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token,
                            double *values, size_t capacity);
+    /* Detection: see tm_wm_token_fingerprint; NULL means the last context_width
+     * tokens and the token (tm_wm_context_fingerprint). */
+    uint64_t (*fingerprint)(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token);
 } tm_wm_scheme_ops;
+
+/* Unkeyed 64-bit fingerprint of the last `width` of n_context tokens and the token. */
+uint64_t tm_wm_context_fingerprint(const int32_t *context, size_t n_context, size_t width, int32_t token);
 
 struct tm_wm_scheme {
     tm_wm_config config;

@@ -156,4 +156,4 @@ static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *co
     return layers;
 }
 
-const tm_wm_scheme_ops tm_wm_synthid_ops = {TM_WM_STAGE_SELECTOR, synthid_apply, synthid_token_values};
+const tm_wm_scheme_ops tm_wm_synthid_ops = {TM_WM_STAGE_SELECTOR, synthid_apply, synthid_token_values, NULL};

@@ -148,6 +148,11 @@ tm_sampler *tm_wm_sampler(tm_wm_scheme *scheme, uint64_t seed);
  * scores tokens differently (EXP-edit: see tm_wm_xi). */
 size_t tm_wm_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token,
                           double *values, size_t capacity);
+/* An unkeyed 64-bit fingerprint of exactly what the token's secret values
+ * depend on (for most schemes the last context_width tokens and the token;
+ * for KGW SelfHash the min-hash anchor and the token). Pairs with the same
+ * fingerprint share their values, so a detector counts them once. */
+uint64_t tm_wm_token_fingerprint(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token);
 /* EXP-edit/ITS-edit: what the detector aligns the text with, for one position
  * of the key sequence (taken modulo n; negative positions wrap too) and one
  * token, as a value in (0, 1) (docs/schemes/exp-edit.md, "Detection"):

@@ -1,0 +1,222 @@
+/* Detection throughput. Cuts a UTF-8 text file into documents of about
+ * DOC_BYTES bytes (on character boundaries), then for each scheme given and
+ * each thread count measures (1) tokens/s of tm_detect_tokens on the
+ * pre-tokenized documents, the detector's own cost, and (2) MB/s of
+ * tm_detect_text end to end (normalise + tokenize + score), with documents
+ * spread over threads by OpenMP (the way `tracemark detect --jsonl` spreads
+ * lines), plus the normalisation and tokenizer stages alone so that the
+ * end-to-end figure can be split into its parts. Each measurement repeats
+ * passes over the documents until MIN_SECONDS have elapsed. One JSON line per
+ * measurement on stdout; nothing is asserted (DESIGN.md: speed is measured
+ * here, never asserted in a test). BENCH_DETECT_ONLY=tokens|text|stages in
+ * the environment runs one kind of measurement alone, for a profiler. */
+#include "tracemark/detect.h"
+#include "tracemark/generator.h"
+#include "tracemark/watermark.h"
+
+#include <omp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DOC_BYTES = 1000 };
+static const double MIN_SECONDS = 1.0;
+
+typedef struct {
+    const char **text;
+    size_t *size;
+    int32_t **ids;
+    size_t *n_ids;
+    size_t n, bytes, tokens;
+} documents;
+
+static int fail(const tm_error *err) {
+    fprintf(stderr, "bench_detect: %s\n", err->message);
+    return 1;
+}
+
+/* Cut text into documents of ~DOC_BYTES bytes, ending after a space or newline where one is near. */
+static void cut(const char *text, size_t size, documents *docs) {
+    size_t capacity = size / DOC_BYTES + 2;
+    docs->text = malloc(capacity * sizeof *docs->text);
+    docs->size = malloc(capacity * sizeof *docs->size);
+    size_t at = 0;
+    while (at < size && docs->n < capacity) {
+        size_t end = at + DOC_BYTES < size ? at + DOC_BYTES : size;
+        size_t back = end;
+        while (back > at + DOC_BYTES / 2 && back < size && text[back - 1] != ' ' && text[back - 1] != '\n') back--;
+        if (back > at + DOC_BYTES / 2) end = back;
+        while (end < size && ((unsigned char)text[end] & 0xC0) == 0x80) end++; /* whole characters */
+        docs->text[docs->n] = text + at;
+        docs->size[docs->n++] = end - at;
+        docs->bytes += end - at;
+        at = end;
+    }
+}
+
+static double now(void) { return omp_get_wtime(); }
+
+/* Pass over documents [0, n) with `threads` threads until MIN_SECONDS: calls
+ * work(i) for each; returns seconds and the number of documents done. */
+typedef enum { WORK_TOKENS, WORK_TEXT, WORK_NORMALIZE, WORK_TOKENIZE } work_kind;
+
+typedef struct {
+    const tm_detector *detector;
+    const tm_tokenizer *tokenizer;
+    const documents *docs;
+    tm_normalize_options normalize;
+} work_context;
+
+static size_t do_work(const work_context *c, work_kind kind, size_t i) {
+    tm_error err = {0};
+    tm_detection d;
+    switch (kind) {
+    case WORK_TOKENS:
+        if (tm_detect_tokens(c->detector, 0, c->docs->ids[i], c->docs->n_ids[i], 0, &d, &err) != TM_OK) return 0;
+        return c->docs->n_ids[i];
+    case WORK_TEXT:
+        if (tm_detect_text(c->detector, c->docs->text[i], c->docs->size[i], NULL, &d, &err) != TM_OK) return 0;
+        return c->docs->size[i];
+    case WORK_NORMALIZE: {
+        char *out = NULL;
+        size_t out_size = 0, *offsets = NULL;
+        if (tm_text_normalize(c->docs->text[i], c->docs->size[i], &c->normalize, &out, &out_size, &offsets, &err) != TM_OK)
+            return 0;
+        free(out);
+        free(offsets);
+        return c->docs->size[i];
+    }
+    case WORK_TOKENIZE: {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (tm_tokenizer_encode(c->tokenizer, c->docs->text[i], c->docs->size[i], false, &ids, &n, &err) != TM_OK)
+            return 0;
+        free(ids);
+        return c->docs->size[i];
+    }
+    }
+    return 0;
+}
+
+/* Units (tokens or bytes) per second; *units_done and *docs_done report the totals. */
+static double measure(const work_context *c, work_kind kind, int threads, size_t *units_done, size_t *docs_done) {
+    size_t units = 0, done = 0, next = 0, n = c->docs->n;
+    enum { BATCH = 32 };
+    double start = now(), elapsed = 0;
+    while (elapsed < MIN_SECONDS) {
+        size_t batch_units = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : batch_units)
+        for (size_t b = 0; b < BATCH * (size_t)threads; b++) batch_units += do_work(c, kind, (next + b) % n);
+        units += batch_units;
+        done += BATCH * (size_t)threads;
+        next = (next + BATCH * (size_t)threads) % n;
+        elapsed = now() - start;
+    }
+    *units_done = units;
+    *docs_done = done;
+    return (double)units / elapsed;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5 || !strcmp(argv[1], "--help")) {
+        fprintf(stderr,
+                "usage: bench_detect TOKENIZER TEXT_FILE THREADS[,THREADS...] SCHEME.yaml...\n"
+                "Cuts TEXT_FILE into ~%d-byte documents and prints one JSON line per measurement:\n"
+                "tm_detect_tokens tokens/s (pre-tokenized), tm_detect_text MB/s (end to end), and the\n"
+                "normalisation and tokenizer stages alone, for each scheme and thread count.\n",
+                DOC_BYTES);
+        return 2;
+    }
+    tm_error err = {0};
+    tm_tokenizer *tokenizer = NULL;
+    char *text = NULL;
+    size_t size = 0;
+    tm_wm_key *key = NULL;
+    if (tm_tokenizer_load(&tokenizer, argv[1], &err) || tm_read_file(argv[2], &text, &size, &err) ||
+        tm_wm_key_generate(&key, &err))
+        return fail(&err);
+    if (!tm_utf8_valid(text, size)) {
+        fprintf(stderr, "bench_detect: %s is not valid UTF-8\n", argv[2]);
+        return 1;
+    }
+    int thread_counts[16], n_threads = 0;
+    for (char *p = argv[3]; *p && n_threads < 16;) {
+        thread_counts[n_threads++] = (int)strtol(p, &p, 10);
+        if (*p == ',') p++;
+    }
+    documents docs = {0};
+    cut(text, size, &docs);
+    docs.ids = malloc(docs.n * sizeof *docs.ids);
+    docs.n_ids = malloc(docs.n * sizeof *docs.n_ids);
+    tm_normalize_options normalize;
+    tm_normalize_options_default(&normalize);
+    for (size_t i = 0; i < docs.n; i++) { /* tokenized as tm_detect_text would: normalised first */
+        char *normalized = NULL;
+        size_t normalized_size = 0;
+        if (tm_text_normalize(docs.text[i], docs.size[i], &normalize, &normalized, &normalized_size, NULL, &err) ||
+            tm_tokenizer_encode(tokenizer, normalized, normalized_size, false, &docs.ids[i], &docs.n_ids[i], &err))
+            return fail(&err);
+        docs.tokens += docs.n_ids[i];
+        free(normalized);
+    }
+    printf("{\"bench\":\"corpus\",\"file\":\"%s\",\"documents\":%zu,\"bytes\":%zu,\"tokens\":%zu,\"tokenizer_vocab\":%d}\n",
+           argv[2], docs.n, docs.bytes, docs.tokens, tm_tokenizer_vocab_size(tokenizer));
+
+    const char *only = getenv("BENCH_DETECT_ONLY");
+    bool run_stages = !only || !strcmp(only, "stages"), run_tokens = !only || !strcmp(only, "tokens"),
+         run_text = !only || !strcmp(only, "text");
+    work_context base = {.tokenizer = tokenizer, .docs = &docs, .normalize = normalize};
+    for (int t = 0; run_stages && t < n_threads; t++) {
+        size_t units, done;
+        double rate = measure(&base, WORK_NORMALIZE, thread_counts[t], &units, &done);
+        printf("{\"bench\":\"normalize\",\"threads\":%d,\"documents\":%zu,\"mb_per_s\":%.2f}\n", thread_counts[t], done,
+               rate / 1e6);
+        rate = measure(&base, WORK_TOKENIZE, thread_counts[t], &units, &done);
+        printf("{\"bench\":\"tokenize\",\"threads\":%d,\"documents\":%zu,\"mb_per_s\":%.2f}\n", thread_counts[t], done,
+               rate / 1e6);
+        fflush(stdout);
+    }
+    for (int s = 4; s < argc; s++) {
+        tm_wm_config config;
+        tm_detect_options options;
+        tm_detect_options_default(&options);
+        tm_detector *detector = NULL;
+        const tm_wm_key *keys[1] = {key};
+        if (tm_wm_config_load(&config, argv[s], &err) ||
+            tm_detector_create(&detector, tokenizer, &config, keys, 1, &options, &err))
+            return fail(&err);
+        char parameters[256];
+        tm_wm_config_describe(&config, parameters, sizeof parameters);
+        work_context c = base;
+        c.detector = detector;
+        for (int t = 0; t < n_threads; t++) {
+            int threads = thread_counts[t];
+            size_t units, done;
+            if (run_tokens) {
+                double rate = measure(&c, WORK_TOKENS, threads, &units, &done);
+                printf("{\"bench\":\"detect_tokens\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
+                       "\"documents\":%zu,\"tokens\":%zu,\"tokens_per_s\":%.0f,\"tokens_per_s_per_thread\":%.0f}\n",
+                       tm_wm_kind_name(config.kind), parameters, threads, done, units, rate, rate / threads);
+                fflush(stdout);
+            }
+            if (run_text) {
+                double rate = measure(&c, WORK_TEXT, threads, &units, &done);
+                printf("{\"bench\":\"detect_text\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
+                       "\"documents\":%zu,\"bytes\":%zu,\"mb_per_s\":%.3f,\"mb_per_s_per_thread\":%.3f}\n",
+                       tm_wm_kind_name(config.kind), parameters, threads, done, units, rate / 1e6, rate / 1e6 / threads);
+                fflush(stdout);
+            }
+        }
+        tm_detector_free(detector);
+    }
+    for (size_t i = 0; i < docs.n; i++) free(docs.ids[i]);
+    free(docs.ids);
+    free(docs.n_ids);
+    free(docs.text);
+    free(docs.size);
+    free(text);
+    tm_wm_key_free(key);
+    tm_tokenizer_free(tokenizer);
+    return 0;
+}
