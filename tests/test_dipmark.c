@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "distortion_free_testing.h"
 #include "fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -338,4 +339,17 @@ Test(dipmark, same_key_seed_and_context_give_the_same_tokens) {
     generated_green_fraction(4, c, 100);
     cr_assert_arr_eq(a, b, sizeof a);
     cr_assert(memcmp(a, c, sizeof a) != 0);
+}
+
+/* The issue's check on a real model: over many keys, DiPmark's next token on
+ * a fixed stories260K context follows the model's own distribution. */
+Test(dipmark, distortion_free_on_stories260K, .timeout = 120) {
+    wm_test_stories stories;
+    wm_test_stories_load(&stories, WM_TEST_STORIES_PROMPT);
+    tm_wm_config config;
+    tm_wm_config_default(&config, TM_WM_DIPMARK);
+    size_t counts[WM_TEST_STORIES_TOP_K], trials = 20000;
+    wm_test_stories_counts(&config, &stories, trials, counts);
+    wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, "dipmark, stories260K top-20");
+    wm_test_stories_free(&stories);
 }
