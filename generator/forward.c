@@ -98,25 +98,37 @@ int32_t tm_context_position(const tm_context *context) { return context->positio
 int32_t tm_context_size(const tm_context *context) { return context->n_ctx; }
 void tm_context_reset(tm_context *context) { context->position = 0; }
 
-/* out[m][n][w[m].rows] = in[n][cols] W[m]^T for each matrix m, rounding the input to the precision of
- * W's dot product first (llama.cpp rounds activations to F16 for F16 weights). */
+/* out[m][n][w[m].rows] = in[n][cols] W[m]^T for each matrix m of one type.
+ * A single token goes through the matrix-vector kernels with the input
+ * prepared as llama.cpp's dot product sees it (rounded to F16 for F16
+ * weights, quantized to 8 bits for quantized ones); a batch goes through
+ * sgemm with the input rounded as llama.cpp rounds it for that type. */
 static void project_many(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
                          float *const *out) {
-    const float *x = in;
     bool same_type = true;
     for (int m = 1; m < n_weights; m++) same_type = same_type && w[m]->type == w[0]->type;
     if (!same_type) {
         for (int m = 0; m < n_weights; m++) project_many(c, &w[m], 1, in, n, &out[m]);
         return;
     }
-    if (w[0]->type != TM_GGML_F32) {
-        memcpy(c->rounded, in, (size_t)(n * w[0]->cols) * sizeof(float));
-        tm_kernel_prepare_activations(w[0]->type, c->rounded, (size_t)(n * w[0]->cols));
+    uint32_t type = w[0]->type;
+    int64_t cols = w[0]->cols;
+    if (n == 1) {
+        const void *x = in;
+        if (type != TM_GGML_F32) {
+            tm_kernel_prepare_activations(type, in, cols, c->rounded);
+            x = c->rounded;
+        }
+        tm_kernel_matvec_multi(w, x, out, n_weights, c->n_threads);
+        return;
+    }
+    const float *x = in;
+    if (type == TM_GGML_F16 || type == TM_GGML_BF16) {
+        memcpy(c->rounded, in, (size_t)(n * cols) * sizeof(float));
+        tm_kernel_round_activations(type, c->rounded, (size_t)(n * cols));
         x = c->rounded;
     }
-    if (n == 1) tm_kernel_matvec_multi(w, x, out, n_weights, c->n_threads);
-    else
-        for (int m = 0; m < n_weights; m++) tm_kernel_matmul(w[m], x, n, out[m], c->matmul_scratch);
+    for (int m = 0; m < n_weights; m++) tm_kernel_matmul(w[m], x, n, out[m], c->matmul_scratch);
 }
 
 static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t n, float *out) {

@@ -1,9 +1,12 @@
 /* The numeric kernels of the forward pass. Decode is memory-bound, so the
  * matrix-vector products are hand-written (AVX2/FMA/F16C when the CPU has
- * them, chosen at run time, with a portable fallback) and split over threads
- * by rows; batched prompt products go through OpenBLAS sgemm. These functions
- * trust their callers (the forward pass checked every shape at load time). */
+ * them, chosen at run time, with a portable fallback; the quantized ones live
+ * in quant.c) and split over threads by rows; batched prompt products go
+ * through OpenBLAS sgemm. These functions trust their callers (the forward
+ * pass checked every shape at load time). */
 #include "kernels.h"
+
+#include "quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -77,10 +80,10 @@ static float round_to_bf16(float f) {
 }
 
 bool tm_kernel_supports(uint32_t type) {
-    return type == TM_GGML_F32 || type == TM_GGML_F16 || type == TM_GGML_BF16;
+    return type == TM_GGML_F32 || type == TM_GGML_F16 || type == TM_GGML_BF16 || tm_quant_is_quantized(type);
 }
 
-void tm_kernel_prepare_activations(uint32_t weight_type, float *x, size_t n) {
+void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n) {
     if (weight_type == TM_GGML_F16) {
         for (size_t i = 0; i < n; i++) x[i] = tm_f16_to_f32(tm_f32_to_f16(x[i]));
     } else if (weight_type == TM_GGML_BF16) {
@@ -88,8 +91,27 @@ void tm_kernel_prepare_activations(uint32_t weight_type, float *x, size_t n) {
     }
 }
 
+size_t tm_kernel_activation_bytes(uint32_t weight_type, int64_t cols) {
+    if (tm_quant_is_quantized(weight_type)) return tm_quant_activation_bytes(weight_type, cols);
+    return (size_t)cols * sizeof(float);
+}
+
+void tm_kernel_prepare_activations(uint32_t weight_type, const float *x, int64_t cols, void *out) {
+    if (tm_quant_is_quantized(weight_type)) {
+        tm_quant_quantize_activations(weight_type, x, out, cols);
+        return;
+    }
+    memcpy(out, x, (size_t)cols * sizeof(float));
+    tm_kernel_round_activations(weight_type, out, (size_t)cols);
+}
+
 void tm_kernel_dequantize_row(const tm_tensor *w, int64_t row, float *out) {
     int64_t cols = w->cols;
+    if (tm_quant_is_quantized(w->type)) {
+        tm_quant_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)row * tm_quant_row_bytes(w->type, cols), out,
+                                cols);
+        return;
+    }
     if (w->type == TM_GGML_F32) {
         memcpy(out, (const float *)w->data + row * cols, (size_t)cols * sizeof(float));
         return;
@@ -259,8 +281,13 @@ static bool cpu_has_avx2(void) {
 }
 #endif
 
-static void matvec_rows(const tm_tensor *w, const float *x, float *y, int64_t begin, int64_t end) {
+static void matvec_rows(const tm_tensor *w, const void *prepared, float *y, int64_t begin, int64_t end) {
     int64_t cols = w->cols;
+    if (tm_quant_is_quantized(w->type)) {
+        tm_quant_matvec_rows(w->type, w->data, prepared, y, begin, end, cols);
+        return;
+    }
+    const float *x = prepared;
 #ifdef TM_X86
     if (cpu_has_avx2()) {
         if (w->type == TM_GGML_F32) {
@@ -282,11 +309,11 @@ static void matvec_rows(const tm_tensor *w, const float *x, float *y, int64_t be
  * join of a parallel region would cost more than the work. */
 enum { PARALLEL_MIN_WEIGHTS = 1 << 18 };
 
-void tm_kernel_matvec(const tm_tensor *w, const float *x, float *y, int n_threads) {
+void tm_kernel_matvec(const tm_tensor *w, const void *x, float *y, int n_threads) {
     tm_kernel_matvec_multi(&w, x, &y, 1, n_threads);
 }
 
-void tm_kernel_matvec_multi(const tm_tensor *const *w, const float *x, float *const *y, int n, int n_threads) {
+void tm_kernel_matvec_multi(const tm_tensor *const *w, const void *x, float *const *y, int n, int n_threads) {
     int64_t total_rows = 0, weights = 0;
     for (int m = 0; m < n; m++) {
         total_rows += w[m]->rows;

@@ -1,6 +1,6 @@
 /* Internal to generator/: the numeric kernels of the forward pass (matrix
- * products over F32/F16/BF16 weights, RMSNorm, RoPE, softmax, SwiGLU) and the
- * half-precision conversions. Not part of the public API. */
+ * products over F32/F16/BF16 and block-quantized weights, RMSNorm, softmax,
+ * SwiGLU) and the half-precision conversions. Not part of the public API. */
 #ifndef TRACEMARK_GENERATOR_KERNELS_H
 #define TRACEMARK_GENERATOR_KERNELS_H
 
@@ -11,26 +11,38 @@ float tm_f16_to_f32(uint16_t h);
 uint16_t tm_f32_to_f16(float f);
 float tm_bf16_to_f32(uint16_t h);
 
-/* True when the weight type has a matrix kernel (F32, F16, BF16). */
+/* True when the weight type has a matrix kernel: F32, F16, BF16, Q8_0, Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. */
 bool tm_kernel_supports(uint32_t type);
 
-/* Rows [row_begin, row_end) of one weight row converted to floats. */
+/* One weight row converted to floats (bit-exact with ggml's dequantization). */
 void tm_kernel_dequantize_row(const tm_tensor *w, int64_t row, float *out);
 
-/* y[rows] = W x. x must be prepared with tm_kernel_prepare_activations for
- * W's type (F16 weights see x rounded to F16, as llama.cpp computes). */
-void tm_kernel_matvec(const tm_tensor *w, const float *x, float *y, int n_threads);
-/* Several matrices against the same x in one parallel region (Q, K, V; gate, up). */
-void tm_kernel_matvec_multi(const tm_tensor *const *w, const float *x, float *const *y, int n, int n_threads);
+/* Bytes tm_kernel_prepare_activations writes for cols activations (never more
+ * than cols floats take). */
+size_t tm_kernel_activation_bytes(uint32_t weight_type, int64_t cols);
+/* x[cols] in the form the matrix-vector product over weight_type reads, as
+ * llama.cpp computes it: floats as they are for F32, rounded to F16 or BF16
+ * for those weights, quantized to Q8_0/Q8_1/Q8_K blocks for quantized ones. */
+void tm_kernel_prepare_activations(uint32_t weight_type, const float *x, int64_t cols, void *out);
 
-/* Y[n][rows] = X[n][cols] W^T through OpenBLAS sgemm; F16/BF16 weights are
- * converted in tiles into scratch (tm_kernel_matmul_scratch floats). */
+/* y[rows] = W x, x from tm_kernel_prepare_activations for W's type (for F32
+ * weights the plain floats may be passed instead). */
+void tm_kernel_matvec(const tm_tensor *w, const void *x, float *y, int n_threads);
+/* Several matrices of one type against the same x in one parallel region (Q, K, V; gate, up). */
+void tm_kernel_matvec_multi(const tm_tensor *const *w, const void *x, float *const *y, int n, int n_threads);
+
+/* Y[n][rows] = X[n][cols] W^T through OpenBLAS sgemm; weights other than F32
+ * are converted in tiles into scratch (tm_kernel_matmul_scratch floats). X is
+ * rounded first with tm_kernel_round_activations. */
 void tm_kernel_matmul(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch);
 size_t tm_kernel_matmul_scratch(int64_t cols);
 
-/* Round activations in place to the precision the weight type's dot product
- * uses (F16 for F16 weights, BF16 for BF16, none for F32). */
-void tm_kernel_prepare_activations(uint32_t weight_type, float *x, size_t n);
+/* Round activations in place to the precision llama.cpp's batched product
+ * over the weight type uses (F16 for F16 weights, BF16 for BF16; the others
+ * are left as they are: quantized weights are multiplied with float
+ * activations in the batched product). */
+void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n);
 
 void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 void tm_kernel_softmax(float *x, int64_t n);

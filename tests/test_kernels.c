@@ -106,10 +106,14 @@ static void check_products(uint32_t type, int64_t rows, int64_t cols, int thread
     int64_t batch = 5;
     float *x = malloc(sizeof(float) * (size_t)(batch * cols));
     for (int64_t i = 0; i < batch * cols; i++) x[i] = (float)sin((double)i * 0.37);
-    tm_kernel_prepare_activations(type, x, (size_t)(batch * cols));
+    tm_kernel_round_activations(type, x, (size_t)(batch * cols));
     float *y = malloc(sizeof(float) * (size_t)(batch * rows));
     float *scratch = malloc(sizeof(float) * tm_kernel_matmul_scratch(cols));
-    tm_kernel_matvec(&w, x, y, threads);
+    float *prepared = malloc(tm_kernel_activation_bytes(type, cols));
+    tm_kernel_prepare_activations(type, x, cols, prepared);
+    cr_assert(memcmp(prepared, x, (size_t)cols * sizeof(float)) == 0, "already rounded activations stay as they are");
+    tm_kernel_matvec(&w, prepared, y, threads);
+    free(prepared);
     for (int64_t r = 0; r < rows; r++) {
         double expected = 0;
         for (int64_t c = 0; c < cols; c++) expected += weight_at(&w, r, c) * x[c];

@@ -521,6 +521,7 @@ static uint64_t row_bytes(uint32_t type, uint64_t cols) {
     case TM_GGML_F16: return cols * 2;
     case TM_GGML_Q4_K: return cols / 256 * 144; /* block_q4_K: 2 halves, 12 scale bytes, 128 quant bytes */
     case TM_GGML_Q8_0: return cols / 32 * 34;   /* block_q8_0: a half and 32 int8 */
+    case TM_GGML_Q2_K: return cols / 256 * 84;  /* block_q2_K: 16 scale bytes, 64 quant bytes, 2 halves */
     }
     cr_assert_fail("row_bytes: type %u", type);
     return 0;
@@ -665,21 +666,32 @@ Test(model_gguf, synthetic_writer_makes_a_loadable_model) {
     free(b.data);
 }
 
-Test(model_gguf, quantized_weights_are_unsupported) {
+Test(model_gguf, quantized_matrices_load_and_other_types_are_unsupported) {
     synthetic s = synthetic_default();
     s.odd_tensor = "blk.0.attn_q.weight";
     s.odd_type = TM_GGML_Q4_K;
-    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K for blk.0.attn_q.weight");
-    s.odd_tensor = "blk.1.ffn_up.weight";
-    s.odd_type = TM_GGML_Q8_0;
-    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type Q8_0 for blk.1.ffn_up.weight");
+    buffer b = write_synthetic(&s);
+    tm_model *m = load_bytes(b.data, b.size, "q4k.gguf");
+    cr_assert_eq(m->layers[0].wq.type, TM_GGML_Q4_K);
+    tm_model_free(m);
+    free(b.data);
     s.odd_tensor = "token_embd.weight";
-    s.odd_type = TM_GGML_Q4_K;
-    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K for token_embd.weight");
-    /* Norm weights must be F32 even where F16 matrices are fine. */
+    s.odd_type = TM_GGML_Q8_0;
+    b = write_synthetic(&s);
+    m = load_bytes(b.data, b.size, "q8.gguf");
+    cr_assert_eq(m->token_embedding.type, TM_GGML_Q8_0);
+    tm_model_free(m);
+    free(b.data);
+    /* Types without a kernel are refused by name. */
+    s.odd_tensor = "blk.1.ffn_up.weight";
+    s.odd_type = TM_GGML_Q2_K;
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type Q2_K for blk.1.ffn_up.weight");
+    /* Norm weights must be F32 even where F16 and quantized matrices are fine. */
     s.odd_tensor = "blk.0.attn_norm.weight";
     s.odd_type = TM_GGML_F16;
     expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type F16 for blk.0.attn_norm.weight");
+    s.odd_type = TM_GGML_Q8_0;
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported tensor type Q8_0 for blk.0.attn_norm.weight");
 }
 
 Test(model_gguf, wrongly_shaped_tensors) {

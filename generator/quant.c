@@ -1,0 +1,677 @@
+/* llama.cpp's block-quantized weights: dequantization bit-exact with ggml's
+ * dequantize_row_* (the same float operations in the same order, never fused
+ * into FMAs), activation quantization with llama.cpp's rounding, and the
+ * quantized dot products of the decode path, hand-written for AVX2 (decode
+ * is memory-bound and no packaged library does these formats) with portable
+ * versions chosen at run time. Blocks are read byte by byte from the mapped
+ * file: nothing here assumes the file aligned them, and nothing here checks
+ * shapes (model.c did at load time). */
+#include "quant.h"
+
+#include "kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TM_X86 1
+#endif
+
+/* Block layouts, as byte offsets of ggml-common.h's structs. */
+enum {
+    Q4_0_BYTES = 18,  /* d, qs[16] */
+    Q4_1_BYTES = 20,  /* d, m, qs[16] */
+    Q5_0_BYTES = 22,  /* d, qh[4], qs[16] */
+    Q5_1_BYTES = 24,  /* d, m, qh[4], qs[16] */
+    Q8_0_BYTES = 34,  /* d, qs[32] */
+    Q4_K_BYTES = 144, /* d, dmin, scales[12], qs[128] */
+    Q5_K_BYTES = 176, /* d, dmin, scales[12], qh[32], qs[128] */
+    Q6_K_BYTES = 210, /* ql[128], qh[64], scales[16] (int8), d */
+    QK = 32,
+    QK_K = 256
+};
+
+static inline float half_at(const uint8_t *p) { return tm_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+static inline uint32_t u32_at(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+bool tm_quant_is_quantized(uint32_t type) {
+    switch (type) {
+    case TM_GGML_Q8_0: case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1:
+    case TM_GGML_Q4_K: case TM_GGML_Q5_K: case TM_GGML_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_k_type(uint32_t type) { return type == TM_GGML_Q4_K || type == TM_GGML_Q5_K || type == TM_GGML_Q6_K; }
+
+size_t tm_quant_row_bytes(uint32_t type, int64_t cols) {
+    return (size_t)(cols / (int64_t)tm_ggml_block_elements(type)) * (size_t)tm_ggml_block_bytes(type);
+}
+
+size_t tm_quant_activation_bytes(uint32_t type, int64_t cols) {
+    if (is_k_type(type)) return (size_t)(cols / QK_K) * sizeof(tm_q8k_block);
+    return (size_t)(cols / QK) * sizeof(tm_q8_block);
+}
+
+/* ---- dequantization (ggml-quants.c, operation for operation) -------------- */
+
+/* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block. */
+static inline __attribute__((always_inline)) void scale_min_k4(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
+    if (j < 4) {
+        *scale = q[j] & 63;
+        *min = q[j + 4] & 63;
+    } else {
+        *scale = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *min = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void dequantize_q8_0(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES, y += QK) {
+        float d = half_at(b);
+        for (int j = 0; j < QK; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+    }
+}
+
+static void dequantize_q4_0(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES, y += QK) {
+        float d = half_at(b);
+        const uint8_t *qs = b + 2;
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = (float)((qs[j] & 0x0F) - 8) * d;
+            y[j + QK / 2] = (float)((qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+static void dequantize_q4_1(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES, y += QK) {
+        float d = half_at(b), m = half_at(b + 2);
+        const uint8_t *qs = b + 4;
+        for (int j = 0; j < QK / 2; j++) {
+            float x0 = (float)(qs[j] & 0x0F) * d, x1 = (float)(qs[j] >> 4) * d;
+            y[j] = x0 + m;
+            y[j + QK / 2] = x1 + m;
+        }
+    }
+}
+
+static void dequantize_q5_0(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES, y += QK) {
+        float d = half_at(b);
+        uint32_t qh = u32_at(b + 2);
+        const uint8_t *qs = b + 6;
+        for (int j = 0; j < QK / 2; j++) {
+            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
+            y[j] = (float)(((qs[j] & 0x0F) | high0) - 16) * d;
+            y[j + QK / 2] = (float)(((qs[j] >> 4) | high1) - 16) * d;
+        }
+    }
+}
+
+static void dequantize_q5_1(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES, y += QK) {
+        float d = half_at(b), m = half_at(b + 2);
+        uint32_t qh = u32_at(b + 4);
+        const uint8_t *qs = b + 8;
+        for (int j = 0; j < QK / 2; j++) {
+            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
+            float x0 = (float)((qs[j] & 0x0F) | high0) * d, x1 = (float)((qs[j] >> 4) | high1) * d;
+            y[j] = x0 + m;
+            y[j + QK / 2] = x1 + m;
+        }
+    }
+}
+
+static void dequantize_q4_k(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
+        float d = half_at(b), dmin = half_at(b + 2);
+        const uint8_t *scales = b + 4, *q = b + 16;
+        for (int j = 0; j < 4; j++, q += 32) {
+            uint8_t sc, m;
+            scale_min_k4(2 * j, scales, &sc, &m);
+            float d1 = d * (float)sc, m1 = dmin * (float)m;
+            scale_min_k4(2 * j + 1, scales, &sc, &m);
+            float d2 = d * (float)sc, m2 = dmin * (float)m;
+            for (int l = 0; l < 32; l++) {
+                float v = d1 * (float)(q[l] & 0xF);
+                *y++ = v - m1;
+            }
+            for (int l = 0; l < 32; l++) {
+                float v = d2 * (float)(q[l] >> 4);
+                *y++ = v - m2;
+            }
+        }
+    }
+}
+
+static void dequantize_q5_k(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
+        float d = half_at(b), dmin = half_at(b + 2);
+        const uint8_t *scales = b + 4, *qh = b + 16, *ql = b + 48;
+        unsigned u1 = 1, u2 = 2;
+        for (int j = 0; j < 4; j++, ql += 32, u1 <<= 2, u2 <<= 2) {
+            uint8_t sc, m;
+            scale_min_k4(2 * j, scales, &sc, &m);
+            float d1 = d * (float)sc, m1 = dmin * (float)m;
+            scale_min_k4(2 * j + 1, scales, &sc, &m);
+            float d2 = d * (float)sc, m2 = dmin * (float)m;
+            for (int l = 0; l < 32; l++) {
+                float v = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0));
+                *y++ = v - m1;
+            }
+            for (int l = 0; l < 32; l++) {
+                float v = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0));
+                *y++ = v - m2;
+            }
+        }
+    }
+}
+
+static void dequantize_q6_k(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
+        float d = half_at(b + 208);
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * (float)sc[is] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t cols) {
+    const uint8_t *b = src;
+    switch (type) {
+    case TM_GGML_Q8_0: dequantize_q8_0(b, out, cols / QK); break;
+    case TM_GGML_Q4_0: dequantize_q4_0(b, out, cols / QK); break;
+    case TM_GGML_Q4_1: dequantize_q4_1(b, out, cols / QK); break;
+    case TM_GGML_Q5_0: dequantize_q5_0(b, out, cols / QK); break;
+    case TM_GGML_Q5_1: dequantize_q5_1(b, out, cols / QK); break;
+    case TM_GGML_Q4_K: dequantize_q4_k(b, out, cols / QK_K); break;
+    case TM_GGML_Q5_K: dequantize_q5_k(b, out, cols / QK_K); break;
+    case TM_GGML_Q6_K: dequantize_q6_k(b, out, cols / QK_K); break;
+    default: break;
+    }
+}
+
+/* ---- activation quantization ----------------------------------------------- */
+
+/* Round half to even through the float adder (ggml's nearest_int); exact for
+ * |x| <= 2^22, far beyond the +-128 it is used for. */
+static inline int nearest_int(float x) {
+    float shifted = x + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    return (bits & 0x007FFFFF) - 0x00400000;
+}
+
+/* llama.cpp's x86 quantize_row_q8_0/q8_1 (the AVX path every x86-64 CPU with
+ * AVX takes): d = amax / 127, id = 127 / amax, round half to even. The same
+ * arithmetic on every machine keeps the tokens deterministic. */
+static void quantize_q8(const float *x, tm_q8_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) {
+            float a = x[j] < 0 ? -x[j] : x[j];
+            if (a > amax) amax = a;
+        }
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            int q = nearest_int(x[j] * id);
+            y[i].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[i].d = tm_f16_to_f32(tm_f32_to_f16(d));
+        y[i].s = tm_f16_to_f32(tm_f32_to_f16(d * (float)sum));
+        y[i].sum = sum;
+    }
+}
+
+/* quantize_row_q8_K_ref: the scale comes from the value of largest magnitude
+ * (with its sign), so that value maps to -127. */
+static void quantize_q8_k(const float *x, tm_q8k_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < QK_K; j++) {
+            float a = x[j] < 0 ? -x[j] : x[j];
+            if (a > amax) {
+                amax = a;
+                max = x[j];
+            }
+        }
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) sum += y[i].qs[j * 16 + l];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int64_t cols) {
+    if (is_k_type(type)) quantize_q8_k(x, out, cols / QK_K);
+    else quantize_q8(x, out, cols / QK);
+}
+
+/* ---- portable dot products ------------------------------------------------- */
+/* Each block's products are summed exactly in integers, then scaled once. */
+
+static float dot_q8_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES) {
+        int sumi = 0;
+        for (int j = 0; j < QK; j++) sumi += (int8_t)b[2 + j] * a[i].qs[j];
+        sum += (float)sumi * (half_at(b) * a[i].d);
+    }
+    return sum;
+}
+
+static float dot_q4_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES) {
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++)
+            sumi += ((b[2 + j] & 0x0F) - 8) * a[i].qs[j] + ((b[2 + j] >> 4) - 8) * a[i].qs[j + QK / 2];
+        sum += (float)sumi * (half_at(b) * a[i].d);
+    }
+    return sum;
+}
+
+static float dot_q4_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES) {
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++)
+            sumi += (b[4 + j] & 0x0F) * a[i].qs[j] + (b[4 + j] >> 4) * a[i].qs[j + QK / 2];
+        sum += (float)sumi * (half_at(b) * a[i].d) + half_at(b + 2) * a[i].s;
+    }
+    return sum;
+}
+
+static float dot_q5_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES) {
+        uint32_t qh = u32_at(b + 2);
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
+            sumi += (((b[6 + j] & 0x0F) | high0) - 16) * a[i].qs[j] +
+                    (((b[6 + j] >> 4) | high1) - 16) * a[i].qs[j + QK / 2];
+        }
+        sum += (float)sumi * (half_at(b) * a[i].d);
+    }
+    return sum;
+}
+
+static float dot_q5_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES) {
+        uint32_t qh = u32_at(b + 4);
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
+            sumi += ((b[8 + j] & 0x0F) | high0) * a[i].qs[j] + ((b[8 + j] >> 4) | high1) * a[i].qs[j + QK / 2];
+        }
+        sum += (float)sumi * (half_at(b) * a[i].d) + half_at(b + 2) * a[i].s;
+    }
+    return sum;
+}
+
+/* Sum over the 8 sub-blocks of min_j * (activation sum of sub-block j). */
+static inline __attribute__((always_inline)) int k4_mins_dot(const uint8_t *scales, const tm_q8k_block *a, uint8_t sc[8]) {
+    int mins = 0;
+    for (int j = 0; j < 8; j++) {
+        uint8_t m;
+        scale_min_k4(j, scales, &sc[j], &m);
+        mins += m * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
+    }
+    return mins;
+}
+
+static float dot_q4_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
+        const uint8_t *q = b + 16;
+        const int8_t *x = a[i].qs;
+        for (int j = 0; j < 4; j++, q += 32, x += 64) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                lo += (q[l] & 0xF) * x[l];
+                hi += (q[l] >> 4) * x[l + 32];
+            }
+            sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)mins;
+    }
+    return sum;
+}
+
+static float dot_q5_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
+        const uint8_t *qh = b + 16, *q = b + 48;
+        const int8_t *x = a[i].qs;
+        for (int j = 0; j < 4; j++, q += 32, x += 64) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                lo += ((q[l] & 0xF) | (((qh[l] >> (2 * j)) & 1) << 4)) * x[l];
+                hi += ((q[l] >> 4) | (((qh[l] >> (2 * j + 1)) & 1) << 4)) * x[l + 32];
+            }
+            sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)mins;
+    }
+    return sum;
+}
+
+static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
+        int sumi = 0;
+        for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, x += 128) {
+            int part[8] = {0};
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                part[is] += (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32) * x[l];
+                part[is + 2] += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * x[l + 32];
+                part[is + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * x[l + 64];
+                part[is + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * x[l + 96];
+            }
+            for (int g = 0; g < 8; g++) sumi += sc[g] * part[g];
+        }
+        sum += half_at(b + 208) * a[i].d * (float)sumi;
+    }
+    return sum;
+}
+
+float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols) {
+    const uint8_t *b = row;
+    switch (type) {
+    case TM_GGML_Q8_0: return dot_q8_0(b, xq, cols / QK);
+    case TM_GGML_Q4_0: return dot_q4_0(b, xq, cols / QK);
+    case TM_GGML_Q4_1: return dot_q4_1(b, xq, cols / QK);
+    case TM_GGML_Q5_0: return dot_q5_0(b, xq, cols / QK);
+    case TM_GGML_Q5_1: return dot_q5_1(b, xq, cols / QK);
+    case TM_GGML_Q4_K: return dot_q4_k(b, xq, cols / QK_K);
+    case TM_GGML_Q5_K: return dot_q5_k(b, xq, cols / QK_K);
+    case TM_GGML_Q6_K: return dot_q6_k(b, xq, cols / QK_K);
+    default: return 0;
+    }
+}
+
+/* ---- AVX2 dot products ------------------------------------------------------ */
+
+#ifdef TM_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+AVX2 static inline float half_fast(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Sum of products of 32 signed bytes, as 8 int32 lanes: the sign of x moves
+ * onto y so that maddubs (unsigned x signed) can multiply. */
+AVX2 static inline __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+}
+
+/* Sum of products of 32 unsigned bytes (< 128) with 32 signed bytes. */
+AVX2 static inline __m256i dot_u8_i8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+/* The 32 4-bit values of 16 bytes: low nibbles first, then high nibbles. */
+AVX2 static inline __m256i nibbles_32(const uint8_t *p) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_insertf128_si256(_mm256_castsi128_si256(bytes), _mm_srli_epi16(bytes, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* The fifth bits of a Q5 block as 0x10 in each of 32 bytes. */
+AVX2 static inline __m256i fifth_bits_32(const uint8_t *qh) {
+    uint32_t bits = u32_at(qh);
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                         _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                                           0x0101010101010101LL, 0x0000000000000000LL));
+    __m256i mask = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL);
+    spread = _mm256_or_si256(spread, mask);
+    spread = _mm256_cmpeq_epi8(spread, _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(spread, _mm256_set1_epi8(0x10));
+}
+
+AVX2 static float dot_q8_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_i8(w, x)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* The nibbles are multiplied unsigned (0..15) and the offset of 8 comes off
+ * once per block through the activations' sum: two fewer operations per block
+ * than making them signed. */
+AVX2 static float dot_q4_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float offsets = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        float d = half_fast(b) * a[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 2), x)), acc);
+        offsets += d * (float)(8 * a[i].sum);
+    }
+    return hsum_ps(acc) - offsets;
+}
+
+AVX2 static float dot_q4_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 4), x)),
+                              acc);
+        mins += half_fast(b + 2) * a[i].s;
+    }
+    return hsum_ps(acc) + mins;
+}
+
+AVX2 static float dot_q5_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES) {
+        __m256i w = _mm256_or_si256(nibbles_32(b + 6), fifth_bits_32(b + 2));
+        w = _mm256_sub_epi8(w, _mm256_set1_epi8(16));
+        __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_i8(w, x)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 static float dot_q5_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES) {
+        __m256i w = _mm256_or_si256(nibbles_32(b + 8), fifth_bits_32(b + 4));
+        __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(w, x)), acc);
+        mins += half_fast(b + 2) * a[i].s;
+    }
+    return hsum_ps(acc) + mins;
+}
+
+AVX2 static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+AVX2 static float dot_q4_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins_total = 0;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins_dot(b + 4, &a[i], sc);
+        const uint8_t *q = b + 16;
+        const int8_t *x = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q += 32, x += 64) {
+            __m256i bytes = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(bytes, low), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
+            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        mins_total += half_fast(b + 2) * a[i].d * (float)mins;
+    }
+    return hsum_ps(acc) - mins_total;
+}
+
+AVX2 static float dot_q5_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins_total = 0;
+    const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
+        uint8_t sc[8];
+        int mins = k4_mins_dot(b + 4, &a[i], sc);
+        const uint8_t *q = b + 48;
+        const int8_t *x = a[i].qs;
+        __m256i high = _mm256_loadu_si256((const __m256i *)(b + 16));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q += 32, x += 64) {
+            __m256i bytes = _mm256_loadu_si256((const __m256i *)q);
+            /* bit 2j of qh is the fifth bit of the low nibbles, bit 2j+1 of the high ones */
+            __m256i hlo = _mm256_and_si256(_mm256_slli_epi16(high, 4), bit);
+            __m256i hhi = _mm256_and_si256(_mm256_slli_epi16(high, 3), bit);
+            high = _mm256_srli_epi16(high, 2);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bytes, low), hlo);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low), hhi);
+            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
+            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        mins_total += half_fast(b + 2) * a[i].d * (float)mins;
+    }
+    return hsum_ps(acc) - mins_total;
+}
+
+/* Q6_K: the 6-bit quants are taken unsigned (0..63) and the offset of 32 is
+ * removed afterwards through the activations' 16-element sums. */
+AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    float offsets = 0;
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
+        int offset = 0;
+        for (int g = 0; g < 16; g++) offset += sc[g] * a[i].bsums[g];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, x += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                                         _mm256_and_si256(_mm256_srli_epi16(h, 2), two));
+            __m256i quads[4] = {q1, q2, q3, q4};
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(quads[k], _mm256_loadu_si256((const __m256i *)(x + 32 * k)));
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales));
+            }
+        }
+        float d = half_fast(b + 208) * a[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        offsets += d * (float)(32 * offset);
+    }
+    return hsum_ps(acc) - offsets;
+}
+
+static bool cpu_has_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+                 getenv("TM_NO_AVX2") == NULL;
+    }
+    return cached == 1;
+}
+#endif
+
+void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
+                          int64_t cols) {
+    size_t row_bytes = tm_quant_row_bytes(type, cols);
+    int64_t nb = cols / (int64_t)tm_ggml_block_elements(type);
+    const uint8_t *rows = w;
+#ifdef TM_X86
+    if (cpu_has_avx2()) {
+        float (*dot32)(const uint8_t *, const tm_q8_block *, int64_t) = NULL;
+        float (*dot256)(const uint8_t *, const tm_q8k_block *, int64_t) = NULL;
+        switch (type) {
+        case TM_GGML_Q8_0: dot32 = dot_q8_0_avx2; break;
+        case TM_GGML_Q4_0: dot32 = dot_q4_0_avx2; break;
+        case TM_GGML_Q4_1: dot32 = dot_q4_1_avx2; break;
+        case TM_GGML_Q5_0: dot32 = dot_q5_0_avx2; break;
+        case TM_GGML_Q5_1: dot32 = dot_q5_1_avx2; break;
+        case TM_GGML_Q4_K: dot256 = dot_q4_k_avx2; break;
+        case TM_GGML_Q5_K: dot256 = dot_q5_k_avx2; break;
+        case TM_GGML_Q6_K: dot256 = dot_q6_k_avx2; break;
+        default: break;
+        }
+        if (dot32)
+            for (int64_t r = begin; r < end; r++) y[r] = dot32(rows + (size_t)r * row_bytes, xq, nb);
+        if (dot256)
+            for (int64_t r = begin; r < end; r++) y[r] = dot256(rows + (size_t)r * row_bytes, xq, nb);
+        if (dot32 || dot256) return;
+    }
+#endif
+    for (int64_t r = begin; r < end; r++) y[r] = tm_quant_dot_portable(type, rows + (size_t)r * row_bytes, xq, cols);
+}

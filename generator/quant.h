@@ -1,0 +1,60 @@
+/* Internal to generator/: llama.cpp's block-quantized weight formats (Q8_0,
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Dequantization is bit-exact
+ * with ggml's; dot products quantize the activations to 8 bits first, as
+ * llama.cpp's CPU backend does (Q8_0/Q8_1 for the 32-element block types,
+ * Q8_K for the 256-element K types). Not part of the public API. */
+#ifndef TRACEMARK_GENERATOR_QUANT_H
+#define TRACEMARK_GENERATOR_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Activations quantized for a 32-element block type: d is the scale after
+ * rounding through F16 (as stored by llama.cpp), s = F16(d * sum(qs)) for the
+ * Q8_1 partners of Q4_1 and Q5_1, sum = sum(qs) (lets the Q4_0 kernel take its
+ * quants unsigned and subtract the offset of 8 once per block). */
+typedef struct {
+    float d, s;
+    int32_t sum;
+    int8_t qs[32];
+} tm_q8_block;
+
+/* Activations quantized for a K type (llama.cpp's block_q8_K): d is a plain
+ * float; bsums are the sums of each 16 quants. */
+typedef struct {
+    float d;
+    int16_t bsums[16];
+    int8_t qs[256];
+} tm_q8k_block;
+
+/* True for the block-quantized weight types this file handles. */
+bool tm_quant_is_quantized(uint32_t type);
+
+/* Bytes of one row of cols weights (cols a multiple of the block size). */
+size_t tm_quant_row_bytes(uint32_t type, int64_t cols);
+
+/* Bytes the quantized activations of one row of cols floats take for
+ * weights of this type (a multiple of the activation block's alignment). */
+size_t tm_quant_activation_bytes(uint32_t type, int64_t cols);
+
+/* ggml's dequantize_row_<type>, bit for bit: cols elements of row src. */
+void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t cols);
+
+/* Quantize cols activations for weights of type into out
+ * (tm_quant_activation_bytes bytes), rounding as llama.cpp's x86 CPU backend
+ * does: Q8_0/Q8_1 with d = max|x| / 127 and round-half-even of x * 127 / max|x|,
+ * Q8_K as quantize_row_q8_K_ref. */
+void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int64_t cols);
+
+/* y[r] = row r of w . x for r in [begin, end): w is the weight tensor's data
+ * (rows of tm_quant_row_bytes), xq the activations from
+ * tm_quant_quantize_activations. Vectorised when the CPU allows. */
+void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
+                          int64_t cols);
+
+/* The portable dot product of one row with quantized activations (for the
+ * tests: the vectorised kernels must agree with it). */
+float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols);
+
+#endif

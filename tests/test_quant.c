@@ -1,0 +1,338 @@
+/* Quantized weights against llama.cpp: dequantization of blocks written by
+ * llama.cpp's quantizer is bit-exact with ggml's own (tests/quant_vectors.h),
+ * activation quantization gives llama.cpp's bytes, the vectorised and
+ * portable dot products agree with a double-precision sum over the
+ * dequantized operands, and whole models quantized by llama.cpp (Q8_0 and
+ * Q4_K_M, tests/data/, made from one random synthetic model) give llama.cpp's
+ * logits within tolerance. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../generator/kernels.h"
+#include "../generator/quant.h"
+#include "fixtures.h"
+#include "quant_vectors.h"
+
+typedef struct {
+    uint32_t type;
+    const char *name;
+    const uint8_t *blocks;
+    const uint32_t *expected;
+    int64_t n;
+} vector;
+
+static const vector vectors[] = {
+    {TM_GGML_Q8_0, "Q8_0", q8_0_blocks, q8_0_expected, 128}, {TM_GGML_Q4_0, "Q4_0", q4_0_blocks, q4_0_expected, 128},
+    {TM_GGML_Q4_1, "Q4_1", q4_1_blocks, q4_1_expected, 128}, {TM_GGML_Q5_0, "Q5_0", q5_0_blocks, q5_0_expected, 128},
+    {TM_GGML_Q5_1, "Q5_1", q5_1_blocks, q5_1_expected, 128}, {TM_GGML_Q4_K, "Q4_K", q4_K_blocks, q4_K_expected, 512},
+    {TM_GGML_Q5_K, "Q5_K", q5_K_blocks, q5_K_expected, 512}, {TM_GGML_Q6_K, "Q6_K", q6_K_blocks, q6_K_expected, 512},
+};
+enum { N_VECTORS = sizeof vectors / sizeof vectors[0] };
+
+static uint32_t bits_of(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+static float half_bits(const uint8_t *p) { return tm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+Test(quant, dequantization_is_bit_exact_with_llama_cpp) {
+    for (size_t v = 0; v < N_VECTORS; v++) {
+        const vector *t = &vectors[v];
+        cr_assert_eq(tm_quant_row_bytes(t->type, t->n),
+                     (size_t)(t->n / (int64_t)tm_ggml_block_elements(t->type)) * tm_ggml_block_bytes(t->type));
+        float out[512];
+        memset(out, 0xFF, sizeof out);
+        /* Through the kernel interface, as the forward pass reads a row. */
+        tm_tensor w = {.type = t->type, .data = t->blocks, .rows = 1, .cols = t->n};
+        tm_kernel_dequantize_row(&w, 0, out);
+        int nonzero = 0;
+        for (int64_t i = 0; i < t->n; i++) {
+            cr_assert_eq(bits_of(out[i]), t->expected[i], "%s element %lld: %a, llama.cpp %a", t->name, (long long)i,
+                         (double)out[i], (double)((const float *)(const void *)t->expected)[i]);
+            nonzero += out[i] != 0;
+        }
+        cr_assert_gt(nonzero, t->n / 2, "%s: the vector should exercise real values", t->name);
+    }
+}
+
+Test(quant, the_second_row_starts_after_the_first) {
+    /* Two rows of one Q4_K block each: row 1 must read the second block. */
+    tm_tensor w = {.type = TM_GGML_Q4_K, .data = q4_K_blocks, .rows = 2, .cols = 256};
+    float out[256];
+    tm_kernel_dequantize_row(&w, 1, out);
+    for (int i = 0; i < 256; i++) cr_assert_eq(bits_of(out[i]), q4_K_expected[256 + i]);
+}
+
+Test(quant, activations_quantize_as_llama_cpp_does) {
+    const float *x = (const float *)(const void *)act_input;
+    /* Q8_0 (for Q8_0/Q4_0/Q5_0 weights): the block holds an F16 scale and 32 int8. */
+    tm_q8_block q8[16];
+    tm_kernel_prepare_activations(TM_GGML_Q8_0, x, 512, q8);
+    for (int b = 0; b < 16; b++) {
+        const uint8_t *ref = act_q8_0 + b * 34;
+        cr_assert_eq(bits_of(q8[b].d), bits_of(half_bits(ref)), "Q8_0 block %d scale", b);
+        for (int j = 0; j < 32; j++) cr_assert_eq(q8[b].qs[j], (int8_t)ref[2 + j], "Q8_0 block %d quant %d", b, j);
+    }
+    /* Q8_1 (for Q4_1/Q5_1): the same quants plus F16(d * sum). */
+    tm_kernel_prepare_activations(TM_GGML_Q4_1, x, 512, q8);
+    for (int b = 0; b < 16; b++) {
+        const uint8_t *ref = act_q8_1 + b * 36;
+        cr_assert_eq(bits_of(q8[b].d), bits_of(half_bits(ref)), "Q8_1 block %d scale", b);
+        cr_assert_eq(bits_of(q8[b].s), bits_of(half_bits(ref + 2)), "Q8_1 block %d sum", b);
+        for (int j = 0; j < 32; j++) cr_assert_eq(q8[b].qs[j], (int8_t)ref[4 + j], "Q8_1 block %d quant %d", b, j);
+    }
+    /* Q8_K (for the K types): float d, 256 int8, 16 int16 sums. */
+    tm_q8k_block q8k[2];
+    cr_assert_eq(tm_kernel_activation_bytes(TM_GGML_Q6_K, 512), sizeof q8k);
+    tm_kernel_prepare_activations(TM_GGML_Q6_K, x, 512, q8k);
+    for (int b = 0; b < 2; b++) {
+        const uint8_t *ref = act_q8_K + b * 292;
+        float d;
+        memcpy(&d, ref, 4);
+        cr_assert_eq(bits_of(q8k[b].d), bits_of(d), "Q8_K block %d scale", b);
+        for (int j = 0; j < 256; j++) cr_assert_eq(q8k[b].qs[j], (int8_t)ref[4 + j], "Q8_K block %d quant %d", b, j);
+        for (int j = 0; j < 16; j++) {
+            int16_t sum;
+            memcpy(&sum, ref + 260 + 2 * j, 2);
+            cr_assert_eq(q8k[b].bsums[j], sum, "Q8_K block %d sum %d", b, j);
+        }
+    }
+    /* An all-zero block quantizes to zeros with a zero scale, not NaN. */
+    float zeros[256] = {0};
+    tm_kernel_prepare_activations(TM_GGML_Q4_K, zeros, 256, q8k);
+    cr_assert_eq(q8k[0].d, 0.0f);
+    tm_kernel_prepare_activations(TM_GGML_Q8_0, zeros, 32, q8);
+    cr_assert_eq(q8[0].d, 0.0f);
+    cr_assert_eq(q8[0].qs[0], 0);
+}
+
+/* Offsets of the F16 fields of each block type (d, and m/dmin where present). */
+static void sane_halves(uint32_t type, uint8_t *block, unsigned *seed) {
+    int offsets[2] = {-1, -1};
+    switch (type) {
+    case TM_GGML_Q8_0: case TM_GGML_Q4_0: case TM_GGML_Q5_0: offsets[0] = 0; break;
+    case TM_GGML_Q4_1: case TM_GGML_Q5_1: case TM_GGML_Q4_K: case TM_GGML_Q5_K: offsets[0] = 0; offsets[1] = 2; break;
+    case TM_GGML_Q6_K: offsets[0] = 208; break;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (offsets[k] < 0) continue;
+        float v = (float)(rand_r(seed) % 1000 + 1) * 2e-5f * (rand_r(seed) % 4 == 0 ? -1.0f : 1.0f);
+        uint16_t h = tm_f32_to_f16(v);
+        block[offsets[k]] = (uint8_t)h;
+        block[offsets[k] + 1] = (uint8_t)(h >> 8);
+    }
+}
+
+/* rows x cols weights of random bytes (every byte pattern is a valid block)
+ * with finite scales; the first row is llama.cpp's test vector when it fits. */
+static uint8_t *random_weights(uint32_t type, int64_t rows, int64_t cols, unsigned seed) {
+    size_t row_bytes = tm_quant_row_bytes(type, cols), block = tm_ggml_block_bytes(type);
+    uint8_t *w = malloc(row_bytes * (size_t)rows);
+    for (size_t i = 0; i < row_bytes * (size_t)rows; i++) w[i] = (uint8_t)rand_r(&seed);
+    for (size_t b = 0; b < row_bytes * (size_t)rows / block; b++) sane_halves(type, w + b * block, &seed);
+    for (size_t v = 0; v < N_VECTORS; v++)
+        if (vectors[v].type == type && vectors[v].n <= cols)
+            memcpy(w, vectors[v].blocks, tm_quant_row_bytes(type, vectors[v].n));
+    return w;
+}
+
+/* The activations a quantized dot product actually sees, back as floats. */
+static void dequantized_activations(uint32_t type, const void *xq, int64_t cols, double *out) {
+    if (type == TM_GGML_Q4_K || type == TM_GGML_Q5_K || type == TM_GGML_Q6_K) {
+        const tm_q8k_block *b = xq;
+        for (int64_t i = 0; i < cols; i++) out[i] = (double)b[i / 256].d * b[i / 256].qs[i % 256];
+    } else {
+        const tm_q8_block *b = xq;
+        for (int64_t i = 0; i < cols; i++) out[i] = (double)b[i / 32].d * b[i / 32].qs[i % 32];
+    }
+}
+
+static void check_dot_products(int64_t rows, int64_t cols) {
+    for (size_t v = 0; v < N_VECTORS; v++) {
+        uint32_t type = vectors[v].type;
+        if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
+        uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 7 + cols + v));
+        float *x = malloc(sizeof(float) * (size_t)cols), *row = malloc(sizeof(float) * (size_t)cols);
+        for (int64_t i = 0; i < cols; i++) x[i] = (float)(sin((double)i * 0.61 + (double)v) * (1 + i % 5));
+        void *xq = malloc(tm_kernel_activation_bytes(type, cols));
+        tm_kernel_prepare_activations(type, x, cols, xq);
+        double *xd = malloc(sizeof(double) * (size_t)cols);
+        dequantized_activations(type, xq, cols, xd);
+        float *y1 = malloc(sizeof(float) * (size_t)rows), *y2 = malloc(sizeof(float) * (size_t)rows);
+        tm_tensor t = {.type = type, .data = w, .rows = rows, .cols = cols};
+        tm_kernel_matvec(&t, xq, y1, 1);
+        tm_kernel_matvec(&t, xq, y2, 2);
+        for (int64_t r = 0; r < rows; r++) {
+            tm_kernel_dequantize_row(&t, r, row);
+            double expected = 0, scale = 0;
+            for (int64_t i = 0; i < cols; i++) {
+                expected += (double)row[i] * xd[i];
+                scale += fabs((double)row[i] * xd[i]);
+            }
+            /* For Q4_1/Q5_1 llama.cpp folds the minimum in through F16(d * sum),
+             * which rounds; everywhere else only float summation order differs. */
+            double tolerance = 1e-5 * scale + 1e-6;
+            if (type == TM_GGML_Q4_1 || type == TM_GGML_Q5_1) {
+                for (int64_t b = 0; b < cols / 32; b++) {
+                    const tm_q8_block *a = (const tm_q8_block *)xq + b;
+                    float m = half_bits(w + (size_t)r * tm_quant_row_bytes(type, cols) + (size_t)b * tm_ggml_block_bytes(type) + 2);
+                    int sum = 0;
+                    for (int j = 0; j < 32; j++) sum += a->qs[j];
+                    expected += (double)m * ((double)a->s - (double)a->d * sum);
+                }
+            }
+            float portable = tm_quant_dot_portable(type, w + (size_t)r * tm_quant_row_bytes(type, cols), xq, cols);
+            cr_assert_leq(fabs(portable - expected), tolerance, "%s %lldx%lld row %lld portable %.9g vs %.9g",
+                          vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)portable, expected);
+            cr_assert_leq(fabs(y1[r] - expected), tolerance, "%s %lldx%lld row %lld matvec %.9g vs %.9g",
+                          vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)y1[r], expected);
+            cr_assert_eq(bits_of(y1[r]), bits_of(y2[r]), "%s: 1 and 2 threads differ on row %lld", vectors[v].name,
+                         (long long)r);
+        }
+        /* The batched product multiplies float activations with the dequantized weights. */
+        int64_t batch = 3;
+        float *xs = malloc(sizeof(float) * (size_t)(batch * cols)), *ys = malloc(sizeof(float) * (size_t)(batch * rows));
+        float *scratch = malloc(sizeof(float) * tm_kernel_matmul_scratch(cols));
+        for (int64_t i = 0; i < batch * cols; i++) xs[i] = (float)cos((double)i * 0.29);
+        tm_kernel_matmul(&t, xs, batch, ys, scratch);
+        for (int64_t r = 0; r < rows; r++) {
+            tm_kernel_dequantize_row(&t, r, row);
+            for (int64_t b = 0; b < batch; b++) {
+                double expected = 0, scale = 0;
+                for (int64_t i = 0; i < cols; i++) {
+                    expected += (double)row[i] * xs[b * cols + i];
+                    scale += fabs((double)row[i] * xs[b * cols + i]);
+                }
+                cr_assert_leq(fabs(ys[b * rows + r] - expected), 1e-5 * scale + 1e-6, "%s matmul row %lld",
+                              vectors[v].name, (long long)r);
+            }
+        }
+        free(scratch);
+        free(ys);
+        free(xs);
+        free(y1);
+        free(y2);
+        free(xd);
+        free(xq);
+        free(row);
+        free(x);
+        free(w);
+    }
+}
+
+static void check_all_shapes(void) {
+    int64_t shapes[][2] = {{1, 32}, {3, 64}, {5, 256}, {37, 512}, {300, 768}, {1100, 512}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) check_dot_products(shapes[s][0], shapes[s][1]);
+}
+
+/* On this CPU the dispatcher picks the vectorised kernels... */
+Test(quant, dot_products_match_a_double_precision_reference) { check_all_shapes(); }
+
+/* ...and with them switched off (each Criterion test runs in its own process,
+ * so the dispatcher's cached choice starts fresh), the portable ones. */
+Test(quant, portable_dot_products_match_a_double_precision_reference) {
+    setenv("TM_NO_AVX2", "1", 1);
+    check_all_shapes();
+}
+
+/* ---- whole models ------------------------------------------------------------ */
+
+static char *data_path(const char *name) {
+    size_t n = strlen(TRACEMARK_SOURCE_DIR) + strlen(name) + 16;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/tests/data/%s", TRACEMARK_SOURCE_DIR, name);
+    return p;
+}
+
+/* Prompt "Once upon a time" as a batch, then one token at a time following
+ * llama.cpp's greedy choices; returns the largest difference over all logits
+ * of every step. */
+static double worst_logit_difference(const char *model_name, const char *reference_name, int32_t threads) {
+    char *model_path = data_path(model_name), *reference_path = data_path(reference_name);
+    size_t size;
+    char *text = tm_test_read_file(reference_path, &size);
+    cr_assert_not_null(text, "cannot read %s", reference_path);
+    tm_model *model;
+    tm_tokenizer *tokenizer;
+    tm_context *context;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&model, model_path, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
+    int32_t n_vocab = model->config.n_vocab, *ids = NULL;
+    size_t n_ids = 0;
+    cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);
+    const float *logits = NULL;
+    double worst = 0;
+    int steps = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        cr_assert_not_null(j, "%s: %s", reference_path, jerr.text);
+        json_t *prompt = json_object_get(j, "prompt_ids");
+        if (prompt) {
+            cr_assert_eq(json_array_size(prompt), n_ids);
+            for (size_t i = 0; i < n_ids; i++) cr_assert_eq(ids[i], json_integer_value(json_array_get(prompt, i)));
+            cr_assert_eq(tm_context_eval(context, ids, n_ids, &logits, &err), TM_OK, "%s", err.message);
+        } else {
+            json_t *all = json_object_get(j, "logits");
+            cr_assert_eq(json_array_size(all), (size_t)n_vocab);
+            for (int32_t v = 0; v < n_vocab; v++) {
+                double d = fabs(logits[v] - json_number_value(json_array_get(all, (size_t)v)));
+                if (d > worst) worst = d;
+            }
+            int32_t id = (int32_t)json_integer_value(json_object_get(j, "id")), best = 0;
+            for (int32_t v = 1; v < n_vocab; v++)
+                if (logits[v] > logits[best]) best = v;
+            if (best != id)
+                cr_assert_lt(fabs(logits[best] - logits[id]), 4e-2, "step %d: chose %d, llama.cpp %d", steps, best, id);
+            cr_assert_eq(tm_context_eval(context, &id, 1, &logits, &err), TM_OK, "%s", err.message);
+            steps++;
+        }
+        json_decref(j);
+    }
+    cr_assert_eq(steps, 8);
+    free(ids);
+    tm_context_free(context);
+    tm_tokenizer_free(tokenizer);
+    tm_model_free(model);
+    free(text);
+    free(reference_path);
+    free(model_path);
+    return worst;
+}
+
+/* The models: python3 synth_gguf.py tiny.gguf stories260K.gguf 256 2 4 2 224 128
+ * (random F32 weights, stories260K's 512-token vocabulary), quantized with
+ * `llamaref LIBDIR tiny.gguf quantize OUT 7|15 2`; the references are
+ * `llamaref LIBDIR OUT logits "Once upon a time" 8 1`. The Q4_K_M file holds
+ * Q4_K, Q6_K, and (for ffn_down, whose 224-wide rows are no multiple of 256)
+ * Q5_0 and Q8_0 matrices. Logits are O(1). The F32 model these were made from
+ * agrees with llama.cpp to 7e-4 (llama.cpp keeps K and V in F16); quantizing
+ * the weights moves its logits by 0.023 (Q8_0). Quantizing activations to 8
+ * bits turns those 1e-4-relative differences into whole quantization steps
+ * wherever a value sits near a rounding boundary, and llama.cpp also quantizes
+ * the prompt's activations where we multiply them as floats, so agreement is
+ * to about 0.01-0.02 (measured: 0.013 Q8_0, 0.022 Q4_K_M); a wrong scale,
+ * minimum or bit layout moves logits by O(1). Greedy choices must agree
+ * wherever llama.cpp's top two logits are further apart than that. */
+Test(quant, q8_0_model_logits_match_llama_cpp) {
+    for (int threads = 1; threads <= 2; threads++) {
+        double worst = worst_logit_difference("tiny-q8_0.gguf", "tiny-q8_0.llamacpp.logits.jsonl", threads);
+        cr_log_info("tiny Q8_0, %d threads: largest logit difference from llama.cpp %.3g", threads, worst);
+        cr_assert_lt(worst, 3e-2);
+    }
+}
+
+Test(quant, q4_k_m_model_logits_match_llama_cpp) {
+    for (int threads = 1; threads <= 2; threads++) {
+        double worst = worst_logit_difference("tiny-q4_k_m.gguf", "tiny-q4_k_m.llamacpp.logits.jsonl", threads);
+        cr_log_info("tiny Q4_K_M, %d threads: largest logit difference from llama.cpp %.3g", threads, worst);
+        cr_assert_lt(worst, 3e-2);
+    }
+}
