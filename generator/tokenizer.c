@@ -15,6 +15,7 @@
  * prints, aborts or reads outside what it has checked. */
 #include "tracemark/generator.h"
 #include "tokenizer_internal.h"
+#include "tokenizer_bpe.h"
 
 #include <float.h>
 #include <math.h>
@@ -54,6 +55,8 @@ struct tm_tokenizer {
      * words then encode independently (see the encoding section). */
     bool words_independent;
     uint64_t serial;       /* unique per tokenizer built, names it to the word caches */
+    tm_bpe *bpe;           /* byte-level BPE (tokenizer_bpe.c); NULL for SentencePiece */
+    char kind[32];
 };
 
 /* A piece being collected before the tokenizer is built. */
@@ -152,6 +155,7 @@ static size_t utf8_valid_prefix(const uint8_t *p, size_t size) {
 
 void tm_tokenizer_free(tm_tokenizer *t) {
     if (!t) return;
+    tm_bpe_free(t->bpe);
     free(t->blob);
     free(t->offsets);
     free(t->scores);
@@ -404,9 +408,34 @@ static tm_status from_gguf(tm_tokenizer **out, const tm_gguf *gguf, tm_error *er
     return status;
 }
 
+/* A byte-level BPE vocabulary (Llama 3, Qwen2, GPT-2): tokenizer_bpe.c does
+ * the work; this wrapper only answers the common accessors. */
+static tm_status bpe_from_gguf(tm_tokenizer **out, const tm_gguf *gguf, tm_error *err) {
+    tm_tokenizer *t = tm_alloc_array(1, sizeof *t, err);
+    if (!t) return TM_ERR_NOMEM;
+    tm_status status = tm_bpe_from_gguf(&t->bpe, gguf, err);
+    if (status != TM_OK) {
+        free(t);
+        return status;
+    }
+    t->n_vocab = tm_bpe_vocab_size(t->bpe);
+    t->bos = tm_bpe_bos(t->bpe);
+    t->eos = tm_bpe_eos(t->bpe);
+    t->unk = -1;
+    t->add_bos = tm_bpe_add_bos(t->bpe);
+    /* A token's bytes need not be whole characters: each stray byte may become U+FFFD. */
+    t->max_decoded = 3 * tm_bpe_max_token_bytes(t->bpe);
+    snprintf(t->kind, sizeof t->kind, "bpe-%s", tm_bpe_pre_family(t->bpe));
+    *out = t;
+    return TM_OK;
+}
+
 tm_status tm_tokenizer_from_gguf(tm_tokenizer **out, const tm_gguf *gguf, tm_error *err) {
     if (!out || !gguf) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_from_gguf: NULL argument");
     *out = NULL;
+    tm_string_view model;
+    if (tm_gguf_get_string(gguf, "tokenizer.ggml.model", &model) && tm_string_view_equals(model, "gpt2"))
+        return bpe_from_gguf(out, gguf, err); /* its errors already name the file */
     tm_status status = from_gguf(out, gguf, err);
     if (status != TM_OK && gguf->file.path) tm_error_prefix(err, "%s", gguf->file.path);
     return status;
@@ -536,16 +565,14 @@ tm_status tm_tokenizer_load(tm_tokenizer **out, const char *path, tm_error *err)
 int32_t tm_tokenizer_vocab_size(const tm_tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t tm_tokenizer_bos(const tm_tokenizer *t) { return t ? t->bos : -1; }
 int32_t tm_tokenizer_eos(const tm_tokenizer *t) { return t ? t->eos : -1; }
-const char *tm_tokenizer_kind(const tm_tokenizer *t) {
-    (void)t;
-    return "llama-spm";
-}
+const char *tm_tokenizer_kind(const tm_tokenizer *t) { return t && t->bpe ? t->kind : "llama-spm"; }
 
 const char *tm_tokenizer_piece(const tm_tokenizer *t, int32_t id, size_t *size) {
     if (!t || id < 0 || id >= t->n_vocab) {
         if (size) *size = 0;
         return NULL;
     }
+    if (t->bpe) return tm_bpe_piece(t->bpe, id, size);
     if (size) *size = piece_size(t, id);
     return t->blob + t->offsets[id];
 }
@@ -553,6 +580,7 @@ const char *tm_tokenizer_piece(const tm_tokenizer *t, int32_t id, size_t *size) 
 /* Ids outside the vocabulary read as UNUSED (they decode to nothing). */
 tm_token_type tm_tokenizer_token_type(const tm_tokenizer *t, int32_t id) {
     if (!t || id < 0 || id >= t->n_vocab) return TM_TOKEN_UNUSED;
+    if (t->bpe) return tm_bpe_token_type(t->bpe, id);
     return (tm_token_type)t->types[id];
 }
 
@@ -991,8 +1019,33 @@ static tm_status encode_with(tm_status (*encoder)(const tm_tokenizer *, const ch
     return TM_OK;
 }
 
+/* BPE: the pre-tokenizer and merges, then BOS in front when asked for. */
+static tm_status encode_bpe(const tm_tokenizer *t, const char *text, size_t size, bool add_bos, int32_t **ids,
+                            size_t *n_ids, tm_error *err) {
+    int32_t *raw = NULL;
+    size_t n = 0;
+    tm_status status = tm_bpe_encode(t->bpe, text, size, &raw, &n, err);
+    if (status != TM_OK) return status;
+    bool bos = add_bos && t->bos >= 0;
+    *ids = tm_alloc_array(n + bos + 1, sizeof **ids, err);
+    if (!*ids) {
+        free(raw);
+        return TM_ERR_NOMEM;
+    }
+    if (bos) (*ids)[0] = t->bos;
+    if (n) memcpy(*ids + bos, raw, n * sizeof *raw);
+    *n_ids = n + bos;
+    free(raw);
+    return TM_OK;
+}
+
 tm_status tm_tokenizer_encode(const tm_tokenizer *t, const char *text, size_t size, bool add_bos, int32_t **ids,
                               size_t *n_ids, tm_error *err) {
+    if (t && t->bpe && text && ids && n_ids) {
+        *ids = NULL;
+        *n_ids = 0;
+        return encode_bpe(t, text, size, add_bos, ids, n_ids, err);
+    }
     return encode_with(t && t->words_independent ? encode_by_segments : encode_whole, t, text, size, add_bos, ids,
                        n_ids, err);
 }
@@ -1076,6 +1129,20 @@ size_t tm_detokenizer_push(tm_detokenizer *d, int32_t id, char *out, size_t capa
     if (id < 0 || id >= t->n_vocab) return 0;
     if (d->n_pending > sizeof d->pending) d->n_pending = 0; /* a caller scribbled on the struct */
     sink s = {.data = out, .size = 0, .capacity = capacity};
+    if (t->bpe) { /* raw bytes; no space to strip */
+        char bytes[256];
+        size_t n = tm_bpe_token_bytes(t->bpe, id, bytes, sizeof bytes);
+        const char *p = bytes;
+        char *large = NULL;
+        if (n > sizeof bytes && (large = malloc(n)) != NULL) {
+            tm_bpe_token_bytes(t->bpe, id, large, n);
+            p = large;
+        }
+        for (size_t k = 0; k < n && (k < sizeof bytes || large); k++) feed_byte(d, (uint8_t)p[k], &s);
+        free(large);
+        d->previous = id;
+        return s.size;
+    }
     bool at_start = d->previous == -1 || d->previous == t->bos;
     const uint8_t *piece = (const uint8_t *)t->blob + t->offsets[id];
     size_t size = piece_size(t, id);

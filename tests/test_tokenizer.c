@@ -649,10 +649,18 @@ Test(tokenizer, gguf_vocabulary_checks) {
     free(path);
 
     vocab_spec wrong_kind = good;
-    wrong_kind.model = "gpt2";
+    wrong_kind.model = "t5";
     path = write_vocab_gguf(dir, &wrong_kind);
     cr_expect_eq(load_status(path, &err), TM_ERR_UNSUPPORTED);
-    cr_expect(strstr(err.message, "gpt2") != NULL, "%s", err.message);
+    cr_expect(strstr(err.message, "t5") != NULL, "%s", err.message);
+    free(path);
+
+    /* "gpt2" is byte-level BPE (tokenizer_bpe.c), which cannot work without merges. */
+    vocab_spec bpe_without_merges = good;
+    bpe_without_merges.model = "gpt2";
+    path = write_vocab_gguf(dir, &bpe_without_merges);
+    cr_expect_neq(load_status(path, &err), TM_OK);
+    cr_expect(strstr(err.message, "merges") != NULL, "%s", err.message);
     free(path);
 
     vocab_spec short_scores = good;
