@@ -371,7 +371,9 @@ tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, co
     size_t normalized_size = 0, prompt_size = 0, *to_input = NULL, *token_bytes = NULL;
     int32_t *text_ids = NULL, *prompt_ids = NULL, *ids = NULL;
     size_t n_text = 0, n_prompt = 0;
-    tm_status status = tm_text_normalize(text, size, &d->options.normalize, &normalized, &normalized_size, &to_input, err);
+    /* The byte map back to the input only matters for reporting a window. */
+    tm_status status = tm_text_normalize(text, size, &d->options.normalize, &normalized, &normalized_size,
+                                         d->options.windows ? &to_input : NULL, err);
     if (status == TM_OK && prompt)
         status = tm_text_normalize(prompt, strlen(prompt), &d->options.normalize, &normalized_prompt, &prompt_size, NULL, err);
     if (status == TM_OK)
