@@ -11,7 +11,7 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", tm_cmd_generate, "generate text with a local model"},
-    {"model", tm_cmd_model, "inspect model files (model info)"},
+    {"model", tm_cmd_model, "model files: info, quantize, synth"},
     {"tokenize", tm_cmd_tokenize, "print the token ids of a text"},
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
     {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},

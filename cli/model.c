@@ -1,6 +1,10 @@
-/* tracemark model info: what a model file is (format, architecture,
+/* tracemark model: `info` says what a model file is (format, architecture,
  * dimensions, tensor types, tokenizer, parameter count, SHA-256), as text or
- * as one JSON object. */
+ * as one JSON object; `quantize` converts a GGUF to another file type with
+ * the project's own quantizer; `synth` writes a random-weight model of a real
+ * shape for speed measurements. Thin: flags here, work in generator/ (whose
+ * quantize.h and synth.h are not yet in the public header, hence the
+ * relative includes). Never overwrites an existing file without --force. */
 #include "cli.h"
 
 #include "tracemark/generator.h"
@@ -8,6 +12,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char help[] =
     "usage: tracemark model info [--tokenizer PATH] [--json] MODEL\n"
@@ -126,13 +131,288 @@ static int info(int argc, char **argv) {
     return exit_code;
 }
 
+/* ======================================================================== */
+/* Progress on stderr                                                        */
+/* ======================================================================== */
+
+typedef struct {
+    bool terminal;
+    uint64_t last_index;
+    int last_percent;
+    double started;
+} progress_state;
+
+static void show_progress(void *user, uint64_t index, uint64_t n_tensors, const char *name, uint32_t from,
+                          uint32_t to, uint64_t done, uint64_t total) {
+    progress_state *p = user;
+    if (index >= n_tensors) {
+        if (p->terminal) fputs("\r\033[K", stderr);
+        return;
+    }
+    if (p->terminal) {
+        int percent = total ? (int)(done * 100 / total) : 100;
+        if (index == p->last_index && percent == p->last_percent) return;
+        p->last_index = index;
+        p->last_percent = percent;
+        char bar[31];
+        int filled = percent * 30 / 100;
+        for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r\033[K[%s] %3d%% %llu/%llu %s %s -> %s", bar, percent, (unsigned long long)index + 1,
+                (unsigned long long)n_tensors, name, tm_ggml_type_name(from), tm_ggml_type_name(to));
+    } else {
+        if (index == p->last_index) return; /* one line per tensor when not a terminal */
+        p->last_index = index;
+        fprintf(stderr, "[%4llu/%4llu] %-32s %5s -> %s\n", (unsigned long long)index + 1,
+                (unsigned long long)n_tensors, name, tm_ggml_type_name(from), tm_ggml_type_name(to));
+    }
+    fflush(stderr);
+}
+
+static void progress_init(progress_state *p, bool quiet) {
+    p->terminal = !quiet && isatty(STDERR_FILENO);
+    p->last_index = UINT64_MAX;
+    p->last_percent = -1;
+    p->started = tm_seconds_now();
+}
+
+static double file_mib(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    return size > 0 ? (double)size / (1024.0 * 1024.0) : 0;
+}
+
+/* ======================================================================== */
+/* model quantize                                                            */
+/* ======================================================================== */
+
+static const char quantize_help[] =
+    "usage: tracemark model quantize [options] IN.gguf OUT.gguf TYPE\n"
+    "\n"
+    "Quantize a GGUF model with the project's own quantizer: the bytes of every\n"
+    "block equal llama.cpp's reference quantizer (no importance matrix), and a\n"
+    "file type such as Q4_K_M gets llama.cpp's per-tensor mixture (output.weight\n"
+    "Q6_K, more bits for some attn_v/ffn_down layers, Q5_0/Q5_1/Q8_0 for rows that\n"
+    "are not a multiple of 256; norms stay F32). Sources: F32, F16, BF16.\n"
+    "\n"
+    "TYPE: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M (Q4_K),\n"
+    "      Q5_K_S, Q5_K_M (Q5_K), Q6_K\n"
+    "\n"
+    "options:\n"
+    "  --threads N          worker threads (default: all cores)\n"
+    "  --force              overwrite OUT if it exists\n"
+    "  --pure               no mixture: every quantizable tensor gets TYPE's type\n"
+    "  --allow-requantize   accept already-quantized sources (dequantized first)\n"
+    "  --quiet              no progress on stderr\n"
+    "  -h, --help           this help\n";
+
+static int quantize(int argc, char **argv) {
+    static const struct option flags[] = {{"threads", required_argument, 0, 't'},
+                                          {"force", no_argument, 0, 'f'},
+                                          {"pure", no_argument, 0, 'p'},
+                                          {"allow-requantize", no_argument, 0, 'r'},
+                                          {"quiet", no_argument, 0, 'q'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    tm_quantize_options options = {0};
+    bool force = false, quiet = false;
+    long threads = 0;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", flags, NULL)) != -1) {
+        if (c == 't') {
+            if (!tm_cli_parse_int("model quantize", "--threads", optarg, 1, 1024, &threads)) return TM_EXIT_USAGE;
+        } else if (c == 'f') force = true;
+        else if (c == 'p') options.pure = true;
+        else if (c == 'r') options.allow_requantize = true;
+        else if (c == 'q') quiet = true;
+        else if (c == 'h') { fputs(quantize_help, stdout); return TM_EXIT_OK; }
+        else return tm_cli_usage("model quantize", "unknown or incomplete option '%s'", argv[optind - 1]);
+    }
+    if (optind + 3 != argc) return tm_cli_usage("model quantize", "expects IN.gguf OUT.gguf TYPE");
+    const char *in = argv[optind], *out = argv[optind + 1], *type = argv[optind + 2];
+    if (!tm_ftype_parse(type, &options.ftype))
+        return tm_cli_usage("model quantize", "unknown TYPE '%s' (known: %s)", type, tm_ftype_names());
+    tm_error err = {0};
+    if (!force && tm_file_exists(out)) {
+        tm_error_set(&err, TM_ERR_ARGUMENT, "%s: the output file exists (pass --force to overwrite it)", out);
+        return tm_cli_fail(&err);
+    }
+    options.n_threads = (int)threads;
+    progress_state progress;
+    progress_init(&progress, quiet);
+    if (!quiet) {
+        options.progress = show_progress;
+        options.user = &progress;
+    }
+    if (tm_quantize_file(in, out, &options, &err)) {
+        if (progress.terminal) fputs("\n", stderr);
+        return tm_cli_fail(&err);
+    }
+    if (!quiet)
+        fprintf(stderr, "quantized %s (%.1f MiB) to %s (%.1f MiB, %s) in %.2f s\n", in, file_mib(in), out,
+                file_mib(out), tm_ftype_name(options.ftype), tm_seconds_now() - progress.started);
+    return TM_EXIT_OK;
+}
+
+/* ======================================================================== */
+/* model synth                                                               */
+/* ======================================================================== */
+
+static const char synth_help[] =
+    "usage: tracemark model synth --like NAME --out FILE.gguf [options]\n"
+    "\n"
+    "Write a random-weight Llama model of a real shape with a real tokenizer copied\n"
+    "from a GGUF, so that speed can be measured at sizes the repository cannot\n"
+    "ship. The weights mean nothing: N(0, 0.02) from xoshiro256** streams seeded\n"
+    "per row (norms 1), streamed through the quantizer a slab at a time.\n"
+    "\n"
+    "NAME: llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b\n"
+    "\n"
+    "options:\n"
+    "  --type TYPE          file type, as for model quantize (default F32)\n"
+    "  --tokenizer SRC      GGUF whose tokenizer.* metadata is copied (default: Llama 2's\n"
+    "                       32000 from ../shared/models/llama-2-tiny-random.gguf; Llama 3's\n"
+    "                       from ../shared/tokenizer-tests/ggml-vocab-llama-bpe.gguf)\n"
+    "  --seed S             random seed (default 1)\n"
+    "  --dim N, --layers N, --heads N, --kv-heads N, --hidden N, --ctx N, --rope-base F\n"
+    "                       override the shape\n"
+    "  --threads N          worker threads (default: all cores)\n"
+    "  --force              overwrite the output if it exists\n"
+    "  --quiet              no progress on stderr\n"
+    "  -h, --help           this help\n";
+
+/* The default tokenizer: ./<file> under ../shared, looked up from the
+ * current folder as the CLI looks up models (./models/, then ../shared/). */
+static bool default_tokenizer(const char *relative, char *out, size_t size) {
+    const char *roots[] = {".", "..", "../shared"};
+    const char *env = getenv("TRACEMARK_FIXTURES");
+    if (env && *env) {
+        snprintf(out, size, "%s/%s", env, relative);
+        if (tm_file_exists(out)) return true;
+    }
+    for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+        snprintf(out, size, "%s/%s", roots[i], relative);
+        if (tm_file_exists(out)) return true;
+    }
+    return false;
+}
+
+static int synth(int argc, char **argv) {
+    enum { OPT_DIM = 256, OPT_LAYERS, OPT_HEADS, OPT_KV, OPT_HIDDEN, OPT_CTX, OPT_ROPE };
+    static const struct option flags[] = {{"like", required_argument, 0, 'l'},
+                                          {"type", required_argument, 0, 'y'},
+                                          {"out", required_argument, 0, 'o'},
+                                          {"tokenizer", required_argument, 0, 'k'},
+                                          {"seed", required_argument, 0, 's'},
+                                          {"threads", required_argument, 0, 't'},
+                                          {"dim", required_argument, 0, OPT_DIM},
+                                          {"layers", required_argument, 0, OPT_LAYERS},
+                                          {"heads", required_argument, 0, OPT_HEADS},
+                                          {"kv-heads", required_argument, 0, OPT_KV},
+                                          {"hidden", required_argument, 0, OPT_HIDDEN},
+                                          {"ctx", required_argument, 0, OPT_CTX},
+                                          {"rope-base", required_argument, 0, OPT_ROPE},
+                                          {"force", no_argument, 0, 'f'},
+                                          {"quiet", no_argument, 0, 'q'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    const char *like = NULL, *out = NULL, *tokenizer = NULL, *type = "F32";
+    long dim = 0, layers = 0, heads = 0, kv_heads = 0, hidden = 0, ctx = 0, threads = 0;
+    double rope = 0;
+    uint64_t seed = 1;
+    bool force = false, quiet = false;
+    const char *cmd = "model synth";
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", flags, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'l': like = optarg; break;
+        case 'y': type = optarg; break;
+        case 'o': out = optarg; break;
+        case 'k': tokenizer = optarg; break;
+        case 's': ok = tm_cli_parse_u64(cmd, "--seed", optarg, &seed); break;
+        case 't': ok = tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &threads); break;
+        case OPT_DIM: ok = tm_cli_parse_int(cmd, "--dim", optarg, 2, 1 << 20, &dim); break;
+        case OPT_LAYERS: ok = tm_cli_parse_int(cmd, "--layers", optarg, 1, 10000, &layers); break;
+        case OPT_HEADS: ok = tm_cli_parse_int(cmd, "--heads", optarg, 1, 1 << 16, &heads); break;
+        case OPT_KV: ok = tm_cli_parse_int(cmd, "--kv-heads", optarg, 1, 1 << 16, &kv_heads); break;
+        case OPT_HIDDEN: ok = tm_cli_parse_int(cmd, "--hidden", optarg, 1, 1 << 20, &hidden); break;
+        case OPT_CTX: ok = tm_cli_parse_int(cmd, "--ctx", optarg, 1, 1 << 24, &ctx); break;
+        case OPT_ROPE: ok = tm_cli_parse_float(cmd, "--rope-base", optarg, 1.0, 1e12, &rope); break;
+        case 'f': force = true; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(synth_help, stdout); return TM_EXIT_OK;
+        default: return tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        if (!ok) return TM_EXIT_USAGE;
+    }
+    if (optind != argc) return tm_cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!like) return tm_cli_usage(cmd, "--like NAME is required (known: %s)", tm_synth_names());
+    if (!out) return tm_cli_usage(cmd, "--out FILE.gguf is required");
+    tm_synth_options options = {0};
+    if (!tm_synth_lookup(like, &options.shape))
+        return tm_cli_usage(cmd, "unknown model shape '%s' (known: %s)", like, tm_synth_names());
+    if (!tm_ftype_parse(type, &options.ftype))
+        return tm_cli_usage(cmd, "unknown --type '%s' (known: %s)", type, tm_ftype_names());
+    tm_synth_shape *shape = &options.shape;
+    if (dim) shape->dim = (int32_t)dim;
+    if (layers) shape->n_layers = (int32_t)layers;
+    if (heads) shape->n_heads = (int32_t)heads;
+    if (kv_heads) shape->n_kv_heads = (int32_t)kv_heads;
+    if (hidden) shape->hidden_dim = (int32_t)hidden;
+    if (ctx) shape->context_length = (int32_t)ctx;
+    if (rope > 0) shape->rope_freq_base = (float)rope;
+    tm_error err = {0};
+    char tokenizer_path[4096];
+    if (!tokenizer) {
+        if (!default_tokenizer(shape->default_tokenizer, tokenizer_path, sizeof tokenizer_path)) {
+            tm_error_set(&err, TM_ERR_NOT_FOUND, "%s: default tokenizer not found under ., .. or ../shared "
+                         "(pass --tokenizer SRC.gguf)", shape->default_tokenizer);
+            return tm_cli_fail(&err);
+        }
+        tokenizer = tokenizer_path;
+    }
+    if (!force && tm_file_exists(out)) {
+        tm_error_set(&err, TM_ERR_ARGUMENT, "%s: the output file exists (pass --force to overwrite it)", out);
+        return tm_cli_fail(&err);
+    }
+    options.tokenizer_path = tokenizer;
+    options.seed = seed;
+    options.n_threads = (int)threads;
+    progress_state progress;
+    progress_init(&progress, quiet);
+    if (!quiet) {
+        options.progress = show_progress;
+        options.user = &progress;
+    }
+    if (tm_synth_write(out, &options, &err)) {
+        if (progress.terminal) fputs("\n", stderr);
+        return tm_cli_fail(&err);
+    }
+    if (!quiet)
+        fprintf(stderr, "wrote %s (%.1f MiB): %s shape, %s, tokenizer from %s, seed %llu, in %.2f s\n", out,
+                file_mib(out), like, tm_ftype_name(options.ftype), tokenizer, (unsigned long long)seed,
+                tm_seconds_now() - progress.started);
+    return TM_EXIT_OK;
+}
+
 int tm_cmd_model(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("usage: tracemark model <subcommand>\n\nsubcommands:\n  info   describe a model file\n\n"
-              "Run 'tracemark model info --help' for its options.\n",
+        fputs("usage: tracemark model <subcommand>\n\nsubcommands:\n"
+              "  info       describe a model file\n"
+              "  quantize   convert a GGUF to another file type (Q8_0, Q4_K_M, ...)\n"
+              "  synth      write a random-weight model of a real shape\n\n"
+              "Run 'tracemark model <subcommand> --help' for its options.\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? TM_EXIT_USAGE : TM_EXIT_OK;
     }
     if (!strcmp(argv[1], "info")) return info(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "quantize")) return quantize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "synth")) return synth(argc - 1, argv + 1);
     return tm_cli_usage("model", "unknown subcommand '%s'", argv[1]);
 }

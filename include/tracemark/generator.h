@@ -366,6 +366,92 @@ tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sam
                       tm_error *err);
 void tm_generation_free(tm_generation *result);
 
+/* ======================================================================== */
+/* Writing model files: the quantizer and synthetic models                  */
+/* ======================================================================== */
+
+/* llama.cpp's file types (llama_ftype values, written as general.file_type). */
+typedef enum {
+    TM_FTYPE_ALL_F32 = 0,
+    TM_FTYPE_F16 = 1,
+    TM_FTYPE_Q4_0 = 2,
+    TM_FTYPE_Q4_1 = 3,
+    TM_FTYPE_Q8_0 = 7,
+    TM_FTYPE_Q5_0 = 8,
+    TM_FTYPE_Q5_1 = 9,
+    TM_FTYPE_Q4_K_S = 14,
+    TM_FTYPE_Q4_K_M = 15,
+    TM_FTYPE_Q5_K_S = 16,
+    TM_FTYPE_Q5_K_M = 17,
+    TM_FTYPE_Q6_K = 18,
+    TM_FTYPE_BF16 = 32,
+} tm_ftype;
+
+/* "Q4_K_M", "q8_0", "F16" ...; "Q4_K" and "Q5_K" mean Q4_K_M and Q5_K_M as
+ * in llama-quantize. False for anything else. */
+bool tm_ftype_parse(const char *name, tm_ftype *out);
+const char *tm_ftype_name(tm_ftype ftype);
+/* The names tm_ftype_parse accepts, comma-separated, for messages. */
+const char *tm_ftype_names(void);
+/* The tensor type most weights get (llama_ftype_get_default_type). */
+uint32_t tm_ftype_default_type(tm_ftype ftype);
+
+/* Progress of a file quantization: called before each tensor and after each
+ * slab of rows (bytes_done counts source bytes over the whole file). */
+typedef void (*tm_quantize_progress)(void *user, uint64_t index, uint64_t n_tensors, const char *name,
+                                     uint32_t from_type, uint32_t to_type, uint64_t bytes_done,
+                                     uint64_t bytes_total);
+
+typedef struct {
+    tm_ftype ftype;
+    int n_threads;          /* 0: all cores */
+    bool pure;              /* every quantizable tensor gets the default type */
+    bool allow_requantize;  /* accept quantized sources (dequantized to F32 first) */
+    tm_quantize_progress progress;
+    void *user;
+} tm_quantize_options;
+
+/* Quantize a GGUF file into a new one (written atomically). The metadata is
+ * copied with general.file_type and general.quantization_version set as
+ * llama.cpp sets them; tensors come out in llama.cpp's order. */
+tm_status tm_quantize_file(const char *in_path, const char *out_path, const tm_quantize_options *options,
+                           tm_error *err);
+
+/* Synthetic Llama models for speed measurements: random weights in the
+ * shapes of real models with a real tokenizer copied from another GGUF,
+ * written one slab of rows at a time (a 7B model never needs its size in
+ * memory). The weights mean nothing; only shapes, types and speed do. */
+typedef struct {
+    char name[64];               /* --like name, also general.name */
+    int32_t dim, n_layers, n_heads, n_kv_heads, hidden_dim, context_length;
+    float rope_freq_base, norm_eps;
+    bool tied_embeddings;        /* no output.weight: the classifier is token_embd */
+    bool llama3_rope_factors;    /* write rope_freqs.weight as Llama 3.x does */
+    const char *default_tokenizer; /* file name under ../shared ("models/llama-2-tiny-random.gguf") */
+} tm_synth_shape;
+
+/* Fill shape for a known --like name; false for an unknown one. */
+bool tm_synth_lookup(const char *like, tm_synth_shape *shape);
+/* The known names, comma-separated, for messages. */
+const char *tm_synth_names(void);
+
+typedef struct {
+    tm_synth_shape shape;
+    const char *tokenizer_path; /* a GGUF whose tokenizer.* metadata is copied */
+    tm_ftype ftype;
+    uint64_t seed;
+    int n_threads;              /* 0: all cores */
+    tm_quantize_progress progress;
+    void *user;
+} tm_synth_options;
+
+/* Check the shape (positive sizes, heads dividing dim, kv heads dividing
+ * heads, an even head size) and write the model atomically to out_path.
+ * Weights are N(0, 0.02) as in ../shared/tools/synth_gguf.py, norms are 1;
+ * each row is drawn from its own xoshiro256** stream (tm_rng) seeded from
+ * (seed, tensor, row), so the file is the same for any thread count. */
+tm_status tm_synth_write(const char *out_path, const tm_synth_options *options, tm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

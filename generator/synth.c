@@ -1,0 +1,264 @@
+/* Synthetic Llama models of real shapes: the table of known shapes, the
+ * metadata a llama.cpp-compatible loader needs, a real tokenizer's
+ * tokenizer.* metadata copied from another GGUF, and random weights streamed
+ * through the quantizer into the GGUF writer a slab of rows at a time (in
+ * llama.cpp's tensor order, with llama.cpp's per-tensor types for the chosen
+ * file type). This file must never hold a whole large tensor in memory and
+ * never leave a partial file behind; the weights it writes are for speed
+ * measurements only and must not be mistaken for a model. */
+#include "quantize.h"
+
+#include "gguf_writer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ======================================================================== */
+/* Known shapes                                                              */
+/* ======================================================================== */
+
+static const char llama2_vocab[] = "models/llama-2-tiny-random.gguf";
+static const char llama3_vocab[] = "tokenizer-tests/ggml-vocab-llama-bpe.gguf";
+
+/* Context lengths are kept small enough for a benchmark's KV cache (Llama 3.2
+ * was trained to 131072); --ctx overrides them. SmolLM's own vocabulary (49152
+ * tokens) is not in ../shared, so its default is Llama 2's 32000. */
+static const tm_synth_shape shapes[] = {
+    {"llama2-110m", 768, 12, 12, 12, 2048, 1024, 10000.0f, 1e-5f, false, false, llama2_vocab},
+    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false, false, llama2_vocab},
+    {"llama2-7b", 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, false, false, llama2_vocab},
+    {"smollm-135m", 576, 30, 9, 3, 1536, 2048, 10000.0f, 1e-5f, true, false, llama2_vocab},
+    {"llama3-1b", 2048, 16, 32, 8, 8192, 4096, 500000.0f, 1e-5f, true, true, llama3_vocab},
+};
+enum { N_SHAPES = sizeof shapes / sizeof shapes[0] };
+
+bool tm_synth_lookup(const char *like, tm_synth_shape *shape) {
+    for (size_t i = 0; i < N_SHAPES; i++)
+        if (like && !strcmp(like, shapes[i].name)) {
+            *shape = shapes[i];
+            return true;
+        }
+    return false;
+}
+
+const char *tm_synth_names(void) { return "llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b"; }
+
+/* ======================================================================== */
+/* Tensors                                                                   */
+/* ======================================================================== */
+
+typedef enum { FILL_RANDOM, FILL_ONES, FILL_ROPE_FACTORS } fill_kind;
+
+typedef struct {
+    char name[TM_GGUF_MAX_TENSOR_NAME];
+    uint32_t n_dims;
+    uint64_t ne[4];
+    fill_kind fill;
+    uint32_t type;
+} synth_tensor;
+
+static void add(synth_tensor *list, size_t *n, const char *name, uint64_t ne0, uint64_t ne1, fill_kind fill) {
+    synth_tensor *t = &list[(*n)++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = ne1 ? 2 : 1;
+    t->ne[0] = ne0;
+    t->ne[1] = ne1 ? ne1 : 1;
+    t->ne[2] = t->ne[3] = 1;
+    t->fill = fill;
+}
+
+static int tensor_compare(const void *a, const void *b) {
+    return tm_quantize_compare_names(((const synth_tensor *)a)->name, ((const synth_tensor *)b)->name);
+}
+
+/* Llama 3.1/3.2's rope_freqs.weight as convert_hf_to_gguf.py computes it
+ * (factor 32, low/high frequency factors 1 and 4, original context 8192). */
+static float rope_factor(int i, int head_dim, float base) {
+    const double factor = 32.0, low_freq_factor = 1.0, high_freq_factor = 4.0, old_context = 8192.0;
+    double freq = 1.0 / pow((double)base, (2.0 * i) / head_dim);
+    double wavelen = 2.0 * M_PI / freq;
+    double low_freq_wavelen = old_context / low_freq_factor, high_freq_wavelen = old_context / high_freq_factor;
+    if (wavelen < high_freq_wavelen) return 1.0f;
+    if (wavelen > low_freq_wavelen) return (float)factor;
+    double smooth = (old_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+    return (float)(1.0 / ((1.0 - smooth) / factor + smooth));
+}
+
+/* N(0, 0.02) by Box-Muller from the row's own stream. */
+static void fill_random_row(float *x, int64_t n, uint64_t seed, uint64_t tensor, uint64_t row) {
+    tm_rng rng;
+    tm_rng_seed(&rng, seed ^ ((tensor + 1) * 0xD1B54A32D192ED03ull) ^ ((row + 1) * 0x9E3779B97F4A7C15ull));
+    const float two_pi = 6.28318530717958647692f;
+    for (int64_t i = 0; i < n; i += 2) {
+        float u1 = 1.0f - tm_rng_uniform(&rng); /* (0, 1]: log stays finite */
+        float u2 = tm_rng_uniform(&rng);
+        float radius = 0.02f * sqrtf(-2.0f * logf(u1));
+        x[i] = radius * cosf(two_pi * u2);
+        if (i + 1 < n) x[i + 1] = radius * sinf(two_pi * u2);
+    }
+}
+
+static bool keep_tokenizer_key(const char *key, void *user) {
+    (void)user;
+    return strncmp(key, "tokenizer.", 10) == 0;
+}
+
+static tm_status check_shape(const tm_synth_shape *s, tm_error *err) {
+    const int32_t limit = 1 << 20;
+    if (s->dim < 1 || s->dim > limit || s->n_layers < 1 || s->n_layers > 10000 || s->n_heads < 1 ||
+        s->n_kv_heads < 1 || s->hidden_dim < 1 || s->hidden_dim > limit || s->context_length < 1 ||
+        s->context_length > (1 << 24))
+        return tm_error_set(err, TM_ERR_ARGUMENT,
+                            "synthetic model shape out of range: dim %d, layers %d, heads %d, kv heads %d, hidden %d, "
+                            "context %d",
+                            s->dim, s->n_layers, s->n_heads, s->n_kv_heads, s->hidden_dim, s->context_length);
+    if (s->dim % s->n_heads || (s->dim / s->n_heads) % 2)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "dim %d must split into %d heads of an even size", s->dim,
+                            s->n_heads);
+    if (s->n_heads % s->n_kv_heads)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "%d heads cannot be shared by %d kv heads", s->n_heads,
+                            s->n_kv_heads);
+    if (!(s->rope_freq_base > 0) || !isfinite(s->rope_freq_base) || !(s->norm_eps > 0 && s->norm_eps < 1))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "bad rope base %g or norm epsilon %g", (double)s->rope_freq_base,
+                            (double)s->norm_eps);
+    return TM_OK;
+}
+
+enum { SLAB_BYTES = 64 << 20 };
+
+tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_error *err) {
+    const tm_synth_shape *s = &o->shape;
+    tm_status status = check_shape(s, err);
+    if (status) return status;
+    uint32_t default_type = tm_ftype_default_type(o->ftype);
+    if (default_type == TM_GGML_TYPE_LIMIT)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown file type %d (known: %s)", (int)o->ftype, tm_ftype_names());
+    int n_threads = o->n_threads > 0 ? o->n_threads : omp_get_num_procs();
+    if (n_threads < 1) n_threads = 1;
+
+    tm_gguf *tok = NULL;
+    if ((status = tm_gguf_open(&tok, o->tokenizer_path, err))) return status;
+    const tm_gguf_value *tokens = tm_gguf_find(tok, "tokenizer.ggml.tokens");
+    if (!tokens || tokens->type != TM_GGUF_ARRAY || tokens->as.array.element_type != TM_GGUF_STRING ||
+        tokens->as.array.count == 0 || tokens->as.array.count > (1u << 24)) {
+        tm_gguf_close(tok);
+        return tm_error_set(err, TM_ERR_FORMAT, "%s: no tokenizer.ggml.tokens string array to copy a vocabulary from",
+                            o->tokenizer_path);
+    }
+    uint64_t vocab = tokens->as.array.count;
+    uint64_t D = (uint64_t)s->dim, H = (uint64_t)s->hidden_dim, head_dim = D / (uint64_t)s->n_heads;
+    uint64_t kv_dim = head_dim * (uint64_t)s->n_kv_heads;
+
+    size_t capacity = 4 + 9 * (size_t)s->n_layers;
+    synth_tensor *list = calloc(capacity, sizeof *list);
+    tm_gguf_writer *w = NULL;
+    float *scratch = NULL;
+    uint8_t *slab = NULL;
+    if (!list) {
+        status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t n = 0;
+    add(list, &n, "token_embd.weight", D, vocab, FILL_RANDOM);
+    add(list, &n, "output_norm.weight", D, 0, FILL_ONES);
+    if (!s->tied_embeddings) add(list, &n, "output.weight", D, vocab, FILL_RANDOM);
+    if (s->llama3_rope_factors) add(list, &n, "rope_freqs.weight", head_dim / 2, 0, FILL_ROPE_FACTORS);
+    for (int l = 0; l < s->n_layers; l++) {
+        char name[TM_GGUF_MAX_TENSOR_NAME];
+#define LAYER_TENSOR(suffix, ne0, ne1, fill)                          \
+    snprintf(name, sizeof name, "blk.%d." suffix, l);                 \
+    add(list, &n, name, ne0, ne1, fill)
+        LAYER_TENSOR("attn_norm.weight", D, 0, FILL_ONES);
+        LAYER_TENSOR("attn_q.weight", D, D, FILL_RANDOM);
+        LAYER_TENSOR("attn_k.weight", D, kv_dim, FILL_RANDOM);
+        LAYER_TENSOR("attn_v.weight", D, kv_dim, FILL_RANDOM);
+        LAYER_TENSOR("attn_output.weight", D, D, FILL_RANDOM);
+        LAYER_TENSOR("ffn_norm.weight", D, 0, FILL_ONES);
+        LAYER_TENSOR("ffn_gate.weight", D, H, FILL_RANDOM);
+        LAYER_TENSOR("ffn_up.weight", D, H, FILL_RANDOM);
+        LAYER_TENSOR("ffn_down.weight", H, D, FILL_RANDOM);
+#undef LAYER_TENSOR
+    }
+    qsort(list, n, sizeof *list, tensor_compare);
+
+    tm_quantize_rules rules;
+    tm_quantize_rules_init(&rules, o->ftype, false, "llama", s->n_layers, s->n_heads, s->n_kv_heads);
+    for (size_t i = 0; i < n; i++) tm_quantize_rules_count(&rules, list[i].name);
+    uint64_t max_cols = 1, bytes_total = 0;
+    for (size_t i = 0; i < n; i++) {
+        list[i].type = tm_quantize_rules_choose(&rules, list[i].name, list[i].ne, TM_GGML_F32);
+        if (list[i].ne[0] > max_cols) max_cols = list[i].ne[0];
+        bytes_total += list[i].ne[0] * list[i].ne[1] * 4;
+    }
+
+    if ((status = tm_gguf_writer_create(&w, out_path, 32, err))) goto done;
+    char description[160];
+    snprintf(description, sizeof description,
+             "tracemark synthetic model: random N(0, 0.02) weights (seed %llu), for speed measurements only",
+             (unsigned long long)o->seed);
+    if ((status = tm_gguf_writer_set_string(w, "general.architecture", "llama", err)) ||
+        (status = tm_gguf_writer_set_string(w, "general.name", s->name, err)) ||
+        (status = tm_gguf_writer_set_string(w, "general.description", description, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)s->context_length, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->dim, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layers, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->hidden_dim, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_heads, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads, err)) ||
+        (status = tm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", s->norm_eps, err)) ||
+        (status = tm_gguf_writer_set_f32(w, "llama.rope.freq_base", s->rope_freq_base, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)vocab, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err)) ||
+        (status = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
+        (status = tm_gguf_writer_copy_metadata(w, tok, keep_tokenizer_key, NULL, err)))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if ((status = tm_gguf_writer_add_tensor(w, list[i].name, list[i].type, list[i].n_dims, list[i].ne, err)))
+            goto done;
+    if ((status = tm_gguf_writer_begin_data(w, err))) goto done;
+
+    scratch = tm_alloc_array((size_t)n_threads, (size_t)max_cols * sizeof(float), err);
+    slab = tm_alloc_array(1, SLAB_BYTES, err);
+    if (!scratch || !slab) {
+        status = TM_ERR_NOMEM;
+        goto done;
+    }
+    uint64_t bytes_done = 0;
+    for (size_t i = 0; i < n; i++) {
+        const synth_tensor *t = &list[i];
+        if (o->progress) o->progress(o->user, i, n, t->name, TM_GGML_F32, t->type, bytes_done, bytes_total);
+        int64_t cols = (int64_t)t->ne[0], rows = (int64_t)t->ne[1];
+        uint64_t dst_row = tm_quantize_row_bytes(t->type, cols);
+        int64_t per_slab = (int64_t)(SLAB_BYTES / dst_row); /* rows are at most 2^20 floats: >= 16 per slab */
+        for (int64_t first = 0; first < rows; first += per_slab) {
+            int64_t count = rows - first < per_slab ? rows - first : per_slab;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4)
+            for (int64_t r = 0; r < count; r++) {
+                float *x = scratch + (size_t)omp_get_thread_num() * (size_t)max_cols;
+                if (t->fill == FILL_RANDOM) fill_random_row(x, cols, o->seed, i, (uint64_t)(first + r));
+                else if (t->fill == FILL_ONES)
+                    for (int64_t c = 0; c < cols; c++) x[c] = 1.0f;
+                else
+                    for (int64_t c = 0; c < cols; c++) x[c] = rope_factor((int)c, (int)head_dim, s->rope_freq_base);
+                tm_quantize_row(t->type, x, slab + (uint64_t)r * dst_row, cols);
+            }
+            if ((status = tm_gguf_writer_write(w, slab, (size_t)((uint64_t)count * dst_row), err))) goto done;
+            bytes_done += (uint64_t)count * (uint64_t)cols * 4;
+            if (o->progress) o->progress(o->user, i, n, t->name, TM_GGML_F32, t->type, bytes_done, bytes_total);
+        }
+    }
+    if (o->progress) o->progress(o->user, n, n, "", 0, 0, bytes_total, bytes_total);
+    status = tm_gguf_writer_finish(w, err);
+done:
+    tm_gguf_writer_free(w);
+    free(scratch);
+    free(slab);
+    free(list);
+    tm_gguf_close(tok);
+    return status;
+}
