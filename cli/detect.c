@@ -29,7 +29,8 @@ static const char help[] =
     "  --fpr X             false-positive rate of the decision (default 0.001)\n"
     "  --window            also find the best window (text pasted into other text)\n"
     "  --min-window N      smallest window in scored tokens (default 25)\n"
-    "  --keep-repeated     score repeated (context, token) pairs every time\n"
+    "  --keep-repeated     score repeated (context, token) pairs every time (their values repeat,\n"
+    "                      so p-values are then too small: for comparisons only)\n"
     "  --no-nfc, --no-homoglyphs, --no-whitespace   switch off a normalisation step\n"
     "  --permutations N    EXP-edit permutation test size (default 999)\n"
     "  --jsonl             input is JSON lines {\"id\", \"text\", \"prompt\"?}; output one verdict per line\n"
@@ -119,6 +120,7 @@ static tm_status load_keys(const options *o, tm_wm_key ***keys, size_t *n, tm_er
         }
         struct dirent **entries = NULL;
         closedir(dir);
+        size_t before = *n;
         int count = scandir(path, &entries, NULL, alphasort);
         if (count < 0) return tm_error_set(err, TM_ERR_IO, "%s: cannot list: %s", path, strerror(errno));
         tm_status status = TM_OK;
@@ -133,15 +135,14 @@ static tm_status load_keys(const options *o, tm_wm_key ***keys, size_t *n, tm_er
         }
         free(entries);
         if (status != TM_OK) return status;
-        if (count <= 2) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: no key files in this folder", path);
+        if (*n == before) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: no key files in this folder", path);
     }
     return TM_OK;
 }
 
 static json_t *number_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-static json_t *detection_json(const tm_detection *d, const tm_detector *detector, const tm_detect_options *o) {
-    (void)detector;
+static json_t *detection_json(const tm_detection *d, const tm_detect_options *o) {
     json_t *root = json_pack("{s:b, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
                              "detected", d->detected, "scheme", tm_wm_kind_name(d->kind), "parameters", d->parameters,
                              "key_id", d->key_id, "normalization", d->normalization, "tokens", "total",
@@ -247,7 +248,7 @@ static void process_line(const tm_detector *detector, const tm_detect_options *o
         if (tm_detect_text(detector, text, text_size, prompt, &d, &err) != TM_OK) {
             snprintf(message, sizeof message, "%s", err.message);
         } else {
-            json_t *verdict = detection_json(&d, detector, o);
+            json_t *verdict = detection_json(&d, o);
             if (verdict) {
                 if (id) json_object_set(verdict, "id", id);
                 item->output = json_dumps(verdict, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -350,7 +351,7 @@ int tm_cmd_detect(int argc, char **argv) {
         goto failed;
     }
     if (o.json) {
-        if (tm_cli_print_json(detection_json(&d, detector, &o.detect)) != TM_EXIT_OK) goto done;
+        if (tm_cli_print_json(detection_json(&d, &o.detect)) != TM_EXIT_OK) goto done;
     } else {
         print_text_verdict(&d, &o.detect);
     }

@@ -9,6 +9,7 @@
 #include "tracemark/watermark.h"
 
 #include <getopt.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,7 +34,8 @@ static const char help[] =
     "  --repeat-penalty X    repetition penalty over the last --penalty-window tokens (default 1.0: off)\n"
     "  --frequency-penalty X, --presence-penalty X   (default 0: off)\n"
     "  --penalty-window N    tokens the penalties look back on (default 64)\n"
-    "  --seed S              RNG seed, xoshiro256** (default 42)\n"
+    "  --seed S              RNG seed, xoshiro256** (default: a fresh random seed, recorded in --json;\n"
+    "                        the same seed, key, model and prompt repeat the same tokens)\n"
     "  --stop TEXT           stop when TEXT appears (repeatable)\n"
     "  --ctx N               context size (default: the model's trained length)\n"
     "  --threads N           threads (default: all cores)\n"
@@ -50,7 +52,7 @@ typedef struct {
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
-    bool json;
+    bool json, seed_given;
     tm_sampling_params sampling;
 } options;
 
@@ -124,7 +126,11 @@ static int parse(int argc, char **argv, options *o) {
         case FREQUENCY: if (!tm_cli_parse_float(cmd, "--frequency-penalty", optarg, -100, 100, &value)) return -1; o->sampling.frequency_penalty = (float)value; break;
         case PRESENCE: if (!tm_cli_parse_float(cmd, "--presence-penalty", optarg, -100, 100, &value)) return -1; o->sampling.presence_penalty = (float)value; break;
         case WINDOW: if (!tm_cli_parse_int(cmd, "--penalty-window", optarg, 0, 1 << 20, &integer)) return -1; o->sampling.penalty_window = (int32_t)integer; break;
-        case SEED: if (!tm_cli_parse_u64(cmd, "--seed", optarg, &o->sampling.seed)) return -1; break;
+        case SEED:
+            if (!tm_cli_parse_u64(cmd, "--seed", optarg, &o->sampling.seed)) return -1;
+            if (o->sampling.seed > (uint64_t)INT64_MAX) { tm_cli_usage(cmd, "--seed must be below 2^63"); return -1; }
+            o->seed_given = true;
+            break;
         case STOP:
             if (o->n_stops == sizeof o->stops / sizeof o->stops[0]) { tm_cli_usage(cmd, "at most 16 --stop strings"); return -1; }
             o->stops[o->n_stops++] = optarg;
@@ -151,6 +157,13 @@ int tm_cmd_generate(int argc, char **argv) {
     tm_sampling_params_default(&o.sampling);
     int parsed = parse(argc, argv, &o);
     if (parsed != 0) return parsed > 0 ? TM_EXIT_OK : TM_EXIT_USAGE;
+    /* A fixed default seed would give every watermarked run the same shift
+     * (EXP-edit) and the same draws: each run gets its own unless asked. */
+    if (!o.seed_given && RAND_bytes((unsigned char *)&o.sampling.seed, sizeof o.sampling.seed) != 1) {
+        fprintf(stderr, "tracemark: error: OpenSSL's random generator failed\n");
+        return TM_EXIT_FAILURE;
+    }
+    if (!o.seed_given) o.sampling.seed &= (UINT64_C(1) << 53) - 1; /* exact in any JSON reader */
 
     tm_error err = {0};
     char *prompt_buffer = NULL;
@@ -192,8 +205,15 @@ int tm_cmd_generate(int argc, char **argv) {
             tm_cli_fail(&err);
             goto done;
         }
-        tm_sampler *stage = tm_wm_sampler(scheme, o.sampling.seed);
         bool biases = tm_wm_scheme_stage(scheme) == TM_WM_STAGE_LOGITS;
+        if (!biases && o.sampling.temperature <= 0) {
+            /* Greedy decoding leaves a selecting scheme nothing to choose: no mark. */
+            exit_code = tm_cli_usage("generate", "%s selects among sampled tokens and cannot mark greedy output: use "
+                                     "--temperature > 0, or a KGW/Unigram scheme",
+                                     tm_wm_kind_name(config.kind));
+            goto done;
+        }
+        tm_sampler *stage = tm_wm_sampler(scheme, o.sampling.seed);
         chain = stage ? tm_sampler_chain_build(&o.sampling, biases ? stage : NULL, biases ? NULL : stage) : NULL;
     } else {
         chain = tm_sampler_chain_from_params(&o.sampling);
@@ -231,8 +251,8 @@ int tm_cmd_generate(int argc, char **argv) {
     if (o.json) {
         double prompt_rate = result.prompt_seconds > 0 ? (double)result.n_prompt / result.prompt_seconds : 0;
         double decode_rate = result.decode_seconds > 0 && result.n_ids > 1 ? (double)(result.n_ids - 1) / result.decode_seconds : 0;
-        json_t *root = json_pack("{s:s, s:s, s:o, s:o, s:s%, s:s, s:{s:f, s:f, s:f, s:f}}",
-                                 "model", model_path, "prompt", o.prompt,
+        json_t *root = json_pack("{s:s, s:s, s:I, s:o, s:o, s:s%, s:s, s:{s:f, s:f, s:f, s:f}}",
+                                 "model", model_path, "prompt", o.prompt, "seed", (json_int_t)o.sampling.seed,
                                  "prompt_ids", ids_json(result.prompt_ids, result.n_prompt),
                                  "ids", ids_json(result.ids, result.n_ids), "text", result.text, result.text_size,
                                  "stop_reason", result.stop_reason, "timing", "prompt_seconds", result.prompt_seconds,

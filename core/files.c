@@ -86,7 +86,10 @@ tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *er
     return TM_OK;
 }
 
-tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err) {
+/* Write through a temporary file in the same folder, then either rename it
+ * over path or link it into place (which fails if path exists). */
+static tm_status write_through_temporary(const char *path, const void *data, size_t size, mode_t mode, bool replace,
+                                         tm_error *err) {
     size_t n = strlen(path);
     char *temp = malloc(n + 16);
     if (!temp) return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
@@ -113,11 +116,22 @@ tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, 
     }
     if (status == TM_OK && fsync(fd) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: fsync: %s", path, strerror(errno));
     if (close(fd) != 0 && status == TM_OK) status = tm_error_set(err, TM_ERR_IO, "%s: close: %s", path, strerror(errno));
-    if (status == TM_OK && rename(temp, path) != 0)
+    if (status == TM_OK && replace && rename(temp, path) != 0)
         status = tm_error_set(err, TM_ERR_IO, "%s: rename: %s", path, strerror(errno));
-    if (status != TM_OK) unlink(temp);
+    if (status == TM_OK && !replace && link(temp, path) != 0)
+        status = errno == EEXIST ? tm_error_set(err, TM_ERR_ARGUMENT, "%s: already exists; refusing to overwrite", path)
+                                 : tm_error_set(err, TM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (status != TM_OK || !replace) unlink(temp);
     free(temp);
     return status;
+}
+
+tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err) {
+    return write_through_temporary(path, data, size, mode, true, err);
+}
+
+tm_status tm_write_file_exclusive(const char *path, const void *data, size_t size, mode_t mode, tm_error *err) {
+    return write_through_temporary(path, data, size, mode, false, err);
 }
 
 bool tm_file_exists(const char *path) {

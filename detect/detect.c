@@ -77,14 +77,6 @@ tm_status tm_detector_create(tm_detector **out, const tm_tokenizer *tokenizer, c
 
 /* ---- scoring ------------------------------------------------------------- */
 
-/* Context tokens a scheme reads before the candidate (0 for Unigram). */
-static size_t context_width(const tm_wm_config *c) {
-    return c->kind == TM_WM_UNIGRAM || c->kind == TM_WM_EXP_EDIT ? 0 : (size_t)c->context_width;
-}
-
-/* Null rate of a green token for the green-list schemes. */
-static double green_rate(const tm_wm_config *c) { return c->kind == TM_WM_DIPMARK ? 0.5 : c->gamma; }
-
 /* A set of 64-bit fingerprints of (context, token) pairs: open addressing,
  * sized for every token of the text up front. */
 typedef struct {
@@ -145,7 +137,8 @@ static double synthid_weight(size_t layer, int32_t layers) {
     return layers == 1 ? 1.0 : 10.0 - 9.0 * (double)layer / (double)(layers - 1);
 }
 
-static void finish_synthid(tm_detection *out, double ones, double weighted, double n, int32_t layers) {
+static void finish_synthid(tm_detection *out, double ones, double weighted, double n, int32_t layers,
+                           bool weighted_p) {
     double bits = n * layers;
     out->statistic_name = "mean_g";
     out->statistic = bits > 0 ? ones / bits : 0;
@@ -156,20 +149,22 @@ static void finish_synthid(tm_detection *out, double ones, double weighted, doub
     double weight_sum = 0;
     for (int32_t l = 0; l < layers; l++) weight_sum += synthid_weight((size_t)l, layers);
     out->weighted_score = n > 0 ? weighted / (n * weight_sum) : 0;
-    bool exact;
-    out->weighted_log_p = n > 0 ? tm_stat_synthid_weighted_log_sf(out->weighted_score, (uint64_t)n, layers, &exact) : 0;
+    /* The weighted tail can take tens of milliseconds: only where it is reported. */
+    out->weighted_log_p = !weighted_p ? NAN
+                          : n > 0     ? tm_stat_synthid_weighted_log_sf(out->weighted_score, (uint64_t)n, layers, NULL)
+                                      : 0;
 }
 
 /* Statistic and exact p of scored tokens [from, to) of a window, for the scheme. */
-static void window_statistic(const tm_wm_config *c, const double *prefix, size_t from, size_t to, double *statistic,
-                             double *z, double *log_p) {
+static void window_statistic(const tm_wm_config *c, double gamma, const double *prefix, size_t from, size_t to,
+                             double *statistic, double *z, double *log_p) {
     double sum = prefix[to] - prefix[from], n = (double)(to - from);
     tm_detection d;
     memset(&d, 0, sizeof d);
     switch (c->kind) {
     case TM_WM_GUMBEL: finish_gumbel(&d, sum, n); break;
-    case TM_WM_SYNTHID: finish_synthid(&d, sum, 0, n, c->layers); break;
-    default: finish_green(&d, sum, n, green_rate(c)); break;
+    case TM_WM_SYNTHID: finish_synthid(&d, sum, 0, n, c->layers, false); break;
+    default: finish_green(&d, sum, n, gamma); break;
     }
     *statistic = d.statistic;
     *z = d.z;
@@ -177,14 +172,11 @@ static void window_statistic(const tm_wm_config *c, const double *prefix, size_t
 }
 
 /* z of a window from its sum, cheap enough to evaluate on every window. */
-static double window_z(const tm_wm_config *c, double sum, double n) {
+static double window_z(const tm_wm_config *c, double g, double sum, double n) {
     switch (c->kind) {
     case TM_WM_GUMBEL: return (sum - n) / sqrt(n);
     case TM_WM_SYNTHID: return (sum - n * c->layers / 2.0) / sqrt(n * c->layers / 4.0);
-    default: {
-        double g = green_rate(c);
-        return (sum - g * n) / sqrt(n * g * (1 - g));
-    }
+    default: return (sum - g * n) / sqrt(n * g * (1 - g));
     }
 }
 
@@ -194,7 +186,8 @@ static double window_z(const tm_wm_config *c, double sum, double n) {
  * starts step by an eighth of the length, so a passage of any length is
  * covered by a window that misses at most about a fifth of it, while the
  * correction stays near ln(8 n / min_window * 11) rather than ln(n^2 / 2). */
-static tm_status best_window(const tm_detector *d, const scored_tokens *scored, tm_detection *out, tm_error *err) {
+static tm_status best_window(const tm_detector *d, double gamma, const scored_tokens *scored, tm_detection *out,
+                             tm_error *err) {
     size_t n = scored->n, min = (size_t)d->options.min_window;
     out->has_window = false;
     if (n < min) return TM_OK;
@@ -208,7 +201,7 @@ static tm_status best_window(const tm_detector *d, const scored_tokens *scored, 
         size_t stride = length / 8 > 1 ? length / 8 : 1;
         for (size_t from = 0;; from += stride) {
             if (from + length > n) from = n - length; /* the last window ends at the text's end */
-            double z = window_z(&d->config, prefix[from + length] - prefix[from], (double)length);
+            double z = window_z(&d->config, gamma, prefix[from + length] - prefix[from], (double)length);
             examined++;
             if (z > best_z) {
                 best_z = z;
@@ -225,7 +218,7 @@ static tm_status best_window(const tm_detector *d, const scored_tokens *scored, 
     w->start_token = scored->index[best_from];
     w->end_token = scored->index[best_to - 1] + 1;
     w->n_scored = best_to - best_from;
-    window_statistic(&d->config, prefix, best_from, best_to, &w->statistic, &w->z, &w->log_p);
+    window_statistic(&d->config, gamma, prefix, best_from, best_to, &w->statistic, &w->z, &w->log_p);
     w->n_windows = examined;
     w->log_p_corrected = fmin(0, w->log_p + log((double)examined));
     out->has_window = true;
@@ -233,8 +226,8 @@ static tm_status best_window(const tm_detector *d, const scored_tokens *scored, 
     return TM_OK;
 }
 
-tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
-                           size_t n_prompt, tm_detection *out, tm_error *err) {
+static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
+                               size_t n_prompt, bool weighted_p, tm_detection *out, tm_error *err) {
     memset(out, 0, sizeof *out);
     if (key_index >= d->n_keys) return tm_error_set(err, TM_ERR_ARGUMENT, "key index %zu out of range", key_index);
     if (n_prompt > n_tokens) return tm_error_set(err, TM_ERR_ARGUMENT, "prompt longer than the text");
@@ -258,7 +251,8 @@ tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t
         tm_status status = tm_detect_exp_edit(scheme, tokens + n_prompt, n_tokens - n_prompt, &d->options, out, err);
         if (status != TM_OK) return status;
     } else {
-        size_t h = context_width(c);
+        size_t h = tm_wm_scheme_context_needed(scheme);
+        double gamma = tm_wm_scheme_null_green_rate(scheme);
         pair_set seen = {0};
         scored_tokens scored = {0};
         scored.index = tm_alloc_array(n_tokens + 1, sizeof *scored.index, err);
@@ -308,9 +302,9 @@ tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t
         out->n_scored = scored.n;
         double n = (double)scored.n;
         if (c->kind == TM_WM_GUMBEL) finish_gumbel(out, total, n);
-        else if (c->kind == TM_WM_SYNTHID) finish_synthid(out, total, weighted, n, c->layers);
-        else finish_green(out, total, n, green_rate(c));
-        tm_status status = d->options.windows ? best_window(d, &scored, out, err) : TM_OK;
+        else if (c->kind == TM_WM_SYNTHID) finish_synthid(out, total, weighted, n, c->layers, weighted_p);
+        else finish_green(out, total, n, gamma);
+        tm_status status = d->options.windows ? best_window(d, gamma, &scored, out, err) : TM_OK;
         free(scored.index);
         free(scored.score);
         free(seen.slots);
@@ -322,6 +316,11 @@ tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t
     out->log_p_family = out->log_p_decision;
     out->detected = out->log_p_decision <= log(d->options.fpr);
     return TM_OK;
+}
+
+tm_status tm_detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
+                           size_t n_prompt, tm_detection *out, tm_error *err) {
+    return detect_tokens(d, key_index, tokens, n_tokens, n_prompt, true, out, err);
 }
 
 /* ---- text ------------------------------------------------------------------ */
@@ -387,7 +386,7 @@ tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, co
         memcpy(ids + n_prompt, text_ids, n_text * sizeof *ids);
         tm_detection candidate;
         for (size_t k = 0; status == TM_OK && k < d->n_keys; k++) {
-            status = tm_detect_tokens(d, k, ids, n_text + n_prompt, n_prompt, &candidate, err);
+            status = detect_tokens(d, k, ids, n_text + n_prompt, n_prompt, d->n_keys == 1, &candidate, err);
             if (status == TM_OK && (k == 0 || candidate.log_p_decision < out->log_p_decision)) {
                 *out = candidate;
                 out->best_key = k;
@@ -396,6 +395,8 @@ tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, co
     }
     if (status == TM_OK) {
         out->n_keys = d->n_keys;
+        if (out->kind == TM_WM_SYNTHID && d->n_keys > 1 && out->n_scored > 0)
+            out->weighted_log_p = tm_stat_synthid_weighted_log_sf(out->weighted_score, out->n_scored, d->config.layers, NULL);
         out->log_p_family = fmin(0, out->log_p_decision + log((double)d->n_keys));
         out->detected = out->log_p_family <= log(d->options.fpr);
         if (out->has_window) {

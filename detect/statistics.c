@@ -4,7 +4,7 @@
  * regularized upper incomplete gamma Q(a, x) (Gumbel/Aaronson score
  * S ~ Gamma(T, 1)), the standard normal upper tail, and the exact tail of the
  * SynthID weighted mean score. Hand-written because these tails are the
- * product; only libm is used (lgamma, log1p, expm1, erfc). Every function
+ * product; only libm is used (lgamma_r, log1p, expm1, erfc). Every function
  * returns a value for every input: NaN for meaningless arguments (negative
  * probabilities, a <= 0, no layers), never a print, an abort or an allocation
  * the caller has to free. It must never round a tiny tail to 0 in log space.
@@ -76,7 +76,8 @@
 
 /* ln n! - [(n + 1/2) ln n - n + ln sqrt(2 pi)], Stirling's error, n > 0. */
 static double stirling_error(double n) {
-    if (n <= 15.0) return lgamma(n + 1.0) - (n + 0.5) * log(n) + n - LN_SQRT_2PI;
+    int sign;
+    if (n <= 15.0) return lgamma_r(n + 1.0, &sign) - (n + 0.5) * log(n) + n - LN_SQRT_2PI;
     const double s0 = 1.0 / 12, s1 = 1.0 / 360, s2 = 1.0 / 1260, s3 = 1.0 / 1680, s4 = 1.0 / 1188;
     double nn = n * n;
     return (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / n;
@@ -162,7 +163,8 @@ static double log_gamma_one_plus(double a) {
         1.0000002384505027277, 1.0000001192199259653, 1.0000000596081890513, 1.0000000298035035147,
     }; /* zeta(2) .. zeta(25) */
     const double euler_gamma = 0.5772156649015328606065;
-    if (fabs(a) >= 0.2) return lgamma(1.0 + a);
+    int sign;
+    if (fabs(a) >= 0.2) return lgamma_r(1.0 + a, &sign); /* lgamma() writes the global signgam */
     double sum = 0, power = -a;
     for (int k = 2; k <= 25; k++) {
         power *= -a;

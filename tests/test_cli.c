@@ -869,3 +869,72 @@ Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
     free(yaml);
     free(key);
 }
+
+/* Greedy output cannot carry a selecting (distortion-free) watermark: refused
+ * rather than recorded as watermarked. KGW still biases greedy decoding. */
+Test(cli_watermark, greedy_with_a_selecting_scheme_is_refused) {
+    fixtures f = paths();
+    char *dir = tm_test_scratch_dir();
+    char *key = new_key(dir);
+    const char *selecting[] = {"gumbel", "synthid", "dipmark", "exp-edit", "its-edit"};
+    for (size_t s = 0; s < sizeof selecting / sizeof selecting[0]; s++) {
+        run_result r = run("generate --model %s --tokenizer %s --prompt x --temperature 0 --watermark "
+                           TRACEMARK_SOURCE_DIR "/configs/schemes/%s.yaml --key '%s' --json",
+                           f.bin, f.tok, selecting[s], key);
+        assert_usage_error(&r, "--temperature");
+        cr_assert_str_empty(r.out, "%s: printed a record for greedy output", selecting[s]);
+        run_free(&r);
+    }
+    run_result r = run("generate --model %s --tokenizer %s --prompt x --temperature 0 --max-tokens 4 --watermark "
+                       TRACEMARK_SOURCE_DIR "/configs/schemes/kgw-lefthash.yaml --key '%s'", f.bin, f.tok, key);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    unlink(key);
+    rmdir(dir);
+    free(key);
+}
+
+/* keygen writes through a private temporary name: a file called KEY.new
+ * beside the key is somebody's, and stays. */
+Test(cli_watermark, keygen_leaves_neighbouring_files_alone) {
+    char *dir = tm_test_scratch_dir();
+    char *key = tm_test_path(dir, "k.key"), *neighbour = tm_test_path(dir, "k.key.new");
+    cr_assert_eq(tm_test_write_file(neighbour, "notes\n", 6), 0);
+    run_result r = run("keygen --out '%s'", key);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    size_t size;
+    char *kept = tm_test_read_file(neighbour, &size);
+    cr_assert_not_null(kept, "keygen deleted %s", neighbour);
+    cr_assert_str_eq(kept, "notes\n");
+    free(kept);
+    unlink(neighbour);
+    unlink(key);
+    rmdir(dir);
+    free(neighbour);
+    free(key);
+}
+
+/* A key folder must hold key files: subfolders and dotfiles are not keys. */
+Test(cli_watermark, a_key_folder_without_keys_is_an_error) {
+    fixtures f = paths();
+    char *dir = tm_test_scratch_dir();
+    char *folder = tm_test_path(dir, "keys"), *sub = tm_test_path(folder, "sub"), *key = new_key(dir);
+    cr_assert_eq(mkdir(folder, 0700), 0);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    char *text = tm_test_path(dir, "text.txt");
+    cr_assert_eq(tm_test_write_file(text, "Once upon a time there was a cat.", 33), 0);
+    run_result r = run("detect --key '%s' --key '%s' --watermark " TRACEMARK_SOURCE_DIR
+                       "/configs/schemes/kgw-lefthash.yaml --tokenizer %s '%s'", folder, key, f.tok, text);
+    assert_failure(&r, "no key files");
+    run_free(&r);
+    rmdir(sub);
+    rmdir(folder);
+    unlink(key);
+    unlink(text);
+    rmdir(dir);
+    free(text);
+    free(key);
+    free(sub);
+    free(folder);
+}

@@ -89,8 +89,12 @@ static tm_wm_scheme *make_scheme(const tm_wm_config *config, const tm_wm_key *ke
 }
 
 /* Context tokens each scheme reads, as the scheme pages define them. */
+/* History a token needs before it can be scored (docs/schemes): none for
+ * Unigram; h - 1 for KGW SelfHash, whose h-token window holds the token itself. */
 static size_t context_of(const tm_wm_config *config) {
-    return config->kind == TM_WM_UNIGRAM ? 0 : (size_t)config->context_width;
+    if (config->kind == TM_WM_UNIGRAM) return 0;
+    if (config->kind == TM_WM_KGW && config->seeding == TM_WM_SEEDING_SELFHASH) return (size_t)config->context_width - 1;
+    return (size_t)config->context_width;
 }
 
 /* ---- stories260K generation ----------------------------------------------- */

@@ -19,9 +19,6 @@
 #include <math.h>
 #include <stdint.h>
 
-/* DiPmark's detection threshold: tokens in the upper half of the
- * permutation are green, half of all tokens under the null hypothesis. */
-#define DIPMARK_DETECTION_GAMMA 0.5
 
 /* The PRF's extra word for the context fingerprint of skip_repeated_context;
  * permutation values use extra = 0, so the two never share a message. */
@@ -119,7 +116,7 @@ static size_t dipmark_token_values(const tm_wm_scheme *scheme, const int32_t *co
     /* A token without enough context was generated unwatermarked: unscored. */
     if (capacity < 1 || n_context < h || !context) return 0;
     double u = permutation_value(scheme, context + (n_context - h), h, token);
-    values[0] = u >= DIPMARK_DETECTION_GAMMA ? 1.0 : 0.0;
+    values[0] = u >= TM_WM_DIPMARK_DETECTION_GAMMA ? 1.0 : 0.0;
     return 1;
 }
 

@@ -7,6 +7,7 @@
 #include "tracemark/watermark.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -95,20 +96,8 @@ tm_status tm_wm_key_write(const tm_wm_key *key, const char *path, tm_error *err)
         text[n++] = digits[key->secret[i] & 15];
     }
     text[n++] = '\n';
-    /* Write a temporary file beside the target, then link it into place:
-     * link() fails if the name exists, so a key file is never overwritten
-     * even if one appears between the check above and now. */
-    char temp[4200];
-    if (snprintf(temp, sizeof temp, "%s.new", path) >= (int)sizeof temp) {
-        OPENSSL_cleanse(text, sizeof text);
-        return tm_error_set(err, TM_ERR_ARGUMENT, "%s: path too long", path);
-    }
-    unlink(temp);
-    tm_status status = tm_write_file_atomic(temp, text, (size_t)n, 0600, err);
+    tm_status status = tm_write_file_exclusive(path, text, (size_t)n, 0600, err);
     OPENSSL_cleanse(text, sizeof text);
-    if (status != TM_OK) return status;
-    if (link(temp, path) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: cannot create key file: %s", path, strerror(errno));
-    unlink(temp);
     return status;
 }
 
@@ -154,25 +143,40 @@ static tm_status parse_key_file(const char *path, const char *text, size_t size,
     return TM_OK;
 }
 
+enum { KEY_FILE_MAX = 4096 };
+
 tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err) {
     *out = NULL;
+    /* Check the permissions of the file actually opened (fstat, not stat), and
+     * read it with read(2) into a buffer we wipe: stdio would keep a copy. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: cannot read key file: %s", path, strerror(errno));
     struct stat st;
-    if (stat(path, &st) != 0) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: cannot read key file: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return tm_error_set(err, TM_ERR_FORMAT, "%s: not a regular file", path);
-    if (st.st_mode & 077)
-        return tm_error_set(err, TM_ERR_PERMISSION,
-                            "%s: key file is readable or writable by group or others (mode %04o); run chmod 600 %s",
-                            path, (unsigned)(st.st_mode & 07777), path);
-    if (st.st_size > 4096) return tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
-    char *text = NULL;
+    tm_status status = TM_OK;
+    if (fstat(fd, &st) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) status = tm_error_set(err, TM_ERR_FORMAT, "%s: not a regular file", path);
+    else if (st.st_mode & 077)
+        status = tm_error_set(err, TM_ERR_PERMISSION,
+                              "%s: key file is readable or writable by group or others (mode %04o); run chmod 600 %s",
+                              path, (unsigned)(st.st_mode & 07777), path);
+    else if (st.st_size > KEY_FILE_MAX) status = tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
+    char text[KEY_FILE_MAX + 1];
     size_t size = 0;
-    tm_status status = tm_read_file(path, &text, &size, err);
-    if (status != TM_OK) return status;
-    tm_wm_key *key = new_key(err);
-    if (!key) status = TM_ERR_NOMEM;
-    else status = parse_key_file(path, text, size, key, err);
-    OPENSSL_cleanse(text, size);
-    free(text);
+    while (status == TM_OK && size <= KEY_FILE_MAX) {
+        ssize_t got = read(fd, text + size, sizeof text - size);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) status = tm_error_set(err, TM_ERR_IO, "%s: read error: %s", path, strerror(errno));
+        if (got <= 0) break;
+        size += (size_t)got;
+    }
+    close(fd);
+    if (status == TM_OK && size > KEY_FILE_MAX) status = tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
+    tm_wm_key *key = NULL;
+    if (status == TM_OK) {
+        key = new_key(err);
+        status = key ? parse_key_file(path, text, size, key, err) : TM_ERR_NOMEM;
+    }
+    OPENSSL_cleanse(text, sizeof text);
     if (status != TM_OK) {
         tm_wm_key_free(key);
         return status;

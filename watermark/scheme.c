@@ -76,6 +76,27 @@ uint64_t tm_wm_context_fingerprint(const int32_t *context, size_t n_context, siz
     return h;
 }
 
+size_t tm_wm_scheme_context_needed(const tm_wm_scheme *scheme) {
+    const tm_wm_config *c = &scheme->config;
+    size_t h = c->context_width < 1 ? 1 : (size_t)c->context_width;
+    if (h > TM_WM_PRF_MAX_TOKENS - 1) h = TM_WM_PRF_MAX_TOKENS - 1;
+    switch (c->kind) {
+    case TM_WM_UNIGRAM:
+    case TM_WM_EXP_EDIT: return 0;
+    case TM_WM_KGW: return c->seeding == TM_WM_SEEDING_SELFHASH ? h - 1 : h;
+    default: return h;
+    }
+}
+
+double tm_wm_scheme_null_green_rate(const tm_wm_scheme *scheme) {
+    switch (scheme->config.kind) {
+    case TM_WM_KGW:
+    case TM_WM_UNIGRAM: return scheme->config.gamma;
+    case TM_WM_DIPMARK: return TM_WM_DIPMARK_DETECTION_GAMMA;
+    default: return NAN;
+    }
+}
+
 uint64_t tm_wm_token_fingerprint(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token) {
     if (scheme->ops->fingerprint) return scheme->ops->fingerprint(scheme, context, n_context, token);
     tm_wm_kind kind = scheme->config.kind;

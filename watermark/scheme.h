@@ -23,6 +23,10 @@ enum {
     TM_WM_DOMAIN_ITS_PERMUTATION = 0x08,
 };
 
+/* DiPmark's detection threshold: tokens in the upper half of the
+ * permutation are green, half of all tokens under the null hypothesis. */
+#define TM_WM_DIPMARK_DETECTION_GAMMA 0.5
+
 /* State of one watermark sampler, reset with each new sequence. */
 typedef struct {
     int32_t *history; /* every accepted token, prompt included, oldest first */

@@ -74,6 +74,9 @@ void tm_mapped_file_close(tm_mapped_file *file);
 tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err);
 /* Write data to path through a temporary file in the same folder, fsync, rename. */
 tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
+/* The same, but never replaces: fails (TM_ERR_ARGUMENT) when path exists, even
+ * if it appears while writing (the file is linked into place). */
+tm_status tm_write_file_exclusive(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
 bool tm_file_exists(const char *path);
 
 /* ---- hashing ------------------------------------------------------------- */
@@ -85,6 +88,15 @@ tm_status tm_sha256_file_hex(const char *path, char hex[TM_SHA256_HEX_SIZE], tm_
 /* ---- time ---------------------------------------------------------------- */
 
 double tm_seconds_now(void); /* monotonic clock, seconds */
+
+/* ---- seeded randomness (core/random.c) ------------------------------------ */
+
+/* Seeded PRNG: xoshiro256** seeded through SplitMix64; specified so that runs
+ * repeat across machines. Uniform floats use the top 24 bits. */
+typedef struct { uint64_t s[4]; } tm_rng;
+void tm_rng_seed(tm_rng *rng, uint64_t seed);
+uint64_t tm_rng_next(tm_rng *rng);
+float tm_rng_uniform(tm_rng *rng); /* [0, 1) */
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 

@@ -253,12 +253,6 @@ void tm_context_reset(tm_context *context);
 /* Sampling                                                                  */
 /* ======================================================================== */
 
-/* Seeded PRNG: xoshiro256** seeded through SplitMix64; specified so that runs
- * repeat across machines. Uniform floats use the top 24 bits. */
-typedef struct { uint64_t s[4]; } tm_rng;
-void tm_rng_seed(tm_rng *rng, uint64_t seed);
-uint64_t tm_rng_next(tm_rng *rng);
-float tm_rng_uniform(tm_rng *rng); /* [0, 1) */
 
 typedef struct {
     int32_t id;

@@ -148,6 +148,14 @@ tm_sampler *tm_wm_sampler(tm_wm_scheme *scheme, uint64_t seed);
  * scores tokens differently (EXP-edit: see tm_wm_xi). */
 size_t tm_wm_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token,
                           double *values, size_t capacity);
+/* Context tokens the detector must have before it can score a token: h for
+ * most schemes, h - 1 for KGW SelfHash (whose window includes the token),
+ * 0 for Unigram and EXP-edit. */
+size_t tm_wm_scheme_context_needed(const tm_wm_scheme *scheme);
+/* Probability that a token scores green without the watermark, for the
+ * green-list schemes (KGW and Unigram: gamma; DiPmark: 0.5); NAN otherwise. */
+double tm_wm_scheme_null_green_rate(const tm_wm_scheme *scheme);
+
 /* An unkeyed 64-bit fingerprint of exactly what the token's secret values
  * depend on (for most schemes the last context_width tokens and the token;
  * for KGW SelfHash the min-hash anchor and the token). Pairs with the same
