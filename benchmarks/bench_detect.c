@@ -6,7 +6,8 @@
  * spread over threads by OpenMP (the way `tracemark detect --jsonl` spreads
  * lines), plus the normalisation and tokenizer stages alone so that the
  * end-to-end figure can be split into its parts. Each measurement repeats
- * passes over the documents until MIN_SECONDS have elapsed. One JSON line per
+ * passes over the documents until MIN_SECONDS (1 s, or BENCH_DETECT_SECONDS
+ * from the environment) have elapsed. One JSON line per
  * measurement on stdout; nothing is asserted (DESIGN.md: speed is measured
  * here, never asserted in a test). BENCH_DETECT_ONLY=tokens|text|stages in
  * the environment runs one kind of measurement alone, for a profiler. */
@@ -21,7 +22,7 @@
 #include <string.h>
 
 enum { DOC_BYTES = 1000 };
-static const double MIN_SECONDS = 1.0;
+static double MIN_SECONDS = 1.0; /* BENCH_DETECT_SECONDS overrides it (benchmarks/run.sh --quick) */
 
 typedef struct {
     const char **text;
@@ -102,15 +103,20 @@ static size_t do_work(const work_context *c, work_kind kind, size_t i) {
 /* Units (tokens or bytes) per second; *units_done and *docs_done report the totals. */
 static double measure(const work_context *c, work_kind kind, int threads, size_t *units_done, size_t *docs_done) {
     size_t units = 0, done = 0, next = 0, n = c->docs->n;
-    enum { BATCH = 32 };
+    /* Batches start at one document per thread and double up to 32 per thread, so that a
+     * slow scheme (EXP-edit's alignment test takes ~1 s a document) stops near MIN_SECONDS
+     * instead of after 32 documents per thread. */
+    enum { MAX_BATCH = 32 };
+    size_t batch = 1;
     double start = now(), elapsed = 0;
     while (elapsed < MIN_SECONDS) {
-        size_t batch_units = 0;
+        size_t batch_units = 0, size = batch * (size_t)threads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : batch_units)
-        for (size_t b = 0; b < BATCH * (size_t)threads; b++) batch_units += do_work(c, kind, (next + b) % n);
+        for (size_t b = 0; b < size; b++) batch_units += do_work(c, kind, (next + b) % n);
         units += batch_units;
-        done += BATCH * (size_t)threads;
-        next = (next + BATCH * (size_t)threads) % n;
+        done += size;
+        next = (next + size) % n;
+        if (batch < MAX_BATCH) batch *= 2;
         elapsed = now() - start;
     }
     *units_done = units;
@@ -163,6 +169,8 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"corpus\",\"file\":\"%s\",\"documents\":%zu,\"bytes\":%zu,\"tokens\":%zu,\"tokenizer_vocab\":%d}\n",
            argv[2], docs.n, docs.bytes, docs.tokens, tm_tokenizer_vocab_size(tokenizer));
 
+    const char *seconds = getenv("BENCH_DETECT_SECONDS");
+    if (seconds && atof(seconds) > 0) MIN_SECONDS = atof(seconds);
     const char *only = getenv("BENCH_DETECT_ONLY");
     bool run_stages = !only || !strcmp(only, "stages"), run_tokens = !only || !strcmp(only, "tokens"),
          run_text = !only || !strcmp(only, "text");
@@ -190,21 +198,23 @@ int main(int argc, char **argv) {
         tm_wm_config_describe(&config, parameters, sizeof parameters);
         work_context c = base;
         c.detector = detector;
+        const char *file = strrchr(argv[s], '/') ? strrchr(argv[s], '/') + 1 : argv[s];
         for (int t = 0; t < n_threads; t++) {
             int threads = thread_counts[t];
             size_t units, done;
             if (run_tokens) {
                 double rate = measure(&c, WORK_TOKENS, threads, &units, &done);
-                printf("{\"bench\":\"detect_tokens\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
+                printf("{\"bench\":\"detect_tokens\",\"config\":\"%s\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
                        "\"documents\":%zu,\"tokens\":%zu,\"tokens_per_s\":%.0f,\"tokens_per_s_per_thread\":%.0f}\n",
-                       tm_wm_kind_name(config.kind), parameters, threads, done, units, rate, rate / threads);
+                       file, tm_wm_kind_name(config.kind), parameters, threads, done, units, rate, rate / threads);
                 fflush(stdout);
             }
             if (run_text) {
                 double rate = measure(&c, WORK_TEXT, threads, &units, &done);
-                printf("{\"bench\":\"detect_text\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
+                printf("{\"bench\":\"detect_text\",\"config\":\"%s\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"threads\":%d,"
                        "\"documents\":%zu,\"bytes\":%zu,\"mb_per_s\":%.3f,\"mb_per_s_per_thread\":%.3f}\n",
-                       tm_wm_kind_name(config.kind), parameters, threads, done, units, rate / 1e6, rate / 1e6 / threads);
+                       file, tm_wm_kind_name(config.kind), parameters, threads, done, units, rate / 1e6,
+                       rate / 1e6 / threads);
                 fflush(stdout);
             }
         }

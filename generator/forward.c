@@ -205,17 +205,14 @@ static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
         const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
         for (int32_t t = 0; t < length; t++) {
             const float *key = keys + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            float dot = 0;
-            for (int32_t j = 0; j < hd; j++) dot += q[j] * key[j];
-            scores[t] = dot * scale;
+            scores[t] = tm_kernel_dot(q, key, hd) * scale;
         }
         tm_kernel_softmax(scores, length);
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int32_t t = 0; t < length; t++) {
             const float *value = values + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            float a = scores[t];
-            for (int32_t j = 0; j < hd; j++) out[j] += a * value[j];
+            tm_kernel_axpy(out, scores[t], value, hd);
         }
     }
 }

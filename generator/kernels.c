@@ -1,8 +1,9 @@
 /* The numeric kernels of the forward pass. Decode is memory-bound, so the
- * matrix-vector products are hand-written (AVX2/FMA/F16C when the CPU has
- * them, chosen at run time, with a portable fallback; the quantized ones live
- * in quant.c) and split over threads by rows; batched prompt products go
- * through OpenBLAS sgemm. These functions trust their callers (the forward
+ * matrix-vector products are hand-written (AVX-512 or AVX2/FMA/F16C when
+ * the CPU has them, chosen at run time, with a portable fallback; the
+ * quantized ones live in quant.c) and split over threads by rows, as are
+ * attention's dot and axpy loops; batched prompt products go through
+ * OpenBLAS sgemm. These functions trust their callers (the forward
  * pass checked every shape at load time). */
 #include "kernels.h"
 
@@ -262,6 +263,40 @@ __attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w,
     if (r < row_end) matvec_f32_avx2(w, x, y, r, row_end, cols);
 }
 
+/* F16 weights: four rows per pass, 32 halves (one cache line) per row per
+ * step. Rows of a few kilobytes are short streams for the hardware
+ * prefetcher, so the group PREFETCH_GROUPS groups ahead is prefetched line by
+ * line (measured on Zen 4: the kernel without it read at under half the F32
+ * kernel's speed). */
+enum { PREFETCH_GROUPS = 4 };
+
+__attribute__((target("avx512f,f16c,avx2,fma"))) static void matvec_f16_avx512(const uint16_t *w, const float *x,
+                                                                              float *y, int64_t row_begin,
+                                                                              int64_t row_end, int64_t cols) {
+    int64_t r = row_begin;
+    size_t ahead = (size_t)(PREFETCH_GROUPS * 4 * cols);
+    for (; r + 4 <= row_end; r += 4) {
+        const uint16_t *row[4] = {w + r * cols, w + (r + 1) * cols, w + (r + 2) * cols, w + (r + 3) * cols};
+        __m512 a[4], b[4];
+        for (int k = 0; k < 4; k++) a[k] = b[k] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= cols; i += 32) {
+            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+            for (int k = 0; k < 4; k++) {
+                _mm_prefetch((const char *)(row[k] + i + ahead), _MM_HINT_T0);
+                a[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row[k] + i))), x0, a[k]);
+                b[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row[k] + i + 16))), x1, b[k]);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a[k], b[k]));
+            for (int64_t j = i; j < cols; j++) s += _cvtsh_ss(row[k][j]) * x[j];
+            y[r + k] = s;
+        }
+    }
+    if (r < row_end) matvec_f16_avx2(w, x, y, r, row_end, cols);
+}
+
 static bool cpu_has_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -295,7 +330,11 @@ static void matvec_rows(const tm_tensor *w, const void *prepared, float *y, int6
             else matvec_f32_avx2(w->data, x, y, begin, end, cols);
             return;
         }
-        if (w->type == TM_GGML_F16) { matvec_f16_avx2(w->data, x, y, begin, end, cols); return; }
+        if (w->type == TM_GGML_F16) {
+            if (cpu_has_avx512()) matvec_f16_avx512(w->data, x, y, begin, end, cols);
+            else matvec_f16_avx2(w->data, x, y, begin, end, cols);
+            return;
+        }
     }
 #endif
     for (int64_t r = begin; r < end; r++) {
@@ -303,6 +342,45 @@ static void matvec_rows(const tm_tensor *w, const void *prepared, float *y, int6
         else if (w->type == TM_GGML_F16) y[r] = dot_f16_portable((const uint16_t *)w->data + r * cols, x, cols);
         else y[r] = dot_bf16((const uint16_t *)w->data + r * cols, x, cols);
     }
+}
+
+#ifdef TM_X86
+__attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = horizontal_sum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_f32_avx2(float *y, float a, const float *x, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+float tm_kernel_dot(const float *a, const float *b, int64_t n) {
+#ifdef TM_X86
+    if (cpu_has_avx2()) return dot_f32_avx2(a, b, n);
+#endif
+    return dot_f32_portable(a, b, n);
+}
+
+void tm_kernel_axpy(float *y, float a, const float *x, int64_t n) {
+#ifdef TM_X86
+    if (cpu_has_avx2()) {
+        axpy_f32_avx2(y, a, x, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 /* Below this many weights a matrix is multiplied on one thread: the fork and

@@ -44,6 +44,10 @@ size_t tm_kernel_matmul_scratch(int64_t cols);
  * activations in the batched product). */
 void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n);
 
+/* Attention's inner loops: a . b over n floats, and y += a * x. */
+float tm_kernel_dot(const float *a, const float *b, int64_t n);
+void tm_kernel_axpy(float *y, float a, const float *x, int64_t n);
+
 void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 void tm_kernel_softmax(float *x, int64_t n);
 /* out[i] = silu(gate[i]) * up[i] */

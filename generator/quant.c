@@ -1,9 +1,9 @@
 /* llama.cpp's block-quantized weights: dequantization bit-exact with ggml's
  * dequantize_row_* (the same float operations in the same order, never fused
  * into FMAs), activation quantization with llama.cpp's rounding, and the
- * quantized dot products of the decode path, hand-written for AVX2 (decode
- * is memory-bound and no packaged library does these formats) with portable
- * versions chosen at run time. Blocks are read byte by byte from the mapped
+ * quantized dot products of the decode path, hand-written for AVX-VNNI,
+ * AVX512-VNNI and AVX2 (decode is memory-bound and no packaged library does
+ * these formats) with portable versions, chosen at run time. Blocks are read byte by byte from the mapped
  * file: nothing here assumes the file aligned them, and nothing here checks
  * shapes (model.c did at load time). */
 #include "quant.h"
@@ -635,16 +635,293 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
     return hsum_ps(acc) - offsets;
 }
 
-static bool cpu_has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-                 getenv("TM_NO_AVX2") == NULL;
+/* ---- VNNI dot products ------------------------------------------------------ */
+/* vpdpbusd multiplies 32 unsigned by 32 signed bytes and adds each group of
+ * four products into an int32 lane: one instruction for AVX2's
+ * maddubs + madd + add. vpdpwssd does the same for pairs of int16, which
+ * applies the K types' sub-block scales in the same step as the sum. The
+ * kernels are written once and compiled twice, for AVX-VNNI (VEX) and for
+ * AVX512-VNNI with AVX512VL (EVEX): the same 256-bit instructions in two
+ * encodings, because CPUs have either one, the other or both.
+ *
+ * Several rows go through one pass over the activations, so each activation
+ * block (and what is derived from it) is loaded once per group of rows. A
+ * group that runs past the last row repeats that row and drops the extra
+ * results, so every row's arithmetic is the same wherever a thread's share
+ * of the rows begins or ends (1 and 2 threads give the same bits).
+ *
+ * Signed weights (Q8_0) are made unsigned by flipping their sign bit, which
+ * adds 128 to each; the 128 * sum(x) this adds is taken off by starting the
+ * int32 accumulator at -128 * sum(x). Q4_0's nibbles are used as they are
+ * (0..15) with the accumulator starting at -8 * sum(x). Each block's integer
+ * sum is exact, so only the float accumulation of the scaled block sums can
+ * round differently from the portable path. */
+
+#define VNNI_ROWS 4 /* rows per pass of the 32-element block kernels */
+#define VNNI_K_ROWS 2 /* rows per pass of the K kernels */
+/* A group's rows are short streams (a few hundred bytes each) that the
+ * hardware prefetcher barely learns before they end, so the kernels
+ * prefetch the same blocks this many groups ahead (measured best on Zen 4:
+ * without it the 4-row Q8_0 kernel ran at a third of memory speed). */
+#define PREFETCH_GROUPS 4
+#define PREFETCH_K_GROUPS 8
+
+static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* Row pointers of a group starting at row r, padded by repeating the last row. */
+static inline void group_rows(const uint8_t **p, int count, const uint8_t *w, size_t row_bytes, int64_t r,
+                              int64_t end) {
+    for (int k = 0; k < count; k++) {
+        int64_t row = r + k < end ? r + k : end - 1;
+        p[k] = w + (size_t)row * row_bytes;
     }
-    return cached == 1;
 }
+
+/* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block on 32-bit
+ * words: scales[0..7] land in bytes 0..7 and mins[0..7] in bytes 8..15. */
+static inline __m128i k4_scales_mins(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    uint32_t mins_low = u[1] & 0x3f3f3f3fu;
+    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    u[2] = mins_low;
+    u[0] &= 0x3f3f3f3fu;
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
+#define DEFINE_VNNI_KERNELS(SUFFIX, TARGET, DPBUSD, DPWSSD)                                                          \
+    /* Integer block sums of VNNI_ROWS rows -> [row0..row3] as 4 int32. */                                            \
+    TARGET static inline __m128i row_sums_##SUFFIX(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {                  \
+        __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));                          \
+        return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));                              \
+    }                                                                                                                 \
+    /* F16 scales of one block of each of VNNI_ROWS rows, times the activations' scale. */                            \
+    TARGET static inline __m128 row_scales_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                     \
+        __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
+                                   (short)u16_at(p[3] + o), 0, 0, 0, 0);                                              \
+        return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));                                                          \
+    }                                                                                                                 \
+    TARGET static void matvec_q8_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
+                                           int64_t begin, int64_t end, int64_t nb) {                                 \
+        const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
+        for (int64_t r = begin; r < end; r += VNNI_ROWS) {                                                            \
+            const uint8_t *p[VNNI_ROWS];                                                                              \
+            group_rows(p, VNNI_ROWS, w, row_bytes, r, end);                                                           \
+            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
+            __m128 acc = _mm_setzero_ps();                                                                            \
+            for (int64_t i = 0; i < nb; i++) {                                                                        \
+                size_t o = (size_t)i * Q8_0_BYTES;                                                                    \
+                __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
+                __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-128 * a[i].sum));                          \
+                __m256i s[VNNI_ROWS];                                                                                 \
+                for (int k = 0; k < VNNI_ROWS; k++) _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0); \
+                for (int k = 0; k < VNNI_ROWS; k++)                                                                   \
+                    s[k] = DPBUSD(start, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p[k] + o + 2)), flip), \
+                                  x);                                                                                 \
+                __m128i sums = row_sums_##SUFFIX(s[0], s[1], s[2], s[3]);                                             \
+                acc = _mm_fmadd_ps(row_scales_##SUFFIX(p, o, a[i].d), _mm_cvtepi32_ps(sums), acc);                    \
+            }                                                                                                         \
+            float out[4];                                                                                             \
+            _mm_storeu_ps(out, acc);                                                                                  \
+            for (int k = 0; k < VNNI_ROWS && r + k < end; k++) y[r + k] = out[k];                                     \
+        }                                                                                                             \
+    }                                                                                                                 \
+    TARGET static void matvec_q4_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
+                                           int64_t begin, int64_t end, int64_t nb) {                                 \
+        const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
+        for (int64_t r = begin; r < end; r += VNNI_ROWS) {                                                            \
+            const uint8_t *p[VNNI_ROWS];                                                                              \
+            group_rows(p, VNNI_ROWS, w, row_bytes, r, end);                                                           \
+            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
+            __m128 acc = _mm_setzero_ps();                                                                            \
+            for (int64_t i = 0; i < nb; i++) {                                                                        \
+                size_t o = (size_t)i * Q4_0_BYTES;                                                                    \
+                __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
+                __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));                            \
+                __m256i s[VNNI_ROWS];                                                                                 \
+                for (int k = 0; k < VNNI_ROWS; k++) {                                                                 \
+                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                             \
+                    __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));                                     \
+                    __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);                     \
+                    s[k] = DPBUSD(start, n, x);                                                                       \
+                }                                                                                                     \
+                __m128i sums = row_sums_##SUFFIX(s[0], s[1], s[2], s[3]);                                             \
+                acc = _mm_fmadd_ps(row_scales_##SUFFIX(p, o, a[i].d), _mm_cvtepi32_ps(sums), acc);                    \
+            }                                                                                                         \
+            float out[4];                                                                                             \
+            _mm_storeu_ps(out, acc);                                                                                  \
+            for (int k = 0; k < VNNI_ROWS && r + k < end; k++) y[r + k] = out[k];                                     \
+        }                                                                                                             \
+    }                                                                                                                 \
+    /* Q4_K: per super-block the 8 scales and mins are unpacked in vector form; the                                  \
+     * nibbles times the activations (maddubs, < 2^15) meet their sub-block's scale in                               \
+     * vpdpwssd; the mins meet the activations' pair sums of bsums in one madd. */                                    \
+    TARGET static void matvec_q4_k_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,      \
+                                           int64_t begin, int64_t end, int64_t nb) {                                 \
+        const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
+        for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
+            const uint8_t *p[VNNI_K_ROWS];                                                                            \
+            group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);                                                         \
+            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;                                               \
+            __m256 acc[VNNI_K_ROWS];                                                                                  \
+            __m128 mins_acc[VNNI_K_ROWS];                                                                             \
+            for (int k = 0; k < VNNI_K_ROWS; k++) {                                                                   \
+                acc[k] = _mm256_setzero_ps();                                                                         \
+                mins_acc[k] = _mm_setzero_ps();                                                                       \
+            }                                                                                                         \
+            for (int64_t i = 0; i < nb; i++) {                                                                        \
+                size_t o = (size_t)i * Q4_K_BYTES;                                                                    \
+                const int8_t *x = a[i].qs;                                                                            \
+                __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),                          \
+                                               _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));                   \
+                for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
+                    const uint8_t *b = p[k] + o;                                                                      \
+                    for (int line = 0; line < Q4_K_BYTES; line += 64)                                                 \
+                        _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
+                    __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));                                \
+                    __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);                   \
+                    mins_acc[k] = _mm_fmadd_ps(_mm_set1_ps(half_fast(b + 2) * a[i].d), _mm_cvtepi32_ps(mins),         \
+                                               mins_acc[k]);                                                          \
+                    __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));                \
+                    __m256i sumi = _mm256_setzero_si256();                                                            \
+                    for (int j = 0; j < 4; j++) {                                                                     \
+                        __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * j));                       \
+                        __m256i lo = _mm256_and_si256(bytes, low);                                                    \
+                        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);                              \
+                        __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));   \
+                        __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));   \
+                        sumi = DPWSSD(sumi,                                                                           \
+                                      _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x + 64 * j))),    \
+                                      slo);                                                                           \
+                        sumi = DPWSSD(                                                                                \
+                            sumi, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * j + 32))),   \
+                            shi);                                                                                     \
+                    }                                                                                                 \
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi),         \
+                                             acc[k]);                                                                 \
+                }                                                                                                     \
+            }                                                                                                         \
+            for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) {                                                    \
+                __m128 m = _mm_add_ps(mins_acc[k], _mm_movehl_ps(mins_acc[k], mins_acc[k]));                          \
+                m = _mm_add_ss(m, _mm_movehdup_ps(m));                                                                \
+                y[r + k] = hsum_ps(acc[k]) - _mm_cvtss_f32(m);                                                        \
+            }                                                                                                         \
+        }                                                                                                             \
+    }                                                                                                                 \
+    /* Q6_K: quants taken unsigned (0..63); the offset of 32 comes off in integers                                   \
+     * through the scales times the activations' 16-element sums. */                                                  \
+    TARGET static void matvec_q6_k_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,      \
+                                           int64_t begin, int64_t end, int64_t nb) {                                 \
+        const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);                                     \
+        for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
+            const uint8_t *p[VNNI_K_ROWS];                                                                            \
+            group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);                                                         \
+            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;                                               \
+            __m256 acc[VNNI_K_ROWS];                                                                                  \
+            for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();                                       \
+            for (int64_t i = 0; i < nb; i++) {                                                                        \
+                size_t o = (size_t)i * Q6_K_BYTES;                                                                    \
+                __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);                                      \
+                for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
+                    const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;                                              \
+                    for (int line = 0; line < Q6_K_BYTES; line += 64)                                                 \
+                        _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
+                    const int8_t *x = a[i].qs;                                                                        \
+                    __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));             \
+                    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),                                           \
+                                                    _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));        \
+                    for (int n = 0; n < 2; n++, ql += 64, qh += 32, x += 128) {                                       \
+                        __m256i scales = _mm256_broadcastsi128_si256(n ? _mm256_extracti128_si256(scales16, 1)        \
+                                                                       : _mm256_castsi256_si128(scales16));           \
+                        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);                                         \
+                        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));                                  \
+                        __m256i h = _mm256_loadu_si256((const __m256i *)qh);                                          \
+                        __m256i q[4];                                                                                 \
+                        q[0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two)); \
+                        q[1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two)); \
+                        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two)); \
+                        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),                       \
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), two));                       \
+                        for (int g = 0; g < 4; g++) {                                                                 \
+                            /* elements 0..15 take scale 2g of this half, 16..31 scale 2g+1 */                        \
+                            __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * g)),             \
+                                                            _mm_set1_epi16((short)(0x0100 + 0x0404 * g)));            \
+                            __m256i prod = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(x + 32 * g))); \
+                            sumi = DPWSSD(sumi, prod, _mm256_shuffle_epi8(scales, pick));                             \
+                        }                                                                                             \
+                    }                                                                                                 \
+                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b + 208) * a[i].d), _mm256_cvtepi32_ps(sumi),   \
+                                             acc[k]);                                                                 \
+                }                                                                                                     \
+            }                                                                                                         \
+            for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]);                          \
+        }                                                                                                             \
+    }                                                                                                                 \
+    /* True when this path has a kernel for the type (the others take AVX2's). */                                    \
+    static bool matvec_##SUFFIX(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y,          \
+                                int64_t begin, int64_t end, int64_t nb) {                                             \
+        switch (type) {                                                                                               \
+        case TM_GGML_Q8_0: matvec_q8_0_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q4_0: matvec_q4_0_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q4_K: matvec_q4_k_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q6_K: matvec_q6_k_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
+        default: return false;                                                                                        \
+        }                                                                                                             \
+    }
+
+#define AVX_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define AVX512_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+DEFINE_VNNI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpbusd_avx_epi32, _mm256_dpwssd_avx_epi32)
+DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_dpwssd_epi32)
 #endif
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static bool cpu_supports_path(tm_quant_path path) {
+    if (path == TM_QUANT_PATH_PORTABLE) return true;
+#ifdef TM_X86
+    __builtin_cpu_init();
+    if (getenv("TM_NO_AVX2")) return false;
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (path == TM_QUANT_PATH_AVX2) return avx2;
+    if (getenv("TM_NO_VNNI")) return false;
+    if (path == TM_QUANT_PATH_AVX_VNNI) return avx2 && __builtin_cpu_supports("avxvnni");
+    if (path == TM_QUANT_PATH_AVX512_VNNI)
+        return avx2 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw");
+#endif
+    return false;
+}
+
+static int supported_paths = -1; /* bit p set when path p is supported */
+static int forced_path = -1;
+
+bool tm_quant_path_supported(tm_quant_path path) {
+    if (supported_paths < 0) {
+        int bits = 0;
+        for (int p = 0; p < TM_QUANT_PATH_COUNT; p++)
+            if (cpu_supports_path((tm_quant_path)p)) bits |= 1 << p;
+        supported_paths = bits;
+    }
+    return path < TM_QUANT_PATH_COUNT && (supported_paths >> path & 1);
+}
+
+void tm_quant_force_path(tm_quant_path path) { forced_path = path < TM_QUANT_PATH_COUNT ? (int)path : -1; }
+
+/* AVX-VNNI before AVX512-VNNI when a CPU has both: the same instructions,
+ * and the VEX encoding is shorter. */
+static tm_quant_path current_path(void) {
+    static int best = -1;
+    if (forced_path >= 0) return (tm_quant_path)forced_path;
+    if (best < 0) {
+        best = TM_QUANT_PATH_PORTABLE;
+        tm_quant_path order[] = {TM_QUANT_PATH_AVX2, TM_QUANT_PATH_AVX512_VNNI, TM_QUANT_PATH_AVX_VNNI};
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+            if (tm_quant_path_supported(order[i])) best = order[i];
+    }
+    return (tm_quant_path)best;
+}
 
 void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
                           int64_t cols) {
@@ -652,7 +929,10 @@ void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y
     int64_t nb = cols / (int64_t)tm_ggml_block_elements(type);
     const uint8_t *rows = w;
 #ifdef TM_X86
-    if (cpu_has_avx2()) {
+    tm_quant_path path = current_path();
+    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
+    if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
+    if (path != TM_QUANT_PATH_PORTABLE) {
         float (*dot32)(const uint8_t *, const tm_q8_block *, int64_t) = NULL;
         float (*dot256)(const uint8_t *, const tm_q8k_block *, int64_t) = NULL;
         switch (type) {

@@ -53,6 +53,24 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
 void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
                           int64_t cols);
 
+/* The instruction-set paths of the quantized dot products, best last. Every
+ * path gives the portable path's results up to float rounding order. */
+typedef enum {
+    TM_QUANT_PATH_PORTABLE,
+    TM_QUANT_PATH_AVX2,       /* AVX2/FMA/F16C: maddubs + madd */
+    TM_QUANT_PATH_AVX_VNNI,   /* AVX-VNNI (VEX vpdpbusd/vpdpwssd on 256 bits) */
+    TM_QUANT_PATH_AVX512_VNNI, /* AVX512-VNNI + AVX512VL (EVEX, 256 bits) */
+    TM_QUANT_PATH_COUNT
+} tm_quant_path;
+
+/* True when this CPU can run the path (TM_NO_AVX2 in the environment turns
+ * off every vectorised path, TM_NO_VNNI the VNNI ones). */
+bool tm_quant_path_supported(tm_quant_path path);
+
+/* For the tests: make tm_quant_matvec_rows take this path (which must be
+ * supported), or the best supported one again after TM_QUANT_PATH_COUNT. */
+void tm_quant_force_path(tm_quant_path path);
+
 /* The portable dot product of one row with quantized activations (for the
  * tests: the vectorised kernels must agree with it). */
 float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols);

@@ -1,7 +1,8 @@
 /* The forward pass's kernels against definitions computed independently in
  * the test: IEEE half and bfloat16 conversions against their bit-level
  * definitions, matrix-vector and batched products against a double-precision
- * reference for F32, F16 and BF16 weights at awkward sizes, on 1 and 2 threads. */
+ * reference for F32, F16 and BF16 weights at awkward sizes, on 1 and 2 threads,
+ * and attention's dot product and axpy at every length up to 70. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -157,4 +158,20 @@ Test(kernels, rmsnorm_softmax_and_swiglu_follow_their_formulas) {
     float gate[3] = {-2, 0, 3}, up[3] = {1, 2, -1}, g[3];
     tm_kernel_swiglu(g, gate, up, 3);
     for (int i = 0; i < 3; i++) cr_assert_float_eq(g[i], gate[i] / (1 + exp(-gate[i])) * up[i], 1e-6);
+}
+
+Test(kernels, attention_dot_and_axpy_match_a_double_precision_reference) {
+    for (int64_t n = 0; n <= 70; n++) {
+        float a[70], b[70], y[70];
+        double expected = 0;
+        for (int64_t i = 0; i < n; i++) {
+            a[i] = (float)sin((double)i * 1.3);
+            b[i] = (float)cos((double)i * 0.7);
+            y[i] = (float)i;
+            expected += (double)a[i] * b[i];
+        }
+        cr_assert_leq(fabs(tm_kernel_dot(a, b, n) - expected), 1e-5, "dot of %lld", (long long)n);
+        tm_kernel_axpy(y, 0.5f, a, n);
+        for (int64_t i = 0; i < n; i++) cr_assert_float_eq(y[i], (double)i + 0.5 * a[i], 1e-5, "axpy %lld", (long long)i);
+    }
 }

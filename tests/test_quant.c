@@ -2,7 +2,8 @@
  * llama.cpp's quantizer is bit-exact with ggml's own (tests/quant_vectors.h),
  * activation quantization gives llama.cpp's bytes, the vectorised and
  * portable dot products agree with a double-precision sum over the
- * dequantized operands, and whole models quantized by llama.cpp (Q8_0 and
+ * dequantized operands, every instruction-set path the CPU has agrees with
+ * the portable one, and whole models quantized by llama.cpp (Q8_0 and
  * Q4_K_M, tests/data/, made from one random synthetic model) give llama.cpp's
  * logits within tolerance. */
 #include <criterion/criterion.h>
@@ -238,6 +239,62 @@ Test(quant, dot_products_match_a_double_precision_reference) { check_all_shapes(
 Test(quant, portable_dot_products_match_a_double_precision_reference) {
     setenv("TM_NO_AVX2", "1", 1);
     check_all_shapes();
+}
+
+/* Every instruction-set path this CPU has (forced through the dispatcher's
+ * hook) agrees with the portable dot product up to float rounding order, and
+ * a row's result does not depend on where a thread's share of rows begins. */
+Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
+    static const char *path_names[] = {"portable", "AVX2", "AVX-VNNI", "AVX512-VNNI"};
+    int64_t shapes[][2] = {{1, 256}, {5, 256}, {37, 512}, {300, 768}, {9, 2048}};
+    int paths_run = 0;
+    for (int p = 0; p < TM_QUANT_PATH_COUNT; p++) paths_run += tm_quant_path_supported((tm_quant_path)p);
+    cr_log_info("dispatch paths on this CPU: %d", paths_run);
+    cr_assert(tm_quant_path_supported(TM_QUANT_PATH_PORTABLE));
+    for (size_t v = 0; v < N_VECTORS; v++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t type = vectors[v].type;
+            int64_t rows = shapes[s][0], cols = shapes[s][1];
+            if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
+            uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 13 + cols + v));
+            size_t row_bytes = tm_quant_row_bytes(type, cols);
+            float *x = malloc(sizeof(float) * (size_t)cols);
+            for (int64_t i = 0; i < cols; i++) x[i] = (float)(cos((double)i * 0.77 + (double)s) * (1 + i % 7));
+            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
+            tm_kernel_prepare_activations(type, x, cols, xq);
+            float *whole = malloc(sizeof(float) * (size_t)rows), *split = malloc(sizeof(float) * (size_t)rows);
+            for (int p = 0; p < TM_QUANT_PATH_COUNT; p++) {
+                if (!tm_quant_path_supported((tm_quant_path)p)) continue;
+                tm_quant_force_path((tm_quant_path)p);
+                tm_quant_matvec_rows(type, w, xq, whole, 0, rows, cols);
+                int64_t cut = rows > 3 ? 3 : rows; /* a share that ends inside a group of rows */
+                tm_quant_matvec_rows(type, w, xq, split, 0, cut, cols);
+                tm_quant_matvec_rows(type, w, xq, split, cut, rows, cols);
+                for (int64_t r = 0; r < rows; r++) {
+                    const uint8_t *row = w + (size_t)r * row_bytes;
+                    float portable = tm_quant_dot_portable(type, row, xq, cols);
+                    /* The size of the terms bounds what rounding order can change. */
+                    tm_tensor t = {.type = type, .data = w, .rows = rows, .cols = cols};
+                    float *deq = malloc(sizeof(float) * (size_t)cols);
+                    tm_kernel_dequantize_row(&t, r, deq);
+                    double xd[2048], scale = 0;
+                    dequantized_activations(type, xq, cols, xd);
+                    for (int64_t i = 0; i < cols; i++) scale += fabs((double)deq[i] * xd[i]);
+                    free(deq);
+                    cr_assert_leq(fabs((double)whole[r] - portable), 1e-5 * scale + 1e-6,
+                                  "%s %lldx%lld row %lld: %s %.9g, portable %.9g", vectors[v].name, (long long)rows,
+                                  (long long)cols, (long long)r, path_names[p], (double)whole[r], (double)portable);
+                    cr_assert_eq(bits_of(whole[r]), bits_of(split[r]), "%s %s row %lld depends on the split",
+                                 vectors[v].name, path_names[p], (long long)r);
+                }
+            }
+            tm_quant_force_path(TM_QUANT_PATH_COUNT);
+            free(split);
+            free(whole);
+            free(xq);
+            free(x);
+            free(w);
+        }
 }
 
 /* ---- whole models ------------------------------------------------------------ */
