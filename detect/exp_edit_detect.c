@@ -199,15 +199,7 @@ static tm_status load_null(aligner *a, size_t lane, const tm_wm_config *config, 
 
 /* ---- the alignment ------------------------------------------------------------------- */
 
-/* d_gamma of y = tokens[start .. start + k) against every substring of the
- * extended key at once, for every lane. With D[i][r] the least cost of
- * aligning y[0..i) with a key substring ending at row r, the recurrence is
- * D[0][r] = 0 (any start), D[i][0] = i gamma,
- * D[i][r] = min(D[i-1][r-1] + d(y_i, r-1), D[i-1][r] + gamma, D[i][r-1] + gamma),
- * and the block's value is min_r D[k][r] (any end). It is stored as
- * E[i][r] = D[i][r] - r gamma, which turns the within-row term into a plain
- * running minimum, the one dependency chain of the loop. */
-/* One row of the recurrence over every column, for every lane: with
+/* One row of align_block's recurrence (below) over every column, for every lane: with
  * pair(r) the cost of the token against key row (r - 1) mod n,
  * E[i][r] = min(E[i-1][r-1] + pair(r) - gamma, E[i-1][r] + gamma, E[i][r-1]).
  * ITS passes eta (the token's value per lane) and costs = u per row; EXP

@@ -193,22 +193,15 @@ static size_t encode_utf8(uint32_t cp, uint8_t out[4]) {
 /* ---- decoding ------------------------------------------------------------ */
 
 /* Decode one non-ASCII character at p (left > 0 bytes). Returns its length,
- * or 0 when the bytes are not valid UTF-8 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF, no truncation). */
+ * or 0 when the bytes are not valid UTF-8 (as tm_utf8_valid_prefix judges
+ * them: no overlongs, no surrogates, nothing above U+10FFFF, no truncation). */
 static inline size_t decode_utf8(const uint8_t *p, size_t left, uint32_t *cp) {
-    uint8_t c = p[0];
-    size_t n;
-    uint32_t value, minimum;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; value = c & 0x1Fu; minimum = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { n = 3; value = c & 0x0Fu; minimum = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; value = c & 0x07u; minimum = 0x10000; }
-    else return 0;
-    if (left < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        value = (value << 6) | (p[i] & 0x3Fu);
-    }
-    if (value < minimum || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
+    size_t n = (size_t)tm_utf8_sequence_length(p[0]);
+    if (n > left) return 0;
+    if (tm_utf8_valid_prefix((const char *)p, n) != n) return 0;
+    static const uint8_t lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint32_t value = p[0] & lead_mask[n];
+    for (size_t i = 1; i < n; i++) value = (value << 6) | (p[i] & 0x3Fu);
     *cp = value;
     return n;
 }
@@ -806,11 +799,4 @@ fail:
     free(z->scratch_offsets);
     free(z);
     return s;
-}
-
-size_t tm_utf8_count_chars(const char *text, size_t bytes) {
-    if (!text) return 0;
-    size_t count = 0;
-    for (size_t i = 0; i < bytes; i++) count += ((uint8_t)text[i] & 0xC0) != 0x80;
-    return count;
 }

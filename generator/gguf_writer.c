@@ -81,6 +81,7 @@ static void bytes_append(bytes *b, const void *data, size_t size) {
 
 static void put_le(bytes *b, uint64_t v, unsigned n) {
     uint8_t tmp[8];
+    if (n > sizeof tmp) n = sizeof tmp; /* never true; tells GCC 12 under UBSan that tmp is not overrun */
     for (unsigned i = 0; i < n; i++) tmp[i] = (uint8_t)(v >> (8 * i));
     bytes_append(b, tmp, n);
 }

@@ -74,32 +74,13 @@ static const char SPACE_MARK[3] = {'\xE2', '\x96', '\x81'}; /* U+2581 */
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Eight bytes at a time: pieces and words are short, and the encoder hashes
- * every candidate pair and every word. Only ever compared within one
- * process, so the byte order of the loads does not matter. */
-static uint64_t hash_bytes(const char *data, size_t size) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
-    for (; size >= 8; data += 8, size -= 8) {
-        uint64_t word;
-        memcpy(&word, data, 8);
-        h = (h ^ word) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
-    }
-    uint64_t tail = 0;
-    if (size) memcpy(&tail, data, size);
-    h = (h ^ tail) * 0xC4CEB9FE1A85EC53ull;
-    h ^= h >> 29;
-    h *= 0xFF51AFD7ED558CCDull;
-    return h ^ (h >> 32);
-}
-
 static size_t piece_size(const tm_tokenizer *t, int32_t id) {
     return t->offsets[id + 1] - t->offsets[id] - 1;
 }
 
 static int32_t lookup(const tm_tokenizer *t, const char *data, size_t size) {
     if (size > t->longest_piece) return -1;
-    uint64_t hash = hash_bytes(data, size);
+    uint64_t hash = tm_tokenizer_hash_bytes(data, size);
     uint32_t tag = (uint32_t)(hash >> 32);
     for (size_t slot = (size_t)hash & t->slot_mask;; slot = (slot + 1) & t->slot_mask) {
         piece_slot s = t->slots[slot];
@@ -122,33 +103,6 @@ static int parse_byte_piece(const char *data, size_t size) {
     int hi = hex_digit(data[3]), lo = hex_digit(data[4]);
     if (hi < 0 || lo < 0) return -1;
     return hi * 16 + lo;
-}
-
-/* Length of the longest valid UTF-8 prefix (RFC 3629, as tm_utf8_valid). */
-static size_t utf8_valid_prefix(const uint8_t *p, size_t size) {
-    size_t i = 0;
-    while (i < size) {
-        uint8_t c = p[i];
-        if (c < 0x80) { i++; continue; }
-        size_t n;
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return i;
-        if (size - i < n) return i;
-        if (p[i + 1] < lo || p[i + 1] > hi) return i;
-        for (size_t k = 2; k < n; k++)
-            if ((p[i + k] & 0xC0) != 0x80) return i;
-        i += n;
-    }
-    return size;
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -230,7 +184,7 @@ static tm_status tokenizer_build(tm_tokenizer **out, const vocab_entry *entries,
         /* Worst case of one push: a valid piece decodes to at most its size,
          * an invalid one to one U+FFFD (3 bytes) per byte. */
         size_t decoded = e->size;
-        if (utf8_valid_prefix((const uint8_t *)e->data, e->size) != e->size &&
+        if (tm_utf8_valid_prefix(e->data, e->size) != e->size &&
             !tm_mul_size(e->size, 3, &decoded)) {
             tm_tokenizer_free(t);
             return tm_error_set(err, TM_ERR_NOMEM, "token %zu is too long", i);
@@ -257,7 +211,7 @@ static tm_status tokenizer_build(tm_tokenizer **out, const vocab_entry *entries,
     for (size_t i = 0; i < n; i++) {
         const char *data = t->blob + t->offsets[i];
         size_t size = piece_size(t, (int32_t)i);
-        uint64_t hash = hash_bytes(data, size);
+        uint64_t hash = tm_tokenizer_hash_bytes(data, size);
         for (size_t slot = (size_t)hash & t->slot_mask;; slot = (slot + 1) & t->slot_mask) {
             int32_t id = t->slots[slot].id;
             if (id < 0 || (piece_size(t, id) == size && memcmp(t->blob + t->offsets[id], data, size) == 0)) {
@@ -735,7 +689,7 @@ static tm_status escape_text(const tm_tokenizer *t, const char *text, size_t siz
                              size_t *escaped_size, tm_error *err) {
     *escaped = NULL;
     *escaped_size = 0;
-    size_t valid = utf8_valid_prefix((const uint8_t *)text, size);
+    size_t valid = tm_utf8_valid_prefix(text, size);
     if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
     size_t spaces = 0;
     for (size_t i = 0; i < size; i++) spaces += text[i] == ' ';
@@ -922,7 +876,7 @@ static bool encode_segment(const tm_tokenizer *t, const char *text, size_t size,
 static bool encode_or_recall(const tm_tokenizer *t, const char *text, size_t size, word_cache *c, int32_t *out,
                              size_t *n_out) {
     if (size > CACHE_WORD_BYTES || !c->slots) return encode_segment(t, text, size, c, out, n_out);
-    uint64_t hash = hash_bytes(text, size);
+    uint64_t hash = tm_tokenizer_hash_bytes(text, size);
     uint32_t tag = (uint32_t)(hash >> 32);
     size_t slot = (size_t)hash & (CACHE_SLOTS - 1);
     for (cached_word *w; (w = &c->slots[slot])->size; slot = (slot + 1) & (CACHE_SLOTS - 1)) {

@@ -161,24 +161,6 @@ struct tm_bpe {
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* Eight bytes at a time; only ever compared within one process, so the byte
- * order of the loads does not matter. */
-static uint64_t hash_bytes(const char *data, size_t size) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
-    for (; size >= 8; data += 8, size -= 8) {
-        uint64_t word;
-        memcpy(&word, data, 8);
-        h = (h ^ word) * 0xFF51AFD7ED558CCDull;
-        h ^= h >> 32;
-    }
-    uint64_t tail = 0;
-    if (size) memcpy(&tail, data, size);
-    h = (h ^ tail) * 0xC4CEB9FE1A85EC53ull;
-    h ^= h >> 29;
-    h *= 0xFF51AFD7ED558CCDull;
-    return h ^ (h >> 32);
-}
-
 static uint64_t hash_pair(int32_t left, int32_t right) {
     uint64_t h = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
     h ^= h >> 33;
@@ -192,7 +174,7 @@ static size_t piece_size(const tm_bpe *b, int32_t id) { return b->offsets[id + 1
 
 static int32_t lookup(const tm_bpe *b, const char *data, size_t size) {
     if (size == 0 || size > b->longest_piece) return -1;
-    uint64_t hash = hash_bytes(data, size);
+    uint64_t hash = tm_tokenizer_hash_bytes(data, size);
     uint32_t tag = (uint32_t)(hash >> 32);
     for (size_t slot = (size_t)hash & b->slot_mask;; slot = (slot + 1) & b->slot_mask) {
         piece_slot s = b->slots[slot];
@@ -209,36 +191,6 @@ static const merge_slot *find_merge(const tm_bpe *b, int32_t left, int32_t right
         if (m->left < 0) return NULL;
         if (m->left == left && m->right == right) return m;
     }
-}
-
-/* Length of the longest valid UTF-8 prefix (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-static size_t utf8_valid_prefix(const uint8_t *p, size_t size) {
-    size_t i = 0;
-    while (i < size) {
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return i;
-        if (size - i < n || p[i + 1] < lo || p[i + 1] > hi) return i;
-        for (size_t k = 2; k < n; k++)
-            if ((p[i + k] & 0xC0) != 0x80) return i;
-        i += n;
-    }
-    return size;
 }
 
 /* The code point at p (valid UTF-8 assumed) and its length. */
@@ -355,7 +307,7 @@ static tm_status load_tokens(tm_bpe *b, const tm_gguf *gguf, tm_error *err) {
         if (size > MAX_PIECE_BYTES)
             return tm_error_set(err, TM_ERR_FORMAT, "tokenizer.ggml.tokens[%llu] is %llu bytes long, more than %d",
                                 (unsigned long long)i, (unsigned long long)size, MAX_PIECE_BYTES);
-        size_t valid = utf8_valid_prefix((const uint8_t *)item->as.string.data, (size_t)size);
+        size_t valid = tm_utf8_valid_prefix(item->as.string.data, (size_t)size);
         if (valid != size)
             return tm_error_set(err, TM_ERR_FORMAT, "tokenizer.ggml.tokens[%llu] is not valid UTF-8 at byte %zu",
                                 (unsigned long long)i, valid);
@@ -398,7 +350,7 @@ static tm_status load_tokens(tm_bpe *b, const tm_gguf *gguf, tm_error *err) {
         const char *data = b->blob + b->offsets[i];
         size_t size = piece_size(b, i);
         if (size == 0) continue;
-        uint64_t hash = hash_bytes(data, size);
+        uint64_t hash = tm_tokenizer_hash_bytes(data, size);
         for (size_t slot = (size_t)hash & b->slot_mask;; slot = (slot + 1) & b->slot_mask) {
             int32_t id = b->slots[slot].id;
             if (id < 0 || (piece_size(b, id) == size && memcmp(b->blob + b->offsets[id], data, size) == 0)) {
@@ -758,7 +710,7 @@ static bool cache_grow(encoder *e) {
         for (size_t i = 0; i <= e->cache_mask; i++) {
             cached_word w = e->cache[i];
             if (!w.text) continue;
-            size_t slot = (size_t)hash_bytes(w.text, w.size) & (n_slots - 1);
+            size_t slot = (size_t)tm_tokenizer_hash_bytes(w.text, w.size) & (n_slots - 1);
             while (slots[slot].text) slot = (slot + 1) & (n_slots - 1);
             slots[slot] = w;
         }
@@ -780,7 +732,7 @@ static tm_status encode_word(encoder *e, const char *text, size_t size) {
         if (!e->cache && !cache_grow(e)) cacheable = false;
     }
     if (cacheable) {
-        hash = hash_bytes(text, size);
+        hash = tm_tokenizer_hash_bytes(text, size);
         for (slot = (size_t)hash & e->cache_mask; e->cache[slot].text; slot = (slot + 1) & e->cache_mask) {
             const cached_word *w = &e->cache[slot];
             if (w->tag == (uint32_t)(hash >> 32) && w->size == size && memcmp(w->text, text, size) == 0) {
@@ -937,7 +889,7 @@ tm_status tm_bpe_encode(const tm_bpe *b, const char *text, size_t size, int32_t 
     if (!b || !ids || !n_ids || (!text && size)) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_bpe_encode: NULL argument");
     *ids = NULL;
     *n_ids = 0;
-    size_t valid = utf8_valid_prefix((const uint8_t *)text, size);
+    size_t valid = tm_utf8_valid_prefix(text, size);
     if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
     if (size == 0) return TM_OK;
     size_t capacity;

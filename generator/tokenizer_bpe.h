@@ -7,11 +7,35 @@
  * alphabet, and adjacent symbols are merged by the rank of their pair in
  * tokenizer.ggml.merges. No BOS is added and special tokens are not parsed:
  * the caller adds BOS. A built tm_bpe is only read, so threads may encode
- * with one at the same time. Nothing here prints or aborts. */
+ * with one at the same time. Nothing here prints or aborts. Also holds the
+ * byte hash both tokenizers key their piece tables and word caches with. */
 #ifndef TRACEMARK_GENERATOR_TOKENIZER_BPE_H
 #define TRACEMARK_GENERATOR_TOKENIZER_BPE_H
 
 #include "tracemark/generator.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* The hash of a piece or word for the tokenizers' in-memory tables, eight
+ * bytes at a time: pieces and words are short, and the encoders hash every
+ * candidate pair and every word. Only ever compared within one process, so
+ * the byte order of the loads does not matter. */
+static inline uint64_t tm_tokenizer_hash_bytes(const char *data, size_t size) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
+    for (; size >= 8; data += 8, size -= 8) {
+        uint64_t word;
+        memcpy(&word, data, 8);
+        h = (h ^ word) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 32;
+    }
+    uint64_t tail = 0;
+    if (size) memcpy(&tail, data, size);
+    h = (h ^ tail) * 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 29;
+    h *= 0xFF51AFD7ED558CCDull;
+    return h ^ (h >> 32);
+}
 
 typedef struct tm_bpe tm_bpe;
 

@@ -1,8 +1,7 @@
 /* Helpers shared by the tests of the distortion-free schemes (test_gumbel.c,
- * test_synthid.c, test_exp_edit.c): the fixed master key of the spec's test
- * vectors written as a real key file, fixed pseudo-random keys for the tests
- * over many keys, candidates from given probabilities,
- * one watermarked selection through the public sampler, the chi-square test
+ * test_synthid.c, test_exp_edit.c, test_dipmark.c), on top of the keys and
+ * schemes of watermark_testing.h: candidates from given probabilities, one
+ * watermarked selection through the public sampler, the chi-square test
  * of "the selection follows p" with tabulated critical values, and a real
  * next-token distribution from stories260K. Static functions only, so each
  * test file stays one translation unit; nothing here asserts on behalf of the
@@ -12,66 +11,13 @@
 
 #include "fixtures.h"
 #include "tracemark/watermark.h"
+#include "watermark_testing.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-/* ---- the spec's master key: bytes 00..1f -------------------------------------- */
-
-/* Key id computed by docs/reference/tm_prf.py (key_id) for bytes 00..1f. */
-#define WM_TEST_MASTER_KEY_ID "fda1a304fcd9862d"
-
-/* Write the master key as a key file (mode 0600) and read it back with the
- * library's reader, as a user's key would be. */
-static inline tm_wm_key *wm_test_master_key(void) {
-    char text[256];
-    int n = snprintf(text, sizeof text, "tracemark-watermark-key v1\nid: %s\nkey: ", WM_TEST_MASTER_KEY_ID);
-    for (int i = 0; i < 32; i++) n += snprintf(text + n, sizeof text - (size_t)n, "%02x", i);
-    n += snprintf(text + n, sizeof text - (size_t)n, "\n");
-    char *dir = tm_test_scratch_dir();
-    cr_assert_not_null(dir);
-    char *path = tm_test_path(dir, "master.key");
-    cr_assert_eq(tm_test_write_file(path, text, (size_t)n), 0);
-    cr_assert_eq(chmod(path, 0600), 0);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_read(&key, path, &err), TM_OK, "%s", err.message);
-    cr_assert_str_eq(tm_wm_key_id(key), WM_TEST_MASTER_KEY_ID);
-    remove(path);
-    remove(dir);
-    free(path);
-    free(dir);
-    return key;
-}
-
-/* The i-th test key: secret = SHA-256("tracemark-test-key" || u32le(i)).
- * Pseudo-random but fixed, so a statistical test over keys 0..N-1 is one
- * fixed draw that passes or fails the same way on every run, instead of
- * failing by chance once in a thousand runs. The keys are taken in order
- * 0..N-1, never picked to pass. */
-static inline tm_wm_key *wm_test_seeded_key(uint32_t i) {
-    uint8_t message[18 + 4], secret[32];
-    memcpy(message, "tracemark-test-key", 18);
-    for (int b = 0; b < 4; b++) message[18 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static inline tm_wm_scheme *wm_test_scheme(const tm_wm_config *config, const tm_wm_key *key) {
-    tm_wm_scheme *scheme = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_scheme_create(&scheme, config, key, &err), TM_OK, "%s", err.message);
-    return scheme;
-}
 
 /* ---- candidates and one selection ---------------------------------------------- */
 
@@ -270,14 +216,6 @@ static inline void wm_test_stories_counts(const tm_wm_config *config, const wm_t
         tm_wm_scheme_free(scheme);
         tm_wm_key_free(key);
     }
-}
-
-/* ---- pseudo-random test data ------------------------------------------------------ */
-
-/* A tiny LCG (not tm_rng, so the data does not depend on code under test). */
-static inline uint64_t wm_test_lcg(uint64_t *x) {
-    *x = *x * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
-    return *x >> 33;
 }
 
 #endif

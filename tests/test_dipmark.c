@@ -10,8 +10,6 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,71 +17,6 @@
 #include "fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* The spec's test master key 00 01 .. 1f, written as a 0600 key file and
- * read back through the product's reader. */
-static tm_wm_key *spec_key(void) {
-    char *dir = tm_test_scratch_dir();
-    char *path = tm_test_path(dir, "spec.key");
-    char text[256];
-    int n = snprintf(text, sizeof text, "tracemark-watermark-key v1\nid: fda1a304fcd9862d\nkey: ");
-    for (int i = 0; i < 32; i++) n += snprintf(text + n, sizeof text - (size_t)n, "%02x", i);
-    text[n++] = '\n';
-    tm_error err;
-    cr_assert_eq(tm_write_file_atomic(path, text, (size_t)n, 0600, &err), TM_OK, "%s", err.message);
-    tm_wm_key *key = NULL;
-    cr_assert_eq(tm_wm_key_read(&key, path, &err), TM_OK, "%s", err.message);
-    cr_assert_str_eq(tm_wm_key_id(key), "fda1a304fcd9862d");
-    remove(path);
-    free(path);
-    free(dir);
-    return key;
-}
-
-/* The i-th test key: secret = SHA-256("tracemark-test-key" || u32le(i)), the
- * same keys as tests/distortion_free_testing.h. Pseudo-random but fixed, so a
- * statistical test over keys 0..N-1 is one fixed draw with the same verdict
- * on every run; the keys are taken in order, never picked to pass. */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[18 + 4], secret[32];
-    memcpy(message, "tracemark-test-key", 18);
-    for (int b = 0; b < 4; b++) message[18 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static tm_wm_scheme *make_scheme(const tm_wm_config *config, const tm_wm_key *key) {
-    tm_wm_scheme *scheme = NULL;
-    tm_error err;
-    cr_assert_eq(tm_wm_scheme_create(&scheme, config, key, &err), TM_OK, "%s", err.message);
-    return scheme;
-}
-
-static tm_wm_subkey subkey_of(const tm_wm_config *config, const tm_wm_key *key) {
-    char info[256];
-    tm_wm_config_describe(config, info, sizeof info);
-    tm_wm_subkey subkey;
-    tm_error err;
-    cr_assert_eq(tm_wm_derive_subkey(key, info, &subkey, &err), TM_OK, "%s", err.message);
-    return subkey;
-}
-
-static int green_of(const tm_wm_scheme *scheme, const int32_t *context, size_t n, int32_t token) {
-    double value = -1;
-    cr_assert_eq(tm_wm_token_values(scheme, context, n, token, &value, 1), 1);
-    cr_assert(value == 0.0 || value == 1.0);
-    return (int)value;
-}
-
-/* A small LCG for test data, independent of the code under test. */
-static uint32_t lcg(uint64_t *state) {
-    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(*state >> 33);
-}
 
 static tm_wm_config dipmark_config(void) {
     tm_wm_config c;
@@ -110,12 +43,12 @@ static float p_of(const tm_candidates *c, int32_t id) {
 /* ---- spec vectors (docs/schemes/dipmark.md, from schemes_kgw.py) -------------- */
 
 Test(dipmark, spec_vectors) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = dipmark_config();
     char info[256];
     tm_wm_config_describe(&config, info, sizeof info);
     cr_assert_str_eq(info, "dipmark;h=1;alpha=0.45000000000000001");
-    tm_wm_subkey subkey = subkey_of(&config, key);
+    tm_wm_subkey subkey = wm_test_subkey(&config, key);
     cr_assert_eq(subkey.k0, 0x35202a74b98a5457ULL);
     cr_assert_eq(subkey.k1, 0xf386a748bd9c693fULL);
     static const struct {
@@ -126,12 +59,13 @@ Test(dipmark, spec_vectors) {
         {42, 0, 0.99820484265278553, 1},  {42, 1, 0.050428838924636232, 0}, {42, 2, 0.61788295638107626, 1},
         {42, 3, 0.741042699416535, 1},  {7, 100, 0.76552650823629331, 1},  {31999, 31999, 0.32985875983073731, 0},
     };
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     cr_assert_eq(tm_wm_scheme_stage(scheme), TM_WM_STAGE_SELECTOR);
     for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         int32_t tokens[2] = {vectors[i].context, vectors[i].token};
         cr_assert_eq(tm_wm_uniform(tm_wm_prf(&subkey, 0x06, tokens, 2, 0)), vectors[i].u, "vector %zu", i);
-        cr_assert_eq(green_of(scheme, &vectors[i].context, 1, vectors[i].token), vectors[i].green, "vector %zu", i);
+        cr_assert_eq(wm_test_green(scheme, &vectors[i].context, 1, vectors[i].token), vectors[i].green,
+                     "vector %zu", i);
     }
     int32_t context = 42;
     cr_assert_eq(tm_wm_prf(&subkey, 0x06, &context, 1, 0xFFFFFFFFu), 0x518ff0f55c219a51ULL, "context fingerprint");
@@ -148,9 +82,9 @@ Test(dipmark, spec_vectors) {
  * 0.9, 1.0; g(F) = max(F - 0.45, 0) + max(F - 0.55, 0) is 0, 0.05, 0.8, 1;
  * P'(1) = 0, P'(2) = 0.05, P'(3) = 0.75, P'(0) = 0.2. */
 Test(dipmark, reweight_matches_hand_computed_example) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = dipmark_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampler *sampler = tm_wm_sampler(scheme, 9);
     sampler->interface->accept(sampler, 42);
     double p[4] = {0.1, 0.2, 0.3, 0.4};
@@ -174,19 +108,19 @@ Test(dipmark, reweight_matches_hand_computed_example) {
 /* For random distributions and contexts, P' is a distribution (non-negative,
  * sums to 1), and the stage draws only tokens with P' > 0. */
 Test(dipmark, reweighted_distribution_sums_to_one) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = dipmark_config();
     config.skip_repeated_context = false;
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampler *sampler = tm_wm_sampler(scheme, 1);
     enum { N = 300 };
     tm_token_data data[N];
     uint64_t rng = 17;
     for (int round = 0; round < 200; round++) {
-        sampler->interface->accept(sampler, (int32_t)(lcg(&rng) % 32000));
-        size_t n = 1 + lcg(&rng) % N;
+        sampler->interface->accept(sampler, (int32_t)(wm_test_lcg(&rng) % 32000));
+        size_t n = 1 + wm_test_lcg(&rng) % N;
         for (size_t i = 0; i < n; i++)
-            data[i] = (tm_token_data){(int32_t)i, (float)(lcg(&rng) % 2000) / 200.0f, 0.0f};
+            data[i] = (tm_token_data){(int32_t)i, (float)(wm_test_lcg(&rng) % 2000) / 200.0f, 0.0f};
         tm_candidates c = {data, n, false, -1};
         sampler->interface->apply(sampler, &c);
         double total = 0;
@@ -218,8 +152,8 @@ Test(dipmark, distortion_free_over_keys) {
     config.skip_repeated_context = false;
     size_t draws = 0;
     for (int k = 0; k < 400; k++) {
-        tm_wm_key *key = seeded_key((uint32_t)k);
-        tm_wm_scheme *scheme = make_scheme(&config, key);
+        tm_wm_key *key = wm_test_seeded_key((uint32_t)k);
+        tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         tm_sampler *sampler = tm_wm_sampler(scheme, (uint64_t)k);
         for (int32_t context = 0; context < 50; context++) {
             sampler->interface->accept(sampler, 1000 + context);
@@ -246,12 +180,12 @@ Test(dipmark, distortion_free_over_keys) {
  * unchanged (the candidates keep the softmax); without the option, the
  * reweight applies again. */
 Test(dipmark, repeated_context_samples_plainly) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     double p[4] = {0.1, 0.2, 0.3, 0.4};
     for (int skip = 0; skip < 2; skip++) {
         tm_wm_config config = dipmark_config();
         config.skip_repeated_context = skip;
-        tm_wm_scheme *scheme = make_scheme(&config, key);
+        tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         tm_sampler *sampler = tm_wm_sampler(scheme, 2);
         tm_token_data data[4];
         for (int time = 0; time < 2; time++) {
@@ -276,9 +210,9 @@ Test(dipmark, repeated_context_samples_plainly) {
 
 /* Without history there is no permutation: P is sampled unchanged. */
 Test(dipmark, no_history_samples_plainly) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = dipmark_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampler *sampler = tm_wm_sampler(scheme, 2);
     double p[4] = {0.1, 0.2, 0.3, 0.4};
     tm_token_data data[4];
@@ -296,9 +230,9 @@ Test(dipmark, no_history_samples_plainly) {
  * half of the permutation, so far more than half of the tokens land in the
  * detector's green upper half (the null's 0.5 + 4.5 sigma over 400 is 0.61). */
 static double generated_green_fraction(uint64_t seed, int32_t *out, size_t n) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = dipmark_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     params.seed = seed;
@@ -312,12 +246,12 @@ static double generated_green_fraction(uint64_t seed, int32_t *out, size_t n) {
     tm_sampler_chain_accept(chain, previous);
     size_t green = 0;
     for (size_t t = 0; t < n; t++) {
-        for (int i = 0; i < V; i++) logits[i] = (float)(lcg(&rng) % 1000) / 1000.0f;
+        for (int i = 0; i < V; i++) logits[i] = (float)(wm_test_lcg(&rng) % 1000) / 1000.0f;
         int32_t token = tm_sampler_chain_sample(chain, logits, V);
         cr_assert(token >= 0 && token < V);
         tm_sampler_chain_accept(chain, token);
         if (out) out[t] = token;
-        green += (size_t)green_of(scheme, &previous, 1, token);
+        green += (size_t)wm_test_green(scheme, &previous, 1, token);
         previous = token;
     }
     tm_sampler_chain_free(chain);

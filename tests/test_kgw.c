@@ -9,34 +9,13 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures.h"
+#include "watermark_testing.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* The spec's test master key 00 01 .. 1f, written as a 0600 key file and
- * read back through the product's reader. */
-static tm_wm_key *spec_key(void) {
-    char *dir = tm_test_scratch_dir();
-    char *path = tm_test_path(dir, "spec.key");
-    char text[256];
-    int n = snprintf(text, sizeof text, "tracemark-watermark-key v1\nid: fda1a304fcd9862d\nkey: ");
-    for (int i = 0; i < 32; i++) n += snprintf(text + n, sizeof text - (size_t)n, "%02x", i);
-    text[n++] = '\n';
-    tm_error err;
-    cr_assert_eq(tm_write_file_atomic(path, text, (size_t)n, 0600, &err), TM_OK, "%s", err.message);
-    tm_wm_key *key = NULL;
-    cr_assert_eq(tm_wm_key_read(&key, path, &err), TM_OK, "%s", err.message);
-    cr_assert_str_eq(tm_wm_key_id(key), "fda1a304fcd9862d");
-    remove(path);
-    free(path);
-    free(dir);
-    return key;
-}
 
 static tm_wm_config kgw_config(tm_wm_seeding seeding, int32_t h) {
     tm_wm_config c;
@@ -49,60 +28,15 @@ static tm_wm_config kgw_config(tm_wm_seeding seeding, int32_t h) {
     return c;
 }
 
-/* The i-th test key: secret = SHA-256("tracemark-test-key" || u32le(i)), the
- * same keys as tests/distortion_free_testing.h. Pseudo-random but fixed, so a
- * statistical test over keys 0..N-1 is one fixed draw with the same verdict
- * on every run; the keys are taken in order, never picked to pass. */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[18 + 4], secret[32];
-    memcpy(message, "tracemark-test-key", 18);
-    for (int b = 0; b < 4; b++) message[18 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static tm_wm_scheme *make_scheme(const tm_wm_config *config, const tm_wm_key *key) {
-    tm_wm_scheme *scheme = NULL;
-    tm_error err;
-    cr_assert_eq(tm_wm_scheme_create(&scheme, config, key, &err), TM_OK, "%s", err.message);
-    return scheme;
-}
-
-static tm_wm_subkey subkey_of(const tm_wm_config *config, const tm_wm_key *key) {
-    char info[256];
-    tm_wm_config_describe(config, info, sizeof info);
-    tm_wm_subkey subkey;
-    tm_error err;
-    cr_assert_eq(tm_wm_derive_subkey(key, info, &subkey, &err), TM_OK, "%s", err.message);
-    return subkey;
-}
-
-static int green_of(const tm_wm_scheme *scheme, const int32_t *context, size_t n, int32_t token) {
-    double value = -1;
-    cr_assert_eq(tm_wm_token_values(scheme, context, n, token, &value, 1), 1);
-    cr_assert(value == 0.0 || value == 1.0);
-    return (int)value;
-}
-
-/* A small LCG for test data, independent of the code under test. */
-static uint32_t lcg(uint64_t *state) {
-    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(*state >> 33);
-}
-
 /* ---- spec vectors (docs/schemes/kgw.md, from schemes_kgw.py) ----------------- */
 
 Test(kgw, lefthash_spec_vectors) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(TM_WM_SEEDING_LEFTHASH, 1);
     char info[256];
     tm_wm_config_describe(&config, info, sizeof info);
     cr_assert_str_eq(info, "kgw;seeding=lefthash;h=1;gamma=0.25;delta=2");
-    tm_wm_subkey subkey = subkey_of(&config, key);
+    tm_wm_subkey subkey = wm_test_subkey(&config, key);
     cr_assert_eq(subkey.k0, 0x9043427d5abbfd4cULL);
     cr_assert_eq(subkey.k1, 0x049550c034ed5ba7ULL);
     static const struct {
@@ -115,20 +49,21 @@ Test(kgw, lefthash_spec_vectors) {
         {29871, 450, 0x3ce457622fd717ffULL, 1},   {450, 29871, 0xd35fd74c761ea547ULL, 0},
         {2, 31999, 0xb242ef5fff5303f0ULL, 0},     {100, 7, 0xdb833f7d18ae2fb5ULL, 0},
     };
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         int32_t tokens[2] = {vectors[i].context, vectors[i].token};
         cr_assert_eq(tm_wm_prf(&subkey, 0x01, tokens, 2, 0), vectors[i].prf, "vector %zu", i);
-        cr_assert_eq(green_of(scheme, &vectors[i].context, 1, vectors[i].token), vectors[i].green, "vector %zu", i);
+        cr_assert_eq(wm_test_green(scheme, &vectors[i].context, 1, vectors[i].token), vectors[i].green,
+                     "vector %zu", i);
     }
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
 }
 
 Test(kgw, selfhash_spec_vectors) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(TM_WM_SEEDING_SELFHASH, 4);
-    tm_wm_subkey subkey = subkey_of(&config, key);
+    tm_wm_subkey subkey = wm_test_subkey(&config, key);
     cr_assert_eq(subkey.k0, 0x9078094b3911db3aULL);
     cr_assert_eq(subkey.k1, 0x06512d6da54b2031ULL);
     static const struct {
@@ -140,14 +75,14 @@ Test(kgw, selfhash_spec_vectors) {
         {{1, 1, 1}, 1, 1, 0x7674ab62ca536b23ULL, 0},         {{5, 6, 7}, 0, 0, 0x0233bcab206166c0ULL, 1},
         {{5, 6, 7}, 31999, 7, 0x170f4a3c24c2e0bdULL, 1},     {{100, 200, 300}, 400, 300, 0x73251dc82c09bc16ULL, 0},
     };
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         int32_t draw[2] = {vectors[i].anchor, vectors[i].token};
         cr_assert_eq(tm_wm_prf(&subkey, 0x02, draw, 2, 1), vectors[i].prf, "vector %zu", i);
-        cr_assert_eq(green_of(scheme, vectors[i].context, 3, vectors[i].token), vectors[i].green, "vector %zu", i);
+        cr_assert_eq(wm_test_green(scheme, vectors[i].context, 3, vectors[i].token), vectors[i].green, "vector %zu", i);
         /* Only the last h-1 = 3 tokens count: a longer context gives the same answer. */
         int32_t longer[5] = {9, 8, vectors[i].context[0], vectors[i].context[1], vectors[i].context[2]};
-        cr_assert_eq(green_of(scheme, longer, 5, vectors[i].token), vectors[i].green);
+        cr_assert_eq(wm_test_green(scheme, longer, 5, vectors[i].token), vectors[i].green);
     }
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
@@ -158,16 +93,16 @@ Test(kgw, selfhash_spec_vectors) {
 /* Over V tokens and many contexts the green fraction is Binomial(N, gamma)/N:
  * within 4.5 standard deviations (a false alarm about once in 150,000 runs). */
 static void check_green_fraction(tm_wm_seeding seeding, int32_t h) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(seeding, h);
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     enum { V = 32000, CONTEXTS = 8 };
     uint64_t rng = 7;
     size_t green = 0, total = 0;
     for (int c = 0; c < CONTEXTS; c++) {
         int32_t context[4];
-        for (int i = 0; i < 4; i++) context[i] = (int32_t)(lcg(&rng) % V);
-        for (int32_t w = 0; w < V; w++, total++) green += (size_t)green_of(scheme, context, 4, w);
+        for (int i = 0; i < 4; i++) context[i] = (int32_t)(wm_test_lcg(&rng) % V);
+        for (int32_t w = 0; w < V; w++, total++) green += (size_t)wm_test_green(scheme, context, 4, w);
     }
     double gamma = config.gamma, mean = (double)green / (double)total;
     double sigma = sqrt(gamma * (1 - gamma) / (double)total);
@@ -182,13 +117,13 @@ Test(kgw, selfhash_green_fraction_is_gamma) { check_green_fraction(TM_WM_SEEDING
 /* Two keys give independent lists: they agree on a token with probability
  * gamma^2 + (1-gamma)^2 = 0.625 (gamma 0.25), within 4.5 sigma, and differ somewhere. */
 Test(kgw, two_keys_give_different_lists) {
-    tm_wm_key *a = spec_key(), *b = seeded_key(0);
+    tm_wm_key *a = wm_test_master_key(), *b = wm_test_seeded_key(0);
     tm_wm_config config = kgw_config(TM_WM_SEEDING_LEFTHASH, 1);
-    tm_wm_scheme *sa = make_scheme(&config, a), *sb = make_scheme(&config, b);
+    tm_wm_scheme *sa = wm_test_scheme(&config, a), *sb = wm_test_scheme(&config, b);
     enum { V = 32000 };
     size_t agree = 0;
     int32_t context = 1234;
-    for (int32_t w = 0; w < V; w++) agree += green_of(sa, &context, 1, w) == green_of(sb, &context, 1, w);
+    for (int32_t w = 0; w < V; w++) agree += wm_test_green(sa, &context, 1, w) == wm_test_green(sb, &context, 1, w);
     double p = 0.625, sigma = sqrt(p * (1 - p) / V);
     cr_assert(agree < V);
     cr_assert(fabs((double)agree / V - p) < 4.5 * sigma, "agreement %.4f", (double)agree / V);
@@ -204,9 +139,9 @@ Test(kgw, two_keys_give_different_lists) {
  * of the batch width): each logit must move by exactly delta when the
  * detector calls the token green, and not at all otherwise. */
 static void check_stage_matches_detector(tm_wm_seeding seeding, int32_t h, const int32_t *history, size_t n_history) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(seeding, h);
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     cr_assert_eq(tm_wm_scheme_stage(scheme), TM_WM_STAGE_LOGITS);
     tm_sampler *sampler = tm_wm_sampler(scheme, 1);
     cr_assert_not_null(sampler);
@@ -217,7 +152,7 @@ static void check_stage_matches_detector(tm_wm_seeding seeding, int32_t h, const
     uint64_t rng = 99;
     for (int32_t i = 0; i < V; i++) {
         int32_t id = (int32_t)(((int64_t)i * 7919) % V); /* a permutation of 0..V-1 */
-        base[i] = (float)(lcg(&rng) % 1000) / 100.0f - 5.0f;
+        base[i] = (float)(wm_test_lcg(&rng) % 1000) / 100.0f - 5.0f;
         data[i] = (tm_token_data){id, base[i], 0.0f};
     }
     tm_candidates candidates = {data, V, true, -1};
@@ -225,7 +160,7 @@ static void check_stage_matches_detector(tm_wm_seeding seeding, int32_t h, const
     cr_assert_eq(candidates.size, (size_t)V);
     size_t green = 0;
     for (int32_t i = 0; i < V; i++) {
-        int g = green_of(scheme, history, n_history, data[i].id);
+        int g = wm_test_green(scheme, history, n_history, data[i].id);
         green += (size_t)g;
         float expected = g ? base[i] + (float)config.delta : base[i];
         cr_assert(data[i].logit == expected, "token %d: logit %g, expected %g", data[i].id, data[i].logit, expected);
@@ -258,9 +193,9 @@ Test(kgw, selfhash_stage_adds_delta_to_green_only) {
  * rebuilt) and a sparse step (the uncached path), every step's logits must
  * still move by exactly delta where the one-token detector says green. */
 Test(kgw, selfhash_stage_matches_detector_across_steps) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(TM_WM_SEEDING_SELFHASH, 4);
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampler *sampler = tm_wm_sampler(scheme, 1);
     enum { V = 3001, STEPS = 60 };
     tm_token_data *data = malloc((V + 500) * sizeof *data);
@@ -275,23 +210,23 @@ Test(kgw, selfhash_stage_matches_detector_across_steps) {
         if (sparse) n = 50;
         for (size_t i = 0; i < n; i++) {
             int32_t id = sparse ? (int32_t)(i * 67 + 3) : (int32_t)((i * 7919) % n);
-            base[i] = (float)(lcg(&rng) % 1000) / 100.0f;
+            base[i] = (float)(wm_test_lcg(&rng) % 1000) / 100.0f;
             data[i] = (tm_token_data){id, base[i], 0.0f};
         }
         tm_candidates candidates = {data, n, false, -1};
         sampler->interface->apply(sampler, &candidates);
         for (size_t i = 0; i < n; i++) {
-            int g = green_of(scheme, history, n_history, data[i].id);
+            int g = wm_test_green(scheme, history, n_history, data[i].id);
             float expected = g ? base[i] + (float)config.delta : base[i];
             cr_assert(data[i].logit == expected, "step %d token %d", step, data[i].id);
         }
         /* The next token: often one seen a few steps back, sometimes the
          * same as the last, sometimes new. */
         int32_t next;
-        uint32_t pick = lcg(&rng) % 4;
+        uint32_t pick = wm_test_lcg(&rng) % 4;
         if (pick == 0) next = history[n_history - 1];
         else if (pick == 1 && n_history > 5) next = history[n_history - 5];
-        else next = (int32_t)(lcg(&rng) % (uint32_t)n);
+        else next = (int32_t)(wm_test_lcg(&rng) % (uint32_t)n);
         if (sparse) next = 3;
         sampler->interface->accept(sampler, next);
         history[n_history++] = next;
@@ -306,12 +241,12 @@ Test(kgw, selfhash_stage_matches_detector_across_steps) {
 /* Fewer than h history tokens (LeftHash) or h-1 (SelfHash): logits untouched,
  * and the detector leaves such tokens unscored. */
 Test(kgw, short_history_leaves_logits_untouched) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_seeding seedings[2] = {TM_WM_SEEDING_LEFTHASH, TM_WM_SEEDING_SELFHASH};
     int32_t widths[2] = {2, 4};
     for (int s = 0; s < 2; s++) {
         tm_wm_config config = kgw_config(seedings[s], widths[s]);
-        tm_wm_scheme *scheme = make_scheme(&config, key);
+        tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         tm_sampler *sampler = tm_wm_sampler(scheme, 1);
         size_t needed = s == 0 ? 2 : 3;
         enum { V = 500 };
@@ -341,9 +276,9 @@ Test(kgw, short_history_leaves_logits_untouched) {
  * (gamma e^delta + 1 - gamma) = 0.71; over 400 tokens the green fraction is
  * far above gamma (the null's mean 0.25 plus 4.5 sigma is 0.35). */
 static double generated_green_fraction(tm_wm_seeding seeding, int32_t h, uint64_t seed, int32_t *out, size_t n) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = kgw_config(seeding, h);
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     params.seed = seed;
@@ -357,12 +292,12 @@ static double generated_green_fraction(tm_wm_seeding seeding, int32_t h, uint64_
     for (size_t i = 0; i < 4; i++) tm_sampler_chain_accept(chain, history[i]);
     size_t green = 0;
     for (size_t t = 0; t < n; t++) {
-        for (int i = 0; i < V; i++) logits[i] = (float)(lcg(&rng) % 1000) / 1000.0f; /* within 1 nat */
+        for (int i = 0; i < V; i++) logits[i] = (float)(wm_test_lcg(&rng) % 1000) / 1000.0f; /* within 1 nat */
         int32_t token = tm_sampler_chain_sample(chain, logits, V);
         cr_assert(token >= 0 && token < V);
         tm_sampler_chain_accept(chain, token);
         if (out) out[t] = token;
-        green += (size_t)green_of(scheme, history, n_history, token);
+        green += (size_t)wm_test_green(scheme, history, n_history, token);
         history[n_history++] = token;
     }
     tm_sampler_chain_free(chain);
@@ -394,9 +329,9 @@ Test(kgw, same_key_seed_and_context_give_the_same_tokens) {
  * correlation that inflated false positives when pairs were keyed by the whole
  * context), and LeftHash must still tell contexts apart. */
 Test(kgw, fingerprints_name_exactly_the_draw) {
-    tm_wm_key *key = seeded_key(3);
+    tm_wm_key *key = wm_test_seeded_key(3);
     tm_wm_config self_config = kgw_config(TM_WM_SEEDING_SELFHASH, 4), left_config = kgw_config(TM_WM_SEEDING_LEFTHASH, 1);
-    tm_wm_scheme *self = make_scheme(&self_config, key), *left = make_scheme(&left_config, key);
+    tm_wm_scheme *self = wm_test_scheme(&self_config, key), *left = wm_test_scheme(&left_config, key);
     enum { PAIRS = 20000, SLOTS = 1 << 16 };
     uint64_t *fingerprints = calloc(SLOTS, sizeof *fingerprints);
     signed char *bits = calloc(SLOTS, 1);

@@ -10,79 +10,13 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixtures.h"
+#include "watermark_testing.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* The spec's test master key 00 01 .. 1f, written as a 0600 key file and
- * read back through the product's reader. */
-static tm_wm_key *spec_key(void) {
-    char *dir = tm_test_scratch_dir();
-    char *path = tm_test_path(dir, "spec.key");
-    char text[256];
-    int n = snprintf(text, sizeof text, "tracemark-watermark-key v1\nid: fda1a304fcd9862d\nkey: ");
-    for (int i = 0; i < 32; i++) n += snprintf(text + n, sizeof text - (size_t)n, "%02x", i);
-    text[n++] = '\n';
-    tm_error err;
-    cr_assert_eq(tm_write_file_atomic(path, text, (size_t)n, 0600, &err), TM_OK, "%s", err.message);
-    tm_wm_key *key = NULL;
-    cr_assert_eq(tm_wm_key_read(&key, path, &err), TM_OK, "%s", err.message);
-    cr_assert_str_eq(tm_wm_key_id(key), "fda1a304fcd9862d");
-    remove(path);
-    free(path);
-    free(dir);
-    return key;
-}
-
-/* The i-th test key: secret = SHA-256("tracemark-test-key" || u32le(i)), the
- * same keys as tests/distortion_free_testing.h. Pseudo-random but fixed, so a
- * statistical test over keys 0..N-1 is one fixed draw with the same verdict
- * on every run; the keys are taken in order, never picked to pass. */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[18 + 4], secret[32];
-    memcpy(message, "tracemark-test-key", 18);
-    for (int b = 0; b < 4; b++) message[18 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static tm_wm_scheme *make_scheme(const tm_wm_config *config, const tm_wm_key *key) {
-    tm_wm_scheme *scheme = NULL;
-    tm_error err;
-    cr_assert_eq(tm_wm_scheme_create(&scheme, config, key, &err), TM_OK, "%s", err.message);
-    return scheme;
-}
-
-static tm_wm_subkey subkey_of(const tm_wm_config *config, const tm_wm_key *key) {
-    char info[256];
-    tm_wm_config_describe(config, info, sizeof info);
-    tm_wm_subkey subkey;
-    tm_error err;
-    cr_assert_eq(tm_wm_derive_subkey(key, info, &subkey, &err), TM_OK, "%s", err.message);
-    return subkey;
-}
-
-static int green_of(const tm_wm_scheme *scheme, const int32_t *context, size_t n, int32_t token) {
-    double value = -1;
-    cr_assert_eq(tm_wm_token_values(scheme, context, n, token, &value, 1), 1);
-    cr_assert(value == 0.0 || value == 1.0);
-    return (int)value;
-}
-
-/* A small LCG for test data, independent of the code under test. */
-static uint32_t lcg(uint64_t *state) {
-    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (uint32_t)(*state >> 33);
-}
 
 static tm_wm_config unigram_config(void) {
     tm_wm_config c;
@@ -95,12 +29,12 @@ static tm_wm_config unigram_config(void) {
 /* ---- spec vectors (docs/schemes/unigram.md, from schemes_kgw.py) -------------- */
 
 Test(unigram, spec_vectors) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = unigram_config();
     char info[256];
     tm_wm_config_describe(&config, info, sizeof info);
     cr_assert_str_eq(info, "unigram;gamma=0.5;delta=2");
-    tm_wm_subkey subkey = subkey_of(&config, key);
+    tm_wm_subkey subkey = wm_test_subkey(&config, key);
     cr_assert_eq(subkey.k0, 0x47ff439abe6cdc21ULL);
     cr_assert_eq(subkey.k1, 0xbc8c0bea58021866ULL);
     static const struct {
@@ -112,11 +46,11 @@ Test(unigram, spec_vectors) {
         {3, 0xe53fb0619a14b963ULL, 0},   {450, 0x55d4e14345f3dc79ULL, 1},   {29871, 0x19634b50af0e3836ULL, 1},
         {31999, 0x3366ee3273382f72ULL, 1},
     };
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     cr_assert_eq(tm_wm_scheme_stage(scheme), TM_WM_STAGE_LOGITS);
     for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         cr_assert_eq(tm_wm_prf(&subkey, 0x03, &vectors[i].token, 1, 0), vectors[i].prf, "vector %zu", i);
-        cr_assert_eq(green_of(scheme, NULL, 0, vectors[i].token), vectors[i].green, "vector %zu", i);
+        cr_assert_eq(wm_test_green(scheme, NULL, 0, vectors[i].token), vectors[i].green, "vector %zu", i);
     }
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
@@ -124,14 +58,14 @@ Test(unigram, spec_vectors) {
 
 /* The list ignores the context: any context, or none, gives the same bit. */
 Test(unigram, context_free) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = unigram_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     int32_t context[3] = {5, 6, 7};
     for (int32_t w = 0; w < 2000; w++) {
-        int g = green_of(scheme, NULL, 0, w);
-        cr_assert_eq(green_of(scheme, context, 3, w), g);
-        cr_assert_eq(green_of(scheme, context + 2, 1, w), g);
+        int g = wm_test_green(scheme, NULL, 0, w);
+        cr_assert_eq(wm_test_green(scheme, context, 3, w), g);
+        cr_assert_eq(wm_test_green(scheme, context + 2, 1, w), g);
     }
     double value;
     cr_assert_eq(tm_wm_token_values(scheme, NULL, 0, 1, &value, 0), 0, "no room, no value");
@@ -142,15 +76,15 @@ Test(unigram, context_free) {
 /* Over 32000 tokens the green fraction is Binomial(32000, 0.5)/32000: within
  * 4.5 sigma. Two keys agree on a token with probability 1/2, also within 4.5 sigma. */
 Test(unigram, green_fraction_and_two_keys) {
-    tm_wm_key *a = spec_key(), *b = seeded_key(0);
+    tm_wm_key *a = wm_test_master_key(), *b = wm_test_seeded_key(0);
     tm_wm_config config = unigram_config();
-    tm_wm_scheme *sa = make_scheme(&config, a), *sb = make_scheme(&config, b);
+    tm_wm_scheme *sa = wm_test_scheme(&config, a), *sb = wm_test_scheme(&config, b);
     enum { V = 32000 };
     size_t green = 0, agree = 0;
     for (int32_t w = 0; w < V; w++) {
-        int ga = green_of(sa, NULL, 0, w);
+        int ga = wm_test_green(sa, NULL, 0, w);
         green += (size_t)ga;
-        agree += ga == green_of(sb, NULL, 0, w);
+        agree += ga == wm_test_green(sb, NULL, 0, w);
     }
     double sigma = sqrt(0.25 / V);
     cr_assert(fabs((double)green / V - config.gamma) < 4.5 * sigma, "green fraction %.4f", (double)green / V);
@@ -166,9 +100,9 @@ Test(unigram, green_fraction_and_two_keys) {
  * larger one (the cached bitmap grows), with scrambled ids, a negative id
  * and an id beyond the cache, which go to the PRF directly. */
 Test(unigram, stage_adds_delta_to_green_only) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = unigram_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampler *sampler = tm_wm_sampler(scheme, 1);
     cr_assert_not_null(sampler);
     size_t sizes[3] = {1000, 32003, 32003};
@@ -178,7 +112,7 @@ Test(unigram, stage_adds_delta_to_green_only) {
     for (int round = 0; round < 3; round++) {
         size_t n = sizes[round];
         for (size_t i = 0; i < n; i++) {
-            base[i] = (float)(lcg(&rng) % 1000) / 100.0f;
+            base[i] = (float)(wm_test_lcg(&rng) % 1000) / 100.0f;
             data[i] = (tm_token_data){(int32_t)((i * 7919) % n), base[i], 0.0f};
         }
         if (round == 2) { /* ids the bitmap does not hold */
@@ -190,7 +124,7 @@ Test(unigram, stage_adds_delta_to_green_only) {
         sampler->interface->apply(sampler, &candidates);
         size_t green = 0;
         for (size_t i = 0; i < n; i++) {
-            int g = green_of(scheme, NULL, 0, data[i].id);
+            int g = wm_test_green(scheme, NULL, 0, data[i].id);
             green += (size_t)g;
             float expected = g ? base[i] + (float)config.delta : base[i];
             cr_assert(data[i].logit == expected, "round %d token %d", round, data[i].id);
@@ -210,9 +144,9 @@ Test(unigram, stage_adds_delta_to_green_only) {
  * 0.5 a green token is drawn with probability about e^2/(e^2+1) = 0.88;
  * over 400 tokens the fraction is far above the null's 0.5 + 4.5 sigma = 0.61. */
 static double generated_green_fraction(uint64_t seed, int32_t *out, size_t n) {
-    tm_wm_key *key = spec_key();
+    tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = unigram_config();
-    tm_wm_scheme *scheme = make_scheme(&config, key);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     params.seed = seed;
@@ -223,12 +157,12 @@ static double generated_green_fraction(uint64_t seed, int32_t *out, size_t n) {
     uint64_t rng = 5;
     size_t green = 0;
     for (size_t t = 0; t < n; t++) {
-        for (int i = 0; i < V; i++) logits[i] = (float)(lcg(&rng) % 1000) / 1000.0f;
+        for (int i = 0; i < V; i++) logits[i] = (float)(wm_test_lcg(&rng) % 1000) / 1000.0f;
         int32_t token = tm_sampler_chain_sample(chain, logits, V);
         cr_assert(token >= 0 && token < V);
         tm_sampler_chain_accept(chain, token);
         if (out) out[t] = token;
-        green += (size_t)green_of(scheme, NULL, 0, token);
+        green += (size_t)wm_test_green(scheme, NULL, 0, token);
     }
     tm_sampler_chain_free(chain);
     free(logits);

@@ -19,11 +19,6 @@
 #include <math.h>
 #include <stdint.h>
 
-
-/* The PRF's extra word for the context fingerprint of skip_repeated_context;
- * permutation values use extra = 0, so the two never share a message. */
-#define DIPMARK_FINGERPRINT_EXTRA 0xFFFFFFFFu
-
 static size_t context_width(const tm_wm_config *config) {
     size_t h = (size_t)config->context_width;
     if (h < 1) h = 1;
@@ -56,7 +51,7 @@ static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     }
     if (scheme->config.skip_repeated_context) {
         uint64_t fingerprint =
-            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_DIPMARK, context, h, DIPMARK_FINGERPRINT_EXTRA);
+            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_DIPMARK, context, h, TM_WM_FINGERPRINT_EXTRA);
         if (tm_wm_state_seen_before(state, fingerprint)) {
             tm_wm_draw(candidates, NULL, r);
             return;

@@ -4,37 +4,14 @@
  * whenever the r are fresh uniforms - and at detection it returns the r of a
  * token, which is uniform for text written without the key and skewed towards
  * 1 for text written with it. Both faces build the PRF message with the one
- * function context_message(), so they cannot drift apart. The per-token work
- * is one batched PRF call per candidate that has p > 0 (and a log only for
- * the few that could still win): this file must never touch the rest of the
- * vocabulary, never print, and never abort on any input. */
+ * function tm_wm_context_message() (scheme.c), so they cannot drift apart.
+ * The per-token work is one batched PRF call per candidate that has p > 0
+ * (and a log only for the few that could still win): this file must never
+ * touch the rest of the vocabulary, never print, and never abort on any
+ * input. */
 #include "scheme.h"
 
 #include <math.h>
-#include <string.h>
-
-/* Extra word of the context fingerprint (docs/schemes/gumbel.md): a value the
- * per-token PRF calls (extra = 0) never use. */
-#define GUMBEL_FINGERPRINT_EXTRA UINT32_C(0xFFFFFFFF)
-
-/* The context width in effect: config.context_width, kept within what the
- * PRF message holds next to the token itself. */
-static size_t context_width(const tm_wm_scheme *scheme) {
-    int32_t h = scheme->config.context_width;
-    if (h < 0) return 0;
-    if ((size_t)h > TM_WM_PRF_MAX_TOKENS - 1) return TM_WM_PRF_MAX_TOKENS - 1;
-    return (size_t)h;
-}
-
-/* Copy the last min(h, n_context) tokens of context into message; returns how
- * many. With fewer than h tokens of history the scheme uses what there is
- * (the PRF's length byte keeps a short context apart from a padded one). */
-static size_t context_message(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t *message) {
-    size_t h = context_width(scheme);
-    size_t take = n_context < h ? n_context : h;
-    if (take > 0) memcpy(message, context + (n_context - take), take * sizeof *message);
-    return take;
-}
 
 static void gumbel_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
     if (candidates->size == 0) return;
@@ -42,12 +19,12 @@ static void gumbel_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state,
     int32_t message[TM_WM_PRF_MAX_TOKENS];
     size_t n_context = 0;
     if (state->n_history > 0) {
-        const int32_t *context = tm_wm_state_context(state, context_width(scheme), &n_context);
-        n_context = context_message(scheme, context, n_context, message);
+        const int32_t *context = tm_wm_state_context(state, tm_wm_context_width(scheme), &n_context);
+        n_context = tm_wm_context_message(scheme, context, n_context, message);
     }
     if (scheme->config.skip_repeated_context) {
         uint64_t fingerprint =
-            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_GUMBEL, message, n_context, GUMBEL_FINGERPRINT_EXTRA);
+            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_GUMBEL, message, n_context, TM_WM_FINGERPRINT_EXTRA);
         if (tm_wm_state_seen_before(state, fingerprint)) {
             /* The same context would give the same r and so the same choice:
              * sample plainly instead of repeating it (Aaronson's remedy). */
@@ -65,7 +42,7 @@ static size_t gumbel_token_values(const tm_wm_scheme *scheme, const int32_t *con
                                   double *values, size_t capacity) {
     if (capacity == 0) return 0;
     int32_t message[TM_WM_PRF_MAX_TOKENS];
-    size_t n = context ? context_message(scheme, context, n_context, message) : 0;
+    size_t n = context ? tm_wm_context_message(scheme, context, n_context, message) : 0;
     message[n] = token;
     values[0] = tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_GUMBEL, message, n + 1, 0));
     return 1;

@@ -119,10 +119,6 @@ static bool green_one(const tm_wm_scheme *scheme, const int32_t *context, int32_
 }
 
 /* ======================================================================== */
-/* The two faces                                                             */
-/* ======================================================================== */
-
-/* ======================================================================== */
 /* SelfHash across steps                                                     */
 /* ======================================================================== */
 
@@ -331,6 +327,10 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     for (size_t i = 0; i < n; i++) data[i].logit += bias[states[winner[i] * cover_now + (size_t)data[i].id]];
     return true;
 }
+
+/* ======================================================================== */
+/* The two faces                                                             */
+/* ======================================================================== */
 
 static void kgw_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
     size_t needed = history_needed(&scheme->config), available = 0;

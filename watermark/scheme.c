@@ -2,7 +2,8 @@
  * from HKDF with the configuration's canonical description as info, so one
  * master key serves every scheme without one leaking into another), the
  * generic watermark sampler that keeps the token history and hands the
- * candidates to the scheme, the dispatch of the detection face, and the
+ * candidates to the scheme, the dispatch of the detection face, the
+ * context message of the schemes that hash a short context, and the
  * pieces the selectors share (softmax without sorting, the inverse-CDF draw,
  * argmax log(r)/p, ordering by PRF values). Per-token work here grows with
  * the candidates, never with the vocabulary, and nothing here may change
@@ -74,6 +75,21 @@ uint64_t tm_wm_context_fingerprint(const int32_t *context, size_t n_context, siz
         h ^= h >> 31;
     }
     return h;
+}
+
+size_t tm_wm_context_width(const tm_wm_scheme *scheme) {
+    int32_t h = scheme->config.context_width;
+    if (h < 0) return 0;
+    if ((size_t)h > TM_WM_PRF_MAX_TOKENS - 1) return TM_WM_PRF_MAX_TOKENS - 1;
+    return (size_t)h;
+}
+
+size_t tm_wm_context_message(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
+                             int32_t *message) {
+    size_t h = tm_wm_context_width(scheme);
+    size_t take = n_context < h ? n_context : h;
+    if (take > 0) memcpy(message, context + (n_context - take), take * sizeof *message);
+    return take;
 }
 
 size_t tm_wm_scheme_context_needed(const tm_wm_scheme *scheme) {

@@ -2,8 +2,9 @@
  * operations), the state every watermark sampler shares (the token history,
  * a seeded RNG, the step count, the set of contexts already used, working
  * memory and a per-key cache), the PRF domain bytes, one per use, as
- * docs/watermark-spec.md lists them, and the pieces several generation faces
- * share: the batched PRF (prf.c), and in scheme.c an unsorted softmax, the
+ * docs/watermark-spec.md lists them, the context message and fingerprint
+ * word of the schemes that hash a short context, and the pieces several
+ * generation faces share: the batched PRF (prf.c), and in scheme.c an unsorted softmax, the
  * inverse-CDF draw, argmax log(r)/p, and ordering candidates by PRF values.
  * Everything here works on the candidates only, never on the vocabulary. */
 #ifndef TRACEMARK_WATERMARK_SCHEME_H
@@ -78,6 +79,24 @@ void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const
 /* The portable path alone (tests compare the two). */
 void tm_wm_prf_batch_scalar(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                             size_t count, uint64_t *out);
+
+/* ---- context messages (scheme.c) --------------------------------------------- */
+
+/* The PRF's extra word for the context fingerprint of skip_repeated_context
+ * (Gumbel, SynthID, DiPmark): per-token values use extra = 0, so the two
+ * never share a message. */
+#define TM_WM_FINGERPRINT_EXTRA UINT32_C(0xFFFFFFFF)
+
+/* The context width in effect for Gumbel and SynthID: config.context_width,
+ * 0 when negative, kept within what the PRF message holds next to the token. */
+size_t tm_wm_context_width(const tm_wm_scheme *scheme);
+/* Copy the last min(h, n_context) tokens of context into message (h =
+ * tm_wm_context_width); returns how many. With fewer than h tokens of history
+ * the scheme uses what there is (the PRF's length byte keeps a short context
+ * apart from a padded one). Both faces of a scheme build their message with
+ * it, so they cannot drift apart. */
+size_t tm_wm_context_message(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
+                             int32_t *message);
 
 /* ---- shared pieces of the selectors (scheme.c) ---------------------------------- */
 

@@ -15,26 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Extra word of the context fingerprint (docs/schemes/synthid.md); g-values
- * use extra = 0 (layers 1..64). */
-#define SYNTHID_FINGERPRINT_EXTRA UINT32_C(0xFFFFFFFF)
-
-static size_t context_width(const tm_wm_scheme *scheme) {
-    int32_t h = scheme->config.context_width;
-    if (h < 0) return 0;
-    if ((size_t)h > TM_WM_PRF_MAX_TOKENS - 1) return TM_WM_PRF_MAX_TOKENS - 1;
-    return (size_t)h;
-}
-
-/* The last min(h, n_context) tokens of context, copied into message (fewer
- * than h at the start of a text: the scheme uses what there is). */
-static size_t context_message(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t *message) {
-    size_t h = context_width(scheme);
-    size_t take = n_context < h ? n_context : h;
-    if (take > 0) memcpy(message, context + (n_context - take), take * sizeof *message);
-    return take;
-}
-
 /* The PRF word that holds the g-values of layers 64e + 1 .. 64e + 64 for the
  * message [context, w] already in place (n tokens): g_l is bit (l - 1) mod 64
  * of the word with extra = e = (l - 1) div 64. */
@@ -95,12 +75,12 @@ static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     int32_t message[TM_WM_PRF_MAX_TOKENS];
     size_t n_context = 0;
     if (state->n_history > 0) {
-        const int32_t *context = tm_wm_state_context(state, context_width(scheme), &n_context);
-        n_context = context_message(scheme, context, n_context, message);
+        const int32_t *context = tm_wm_state_context(state, tm_wm_context_width(scheme), &n_context);
+        n_context = tm_wm_context_message(scheme, context, n_context, message);
     }
     if (scheme->config.skip_repeated_context) {
         uint64_t fingerprint =
-            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, message, n_context, SYNTHID_FINGERPRINT_EXTRA);
+            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, message, n_context, TM_WM_FINGERPRINT_EXTRA);
         if (tm_wm_state_seen_before(state, fingerprint)) {
             /* As synthid-text's context history: a repeated context would
              * repeat the same tournament, so it is sampled from p unchanged. */
@@ -144,7 +124,7 @@ static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
 static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
                                    int32_t token, double *values, size_t capacity) {
     int32_t message[TM_WM_PRF_MAX_TOKENS];
-    size_t n = context ? context_message(scheme, context, n_context, message) : 0;
+    size_t n = context ? tm_wm_context_message(scheme, context, n_context, message) : 0;
     message[n] = token;
     size_t layers = scheme->config.layers > 0 ? (size_t)scheme->config.layers : 0;
     if (layers > capacity) layers = capacity;

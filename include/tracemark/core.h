@@ -108,8 +108,14 @@ static inline int tm_utf8_sequence_length(uint8_t c) {
     if ((c & 0xF8) == 0xF0) return 4;
     return 1; /* a stray continuation or invalid byte stands alone */
 }
+/* Length of the longest valid UTF-8 prefix of the size bytes at s (RFC 3629:
+ * no overlongs, no surrogates, nothing above U+10FFFF, no truncated
+ * sequence): the byte offset of the first invalid byte, or size. */
+size_t tm_utf8_valid_prefix(const char *s, size_t size);
 /* True when the size bytes at s are valid UTF-8 (no overlongs, no surrogates). */
 bool tm_utf8_valid(const char *s, size_t size);
+/* Number of Unicode characters (code points) in the first `bytes` bytes of valid UTF-8. */
+size_t tm_utf8_count_chars(const char *text, size_t bytes);
 
 #ifdef __cplusplus
 }

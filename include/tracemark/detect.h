@@ -71,9 +71,6 @@ const char *tm_normalize_options_describe(const tm_normalize_options *options);
 tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_options *options, char **out,
                             size_t *out_size, size_t **offsets, tm_error *err);
 
-/* Number of Unicode characters (code points) in the first `bytes` bytes of valid UTF-8. */
-size_t tm_utf8_count_chars(const char *text, size_t bytes);
-
 /* ======================================================================== */
 /* Detection (detect/detect.c)                                               */
 /* ======================================================================== */
