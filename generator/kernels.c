@@ -240,7 +240,16 @@ __attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w,
         const float *w0 = w + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
         int64_t i = 0;
+        /* The next four rows, a few cache lines ahead: each row is a short stream
+         * the hardware prefetcher has barely learnt before it ends. */
+        const float *next = r + 8 <= row_end ? w3 + cols : w0;
         for (; i + 16 <= cols; i += 16) {
+            if ((i & 31) == 0) {
+                _mm_prefetch((const char *)(next + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next + cols + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next + 2 * cols + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next + 3 * cols + i), _MM_HINT_T0);
+            }
             __m512 xv = _mm512_loadu_ps(x + i);
             a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + i), xv, a0);
             a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + i), xv, a1);
