@@ -302,8 +302,8 @@ static tm_bpe *build_llama_bpe_variant(const char *pre) {
     const tm_gguf_value *merges = tm_gguf_find(g, "tokenizer.ggml.merges");
     cr_assert(tokens && types && merges);
     size_t n_tokens = (size_t)tokens->as.array.count, n_merges = (size_t)merges->as.array.count;
-    const char **items = malloc((n_tokens > n_merges ? n_tokens : n_merges) * sizeof *items);
-    size_t *sizes = malloc((n_tokens > n_merges ? n_tokens : n_merges) * sizeof *sizes);
+    const char **items = calloc(n_tokens > n_merges ? n_tokens : n_merges, sizeof *items);
+    size_t *sizes = calloc(n_tokens > n_merges ? n_tokens : n_merges, sizeof *sizes);
     int32_t *type_values = malloc(n_tokens * sizeof *type_values);
     cr_assert(items && sizes && type_values);
 
