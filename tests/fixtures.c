@@ -1,6 +1,8 @@
 /* Implementation of the shared test helpers (see fixtures.h). */
 #include "fixtures.h"
 
+#include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +77,46 @@ int tm_run_cli(const char *args, char **out, char **err) {
     free(err_path);
     free(dir);
     return code;
+}
+
+size_t tm_test_split_vocab_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes) {
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t sep_size = strlen(sep), n = 0, capacity = 64, pos = 0;
+    *inputs = malloc(capacity * sizeof **inputs);
+    *sizes = malloc(capacity * sizeof **sizes);
+    while (pos < size) {
+        const char *next = memmem(raw + pos, size - pos, sep, sep_size);
+        size_t end = next ? (size_t)(next - raw) : size;
+        if (n == capacity) {
+            capacity *= 2;
+            *inputs = realloc(*inputs, capacity * sizeof **inputs);
+            *sizes = realloc(*sizes, capacity * sizeof **sizes);
+        }
+        (*inputs)[n] = malloc(end - pos + 1);
+        memcpy((*inputs)[n], raw + pos, end - pos);
+        (*inputs)[n][end - pos] = '\0';
+        (*sizes)[n] = end - pos;
+        n++;
+        if (!next) break;
+        pos = end + sep_size;
+    }
+    return n;
+}
+
+tm_test_story tm_test_story_open(void) {
+    tm_test_story m = {0};
+    char *bin = tm_fixture("models/stories260K.bin"), *tok = tm_fixture("models/tok512.bin");
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&m.model, bin, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_model_tokenizer(&m.tokenizer, m.model, tok, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_context_create(&m.context, m.model, 0, 1, &err), TM_OK, "%s", err.message);
+    free(bin);
+    free(tok);
+    return m;
+}
+
+void tm_test_story_close(tm_test_story *m) {
+    tm_context_free(m->context);
+    tm_tokenizer_free(m->tokenizer);
+    tm_model_free(m->model);
 }

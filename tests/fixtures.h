@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "tracemark/generator.h"
+
 /* Path of a file under the fixtures root, e.g. "models/stories260K.bin".
  * Returns a heap string the caller frees. */
 char *tm_fixture(const char *relative);
@@ -20,5 +22,19 @@ int tm_run_cli(const char *args, char **out, char **err);
 char *tm_test_read_file(const char *path, size_t *size);
 /* Write bytes to a file; returns 0 on success. */
 int tm_test_write_file(const char *path, const void *data, size_t size);
+
+/* Split llama.cpp's tokenizer vectors as its test-tokenizer-0 does: inputs
+ * are separated by "\n__ggml_vocab_test__\n"; text after the last separator,
+ * if any, is one more input. Returns the count; each input is a heap copy. */
+size_t tm_test_split_vocab_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes);
+
+/* stories260K.bin with tok512.bin and a context of its trained length, 1 thread. */
+typedef struct {
+    tm_model *model;
+    tm_tokenizer *tokenizer;
+    tm_context *context;
+} tm_test_story;
+tm_test_story tm_test_story_open(void);
+void tm_test_story_close(tm_test_story *story);
 
 #endif

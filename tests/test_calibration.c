@@ -215,35 +215,11 @@ static void add_truthfulqa(corpus *c) {
 
 /* ---- stories260K ---------------------------------------------------------- */
 
-typedef struct {
-    tm_model *model;
-    tm_tokenizer *tokenizer;
-    tm_context *context;
-} story_model;
-
-static story_model story_open(void) {
-    story_model m = {0};
-    char *bin = tm_fixture("models/stories260K.bin"), *tok = tm_fixture("models/tok512.bin");
-    tm_error err = {0};
-    cr_assert_eq(tm_model_load(&m.model, bin, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_model_tokenizer(&m.tokenizer, m.model, tok, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_context_create(&m.context, m.model, 0, 1, &err), TM_OK, "%s", err.message);
-    free(bin);
-    free(tok);
-    return m;
-}
-
-static void story_close(story_model *m) {
-    tm_context_free(m->context);
-    tm_tokenizer_free(m->tokenizer);
-    tm_model_free(m->model);
-}
-
 /* Exactly n tokens after prompt at temperature 1.0 through the scheme's
  * sampler (plain sampling when scheme is NULL); BOS and EOS are masked so
  * every sample has its full length. Fills ids (prompt ids first, *n_prompt of
  * them) and returns the generated text as it continues the prompt. */
-static char *story_generate(story_model *m, tm_wm_scheme *scheme, uint64_t seed, const char *prompt, size_t n,
+static char *story_generate(tm_test_story *m, tm_wm_scheme *scheme, uint64_t seed, const char *prompt, size_t n,
                             int32_t **all_ids, size_t *n_prompt) {
     tm_error err = {0};
     tm_sampling_params params;
@@ -329,7 +305,7 @@ static void check_rate(const char *scheme, const char *what, long count, long n,
 Test(calibration, false_positive_rate_matches_nominal_on_unwatermarked_text, .timeout = 1200) {
     /* The texts: interleaved so that any prefix mixes the three sources. */
     corpus stories = {0}, halueval = {0}, truthfulqa = {0}, all = {0};
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     double t0 = tm_seconds_now();
     for (uint32_t i = 0; i < N_STORIES; i++) {
         int32_t *ids;
@@ -435,7 +411,7 @@ Test(calibration, false_positive_rate_matches_nominal_on_unwatermarked_text, .ti
     corpus_free(&halueval);
     corpus_free(&truthfulqa);
     corpus_free(&all);
-    story_close(&m);
+    tm_test_story_close(&m);
 }
 
 /* ======================================================================== */
@@ -445,7 +421,7 @@ Test(calibration, false_positive_rate_matches_nominal_on_unwatermarked_text, .ti
 enum { N_POWER = 200, POWER_TOKENS = 200 };
 
 Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) {
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     const char *prompt = "Once upon a time";
     tm_detect_options defaults;
     tm_detect_options_default(&defaults);
@@ -517,5 +493,5 @@ Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) 
         free(n_prompt);
         free(keys);
     }
-    story_close(&m);
+    tm_test_story_close(&m);
 }

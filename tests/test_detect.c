@@ -100,30 +100,6 @@ static size_t context_of(const tm_wm_config *config) {
 /* ---- stories260K generation ----------------------------------------------- */
 
 typedef struct {
-    tm_model *model;
-    tm_tokenizer *tokenizer;
-    tm_context *context;
-} story_model;
-
-static story_model story_open(void) {
-    story_model m = {0};
-    char *bin = tm_fixture("models/stories260K.bin"), *tok = tm_fixture("models/tok512.bin");
-    tm_error err = {0};
-    cr_assert_eq(tm_model_load(&m.model, bin, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_model_tokenizer(&m.tokenizer, m.model, tok, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_context_create(&m.context, m.model, 0, 1, &err), TM_OK, "%s", err.message);
-    free(bin);
-    free(tok);
-    return m;
-}
-
-static void story_close(story_model *m) {
-    tm_context_free(m->context);
-    tm_tokenizer_free(m->tokenizer);
-    tm_model_free(m->model);
-}
-
-typedef struct {
     int32_t *prompt_ids, *ids;
     size_t n_prompt, n_ids;
     char *text; /* the generated tokens' text, as it continues the prompt */
@@ -139,7 +115,7 @@ static void story_free(story *s) {
 /* Exactly n tokens after prompt at temperature 1.0 through the scheme's
  * sampler (plain sampling when scheme is NULL), seeded by seed. BOS and EOS
  * are masked so that every sample has its full length. */
-static story story_generate(story_model *m, tm_wm_scheme *scheme, uint64_t seed, const char *prompt, size_t n) {
+static story story_generate(tm_test_story *m, tm_wm_scheme *scheme, uint64_t seed, const char *prompt, size_t n) {
     story s = {0};
     tm_error err = {0};
     tm_sampling_params params;
@@ -664,7 +640,7 @@ static char *halueval_text(const tm_tokenizer *tokenizer, size_t first, size_t t
 }
 
 /* Unwatermarked stories260K samples, joined by spaces, until `tokens` tokens. */
-static char *plain_stories(story_model *m, uint64_t seed, size_t tokens) {
+static char *plain_stories(tm_test_story *m, uint64_t seed, size_t tokens) {
     size_t capacity = 1 << 16, used = 0, n_tokens = 0;
     char *out = malloc(capacity);
     out[0] = '\0';
@@ -685,7 +661,7 @@ static char *plain_stories(story_model *m, uint64_t seed, size_t tokens) {
  * When whole_text_misses, the whole text's own p must also stay above the
  * FPR, so that the window is what finds it. */
 static void check_window(const char *name, uint64_t seed, bool whole_text_misses, bool must_detect) {
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     tm_wm_config config = scheme_config(name);
     tm_wm_key *key = seeded_key(7);
     tm_wm_scheme *scheme = make_scheme(&config, key);
@@ -747,7 +723,7 @@ static void check_window(const char *name, uint64_t seed, bool whole_text_misses
     story_free(&passage);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
-    story_close(&m);
+    tm_test_story_close(&m);
 }
 
 /* KGW here is SelfHash (h = 4), the setting the windowed (WinMax) detector
@@ -795,7 +771,7 @@ Test(detect_windows, window_is_off_by_default_and_never_found_in_short_text) {
 
 static void check_multi_key(const char *name) {
     enum { KEYS = 100, RIGHT = 37 };
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     tm_wm_config config = scheme_config(name);
     tm_wm_key *keys[KEYS];
     for (uint32_t i = 0; i < KEYS; i++) keys[i] = seeded_key(100 + i);
@@ -836,7 +812,7 @@ static void check_multi_key(const char *name) {
     story_free(&plain);
     tm_wm_scheme_free(scheme);
     for (size_t i = 0; i < KEYS; i++) tm_wm_key_free(keys[i]);
-    story_close(&m);
+    tm_test_story_close(&m);
 }
 
 Test(detect_keys, kgw_right_key_among_100) { check_multi_key("kgw-lefthash"); }
@@ -916,7 +892,7 @@ Test(detect_errors, token_ids_outside_the_vocabulary) {
 
 Test(detect_errors, mismatched_tokenizer_does_not_detect) {
     /* Text generated with tok512, detected with the 32,000-token Llama 2 vocabulary. */
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     tm_tokenizer *llama = load_tokenizer("models/llama-2-tiny-random.gguf");
     cr_assert_eq(tm_tokenizer_vocab_size(llama), 32000);
     const char *names[] = {"kgw-lefthash", "gumbel", "synthid"};
@@ -952,12 +928,12 @@ Test(detect_errors, mismatched_tokenizer_does_not_detect) {
         tm_wm_key_free(key);
     }
     tm_tokenizer_free(llama);
-    story_close(&m);
+    tm_test_story_close(&m);
 }
 
 Test(detect_errors, key_for_another_scheme_does_not_detect) {
     /* The same key file, another scheme: HKDF derives another subkey, so no watermark. */
-    story_model m = story_open();
+    tm_test_story m = tm_test_story_open();
     tm_wm_key *key = seeded_key(13);
     const char *pairs[][2] = {{"kgw-lefthash", "kgw-selfhash"}, {"kgw-lefthash", "unigram"},
                               {"gumbel", "synthid"},          {"synthid", "gumbel"},
@@ -983,7 +959,7 @@ Test(detect_errors, key_for_another_scheme_does_not_detect) {
         tm_wm_scheme_free(scheme);
     }
     tm_wm_key_free(key);
-    story_close(&m);
+    tm_test_story_close(&m);
 }
 
 Test(detect_errors, bad_options_are_errors) {

@@ -90,33 +90,6 @@ static tm_status load_status(const char *path, tm_error *err) {
 
 /* ---- llama.cpp's tokenizer vectors ---------------------------------------- */
 
-/* Split as llama.cpp's test-tokenizer-0 does: inputs are separated by
- * "\n__ggml_vocab_test__\n"; the text after the last separator (if any) is
- * one more input. Returns the count; each input is a heap copy. */
-static size_t split_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes) {
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sep_size = strlen(sep), n = 0, capacity = 64, pos = 0;
-    *inputs = malloc(capacity * sizeof **inputs);
-    *sizes = malloc(capacity * sizeof **sizes);
-    while (pos < size) {
-        const char *next = memmem(raw + pos, size - pos, sep, sep_size);
-        size_t end = next ? (size_t)(next - raw) : size;
-        if (n == capacity) {
-            capacity *= 2;
-            *inputs = realloc(*inputs, capacity * sizeof **inputs);
-            *sizes = realloc(*sizes, capacity * sizeof **sizes);
-        }
-        (*inputs)[n] = malloc(end - pos + 1);
-        memcpy((*inputs)[n], raw + pos, end - pos);
-        (*inputs)[n][end - pos] = '\0';
-        (*sizes)[n] = end - pos;
-        n++;
-        if (!next) break;
-        pos = end + sep_size;
-    }
-    return n;
-}
-
 Test(tokenizer, llama_cpp_spm_vectors) {
     tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-spm.gguf");
     cr_assert_eq(tm_tokenizer_vocab_size(t), 32000);
@@ -132,7 +105,7 @@ Test(tokenizer, llama_cpp_spm_vectors) {
 
     char **inputs;
     size_t *sizes;
-    size_t n_inputs = split_inputs(inp, inp_size, &inputs, &sizes);
+    size_t n_inputs = tm_test_split_vocab_inputs(inp, inp_size, &inputs, &sizes);
 
     size_t n_lines = 0, passed = 0;
     /* strtok_r would skip empty lines, and an empty line is a case (""). */

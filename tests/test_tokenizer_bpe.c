@@ -339,33 +339,6 @@ static tm_bpe *build_llama_bpe_variant(const char *pre) {
 /* llama.cpp's vectors                                                      */
 /* ======================================================================== */
 
-/* Split as llama.cpp's test-tokenizer-0 does: inputs are separated by
- * "\n__ggml_vocab_test__\n"; text after the last separator, if any, is one
- * more input. Returns the count; each input is a heap copy. */
-static size_t split_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes) {
-    const char *sep = "\n__ggml_vocab_test__\n";
-    size_t sep_size = strlen(sep), n = 0, capacity = 64, pos = 0;
-    *inputs = malloc(capacity * sizeof **inputs);
-    *sizes = malloc(capacity * sizeof **sizes);
-    while (pos < size) {
-        const char *next = memmem(raw + pos, size - pos, sep, sep_size);
-        size_t end = next ? (size_t)(next - raw) : size;
-        if (n == capacity) {
-            capacity *= 2;
-            *inputs = realloc(*inputs, capacity * sizeof **inputs);
-            *sizes = realloc(*sizes, capacity * sizeof **sizes);
-        }
-        (*inputs)[n] = malloc(end - pos + 1);
-        memcpy((*inputs)[n], raw + pos, end - pos);
-        (*inputs)[n][end - pos] = '\0';
-        (*sizes)[n] = end - pos;
-        n++;
-        if (!next) break;
-        pos = end + sep_size;
-    }
-    return n;
-}
-
 Test(tokenizer_bpe, llama_cpp_llama_bpe_vectors) {
     tm_bpe *bpe = load_fixture(LLAMA_BPE);
     char *inp_path = tm_fixture("tokenizer-tests/ggml-vocab-llama-bpe.gguf.inp");
@@ -378,7 +351,7 @@ Test(tokenizer_bpe, llama_cpp_llama_bpe_vectors) {
 
     char **inputs;
     size_t *sizes;
-    size_t n_inputs = split_inputs(inp, inp_size, &inputs, &sizes);
+    size_t n_inputs = tm_test_split_vocab_inputs(inp, inp_size, &inputs, &sizes);
     size_t n_lines = 0, passed = 0;
     /* strtok_r would skip empty lines, and an empty line is a case (""). */
     for (char *line = expected; line && *line; n_lines++) {
@@ -1298,7 +1271,7 @@ Test(tokenizer_bpe, public_tokenizer_api_on_the_llama_cpp_vectors) {
     char *inp = tm_test_read_file(inp_path, &inp_size), *expected = tm_test_read_file(out_path, &out_size);
     char **inputs;
     size_t *sizes;
-    size_t n_inputs = split_inputs(inp, inp_size, &inputs, &sizes), n_lines = 0;
+    size_t n_inputs = tm_test_split_vocab_inputs(inp, inp_size, &inputs, &sizes), n_lines = 0;
     for (char *line = expected; line && *line; n_lines++) {
         char *end = strchr(line, '\n');
         if (end) *end = '\0';
