@@ -63,6 +63,33 @@ static inline size_t wm_test_index_of(const int32_t *ids, size_t n, int32_t id) 
     return 0;
 }
 
+/* The edge cases every watermark selector must survive: no candidates
+ * (nothing is selected), a single candidate (it is selected), tokens of
+ * probability zero (never selected over `draws` draws; with vary_history a
+ * random token is accepted before each draw, so the secret values change),
+ * and NaN logits from a broken upstream stage (still a selection, no crash). */
+static inline void wm_test_degenerate_candidates(tm_sampler *sampler, int draws, bool vary_history) {
+    tm_token_data storage[WM_TEST_N];
+    tm_candidates empty = {storage, 0, false, -1};
+    wm_test_apply(sampler, &empty);
+    cr_assert_eq(empty.selected, -1);
+    tm_candidates one = wm_test_candidates(storage, wm_test_ids + 2, wm_test_probs + 2, 1);
+    wm_test_apply(sampler, &one);
+    cr_assert_eq(one.selected, 42);
+    uint64_t x = 5;
+    for (int t = 0; t < draws; t++) {
+        if (vary_history) sampler->interface->accept(sampler, (int32_t)(wm_test_lcg(&x) % 512));
+        tm_candidates c = wm_test_candidates(storage, wm_test_ids, wm_test_probs, WM_TEST_N);
+        storage[0].logit = storage[3].logit = -INFINITY;
+        wm_test_apply(sampler, &c);
+        cr_assert(c.selected != 3 && c.selected != 99 && c.selected >= 0);
+    }
+    tm_candidates c = wm_test_candidates(storage, wm_test_ids, wm_test_probs, WM_TEST_N);
+    for (size_t i = 0; i < WM_TEST_N; i++) storage[i].logit = NAN;
+    wm_test_apply(sampler, &c);
+    cr_assert(c.selected >= 0);
+}
+
 /* ---- chi-square goodness of fit ------------------------------------------------ */
 
 /* Critical values of the chi-square distribution at significance 0.001

@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,28 @@ int tm_run_cli(const char *args, char **out, char **err) {
     free(err_path);
     free(dir);
     return code;
+}
+
+tm_test_cli_result tm_test_cli(const char *format, ...) {
+    char *root = tm_fixture(".");
+    setenv("TRACEMARK_FIXTURES", root, 0);
+    free(root);
+    char args[16384];
+    va_list ap;
+    va_start(ap, format);
+    int n = vsnprintf(args, sizeof args, format, ap);
+    va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < sizeof args, "command line too long");
+    tm_test_cli_result r = {0};
+    r.code = tm_run_cli(args, &r.out, &r.err);
+    cr_assert_not_null(r.out, "no stdout captured for: %s", args);
+    cr_assert_not_null(r.err, "no stderr captured for: %s", args);
+    return r;
+}
+
+void tm_test_cli_free(tm_test_cli_result *result) {
+    free(result->out);
+    free(result->err);
 }
 
 size_t tm_test_split_vocab_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes) {

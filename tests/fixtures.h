@@ -18,6 +18,16 @@ char *tm_test_path(const char *folder, const char *name);
 /* Run `tracemark ARGS` through /bin/sh; capture stdout and stderr into heap
  * strings (either pointer may be NULL). Returns the exit status, or -1. */
 int tm_run_cli(const char *args, char **out, char **err);
+/* The same with ARGS formatted printf-style, for the CLI tests: asserts that
+ * both streams were captured. The CLI sees $TRACEMARK_FIXTURES set to the
+ * fixtures root (unless already set), so its own lookups find what
+ * tm_fixture finds. */
+typedef struct {
+    int code;
+    char *out, *err;
+} tm_test_cli_result;
+tm_test_cli_result tm_test_cli(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void tm_test_cli_free(tm_test_cli_result *result);
 /* Read a whole file into a heap buffer (NUL-terminated); NULL on failure. */
 char *tm_test_read_file(const char *path, size_t *size);
 /* Write bytes to a file; returns 0 on success. */

@@ -18,15 +18,18 @@
 #include "tracemark/detect.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
+#include "watermark_testing.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* This file's keys: wm_test_labelled_key(CALIBRATION_KEYS, i), fixed, never picked to pass. */
+#define CALIBRATION_KEYS "tracemark-test-calibration"
 
 static const char *const SCHEMES[] = {"kgw-lefthash", "kgw-selfhash", "unigram", "gumbel",
                                       "synthid",      "dipmark",      "exp-edit", "its-edit"};
@@ -35,28 +38,6 @@ enum { N_SCHEMES = sizeof SCHEMES / sizeof SCHEMES[0] };
 /* ======================================================================== */
 /* Helpers                                                                  */
 /* ======================================================================== */
-
-/* Key i: secret = SHA-256("tracemark-test-calibration" || u32le(i)). */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[26 + 4], secret[32];
-    memcpy(message, "tracemark-test-calibration", 26);
-    for (int b = 0; b < 4; b++) message[26 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static tm_wm_config scheme_config(const char *name) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/configs/schemes/%s.yaml", TRACEMARK_SOURCE_DIR, name);
-    tm_wm_config config;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_config_load(&config, path, &err), TM_OK, "%s: %s", path, err.message);
-    return config;
-}
 
 static bool is_exp_edit(const tm_wm_config *config) { return config->kind == TM_WM_EXP_EDIT; }
 
@@ -329,10 +310,10 @@ Test(calibration, false_positive_rate_matches_nominal_on_unwatermarked_text, .ti
                 "sets)",
                 all.n, stories.n, t_generate, halueval.n, truthfulqa.n);
     tm_wm_key **keys = malloc(sizeof *keys * all.n);
-    for (size_t i = 0; i < all.n; i++) keys[i] = seeded_key((uint32_t)i);
+    for (size_t i = 0; i < all.n; i++) keys[i] = wm_test_labelled_key(CALIBRATION_KEYS, (uint32_t)i);
 
     for (size_t s = 0; s < N_SCHEMES; s++) {
-        tm_wm_config config = scheme_config(SCHEMES[s]);
+        tm_wm_config config = wm_test_scheme_config(SCHEMES[s]);
         bool slow = is_exp_edit(&config);
         long n = slow ? EXP_EDIT_TEXTS : (long)all.n;
         tally total = {0};
@@ -427,14 +408,14 @@ Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) 
     tm_detect_options_default(&defaults);
     cr_assert_eq(defaults.fpr, 1e-3);
     for (size_t s = 0; s < N_SCHEMES; s++) {
-        tm_wm_config config = scheme_config(SCHEMES[s]);
+        tm_wm_config config = wm_test_scheme_config(SCHEMES[s]);
         char **texts = malloc(sizeof *texts * N_POWER);
         int32_t **ids = malloc(sizeof *ids * N_POWER);
         size_t *n_prompt = malloc(sizeof *n_prompt * N_POWER);
         tm_wm_key **keys = malloc(sizeof *keys * N_POWER);
         double t0 = tm_seconds_now();
         for (size_t i = 0; i < N_POWER; i++) {
-            keys[i] = seeded_key((uint32_t)(500000 + i));
+            keys[i] = wm_test_labelled_key(CALIBRATION_KEYS, (uint32_t)(500000 + i));
             tm_wm_scheme *scheme = NULL;
             tm_error err = {0};
             cr_assert_eq(tm_wm_scheme_create(&scheme, &config, keys[i], &err), TM_OK, "%s", err.message);

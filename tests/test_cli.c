@@ -10,7 +10,6 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,32 +19,6 @@
 /* ======================================================================== */
 /* Helpers                                                                  */
 /* ======================================================================== */
-
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-/* Run `tracemark <args>` with args formatted printf-style. */
-static run_result run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static run_result run(const char *format, ...) {
-    char args[16384];
-    va_list ap;
-    va_start(ap, format);
-    int n = vsnprintf(args, sizeof args, format, ap);
-    va_end(ap);
-    cr_assert(n >= 0 && (size_t)n < sizeof args, "command line too long");
-    run_result r = {0};
-    r.code = tm_run_cli(args, &r.out, &r.err);
-    cr_assert_not_null(r.out, "no stdout captured for: %s", args);
-    cr_assert_not_null(r.err, "no stderr captured for: %s", args);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
 
 /* Fixture paths, single-quoted for /bin/sh. */
 typedef struct {
@@ -159,13 +132,13 @@ static const char *escaped(const char *bytes) {
     return out;
 }
 
-static void assert_usage_error(const run_result *r, const char *needle) {
+static void assert_usage_error(const tm_test_cli_result *r, const char *needle) {
     cr_assert_eq(r->code, 2, "exit %d, expected 2 (usage); stderr: %s", r->code, r->err);
     cr_assert_str_empty(r->out, "a usage error prints nothing on stdout: %s", r->out);
     cr_assert_not_null(strstr(r->err, needle), "stderr lacks \"%s\": %s", needle, r->err);
 }
 
-static void assert_failure(const run_result *r, const char *needle) {
+static void assert_failure(const tm_test_cli_result *r, const char *needle) {
     cr_assert_eq(r->code, 1, "exit %d, expected 1; stdout: %s stderr: %s", r->code, r->out, r->err);
     cr_assert(strncmp(r->err, "tracemark: error: ", 18) == 0, "stderr does not start with \"tracemark: error: \": %s",
               r->err);
@@ -178,7 +151,7 @@ static void assert_failure(const run_result *r, const char *needle) {
 
 Test(cli_generate, greedy_llama2c_matches_run_c_byte_for_byte) {
     fixtures f = paths();
-    run_result r = run("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256", f.bin, f.tok);
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256", f.bin, f.tok);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     size_t size;
     char *expected = read_fixture("reference/stories260K.runc.greedy256.txt", &size);
@@ -186,15 +159,15 @@ Test(cli_generate, greedy_llama2c_matches_run_c_byte_for_byte) {
     cr_assert(memcmp(r.out, expected, size) == 0, "stdout differs from run.c:\n%s", r.out);
     cr_assert_str_empty(r.err, "nothing on stderr: %s", r.err);
     free(expected);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_generate, greedy_gguf_json_matches_llama_cpp) {
     fixtures f = paths();
     json_t *prompt_ids, *ids;
     llama_cpp_greedy64(&prompt_ids, &ids);
-    run_result r =
-        run("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 64 --json", f.gguf);
+    tm_test_cli_result r =
+        tm_test_cli("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 64 --json", f.gguf);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     cr_assert_eq(strchr(r.out, '\n'), r.out + strlen(r.out) - 1, "one JSON object on one line: %s", r.out);
     json_t *root = parse_json(r.out);
@@ -221,15 +194,15 @@ Test(cli_generate, greedy_gguf_json_matches_llama_cpp) {
     }
 
     /* Streamed to a pipe, the same run prints the prompt and exactly that text. */
-    run_result plain = run("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 64", f.gguf);
+    tm_test_cli_result plain = tm_test_cli("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 64", f.gguf);
     cr_assert_eq(plain.code, 0, "%s", plain.err);
     cr_assert(strncmp(plain.out, "Once upon a time", 16) == 0);
     cr_assert_str_eq(plain.out + 16, json_string_value(text));
-    run_free(&plain);
+    tm_test_cli_free(&plain);
     json_decref(root);
     json_decref(prompt_ids);
     json_decref(ids);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_generate, greedy_gguf_from_bos_matches_llama_cpp_and_run_c) {
@@ -240,7 +213,7 @@ Test(cli_generate, greedy_gguf_from_bos_matches_llama_cpp_and_run_c) {
     char *reference = read_fixture("reference/stories260K.gguf.llamacpp.bos-greedy256.json", &size);
     json_t *expected = parse_json(reference);
     char *text = read_fixture("reference/stories260K.runc.greedy256.txt", &size);
-    run_result r = run("generate --model %s --prompt '' --temperature 0 --max-tokens 256 --ctx 512 --json", f.gguf);
+    tm_test_cli_result r = tm_test_cli("generate --model %s --prompt '' --temperature 0 --max-tokens 256 --ctx 512 --json", f.gguf);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     json_t *root = parse_json(r.out);
     assert_same_ids(json_object_get(root, "prompt_ids"), json_object_get(expected, "prompt_ids"), 1, "prompt_ids");
@@ -250,15 +223,15 @@ Test(cli_generate, greedy_gguf_from_bos_matches_llama_cpp_and_run_c) {
     json_decref(expected);
     free(text);
     free(reference);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_generate, seeded_sampling_is_deterministic) {
     fixtures f = paths();
     const char *common = "--prompt 'Once upon a time' --temperature 1.0 --max-tokens 64";
-    run_result a = run("generate --model %s --tokenizer %s %s --seed 7", f.bin, f.tok, common);
-    run_result b = run("generate --model %s --tokenizer %s %s --seed 7", f.bin, f.tok, common);
-    run_result c = run("generate --model %s --tokenizer %s %s --seed 8", f.bin, f.tok, common);
+    tm_test_cli_result a = tm_test_cli("generate --model %s --tokenizer %s %s --seed 7", f.bin, f.tok, common);
+    tm_test_cli_result b = tm_test_cli("generate --model %s --tokenizer %s %s --seed 7", f.bin, f.tok, common);
+    tm_test_cli_result c = tm_test_cli("generate --model %s --tokenizer %s %s --seed 8", f.bin, f.tok, common);
     cr_assert_eq(a.code, 0, "%s", a.err);
     cr_assert_eq(b.code, 0, "%s", b.err);
     cr_assert_eq(c.code, 0, "%s", c.err);
@@ -268,7 +241,7 @@ Test(cli_generate, seeded_sampling_is_deterministic) {
     cr_assert_str_neq(a.out, c.out, "seeds 7 and 8 gave the same text: %s", a.out);
 
     /* The same with --json, and the JSON text is what the stream printed. */
-    run_result j = run("generate --model %s --tokenizer %s %s --seed 7 --json", f.bin, f.tok, common);
+    tm_test_cli_result j = tm_test_cli("generate --model %s --tokenizer %s %s --seed 7 --json", f.bin, f.tok, common);
     cr_assert_eq(j.code, 0, "%s", j.err);
     json_t *root = parse_json(j.out);
     cr_assert_str_eq(a.out + 16, json_string_value(json_object_get(root, "text")));
@@ -278,10 +251,10 @@ Test(cli_generate, seeded_sampling_is_deterministic) {
     cr_assert(strncmp(a.out, greedy, strlen(a.out)) != 0, "seeded sampling reproduced the greedy text");
     free(greedy);
     json_decref(root);
-    run_free(&j);
-    run_free(&a);
-    run_free(&b);
-    run_free(&c);
+    tm_test_cli_free(&j);
+    tm_test_cli_free(&a);
+    tm_test_cli_free(&b);
+    tm_test_cli_free(&c);
 }
 
 Test(cli_generate, hot_sampling_stays_valid_utf8_and_streams_what_json_says) {
@@ -292,7 +265,7 @@ Test(cli_generate, hot_sampling_stays_valid_utf8_and_streams_what_json_says) {
     for (int seed = 1; seed <= 4; seed++) {
         const char *stops[] = {"", "--stop the --stop '.'"};
         for (int s = 0; s < 2; s++) {
-            run_result j = run("generate --model %s --tokenizer %s --prompt 'Once' --temperature 2 --max-tokens 96 "
+            tm_test_cli_result j = tm_test_cli("generate --model %s --tokenizer %s --prompt 'Once' --temperature 2 --max-tokens 96 "
                                "--seed %d %s --json",
                                f.bin, f.tok, seed, stops[s]);
             cr_assert_eq(j.code, 0, "seed %d: exit %d: %s", seed, j.code, j.err);
@@ -309,16 +282,16 @@ Test(cli_generate, hot_sampling_stays_valid_utf8_and_streams_what_json_says) {
             if (s == 1)
                 cr_assert(!strstr(text, "the") && !strchr(text, '.'), "seed %d (%s): text holds a stop string: %s",
                           seed, reason, text);
-            run_result p = run("generate --model %s --tokenizer %s --prompt 'Once' --temperature 2 --max-tokens 96 "
+            tm_test_cli_result p = tm_test_cli("generate --model %s --tokenizer %s --prompt 'Once' --temperature 2 --max-tokens 96 "
                                "--seed %d %s",
                                f.bin, f.tok, seed, stops[s]);
             cr_assert_eq(p.code, 0, "%s", p.err);
             cr_assert(strncmp(p.out, "Once", 4) == 0);
             cr_assert(tm_utf8_valid(p.out, strlen(p.out)));
             cr_assert_str_eq(p.out + 4, text, "seed %d: streamed text differs from the JSON text", seed);
-            run_free(&p);
+            tm_test_cli_free(&p);
             json_decref(root);
-            run_free(&j);
+            tm_test_cli_free(&j);
         }
     }
 }
@@ -332,18 +305,18 @@ Test(cli_generate, stop_string_cuts_the_text) {
     size_t cut = (size_t)(lily - greedy);
     cr_assert_gt(cut, 0);
 
-    run_result r = run("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop Lily",
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop Lily",
                        f.bin, f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_eq(strlen(r.out), cut, "stdout: \"%s\", expected the %zu bytes before \"Lily\"", r.out, cut);
     cr_assert(strncmp(r.out, greedy, cut) == 0, "stdout: %s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* Two stop strings: the earliest occurrence wins, whatever the order. */
     const char *park = strstr(greedy, "park");
     cr_assert_not_null(park);
     cr_assert_gt(park, lily);
-    r = run("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop park --stop Lily "
+    r = tm_test_cli("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop park --stop Lily "
             "--json",
             f.bin, f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
@@ -353,14 +326,14 @@ Test(cli_generate, stop_string_cuts_the_text) {
     cr_assert(strncmp(text, greedy, cut) == 0);
     cr_assert_str_eq(json_string_value(json_object_get(root, "stop_reason")), "stop_string");
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A stop string that never occurs changes nothing. */
-    r = run("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop zebra", f.bin,
+    r = tm_test_cli("generate --model %s --tokenizer %s --prompt '' --temperature 0 --max-tokens 256 --stop zebra", f.bin,
             f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, greedy);
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(greedy);
 }
 
@@ -371,20 +344,20 @@ Test(cli_generate, small_context_stops_with_context_full) {
     fixtures f = paths();
     json_t *prompt_ids, *ids;
     llama_cpp_greedy64(&prompt_ids, &ids);
-    run_result r = run("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 100 --ctx 16 --json",
+    tm_test_cli_result r = tm_test_cli("generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 100 --ctx 16 --json",
                        f.gguf);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     json_t *root = parse_json(r.out);
     cr_assert_str_eq(json_string_value(json_object_get(root, "stop_reason")), "context_full");
     assert_same_ids(json_object_get(root, "ids"), ids, 16 - 5 + 1, "ids");
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A prompt that does not fit at all is an error that says what to do. */
-    r = run("generate --model %s --prompt 'Once upon a time' --ctx 4", f.gguf);
+    r = tm_test_cli("generate --model %s --prompt 'Once upon a time' --ctx 4", f.gguf);
     assert_failure(&r, "raise --ctx");
     cr_expect_str_empty(r.out, "a failed run prints no text on stdout, got: \"%s\"", escaped(r.out));
-    run_free(&r);
+    tm_test_cli_free(&r);
     json_decref(prompt_ids);
     json_decref(ids);
 }
@@ -397,7 +370,7 @@ static void check_info(const char *fixture, const char *file, const char *format
                        int64_t parameters, int64_t tensors) {
     char quoted[4200];
     quote(quoted, sizeof quoted, fixture);
-    run_result r = run("model info --json %s", quoted);
+    tm_test_cli_result r = tm_test_cli("model info --json %s", quoted);
     cr_assert_eq(r.code, 0, "%s", r.err);
     json_t *root = parse_json(r.out);
     char sha[65];
@@ -426,10 +399,10 @@ static void check_info(const char *fixture, const char *file, const char *format
     cr_assert_eq(json_integer_value(json_object_get(tokenizer, "bos")), 1);
     cr_assert_eq(json_integer_value(json_object_get(tokenizer, "eos")), 2);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* The text form says the same. */
-    r = run("model info %s", quoted);
+    r = tm_test_cli("model info %s", quoted);
     cr_assert_eq(r.code, 0, "%s", r.err);
     char line[128];
     snprintf(line, sizeof line, "parameters:     %lld\n", (long long)parameters);
@@ -438,7 +411,7 @@ static void check_info(const char *fixture, const char *file, const char *format
     cr_assert_not_null(strstr(r.out, line), "%s", r.out);
     snprintf(line, sizeof line, "context:        %lld tokens\n", (long long)context);
     cr_assert_not_null(strstr(r.out, line), "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_model, info_stories260K_bin) {
@@ -453,7 +426,7 @@ Test(cli_model, info_stories260K_gguf) {
 
 Test(cli_model, info_tiny_random_and_lone_checkpoint) {
     fixtures f = paths();
-    run_result r = run("model info --json %s", f.tiny);
+    tm_test_cli_result r = tm_test_cli("model info --json %s", f.tiny);
     cr_assert_eq(r.code, 0, "%s", r.err);
     json_t *root = parse_json(r.out);
     char sha[65];
@@ -467,23 +440,23 @@ Test(cli_model, info_tiny_random_and_lone_checkpoint) {
                  12);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(root, "tokenizer"), "size")), 32000);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A checkpoint with no tokenizer beside it still has info; its tokenizer is null. */
     char *dir = tm_test_scratch_dir();
     char *link = tm_test_path(dir, "lone.bin"), *bin = tm_fixture("models/stories260K.bin");
     cr_assert_eq(symlink(bin, link), 0);
-    r = run("model info --json '%s'", link);
+    r = tm_test_cli("model info --json '%s'", link);
     cr_assert_eq(r.code, 0, "%s", r.err);
     root = parse_json(r.out);
     cr_assert(json_is_null(json_object_get(root, "tokenizer")));
     cr_assert_eq(json_integer_value(json_object_get(root, "parameters")), 260032);
     json_decref(root);
-    run_free(&r);
-    r = run("model info '%s'", link);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model info '%s'", link);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "pass --tokenizer"), "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     unlink(link);
     rmdir(dir);
     free(bin);
@@ -492,22 +465,22 @@ Test(cli_model, info_tiny_random_and_lone_checkpoint) {
 }
 
 Test(cli_model, info_errors) {
-    run_result r = run("model info --json /nonexistent/model.gguf");
+    tm_test_cli_result r = tm_test_cli("model info --json /nonexistent/model.gguf");
     assert_failure(&r, "/nonexistent/model.gguf");
-    run_free(&r);
-    r = run("model info");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model info");
     assert_usage_error(&r, "--help");
-    run_free(&r);
-    r = run("model frobnicate");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model frobnicate");
     assert_usage_error(&r, "frobnicate");
-    run_free(&r);
-    r = run("model");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model");
     cr_assert_eq(r.code, 2, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     fixtures f = paths();
-    r = run("model info --tokenizer %s %s", f.vocab, f.gguf);
+    r = tm_test_cli("model info --tokenizer %s %s", f.vocab, f.gguf);
     assert_failure(&r, "32000");
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 /* ======================================================================== */
@@ -516,20 +489,20 @@ Test(cli_model, info_errors) {
 
 Test(cli_tokenize, ids_pieces_and_back) {
     fixtures f = paths();
-    run_result r = run("tokenize --tokenizer %s 'Once upon a time'", f.tok);
+    tm_test_cli_result r = tm_test_cli("tokenize --tokenizer %s 'Once upon a time'", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "1 403 407 261 378\n");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("tokenize --tokenizer %s --no-bos 'Once upon a time'", f.tok);
+    r = tm_test_cli("tokenize --tokenizer %s --no-bos 'Once upon a time'", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "403 407 261 378\n");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* The GGUF's own tokenizer gives llama.cpp's prompt ids. */
     json_t *prompt_ids, *ids;
     llama_cpp_greedy64(&prompt_ids, &ids);
-    r = run("tokenize --model %s 'Once upon a time'", f.gguf);
+    r = tm_test_cli("tokenize --model %s 'Once upon a time'", f.gguf);
     cr_assert_eq(r.code, 0, "%s", r.err);
     char expected[128] = "";
     for (size_t i = 0; i < json_array_size(prompt_ids); i++)
@@ -537,12 +510,12 @@ Test(cli_tokenize, ids_pieces_and_back) {
                  json_integer_value(json_array_get(prompt_ids, i)));
     strcat(expected, "\n");
     cr_assert_str_eq(r.out, expected);
-    run_free(&r);
+    tm_test_cli_free(&r);
     json_decref(prompt_ids);
     json_decref(ids);
 
     /* --json: each id with its vocabulary piece (U+2581 for a space). */
-    r = run("tokenize --tokenizer %s --json 'Once upon a time'", f.tok);
+    r = tm_test_cli("tokenize --tokenizer %s --json 'Once upon a time'", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     json_t *array = parse_json(r.out);
     cr_assert(json_is_array(array));
@@ -556,16 +529,16 @@ Test(cli_tokenize, ids_pieces_and_back) {
         cr_assert_str_eq(json_string_value(json_object_get(item, "piece")), want[i].piece, "piece %zu", i);
     }
     json_decref(array);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detokenize --tokenizer %s 403 407 261 378", f.tok);
+    r = tm_test_cli("detokenize --tokenizer %s 403 407 261 378", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "Once upon a time\n");
-    run_free(&r);
-    r = run("detokenize --tokenizer %s 1 403 407 261 378 2", f.tok);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detokenize --tokenizer %s 1 403 407 261 378 2", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "Once upon a time\n", "BOS and EOS print nothing");
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_tokenize, files_and_stdin) {
@@ -574,23 +547,23 @@ Test(cli_tokenize, files_and_stdin) {
     char *text = tm_test_path(dir, "text.txt"), *list = tm_test_path(dir, "ids.txt");
     cr_assert_eq(tm_test_write_file(text, "Once upon a time", 16), 0);
     cr_assert_eq(tm_test_write_file(list, "403 407\n261,378\n", 16), 0);
-    run_result r = run("tokenize --tokenizer %s --file '%s'", f.tok, text);
+    tm_test_cli_result r = tm_test_cli("tokenize --tokenizer %s --file '%s'", f.tok, text);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "1 403 407 261 378\n");
-    run_free(&r);
-    r = run("detokenize --tokenizer %s --file '%s'", f.tok, list);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detokenize --tokenizer %s --file '%s'", f.tok, list);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "Once upon a time\n");
-    run_free(&r);
+    tm_test_cli_free(&r);
     /* tm_run_cli feeds /dev/null: empty input, just BOS / an empty line. */
-    r = run("tokenize --tokenizer %s --file -", f.tok);
+    r = tm_test_cli("tokenize --tokenizer %s --file -", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "1\n");
-    run_free(&r);
-    r = run("detokenize --tokenizer %s", f.tok);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detokenize --tokenizer %s", f.tok);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "\n");
-    run_free(&r);
+    tm_test_cli_free(&r);
     unlink(text);
     unlink(list);
     rmdir(dir);
@@ -616,7 +589,7 @@ Test(cli_tokenize, llama_cpp_vectors_through_the_cli, .timeout = 300) {
         cr_assert_not_null(line_end, "fewer outputs than inputs");
         *line_end = '\0';
         cr_assert_eq(tm_test_write_file(file, input, (size_t)(end - input)), 0);
-        run_result r = run("tokenize --tokenizer %s --no-bos --file '%s'", f.vocab, file);
+        tm_test_cli_result r = tm_test_cli("tokenize --tokenizer %s --no-bos --file '%s'", f.vocab, file);
         cr_assert_eq(r.code, 0, "case %zu: %s", cases, r.err);
         /* Compare as numbers: the .out lines start with a space. */
         char *got = r.out, *want = output;
@@ -632,7 +605,7 @@ Test(cli_tokenize, llama_cpp_vectors_through_the_cli, .timeout = 300) {
             got = got_end;
             want = want_end;
         }
-        run_free(&r);
+        tm_test_cli_free(&r);
         output = line_end + 1;
     }
     cr_assert_eq(cases, 46);
@@ -646,21 +619,21 @@ Test(cli_tokenize, llama_cpp_vectors_through_the_cli, .timeout = 300) {
 
 Test(cli_tokenize, errors) {
     fixtures f = paths();
-    run_result r = run("detokenize --tokenizer %s 403 512", f.tok);
+    tm_test_cli_result r = tm_test_cli("detokenize --tokenizer %s 403 512", f.tok);
     assert_failure(&r, "512");
-    run_free(&r);
-    r = run("detokenize --tokenizer %s 403 x7", f.tok);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detokenize --tokenizer %s 403 x7", f.tok);
     assert_failure(&r, "x7");
-    run_free(&r);
-    r = run("tokenize --tokenizer %s", f.tok);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("tokenize --tokenizer %s", f.tok);
     assert_usage_error(&r, "--help");
-    run_free(&r);
-    r = run("tokenize --tokenizer /nonexistent/tok.bin hello");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("tokenize --tokenizer /nonexistent/tok.bin hello");
     assert_failure(&r, "/nonexistent/tok.bin");
-    run_free(&r);
-    r = run("tokenize --tokenizer %s --bogus hello", f.tok);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("tokenize --tokenizer %s --bogus hello", f.tok);
     assert_usage_error(&r, "--help");
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 /* ======================================================================== */
@@ -669,80 +642,80 @@ Test(cli_tokenize, errors) {
 
 Test(cli_errors, command_line_mistakes_exit_2) {
     fixtures f = paths();
-    run_result r = run("frobnicate");
+    tm_test_cli_result r = tm_test_cli("frobnicate");
     assert_usage_error(&r, "frobnicate");
-    run_free(&r);
-    r = run("%s", "");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("%s", "");
     cr_assert_eq(r.code, 2, "no command at all");
     cr_assert_not_null(strstr(r.err, "usage:"), "%s", r.err);
-    run_free(&r);
-    r = run("generate --model %s --prompt hi --bogus", f.gguf);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt hi --bogus", f.gguf);
     assert_usage_error(&r, "--help");
     cr_assert_not_null(strstr(r.err, "--bogus"), "names the flag: %s", r.err);
-    run_free(&r);
-    r = run("generate --model %s", f.gguf);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s", f.gguf);
     assert_usage_error(&r, "--prompt");
-    run_free(&r);
-    r = run("generate --model %s --prompt hi --max-tokens abc", f.gguf);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt hi --max-tokens abc", f.gguf);
     assert_usage_error(&r, "--max-tokens");
     cr_assert_not_null(strstr(r.err, "abc"), "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     const char *bad_values[] = {"--max-tokens -1", "--max-tokens 12x", "--temperature nan", "--temperature -1",
                                 "--top-p 1.5",     "--seed -3",        "--ctx 0",           "--threads abc",
                                 "--max-tokens"};
     for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
-        r = run("generate --model %s --prompt hi %s", f.gguf, bad_values[i]);
+        r = tm_test_cli("generate --model %s --prompt hi %s", f.gguf, bad_values[i]);
         cr_assert_eq(r.code, 2, "%s: exit %d: %s", bad_values[i], r.code, r.err);
         cr_assert_str_empty(r.out, "%s: %s", bad_values[i], r.out);
-        run_free(&r);
+        tm_test_cli_free(&r);
     }
-    r = run("generate --model %s --prompt hi --prompt-file /dev/null", f.gguf);
+    r = tm_test_cli("generate --model %s --prompt hi --prompt-file /dev/null", f.gguf);
     assert_usage_error(&r, "not both");
-    run_free(&r);
-    r = run("generate --model %s --prompt hi extra", f.gguf);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt hi extra", f.gguf);
     assert_usage_error(&r, "extra");
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 Test(cli_errors, failures_exit_1_and_say_where) {
-    run_result r = run("generate --model /nonexistent/dir/model.gguf --prompt hi");
+    tm_test_cli_result r = tm_test_cli("generate --model /nonexistent/dir/model.gguf --prompt hi");
     assert_failure(&r, "/nonexistent/dir/model.gguf");
     cr_assert_str_empty(r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A llama2.c checkpoint with nothing beside it needs --tokenizer. */
     char *dir = tm_test_scratch_dir();
     char *link = tm_test_path(dir, "model.bin"), *bin = tm_fixture("models/stories260K.bin");
     cr_assert_eq(symlink(bin, link), 0);
-    r = run("generate --model '%s' --prompt hi", link);
+    r = tm_test_cli("generate --model '%s' --prompt hi", link);
     assert_failure(&r, "--tokenizer");
     cr_assert_not_null(strstr(r.err, link), "names the model: %s", r.err);
     cr_assert_str_empty(r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A malformed model file. */
     char *broken = tm_test_path(dir, "broken.bin");
     cr_assert_eq(tm_test_write_file(broken, "not a model", 11), 0);
-    r = run("generate --model '%s' --prompt hi", broken);
+    r = tm_test_cli("generate --model '%s' --prompt hi", broken);
     assert_failure(&r, broken);
     cr_assert_not_null(strstr(r.err, "too short"), "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A tokenizer that does not fit the model. */
     fixtures f = paths();
-    r = run("generate --model %s --tokenizer %s --prompt hi", f.gguf, f.vocab);
+    r = tm_test_cli("generate --model %s --tokenizer %s --prompt hi", f.gguf, f.vocab);
     assert_failure(&r, "32000");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A prompt file with a NUL byte, and a missing prompt file. */
     char *nul = tm_test_path(dir, "nul.txt");
     cr_assert_eq(tm_test_write_file(nul, "Once\0upon", 9), 0);
-    r = run("generate --model %s --prompt-file '%s'", f.gguf, nul);
+    r = tm_test_cli("generate --model %s --prompt-file '%s'", f.gguf, nul);
     assert_failure(&r, nul);
-    run_free(&r);
-    r = run("generate --model %s --prompt-file /nonexistent/prompt.txt", f.gguf);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt-file /nonexistent/prompt.txt", f.gguf);
     assert_failure(&r, "/nonexistent/prompt.txt");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     unlink(nul);
     unlink(broken);
@@ -760,17 +733,17 @@ Test(cli_errors, invalid_utf8_prompt_file) {
     char *dir = tm_test_scratch_dir();
     char *file = tm_test_path(dir, "prompt.txt");
     cr_assert_eq(tm_test_write_file(file, "\xff\xfeOnce upon a time", 18), 0);
-    run_result r = run("generate --model %s --prompt-file '%s' --max-tokens 8", f.gguf, file);
+    tm_test_cli_result r = tm_test_cli("generate --model %s --prompt-file '%s' --max-tokens 8", f.gguf, file);
     assert_failure(&r, "UTF-8");
     /* "<what>: <where>": the message names the prompt file it could not use. */
     cr_expect_not_null(strstr(r.err, file), "stderr does not name the prompt file %s: %s", file, r.err);
     /* Nothing reaches stdout: not the invalid bytes, not a stray newline. */
     cr_expect_str_empty(r.out, "a failed run printed %zu bytes on stdout: \"%s\"", strlen(r.out), escaped(r.out));
-    run_free(&r);
-    r = run("generate --model %s --prompt-file '%s' --max-tokens 8 --json", f.gguf, file);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt-file '%s' --max-tokens 8 --json", f.gguf, file);
     assert_failure(&r, "UTF-8");
     cr_assert_str_empty(r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     unlink(file);
     rmdir(dir);
     free(file);
@@ -781,31 +754,31 @@ Test(cli_errors, help_on_every_command) {
     const char *commands[] = {"--help", "-h", "help", "generate --help", "generate -h", "model --help",
                               "model info --help", "tokenize --help", "detokenize --help"};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        run_result r = run("%s", commands[i]);
+        tm_test_cli_result r = tm_test_cli("%s", commands[i]);
         cr_assert_eq(r.code, 0, "tracemark %s: exit %d: %s", commands[i], r.code, r.err);
         cr_assert(strncmp(r.out, "usage:", 6) == 0, "tracemark %s: stdout does not start with usage: %s", commands[i],
                   r.out);
         cr_assert_str_empty(r.err, "tracemark %s: %s", commands[i], r.err);
-        run_free(&r);
+        tm_test_cli_free(&r);
     }
     /* The top-level help lists every command. */
-    run_result r = run("--help");
+    tm_test_cli_result r = tm_test_cli("--help");
     const char *names[] = {"generate", "model", "tokenize", "detokenize"};
     for (size_t i = 0; i < 4; i++) cr_assert_not_null(strstr(r.out, names[i]), "%s missing from --help", names[i]);
-    run_free(&r);
-    r = run("--version");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("--version");
     cr_assert_eq(r.code, 0);
     cr_assert(strncmp(r.out, "tracemark ", 10) == 0, "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }
 
 /* ---- generate through a watermark ------------------------------------------- */
 
 static char *new_key(const char *dir) {
     char *key = tm_test_path(dir, "k.key");
-    run_result r = run("keygen --out '%s'", key);
+    tm_test_cli_result r = tm_test_cli("keygen --out '%s'", key);
     cr_assert_eq(r.code, 0, "keygen: %s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     return key;
 }
 
@@ -822,7 +795,7 @@ Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_n
     for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) {
         const char *cmd = "generate --model %s --tokenizer %s --prompt 'Once upon a time' --max-tokens 48 --seed 7 "
                           "--watermark " TRACEMARK_SOURCE_DIR "/configs/schemes/%s.yaml --key '%s' --json";
-        run_result a = run(cmd, f.bin, f.tok, schemes[s], key), b = run(cmd, f.bin, f.tok, schemes[s], key);
+        tm_test_cli_result a = tm_test_cli(cmd, f.bin, f.tok, schemes[s], key), b = tm_test_cli(cmd, f.bin, f.tok, schemes[s], key);
         cr_assert_eq(a.code, 0, "%s: %s", schemes[s], a.err);
         json_t *root = parse_json(a.out), *again = parse_json(b.out), *wm = json_object_get(root, "watermark");
         cr_assert(json_equal(json_object_get(root, "ids"), json_object_get(again, "ids")),
@@ -835,8 +808,8 @@ Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_n
         cr_assert_null(strstr(a.out, secret_hex), "%s: the secret key appears in the output", schemes[s]);
         json_decref(root);
         json_decref(again);
-        run_free(&a);
-        run_free(&b);
+        tm_test_cli_free(&a);
+        tm_test_cli_free(&b);
     }
     unlink(key);
     rmdir(dir);
@@ -849,20 +822,20 @@ Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
     char *dir = tm_test_scratch_dir();
     char *key = new_key(dir);
     const char *kgw = TRACEMARK_SOURCE_DIR "/configs/schemes/kgw-lefthash.yaml";
-    run_result r = run("generate --model %s --tokenizer %s --prompt x --watermark %s", f.bin, f.tok, kgw);
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt x --watermark %s", f.bin, f.tok, kgw);
     assert_usage_error(&r, "--key");
-    run_free(&r);
+    tm_test_cli_free(&r);
     cr_assert_eq(chmod(key, 0644), 0);
-    r = run("generate --model %s --tokenizer %s --prompt x --watermark %s --key '%s'", f.bin, f.tok, kgw, key);
+    r = tm_test_cli("generate --model %s --tokenizer %s --prompt x --watermark %s --key '%s'", f.bin, f.tok, kgw, key);
     assert_failure(&r, "chmod 600");
     cr_assert_str_empty(r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     cr_assert_eq(chmod(key, 0600), 0);
     char *yaml = tm_test_path(dir, "bad.yaml");
     cr_assert_eq(tm_test_write_file(yaml, "scheme: kgw\ngamma: 1.5\n", 23), 0);
-    r = run("generate --model %s --tokenizer %s --prompt x --watermark '%s' --key '%s'", f.bin, f.tok, yaml, key);
+    r = tm_test_cli("generate --model %s --tokenizer %s --prompt x --watermark '%s' --key '%s'", f.bin, f.tok, yaml, key);
     assert_failure(&r, "bad.yaml:2: gamma");
-    run_free(&r);
+    tm_test_cli_free(&r);
     unlink(yaml);
     unlink(key);
     rmdir(dir);
@@ -878,17 +851,17 @@ Test(cli_watermark, greedy_with_a_selecting_scheme_is_refused) {
     char *key = new_key(dir);
     const char *selecting[] = {"gumbel", "synthid", "dipmark", "exp-edit", "its-edit"};
     for (size_t s = 0; s < sizeof selecting / sizeof selecting[0]; s++) {
-        run_result r = run("generate --model %s --tokenizer %s --prompt x --temperature 0 --watermark "
+        tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt x --temperature 0 --watermark "
                            TRACEMARK_SOURCE_DIR "/configs/schemes/%s.yaml --key '%s' --json",
                            f.bin, f.tok, selecting[s], key);
         assert_usage_error(&r, "--temperature");
         cr_assert_str_empty(r.out, "%s: printed a record for greedy output", selecting[s]);
-        run_free(&r);
+        tm_test_cli_free(&r);
     }
-    run_result r = run("generate --model %s --tokenizer %s --prompt x --temperature 0 --max-tokens 4 --watermark "
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt x --temperature 0 --max-tokens 4 --watermark "
                        TRACEMARK_SOURCE_DIR "/configs/schemes/kgw-lefthash.yaml --key '%s'", f.bin, f.tok, key);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     unlink(key);
     rmdir(dir);
     free(key);
@@ -900,9 +873,9 @@ Test(cli_watermark, keygen_leaves_neighbouring_files_alone) {
     char *dir = tm_test_scratch_dir();
     char *key = tm_test_path(dir, "k.key"), *neighbour = tm_test_path(dir, "k.key.new");
     cr_assert_eq(tm_test_write_file(neighbour, "notes\n", 6), 0);
-    run_result r = run("keygen --out '%s'", key);
+    tm_test_cli_result r = tm_test_cli("keygen --out '%s'", key);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     size_t size;
     char *kept = tm_test_read_file(neighbour, &size);
     cr_assert_not_null(kept, "keygen deleted %s", neighbour);
@@ -924,10 +897,10 @@ Test(cli_watermark, a_key_folder_without_keys_is_an_error) {
     cr_assert_eq(mkdir(sub, 0700), 0);
     char *text = tm_test_path(dir, "text.txt");
     cr_assert_eq(tm_test_write_file(text, "Once upon a time there was a cat.", 33), 0);
-    run_result r = run("detect --key '%s' --key '%s' --watermark " TRACEMARK_SOURCE_DIR
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --key '%s' --watermark " TRACEMARK_SOURCE_DIR
                        "/configs/schemes/kgw-lefthash.yaml --tokenizer %s '%s'", folder, key, f.tok, text);
     assert_failure(&r, "no key files");
-    run_free(&r);
+    tm_test_cli_free(&r);
     rmdir(sub);
     rmdir(folder);
     unlink(key);

@@ -20,14 +20,17 @@
 #include "tracemark/detect.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
+#include "watermark_testing.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* This file's keys: wm_test_labelled_key(DETECT_KEYS, i), fixed, never picked to pass. */
+#define DETECT_KEYS "tracemark-test-detect"
 
 /* ======================================================================== */
 /* Helpers                                                                  */
@@ -39,28 +42,6 @@ static uint64_t splitmix(uint64_t *state) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
-}
-
-/* Key i: secret = SHA-256("tracemark-test-detect" || u32le(i)); fixed, never picked to pass. */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[21 + 4], secret[32];
-    memcpy(message, "tracemark-test-detect", 21);
-    for (int b = 0; b < 4; b++) message[21 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
-static tm_wm_config scheme_config(const char *name) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/configs/schemes/%s.yaml", TRACEMARK_SOURCE_DIR, name);
-    tm_wm_config config;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_config_load(&config, path, &err), TM_OK, "%s: %s", path, err.message);
-    return config;
 }
 
 static tm_tokenizer *load_tokenizer(const char *relative) {
@@ -305,8 +286,8 @@ static void check_green(const char *name, double gamma, size_t n, size_t n_promp
                         uint64_t seed) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
     int32_t vocab = tm_tokenizer_vocab_size(tokenizer);
-    tm_wm_config config = scheme_config(name);
-    tm_wm_key *key = seeded_key(1);
+    tm_wm_config config = wm_test_scheme_config(name);
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 1);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     size_t h = context_of(&config);
     uint64_t rng = seed;
@@ -383,8 +364,8 @@ Test(detect_formulas, dipmark_binomial_tail_at_one_half) { check_green("dipmark"
 Test(detect_formulas, all_green_p_is_gamma_power) {
     /* The closed form without any sum: T green tokens out of T have p = gamma^T. */
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("kgw-lefthash");
-    tm_wm_key *key = seeded_key(2);
+    tm_wm_config config = wm_test_scheme_config("kgw-lefthash");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 2);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     uint64_t rng = 21;
     int32_t tokens[301];
@@ -411,8 +392,8 @@ Test(detect_formulas, all_green_p_is_gamma_power) {
  * tokens are picked with r >= 0.9 (a watermark's skew), the rest at random. */
 static void check_gumbel(size_t n, size_t n_prompt, double high_share, uint64_t seed) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("gumbel");
-    tm_wm_key *key = seeded_key(3);
+    tm_wm_config config = wm_test_scheme_config("gumbel");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 3);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     size_t h = context_of(&config);
     uint64_t rng = seed;
@@ -471,8 +452,8 @@ Test(detect_formulas, gumbel_gamma_far_tail) { check_gumbel(300, 0, 1.0, 33); }
  * line times m-1, which leaves the mean unchanged). */
 static void check_synthid(size_t n, size_t n_prompt, double high_share, uint64_t seed) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("synthid");
-    tm_wm_key *key = seeded_key(4);
+    tm_wm_config config = wm_test_scheme_config("synthid");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 4);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     size_t h = context_of(&config);
     int m = config.layers;
@@ -539,8 +520,8 @@ Test(detect_formulas, synthid_binomial_and_weighted_watermarked) { check_synthid
 Test(detect_formulas, synthid_binomial_long_text) {
     /* 1,000 tokens: 30,000 bits; the weighted convolution would be large, so only mean g is re-derived here. */
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("synthid");
-    tm_wm_key *key = seeded_key(5);
+    tm_wm_config config = wm_test_scheme_config("synthid");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 5);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     uint64_t rng = 43;
     int32_t *tokens = malloc(sizeof(int32_t) * 1000);
@@ -572,8 +553,8 @@ Test(detect_formulas, nothing_scored_gives_p_one) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
     const char *names[] = {"kgw-selfhash", "gumbel", "synthid"};
     for (size_t k = 0; k < 3; k++) {
-        tm_wm_config config = scheme_config(names[k]);
-        tm_wm_key *key = seeded_key(6);
+        tm_wm_config config = wm_test_scheme_config(names[k]);
+        tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 6);
         tm_detect_options options;
         tm_detect_options_default(&options);
         tm_detector *detector = make_detector(tokenizer, &config, &key, 1, &options);
@@ -662,8 +643,8 @@ static char *plain_stories(tm_test_story *m, uint64_t seed, size_t tokens) {
  * FPR, so that the window is what finds it. */
 static void check_window(const char *name, uint64_t seed, bool whole_text_misses, bool must_detect) {
     tm_test_story m = tm_test_story_open();
-    tm_wm_config config = scheme_config(name);
-    tm_wm_key *key = seeded_key(7);
+    tm_wm_config config = wm_test_scheme_config(name);
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 7);
     tm_wm_scheme *scheme = make_scheme(&config, key);
     story passage = story_generate(&m, scheme, seed, "", 150);
     /* ~1,000 tokens of encyclopaedic text (with non-ASCII characters, so
@@ -742,8 +723,8 @@ Test(detect_windows, synthid_passage_inside_other_text, .timeout = 120) { check_
 
 Test(detect_windows, window_is_off_by_default_and_never_found_in_short_text) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("kgw-lefthash");
-    tm_wm_key *key = seeded_key(8);
+    tm_wm_config config = wm_test_scheme_config("kgw-lefthash");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 8);
     tm_detect_options options;
     tm_detect_options_default(&options);
     cr_assert_not(options.windows);
@@ -772,9 +753,9 @@ Test(detect_windows, window_is_off_by_default_and_never_found_in_short_text) {
 static void check_multi_key(const char *name) {
     enum { KEYS = 100, RIGHT = 37 };
     tm_test_story m = tm_test_story_open();
-    tm_wm_config config = scheme_config(name);
+    tm_wm_config config = wm_test_scheme_config(name);
     tm_wm_key *keys[KEYS];
-    for (uint32_t i = 0; i < KEYS; i++) keys[i] = seeded_key(100 + i);
+    for (uint32_t i = 0; i < KEYS; i++) keys[i] = wm_test_labelled_key(DETECT_KEYS, 100 + i);
     tm_wm_scheme *scheme = make_scheme(&config, keys[RIGHT]);
     story marked = story_generate(&m, scheme, 5, "Once upon a time", 200);
     story plain = story_generate(&m, NULL, 6, "Once upon a time", 200);
@@ -825,8 +806,8 @@ Test(detect_keys, synthid_right_key_among_100) { check_multi_key("synthid"); }
 
 Test(detect_errors, invalid_utf8_is_an_error) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("kgw-lefthash");
-    tm_wm_key *key = seeded_key(9);
+    tm_wm_config config = wm_test_scheme_config("kgw-lefthash");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 9);
     tm_detect_options options;
     tm_detect_options_default(&options);
     tm_detector *detector = make_detector(tokenizer, &config, &key, 1, &options);
@@ -852,8 +833,8 @@ Test(detect_errors, invalid_utf8_is_an_error) {
 
 Test(detect_errors, empty_text_is_an_error) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("gumbel");
-    tm_wm_key *key = seeded_key(10);
+    tm_wm_config config = wm_test_scheme_config("gumbel");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 10);
     tm_detect_options options;
     tm_detect_options_default(&options);
     tm_detector *detector = make_detector(tokenizer, &config, &key, 1, &options);
@@ -868,8 +849,8 @@ Test(detect_errors, empty_text_is_an_error) {
 
 Test(detect_errors, token_ids_outside_the_vocabulary) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("synthid");
-    tm_wm_key *key = seeded_key(11);
+    tm_wm_config config = wm_test_scheme_config("synthid");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 11);
     tm_detect_options options;
     tm_detect_options_default(&options);
     tm_detector *detector = make_detector(tokenizer, &config, &key, 1, &options);
@@ -897,8 +878,8 @@ Test(detect_errors, mismatched_tokenizer_does_not_detect) {
     cr_assert_eq(tm_tokenizer_vocab_size(llama), 32000);
     const char *names[] = {"kgw-lefthash", "gumbel", "synthid"};
     for (size_t k = 0; k < 3; k++) {
-        tm_wm_config config = scheme_config(names[k]);
-        tm_wm_key *key = seeded_key(12);
+        tm_wm_config config = wm_test_scheme_config(names[k]);
+        tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 12);
         tm_wm_scheme *scheme = make_scheme(&config, key);
         story s = story_generate(&m, scheme, 70 + k, "Once upon a time", 200);
         tm_detect_options options;
@@ -934,12 +915,12 @@ Test(detect_errors, mismatched_tokenizer_does_not_detect) {
 Test(detect_errors, key_for_another_scheme_does_not_detect) {
     /* The same key file, another scheme: HKDF derives another subkey, so no watermark. */
     tm_test_story m = tm_test_story_open();
-    tm_wm_key *key = seeded_key(13);
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 13);
     const char *pairs[][2] = {{"kgw-lefthash", "kgw-selfhash"}, {"kgw-lefthash", "unigram"},
                               {"gumbel", "synthid"},          {"synthid", "gumbel"},
                               {"gumbel", "kgw-lefthash"},     {"kgw-selfhash", "dipmark"}};
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
-        tm_wm_config generated_with = scheme_config(pairs[k][0]), detected_with = scheme_config(pairs[k][1]);
+        tm_wm_config generated_with = wm_test_scheme_config(pairs[k][0]), detected_with = wm_test_scheme_config(pairs[k][1]);
         tm_wm_scheme *scheme = make_scheme(&generated_with, key);
         story s = story_generate(&m, scheme, 80 + k, "Once upon a time", 200);
         tm_detect_options options;
@@ -964,8 +945,8 @@ Test(detect_errors, key_for_another_scheme_does_not_detect) {
 
 Test(detect_errors, bad_options_are_errors) {
     tm_tokenizer *tokenizer = load_tokenizer("models/tok512.bin");
-    tm_wm_config config = scheme_config("kgw-lefthash");
-    tm_wm_key *key = seeded_key(14);
+    tm_wm_config config = wm_test_scheme_config("kgw-lefthash");
+    tm_wm_key *key = wm_test_labelled_key(DETECT_KEYS, 14);
     struct {
         const char *field, *needle;
         double fpr;

@@ -11,46 +11,23 @@
 #include "fixtures.h"
 #include "tracemark/detect.h"
 #include "tracemark/watermark.h"
+#include "watermark_testing.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* This file's keys: wm_test_labelled_key(DETECT_CLI_KEYS, i), fixed, never picked to pass. */
+#define DETECT_CLI_KEYS "tracemark-test-detect-cli"
+
 /* ======================================================================== */
 /* Helpers                                                                  */
 /* ======================================================================== */
-
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static run_result run(const char *format, ...) {
-    char args[16384];
-    va_list ap;
-    va_start(ap, format);
-    int n = vsnprintf(args, sizeof args, format, ap);
-    va_end(ap);
-    cr_assert(n >= 0 && (size_t)n < sizeof args, "command line too long");
-    run_result r = {0};
-    r.code = tm_run_cli(args, &r.out, &r.err);
-    cr_assert_not_null(r.out, "no stdout captured for: %s", args);
-    cr_assert_not_null(r.err, "no stderr captured for: %s", args);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
 
 static json_t *parse_json(const char *text) {
     json_error_t jerr;
@@ -97,22 +74,9 @@ static void workspace_close(workspace *w) {
 
 static char *in_dir(const workspace *w, const char *name) { return tm_test_path(w->dir, name); }
 
-/* Key i from a fixed secret (SHA-256("tracemark-test-detect-cli" || u32le(i))). */
-static tm_wm_key *seeded_key(uint32_t i) {
-    uint8_t message[25 + 4], secret[32];
-    memcpy(message, "tracemark-test-detect-cli", 25);
-    for (int b = 0; b < 4; b++) message[25 + b] = (uint8_t)(i >> (8 * b));
-    unsigned int size = 0;
-    cr_assert_eq(EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL), 1);
-    tm_wm_key *key = NULL;
-    tm_error err = {0};
-    cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
-    return key;
-}
-
 /* Write key i to path (mode 0600, as tm_wm_key_write makes it); returns its id. */
 static void write_key(uint32_t i, const char *path, char id[TM_WM_KEY_ID_SIZE]) {
-    tm_wm_key *key = seeded_key(i);
+    tm_wm_key *key = wm_test_labelled_key(DETECT_CLI_KEYS, i);
     tm_error err = {0};
     cr_assert_eq(tm_wm_key_write(key, path, &err), TM_OK, "%s", err.message);
     struct stat st;
@@ -127,7 +91,7 @@ static void write_key(uint32_t i, const char *path, char id[TM_WM_KEY_ID_SIZE]) 
 static char *generate(const workspace *w, const char *config, const char *key, int seed, int tokens) {
     char watermark[8800] = "";
     if (config) snprintf(watermark, sizeof watermark, "--watermark %s --key '%s'", config, key);
-    run_result r = run("generate --model %s --tokenizer %s --prompt 'Once upon a time' --temperature 1.0 --seed %d "
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt 'Once upon a time' --temperature 1.0 --seed %d "
                        "--max-tokens %d --json %s",
                        w->bin, w->tok, seed, tokens, watermark);
     cr_assert_eq(r.code, 0, "generate failed: %s", r.err);
@@ -136,7 +100,7 @@ static char *generate(const workspace *w, const char *config, const char *key, i
     cr_assert_not_null(text);
     char *copy = strdup(text);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
     return copy;
 }
 
@@ -185,14 +149,14 @@ static void assert_relative(double got, double expected, double tolerance, const
               expected);
 }
 
-static void assert_failure(const run_result *r, const char *needle) {
+static void assert_failure(const tm_test_cli_result *r, const char *needle) {
     cr_assert_eq(r->code, 1, "exit %d, expected 1; stdout: %s stderr: %s", r->code, r->out, r->err);
     cr_assert(strncmp(r->err, "tracemark: error: ", 18) == 0, "stderr does not start with \"tracemark: error: \": %s",
               r->err);
     cr_assert_not_null(strstr(r->err, needle), "stderr lacks \"%s\": %s", needle, r->err);
 }
 
-static void assert_usage(const run_result *r, const char *needle) {
+static void assert_usage(const tm_test_cli_result *r, const char *needle) {
     cr_assert_eq(r->code, 2, "exit %d, expected 2 (usage); stderr: %s", r->code, r->err);
     cr_assert_str_empty(r->out, "a usage error prints nothing on stdout: %s", r->out);
     cr_assert_not_null(strstr(r->err, needle), "stderr lacks \"%s\": %s", needle, r->err);
@@ -209,7 +173,7 @@ Test(cli_detect, text_verdict_and_exit_codes) {
     char *marked = generate(&w, w.cfg_kgw, key, 11, 200), *plain = generate(&w, NULL, NULL, 12, 200);
     char *marked_path = write_text(&w, "marked.txt", marked), *plain_path = write_text(&w, "plain.txt", plain);
 
-    run_result r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, marked_path);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, marked_path);
     cr_assert_eq(r.code, 0, "watermarked text: exit %d; %s%s", r.code, r.out, r.err);
     cr_assert(strncmp(r.out, "verdict:        WATERMARKED (p = ", 33) == 0, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "scheme:         kgw (kgw;seeding=lefthash;h=1;gamma=0.25;delta=2)"), "%s", r.out);
@@ -220,24 +184,24 @@ Test(cli_detect, text_verdict_and_exit_codes) {
     cr_assert_not_null(strstr(r.out, "(exact); normal approximation"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "normalization:  nfc,homoglyphs,whitespace"), "%s", r.out);
     cr_assert_str_empty(r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* "-" reads stdin, which tm_run_cli ties to /dev/null: an empty text, a failure. */
-    r = run("detect --key '%s' --watermark %s --tokenizer %s -", key, w.cfg_kgw, w.tok);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s -", key, w.cfg_kgw, w.tok);
     assert_failure(&r, "empty");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, plain_path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, plain_path);
     cr_assert_eq(r.code, 3, "unwatermarked text: exit %d, expected 3; %s%s", r.code, r.out, r.err);
     cr_assert(strncmp(r.out, "verdict:        not watermarked (p = ", 37) == 0, "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* The watermarked text against another key: not detected either. */
     char *other = in_dir(&w, "other.key"), other_id[TM_WM_KEY_ID_SIZE];
     write_key(2, other, other_id);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", other, w.cfg_kgw, w.tok, marked_path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", other, w.cfg_kgw, w.tok, marked_path);
     cr_assert_eq(r.code, 3, "another key: exit %d; %s", r.code, r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(other);
     free(marked);
     free(plain);
@@ -259,7 +223,7 @@ Test(cli_detect, json_fields_match_the_library) {
         char name[32];
         snprintf(name, sizeof name, "text%d.txt", k);
         char *path = write_text(&w, name, text);
-        run_result r = run("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", key, configs[k], w.tok, path);
+        tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", key, configs[k], w.tok, path);
         cr_assert_eq(r.code, 0, "%s: exit %d; %s%s", names[k], r.code, r.out, r.err);
         json_t *root = parse_json(r.out);
         tm_detection d = library_detect(names[k], key, text, NULL, false);
@@ -299,17 +263,17 @@ Test(cli_detect, json_fields_match_the_library) {
             cr_assert_null(json_object_get(root, "weighted_mean_g"));
         }
         /* --fpr moves the decision: p is above 1e-300 for 200 tokens, so --fpr 1e-300 says "not detected". */
-        run_result strict =
-            run("detect --key '%s' --watermark %s --tokenizer %s --json --fpr 1e-300 '%s'", key, configs[k], w.tok, path);
+        tm_test_cli_result strict =
+            tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json --fpr 1e-300 '%s'", key, configs[k], w.tok, path);
         if (d.p > 1e-300) {
             cr_assert_eq(strict.code, 3, "%s: --fpr 1e-300 gave exit %d", names[k], strict.code);
             json_t *s = parse_json(strict.out);
             cr_assert(json_is_false(json_object_get(s, "detected")));
             json_decref(s);
         }
-        run_free(&strict);
+        tm_test_cli_free(&strict);
         json_decref(root);
-        run_free(&r);
+        tm_test_cli_free(&r);
         free(path);
         free(text);
     }
@@ -326,7 +290,7 @@ Test(cli_detect, prompt_file_and_window) {
     char *marked_path = write_text(&w, "marked.txt", marked);
 
     /* --prompt-file: its tokens (BOS and all) give context and are never scored. */
-    run_result r = run("detect --key '%s' --watermark %s --tokenizer %s --json --prompt-file '%s' '%s'", key,
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json --prompt-file '%s' '%s'", key,
                        w.cfg_gumbel, w.tok, prompt_path, marked_path);
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     json_t *root = parse_json(r.out);
@@ -347,7 +311,7 @@ Test(cli_detect, prompt_file_and_window) {
     tm_tokenizer_free(tokenizer);
     free(tok_path);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* --window on the passage between two unwatermarked texts: offsets as the library reports them. */
     char *before = generate(&w, NULL, NULL, 32, 250), *after = generate(&w, NULL, NULL, 33, 250);
@@ -355,7 +319,7 @@ Test(cli_detect, prompt_file_and_window) {
     char *mixed = malloc(size);
     snprintf(mixed, size, "%s %s %s", before, marked, after);
     char *mixed_path = write_text(&w, "mixed.txt", mixed);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s --json --window '%s'", key, w.cfg_gumbel, w.tok,
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json --window '%s'", key, w.cfg_gumbel, w.tok,
             mixed_path);
     cr_assert(r.code == 0 || r.code == 3, "exit %d: %s", r.code, r.err);
     root = parse_json(r.out);
@@ -379,12 +343,12 @@ Test(cli_detect, prompt_file_and_window) {
               d.window.start_byte, d.window.end_byte, start, end);
     cr_assert_eq(r.code, d.detected ? 0 : 3);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* The text verdict prints the window line. */
-    r = run("detect --key '%s' --watermark %s --tokenizer %s --window '%s'", key, w.cfg_gumbel, w.tok, mixed_path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --window '%s'", key, w.cfg_gumbel, w.tok, mixed_path);
     cr_assert_not_null(strstr(r.out, "best window:    tokens "), "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(mixed);
     free(mixed_path);
     free(before);
@@ -415,7 +379,7 @@ Test(cli_detect, key_folder_finds_the_right_key) {
     char *right = tm_test_path(folder, "tenant-4.key");
     char *text = generate(&w, w.cfg_synthid, right, 41, 200);
     char *path = write_text(&w, "marked.txt", text);
-    run_result r = run("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", folder, w.cfg_synthid, w.tok, path);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", folder, w.cfg_synthid, w.tok, path);
     cr_assert_eq(r.code, 0, "exit %d: %s%s", r.code, r.out, r.err);
     json_t *root = parse_json(r.out);
     cr_assert_str_eq(json_string_value(json_object_get(root, "key_id")), ids[4]);
@@ -428,32 +392,32 @@ Test(cli_detect, key_folder_finds_the_right_key) {
     assert_relative(number(keys, "family_p_value"), fmin(1.0, 6 * d.p), 1e-9, "family_p_value");
     assert_relative(number(root, "p_decision"), fmin(1.0, 6 * d.p), 1e-9, "p_decision uses the family-wise p");
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* The text verdict names the number of keys. */
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", folder, w.cfg_synthid, w.tok, path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", folder, w.cfg_synthid, w.tok, path);
     cr_assert_eq(r.code, 0);
     cr_assert_not_null(strstr(r.out, "(best of 6 keys; family-wise p = "), "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* --key repeated: a file and the folder count as 7 keys. */
     char *lone = in_dir(&w, "lone.key"), lone_id[TM_WM_KEY_ID_SIZE];
     write_key(99, lone, lone_id);
-    r = run("detect --key '%s' --key '%s' --watermark %s --tokenizer %s --json '%s'", lone, folder, w.cfg_synthid, w.tok,
+    r = tm_test_cli("detect --key '%s' --key '%s' --watermark %s --tokenizer %s --json '%s'", lone, folder, w.cfg_synthid, w.tok,
             path);
     cr_assert_eq(r.code, 0, "%s", r.err);
     root = parse_json(r.out);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(root, "keys"), "tested")), 7);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(root, "keys"), "best_index")), 5);
     json_decref(root);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* An empty folder is a failure that says so. */
     char *empty = in_dir(&w, "no-keys");
     cr_assert_eq(mkdir(empty, 0700), 0);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", empty, w.cfg_synthid, w.tok, path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", empty, w.cfg_synthid, w.tok, path);
     assert_failure(&r, "no key files");
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(empty);
     free(lone);
     free(right);
@@ -501,7 +465,7 @@ Test(cli_detect, jsonl_batch_with_malformed_lines) {
 
     char *outputs[2];
     for (int threads = 1; threads <= 2; threads++) {
-        run_result r = run("detect --key '%s' --watermark %s --tokenizer %s --jsonl --threads %d '%s'", key, w.cfg_kgw,
+        tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --jsonl --threads %d '%s'", key, w.cfg_kgw,
                            w.tok, threads, batch);
         cr_assert_eq(r.code, 1, "a batch with failed lines exits 1, got %d; %s", r.code, r.err);
         outputs[threads - 1] = strdup(r.out);
@@ -536,7 +500,7 @@ Test(cli_detect, jsonl_batch_with_malformed_lines) {
             json_decref(record);
         }
         cr_assert_eq(n, 10, "%zu output lines, expected 10", n);
-        run_free(&r);
+        tm_test_cli_free(&r);
     }
     cr_assert_str_eq(outputs[0], outputs[1], "the output does not depend on the number of threads");
     free(outputs[0]);
@@ -544,14 +508,14 @@ Test(cli_detect, jsonl_batch_with_malformed_lines) {
 
     /* The verdict of a batch line equals the single-text verdict. */
     tm_detection d = library_detect("kgw-lefthash", key, marked2, "Once upon a time", false);
-    run_result r = run("detect --key '%s' --watermark %s --tokenizer %s --jsonl '%s'", key, w.cfg_kgw, w.tok, batch);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --jsonl '%s'", key, w.cfg_kgw, w.tok, batch);
     char *sixth = r.out;
     for (int i = 0; i < 5; i++) sixth = strchr(sixth, '\n') + 1;
     *strchr(sixth, '\n') = '\0';
     json_t *record = parse_json(sixth);
     assert_relative(number(record, "p_value"), d.p, 1e-12, "batch p with prompt");
     json_decref(record);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A clean batch exits 0 (every line processed), whatever the verdicts. */
     char *clean = in_dir(&w, "clean.jsonl");
@@ -559,10 +523,10 @@ Test(cli_detect, jsonl_batch_with_malformed_lines) {
     append_record(f, "x", marked, NULL);
     append_record(f, "y", plain, NULL);
     fclose(f);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s --jsonl '%s'", key, w.cfg_kgw, w.tok, clean);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --jsonl '%s'", key, w.cfg_kgw, w.tok, clean);
     cr_assert_eq(r.code, 0, "clean batch: exit %d; %s", r.code, r.err);
     cr_assert_eq(strchr(r.out, '\n') != NULL && strchr(strchr(r.out, '\n') + 1, '\n') != NULL, true, "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(clean);
     free(batch);
     free(marked);
@@ -585,53 +549,53 @@ Test(cli_detect, failures_exit_1_and_say_what) {
     char *empty = write_text(&w, "empty.txt", "");
     char *missing = in_dir(&w, "missing.key");
 
-    run_result r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", missing, w.cfg_kgw, w.tok, text);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", missing, w.cfg_kgw, w.tok, text);
     assert_failure(&r, "missing.key");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A key others can read is refused. */
     char *open_key = in_dir(&w, "open.key"), open_id[TM_WM_KEY_ID_SIZE];
     write_key(7, open_key, open_id);
     cr_assert_eq(chmod(open_key, 0644), 0);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", open_key, w.cfg_kgw, w.tok, text);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", open_key, w.cfg_kgw, w.tok, text);
     assert_failure(&r, "open.key");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, bad);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, bad);
     assert_failure(&r, "UTF-8");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, empty);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, empty);
     assert_failure(&r, "empty");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     char *nowhere = in_dir(&w, "nowhere.txt");
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, nowhere);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, nowhere);
     assert_failure(&r, "nowhere.txt");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detect --key '%s' --watermark '%s/configs/schemes/none.yaml' --tokenizer %s '%s'", key,
+    r = tm_test_cli("detect --key '%s' --watermark '%s/configs/schemes/none.yaml' --tokenizer %s '%s'", key,
             TRACEMARK_SOURCE_DIR, w.tok, text);
     assert_failure(&r, "none.yaml");
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("detect --key '%s' --watermark %s --tokenizer '%s' '%s'", key, w.cfg_kgw, text, text);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer '%s' '%s'", key, w.cfg_kgw, text, text);
     cr_assert_eq(r.code, 1, "a text file as tokenizer: exit %d", r.code);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     /* A mismatched tokenizer is not an error, but it does not detect. */
     char *marked = generate(&w, w.cfg_kgw, key, 61, 200);
     char *marked_path = write_text(&w, "marked.txt", marked);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, marked_path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.tok, marked_path);
     cr_assert_eq(r.code, 0, "right tokenizer: exit %d", r.code);
-    run_free(&r);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.llama, marked_path);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_kgw, w.llama, marked_path);
     cr_assert_eq(r.code, 3, "32000-token vocabulary: exit %d; %s", r.code, r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     /* Nor does the right key with another scheme. */
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_gumbel, w.tok, marked_path);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s'", key, w.cfg_gumbel, w.tok, marked_path);
     cr_assert_eq(r.code, 3, "KGW text under the Gumbel scheme: exit %d; %s", r.code, r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
     free(marked);
     free(marked_path);
@@ -650,35 +614,35 @@ Test(cli_detect, command_line_mistakes_exit_2) {
     char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
     write_key(8, key, id);
     char *text = write_text(&w, "text.txt", "Once upon a time there was a cat.");
-    run_result r = run("detect --watermark %s --tokenizer %s '%s'", w.cfg_kgw, w.tok, text);
+    tm_test_cli_result r = tm_test_cli("detect --watermark %s --tokenizer %s '%s'", w.cfg_kgw, w.tok, text);
     assert_usage(&r, "--key");
-    run_free(&r);
-    r = run("detect --key '%s' --tokenizer %s '%s'", key, w.tok, text);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect --key '%s' --tokenizer %s '%s'", key, w.tok, text);
     assert_usage(&r, "--watermark");
-    run_free(&r);
+    tm_test_cli_free(&r);
     const char *bad_values[] = {"--fpr 0", "--fpr 1", "--fpr abc", "--fpr -0.5", "--min-window 0", "--permutations 0",
                                 "--threads 0", "--frobnicate"};
     for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
-        r = run("detect --key '%s' --watermark %s --tokenizer %s %s '%s'", key, w.cfg_kgw, w.tok, bad_values[i], text);
+        r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s %s '%s'", key, w.cfg_kgw, w.tok, bad_values[i], text);
         cr_assert_eq(r.code, 2, "%s: exit %d, expected 2; %s", bad_values[i], r.code, r.err);
         cr_assert_str_empty(r.out, "%s printed %s", bad_values[i], r.out);
         cr_assert_neq(r.err[0], '\0', "%s: nothing on stderr", bad_values[i]);
-        run_free(&r);
+        tm_test_cli_free(&r);
     }
-    r = run("detect --key '%s' --watermark %s --tokenizer %s --jsonl --prompt-file '%s' '%s'", key, w.cfg_kgw, w.tok,
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --jsonl --prompt-file '%s' '%s'", key, w.cfg_kgw, w.tok,
             text, text);
     assert_usage(&r, "prompt");
-    run_free(&r);
-    r = run("detect --key '%s' --watermark %s --tokenizer %s '%s' '%s'", key, w.cfg_kgw, w.tok, text, text);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s '%s' '%s'", key, w.cfg_kgw, w.tok, text, text);
     assert_usage(&r, "unexpected argument");
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(key);
     free(text);
     workspace_close(&w);
 }
 
 Test(cli_detect, help) {
-    run_result r = run("detect --help");
+    tm_test_cli_result r = tm_test_cli("detect --help");
     cr_assert_eq(r.code, 0, "exit %d", r.code);
     cr_assert(strncmp(r.out, "usage: tracemark detect", 23) == 0, "%s", r.out);
     const char *mentions[] = {"--key", "--watermark", "--tokenizer", "--prompt-file", "--fpr", "--window", "--jsonl",
@@ -686,9 +650,9 @@ Test(cli_detect, help) {
     for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
         cr_assert_not_null(strstr(r.out, mentions[i]), "help lacks %s", mentions[i]);
     cr_assert_str_empty(r.err);
-    run_free(&r);
-    r = run("detect -h");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect -h");
     cr_assert_eq(r.code, 0);
     cr_assert(strncmp(r.out, "usage: tracemark detect", 23) == 0);
-    run_free(&r);
+    tm_test_cli_free(&r);
 }

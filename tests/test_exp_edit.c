@@ -273,23 +273,7 @@ Test(exp_edit, degenerate_candidates) {
         tm_wm_config config = exp_config(decoder ? TM_WM_DECODER_ITS : TM_WM_DECODER_EXP);
         tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         tm_sampler *sampler = tm_wm_sampler(scheme, 1);
-        tm_token_data storage[WM_TEST_N];
-        tm_candidates empty = {storage, 0, false, -1};
-        wm_test_apply(sampler, &empty);
-        cr_assert_eq(empty.selected, -1);
-        tm_candidates one = wm_test_candidates(storage, wm_test_ids + 2, wm_test_probs + 2, 1);
-        wm_test_apply(sampler, &one);
-        cr_assert_eq(one.selected, 42);
-        for (int t = 0; t < 300; t++) {
-            tm_candidates c = wm_test_candidates(storage, wm_test_ids, wm_test_probs, WM_TEST_N);
-            storage[0].logit = storage[3].logit = -INFINITY;
-            wm_test_apply(sampler, &c);
-            cr_assert(c.selected != 3 && c.selected != 99 && c.selected >= 0);
-        }
-        tm_candidates c = wm_test_candidates(storage, wm_test_ids, wm_test_probs, WM_TEST_N);
-        for (size_t i = 0; i < WM_TEST_N; i++) storage[i].logit = NAN;
-        wm_test_apply(sampler, &c);
-        cr_assert(c.selected >= 0);
+        wm_test_degenerate_candidates(sampler, 300, false);
         tm_sampler_free(sampler);
         tm_wm_scheme_free(scheme);
     }

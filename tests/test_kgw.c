@@ -282,29 +282,11 @@ static double generated_green_fraction(tm_wm_seeding seeding, int32_t h, uint64_
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     params.seed = seed;
-    tm_sampler_chain *chain = tm_sampler_chain_build(&params, tm_wm_sampler(scheme, seed), NULL);
-    cr_assert_not_null(chain);
-    enum { V = 2000 };
-    float *logits = malloc(V * sizeof *logits);
-    uint64_t rng = 5;
-    int32_t history[600] = {1, 2, 3, 4};
-    size_t n_history = 4;
-    for (size_t i = 0; i < 4; i++) tm_sampler_chain_accept(chain, history[i]);
-    size_t green = 0;
-    for (size_t t = 0; t < n; t++) {
-        for (int i = 0; i < V; i++) logits[i] = (float)(wm_test_lcg(&rng) % 1000) / 1000.0f; /* within 1 nat */
-        int32_t token = tm_sampler_chain_sample(chain, logits, V);
-        cr_assert(token >= 0 && token < V);
-        tm_sampler_chain_accept(chain, token);
-        if (out) out[t] = token;
-        green += (size_t)wm_test_green(scheme, history, n_history, token);
-        history[n_history++] = token;
-    }
-    tm_sampler_chain_free(chain);
-    free(logits);
+    static const int32_t prefix[] = {1, 2, 3, 4};
+    double fraction = wm_test_generate_green_fraction(scheme, false, &params, prefix, 4, out, n);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
-    return (double)green / (double)n;
+    return fraction;
 }
 
 Test(kgw, generation_is_mostly_green) {

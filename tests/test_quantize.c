@@ -8,7 +8,6 @@
  * should, and never leaves a partial file behind. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,33 +503,6 @@ Test(gguf_writer, an_unfinished_file_leaves_nothing_behind) {
 /* Whole files and the command                                               */
 /* ======================================================================== */
 
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static run_result run(const char *format, ...) {
-    /* The CLI finds synth's default tokenizers under $TRACEMARK_FIXTURES, as tm_fixture does. */
-    char *root = tm_fixture(".");
-    setenv("TRACEMARK_FIXTURES", root, 0);
-    free(root);
-    char args[16384];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(args, sizeof args, format, ap);
-    va_end(ap);
-    run_result r = {0};
-    r.code = tm_run_cli(args, &r.out, &r.err);
-    cr_assert(r.out && r.err);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
 /* Finite logits from a model file, after a few tokens. */
 static void expect_model_runs(const char *path) {
     tm_error err = {0};
@@ -551,19 +523,19 @@ static void expect_model_runs(const char *path) {
 Test(quantize_cli, q4_k_m_of_224_wide_rows_uses_the_fallbacks_and_loads) {
     scratch s = {0};
     char *src = scratch_path(&s, "w224.gguf"), *out = scratch_path(&s, "w224-q4km.gguf");
-    run_result r = run("model synth --like llama2-110m --dim 224 --layers 3 --heads 4 --kv-heads 2 --hidden 608 "
+    tm_test_cli_result r = tm_test_cli("model synth --like llama2-110m --dim 224 --layers 3 --heads 4 --kv-heads 2 --hidden 608 "
                        "--ctx 64 --quiet --out '%s'", src);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
-    r = run("model quantize '%s' '%s' Q4_K_M", src, out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize '%s' '%s' Q4_K_M", src, out);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert(strstr(r.err, "blk.2.ffn_down.weight") && strstr(r.err, "F32 -> Q8_0"), "progress lines: %s", r.err);
-    run_free(&r);
-    r = run("model info '%s'", out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model info '%s'", out);
     cr_assert_eq(r.code, 0, "%s", r.err);
     /* llama.cpp's quantizer wrote the same model as 3 Q8_0, 20 Q5_0 and the 7 norms in F32. */
     cr_assert(strstr(r.out, "Q8_0 x3") && strstr(r.out, "Q5_0 x20") && strstr(r.out, "F32 x7"), "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     expect_model_runs(out);
     free(src);
     free(out);
@@ -573,10 +545,10 @@ Test(quantize_cli, q4_k_m_of_224_wide_rows_uses_the_fallbacks_and_loads) {
 Test(quantize_cli, quantized_files_show_their_types_and_run) {
     scratch s = {0};
     char *src = scratch_path(&s, "m.gguf");
-    run_result r = run("model synth --like llama2-110m --dim 256 --layers 2 --heads 4 --kv-heads 4 --hidden 512 "
+    tm_test_cli_result r = tm_test_cli("model synth --like llama2-110m --dim 256 --layers 2 --heads 4 --kv-heads 4 --hidden 512 "
                        "--ctx 64 --quiet --out '%s'", src);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     static const struct {
         const char *type, *expect;
     } cases[] = {
@@ -591,16 +563,16 @@ Test(quantize_cli, quantized_files_show_their_types_and_run) {
         char name[32];
         snprintf(name, sizeof name, "m-%s.gguf", cases[i].type);
         char *out = scratch_path(&s, name);
-        r = run("model quantize --threads 2 '%s' '%s' %s", src, out, cases[i].type);
+        r = tm_test_cli("model quantize --threads 2 '%s' '%s' %s", src, out, cases[i].type);
         cr_assert_eq(r.code, 0, "%s: %s", cases[i].type, r.err);
         cr_assert(strstr(r.err, "quantized"), "summary line: %s", r.err);
-        run_free(&r);
-        r = run("model info --json '%s'", out);
+        tm_test_cli_free(&r);
+        r = tm_test_cli("model info --json '%s'", out);
         cr_assert_eq(r.code, 0, "%s", r.err);
-        run_free(&r);
-        r = run("model info '%s'", out);
+        tm_test_cli_free(&r);
+        r = tm_test_cli("model info '%s'", out);
         cr_assert(strstr(r.out, cases[i].expect), "%s: %s", cases[i].type, r.out);
-        run_free(&r);
+        tm_test_cli_free(&r);
         expect_model_runs(out);
         free(out);
     }
@@ -611,43 +583,43 @@ Test(quantize_cli, quantized_files_show_their_types_and_run) {
 Test(quantize_cli, refuses_what_it_should_and_leaves_no_partial_file) {
     scratch s = {0};
     char *src = scratch_path(&s, "m.gguf"), *out = scratch_path(&s, "out.gguf"), *q8 = scratch_path(&s, "q8.gguf");
-    run_result r = run("model synth --like llama2-110m --dim 64 --layers 1 --heads 2 --kv-heads 2 --hidden 128 "
+    tm_test_cli_result r = tm_test_cli("model synth --like llama2-110m --dim 64 --layers 1 --heads 2 --kv-heads 2 --hidden 128 "
                        "--ctx 16 --quiet --out '%s'", src);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
 
-    r = run("model quantize --help");
+    r = tm_test_cli("model quantize --help");
     cr_assert(r.code == 0 && strstr(r.out, "usage: tracemark model quantize"));
-    run_free(&r);
-    r = run("model quantize '%s' '%s' Q3_K_M", src, out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize '%s' '%s' Q3_K_M", src, out);
     cr_assert(r.code == 2 && strstr(r.err, "unknown TYPE 'Q3_K_M'"), "%d %s", r.code, r.err);
-    run_free(&r);
-    r = run("model quantize '%s' '%s'", src, out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize '%s' '%s'", src, out);
     cr_assert_eq(r.code, 2);
-    run_free(&r);
-    r = run("model quantize '%s' '%s' Q8_0", src, src);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize '%s' '%s' Q8_0", src, src);
     cr_assert(r.code == 1 && strstr(r.err, "tracemark: error:") && strstr(r.err, "--force"), "%s", r.err);
-    run_free(&r);
-    r = run("model quantize --quiet '%s' '%s' Q8_0", src, q8);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize --quiet '%s' '%s' Q8_0", src, q8);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_empty(r.err, "--quiet prints nothing");
-    run_free(&r);
+    tm_test_cli_free(&r);
     /* an already-quantized source */
-    r = run("model quantize '%s' '%s' Q4_0", q8, out);
+    r = tm_test_cli("model quantize '%s' '%s' Q4_0", q8, out);
     cr_assert(r.code == 1 && strstr(r.err, "already quantized (Q8_0)") && strstr(r.err, "--allow-requantize"), "%s",
               r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     cr_assert_not(tm_file_exists(out));
-    r = run("model quantize --allow-requantize --quiet '%s' '%s' Q4_0", q8, out);
+    r = tm_test_cli("model quantize --allow-requantize --quiet '%s' '%s' Q4_0", q8, out);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     expect_model_runs(out);
     /* not a GGUF */
     char *junk = scratch_path(&s, "junk.gguf");
     cr_assert_eq(tm_test_write_file(junk, "GGUFjunk", 8), 0);
-    r = run("model quantize --force '%s' '%s' Q8_0", junk, out);
+    r = tm_test_cli("model quantize --force '%s' '%s' Q8_0", junk, out);
     cr_assert(r.code == 1 && strstr(r.err, "junk.gguf"), "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     cr_assert_not(any_temp_files(s.dir));
     free(junk);
     free(src);

@@ -150,25 +150,10 @@ static double generated_green_fraction(uint64_t seed, int32_t *out, size_t n) {
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     params.seed = seed;
-    tm_sampler_chain *chain = tm_sampler_chain_build(&params, tm_wm_sampler(scheme, seed), NULL);
-    cr_assert_not_null(chain);
-    enum { V = 2000 };
-    float *logits = malloc(V * sizeof *logits);
-    uint64_t rng = 5;
-    size_t green = 0;
-    for (size_t t = 0; t < n; t++) {
-        for (int i = 0; i < V; i++) logits[i] = (float)(wm_test_lcg(&rng) % 1000) / 1000.0f;
-        int32_t token = tm_sampler_chain_sample(chain, logits, V);
-        cr_assert(token >= 0 && token < V);
-        tm_sampler_chain_accept(chain, token);
-        if (out) out[t] = token;
-        green += (size_t)wm_test_green(scheme, NULL, 0, token);
-    }
-    tm_sampler_chain_free(chain);
-    free(logits);
+    double fraction = wm_test_generate_green_fraction(scheme, false, &params, NULL, 0, out, n);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
-    return (double)green / (double)n;
+    return fraction;
 }
 
 Test(unigram, generation_is_mostly_green) {
