@@ -895,8 +895,11 @@ tm_status tm_quantize_file(const char *in_path, const char *out_path, const tm_q
 
     uint32_t alignment = (uint32_t)src->alignment;
     if ((s = tm_gguf_writer_create(&w, out_path, alignment, err))) goto fail;
-    if ((s = tm_gguf_writer_copy_metadata(w, src, keep_key, NULL, err)) ||
-        (s = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
+    if ((s = tm_gguf_writer_copy_metadata(w, src, keep_key, NULL, err))) goto fail;
+    /* Moved to the end, as llama.cpp's gguf_set_val_u32 does, so that the file is byte for byte llama.cpp's. */
+    tm_gguf_writer_remove(w, "general.quantization_version");
+    tm_gguf_writer_remove(w, "general.file_type");
+    if ((s = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
         (s = tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err)))
         goto fail;
     for (size_t i = 0; i < n; i++) {

@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,11 +308,52 @@ static char *data_path(const char *name) {
     return p;
 }
 
+/* The small model of these tests, made here the same way every time:
+ * `tracemark model synth --like llama2-110m --dim 256 --layers 2 --heads 4
+ * --kv-heads 2 --hidden 224 --ctx 128 --seed 1 --tokenizer
+ * ../shared/models/stories260K.gguf` (random N(0, 0.02) F32 weights,
+ * stories260K's 512-token vocabulary), then quantized by the project's
+ * quantizer. llama.cpp's quantizer made files from the same F32 file
+ * (`llamaref LIBDIR tiny.gguf quantize OUT 7|15 2`) whose SHA-256 the caller
+ * passes: the file is checked to be llama.cpp's own, byte for byte, before
+ * its logits are compared with llama.cpp's on it. Returns the path. */
+static char *tiny_model(const char *scratch, tm_ftype ftype, const char *llama_cpp_sha256) {
+    tm_synth_options synth = {.ftype = TM_FTYPE_ALL_F32, .seed = 1};
+    cr_assert(tm_synth_lookup("llama2-110m", &synth.shape));
+    synth.shape.dim = 256;
+    synth.shape.n_layers = 2;
+    synth.shape.n_heads = 4;
+    synth.shape.n_kv_heads = 2;
+    synth.shape.hidden_dim = 224;
+    synth.shape.context_length = 128;
+    char *tokenizer = tm_fixture("models/stories260K.gguf");
+    synth.tokenizer_path = tokenizer;
+    char *f32 = tm_test_path(scratch, "tiny-f32.gguf"), *out = tm_test_path(scratch, "tiny.gguf");
+    tm_error err = {0};
+    cr_assert_eq(tm_synth_write(f32, &synth, &err), TM_OK, "%s", err.message);
+    tm_quantize_options quantize = {.ftype = ftype};
+    cr_assert_eq(tm_quantize_file(f32, out, &quantize, &err), TM_OK, "%s", err.message);
+    size_t size = 0;
+    char *bytes = tm_test_read_file(out, &size);
+    cr_assert_not_null(bytes);
+    unsigned char digest[32];
+    unsigned int digest_size = 0;
+    cr_assert_eq(EVP_Digest(bytes, size, digest, &digest_size, EVP_sha256(), NULL), 1);
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    cr_assert_str_eq(hex, llama_cpp_sha256, "the quantized file is not the one llama.cpp's quantizer made");
+    remove(f32);
+    free(bytes);
+    free(f32);
+    free(tokenizer);
+    return out;
+}
+
 /* Prompt "Once upon a time" as a batch, then one token at a time following
  * llama.cpp's greedy choices; returns the largest difference over all logits
  * of every step. */
-static double worst_logit_difference(const char *model_name, const char *reference_name, int32_t threads) {
-    char *model_path = data_path(model_name), *reference_path = data_path(reference_name);
+static double worst_logit_difference(const char *model_path, const char *reference_name, int32_t threads) {
+    char *reference_path = data_path(reference_name);
     size_t size;
     char *text = tm_test_read_file(reference_path, &size);
     cr_assert_not_null(text, "cannot read %s", reference_path);
@@ -360,36 +403,40 @@ static double worst_logit_difference(const char *model_name, const char *referen
     tm_model_free(model);
     free(text);
     free(reference_path);
-    free(model_path);
     return worst;
 }
 
-/* The models: python3 synth_gguf.py tiny.gguf stories260K.gguf 256 2 4 2 224 128
- * (random F32 weights, stories260K's 512-token vocabulary), quantized with
- * `llamaref LIBDIR tiny.gguf quantize OUT 7|15 2`; the references are
- * `llamaref LIBDIR OUT logits "Once upon a time" 8 1`. The Q4_K_M file holds
- * Q4_K, Q6_K, and (for ffn_down, whose 224-wide rows are no multiple of 256)
- * Q5_0 and Q8_0 matrices. Logits are O(1). The F32 model these were made from
- * agrees with llama.cpp to 7e-4 (llama.cpp keeps K and V in F16); quantizing
- * the weights moves its logits by 0.023 (Q8_0). Quantizing activations to 8
- * bits turns those 1e-4-relative differences into whole quantization steps
- * wherever a value sits near a rounding boundary, and llama.cpp also quantizes
- * the prompt's activations where we multiply them as floats, so agreement is
- * to about 0.01-0.02 (measured: 0.013 Q8_0, 0.022 Q4_K_M); a wrong scale,
- * minimum or bit layout moves logits by O(1). Greedy choices must agree
- * wherever llama.cpp's top two logits are further apart than that. */
-Test(quant, q8_0_model_logits_match_llama_cpp) {
+/* The references are `llamaref LIBDIR OUT logits "Once upon a time" 8 1` on
+ * llama.cpp's quantized files (see tiny_model). The Q4_K_M file holds Q4_K,
+ * Q6_K, and (for ffn_down, whose 224-wide rows are no multiple of 256) Q5_0
+ * and Q8_0 matrices. Logits are O(1). The F32 model agrees with llama.cpp to
+ * about 7e-4 (llama.cpp keeps K and V in F16); quantizing the weights moves
+ * its logits by 0.02 (Q8_0). Quantizing activations to 8 bits turns those
+ * 1e-4-relative differences into whole quantization steps wherever a value
+ * sits near a rounding boundary, so agreement is to about 0.01-0.02; a wrong
+ * scale, minimum or bit layout moves logits by O(1). Greedy choices must
+ * agree wherever llama.cpp's top two logits are further apart than that. */
+static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const char *reference_name) {
+    char *scratch = tm_test_scratch_dir();
+    char *path = tiny_model(scratch, ftype, llama_cpp_sha256);
     for (int threads = 1; threads <= 2; threads++) {
-        double worst = worst_logit_difference("tiny-q8_0.gguf", "tiny-q8_0.llamacpp.logits.jsonl", threads);
-        cr_log_info("tiny Q8_0, %d threads: largest logit difference from llama.cpp %.3g", threads, worst);
+        double worst = worst_logit_difference(path, reference_name, threads);
+        cr_log_info("tiny %s, %d threads: largest logit difference from llama.cpp %.3g", tm_ftype_name(ftype), threads,
+                    worst);
         cr_assert_lt(worst, 3e-2);
     }
+    remove(path);
+    remove(scratch);
+    free(path);
+    free(scratch);
+}
+
+Test(quant, q8_0_model_logits_match_llama_cpp) {
+    check_tiny_model(TM_FTYPE_Q8_0, "450b26348837f33fcd4f25fc31d45df5b65d53b733b01f8c73558b5bc12cedec",
+                     "tiny-q8_0.llamacpp.logits.jsonl");
 }
 
 Test(quant, q4_k_m_model_logits_match_llama_cpp) {
-    for (int threads = 1; threads <= 2; threads++) {
-        double worst = worst_logit_difference("tiny-q4_k_m.gguf", "tiny-q4_k_m.llamacpp.logits.jsonl", threads);
-        cr_log_info("tiny Q4_K_M, %d threads: largest logit difference from llama.cpp %.3g", threads, worst);
-        cr_assert_lt(worst, 3e-2);
-    }
+    check_tiny_model(TM_FTYPE_Q4_K_M, "ad59f1352e71f07fec75d7154598ce4a915fa0638efbb8979f6604c563ddf6e4",
+                     "tiny-q4_k_m.llamacpp.logits.jsonl");
 }
