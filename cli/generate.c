@@ -2,9 +2,13 @@
  * sampler chain from the flags (with a keyed watermark scheme plugged in when
  * --watermark and --key are given), stream the generated text to stdout, or
  * print one JSON object with ids, text, timings and the watermark's scheme,
- * parameters and key id (never the key) under --json. */
+ * parameters and key id (never the key) under --json. With --chat the prompt
+ * is the user's message: it goes through the model's chat format (built in,
+ * never a Jinja run) and is tokenized with special tokens parsed, and what is
+ * shown and recorded as the prompt is the formatted text. */
 #include "cli.h"
 
+#include "tracemark/chat.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 
@@ -26,6 +30,14 @@ static const char help[] =
     "                        unless one lies beside the model\n"
     "  --prompt TEXT         the prompt (may be empty: generation starts from BOS)\n"
     "  --prompt-file PATH    read the prompt from a file instead\n"
+    "  --chat                treat the prompt as a user message in the model's chat format: the\n"
+    "                        format is recognised from the GGUF's tokenizer.chat_template (its Jinja\n"
+    "                        is not run: the markers pick one of the built-in formats, as llama.cpp\n"
+    "                        does), special tokens in the formatted text are parsed, and generation\n"
+    "                        stops at the end of the assistant's turn\n"
+    "  --system TEXT         with --chat: a system message before the user's\n"
+    "  --chat-template NAME  with --chat: use this built-in format instead (needed for models without\n"
+    "                        a template); the names are listed below\n"
     "  --max-tokens N        tokens to generate (default 256)\n"
     "  --temperature X       0 means greedy (default 1.0)\n"
     "  --top-k K             keep the K most likely tokens (default 0: off)\n"
@@ -42,17 +54,18 @@ static const char help[] =
     "  --watermark CONFIG    generate through a watermark scheme (YAML, see configs/schemes/)\n"
     "  --key FILE            the watermark key (tracemark keygen; mode 0600)\n"
     "  --json                print one JSON object: ids, text, timings, watermark scheme and key id\n"
+    "                        (with --chat, \"prompt\" is the formatted prompt)\n"
     "  --output FILE         also write the prompt and generated text to FILE (atomically)\n"
     "  -h, --help            this help\n"
     "\n"
     "Exit status: 0 success, 1 failure (bad model, tokenizer or prompt), 2 usage error.\n";
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *prompt_file, *watermark, *key, *output;
+    const char *model, *tokenizer, *prompt, *prompt_file, *watermark, *key, *output, *system, *chat_template;
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
-    bool json, seed_given;
+    bool json, seed_given, chat;
     tm_sampling_params sampling;
 } options;
 
@@ -92,7 +105,8 @@ static json_t *watermark_json(const tm_wm_scheme *scheme) {
 
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
-           FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT };
+           FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
+           CHAT_TEMPLATE };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -104,7 +118,8 @@ static int parse(int argc, char **argv, options *o) {
         {"stop", required_argument, 0, STOP}, {"ctx", required_argument, 0, CTX},
         {"threads", required_argument, 0, THREADS}, {"json", no_argument, 0, JSON},
         {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
-        {"output", required_argument, 0, OUTPUT},
+        {"output", required_argument, 0, OUTPUT}, {"chat", no_argument, 0, CHAT},
+        {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -141,7 +156,13 @@ static int parse(int argc, char **argv, options *o) {
         case WATERMARK: o->watermark = optarg; break;
         case KEY: o->key = optarg; break;
         case OUTPUT: o->output = optarg; break;
-        case 'h': fputs(help, stdout); return 1;
+        case CHAT: o->chat = true; break;
+        case SYSTEM: o->system = optarg; break;
+        case CHAT_TEMPLATE: o->chat_template = optarg; break;
+        case 'h':
+            fputs(help, stdout);
+            printf("\nChat templates (--chat-template): %s.\n", tm_chat_template_names());
+            return 1;
         default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
     }
@@ -149,6 +170,12 @@ static int parse(int argc, char **argv, options *o) {
     if (!o->prompt && !o->prompt_file) { tm_cli_usage(cmd, "--prompt or --prompt-file is required"); return -1; }
     if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
     if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
+    if ((o->system || o->chat_template) && !o->chat) { tm_cli_usage(cmd, "--system and --chat-template go with --chat"); return -1; }
+    if (o->chat_template && !tm_chat_template_lookup(o->chat_template, NULL)) {
+        tm_cli_usage(cmd, "unknown chat template '%s' (built in: %s)", o->chat_template, tm_chat_template_names());
+        return -1;
+    }
+    if (o->system && !tm_utf8_valid(o->system, strlen(o->system))) { tm_cli_usage(cmd, "--system is not valid UTF-8"); return -1; }
     return 0;
 }
 
@@ -190,6 +217,10 @@ int tm_cmd_generate(int argc, char **argv) {
     tm_wm_key *key = NULL;
     tm_wm_scheme *scheme = NULL;
     tm_generation result = {0};
+    char *chat_prompt = NULL;
+    int32_t *chat_ids = NULL;
+    size_t n_chat_ids = 0;
+    tm_chat_template chat_template = TM_CHAT_CHATML;
     int exit_code = TM_EXIT_FAILURE;
     if (tm_model_resolve(o.model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err) ||
         tm_model_load(&model, model_path, &err) ||
@@ -223,10 +254,31 @@ int tm_cmd_generate(int argc, char **argv) {
         tm_cli_fail(&err);
         goto done;
     }
+    const char *user_prompt = o.prompt;
+    if (o.chat) {
+        /* llama.cpp's way: format, then tokenize the whole text with special
+         * tokens parsed and BOS as the vocabulary asks. */
+        tm_chat_message messages[2];
+        size_t n_messages = 0, formatted_size = 0, eos_size = 0;
+        if (o.system) messages[n_messages++] = (tm_chat_message){"system", o.system};
+        messages[n_messages++] = (tm_chat_message){"user", o.prompt};
+        const char *eos_text = tm_tokenizer_piece(tokenizer, tm_tokenizer_eos(tokenizer), &eos_size);
+        if (tm_chat_template_for_model(model, o.chat_template, &chat_template, &err) ||
+            tm_chat_format(chat_template, messages, n_messages, true, eos_size ? eos_text : NULL, &chat_prompt,
+                           &formatted_size, &err) ||
+            tm_tokenizer_encode_special(tokenizer, chat_prompt, formatted_size, tm_tokenizer_adds_bos(tokenizer),
+                                        &chat_ids, &n_chat_ids, &err)) {
+            tm_cli_fail(&err);
+            goto done;
+        }
+        o.prompt = chat_prompt;
+    }
     stream echo = {.prompt = o.prompt};
     tm_generate_options go = {.max_tokens = (int32_t)o.max_tokens, .stop_strings = o.stops,
                               .n_stop_strings = o.n_stops, .on_text = o.json ? NULL : stream_text, .user = &echo};
-    if (tm_generate(context, tokenizer, chain, o.prompt, &go, &result, &err) != TM_OK) {
+    tm_status generated = o.chat ? tm_generate_from_ids(context, tokenizer, chain, chat_ids, n_chat_ids, &go, &result, &err)
+                                 : tm_generate(context, tokenizer, chain, o.prompt, &go, &result, &err);
+    if (generated != TM_OK) {
         if (echo.prompt_printed) fputc('\n', stdout);
         tm_cli_fail(&err);
         goto done;
@@ -259,6 +311,10 @@ int tm_cmd_generate(int argc, char **argv) {
                                  "decode_seconds", result.decode_seconds, "prompt_tokens_per_second", prompt_rate,
                                  "decode_tokens_per_second", decode_rate);
         if (root && scheme) json_object_set_new(root, "watermark", watermark_json(scheme));
+        if (root && o.chat)
+            json_object_set_new(root, "chat",
+                                json_pack("{s:s, s:s?, s:s}", "template", tm_chat_template_name(chat_template),
+                                          "system", o.system, "user", user_prompt));
         exit_code = tm_cli_print_json(root);
     } else {
         print_prompt_once(&echo);
@@ -269,6 +325,8 @@ int tm_cmd_generate(int argc, char **argv) {
     }
 done:
     tm_generation_free(&result);
+    free(chat_ids);
+    free(chat_prompt);
     tm_sampler_chain_free(chain);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);

@@ -17,8 +17,9 @@
 static const char help[] =
     "usage: tracemark model info [--tokenizer PATH] [--json] MODEL\n"
     "\n"
-    "Describe a model file: format, architecture, dimensions, tensor types,\n"
-    "tokenizer kind and size, parameter count and the file's SHA-256.\n"
+    "Describe a model file: format, architecture (llama or qwen2), dimensions,\n"
+    "rope settings, tensor types, tokenizer kind and size, parameter count and\n"
+    "the file's SHA-256.\n"
     "\n"
     "options:\n"
     "  --tokenizer PATH   tokenizer for a llama2.c checkpoint (default: tok512.bin or\n"
@@ -47,6 +48,11 @@ static size_t tensor_types(const tm_model *model, type_count *counts) {
         counts[0].tensors = 3 + 9 * (uint64_t)model->config.n_layers - (model->config.tied_classifier ? 1 : 0);
     }
     return n;
+}
+
+static bool has_qkv_bias(const tm_model *model) {
+    const tm_layer_weights *first = model->config.n_layers > 0 ? &model->layers[0] : NULL;
+    return first && (first->bq.data || first->bk.data || first->bv.data);
 }
 
 static int info(int argc, char **argv) {
@@ -94,14 +100,19 @@ static int info(int argc, char **argv) {
                                             tm_tokenizer_vocab_size(tokenizer), "bos", tm_tokenizer_bos(tokenizer),
                                             "eos", tm_tokenizer_eos(tokenizer))
                                 : json_null();
+        json_t *rope = json_pack("{s:s, s:f, s:b}", "style", cfg->rope_style == TM_ROPE_NEOX ? "neox" : "normal",
+                                 "linear_scale", (double)cfg->rope_freq_scale, "frequency_factors",
+                                 model->rope_factors.data != NULL);
         json_t *root = json_pack(
-            "{s:s, s:s, s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:f, s:f, s:b, s:o, s:o, s:I, s:s}",
+            "{s:s, s:s, s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:f, s:f, s:o, s:b, s:b, s:o, s:o, "
+            "s:I, s:s}",
             "path", path, "format", tm_model_format_name(model->format), "architecture", cfg->architecture, "name",
             cfg->name, "gguf_version", model->gguf ? (int)model->gguf->version : 0, "dimensions", "n_vocab",
             cfg->n_vocab, "dim", cfg->dim, "hidden_dim", cfg->hidden_dim, "n_layers", cfg->n_layers, "n_heads",
             cfg->n_heads, "n_kv_heads", cfg->n_kv_heads, "head_dim", cfg->head_dim, "context_length",
             cfg->context_length, "norm_eps", (double)cfg->norm_eps, "rope_freq_base", (double)cfg->rope_freq_base,
-            "tied_classifier", cfg->tied_classifier, "tensor_types", types, "tokenizer", tok, "parameters",
+            "rope", rope, "qkv_bias", has_qkv_bias(model), "tied_classifier", cfg->tied_classifier, "tensor_types",
+            types, "tokenizer", tok, "parameters",
             (json_int_t)parameters, "sha256", hex);
         exit_code = tm_cli_print_json(root);
     } else {
@@ -114,6 +125,10 @@ static int info(int argc, char **argv) {
         printf("context:        %d tokens\n", cfg->context_length);
         printf("vocabulary:     %d tokens\n", cfg->n_vocab);
         printf("norm epsilon:   %g\nrope base:      %g\n", (double)cfg->norm_eps, (double)cfg->rope_freq_base);
+        printf("rope:           %s pairs", cfg->rope_style == TM_ROPE_NEOX ? "NeoX (halves)" : "adjacent");
+        if (cfg->rope_freq_scale != 1.0f) printf(", linear scaling x%g", 1.0 / (double)cfg->rope_freq_scale);
+        if (model->rope_factors.data) printf(", Llama 3 frequency factors");
+        printf("\nq/k/v biases:   %s\n", has_qkv_bias(model) ? "yes" : "no");
         printf("classifier:     %s\n", cfg->tied_classifier ? "tied to the token embedding" : "separate");
         printf("tensor types:  ");
         for (size_t i = 0; i < n_types; i++)
@@ -265,18 +280,19 @@ static int quantize(int argc, char **argv) {
 static const char synth_help[] =
     "usage: tracemark model synth --like NAME --out FILE.gguf [options]\n"
     "\n"
-    "Write a random-weight Llama model of a real shape with a real tokenizer copied\n"
+    "Write a random-weight Llama or Qwen2 model of a real shape with a real tokenizer copied\n"
     "from a GGUF, so that speed can be measured at sizes the repository cannot\n"
     "ship. The weights mean nothing: N(0, 0.02) from xoshiro256** streams seeded\n"
     "per row (norms 1), streamed through the quantizer a slab at a time.\n"
     "\n"
-    "NAME: llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b\n"
+    "NAME: llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b, qwen2-0.5b\n"
     "\n"
     "options:\n"
     "  --type TYPE          file type, as for model quantize (default F32)\n"
     "  --tokenizer SRC      GGUF whose tokenizer.* metadata is copied (default: Llama 2's\n"
     "                       32000 from ../shared/models/llama-2-tiny-random.gguf; Llama 3's\n"
-    "                       from ../shared/tokenizer-tests/ggml-vocab-llama-bpe.gguf)\n"
+    "                       from ../shared/tokenizer-tests/ggml-vocab-llama-bpe.gguf, which\n"
+    "                       qwen2-0.5b also uses as Qwen2's own is not in ../shared)\n"
     "  --seed S             random seed (default 1)\n"
     "  --dim N, --layers N, --heads N, --kv-heads N, --hidden N, --ctx N, --rope-base F\n"
     "                       override the shape\n"

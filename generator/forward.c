@@ -1,8 +1,12 @@
-/* The Llama forward pass and its KV cache. A tm_context owns the cache and
- * every scratch buffer, sized once at creation, so evaluating tokens never
- * allocates. Prompts run in batches whose matrix products go through sgemm;
- * single tokens go through the threaded matrix-vector kernels. Positions
- * past the context size are refused, never written. */
+/* The forward pass of the Llama family (Llama 1/2/3, TinyLlama, SmolLM) and
+ * Qwen2, and its KV cache. The families differ only in what the loader
+ * found: Q/K/V biases, the rope style, Llama 3's rope frequency factors and
+ * linear rope scaling; grouped-query attention maps query head h to kv head
+ * h / (n_heads / n_kv_heads) as llama.cpp broadcasts it. A tm_context owns
+ * the cache and every scratch buffer, sized once at creation, so evaluating
+ * tokens never allocates. Prompts run in batches whose matrix products go
+ * through sgemm; single tokens go through the threaded matrix-vector
+ * kernels. Positions past the context size are refused, never written. */
 #include "tracemark/generator.h"
 
 #include "kernels.h"
@@ -137,11 +141,16 @@ static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t 
 
 /* cos/sin of every rotated pair for positions [first, first + n). llama.cpp
  * walks theta by repeated multiplication; llama2.c computes each frequency
- * with powf. Each format is matched to the peer that wrote it. */
+ * with powf. Each format is matched to the peer that wrote it. GGUF angles
+ * are divided by the pair's rope factor, then multiplied by the linear
+ * scale, in ggml's float order (rope_yarn with no YaRN ramp), so a model
+ * without either computes the plain angle bit for bit. */
 static void rope_tables(tm_context *c, int32_t first, int64_t n) {
     const tm_model_config *cfg = &c->model->config;
     int32_t pairs = cfg->head_dim / 2;
     float theta_scale = powf(cfg->rope_freq_base, -2.0f / (float)cfg->head_dim);
+    const float *factors = c->model->rope_factors.data;
+    float freq_scale = cfg->rope_freq_scale;
     for (int64_t i = 0; i < n; i++) {
         float *cosines = c->rope_cos + i * pairs, *sines = c->rope_sin + i * pairs;
         float position = (float)(first + i);
@@ -155,8 +164,9 @@ static void rope_tables(tm_context *c, int32_t first, int64_t n) {
         } else {
             float theta = position;
             for (int32_t j = 0; j < pairs; j++) {
-                cosines[j] = cosf(theta);
-                sines[j] = sinf(theta);
+                float angle = freq_scale * (factors ? theta / factors[j] : theta);
+                cosines[j] = cosf(angle);
+                sines[j] = sinf(angle);
                 theta *= theta_scale;
             }
         }
@@ -231,6 +241,11 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
         const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         project_many(c, qkv, 3, c->normed, n, qkv_out);
+        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
+        for (int m = 0; m < 3; m++)
+            if (bias[m]->data)
+                for (int64_t i = 0; i < n; i++)
+                    tm_kernel_add(qkv_out[m] + i * bias[m]->cols, bias[m]->data, bias[m]->cols);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);

@@ -1,9 +1,12 @@
-/* The generate loop: encode the prompt, run it through the context in one
- * batch, then sample, stream and evaluate one token at a time until EOS (or
- * BOS, as llama2.c stops), the token budget, a stop string, or a full
+/* The generate loop: encode the prompt (or take it as ids), run it through
+ * the context in one batch, then sample, stream and evaluate one token at a
+ * time until an end-of-generation token (EOS, or one like <|eot_id|> that
+ * the tokenizer counts as ending a turn, as llama.cpp's llama_vocab_is_eog
+ * does), BOS (as llama2.c stops), the token budget, a stop string, or a full
  * context. Streamed text never splits a UTF-8 character and never shows the
  * part of the output that a stop string later removes. */
 #include "tracemark/generator.h"
+#include "tracemark/chat.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -65,17 +68,12 @@ static size_t longest_stop(const tm_generate_options *o) {
     return longest;
 }
 
-tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain, const char *prompt,
-                      const tm_generate_options *options, tm_generation *result, tm_error *err) {
-    memset(result, 0, sizeof *result);
-    if (options->max_tokens < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "max tokens %d is negative", options->max_tokens);
+/* The loop itself; result->prompt_ids and n_prompt are filled in already
+ * and are freed with the rest on failure. */
+static tm_status generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain,
+                          const tm_generate_options *options, tm_generation *result, tm_error *err) {
     int32_t n_vocab = tm_tokenizer_vocab_size(tokenizer);
-    tm_status status = tm_tokenizer_encode(tokenizer, prompt, strlen(prompt), true, &result->prompt_ids,
-                                           &result->n_prompt, err);
-    if (status != TM_OK) {
-        if (err) tm_error_prefix(err, "prompt");
-        return status;
-    }
+    tm_status status = TM_OK;
     if (result->n_prompt >= (size_t)(tm_context_size(context) - tm_context_position(context))) {
         status = tm_error_set(err, TM_ERR_LIMIT, "the prompt's %zu tokens do not fit in a context of %d (raise --ctx)",
                               result->n_prompt, tm_context_size(context));
@@ -117,6 +115,7 @@ tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sam
             break;
         }
         if (next == tm_tokenizer_eos(tokenizer)) { result->stop_reason = "eos"; break; }
+        if (tm_tokenizer_is_end_of_generation(tokenizer, next)) { result->stop_reason = "end_of_generation"; break; }
         if (next == tm_tokenizer_bos(tokenizer)) { result->stop_reason = "bos"; break; }
         tm_sampler_chain_accept(chain, next);
         result->ids[result->n_ids++] = next;
@@ -163,4 +162,41 @@ tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sam
     result->text_size = text.size;
     if (status != TM_OK) tm_generation_free(result);
     return status;
+}
+
+tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain, const char *prompt,
+                      const tm_generate_options *options, tm_generation *result, tm_error *err) {
+    memset(result, 0, sizeof *result);
+    if (options->max_tokens < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "max tokens %d is negative", options->max_tokens);
+    tm_status status = tm_tokenizer_encode(tokenizer, prompt, strlen(prompt), tm_tokenizer_adds_bos(tokenizer),
+                                           &result->prompt_ids, &result->n_prompt, err);
+    if (status != TM_OK) {
+        if (err) tm_error_prefix(err, "prompt");
+        return status;
+    }
+    if (result->n_prompt == 0) {
+        tm_generation_free(result);
+        return tm_error_set(err, TM_ERR_ARGUMENT, "the prompt is empty and this vocabulary adds no BOS to start from");
+    }
+    return generate(context, tokenizer, chain, options, result, err);
+}
+
+tm_status tm_generate_from_ids(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain,
+                               const int32_t *prompt_ids, size_t n_prompt, const tm_generate_options *options,
+                               tm_generation *result, tm_error *err) {
+    memset(result, 0, sizeof *result);
+    if (!context || !tokenizer || !chain || !options || (!prompt_ids && n_prompt))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "tm_generate_from_ids: NULL argument");
+    if (options->max_tokens < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "max tokens %d is negative", options->max_tokens);
+    if (n_prompt == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "the prompt has no tokens to start from");
+    int32_t n_vocab = tm_tokenizer_vocab_size(tokenizer);
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt_ids[i] < 0 || prompt_ids[i] >= n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "prompt token %zu has id %d, outside the vocabulary of %d", i,
+                                (int)prompt_ids[i], (int)n_vocab);
+    result->prompt_ids = tm_alloc_array(n_prompt, sizeof *prompt_ids, err);
+    if (!result->prompt_ids) return TM_ERR_NOMEM;
+    memcpy(result->prompt_ids, prompt_ids, n_prompt * sizeof *prompt_ids);
+    result->n_prompt = n_prompt;
+    return generate(context, tokenizer, chain, options, result, err);
 }

@@ -1,11 +1,15 @@
-/* Synthetic Llama models of real shapes: the table of known shapes, the
- * metadata a llama.cpp-compatible loader needs, a real tokenizer's
- * tokenizer.* metadata copied from another GGUF, and random weights streamed
- * through the quantizer into the GGUF writer a slab of rows at a time (in
- * llama.cpp's tensor order, with llama.cpp's per-tensor types for the chosen
- * file type). This file must never hold a whole large tensor in memory and
- * never leave a partial file behind; the weights it writes are for speed
- * measurements only and must not be mistaken for a model. */
+/* Synthetic Llama and Qwen2 models of real shapes: the table of known
+ * shapes, the metadata a llama.cpp-compatible loader needs (under the
+ * architecture's own key prefix), a real tokenizer's tokenizer.* metadata
+ * copied from another GGUF, and random weights streamed through the
+ * quantizer into the GGUF writer a slab of rows at a time (in llama.cpp's
+ * tensor order, with llama.cpp's per-tensor types for the chosen file type).
+ * The same options always give the same bytes, which is what lets a test
+ * rebuild a model and prove, by its SHA-256, that a reference computed by
+ * llama.cpp belongs to it. This file must never hold a whole large tensor in
+ * memory and never leave a partial file behind; the weights it writes are
+ * for speed measurements and engine comparisons only and must not be
+ * mistaken for a model. */
 #include "quantize.h"
 
 #include "gguf_writer.h"
@@ -25,14 +29,22 @@ static const char llama3_vocab[] = "tokenizer-tests/ggml-vocab-llama-bpe.gguf";
 
 /* Context lengths are kept small enough for a benchmark's KV cache (Llama 3.2
  * was trained to 131072); --ctx overrides them. SmolLM's own vocabulary (49152
- * tokens) is not in ../shared, so its default is Llama 2's 32000. */
+ * tokens) is not in ../shared, so its default is Llama 2's 32000; nor is
+ * Qwen2's (151936), so its default is the nearest there, Llama 3's
+ * byte-level BPE of 128256. */
+#define SHAPE(name_, dim_, layers_, heads_, kv_heads_, hidden_, context_, base_, eps_, tied_, factors_, vocab_, arch_) \
+    {.name = name_, .dim = dim_, .n_layers = layers_, .n_heads = heads_, .n_kv_heads = kv_heads_,                   \
+     .hidden_dim = hidden_, .context_length = context_, .rope_freq_base = base_, .norm_eps = eps_,                   \
+     .tied_embeddings = tied_, .llama3_rope_factors = factors_, .default_tokenizer = vocab_, .architecture = arch_}
 static const tm_synth_shape shapes[] = {
-    {"llama2-110m", 768, 12, 12, 12, 2048, 1024, 10000.0f, 1e-5f, false, false, llama2_vocab},
-    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false, false, llama2_vocab},
-    {"llama2-7b", 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, false, false, llama2_vocab},
-    {"smollm-135m", 576, 30, 9, 3, 1536, 2048, 10000.0f, 1e-5f, true, false, llama2_vocab},
-    {"llama3-1b", 2048, 16, 32, 8, 8192, 4096, 500000.0f, 1e-5f, true, true, llama3_vocab},
+    SHAPE("llama2-110m", 768, 12, 12, 12, 2048, 1024, 10000.0f, 1e-5f, false, false, llama2_vocab, TM_ARCH_LLAMA),
+    SHAPE("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false, false, llama2_vocab, TM_ARCH_LLAMA),
+    SHAPE("llama2-7b", 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, false, false, llama2_vocab, TM_ARCH_LLAMA),
+    SHAPE("smollm-135m", 576, 30, 9, 3, 1536, 2048, 10000.0f, 1e-5f, true, false, llama2_vocab, TM_ARCH_LLAMA),
+    SHAPE("llama3-1b", 2048, 16, 32, 8, 8192, 4096, 500000.0f, 1e-5f, true, true, llama3_vocab, TM_ARCH_LLAMA),
+    SHAPE("qwen2-0.5b", 896, 24, 14, 2, 4864, 4096, 1000000.0f, 1e-6f, true, false, llama3_vocab, TM_ARCH_QWEN2),
 };
+#undef SHAPE
 enum { N_SHAPES = sizeof shapes / sizeof shapes[0] };
 
 bool tm_synth_lookup(const char *like, tm_synth_shape *shape) {
@@ -44,13 +56,15 @@ bool tm_synth_lookup(const char *like, tm_synth_shape *shape) {
     return false;
 }
 
-const char *tm_synth_names(void) { return "llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b"; }
+const char *tm_synth_names(void) {
+    return "llama2-110m, tinyllama-1.1b, llama2-7b, smollm-135m, llama3-1b, qwen2-0.5b";
+}
 
 /* ======================================================================== */
 /* Tensors                                                                   */
 /* ======================================================================== */
 
-typedef enum { FILL_RANDOM, FILL_ONES, FILL_ROPE_FACTORS } fill_kind;
+typedef enum { FILL_RANDOM, FILL_ONES, FILL_ROPE_FACTORS, FILL_BIAS, FILL_QUERY_KEY } fill_kind;
 
 typedef struct {
     char name[TM_GGUF_MAX_TENSOR_NAME];
@@ -76,9 +90,10 @@ static int tensor_compare(const void *a, const void *b) {
 }
 
 /* Llama 3.1/3.2's rope_freqs.weight as convert_hf_to_gguf.py computes it
- * (factor 32, low/high frequency factors 1 and 4, original context 8192). */
-static float rope_factor(int i, int head_dim, float base) {
-    const double factor = 32.0, low_freq_factor = 1.0, high_freq_factor = 4.0, old_context = 8192.0;
+ * (factor 32, low/high frequency factors 1 and 4, original context 8192
+ * unless the shape says otherwise). */
+static float rope_factor(int i, int head_dim, float base, double old_context) {
+    const double factor = 32.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
     double freq = 1.0 / pow((double)base, (2.0 * i) / head_dim);
     double wavelen = 2.0 * M_PI / freq;
     double low_freq_wavelen = old_context / low_freq_factor, high_freq_wavelen = old_context / high_freq_factor;
@@ -88,15 +103,15 @@ static float rope_factor(int i, int head_dim, float base) {
     return (float)(1.0 / ((1.0 - smooth) / factor + smooth));
 }
 
-/* N(0, 0.02) by Box-Muller from the row's own stream. */
-static void fill_random_row(float *x, int64_t n, uint64_t seed, uint64_t tensor, uint64_t row) {
+/* N(0, std) by Box-Muller from the row's own stream. */
+static void fill_random_row(float *x, int64_t n, float std, uint64_t seed, uint64_t tensor, uint64_t row) {
     tm_rng rng;
     tm_rng_seed(&rng, seed ^ ((tensor + 1) * 0xD1B54A32D192ED03ull) ^ ((row + 1) * 0x9E3779B97F4A7C15ull));
     const float two_pi = 6.28318530717958647692f;
     for (int64_t i = 0; i < n; i += 2) {
         float u1 = 1.0f - tm_rng_uniform(&rng); /* (0, 1]: log stays finite */
         float u2 = tm_rng_uniform(&rng);
-        float radius = 0.02f * sqrtf(-2.0f * logf(u1));
+        float radius = std * sqrtf(-2.0f * logf(u1));
         x[i] = radius * cosf(two_pi * u2);
         if (i + 1 < n) x[i + 1] = radius * sinf(two_pi * u2);
     }
@@ -125,7 +140,32 @@ static tm_status check_shape(const tm_synth_shape *s, tm_error *err) {
     if (!(s->rope_freq_base > 0) || !isfinite(s->rope_freq_base) || !(s->norm_eps > 0 && s->norm_eps < 1))
         return tm_error_set(err, TM_ERR_ARGUMENT, "bad rope base %g or norm epsilon %g", (double)s->rope_freq_base,
                             (double)s->norm_eps);
+    if (!tm_architecture_name(s->architecture))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown architecture %d (known: %s)", (int)s->architecture,
+                            tm_architecture_names());
+    if (s->llama3_rope_factors && s->architecture != TM_ARCH_LLAMA)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "rope factors are a llama tensor; %s's graph has none",
+                            tm_architecture_name(s->architecture));
+    if (s->rope_original_context < 0 || s->rope_original_context > (1 << 24) || !(s->rope_linear_factor >= 0) ||
+        !isfinite(s->rope_linear_factor) || !(s->bias_std >= 0) || !(s->bias_std <= 1000) || !(s->query_key_std >= 0) ||
+        !(s->query_key_std <= 1000))
+        return tm_error_set(err, TM_ERR_ARGUMENT,
+                            "bad rope original context %d, linear rope factor %g, bias or query/key deviation %g, %g",
+                            s->rope_original_context, (double)s->rope_linear_factor, (double)s->bias_std,
+                            (double)s->query_key_std);
     return TM_OK;
+}
+
+static tm_status set_u32(tm_gguf_writer *w, const char *arch, const char *suffix, uint32_t value, tm_error *err) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return tm_gguf_writer_set_u32(w, key, value, err);
+}
+
+static tm_status set_f32(tm_gguf_writer *w, const char *arch, const char *suffix, float value, tm_error *err) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return tm_gguf_writer_set_f32(w, key, value, err);
 }
 
 enum { SLAB_BYTES = 64 << 20 };
@@ -153,7 +193,9 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
     uint64_t D = (uint64_t)s->dim, H = (uint64_t)s->hidden_dim, head_dim = D / (uint64_t)s->n_heads;
     uint64_t kv_dim = head_dim * (uint64_t)s->n_kv_heads;
 
-    size_t capacity = 4 + 9 * (size_t)s->n_layers;
+    size_t capacity = 4 + 12 * (size_t)s->n_layers;
+    const char *arch = tm_architecture_name(s->architecture);
+    bool biases = s->architecture == TM_ARCH_QWEN2;
     synth_tensor *list = calloc(capacity, sizeof *list);
     tm_gguf_writer *w = NULL;
     float *scratch = NULL;
@@ -173,8 +215,13 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
     snprintf(name, sizeof name, "blk.%d." suffix, l);                 \
     add(list, &n, name, ne0, ne1, fill)
         LAYER_TENSOR("attn_norm.weight", D, 0, FILL_ONES);
-        LAYER_TENSOR("attn_q.weight", D, D, FILL_RANDOM);
-        LAYER_TENSOR("attn_k.weight", D, kv_dim, FILL_RANDOM);
+        if (biases) {
+            LAYER_TENSOR("attn_q.bias", D, 0, FILL_BIAS);
+            LAYER_TENSOR("attn_k.bias", kv_dim, 0, FILL_BIAS);
+            LAYER_TENSOR("attn_v.bias", kv_dim, 0, FILL_BIAS);
+        }
+        LAYER_TENSOR("attn_q.weight", D, D, FILL_QUERY_KEY);
+        LAYER_TENSOR("attn_k.weight", D, kv_dim, FILL_QUERY_KEY);
         LAYER_TENSOR("attn_v.weight", D, kv_dim, FILL_RANDOM);
         LAYER_TENSOR("attn_output.weight", D, D, FILL_RANDOM);
         LAYER_TENSOR("ffn_norm.weight", D, 0, FILL_ONES);
@@ -186,7 +233,7 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
     qsort(list, n, sizeof *list, tensor_compare);
 
     tm_quantize_rules rules;
-    tm_quantize_rules_init(&rules, o->ftype, false, "llama", s->n_layers, s->n_heads, s->n_kv_heads);
+    tm_quantize_rules_init(&rules, o->ftype, false, arch, s->n_layers, s->n_heads, s->n_kv_heads);
     for (size_t i = 0; i < n; i++) tm_quantize_rules_count(&rules, list[i].name);
     uint64_t max_cols = 1, bytes_total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -200,19 +247,28 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
     snprintf(description, sizeof description,
              "tracemark synthetic model: random N(0, 0.02) weights (seed %llu), for speed measurements only",
              (unsigned long long)o->seed);
-    if ((status = tm_gguf_writer_set_string(w, "general.architecture", "llama", err)) ||
+    /* Hyper-parameters live under the architecture's prefix ("qwen2.block_count"). */
+    if ((status = tm_gguf_writer_set_string(w, "general.architecture", arch, err)) ||
         (status = tm_gguf_writer_set_string(w, "general.name", s->name, err)) ||
         (status = tm_gguf_writer_set_string(w, "general.description", description, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)s->context_length, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->dim, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layers, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->hidden_dim, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_heads, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads, err)) ||
-        (status = tm_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", s->norm_eps, err)) ||
-        (status = tm_gguf_writer_set_f32(w, "llama.rope.freq_base", s->rope_freq_base, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)vocab, err)) ||
+        (status = set_u32(w, arch, "context_length", (uint32_t)s->context_length, err)) ||
+        (status = set_u32(w, arch, "embedding_length", (uint32_t)s->dim, err)) ||
+        (status = set_u32(w, arch, "block_count", (uint32_t)s->n_layers, err)) ||
+        (status = set_u32(w, arch, "feed_forward_length", (uint32_t)s->hidden_dim, err)) ||
+        (status = set_u32(w, arch, "rope.dimension_count", (uint32_t)head_dim, err)) ||
+        (status = set_u32(w, arch, "attention.head_count", (uint32_t)s->n_heads, err)) ||
+        (status = set_u32(w, arch, "attention.head_count_kv", (uint32_t)s->n_kv_heads, err)) ||
+        (status = set_f32(w, arch, "attention.layer_norm_rms_epsilon", s->norm_eps, err)) ||
+        (status = set_f32(w, arch, "rope.freq_base", s->rope_freq_base, err)))
+        goto done;
+    if (s->rope_linear_factor > 0) {
+        char key[96];
+        snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+        if ((status = tm_gguf_writer_set_string(w, key, "linear", err)) ||
+            (status = set_f32(w, arch, "rope.scaling.factor", s->rope_linear_factor, err)))
+            goto done;
+    }
+    if ((status = set_u32(w, arch, "vocab_size", (uint32_t)vocab, err)) ||
         (status = tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err)) ||
         (status = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
         (status = tm_gguf_writer_copy_metadata(w, tok, keep_tokenizer_key, NULL, err)))
@@ -229,6 +285,9 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
         goto done;
     }
     uint64_t bytes_done = 0;
+    float bias_std = s->bias_std > 0 ? s->bias_std : 0.02f;
+    float query_key_std = s->query_key_std > 0 ? s->query_key_std : 0.02f;
+    double old_context = s->rope_original_context > 0 ? (double)s->rope_original_context : 8192.0;
     for (size_t i = 0; i < n; i++) {
         const synth_tensor *t = &list[i];
         if (o->progress) o->progress(o->user, i, n, t->name, TM_GGML_F32, t->type, bytes_done, bytes_total);
@@ -240,11 +299,15 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4)
             for (int64_t r = 0; r < count; r++) {
                 float *x = scratch + (size_t)omp_get_thread_num() * (size_t)max_cols;
-                if (t->fill == FILL_RANDOM) fill_random_row(x, cols, o->seed, i, (uint64_t)(first + r));
+                if (t->fill == FILL_RANDOM) fill_random_row(x, cols, 0.02f, o->seed, i, (uint64_t)(first + r));
+                else if (t->fill == FILL_BIAS) fill_random_row(x, cols, bias_std, o->seed, i, (uint64_t)(first + r));
+                else if (t->fill == FILL_QUERY_KEY)
+                    fill_random_row(x, cols, query_key_std, o->seed, i, (uint64_t)(first + r));
                 else if (t->fill == FILL_ONES)
                     for (int64_t c = 0; c < cols; c++) x[c] = 1.0f;
                 else
-                    for (int64_t c = 0; c < cols; c++) x[c] = rope_factor((int)c, (int)head_dim, s->rope_freq_base);
+                    for (int64_t c = 0; c < cols; c++)
+                        x[c] = rope_factor((int)c, (int)head_dim, s->rope_freq_base, old_context);
                 tm_quantize_row(t->type, x, slab + (uint64_t)r * dst_row, cols);
             }
             if ((status = tm_gguf_writer_write(w, slab, (size_t)((uint64_t)count * dst_row), err))) goto done;

@@ -11,9 +11,13 @@
  * tokenizer.ggml.* metadata or from llama2.c's tokenizer.bin, and is always
  * copied, so a tokenizer outlives the file it was read from; once built it is
  * only read, so threads may share it. Decoding streams whole UTF-8
- * characters only. Vocabularies and texts are untrusted: this file never
- * prints, aborts or reads outside what it has checked. */
+ * characters only. Both kinds of tokenizer (the byte-level BPE one lives in
+ * tokenizer_bpe.c) also get here what chat prompts need, as llama.cpp does
+ * it: special-token parsing (tm_tokenizer_encode_special) and the set of
+ * tokens that end a generation. Vocabularies and texts are untrusted: this
+ * file never prints, aborts or reads outside what it has checked. */
 #include "tracemark/generator.h"
+#include "tracemark/chat.h"
 #include "tokenizer_internal.h"
 #include "tokenizer_bpe.h"
 
@@ -57,6 +61,13 @@ struct tm_tokenizer {
     uint64_t serial;       /* unique per tokenizer built, names it to the word caches */
     tm_bpe *bpe;           /* byte-level BPE (tokenizer_bpe.c); NULL for SentencePiece */
     char kind[32];
+    /* What special-token parsing cuts out of a text (CONTROL, USER_DEFINED
+     * and UNKNOWN tokens, and the end-of-generation tokens llama.cpp
+     * promotes to control), longest text first, and which ids end a
+     * generation. See "special tokens" below. */
+    int32_t *special_ids;
+    size_t n_special;
+    uint8_t *end_of_generation; /* one flag per id */
 };
 
 /* A piece being collected before the tokenizer is built. */
@@ -71,6 +82,8 @@ typedef struct {
 static atomic_uint_fast64_t next_serial = 1;
 
 static const char SPACE_MARK[3] = {'\xE2', '\x96', '\x81'}; /* U+2581 */
+
+static tm_status prepare_special(tm_tokenizer *t, const tm_gguf *gguf, tm_error *err);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -116,6 +129,8 @@ void tm_tokenizer_free(tm_tokenizer *t) {
     free(t->types);
     free(t->byte_values);
     free(t->slots);
+    free(t->special_ids);
+    free(t->end_of_generation);
     free(t);
 }
 
@@ -388,10 +403,19 @@ tm_status tm_tokenizer_from_gguf(tm_tokenizer **out, const tm_gguf *gguf, tm_err
     if (!out || !gguf) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_from_gguf: NULL argument");
     *out = NULL;
     tm_string_view model;
-    if (tm_gguf_get_string(gguf, "tokenizer.ggml.model", &model) && tm_string_view_equals(model, "gpt2"))
-        return bpe_from_gguf(out, gguf, err); /* its errors already name the file */
-    tm_status status = from_gguf(out, gguf, err);
-    if (status != TM_OK && gguf->file.path) tm_error_prefix(err, "%s", gguf->file.path);
+    tm_status status;
+    if (tm_gguf_get_string(gguf, "tokenizer.ggml.model", &model) && tm_string_view_equals(model, "gpt2")) {
+        status = bpe_from_gguf(out, gguf, err); /* its errors already name the file */
+        if (status != TM_OK) return status;
+    } else {
+        status = from_gguf(out, gguf, err);
+    }
+    if (status == TM_OK) status = prepare_special(*out, gguf, err);
+    if (status != TM_OK) {
+        tm_tokenizer_free(*out);
+        *out = NULL;
+        if (gguf->file.path) tm_error_prefix(err, "%s", gguf->file.path);
+    }
     return status;
 }
 
@@ -478,6 +502,10 @@ static tm_status from_llama2c(tm_tokenizer **out, const tm_mapped_file *file, tm
         else e->type = TM_TOKEN_NORMAL;
     }
     if (status == TM_OK) status = tokenizer_build(out, entries, n, 1, 2, 0, true, true, err);
+    if (status == TM_OK && (status = prepare_special(*out, NULL, err)) != TM_OK) {
+        tm_tokenizer_free(*out);
+        *out = NULL;
+    }
     free(text);
     free(entries);
     return status;
@@ -683,17 +711,18 @@ static size_t emit_symbols(const tm_tokenizer *t, const char *text, const symbol
     return n_out;
 }
 
-/* Checks the text and returns it escaped: a space prefix and U+2581 for
- * every space; as in llama.cpp, empty text gets no prefix. */
-static tm_status escape_text(const tm_tokenizer *t, const char *text, size_t size, char **escaped,
-                             size_t *escaped_size, tm_error *err) {
+/* Checks the text and returns it escaped: U+2581 for every space, and in
+ * front when prefix is set (the callers follow llama.cpp: whole texts get it
+ * when the vocabulary asks for it and they are not empty; see also
+ * tm_tokenizer_encode_special). */
+static tm_status escape_text(const char *text, size_t size, bool prefix, char **escaped, size_t *escaped_size,
+                             tm_error *err) {
     *escaped = NULL;
     *escaped_size = 0;
     size_t valid = tm_utf8_valid_prefix(text, size);
     if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
     size_t spaces = 0;
     for (size_t i = 0; i < size; i++) spaces += text[i] == ' ';
-    bool prefix = t->add_space_prefix && size > 0;
     size_t total = size, extra;
     if (!tm_add_size(spaces, prefix, &extra) || !tm_mul_size(extra, 2, &extra) || !tm_add_size(total, extra, &total) ||
         !tm_add_size(total, prefix, &total) || total > (size_t)PTRDIFF_MAX / 4)
@@ -952,7 +981,7 @@ static tm_status encode_with(tm_status (*encoder)(const tm_tokenizer *, const ch
     *n_ids = 0;
     char *escaped = NULL;
     size_t escaped_size = 0;
-    tm_status status = escape_text(t, text, size, &escaped, &escaped_size, err);
+    tm_status status = escape_text(text, size, t->add_space_prefix && size > 0, &escaped, &escaped_size, err);
     if (status != TM_OK) return status;
     /* At most one token per byte, plus BOS. */
     int32_t *out = tm_alloc_array(escaped_size + 1, sizeof *out, err);
@@ -1010,6 +1039,300 @@ tm_status tm_tokenizer_encode_reference(const tm_tokenizer *t, const char *text,
 }
 
 bool tm_tokenizer_words_independent(const tm_tokenizer *t) { return t && t->words_independent; }
+
+/* ---- special tokens --------------------------------------------------------- */
+
+/* Chat prompts spell control tokens as text ("<|im_start|>user\n..."), and
+ * models end a turn with tokens other than EOS (<|eot_id|>, <|im_end|>).
+ * Both follow llama.cpp's llama-vocab.cpp: the texts below are its lists of
+ * tokens that end a generation (whatever type the file gives them, which it
+ * then forces to CONTROL) and of fill-in-the-middle tokens that do too; the
+ * GGUF's eos, eot, eom and fim ids join them, and two of its workarounds for
+ * vocabularies where <|end|> or </s> do not end a turn are kept. Special-token
+ * parsing cuts every CONTROL, USER_DEFINED and UNKNOWN token (and the
+ * promoted ones) out of the text, longest text first, as its
+ * tokenizer_st_partition does, and tokenizes the pieces between them
+ * normally. */
+
+static const char *const END_OF_GENERATION_TEXTS[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek's, with U+FF5C and U+2581 */
+    "[e~[",
+};
+/* Read only when the GGUF names no id for them (tokenizer.ggml.fim_*_token_id). */
+static const char *const FIM_PAD_TEXTS[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
+static const char *const FIM_REPO_TEXTS[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
+static const char *const FIM_SEPARATOR_TEXTS[] = {"<|file_sep|>"};
+
+static bool piece_is(const tm_tokenizer *t, int32_t id, const char *text) {
+    size_t size;
+    const char *piece = tm_tokenizer_piece(t, id, &size);
+    return piece && size == strlen(text) && memcmp(piece, text, size) == 0;
+}
+
+static bool piece_in(const tm_tokenizer *t, int32_t id, const char *const *texts, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (piece_is(t, id, texts[i])) return true;
+    return false;
+}
+
+/* The lowest id whose text is one of texts, or -1. */
+static int32_t find_piece(const tm_tokenizer *t, const char *const *texts, size_t n) {
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if (piece_in(t, id, texts, n)) return id;
+    return -1;
+}
+
+/* An id from the GGUF, or -1 when absent, not an integer or outside the
+ * vocabulary (llama.cpp ignores those too). */
+static int32_t gguf_token_id(const tm_gguf *gguf, const char *key, int32_t n_vocab) {
+    uint64_t value;
+    if (!gguf || !tm_gguf_get_u64(gguf, key, &value) || value >= (uint64_t)n_vocab) return -1;
+    return (int32_t)value;
+}
+
+/* A special token's id and text size, for sorting longest first. */
+typedef struct {
+    size_t size;
+    int32_t id;
+} sized_id;
+
+static int longer_first(const void *a, const void *b) {
+    const sized_id *x = a, *y = b;
+    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id); /* llama.cpp's sort leaves ties unordered; ids make it repeatable */
+}
+
+static tm_status prepare_special(tm_tokenizer *t, const tm_gguf *gguf, tm_error *err) {
+    size_t n = (size_t)t->n_vocab;
+    t->end_of_generation = tm_alloc_array(n, 1, err);
+    if (!t->end_of_generation) return TM_ERR_NOMEM;
+    uint8_t *eog = t->end_of_generation;
+
+    const int32_t fim[3] = {
+        gguf_token_id(gguf, "tokenizer.ggml.fim_pad_token_id", t->n_vocab) >= 0
+            ? gguf_token_id(gguf, "tokenizer.ggml.fim_pad_token_id", t->n_vocab)
+            : find_piece(t, FIM_PAD_TEXTS, sizeof FIM_PAD_TEXTS / sizeof *FIM_PAD_TEXTS),
+        gguf_token_id(gguf, "tokenizer.ggml.fim_rep_token_id", t->n_vocab) >= 0
+            ? gguf_token_id(gguf, "tokenizer.ggml.fim_rep_token_id", t->n_vocab)
+            : find_piece(t, FIM_REPO_TEXTS, sizeof FIM_REPO_TEXTS / sizeof *FIM_REPO_TEXTS),
+        gguf_token_id(gguf, "tokenizer.ggml.fim_sep_token_id", t->n_vocab) >= 0
+            ? gguf_token_id(gguf, "tokenizer.ggml.fim_sep_token_id", t->n_vocab)
+            : find_piece(t, FIM_SEPARATOR_TEXTS, sizeof FIM_SEPARATOR_TEXTS / sizeof *FIM_SEPARATOR_TEXTS),
+    };
+    const int32_t named[4] = {t->eos, gguf_token_id(gguf, "tokenizer.ggml.eot_token_id", t->n_vocab),
+                              gguf_token_id(gguf, "tokenizer.ggml.eom_token_id", t->n_vocab), -1};
+    for (int k = 0; k < 3; k++)
+        if (fim[k] >= 0) eog[fim[k]] = 1;
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if (piece_in(t, id, END_OF_GENERATION_TEXTS, sizeof END_OF_GENERATION_TEXTS / sizeof *END_OF_GENERATION_TEXTS))
+            eog[id] = 1;
+    for (int k = 0; k < 4; k++)
+        if (named[k] >= 0 && named[k] < t->n_vocab) eog[named[k]] = 1;
+
+    /* llama.cpp's workarounds: with <|return|>/<|call|> (gpt-oss) or
+     * <|calls|>/<|flush|> (Solar Open), <|end|> separates messages inside a
+     * turn; with <|tool_response> (Gemma 4), </s> is an ordinary token. */
+    bool has_return = false, has_call = false, has_flush = false, has_tool_response = false;
+    int32_t end = -1, closing_s = -1;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!eog[id]) continue;
+        if (piece_is(t, id, "<|return|>")) has_return = true;
+        else if (piece_is(t, id, "<|call|>") || piece_is(t, id, "<|calls|>")) has_call = true;
+        else if (piece_is(t, id, "<|flush|>")) has_flush = true;
+        else if (piece_is(t, id, "<|tool_response>")) has_tool_response = true;
+        else if (piece_is(t, id, "<|end|>")) end = id;
+        else if (piece_is(t, id, "</s>")) closing_s = id;
+    }
+    if (end >= 0 && ((has_return && has_call) || (has_call && has_flush))) eog[end] = 0;
+    if (closing_s >= 0 && has_tool_response) eog[closing_s] = 0;
+
+    /* What special-token parsing matches: texts that are valid UTF-8 (a
+     * broken one could match inside a character of valid text). */
+    size_t n_special = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        tm_token_type type = tm_tokenizer_token_type(t, id);
+        size_t size;
+        const char *piece = tm_tokenizer_piece(t, id, &size);
+        bool special = type == TM_TOKEN_CONTROL || type == TM_TOKEN_USER_DEFINED || type == TM_TOKEN_UNKNOWN || eog[id];
+        if (special && size > 0 && tm_utf8_valid_prefix(piece, size) == size) n_special++;
+    }
+    if (n_special == 0) return TM_OK;
+    sized_id *order = tm_alloc_array(n_special, sizeof *order, err);
+    t->special_ids = order ? tm_alloc_array(n_special, sizeof *t->special_ids, err) : NULL;
+    if (!t->special_ids) {
+        free(order);
+        return TM_ERR_NOMEM;
+    }
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        tm_token_type type = tm_tokenizer_token_type(t, id);
+        size_t size;
+        const char *piece = tm_tokenizer_piece(t, id, &size);
+        bool special = type == TM_TOKEN_CONTROL || type == TM_TOKEN_USER_DEFINED || type == TM_TOKEN_UNKNOWN || eog[id];
+        if (special && size > 0 && tm_utf8_valid_prefix(piece, size) == size)
+            order[t->n_special++] = (sized_id){.size = size, .id = id};
+    }
+    qsort(order, t->n_special, sizeof *order, longer_first);
+    for (size_t i = 0; i < t->n_special; i++) t->special_ids[i] = order[i].id;
+    free(order);
+    return TM_OK;
+}
+
+bool tm_tokenizer_is_end_of_generation(const tm_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_vocab && t->end_of_generation && t->end_of_generation[id];
+}
+
+bool tm_tokenizer_adds_bos(const tm_tokenizer *t) { return t && t->add_bos && t->bos >= 0; }
+
+/* A stretch of the text: raw text to tokenize (id -1) or one special token. */
+typedef struct {
+    size_t start, size;
+    int32_t id;
+} text_fragment;
+
+typedef struct {
+    text_fragment *items;
+    size_t size, capacity;
+} fragment_list;
+
+static bool fragment_push(fragment_list *l, text_fragment f) {
+    if (l->size == l->capacity) {
+        size_t capacity = l->capacity ? 2 * l->capacity : 16;
+        text_fragment *grown = capacity > SIZE_MAX / sizeof *grown ? NULL : realloc(l->items, capacity * sizeof *grown);
+        if (!grown) return false;
+        l->items = grown;
+        l->capacity = capacity;
+    }
+    l->items[l->size++] = f;
+    return true;
+}
+
+/* tokenizer_st_partition with parse_special: each special token in turn,
+ * longest first, is cut out of every raw fragment wherever it occurs. */
+static tm_status partition_special(const tm_tokenizer *t, const char *text, size_t size, fragment_list *out,
+                                   tm_error *err) {
+    fragment_list current = {0}, next = {0};
+    bool ok = size == 0 || fragment_push(&current, (text_fragment){0, size, -1});
+    for (size_t s = 0; ok && s < t->n_special; s++) {
+        int32_t id = t->special_ids[s];
+        size_t piece_size_bytes;
+        const char *piece = tm_tokenizer_piece(t, id, &piece_size_bytes);
+        next.size = 0;
+        for (size_t f = 0; ok && f < current.size; f++) {
+            text_fragment fr = current.items[f];
+            size_t at = fr.start, end = fr.start + fr.size;
+            while (ok && fr.id < 0 && end - at >= piece_size_bytes) {
+                const char *hit = memmem(text + at, end - at, piece, piece_size_bytes);
+                if (!hit) break;
+                size_t hit_at = (size_t)(hit - text);
+                if (hit_at > at) ok = fragment_push(&next, (text_fragment){at, hit_at - at, -1});
+                ok = ok && fragment_push(&next, (text_fragment){hit_at, piece_size_bytes, id});
+                at = hit_at + piece_size_bytes;
+            }
+            if (!ok) break;
+            if (fr.id >= 0) ok = fragment_push(&next, fr);
+            else if (at < end) ok = fragment_push(&next, (text_fragment){at, end - at, -1});
+        }
+        fragment_list swap = current;
+        current = next;
+        next = swap;
+    }
+    free(next.items);
+    if (!ok) {
+        free(current.items);
+        return tm_error_set(err, TM_ERR_NOMEM, "out of memory parsing special tokens in %zu bytes", size);
+    }
+    *out = current;
+    return TM_OK;
+}
+
+typedef struct {
+    int32_t *items;
+    size_t size, capacity;
+} id_list;
+
+static bool ids_append(id_list *l, const int32_t *ids, size_t n) {
+    if (n > l->capacity - l->size) {
+        size_t capacity = l->capacity ? l->capacity : 64;
+        while (capacity - l->size < n) {
+            if (capacity > SIZE_MAX / 2 / sizeof(int32_t)) return false;
+            capacity *= 2;
+        }
+        int32_t *grown = realloc(l->items, capacity * sizeof *grown);
+        if (!grown) return false;
+        l->items = grown;
+        l->capacity = capacity;
+    }
+    if (n) memcpy(l->items + l->size, ids, n * sizeof *ids);
+    l->size += n;
+    return true;
+}
+
+/* One raw fragment through the SentencePiece encoder; prefix as llama.cpp:
+ * a space goes in front of a fragment that starts the text or follows a
+ * special token. */
+static tm_status encode_spm_fragment(const tm_tokenizer *t, const char *text, size_t size, bool prefix, id_list *out,
+                                     tm_error *err) {
+    char *escaped = NULL;
+    size_t escaped_size = 0;
+    tm_status status = escape_text(text, size, prefix, &escaped, &escaped_size, err);
+    if (status != TM_OK) return status;
+    int32_t *ids = tm_alloc_array(escaped_size + 1, sizeof *ids, err);
+    size_t n = 0;
+    if (!ids) status = TM_ERR_NOMEM;
+    if (status == TM_OK)
+        status = (t->words_independent ? encode_by_segments : encode_whole)(t, escaped, escaped_size, ids, &n, err);
+    if (status == TM_OK && !ids_append(out, ids, n))
+        status = tm_error_set(err, TM_ERR_NOMEM, "out of memory encoding %zu bytes", size);
+    free(ids);
+    free(escaped);
+    return status;
+}
+
+tm_status tm_tokenizer_encode_special(const tm_tokenizer *t, const char *text, size_t size, bool add_bos,
+                                      int32_t **ids, size_t *n_ids, tm_error *err) {
+    if (!t || !ids || !n_ids || (!text && size))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_encode_special: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    size_t valid = tm_utf8_valid_prefix(text, size);
+    if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
+    fragment_list fragments = {0};
+    tm_status status = partition_special(t, text, size, &fragments, err);
+    if (status != TM_OK) return status;
+    id_list out = {0};
+    if (add_bos && t->bos >= 0 && !ids_append(&out, &t->bos, 1))
+        status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    bool previous_special = true;
+    for (size_t f = 0; status == TM_OK && f < fragments.size; f++) {
+        text_fragment fr = fragments.items[f];
+        if (fr.id >= 0) {
+            if (!ids_append(&out, &fr.id, 1)) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+            previous_special = true;
+            continue;
+        }
+        if (t->bpe) {
+            int32_t *raw = NULL;
+            size_t n = 0;
+            status = tm_bpe_encode(t->bpe, text + fr.start, fr.size, &raw, &n, err);
+            if (status == TM_OK && !ids_append(&out, raw, n)) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+            free(raw);
+        } else {
+            status = encode_spm_fragment(t, text + fr.start, fr.size, t->add_space_prefix && previous_special, &out, err);
+        }
+        previous_special = false;
+    }
+    free(fragments.items);
+    if (status != TM_OK) {
+        free(out.items);
+        return status;
+    }
+    *ids = out.items;
+    *n_ids = out.size;
+    return TM_OK;
+}
 
 /* ---- decoding ------------------------------------------------------------- */
 

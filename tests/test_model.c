@@ -4,13 +4,15 @@
  * shared README, and against each other: the llama2.c checkpoint and the GGUF
  * of stories260K hold the same weights. Malformed models are built inside
  * each test, by corrupting a copy of a good file or with the small GGUF writer
- * below, and must fail with the right status and a message that names the
+ * below (which also writes Qwen2 files, rope factors and rope scaling), and
+ * must fail with the right status and a message that names the
  * file and the problem, never a crash. */
 #include "fixtures.h"
 #include "tracemark/generator.h"
 
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,6 +499,13 @@ static void kv_string(buffer *b, const char *key, const char *v) {
     put_u32(b, TM_GGUF_STRING);
     put_string(b, v);
 }
+static void kv_f32(buffer *b, const char *key, float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    put_string(b, key);
+    put_u32(b, TM_GGUF_FLOAT32);
+    put_u32(b, bits);
+}
 
 typedef struct {
     const char *architecture;
@@ -506,6 +515,11 @@ typedef struct {
     const char *odd_tensor;    /* this tensor gets odd_type / odd_rows */
     uint32_t odd_type;
     uint64_t odd_rows;         /* 0: keep */
+    const char *extra_tensor;  /* one more F32 vector of extra_cols elements, each extra_value */
+    uint32_t extra_cols;
+    float extra_value;
+    const char *rope_scaling;  /* <arch>.rope.scaling.type; NULL: absent */
+    float rope_scaling_factor; /* <arch>.rope.scaling.factor unless 0 */
 } synthetic;
 
 static synthetic synthetic_default(void) {
@@ -533,7 +547,7 @@ static buffer write_synthetic(const synthetic *s) {
         uint64_t ne[2];
         uint32_t n_dims, type;
     } info;
-    info tensors[3 + 9 * 8];
+    info tensors[4 + 9 * 8];
     size_t n = 0;
     uint32_t D = s->dim, H = s->hidden, V = s->vocab, head = s->dim / s->heads, Q = s->heads * head,
              KV = s->kv_heads * head;
@@ -561,6 +575,7 @@ static buffer write_synthetic(const synthetic *s) {
             ADD(name, layer[i].cols, layer[i].rows, layer[i].dims);
         }
     }
+    if (s->extra_tensor) ADD(s->extra_tensor, s->extra_cols, 1, 1);
 #undef ADD
     for (size_t i = 0; i < n; i++)
         if (s->odd_tensor && strcmp(tensors[i].name, s->odd_tensor) == 0) {
@@ -584,6 +599,14 @@ static buffer write_synthetic(const synthetic *s) {
         snprintf(key, sizeof key, "%s.%s", s->architecture, numbers[i].suffix);
         kv_u32(&kvs, key, numbers[i].value), n_kv++;
     }
+    if (s->rope_scaling) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", s->architecture);
+        kv_string(&kvs, key, s->rope_scaling), n_kv++;
+    }
+    if (s->rope_scaling_factor != 0) {
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", s->architecture);
+        kv_f32(&kvs, key, s->rope_scaling_factor), n_kv++;
+    }
 
     buffer b = {0};
     put(&b, "GGUF", 4);
@@ -591,8 +614,9 @@ static buffer write_synthetic(const synthetic *s) {
     put_u64(&b, n);
     put_u64(&b, n_kv);
     put(&b, kvs.data, kvs.size);
-    uint64_t offset = 0;
+    uint64_t offset = 0, extra_offset = 0;
     for (size_t i = 0; i < n; i++) {
+        if (s->extra_tensor && !strcmp(tensors[i].name, s->extra_tensor)) extra_offset = offset;
         put_string(&b, tensors[i].name);
         put_u32(&b, tensors[i].n_dims);
         for (uint32_t d = 0; d < tensors[i].n_dims; d++) put_u64(&b, tensors[i].ne[d]);
@@ -603,10 +627,13 @@ static buffer write_synthetic(const synthetic *s) {
     }
     while (b.size % 32) put(&b, "", 1);
     /* Weights: a simple pattern, so that views can be checked against the bytes. */
+    size_t data_start = b.size;
     for (uint64_t i = 0; i < offset; i++) {
         uint8_t byte = (uint8_t)(i * 31 + 7);
         put(&b, &byte, 1);
     }
+    for (uint32_t i = 0; s->extra_tensor && i < s->extra_cols; i++)
+        memcpy(b.data + data_start + extra_offset + 4 * i, &s->extra_value, 4);
     free(kvs.data);
     return b;
 }
@@ -787,7 +814,107 @@ Test(model_gguf, missing_metadata) {
 Test(model_gguf, unsupported_architecture) {
     synthetic s = synthetic_default();
     s.architecture = "gpt2";
-    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported architecture 'gpt2'");
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "unsupported architecture 'gpt2' (supported: llama, qwen2)");
+}
+
+/* Qwen2: metadata under "qwen2.", NeoX rotation, optional F32 Q/K/V biases
+ * of the projections' widths (the logits are checked in test_families). */
+Test(model_gguf, qwen2_loads_with_its_biases) {
+    synthetic s = synthetic_default();
+    s.architecture = "qwen2";
+    buffer b = write_synthetic(&s);
+    tm_model *m = load_bytes(b.data, b.size, "qwen2.gguf");
+    cr_assert_str_eq(m->config.architecture, "qwen2");
+    cr_assert_eq(m->config.arch, TM_ARCH_QWEN2);
+    cr_assert_eq(m->config.rope_style, TM_ROPE_NEOX);
+    cr_assert_null(m->layers[0].bq.data, "biases are optional");
+    uint64_t without = tm_model_parameter_count(m);
+    tm_model_free(m);
+    free(b.data);
+
+    s.extra_tensor = "blk.1.attn_k.bias", s.extra_cols = 128;
+    b = write_synthetic(&s);
+    m = load_bytes(b.data, b.size, "qwen2-bias.gguf");
+    cr_assert_eq(m->layers[1].bk.data, tm_gguf_find_tensor(m->gguf, "blk.1.attn_k.bias")->data);
+    cr_assert_eq(m->layers[1].bk.cols, 128);
+    cr_assert_null(m->layers[1].bq.data);
+    cr_assert_eq(tm_model_parameter_count(m), without + 128);
+    tm_model_free(m);
+    free(b.data);
+
+    s.extra_cols = 256; /* the query's width, not the key's */
+    expect_synthetic_failure(&s, TM_ERR_FORMAT, "tensor blk.1.attn_k.bias has shape [256, 1, 1, 1], expected [128, 1]");
+    s.extra_tensor = "rope_freqs.weight", s.extra_cols = 64, s.extra_value = 1;
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "tensor rope_freqs.weight is not used by the qwen2 forward pass");
+}
+
+/* A tensor the forward pass would not apply is refused by name, as llama.cpp
+ * refuses it, instead of being silently left out of the logits. */
+Test(model_gguf, tensors_the_forward_pass_would_ignore_are_refused) {
+    const struct { const char *name; uint32_t cols; } unused[] = {
+        {"blk.0.attn_output.bias", 256}, {"output.bias", 8}, {"blk.2.attn_norm.weight", 256},
+        {"blk.01.attn_q.bias", 256},     {"blk.0.ffn_up.bias", 32}};
+    for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++) {
+        synthetic s = synthetic_default();
+        s.extra_tensor = unused[i].name, s.extra_cols = unused[i].cols;
+        char needle[128];
+        snprintf(needle, sizeof needle, "tensor %s is not used by the llama forward pass", unused[i].name);
+        expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, needle);
+    }
+}
+
+/* Llama 3's rope_freqs.weight: head_dim/2 F32 divisors, each checked. */
+Test(model_gguf, llama3_rope_factors_load_and_bad_ones_are_refused) {
+    synthetic s = synthetic_default();
+    s.extra_tensor = "rope_freqs.weight", s.extra_cols = 64, s.extra_value = 4;
+    buffer b = write_synthetic(&s);
+    tm_model *m = load_bytes(b.data, b.size, "factors.gguf");
+    cr_assert_eq(m->rope_factors.data, tm_gguf_find_tensor(m->gguf, "rope_freqs.weight")->data);
+    cr_assert_eq(m->rope_factors.cols, 64);
+    tm_model_free(m);
+    free(b.data);
+    s.extra_value = 0;
+    expect_synthetic_failure(&s, TM_ERR_FORMAT, "rope_freqs.weight[0] = 0 must be positive and finite");
+    s.extra_value = NAN;
+    expect_synthetic_failure(&s, TM_ERR_FORMAT, "rope_freqs.weight[0] = nan must be positive and finite");
+    s.extra_value = 1, s.extra_cols = 32;
+    expect_synthetic_failure(&s, TM_ERR_FORMAT, "tensor rope_freqs.weight has shape [32, 1, 1, 1], expected [64, 1]");
+}
+
+/* <arch>.rope.scaling.*: linear divides the angles by the factor, none
+ * ignores it, the others are refused by name. */
+Test(model_gguf, rope_scaling_linear_none_and_refused_types) {
+    synthetic s = synthetic_default();
+    buffer b = write_synthetic(&s);
+    tm_model *m = load_bytes(b.data, b.size, "plain.gguf");
+    cr_assert_eq(m->config.rope_freq_scale, 1.0f);
+    tm_model_free(m);
+    free(b.data);
+    s.rope_scaling = "linear", s.rope_scaling_factor = 4;
+    b = write_synthetic(&s);
+    m = load_bytes(b.data, b.size, "linear.gguf");
+    cr_assert_eq(m->config.rope_freq_scale, 0.25f);
+    tm_model_free(m);
+    free(b.data);
+    s.rope_scaling = NULL; /* llama.cpp's default type is linear */
+    b = write_synthetic(&s);
+    m = load_bytes(b.data, b.size, "factor-only.gguf");
+    cr_assert_eq(m->config.rope_freq_scale, 0.25f);
+    tm_model_free(m);
+    free(b.data);
+    s.rope_scaling = "none";
+    b = write_synthetic(&s);
+    m = load_bytes(b.data, b.size, "none.gguf");
+    cr_assert_eq(m->config.rope_freq_scale, 1.0f);
+    tm_model_free(m);
+    free(b.data);
+    s.rope_scaling = "yarn";
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED,
+                             "rope scaling type 'yarn' (llama.rope.scaling.type) is not supported");
+    s.rope_scaling = "longrope";
+    expect_synthetic_failure(&s, TM_ERR_UNSUPPORTED, "rope scaling type 'longrope'");
+    s.rope_scaling = "linear", s.rope_scaling_factor = -2;
+    expect_synthetic_failure(&s, TM_ERR_FORMAT, "llama.rope.scaling.factor = -2");
 }
 
 Test(model_gguf, vocab_only_file_has_no_weights) {

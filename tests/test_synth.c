@@ -2,8 +2,9 @@
  * published one, a small override of each writes a file that loads with
  * tm_model_load and gives finite logits, the file is the same for any thread
  * count and changes with the seed, the tokenizer comes from the source GGUF,
- * a quantized synth equals quantizing the F32 synth, and bad shapes are
- * refused before anything is written. */
+ * a quantized synth equals quantizing the F32 synth, a Qwen2 synth carries
+ * qwen2 metadata and Q/K/V biases, and bad shapes are refused before
+ * anything is written. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdarg.h>
@@ -93,6 +94,10 @@ Test(synth, known_shapes_are_the_published_ones) {
     cr_assert(tm_synth_lookup("llama3-1b", &s));
     cr_assert(s.dim == 2048 && s.n_layers == 16 && s.n_heads == 32 && s.n_kv_heads == 8 && s.hidden_dim == 8192 &&
               s.rope_freq_base == 500000.0f && s.tied_embeddings && s.llama3_rope_factors);
+    cr_assert(tm_synth_lookup("qwen2-0.5b", &s));
+    cr_assert(s.dim == 896 && s.n_layers == 24 && s.n_heads == 14 && s.n_kv_heads == 2 && s.hidden_dim == 4864 &&
+              s.rope_freq_base == 1000000.0f && s.norm_eps == 1e-6f && s.tied_embeddings && !s.llama3_rope_factors &&
+              s.architecture == TM_ARCH_QWEN2);
     cr_assert_not(tm_synth_lookup("gpt-5", &s));
 }
 
@@ -106,6 +111,7 @@ Test(synth, small_models_of_each_family_load_and_give_finite_logits, .init = set
         {"smollm-135m", "Q4_K_M", "--dim 96 --layers 3 --heads 3 --kv-heads 1 --hidden 160", 32000},
         {"llama3-1b", "Q4_0", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --hidden 128", 128256},
         {"llama2-7b", "F16", "--dim 32 --layers 1 --heads 2 --kv-heads 2 --hidden 64", 32000},
+        {"qwen2-0.5b", "Q8_0", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --hidden 96", 128256},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[64];
@@ -142,6 +148,68 @@ Test(synth, llama3_shape_carries_its_tokenizer_rope_base_and_factors, .init = se
     cr_assert_null(tm_gguf_find_tensor(g, "output.weight"), "Llama 3.2 1B ties its embeddings");
     tm_gguf_close(g);
     free(path);
+}
+
+/* Qwen2: metadata under "qwen2.", F32 Q/K/V biases of the projections' widths
+ * (kept F32 in a quantized file), no rope factors; `model info` names the
+ * architecture and its NeoX rotation. */
+Test(synth, qwen2_shape_writes_qwen2_metadata_and_biases, .init = setup, .fini = teardown) {
+    char *path = file_in_scratch("q2.gguf");
+    run_result r = run("model synth --like qwen2-0.5b --type Q8_0 --dim 64 --layers 2 --heads 4 --kv-heads 2 "
+                       "--hidden 96 --ctx 16 --quiet --out '%s'", path);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    tm_error err = {0};
+    tm_gguf *g = NULL;
+    cr_assert_eq(tm_gguf_open(&g, path, &err), TM_OK, "%s", err.message);
+    tm_string_view arch;
+    cr_assert(tm_gguf_get_string(g, "general.architecture", &arch) && tm_string_view_equals(arch, "qwen2"));
+    uint64_t layers = 0;
+    double base = 0, eps = 0;
+    cr_assert(tm_gguf_get_u64(g, "qwen2.block_count", &layers) && layers == 2);
+    cr_assert(tm_gguf_get_f64(g, "qwen2.rope.freq_base", &base) && base == 1000000.0);
+    cr_assert(tm_gguf_get_f64(g, "qwen2.attention.layer_norm_rms_epsilon", &eps) && (float)eps == 1e-6f);
+    cr_assert_null(tm_gguf_find(g, "llama.block_count"));
+    const struct { const char *name; uint64_t cols; } biases[] = {
+        {"blk.1.attn_q.bias", 64}, {"blk.1.attn_k.bias", 32}, {"blk.1.attn_v.bias", 32}};
+    for (size_t i = 0; i < 3; i++) {
+        const tm_gguf_tensor *t = tm_gguf_find_tensor(g, biases[i].name);
+        cr_assert(t && t->n_dims == 1 && t->ne[0] == biases[i].cols && t->type == TM_GGML_F32, "%s", biases[i].name);
+    }
+    cr_assert_eq(tm_gguf_find_tensor(g, "blk.0.attn_q.weight")->type, TM_GGML_Q8_0);
+    cr_assert_null(tm_gguf_find_tensor(g, "rope_freqs.weight"));
+    cr_assert_null(tm_gguf_find_tensor(g, "output.weight"), "Qwen2-0.5B ties its embeddings");
+    tm_gguf_close(g);
+    r = run("model info '%s'", path);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "architecture:   qwen2") && strstr(r.out, "NeoX") && strstr(r.out, "q/k/v biases:   yes"),
+              "%s", r.out);
+    run_free(&r);
+    r = run("model info --json '%s'", path);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "\"architecture\":\"qwen2\"") && strstr(r.out, "\"style\":\"neox\"") &&
+                  strstr(r.out, "\"qkv_bias\":true"),
+              "%s", r.out);
+    run_free(&r);
+    free(path);
+}
+
+Test(synth, rope_factors_belong_to_llama_only_and_architectures_are_checked, .init = setup, .fini = teardown) {
+    tm_synth_options o = {.ftype = TM_FTYPE_ALL_F32, .seed = 1};
+    cr_assert(tm_synth_lookup("qwen2-0.5b", &o.shape));
+    o.shape.llama3_rope_factors = true;
+    char *tokenizer = tm_fixture("models/stories260K.gguf"), *out = file_in_scratch("x.gguf");
+    o.tokenizer_path = tokenizer;
+    tm_error err = {0};
+    cr_assert_eq(tm_synth_write(out, &o, &err), TM_ERR_ARGUMENT);
+    cr_assert(strstr(err.message, "rope factors"), "%s", err.message);
+    o.shape.llama3_rope_factors = false;
+    o.shape.architecture = TM_ARCH_COUNT;
+    cr_assert_eq(tm_synth_write(out, &o, &err), TM_ERR_ARGUMENT);
+    cr_assert(strstr(err.message, "llama, qwen2"), "%s", err.message);
+    cr_assert_not(tm_file_exists(out));
+    free(out);
+    free(tokenizer);
 }
 
 Test(synth, same_seed_same_file_for_any_thread_count_and_quantized_synth_equals_quantizing,

@@ -6,7 +6,10 @@
  * which must come back as errors and never crash. The fast word-by-word
  * encoder is held to the whole-text algorithm it replaces (kept as
  * tm_tokenizer_encode_reference) on real English, random Unicode, damaged
- * vocabularies, several tokenizers in turn and several threads at once. */
+ * vocabularies, several tokenizers in turn and several threads at once.
+ * Special-token parsing (tm_tokenizer_encode_special) and the set of tokens
+ * that end a generation are held to what llama.cpp's libllama gives for the
+ * same vocabularies (see "special tokens" at the end). */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
@@ -20,6 +23,7 @@
 
 #include "../generator/tokenizer_internal.h"
 #include "fixtures.h"
+#include "tracemark/chat.h"
 #include "tracemark/generator.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -1062,4 +1066,237 @@ Test(tokenizer, threads_share_a_tokenizer) {
         free(want[i]);
     }
     tm_tokenizer_free(t);
+}
+
+/* ---- special tokens --------------------------------------------------------- */
+
+/* Expected ids below come from llama.cpp itself: libllama of node-llama-cpp
+ * 3.21.1 (the library ../shared/tools/llamaref links), loading each GGUF with
+ * vocab_only and calling llama_tokenize(vocab, text, len, ids, cap,
+ * add_special = true, parse_special = true), and llama_vocab_is_eog over
+ * every id. (llamaref itself tokenizes with parse_special off, so a
+ * ten-line C program against the same library made these.) */
+
+static void expect_special(const tm_tokenizer *t, const char *text, const int32_t *want, size_t n_want) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_encode_special(t, text, strlen(text), tm_tokenizer_adds_bos(t), &ids, &n, &err), TM_OK,
+                 "\"%s\": %s", text, err.message);
+    cr_expect_eq(n, n_want, "\"%s\": %zu ids, expected %zu", text, n, n_want);
+    for (size_t i = 0; i < n && i < n_want; i++)
+        cr_expect_eq(ids[i], want[i], "\"%s\": id %zu is %d, expected %d", text, i, ids[i], want[i]);
+    free(ids);
+}
+
+#define EXPECT_SPECIAL(t, text, ...)                                                                 \
+    do {                                                                                            \
+        const int32_t want_[] = {__VA_ARGS__};                                                     \
+        expect_special(t, text, want_, sizeof want_ / sizeof *want_);                              \
+    } while (0)
+
+Test(tokenizer, special_tokens_llama_spm_match_llama_cpp) {
+    tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-spm.gguf");
+    EXPECT_SPECIAL(t, "<s>[INST] Hello [/INST]Hi</s>[INST] Again [/INST]", 1, 1, 518, 25580, 29962, 15043, 518, 29914,
+                   25580, 29962, 18567, 2, 518, 25580, 29962, 11454, 518, 29914, 25580, 29962);
+    EXPECT_SPECIAL(t, "<unk>text</s> <s>", 1, 0, 1426, 2, 259, 1);
+    /* llama2-sys, as formatted: no special token, the same as plain encoding */
+    EXPECT_SPECIAL(t, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi! [/INST]", 1, 518, 25580, 29962, 3532, 14816,
+                   29903, 6778, 13, 3629, 11473, 29889, 13, 29966, 829, 14816, 29903, 6778, 13, 13, 18567, 29991,
+                   518, 29914, 25580, 29962);
+    /* zephyr with </s>: the text after a special token gets the space prefix (29871 before "\n") */
+    EXPECT_SPECIAL(t, "<|system|>\nBe brief.</s>\n<|user|>\nHi!</s>\n<|assistant|>", 1, 529, 29989, 5205, 29989,
+                   29958, 13, 3629, 11473, 29889, 2, 29871, 13, 29966, 29989, 1792, 29989, 29958, 13, 18567, 29991,
+                   2, 29871, 13, 29966, 29989, 465, 22137, 29989, 29958);
+    EXPECT_SPECIAL(t, "  </s>  x", 1, 1678, 2, 259, 921);
+    EXPECT_SPECIAL(t, "", 1);
+    EXPECT_SPECIAL(t, "<s>", 1, 1);
+    EXPECT_SPECIAL(t, "</s></s>", 1, 2, 2);
+    /* Without special tokens in the text it is tm_tokenizer_encode. */
+    int32_t *plain = NULL, *special = NULL;
+    size_t n_plain = 0, n_special = 0;
+    tm_error err = {0};
+    const char *text = "Hello world, and <<nothing special>> here.";
+    cr_assert_eq(tm_tokenizer_encode(t, text, strlen(text), true, &plain, &n_plain, &err), TM_OK);
+    cr_assert_eq(tm_tokenizer_encode_special(t, text, strlen(text), true, &special, &n_special, &err), TM_OK);
+    cr_assert_eq(n_plain, n_special);
+    cr_expect_arr_eq(plain, special, n_plain * sizeof *plain);
+    free(plain);
+    free(special);
+    /* llama_vocab_is_eog: only </s> */
+    for (int32_t id = 0; id < tm_tokenizer_vocab_size(t); id++)
+        cr_expect_eq(tm_tokenizer_is_end_of_generation(t, id), id == 2, "id %d", id);
+    cr_expect_not(tm_tokenizer_is_end_of_generation(t, -1));
+    cr_expect_not(tm_tokenizer_is_end_of_generation(t, 32000));
+    tm_tokenizer_free(t);
+}
+
+Test(tokenizer, special_tokens_tok512_match_llama_cpp) {
+    /* llama.cpp on stories260K.gguf, whose vocabulary is tok512.bin's. */
+    const char *files[] = {"models/tok512.bin", "models/stories260K.gguf"};
+    for (size_t f = 0; f < 2; f++) {
+        tm_tokenizer *t = load(files[f]);
+        EXPECT_SPECIAL(t, "<unk>text</s> <s>", 1, 0, 259, 411, 444, 413, 2, 410, 410, 1);
+        EXPECT_SPECIAL(t, "<s>[INST] Hello [/INST]Hi</s>[INST] Again [/INST]", 1, 1, 410, 508, 442, 458, 437, 434,
+                       509, 346, 306, 414, 410, 508, 492, 442, 458, 437, 434, 509, 440, 417, 2, 410, 508, 442, 458,
+                       437, 434, 509, 410, 447, 428, 412, 271, 410, 508, 492, 442, 458, 437, 434, 509);
+        EXPECT_SPECIAL(t, "  </s>  x", 1, 410, 410, 410, 2, 410, 410, 410, 444);
+        for (int32_t id = 0; id < tm_tokenizer_vocab_size(t); id++)
+            cr_expect_eq(tm_tokenizer_is_end_of_generation(t, id), id == 2, "%s: id %d", files[f], id);
+        cr_expect(tm_tokenizer_adds_bos(t));
+        tm_tokenizer_free(t);
+    }
+}
+
+Test(tokenizer, special_tokens_llama_bpe_match_llama_cpp) {
+    tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-bpe.gguf");
+    cr_expect(tm_tokenizer_adds_bos(t)); /* no add_bos_token key: Llama 3's default */
+    /* llama3, as formatted (system "Be brief.", user "Hi!", generation prompt; no final "\n\n") */
+    EXPECT_SPECIAL(t,
+                   "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user"
+                   "<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>",
+                   128000, 128006, 9125, 128007, 271, 3513, 10015, 13, 128009, 128006, 882, 128007, 271, 13347, 0,
+                   128009, 128006, 78191, 128007);
+    EXPECT_SPECIAL(t, "<|begin_of_text|>Hello<|end_of_text|>", 128000, 128000, 9906, 128001);
+    /* tokens this vocabulary lacks stay text */
+    EXPECT_SPECIAL(t, "<|im_start|>user\nHi<|im_end|>", 128000, 27, 91, 318, 5011, 91, 29, 882, 198, 13347, 27, 91,
+                   318, 6345, 91, 29);
+    EXPECT_SPECIAL(t, "a<|eot_id|><|eot_id|>b <|end_of_text|> c", 128000, 64, 128009, 128009, 65, 220, 128001, 272);
+    EXPECT_SPECIAL(t, "<|reserved_special_token_5|>x", 128000, 128010, 87);
+    EXPECT_SPECIAL(t, "<|eot_id", 128000, 27, 91, 68, 354, 851);
+    EXPECT_SPECIAL(t, "", 128000);
+    /* llama_vocab_is_eog: <|end_of_text|> (EOS) and <|eot_id|> (by its text) */
+    for (int32_t id = 0; id < tm_tokenizer_vocab_size(t); id++)
+        cr_expect_eq(tm_tokenizer_is_end_of_generation(t, id), id == 128001 || id == 128009, "id %d", id);
+    tm_tokenizer_free(t);
+}
+
+Test(tokenizer, special_encoding_errors) {
+    tm_tokenizer *t = load("tokenizer-tests/ggml-vocab-llama-bpe.gguf");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    tm_error err = {0};
+    cr_expect_eq(tm_tokenizer_encode_special(t, "ok<|eot_id|>\xC3(", 15, true, &ids, &n, &err), TM_ERR_FORMAT);
+    cr_expect(strstr(err.message, "byte offset 12") != NULL, "%s", err.message);
+    cr_expect_null(ids);
+    cr_expect_eq(tm_tokenizer_encode_special(NULL, "x", 1, true, &ids, &n, &err), TM_ERR_ARGUMENT);
+    cr_expect_eq(tm_tokenizer_encode_special(t, NULL, 1, true, &ids, &n, &err), TM_ERR_ARGUMENT);
+    cr_expect_eq(tm_tokenizer_encode_special(t, NULL, 0, false, &ids, &n, &err), TM_OK);
+    cr_expect_eq(n, 0);
+    cr_expect_null(ids);
+    cr_expect_not(tm_tokenizer_is_end_of_generation(NULL, 0));
+    cr_expect_not(tm_tokenizer_adds_bos(NULL));
+    tm_tokenizer_free(t);
+}
+
+/* A SentencePiece vocabulary of the given pieces and types, with optional
+ * integer keys, for the rules no shipped vocabulary exercises. */
+typedef struct {
+    const char *piece;
+    int32_t type;
+} synthetic_token;
+
+static char *write_synthetic_vocab(const char *dir, const char *name, const synthetic_token *tokens, size_t n,
+                                   const char *const *keys, const uint32_t *values, size_t n_keys) {
+    gguf_builder body = {0};
+    key(&body, "general.architecture", TM_GGUF_STRING); /* llama.cpp wants it even for a vocabulary */
+    put_string(&body, "llama");
+    key(&body, "tokenizer.ggml.model", TM_GGUF_STRING);
+    put_string(&body, "llama");
+    key(&body, "tokenizer.ggml.tokens", TM_GGUF_ARRAY);
+    put_u32(&body, TM_GGUF_STRING);
+    put_u64(&body, n);
+    for (size_t i = 0; i < n; i++) put_string(&body, tokens[i].piece);
+    key(&body, "tokenizer.ggml.scores", TM_GGUF_ARRAY);
+    put_u32(&body, TM_GGUF_FLOAT32);
+    put_u64(&body, n);
+    for (size_t i = 0; i < n; i++) {
+        float score = -(float)i;
+        uint32_t bits;
+        memcpy(&bits, &score, 4);
+        put_u32(&body, bits);
+    }
+    key(&body, "tokenizer.ggml.token_type", TM_GGUF_ARRAY);
+    put_u32(&body, TM_GGUF_INT32);
+    put_u64(&body, n);
+    for (size_t i = 0; i < n; i++) put_u32(&body, (uint32_t)tokens[i].type);
+    for (size_t k = 0; k < n_keys; k++) {
+        key(&body, keys[k], TM_GGUF_UINT32);
+        put_u32(&body, values[k]);
+    }
+    gguf_builder file = {0};
+    put(&file, "GGUF", 4);
+    put_u32(&file, 3);
+    put_u64(&file, 0);
+    put_u64(&file, body.n_kv);
+    put(&file, body.data, body.size);
+    char *path = tm_test_path(dir, name);
+    cr_assert_eq(tm_test_write_file(path, file.data, file.size), 0);
+    free(body.data);
+    free(file.data);
+    return path;
+}
+
+static void expect_end_of_generation(const char *path, const int32_t *want, size_t n_want) {
+    tm_tokenizer *t = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    size_t found = 0;
+    for (int32_t id = 0; id < tm_tokenizer_vocab_size(t); id++) {
+        bool expected = false;
+        for (size_t k = 0; k < n_want; k++) expected |= want[k] == id;
+        cr_expect_eq(tm_tokenizer_is_end_of_generation(t, id), expected, "%s: id %d", path, id);
+        found += expected;
+    }
+    cr_expect_eq(found, n_want);
+    tm_tokenizer_free(t);
+}
+
+/* The same files given to llama.cpp (libllama, vocab_only; see above) gave
+ * the end-of-generation ids and the special-token ids expected here. */
+Test(tokenizer, end_of_generation_rules_match_llama_cpp) {
+    char *dir = tm_test_scratch_dir();
+    const synthetic_token chat[] = {
+        {"<unk>", 2}, {"<s>", 3}, {"</s>", 3}, {"\xE2\x96\x81", 1}, {"a", 1}, {"b", 1},
+        {"<|im_end|>", 1},          /* NORMAL, yet it ends a generation by its text */
+        {"<|im_start|>", 3}, {"<|end|>", 3}, {"<|fim_pad|>", 3}, {"<my_token>", 4}, {"<|turn_over|>", 3},
+        {"<|im_start|>a", 3},       /* longer than <|im_start|>: matched first */
+        {"\n", 1}, {"\xE2\x96\x81\x61", 1},
+        {"<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", 1}, /* DeepSeek's */
+    };
+    const char *eot_key[] = {"tokenizer.ggml.eot_token_id"};
+    const uint32_t eot_value[] = {11};
+    char *path = write_synthetic_vocab(dir, "chat.gguf", chat, sizeof chat / sizeof *chat, eot_key, eot_value, 1);
+    const int32_t chat_eog[] = {2, 6, 8, 9, 11, 15};
+    expect_end_of_generation(path, chat_eog, 6);
+    tm_tokenizer *t = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    EXPECT_SPECIAL(t, "<|im_start|>a<|im_end|>b<my_token>a<|im_start|>b<|turn_over|>", 1, 12, 6, 3, 5, 10, 14, 7,
+                   3, 5, 11);
+    tm_tokenizer_free(t);
+    remove(path);
+    free(path);
+
+    /* gpt-oss: with <|return|> and <|call|>, <|end|> does not end a generation */
+    const synthetic_token harmony[] = {{"<unk>", 2}, {"<s>", 3}, {"</s>", 3}, {"<|return|>", 3}, {"<|call|>", 3},
+                                       {"<|end|>", 3}, {"a", 1}};
+    path = write_synthetic_vocab(dir, "harmony.gguf", harmony, sizeof harmony / sizeof *harmony, NULL, NULL, 0);
+    const int32_t harmony_eog[] = {2, 3, 4};
+    expect_end_of_generation(path, harmony_eog, 3);
+    remove(path);
+    free(path);
+
+    /* Gemma 4: with <|tool_response>, </s> does not, even as EOS */
+    const synthetic_token gemma[] = {{"<unk>", 2}, {"<s>", 3}, {"</s>", 3}, {"<|tool_response>", 3}, {"<eos>", 3},
+                                     {"a", 1}};
+    const char *eos_key[] = {"tokenizer.ggml.eos_token_id"};
+    const uint32_t eos_value[] = {2};
+    path = write_synthetic_vocab(dir, "gemma.gguf", gemma, sizeof gemma / sizeof *gemma, eos_key, eos_value, 1);
+    const int32_t gemma_eog[] = {3, 4};
+    expect_end_of_generation(path, gemma_eog, 2);
+    remove(path);
+    free(path);
+    rmdir(dir);
+    free(dir);
 }

@@ -151,6 +151,29 @@ tm_status tm_tokenizer_encode(const tm_tokenizer *tokenizer, const char *text, s
 tm_status tm_tokenizer_decode(const tm_tokenizer *tokenizer, const int32_t *ids, size_t n_ids,
                               char **text, size_t *size, tm_error *err);
 
+/* tm_tokenizer_encode with special-token parsing, as llama.cpp's
+ * llama_tokenize with parse_special: the texts of CONTROL, USER_DEFINED and
+ * UNKNOWN tokens (and of the end-of-generation tokens below) become their
+ * ids wherever they occur, longest text first; the text between them is
+ * tokenized as tm_tokenizer_encode would (SentencePiece puts its space
+ * prefix in front of a stretch that starts the text or follows a special
+ * token). add_bos puts BOS first, as in tm_tokenizer_encode. Invalid UTF-8 is
+ * TM_ERR_FORMAT naming the byte offset. The caller frees *ids. */
+tm_status tm_tokenizer_encode_special(const tm_tokenizer *tokenizer, const char *text, size_t size, bool add_bos,
+                                      int32_t **ids, size_t *n_ids, tm_error *err);
+
+/* Whether the vocabulary asks for BOS in front of a prompt
+ * (tokenizer.ggml.add_bos_token, defaulting as llama.cpp does). */
+bool tm_tokenizer_adds_bos(const tm_tokenizer *tokenizer);
+
+/* Whether generating id ends the turn: llama.cpp's end-of-generation set,
+ * which holds EOS, the GGUF's tokenizer.ggml.eot_token_id and eom_token_id,
+ * its fill-in-the-middle pad/repo/separator tokens, and every token whose
+ * text is one of llama.cpp's list (<|eot_id|>, <|im_end|>, <|end|>,
+ * <|endoftext|>, <end_of_turn>, </s>, <|end_of_text|>, ...). False for ids
+ * outside the vocabulary. */
+bool tm_tokenizer_is_end_of_generation(const tm_tokenizer *tokenizer, int32_t id);
+
 /* Streaming decode that only ever emits whole UTF-8 characters. */
 typedef struct {
     const tm_tokenizer *tokenizer;
@@ -181,13 +204,28 @@ typedef enum {
 
 typedef enum { TM_MODEL_FORMAT_GGUF, TM_MODEL_FORMAT_LLAMA2C } tm_model_format;
 
+/* The model families the forward pass runs (GGUF general.architecture).
+ * llama covers Llama 1/2/3, TinyLlama and SmolLM; qwen2 adds F32 biases to
+ * the Q, K and V projections and rotates NeoX-style. */
+typedef enum { TM_ARCH_LLAMA, TM_ARCH_QWEN2, TM_ARCH_COUNT } tm_architecture;
+
+/* "llama", "qwen2"; NULL for a value outside the enum. */
+const char *tm_architecture_name(tm_architecture arch);
+/* The supported names, comma-separated, for messages. */
+const char *tm_architecture_names(void);
+
 typedef struct {
     char architecture[32];
+    tm_architecture arch;
     char name[128];
     int32_t n_vocab, dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
     int32_t context_length; /* as trained (metadata / header) */
     float norm_eps;
     float rope_freq_base;
+    /* Linear rope scaling (GGUF <arch>.rope.scaling.type "linear" with
+     * rope.scaling.factor F): every rotation angle is multiplied by 1/F.
+     * 1 without scaling. */
+    float rope_freq_scale;
     tm_rope_style rope_style;
     bool tied_classifier;
 } tm_model_config;
@@ -203,12 +241,19 @@ typedef struct {
 typedef struct {
     tm_tensor attn_norm, wq, wk, wv, wo;
     tm_tensor ffn_norm, w_gate, w_up, w_down;
+    /* F32 biases added right after the Q, K and V projections (Qwen2; a
+     * Llama GGUF may carry them too). data is NULL where the file has none. */
+    tm_tensor bq, bk, bv;
 } tm_layer_weights;
 
 typedef struct tm_model {
     tm_model_format format;
     tm_model_config config;
     tm_tensor token_embedding, output_norm, classifier;
+    /* Llama 3.x rope_freqs.weight: head_dim/2 F32 divisors (finite, > 0) of
+     * each rotated pair's frequency, as llama.cpp applies them. data is NULL
+     * where the file has none. */
+    tm_tensor rope_factors;
     tm_layer_weights *layers;
     tm_gguf *gguf;            /* GGUF models */
     tm_mapped_file checkpoint; /* llama2.c models */
@@ -352,12 +397,23 @@ typedef struct {
     char *text;   /* generated text */
     size_t text_size;
     double prompt_seconds, decode_seconds;
-    const char *stop_reason; /* "eos", "bos", "max_tokens", "stop_string", "context_full" */
+    const char *stop_reason; /* "eos", "end_of_generation", "bos", "max_tokens", "stop_string", "context_full" */
 } tm_generation;
 
+/* Encode the prompt (BOS first when the vocabulary asks for it, no
+ * special-token parsing), run it, then sample until a stop (see
+ * tm_generate_from_ids). */
 tm_status tm_generate(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain,
                       const char *prompt, const tm_generate_options *options, tm_generation *result,
                       tm_error *err);
+/* tm_generate with the prompt already tokenized (for example a chat prompt
+ * from tm_tokenizer_encode_special): result->prompt_ids is a copy. Stops at
+ * any end-of-generation token (stop_reason "eos" for EOS itself,
+ * "end_of_generation" for the others, such as <|eot_id|>), at BOS, at the
+ * token budget, a stop string or a full context; tm_generate does the same. */
+tm_status tm_generate_from_ids(tm_context *context, const tm_tokenizer *tokenizer, tm_sampler_chain *chain,
+                               const int32_t *prompt_ids, size_t n_prompt, const tm_generate_options *options,
+                               tm_generation *result, tm_error *err);
 void tm_generation_free(tm_generation *result);
 
 /* ======================================================================== */
@@ -411,10 +467,11 @@ typedef struct {
 tm_status tm_quantize_file(const char *in_path, const char *out_path, const tm_quantize_options *options,
                            tm_error *err);
 
-/* Synthetic Llama models for speed measurements: random weights in the
- * shapes of real models with a real tokenizer copied from another GGUF,
- * written one slab of rows at a time (a 7B model never needs its size in
- * memory). The weights mean nothing; only shapes, types and speed do. */
+/* Synthetic models for speed measurements and for tests against llama.cpp:
+ * random weights in the shapes of real models with a real tokenizer copied
+ * from another GGUF, written one slab of rows at a time (a 7B model never
+ * needs its size in memory). The weights mean nothing; only shapes, types,
+ * speed and agreement with other engines do. */
 typedef struct {
     char name[64];               /* --like name, also general.name */
     int32_t dim, n_layers, n_heads, n_kv_heads, hidden_dim, context_length;
@@ -422,6 +479,19 @@ typedef struct {
     bool tied_embeddings;        /* no output.weight: the classifier is token_embd */
     bool llama3_rope_factors;    /* write rope_freqs.weight as Llama 3.x does */
     const char *default_tokenizer; /* file name under ../shared ("models/llama-2-tiny-random.gguf") */
+    tm_architecture architecture;  /* llama (the zero value) or qwen2 (adds Q/K/V biases) */
+    /* Llama 3 rope factors: the context the model was first trained at
+     * (Llama 3.1's original_max_position_embeddings); 0 means 8192. A tiny
+     * test model lowers it so that the factors matter within a short prompt. */
+    int32_t rope_original_context;
+    /* > 0: write <arch>.rope.scaling.type "linear" and rope.scaling.factor. */
+    float rope_linear_factor;
+    /* Standard deviation of the Q/K/V biases (qwen2); 0 means the weights' 0.02. */
+    float bias_std;
+    /* Standard deviation of attn_q and attn_k; 0 means 0.02. N(0, 0.02)
+     * weights make attention nearly uniform, under which a wrong rotation
+     * barely shows; a test model raises this to make attention sharp. */
+    float query_key_std;
 } tm_synth_shape;
 
 /* Fill shape for a known --like name; false for an unknown one. */
@@ -440,10 +510,12 @@ typedef struct {
 } tm_synth_options;
 
 /* Check the shape (positive sizes, heads dividing dim, kv heads dividing
- * heads, an even head size) and write the model atomically to out_path.
- * Weights are N(0, 0.02) as in ../shared/tools/synth_gguf.py, norms are 1;
- * each row is drawn from its own xoshiro256** stream (tm_rng) seeded from
- * (seed, tensor, row), so the file is the same for any thread count. */
+ * heads, an even head size, a known architecture) and write the model
+ * atomically to out_path. Weights are N(0, 0.02) as in
+ * ../shared/tools/synth_gguf.py (attn_q and attn_k N(0, query_key_std) where
+ * set), norms are 1, qwen2's biases N(0, bias_std); each row is drawn from
+ * its own xoshiro256** stream (tm_rng) seeded from (seed, tensor, row), so
+ * the file is the same for any thread count. */
 tm_status tm_synth_write(const char *out_path, const tm_synth_options *options, tm_error *err);
 
 #ifdef __cplusplus
