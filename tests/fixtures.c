@@ -2,6 +2,8 @@
 #include "fixtures.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +102,61 @@ tm_test_cli_result tm_test_cli(const char *format, ...) {
 void tm_test_cli_free(tm_test_cli_result *result) {
     free(result->out);
     free(result->err);
+}
+
+char *tm_test_data_path(const char *name) { return format(TRACEMARK_SOURCE_DIR "/tests/data", name); }
+
+double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *reference_path, int32_t threads,
+                                          double tie, int *steps_out) {
+    size_t size;
+    char *text = tm_test_read_file(reference_path, &size);
+    cr_assert_not_null(text, "cannot read %s", reference_path);
+    tm_tokenizer *tokenizer;
+    tm_context *context;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
+    int32_t n_vocab = model->config.n_vocab, *ids = NULL;
+    size_t n_ids = 0;
+    cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);
+    const float *logits = NULL;
+    double worst = 0;
+    int steps = 0;
+    char *cursor = text;
+    for (char *line = strtok_r(text, "\n", &cursor); line; line = strtok_r(NULL, "\n", &cursor)) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        cr_assert_not_null(j, "%s: %s", reference_path, jerr.text);
+        json_t *prompt = json_object_get(j, "prompt_ids");
+        if (prompt) {
+            cr_assert_eq(json_integer_value(json_object_get(j, "n_vocab")), n_vocab);
+            cr_assert_eq(json_array_size(prompt), n_ids);
+            for (size_t i = 0; i < n_ids; i++) cr_assert_eq(ids[i], json_integer_value(json_array_get(prompt, i)));
+            cr_assert_eq(tm_context_eval(context, ids, n_ids, &logits, &err), TM_OK, "%s", err.message);
+        } else {
+            cr_assert_not_null(logits, "%s: a step before the prompt", reference_path);
+            json_t *all = json_object_get(j, "logits");
+            cr_assert_eq(json_array_size(all), (size_t)n_vocab);
+            for (int32_t v = 0; v < n_vocab; v++) {
+                double d = fabs(logits[v] - json_number_value(json_array_get(all, (size_t)v)));
+                if (d > worst) worst = d;
+            }
+            int32_t id = (int32_t)json_integer_value(json_object_get(j, "id")), best = 0;
+            for (int32_t v = 1; v < n_vocab; v++)
+                if (logits[v] > logits[best]) best = v;
+            if (best != id)
+                cr_assert_lt(fabs(logits[best] - logits[id]), tie, "step %d: chose %d, llama.cpp %d", steps, best, id);
+            cr_assert_eq(tm_context_eval(context, &id, 1, &logits, &err), TM_OK, "%s", err.message);
+            steps++;
+        }
+        json_decref(j);
+    }
+    free(ids);
+    tm_context_free(context);
+    tm_tokenizer_free(tokenizer);
+    free(text);
+    if (steps_out) *steps_out = steps;
+    return worst;
 }
 
 size_t tm_test_split_vocab_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes) {

@@ -38,6 +38,19 @@ int tm_test_write_file(const char *path, const void *data, size_t size);
  * if any, is one more input. Returns the count; each input is a heap copy. */
 size_t tm_test_split_vocab_inputs(const char *raw, size_t size, char ***inputs, size_t **sizes);
 
+/* Path of a file committed under tests/data/; heap string. */
+char *tm_test_data_path(const char *name);
+
+/* Compare a model with llama.cpp's logits in a llamaref `logits` JSONL file
+ * (prompt ids, then each greedy step's id and full logits) on the prompt
+ * "Once upon a time": the prompt's ids must equal llama.cpp's, the prompt
+ * runs as one batch, then one token at a time following llama.cpp's choices.
+ * Asserts that a greedy choice differs only where llama.cpp's top two are
+ * closer than tie; returns the largest difference over every logit of every
+ * step, and *steps (optional) the number of steps. */
+double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *reference_path, int32_t threads,
+                                          double tie, int *steps);
+
 /* stories260K.bin with tok512.bin and a context of its trained length, 1 thread. */
 typedef struct {
     tm_model *model;

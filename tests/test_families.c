@@ -24,7 +24,6 @@
  * vocabulary: the tokenizer is not what these tests are about, and llama.cpp
  * accepts any tokenizer with any architecture. */
 #include <criterion/criterion.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,72 +101,6 @@ static void remove_model(char *path, char *scratch) {
     free(scratch);
 }
 
-static char *data_path(const char *name) {
-    size_t n = strlen(TRACEMARK_SOURCE_DIR) + strlen(name) + 16;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/tests/data/%s", TRACEMARK_SOURCE_DIR, name);
-    return p;
-}
-
-/* The prompt as one batch (ids checked against llama.cpp's tokenization),
- * then one token at a time following llama.cpp's greedy choices; returns the
- * largest difference over every logit of every step. */
-static double worst_logit_difference(const tm_model *model, const char *family, int32_t threads) {
-    char name[128];
-    snprintf(name, sizeof name, "family-%s.llamacpp.logits.jsonl", family);
-    char *reference = data_path(name);
-    size_t size;
-    char *text = tm_test_read_file(reference, &size);
-    cr_assert_not_null(text, "cannot read %s", reference);
-    tm_tokenizer *tokenizer;
-    tm_context *context;
-    tm_error err = {0};
-    cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
-    int32_t n_vocab = model->config.n_vocab, *ids = NULL;
-    size_t n_ids = 0;
-    cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);
-    const float *logits = NULL;
-    double worst = 0;
-    int steps = 0;
-    char *cursor = text;
-    for (char *line = strtok_r(text, "\n", &cursor); line; line = strtok_r(NULL, "\n", &cursor)) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        cr_assert_not_null(j, "%s: %s", reference, jerr.text);
-        json_t *prompt = json_object_get(j, "prompt_ids");
-        if (prompt) {
-            cr_assert_eq(json_integer_value(json_object_get(j, "n_vocab")), n_vocab);
-            cr_assert_eq(json_array_size(prompt), n_ids);
-            for (size_t i = 0; i < n_ids; i++) cr_assert_eq(ids[i], json_integer_value(json_array_get(prompt, i)));
-            cr_assert_eq(tm_context_eval(context, ids, n_ids, &logits, &err), TM_OK, "%s", err.message);
-        } else {
-            json_t *all = json_object_get(j, "logits");
-            cr_assert_eq(json_array_size(all), (size_t)n_vocab);
-            for (int32_t v = 0; v < n_vocab; v++) {
-                double d = fabs(logits[v] - json_number_value(json_array_get(all, (size_t)v)));
-                if (d > worst) worst = d;
-            }
-            int32_t id = (int32_t)json_integer_value(json_object_get(j, "id")), best = 0;
-            for (int32_t v = 1; v < n_vocab; v++)
-                if (logits[v] > logits[best]) best = v;
-            /* Only a near tie may be broken the other way. */
-            if (best != id)
-                cr_assert_lt(fabs(logits[best] - logits[id]), 5e-3, "step %d: chose %d, llama.cpp %d", steps, best, id);
-            cr_assert_eq(tm_context_eval(context, &id, 1, &logits, &err), TM_OK, "%s", err.message);
-            steps++;
-        }
-        json_decref(j);
-    }
-    cr_assert_eq(steps, 8, "%s: %d steps", reference, steps);
-    free(ids);
-    tm_context_free(context);
-    tm_tokenizer_free(tokenizer);
-    free(text);
-    free(reference);
-    return worst;
-}
-
 /* Both engines compute in F32. What remains is summation order and
  * llama.cpp's F16 KV cache (K and V, and with flash attention Q, rounded to
  * F16, relative error 2^-11 = 4.9e-4, on attention scores of O(1) here).
@@ -182,12 +115,19 @@ static double check_family(const char *family, const char *sha256, tm_model **lo
     tm_model *model = NULL;
     tm_error err = {0};
     cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
+    char name[128];
+    snprintf(name, sizeof name, "family-%s.llamacpp.logits.jsonl", family);
+    char *reference = tm_test_data_path(name);
     double worst = 0;
     for (int32_t threads = 1; threads <= 2; threads++) {
-        double w = worst_logit_difference(model, family, threads);
+        int steps = 0;
+        /* Only a near tie may be broken the other way. */
+        double w = tm_test_llama_cpp_logit_difference(model, reference, threads, tolerance, &steps);
+        cr_assert_eq(steps, 8, "%s: %d steps", reference, steps);
         cr_log_info("%s, %d threads: largest logit difference from llama.cpp %.3g", family, threads, w);
         if (w > worst) worst = w;
     }
+    free(reference);
     remove_model(path, scratch);
     *loaded = model;
     return worst;

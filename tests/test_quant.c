@@ -7,9 +7,7 @@
  * Q4_K_M, tests/data/, made from one random synthetic model) give llama.cpp's
  * logits within tolerance. */
 #include <criterion/criterion.h>
-#include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,12 +299,6 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
 
 /* ---- whole models ------------------------------------------------------------ */
 
-static char *data_path(const char *name) {
-    size_t n = strlen(TRACEMARK_SOURCE_DIR) + strlen(name) + 16;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/tests/data/%s", TRACEMARK_SOURCE_DIR, name);
-    return p;
-}
 
 /* The small model of these tests, made here the same way every time:
  * `tracemark model synth --like llama2-110m --dim 256 --layers 2 --heads 4
@@ -333,77 +325,13 @@ static char *tiny_model(const char *scratch, tm_ftype ftype, const char *llama_c
     cr_assert_eq(tm_synth_write(f32, &synth, &err), TM_OK, "%s", err.message);
     tm_quantize_options quantize = {.ftype = ftype};
     cr_assert_eq(tm_quantize_file(f32, out, &quantize, &err), TM_OK, "%s", err.message);
-    size_t size = 0;
-    char *bytes = tm_test_read_file(out, &size);
-    cr_assert_not_null(bytes);
-    unsigned char digest[32];
-    unsigned int digest_size = 0;
-    cr_assert_eq(EVP_Digest(bytes, size, digest, &digest_size, EVP_sha256(), NULL), 1);
-    char hex[65];
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    char hex[TM_SHA256_HEX_SIZE];
+    cr_assert_eq(tm_sha256_file_hex(out, hex, &err), TM_OK, "%s", err.message);
     cr_assert_str_eq(hex, llama_cpp_sha256, "the quantized file is not the one llama.cpp's quantizer made");
     remove(f32);
-    free(bytes);
     free(f32);
     free(tokenizer);
     return out;
-}
-
-/* Prompt "Once upon a time" as a batch, then one token at a time following
- * llama.cpp's greedy choices; returns the largest difference over all logits
- * of every step. */
-static double worst_logit_difference(const char *model_path, const char *reference_name, int32_t threads) {
-    char *reference_path = data_path(reference_name);
-    size_t size;
-    char *text = tm_test_read_file(reference_path, &size);
-    cr_assert_not_null(text, "cannot read %s", reference_path);
-    tm_model *model;
-    tm_tokenizer *tokenizer;
-    tm_context *context;
-    tm_error err = {0};
-    cr_assert_eq(tm_model_load(&model, model_path, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
-    int32_t n_vocab = model->config.n_vocab, *ids = NULL;
-    size_t n_ids = 0;
-    cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);
-    const float *logits = NULL;
-    double worst = 0;
-    int steps = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        cr_assert_not_null(j, "%s: %s", reference_path, jerr.text);
-        json_t *prompt = json_object_get(j, "prompt_ids");
-        if (prompt) {
-            cr_assert_eq(json_array_size(prompt), n_ids);
-            for (size_t i = 0; i < n_ids; i++) cr_assert_eq(ids[i], json_integer_value(json_array_get(prompt, i)));
-            cr_assert_eq(tm_context_eval(context, ids, n_ids, &logits, &err), TM_OK, "%s", err.message);
-        } else {
-            json_t *all = json_object_get(j, "logits");
-            cr_assert_eq(json_array_size(all), (size_t)n_vocab);
-            for (int32_t v = 0; v < n_vocab; v++) {
-                double d = fabs(logits[v] - json_number_value(json_array_get(all, (size_t)v)));
-                if (d > worst) worst = d;
-            }
-            int32_t id = (int32_t)json_integer_value(json_object_get(j, "id")), best = 0;
-            for (int32_t v = 1; v < n_vocab; v++)
-                if (logits[v] > logits[best]) best = v;
-            if (best != id)
-                cr_assert_lt(fabs(logits[best] - logits[id]), 4e-2, "step %d: chose %d, llama.cpp %d", steps, best, id);
-            cr_assert_eq(tm_context_eval(context, &id, 1, &logits, &err), TM_OK, "%s", err.message);
-            steps++;
-        }
-        json_decref(j);
-    }
-    cr_assert_eq(steps, 8);
-    free(ids);
-    tm_context_free(context);
-    tm_tokenizer_free(tokenizer);
-    tm_model_free(model);
-    free(text);
-    free(reference_path);
-    return worst;
 }
 
 /* The references are `llamaref LIBDIR OUT logits "Once upon a time" 8 1` on
@@ -418,13 +346,20 @@ static double worst_logit_difference(const char *model_path, const char *referen
  * agree wherever llama.cpp's top two logits are further apart than that. */
 static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const char *reference_name) {
     char *scratch = tm_test_scratch_dir();
-    char *path = tiny_model(scratch, ftype, llama_cpp_sha256);
+    char *path = tiny_model(scratch, ftype, llama_cpp_sha256), *reference = tm_test_data_path(reference_name);
+    tm_model *model;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
     for (int threads = 1; threads <= 2; threads++) {
-        double worst = worst_logit_difference(path, reference_name, threads);
+        int steps = 0;
+        double worst = tm_test_llama_cpp_logit_difference(model, reference, threads, 4e-2, &steps);
+        cr_assert_eq(steps, 8);
         cr_log_info("tiny %s, %d threads: largest logit difference from llama.cpp %.3g", tm_ftype_name(ftype), threads,
                     worst);
         cr_assert_lt(worst, 3e-2);
     }
+    tm_model_free(model);
+    free(reference);
     remove(path);
     remove(scratch);
     free(path);

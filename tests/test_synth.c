@@ -7,40 +7,12 @@
  * anything is written. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tracemark/generator.h"
 #include "fixtures.h"
-
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static run_result run(const char *format, ...) {
-    /* The CLI finds synth's default tokenizers under $TRACEMARK_FIXTURES, as tm_fixture does. */
-    char *root = tm_fixture(".");
-    setenv("TRACEMARK_FIXTURES", root, 0);
-    free(root);
-    char args[16384];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(args, sizeof args, format, ap);
-    va_end(ap);
-    run_result r = {0};
-    r.code = tm_run_cli(args, &r.out, &r.err);
-    cr_assert(r.out && r.err);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
 
 static char *scratch_dir;
 static void setup(void) { scratch_dir = tm_test_scratch_dir(); }
@@ -117,11 +89,11 @@ Test(synth, small_models_of_each_family_load_and_give_finite_logits, .init = set
         char name[64];
         snprintf(name, sizeof name, "%s.gguf", cases[i].like);
         char *path = file_in_scratch(name);
-        run_result r = run("model synth --like %s --type %s %s --ctx 32 --out '%s'", cases[i].like, cases[i].type,
+        tm_test_cli_result r = tm_test_cli("model synth --like %s --type %s %s --ctx 32 --out '%s'", cases[i].like, cases[i].type,
                            cases[i].extra, path);
         cr_assert_eq(r.code, 0, "%s: %s", cases[i].like, r.err);
         cr_assert(strstr(r.err, "wrote"), "%s", r.err);
-        run_free(&r);
+        tm_test_cli_free(&r);
         expect_finite_logits(path, cases[i].vocab);
         free(path);
     }
@@ -129,10 +101,10 @@ Test(synth, small_models_of_each_family_load_and_give_finite_logits, .init = set
 
 Test(synth, llama3_shape_carries_its_tokenizer_rope_base_and_factors, .init = setup, .fini = teardown) {
     char *path = file_in_scratch("l3.gguf");
-    run_result r = run("model synth --like llama3-1b --dim 64 --layers 1 --heads 2 --kv-heads 1 --hidden 64 --ctx 16 "
+    tm_test_cli_result r = tm_test_cli("model synth --like llama3-1b --dim 64 --layers 1 --heads 2 --kv-heads 1 --hidden 64 --ctx 16 "
                        "--quiet --out '%s'", path);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     tm_error err = {0};
     tm_gguf *g = NULL;
     cr_assert_eq(tm_gguf_open(&g, path, &err), TM_OK, "%s", err.message);
@@ -155,10 +127,10 @@ Test(synth, llama3_shape_carries_its_tokenizer_rope_base_and_factors, .init = se
  * architecture and its NeoX rotation. */
 Test(synth, qwen2_shape_writes_qwen2_metadata_and_biases, .init = setup, .fini = teardown) {
     char *path = file_in_scratch("q2.gguf");
-    run_result r = run("model synth --like qwen2-0.5b --type Q8_0 --dim 64 --layers 2 --heads 4 --kv-heads 2 "
+    tm_test_cli_result r = tm_test_cli("model synth --like qwen2-0.5b --type Q8_0 --dim 64 --layers 2 --heads 4 --kv-heads 2 "
                        "--hidden 96 --ctx 16 --quiet --out '%s'", path);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     tm_error err = {0};
     tm_gguf *g = NULL;
     cr_assert_eq(tm_gguf_open(&g, path, &err), TM_OK, "%s", err.message);
@@ -180,17 +152,17 @@ Test(synth, qwen2_shape_writes_qwen2_metadata_and_biases, .init = setup, .fini =
     cr_assert_null(tm_gguf_find_tensor(g, "rope_freqs.weight"));
     cr_assert_null(tm_gguf_find_tensor(g, "output.weight"), "Qwen2-0.5B ties its embeddings");
     tm_gguf_close(g);
-    r = run("model info '%s'", path);
+    r = tm_test_cli("model info '%s'", path);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert(strstr(r.out, "architecture:   qwen2") && strstr(r.out, "NeoX") && strstr(r.out, "q/k/v biases:   yes"),
               "%s", r.out);
-    run_free(&r);
-    r = run("model info --json '%s'", path);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model info --json '%s'", path);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert(strstr(r.out, "\"architecture\":\"qwen2\"") && strstr(r.out, "\"style\":\"neox\"") &&
                   strstr(r.out, "\"qkv_bias\":true"),
               "%s", r.out);
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(path);
 }
 
@@ -217,15 +189,15 @@ Test(synth, same_seed_same_file_for_any_thread_count_and_quantized_synth_equals_
     char *a = file_in_scratch("a.gguf"), *b = file_in_scratch("b.gguf"), *c = file_in_scratch("c.gguf");
     char *q = file_in_scratch("q.gguf"), *aq = file_in_scratch("aq.gguf");
     const char *shape = "--like llama2-110m --dim 256 --layers 2 --heads 4 --kv-heads 2 --hidden 512 --ctx 16 --quiet";
-    run_result r = run("model synth %s --seed 7 --threads 1 --out '%s'", shape, a);
+    tm_test_cli_result r = tm_test_cli("model synth %s --seed 7 --threads 1 --out '%s'", shape, a);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
-    r = run("model synth %s --seed 7 --threads 3 --out '%s'", shape, b);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth %s --seed 7 --threads 3 --out '%s'", shape, b);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
-    r = run("model synth %s --seed 8 --out '%s'", shape, c);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth %s --seed 8 --out '%s'", shape, c);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     size_t na, nb, nc;
     char *da = tm_test_read_file(a, &na), *db = tm_test_read_file(b, &nb), *dc = tm_test_read_file(c, &nc);
     cr_assert(da && db && dc);
@@ -235,12 +207,12 @@ Test(synth, same_seed_same_file_for_any_thread_count_and_quantized_synth_equals_
     free(db);
     free(dc);
     /* Synthesising as Q4_K_M equals synthesising F32 and quantizing it. */
-    r = run("model synth %s --seed 7 --type Q4_K_M --out '%s'", shape, q);
+    r = tm_test_cli("model synth %s --seed 7 --type Q4_K_M --out '%s'", shape, q);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
-    r = run("model quantize --quiet '%s' '%s' Q4_K_M", a, aq);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model quantize --quiet '%s' '%s' Q4_K_M", a, aq);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     tm_error err = {0};
     tm_gguf *g1 = NULL, *g2 = NULL;
     cr_assert_eq(tm_gguf_open(&g1, q, &err), TM_OK);
@@ -264,31 +236,31 @@ Test(synth, same_seed_same_file_for_any_thread_count_and_quantized_synth_equals_
 
 Test(synth, bad_requests_are_refused_before_anything_is_written, .init = setup, .fini = teardown) {
     char *out = file_in_scratch("x.gguf");
-    run_result r = run("model synth --like llama2-110m --heads 5 --out '%s'", out);
+    tm_test_cli_result r = tm_test_cli("model synth --like llama2-110m --heads 5 --out '%s'", out);
     cr_assert(r.code == 1 && strstr(r.err, "heads"), "%d %s", r.code, r.err);
-    run_free(&r);
-    r = run("model synth --like llama2-110m --heads 4 --kv-heads 3 --out '%s'", out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --like llama2-110m --heads 4 --kv-heads 3 --out '%s'", out);
     cr_assert(r.code == 1 && strstr(r.err, "kv heads"), "%s", r.err);
-    run_free(&r);
-    r = run("model synth --like gpt-5 --out '%s'", out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --like gpt-5 --out '%s'", out);
     cr_assert(r.code == 2 && strstr(r.err, "llama2-110m"), "%s", r.err);
-    run_free(&r);
-    r = run("model synth --like llama2-110m --type Q2_K --out '%s'", out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --like llama2-110m --type Q2_K --out '%s'", out);
     cr_assert_eq(r.code, 2, "%s", r.err);
-    run_free(&r);
-    r = run("model synth --like llama2-110m");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --like llama2-110m");
     cr_assert(r.code == 2 && strstr(r.err, "--out"), "%s", r.err);
-    run_free(&r);
-    r = run("model synth --like llama2-110m --tokenizer /nonexistent.gguf --out '%s'", out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --like llama2-110m --tokenizer /nonexistent.gguf --out '%s'", out);
     cr_assert(r.code == 1 && strstr(r.err, "nonexistent"), "%s", r.err);
-    run_free(&r);
+    tm_test_cli_free(&r);
     cr_assert_not(tm_file_exists(out));
     cr_assert_eq(tm_test_write_file(out, "keep", 4), 0);
-    r = run("model synth --like llama2-110m --dim 32 --layers 1 --heads 2 --hidden 32 --out '%s'", out);
+    r = tm_test_cli("model synth --like llama2-110m --dim 32 --layers 1 --heads 2 --hidden 32 --out '%s'", out);
     cr_assert(r.code == 1 && strstr(r.err, "--force"), "%s", r.err);
-    run_free(&r);
-    r = run("model synth --help");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("model synth --help");
     cr_assert(r.code == 0 && strstr(r.out, "--like NAME"));
-    run_free(&r);
+    tm_test_cli_free(&r);
     free(out);
 }
