@@ -10,15 +10,18 @@
 #include <string.h>
 
 static const char tokenize_help[] =
-    "usage: tracemark tokenize [--model M] [--tokenizer T] [--no-bos] [--json] (TEXT | --file F)\n"
+    "usage: tracemark tokenize [--model M] [--tokenizer T] [--no-bos] [--special] [--json] (TEXT | --file F)\n"
     "\n"
-    "Print the token ids of TEXT on one line, space-separated (BOS first unless --no-bos).\n"
+    "Print the token ids of TEXT on one line, space-separated (BOS first when the vocabulary asks\n"
+    "for it, as llama.cpp adds it, unless --no-bos).\n"
     "\n"
     "options:\n"
     "  --model PATH       model whose tokenizer to use (resolved as for generate)\n"
     "  --tokenizer PATH   tokenizer file: GGUF (full or vocab-only) or llama2.c tokenizer.bin\n"
     "  --file PATH        read the text from a file ('-' for stdin)\n"
     "  --no-bos           do not prepend the BOS token\n"
+    "  --special          parse special-token texts (<|im_start|>, <s>, ...) into their ids, as a\n"
+    "                     chat prompt is tokenized; without it they are tokenized as plain text\n"
     "  --json             print [{\"id\":..,\"piece\":..},...]\n"
     "  -h, --help         this help\n";
 
@@ -37,7 +40,7 @@ enum { MAX_WORDS = 4096 };
 
 typedef struct {
     const char *model, *tokenizer, *file;
-    bool no_bos, json;
+    bool no_bos, special, json;
     const char *words[MAX_WORDS]; /* positional arguments, in order */
     size_t n_words;
 } options;
@@ -47,7 +50,7 @@ static int parse(const char *command, const char *help, int argc, char **argv, o
     static const struct option flags[] = {{"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 't'},
                                           {"file", required_argument, 0, 'f'},  {"no-bos", no_argument, 0, 'b'},
                                           {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
+                                          {"special", no_argument, 0, 's'},     {0, 0, 0, 0}};
     int c;
     opterr = 0;
     /* "-" keeps negative numbers and plain words as positional arguments. */
@@ -58,6 +61,7 @@ static int parse(const char *command, const char *help, int argc, char **argv, o
         case 'f': o->file = optarg; break;
         case 'b': o->no_bos = true; break;
         case 'j': o->json = true; break;
+        case 's': o->special = true; break;
         case 'h': fputs(help, stdout); return 1;
         case 1:
             if (o->n_words == MAX_WORDS) { tm_cli_usage(command, "too many arguments"); return -1; }
@@ -105,7 +109,13 @@ int tm_cmd_tokenize(int argc, char **argv) {
         text = strdup(words[0]);
         size = strlen(text);
     }
-    if (load_tokenizer(&o, &tokenizer, &err) || tm_tokenizer_encode(tokenizer, text, size, !o.no_bos, &ids, &n_ids, &err)) {
+    tm_status status = load_tokenizer(&o, &tokenizer, &err);
+    if (status == TM_OK) {
+        bool add_bos = !o.no_bos && tm_tokenizer_adds_bos(tokenizer);
+        status = o.special ? tm_tokenizer_encode_special(tokenizer, text, size, add_bos, &ids, &n_ids, &err)
+                           : tm_tokenizer_encode(tokenizer, text, size, add_bos, &ids, &n_ids, &err);
+    }
+    if (status != TM_OK) {
         tm_cli_fail(&err);
     } else if (o.json) {
         json_t *array = json_array();

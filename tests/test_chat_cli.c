@@ -231,3 +231,23 @@ Test(chat_cli, generation_stops_at_end_of_generation_tokens) {
     rmdir(dir);
     free(dir);
 }
+
+/* `tokenize --special` parses control-token texts as a chat prompt is parsed
+ * (ids as llama.cpp's llama_tokenize with parse_special gives them on the
+ * Llama 3 vocabulary; see test_tokenizer.c); without it they are plain text,
+ * and BOS follows the vocabulary unless --no-bos. */
+Test(chat_cli, tokenize_special_parses_control_tokens) {
+    const char *text = "'<|start_header_id|>user<|end_header_id|>'";
+    const char *vocab = "--tokenizer \"$TRACEMARK_FIXTURES/tokenizer-tests/ggml-vocab-llama-bpe.gguf\"";
+    tm_test_cli_result r = tm_test_cli("tokenize %s --special %s", vocab, text);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_expect_str_eq(r.out, "128000 128006 882 128007\n");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("tokenize %s --no-bos --special %s", vocab, text);
+    cr_expect_str_eq(r.out, "128006 882 128007\n");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("tokenize %s --no-bos %s", vocab, text);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_expect(strncmp(r.out, "128006", 6) != 0 && !strstr(r.out, " 128007"), "control texts stay text: %s", r.out);
+    tm_test_cli_free(&r);
+}
