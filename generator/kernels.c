@@ -2,12 +2,16 @@
  * matrix-vector products are hand-written (AVX-512 or AVX2/FMA/F16C when
  * the CPU has them, chosen at run time, with a portable fallback; the
  * quantized ones live in quant.c) and split over threads by rows, as are
- * attention's dot and axpy loops; batched prompt products go through
- * OpenBLAS sgemm. These functions trust their callers (the forward
- * pass checked every shape at load time). */
+ * attention's dot and axpy loops. A prompt's batched products go through
+ * OpenBLAS sgemm for float weights (F16/BF16 widened in parallel slices)
+ * and through quant_gemm.c's integer kernels for quantized ones. The
+ * element-wise kernels give the same bits on every path (expf is glibc's,
+ * vectorised). These functions trust their callers (the forward pass
+ * checked every shape at load time). */
 #include "kernels.h"
 
 #include "quant.h"
+#include "quant_gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -84,7 +88,38 @@ bool tm_kernel_supports(uint32_t type) {
     return type == TM_GGML_F32 || type == TM_GGML_F16 || type == TM_GGML_BF16 || tm_quant_is_quantized(type);
 }
 
+#ifdef TM_X86
+static bool cpu_has_avx512(void);
+static bool cpu_has_avx2(void);
+
+/* F16C rounds to nearest even, overflowing to infinity, with subnormals:
+ * the same halves as tm_f32_to_f16 (the tests compare them). */
+__attribute__((target("avx512f"))) static void round_to_f16_avx512(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) x[i] = tm_f16_to_f32(tm_f32_to_f16(x[i]));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void round_to_f16_avx2(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) x[i] = tm_f16_to_f32(tm_f32_to_f16(x[i]));
+}
+#endif
+
 void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n) {
+#ifdef TM_X86
+    if (weight_type == TM_GGML_F16 && cpu_has_avx512()) {
+        round_to_f16_avx512(x, n);
+        return;
+    }
+    if (weight_type == TM_GGML_F16 && cpu_has_avx2()) {
+        round_to_f16_avx2(x, n);
+        return;
+    }
+#endif
     if (weight_type == TM_GGML_F16) {
         for (size_t i = 0; i < n; i++) x[i] = tm_f16_to_f32(tm_f32_to_f16(x[i]));
     } else if (weight_type == TM_GGML_BF16) {
@@ -375,8 +410,36 @@ __attribute__((target("avx2,fma"))) static void axpy_f32_avx2(float *y, float a,
 }
 #endif
 
+#ifdef TM_X86
+/* Attention heads of 64 or more: one 512-bit vector per 16 floats. Shorter
+ * ones keep the AVX2 kernel (and the bits they had). */
+__attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Element by element the same fused multiply-add as the AVX2 kernel. */
+__attribute__((target("avx512f,avx2,fma"))) static void axpy_f32_avx512(float *y, float a, const float *x, int64_t n) {
+    __m512 av = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
 float tm_kernel_dot(const float *a, const float *b, int64_t n) {
 #ifdef TM_X86
+    if (n >= 64 && cpu_has_avx512()) return dot_f32_avx512(a, b, n);
     if (cpu_has_avx2()) return dot_f32_avx2(a, b, n);
 #endif
     return dot_f32_portable(a, b, n);
@@ -384,6 +447,10 @@ float tm_kernel_dot(const float *a, const float *b, int64_t n) {
 
 void tm_kernel_axpy(float *y, float a, const float *x, int64_t n) {
 #ifdef TM_X86
+    if (n >= 16 && cpu_has_avx512()) {
+        axpy_f32_avx512(y, a, x, n);
+        return;
+    }
     if (cpu_has_avx2()) {
         axpy_f32_avx2(y, a, x, n);
         return;
@@ -429,24 +496,89 @@ void tm_kernel_matvec_multi(const tm_tensor *const *w, const void *x, float *con
     }
 }
 
-/* ---- batched products through OpenBLAS ------------------------------------ */
+/* ---- batched products (prompts) ------------------------------------------- */
 
 enum { MATMUL_TILE_ROWS = 256 };
 
 size_t tm_kernel_matmul_scratch(int64_t cols) { return (size_t)MATMUL_TILE_ROWS * (size_t)cols; }
 
-void tm_kernel_matmul(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch) {
+#ifdef TM_X86
+__attribute__((target("avx512f"))) static void f16_to_f32_avx512(const uint16_t *src, float *dst, int64_t count) {
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    for (; i < count; i++) dst[i] = tm_f16_to_f32(src[i]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < count; i++) dst[i] = tm_f16_to_f32(src[i]);
+}
+#endif
+
+/* count halves or bfloat16s to floats (exact either way). */
+static void widen(uint32_t type, const uint16_t *src, float *dst, int64_t count) {
+    if (type == TM_GGML_BF16) {
+        for (int64_t i = 0; i < count; i++) {
+            uint32_t bits = (uint32_t)src[i] << 16;
+            memcpy(dst + i, &bits, 4);
+        }
+        return;
+    }
+#ifdef TM_X86
+    if (cpu_has_avx512()) {
+        f16_to_f32_avx512(src, dst, count);
+        return;
+    }
+    if (cpu_has_avx2()) {
+        f16_to_f32_avx2(src, dst, count);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < count; i++) dst[i] = tm_f16_to_f32(src[i]);
+}
+
+/* F16/BF16: each thread widens its own rows, a slice of scratch at a time,
+ * and multiplies them with a one-thread sgemm (OpenBLAS runs single-threaded
+ * inside a parallel region): the conversion, which made the old tiled path
+ * slow, is spread over the threads and no thread waits for another. */
+static void batch_matmul_half(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch, int n_threads) {
+    int64_t rows = w->rows, cols = w->cols;
+    int threads = n_threads < 1 ? 1 : n_threads > 16 ? 16 : n_threads;
+    if ((int64_t)threads * 16 > rows) threads = (int)((rows + 15) / 16);
+    if (rows * cols * n < (1 << 20)) threads = 1;
+    int64_t slice = MATMUL_TILE_ROWS / threads / 16 * 16;
+    int64_t slices = (rows + slice - 1) / slice;
+#pragma omp parallel num_threads(threads)
+    {
+        float *mine = scratch + (size_t)omp_get_thread_num() * (size_t)slice * (size_t)cols;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < slices; i++) {
+            int64_t r0 = i * slice, tile = rows - r0 < slice ? rows - r0 : slice;
+            widen(w->type, (const uint16_t *)w->data + r0 * cols, mine, tile * cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)tile, (int)cols, 1.0f, x, (int)cols, mine,
+                        (int)cols, 0.0f, y + r0, (int)rows);
+        }
+    }
+}
+
+void tm_kernel_matmul(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch, int n_threads) {
     int64_t rows = w->rows, cols = w->cols;
     if (w->type == TM_GGML_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, 1.0f, x, (int)cols,
                     (const float *)w->data, (int)cols, 0.0f, y, (int)rows);
         return;
     }
-    for (int64_t r0 = 0; r0 < rows; r0 += MATMUL_TILE_ROWS) {
-        int64_t tile = rows - r0 < MATMUL_TILE_ROWS ? rows - r0 : MATMUL_TILE_ROWS;
-        for (int64_t r = 0; r < tile; r++) tm_kernel_dequantize_row(w, r0 + r, scratch + r * cols);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)tile, (int)cols, 1.0f, x, (int)cols, scratch,
-                    (int)cols, 0.0f, y + r0, (int)rows);
+    if (w->type == TM_GGML_F16 || w->type == TM_GGML_BF16) {
+        batch_matmul_half(w, x, n, y, scratch, n_threads);
+        return;
+    }
+    /* The quantized activations of MATMUL_TILE_ROWS tokens fit in the scratch. */
+    for (int64_t t0 = 0; t0 < n; t0 += MATMUL_TILE_ROWS) {
+        int64_t count = n - t0 < MATMUL_TILE_ROWS ? n - t0 : MATMUL_TILE_ROWS;
+        tm_quant_gemm(w->type, w->data, rows, cols, x + t0 * cols, count, y + t0 * rows, scratch, n_threads);
     }
 }
 
@@ -459,20 +591,129 @@ void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t 
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * weight[i];
 }
 
+/* ---- expf, 16 at a time, bit for bit glibc's ------------------------------------ */
+/* The prompt's SwiGLU takes an expf per hidden unit per token, one at a time
+ * on one thread, and softmax one per score. This vectorises the method of
+ * glibc's expf (sysdeps/ieee754/flt-32/e_expf.c as its FMA build runs it:
+ * the same double-precision steps, fused where it fuses them, with the table
+ * of 2^(i/32) and the polynomial it uses) on eight doubles per vector, so
+ * that results are the same bits as libm's (llama2.c's run.c uses expf, and
+ * its greedy text must be matched exactly); lanes outside glibc's fast range (|x| >= 88, inf, NaN) are
+ * handed to expf itself. The tests compare it with expf over whole ranges. */
+#ifdef TM_X86
+static const uint64_t expf_table[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51, 0x3fef72b83c7d517b,
+    0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1, 0x3fef06fe0a31b715, 0x3feef1a7373aa9cb,
+    0x3feedea64c123422, 0x3feece086061892d, 0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429,
+    0x3feea47eb03a5585, 0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d, 0x3feee89f995ad3ad,
+    0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069, 0x3fef5818dcfba487, 0x3fef7c97337b9b5f,
+    0x3fefa4afa2a490da, 0x3fefd0765b6e4540}; /* uint(2^(i/32)) - (i << 47) */
+
+#define AVX512_EXP __attribute__((target("avx512f,avx2,fma")))
+
+AVX512_EXP static inline __m256 expf_8(__m256 x, const __m512d *table) {
+    const __m512d inverse_ln2 = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p+52);
+    __m512d xd = _mm512_cvtps_pd(x);
+    __m512d kd = _mm512_fmadd_pd(inverse_ln2, xd, shift);
+    __m512i ki = _mm512_castpd_si512(kd);
+    kd = _mm512_sub_pd(kd, shift);
+    __m512d r = _mm512_fmsub_pd(inverse_ln2, xd, kd);
+    __m512i index = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+    __m512d low = _mm512_permutex2var_pd(table[0], index, table[1]);
+    __m512d high = _mm512_permutex2var_pd(table[2], index, table[3]);
+    __m512d t = _mm512_mask_blend_pd(_mm512_test_epi64_mask(index, _mm512_set1_epi64(16)), low, high);
+    __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_slli_epi64(ki, 47)));
+    __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.c6af84b912394p-20), _mm512_set1_pd(0x1.ebfce50fac4f3p-13));
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.62e42ff0c52d6p-6), _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(z, r2, y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
+}
+
+/* out[i] = expf(x[i]) for 16 floats (out may be x). */
+AVX512_EXP static inline __m512 expf_16(__m512 x, const __m512d *table) {
+    __m256 lo = expf_8(_mm512_castps512_ps256(x), table);
+    __m256 hi = expf_8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)), table);
+    __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+    /* glibc's slow path: top 12 bits of |x| at or above those of 88.0f */
+    __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
+    __mmask16 slow = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a));
+    if (slow) {
+        float in[16], out[16];
+        _mm512_storeu_ps(in, x);
+        _mm512_storeu_ps(out, e);
+        for (int i = 0; i < 16; i++)
+            if (slow >> i & 1) out[i] = expf(in[i]);
+        e = _mm512_loadu_ps(out);
+    }
+    return e;
+}
+
+AVX512_EXP static void load_expf_table(__m512d table[4]) {
+    for (int i = 0; i < 4; i++) table[i] = _mm512_loadu_pd((const double *)(const void *)(expf_table + 8 * i));
+}
+
+AVX512_EXP static void swiglu_avx512(float *out, const float *gate, const float *up, int64_t n) {
+    __m512d table[4];
+    load_expf_table(table);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 e = expf_16(_mm512_sub_ps(_mm512_setzero_ps(), g), table);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* x[i] = expf(x[i] - max); the sum stays sequential in double, as below. */
+AVX512_EXP static void exp_shifted_avx512(float *x, int64_t n, float max) {
+    __m512d table[4];
+    load_expf_table(table);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, expf_16(_mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_set1_ps(max)), table));
+    for (; i < n; i++) x[i] = expf(x[i] - max);
+}
+#endif
+
+void tm_kernel_exp(float *x, int64_t n) {
+#ifdef TM_X86
+    if (cpu_has_avx512()) {
+        exp_shifted_avx512(x, n, 0.0f);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) x[i] = expf(x[i]);
+}
+
 void tm_kernel_softmax(float *x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++)
         if (x[i] > max) max = x[i];
     double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
+#ifdef TM_X86
+    if (cpu_has_avx512() && n >= 16) {
+        exp_shifted_avx512(x, n, max);
+        for (int64_t i = 0; i < n; i++) sum += x[i];
+    } else
+#endif
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = expf(x[i] - max);
+            sum += x[i];
+        }
     float inverse = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) x[i] *= inverse;
 }
 
 void tm_kernel_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+#ifdef TM_X86
+    if (cpu_has_avx512()) {
+        swiglu_avx512(out, gate, up, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 

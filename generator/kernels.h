@@ -32,21 +32,27 @@ void tm_kernel_matvec(const tm_tensor *w, const void *x, float *y, int n_threads
 /* Several matrices of one type against the same x in one parallel region (Q, K, V; gate, up). */
 void tm_kernel_matvec_multi(const tm_tensor *const *w, const void *x, float *const *y, int n, int n_threads);
 
-/* Y[n][rows] = X[n][cols] W^T through OpenBLAS sgemm; weights other than F32
- * are converted in tiles into scratch (tm_kernel_matmul_scratch floats). X is
- * rounded first with tm_kernel_round_activations. */
-void tm_kernel_matmul(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch);
+/* Y[n][rows] = X[n][cols] W^T as llama.cpp's batched product computes it,
+ * on n_threads threads: quantized weights meet activations quantized to 8
+ * bits once per call (quant_gemm.c), F16 and BF16 weights are widened in
+ * parallel slices for sgemm (X rounded first with
+ * tm_kernel_round_activations), F32 goes to sgemm as it is. scratch holds
+ * tm_kernel_matmul_scratch(cols) floats. The forward pass's prompt path. */
+void tm_kernel_matmul(const tm_tensor *w, const float *x, int64_t n, float *y, float *scratch, int n_threads);
 size_t tm_kernel_matmul_scratch(int64_t cols);
 
 /* Round activations in place to the precision llama.cpp's batched product
  * over the weight type uses (F16 for F16 weights, BF16 for BF16; the others
- * are left as they are: quantized weights are multiplied with float
- * activations in the batched product). */
+ * are left as they are: the batched product quantizes them itself for
+ * quantized weights). */
 void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n);
 
 /* Attention's inner loops: a . b over n floats, and y += a * x. */
 float tm_kernel_dot(const float *a, const float *b, int64_t n);
 void tm_kernel_axpy(float *y, float a, const float *x, int64_t n);
+
+/* x[i] = expf(x[i]), the same bits as libm's (vectorised where the CPU allows). */
+void tm_kernel_exp(float *x, int64_t n);
 
 void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 void tm_kernel_softmax(float *x, int64_t n);

@@ -274,7 +274,83 @@ static void quantize_q8_k(const float *x, tm_q8k_block *y, int64_t nb) {
     }
 }
 
+#ifdef TM_X86
+/* The same two quantizers on 512-bit vectors, bit for bit: the products
+ * x * id are the same float operations, vcvtps2dq rounds half to even as
+ * nearest_int does, and F16C rounds to nearest even as tm_f32_to_f16 does.
+ * A prompt's batched products quantize every token's activations, which the
+ * scalar loops made a quarter of the prompt time. */
+#define AVX512_QUANTIZE __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+
+AVX512_QUANTIZE static void quantize_q8_avx512(const float *x, tm_q8_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK) {
+        __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
+        int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        y[i].d = _cvtsh_ss(_cvtss_sh(d, 0));
+        y[i].s = _cvtsh_ss(_cvtss_sh(d * (float)sum, 0));
+        y[i].sum = sum;
+    }
+}
+
+AVX512_QUANTIZE static void quantize_q8_k_avx512(const float *x, tm_q8k_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)));
+        float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0; /* the first value of largest magnitude, as the scalar loop finds it */
+        for (int k = 0; k < 16; k++) {
+            __mmask16 at = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (at) {
+                max = x[16 * k + __builtin_ctz(at)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        for (int k = 0; k < 16; k++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + 16 * k)));
+            q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * k), _mm512_cvtepi32_epi8(q));
+            y[i].bsums[k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static bool quantize_with_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && !getenv("TM_NO_AVX2") &&
+                 !getenv("TM_NO_AVX512");
+    }
+    return cached == 1;
+}
+#endif
+
+void tm_quant_quantize_activations_portable(uint32_t type, const float *x, void *out, int64_t cols) {
+    if (is_k_type(type)) quantize_q8_k(x, out, cols / QK_K);
+    else quantize_q8(x, out, cols / QK);
+}
+
 void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int64_t cols) {
+#ifdef TM_X86
+    if (quantize_with_avx512()) {
+        if (is_k_type(type)) quantize_q8_k_avx512(x, out, cols / QK_K);
+        else quantize_q8_avx512(x, out, cols / QK);
+        return;
+    }
+#endif
     if (is_k_type(type)) quantize_q8_k(x, out, cols / QK_K);
     else quantize_q8(x, out, cols / QK);
 }
@@ -657,8 +733,8 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
  * sum is exact, so only the float accumulation of the scaled block sums can
  * round differently from the portable path. */
 
-#define VNNI_ROWS 4 /* rows per pass of the 32-element block kernels */
-#define VNNI_K_ROWS 2 /* rows per pass of the K kernels */
+#define VNNI_ROWS 4 /* rows one row_sums/row_scales call combines (Q8_0 and Q4_0 take two at a time) */
+#define VNNI_K_ROWS 4 /* rows per pass of the K kernels */
 /* A group's rows are short streams (a few hundred bytes each) that the
  * hardware prefetcher barely learns before they end, so the kernels
  * prefetch the same blocks this many groups ahead (measured best on Zen 4:
@@ -702,56 +778,67 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
                                    (short)u16_at(p[3] + o), 0, 0, 0, 0);                                              \
         return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));                                                          \
     }                                                                                                                 \
+    /* The same for 8 rows, in 256-bit vectors. */                                                                  \
+    TARGET static inline __m256i row_sums8_##SUFFIX(const __m256i *s) {                                               \
+        return _mm256_set_m128i(row_sums_##SUFFIX(s[4], s[5], s[6], s[7]), row_sums_##SUFFIX(s[0], s[1], s[2], s[3])); \
+    }                                                                                                                 \
+    TARGET static inline __m256 row_scales8_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                    \
+        __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
+                                   (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),         \
+                                   (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));                                 \
+        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));                                                 \
+    }                                                                                                                 \
     TARGET static void matvec_q8_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
+        /* 8 rows per pass, as Q4_0 below. */                                                                        \
         const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
-        for (int64_t r = begin; r < end; r += VNNI_ROWS) {                                                            \
-            const uint8_t *p[VNNI_ROWS];                                                                              \
-            group_rows(p, VNNI_ROWS, w, row_bytes, r, end);                                                           \
+        for (int64_t r = begin; r < end; r += 8) {                                                                    \
+            const uint8_t *p[8];                                                                                      \
+            group_rows(p, 8, w, row_bytes, r, end);                                                                   \
             size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
-            __m128 acc = _mm_setzero_ps();                                                                            \
+            __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
                 size_t o = (size_t)i * Q8_0_BYTES;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-128 * a[i].sum));                          \
-                __m256i s[VNNI_ROWS];                                                                                 \
-                for (int k = 0; k < VNNI_ROWS; k++) _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0); \
-                for (int k = 0; k < VNNI_ROWS; k++)                                                                   \
+                __m256i s[8];                                                                                         \
+                for (int k = 0; k < 8; k++) _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);              \
+                for (int k = 0; k < 8; k++)                                                                           \
                     s[k] = DPBUSD(start, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p[k] + o + 2)), flip), \
                                   x);                                                                                 \
-                __m128i sums = row_sums_##SUFFIX(s[0], s[1], s[2], s[3]);                                             \
-                acc = _mm_fmadd_ps(row_scales_##SUFFIX(p, o, a[i].d), _mm_cvtepi32_ps(sums), acc);                    \
+                acc = _mm256_fmadd_ps(row_scales8_##SUFFIX(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_##SUFFIX(s)), acc); \
             }                                                                                                         \
-            float out[4];                                                                                             \
-            _mm_storeu_ps(out, acc);                                                                                  \
-            for (int k = 0; k < VNNI_ROWS && r + k < end; k++) y[r + k] = out[k];                                     \
+            float out[8];                                                                                             \
+            _mm256_storeu_ps(out, acc);                                                                               \
+            for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];                                             \
         }                                                                                                             \
     }                                                                                                                 \
     TARGET static void matvec_q4_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
+        /* 8 rows per pass: the activations, and the float work of a block (scales,               \
+         * conversion, accumulation), are shared by 8 rows in 256-bit vectors. */                    \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
-        for (int64_t r = begin; r < end; r += VNNI_ROWS) {                                                            \
-            const uint8_t *p[VNNI_ROWS];                                                                              \
-            group_rows(p, VNNI_ROWS, w, row_bytes, r, end);                                                           \
+        for (int64_t r = begin; r < end; r += 8) {                                                                    \
+            const uint8_t *p[8];                                                                                      \
+            group_rows(p, 8, w, row_bytes, r, end);                                                                   \
             size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
-            __m128 acc = _mm_setzero_ps();                                                                            \
+            __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
                 size_t o = (size_t)i * Q4_0_BYTES;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));                            \
-                __m256i s[VNNI_ROWS];                                                                                 \
-                for (int k = 0; k < VNNI_ROWS; k++) {                                                                 \
-                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                             \
+                __m256i s[8];                                                                                         \
+                for (int k = 0; k < 8; k++) {                                                                         \
+                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                                      \
                     __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));                                     \
                     __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);                     \
                     s[k] = DPBUSD(start, n, x);                                                                       \
                 }                                                                                                     \
-                __m128i sums = row_sums_##SUFFIX(s[0], s[1], s[2], s[3]);                                             \
-                acc = _mm_fmadd_ps(row_scales_##SUFFIX(p, o, a[i].d), _mm_cvtepi32_ps(sums), acc);                    \
+                acc = _mm256_fmadd_ps(row_scales8_##SUFFIX(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_##SUFFIX(s)), acc); \
             }                                                                                                         \
-            float out[4];                                                                                             \
-            _mm_storeu_ps(out, acc);                                                                                  \
-            for (int k = 0; k < VNNI_ROWS && r + k < end; k++) y[r + k] = out[k];                                     \
+            float out[8];                                                                                             \
+            _mm256_storeu_ps(out, acc);                                                                               \
+            for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];                                             \
         }                                                                                                             \
     }                                                                                                                 \
     /* Q4_K: per super-block the 8 scales and mins are unpacked in vector form; the                                  \
@@ -921,6 +1008,14 @@ static tm_quant_path current_path(void) {
             if (tm_quant_path_supported(order[i])) best = order[i];
     }
     return (tm_quant_path)best;
+}
+
+tm_quant_path tm_quant_gemm_path(void) {
+    if (forced_path >= 0) return (tm_quant_path)forced_path;
+    tm_quant_path order[] = {TM_QUANT_PATH_AVX512_VNNI, TM_QUANT_PATH_AVX_VNNI, TM_QUANT_PATH_AVX2};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (tm_quant_path_supported(order[i])) return order[i];
+    return TM_QUANT_PATH_PORTABLE;
 }
 
 void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,

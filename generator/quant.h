@@ -47,6 +47,10 @@ void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t
  * Q8_K as quantize_row_q8_K_ref. */
 void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int64_t cols);
 
+/* The same with the scalar loops (for the tests: the vectorised quantizers
+ * must give the same bytes). */
+void tm_quant_quantize_activations_portable(uint32_t type, const float *x, void *out, int64_t cols);
+
 /* y[r] = row r of w . x for r in [begin, end): w is the weight tensor's data
  * (rows of tm_quant_row_bytes), xq the activations from
  * tm_quant_quantize_activations. Vectorised when the CPU allows. */
@@ -67,9 +71,14 @@ typedef enum {
  * off every vectorised path, TM_NO_VNNI the VNNI ones). */
 bool tm_quant_path_supported(tm_quant_path path);
 
-/* For the tests: make tm_quant_matvec_rows take this path (which must be
+/* For the tests: make tm_quant_matvec_rows and tm_quant_gemm take this path (which must be
  * supported), or the best supported one again after TM_QUANT_PATH_COUNT. */
 void tm_quant_force_path(tm_quant_path path);
+
+/* The path the batched products (quant_gemm.c) take: the forced one, else
+ * the widest supported (AVX512-VNNI on 512-bit vectors before AVX-VNNI:
+ * there, unlike in the matrix-vector kernels, the width pays). */
+tm_quant_path tm_quant_gemm_path(void);
 
 /* The portable dot product of one row with quantized activations (for the
  * tests: the vectorised kernels must agree with it). */

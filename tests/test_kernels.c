@@ -122,7 +122,7 @@ static void check_products(uint32_t type, int64_t rows, int64_t cols, int thread
                       type == TM_GGML_F32 ? "F32" : type == TM_GGML_F16 ? "F16" : "BF16", (long long)rows,
                       (long long)cols, (long long)r, (double)y[r], expected);
     }
-    tm_kernel_matmul(&w, x, batch, y, scratch);
+    tm_kernel_matmul(&w, x, batch, y, scratch, threads);
     for (int64_t b = 0; b < batch; b++)
         for (int64_t r = 0; r < rows; r++) {
             double expected = 0;

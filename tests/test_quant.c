@@ -195,27 +195,7 @@ static void check_dot_products(int64_t rows, int64_t cols) {
             cr_assert_eq(bits_of(y1[r]), bits_of(y2[r]), "%s: 1 and 2 threads differ on row %lld", vectors[v].name,
                          (long long)r);
         }
-        /* The batched product multiplies float activations with the dequantized weights. */
-        int64_t batch = 3;
-        float *xs = malloc(sizeof(float) * (size_t)(batch * cols)), *ys = malloc(sizeof(float) * (size_t)(batch * rows));
-        float *scratch = malloc(sizeof(float) * tm_kernel_matmul_scratch(cols));
-        for (int64_t i = 0; i < batch * cols; i++) xs[i] = (float)cos((double)i * 0.29);
-        tm_kernel_matmul(&t, xs, batch, ys, scratch);
-        for (int64_t r = 0; r < rows; r++) {
-            tm_kernel_dequantize_row(&t, r, row);
-            for (int64_t b = 0; b < batch; b++) {
-                double expected = 0, scale = 0;
-                for (int64_t i = 0; i < cols; i++) {
-                    expected += (double)row[i] * xs[b * cols + i];
-                    scale += fabs((double)row[i] * xs[b * cols + i]);
-                }
-                cr_assert_leq(fabs(ys[b * rows + r] - expected), 1e-5 * scale + 1e-6, "%s matmul row %lld",
-                              vectors[v].name, (long long)r);
-            }
-        }
-        free(scratch);
-        free(ys);
-        free(xs);
+        /* The batched product of quantized weights is tested in test_matmul.c. */
         free(y1);
         free(y2);
         free(xd);

@@ -1,0 +1,728 @@
+/* Batched products of block-quantized weights (a prompt's projections), as
+ * llama.cpp computes them: the activations are quantized to 8 bits once per
+ * call, then multiplied with the weights in integers. Hand-written because
+ * no packaged library multiplies these formats, and converting the weights
+ * to floats for sgemm was the measured bottleneck of prompt processing.
+ *
+ * How: each thread takes panels of 16 weight rows. A panel's quants, over a
+ * chunk of at most 1024 columns, are unpacked once into a small buffer
+ * (16 KiB, L1-resident) as unsigned bytes laid out so that every group of 4
+ * columns holds the 16 rows side by side: one 512-bit vpdpbusd multiplies
+ * 16 rows by the same 4 activation bytes (broadcast), so each weight byte
+ * loaded is used for a tile of up to 8 tokens. The weights stay in their
+ * mapped layout; only the panel buffer on each thread's stack is extra.
+ *
+ * Paths (tm_quant_gemm_path): AVX512-VNNI runs 16 rows x 8 tokens on
+ * 512-bit vectors and unpacks with AVX-512; AVX-VNNI (vpdpbusd) and AVX2
+ * (maddubs + madd) run 8 rows x 4 tokens on 256-bit vectors; the portable
+ * path is plain C. All but AVX512-VNNI unpack panels with the portable code.
+ * Results do not depend on the thread count.
+ *
+ * Every type is brought to one form: per block of 32 elements (16 for
+ * Q6_K), row . x = dw * dx * (sum u * q - offset * sum q) + mw * sx, where u
+ * are the unsigned weight quants, q the activation quants, dw/mw the
+ * block's weight scale and minimum, dx/sx the activation block's scale and
+ * scaled sum. The integer part is exact; only the float accumulation of the
+ * blocks can round differently from the portable dot products.
+ *
+ * Nothing here checks shapes (model.c did at load time) or allocates. */
+#include "quant_gemm.h"
+
+#include "kernels.h"
+#include "quant.h"
+
+#include <omp.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TM_X86 1
+#endif
+
+enum {
+    PANEL_ROWS = 16,
+    CHUNK_COLS = 1024,         /* columns of a panel unpacked at a time (a multiple of 256) */
+    MAX_TILE_TOKENS = 8,       /* tokens per micro-kernel call */
+    MAX_CHUNK_BLOCKS = CHUNK_COLS / 16,
+    QK = 32,
+    QK_K = 256
+};
+
+/* A panel of 16 rows over one chunk of columns (24 KiB, on each thread's
+ * stack): for column group c (4 columns), q[c * 64 + r * 4 + j] is lane r's
+ * unsigned quant of column 4c + j; d and m hold each block's 16 lane scales
+ * and minimums. Lane r is row r, except after unpack_avx512, which leaves
+ * the rows in a transposed order that tile_zmm undoes when it stores. */
+typedef struct {
+    _Alignas(64) uint8_t q[CHUNK_COLS * PANEL_ROWS];
+    _Alignas(64) float d[MAX_CHUNK_BLOCKS * PANEL_ROWS];
+    _Alignas(64) float m[MAX_CHUNK_BLOCKS * PANEL_ROWS];
+} gemm_panel;
+
+typedef struct {
+    uint32_t type;
+    int block;    /* elements per scale: 32, or 16 for Q6_K */
+    int offset;   /* the unsigned quants' excess over the signed value */
+    bool has_min; /* Q4_1, Q5_1, Q4_K, Q5_K */
+    bool k_type;
+} gemm_format;
+
+static gemm_format format_of(uint32_t type) {
+    gemm_format f = {.type = type, .block = QK};
+    switch (type) {
+    case TM_GGML_Q8_0: f.offset = 128; break;
+    case TM_GGML_Q4_0: f.offset = 8; break;
+    case TM_GGML_Q5_0: f.offset = 16; break;
+    case TM_GGML_Q4_1: case TM_GGML_Q5_1: f.has_min = true; break;
+    case TM_GGML_Q4_K: case TM_GGML_Q5_K: f.has_min = f.k_type = true; break;
+    case TM_GGML_Q6_K: f.k_type = true; f.block = 16; f.offset = 32; break;
+    default: break;
+    }
+    return f;
+}
+
+/* The quantized activations: q[n][cols] in column order, and per token and
+ * block the scale d, the integer accumulator's start (-offset * sum q) and
+ * the scaled sum s that meets the weights' minimum. */
+typedef struct {
+    int8_t *q;
+    float *d;
+    int32_t *start;
+    float *s;
+    int64_t cols, blocks;
+} gemm_activations;
+
+static size_t round_up_64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t tm_quant_gemm_scratch_bytes(uint32_t type, int64_t cols, int64_t n) {
+    size_t blocks = (size_t)(cols / format_of(type).block);
+    return round_up_64((size_t)(n * cols)) + 3 * round_up_64((size_t)n * blocks * 4) + 64;
+}
+
+static gemm_activations activations_in(void *scratch, const gemm_format *f, int64_t cols, int64_t n) {
+    gemm_activations a = {.cols = cols, .blocks = cols / f->block};
+    uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    a.q = (int8_t *)p;
+    p += round_up_64((size_t)(n * cols));
+    size_t meta = round_up_64((size_t)n * (size_t)a.blocks * 4);
+    a.d = (float *)p;
+    a.start = (int32_t *)(p + meta);
+    a.s = (float *)(p + 2 * meta);
+    return a;
+}
+
+/* One token's activations, quantized by quant.c exactly as for the
+ * matrix-vector product (llama.cpp's rounding), 256 columns at a time. */
+static void quantize_token(const gemm_format *f, int offset, const float *x, const gemm_activations *a, int64_t t) {
+    union {
+        tm_q8_block b[QK_K / QK];
+        tm_q8k_block k;
+    } tmp;
+    int8_t *q = a->q + t * a->cols;
+    float *d = a->d + t * a->blocks, *s = a->s + t * a->blocks;
+    int32_t *start = a->start + t * a->blocks;
+    for (int64_t c0 = 0; c0 < a->cols; c0 += QK_K) {
+        int64_t len = a->cols - c0 < QK_K ? a->cols - c0 : QK_K;
+        tm_quant_quantize_activations(f->type, x + c0, &tmp, len);
+        if (f->k_type) {
+            memcpy(q + c0, tmp.k.qs, QK_K);
+            int per = QK_K / f->block, sums = f->block / 16;
+            for (int j = 0; j < per; j++) {
+                int sum = 0;
+                for (int l = 0; l < sums; l++) sum += tmp.k.bsums[j * sums + l];
+                int64_t b = c0 / f->block + j;
+                d[b] = tmp.k.d;
+                start[b] = -offset * sum;
+                s[b] = tmp.k.d * (float)sum;
+            }
+        } else {
+            for (int64_t i = 0; i < len / QK; i++) {
+                int64_t b = c0 / QK + i;
+                memcpy(q + c0 + i * QK, tmp.b[i].qs, QK);
+                d[b] = tmp.b[i].d;
+                start[b] = -offset * tmp.b[i].sum;
+                s[b] = tmp.b[i].s;
+            }
+        }
+    }
+}
+
+/* ---- unpacking a panel (portable) ------------------------------------------ */
+
+static inline float half_at(const uint8_t *p) { return tm_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+static inline uint32_t u32_at(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block. */
+static inline void scale_min_k4(int j, const uint8_t *q, int *scale, int *min) {
+    if (j < 4) {
+        *scale = q[j] & 63;
+        *min = q[j + 4] & 63;
+    } else {
+        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Row r of the panel from one row's bytes for columns [0, len) of the chunk
+ * (b points at the chunk's first block). */
+static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm_panel *p, int r) {
+    uint8_t u[QK_K];
+    float d[QK_K / 16], m[QK_K / 16];
+    int64_t native = f->k_type ? QK_K : QK;
+    for (int64_t c0 = 0; c0 < len; c0 += native) {
+        int nsub = (int)(native / f->block);
+        memset(m, 0, sizeof m);
+        switch (f->type) {
+        case TM_GGML_Q8_0:
+            d[0] = half_at(b);
+            for (int j = 0; j < QK; j++) u[j] = (uint8_t)(b[2 + j] ^ 0x80);
+            b += 34;
+            break;
+        case TM_GGML_Q4_0: case TM_GGML_Q4_1: {
+            bool one = f->type == TM_GGML_Q4_1;
+            d[0] = half_at(b);
+            if (one) m[0] = half_at(b + 2);
+            const uint8_t *qs = b + (one ? 4 : 2);
+            for (int j = 0; j < QK / 2; j++) {
+                u[j] = qs[j] & 0xF;
+                u[j + 16] = qs[j] >> 4;
+            }
+            b += one ? 20 : 18;
+            break;
+        }
+        case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
+            bool one = f->type == TM_GGML_Q5_1;
+            d[0] = half_at(b);
+            if (one) m[0] = half_at(b + 2);
+            uint32_t qh = u32_at(b + (one ? 4 : 2));
+            const uint8_t *qs = b + (one ? 8 : 6);
+            for (int j = 0; j < QK / 2; j++) {
+                u[j] = (uint8_t)((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+                u[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+            }
+            b += one ? 24 : 22;
+            break;
+        }
+        case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
+            bool five = f->type == TM_GGML_Q5_K;
+            float dd = half_at(b), dmin = half_at(b + 2);
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                scale_min_k4(j, b + 4, &sc, &mn);
+                d[j] = dd * (float)sc;
+                m[j] = -(dmin * (float)mn);
+            }
+            const uint8_t *qh = b + 16, *ql = b + (five ? 48 : 16);
+            for (int c = 0; c < 4; c++)
+                for (int l = 0; l < 32; l++) {
+                    int lo = ql[32 * c + l] & 0xF, hi = ql[32 * c + l] >> 4;
+                    if (five) {
+                        lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+                        hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                    }
+                    u[64 * c + l] = (uint8_t)lo;
+                    u[64 * c + 32 + l] = (uint8_t)hi;
+                }
+            b += five ? 176 : 144;
+            break;
+        }
+        case TM_GGML_Q6_K: {
+            float dd = half_at(b + 208);
+            for (int j = 0; j < 16; j++) d[j] = dd * (float)(int8_t)b[192 + j];
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
+                uint8_t *y = u + 128 * n;
+                for (int l = 0; l < 32; l++) {
+                    y[l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+                    y[l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+                    y[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                    y[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                }
+            }
+            b += 210;
+            break;
+        }
+        default: return;
+        }
+        for (int64_t e = 0; e < native; e += 4) memcpy(p->q + (c0 + e) * PANEL_ROWS + r * 4, u + e, 4);
+        for (int j = 0; j < nsub; j++) {
+            int64_t blk = c0 / f->block + j;
+            p->d[blk * PANEL_ROWS + r] = d[j];
+            p->m[blk * PANEL_ROWS + r] = m[j];
+        }
+    }
+}
+
+/* Rows past the last are copies of it, so the kernels never branch on rows. */
+static void unpack_portable(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
+                            size_t chunk_offset, int64_t len, gemm_panel *p) {
+    for (int r = 0; r < PANEL_ROWS; r++) {
+        int64_t row = r0 + r < rows ? r0 + r : rows - 1;
+        unpack_row(f, w + (size_t)row * row_bytes + chunk_offset, len, p, r);
+    }
+}
+
+/* ---- micro-kernels ------------------------------------------------------------ */
+
+/* A tile: tokens [t0, t0 + T) against the panel's blocks [0, blocks) of the
+ * chunk starting at column col0; out[t][r] receives the 16 rows' sums. */
+typedef struct {
+    const int8_t *q[MAX_TILE_TOKENS];
+    const float *d[MAX_TILE_TOKENS], *s[MAX_TILE_TOKENS];
+    const int32_t *start[MAX_TILE_TOKENS];
+} gemm_tile;
+
+static void tile_portable(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, int T,
+                          float out[][PANEL_ROWS]) {
+    int bs = f->block;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            float acc = 0;
+            for (int64_t b = 0; b < blocks; b++) {
+                int32_t sum = x->start[t][b];
+                const uint8_t *wq = p->q + b * bs * PANEL_ROWS + r * 4;
+                const int8_t *xq = x->q[t] + b * bs;
+                for (int e = 0; e < bs; e++) sum += wq[(e / 4) * 64 + e % 4] * xq[e];
+                acc += (float)sum * x->d[t][b] * p->d[b * PANEL_ROWS + r];
+                if (f->has_min) acc += p->m[b * PANEL_ROWS + r] * x->s[t][b];
+            }
+            out[t][r] = acc;
+        }
+}
+
+#ifdef TM_X86
+static inline int32_t load_i32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* 16 rows x T tokens on 512-bit vectors: per group of 4 columns, one load of
+ * the weights and T vpdpbusd with the tokens' 4 bytes broadcast. */
+AVX512 INLINE void tile_zmm(const gemm_panel *p, int64_t blocks, const gemm_tile *x, float out[][PANEL_ROWS],
+                            const int T, const int bs, const bool has_min) {
+    __m512 acc[MAX_TILE_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint8_t *wq = p->q + b * bs * PANEL_ROWS;
+        /* two accumulators per token (even and odd column groups): half the
+         * length of the vpdpbusd dependency chains */
+        __m512i sum[MAX_TILE_TOKENS], odd[MAX_TILE_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            sum[t] = _mm512_set1_epi32(x->start[t][b]);
+            odd[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (int g = 0; g < bs / 4; g += 2) {
+            __m512i w0 = _mm512_load_si512((const void *)(wq + g * 64));
+            __m512i w1 = _mm512_load_si512((const void *)(wq + g * 64 + 64));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                sum[t] = _mm512_dpbusd_epi32(sum[t], w0, _mm512_set1_epi32(load_i32(x->q[t] + b * bs + g * 4)));
+                odd[t] = _mm512_dpbusd_epi32(odd[t], w1, _mm512_set1_epi32(load_i32(x->q[t] + b * bs + g * 4 + 4)));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sum[t] = _mm512_add_epi32(sum[t], odd[t]);
+        __m512 wd = _mm512_load_ps(p->d + b * PANEL_ROWS);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[t]), _mm512_set1_ps(x->d[t][b])), wd, acc[t]);
+        if (has_min) {
+            __m512 wm = _mm512_load_ps(p->m + b * PANEL_ROWS);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(wm, _mm512_set1_ps(x->s[t][b]), acc[t]);
+        }
+    }
+    /* unpack_avx512 leaves the panel's rows in transposed order (row 4k + j at
+     * lane 4j + k): put them back. */
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_store_ps(out[t], _mm512_permutexvar_ps(order, acc[t]));
+}
+
+/* The same on 256-bit vectors, 8 rows (half the panel) x T <= 4 tokens at a
+ * time; DOT is vpdpbusd (AVX-VNNI) or maddubs + madd (AVX2; with signed8 the
+ * Q8_0 weights are made signed again and multiplied through their sign, as
+ * maddubs would saturate on u * q pairs past 32767). */
+#define DEFINE_TILE_YMM(SUFFIX, TARGET, DOT)                                                                        \
+    TARGET INLINE void tile_ymm_##SUFFIX(const gemm_panel *p, int64_t blocks, const gemm_tile *x,                   \
+                                         float out[][PANEL_ROWS], int t0, const int T, const int bs,               \
+                                         const bool has_min, const bool signed8) {                                 \
+        for (int h = 0; h < 2; h++) {                                                                               \
+            __m256 acc[4];                                                                                          \
+            for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();                                               \
+            for (int64_t b = 0; b < blocks; b++) {                                                                  \
+                const uint8_t *wq = p->q + b * bs * PANEL_ROWS + h * 32;                                            \
+                __m256i sum[4];                                                                                     \
+                for (int t = 0; t < T; t++) sum[t] = _mm256_set1_epi32(x->start[t0 + t][b]);                        \
+                for (int g = 0; g < bs / 4; g++) {                                                                  \
+                    __m256i w = _mm256_load_si256((const __m256i *)(wq + g * 64));                                  \
+                    for (int t = 0; t < T; t++) {                                                                   \
+                        __m256i xv = _mm256_set1_epi32(load_i32(x->q[t0 + t] + b * bs + g * 4));                    \
+                        sum[t] = DOT(sum[t], w, xv, signed8);                                                       \
+                    }                                                                                               \
+                }                                                                                                   \
+                __m256 wd = _mm256_load_ps(p->d + b * PANEL_ROWS + h * 8);                                          \
+                for (int t = 0; t < T; t++)                                                                         \
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(x->d[t0 + t][b])), \
+                                             wd, acc[t]);                                                           \
+                if (has_min) {                                                                                      \
+                    __m256 wm = _mm256_load_ps(p->m + b * PANEL_ROWS + h * 8);                                      \
+                    for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(wm, _mm256_set1_ps(x->s[t0 + t][b]), acc[t]); \
+                }                                                                                                   \
+            }                                                                                                       \
+            for (int t = 0; t < T; t++) _mm256_store_ps(out[t0 + t] + h * 8, acc[t]);                               \
+        }                                                                                                           \
+    }
+
+AVX2 INLINE __m256i dot_avx2(__m256i sum, __m256i w, __m256i x, bool signed8) {
+    __m256i products;
+    if (signed8) {
+        __m256i ws = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+        products = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(x, ws));
+    } else {
+        products = _mm256_maddubs_epi16(w, x);
+    }
+    return _mm256_add_epi32(sum, _mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+}
+
+AVXVNNI INLINE __m256i dot_avxvnni(__m256i sum, __m256i w, __m256i x, bool signed8) {
+    (void)signed8;
+    return _mm256_dpbusd_avx_epi32(sum, w, x);
+}
+
+DEFINE_TILE_YMM(avx2, AVX2, dot_avx2)
+DEFINE_TILE_YMM(avxvnni, AVXVNNI, dot_avxvnni)
+
+/* One function per path that instantiates the tile for every constant
+ * (token count, block size, minimum) so the loops above unroll. */
+#define CASES_T(CALL)                                                                                               \
+    switch (T) {                                                                                                    \
+    case 1: CALL(1); break;                                                                                         \
+    case 2: CALL(2); break;                                                                                         \
+    case 3: CALL(3); break;                                                                                         \
+    case 4: CALL(4); break;                                                                                         \
+    case 5: CALL(5); break;                                                                                         \
+    case 6: CALL(6); break;                                                                                         \
+    case 7: CALL(7); break;                                                                                         \
+    default: CALL(8); break;                                                                                        \
+    }
+
+AVX512 static void tiles_avx512(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, int T,
+                                float out[][PANEL_ROWS]) {
+#define Z16(n) tile_zmm(p, blocks, x, out, n, 16, false)
+#define Z32(n) tile_zmm(p, blocks, x, out, n, 32, false)
+#define Z32M(n) tile_zmm(p, blocks, x, out, n, 32, true)
+    if (f->block == 16) {
+        CASES_T(Z16)
+    } else if (f->has_min) {
+        CASES_T(Z32M)
+    } else {
+        CASES_T(Z32)
+    }
+#undef Z16
+#undef Z32
+#undef Z32M
+}
+
+#define CASES_T4(CALL)                                                                                              \
+    for (int t0 = 0; t0 < T; t0 += 4) {                                                                             \
+        int part = T - t0 < 4 ? T - t0 : 4;                                                                         \
+        switch (part) {                                                                                             \
+        case 1: CALL(1); break;                                                                                     \
+        case 2: CALL(2); break;                                                                                     \
+        case 3: CALL(3); break;                                                                                     \
+        default: CALL(4); break;                                                                                    \
+        }                                                                                                           \
+    }
+
+#define DEFINE_TILES_YMM(SUFFIX, TARGET)                                                                            \
+    TARGET static void tiles_##SUFFIX(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, \
+                                      int T, float out[][PANEL_ROWS], bool signed8) {                              \
+        _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wunused-variable\"")                     \
+        if (f->block == 16) {                                                                                       \
+            CASES_T4(Y16)                                                                                           \
+        } else if (f->has_min) {                                                                                    \
+            CASES_T4(Y32M)                                                                                          \
+        } else if (signed8) {                                                                                       \
+            CASES_T4(Y32S)                                                                                          \
+        } else {                                                                                                    \
+            CASES_T4(Y32)                                                                                           \
+        }                                                                                                           \
+        _Pragma("GCC diagnostic pop")                                                                               \
+    }
+#define Y16(n) TILE_YMM(p, blocks, x, out, t0, n, 16, false, false)
+#define Y32(n) TILE_YMM(p, blocks, x, out, t0, n, 32, false, false)
+#define Y32M(n) TILE_YMM(p, blocks, x, out, t0, n, 32, true, false)
+#define Y32S(n) TILE_YMM(p, blocks, x, out, t0, n, 32, false, true)
+#define TILE_YMM tile_ymm_avx2
+DEFINE_TILES_YMM(avx2, AVX2)
+#undef TILE_YMM
+#define TILE_YMM tile_ymm_avxvnni
+DEFINE_TILES_YMM(avxvnni, AVXVNNI)
+#undef TILE_YMM
+
+/* ---- unpacking a panel with AVX-512 ------------------------------------------ */
+/* The same 16 bytes of 16 rows, loaded four rows to a vector and transposed
+ * as 4x4 words within each 128-bit lane: out[k] holds word k (bytes 4k..4k+3)
+ * of every row, row 4i + j at lane 4j + i. One such vector is one column
+ * group of the panel (two, for the low and high nibbles). Scales are
+ * gathered in the same lane order. (Gathering the quants directly was a
+ * fifth of the prompt time.) */
+AVX512 INLINE void transposed_words(const uint8_t *const *row, size_t offset, __m512i out[4]) {
+    __m512i z[4];
+    for (int i = 0; i < 4; i++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(row[4 * i] + offset)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * i + 1] + offset)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * i + 2] + offset)), 2);
+        z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * i + 3] + offset)), 3);
+    }
+    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    out[0] = _mm512_unpacklo_epi64(t0, t2);
+    out[1] = _mm512_unpackhi_epi64(t0, t2);
+    out[2] = _mm512_unpacklo_epi64(t1, t3);
+    out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+AVX512 INLINE __m512i gather(__m512i rows, const uint8_t *base, size_t offset) {
+    return _mm512_i32gather_epi32(rows, (const void *)(base + offset), 1);
+}
+
+/* The F16 in the low (high = false) or high half of each 32-bit lane. */
+AVX512 INLINE __m512 halves(__m512i v, bool high) {
+    if (high) v = _mm512_srli_epi32(v, 16);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
+/* Byte k of each lane (k a constant), as floats; signed for int8 scales. */
+AVX512 INLINE __m512 byte_lane(__m512i v, int k, bool is_signed) {
+    __m512i shifted = _mm512_slli_epi32(v, 24 - 8 * k);
+    return _mm512_cvtepi32_ps(is_signed ? _mm512_srai_epi32(shifted, 24) : _mm512_srli_epi32(shifted, 24));
+}
+
+/* Bits 0..3 of each lane spread to bit 4 of its four bytes (Q5_0/Q5_1's fifth bits). */
+AVX512 INLINE __m512i spread_bits(__m512i bits) {
+    __m512i x = _mm512_and_si512(bits, _mm512_set1_epi32(0xF));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x00204081));
+    return _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x01010101)), 4);
+}
+
+AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
+                                 size_t chunk_offset, int64_t len, gemm_panel *p) {
+    int32_t offsets[PANEL_ROWS];
+    const uint8_t *row[PANEL_ROWS];
+    const uint8_t *base = w + (size_t)r0 * row_bytes + chunk_offset;
+    for (int r = 0; r < PANEL_ROWS; r++) {
+        int64_t physical = 4 * (r % 4) + r / 4; /* lane r holds this row */
+        offsets[r] = (int32_t)(((r0 + physical < rows ? r0 + physical : rows - 1) - r0) * (int64_t)row_bytes);
+        row[r] = base + ((r0 + r < rows ? r0 + r : rows - 1) - r0) * (int64_t)row_bytes;
+    }
+    const __m512i idx = _mm512_loadu_si512((const void *)offsets);
+    __m512i v[8];
+    const __m512i low = _mm512_set1_epi32(0x0F0F0F0F), flip = _mm512_set1_epi32((int)0x80808080u);
+    uint8_t *q = p->q;
+    switch (f->type) {
+    case TM_GGML_Q8_0:
+        for (int64_t i = 0; i < len / QK; i++, base += 34, q += QK * PANEL_ROWS) {
+            _mm512_store_ps(p->d + i * PANEL_ROWS, halves(gather(idx, base, 0), false));
+            size_t o = (size_t)(base - row[0]);
+            transposed_words(row, o + 2, v);
+            transposed_words(row, o + 18, v + 4);
+            for (int g = 0; g < 8; g++) _mm512_store_si512((void *)(q + g * 64), _mm512_xor_si512(v[g], flip));
+        }
+        return;
+    case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
+        bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
+        bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
+        size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
+        for (int64_t i = 0; i < len / QK; i++, base += bytes, q += QK * PANEL_ROWS) {
+            __m512i head = gather(idx, base, 0);
+            _mm512_store_ps(p->d + i * PANEL_ROWS, halves(head, false));
+            _mm512_store_ps(p->m + i * PANEL_ROWS, one ? halves(head, true) : _mm512_setzero_ps());
+            __m512i qh = five ? gather(idx, base, one ? 4 : 2) : _mm512_setzero_si512();
+            transposed_words(row, (size_t)(base - row[0]) + qs, v);
+            for (int g = 0; g < 4; g++) {
+                __m512i lo = _mm512_and_si512(v[g], low), hi = _mm512_and_si512(_mm512_srli_epi32(v[g], 4), low);
+                if (five) {
+                    lo = _mm512_or_si512(lo, spread_bits(_mm512_srli_epi32(qh, 4 * g)));
+                    hi = _mm512_or_si512(hi, spread_bits(_mm512_srli_epi32(qh, 16 + 4 * g)));
+                }
+                _mm512_store_si512((void *)(q + g * 64), lo);
+                _mm512_store_si512((void *)(q + (g + 4) * 64), hi);
+            }
+        }
+        return;
+    }
+    case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
+        bool five = f->type == TM_GGML_Q5_K;
+        const __m512i six = _mm512_set1_epi32(0x3F3F3F3F), two = _mm512_set1_epi32(0x03030303);
+        const __m512i bit = _mm512_set1_epi32(0x01010101);
+        for (int64_t i = 0; i < len / QK_K; i++, base += five ? 176 : 144, q += QK_K * PANEL_ROWS) {
+            __m512i head = gather(idx, base, 0);
+            __m512 d = halves(head, false), dmin = halves(head, true);
+            __m512i u0 = gather(idx, base, 4), u1 = gather(idx, base, 8), u2 = gather(idx, base, 12);
+            /* llama.cpp's unpacking of the 12 scale bytes, on each row's 32-bit words */
+            __m512i sc_lo = _mm512_and_si512(u0, six), mn_lo = _mm512_and_si512(u1, six);
+            __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, low),
+                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), two), 4));
+            __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), low),
+                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), two), 4));
+            for (int j = 0; j < 8; j++) {
+                __m512 sc = byte_lane(j < 4 ? sc_lo : sc_hi, j & 3, false);
+                __m512 mn = byte_lane(j < 4 ? mn_lo : mn_hi, j & 3, false);
+                _mm512_store_ps(p->d + (i * 8 + j) * PANEL_ROWS, _mm512_mul_ps(d, sc));
+                _mm512_store_ps(p->m + (i * 8 + j) * PANEL_ROWS,
+                                _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, mn)));
+            }
+            size_t ql = five ? 48 : 16, o = (size_t)(base - row[0]);
+            __m512i hv[8];
+            if (five) {
+                transposed_words(row, o + 16, hv);
+                transposed_words(row, o + 32, hv + 4);
+            }
+            for (int c = 0; c < 4; c++) {
+                transposed_words(row, o + ql + 32 * (size_t)c, v);
+                transposed_words(row, o + ql + 32 * (size_t)c + 16, v + 4);
+                for (int l = 0; l < 32; l += 4) {
+                    __m512i lo = _mm512_and_si512(v[l / 4], low), hi = _mm512_and_si512(_mm512_srli_epi32(v[l / 4], 4), low);
+                    if (five) {
+                        __m512i h = hv[l / 4];
+                        lo = _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * c), bit), 4));
+                        hi = _mm512_or_si512(hi,
+                                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2 * c + 1), bit), 4));
+                    }
+                    _mm512_store_si512((void *)(q + (64 * c + l) * PANEL_ROWS), lo);
+                    _mm512_store_si512((void *)(q + (64 * c + 32 + l) * PANEL_ROWS), hi);
+                }
+            }
+        }
+        return;
+    }
+    case TM_GGML_Q6_K: {
+        const __m512i two = _mm512_set1_epi32(0x03030303);
+        for (int64_t i = 0; i < len / QK_K; i++, base += 210, q += QK_K * PANEL_ROWS) {
+            /* d is the last 2 bytes of the block: gather the word before it so as not to read past the row */
+            __m512 d = halves(gather(idx, base, 206), true);
+            for (int k = 0; k < 4; k++) {
+                __m512i sc = gather(idx, base, 192 + 4 * (size_t)k);
+                for (int j = 0; j < 4; j++)
+                    _mm512_store_ps(p->d + (i * 16 + 4 * k + j) * PANEL_ROWS, _mm512_mul_ps(d, byte_lane(sc, j, true)));
+            }
+            size_t o = (size_t)(base - row[0]);
+            for (int n = 0; n < 2; n++) {
+                __m512i lv[16], hv[8];
+                for (int k = 0; k < 4; k++) transposed_words(row, o + 64 * (size_t)n + 16 * (size_t)k, lv + 4 * k);
+                transposed_words(row, o + 128 + 32 * (size_t)n, hv);
+                transposed_words(row, o + 144 + 32 * (size_t)n, hv + 4);
+                for (int l = 0; l < 32; l += 4) {
+                    __m512i l0 = lv[l / 4], l1 = lv[8 + l / 4], h = hv[l / 4];
+                    uint8_t *y = q + (128 * n + l) * PANEL_ROWS;
+                    __m512i v0 = _mm512_or_si512(_mm512_and_si512(l0, low), _mm512_slli_epi32(_mm512_and_si512(h, two), 4));
+                    __m512i v1 = _mm512_or_si512(_mm512_and_si512(l1, low),
+                                                 _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 2), two), 4));
+                    __m512i v2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l0, 4), low),
+                                                 _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 4), two), 4));
+                    __m512i v3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(l1, 4), low),
+                                                 _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, 6), two), 4));
+                    _mm512_store_si512((void *)y, v0);
+                    _mm512_store_si512((void *)(y + 32 * PANEL_ROWS), v1);
+                    _mm512_store_si512((void *)(y + 64 * PANEL_ROWS), v2);
+                    _mm512_store_si512((void *)(y + 96 * PANEL_ROWS), v3);
+                }
+            }
+        }
+        return;
+    }
+    default: return;
+    }
+}
+#endif
+
+/* ---- the driver ---------------------------------------------------------------- */
+
+/* Below this many multiply-adds a product runs on one thread. */
+enum { PARALLEL_MIN_WORK = 1 << 20 };
+
+void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
+                   void *scratch, int n_threads) {
+    gemm_format f = format_of(type);
+    tm_quant_path path = tm_quant_gemm_path();
+    bool signed8 = path == TM_QUANT_PATH_AVX2 && type == TM_GGML_Q8_0;
+    int offset = signed8 ? 0 : f.offset;
+    gemm_activations a = activations_in(scratch, &f, cols, n);
+    size_t row_bytes = tm_quant_row_bytes(type, cols);
+    int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+    int threads = rows * cols * n < PARALLEL_MIN_WORK ? 1 : n_threads;
+    if (threads > panels) threads = (int)panels;
+    if (threads < 1) threads = 1;
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        for (int64_t t = n * id / nt; t < n * (id + 1) / nt; t++) quantize_token(&f, offset, x + t * cols, &a, t);
+#pragma omp barrier
+        gemm_panel panel;
+        _Alignas(64) float out[MAX_TILE_TOKENS][PANEL_ROWS];
+        /* Panels are handed out one at a time: on a shared machine a thread that
+         * loses its core for a while does not hold the others back. */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t pi = 0; pi < panels; pi++) {
+            int64_t r0 = pi * PANEL_ROWS, valid = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+            for (int64_t c0 = 0; c0 < cols; c0 += CHUNK_COLS) {
+                int64_t len = cols - c0 < CHUNK_COLS ? cols - c0 : CHUNK_COLS;
+                size_t chunk_offset = tm_quant_row_bytes(type, c0);
+                int64_t blocks = len / f.block, b0 = c0 / f.block;
+#ifdef TM_X86
+                if (path == TM_QUANT_PATH_AVX512_VNNI) unpack_avx512(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
+                else
+#endif
+                    unpack_portable(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
+                /* The next panel's rows, while this one is multiplied: unpacking reads
+                 * 16 rows at once, which the hardware prefetcher does not foresee. */
+                if (pi + 1 < panels) {
+                    int64_t next = r0 + PANEL_ROWS, count = rows - next < PANEL_ROWS ? rows - next : PANEL_ROWS;
+                    size_t bytes = tm_quant_row_bytes(type, len);
+                    for (int64_t r = 0; r < count; r++) {
+                        const char *start = (const char *)w + (size_t)(next + r) * row_bytes + chunk_offset;
+                        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(start + o, 0, 2);
+                    }
+                }
+                for (int64_t t0 = 0; t0 < n; t0 += MAX_TILE_TOKENS) {
+                    int T = n - t0 < MAX_TILE_TOKENS ? (int)(n - t0) : MAX_TILE_TOKENS;
+                    gemm_tile tile;
+                    for (int t = 0; t < T; t++) {
+                        tile.q[t] = a.q + (t0 + t) * cols + c0;
+                        tile.d[t] = a.d + (t0 + t) * a.blocks + b0;
+                        tile.s[t] = a.s + (t0 + t) * a.blocks + b0;
+                        tile.start[t] = a.start + (t0 + t) * a.blocks + b0;
+                    }
+                    switch (path) {
+#ifdef TM_X86
+                    case TM_QUANT_PATH_AVX512_VNNI: tiles_avx512(&f, &panel, blocks, &tile, T, out); break;
+                    case TM_QUANT_PATH_AVX_VNNI: tiles_avxvnni(&f, &panel, blocks, &tile, T, out, false); break;
+                    case TM_QUANT_PATH_AVX2: tiles_avx2(&f, &panel, blocks, &tile, T, out, signed8); break;
+#endif
+                    default: tile_portable(&f, &panel, blocks, &tile, T, out); break;
+                    }
+                    for (int t = 0; t < T; t++) {
+                        float *dst = y + (t0 + t) * rows + r0;
+                        if (c0 == 0) memcpy(dst, out[t], (size_t)valid * sizeof(float));
+                        else
+                            for (int64_t r = 0; r < valid; r++) dst[r] += out[t][r];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+/* Internal to generator/: batched products of block-quantized weights with a
+ * batch of activations, as llama.cpp's CPU backend computes them for a
+ * prompt: the activations are quantized to 8 bits once per call (Q8_0/Q8_1
+ * for the 32-element block types, Q8_K for the K types) and multiplied in
+ * integers, block by block. Not part of the public API. */
+#ifndef TRACEMARK_GENERATOR_QUANT_GEMM_H
+#define TRACEMARK_GENERATOR_QUANT_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Scratch bytes tm_quant_gemm needs for n tokens of cols activations (at
+ * most 1.75 * n * cols + 256 bytes). */
+size_t tm_quant_gemm_scratch_bytes(uint32_t type, int64_t cols, int64_t n);
+
+/* Y[n][rows] = X[n][cols] W^T for W of a block-quantized type (rows of
+ * tm_quant_row_bytes bytes at w), on n_threads threads. The result of each
+ * (token, row) pair does not depend on the thread count. The kernel path is
+ * tm_quant_gemm_path()'s. */
+void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
+                   void *scratch, int n_threads);
+
+#endif
