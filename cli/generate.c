@@ -3,9 +3,11 @@
  * --watermark and --key are given), stream the generated text to stdout, or
  * print one JSON object with ids, text, timings and the watermark's scheme,
  * parameters and key id (never the key) under --json. With --chat the prompt
- * is the user's message: it goes through the model's chat format (built in,
- * never a Jinja run) and is tokenized with special tokens parsed, and what is
- * shown and recorded as the prompt is the formatted text. */
+ * is the user's message (after an optional system message, or after a whole
+ * conversation read from --messages): it goes through the model's chat
+ * format (built in, never a Jinja run) and is tokenized with special tokens
+ * parsed, and what is shown and recorded as the prompt is the formatted
+ * text. */
 #include "cli.h"
 
 #include "tracemark/chat.h"
@@ -36,6 +38,9 @@ static const char help[] =
     "                        does), special tokens in the formatted text are parsed, and generation\n"
     "                        stops at the end of the assistant's turn\n"
     "  --system TEXT         with --chat: a system message before the user's\n"
+    "  --messages FILE       a conversation so far, as chat APIs take it: a JSON array of\n"
+    "                        {\"role\": \"system\"|\"user\"|\"assistant\", \"content\": TEXT}; implies --chat;\n"
+    "                        --prompt, if given, is appended as the last user message\n"
     "  --chat-template NAME  with --chat: use this built-in format instead (needed for models without\n"
     "                        a template); the names are listed below\n"
     "  --max-tokens N        tokens to generate (default 256)\n"
@@ -62,6 +67,7 @@ static const char help[] =
 
 typedef struct {
     const char *model, *tokenizer, *prompt, *prompt_file, *watermark, *key, *output, *system, *chat_template;
+    const char *messages;
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
@@ -103,10 +109,41 @@ static json_t *watermark_json(const tm_wm_scheme *scheme) {
                      tm_wm_scheme_key_id(scheme));
 }
 
+/* A conversation from a chat API's JSON: an array of at most 4096 objects
+ * with string "role" and "content" (no NUL inside). *root owns the strings
+ * that messages[] points to; *messages has room for one more message. */
+static tm_status load_messages(const char *path, json_t **root, tm_chat_message **messages, size_t *n,
+                               tm_error *err) {
+    enum { MAX_MESSAGES = 4096 };
+    json_error_t jerr;
+    *messages = NULL;
+    *n = 0;
+    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*root) return tm_error_set(err, TM_ERR_FORMAT, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+    size_t count = json_is_array(*root) ? json_array_size(*root) : 0;
+    if (count == 0 || count > MAX_MESSAGES)
+        return tm_error_set(err, TM_ERR_FORMAT, "%s: expected a JSON array of 1 to %d messages", path, MAX_MESSAGES);
+    *messages = tm_alloc_array(count + 1, sizeof **messages, err);
+    if (!*messages) return TM_ERR_NOMEM;
+    for (size_t i = 0; i < count; i++) {
+        json_t *message = json_array_get(*root, i);
+        json_t *role = json_object_get(message, "role"), *content = json_object_get(message, "content");
+        if (!json_is_string(role) || !json_is_string(content) || json_string_length(role) == 0 ||
+            strlen(json_string_value(role)) != json_string_length(role) ||
+            strlen(json_string_value(content)) != json_string_length(content))
+            return tm_error_set(err, TM_ERR_FORMAT,
+                                "%s: message %zu needs a non-empty string \"role\" and a string \"content\" "
+                                "(without NUL characters)",
+                                path, i);
+        (*messages)[(*n)++] = (tm_chat_message){json_string_value(role), json_string_value(content)};
+    }
+    return TM_OK;
+}
+
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
            FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
-           CHAT_TEMPLATE };
+           CHAT_TEMPLATE, MESSAGES };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -120,6 +157,7 @@ static int parse(int argc, char **argv, options *o) {
         {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
         {"output", required_argument, 0, OUTPUT}, {"chat", no_argument, 0, CHAT},
         {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
+        {"messages", required_argument, 0, MESSAGES},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -158,6 +196,7 @@ static int parse(int argc, char **argv, options *o) {
         case OUTPUT: o->output = optarg; break;
         case CHAT: o->chat = true; break;
         case SYSTEM: o->system = optarg; break;
+        case MESSAGES: o->messages = optarg; o->chat = true; break;
         case CHAT_TEMPLATE: o->chat_template = optarg; break;
         case 'h':
             fputs(help, stdout);
@@ -167,7 +206,11 @@ static int parse(int argc, char **argv, options *o) {
         }
     }
     if (optind < argc) { tm_cli_usage(cmd, "unexpected argument '%s'", argv[optind]); return -1; }
-    if (!o->prompt && !o->prompt_file) { tm_cli_usage(cmd, "--prompt or --prompt-file is required"); return -1; }
+    if (!o->prompt && !o->prompt_file && !o->messages) {
+        tm_cli_usage(cmd, "--prompt, --prompt-file or --messages is required");
+        return -1;
+    }
+    if (o->messages && o->system) { tm_cli_usage(cmd, "give the system message inside --messages, not with --system"); return -1; }
     if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
     if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
     if ((o->system || o->chat_template) && !o->chat) { tm_cli_usage(cmd, "--system and --chat-template go with --chat"); return -1; }
@@ -221,6 +264,9 @@ int tm_cmd_generate(int argc, char **argv) {
     int32_t *chat_ids = NULL;
     size_t n_chat_ids = 0;
     tm_chat_template chat_template = TM_CHAT_CHATML;
+    json_t *conversation = NULL;
+    tm_chat_message *messages = NULL, pair[2];
+    size_t n_messages = 0;
     int exit_code = TM_EXIT_FAILURE;
     if (tm_model_resolve(o.model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err) ||
         tm_model_load(&model, model_path, &err) ||
@@ -258,10 +304,17 @@ int tm_cmd_generate(int argc, char **argv) {
     if (o.chat) {
         /* llama.cpp's way: format, then tokenize the whole text with special
          * tokens parsed and BOS as the vocabulary asks. */
-        tm_chat_message messages[2];
-        size_t n_messages = 0, formatted_size = 0, eos_size = 0;
-        if (o.system) messages[n_messages++] = (tm_chat_message){"system", o.system};
-        messages[n_messages++] = (tm_chat_message){"user", o.prompt};
+        size_t formatted_size = 0, eos_size = 0;
+        if (o.messages) {
+            if (load_messages(o.messages, &conversation, &messages, &n_messages, &err)) {
+                tm_cli_fail(&err);
+                goto done;
+            }
+        } else {
+            messages = pair;
+            if (o.system) messages[n_messages++] = (tm_chat_message){"system", o.system};
+        }
+        if (o.prompt) messages[n_messages++] = (tm_chat_message){"user", o.prompt};
         const char *eos_text = tm_tokenizer_piece(tokenizer, tm_tokenizer_eos(tokenizer), &eos_size);
         if (tm_chat_template_for_model(model, o.chat_template, &chat_template, &err) ||
             tm_chat_format(chat_template, messages, n_messages, true, eos_size ? eos_text : NULL, &chat_prompt,
@@ -313,8 +366,9 @@ int tm_cmd_generate(int argc, char **argv) {
         if (root && scheme) json_object_set_new(root, "watermark", watermark_json(scheme));
         if (root && o.chat)
             json_object_set_new(root, "chat",
-                                json_pack("{s:s, s:s?, s:s}", "template", tm_chat_template_name(chat_template),
-                                          "system", o.system, "user", user_prompt));
+                                json_pack("{s:s, s:s?, s:s?, s:I}", "template", tm_chat_template_name(chat_template),
+                                          "system", o.system, "user", user_prompt, "messages",
+                                          (json_int_t)n_messages));
         exit_code = tm_cli_print_json(root);
     } else {
         print_prompt_once(&echo);
@@ -327,6 +381,8 @@ done:
     tm_generation_free(&result);
     free(chat_ids);
     free(chat_prompt);
+    if (messages != pair) free(messages);
+    json_decref(conversation);
     tm_sampler_chain_free(chain);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);

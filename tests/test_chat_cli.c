@@ -251,3 +251,55 @@ Test(chat_cli, tokenize_special_parses_control_tokens) {
     cr_expect(strncmp(r.out, "128006", 6) != 0 && !strstr(r.out, " 128007"), "control texts stay text: %s", r.out);
     tm_test_cli_free(&r);
 }
+
+/* --messages: a conversation as chat APIs send it, formatted in order with
+ * the generation prompt after it (chatml's layout, as in llama.cpp's
+ * test-chat-template.cpp), --prompt appended as the last user message. */
+Test(chat_cli, messages_file_is_the_conversation) {
+    char *dir = tm_test_scratch_dir();
+    char *path = tm_test_path(dir, "conversation.json");
+    const char conversation[] = "[{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                                " {\"role\": \"user\", \"content\": \"Hello\"},"
+                                " {\"role\": \"assistant\", \"content\": \"Hi there\"}]";
+    cr_assert_eq(tm_test_write_file(path, conversation, sizeof conversation - 1), 0);
+    tm_test_cli_result r = tm_test_cli("generate " STORY_BIN " --messages '%s' --chat-template chatml --prompt 'Who are you' "
+                                       "--temperature 0 --max-tokens 2 --json", path);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    json_t *root = parse_json(r.out);
+    cr_expect_str_eq(json_string_value(json_object_get(root, "prompt")),
+                     "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n"
+                     "<|im_start|>assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n"
+                     "<|im_start|>assistant\n");
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(root, "chat"), "messages")), 4);
+    json_decref(root);
+    tm_test_cli_free(&r);
+
+    /* Without --prompt the conversation alone is formatted. */
+    r = tm_test_cli("generate " STORY_BIN " --messages '%s' --chat-template chatml --temperature 0 --max-tokens 1 --json",
+                    path);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    root = parse_json(r.out);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(root, "chat"), "messages")), 3);
+    json_decref(root);
+    tm_test_cli_free(&r);
+
+    /* Malformed conversations are refused with the file's name; --system belongs inside. */
+    static const char *const bad[] = {"{\"role\": \"user\"}", "[]", "[{\"role\": \"user\"}]",
+                                      "[{\"role\": \"\", \"content\": \"x\"}]",
+                                      "[{\"role\": \"user\", \"content\": \"a\\u0000b\"}]", "[{\"role\": \"user\","};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(tm_test_write_file(path, bad[i], strlen(bad[i])), 0);
+        r = tm_test_cli("generate " STORY_BIN " --messages '%s' --chat-template chatml --max-tokens 1", path);
+        cr_expect_eq(r.code, 1, "%s: exit %d", bad[i], r.code);
+        cr_expect(strstr(r.err, "tracemark: error: ") && strstr(r.err, "conversation.json"), "%s: %s", bad[i], r.err);
+        cr_expect_str_eq(r.out, "", "%s", bad[i]);
+        tm_test_cli_free(&r);
+    }
+    r = tm_test_cli("generate " STORY_BIN " --messages '%s' --system S --chat-template chatml", path);
+    cr_expect_eq(r.code, 2, "exit %d: %s", r.code, r.err);
+    tm_test_cli_free(&r);
+    remove(path);
+    remove(dir);
+    free(path);
+    free(dir);
+}
