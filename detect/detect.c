@@ -4,8 +4,12 @@
  * scored (the prompt, tokens without full context, repeated (context, token)
  * pairs), computes the scheme's statistic with its exact p-value, optionally
  * finds the best-scoring window for a passage pasted into other text, and
- * picks the best of several keys with a family-wise correction. It never
- * touches a model's weights or the forward pass. */
+ * picks the best of several keys with a family-wise correction. The secret
+ * values come from the scheme's batched face (tm_wm_token_values_run: one
+ * PRF batch per run of positions) where it has one, and the sums are
+ * formed in the order of the token-by-token loop, so that every score and
+ * p-value is the same to the last bit either way. It never touches a
+ * model's weights or the forward pass. */
 #include "tracemark/detect.h"
 
 #include "detect_internal.h"
@@ -14,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 struct tm_detector {
     const tm_tokenizer *tokenizer;
@@ -226,6 +234,123 @@ static tm_status best_window(const tm_detector *d, double gamma, const scored_to
     return TM_OK;
 }
 
+/* What the scheme's batched face gives for a run of positions. */
+enum { RUN = 256 };
+typedef struct {
+    uint64_t fingerprints[RUN], bits[RUN];
+    double values[RUN], token_weighted[RUN];
+} run_scratch;
+
+/* Set bits of x (a SWAR count: without -mpopcnt the builtin is a library call). */
+static inline unsigned popcount64(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* sums[i] = the weights of the set bits of bits[i] among the first nv,
+ * added in layer order from +0.0 (an unset bit adds +0.0, which changes
+ * nothing), as the per-token loop forms them. The positions are independent,
+ * so they go side by side in SIMD lanes: each lane does the same IEEE adds
+ * in the same order as the scalar loop. Hand-vectorised because these
+ * dependent adds (m per token) were the largest cost of SynthID detection,
+ * and the x86-64 baseline the project builds for has no 64-bit compares
+ * for the compiler to use. */
+static void weighted_sums_scalar(const uint64_t *bits, size_t n, size_t nv, const double *weights, double *sums) {
+    for (size_t i = 0; i < n; i++) sums[i] = 0;
+    for (size_t l = 0; l < nv; l++)
+        for (size_t i = 0; i < n; i++) sums[i] += (double)(bits[i] >> l & 1) * weights[l];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void weighted_sums_avx512(const uint64_t *bits, size_t n, size_t nv,
+                                                                    const double *weights, double *sums) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i b0 = _mm512_loadu_si512((const void *)(bits + i)), b1 = _mm512_loadu_si512((const void *)(bits + i + 8));
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (size_t l = 0; l < nv; l++) {
+            __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << l));
+            __m512d w = _mm512_set1_pd(weights[l]);
+            s0 = _mm512_mask_add_pd(s0, _mm512_test_epi64_mask(b0, bit), s0, w);
+            s1 = _mm512_mask_add_pd(s1, _mm512_test_epi64_mask(b1, bit), s1, w);
+        }
+        _mm512_storeu_pd(sums + i, s0);
+        _mm512_storeu_pd(sums + i + 8, s1);
+    }
+    if (i < n) weighted_sums_scalar(bits + i, n - i, nv, weights, sums + i);
+}
+
+__attribute__((target("avx2"))) static void weighted_sums_avx2(const uint64_t *bits, size_t n, size_t nv,
+                                                                const double *weights, double *sums) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)(bits + i));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(bits + i + 4));
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+        for (size_t l = 0; l < nv; l++) {
+            __m256i bit = _mm256_set1_epi64x((long long)((uint64_t)1 << l));
+            __m256d w = _mm256_set1_pd(weights[l]);
+            __m256d m0 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(b0, bit), bit));
+            __m256d m1 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(b1, bit), bit));
+            s0 = _mm256_add_pd(s0, _mm256_and_pd(m0, w));
+            s1 = _mm256_add_pd(s1, _mm256_and_pd(m1, w));
+        }
+        _mm256_storeu_pd(sums + i, s0);
+        _mm256_storeu_pd(sums + i + 4, s1);
+    }
+    if (i < n) weighted_sums_scalar(bits + i, n - i, nv, weights, sums + i);
+}
+#endif
+
+void tm_detect_weighted_sums(const uint64_t *bits, size_t n, size_t nv, const double *weights, double *sums,
+                             int simd) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (simd >= 2 && __builtin_cpu_supports("avx512f")) {
+        weighted_sums_avx512(bits, n, nv, weights, sums);
+        return;
+    }
+    if (simd >= 1 && __builtin_cpu_supports("avx2")) {
+        weighted_sums_avx2(bits, n, nv, weights, sums);
+        return;
+    }
+#else
+    (void)simd;
+#endif
+    weighted_sums_scalar(bits, n, nv, weights, sums);
+}
+
+/* The per-token loop of detect_tokens for a run of n positions whose values
+ * are in r (index: the first one's, less the prompt), with the same
+ * arithmetic in the same order, so every sum comes out bit for bit as
+ * before. SynthID's weighted sums are formed for every position first,
+ * positions side by side rather than one long chain of dependent adds
+ * (each position's sum still adds its layers in order). */
+static void score_run(const tm_detector *d, run_scratch *r, size_t n, size_t nv, const double *weights, size_t index,
+                      pair_set *seen, scored_tokens *scored, double *total, double *weighted, tm_detection *out) {
+    tm_wm_kind kind = d->config.kind;
+    if (kind == TM_WM_SYNTHID) tm_detect_weighted_sums(r->bits, n, nv, weights, r->token_weighted, 2);
+    for (size_t i = 0; i < n; i++) {
+        if (d->options.ignore_repeated && pair_set_seen(seen, r->fingerprints[i])) {
+            out->n_ignored_repeated++;
+            continue;
+        }
+        double score;
+        if (kind == TM_WM_GUMBEL) {
+            score = -log1p(-r->values[i]);
+        } else if (kind == TM_WM_SYNTHID) {
+            score = (double)popcount64(r->bits[i]); /* the sum of nv values 0 and 1, exact */
+            *weighted += r->token_weighted[i];
+        } else {
+            score = r->values[i];
+        }
+        *total += score;
+        scored->index[scored->n] = index + i;
+        scored->score[scored->n++] = score;
+    }
+}
+
 static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
                                size_t n_prompt, bool weighted_p, tm_detection *out, tm_error *err) {
     memset(out, 0, sizeof *out);
@@ -266,7 +391,24 @@ static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int
         double values[MAX_VALUES], weights[MAX_VALUES], total = 0, weighted = 0;
         for (int32_t l = 0; c->kind == TM_WM_SYNTHID && l < c->layers && l < MAX_VALUES; l++)
             weights[l] = synthid_weight((size_t)l, c->layers);
-        for (size_t i = n_prompt; i < n_tokens; i++) {
+        /* The positions with their full context, a run at a time, where the
+         * scheme has a batched face; then token by token as before. */
+        size_t first = n_prompt > h ? n_prompt : h, done = n_prompt;
+        if (first < n_tokens) {
+            run_scratch scratch, *r = &scratch;
+            size_t nv = tm_wm_token_values_run(scheme, tokens, first, first + RUN <= n_tokens ? RUN : n_tokens - first,
+                                               r->fingerprints, r->bits, r->values);
+            if (nv > 0 && nv <= MAX_VALUES) {
+                out->n_ignored_context += first - n_prompt;
+                for (size_t start = first; start < n_tokens; start += RUN) {
+                    size_t n = n_tokens - start < RUN ? n_tokens - start : RUN;
+                    if (start > first) tm_wm_token_values_run(scheme, tokens, start, n, r->fingerprints, r->bits, r->values);
+                    score_run(d, r, n, nv, weights, start - n_prompt, &seen, &scored, &total, &weighted, out);
+                }
+                done = n_tokens;
+            }
+        }
+        for (size_t i = done; i < n_tokens; i++) {
             if (i < h) {
                 out->n_ignored_context++;
                 continue;

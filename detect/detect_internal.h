@@ -13,4 +13,19 @@
 tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
                              const tm_detect_options *options, tm_detection *out, tm_error *err);
 
+/* tm_text_normalize with its ASCII fast path limited, for the tests that
+ * compare the paths: ascii_runs 0 takes every character through the
+ * general path, 1 copies runs of plain ASCII (no whitespace), 2 (what
+ * tm_text_normalize does) also lets a lone space or line feed between two
+ * plain characters into a run. */
+tm_status tm_text_normalize_paths(const char *text, size_t size, const tm_normalize_options *options, char **out,
+                                  size_t *out_size, size_t **offsets, int ascii_runs, tm_error *err);
+
+/* SynthID's weighted sum of each token, as the detector forms it:
+ * sums[i] = the weights[l] of the set bits l < nv of bits[i], added in
+ * layer order from 0. simd: 2 AVX-512 where the CPU has it, 1 AVX2 at most,
+ * 0 none (the tests compare the three with the plain loop). */
+void tm_detect_weighted_sums(const uint64_t *bits, size_t n, size_t nv, const double *weights, double *sums,
+                             int simd);
+
 #endif

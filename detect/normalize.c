@@ -57,6 +57,8 @@
  * ("paypal۔com" keeps its U+06D4). */
 #include "tracemark/detect.h"
 
+#include "detect_internal.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -707,8 +709,9 @@ static inline bool plain_ascii(uint8_t c, bool whitespace) {
     return c < 0x80 && !(whitespace && (c == ' ' || (c >= 0x09 && c <= 0x0D)));
 }
 
-tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_options *options, char **out,
-                            size_t *out_size, size_t **offsets, tm_error *err) {
+/* ascii_runs: how much of the ASCII fast path to take (see detect_internal.h). */
+static tm_status normalize(const char *text, size_t size, const tm_normalize_options *options, char **out,
+                           size_t *out_size, size_t **offsets, int ascii_runs, tm_error *err) {
     if (out) *out = NULL;
     if (out_size) *out_size = 0;
     if (offsets) *offsets = NULL;
@@ -746,12 +749,26 @@ tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_op
     size_t i = 0;
     while (i < size) {
         uint8_t c = p[i];
-        if (plain_ascii(c, whitespace)) {
+        if (ascii_runs > 0 && plain_ascii(c, whitespace)) {
             /* A run of plain ASCII: all but its last character are whole
              * segments (the next one is ASCII, so a boundary); the last may
              * still take combining marks, so it goes through the segment. */
             size_t j = i + 1;
-            while (j < size && plain_ascii(p[j], whitespace)) j++;
+            for (;;) {
+                while (j < size && plain_ascii(p[j], whitespace)) j++;
+                /* A lone space or line feed between two plain characters
+                 * comes out as it went in (no run of whitespace to collapse,
+                 * no CR before it, nothing after it to combine with), and as
+                 * a separator it ends a word just as punctuation in the run
+                 * does: it joins the run, which keeps English text in runs
+                 * of whole lines rather than of single words. */
+                if (ascii_runs > 1 && whitespace && j + 1 < size && (p[j] == ' ' || p[j] == '\n') &&
+                    plain_ascii(p[j + 1], whitespace)) {
+                    j += 2;
+                    continue;
+                }
+                break;
+            }
             if ((s = segment_flush(z, err)) != TM_OK) goto fail;
             size_t run = j - 1 - i;
             if (run > 0) {
@@ -799,4 +816,14 @@ fail:
     free(z->scratch_offsets);
     free(z);
     return s;
+}
+
+tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_options *options, char **out,
+                            size_t *out_size, size_t **offsets, tm_error *err) {
+    return normalize(text, size, options, out, out_size, offsets, 2, err);
+}
+
+tm_status tm_text_normalize_paths(const char *text, size_t size, const tm_normalize_options *options, char **out,
+                                  size_t *out_size, size_t **offsets, int ascii_runs, tm_error *err) {
+    return normalize(text, size, options, out, out_size, offsets, ascii_runs, err);
 }

@@ -8,7 +8,10 @@
  * Also whitespace and zero-width handling, the offset map back to the
  * input, invalid UTF-8 reported at the same byte offset core's validator
  * finds, and random valid text, mixed-script text included, that must come
- * out valid, well mapped and unchanged by a second pass. */
+ * out valid, well mapped and unchanged by a second pass. The ASCII fast
+ * path (runs of plain ASCII copied, lone spaces and line feeds inside them
+ * too) gives the general path's bytes, offsets and errors on random and
+ * adversarial text under every combination of options. */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
@@ -19,6 +22,8 @@
 #include <utf8proc.h>
 
 #include "tracemark/detect.h"
+/* Internal to detect/: normalisation with its ASCII fast path limited. */
+#include "../detect/detect_internal.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -806,4 +811,89 @@ Test(normalize, threads_share_the_lazy_tables) {
     }
     release(&reference);
     free(text);
+}
+
+/* ---- the ASCII fast path against the general path ------------------------- */
+
+/* Pieces that meet the fast path's edges: lone and doubled spaces and line
+ * feeds, CR and CRLF, tabs, a space before a combining mark or before a
+ * non-ASCII space, look-alikes next to ASCII letters (a word that must be
+ * refolded when a letter arrives after a space or not), zero-width
+ * characters, script words, digits and punctuation. */
+static const char *const fast_path_pieces[] = {
+    "a", "b", "Z", "7", ",", ".", "-", "'", " ", " ", " ", "\n", "\n", "  ", "\n\n", "\r", "\r\n", "\t", " \t",
+    "\xCC\x81", "e\xCC\x81", " \xCC\x81", "\xC2\xA0", " \xC2\xA0", "\xE2\x80\x8B", "\xE2\x80\xA8",
+    "\xD0\xB0", "\xD1\x80", "\xD0\xA0", "Mic", "r\xD0\xBE", "soft", "\xD1\x80\xD0\xB0\xD1\x83",
+    "\xCE\x9F\xCE\xA7\xCE\x99", "\xE3\x83\x8E\xE3\x83\xBC\xE3\x83\x88", "PC", "\xEF\xBC\xA6", "\xCA\xBC",
+    "\xE2\x80\x9C", "\xE2\x80\x94", "don", "t", "the", "word", "\xF0\x9F\x99\x82", "\x01", "\x7F", "x",
+};
+
+static void check_paths_agree(const char *text, size_t size, const tm_normalize_options *options) {
+    char *bytes[3] = {NULL, NULL, NULL};
+    size_t sizes[3] = {0, 0, 0}, *offsets[3] = {NULL, NULL, NULL};
+    tm_status status[3];
+    for (int path = 0; path < 3; path++) {
+        tm_error err = {0};
+        status[path] = tm_text_normalize_paths(text, size, options, &bytes[path], &sizes[path], &offsets[path], path, &err);
+    }
+    for (int path = 1; path < 3; path++) {
+        cr_assert_eq(status[path], status[0], "path %d status on \"%.*s\" (%s)", path, (int)size, text,
+                     tm_normalize_options_describe(options));
+        if (status[0] != TM_OK) continue;
+        cr_assert_eq(sizes[path], sizes[0], "path %d size on \"%.*s\" (%s)", path, (int)size, text,
+                     tm_normalize_options_describe(options));
+        cr_assert(memcmp(bytes[path], bytes[0], sizes[0] + 1) == 0, "path %d bytes on \"%.*s\" (%s): \"%s\" vs \"%s\"",
+                  path, (int)size, text, tm_normalize_options_describe(options), bytes[path], bytes[0]);
+        cr_assert(memcmp(offsets[path], offsets[0], (sizes[0] + 1) * sizeof(size_t)) == 0,
+                  "path %d offsets on \"%.*s\" (%s)", path, (int)size, text, tm_normalize_options_describe(options));
+    }
+    /* tm_text_normalize is path 2. */
+    char *plain = NULL;
+    size_t plain_size = 0;
+    tm_error err = {0};
+    tm_status s = tm_text_normalize(text, size, options, &plain, &plain_size, NULL, &err);
+    cr_assert_eq(s, status[2]);
+    if (s == TM_OK) cr_assert(plain_size == sizes[2] && memcmp(plain, bytes[2], plain_size) == 0);
+    free(plain);
+    for (int path = 0; path < 3; path++) {
+        free(bytes[path]);
+        free(offsets[path]);
+    }
+}
+
+Test(normalize_fast_path, ascii_runs_give_the_general_paths_bytes_and_offsets) {
+    uint64_t x = 2024;
+    char text[512];
+    size_t n_pieces = sizeof fast_path_pieces / sizeof *fast_path_pieces;
+    for (int round = 0; round < 4000; round++) {
+        size_t size = 0;
+        int count = 1 + round % 23;
+        for (int k = 0; k < count; k++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            /* Mostly ASCII letters and lone spaces, as English text. */
+            const char *piece = (x >> 60) < 6 ? fast_path_pieces[(x >> 33) % 8] : fast_path_pieces[(x >> 33) % n_pieces];
+            size_t len = strlen(piece);
+            if (size + len >= sizeof text) break;
+            memcpy(text + size, piece, len);
+            size += len;
+        }
+        if (round % 97 == 5 && size > 2) text[size / 2] = (char)0xC3; /* invalid UTF-8 somewhere */
+        for (int o = 0; o < 8; o++) {
+            tm_normalize_options options = make_options(o & 1, o & 2, o & 4);
+            check_paths_agree(text, size, &options);
+        }
+    }
+}
+
+Test(normalize_fast_path, english_text_gives_the_general_paths_bytes_and_offsets) {
+    static const char text[] =
+        "The quick brown fox\njumps over the lazy dog. It's 7 o'clock -- time\n\nfor tea, isn't it?\r\n"
+        "Lone spaces between words, a double  space, a tab\there, and a trailing space \n"
+        "Micr\xD0\xBEsoft and \xD1\x80\xD0\xB0\xD1\x83pal, na\xC3\xAFve caf\x65\xCC\x81 ok";
+    for (int o = 0; o < 8; o++) {
+        tm_normalize_options options = make_options(o & 1, o & 2, o & 4);
+        for (size_t start = 0; start < 40; start += 3)
+            for (size_t end = sizeof text - 1; end > start && end + 60 > sizeof text; end -= 7)
+                check_paths_agree(text + start, end - start, &options);
+    }
 }

@@ -343,6 +343,37 @@ Test(prf_batch, every_path_equals_the_one_message_prf) {
     }
 }
 
+/* tm_wm_prf_window (the detector's sliding messages) on every SIMD path
+ * (AVX-512, AVX2, scalar, as far as the CPU has them) gives tm_wm_prf's
+ * value of each window: every length, negative and large ids, extras, and
+ * counts that cross its chunks and end mid-lane. */
+Test(prf_window, every_path_equals_the_one_message_prf) {
+    tm_wm_subkey key = {0x1716151413121110ULL, 0x0f0e0d0c0b0a0908ULL ^ 0xAAAA};
+    enum { TEXT = 600 };
+    static int32_t tokens[TEXT + TM_WM_PRF_MAX_TOKENS + 8]; /* windows start up to 7 tokens in */
+    static uint64_t out[TEXT];
+    uint64_t x = 7;
+    for (size_t i = 0; i < TEXT + TM_WM_PRF_MAX_TOKENS + 8; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        tokens[i] = i % 9 == 4 ? -1 - (int32_t)(x >> 59) : i % 5 == 1 ? (int32_t)(x >> 33) : (int32_t)(x >> 55);
+    }
+    static const size_t counts[] = {1, 15, 16, 17, 255, 256, 257, 600};
+    for (size_t n = 1; n <= TM_WM_PRF_MAX_TOKENS; n++) {
+        for (int simd = 0; simd <= 2; simd++) {
+            for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+                size_t count = counts[c];
+                uint32_t extra = c % 3 == 0 ? 0 : c % 3 == 1 ? 0xFFFFFFFFu : (uint32_t)(x >> 13);
+                uint8_t domain = (uint8_t)(1 + (n + c) % 8);
+                memset(out, 0, sizeof out);
+                tm_wm_prf_window_simd(&key, domain, tokens + c, n, extra, count, out, simd);
+                for (size_t i = 0; i < count; i++)
+                    cr_assert_eq(out[i], tm_wm_prf(&key, domain, tokens + c + i, n, extra),
+                                 "n %zu simd %d count %zu message %zu", n, simd, count, i);
+            }
+        }
+    }
+}
+
 /* tm_wm_order_by_key (the ordering of DiPmark and ITS-edit) against a plain
  * comparison sort by (key >> shift, id), on sets of every size class (the
  * insertion path under 64, 8-bit and 11-bit radix digits) whose keys tie in

@@ -115,4 +115,4 @@ static size_t dipmark_token_values(const tm_wm_scheme *scheme, const int32_t *co
     return 1;
 }
 
-const tm_wm_scheme_ops tm_wm_dipmark_ops = {TM_WM_STAGE_SELECTOR, dipmark_apply, dipmark_token_values, NULL};
+const tm_wm_scheme_ops tm_wm_dipmark_ops = {TM_WM_STAGE_SELECTOR, dipmark_apply, dipmark_token_values, NULL, NULL};

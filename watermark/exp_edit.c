@@ -132,7 +132,7 @@ static size_t exp_edit_token_values(const tm_wm_scheme *scheme, const int32_t *c
     return 0; /* detection aligns the text with xi: see tm_wm_xi */
 }
 
-const tm_wm_scheme_ops tm_wm_exp_edit_ops = {TM_WM_STAGE_SELECTOR, exp_edit_apply, exp_edit_token_values, NULL};
+const tm_wm_scheme_ops tm_wm_exp_edit_ops = {TM_WM_STAGE_SELECTOR, exp_edit_apply, exp_edit_token_values, NULL, NULL};
 
 double tm_wm_xi(const tm_wm_scheme *scheme, int32_t position, int32_t token) {
     if (!scheme || scheme->config.kind != TM_WM_EXP_EDIT || scheme->config.sequence_length <= 0) return NAN;

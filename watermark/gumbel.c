@@ -48,4 +48,25 @@ static size_t gumbel_token_values(const tm_wm_scheme *scheme, const int32_t *con
     return 1;
 }
 
-const tm_wm_scheme_ops tm_wm_gumbel_ops = {TM_WM_STAGE_SELECTOR, gumbel_apply, gumbel_token_values, NULL};
+/* gumbel_token_values over a run: the message of position p is the last
+ * min(needed, width) tokens before it and the token, a sliding window. */
+static size_t gumbel_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                                uint64_t *fingerprints, uint64_t *bits, double *values) {
+    size_t needed = tm_wm_scheme_context_needed(scheme), width = tm_wm_context_width(scheme);
+    size_t take = needed < width ? needed : width;
+    enum { CHUNK = 256 };
+    uint64_t words[CHUNK];
+    for (size_t start = 0; start < count; start += CHUNK) {
+        size_t n = count - start < CHUNK ? count - start : CHUNK;
+        tm_wm_prf_window(&scheme->subkey, TM_WM_DOMAIN_GUMBEL, tokens + first + start - take, take + 1, 0, n, words);
+        for (size_t i = 0; i < n; i++) {
+            values[start + i] = tm_wm_uniform(words[i]);
+            bits[start + i] = 0;
+        }
+    }
+    tm_wm_default_fingerprints(scheme, tokens, first, count, fingerprints);
+    return 1;
+}
+
+const tm_wm_scheme_ops tm_wm_gumbel_ops = {TM_WM_STAGE_SELECTOR, gumbel_apply, gumbel_token_values, NULL,
+                                           gumbel_values_run};

@@ -374,4 +374,64 @@ static uint64_t kgw_fingerprint(const tm_wm_scheme *scheme, const int32_t *conte
     return tm_wm_context_fingerprint(&anchor, 1, 1, token);
 }
 
-const tm_wm_scheme_ops tm_wm_kgw_ops = {TM_WM_STAGE_LOGITS, kgw_apply, kgw_token_values, kgw_fingerprint};
+/* kgw_token_values and kgw_fingerprint over a run, batched: LeftHash's
+ * messages are a window sliding along the text; SelfHash's ranks, one PRF
+ * batch per member of {x_{t-h+1..t-1}, w} (the pairs (x_{t-k}, w) at a fixed
+ * distance k line up as two slots), then the anchors' draws in one more.
+ * The anchor search keeps selfhash_anchor's order: the token itself first,
+ * then the context oldest first, ties to the smaller id. */
+static size_t kgw_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                             uint64_t *fingerprints, uint64_t *bits, double *values) {
+    const tm_wm_config *config = &scheme->config;
+    size_t needed = history_needed(config);
+    uint64_t prf[CHUNK];
+    if (config->seeding != TM_WM_SEEDING_SELFHASH) {
+        for (size_t start = 0; start < count; start += CHUNK) {
+            size_t n = count - start < CHUNK ? count - start : CHUNK, p0 = first + start;
+            tm_wm_prf_window(&scheme->subkey, TM_WM_DOMAIN_KGW_LEFTHASH, tokens + p0 - needed, needed + 1, 0, n, prf);
+            for (size_t i = 0; i < n; i++) {
+                bool green = tm_wm_uniform(prf[i]) < config->gamma;
+                bits[start + i] = green;
+                values[start + i] = green ? 1.0 : 0.0;
+                fingerprints[start + i] = tm_wm_context_fingerprint(tokens + p0 + i - needed, needed, needed, tokens[p0 + i]);
+            }
+        }
+        return 1;
+    }
+    tm_wm_prf_template rank, draw;
+    tm_wm_prf_template_init(&rank, TM_WM_DOMAIN_KGW_SELFHASH, NULL, 0, 2, 0);
+    tm_wm_prf_template_init(&draw, TM_WM_DOMAIN_KGW_SELFHASH, NULL, 0, 2, 1);
+    uint64_t best_rank[CHUNK];
+    int32_t best_y[CHUNK];
+    for (size_t start = 0; start < count; start += CHUNK) {
+        size_t n = count - start < CHUNK ? count - start : CHUNK, p0 = first + start;
+        const int32_t *w = tokens + p0;
+        const int32_t *const self_slots[2] = {w, w};
+        tm_wm_prf_batch(&scheme->subkey, &rank, self_slots, n, best_rank);
+        memcpy(best_y, w, n * sizeof *w);
+        for (size_t k = 0; k < needed; k++) {
+            const int32_t *y = tokens + p0 - needed + k;
+            const int32_t *const slots[2] = {y, w};
+            tm_wm_prf_batch(&scheme->subkey, &rank, slots, n, prf);
+            for (size_t i = 0; i < n; i++) {
+                /* Branch-free: which member wins is a coin flip. */
+                bool take = rank_before(prf[i], y[i], best_rank[i], best_y[i]);
+                uint64_t mask = 0 - (uint64_t)take;
+                best_rank[i] = (prf[i] & mask) | (best_rank[i] & ~mask);
+                best_y[i] = (int32_t)(((uint32_t)y[i] & (uint32_t)mask) | ((uint32_t)best_y[i] & ~(uint32_t)mask));
+            }
+        }
+        const int32_t *const draw_slots[2] = {best_y, w};
+        tm_wm_prf_batch(&scheme->subkey, &draw, draw_slots, n, prf);
+        for (size_t i = 0; i < n; i++) {
+            bool green = tm_wm_uniform(prf[i]) < config->gamma;
+            bits[start + i] = green;
+            values[start + i] = green ? 1.0 : 0.0;
+            fingerprints[start + i] = tm_wm_context_fingerprint(&best_y[i], 1, 1, w[i]);
+        }
+    }
+    return 1;
+}
+
+const tm_wm_scheme_ops tm_wm_kgw_ops = {TM_WM_STAGE_LOGITS, kgw_apply, kgw_token_values, kgw_fingerprint,
+                                        kgw_values_run};

@@ -1,8 +1,9 @@
 /* The keyed PRF behind every scheme (docs/watermark-spec.md): SipHash-2-4
  * over a fixed byte encoding of (domain, context tokens, extra), one message
- * at a time (tm_wm_prf) and in batches that share all but one or two tokens
+ * at a time (tm_wm_prf), in batches that share all but one or two tokens
  * (tm_wm_prf_batch, what the schemes' generation faces call once per
- * candidate). SipHash is hand-written because a scheme calls the PRF once per
+ * candidate), and along a text, the window of h + 1 tokens ending at each
+ * position (tm_wm_prf_window, what their detection faces call). SipHash is hand-written because a scheme calls the PRF once per
  * candidate token and OpenSSL's EVP_MAC SipHash costs 52-79 ns per 14-byte
  * message against 13 ns here (docs/watermark-spec.md has the measurement);
  * the batch runs two interleaved 8-lane AVX-512 or 4-lane AVX2 SipHashes
@@ -262,6 +263,184 @@ __attribute__((target("avx512f"))) static void prf_batch16_avx512(const tm_wm_su
     _mm512_storeu_si512((void *)(out + 8), hb);
 }
 #endif
+
+/* ======================================================================== */
+/* Sliding windows                                                           */
+/* ======================================================================== */
+
+/* SipHash-2-4 of `lanes` messages already cut into their words (the last one
+ * holding the tail bytes and the length byte), words[j * lanes + lane]. */
+static void siphash_words_scalar(const tm_wm_subkey *key, const uint64_t *words, size_t n_words, size_t lanes,
+                                 size_t count, uint64_t *out) {
+    for (size_t i = 0; i < count; i++) {
+        uint64_t v0 = 0x736f6d6570736575ULL ^ key->k0, v1 = 0x646f72616e646f6dULL ^ key->k1;
+        uint64_t v2 = 0x6c7967656e657261ULL ^ key->k0, v3 = 0x7465646279746573ULL ^ key->k1;
+        for (size_t j = 0; j < n_words; j++) {
+            uint64_t m = words[j * lanes + i];
+            v3 ^= m;
+            SIPROUND;
+            SIPROUND;
+            v0 ^= m;
+        }
+        v2 ^= 0xff;
+        SIPROUND;
+        SIPROUND;
+        SIPROUND;
+        SIPROUND;
+        out[i] = v0 ^ v1 ^ v2 ^ v3;
+    }
+}
+
+#if PRF_HAVE_AVX2
+__attribute__((target("avx2"))) static void siphash_words8_avx2(const tm_wm_subkey *key, const uint64_t *words,
+                                                                 size_t n_words, uint64_t out[8]) {
+    const __m256i rot16 = _mm256_setr_epi8(6, 7, 0, 1, 2, 3, 4, 5, 14, 15, 8, 9, 10, 11, 12, 13, 6, 7, 0, 1, 2, 3,
+                                           4, 5, 14, 15, 8, 9, 10, 11, 12, 13);
+    const __m256i k0 = _mm256_set1_epi64x((long long)key->k0), k1 = _mm256_set1_epi64x((long long)key->k1);
+    __m256i a0 = _mm256_xor_si256(_mm256_set1_epi64x(0x736f6d6570736575LL), k0);
+    __m256i a1 = _mm256_xor_si256(_mm256_set1_epi64x(0x646f72616e646f6dLL), k1);
+    __m256i a2 = _mm256_xor_si256(_mm256_set1_epi64x(0x6c7967656e657261LL), k0);
+    __m256i a3 = _mm256_xor_si256(_mm256_set1_epi64x(0x7465646279746573LL), k1);
+    __m256i b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+    for (size_t j = 0; j < n_words; j++) {
+        __m256i ma = _mm256_loadu_si256((const __m256i *)(const void *)(words + 8 * j));
+        __m256i mb = _mm256_loadu_si256((const __m256i *)(const void *)(words + 8 * j + 4));
+        a3 = _mm256_xor_si256(a3, ma);
+        b3 = _mm256_xor_si256(b3, mb);
+        SIPROUND_V(a0, a1, a2, a3, rot16);
+        SIPROUND_V(b0, b1, b2, b3, rot16);
+        SIPROUND_V(a0, a1, a2, a3, rot16);
+        SIPROUND_V(b0, b1, b2, b3, rot16);
+        a0 = _mm256_xor_si256(a0, ma);
+        b0 = _mm256_xor_si256(b0, mb);
+    }
+    const __m256i ff = _mm256_set1_epi64x(0xff);
+    a2 = _mm256_xor_si256(a2, ff);
+    b2 = _mm256_xor_si256(b2, ff);
+    for (int r = 0; r < 4; r++) {
+        SIPROUND_V(a0, a1, a2, a3, rot16);
+        SIPROUND_V(b0, b1, b2, b3, rot16);
+    }
+    __m256i ha = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+    __m256i hb = _mm256_xor_si256(_mm256_xor_si256(b0, b1), _mm256_xor_si256(b2, b3));
+    _mm256_storeu_si256((__m256i *)(void *)out, ha);
+    _mm256_storeu_si256((__m256i *)(void *)(out + 4), hb);
+}
+
+__attribute__((target("avx512f"))) static void siphash_words16_avx512(const tm_wm_subkey *key,
+                                                                      const uint64_t *words, size_t n_words,
+                                                                      uint64_t out[16]) {
+    const __m512i k0 = _mm512_set1_epi64((long long)key->k0), k1 = _mm512_set1_epi64((long long)key->k1);
+    __m512i a0 = _mm512_xor_si512(_mm512_set1_epi64(0x736f6d6570736575LL), k0);
+    __m512i a1 = _mm512_xor_si512(_mm512_set1_epi64(0x646f72616e646f6dLL), k1);
+    __m512i a2 = _mm512_xor_si512(_mm512_set1_epi64(0x6c7967656e657261LL), k0);
+    __m512i a3 = _mm512_xor_si512(_mm512_set1_epi64(0x7465646279746573LL), k1);
+    __m512i b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+    for (size_t j = 0; j < n_words; j++) {
+        __m512i ma = _mm512_loadu_si512((const void *)(words + 16 * j));
+        __m512i mb = _mm512_loadu_si512((const void *)(words + 16 * j + 8));
+        a3 = _mm512_xor_si512(a3, ma);
+        b3 = _mm512_xor_si512(b3, mb);
+        SIPROUND_Z(a0, a1, a2, a3);
+        SIPROUND_Z(b0, b1, b2, b3);
+        SIPROUND_Z(a0, a1, a2, a3);
+        SIPROUND_Z(b0, b1, b2, b3);
+        a0 = _mm512_xor_si512(a0, ma);
+        b0 = _mm512_xor_si512(b0, mb);
+    }
+    const __m512i ff = _mm512_set1_epi64(0xff);
+    a2 = _mm512_xor_si512(a2, ff);
+    b2 = _mm512_xor_si512(b2, ff);
+    for (int r = 0; r < 4; r++) {
+        SIPROUND_Z(a0, a1, a2, a3);
+        SIPROUND_Z(b0, b1, b2, b3);
+    }
+    __m512i ha = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+    __m512i hb = _mm512_xor_si512(_mm512_xor_si512(b0, b1), _mm512_xor_si512(b2, b3));
+    _mm512_storeu_si512((void *)out, ha);
+    _mm512_storeu_si512((void *)(out + 8), hb);
+}
+#endif
+
+enum { WINDOW_LANES = 16, WINDOW_CHUNK = 256 };
+
+/* Message i of a sliding window is (domain, n, tokens[i .. i + n), extra):
+ * its token bytes are 4i .. 4i + 4n of the text's little-endian bytes, so
+ * each of its words is 8 bytes of those (read at a fixed offset from 4i)
+ * with the bytes outside the tokens masked off and the fixed bytes (domain,
+ * n, extra, length) put in. The words of WINDOW_LANES messages are built
+ * with plain loads, then hashed in SIMD lanes. */
+void tm_wm_prf_window_simd(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra,
+                           size_t count, uint64_t *out, int simd) {
+    if (n < 1) n = 1;
+    if (n > TM_WM_PRF_MAX_TOKENS) n = TM_WM_PRF_MAX_TOKENS;
+    size_t size = 2 + 4 * n + 4, n_words = size / 8 + 1;
+    /* Per word: which bytes come from the tokens, and the fixed bytes. */
+    uint64_t keep[TM_WM_PRF_MAX_WORDS], fixed[TM_WM_PRF_MAX_WORDS];
+    for (size_t j = 0; j < n_words; j++) {
+        keep[j] = fixed[j] = 0;
+        for (size_t b = 0; b < 8; b++) {
+            size_t m = 8 * j + b;
+            uint64_t byte = 0;
+            if (m >= 2 && m < 2 + 4 * n) keep[j] |= (uint64_t)0xff << (8 * b);
+            else if (m == 0) byte = domain;
+            else if (m == 1) byte = (uint8_t)n;
+            else if (m < size) byte = (uint8_t)(extra >> (8 * (m - 2 - 4 * n)));
+            else if (j == n_words - 1 && b == 7) byte = size & 0xff;
+            fixed[j] |= byte << (8 * b);
+        }
+    }
+    /* Token bytes of a chunk, 8 zero bytes before them and room after for
+     * the last message's last word. */
+    uint8_t bytes[8 + 4 * (WINDOW_CHUNK + TM_WM_PRF_MAX_TOKENS) + 8 * TM_WM_PRF_MAX_WORDS];
+    uint64_t words[TM_WM_PRF_MAX_WORDS * WINDOW_LANES];
+    memset(bytes, 0, sizeof bytes);
+#if PRF_HAVE_AVX2
+    bool avx512 = simd >= 2 && __builtin_cpu_supports("avx512f"), avx2 = simd >= 1 && __builtin_cpu_supports("avx2");
+#else
+    (void)simd;
+#endif
+    for (size_t start = 0; start < count; start += WINDOW_CHUNK) {
+        size_t chunk = count - start < WINDOW_CHUNK ? count - start : WINDOW_CHUNK;
+        const int32_t *t = tokens + start;
+        for (size_t k = 0; k < chunk + n - 1; k++) {
+            uint32_t v = (uint32_t)t[k];
+            uint8_t *p = bytes + 8 + 4 * k;
+            p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
+        }
+        /* Stale bytes past the chunk's tokens are masked off: a word reads
+         * them only where keep is zero. */
+        for (size_t i = 0; i < chunk; i += WINDOW_LANES) {
+            size_t lanes = chunk - i < WINDOW_LANES ? chunk - i : WINDOW_LANES;
+            for (size_t j = 0; j < n_words; j++) {
+                const uint8_t *base = bytes + 8 + 4 * i + 8 * j - 2;
+                for (size_t lane = 0; lane < lanes; lane++)
+                    words[j * WINDOW_LANES + lane] = (load_le64(base + 4 * lane) & keep[j]) | fixed[j];
+            }
+            uint64_t *o = out + start + i;
+#if PRF_HAVE_AVX2
+            if (lanes == WINDOW_LANES && avx512) {
+                siphash_words16_avx512(key, words, n_words, o);
+                continue;
+            }
+            if (lanes == WINDOW_LANES && avx2) {
+                uint64_t half[TM_WM_PRF_MAX_WORDS * 8];
+                for (size_t h = 0; h < 2; h++) {
+                    for (size_t j = 0; j < n_words; j++) memcpy(half + 8 * j, words + j * WINDOW_LANES + 8 * h, 64);
+                    siphash_words8_avx2(key, half, n_words, o + 8 * h);
+                }
+                continue;
+            }
+#endif
+            siphash_words_scalar(key, words, n_words, WINDOW_LANES, lanes, o);
+        }
+    }
+}
+
+void tm_wm_prf_window(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra,
+                      size_t count, uint64_t *out) {
+    tm_wm_prf_window_simd(key, domain, tokens, n, extra, count, out, 2);
+}
 
 void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                      size_t count, uint64_t *out) {

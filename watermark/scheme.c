@@ -120,6 +120,23 @@ uint64_t tm_wm_token_fingerprint(const tm_wm_scheme *scheme, const int32_t *cont
     return tm_wm_context_fingerprint(context, n_context, width, token);
 }
 
+size_t tm_wm_token_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                              uint64_t *fingerprints, uint64_t *bits, double *values) {
+    if (!scheme->ops->values_run || first < tm_wm_scheme_context_needed(scheme)) return 0;
+    return scheme->ops->values_run(scheme, tokens, first, count, fingerprints, bits, values);
+}
+
+void tm_wm_default_fingerprints(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                                uint64_t *fingerprints) {
+    size_t needed = tm_wm_scheme_context_needed(scheme);
+    tm_wm_kind kind = scheme->config.kind;
+    size_t width = kind == TM_WM_UNIGRAM || kind == TM_WM_EXP_EDIT ? 0 : (size_t)scheme->config.context_width;
+    for (size_t i = 0; i < count; i++) {
+        size_t p = first + i;
+        fingerprints[i] = tm_wm_context_fingerprint(tokens + p - needed, needed, width, tokens[p]);
+    }
+}
+
 /* ---- sampler state --------------------------------------------------------- */
 
 bool tm_wm_state_seen_before(tm_wm_sampler_state *state, uint64_t fingerprint) {

@@ -80,6 +80,17 @@ void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const
 void tm_wm_prf_batch_scalar(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                             size_t count, uint64_t *out);
 
+/* out[i] = tm_wm_prf(key, domain, tokens + i, n, extra) for i < count: the
+ * messages of a window sliding along a text (1 <= n <= TM_WM_PRF_MAX_TOKENS;
+ * tokens[0 .. count + n - 1) are read), what a detector hashes at each
+ * position. SIMD lanes as tm_wm_prf_batch. */
+void tm_wm_prf_window(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra,
+                      size_t count, uint64_t *out);
+/* The same with SIMD limited to simd: 2 AVX-512 (what the CPU has), 1 AVX2
+ * at most, 0 none (tests reach every path with it). */
+void tm_wm_prf_window_simd(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra,
+                           size_t count, uint64_t *out, int simd);
+
 /* ---- context messages (scheme.c) --------------------------------------------- */
 
 /* The PRF's extra word for the context fingerprint of skip_repeated_context
@@ -134,7 +145,17 @@ typedef struct {
     /* Detection: see tm_wm_token_fingerprint; NULL means the last context_width
      * tokens and the token (tm_wm_context_fingerprint). */
     uint64_t (*fingerprint)(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token);
+    /* Detection over a run of positions: see tm_wm_token_values_run; NULL
+     * when the scheme has none (the detector then goes token by token). */
+    size_t (*values_run)(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                         uint64_t *fingerprints, uint64_t *bits, double *values);
 } tm_wm_scheme_ops;
+
+/* The fingerprints tm_wm_token_fingerprint gives a scheme without its own
+ * fingerprint op, for positions first .. first + count - 1 of tokens with
+ * the context_needed tokens before each (scheme.c). */
+void tm_wm_default_fingerprints(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                                uint64_t *fingerprints);
 
 /* Unkeyed 64-bit fingerprint of the last `width` of n_context tokens and the token. */
 uint64_t tm_wm_context_fingerprint(const int32_t *context, size_t n_context, size_t width, int32_t token);

@@ -136,4 +136,29 @@ static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *co
     return layers;
 }
 
-const tm_wm_scheme_ops tm_wm_synthid_ops = {TM_WM_STAGE_SELECTOR, synthid_apply, synthid_token_values, NULL};
+/* synthid_token_values over a run (capacity 64: one PRF word a token), the
+ * messages a sliding window as in gumbel.c. */
+static size_t synthid_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                                 uint64_t *fingerprints, uint64_t *bits, double *values) {
+    size_t needed = tm_wm_scheme_context_needed(scheme), width = tm_wm_context_width(scheme);
+    size_t take = needed < width ? needed : width;
+    size_t layers = scheme->config.layers > 0 ? (size_t)scheme->config.layers : 0;
+    if (layers > 64) layers = 64;
+    if (layers == 0) return 0;
+    uint64_t mask = layers == 64 ? ~(uint64_t)0 : ((uint64_t)1 << layers) - 1;
+    enum { CHUNK = 256 };
+    uint64_t words[CHUNK];
+    for (size_t start = 0; start < count; start += CHUNK) {
+        size_t n = count - start < CHUNK ? count - start : CHUNK;
+        tm_wm_prf_window(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, tokens + first + start - take, take + 1, 0, n, words);
+        for (size_t i = 0; i < n; i++) {
+            bits[start + i] = words[i] & mask;
+            values[start + i] = (double)(words[i] & 1);
+        }
+    }
+    tm_wm_default_fingerprints(scheme, tokens, first, count, fingerprints);
+    return layers;
+}
+
+const tm_wm_scheme_ops tm_wm_synthid_ops = {TM_WM_STAGE_SELECTOR, synthid_apply, synthid_token_values, NULL,
+                                            synthid_values_run};

@@ -63,4 +63,4 @@ static size_t unigram_token_values(const tm_wm_scheme *scheme, const int32_t *co
     return 1;
 }
 
-const tm_wm_scheme_ops tm_wm_unigram_ops = {TM_WM_STAGE_LOGITS, unigram_apply, unigram_token_values, NULL};
+const tm_wm_scheme_ops tm_wm_unigram_ops = {TM_WM_STAGE_LOGITS, unigram_apply, unigram_token_values, NULL, NULL};

@@ -152,6 +152,20 @@ size_t tm_wm_token_values(const tm_wm_scheme *scheme, const int32_t *context, si
  * most schemes, h - 1 for KGW SelfHash (whose window includes the token),
  * 0 for Unigram and EXP-edit. */
 size_t tm_wm_scheme_context_needed(const tm_wm_scheme *scheme);
+/* The detection face over many positions at once, what a detector calls
+ * (one PRF batch per run instead of calls per token): position p = first +
+ * i, i < count, of tokens is scored with the needed =
+ * tm_wm_scheme_context_needed() tokens before it as its context (first >=
+ * needed), and gets, bit for bit as the one-token functions give them:
+ *   fingerprints[i] = tm_wm_token_fingerprint(scheme, tokens + p - needed, needed, tokens[p]);
+ *   values[i] = the first of its tm_wm_token_values;
+ *   bits[i]: bit l set when its value l is 1.0, for the schemes whose values
+ *            are all 0 or 1 (KGW, SynthID; 0 for Gumbel).
+ * Returns the number of values tm_wm_token_values gives each token with a
+ * capacity of 64 (the same for every position), or 0 when the scheme has no
+ * such face (the caller then goes token by token). */
+size_t tm_wm_token_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
+                              uint64_t *fingerprints, uint64_t *bits, double *values);
 /* Probability that a token scores green without the watermark, for the
  * green-list schemes (KGW and Unigram: gamma; DiPmark: 0.5); NAN otherwise. */
 double tm_wm_scheme_null_green_rate(const tm_wm_scheme *scheme);
