@@ -13,9 +13,11 @@
  * mapped layout; only the panel buffer on each thread's stack is extra.
  *
  * Paths (tm_quant_gemm_path): AVX512-VNNI runs 16 rows x 8 tokens on
- * 512-bit vectors and unpacks with AVX-512; AVX-VNNI (vpdpbusd) and AVX2
- * (maddubs + madd) run 8 rows x 4 tokens on 256-bit vectors; the portable
- * path is plain C. All but AVX512-VNNI unpack panels with the portable code.
+ * 512-bit vectors and unpacks with AVX-512 (rows in a transposed order);
+ * AVX-VNNI (vpdpbusd) and AVX2 (maddubs, int16 sums widened by madd once
+ * per run of groups) run 16 rows (two vectors; 8 where AVX2's registers
+ * run short) x 4 tokens on 256-bit vectors and share an AVX2 unpacking that
+ * writes the portable panel byte for byte; the portable path is plain C.
  * Results do not depend on the thread count.
  *
  * Every type is brought to one form: per block of 32 elements (16 for
@@ -351,59 +353,102 @@ AVX512 INLINE void tile_zmm(const gemm_panel *p, int64_t blocks, const gemm_tile
     for (int t = 0; t < T; t++) _mm512_store_ps(out[t], _mm512_permutexvar_ps(order, acc[t]));
 }
 
-/* The same on 256-bit vectors, 8 rows (half the panel) x T <= 4 tokens at a
- * time; DOT is vpdpbusd (AVX-VNNI) or maddubs + madd (AVX2; with signed8 the
- * Q8_0 weights are made signed again and multiplied through their sign, as
- * maddubs would saturate on u * q pairs past 32767). */
-#define DEFINE_TILE_YMM(SUFFIX, TARGET, DOT)                                                                        \
+/* The same on 256-bit vectors, T <= 4 tokens against NH halves of the panel
+ * (rows 8 * h0 on: NH = 2 takes all 16 rows, so each broadcast token word
+ * meets two weight vectors and is loaded half as often).
+ *
+ * The integer sums are exact on both paths. AVX-VNNI: vpdpbusd. AVX2:
+ * maddubs gives int16 sums of pairs u * q, and the pairs of `run`
+ * consecutive column groups are added in int16 before one madd widens them
+ * (a 4-bit quant's pair is at most 2 * 15 * 128 = 3840 in magnitude, so 8
+ * groups fit; 5-bit: 4 groups; 6-bit: 2). With signed8 the Q8_0 weights are
+ * made signed again and multiplied through their sign, as maddubs would
+ * saturate on u * q pairs past 32767; a pair can reach 2 * 128 * 127 =
+ * 32512, so each group is widened alone (run 1). The float arithmetic is the same on both paths. */
+#define UNROLL _Pragma("GCC unroll 8")
+/* Keeps GCC from reassociating a chain of additions into a tree, which holds
+ * every product at once and spills them to the stack. */
+#define IN_ORDER(v) __asm__("" : "+x"(v))
+#define DEFINE_TILE_YMM(SUFFIX, TARGET, STEP)                                                                       \
     TARGET INLINE void tile_ymm_##SUFFIX(const gemm_panel *p, int64_t blocks, const gemm_tile *x,                   \
-                                         float out[][PANEL_ROWS], int t0, const int T, const int bs,               \
-                                         const bool has_min, const bool signed8) {                                 \
-        for (int h = 0; h < 2; h++) {                                                                               \
-            __m256 acc[4];                                                                                          \
-            for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();                                               \
-            for (int64_t b = 0; b < blocks; b++) {                                                                  \
-                const uint8_t *wq = p->q + b * bs * PANEL_ROWS + h * 32;                                            \
-                __m256i sum[4];                                                                                     \
-                for (int t = 0; t < T; t++) sum[t] = _mm256_set1_epi32(x->start[t0 + t][b]);                        \
-                for (int g = 0; g < bs / 4; g++) {                                                                  \
-                    __m256i w = _mm256_load_si256((const __m256i *)(wq + g * 64));                                  \
-                    for (int t = 0; t < T; t++) {                                                                   \
-                        __m256i xv = _mm256_set1_epi32(load_i32(x->q[t0 + t] + b * bs + g * 4));                    \
-                        sum[t] = DOT(sum[t], w, xv, signed8);                                                       \
+                                         float out[][PANEL_ROWS], const int t0, const int T, const int bs,         \
+                                         const bool has_min, const bool signed8, const int run, const int h0,      \
+                                         const int NH) {                                                            \
+        const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);                             \
+        /* local copies: the vector stores below may alias anything, x included */                                 \
+        const int8_t *xq[4];                                                                                        \
+        const float *xd[4], *xs[4];                                                                                 \
+        const int32_t *xstart[4];                                                                                   \
+        float *o[4];                                                                                                \
+        __m256 acc[4][2];                                                                                           \
+        UNROLL for (int t = 0; t < T; t++) {                                                                        \
+            xq[t] = x->q[t0 + t], xd[t] = x->d[t0 + t], xs[t] = x->s[t0 + t], xstart[t] = x->start[t0 + t];         \
+            o[t] = out[t0 + t] + h0 * 8;                                                                            \
+            UNROLL for (int h = 0; h < NH; h++) acc[t][h] = _mm256_setzero_ps();                                    \
+        }                                                                                                           \
+        const uint8_t *wq = p->q + h0 * 32;                                                                         \
+        const float *pd = p->d + h0 * 8, *pm = p->m + h0 * 8;                                                       \
+        for (int64_t b = 0; b < blocks; b++, wq += bs * PANEL_ROWS, pd += PANEL_ROWS, pm += PANEL_ROWS) {           \
+            __m256i sum[4][2];                                                                                      \
+            UNROLL for (int g0 = 0; g0 < bs / 4; g0 += run) {                                                       \
+                __m256i part[4][2];                                                                                 \
+                UNROLL for (int g = g0; g < g0 + run; g++) {                                                        \
+                    __m256i wa[2], ws[2];                                                                           \
+                    UNROLL for (int h = 0; h < NH; h++) {                                                           \
+                        __m256i wv = _mm256_load_si256((const __m256i *)(wq + g * 64 + h * 32));                    \
+                        ws[h] = signed8 ? _mm256_xor_si256(wv, flip) : wv;                                          \
+                        wa[h] = signed8 ? _mm256_sign_epi8(ws[h], ws[h]) : wv;                                      \
+                    }                                                                                               \
+                    UNROLL for (int t = 0; t < T; t++) {                                                            \
+                        __m256i xv = _mm256_set1_epi32(load_i32(xq[t] + b * bs + g * 4));                           \
+                        UNROLL for (int h = 0; h < NH; h++)                                                         \
+                            part[t][h] = STEP(part[t][h], wa[h], ws[h], xv, g == g0, signed8);                      \
                     }                                                                                               \
                 }                                                                                                   \
-                __m256 wd = _mm256_load_ps(p->d + b * PANEL_ROWS + h * 8);                                          \
-                for (int t = 0; t < T; t++)                                                                         \
-                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(x->d[t0 + t][b])), \
-                                             wd, acc[t]);                                                           \
-                if (has_min) {                                                                                      \
-                    __m256 wm = _mm256_load_ps(p->m + b * PANEL_ROWS + h * 8);                                      \
-                    for (int t = 0; t < T; t++) acc[t] = _mm256_fmadd_ps(wm, _mm256_set1_ps(x->s[t0 + t][b]), acc[t]); \
+                UNROLL for (int t = 0; t < T; t++)                                                                  \
+                    UNROLL for (int h = 0; h < NH; h++) {                                                           \
+                        __m256i wide = widen_##SUFFIX(part[t][h], ones);                                            \
+                        sum[t][h] = _mm256_add_epi32(g0 == 0 ? _mm256_set1_epi32(xstart[t][b]) : sum[t][h], wide);  \
+                        IN_ORDER(sum[t][h]);                                                                        \
+                    }                                                                                               \
+            }                                                                                                       \
+            UNROLL for (int h = 0; h < NH; h++) {                                                                   \
+                __m256 wd = _mm256_load_ps(pd + h * 8);                                                             \
+                __m256 wm = has_min ? _mm256_load_ps(pm + h * 8) : _mm256_setzero_ps();                             \
+                UNROLL for (int t = 0; t < T; t++) {                                                                \
+                    acc[t][h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t][h]), _mm256_set1_ps(xd[t][b])), \
+                                                wd, acc[t][h]);                                                     \
+                    if (has_min) acc[t][h] = _mm256_fmadd_ps(wm, _mm256_set1_ps(xs[t][b]), acc[t][h]);              \
                 }                                                                                                   \
             }                                                                                                       \
-            for (int t = 0; t < T; t++) _mm256_store_ps(out[t0 + t] + h * 8, acc[t]);                               \
         }                                                                                                           \
+        UNROLL for (int t = 0; t < T; t++)                                                                          \
+            UNROLL for (int h = 0; h < NH; h++) _mm256_store_ps(o[t] + h * 8, acc[t][h]);                           \
     }
 
-AVX2 INLINE __m256i dot_avx2(__m256i sum, __m256i w, __m256i x, bool signed8) {
-    __m256i products;
-    if (signed8) {
-        __m256i ws = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
-        products = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(x, ws));
-    } else {
-        products = _mm256_maddubs_epi16(w, x);
-    }
-    return _mm256_add_epi32(sum, _mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+/* One group's products added to a run's partial sums (first: the run's first group). */
+AVX2 INLINE __m256i step_avx2(__m256i part, __m256i wa, __m256i ws, __m256i x, bool first, bool signed8) {
+    __m256i products = _mm256_maddubs_epi16(wa, signed8 ? _mm256_sign_epi8(x, ws) : x);
+    if (first) return products;
+    part = _mm256_add_epi16(part, products);
+    IN_ORDER(part);
+    return part;
 }
 
-AVXVNNI INLINE __m256i dot_avxvnni(__m256i sum, __m256i w, __m256i x, bool signed8) {
-    (void)signed8;
-    return _mm256_dpbusd_avx_epi32(sum, w, x);
+AVX2 INLINE __m256i widen_avx2(__m256i part, __m256i ones) { return _mm256_madd_epi16(part, ones); }
+
+AVXVNNI INLINE __m256i step_avxvnni(__m256i part, __m256i wa, __m256i ws, __m256i x, bool first, bool signed8) {
+    (void)ws, (void)signed8;
+    return _mm256_dpbusd_avx_epi32(first ? _mm256_setzero_si256() : part, wa, x);
 }
 
-DEFINE_TILE_YMM(avx2, AVX2, dot_avx2)
-DEFINE_TILE_YMM(avxvnni, AVXVNNI, dot_avxvnni)
+AVXVNNI INLINE __m256i widen_avxvnni(__m256i part, __m256i ones) {
+    (void)ones;
+    return part;
+}
+
+DEFINE_TILE_YMM(avx2, AVX2, step_avx2)
+DEFINE_TILE_YMM(avxvnni, AVXVNNI, step_avxvnni)
 
 /* One function per path that instantiates the tile for every constant
  * (token count, block size, minimum) so the loops above unroll. */
@@ -447,31 +492,63 @@ AVX512 static void tiles_avx512(const gemm_format *f, const gemm_panel *p, int64
         }                                                                                                           \
     }
 
-#define DEFINE_TILES_YMM(SUFFIX, TARGET)                                                                            \
-    TARGET static void tiles_##SUFFIX(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, \
-                                      int T, float out[][PANEL_ROWS], bool signed8) {                              \
-        _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wunused-variable\"")                     \
-        if (f->block == 16) {                                                                                       \
-            CASES_T4(Y16)                                                                                           \
-        } else if (f->has_min) {                                                                                    \
-            CASES_T4(Y32M)                                                                                          \
-        } else if (signed8) {                                                                                       \
-            CASES_T4(Y32S)                                                                                          \
-        } else {                                                                                                    \
-            CASES_T4(Y32)                                                                                           \
-        }                                                                                                           \
-        _Pragma("GCC diagnostic pop")                                                                               \
+/* AVX2: the longest int16 runs each quant width allows; both halves of the
+ * panel at once where one run spans the block. Where it does not (5- and
+ * 6-bit quants), and for Q8_0's signed products, the halves go one at a
+ * time: the running int32 sums of both next to the int16 ones would not fit
+ * the 16 registers (measured: Q8_0 both at once was 6% slower). */
+AVX2 static void tiles_avx2(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, int T,
+                            float out[][PANEL_ROWS], bool signed8) {
+#define Y(n, bs, min, s8, run, h0, nh) tile_ymm_avx2(p, blocks, x, out, t0, n, bs, min, s8, run, h0, nh)
+#define Y6(n) (Y(n, 16, false, false, 2, 0, 1), Y(n, 16, false, false, 2, 1, 1))
+#define Y8S(n) (Y(n, 32, false, true, 1, 0, 1), Y(n, 32, false, true, 1, 1, 1))
+#define Y4(n) Y(n, 32, false, false, 8, 0, 2)
+#define Y4M(n) Y(n, 32, true, false, 8, 0, 2)
+#define Y5(n) (Y(n, 32, false, false, 4, 0, 1), Y(n, 32, false, false, 4, 1, 1))
+#define Y5M(n) (Y(n, 32, true, false, 4, 0, 1), Y(n, 32, true, false, 4, 1, 1))
+    bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1 || f->type == TM_GGML_Q5_K;
+    if (f->block == 16) {
+        CASES_T4(Y6)
+    } else if (signed8) {
+        CASES_T4(Y8S)
+    } else if (five) {
+        if (f->has_min) {
+            CASES_T4(Y5M)
+        } else {
+            CASES_T4(Y5)
+        }
+    } else if (f->has_min) {
+        CASES_T4(Y4M)
+    } else {
+        CASES_T4(Y4)
     }
-#define Y16(n) TILE_YMM(p, blocks, x, out, t0, n, 16, false, false)
-#define Y32(n) TILE_YMM(p, blocks, x, out, t0, n, 32, false, false)
-#define Y32M(n) TILE_YMM(p, blocks, x, out, t0, n, 32, true, false)
-#define Y32S(n) TILE_YMM(p, blocks, x, out, t0, n, 32, false, true)
-#define TILE_YMM tile_ymm_avx2
-DEFINE_TILES_YMM(avx2, AVX2)
-#undef TILE_YMM
-#define TILE_YMM tile_ymm_avxvnni
-DEFINE_TILES_YMM(avxvnni, AVXVNNI)
-#undef TILE_YMM
+#undef Y
+#undef Y6
+#undef Y8S
+#undef Y4
+#undef Y4M
+#undef Y5
+#undef Y5M
+}
+
+AVXVNNI static void tiles_avxvnni(const gemm_format *f, const gemm_panel *p, int64_t blocks, const gemm_tile *x, int T,
+                                  float out[][PANEL_ROWS]) {
+#define V(n, bs, min) tile_ymm_avxvnni(p, blocks, x, out, t0, n, bs, min, false, bs / 4, 0, 2)
+#define V16(n) V(n, 16, false)
+#define V32(n) V(n, 32, false)
+#define V32M(n) V(n, 32, true)
+    if (f->block == 16) {
+        CASES_T4(V16)
+    } else if (f->has_min) {
+        CASES_T4(V32M)
+    } else {
+        CASES_T4(V32)
+    }
+#undef V
+#undef V16
+#undef V32
+#undef V32M
+}
 
 /* ---- unpacking a panel with AVX-512 ------------------------------------------ */
 /* The same 16 bytes of 16 rows, loaded four rows to a vector and transposed
@@ -648,7 +725,209 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     default: return;
     }
 }
+
+/* ---- unpacking a panel with AVX2 ------------------------------------------------ */
+/* The AVX-512 unpacking on 256-bit vectors, eight rows at a time and in row
+ * order, so that its panel is byte for byte unpack_portable's (the 256-bit
+ * tiles read rows in order). out[k] holds word k (bytes 4k..4k+3) of the 16
+ * bytes at offset of rows 0..7, row r at lane r: one half of a column group. */
+AVX2 INLINE void words_of_eight(const uint8_t *const *row, size_t offset, __m256i out[4]) {
+    __m256i z[4];
+    for (int i = 0; i < 4; i++)
+        z[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(row[i] + offset))),
+                                       _mm_loadu_si128((const __m128i *)(row[i + 4] + offset)), 1);
+    __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    out[0] = _mm256_unpacklo_epi64(t0, t2);
+    out[1] = _mm256_unpackhi_epi64(t0, t2);
+    out[2] = _mm256_unpacklo_epi64(t1, t3);
+    out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* The 32-bit word at offset of each of the eight rows. */
+AVX2 INLINE __m256i words_at(const uint8_t *const *row, size_t offset) {
+    uint32_t v[8];
+    for (int r = 0; r < 8; r++) v[r] = u32_at(row[r] + offset);
+    return _mm256_loadu_si256((const __m256i *)v);
+}
+
+/* The F16 at offset of each of the eight rows, as floats (F16C converts
+ * exactly, as tm_f16_to_f32 does). */
+AVX2 INLINE __m256 halves_at(const uint8_t *const *row, size_t offset) {
+    uint16_t v[8];
+    for (int r = 0; r < 8; r++) v[r] = (uint16_t)(row[r][offset] | (row[r][offset + 1] << 8));
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v));
+}
+
+/* Byte k of each lane (k a constant), as floats; signed for int8 scales. */
+AVX2 INLINE __m256 byte_lane_ymm(__m256i v, int k, bool is_signed) {
+    __m256i shifted = _mm256_slli_epi32(v, 24 - 8 * k);
+    return _mm256_cvtepi32_ps(is_signed ? _mm256_srai_epi32(shifted, 24) : _mm256_srli_epi32(shifted, 24));
+}
+
+/* Bits 0..3 of each lane spread to bit 4 of its four bytes (Q5_0/Q5_1's fifth bits). */
+AVX2 INLINE __m256i spread_bits_ymm(__m256i bits) {
+    __m256i x = _mm256_and_si256(bits, _mm256_set1_epi32(0xF));
+    x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x00204081));
+    return _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x01010101)), 4);
+}
+
+/* -x exactly as the portable code negates (0 - x would turn -0 into +0). */
+AVX2 INLINE __m256 negated(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
+
+AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
+                             size_t chunk_offset, int64_t len, gemm_panel *p) {
+    const uint8_t *all[PANEL_ROWS];
+    for (int r = 0; r < PANEL_ROWS; r++)
+        all[r] = w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * row_bytes + chunk_offset;
+    const __m256i low = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256i v[8];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *const *row = all + 8 * h;
+        uint8_t *q = p->q + 32 * h;
+        float *d = p->d + 8 * h, *m = p->m + 8 * h;
+        switch (f->type) {
+        case TM_GGML_Q8_0:
+            for (int64_t i = 0; i < len / QK; i++, q += QK * PANEL_ROWS) {
+                size_t o = (size_t)i * 34;
+                _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
+                _mm256_store_ps(m + i * PANEL_ROWS, zero);
+                words_of_eight(row, o + 2, v);
+                words_of_eight(row, o + 18, v + 4);
+                for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(q + g * 64), _mm256_xor_si256(v[g], flip));
+            }
+            break;
+        case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
+            bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
+            bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
+            size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
+            for (int64_t i = 0; i < len / QK; i++, q += QK * PANEL_ROWS) {
+                size_t o = (size_t)i * bytes;
+                _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
+                _mm256_store_ps(m + i * PANEL_ROWS, one ? halves_at(row, o + 2) : zero);
+                __m256i qh = five ? words_at(row, o + (one ? 4 : 2)) : _mm256_setzero_si256();
+                words_of_eight(row, o + qs, v);
+                for (int g = 0; g < 4; g++) {
+                    __m256i lo = _mm256_and_si256(v[g], low), hi = _mm256_and_si256(_mm256_srli_epi32(v[g], 4), low);
+                    if (five) {
+                        lo = _mm256_or_si256(lo, spread_bits_ymm(_mm256_srli_epi32(qh, 4 * g)));
+                        hi = _mm256_or_si256(hi, spread_bits_ymm(_mm256_srli_epi32(qh, 16 + 4 * g)));
+                    }
+                    _mm256_store_si256((__m256i *)(q + g * 64), lo);
+                    _mm256_store_si256((__m256i *)(q + (g + 4) * 64), hi);
+                }
+            }
+            break;
+        }
+        case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
+            bool five = f->type == TM_GGML_Q5_K;
+            size_t bytes = five ? 176 : 144;
+            const __m256i six = _mm256_set1_epi8(0x3F), two = _mm256_set1_epi8(0x03), bit = _mm256_set1_epi8(0x01);
+            for (int64_t i = 0; i < len / QK_K; i++, q += QK_K * PANEL_ROWS) {
+                size_t o = (size_t)i * bytes;
+                __m256 dd = halves_at(row, o), dmin = halves_at(row, o + 2);
+                __m256i u0 = words_at(row, o + 4), u1 = words_at(row, o + 8), u2 = words_at(row, o + 12);
+                /* llama.cpp's unpacking of the 12 scale bytes, on each row's 32-bit words */
+                __m256i sc_lo = _mm256_and_si256(u0, six), mn_lo = _mm256_and_si256(u1, six);
+                __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(u2, low),
+                                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), two), 4));
+                __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low),
+                                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), two), 4));
+                for (int j = 0; j < 8; j++) {
+                    __m256 sc = byte_lane_ymm(j < 4 ? sc_lo : sc_hi, j & 3, false);
+                    __m256 mn = byte_lane_ymm(j < 4 ? mn_lo : mn_hi, j & 3, false);
+                    _mm256_store_ps(d + (i * 8 + j) * PANEL_ROWS, _mm256_mul_ps(dd, sc));
+                    _mm256_store_ps(m + (i * 8 + j) * PANEL_ROWS, negated(_mm256_mul_ps(dmin, mn)));
+                }
+                size_t ql = o + (five ? 48 : 16);
+                __m256i hv[8];
+                if (five) {
+                    words_of_eight(row, o + 16, hv);
+                    words_of_eight(row, o + 32, hv + 4);
+                }
+                for (int c = 0; c < 4; c++) {
+                    words_of_eight(row, ql + 32 * (size_t)c, v);
+                    words_of_eight(row, ql + 32 * (size_t)c + 16, v + 4);
+                    for (int l = 0; l < 32; l += 4) {
+                        __m256i lo = _mm256_and_si256(v[l / 4], low);
+                        __m256i hi = _mm256_and_si256(_mm256_srli_epi32(v[l / 4], 4), low);
+                        if (five) {
+                            __m256i hb = hv[l / 4];
+                            lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2 * c), bit), 4));
+                            hi = _mm256_or_si256(hi,
+                                                 _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2 * c + 1), bit), 4));
+                        }
+                        _mm256_store_si256((__m256i *)(q + (64 * c + l) * PANEL_ROWS), lo);
+                        _mm256_store_si256((__m256i *)(q + (64 * c + 32 + l) * PANEL_ROWS), hi);
+                    }
+                }
+            }
+            break;
+        }
+        case TM_GGML_Q6_K: {
+            const __m256i two = _mm256_set1_epi8(0x03);
+            for (int64_t i = 0; i < len / QK_K; i++, q += QK_K * PANEL_ROWS) {
+                size_t o = (size_t)i * 210;
+                __m256 dd = halves_at(row, o + 208);
+                for (int k = 0; k < 4; k++) {
+                    __m256i sc = words_at(row, o + 192 + 4 * (size_t)k);
+                    for (int j = 0; j < 4; j++) {
+                        _mm256_store_ps(d + (i * 16 + 4 * k + j) * PANEL_ROWS, _mm256_mul_ps(dd, byte_lane_ymm(sc, j, true)));
+                        _mm256_store_ps(m + (i * 16 + 4 * k + j) * PANEL_ROWS, zero);
+                    }
+                }
+                for (int n = 0; n < 2; n++) {
+                    __m256i lv[16], hv[8];
+                    for (int k = 0; k < 4; k++) words_of_eight(row, o + 64 * (size_t)n + 16 * (size_t)k, lv + 4 * k);
+                    words_of_eight(row, o + 128 + 32 * (size_t)n, hv);
+                    words_of_eight(row, o + 144 + 32 * (size_t)n, hv + 4);
+                    for (int l = 0; l < 32; l += 4) {
+                        __m256i l0 = lv[l / 4], l1 = lv[8 + l / 4], hb = hv[l / 4];
+                        uint8_t *y = q + (128 * n + l) * PANEL_ROWS;
+                        __m256i v0 = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi32(_mm256_and_si256(hb, two), 4));
+                        __m256i v1 = _mm256_or_si256(_mm256_and_si256(l1, low),
+                                                     _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), two), 4));
+                        __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(l0, 4), low),
+                                                     _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), two), 4));
+                        __m256i v3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(l1, 4), low),
+                                                     _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 6), two), 4));
+                        _mm256_store_si256((__m256i *)y, v0);
+                        _mm256_store_si256((__m256i *)(y + 32 * PANEL_ROWS), v1);
+                        _mm256_store_si256((__m256i *)(y + 64 * PANEL_ROWS), v2);
+                        _mm256_store_si256((__m256i *)(y + 96 * PANEL_ROWS), v3);
+                    }
+                }
+            }
+            break;
+        }
+        default: return;
+        }
+    }
+}
 #endif
+
+/* ---- for the tests -------------------------------------------------------------- */
+
+size_t tm_quant_gemm_panel_bytes(void) { return sizeof(gemm_panel); }
+
+bool tm_quant_gemm_unpack_panel(tm_quant_path path, uint32_t type, const void *w, int64_t rows, int64_t cols,
+                                int64_t r0, int64_t c0, void *panel) {
+    if (!tm_quant_path_supported(path)) return false;
+    gemm_format f = format_of(type);
+    size_t row_bytes = tm_quant_row_bytes(type, cols), chunk_offset = tm_quant_row_bytes(type, c0);
+    int64_t len = cols - c0 < CHUNK_COLS ? cols - c0 : CHUNK_COLS;
+    switch (path) {
+    case TM_QUANT_PATH_PORTABLE: unpack_portable(&f, w, row_bytes, rows, r0, chunk_offset, len, panel); return true;
+#ifdef TM_X86
+    case TM_QUANT_PATH_AVX2: case TM_QUANT_PATH_AVX_VNNI:
+        unpack_avx2(&f, w, row_bytes, rows, r0, chunk_offset, len, panel);
+        return true;
+    case TM_QUANT_PATH_AVX512_VNNI: unpack_avx512(&f, w, row_bytes, rows, r0, chunk_offset, len, panel); return true;
+#endif
+    default: return false;
+    }
+}
 
 /* ---- the driver ---------------------------------------------------------------- */
 
@@ -685,6 +964,8 @@ void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, con
                 int64_t blocks = len / f.block, b0 = c0 / f.block;
 #ifdef TM_X86
                 if (path == TM_QUANT_PATH_AVX512_VNNI) unpack_avx512(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
+                else if (path == TM_QUANT_PATH_AVX_VNNI || path == TM_QUANT_PATH_AVX2)
+                    unpack_avx2(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
                 else
 #endif
                     unpack_portable(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
@@ -710,7 +991,7 @@ void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, con
                     switch (path) {
 #ifdef TM_X86
                     case TM_QUANT_PATH_AVX512_VNNI: tiles_avx512(&f, &panel, blocks, &tile, T, out); break;
-                    case TM_QUANT_PATH_AVX_VNNI: tiles_avxvnni(&f, &panel, blocks, &tile, T, out, false); break;
+                    case TM_QUANT_PATH_AVX_VNNI: tiles_avxvnni(&f, &panel, blocks, &tile, T, out); break;
                     case TM_QUANT_PATH_AVX2: tiles_avx2(&f, &panel, blocks, &tile, T, out, signed8); break;
 #endif
                     default: tile_portable(&f, &panel, blocks, &tile, T, out); break;

@@ -13,6 +13,7 @@
 
 #include "../generator/kernels.h"
 #include "../generator/quant.h"
+#include "../generator/quant_gemm.h"
 #include "../generator/quantize.h"
 
 enum { MAX_TOKENS = 17 };
@@ -225,6 +226,78 @@ Test(matmul, reports_the_paths_it_tested) {
     for (int p = 0; p < TM_QUANT_PATH_COUNT; p++)
         cr_log_info("path %s: %s", names[p], tm_quant_path_supported((tm_quant_path)p) ? "tested" : "not on this CPU");
     cr_assert(tm_quant_path_supported(TM_QUANT_PATH_PORTABLE));
+}
+
+/* The F16 fields of a block (scales, minimums) at their offsets in
+ * ggml-common.h's layouts; -1 ends the list. */
+static const int *half_offsets(uint32_t type) {
+    static const int one[] = {0, -1}, two[] = {0, 2, -1}, q6_k[] = {208, -1};
+    switch (type) {
+    case TM_GGML_Q4_1: case TM_GGML_Q5_1: case TM_GGML_Q4_K: case TM_GGML_Q5_K: return two;
+    case TM_GGML_Q6_K: return q6_k;
+    default: return one;
+    }
+}
+
+/* The AVX2 unpacking of weight panels (shared by the AVX2 and AVX-VNNI
+ * paths) writes the portable unpacking's bytes: quants, scales (negated
+ * minimums' signed zeros included) and minimums, for every type, in every
+ * panel and chunk of shapes whose last panel is partial (rows past the last
+ * repeat it) and whose last chunk is short. The weights are random bytes, so
+ * every bit of the packed quants and 6-bit scales is exercised; only the F16
+ * fields are kept finite (their conversion is F16C's on one side and
+ * tm_f16_to_f32 on the other, which agree there; a signaling NaN would be
+ * quieted by one only). */
+Test(matmul, avx2_unpacking_gives_the_portable_panels) {
+    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) {
+        cr_log_info("no AVX2 on this CPU: nothing to compare");
+        return;
+    }
+    uint32_t types[] = {TM_GGML_Q8_0, TM_GGML_Q4_0, TM_GGML_Q4_1, TM_GGML_Q5_0,
+                        TM_GGML_Q5_1, TM_GGML_Q4_K, TM_GGML_Q5_K, TM_GGML_Q6_K};
+    int64_t row_counts[] = {1, 5, 16, 17, 37};
+    size_t panel_bytes = tm_quant_gemm_panel_bytes();
+    uint8_t *expected = aligned_alloc(64, (panel_bytes + 63) & ~(size_t)63);
+    uint8_t *got = aligned_alloc(64, (panel_bytes + 63) & ~(size_t)63);
+    srand(17);
+    int compared = 0;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        uint32_t type = types[k];
+        int64_t block = is_k_type(type) ? 256 : 32;
+        int64_t col_counts[] = {block, 7 * block, 1024 + block, 2048 + 3 * block};
+        for (size_t ci = 0; ci < sizeof col_counts / sizeof col_counts[0]; ci++)
+            for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+                int64_t rows = row_counts[ri], cols = col_counts[ci];
+                size_t row_bytes = tm_quant_row_bytes(type, cols), block_bytes = row_bytes / (size_t)(cols / block);
+                uint8_t *w = malloc(row_bytes * (size_t)rows);
+                for (size_t i = 0; i < row_bytes * (size_t)rows; i++) w[i] = (uint8_t)(rand() >> 7);
+                for (size_t b = 0; b < row_bytes * (size_t)rows / block_bytes; b++)
+                    for (const int *o = half_offsets(type); *o >= 0; o++) {
+                        /* finite halves of both signs, subnormals and zeros included */
+                        uint16_t h = (uint16_t)((rand() >> 3) & 0xBBFF);
+                        w[b * block_bytes + (size_t)*o] = (uint8_t)h;
+                        w[b * block_bytes + (size_t)*o + 1] = (uint8_t)(h >> 8);
+                    }
+                for (int64_t r0 = 0; r0 < rows; r0 += 16)
+                    for (int64_t c0 = 0; c0 < cols; c0 += 1024) {
+                        memset(expected, 0xA5, panel_bytes);
+                        memset(got, 0xA5, panel_bytes);
+                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_PORTABLE, type, w, rows, cols, r0, c0, expected));
+                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_AVX2, type, w, rows, cols, r0, c0, got));
+                        for (size_t i = 0; i < panel_bytes; i++)
+                            if (got[i] != expected[i])
+                                cr_assert_fail("%s %lldx%lld, panel at row %lld, chunk at column %lld: byte %zu is %#x, "
+                                               "portable %#x",
+                                               type_name(type), (long long)rows, (long long)cols, (long long)r0,
+                                               (long long)c0, i, got[i], expected[i]);
+                        compared++;
+                    }
+                free(w);
+            }
+    }
+    cr_assert_gt(compared, 8 * 4 * 5);
+    free(got);
+    free(expected);
 }
 
 /* The vectorised activation quantizers give the scalar ones' bytes, ties
