@@ -307,38 +307,27 @@ __attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w,
     if (r < row_end) matvec_f32_avx2(w, x, y, r, row_end, cols);
 }
 
-/* F16 weights: four rows per pass, 32 halves (one cache line) per row per
- * step. Rows of a few kilobytes are short streams for the hardware
- * prefetcher, so the group PREFETCH_GROUPS groups ahead is prefetched line by
- * line (measured on Zen 4: the kernel without it read at under half the F32
- * kernel's speed). */
-enum { PREFETCH_GROUPS = 4 };
-
+/* F16 weights: one row at a time, 64 halves per step in four accumulators.
+ * The rows lie one after another, so this reads the matrix as a single
+ * sequential stream, which the hardware prefetcher follows; measured on Zen
+ * 4 (110M model, decode), it beat a four-row kernel with software prefetch
+ * by 17% on one thread and 15-45% on two. */
 __attribute__((target("avx512f,f16c,avx2,fma"))) static void matvec_f16_avx512(const uint16_t *w, const float *x,
                                                                               float *y, int64_t row_begin,
                                                                               int64_t row_end, int64_t cols) {
-    int64_t r = row_begin;
-    size_t ahead = (size_t)(PREFETCH_GROUPS * 4 * cols);
-    for (; r + 4 <= row_end; r += 4) {
-        const uint16_t *row[4] = {w + r * cols, w + (r + 1) * cols, w + (r + 2) * cols, w + (r + 3) * cols};
-        __m512 a[4], b[4];
-        for (int k = 0; k < 4; k++) a[k] = b[k] = _mm512_setzero_ps();
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint16_t *row = w + r * cols;
+        __m512 a[4];
+        for (int k = 0; k < 4; k++) a[k] = _mm512_setzero_ps();
         int64_t i = 0;
-        for (; i + 32 <= cols; i += 32) {
-            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-            for (int k = 0; k < 4; k++) {
-                _mm_prefetch((const char *)(row[k] + i + ahead), _MM_HINT_T0);
-                a[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row[k] + i))), x0, a[k]);
-                b[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row[k] + i + 16))), x1, b[k]);
-            }
-        }
-        for (int k = 0; k < 4; k++) {
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(a[k], b[k]));
-            for (int64_t j = i; j < cols; j++) s += _cvtsh_ss(row[k][j]) * x[j];
-            y[r + k] = s;
-        }
+        for (; i + 64 <= cols; i += 64)
+            for (int k = 0; k < 4; k++)
+                a[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + i + 16 * k))),
+                                       _mm512_loadu_ps(x + i + 16 * k), a[k]);
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+        for (; i < cols; i++) s += _cvtsh_ss(row[i]) * x[i];
+        y[r] = s;
     }
-    if (r < row_end) matvec_f16_avx2(w, x, y, r, row_end, cols);
 }
 
 static bool cpu_has_avx512(void) {
