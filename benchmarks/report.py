@@ -84,6 +84,11 @@ def summarise(records):
             bandwidth[b["threads"]] = {"gb_s_best": b["gb_s_best"], "gb_s_median": b["gb_s_median"],
                                        "buffer_bytes": b["bytes"], "kernel": b["kernel"]}
     machine["read_bandwidth"] = {str(k): v for k, v in sorted(bandwidth.items())}
+    # Measurements made right before and after each configuration's pairs.
+    bandwidth_near = {}
+    for r in records:
+        if r["section"] == "bandwidth_at":
+            bandwidth_near.setdefault((r["model"], r["type"], r["threads"]), []).append(r["result"])
 
     # Generation: group invocations by (model, type, threads), then by engine.
     groups = {}
@@ -106,8 +111,11 @@ def summarise(records):
         bound = None
         # The best bandwidth measured with at most this many threads: an upper bound that a busy
         # machine's lower 2-thread figure cannot push below what one thread already reached.
-        usable = [b for t, b in bandwidth.items() if t <= g["threads"]]
+        near = [b for b in bandwidth_near.get((g["model"], g["type"], g["threads"]), []) if b["threads"] <= g["threads"]]
+        usable = near or [b for t, b in bandwidth.items() if t <= g["threads"]]
         bw = max(usable, key=lambda b: b["gb_s_best"]) if usable else None
+        g["bound_bandwidth_gb_s"] = bw["gb_s_best"] if bw else None
+        g["bound_bandwidth_measured"] = "next to the pairs" if near else "at the start of the run" if bw else None
         l3 = machine.get("l3_bytes")
         g["weights_fit_in_cache"] = bool(l3 and g["decode_bytes_per_token"] and g["decode_bytes_per_token"] <= l3)
         if bw and g["decode_bytes_per_token"] and not g["weights_fit_in_cache"]:
@@ -251,15 +259,23 @@ def markdown(r):
                   "(each already the median of 3 runs), engines alternating; ratio = tracemark ÷ llama.cpp "
                   "(for time to first token, llama.cpp ÷ tracemark, so > 1 is better for tracemark too). "
                   "Time to first token = prompt time of the "
-                  f"{n_prompt}-token prompt (model load excluded). Bound = measured read bandwidth (best with at "
-                  "most as many threads) ÷ weight bytes read per decoded token; % = decode ÷ bound (none where the "
+                  f"{n_prompt}-token prompt (model load excluded). Bound = read bandwidth measured right before and after that row's pairs (best with at "
+                  "most as many threads; the Machine table's figures were measured at the start) ÷ weight bytes "
+                  "read per decoded token; % = decode ÷ bound (none where the "
                   "weights fit in the L3 cache). ± = half the range "
                   "of decode tok/s over the invocations ÷ median: the run's noise. Load = 1-minute load "
                   "average before each pair.", "",
                   "| model | type | thr | prompt tok/s tm / llama | ratio | decode tok/s tm / llama | ratio "
-                  "| ± tm / llama | TTFT ms tm / llama | peak RSS MiB tm / llama | bound tok/s | % of bound tm / "
-                  "llama | load |",
+                  "| ± tm / llama | TTFT ms tm / llama | peak RSS MiB tm / llama | bound tok/s (at GB/s) | % of bound "
+                  "tm / llama | load |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        def bound_cell(g):
+            if g["weights_fit_in_cache"]:
+                return "in cache"
+            if g["decode_bound_tok_s"] is None:
+                return "–"
+            return f"{fmt(g['decode_bound_tok_s'])} ({g['bound_bandwidth_gb_s']:.1f})"
+
         for g in g_all:
             tm, lc = g["engines"].get("tracemark", {}), g["engines"].get("llama.cpp", {})
 
@@ -273,7 +289,7 @@ def markdown(r):
                          f"{fmt_ratio(g['ratio']['prompt'])} | {pair('decode_tok_s')} | "
                          f"{fmt_ratio(g['ratio']['decode'])} | {pair('decode_spread', fmt_percent)} | "
                          f"{pair('ttft_ms')} | {pair('peak_rss_mib', lambda x: fmt(x, 0))} | "
-                         f"{'in cache' if g['weights_fit_in_cache'] else fmt(g['decode_bound_tok_s'])} | {pair('fraction_of_bound', fmt_percent)} | {load} |")
+                         f"{bound_cell(g)} | {pair('fraction_of_bound', fmt_percent)} | {load} |")
         errors = [(g, name, e["error"]) for g in g_all for name, e in g["engines"].items() if e.get("error")]
         if errors:
             lines.append("")

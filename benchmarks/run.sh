@@ -245,6 +245,19 @@ EOF
   fi
 }
 
+# The read bandwidth right before and after a configuration's pairs (1 GiB buffer, 1 thread and
+# the configuration's count): this VM's 2-thread bandwidth has read 47 GB/s in one run and 78 in
+# the next, so the bound is taken from measurements made next to the decode figures it bounds.
+bandwidth_at() { # MODEL TYPE THREADS WHEN
+  [ "$1" = stories260K ] && return 0 # in cache: no bound
+  local counts=1 line
+  [ "$3" != 1 ] && counts=1,$3
+  "$build/bench_bandwidth" 1024 "$counts" 2>/dev/null | grep '"bench":"bandwidth"' | while read -r line; do
+    printf '{"section":"bandwidth_at","model":"%s","type":"%s","threads":%s,"when":"%s","result":%s}\n' \
+      "$1" "$2" "$3" "$4" "$line"
+  done >>"$records"
+}
+
 short() { sed -n 's/.*"prompt_tok_s":\([0-9.]*\),"decode_tok_s":\([0-9.]*\).*/prompt \1, decode \2 tok\/s/p;/^failed/p' <<<"$1"; }
 pair_110m_s=""
 for entry in "${configs[@]}"; do
@@ -253,6 +266,7 @@ for entry in "${configs[@]}"; do
     python3 -c 'import json, sys; r = json.load(sys.stdin); print(json.dumps({"file_bytes": r["file_bytes"], "decode_bytes_per_token": r["decode_bytes_per_token"]}))')
   engines=(tracemark)
   [ -n "$llamaref" ] && engines+=(llama.cpp)
+  bandwidth_at "$model" "$type" "$threads" before
   t_config=$(date +%s)
   for rep in $(seq 1 "$repeats"); do
     # Alternate which engine goes first, so that neither always runs on a warmer or quieter machine.
@@ -267,6 +281,7 @@ for entry in "${configs[@]}"; do
     done
   done
   [ "$model/$type/$threads" = llama2-110m/F32/2 ] && pair_110m_s=$(( ($(date +%s) - t_config) / repeats ))
+  bandwidth_at "$model" "$type" "$threads" after
 done
 
 # ---- watermark overhead -------------------------------------------------------------------
