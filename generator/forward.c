@@ -218,17 +218,10 @@ static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
         int32_t length = first + (int32_t)i + 1;
         float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
         const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
-        for (int32_t t = 0; t < length; t++) {
-            const float *key = keys + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            scores[t] = tm_kernel_dot(q, key, hd) * scale;
-        }
+        tm_kernel_attention_scores(q, keys + (size_t)kvh * (size_t)hd, c->kv_dim, length, hd, scale, scores);
         tm_kernel_softmax(scores, length);
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int32_t t = 0; t < length; t++) {
-            const float *value = values + (size_t)t * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
-            tm_kernel_axpy(out, scores[t], value, hd);
-        }
+        tm_kernel_attention_values(scores, values + (size_t)kvh * (size_t)hd, c->kv_dim, length, hd, out);
     }
 }
 

@@ -426,6 +426,67 @@ __attribute__((target("avx512f,avx2,fma"))) static void axpy_f32_avx512(float *y
 }
 #endif
 
+#ifdef TM_X86
+/* Attention over 64-wide heads, the common size: the query (or the output)
+ * stays in four registers across all positions instead of being reloaded by
+ * a call per position. Each score is dot_f32_avx512's arithmetic and each
+ * output the same fused multiply-adds axpy_f32_avx512 makes from zero, in the
+ * same order, so results are the same bits as the per-position calls. */
+__attribute__((target("avx512f"))) static void scores_64_avx512(const float *q, const float *keys, int64_t stride,
+                                                               int64_t n, float scale, float *scores) {
+    __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16), q2 = _mm512_loadu_ps(q + 32),
+           q3 = _mm512_loadu_ps(q + 48);
+    for (int64_t t = 0; t < n; t++) {
+        const float *k = keys + t * stride;
+        __m512 s0 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(k), _mm512_setzero_ps());
+        __m512 s1 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(k + 16), _mm512_setzero_ps());
+        s0 = _mm512_fmadd_ps(q2, _mm512_loadu_ps(k + 32), s0);
+        s1 = _mm512_fmadd_ps(q3, _mm512_loadu_ps(k + 48), s1);
+        scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * scale;
+    }
+}
+
+__attribute__((target("avx512f"))) static void values_64_avx512(const float *weights, const float *values,
+                                                               int64_t stride, int64_t n, float *out) {
+    __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+    for (int64_t t = 0; t < n; t++) {
+        const float *v = values + t * stride;
+        __m512 w = _mm512_set1_ps(weights[t]);
+        o0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), o0);
+        o1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), o1);
+        o2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), o2);
+        o3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), o3);
+    }
+    _mm512_storeu_ps(out, o0);
+    _mm512_storeu_ps(out + 16, o1);
+    _mm512_storeu_ps(out + 32, o2);
+    _mm512_storeu_ps(out + 48, o3);
+}
+#endif
+
+void tm_kernel_attention_scores(const float *q, const float *keys, int64_t stride, int64_t n, int64_t head_dim,
+                                float scale, float *scores) {
+#ifdef TM_X86
+    if (head_dim == 64 && cpu_has_avx512()) {
+        scores_64_avx512(q, keys, stride, n, scale, scores);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < n; t++) scores[t] = tm_kernel_dot(q, keys + t * stride, head_dim) * scale;
+}
+
+void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
+                                int64_t head_dim, float *out) {
+#ifdef TM_X86
+    if (head_dim == 64 && cpu_has_avx512()) {
+        values_64_avx512(weights, values, stride, n, out);
+        return;
+    }
+#endif
+    memset(out, 0, (size_t)head_dim * sizeof(float));
+    for (int64_t t = 0; t < n; t++) tm_kernel_axpy(out, weights[t], values + t * stride, head_dim);
+}
+
 float tm_kernel_dot(const float *a, const float *b, int64_t n) {
 #ifdef TM_X86
     if (n >= 64 && cpu_has_avx512()) return dot_f32_avx512(a, b, n);

@@ -51,6 +51,15 @@ void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n);
 float tm_kernel_dot(const float *a, const float *b, int64_t n);
 void tm_kernel_axpy(float *y, float a, const float *x, int64_t n);
 
+/* One head's attention over n cached positions, rows stride floats apart:
+ * scores[t] = scale * (q . keys[t]), and out = sum_t weights[t] * values[t]
+ * accumulated in t order from zero. The same bits as tm_kernel_dot and
+ * tm_kernel_axpy called per position (the tests check it). */
+void tm_kernel_attention_scores(const float *q, const float *keys, int64_t stride, int64_t n, int64_t head_dim,
+                                float scale, float *scores);
+void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
+                                int64_t head_dim, float *out);
+
 /* x[i] = expf(x[i]), the same bits as libm's (vectorised where the CPU allows). */
 void tm_kernel_exp(float *x, int64_t n);
 

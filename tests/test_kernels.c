@@ -175,3 +175,35 @@ Test(kernels, attention_dot_and_axpy_match_a_double_precision_reference) {
         for (int64_t i = 0; i < n; i++) cr_assert_float_eq(y[i], (double)i + 0.5 * a[i], 1e-5, "axpy %lld", (long long)i);
     }
 }
+
+/* A head's whole attention in one call gives the same bits as the per-position
+ * dot products and multiply-adds it replaces (the 64-wide heads take their own
+ * kernel; other widths the loop), over strided rows and many lengths. */
+Test(kernels, attention_over_positions_equals_the_per_position_calls) {
+    const int64_t widths[] = {8, 48, 64, 128}, stride = 3 * 128 + 5, max_n = 300;
+    float *keys = malloc(sizeof(float) * (size_t)(stride * max_n)), q[128], weights[300];
+    float *scores = malloc(sizeof(float) * (size_t)max_n), *expected = malloc(sizeof(float) * (size_t)max_n);
+    cr_assert(keys && scores && expected);
+    for (int64_t i = 0; i < stride * max_n; i++) keys[i] = (float)sin((double)i * 0.37) * (float)(1 + i % 7);
+    for (int64_t i = 0; i < 128; i++) q[i] = (float)cos((double)i * 1.1);
+    for (int64_t t = 0; t < max_n; t++) weights[t] = (float)(1.0 / (double)(t + 2));
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        int64_t hd = widths[w];
+        for (int64_t n = 1; n <= max_n; n += n < 20 ? 1 : 37) {
+            const float *base = keys + 5; /* rows not aligned to a vector */
+            tm_kernel_attention_scores(q, base, stride, n, hd, 0.125f, scores);
+            for (int64_t t = 0; t < n; t++) expected[t] = tm_kernel_dot(q, base + t * stride, hd) * 0.125f;
+            cr_assert(memcmp(scores, expected, sizeof(float) * (size_t)n) == 0, "scores, width %lld, %lld positions",
+                      (long long)hd, (long long)n);
+            float out[128], want[128];
+            tm_kernel_attention_values(weights, base, stride, n, hd, out);
+            memset(want, 0, sizeof want);
+            for (int64_t t = 0; t < n; t++) tm_kernel_axpy(want, weights[t], base + t * stride, hd);
+            cr_assert(memcmp(out, want, sizeof(float) * (size_t)hd) == 0, "values, width %lld, %lld positions",
+                      (long long)hd, (long long)n);
+        }
+    }
+    free(expected);
+    free(scores);
+    free(keys);
+}
