@@ -15,23 +15,9 @@
 
 static void gumbel_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
     if (candidates->size == 0) return;
-    tm_wm_softmax(candidates);
     int32_t message[TM_WM_PRF_MAX_TOKENS];
-    size_t n_context = 0;
-    if (state->n_history > 0) {
-        const int32_t *context = tm_wm_state_context(state, tm_wm_context_width(scheme), &n_context);
-        n_context = tm_wm_context_message(scheme, context, n_context, message);
-    }
-    if (scheme->config.skip_repeated_context) {
-        uint64_t fingerprint =
-            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_GUMBEL, message, n_context, TM_WM_FINGERPRINT_EXTRA);
-        if (tm_wm_state_seen_before(state, fingerprint)) {
-            /* The same context would give the same r and so the same choice:
-             * sample plainly instead of repeating it (Aaronson's remedy). */
-            tm_wm_draw(candidates, NULL, (double)tm_rng_uniform(&state->rng));
-            return;
-        }
-    }
+    size_t n_context;
+    if (!tm_wm_selector_begin(scheme, state, candidates, TM_WM_DOMAIN_GUMBEL, message, &n_context)) return;
     /* argmax r^(1/p) = argmax log(r)/p, r = uniform(PRF([context, w], 0)). */
     tm_wm_prf_template t;
     tm_wm_prf_template_init(&t, TM_WM_DOMAIN_GUMBEL, message, n_context, 1, 0);

@@ -239,6 +239,23 @@ void tm_wm_draw(tm_candidates *candidates, const double *weights, double u) {
     }
 }
 
+bool tm_wm_selector_begin(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates,
+                          uint8_t domain, int32_t message[TM_WM_PRF_MAX_TOKENS], size_t *n_context) {
+    tm_wm_softmax(candidates);
+    *n_context = 0;
+    if (state->n_history > 0) {
+        const int32_t *context = tm_wm_state_context(state, tm_wm_context_width(scheme), n_context);
+        *n_context = tm_wm_context_message(scheme, context, *n_context, message);
+    }
+    if (!scheme->config.skip_repeated_context) return true;
+    uint64_t fingerprint = tm_wm_prf(&scheme->subkey, domain, message, *n_context, TM_WM_FINGERPRINT_EXTRA);
+    if (tm_wm_state_seen_before(state, fingerprint)) {
+        tm_wm_draw(candidates, NULL, (double)tm_rng_uniform(&state->rng));
+        return false;
+    }
+    return true;
+}
+
 enum { SELECT_CHUNK = 256 };
 
 void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_template *t,

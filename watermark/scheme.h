@@ -121,6 +121,15 @@ void tm_wm_softmax(tm_candidates *candidates);
  * leaves u times the total at or above every sum; the first candidate when no
  * weight is > 0. Sets candidates->selected (size must be > 0). */
 void tm_wm_draw(tm_candidates *candidates, const double *weights, double u);
+/* The start a context-keyed selector shares (Gumbel, SynthID): p by softmax,
+ * and the context's PRF message in message (its length in *n_context). When
+ * the scheme skips repeated contexts and this one (fingerprinted in domain)
+ * was already used in the sequence, the token is drawn from p unchanged, as
+ * Aaronson and synthid-text do (the same context would repeat the same
+ * choice), and false is returned; true means: select with the key. The
+ * candidates must not be empty. */
+bool tm_wm_selector_begin(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates,
+                          uint8_t domain, int32_t message[TM_WM_PRF_MAX_TOKENS], size_t *n_context);
 /* candidates->selected = the candidate with p > 0 that maximises
  * log(uniform(x)) / p, x = the template's PRF with the candidate's id as its
  * varying token (Gumbel, EXP); an exact tie goes to the first in the

@@ -71,23 +71,9 @@ static void tournament(double *weights, const uint64_t *words, size_t n, int32_t
 static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
     size_t n = candidates->size;
     if (n == 0) return;
-    tm_wm_softmax(candidates);
     int32_t message[TM_WM_PRF_MAX_TOKENS];
-    size_t n_context = 0;
-    if (state->n_history > 0) {
-        const int32_t *context = tm_wm_state_context(state, tm_wm_context_width(scheme), &n_context);
-        n_context = tm_wm_context_message(scheme, context, n_context, message);
-    }
-    if (scheme->config.skip_repeated_context) {
-        uint64_t fingerprint =
-            tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_SYNTHID, message, n_context, TM_WM_FINGERPRINT_EXTRA);
-        if (tm_wm_state_seen_before(state, fingerprint)) {
-            /* As synthid-text's context history: a repeated context would
-             * repeat the same tournament, so it is sampled from p unchanged. */
-            tm_wm_draw(candidates, NULL, (double)tm_rng_uniform(&state->rng));
-            return;
-        }
-    }
+    size_t n_context;
+    if (!tm_wm_selector_begin(scheme, state, candidates, TM_WM_DOMAIN_SYNTHID, message, &n_context)) return;
     /* Scratch: weights, the g-value words, and the candidates' ids. */
     size_t per = sizeof(double) + sizeof(uint64_t) + sizeof(int32_t);
     double *weights = n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
