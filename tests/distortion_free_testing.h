@@ -2,8 +2,9 @@
  * test_synthid.c, test_exp_edit.c, test_dipmark.c), on top of the keys and
  * schemes of watermark_testing.h: candidates from given probabilities, one
  * watermarked selection through the public sampler, the chi-square test
- * of "the selection follows p" with tabulated critical values, and a real
- * next-token distribution from stories260K. Static functions only, so each
+ * of "the selection follows p" with tabulated critical values, a real
+ * next-token distribution from stories260K, and the two distortion-free
+ * checks built from them. Static functions only, so each
  * test file stays one translation unit; nothing here asserts on behalf of the
  * code under test except where a helper says so. */
 #ifndef TRACEMARK_TEST_DISTORTION_FREE_TESTING_H
@@ -243,6 +244,27 @@ static inline void wm_test_stories_counts(const tm_wm_config *config, const wm_t
         tm_wm_scheme_free(scheme);
         tm_wm_key_free(key);
     }
+}
+
+/* ---- the distortion-free checks ------------------------------------------------ */
+
+/* Over 20,000 fixed pseudo-random keys, the scheme's choice after the spec's
+ * context follows the spec's small distribution (chi-square, p > 0.001). */
+static inline void wm_test_assert_distortion_free_fixed(const tm_wm_config *config, const char *what) {
+    size_t counts[WM_TEST_N], trials = 20000;
+    wm_test_random_key_counts(config, wm_test_context, WM_TEST_CONTEXT_N, wm_test_ids, wm_test_probs, WM_TEST_N,
+                              trials, counts);
+    wm_test_assert_follows(counts, wm_test_probs, WM_TEST_N, trials, what);
+}
+
+/* The same on a real model: stories260K's next-token distribution (top 20). */
+static inline void wm_test_assert_distortion_free_on_stories(const tm_wm_config *config, const char *what) {
+    wm_test_stories stories;
+    wm_test_stories_load(&stories, WM_TEST_STORIES_PROMPT);
+    size_t counts[WM_TEST_STORIES_TOP_K], trials = 20000;
+    wm_test_stories_counts(config, &stories, trials, counts);
+    wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, what);
+    wm_test_stories_free(&stories);
 }
 
 #endif

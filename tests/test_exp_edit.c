@@ -181,20 +181,12 @@ Test(exp_edit, seeds_spread_the_shift) {
 
 static void distortion_free_fixed(tm_wm_decoder decoder, const char *what) {
     tm_wm_config config = exp_config(decoder);
-    size_t counts[WM_TEST_N], trials = 20000;
-    wm_test_random_key_counts(&config, wm_test_context, WM_TEST_CONTEXT_N, wm_test_ids, wm_test_probs, WM_TEST_N,
-                              trials, counts);
-    wm_test_assert_follows(counts, wm_test_probs, WM_TEST_N, trials, what);
+    wm_test_assert_distortion_free_fixed(&config, what);
 }
 
 static void distortion_free_stories(tm_wm_decoder decoder, const char *what) {
-    wm_test_stories stories;
-    wm_test_stories_load(&stories, WM_TEST_STORIES_PROMPT);
     tm_wm_config config = exp_config(decoder);
-    size_t counts[WM_TEST_STORIES_TOP_K], trials = 20000;
-    wm_test_stories_counts(&config, &stories, trials, counts);
-    wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, what);
-    wm_test_stories_free(&stories);
+    wm_test_assert_distortion_free_on_stories(&config, what);
 }
 
 Test(exp_edit, exp_distortion_free_on_a_fixed_distribution, .timeout = 120) {

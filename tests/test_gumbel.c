@@ -96,20 +96,12 @@ Test(gumbel, generation_picks_the_argmax_of_the_detection_values) {
 
 Test(gumbel, distortion_free_on_a_fixed_distribution, .timeout = 120) {
     tm_wm_config config = gumbel_config();
-    size_t counts[WM_TEST_N], trials = 20000;
-    wm_test_random_key_counts(&config, wm_test_context, WM_TEST_CONTEXT_N, wm_test_ids, wm_test_probs, WM_TEST_N,
-                              trials, counts);
-    wm_test_assert_follows(counts, wm_test_probs, WM_TEST_N, trials, "gumbel, 6 tokens");
+    wm_test_assert_distortion_free_fixed(&config, "gumbel, 6 tokens");
 }
 
 Test(gumbel, distortion_free_on_stories260K, .timeout = 120) {
-    wm_test_stories stories;
-    wm_test_stories_load(&stories, WM_TEST_STORIES_PROMPT);
     tm_wm_config config = gumbel_config();
-    size_t counts[WM_TEST_STORIES_TOP_K], trials = 20000;
-    wm_test_stories_counts(&config, &stories, trials, counts);
-    wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, "gumbel, stories260K top-20");
-    wm_test_stories_free(&stories);
+    wm_test_assert_distortion_free_on_stories(&config, "gumbel, stories260K top-20");
 }
 
 /* psi(1 + x) + gamma = sum_{k>=1} x / (k (k + x)); the tail past K is x/K

@@ -167,20 +167,12 @@ Test(synthid, generation_is_the_reference_tournament_then_one_draw) {
 
 Test(synthid, distortion_free_on_a_fixed_distribution, .timeout = 120) {
     tm_wm_config config = synthid_config();
-    size_t counts[WM_TEST_N], trials = 20000;
-    wm_test_random_key_counts(&config, wm_test_context, WM_TEST_CONTEXT_N, wm_test_ids, wm_test_probs, WM_TEST_N,
-                              trials, counts);
-    wm_test_assert_follows(counts, wm_test_probs, WM_TEST_N, trials, "synthid, 6 tokens");
+    wm_test_assert_distortion_free_fixed(&config, "synthid, 6 tokens");
 }
 
 Test(synthid, distortion_free_on_stories260K, .timeout = 120) {
-    wm_test_stories stories;
-    wm_test_stories_load(&stories, WM_TEST_STORIES_PROMPT);
     tm_wm_config config = synthid_config();
-    size_t counts[WM_TEST_STORIES_TOP_K], trials = 20000;
-    wm_test_stories_counts(&config, &stories, trials, counts);
-    wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, "synthid, stories260K top-20");
-    wm_test_stories_free(&stories);
+    wm_test_assert_distortion_free_on_stories(&config, "synthid, stories260K top-20");
 }
 
 Test(synthid, one_layer_win_rate_matches_the_tournament_formula) {
