@@ -10,7 +10,7 @@
  * text. */
 #include "cli.h"
 
-#include "tracemark/chat.h"
+#include "tracemark/tokenizer.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 

@@ -6,7 +6,6 @@
  * context. Streamed text never splits a UTF-8 character and never shows the
  * part of the output that a stop string later removes. */
 #include "tracemark/generator.h"
-#include "tracemark/chat.h"
 
 #include <stdlib.h>
 #include <string.h>

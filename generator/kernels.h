@@ -6,15 +6,6 @@
 
 #include "tracemark/generator.h"
 
-/* IEEE half and bfloat16 <-> float, round to nearest even. */
-float tm_f16_to_f32(uint16_t h);
-uint16_t tm_f32_to_f16(float f);
-float tm_bf16_to_f32(uint16_t h);
-
-/* True when the weight type has a matrix kernel: F32, F16, BF16, Q8_0, Q4_0,
- * Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. */
-bool tm_kernel_supports(uint32_t type);
-
 /* One weight row converted to floats (bit-exact with ggml's dequantization). */
 void tm_kernel_dequantize_row(const tm_tensor *w, int64_t row, float *out);
 

@@ -30,8 +30,6 @@
  * Nothing here checks shapes (model.c did at load time) or allocates. */
 #include "quant_gemm.h"
 
-#include "kernels.h"
-#include "quant.h"
 
 #include <omp.h>
 #include <string.h>
@@ -45,9 +43,7 @@ enum {
     PANEL_ROWS = 16,
     CHUNK_COLS = 1024,         /* columns of a panel unpacked at a time (a multiple of 256) */
     MAX_TILE_TOKENS = 8,       /* tokens per micro-kernel call */
-    MAX_CHUNK_BLOCKS = CHUNK_COLS / 16,
-    QK = 32,
-    QK_K = 256
+    MAX_CHUNK_BLOCKS = CHUNK_COLS / 16
 };
 
 /* A panel of 16 rows over one chunk of columns (24 KiB, on each thread's
@@ -70,7 +66,7 @@ typedef struct {
 } gemm_format;
 
 static gemm_format format_of(uint32_t type) {
-    gemm_format f = {.type = type, .block = QK};
+    gemm_format f = {.type = type, .block = TM_QK};
     switch (type) {
     case TM_GGML_Q8_0: f.offset = 128; break;
     case TM_GGML_Q4_0: f.offset = 8; break;
@@ -117,18 +113,18 @@ static gemm_activations activations_in(void *scratch, const gemm_format *f, int6
  * matrix-vector product (llama.cpp's rounding), 256 columns at a time. */
 static void quantize_token(const gemm_format *f, int offset, const float *x, const gemm_activations *a, int64_t t) {
     union {
-        tm_q8_block b[QK_K / QK];
+        tm_q8_block b[TM_QK_K / TM_QK];
         tm_q8k_block k;
     } tmp;
     int8_t *q = a->q + t * a->cols;
     float *d = a->d + t * a->blocks, *s = a->s + t * a->blocks;
     int32_t *start = a->start + t * a->blocks;
-    for (int64_t c0 = 0; c0 < a->cols; c0 += QK_K) {
-        int64_t len = a->cols - c0 < QK_K ? a->cols - c0 : QK_K;
+    for (int64_t c0 = 0; c0 < a->cols; c0 += TM_QK_K) {
+        int64_t len = a->cols - c0 < TM_QK_K ? a->cols - c0 : TM_QK_K;
         tm_quant_quantize_activations(f->type, x + c0, &tmp, len);
         if (f->k_type) {
-            memcpy(q + c0, tmp.k.qs, QK_K);
-            int per = QK_K / f->block, sums = f->block / 16;
+            memcpy(q + c0, tmp.k.qs, TM_QK_K);
+            int per = TM_QK_K / f->block, sums = f->block / 16;
             for (int j = 0; j < per; j++) {
                 int sum = 0;
                 for (int l = 0; l < sums; l++) sum += tmp.k.bsums[j * sums + l];
@@ -138,9 +134,9 @@ static void quantize_token(const gemm_format *f, int offset, const float *x, con
                 s[b] = tmp.k.d * (float)sum;
             }
         } else {
-            for (int64_t i = 0; i < len / QK; i++) {
-                int64_t b = c0 / QK + i;
-                memcpy(q + c0 + i * QK, tmp.b[i].qs, QK);
+            for (int64_t i = 0; i < len / TM_QK; i++) {
+                int64_t b = c0 / TM_QK + i;
+                memcpy(q + c0 + i * TM_QK, tmp.b[i].qs, TM_QK);
                 d[b] = tmp.b[i].d;
                 start[b] = -offset * tmp.b[i].sum;
                 s[b] = tmp.b[i].s;
@@ -151,44 +147,28 @@ static void quantize_token(const gemm_format *f, int offset, const float *x, con
 
 /* ---- unpacking a panel (portable) ------------------------------------------ */
 
-static inline float half_at(const uint8_t *p) { return tm_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
-
-static inline uint32_t u32_at(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-/* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block. */
-static inline void scale_min_k4(int j, const uint8_t *q, int *scale, int *min) {
-    if (j < 4) {
-        *scale = q[j] & 63;
-        *min = q[j + 4] & 63;
-    } else {
-        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
 
 /* Row r of the panel from one row's bytes for columns [0, len) of the chunk
  * (b points at the chunk's first block). */
 static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm_panel *p, int r) {
-    uint8_t u[QK_K];
-    float d[QK_K / 16], m[QK_K / 16];
-    int64_t native = f->k_type ? QK_K : QK;
+    uint8_t u[TM_QK_K];
+    float d[TM_QK_K / 16], m[TM_QK_K / 16];
+    int64_t native = f->k_type ? TM_QK_K : TM_QK;
     for (int64_t c0 = 0; c0 < len; c0 += native) {
         int nsub = (int)(native / f->block);
         memset(m, 0, sizeof m);
         switch (f->type) {
         case TM_GGML_Q8_0:
-            d[0] = half_at(b);
-            for (int j = 0; j < QK; j++) u[j] = (uint8_t)(b[2 + j] ^ 0x80);
+            d[0] = tm_block_f16(b);
+            for (int j = 0; j < TM_QK; j++) u[j] = (uint8_t)(b[2 + j] ^ 0x80);
             b += 34;
             break;
         case TM_GGML_Q4_0: case TM_GGML_Q4_1: {
             bool one = f->type == TM_GGML_Q4_1;
-            d[0] = half_at(b);
-            if (one) m[0] = half_at(b + 2);
+            d[0] = tm_block_f16(b);
+            if (one) m[0] = tm_block_f16(b + 2);
             const uint8_t *qs = b + (one ? 4 : 2);
-            for (int j = 0; j < QK / 2; j++) {
+            for (int j = 0; j < TM_QK / 2; j++) {
                 u[j] = qs[j] & 0xF;
                 u[j + 16] = qs[j] >> 4;
             }
@@ -197,11 +177,11 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
         }
         case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
             bool one = f->type == TM_GGML_Q5_1;
-            d[0] = half_at(b);
-            if (one) m[0] = half_at(b + 2);
-            uint32_t qh = u32_at(b + (one ? 4 : 2));
+            d[0] = tm_block_f16(b);
+            if (one) m[0] = tm_block_f16(b + 2);
+            uint32_t qh = tm_block_u32(b + (one ? 4 : 2));
             const uint8_t *qs = b + (one ? 8 : 6);
-            for (int j = 0; j < QK / 2; j++) {
+            for (int j = 0; j < TM_QK / 2; j++) {
                 u[j] = (uint8_t)((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
                 u[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
             }
@@ -210,10 +190,10 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
         }
         case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
             bool five = f->type == TM_GGML_Q5_K;
-            float dd = half_at(b), dmin = half_at(b + 2);
+            float dd = tm_block_f16(b), dmin = tm_block_f16(b + 2);
             for (int j = 0; j < 8; j++) {
-                int sc, mn;
-                scale_min_k4(j, b + 4, &sc, &mn);
+                uint8_t sc, mn;
+                tm_block_scale_min_k4(j, b + 4, &sc, &mn);
                 d[j] = dd * (float)sc;
                 m[j] = -(dmin * (float)mn);
             }
@@ -232,7 +212,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
             break;
         }
         case TM_GGML_Q6_K: {
-            float dd = half_at(b + 208);
+            float dd = tm_block_f16(b + 208);
             for (int j = 0; j < 16; j++) d[j] = dd * (float)(int8_t)b[192 + j];
             for (int n = 0; n < 2; n++) {
                 const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
@@ -612,7 +592,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     uint8_t *q = p->q;
     switch (f->type) {
     case TM_GGML_Q8_0:
-        for (int64_t i = 0; i < len / QK; i++, base += 34, q += QK * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK; i++, base += 34, q += TM_QK * PANEL_ROWS) {
             _mm512_store_ps(p->d + i * PANEL_ROWS, halves(gather(idx, base, 0), false));
             size_t o = (size_t)(base - row[0]);
             transposed_words(row, o + 2, v);
@@ -624,7 +604,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
         bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
         bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
         size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
-        for (int64_t i = 0; i < len / QK; i++, base += bytes, q += QK * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK; i++, base += bytes, q += TM_QK * PANEL_ROWS) {
             __m512i head = gather(idx, base, 0);
             _mm512_store_ps(p->d + i * PANEL_ROWS, halves(head, false));
             _mm512_store_ps(p->m + i * PANEL_ROWS, one ? halves(head, true) : _mm512_setzero_ps());
@@ -646,7 +626,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
         bool five = f->type == TM_GGML_Q5_K;
         const __m512i six = _mm512_set1_epi32(0x3F3F3F3F), two = _mm512_set1_epi32(0x03030303);
         const __m512i bit = _mm512_set1_epi32(0x01010101);
-        for (int64_t i = 0; i < len / QK_K; i++, base += five ? 176 : 144, q += QK_K * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK_K; i++, base += five ? 176 : 144, q += TM_QK_K * PANEL_ROWS) {
             __m512i head = gather(idx, base, 0);
             __m512 d = halves(head, false), dmin = halves(head, true);
             __m512i u0 = gather(idx, base, 4), u1 = gather(idx, base, 8), u2 = gather(idx, base, 12);
@@ -689,7 +669,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     }
     case TM_GGML_Q6_K: {
         const __m512i two = _mm512_set1_epi32(0x03030303);
-        for (int64_t i = 0; i < len / QK_K; i++, base += 210, q += QK_K * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK_K; i++, base += 210, q += TM_QK_K * PANEL_ROWS) {
             /* d is the last 2 bytes of the block: gather the word before it so as not to read past the row */
             __m512 d = halves(gather(idx, base, 206), true);
             for (int k = 0; k < 4; k++) {
@@ -747,7 +727,7 @@ AVX2 INLINE void words_of_eight(const uint8_t *const *row, size_t offset, __m256
 /* The 32-bit word at offset of each of the eight rows. */
 AVX2 INLINE __m256i words_at(const uint8_t *const *row, size_t offset) {
     uint32_t v[8];
-    for (int r = 0; r < 8; r++) v[r] = u32_at(row[r] + offset);
+    for (int r = 0; r < 8; r++) v[r] = tm_block_u32(row[r] + offset);
     return _mm256_loadu_si256((const __m256i *)v);
 }
 
@@ -789,7 +769,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         float *d = p->d + 8 * h, *m = p->m + 8 * h;
         switch (f->type) {
         case TM_GGML_Q8_0:
-            for (int64_t i = 0; i < len / QK; i++, q += QK * PANEL_ROWS) {
+            for (int64_t i = 0; i < len / TM_QK; i++, q += TM_QK * PANEL_ROWS) {
                 size_t o = (size_t)i * 34;
                 _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
                 _mm256_store_ps(m + i * PANEL_ROWS, zero);
@@ -802,7 +782,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
             bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
             bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
             size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
-            for (int64_t i = 0; i < len / QK; i++, q += QK * PANEL_ROWS) {
+            for (int64_t i = 0; i < len / TM_QK; i++, q += TM_QK * PANEL_ROWS) {
                 size_t o = (size_t)i * bytes;
                 _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
                 _mm256_store_ps(m + i * PANEL_ROWS, one ? halves_at(row, o + 2) : zero);
@@ -824,7 +804,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
             bool five = f->type == TM_GGML_Q5_K;
             size_t bytes = five ? 176 : 144;
             const __m256i six = _mm256_set1_epi8(0x3F), two = _mm256_set1_epi8(0x03), bit = _mm256_set1_epi8(0x01);
-            for (int64_t i = 0; i < len / QK_K; i++, q += QK_K * PANEL_ROWS) {
+            for (int64_t i = 0; i < len / TM_QK_K; i++, q += TM_QK_K * PANEL_ROWS) {
                 size_t o = (size_t)i * bytes;
                 __m256 dd = halves_at(row, o), dmin = halves_at(row, o + 2);
                 __m256i u0 = words_at(row, o + 4), u1 = words_at(row, o + 8), u2 = words_at(row, o + 12);
@@ -867,7 +847,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         }
         case TM_GGML_Q6_K: {
             const __m256i two = _mm256_set1_epi8(0x03);
-            for (int64_t i = 0; i < len / QK_K; i++, q += QK_K * PANEL_ROWS) {
+            for (int64_t i = 0; i < len / TM_QK_K; i++, q += TM_QK_K * PANEL_ROWS) {
                 size_t o = (size_t)i * 210;
                 __m256 dd = halves_at(row, o + 208);
                 for (int k = 0; k < 4; k++) {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant.h"
+#include "quant_dot.h"
 
 /* Scratch bytes tm_quant_gemm needs for n tokens of cols activations (at
  * most 1.75 * n * cols + 256 bytes). */

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fixtures.h"
-#include "tracemark/chat.h"
+#include "tracemark/tokenizer.h"
 
 /* test-chat-template.cpp's conversation. */
 static const tm_chat_message CONVERSATION[] = {

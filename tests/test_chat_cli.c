@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../generator/gguf_writer.h"
+#include "../model/gguf_writer.h"
 #include "fixtures.h"
 
 static json_t *parse_json(const char *text) {

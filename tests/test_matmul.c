@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "../generator/kernels.h"
-#include "../generator/quant.h"
+#include "../generator/quant_dot.h"
 #include "../generator/quant_gemm.h"
-#include "../generator/quantize.h"
+#include "../model/quantize.h"
 
 enum { MAX_TOKENS = 17 };
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../generator/kernels.h"
-#include "../generator/quant.h"
+#include "../generator/quant_dot.h"
 #include "fixtures.h"
 #include "quant_vectors.h"
 

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../generator/gguf_writer.h"
+#include "../model/gguf_writer.h"
 #include "../generator/kernels.h"
-#include "../generator/quant.h"
-#include "../generator/quantize.h"
+#include "../generator/quant_dot.h"
+#include "../model/quantize.h"
 #include "fixtures.h"
 #include "quantize_vectors.h"
 

@@ -21,9 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../generator/tokenizer_internal.h"
+#include "../tokenizer/tokenizer_internal.h"
 #include "fixtures.h"
-#include "tracemark/chat.h"
+#include "tracemark/tokenizer.h"
 #include "tracemark/generator.h"
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../generator/tokenizer_bpe.h"
+#include "../tokenizer/tokenizer_bpe.h"
 #include "fixtures.h"
 
 static const char *LLAMA_BPE = "tokenizer-tests/ggml-vocab-llama-bpe.gguf";

@@ -117,6 +117,47 @@ bool tm_utf8_valid(const char *s, size_t size);
 /* Number of Unicode characters (code points) in the first `bytes` bytes of valid UTF-8. */
 size_t tm_utf8_count_chars(const char *text, size_t bytes);
 
+/* ---- half precision ------------------------------------------------------ */
+
+/* IEEE half and bfloat16 <-> float, round to nearest even. */
+float tm_f16_to_f32(uint16_t h);
+uint16_t tm_f32_to_f16(float f);
+float tm_bf16_to_f32(uint16_t h);
+
+/* ---- sampler stages ------------------------------------------------------ */
+
+/* The contract between the generator's sampler chain and the stages it runs,
+ * a watermark scheme among them (in the manner of llama.cpp's
+ * llama_sampler_i). It lives here because the generator calls the stages and
+ * the watermark room implements one, and neither may include the other's
+ * header for it. */
+typedef struct {
+    int32_t id;
+    float logit;
+    float p; /* filled by stages that normalise (softmax) */
+} tm_token_data;
+
+/* The working set the chain narrows down. sorted: data is by logit, descending. */
+typedef struct {
+    tm_token_data *data;
+    size_t size;
+    bool sorted;
+    int32_t selected; /* the token id (not an index into data) set by the selecting stage; -1 before */
+} tm_candidates;
+
+typedef struct tm_sampler tm_sampler;
+typedef struct {
+    const char *(*name)(const tm_sampler *sampler);
+    void (*apply)(tm_sampler *sampler, tm_candidates *candidates);
+    void (*accept)(tm_sampler *sampler, int32_t token); /* optional: token was emitted */
+    void (*reset)(tm_sampler *sampler);                 /* optional: new sequence */
+    void (*free)(tm_sampler *sampler);                  /* optional: releases state */
+} tm_sampler_interface;
+struct tm_sampler {
+    const tm_sampler_interface *interface;
+    void *state;
+};
+
 #ifdef __cplusplus
 }
 #endif

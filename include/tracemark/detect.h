@@ -8,7 +8,7 @@
 #define TRACEMARK_DETECT_H
 
 #include "tracemark/core.h"
-#include "tracemark/generator.h"
+#include "tracemark/tokenizer.h"
 #include "tracemark/watermark.h"
 
 #ifdef __cplusplus

@@ -9,7 +9,6 @@
 #define TRACEMARK_WATERMARK_H
 
 #include "tracemark/core.h"
-#include "tracemark/generator.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,14 +1,11 @@
-/* llama.cpp's block-quantized weights: dequantization bit-exact with ggml's
- * dequantize_row_* (the same float operations in the same order, never fused
- * into FMAs), activation quantization with llama.cpp's rounding, and the
- * quantized dot products of the decode path, hand-written for AVX-VNNI,
- * AVX512-VNNI and AVX2 (decode is memory-bound and no packaged library does
- * these formats) with portable versions, chosen at run time. Blocks are read byte by byte from the mapped
- * file: nothing here assumes the file aligned them, and nothing here checks
- * shapes (model.c did at load time). */
-#include "quant.h"
-
-#include "kernels.h"
+/* The quantized half of the decode kernels: activations quantized to 8 bits
+ * with llama.cpp's rounding, and the dot products of block-quantized weight
+ * rows with them, hand-written for AVX-VNNI, AVX512-VNNI and AVX2 (decode is
+ * memory-bound and no packaged library does these formats) with portable
+ * versions, chosen at run time. The block layouts and the field readers come
+ * from the model room (tracemark/model.h): formats are read here, never
+ * defined here. Nothing here checks shapes (model.c did at load time). */
+#include "quant_dot.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,196 +15,9 @@
 #define TM_X86 1
 #endif
 
-/* Block layouts, as byte offsets of ggml-common.h's structs. */
-enum {
-    Q4_0_BYTES = 18,  /* d, qs[16] */
-    Q4_1_BYTES = 20,  /* d, m, qs[16] */
-    Q5_0_BYTES = 22,  /* d, qh[4], qs[16] */
-    Q5_1_BYTES = 24,  /* d, m, qh[4], qs[16] */
-    Q8_0_BYTES = 34,  /* d, qs[32] */
-    Q4_K_BYTES = 144, /* d, dmin, scales[12], qs[128] */
-    Q5_K_BYTES = 176, /* d, dmin, scales[12], qh[32], qs[128] */
-    Q6_K_BYTES = 210, /* ql[128], qh[64], scales[16] (int8), d */
-    QK = 32,
-    QK_K = 256
-};
-
-static inline float half_at(const uint8_t *p) { return tm_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
-
-static inline uint32_t u32_at(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-bool tm_quant_is_quantized(uint32_t type) {
-    switch (type) {
-    case TM_GGML_Q8_0: case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1:
-    case TM_GGML_Q4_K: case TM_GGML_Q5_K: case TM_GGML_Q6_K:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool is_k_type(uint32_t type) { return type == TM_GGML_Q4_K || type == TM_GGML_Q5_K || type == TM_GGML_Q6_K; }
-
-size_t tm_quant_row_bytes(uint32_t type, int64_t cols) {
-    return (size_t)(cols / (int64_t)tm_ggml_block_elements(type)) * (size_t)tm_ggml_block_bytes(type);
-}
-
 size_t tm_quant_activation_bytes(uint32_t type, int64_t cols) {
-    if (is_k_type(type)) return (size_t)(cols / QK_K) * sizeof(tm_q8k_block);
-    return (size_t)(cols / QK) * sizeof(tm_q8_block);
-}
-
-/* ---- dequantization (ggml-quants.c, operation for operation) -------------- */
-
-/* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block. */
-static inline __attribute__((always_inline)) void scale_min_k4(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
-    if (j < 4) {
-        *scale = q[j] & 63;
-        *min = q[j + 4] & 63;
-    } else {
-        *scale = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *min = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-static void dequantize_q8_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES, y += QK) {
-        float d = half_at(b);
-        for (int j = 0; j < QK; j++) y[j] = (float)(int8_t)b[2 + j] * d;
-    }
-}
-
-static void dequantize_q4_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES, y += QK) {
-        float d = half_at(b);
-        const uint8_t *qs = b + 2;
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = (float)((qs[j] & 0x0F) - 8) * d;
-            y[j + QK / 2] = (float)((qs[j] >> 4) - 8) * d;
-        }
-    }
-}
-
-static void dequantize_q4_1(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES, y += QK) {
-        float d = half_at(b), m = half_at(b + 2);
-        const uint8_t *qs = b + 4;
-        for (int j = 0; j < QK / 2; j++) {
-            float x0 = (float)(qs[j] & 0x0F) * d, x1 = (float)(qs[j] >> 4) * d;
-            y[j] = x0 + m;
-            y[j + QK / 2] = x1 + m;
-        }
-    }
-}
-
-static void dequantize_q5_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES, y += QK) {
-        float d = half_at(b);
-        uint32_t qh = u32_at(b + 2);
-        const uint8_t *qs = b + 6;
-        for (int j = 0; j < QK / 2; j++) {
-            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
-            y[j] = (float)(((qs[j] & 0x0F) | high0) - 16) * d;
-            y[j + QK / 2] = (float)(((qs[j] >> 4) | high1) - 16) * d;
-        }
-    }
-}
-
-static void dequantize_q5_1(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES, y += QK) {
-        float d = half_at(b), m = half_at(b + 2);
-        uint32_t qh = u32_at(b + 4);
-        const uint8_t *qs = b + 8;
-        for (int j = 0; j < QK / 2; j++) {
-            int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
-            float x0 = (float)((qs[j] & 0x0F) | high0) * d, x1 = (float)((qs[j] >> 4) | high1) * d;
-            y[j] = x0 + m;
-            y[j + QK / 2] = x1 + m;
-        }
-    }
-}
-
-static void dequantize_q4_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
-        float d = half_at(b), dmin = half_at(b + 2);
-        const uint8_t *scales = b + 4, *q = b + 16;
-        for (int j = 0; j < 4; j++, q += 32) {
-            uint8_t sc, m;
-            scale_min_k4(2 * j, scales, &sc, &m);
-            float d1 = d * (float)sc, m1 = dmin * (float)m;
-            scale_min_k4(2 * j + 1, scales, &sc, &m);
-            float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) {
-                float v = d1 * (float)(q[l] & 0xF);
-                *y++ = v - m1;
-            }
-            for (int l = 0; l < 32; l++) {
-                float v = d2 * (float)(q[l] >> 4);
-                *y++ = v - m2;
-            }
-        }
-    }
-}
-
-static void dequantize_q5_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
-        float d = half_at(b), dmin = half_at(b + 2);
-        const uint8_t *scales = b + 4, *qh = b + 16, *ql = b + 48;
-        unsigned u1 = 1, u2 = 2;
-        for (int j = 0; j < 4; j++, ql += 32, u1 <<= 2, u2 <<= 2) {
-            uint8_t sc, m;
-            scale_min_k4(2 * j, scales, &sc, &m);
-            float d1 = d * (float)sc, m1 = dmin * (float)m;
-            scale_min_k4(2 * j + 1, scales, &sc, &m);
-            float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) {
-                float v = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0));
-                *y++ = v - m1;
-            }
-            for (int l = 0; l < 32; l++) {
-                float v = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0));
-                *y++ = v - m2;
-            }
-        }
-    }
-}
-
-static void dequantize_q6_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
-        float d = half_at(b + 208);
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
-            for (int l = 0; l < 32; l++) {
-                int is = l / 16;
-                int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l] = d * (float)sc[is] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-        }
-    }
-}
-
-void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t cols) {
-    const uint8_t *b = src;
-    switch (type) {
-    case TM_GGML_Q8_0: dequantize_q8_0(b, out, cols / QK); break;
-    case TM_GGML_Q4_0: dequantize_q4_0(b, out, cols / QK); break;
-    case TM_GGML_Q4_1: dequantize_q4_1(b, out, cols / QK); break;
-    case TM_GGML_Q5_0: dequantize_q5_0(b, out, cols / QK); break;
-    case TM_GGML_Q5_1: dequantize_q5_1(b, out, cols / QK); break;
-    case TM_GGML_Q4_K: dequantize_q4_k(b, out, cols / QK_K); break;
-    case TM_GGML_Q5_K: dequantize_q5_k(b, out, cols / QK_K); break;
-    case TM_GGML_Q6_K: dequantize_q6_k(b, out, cols / QK_K); break;
-    default: break;
-    }
+    if (tm_quant_is_k_type(type)) return (size_t)(cols / TM_QK_K) * sizeof(tm_q8k_block);
+    return (size_t)(cols / TM_QK) * sizeof(tm_q8_block);
 }
 
 /* ---- activation quantization ----------------------------------------------- */
@@ -225,15 +35,15 @@ static inline int nearest_int(float x) {
  * AVX takes): d = amax / 127, id = 127 / amax, round half to even. The same
  * arithmetic on every machine keeps the tokens deterministic. */
 static void quantize_q8(const float *x, tm_q8_block *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += QK) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK) {
         float amax = 0;
-        for (int j = 0; j < QK; j++) {
+        for (int j = 0; j < TM_QK; j++) {
             float a = x[j] < 0 ? -x[j] : x[j];
             if (a > amax) amax = a;
         }
         float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
-        for (int j = 0; j < QK; j++) {
+        for (int j = 0; j < TM_QK; j++) {
             int q = nearest_int(x[j] * id);
             y[i].qs[j] = (int8_t)q;
             sum += q;
@@ -247,9 +57,9 @@ static void quantize_q8(const float *x, tm_q8_block *y, int64_t nb) {
 /* quantize_row_q8_K_ref: the scale comes from the value of largest magnitude
  * (with its sign), so that value maps to -127. */
 static void quantize_q8_k(const float *x, tm_q8k_block *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK_K) {
         float max = 0, amax = 0;
-        for (int j = 0; j < QK_K; j++) {
+        for (int j = 0; j < TM_QK_K; j++) {
             float a = x[j] < 0 ? -x[j] : x[j];
             if (a > amax) {
                 amax = a;
@@ -261,11 +71,11 @@ static void quantize_q8_k(const float *x, tm_q8k_block *y, int64_t nb) {
             continue;
         }
         float iscale = -127.0f / max;
-        for (int j = 0; j < QK_K; j++) {
+        for (int j = 0; j < TM_QK_K; j++) {
             int v = nearest_int(iscale * x[j]);
             y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
         }
-        for (int j = 0; j < QK_K / 16; j++) {
+        for (int j = 0; j < TM_QK_K / 16; j++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) sum += y[i].qs[j * 16 + l];
             y[i].bsums[j] = (int16_t)sum;
@@ -283,7 +93,7 @@ static void quantize_q8_k(const float *x, tm_q8k_block *y, int64_t nb) {
 #define AVX512_QUANTIZE __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
 
 AVX512_QUANTIZE static void quantize_q8_avx512(const float *x, tm_q8_block *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += QK) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK) {
         __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
         float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -299,7 +109,7 @@ AVX512_QUANTIZE static void quantize_q8_avx512(const float *x, tm_q8_block *y, i
 }
 
 AVX512_QUANTIZE static void quantize_q8_k_avx512(const float *x, tm_q8k_block *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK_K) {
         __m512 m = _mm512_setzero_ps();
         for (int k = 0; k < 16; k++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)));
         float amax = _mm512_reduce_max_ps(m);
@@ -339,20 +149,20 @@ static bool quantize_with_avx512(void) {
 #endif
 
 void tm_quant_quantize_activations_portable(uint32_t type, const float *x, void *out, int64_t cols) {
-    if (is_k_type(type)) quantize_q8_k(x, out, cols / QK_K);
-    else quantize_q8(x, out, cols / QK);
+    if (tm_quant_is_k_type(type)) quantize_q8_k(x, out, cols / TM_QK_K);
+    else quantize_q8(x, out, cols / TM_QK);
 }
 
 void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int64_t cols) {
 #ifdef TM_X86
     if (quantize_with_avx512()) {
-        if (is_k_type(type)) quantize_q8_k_avx512(x, out, cols / QK_K);
-        else quantize_q8_avx512(x, out, cols / QK);
+        if (tm_quant_is_k_type(type)) quantize_q8_k_avx512(x, out, cols / TM_QK_K);
+        else quantize_q8_avx512(x, out, cols / TM_QK);
         return;
     }
 #endif
-    if (is_k_type(type)) quantize_q8_k(x, out, cols / QK_K);
-    else quantize_q8(x, out, cols / QK);
+    if (tm_quant_is_k_type(type)) quantize_q8_k(x, out, cols / TM_QK_K);
+    else quantize_q8(x, out, cols / TM_QK);
 }
 
 /* ---- portable dot products ------------------------------------------------- */
@@ -360,61 +170,61 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
 
 static float dot_q8_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q8_0_BYTES) {
         int sumi = 0;
-        for (int j = 0; j < QK; j++) sumi += (int8_t)b[2 + j] * a[i].qs[j];
-        sum += (float)sumi * (half_at(b) * a[i].d);
+        for (int j = 0; j < TM_QK; j++) sumi += (int8_t)b[2 + j] * a[i].qs[j];
+        sum += (float)sumi * (tm_block_f16(b) * a[i].d);
     }
     return sum;
 }
 
 static float dot_q4_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_0_BYTES) {
         int sumi = 0;
-        for (int j = 0; j < QK / 2; j++)
-            sumi += ((b[2 + j] & 0x0F) - 8) * a[i].qs[j] + ((b[2 + j] >> 4) - 8) * a[i].qs[j + QK / 2];
-        sum += (float)sumi * (half_at(b) * a[i].d);
+        for (int j = 0; j < TM_QK / 2; j++)
+            sumi += ((b[2 + j] & 0x0F) - 8) * a[i].qs[j] + ((b[2 + j] >> 4) - 8) * a[i].qs[j + TM_QK / 2];
+        sum += (float)sumi * (tm_block_f16(b) * a[i].d);
     }
     return sum;
 }
 
 static float dot_q4_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_1_BYTES) {
         int sumi = 0;
-        for (int j = 0; j < QK / 2; j++)
-            sumi += (b[4 + j] & 0x0F) * a[i].qs[j] + (b[4 + j] >> 4) * a[i].qs[j + QK / 2];
-        sum += (float)sumi * (half_at(b) * a[i].d) + half_at(b + 2) * a[i].s;
+        for (int j = 0; j < TM_QK / 2; j++)
+            sumi += (b[4 + j] & 0x0F) * a[i].qs[j] + (b[4 + j] >> 4) * a[i].qs[j + TM_QK / 2];
+        sum += (float)sumi * (tm_block_f16(b) * a[i].d) + tm_block_f16(b + 2) * a[i].s;
     }
     return sum;
 }
 
 static float dot_q5_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES) {
-        uint32_t qh = u32_at(b + 2);
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_0_BYTES) {
+        uint32_t qh = tm_block_u32(b + 2);
         int sumi = 0;
-        for (int j = 0; j < QK / 2; j++) {
+        for (int j = 0; j < TM_QK / 2; j++) {
             int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
             sumi += (((b[6 + j] & 0x0F) | high0) - 16) * a[i].qs[j] +
-                    (((b[6 + j] >> 4) | high1) - 16) * a[i].qs[j + QK / 2];
+                    (((b[6 + j] >> 4) | high1) - 16) * a[i].qs[j + TM_QK / 2];
         }
-        sum += (float)sumi * (half_at(b) * a[i].d);
+        sum += (float)sumi * (tm_block_f16(b) * a[i].d);
     }
     return sum;
 }
 
 static float dot_q5_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES) {
-        uint32_t qh = u32_at(b + 4);
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_1_BYTES) {
+        uint32_t qh = tm_block_u32(b + 4);
         int sumi = 0;
-        for (int j = 0; j < QK / 2; j++) {
+        for (int j = 0; j < TM_QK / 2; j++) {
             int high0 = (int)(((qh >> j) << 4) & 0x10), high1 = (int)((qh >> (j + 12)) & 0x10);
-            sumi += ((b[8 + j] & 0x0F) | high0) * a[i].qs[j] + ((b[8 + j] >> 4) | high1) * a[i].qs[j + QK / 2];
+            sumi += ((b[8 + j] & 0x0F) | high0) * a[i].qs[j] + ((b[8 + j] >> 4) | high1) * a[i].qs[j + TM_QK / 2];
         }
-        sum += (float)sumi * (half_at(b) * a[i].d) + half_at(b + 2) * a[i].s;
+        sum += (float)sumi * (tm_block_f16(b) * a[i].d) + tm_block_f16(b + 2) * a[i].s;
     }
     return sum;
 }
@@ -424,7 +234,7 @@ static inline __attribute__((always_inline)) int k4_mins_dot(const uint8_t *scal
     int mins = 0;
     for (int j = 0; j < 8; j++) {
         uint8_t m;
-        scale_min_k4(j, scales, &sc[j], &m);
+        tm_block_scale_min_k4(j, scales, &sc[j], &m);
         mins += m * (a->bsums[2 * j] + a->bsums[2 * j + 1]);
     }
     return mins;
@@ -432,7 +242,7 @@ static inline __attribute__((always_inline)) int k4_mins_dot(const uint8_t *scal
 
 static float dot_q4_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_K_BYTES) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
         const uint8_t *q = b + 16;
@@ -445,14 +255,14 @@ static float dot_q4_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
             }
             sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
         }
-        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)mins;
+        sum += tm_block_f16(b) * a[i].d * (float)sumi - tm_block_f16(b + 2) * a[i].d * (float)mins;
     }
     return sum;
 }
 
 static float dot_q5_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_K_BYTES) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
         const uint8_t *qh = b + 16, *q = b + 48;
@@ -465,14 +275,14 @@ static float dot_q5_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
             }
             sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
         }
-        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)mins;
+        sum += tm_block_f16(b) * a[i].d * (float)sumi - tm_block_f16(b + 2) * a[i].d * (float)mins;
     }
     return sum;
 }
 
 static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q6_K_BYTES) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
         int sumi = 0;
@@ -487,7 +297,7 @@ static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
             }
             for (int g = 0; g < 8; g++) sumi += sc[g] * part[g];
         }
-        sum += half_at(b + 208) * a[i].d * (float)sumi;
+        sum += tm_block_f16(b + 208) * a[i].d * (float)sumi;
     }
     return sum;
 }
@@ -495,14 +305,14 @@ static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
 float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols) {
     const uint8_t *b = row;
     switch (type) {
-    case TM_GGML_Q8_0: return dot_q8_0(b, xq, cols / QK);
-    case TM_GGML_Q4_0: return dot_q4_0(b, xq, cols / QK);
-    case TM_GGML_Q4_1: return dot_q4_1(b, xq, cols / QK);
-    case TM_GGML_Q5_0: return dot_q5_0(b, xq, cols / QK);
-    case TM_GGML_Q5_1: return dot_q5_1(b, xq, cols / QK);
-    case TM_GGML_Q4_K: return dot_q4_k(b, xq, cols / QK_K);
-    case TM_GGML_Q5_K: return dot_q5_k(b, xq, cols / QK_K);
-    case TM_GGML_Q6_K: return dot_q6_k(b, xq, cols / QK_K);
+    case TM_GGML_Q8_0: return dot_q8_0(b, xq, cols / TM_QK);
+    case TM_GGML_Q4_0: return dot_q4_0(b, xq, cols / TM_QK);
+    case TM_GGML_Q4_1: return dot_q4_1(b, xq, cols / TM_QK);
+    case TM_GGML_Q5_0: return dot_q5_0(b, xq, cols / TM_QK);
+    case TM_GGML_Q5_1: return dot_q5_1(b, xq, cols / TM_QK);
+    case TM_GGML_Q4_K: return dot_q4_k(b, xq, cols / TM_QK_K);
+    case TM_GGML_Q5_K: return dot_q5_k(b, xq, cols / TM_QK_K);
+    case TM_GGML_Q6_K: return dot_q6_k(b, xq, cols / TM_QK_K);
     default: return 0;
     }
 }
@@ -546,7 +356,7 @@ AVX2 static inline __m256i nibbles_32(const uint8_t *p) {
 
 /* The fifth bits of a Q5 block as 0x10 in each of 32 bytes. */
 AVX2 static inline __m256i fifth_bits_32(const uint8_t *qh) {
-    uint32_t bits = u32_at(qh);
+    uint32_t bits = tm_block_u32(qh);
     __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
                                          _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
                                                            0x0101010101010101LL, 0x0000000000000000LL));
@@ -558,7 +368,7 @@ AVX2 static inline __m256i fifth_bits_32(const uint8_t *qh) {
 
 AVX2 static float dot_q8_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++, b += Q8_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q8_0_BYTES) {
         __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_i8(w, x)), acc);
@@ -572,7 +382,7 @@ AVX2 static float dot_q8_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
 AVX2 static float dot_q4_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float offsets = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q4_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_0_BYTES) {
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         float d = half_fast(b) * a[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 2), x)), acc);
@@ -584,7 +394,7 @@ AVX2 static float dot_q4_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
 AVX2 static float dot_q4_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q4_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_1_BYTES) {
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 4), x)),
                               acc);
@@ -595,7 +405,7 @@ AVX2 static float dot_q4_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
 
 AVX2 static float dot_q5_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++, b += Q5_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_0_BYTES) {
         __m256i w = _mm256_or_si256(nibbles_32(b + 6), fifth_bits_32(b + 2));
         w = _mm256_sub_epi8(w, _mm256_set1_epi8(16));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
@@ -607,7 +417,7 @@ AVX2 static float dot_q5_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
 AVX2 static float dot_q5_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    for (int64_t i = 0; i < nb; i++, b += Q5_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_1_BYTES) {
         __m256i w = _mm256_or_si256(nibbles_32(b + 8), fifth_bits_32(b + 4));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(w, x)), acc);
@@ -627,7 +437,7 @@ AVX2 static float dot_q4_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
     __m256 acc = _mm256_setzero_ps();
     float mins_total = 0;
     const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < nb; i++, b += Q4_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q4_K_BYTES) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc);
         const uint8_t *q = b + 16;
@@ -651,7 +461,7 @@ AVX2 static float dot_q5_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
     __m256 acc = _mm256_setzero_ps();
     float mins_total = 0;
     const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
-    for (int64_t i = 0; i < nb; i++, b += Q5_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q5_K_BYTES) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc);
         const uint8_t *q = b + 48;
@@ -683,7 +493,7 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
     __m256 acc = _mm256_setzero_ps();
     float offsets = 0;
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
-    for (int64_t i = 0; i < nb; i++, b += Q6_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += TM_Q6_K_BYTES) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
         int offset = 0;
@@ -798,7 +608,7 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
             size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * Q8_0_BYTES;                                                                    \
+                size_t o = (size_t)i * TM_Q8_0_BYTES;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-128 * a[i].sum));                          \
                 __m256i s[8];                                                                                         \
@@ -824,7 +634,7 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
             size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * Q4_0_BYTES;                                                                    \
+                size_t o = (size_t)i * TM_Q4_0_BYTES;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));                            \
                 __m256i s[8];                                                                                         \
@@ -858,13 +668,13 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
                 mins_acc[k] = _mm_setzero_ps();                                                                       \
             }                                                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * Q4_K_BYTES;                                                                    \
+                size_t o = (size_t)i * TM_Q4_K_BYTES;                                                                    \
                 const int8_t *x = a[i].qs;                                                                            \
                 __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),                          \
                                                _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));                   \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o;                                                                      \
-                    for (int line = 0; line < Q4_K_BYTES; line += 64)                                                 \
+                    for (int line = 0; line < TM_Q4_K_BYTES; line += 64)                                                 \
                         _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
                     __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));                                \
                     __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);                   \
@@ -908,11 +718,11 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
             __m256 acc[VNNI_K_ROWS];                                                                                  \
             for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();                                       \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * Q6_K_BYTES;                                                                    \
+                size_t o = (size_t)i * TM_Q6_K_BYTES;                                                                    \
                 __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);                                      \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;                                              \
-                    for (int line = 0; line < Q6_K_BYTES; line += 64)                                                 \
+                    for (int line = 0; line < TM_Q6_K_BYTES; line += 64)                                                 \
                         _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
                     const int8_t *x = a[i].qs;                                                                        \
                     __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));             \

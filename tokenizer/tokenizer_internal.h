@@ -1,12 +1,12 @@
 /* Hooks into the SentencePiece-BPE tokenizer for its tests only: the
  * whole-text reference encoder that the fast word-by-word one must match id
  * for id, and whether a vocabulary lets the fast one run. Not part of the
- * public API; nothing outside generator/tokenizer.c and its tests includes
+ * public API; nothing outside tokenizer/tokenizer.c and its tests includes
  * this. */
-#ifndef TRACEMARK_GENERATOR_TOKENIZER_INTERNAL_H
-#define TRACEMARK_GENERATOR_TOKENIZER_INTERNAL_H
+#ifndef TRACEMARK_TOKENIZER_TOKENIZER_INTERNAL_H
+#define TRACEMARK_TOKENIZER_TOKENIZER_INTERNAL_H
 
-#include "tracemark/generator.h"
+#include "tracemark/tokenizer.h"
 
 /* tm_tokenizer_encode by llama.cpp's algorithm over the whole text, never
  * word by word. Same arguments, results and errors. */

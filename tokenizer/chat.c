@@ -6,7 +6,7 @@
  * substrings: a template is untrusted text of any size and content, and a
  * format that is not built in is an error naming what it looks like, never
  * a guess. Nothing here prints or aborts. */
-#include "tracemark/chat.h"
+#include "tracemark/tokenizer.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * allocated, so a malformed file yields a tm_error naming the file, the key or
  * tensor and the byte offset. This file must never print, abort, or read or
  * allocate on the say-so of an unchecked number from the file. */
-#include "tracemark/generator.h"
+#include "tracemark/model.h"
 
 #include <stdarg.h>
 #include <stdio.h>

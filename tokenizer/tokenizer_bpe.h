@@ -1,5 +1,5 @@
 /* The byte-level BPE tokenizer (GGUF tokenizer.ggml.model = "gpt2": Llama 3,
- * Qwen2, GPT-2 and their kin), internal to generator/: tm_tokenizer wraps it
+ * Qwen2, GPT-2 and their kin), internal to tokenizer/: tm_tokenizer wraps it
  * and the tests reach it directly. It reproduces llama.cpp's
  * llm_tokenizer_bpe token for token: the text is cut into pre-tokens by the
  * pre-tokenizer's regular expressions (PCRE2, chosen by tokenizer.ggml.pre),
@@ -9,10 +9,10 @@
  * the caller adds BOS. A built tm_bpe is only read, so threads may encode
  * with one at the same time. Nothing here prints or aborts. Also holds the
  * byte hash both tokenizers key their piece tables and word caches with. */
-#ifndef TRACEMARK_GENERATOR_TOKENIZER_BPE_H
-#define TRACEMARK_GENERATOR_TOKENIZER_BPE_H
+#ifndef TRACEMARK_TOKENIZER_TOKENIZER_BPE_H
+#define TRACEMARK_TOKENIZER_TOKENIZER_BPE_H
 
-#include "tracemark/generator.h"
+#include "tracemark/tokenizer.h"
 
 #include <stdint.h>
 #include <string.h>

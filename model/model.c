@@ -7,9 +7,9 @@
  * apply (a fused QKV, an output bias, YaRN rope scaling) is refused rather
  * than silently ignored, as llama.cpp refuses it. Nothing is copied, nothing
  * is trusted. */
-#include "tracemark/generator.h"
+#include "tracemark/model.h"
 
-#include "kernels.h"
+#include "quantize.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -203,7 +203,7 @@ static tm_status gguf_tensor(const tm_gguf *g, const char *name, int64_t cols, i
                             (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], (long long)cols,
                             (long long)(vector ? 1 : rows));
     const char *type_name = tm_ggml_type_name(t->type);
-    if (vector ? t->type != TM_GGML_F32 : !tm_kernel_supports(t->type))
+    if (vector ? t->type != TM_GGML_F32 : !tm_quantize_can_read(t->type))
         return tm_error_set(err, TM_ERR_UNSUPPORTED, "%s: unsupported tensor type %s for %s%s", g->file.path,
                             type_name ? type_name : "?", name,
                             vector ? " (norms, biases and rope factors must be F32)" : "");
@@ -408,29 +408,5 @@ tm_status tm_model_load(tm_model **out, const char *path, tm_error *err) {
         return status;
     }
     *out = model;
-    return TM_OK;
-}
-
-tm_status tm_model_tokenizer(tm_tokenizer **out, const tm_model *model, const char *tokenizer_path, tm_error *err) {
-    *out = NULL;
-    tm_status status;
-    if (tokenizer_path && *tokenizer_path) {
-        status = tm_tokenizer_load(out, tokenizer_path, err);
-    } else if (model->format == TM_MODEL_FORMAT_GGUF) {
-        status = tm_tokenizer_from_gguf(out, model->gguf, err);
-    } else {
-        return tm_error_set(err, TM_ERR_ARGUMENT,
-                            "%s: a llama2.c checkpoint carries no tokenizer; pass one with --tokenizer (tokenizer.bin)",
-                            model->path);
-    }
-    if (status != TM_OK) return status;
-    int32_t size = tm_tokenizer_vocab_size(*out);
-    if (size != model->config.n_vocab) {
-        tm_tokenizer_free(*out);
-        *out = NULL;
-        return tm_error_set(err, TM_ERR_FORMAT, "tokenizer %s has %d tokens but the model %s has a vocabulary of %d",
-                            tokenizer_path && *tokenizer_path ? tokenizer_path : "(from the model)", size, model->path,
-                            model->config.n_vocab);
-    }
     return TM_OK;
 }

@@ -1,14 +1,14 @@
-/* Internal to generator/: the project's own quantizer. Row quantizers from
+/* Internal to model/: the project's own quantizer. Row quantizers from
  * F32 to F16, BF16 and llama.cpp's block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
  * Q4_K, Q5_K, Q6_K) that reproduce ggml's quantize_row_*_ref byte for byte;
  * llama.cpp's per-tensor type rules for file types such as Q4_K_M
  * (llama_tensor_get_type); the whole-file quantizer declared in
- * tracemark/generator.h streams a GGUF through them. Not part of the public
+ * tracemark/model.h streams a GGUF through them. Not part of the public
  * API. */
-#ifndef TRACEMARK_GENERATOR_QUANTIZE_H
-#define TRACEMARK_GENERATOR_QUANTIZE_H
+#ifndef TRACEMARK_MODEL_QUANTIZE_H
+#define TRACEMARK_MODEL_QUANTIZE_H
 
-#include "tracemark/generator.h"
+#include "tracemark/model.h"
 
 /* Types tm_quantize_row writes: F32, F16, BF16 and the eight block types. */
 bool tm_quantize_can_write(uint32_t type);

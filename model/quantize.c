@@ -14,8 +14,6 @@
 #include "quantize.h"
 
 #include "gguf_writer.h"
-#include "kernels.h"
-#include "quant.h"
 
 #include <math.h>
 #include <omp.h>

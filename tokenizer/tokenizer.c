@@ -16,8 +16,7 @@
  * it: special-token parsing (tm_tokenizer_encode_special) and the set of
  * tokens that end a generation. Vocabularies and texts are untrusted: this
  * file never prints, aborts or reads outside what it has checked. */
-#include "tracemark/generator.h"
-#include "tracemark/chat.h"
+#include "tracemark/tokenizer.h"
 #include "tokenizer_internal.h"
 #include "tokenizer_bpe.h"
 
@@ -1504,5 +1503,29 @@ tm_status tm_tokenizer_decode(const tm_tokenizer *t, const int32_t *ids, size_t 
     buffer[used] = '\0';
     *text = buffer;
     *size = used;
+    return TM_OK;
+}
+
+tm_status tm_model_tokenizer(tm_tokenizer **out, const tm_model *model, const char *tokenizer_path, tm_error *err) {
+    *out = NULL;
+    tm_status status;
+    if (tokenizer_path && *tokenizer_path) {
+        status = tm_tokenizer_load(out, tokenizer_path, err);
+    } else if (model->format == TM_MODEL_FORMAT_GGUF) {
+        status = tm_tokenizer_from_gguf(out, model->gguf, err);
+    } else {
+        return tm_error_set(err, TM_ERR_ARGUMENT,
+                            "%s: a llama2.c checkpoint carries no tokenizer; pass one with --tokenizer (tokenizer.bin)",
+                            model->path);
+    }
+    if (status != TM_OK) return status;
+    int32_t size = tm_tokenizer_vocab_size(*out);
+    if (size != model->config.n_vocab) {
+        tm_tokenizer_free(*out);
+        *out = NULL;
+        return tm_error_set(err, TM_ERR_FORMAT, "tokenizer %s has %d tokens but the model %s has a vocabulary of %d",
+                            tokenizer_path && *tokenizer_path ? tokenizer_path : "(from the model)", size, model->path,
+                            model->config.n_vocab);
+    }
     return TM_OK;
 }

@@ -1,4 +1,4 @@
-/* Internal to generator/: a streaming GGUF v3 writer. Metadata of every GGUF
+/* Internal to model/: a streaming GGUF v3 writer. Metadata of every GGUF
  * type (set one by one or copied from an open tm_gguf), tensor infos, the
  * alignment padding, then tensor data appended in the order the tensors were
  * added, so that a model larger than memory can be written a slab at a time.
@@ -6,10 +6,10 @@
  * fsync'd and renamed over it only by tm_gguf_writer_finish: an error or an
  * interrupted run never leaves a half-written model at the destination.
  * Not part of the public API. */
-#ifndef TRACEMARK_GENERATOR_GGUF_WRITER_H
-#define TRACEMARK_GENERATOR_GGUF_WRITER_H
+#ifndef TRACEMARK_MODEL_GGUF_WRITER_H
+#define TRACEMARK_MODEL_GGUF_WRITER_H
 
-#include "tracemark/generator.h"
+#include "tracemark/model.h"
 
 typedef struct tm_gguf_writer tm_gguf_writer;
 

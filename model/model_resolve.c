@@ -3,7 +3,7 @@
  * default (stories260K + tok512 from karpathy/tinyllamas) downloaded into
  * ./models/ with its SHA-256 checked before it is used. A download goes to a
  * temporary name and is renamed only once its hash matches. */
-#include "tracemark/generator.h"
+#include "tracemark/model.h"
 
 #include <errno.h>
 #include <stdio.h>
