@@ -222,6 +222,143 @@ static int parse(int argc, char **argv, options *o) {
     return 0;
 }
 
+/* Everything one run holds, released together by run_free. */
+typedef struct {
+    char model_path[4096], tokenizer_path[4096];
+    char *prompt_buffer; /* --prompt-file's text */
+    tm_model *model;
+    tm_tokenizer *tokenizer;
+    tm_context *context;
+    tm_sampler_chain *chain;
+    tm_wm_key *key;
+    tm_wm_scheme *scheme;
+    /* --chat: the conversation, the formatted prompt and its ids */
+    json_t *conversation;
+    tm_chat_message *messages, pair[2];
+    size_t n_messages;
+    tm_chat_template chat_template;
+    char *chat_prompt;
+    int32_t *chat_ids;
+    size_t n_chat_ids;
+    tm_generation result;
+} run;
+
+static void run_free(run *r) {
+    tm_generation_free(&r->result);
+    free(r->chat_ids);
+    free(r->chat_prompt);
+    if (r->messages != r->pair) free(r->messages);
+    json_decref(r->conversation);
+    tm_sampler_chain_free(r->chain);
+    tm_wm_scheme_free(r->scheme);
+    tm_wm_key_free(r->key);
+    tm_context_free(r->context);
+    tm_tokenizer_free(r->tokenizer);
+    tm_model_free(r->model);
+    free(r->prompt_buffer);
+}
+
+/* --prompt-file: the whole file, which must be UTF-8 without NUL bytes. */
+static tm_status read_prompt_file(const char *path, char **prompt, tm_error *err) {
+    size_t size = 0;
+    tm_status status = tm_read_file(path, prompt, &size, err);
+    if (status != TM_OK) return status;
+    if (strlen(*prompt) != size) return tm_error_set(err, TM_ERR_FORMAT, "%s: the prompt contains a NUL byte", path);
+    if (!tm_utf8_valid(*prompt, size)) return tm_error_set(err, TM_ERR_FORMAT, "%s: the prompt is not valid UTF-8", path);
+    return TM_OK;
+}
+
+static tm_status load_engine(run *r, const options *o, tm_error *err) {
+    tm_status status;
+    if ((status = tm_model_resolve(o->model, r->model_path, sizeof r->model_path, r->tokenizer_path,
+                                   sizeof r->tokenizer_path, err)) ||
+        (status = tm_model_load(&r->model, r->model_path, err)) ||
+        (status = tm_model_tokenizer(&r->tokenizer, r->model, o->tokenizer ? o->tokenizer : r->tokenizer_path, err)))
+        return status;
+    return tm_context_create(&r->context, r->model, (int32_t)o->ctx, (int32_t)o->threads, err);
+}
+
+/* The sampler chain, with the watermark scheme as its bias stage (KGW,
+ * Unigram) or its selecting stage (the distortion-free schemes). Returns
+ * TM_EXIT_OK, or the exit code of the failure it has reported. */
+static int build_chain(run *r, const options *o) {
+    tm_error err = {0};
+    if (!o->watermark) {
+        r->chain = tm_sampler_chain_from_params(&o->sampling);
+    } else {
+        tm_wm_config config;
+        if (tm_wm_config_load(&config, o->watermark, &err) || tm_wm_key_read(&r->key, o->key, &err) ||
+            tm_wm_scheme_create(&r->scheme, &config, r->key, &err))
+            return tm_cli_fail(&err);
+        bool biases = tm_wm_scheme_stage(r->scheme) == TM_WM_STAGE_LOGITS;
+        if (!biases && o->sampling.temperature <= 0)
+            /* Greedy decoding leaves a selecting scheme nothing to choose: no mark. */
+            return tm_cli_usage("generate", "%s selects among sampled tokens and cannot mark greedy output: use "
+                                "--temperature > 0, or a KGW/Unigram scheme",
+                                tm_wm_kind_name(config.kind));
+        tm_sampler *stage = tm_wm_sampler(r->scheme, o->sampling.seed);
+        r->chain = stage ? tm_sampler_chain_build(&o->sampling, biases ? stage : NULL, biases ? NULL : stage) : NULL;
+    }
+    if (!r->chain) {
+        tm_error_set(&err, TM_ERR_NOMEM, "out of memory building the sampler chain");
+        return tm_cli_fail(&err);
+    }
+    return TM_EXIT_OK;
+}
+
+/* --chat, llama.cpp's way: the conversation in the model's format, tokenized
+ * whole with special tokens parsed and BOS as the vocabulary asks. */
+static tm_status format_chat(run *r, const options *o, tm_error *err) {
+    tm_status status;
+    if (o->messages) {
+        if ((status = load_messages(o->messages, &r->conversation, &r->messages, &r->n_messages, err))) return status;
+    } else {
+        r->messages = r->pair;
+        if (o->system) r->messages[r->n_messages++] = (tm_chat_message){"system", o->system};
+    }
+    if (o->prompt) r->messages[r->n_messages++] = (tm_chat_message){"user", o->prompt};
+    size_t formatted_size = 0, eos_size = 0;
+    const char *eos_text = tm_tokenizer_piece(r->tokenizer, tm_tokenizer_eos(r->tokenizer), &eos_size);
+    if ((status = tm_chat_template_for_model(r->model, o->chat_template, &r->chat_template, err)) ||
+        (status = tm_chat_format(r->chat_template, r->messages, r->n_messages, true, eos_size ? eos_text : NULL,
+                                 &r->chat_prompt, &formatted_size, err)))
+        return status;
+    return tm_tokenizer_encode_special(r->tokenizer, r->chat_prompt, formatted_size,
+                                       tm_tokenizer_adds_bos(r->tokenizer), &r->chat_ids, &r->n_chat_ids, err);
+}
+
+/* --output: the prompt and the generated text, written atomically. */
+static tm_status write_output(const char *path, const char *prompt, const tm_generation *result, tm_error *err) {
+    size_t prompt_size = strlen(prompt), size = prompt_size + result->text_size;
+    char *all = malloc(size + 1);
+    if (!all) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    memcpy(all, prompt, prompt_size);
+    memcpy(all + prompt_size, result->text, result->text_size);
+    tm_status status = tm_write_file_atomic(path, all, size, 0644, err);
+    free(all);
+    return status;
+}
+
+/* --json: ids, text, timings, and what a detector needs (never the key). */
+static int print_generation_json(const run *r, const options *o, const char *prompt, const char *user_prompt) {
+    const tm_generation *g = &r->result;
+    double prompt_rate = g->prompt_seconds > 0 ? (double)g->n_prompt / g->prompt_seconds : 0;
+    double decode_rate = g->decode_seconds > 0 && g->n_ids > 1 ? (double)(g->n_ids - 1) / g->decode_seconds : 0;
+    json_t *root = json_pack("{s:s, s:s, s:I, s:o, s:o, s:s%, s:s, s:{s:f, s:f, s:f, s:f}}", "model", r->model_path,
+                             "prompt", prompt, "seed", (json_int_t)o->sampling.seed, "prompt_ids",
+                             ids_json(g->prompt_ids, g->n_prompt), "ids", ids_json(g->ids, g->n_ids), "text", g->text,
+                             g->text_size, "stop_reason", g->stop_reason, "timing", "prompt_seconds",
+                             g->prompt_seconds, "decode_seconds", g->decode_seconds, "prompt_tokens_per_second",
+                             prompt_rate, "decode_tokens_per_second", decode_rate);
+    if (root && r->scheme) json_object_set_new(root, "watermark", watermark_json(r->scheme));
+    if (root && o->chat)
+        json_object_set_new(root, "chat",
+                            json_pack("{s:s, s:s?, s:s?, s:I}", "template", tm_chat_template_name(r->chat_template),
+                                      "system", o->system, "user", user_prompt, "messages",
+                                      (json_int_t)r->n_messages));
+    return tm_cli_print_json(root);
+}
+
 int tm_cmd_generate(int argc, char **argv) {
     options o = {.max_tokens = 256};
     tm_sampling_params_default(&o.sampling);
@@ -236,140 +373,33 @@ int tm_cmd_generate(int argc, char **argv) {
     if (!o.seed_given) o.sampling.seed &= (UINT64_C(1) << 53) - 1; /* exact in any JSON reader */
 
     tm_error err = {0};
-    char *prompt_buffer = NULL;
-    size_t prompt_size = 0;
-    if (o.prompt_file) {
-        if (tm_read_file(o.prompt_file, &prompt_buffer, &prompt_size, &err) != TM_OK) return tm_cli_fail(&err);
-        if (strlen(prompt_buffer) != prompt_size) {
-            free(prompt_buffer);
-            tm_error_set(&err, TM_ERR_FORMAT, "%s: the prompt contains a NUL byte", o.prompt_file);
-            return tm_cli_fail(&err);
-        }
-        if (!tm_utf8_valid(prompt_buffer, prompt_size)) {
-            free(prompt_buffer);
-            tm_error_set(&err, TM_ERR_FORMAT, "%s: the prompt is not valid UTF-8", o.prompt_file);
-            return tm_cli_fail(&err);
-        }
-        o.prompt = prompt_buffer;
-    }
-    char model_path[4096], tokenizer_path[4096];
-    tm_model *model = NULL;
-    tm_tokenizer *tokenizer = NULL;
-    tm_context *context = NULL;
-    tm_sampler_chain *chain = NULL;
-    tm_wm_key *key = NULL;
-    tm_wm_scheme *scheme = NULL;
-    tm_generation result = {0};
-    char *chat_prompt = NULL;
-    int32_t *chat_ids = NULL;
-    size_t n_chat_ids = 0;
-    tm_chat_template chat_template = TM_CHAT_CHATML;
-    json_t *conversation = NULL;
-    tm_chat_message *messages = NULL, pair[2];
-    size_t n_messages = 0;
+    run r = {.chat_template = TM_CHAT_CHATML};
     int exit_code = TM_EXIT_FAILURE;
-    if (tm_model_resolve(o.model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err) ||
-        tm_model_load(&model, model_path, &err) ||
-        tm_model_tokenizer(&tokenizer, model, o.tokenizer ? o.tokenizer : tokenizer_path, &err) ||
-        tm_context_create(&context, model, (int32_t)o.ctx, (int32_t)o.threads, &err)) {
-        tm_cli_fail(&err);
-        goto done;
+    if (o.prompt_file) {
+        if (read_prompt_file(o.prompt_file, &r.prompt_buffer, &err)) goto failed;
+        o.prompt = r.prompt_buffer;
     }
-    if (o.watermark) {
-        tm_wm_config config;
-        if (tm_wm_config_load(&config, o.watermark, &err) || tm_wm_key_read(&key, o.key, &err) ||
-            tm_wm_scheme_create(&scheme, &config, key, &err)) {
-            tm_cli_fail(&err);
-            goto done;
-        }
-        bool biases = tm_wm_scheme_stage(scheme) == TM_WM_STAGE_LOGITS;
-        if (!biases && o.sampling.temperature <= 0) {
-            /* Greedy decoding leaves a selecting scheme nothing to choose: no mark. */
-            exit_code = tm_cli_usage("generate", "%s selects among sampled tokens and cannot mark greedy output: use "
-                                     "--temperature > 0, or a KGW/Unigram scheme",
-                                     tm_wm_kind_name(config.kind));
-            goto done;
-        }
-        tm_sampler *stage = tm_wm_sampler(scheme, o.sampling.seed);
-        chain = stage ? tm_sampler_chain_build(&o.sampling, biases ? stage : NULL, biases ? NULL : stage) : NULL;
-    } else {
-        chain = tm_sampler_chain_from_params(&o.sampling);
-    }
-    if (!chain) {
-        tm_error_set(&err, TM_ERR_NOMEM, "out of memory building the sampler chain");
-        tm_cli_fail(&err);
-        goto done;
-    }
+    if (load_engine(&r, &o, &err)) goto failed;
+    if ((exit_code = build_chain(&r, &o)) != TM_EXIT_OK) goto done;
+    exit_code = TM_EXIT_FAILURE;
     const char *user_prompt = o.prompt;
     if (o.chat) {
-        /* llama.cpp's way: format, then tokenize the whole text with special
-         * tokens parsed and BOS as the vocabulary asks. */
-        size_t formatted_size = 0, eos_size = 0;
-        if (o.messages) {
-            if (load_messages(o.messages, &conversation, &messages, &n_messages, &err)) {
-                tm_cli_fail(&err);
-                goto done;
-            }
-        } else {
-            messages = pair;
-            if (o.system) messages[n_messages++] = (tm_chat_message){"system", o.system};
-        }
-        if (o.prompt) messages[n_messages++] = (tm_chat_message){"user", o.prompt};
-        const char *eos_text = tm_tokenizer_piece(tokenizer, tm_tokenizer_eos(tokenizer), &eos_size);
-        if (tm_chat_template_for_model(model, o.chat_template, &chat_template, &err) ||
-            tm_chat_format(chat_template, messages, n_messages, true, eos_size ? eos_text : NULL, &chat_prompt,
-                           &formatted_size, &err) ||
-            tm_tokenizer_encode_special(tokenizer, chat_prompt, formatted_size, tm_tokenizer_adds_bos(tokenizer),
-                                        &chat_ids, &n_chat_ids, &err)) {
-            tm_cli_fail(&err);
-            goto done;
-        }
-        o.prompt = chat_prompt;
+        if (format_chat(&r, &o, &err)) goto failed;
+        o.prompt = r.chat_prompt;
     }
     stream echo = {.prompt = o.prompt};
     tm_generate_options go = {.max_tokens = (int32_t)o.max_tokens, .stop_strings = o.stops,
                               .n_stop_strings = o.n_stops, .on_text = o.json ? NULL : stream_text, .user = &echo};
-    tm_status generated = o.chat ? tm_generate_from_ids(context, tokenizer, chain, chat_ids, n_chat_ids, &go, &result, &err)
-                                 : tm_generate(context, tokenizer, chain, o.prompt, &go, &result, &err);
+    tm_status generated = o.chat ? tm_generate_from_ids(r.context, r.tokenizer, r.chain, r.chat_ids, r.n_chat_ids,
+                                                        &go, &r.result, &err)
+                                 : tm_generate(r.context, r.tokenizer, r.chain, o.prompt, &go, &r.result, &err);
     if (generated != TM_OK) {
         if (echo.prompt_printed) fputc('\n', stdout);
-        tm_cli_fail(&err);
-        goto done;
+        goto failed;
     }
-    if (o.output) {
-        size_t prompt_size = strlen(o.prompt), size = prompt_size + result.text_size;
-        char *all = malloc(size + 1);
-        if (!all) {
-            tm_error_set(&err, TM_ERR_NOMEM, "out of memory");
-            tm_cli_fail(&err);
-            goto done;
-        }
-        memcpy(all, o.prompt, prompt_size);
-        memcpy(all + prompt_size, result.text, result.text_size);
-        tm_status written = tm_write_file_atomic(o.output, all, size, 0644, &err);
-        free(all);
-        if (written != TM_OK) {
-            tm_cli_fail(&err);
-            goto done;
-        }
-    }
+    if (o.output && write_output(o.output, o.prompt, &r.result, &err)) goto failed;
     if (o.json) {
-        double prompt_rate = result.prompt_seconds > 0 ? (double)result.n_prompt / result.prompt_seconds : 0;
-        double decode_rate = result.decode_seconds > 0 && result.n_ids > 1 ? (double)(result.n_ids - 1) / result.decode_seconds : 0;
-        json_t *root = json_pack("{s:s, s:s, s:I, s:o, s:o, s:s%, s:s, s:{s:f, s:f, s:f, s:f}}",
-                                 "model", model_path, "prompt", o.prompt, "seed", (json_int_t)o.sampling.seed,
-                                 "prompt_ids", ids_json(result.prompt_ids, result.n_prompt),
-                                 "ids", ids_json(result.ids, result.n_ids), "text", result.text, result.text_size,
-                                 "stop_reason", result.stop_reason, "timing", "prompt_seconds", result.prompt_seconds,
-                                 "decode_seconds", result.decode_seconds, "prompt_tokens_per_second", prompt_rate,
-                                 "decode_tokens_per_second", decode_rate);
-        if (root && scheme) json_object_set_new(root, "watermark", watermark_json(scheme));
-        if (root && o.chat)
-            json_object_set_new(root, "chat",
-                                json_pack("{s:s, s:s?, s:s?, s:I}", "template", tm_chat_template_name(chat_template),
-                                          "system", o.system, "user", user_prompt, "messages",
-                                          (json_int_t)n_messages));
-        exit_code = tm_cli_print_json(root);
+        exit_code = print_generation_json(&r, &o, o.prompt, user_prompt);
     } else {
         print_prompt_once(&echo);
         /* A terminal gets a final newline; a pipe gets the text exactly as generated. */
@@ -377,18 +407,10 @@ int tm_cmd_generate(int argc, char **argv) {
         fflush(stdout);
         exit_code = TM_EXIT_OK;
     }
+    goto done;
+failed:
+    exit_code = tm_cli_fail(&err);
 done:
-    tm_generation_free(&result);
-    free(chat_ids);
-    free(chat_prompt);
-    if (messages != pair) free(messages);
-    json_decref(conversation);
-    tm_sampler_chain_free(chain);
-    tm_wm_scheme_free(scheme);
-    tm_wm_key_free(key);
-    tm_context_free(context);
-    tm_tokenizer_free(tokenizer);
-    tm_model_free(model);
-    free(prompt_buffer);
+    run_free(&r);
     return exit_code;
 }
