@@ -16,6 +16,8 @@ static const command commands[] = {
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
     {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
+    {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
+    {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
 };
 
 static void usage(FILE *out) {
