@@ -93,7 +93,24 @@ static tm_status generator_from_record(const char *record, size_t size, json_t *
             }
         }
         json_decref(sampling);
-        sampling = json_deep_copy(s);
+        sampling = json_object();
+        json_object_foreach(s, name, value) {
+            /* A real becomes its RFC 8785 text: a manifest holds no reals, so
+             * every spelling of it is a different value (0.80000000000000004
+             * and 0.80000000000000005 are one double). */
+            char number[40];
+            json_t *kept = json_copy(value);
+            if (json_is_real(value)) {
+                if (tm_canonical_number(json_real_value(value), number, sizeof number, err) != TM_OK) {
+                    json_decref(kept);
+                    status = err ? err->code : TM_ERR_FORMAT;
+                    goto done;
+                }
+                json_decref(kept);
+                kept = json_string(number);
+            }
+            json_object_set_new(sampling, name, kept);
+        }
     }
     json_t *sd = json_object_get(gen, "seed");
     if (sd) {
@@ -359,8 +376,10 @@ static tm_status check_manifest(json_t *root, tm_error *err) {
         const char *name;
         json_t *value;
         json_object_foreach(sampling, name, value)
-            if (!(json_is_number(value) || json_is_string(value) || json_is_boolean(value)))
-                return tm_error_set(err, TM_ERR_FORMAT, "field generator.sampling.%s: expected a number, string or boolean", name);
+            if (!(json_is_integer(value) || json_is_string(value) || json_is_boolean(value)))
+                return tm_error_set(err, TM_ERR_FORMAT,
+                                    "field generator.sampling.%s: expected an integer, string or boolean (reals are written as strings)",
+                                    name);
     }
     json_t *seed = json_object_get(gen, "seed");
     if (!json_is_null(seed)) {
