@@ -196,7 +196,7 @@ static tm_status put_value(buffer *b, json_t *value, int depth, tm_error *err) {
         const char *name;
         json_t *member;
         json_object_foreach(value, name, member) names[i++] = name;
-        qsort(names, n, sizeof *names, compare_utf16);
+        if (n) qsort(names, n, sizeof *names, compare_utf16);
         put(b, "{", 1);
         tm_status status = TM_OK;
         for (i = 0; i < n && status == TM_OK; i++) {

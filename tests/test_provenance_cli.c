@@ -161,7 +161,9 @@ Test(provenance_cli, failures_are_named_and_exit_codes) {
     tm_test_cli_free(&r);
     /* A changed byte in the signature. */
     size_t size = 0;
-    char *manifest = tm_test_read_file(tm_test_path(dir, "m.json"), &size);
+    char *manifest_path = tm_test_path(dir, "m.json");
+    char *manifest = tm_test_read_file(manifest_path, &size);
+    free(manifest_path);
     char *sig = strstr(manifest, "\"signature\": \"");
     cr_assert_not_null(sig);
     sig[14 + 10] = sig[14 + 10] == 'A' ? 'B' : 'A';
