@@ -11,6 +11,7 @@
 
 #include "fixtures.h"
 #include "tracemark/provenance.h"
+#include "watermark_testing.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -343,9 +344,14 @@ Test(provenance_cli, generation_facts_watermark_p_values_and_jsonl) {
     char config[4096];
     snprintf(config, sizeof config, "%s/configs/schemes/kgw-lefthash.yaml", TRACEMARK_SOURCE_DIR);
     make_signing_key("s");
-    tm_test_cli_result r = tm_test_cli("keygen --out '%s/wm.key'", dir);
-    cr_assert_eq(r.code, 0);
-    tm_test_cli_free(&r);
+    /* A fixed watermark key, so the outcome repeats. */
+    char *wm_path = tm_test_path(dir, "wm.key");
+    tm_wm_key *wm = wm_test_labelled_key("tracemark-test-provenance-cli", 0);
+    tm_error wm_err = {0};
+    cr_assert_eq(tm_wm_key_write(wm, wm_path, &wm_err), TM_OK, "%s", wm_err.message);
+    tm_wm_key_free(wm);
+    free(wm_path);
+    tm_test_cli_result r;
     r = tm_test_cli("generate --model '%s' --tokenizer '%s' --prompt 'Once upon a time' --seed 11 --max-tokens 100 "
                     "--temperature 1.0 --watermark '%s' --key '%s/wm.key' --json --output '%s/story.txt'",
                     model, tok, config, dir, dir);
@@ -397,6 +403,36 @@ Test(provenance_cli, generation_facts_watermark_p_values_and_jsonl) {
     cr_expect_eq(p_beside, p_detect);
     cr_expect_eq(p_embedded, p_detect);
     cr_expect_lt(p_detect, 1e-3);
+    cr_log_info("watermark p-value %g (beside, embedded and detect alike)", p_detect);
+
+    /* Changed content: not verified, but --window still finds the watermark. */
+    {
+        size_t n = 0;
+        char *story_file = tm_test_path(dir, "story.txt"), *mixed_file = tm_test_path(dir, "mixed.txt");
+        char *original = tm_test_read_file(story_file, &n);
+        char *mixed = NULL;
+        size_t mixed_size = 0;
+        FILE *m = open_memstream(&mixed, &mixed_size);
+        fprintf(m, "The committee met on Tuesday to discuss the budget for the next year, and the minutes were approved "
+                   "without changes after a short debate about the library roof.\n%s", original);
+        fclose(m);
+        cr_assert_eq(tm_test_write_file(mixed_file, mixed, mixed_size), 0);
+        r = tm_test_cli("verify '%s' --manifest '%s' --trust '%s/s.pub' --key '%s/wm.key' --watermark '%s' --tokenizer '%s' "
+                        "--window --json",
+                        mixed_file, manifest_path, dir, dir, config, tok);
+        cr_expect_eq(r.code, 3, "%s%s", r.out, r.err);
+        json_t *o = parse_json(r.out);
+        cr_expect_str_eq(json_string_value(json_object_get(o, "failed_check")), "content");
+        json_t *window = json_object_get(json_object_get(o, "watermark"), "window");
+        cr_assert(json_is_object(window), "%s", r.out);
+        cr_expect_gt(json_integer_value(json_object_get(window, "end_char")), 100);
+        json_decref(o);
+        tm_test_cli_free(&r);
+        free(mixed);
+        free(original);
+        free(story_file);
+        free(mixed_file);
+    }
 
     /* Batch: embedded text, text with its manifest object, a changed text, a malformed line. */
     size_t story_size = 0, embedded_size = 0;
