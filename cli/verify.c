@@ -158,7 +158,7 @@ static bool verify_line(const char *line, size_t number, const tm_trust_store *t
     json_error_t jerr;
     json_t *input = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
     json_t *id = json_is_object(input) ? json_object_get(input, "id") : NULL;
-    json_t *text = id || json_is_object(input) ? json_object_get(input, "text") : NULL;
+    json_t *text = json_is_object(input) ? json_object_get(input, "text") : NULL;
     json_t *manifest = json_is_object(input) ? json_object_get(input, "manifest") : NULL;
     char message[TM_ERROR_MESSAGE_MAX] = "";
     json_t *out = NULL;
