@@ -1,6 +1,8 @@
 /* tracemark keygen: create a new watermark key file (mode 0600, never
- * overwriting an existing file) and print its key id. The secret goes only
- * into the file: this command must never print, log or echo it, in any mode. */
+ * overwriting an existing file) and print its key id, or with --signing an
+ * Ed25519 signing key pair (NAME.key 0600, NAME.pub) and its fingerprint.
+ * The secret goes only into the file: this command must never print, log or
+ * echo it, in any mode. */
 #include "cli.h"
 
 #include "tracemark/provenance.h"
