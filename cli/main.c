@@ -16,6 +16,8 @@ static const command commands[] = {
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
     {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
+    {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
+    {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
 };
 
 static void usage(FILE *out) {
@@ -36,7 +38,7 @@ int main(int argc, char **argv) {
         return TM_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("tracemark 0.1.0\n");
+        printf("tracemark %s\n", TRACEMARK_VERSION);
         return TM_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

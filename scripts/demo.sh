@@ -21,3 +21,13 @@ mv out/verdict.json.tmp out/verdict.json
 [ $status -eq 0 ] || [ $status -eq 3 ] || exit $status
 echo "== out/story.txt"; cat out/story.txt; echo
 echo "== out/verdict.json"; cat out/verdict.json
+# Provenance: sign the story with an Ed25519 key (made once), beside it
+# (out/story.txt.manifest.json) and embedded invisibly (out/story.signed.txt),
+# and verify both with the public key and the watermark key.
+[ -f out/demo-signing.key ] || "$bin" keygen --signing --out out/demo-signing >/dev/null
+"$bin" sign out/story.txt --signing-key out/demo-signing.key --generation out/generation.json >/dev/null
+"$bin" sign out/story.txt --signing-key out/demo-signing.key --generation out/generation.json --embed >/dev/null
+echo "== tracemark verify out/story.txt (manifest beside it)"
+"$bin" verify out/story.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme"
+echo "== tracemark verify out/story.signed.txt (manifest embedded)"
+"$bin" verify out/story.signed.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme"
