@@ -12,6 +12,7 @@
 
 #include "tracemark/tokenizer.h"
 #include "tracemark/generator.h"
+#include "tracemark/provenance.h"
 #include "tracemark/watermark.h"
 
 #include <getopt.h>
@@ -61,17 +62,22 @@ static const char help[] =
     "  --json                print one JSON object: ids, text, timings, watermark scheme and key id\n"
     "                        (with --chat, \"prompt\" is the formatted prompt)\n"
     "  --output FILE         also write the prompt and generated text to FILE (atomically)\n"
+    "  --sign KEY            with --output: sign what FILE holds with an Ed25519 signing key (tracemark\n"
+    "                        keygen --signing) into FILE.manifest.json, recording the model, sampling,\n"
+    "                        seed and watermark (see docs/manifest.md; tracemark verify checks it)\n"
+    "  --embed               with --sign: carry the manifest invisibly inside FILE instead\n"
     "  -h, --help            this help\n"
     "\n"
     "Exit status: 0 success, 1 failure (bad model, tokenizer or prompt), 2 usage error.\n";
 
 typedef struct {
     const char *model, *tokenizer, *prompt, *prompt_file, *watermark, *key, *output, *system, *chat_template;
+    const char *sign;
     const char *messages;
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
-    bool json, seed_given, chat;
+    bool json, seed_given, chat, embed;
     tm_sampling_params sampling;
 } options;
 
@@ -143,7 +149,7 @@ static tm_status load_messages(const char *path, json_t **root, tm_chat_message 
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
            FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
-           CHAT_TEMPLATE, MESSAGES };
+           CHAT_TEMPLATE, MESSAGES, SIGN, EMBED };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -157,7 +163,8 @@ static int parse(int argc, char **argv, options *o) {
         {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
         {"output", required_argument, 0, OUTPUT}, {"chat", no_argument, 0, CHAT},
         {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
-        {"messages", required_argument, 0, MESSAGES},
+        {"messages", required_argument, 0, MESSAGES}, {"sign", required_argument, 0, SIGN},
+        {"embed", no_argument, 0, EMBED},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -198,6 +205,8 @@ static int parse(int argc, char **argv, options *o) {
         case SYSTEM: o->system = optarg; break;
         case MESSAGES: o->messages = optarg; o->chat = true; break;
         case CHAT_TEMPLATE: o->chat_template = optarg; break;
+        case SIGN: o->sign = optarg; break;
+        case EMBED: o->embed = true; break;
         case 'h':
             fputs(help, stdout);
             printf("\nChat templates (--chat-template): %s.\n", tm_chat_template_names());
@@ -212,6 +221,8 @@ static int parse(int argc, char **argv, options *o) {
     }
     if (o->messages && o->system) { tm_cli_usage(cmd, "give the system message inside --messages, not with --system"); return -1; }
     if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
+    if (o->sign && !o->output) { tm_cli_usage(cmd, "--sign signs the --output file: give --output too"); return -1; }
+    if (o->embed && !o->sign) { tm_cli_usage(cmd, "--embed goes with --sign"); return -1; }
     if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
     if ((o->system || o->chat_template) && !o->chat) { tm_cli_usage(cmd, "--system and --chat-template go with --chat"); return -1; }
     if (o->chat_template && !tm_chat_template_lookup(o->chat_template, NULL)) {
@@ -241,10 +252,12 @@ typedef struct {
     int32_t *chat_ids;
     size_t n_chat_ids;
     tm_generation result;
+    tm_signing_key *signer; /* --sign */
 } run;
 
 static void run_free(run *r) {
     tm_generation_free(&r->result);
+    tm_signing_key_free(r->signer);
     free(r->chat_ids);
     free(r->chat_prompt);
     if (r->messages != r->pair) free(r->messages);
@@ -327,20 +340,9 @@ static tm_status format_chat(run *r, const options *o, tm_error *err) {
                                        tm_tokenizer_adds_bos(r->tokenizer), &r->chat_ids, &r->n_chat_ids, err);
 }
 
-/* --output: the prompt and the generated text, written atomically. */
-static tm_status write_output(const char *path, const char *prompt, const tm_generation *result, tm_error *err) {
-    size_t prompt_size = strlen(prompt), size = prompt_size + result->text_size;
-    char *all = malloc(size + 1);
-    if (!all) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
-    memcpy(all, prompt, prompt_size);
-    memcpy(all + prompt_size, result->text, result->text_size);
-    tm_status status = tm_write_file_atomic(path, all, size, 0644, err);
-    free(all);
-    return status;
-}
-
-/* --json: ids, text, timings, and what a detector needs (never the key). */
-static int print_generation_json(const run *r, const options *o, const char *prompt, const char *user_prompt) {
+/* The record of a generation: ids, text, timings, sampling, and what a
+ * detector needs (never the key). --json prints it; --sign signs from it. */
+static json_t *generation_json(const run *r, const options *o, const char *prompt, const char *user_prompt) {
     const tm_generation *g = &r->result;
     double prompt_rate = g->prompt_seconds > 0 ? (double)g->n_prompt / g->prompt_seconds : 0;
     double decode_rate = g->decode_seconds > 0 && g->n_ids > 1 ? (double)(g->n_ids - 1) / g->decode_seconds : 0;
@@ -356,7 +358,56 @@ static int print_generation_json(const run *r, const options *o, const char *pro
                             json_pack("{s:s, s:s?, s:s?, s:I}", "template", tm_chat_template_name(r->chat_template),
                                       "system", o->system, "user", user_prompt, "messages",
                                       (json_int_t)r->n_messages));
-    return tm_cli_print_json(root);
+    const tm_sampling_params *s = &o->sampling;
+    if (root)
+        json_object_set_new(root, "sampling",
+                            json_pack("{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "temperature", (double)s->temperature,
+                                      "top_k", (int)s->top_k, "top_p", (double)s->top_p, "min_p", (double)s->min_p,
+                                      "repeat_penalty", (double)s->repeat_penalty, "frequency_penalty",
+                                      (double)s->frequency_penalty, "presence_penalty", (double)s->presence_penalty,
+                                      "penalty_window", (int)s->penalty_window));
+    return root;
+}
+
+/* --output: the prompt and the generated text, written atomically; with
+ * --sign, its manifest beside it or (--embed) inside it. */
+static tm_status write_output(const run *r, const options *o, json_t *record, tm_error *err) {
+    const tm_generation *g = &r->result;
+    size_t prompt_size = strlen(o->prompt), size = prompt_size + g->text_size;
+    char *all = malloc(size + 1), *manifest = NULL, *embedded = NULL, *record_text = NULL, *manifest_path = NULL;
+    if (!all) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    memcpy(all, o->prompt, prompt_size);
+    memcpy(all + prompt_size, g->text, g->text_size);
+    all[size] = '\0';
+    tm_status status = TM_OK;
+    size_t manifest_size = 0, embedded_size = 0;
+    if (r->signer) {
+        record_text = record ? json_dumps(record, JSON_COMPACT) : NULL;
+        if (!record_text) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        else status = tm_provenance_sign_generation(all, size, record_text, strlen(record_text), r->signer, &manifest,
+                                                    &manifest_size, err);
+    }
+    if (status == TM_OK && o->embed) {
+        status = tm_provenance_embed(all, size, manifest, manifest_size, &embedded, &embedded_size, err);
+        if (status == TM_OK) status = tm_write_file_atomic(o->output, embedded, embedded_size, 0644, err);
+    } else if (status == TM_OK) {
+        status = tm_write_file_atomic(o->output, all, size, 0644, err);
+        if (status == TM_OK && manifest) {
+            size_t n = strlen(o->output) + sizeof ".manifest.json";
+            manifest_path = malloc(n);
+            if (!manifest_path) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+            else {
+                snprintf(manifest_path, n, "%s.manifest.json", o->output);
+                status = tm_write_file_atomic(manifest_path, manifest, manifest_size, 0644, err);
+            }
+        }
+    }
+    free(manifest_path);
+    free(embedded);
+    free(manifest);
+    free(record_text);
+    free(all);
+    return status;
 }
 
 int tm_cmd_generate(int argc, char **argv) {
@@ -379,6 +430,8 @@ int tm_cmd_generate(int argc, char **argv) {
         if (read_prompt_file(o.prompt_file, &r.prompt_buffer, &err)) goto failed;
         o.prompt = r.prompt_buffer;
     }
+    /* The signing key is read first, so that a bad key fails before any work. */
+    if (o.sign && tm_signing_key_read(&r.signer, o.sign, &err)) goto failed;
     if (load_engine(&r, &o, &err)) goto failed;
     if ((exit_code = build_chain(&r, &o)) != TM_EXIT_OK) goto done;
     exit_code = TM_EXIT_FAILURE;
@@ -397,10 +450,15 @@ int tm_cmd_generate(int argc, char **argv) {
         if (echo.prompt_printed) fputc('\n', stdout);
         goto failed;
     }
-    if (o.output && write_output(o.output, o.prompt, &r.result, &err)) goto failed;
+    json_t *record = o.json || o.sign ? generation_json(&r, &o, o.prompt, user_prompt) : NULL;
+    if (o.output && write_output(&r, &o, record, &err)) {
+        json_decref(record);
+        goto failed;
+    }
     if (o.json) {
-        exit_code = print_generation_json(&r, &o, o.prompt, user_prompt);
+        exit_code = tm_cli_print_json(record);
     } else {
+        json_decref(record);
         print_prompt_once(&echo);
         /* A terminal gets a final newline; a pipe gets the text exactly as generated. */
         if (isatty(STDOUT_FILENO)) fputc('\n', stdout);

@@ -490,3 +490,62 @@ Test(provenance_cli, generation_facts_watermark_p_values_and_jsonl) {
     free(tok);
     free(model);
 }
+
+/* generate --sign signs what --output holds as it generates: beside it, or
+ * with --embed inside it. Both verify; the manifest records the sampling
+ * settings of the run; one changed byte of the text is caught. */
+Test(provenance_cli, generate_signs_its_output_beside_and_embedded) {
+    char *tok = tm_fixture("models/tok512.bin"), *model = tm_fixture("models/stories260K.bin");
+    make_signing_key("g");
+    tm_test_cli_result r;
+    r = tm_test_cli("generate --model '%s' --tokenizer '%s' --prompt 'Once upon a time' --seed 5 --max-tokens 40 "
+                    "--top-k 40 --output '%s/plain.txt' --sign '%s/g.key'",
+                    model, tok, dir, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("verify '%s/plain.txt' --trust '%s/g.pub' --json", dir, dir);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    tm_test_cli_free(&r);
+    size_t size = 0;
+    char *manifest_path = tm_test_path(dir, "plain.txt.manifest.json");
+    char *manifest_text = tm_test_read_file(manifest_path, &size);
+    json_t *manifest = parse_json(manifest_text);
+    free(manifest_text);
+    json_t *sampling = json_object_get(json_object_get(manifest, "generator"), "sampling");
+    cr_expect_eq(json_integer_value(json_object_get(sampling, "top_k")), 40);
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(manifest, "generator"), "seed")), "5");
+    json_decref(manifest);
+
+    r = tm_test_cli("generate --model '%s' --tokenizer '%s' --prompt 'Once upon a time' --seed 5 --max-tokens 40 "
+                    "--top-k 40 --output '%s/embedded.txt' --sign '%s/g.key' --embed",
+                    model, tok, dir, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    char *embedded_path = tm_test_path(dir, "embedded.txt");
+    char *embedded = tm_test_read_file(embedded_path, &size);
+    char *plain_path = tm_test_path(dir, "plain.txt");
+    size_t plain_size = 0;
+    char *plain = tm_test_read_file(plain_path, &plain_size);
+    cr_assert_gt(size, plain_size, "the embedded file carries the manifest");
+    cr_expect_eq(memcmp(embedded, plain, plain_size), 0, "the visible text is the same text");
+    r = tm_test_cli("verify '%s/embedded.txt' --trust '%s/g.pub'", dir, dir);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    tm_test_cli_free(&r);
+    embedded[0] = embedded[0] == 'O' ? 'o' : 'O';
+    cr_assert_eq(tm_test_write_file(embedded_path, embedded, size), 0);
+    r = tm_test_cli("verify '%s/embedded.txt' --trust '%s/g.pub' --json", dir, dir);
+    cr_expect_eq(r.code, 3, "%s%s", r.out, r.err);
+    cr_expect_not_null(strstr(r.out, "\"failed_check\":\"content\""), "%s", r.out);
+    tm_test_cli_free(&r);
+
+    r = tm_test_cli("generate --model '%s' --tokenizer '%s' --prompt x --sign '%s/g.key'", model, tok, dir);
+    cr_expect_eq(r.code, 2, "--sign without --output is a usage error");
+    tm_test_cli_free(&r);
+    free(embedded);
+    free(plain);
+    free(embedded_path);
+    free(plain_path);
+    free(manifest_path);
+    free(tok);
+    free(model);
+}
