@@ -16,6 +16,7 @@ static const command commands[] = {
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
     {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
+    {"zeroshot", tm_cmd_detect_zeroshot, "score a text for machine authorship without a watermark"},
 };
 
 static void usage(FILE *out) {
