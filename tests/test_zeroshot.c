@@ -349,6 +349,52 @@ Test(zeroshot_llama_cpp, every_method_on_twenty_texts, .timeout = 300) {
         texts++;
     }
     cr_assert_eq(texts, 20, "%s: %zu texts", path, texts);
+    /* Fast-DetectGPT with a separate reference model: stories260K samples (q),
+     * the random model scores (p). llama.cpp's file has, with stories260K as
+     * its first model and the random one as its second, lp2 = log p(x_t) and
+     * xent = -sum q log p = -mu_t, so the numerator sum (log p - mu) is
+     * sum (lp2 + xent); the variance under q has no counterpart there and is
+     * checked by hand above. */
+    tm_zeroshot_options reference_options = {.method = TM_ZEROSHOT_FAST_DETECTGPT, .model = m.performer,
+                                             .tokenizer = m.performer_tokenizer, .reference = m.model,
+                                             .reference_tokenizer = m.tokenizer, .n_threads = 1};
+    tm_zeroshot *with_reference = NULL;
+    tm_error create_err = {0};
+    cr_assert_eq(tm_zeroshot_create(&with_reference, &reference_options, &create_err), TM_OK, "%s",
+                 create_err.message);
+    rewind(f);
+    double worst_numerator = 0;
+    for (size_t t = 0; getline(&line, &capacity, f) > 0; t++) {
+        json_t *record = json_loads(line, 0, &jerr);
+        json_t *ids_json = json_object_get(record, "ids"), *positions = json_object_get(record, "positions");
+        size_t n = json_array_size(ids_json);
+        int32_t *ids = calloc(n, sizeof *ids);
+        for (size_t i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(ids_json, i));
+        double want = 0;
+        for (size_t i = 0; i + 1 < n; i++) {
+            json_t *p = json_array_get(positions, i);
+            want += json_number_value(json_object_get(p, "lp2")) + json_number_value(json_object_get(p, "xent"));
+        }
+        tm_zeroshot_result r;
+        tm_error err = {0};
+        cr_assert_eq(tm_zeroshot_score_ids(with_reference, ids, n, &r, &err), TM_OK, "%s", err.message);
+        /* The sum cancels (terms of +-6 summing to about -0.4), so it is held
+         * to an absolute bound; each mu_t to the per-position bound above. */
+        for (size_t i = 0; i + 1 < n; i++) {
+            double xent = json_number_value(json_object_get(json_array_get(positions, i), "xent"));
+            assert_close(r.positions[i].expected_log_prob, -xent, 5e-3, "mu_t under the reference model");
+        }
+        double difference = fabs(r.score.discrepancy_numerator - want);
+        cr_assert(difference <= 1e-2, "text %zu: sum(log p - mu) %.9g, llama.cpp's %.9g", t,
+                  r.score.discrepancy_numerator, want);
+        if (difference > worst_numerator) worst_numerator = difference;
+        tm_zeroshot_result_free(&r);
+        free(ids);
+        json_decref(record);
+    }
+    cr_log_info("fast-detectgpt with a reference model: worst absolute difference of sum(log p - mu) %.3g",
+                worst_numerator);
+    tm_zeroshot_free(with_reference);
     /* A rank may differ only where two logits are within rounding. */
     cr_assert(rank_mismatches * 50 <= positions_total, "%zu of %zu ranks differ", rank_mismatches, positions_total);
     for (int k = 0; k < TM_ZEROSHOT_METHOD_COUNT; k++)
