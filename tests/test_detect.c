@@ -958,7 +958,7 @@ Test(detect_errors, bad_options_are_errors) {
         {"fpr NaN", "false-positive rate", NAN, 25, 999},
         {"min_window 0", "window", 1e-3, 0, 999},
         {"min_window -5", "window", 1e-3, -5, 999},
-        {"permutations 0", "permutations", 1e-3, 25, 0},
+        {"permutations -1", "permutations", 1e-3, 25, -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tm_detect_options options;
