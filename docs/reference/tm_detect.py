@@ -9,6 +9,7 @@ family-wise correction for several keys. It writes the spec's test vectors
 against tracemark; it is never used by the product.
 
     python3 docs/reference/tm_detect.py TOKENIZER.bin > tests/data/detect_vectors.json
+    python3 docs/reference/tm_detect.py --markdown tests/data/detect_vectors.json   # the spec's tables
 
 The normaliser here carries only the rows of the Unicode confusables table
 (TR39) that the vectors use (CONFUSABLES below): tracemark reads the whole
@@ -477,9 +478,40 @@ NORMALIZATION_TEXT = ("Cafe\u0301 \u0440\u0430ypal  \u0430nd \u041e\u041a,\r\nit
                       "\u0443es\ufeff\ufe00\U000e0100")
 
 
+def markdown(path):
+    """The spec's test-vector section from the vectors file."""
+    data = json.load(open(path))
+    out = ["Master key `00 01 .. 1f` (key id `%s`); tokenizer stories260K's `tok512.bin`; prompt, where given, "
+           "`%s`. Every number below is in `tests/data/detect_vectors.json` (with the ids and per-token values of "
+           "each vector), written by `python3 docs/reference/tm_detect.py tok512.bin` and checked by "
+           "`tests/test_detect_vectors.c`. `ctx` = tokens without full history, `rep` = repeated pairs, "
+           "ln p exact (to the digits shown)." % (data["key_id"], PROMPT), "",
+           "| # | scheme | prompt | keys | fpr | tokens | scored | ctx | rep | statistic | ln p | ln p family | detected |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, v in enumerate(data["vectors"]):
+        extra = ""
+        if v["statistic_name"] == "mean_g":
+            extra = " (B = %d; weighted W = %d, ln p %.10g)" % (v["green"], v["weighted_W"], v["weighted_log_p"])
+        if v["statistic_name"] == "edit_alignment":
+            extra = " (N = %d, run %d)" % (v["permutations"], v["permutations_done"])
+        out.append("| %d | %s | %s | %d | %g | %d | %d | %s | %s | %s = %.17g%s | %.12g | %.12g | %s |" % (
+            i, v["scheme"], "yes" if v["prompt"] is not None else "no", v["n_keys"], v["fpr"], len(v["ids"]),
+            v["n_scored"], v.get("n_ignored_context", "-"), v.get("n_ignored_repeated", "-"), v["statistic_name"],
+            v["statistic"], extra, v["log_p"], v["log_p_family"], "yes" if v["detected"] else "no"))
+    norm = next(v for v in data["vectors"] if "\u200b" in v["text"])
+    out += ["", "The normalisation vector (#%d), as Python string literals:" % data["vectors"].index(norm), "",
+            "    text       %s" % json.dumps(norm["text"]), "    normalised %s" % json.dumps(norm["normalized"]),
+            "    ids        %s" % " ".join(map(str, norm["ids"])),
+            "    green      %s" % "".join(str(int(x)) for x in norm["values"]), ""]
+    return "\n".join(out)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown":
+        print(markdown(sys.argv[2]))
+        return
     if len(sys.argv) != 2:
-        sys.exit("usage: tm_detect.py TOKENIZER.bin")
+        sys.exit("usage: tm_detect.py TOKENIZER.bin | tm_detect.py --markdown VECTORS.json")
     tokenizer = Tokenizer(sys.argv[1])
     vectors = []
     for name, text in TEXTS.items():
