@@ -499,7 +499,7 @@ def markdown(path):
             v["n_scored"], v.get("n_ignored_context", "-"), v.get("n_ignored_repeated", "-"), v["statistic_name"],
             v["statistic"], extra, v["log_p"], v["log_p_family"], "yes" if v["detected"] else "no"))
     norm = next(v for v in data["vectors"] if "\u200b" in v["text"])
-    out += ["", "The normalisation vector (#%d), as Python string literals:" % data["vectors"].index(norm), "",
+    out += ["", "The normalisation vector (#%d), as JSON strings (green: the scored positions in order):" % data["vectors"].index(norm), "",
             "    text       %s" % json.dumps(norm["text"]), "    normalised %s" % json.dumps(norm["normalized"]),
             "    ids        %s" % " ".join(map(str, norm["ids"])),
             "    green      %s" % "".join(str(int(x)) for x in norm["values"]), ""]
