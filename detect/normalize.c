@@ -50,10 +50,18 @@
  * foldable word characters and gains no ASCII letter, since any character
  * of it that always folds to a letter would have made it Latin.
  *
- * Known limitation: an attacker who replaces every letter of a word ("рара",
- * all Cyrillic) is not undone, since nothing tells that word from Russian.
- * The same holds for a Latin word written wholly in look-alikes of a
- * specific script, and for script-specific punctuation used as ASCII
+ * Whole look-alike words. A word with no ASCII character made wholly of
+ * word characters of a specific script that fold to ASCII letters ("а",
+ * "ОК", "рара" in Cyrillic) folds, after the rules above, when the nearest
+ * words around it that are neither such words nor numbers hold an ASCII
+ * letter: on both sides where both exist, and at least one must
+ * (fold_lookalike_words). Russian or Greek text keeps its short look-alike
+ * words, since the words around them are Russian or Greek; the rule stays
+ * stable (a run of such words takes its context from the same words beyond
+ * it each time). Known limitation: a genuine Russian word made wholly of
+ * look-alikes quoted among English words is folded too; a Latin word written
+ * wholly in look-alikes amid other scripts is not; and script-specific
+ * punctuation used as ASCII stays
  * ("paypal۔com" keeps its U+06D4). */
 #include "tracemark/detect.h"
 

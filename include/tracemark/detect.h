@@ -56,11 +56,14 @@ typedef struct {
                                   (fullwidth, mathematical letters, typographic quotes and dashes) fold anywhere,
                                   and one folding to a letter counts as an ASCII letter; Han, kana, Thai and other
                                   scripts written without spaces, and other scripts' punctuation, never fold. So
-                                  "раураl" -> "paypal", while Russian, Greek and Arabic text and digits stay, as
-                                  does a word made wholly of look-alikes ("рара"). Full rule in detect/normalize.c;
+                                  "раураl" -> "paypal", while Russian, Greek and Arabic text and digits stay. A
+                                  word made wholly of look-alikes ("рара", "ОК") folds too where the nearest words
+                                  around it are Latin ("my рара account" -> "my papa account"), never in text of
+                                  its own script. Full rule in detect/normalize.c and docs/detect-spec.md;
                                   default on */
     bool normalize_whitespace; /* runs of Unicode spaces -> one ' ', CRLF/CR -> LF,
-                                  zero-width characters removed; default on */
+                                  zero-width characters, U+FEFF and variation selectors removed
+                                  (so a provenance manifest never changes a verdict); default on */
 } tm_normalize_options;
 
 void tm_normalize_options_default(tm_normalize_options *options);
