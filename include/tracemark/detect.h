@@ -159,7 +159,11 @@ void tm_detector_free(tm_detector *detector);
 size_t tm_detector_key_count(const tm_detector *detector);
 
 /* Score pre-tokenized text for one key: tokens[0..n_prompt) is the prompt
- * (context only), the rest is scored. Thread-safe for concurrent calls. */
+ * (context only), the rest is scored. The result counts the detector's keys:
+ * n_keys is their number K, log_p_family = min(0, log_p_decision + ln K)
+ * (and SynthID's weighted_log_p_family likewise), and detected is decided
+ * on log_p_family, as tm_detect_text decides. Thread-safe for concurrent
+ * calls. */
 tm_status tm_detect_tokens(const tm_detector *detector, size_t key_index, const int32_t *tokens, size_t n_tokens,
                            size_t n_prompt, tm_detection *out, tm_error *err);
 /* Normalise, tokenize and score text (prompt may be NULL) against every key;
