@@ -3,7 +3,8 @@
  * detect_vectors.json is written by the independent Python reference
  * docs/reference/tm_detect.py (standard library only, from the spec's
  * prose), and for every vector the normalised text, the ids, the counts of
- * scored and ignored tokens, the statistic, ln p and the decision must come
+ * scored and ignored tokens, the statistic, ln p, the best window and the
+ * decision must come
  * out of tm_text_normalize, the tokenizer and tm_detect_text the same. So a
  * detector written from the prose alone agrees with this one, and a change
  * to either side shows here. Counts and ids are exact; the statistic and
@@ -73,7 +74,7 @@ Test(detect_vectors, text_to_verdict_as_the_python_reference) {
     }
     cr_assert_str_eq(tm_wm_key_id(keys[0]), string_of(root, "key_id"));
     const json_t *vectors = json_object_get(root, "vectors");
-    cr_assert_geq(json_array_size(vectors), 17, "every scheme with and without its prompt, and more");
+    cr_assert_geq(json_array_size(vectors), 19, "every scheme with and without its prompt, and more");
     size_t index;
     const json_t *v;
     json_array_foreach(vectors, index, v) {
@@ -118,6 +119,11 @@ Test(detect_vectors, text_to_verdict_as_the_python_reference) {
         tm_detect_options_default(&options);
         options.fpr = number_of(v, "fpr");
         if (json_object_get(v, "permutations")) options.permutations = (int32_t)number_of(v, "permutations");
+        const json_t *window = json_object_get(v, "window");
+        if (json_object_get(v, "min_window")) {
+            options.windows = true;
+            options.min_window = (int32_t)number_of(v, "min_window");
+        }
         tm_detector *detector = NULL;
         cr_assert_eq(tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, n_keys, &options,
                                         &err),
@@ -139,7 +145,21 @@ Test(detect_vectors, text_to_verdict_as_the_python_reference) {
         }
         assert_close(d.statistic, number_of(v, "statistic"), "statistic", name);
         assert_close(d.log_p, number_of(v, "log_p"), "ln p", name);
+        assert_close(d.log_p_decision, number_of(v, "log_p_decision"), "decision ln p", name);
         assert_close(d.log_p_family, number_of(v, "log_p_family"), "family-wise ln p", name);
+        cr_assert_eq(d.has_window, json_is_object(window), "%s: window", name);
+        if (d.has_window) {
+            cr_assert_eq(d.window.start_token, (size_t)number_of(window, "start_token"), "%s: window start %zu", name,
+                         d.window.start_token);
+            cr_assert_eq(d.window.end_token, (size_t)number_of(window, "end_token"), "%s: window end %zu", name,
+                         d.window.end_token);
+            cr_assert_eq(d.window.n_scored, (size_t)number_of(window, "n_scored"));
+            cr_assert_eq(d.window.n_windows, (uint64_t)number_of(window, "n_windows"));
+            assert_close(d.window.statistic, number_of(window, "statistic"), "window statistic", name);
+            assert_close(d.window.z, number_of(window, "z"), "window z", name);
+            assert_close(d.window.log_p, number_of(window, "log_p"), "window ln p", name);
+            assert_close(d.window.log_p_corrected, number_of(window, "log_p_corrected"), "window corrected ln p", name);
+        }
         if (config.kind == TM_WM_SYNTHID) {
             assert_close(d.weighted_score, number_of(v, "weighted_score"), "weighted mean", name);
             assert_close(d.weighted_log_p, number_of(v, "weighted_log_p"), "weighted ln p", name);

@@ -395,10 +395,61 @@ def exp_edit_test(s, master, tokens, n_perm, n_keys, fpr, seed=0, sequential=Tru
     return dict(statistic=observed, log_p=log_p, done=done, exceed=exceed)
 
 
+# ---- windows (spec: "Windows") -------------------------------------------------------
+
+
+def score_z(kind, gamma, layers, total, n):
+    if kind == "gumbel":
+        return (total - n) / math.sqrt(n)
+    if kind == "synthid":
+        bits = n * layers
+        return (total - bits / 2) / math.sqrt(bits / 4)
+    return (total - gamma * n) / math.sqrt(n * gamma * (1 - gamma))
+
+
+def best_window(kind, gamma, layers, scores, positions, min_window):
+    """The grid of windows over the scored tokens, the best z, its exact p and Bonferroni correction."""
+    n = len(scores)
+    if n < min_window:
+        return None
+    prefix = [0.0]
+    for x in scores:
+        prefix.append(prefix[-1] + x)
+    best_z, best, examined, length = -math.inf, (0, n), 0, min_window
+    while length <= n:
+        stride = max(1, length // 8)
+        start = 0
+        while True:
+            if start + length > n:
+                start = n - length
+            z = score_z(kind, gamma, layers, prefix[start + length] - prefix[start], float(length))
+            examined += 1
+            if z > best_z:
+                best_z, best = z, (start, start + length)
+            if start + length >= n:
+                break
+            start += stride
+        following = math.ceil(length * 1.1)
+        if length < n and following > n:
+            following = n
+        length = following if following > length else length + 1
+    a, b = best
+    total, count = prefix[b] - prefix[a], b - a
+    if kind == "gumbel":
+        log_p = gamma_log_q(count, total)
+    elif kind == "synthid":
+        log_p = binomial_log_sf(int(total), count * layers, 0.5)
+    else:
+        log_p = binomial_log_sf(int(total), count, gamma)
+    return dict(start_token=positions[a], end_token=positions[b - 1] + 1, n_scored=count, statistic=total,
+                z=score_z(kind, gamma, layers, total, float(count)), log_p=log_p,
+                log_p_corrected=min(0.0, log_p + math.log(examined)), n_windows=examined)
+
+
 # ---- the verdict -------------------------------------------------------------------
 
 
-def detect(tokenizer, name, master, text, prompt=None, fpr=1e-3, n_perm=None, n_keys=1):
+def detect(tokenizer, name, master, text, prompt=None, fpr=1e-3, n_perm=None, n_keys=1, min_window=None):
     s = SCHEMES[name]
     info = scheme_info(s)
     key = subkey(master, info)
@@ -418,7 +469,7 @@ def detect(tokenizer, name, master, text, prompt=None, fpr=1e-3, n_perm=None, n_
     else:
         h = needed(s)
         first = max(n_prompt, h)
-        seen, scores, values = set(), [], []
+        seen, scores, values, positions = set(), [], [], []
         ignored_context = min(first, len(ids)) - n_prompt
         ignored_repeated = 0
         for i in range(first, len(ids)):
@@ -429,6 +480,7 @@ def detect(tokenizer, name, master, text, prompt=None, fpr=1e-3, n_perm=None, n_
                 continue
             seen.add(pair)
             scores.append(score)
+            positions.append(i - n_prompt)
         t = len(scores)
         out.update(values=values, n_scored=t, n_ignored_context=ignored_context, n_ignored_repeated=ignored_repeated)
         if s["kind"] == "gumbel":
@@ -450,7 +502,17 @@ def detect(tokenizer, name, master, text, prompt=None, fpr=1e-3, n_perm=None, n_
             green = int(sum(scores))
             out.update(statistic_name="green_count", statistic=float(green), log_p=binomial_log_sf(green, t, gamma),
                        z=(green - gamma * t) / math.sqrt(t * gamma * (1 - gamma)) if t else None)
-    out["log_p_family"] = min(0.0, out["log_p"] + math.log(n_keys))
+    out["log_p_decision"] = out["log_p"]
+    if min_window is not None:
+        kind = s["kind"]
+        sums = [float(sum(x)) for x in scores] if kind == "synthid" else scores
+        gamma = 0.5 if kind == "dipmark" else s.get("gamma", 0.0)
+        window = best_window(kind, gamma, s.get("layers", 0), sums, positions, min_window)
+        out["min_window"] = min_window
+        out["window"] = window
+        if window:
+            out["log_p_decision"] = min(0.0, min(out["log_p"], window["log_p_corrected"]) + math.log(2.0))
+    out["log_p_family"] = min(0.0, out["log_p_decision"] + math.log(n_keys))
     allowance = 1e-9 if s["kind"] == "exp-edit" else 0.0
     out["detected"] = out["log_p_family"] <= math.log(fpr) + allowance
     return out
@@ -498,6 +560,16 @@ def markdown(path):
             i, v["scheme"], "yes" if v["prompt"] is not None else "no", v["n_keys"], v["fpr"], len(v["ids"]),
             v["n_scored"], v.get("n_ignored_context", "-"), v.get("n_ignored_repeated", "-"), v["statistic_name"],
             v["statistic"], extra, v["log_p"], v["log_p_family"], "yes" if v["detected"] else "no"))
+    for i, v in enumerate(data["vectors"]):
+        w = v.get("window")
+        if w:
+            out += ["", "Window of vector #%d (min_window %d): tokens %d-%d, %d scored, statistic %g, z %.12g, "
+                    "ln p %.12g, corrected over %d windows %.12g; decision ln p = min(0, ln 2 + min(%.12g, %.12g)) "
+                    "= %.12g, so the whole text alone (ln p %.12g <= ln 0.001) would be detected, with the window "
+                    "search it is %s." % (i, v["min_window"], w["start_token"], w["end_token"], w["n_scored"],
+                                          w["statistic"], w["z"], w["log_p"], w["n_windows"], w["log_p_corrected"],
+                                          v["log_p"], w["log_p_corrected"], v["log_p_decision"], v["log_p"],
+                                          "detected" if v["detected"] else "not")]
     norm = next(v for v in data["vectors"] if "\u200b" in v["text"])
     out += ["", "The normalisation vector (#%d), as JSON strings (green: the scored positions in order):" % data["vectors"].index(norm), "",
             "    text       %s" % json.dumps(norm["text"]), "    normalised %s" % json.dumps(norm["normalized"]),
@@ -522,6 +594,9 @@ def main():
         vectors.append(detect(tokenizer, name, MASTER, text, None, fpr=fpr, n_perm=n_perm))
     vectors.append(detect(tokenizer, "kgw-lefthash", MASTER, NORMALIZATION_TEXT, None))
     vectors.append(detect(tokenizer, "synthid", MASTER, TEXTS["synthid"], PROMPT, n_keys=5))
+    # A window: the KGW LeftHash text after 120 tokens of another scheme's text (not watermarked for this key).
+    vectors.append(detect(tokenizer, "kgw-lefthash", MASTER, TEXTS["unigram"] + " " + TEXTS["kgw-lefthash"], None,
+                          min_window=25))
     json.dump({"master_key": MASTER.hex(), "key_id": tm_prf.key_id(MASTER), "vectors": vectors}, sys.stdout,
               indent=1, ensure_ascii=True)
     print()
