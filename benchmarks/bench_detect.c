@@ -10,7 +10,14 @@
  * from the environment) have elapsed. One JSON line per
  * measurement on stdout; nothing is asserted (DESIGN.md: speed is measured
  * here, never asserted in a test). BENCH_DETECT_ONLY=tokens|text|stages in
- * the environment runs one kind of measurement alone, for a profiler. */
+ * the environment runs one kind of measurement alone, for a profiler.
+ * BENCH_DETECT_ONLY=sequential measures, for each EXP-edit/ITS-edit scheme
+ * on one thread, tm_detect_tokens with every permutation run (the test as
+ * it was before the sequential stop, `--full-permutations`) against the
+ * default Besag-Clifford stop, on the same documents, and counts the
+ * documents whose decision differs (must be 0) and, among those where the
+ * sequential test ran the full set, whose ln p differs in any bit (must be
+ * 0). */
 #include "tracemark/detect.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
@@ -124,6 +131,54 @@ static double measure(const work_context *c, work_kind kind, int threads, size_t
     return (double)units / elapsed;
 }
 
+/* Full permutation set against the sequential stop, one thread, the first
+ * `limit` documents: one JSON line with both rates and the differences. */
+static int compare_sequential(const tm_tokenizer *tokenizer, const tm_wm_config *config, const tm_wm_key *key,
+                              const documents *docs, const char *file) {
+    tm_error err = {0};
+    tm_detector *full = NULL, *sequential = NULL;
+    tm_detect_options options;
+    tm_detect_options_default(&options);
+    const tm_wm_key *keys[1] = {key};
+    if (tm_detector_create(&sequential, tokenizer, config, keys, 1, &options, &err)) return fail(&err);
+    options.sequential = false;
+    if (tm_detector_create(&full, tokenizer, config, keys, 1, &options, &err)) return fail(&err);
+    size_t limit = docs->n < 40 ? docs->n : 40, tokens = 0, decisions_differ = 0, full_sets = 0, p_differ = 0,
+           permutations_full = 0, permutations_sequential = 0;
+    tm_detection *a = malloc(limit * sizeof *a), *b = malloc(limit * sizeof *b);
+    double t0 = now();
+    for (size_t i = 0; i < limit; i++) {
+        if (tm_detect_tokens(full, 0, docs->ids[i], docs->n_ids[i], 0, &a[i], &err)) return fail(&err);
+        tokens += docs->n_ids[i];
+        permutations_full += a[i].permutations_done;
+    }
+    double t_full = now() - t0;
+    t0 = now();
+    for (size_t i = 0; i < limit; i++) {
+        if (tm_detect_tokens(sequential, 0, docs->ids[i], docs->n_ids[i], 0, &b[i], &err)) return fail(&err);
+        permutations_sequential += b[i].permutations_done;
+    }
+    double t_sequential = now() - t0;
+    for (size_t i = 0; i < limit; i++) {
+        decisions_differ += a[i].detected != b[i].detected;
+        if (!b[i].p_sequential) {
+            full_sets++;
+            p_differ += memcmp(&a[i].log_p, &b[i].log_p, sizeof(double)) != 0 || a[i].statistic != b[i].statistic;
+        }
+    }
+    printf("{\"bench\":\"exp_edit_sequential\",\"config\":\"%s\",\"threads\":1,\"documents\":%zu,\"tokens\":%zu,"
+           "\"full_docs_per_s\":%.3f,\"sequential_docs_per_s\":%.3f,\"speedup\":%.1f,\"permutations_full\":%zu,"
+           "\"permutations_sequential\":%zu,\"decisions_differ\":%zu,\"full_sets\":%zu,\"p_differ_on_full_sets\":%zu}\n",
+           file, limit, tokens, (double)limit / t_full, (double)limit / t_sequential, t_full / t_sequential,
+           permutations_full, permutations_sequential, decisions_differ, full_sets, p_differ);
+    fflush(stdout);
+    free(a);
+    free(b);
+    tm_detector_free(full);
+    tm_detector_free(sequential);
+    return decisions_differ || p_differ ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5 || !strcmp(argv[1], "--help")) {
         fprintf(stderr,
@@ -174,6 +229,17 @@ int main(int argc, char **argv) {
     const char *only = getenv("BENCH_DETECT_ONLY");
     bool run_stages = !only || !strcmp(only, "stages"), run_tokens = !only || !strcmp(only, "tokens"),
          run_text = !only || !strcmp(only, "text");
+    if (only && !strcmp(only, "sequential")) {
+        int status = 0;
+        for (int s = 4; s < argc; s++) {
+            tm_wm_config config;
+            if (tm_wm_config_load(&config, argv[s], &err)) return fail(&err);
+            if (config.kind != TM_WM_EXP_EDIT) continue;
+            const char *file = strrchr(argv[s], '/') ? strrchr(argv[s], '/') + 1 : argv[s];
+            status |= compare_sequential(tokenizer, &config, key, &docs, file);
+        }
+        return status;
+    }
     work_context base = {.tokenizer = tokenizer, .docs = &docs, .normalize = normalize};
     for (int t = 0; run_stages && t < n_threads; t++) {
         size_t units, done;

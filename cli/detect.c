@@ -24,7 +24,8 @@ static const char help[] =
     "  --key PATH          key file, or a folder of key files; repeat for several keys (the best\n"
     "                      key is reported with a family-wise corrected p-value)\n"
     "  --watermark CONFIG  scheme settings (YAML, configs/schemes/)\n"
-    "  --tokenizer PATH    tokenizer (default: the default model's)\n"
+    "  --tokenizer PATH    tokenizer (default: the default model's tokenizer where it is already on\n"
+    "                      disk: $TRACEMARK_MODEL, ./models/ or ../shared/models/; never downloaded)\n"
     "  --prompt-file PATH  the prompt the text continues: its tokens give context, never scores\n"
     "  --fpr X             false-positive rate of the decision (default 0.001)\n"
     "  --window            also find the best window (text pasted into other text)\n"
@@ -32,10 +33,14 @@ static const char help[] =
     "  --keep-repeated     score repeated (context, token) pairs every time (their values repeat,\n"
     "                      so p-values are then too small: for comparisons only)\n"
     "  --no-nfc, --no-homoglyphs, --no-whitespace   switch off a normalisation step\n"
-    "  --permutations N    EXP-edit permutation test size (default 999)\n"
+    "  --permutations N    EXP-edit permutation test size (default: the fewest that can detect at\n"
+    "                      --fpr with the keys given, at least 999; N with K/(N+1) > fpr is refused)\n"
+    "  --full-permutations EXP-edit: run every permutation (default: stop once the decision is\n"
+    "                      settled, Besag-Clifford; a detected text always runs them all)\n"
     "  --jsonl             input is JSON lines {\"id\", \"text\", \"prompt\"?}; output one verdict per line\n"
     "  --threads N         threads for --jsonl (default: all cores)\n"
-    "  --json              one JSON object instead of text\n"
+    "  --json              one JSON object instead of text (not with --jsonl)\n"
+    "  --                  end of options: a FILE named after it may start with '-'\n"
     "  -h, --help          this help\n"
     "\n"
     "Exit status: 0 watermark detected (for --jsonl: every line processed), 3 not detected,\n"
@@ -54,7 +59,7 @@ typedef struct {
 
 static int parse(int argc, char **argv, options *o) {
     enum { KEY = 256, WATERMARK, TOKENIZER, PROMPT_FILE, FPR, WINDOW, MIN_WINDOW, KEEP_REPEATED, NO_NFC,
-           NO_HOMOGLYPHS, NO_WHITESPACE, PERMUTATIONS, JSONL, THREADS, JSON };
+           NO_HOMOGLYPHS, NO_WHITESPACE, PERMUTATIONS, JSONL, THREADS, JSON, FULL_PERMUTATIONS };
     static const struct option flags[] = {
         {"key", required_argument, 0, KEY}, {"watermark", required_argument, 0, WATERMARK},
         {"tokenizer", required_argument, 0, TOKENIZER}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -63,7 +68,8 @@ static int parse(int argc, char **argv, options *o) {
         {"no-nfc", no_argument, 0, NO_NFC}, {"no-homoglyphs", no_argument, 0, NO_HOMOGLYPHS},
         {"no-whitespace", no_argument, 0, NO_WHITESPACE}, {"permutations", required_argument, 0, PERMUTATIONS},
         {"jsonl", no_argument, 0, JSONL}, {"threads", required_argument, 0, THREADS},
-        {"json", no_argument, 0, JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, JSON}, {"full-permutations", no_argument, 0, FULL_PERMUTATIONS},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "detect";
     double value;
     long integer;
@@ -89,6 +95,7 @@ static int parse(int argc, char **argv, options *o) {
         case JSONL: o->jsonl = true; break;
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
         case JSON: o->json = true; break;
+        case FULL_PERMUTATIONS: o->detect.sequential = false; break;
         case 'h': fputs(help, stdout); return 1;
         default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
@@ -97,6 +104,7 @@ static int parse(int argc, char **argv, options *o) {
     if (optind < argc) { tm_cli_usage(cmd, "unexpected argument '%s'", argv[optind]); return -1; }
     if (!o->n_key_paths) { tm_cli_usage(cmd, "--key is required"); return -1; }
     if (!o->watermark) { tm_cli_usage(cmd, "--watermark is required"); return -1; }
+    if (o->jsonl && o->json) { tm_cli_usage(cmd, "--json and --jsonl exclude each other (--jsonl already writes JSON, one verdict a line)"); return -1; }
     if (o->jsonl && o->prompt_file) { tm_cli_usage(cmd, "with --jsonl, prompts come from each line's \"prompt\""); return -1; }
     return 0;
 }
@@ -158,15 +166,20 @@ static json_t *detection_json(const tm_detection *d, const tm_detect_options *o)
     if (d->p_resolution > 0) {
         json_object_set_new(root, "p_resolution", json_real(d->p_resolution));
         json_object_set_new(root, "p_at_floor", json_boolean(d->p_at_floor));
+        json_object_set_new(root, "permutations_done", json_integer((json_int_t)d->permutations_done));
+        json_object_set_new(root, "p_sequential", json_boolean(d->p_sequential));
     }
     if (isfinite(d->weighted_score)) {
         json_object_set_new(root, "weighted_mean_g", json_real(d->weighted_score));
         json_object_set_new(root, "weighted_p_value", json_real(tm_stat_p_from_log(d->weighted_log_p)));
     }
-    if (d->n_keys > 1)
-        json_object_set_new(root, "keys", json_pack("{s:I, s:I, s:f}", "tested", (json_int_t)d->n_keys, "best_index",
-                                                    (json_int_t)d->best_key, "family_p_value",
-                                                    tm_stat_p_from_log(d->log_p_family)));
+    if (d->n_keys > 1) {
+        json_t *keys = json_pack("{s:I, s:I, s:f}", "tested", (json_int_t)d->n_keys, "best_index",
+                                 (json_int_t)d->best_key, "family_p_value", tm_stat_p_from_log(d->log_p_family));
+        if (keys && isfinite(d->weighted_log_p_family))
+            json_object_set_new(keys, "weighted_family_p_value", json_real(tm_stat_p_from_log(d->weighted_log_p_family)));
+        json_object_set_new(root, "keys", keys);
+    }
     if (d->has_window) {
         const tm_detect_window *w = &d->window;
         json_object_set_new(root, "window",
@@ -196,12 +209,17 @@ static void print_text_verdict(const tm_detection *d, const tm_detect_options *o
     if (isfinite(d->z)) printf("z:              %.3f\n", d->z);
     printf("p-value:        %.3g", d->p);
     if (d->p_resolution > 0)
-        printf(" (permutation test, resolution %.3g%s)", d->p_resolution, d->p_at_floor ? ", at its floor" : "");
+        printf(" (permutation test, resolution %.3g%s%s)", d->p_resolution, d->p_at_floor ? ", at its floor" : "",
+               d->p_sequential ? ", stopped early once not detected was settled" : "");
     else printf(" (exact)");
     if (isfinite(d->p_normal)) printf("; normal approximation %.3g", d->p_normal);
     printf("\n");
     if (isfinite(d->weighted_score))
-        printf("weighted mean:  %.4f (p = %.3g)\n", d->weighted_score, tm_stat_p_from_log(d->weighted_log_p));
+    {
+        printf("weighted mean:  %.4f (p = %.3g", d->weighted_score, tm_stat_p_from_log(d->weighted_log_p));
+        if (d->n_keys > 1) printf("; family-wise p = %.3g", tm_stat_p_from_log(d->weighted_log_p_family));
+        printf(")\n");
+    }
     if (d->has_window)
         printf("best window:    tokens %zu-%zu, characters %zu-%zu, p = %.3g (%.3g corrected over %llu windows)\n",
                d->window.start_token, d->window.end_token, d->window.start_char, d->window.end_char,
@@ -306,6 +324,54 @@ static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
     return any_failed ? TM_EXIT_FAILURE : TM_EXIT_OK;
 }
 
+/* The default tokenizer where it already lies on disk: $TRACEMARK_MODEL (its
+ * own tokenizer, or the tokenizer.bin beside a llama2.c checkpoint), then
+ * tok512.bin in ./models/ and ../shared/models/. Detection needs only a
+ * vocabulary, so it never creates a folder or downloads a model for one. */
+static tm_status local_tokenizer(char *path, size_t size, tm_error *err) {
+    const char *model = getenv("TRACEMARK_MODEL");
+    if (model && *model) {
+        char model_path[4096], tokenizer_path[4096];
+        tm_status status = tm_model_resolve(model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, err);
+        if (status != TM_OK) return status;
+        int n = snprintf(path, size, "%s", tokenizer_path[0] ? tokenizer_path : model_path);
+        return n >= 0 && (size_t)n < size ? TM_OK : tm_error_set(err, TM_ERR_ARGUMENT, "tokenizer path too long");
+    }
+    const char *candidates[] = {"models/tok512.bin", "../shared/models/tok512.bin"};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (tm_file_exists(candidates[i])) {
+            snprintf(path, size, "%s", candidates[i]);
+            return TM_OK;
+        }
+    return tm_error_set(err, TM_ERR_NOT_FOUND,
+                        "no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
+                        "../shared/models/tok512.bin; detect never downloads)");
+}
+
+/* What only the loaded scheme and key count can refuse, as usage errors. */
+static bool check_combination(const options *o, const tm_wm_config *config, size_t n_keys) {
+    if (config->kind != TM_WM_EXP_EDIT) return true;
+    if (o->detect.windows) {
+        tm_cli_usage("detect", "--window is not available for EXP-edit/ITS-edit (%s): its statistic aligns the whole "
+                               "text with the key sequence, it is not a sum over tokens",
+                     o->watermark);
+        return false;
+    }
+    int32_t needed = tm_detect_permutations_needed(o->detect.fpr, n_keys);
+    if (needed == 0) {
+        tm_cli_usage("detect", "--fpr %g with %zu keys would need more than 1000000 permutations", o->detect.fpr, n_keys);
+        return false;
+    }
+    if (o->detect.permutations > 0 && o->detect.permutations < needed) {
+        tm_cli_usage("detect",
+                     "--permutations %d can never detect at --fpr %g with %zu key%s (the smallest p is %zu/(N+1)); "
+                     "the smallest N that can is %d",
+                     o->detect.permutations, o->detect.fpr, n_keys, n_keys == 1 ? "" : "s", n_keys, needed);
+        return false;
+    }
+    return true;
+}
+
 int tm_cmd_detect(int argc, char **argv) {
     options o = {0};
     tm_detect_options_default(&o.detect);
@@ -321,14 +387,18 @@ int tm_cmd_detect(int argc, char **argv) {
     char *text = NULL, *prompt = NULL;
     size_t text_size = 0, prompt_size = 0;
     int exit_code = TM_EXIT_FAILURE;
-    char model_path[4096], tokenizer_path[4096];
+    char tokenizer_path[4096];
     const char *tokenizer_file = o.tokenizer;
-    if (!tokenizer_file) {
-        if (tm_model_resolve(NULL, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
-        tokenizer_file = tokenizer_path[0] ? tokenizer_path : model_path;
+    if (tm_wm_config_load(&config, o.watermark, &err) || load_keys(&o, &keys, &n_keys, &err)) goto failed;
+    if (!check_combination(&o, &config, n_keys)) {
+        exit_code = TM_EXIT_USAGE;
+        goto done;
     }
-    if (tm_wm_config_load(&config, o.watermark, &err) || load_keys(&o, &keys, &n_keys, &err) ||
-        tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
+    if (!tokenizer_file) {
+        if (local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
+        tokenizer_file = tokenizer_path;
+    }
+    if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
         tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, n_keys, &o.detect, &err))
         goto failed;
     FILE *in = stdin;

@@ -70,6 +70,11 @@ static int parse(const char *command, const char *help, int argc, char **argv, o
         default: tm_cli_usage(command, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
     }
+    /* "--" ends the options: what follows is text, even when it starts with '-'. */
+    for (; optind < argc; optind++) {
+        if (o->n_words == MAX_WORDS) { tm_cli_usage(command, "too many arguments"); return -1; }
+        o->words[o->n_words++] = argv[optind];
+    }
     return 0;
 }
 

@@ -37,7 +37,8 @@ void tm_detect_options_default(tm_detect_options *options) {
     options->fpr = 1e-3;
     options->min_window = 25;
     options->ignore_repeated = true;
-    options->permutations = 999;
+    options->permutations = 0; /* automatic: tm_detect_permutations_needed, at least 999 */
+    options->sequential = true;
 }
 
 void tm_detector_free(tm_detector *detector) {
@@ -58,8 +59,26 @@ tm_status tm_detector_create(tm_detector **out, const tm_tokenizer *tokenizer, c
         return tm_error_set(err, TM_ERR_ARGUMENT, "false-positive rate %g must lie in (0, 1)", options->fpr);
     if (options->min_window < 1)
         return tm_error_set(err, TM_ERR_ARGUMENT, "minimum window %d must be positive", options->min_window);
-    if (options->permutations < 1 || options->permutations > 1000000)
-        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000]", options->permutations);
+    if (options->permutations < 0 || options->permutations > 1000000)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000] (0: automatic)",
+                            options->permutations);
+    if (config->kind == TM_WM_EXP_EDIT) {
+        /* A permutation p never falls below K / (N + 1): refuse a test that can never detect. */
+        int32_t needed = tm_detect_permutations_needed(options->fpr, n_keys);
+        if (needed == 0)
+            return tm_error_set(err, TM_ERR_LIMIT,
+                                "EXP-edit detection at fpr %g with %zu keys needs more than 1000000 permutations",
+                                options->fpr, n_keys);
+        if (options->permutations > 0 && options->permutations < needed)
+            return tm_error_set(err, TM_ERR_ARGUMENT,
+                                "%d permutations can never detect at fpr %g with %zu key%s (the smallest p is "
+                                "%zu/(N+1)): use at least %d",
+                                options->permutations, options->fpr, n_keys, n_keys == 1 ? "" : "s", n_keys, needed);
+        if (options->windows)
+            return tm_error_set(err, TM_ERR_ARGUMENT,
+                                "windows are not available for EXP-edit/ITS-edit detection: its statistic is an "
+                                "alignment of the whole text, not a sum over tokens; detect without --window");
+    }
     tm_detector *d = tm_alloc_array(1, sizeof *d, err);
     if (!d) return TM_ERR_NOMEM;
     d->tokenizer = tokenizer;
@@ -112,8 +131,6 @@ static bool pair_set_seen(pair_set *set, uint64_t fingerprint) {
     return false;
 }
 
-enum { MAX_VALUES = 64 };
-
 /* Per scored token: its index in the text and its contribution to the statistic. */
 typedef struct {
     size_t *index;
@@ -121,41 +138,50 @@ typedef struct {
     size_t n;
 } scored_tokens;
 
-static void finish_green(tm_detection *out, double green, double n, double gamma) {
+/* z of a score sum over n scored tokens: the one formula the whole text
+ * (finish_*) and every window (best_window) use. NAN when n = 0. */
+static double score_z(const tm_wm_config *c, double gamma, double sum, double n) {
+    if (!(n > 0)) return NAN;
+    switch (c->kind) {
+    case TM_WM_GUMBEL: return (sum - n) / sqrt(n);
+    case TM_WM_SYNTHID: {
+        double bits = n * c->layers;
+        return (sum - bits / 2) / sqrt(bits / 4);
+    }
+    default: return (sum - gamma * n) / sqrt(n * gamma * (1 - gamma));
+    }
+}
+
+static void finish_green(tm_detection *out, const tm_wm_config *c, double green, double n, double gamma) {
     out->statistic_name = "green_count";
     out->statistic = green;
     out->expected = gamma * n;
-    double sd = sqrt(n * gamma * (1 - gamma));
-    out->z = n > 0 ? (green - gamma * n) / sd : NAN;
+    out->z = score_z(c, gamma, green, n);
     out->log_p = tm_stat_binomial_log_sf((uint64_t)green, (uint64_t)n, gamma);
     out->p_normal = n > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
 }
 
-static void finish_gumbel(tm_detection *out, double sum, double n) {
+static void finish_gumbel(tm_detection *out, const tm_wm_config *c, double sum, double n) {
     out->statistic_name = "gumbel_score";
     out->statistic = sum;
     out->expected = n;
-    out->z = n > 0 ? (sum - n) / sqrt(n) : NAN;
+    out->z = score_z(c, NAN, sum, n);
     out->log_p = n > 0 ? tm_stat_gamma_log_q(n, sum) : 0;
     out->p_normal = n > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
 }
 
-/* SynthID's layer weights: linspace(10, 1, m), as synthid-text's weighted_mean_score. */
-static double synthid_weight(size_t layer, int32_t layers) {
-    return layers == 1 ? 1.0 : 10.0 - 9.0 * (double)layer / (double)(layers - 1);
-}
-
-static void finish_synthid(tm_detection *out, double ones, double weighted, double n, int32_t layers,
+static void finish_synthid(tm_detection *out, const tm_wm_config *c, double ones, double weighted, double n,
                            bool weighted_p) {
+    int32_t layers = c->layers;
     double bits = n * layers;
     out->statistic_name = "mean_g";
     out->statistic = bits > 0 ? ones / bits : 0;
     out->expected = 0.5;
-    out->z = bits > 0 ? (ones - bits / 2) / sqrt(bits / 4) : NAN;
+    out->z = score_z(c, NAN, ones, n);
     out->log_p = tm_stat_binomial_log_sf((uint64_t)ones, (uint64_t)bits, 0.5);
     out->p_normal = bits > 0 ? tm_stat_p_from_log(tm_stat_normal_log_sf(out->z)) : NAN;
     double weight_sum = 0;
-    for (int32_t l = 0; l < layers; l++) weight_sum += synthid_weight((size_t)l, layers);
+    for (int32_t l = 0; l < layers; l++) weight_sum += tm_stat_synthid_weight(l, layers);
     out->weighted_score = n > 0 ? weighted / (n * weight_sum) : 0;
     /* The weighted tail can take tens of milliseconds: only where it is reported. */
     out->weighted_log_p = !weighted_p ? NAN
@@ -170,22 +196,13 @@ static void window_statistic(const tm_wm_config *c, double gamma, const double *
     tm_detection d;
     memset(&d, 0, sizeof d);
     switch (c->kind) {
-    case TM_WM_GUMBEL: finish_gumbel(&d, sum, n); break;
-    case TM_WM_SYNTHID: finish_synthid(&d, sum, 0, n, c->layers, false); break;
-    default: finish_green(&d, sum, n, gamma); break;
+    case TM_WM_GUMBEL: finish_gumbel(&d, c, sum, n); break;
+    case TM_WM_SYNTHID: finish_synthid(&d, c, sum, 0, n, false); break;
+    default: finish_green(&d, c, sum, n, gamma); break;
     }
     *statistic = d.statistic;
     *z = d.z;
     *log_p = d.log_p;
-}
-
-/* z of a window from its sum, cheap enough to evaluate on every window. */
-static double window_z(const tm_wm_config *c, double g, double sum, double n) {
-    switch (c->kind) {
-    case TM_WM_GUMBEL: return (sum - n) / sqrt(n);
-    case TM_WM_SYNTHID: return (sum - n * c->layers / 2.0) / sqrt(n * c->layers / 4.0);
-    default: return (sum - g * n) / sqrt(n * g * (1 - g));
-    }
 }
 
 /* The window of scored tokens with the highest z (WinMax-style), and its
@@ -209,7 +226,7 @@ static tm_status best_window(const tm_detector *d, double gamma, const scored_to
         size_t stride = length / 8 > 1 ? length / 8 : 1;
         for (size_t from = 0;; from += stride) {
             if (from + length > n) from = n - length; /* the last window ends at the text's end */
-            double z = window_z(&d->config, gamma, prefix[from + length] - prefix[from], (double)length);
+            double z = score_z(&d->config, gamma, prefix[from + length] - prefix[from], (double)length);
             examined++;
             if (z > best_z) {
                 best_z = z;
@@ -321,12 +338,14 @@ void tm_detect_weighted_sums(const uint64_t *bits, size_t n, size_t nv, const do
     weighted_sums_scalar(bits, n, nv, weights, sums);
 }
 
-/* The per-token loop of detect_tokens for a run of n positions whose values
- * are in r (index: the first one's, less the prompt), with the same
- * arithmetic in the same order, so every sum comes out bit for bit as
- * before. SynthID's weighted sums are formed for every position first,
- * positions side by side rather than one long chain of dependent adds
- * (each position's sum still adds its layers in order). */
+/* The one scoring loop, for a run of n consecutive positions whose secret
+ * values are in r (index: the first one's, less the prompt): skip a repeated
+ * pair, else add the token's score. Both faces of a scheme end here, the
+ * batched one (a run of up to RUN positions) and the token-by-token one (a
+ * run of one), so every sum is formed by the same adds in the same order.
+ * SynthID's weighted sums are formed for every position of the run first,
+ * positions side by side rather than one long chain of dependent adds (each
+ * position's sum still adds its layers in order). */
 static void score_run(const tm_detector *d, run_scratch *r, size_t n, size_t nv, const double *weights, size_t index,
                       pair_set *seen, scored_tokens *scored, double *total, double *weighted, tm_detection *out) {
     tm_wm_kind kind = d->config.kind;
@@ -351,6 +370,36 @@ static void score_run(const tm_detector *d, run_scratch *r, size_t n, size_t nv,
     }
 }
 
+/* Position i's values token by token, into slot 0 of r, for a scheme without
+ * the batched face: false when the scheme gives it none (no full context). */
+static bool token_values_one(const tm_wm_scheme *scheme, const int32_t *tokens, size_t i, size_t h, run_scratch *r,
+                             size_t *nv) {
+    double values[TM_WM_LAYERS_MAX];
+    const int32_t *context = tokens + i - h;
+    *nv = tm_wm_token_values(scheme, h ? context : tokens + i, h, tokens[i], values, TM_WM_LAYERS_MAX);
+    if (*nv == 0 || *nv > TM_WM_LAYERS_MAX) return false;
+    r->fingerprints[0] = tm_wm_token_fingerprint(scheme, context, h, tokens[i]);
+    r->values[0] = values[0];
+    r->bits[0] = 0;
+    for (size_t l = 0; l < *nv; l++)
+        if (values[l] == 1.0) r->bits[0] |= (uint64_t)1 << l;
+    return true;
+}
+
+/* Family-wise correction for K keys (Bonferroni): the decision and the
+ * reported family p of one key's result. A permutation p is a ratio of
+ * integers (e + 1) / (N + 1) compared with a decimal fpr: the comparison
+ * allows for the rounding of fpr (relative 1e-9), so that N + 1 = K / fpr
+ * permutations detect at the floor (documented in docs/detect-spec.md). */
+static void apply_key_correction(const tm_detector *d, tm_detection *out) {
+    double log_k = log((double)d->n_keys);
+    out->n_keys = d->n_keys;
+    out->log_p_family = fmin(0, out->log_p_decision + log_k);
+    double threshold = log(d->options.fpr) + (out->p_resolution > 0 ? 1e-9 : 0);
+    out->detected = out->log_p_family <= threshold;
+    out->weighted_log_p_family = isnan(out->weighted_log_p) ? NAN : fmin(0, out->weighted_log_p + log_k);
+}
+
 static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int32_t *tokens, size_t n_tokens,
                                size_t n_prompt, bool weighted_p, tm_detection *out, tm_error *err) {
     memset(out, 0, sizeof *out);
@@ -369,83 +418,58 @@ static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int
     snprintf(out->normalization, sizeof out->normalization, "%s", tm_normalize_options_describe(&d->options.normalize));
     out->n_tokens = n_tokens - n_prompt;
     out->n_prompt = n_prompt;
-    out->z = out->p_normal = out->weighted_score = out->weighted_log_p = NAN;
-    out->n_keys = 1;
+    out->z = out->p_normal = out->weighted_score = out->weighted_log_p = out->weighted_log_p_family = NAN;
 
     if (c->kind == TM_WM_EXP_EDIT) {
-        tm_status status = tm_detect_exp_edit(scheme, tokens + n_prompt, n_tokens - n_prompt, &d->options, out, err);
+        tm_status status = tm_detect_exp_edit(scheme, tokens + n_prompt, n_tokens - n_prompt, &d->options,
+                                              d->n_keys, out, err);
         if (status != TM_OK) return status;
     } else {
         size_t h = tm_wm_scheme_context_needed(scheme);
         double gamma = tm_wm_scheme_null_green_rate(scheme);
         pair_set seen = {0};
         scored_tokens scored = {0};
+        run_scratch *r = tm_alloc_array(1, sizeof *r, err);
         scored.index = tm_alloc_array(n_tokens + 1, sizeof *scored.index, err);
         scored.score = tm_alloc_array(n_tokens + 1, sizeof *scored.score, err);
-        if (!scored.index || !scored.score || (d->options.ignore_repeated && !pair_set_init(&seen, n_tokens, err))) {
+        if (!r || !scored.index || !scored.score ||
+            (d->options.ignore_repeated && !pair_set_init(&seen, n_tokens, err))) {
+            free(r);
             free(scored.index);
             free(scored.score);
             free(seen.slots);
             return TM_ERR_NOMEM;
         }
-        double values[MAX_VALUES], weights[MAX_VALUES], total = 0, weighted = 0;
-        for (int32_t l = 0; c->kind == TM_WM_SYNTHID && l < c->layers && l < MAX_VALUES; l++)
-            weights[l] = synthid_weight((size_t)l, c->layers);
-        /* The positions with their full context, a run at a time, where the
-         * scheme has a batched face; then token by token as before. */
-        size_t first = n_prompt > h ? n_prompt : h, done = n_prompt;
-        if (first < n_tokens) {
-            run_scratch scratch, *r = &scratch;
-            size_t nv = tm_wm_token_values_run(scheme, tokens, first, first + RUN <= n_tokens ? RUN : n_tokens - first,
-                                               r->fingerprints, r->bits, r->values);
-            if (nv > 0 && nv <= MAX_VALUES) {
-                out->n_ignored_context += first - n_prompt;
-                for (size_t start = first; start < n_tokens; start += RUN) {
-                    size_t n = n_tokens - start < RUN ? n_tokens - start : RUN;
-                    if (start > first) tm_wm_token_values_run(scheme, tokens, start, n, r->fingerprints, r->bits, r->values);
-                    score_run(d, r, n, nv, weights, start - n_prompt, &seen, &scored, &total, &weighted, out);
-                }
-                done = n_tokens;
+        double weights[TM_WM_LAYERS_MAX], total = 0, weighted = 0;
+        for (int32_t l = 0; c->kind == TM_WM_SYNTHID && l < c->layers && l < TM_WM_LAYERS_MAX; l++)
+            weights[l] = tm_stat_synthid_weight(l, c->layers);
+        /* Only positions with their full context of h tokens are scored
+         * (the prompt's tokens count as context): a run at a time where the
+         * scheme has a batched face, token by token otherwise. */
+        size_t first = n_prompt > h ? n_prompt : h;
+        out->n_ignored_context += (first < n_tokens ? first : n_tokens) - n_prompt;
+        size_t nv = first < n_tokens ? tm_wm_token_values_run(scheme, tokens, first,
+                                                              first + RUN <= n_tokens ? RUN : n_tokens - first,
+                                                              r->fingerprints, r->bits, r->values)
+                                     : 0;
+        if (nv > 0 && nv <= TM_WM_LAYERS_MAX) {
+            for (size_t start = first; start < n_tokens; start += RUN) {
+                size_t n = n_tokens - start < RUN ? n_tokens - start : RUN;
+                if (start > first) tm_wm_token_values_run(scheme, tokens, start, n, r->fingerprints, r->bits, r->values);
+                score_run(d, r, n, nv, weights, start - n_prompt, &seen, &scored, &total, &weighted, out);
+            }
+        } else {
+            for (size_t i = first; i < n_tokens; i++) {
+                if (!token_values_one(scheme, tokens, i, h, r, &nv)) out->n_ignored_context++;
+                else score_run(d, r, 1, nv, weights, i - n_prompt, &seen, &scored, &total, &weighted, out);
             }
         }
-        for (size_t i = done; i < n_tokens; i++) {
-            if (i < h) {
-                out->n_ignored_context++;
-                continue;
-            }
-            const int32_t *context = tokens + i - h;
-            if (d->options.ignore_repeated &&
-                pair_set_seen(&seen, tm_wm_token_fingerprint(scheme, context, h, tokens[i]))) {
-                out->n_ignored_repeated++;
-                continue;
-            }
-            size_t nv = tm_wm_token_values(scheme, h ? context : tokens + i, h, tokens[i], values, MAX_VALUES);
-            if (nv == 0) {
-                out->n_ignored_context++;
-                continue;
-            }
-            double score = 0;
-            if (c->kind == TM_WM_GUMBEL) {
-                score = -log1p(-values[0]);
-            } else if (c->kind == TM_WM_SYNTHID) {
-                double token_weighted = 0;
-                for (size_t l = 0; l < nv; l++) {
-                    score += values[l];
-                    token_weighted += values[l] * weights[l];
-                }
-                weighted += token_weighted;
-            } else {
-                score = values[0];
-            }
-            total += score;
-            scored.index[scored.n] = i - n_prompt;
-            scored.score[scored.n++] = score;
-        }
+        free(r);
         out->n_scored = scored.n;
         double n = (double)scored.n;
-        if (c->kind == TM_WM_GUMBEL) finish_gumbel(out, total, n);
-        else if (c->kind == TM_WM_SYNTHID) finish_synthid(out, total, weighted, n, c->layers, weighted_p);
-        else finish_green(out, total, n, gamma);
+        if (c->kind == TM_WM_GUMBEL) finish_gumbel(out, c, total, n);
+        else if (c->kind == TM_WM_SYNTHID) finish_synthid(out, c, total, weighted, n, weighted_p);
+        else finish_green(out, c, total, n, gamma);
         tm_status status = d->options.windows ? best_window(d, gamma, &scored, out, err) : TM_OK;
         free(scored.index);
         free(scored.score);
@@ -455,8 +479,7 @@ static tm_status detect_tokens(const tm_detector *d, size_t key_index, const int
     out->p = tm_stat_p_from_log(out->log_p);
     out->log_p_decision = out->log_p;
     if (out->has_window) out->log_p_decision = fmin(0, fmin(out->log_p, out->window.log_p_corrected) + log(2.0));
-    out->log_p_family = out->log_p_decision;
-    out->detected = out->log_p_decision <= log(d->options.fpr);
+    apply_key_correction(d, out);
     return TM_OK;
 }
 
@@ -536,11 +559,12 @@ tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, co
         }
     }
     if (status == TM_OK) {
-        out->n_keys = d->n_keys;
-        if (out->kind == TM_WM_SYNTHID && d->n_keys > 1 && out->n_scored > 0)
-            out->weighted_log_p = tm_stat_synthid_weighted_log_sf(out->weighted_score, out->n_scored, d->config.layers, NULL);
-        out->log_p_family = fmin(0, out->log_p_decision + log((double)d->n_keys));
-        out->detected = out->log_p_family <= log(d->options.fpr);
+        /* The weighted tail is computed once, for the best key only. */
+        if (out->kind == TM_WM_SYNTHID && d->n_keys > 1)
+            out->weighted_log_p = out->n_scored > 0 ? tm_stat_synthid_weighted_log_sf(
+                                                          out->weighted_score, out->n_scored, d->config.layers, NULL)
+                                                    : 0;
+        apply_key_correction(d, out);
         if (out->has_window) {
             token_bytes = token_offsets(d->tokenizer, text_ids, n_text, err);
             if (!token_bytes) status = TM_ERR_NOMEM;

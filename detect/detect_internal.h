@@ -9,9 +9,12 @@
 /* Fill out->statistic_name ("edit_alignment"), statistic, expected, log_p,
  * p_resolution, p_at_floor and n_scored for tokens[0..n) (the prompt already
  * removed) against the scheme's key sequence, with a permutation test over
- * options->permutations pseudo-random keys seeded by options->permutation_seed. */
+ * options->permutations pseudo-random keys (0: tm_detect_permutations_needed
+ * for n_keys) seeded by options->permutation_seed, stopped early when
+ * options->sequential and the decision at options->fpr for n_keys keys is
+ * settled. */
 tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
-                             const tm_detect_options *options, tm_detection *out, tm_error *err);
+                             const tm_detect_options *options, size_t n_keys, tm_detection *out, tm_error *err);
 
 /* tm_text_normalize with its ASCII fast path limited, for the tests that
  * compare the paths: ascii_runs 0 takes every character through the

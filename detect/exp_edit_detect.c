@@ -295,20 +295,54 @@ static void align_text(const aligner *a, double phi[LANES]) {
 
 /* ---- the test -------------------------------------------------------------------------- */
 
+/* Whether e exceedances among N null keys detect at fpr with K keys: the
+ * arithmetic of detect.c's decision (log p = ln(e + 1) - ln(N + 1), plus
+ * ln K, against ln fpr with the 1e-9 allowance), in the same order. */
+static bool permutation_detects(uint64_t e, uint64_t n, size_t n_keys, double fpr) {
+    double log_p = log((double)(e + 1)) - log((double)(n + 1));
+    return fmin(0, log_p + log((double)n_keys)) <= log(fpr) + 1e-9;
+}
+
+int32_t tm_detect_permutations_needed(double fpr, size_t n_keys) {
+    if (!(fpr > 0 && fpr < 1) || n_keys == 0) return 0;
+    double guess = ceil((double)n_keys / fpr * (1 - 1e-9)) - 1;
+    if (guess > 1000000) return 0;
+    int32_t n = guess < 1 ? 1 : (int32_t)guess;
+    while (n > 1 && permutation_detects(0, (uint64_t)n - 1, n_keys, fpr)) n--; /* the fewest, by the decision's own arithmetic */
+    while (n <= 1000000 && !permutation_detects(0, (uint64_t)n, n_keys, fpr)) n++;
+    return n <= 1000000 ? n : 0;
+}
+
 tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
-                             const tm_detect_options *options, tm_detection *out, tm_error *err) {
+                             const tm_detect_options *options, size_t n_detector_keys, tm_detection *out,
+                             tm_error *err) {
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1)
         return tm_error_set(err, TM_ERR_ARGUMENT, "EXP-edit detection needs an EXP-edit scheme with n >= 1");
-    if (options->permutations < 1 || options->permutations > 1000000)
-        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000]", options->permutations);
+    if (n_detector_keys == 0) n_detector_keys = 1;
+    int32_t needed = tm_detect_permutations_needed(options->fpr, n_detector_keys);
+    if (options->permutations < 0 || options->permutations > 1000000)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "permutations %d must lie in [1, 1000000] (0: automatic)",
+                            options->permutations);
+    if (options->permutations == 0 && needed == 0)
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "EXP-edit detection at fpr %g with %zu keys needs more than 1000000 permutations",
+                            options->fpr, n_detector_keys);
     if (n > 0 && !tokens) return tm_error_set(err, TM_ERR_ARGUMENT, "no tokens given");
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "negative token id %d at index %zu", tokens[i], i);
-    size_t permutations = (size_t)options->permutations;
+    size_t permutations = options->permutations > 0 ? (size_t)options->permutations
+                                                    : (size_t)(needed > 999 ? needed : 999);
+    /* Exceedances that settle "not detected": the least e that does not detect. */
+    uint64_t stop_at = 0;
+    while (stop_at <= permutations && permutation_detects(stop_at, permutations, n_detector_keys, options->fpr))
+        stop_at++;
+    bool sequential = options->sequential && stop_at > 0;
     out->statistic_name = "edit_alignment";
     out->p_resolution = 1.0 / (double)(permutations + 1);
     out->p_at_floor = false;
+    out->p_sequential = false;
+    out->permutations_done = 0;
     out->n_scored = n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX;
     if (out->n_scored == 0) { /* every key aligns the empty text at cost 0: no evidence */
         out->statistic = out->expected = out->log_p = 0.0;
@@ -318,9 +352,9 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
     aligner a = {0};
     tm_status status = aligner_init(&a, scheme, tokens, out->n_scored, err);
     /* Key 0 is the key under test, keys 1..T the null keys (null index i - 1). */
-    size_t n_keys = permutations + 1, exceed = 0;
+    size_t n_keys = permutations + 1, exceed = 0, done = 0, stopped_at = 0;
     double phi = 0.0, null_sum = 0.0;
-    for (size_t first = 0; status == TM_OK && first < n_keys; first += LANES) {
+    for (size_t first = 0; status == TM_OK && first < n_keys && !stopped_at; first += LANES) {
         size_t lanes = n_keys - first < LANES ? n_keys - first : LANES;
         for (size_t l = 0; l < LANES && status == TM_OK; l++) {
             size_t key = first + (l < lanes ? l : lanes - 1); /* spare lanes repeat a key, unused */
@@ -336,14 +370,30 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
                 continue;
             }
             null_sum += values[l];
+            done++;
             exceed += values[l] <= phi; /* key 0 is always in lane 0 of the first batch */
+            if (sequential && exceed == stop_at) { /* the decision is settled: stop at this null key */
+                stopped_at = done;
+                break;
+            }
         }
     }
     aligner_free(&a);
     if (status != TM_OK) return status;
     out->statistic = phi;
-    out->expected = null_sum / (double)permutations;
-    out->log_p = log((double)(exceed + 1)) - log((double)(permutations + 1));
+    out->expected = null_sum / (double)done;
+    out->permutations_done = done;
+    if (stopped_at && done < permutations) {
+        /* Besag & Clifford (1991): stopped at the h-th exceedance among l null
+         * keys, p = h / l is a valid p-value; the full test's p is at least
+         * (h + 1) / (N + 1), so the larger of the two is vouched for. */
+        double bc = log((double)exceed) - log((double)done);
+        double floor_full = log((double)(exceed + 1)) - log((double)(permutations + 1));
+        out->log_p = fmax(bc, floor_full);
+        out->p_sequential = true;
+    } else {
+        out->log_p = log((double)(exceed + 1)) - log((double)(permutations + 1));
+    }
     out->p_at_floor = exceed == 0;
     return TM_OK;
 }

@@ -50,10 +50,18 @@
  * foldable word characters and gains no ASCII letter, since any character
  * of it that always folds to a letter would have made it Latin.
  *
- * Known limitation: an attacker who replaces every letter of a word ("рара",
- * all Cyrillic) is not undone, since nothing tells that word from Russian.
- * The same holds for a Latin word written wholly in look-alikes of a
- * specific script, and for script-specific punctuation used as ASCII
+ * Whole look-alike words. A word with no ASCII character made wholly of
+ * word characters of a specific script that fold to ASCII letters ("а",
+ * "ОК", "рара" in Cyrillic) folds, after the rules above, when the nearest
+ * words around it that are neither such words nor numbers hold an ASCII
+ * letter: on both sides where both exist, and at least one must
+ * (fold_lookalike_words). Russian or Greek text keeps its short look-alike
+ * words, since the words around them are Russian or Greek; the rule stays
+ * stable (a run of such words takes its context from the same words beyond
+ * it each time). Known limitation: a genuine Russian word made wholly of
+ * look-alikes quoted among English words is folded too; a Latin word written
+ * wholly in look-alikes amid other scripts is not; and script-specific
+ * punctuation used as ASCII stays
  * ("paypal۔com" keeps its U+06D4). */
 #include "tracemark/detect.h"
 
@@ -277,8 +285,15 @@ static bool script_without_spaces(UScriptCode script) {
     }
 }
 
+/* Invisible characters that the whitespace step drops: the zero-width
+ * space, joiners and word joiner, U+FEFF (byte order mark / zero-width
+ * no-break space), and the variation selectors U+FE00..FE0F and
+ * U+E0100..E01EF. The last two are what provenance/ embeds its manifest in
+ * (U+FEFF followed by selectors, appended to the text): dropping them here
+ * means an embedded manifest never changes a detection result. */
 static bool is_zero_width(uint32_t cp) {
-    return cp == 0x200B || cp == 0x200C || cp == 0x200D || cp == 0x2060 || cp == 0xFEFF;
+    return cp == 0x200B || cp == 0x200C || cp == 0x200D || cp == 0x2060 || cp == 0xFEFF ||
+           (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xE0100 && cp <= 0xE01EF);
 }
 
 /* Line breaks of Unicode's White_Space set (UAX #14 mandatory breaks). */
@@ -701,6 +716,123 @@ static tm_status take_character(normalizer *z, uint32_t cp, size_t offset, tm_er
     return push_character(z, cp, entry, offset, err);
 }
 
+/* ---- whole look-alike words in Latin text ---------------------------------- */
+
+typedef enum { WORD_NEUTRAL, WORD_LATIN, WORD_OTHER, WORD_CANDIDATE } word_kind;
+
+typedef struct {
+    size_t start, end; /* bytes of the output */
+    bool ascii_letter, all_lookalike, any_letter;
+    word_kind kind;
+} word_span;
+
+/* The second fold (file head, "Whole look-alike words"): a word with no
+ * ASCII character whose every character is a word character of a specific
+ * script folding to an ASCII letter ("а", "ОК", "уes" in Cyrillic) folds
+ * when the nearest words around it that are neither such words nor
+ * numbers are Latin (hold an ASCII letter): on both sides where both
+ * exist, and at least one must. Words of genuine Russian or Greek text have
+ * letters without ASCII look-alikes around them, so they stay. Rewrites
+ * bytes (and offsets) in place; the text only shrinks. */
+static tm_status fold_lookalike_words(uint8_t *bytes, size_t *size, size_t *offsets, tm_error *err) {
+    size_t n = *size, i = 0;
+    while (i < n && bytes[i] < 0x80) i++;
+    if (i == n) return TM_OK; /* plain ASCII: nothing to find */
+    size_t n_words = 0, capacity = 64;
+    word_span *words = malloc(capacity * sizeof *words);
+    if (!words) return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: out of memory");
+    bool in_word = false;
+    for (i = 0; i < n;) {
+        uint32_t cp = bytes[i];
+        size_t length = 1;
+        if (cp >= 0x80 && (length = decode_utf8(bytes + i, n - i, &cp)) == 0) length = 1; /* output is valid UTF-8 */
+        uint16_t entry = char_lookup(cp);
+        fold_class class = fold_class_of(entry);
+        if (class == CLASS_SEPARATOR) {
+            in_word = false;
+            i += length;
+            continue;
+        }
+        if (!in_word || class == CLASS_ISOLATED) {
+            if (n_words == capacity) {
+                word_span *grown = realloc(words, 2 * capacity * sizeof *words);
+                if (!grown) {
+                    free(words);
+                    return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: out of memory");
+                }
+                words = grown;
+                capacity *= 2;
+            }
+            words[n_words++] = (word_span){i, i, false, true, false, WORD_NEUTRAL};
+        }
+        in_word = class != CLASS_ISOLATED; /* an isolated character is a word of its own */
+        word_span *w = &words[n_words - 1];
+        w->end = i + length;
+        uint32_t target = fold_target(entry);
+        bool number = cp < 0x80 ? is_ascii_digit((int)cp)
+                                : utf8proc_category((utf8proc_int32_t)cp) >= UTF8PROC_CATEGORY_ND &&
+                                      utf8proc_category((utf8proc_int32_t)cp) <= UTF8PROC_CATEGORY_NO;
+        if (cp < 0x80 && ascii_letter[cp]) w->ascii_letter = true;
+        if (!number || class == CLASS_ISOLATED) w->any_letter = true;
+        if (!(cp >= 0x80 && class == CLASS_WORD && target && ascii_letter[target] && !(entry & FOLD_ALWAYS)))
+            w->all_lookalike = false;
+        i += length;
+    }
+    for (size_t w = 0; w < n_words; w++)
+        words[w].kind = words[w].ascii_letter    ? WORD_LATIN
+                        : words[w].all_lookalike ? WORD_CANDIDATE
+                        : words[w].any_letter    ? WORD_OTHER
+                                                 : WORD_NEUTRAL;
+    /* The nearest deciding (Latin or other) word on each side of every candidate. */
+    word_kind *left = malloc((n_words + 1) * sizeof *left);
+    if (!left) {
+        free(words);
+        return tm_error_set(err, TM_ERR_NOMEM, "text normalisation: out of memory");
+    }
+    word_kind seen = WORD_NEUTRAL;
+    for (size_t w = 0; w < n_words; w++) {
+        left[w] = seen;
+        if (words[w].kind == WORD_LATIN || words[w].kind == WORD_OTHER) seen = words[w].kind;
+    }
+    bool changed = false;
+    seen = WORD_NEUTRAL;
+    for (size_t w = n_words; w-- > 0;) {
+        word_kind k = words[w].kind;
+        if (k == WORD_LATIN || k == WORD_OTHER) seen = k;
+        if (k != WORD_CANDIDATE) continue;
+        bool fold = (left[w] == WORD_LATIN || seen == WORD_LATIN) && left[w] != WORD_OTHER && seen != WORD_OTHER;
+        if (!fold) words[w].kind = WORD_NEUTRAL;
+        changed |= fold;
+    }
+    free(left);
+    if (changed) {
+        size_t out = 0, w = 0;
+        for (i = 0; i < n;) {
+            while (w < n_words && words[w].end <= i) w++;
+            bool folding = w < n_words && words[w].kind == WORD_CANDIDATE && i >= words[w].start;
+            uint32_t cp = bytes[i];
+            size_t length = 1;
+            if (cp >= 0x80 && (length = decode_utf8(bytes + i, n - i, &cp)) == 0) length = 1;
+            if (folding) {
+                size_t origin = offsets ? offsets[i] : 0;
+                bytes[out] = (uint8_t)fold_target(char_lookup(cp));
+                if (offsets) offsets[out] = origin;
+                out++;
+            } else {
+                memmove(bytes + out, bytes + i, length);
+                if (offsets) memmove(offsets + out, offsets + i, length * sizeof *offsets);
+                out += length;
+            }
+            i += length;
+        }
+        if (offsets) offsets[out] = offsets[n];
+        bytes[out] = '\0';
+        *size = out;
+    }
+    free(words);
+    return TM_OK;
+}
+
 /* ---- the entry points ---------------------------------------------------- */
 
 /* ASCII that the whitespace step leaves alone: such a character only needs
@@ -798,6 +930,10 @@ static tm_status normalize(const char *text, size_t size, const tm_normalize_opt
     }
     if ((s = segment_flush(z, err)) != TM_OK) goto fail;
     if ((s = output_reserve(&z->out, 0, err)) != TM_OK) goto fail;
+    if (z->out.offsets) z->out.offsets[z->out.size] = size;
+    if (options->fold_homoglyphs &&
+        (s = fold_lookalike_words((uint8_t *)z->out.bytes, &z->out.size, z->out.offsets, err)) != TM_OK)
+        goto fail;
 
     z->out.bytes[z->out.size] = '\0';
     if (z->out.offsets) z->out.offsets[z->out.size] = size;

@@ -467,6 +467,10 @@ static bool synthid_exact_log_sf(const synthid_model *model, double mean, uint64
     return ok;
 }
 
+double tm_stat_synthid_weight(int32_t layer, int32_t layers) {
+    return layers == 1 ? 1.0 : 10.0 - 9.0 * (double)layer / (double)(layers - 1);
+}
+
 double tm_stat_synthid_weighted_log_sf(double score, uint64_t n_tokens, int32_t layers, bool *exact) {
     if (exact) *exact = false;
     if (isnan(score) || layers < 1 || layers > SYNTHID_MAX_LAYERS) return NAN;
@@ -480,7 +484,8 @@ double tm_stat_synthid_weighted_log_sf(double score, uint64_t n_tokens, int32_t 
     if (!v) return NAN;
     double total_weight = 0;
     for (int32_t l = 0; l < m; l++) {
-        v[l] = m == 1 ? 1.0 : (double)((10 * (int64_t)(m - 1) - 9 * (int64_t)l) / divisor);
+        /* w_l (m - 1) is the integer 10 (m - 1) - 9 l to within rounding. */
+        v[l] = m == 1 ? 1.0 : (double)(llround(tm_stat_synthid_weight(l, m) * (double)(m - 1)) / divisor);
         total_weight += v[l];
     }
     double w_max_d = (double)n_tokens * total_weight;

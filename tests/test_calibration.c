@@ -9,8 +9,10 @@
  * and the binomial interval applies; with one key for all texts their shared
  * tokens would make the trials dependent. Power: 200-token stories260K
  * generations at temperature 1.0 through each scheme's sampler are detected
- * at FPR 1e-3 with TPR >= 0.95 for KGW (gamma 0.25, delta 2), Gumbel and
- * SynthID; every scheme's TPR is logged (cr_log_info) to be quoted. Seeds
+ * at FPR 1e-3 with TPR >= 0.95 for KGW (gamma 0.25, delta 2), Gumbel,
+ * SynthID and EXP-edit, and each other configuration at its own stated
+ * bound (POWER_BOUNDS), on the text and on the sampled ids alike; every TPR
+ * is logged (cr_log_info) to be quoted. Seeds
  * and keys are fixed, so the outcome is the same on every run. Slow (it
  * decodes and scores thousands of texts): registered for optimised builds
  * only. */
@@ -401,6 +403,31 @@ Test(calibration, false_positive_rate_matches_nominal_on_unwatermarked_text, .ti
 
 enum { N_POWER = 200, POWER_TOKENS = 200 };
 
+/* The power each shipped configuration must reach on these 200 texts of 200
+ * tokens at temperature 1.0 (in SCHEMES' order), asserted on the text and on
+ * the sampled ids. 0.95 where the scheme reaches it; elsewhere its own bound,
+ * a margin below what it measured (Release, fixed seeds and keys), with the
+ * reason it is lower. Measured: kgw-lefthash 0.990, kgw-selfhash 0.990,
+ * unigram 0.225, gumbel 1.000, synthid 1.000, dipmark 0.940, exp-edit 1.000,
+ * its-edit 0.115 (on text). */
+static const struct {
+    double tpr;
+    const char *reason;
+} POWER_BOUNDS[] = {
+    {0.95, "the issue's bound"},
+    {0.95, "the issue's bound"},
+    {0.15, "one green list for the whole text: stories260K's few frequent tokens carry most of a story and "
+           "their colour is fixed by the key, so delta 2 moves few of them; measured 0.225"},
+    {0.95, "the issue's bound"},
+    {0.95, "the issue's bound"},
+    {0.90, "distortion-free reweighting (alpha 0.45) moves less probability than KGW's delta 2 on a "
+           "low-entropy model; measured 0.940"},
+    {0.95, "the issue's bound"},
+    {0.08, "ITS's per-token evidence |u - eta| is weak where the model is nearly deterministic (the paper "
+           "reports ITS needing several times EXP's tokens); measured 0.115"},
+};
+_Static_assert(sizeof POWER_BOUNDS / sizeof POWER_BOUNDS[0] == N_SCHEMES, "one power bound per configuration");
+
 Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) {
     tm_test_story m = tm_test_story_open();
     const char *prompt = "Once upon a time";
@@ -437,10 +464,9 @@ Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) 
             tm_status status = tm_detector_create(&detector, m.tokenizer, &config, &key, 1, &options, &err);
             /* As a platform sees it: the text and its prompt, re-tokenized. */
             if (status == TM_OK) status = tm_detect_text(detector, texts[i], strlen(texts[i]), prompt, &d, &err);
-            /* As the generator emitted it: the sampled ids (skipped for the
-             * slow EXP-edit permutation test, which would double its time). */
+            /* As the generator emitted it: the sampled ids. */
             t.detected = false;
-            if (status == TM_OK && !is_exp_edit(&config))
+            if (status == TM_OK)
                 status = tm_detect_tokens(detector, 0, ids[i], n_prompt[i] + POWER_TOKENS, n_prompt[i], &t, &err);
             if (status != TM_OK) {
 #pragma omp critical
@@ -454,16 +480,15 @@ Test(calibration, watermarked_stories_are_detected_at_fpr_1e3, .timeout = 1200) 
         cr_assert_str_empty(failure, "%s", failure);
         double tpr = (double)detected_text / N_POWER, tpr_tokens = (double)detected_tokens / N_POWER;
         char on_ids[64] = "";
-        if (!is_exp_edit(&config)) snprintf(on_ids, sizeof on_ids, ", %.3f on the sampled ids", tpr_tokens);
+        snprintf(on_ids, sizeof on_ids, ", %.3f on the sampled ids", tpr_tokens);
         cr_log_info("power %-12s TPR at FPR 1e-3: %.3f on text (%ld of %d)%s; %d tokens, temperature 1.0 "
                     "(generation %.1f s, detection %.1f s)",
                     SCHEMES[s], tpr, detected_text, N_POWER, on_ids, POWER_TOKENS, t_generate, tm_seconds_now() - t1);
-        bool required = !strcmp(SCHEMES[s], "kgw-lefthash") || !strcmp(SCHEMES[s], "gumbel") ||
-                        !strcmp(SCHEMES[s], "synthid");
-        if (required) {
-            cr_expect_geq(tpr, 0.95, "%s: TPR %.3f at FPR 1e-3 on 200-token texts, the issue asks >= 0.95", SCHEMES[s],
-                          tpr);
-        }
+        double bound = POWER_BOUNDS[s].tpr;
+        cr_expect_geq(tpr, bound, "%s: TPR %.3f on text at FPR 1e-3 on 200-token texts, below its bound %.2f (%s)",
+                      SCHEMES[s], tpr, bound, POWER_BOUNDS[s].reason);
+        cr_expect_geq(tpr_tokens, bound, "%s: TPR %.3f on the sampled ids, below its bound %.2f (%s)", SCHEMES[s],
+                      tpr_tokens, bound, POWER_BOUNDS[s].reason);
         for (size_t i = 0; i < N_POWER; i++) {
             free(texts[i]);
             free(ids[i]);

@@ -218,6 +218,7 @@ Test(cli_detect, json_fields_match_the_library) {
     const char *names[] = {"kgw-lefthash", "gumbel", "synthid"};
     const char *configs[] = {w.cfg_kgw, w.cfg_gumbel, w.cfg_synthid};
     const char *statistics[] = {"green_count", "gumbel_score", "mean_g"};
+    int strict_checked = 0;
     for (int k = 0; k < 3; k++) {
         char *text = generate(&w, configs[k], key, 20 + k, 200);
         char name[32];
@@ -270,6 +271,7 @@ Test(cli_detect, json_fields_match_the_library) {
             json_t *s = parse_json(strict.out);
             cr_assert(json_is_false(json_object_get(s, "detected")));
             json_decref(s);
+            strict_checked++;
         }
         tm_test_cli_free(&strict);
         json_decref(root);
@@ -277,6 +279,7 @@ Test(cli_detect, json_fields_match_the_library) {
         free(path);
         free(text);
     }
+    cr_assert_gt(strict_checked, 0, "no text had p above 1e-300: the --fpr check never ran");
     free(key);
     workspace_close(&w);
 }
@@ -655,4 +658,132 @@ Test(cli_detect, help) {
     cr_assert_eq(r.code, 0);
     cr_assert(strncmp(r.out, "usage: tracemark detect", 23) == 0);
     tm_test_cli_free(&r);
+}
+
+/* ======================================================================== */
+/* Rough edges found when tried as a new user would (issue 15)              */
+/* ======================================================================== */
+
+Test(cli_detect, json_with_jsonl_is_a_usage_error) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(30, key, id);
+    char *text = write_text(&w, "in.jsonl", "{\"id\": 1, \"text\": \"Once upon a time\"}\n");
+    tm_test_cli_result r =
+        tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json --jsonl '%s'", key, w.cfg_kgw, w.tok, text);
+    assert_usage(&r, "--jsonl");
+    tm_test_cli_free(&r);
+    free(text);
+    free(key);
+    workspace_close(&w);
+}
+
+Test(cli_detect, exp_edit_permutations_window_and_key_count) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(31, key, id);
+    char *text = write_text(&w, "t.txt", "Once upon a time there was a little cat who liked to play in the sun.");
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "'%s/configs/schemes/exp-edit.yaml'", TRACEMARK_SOURCE_DIR);
+    /* 1/(100+1) > 0.001: can never detect; the smallest N that can is 999. */
+    tm_test_cli_result r =
+        tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --permutations 100 '%s'", key, cfg, w.tok, text);
+    assert_usage(&r, "smallest N that can is 999");
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --fpr 0.01 --permutations 50 '%s'", key, cfg, w.tok,
+                    text);
+    assert_usage(&r, "smallest N that can is 99");
+    tm_test_cli_free(&r);
+    /* With two keys at 0.001 the floor 2/(N+1) needs N >= 1999. */
+    char *key2 = in_dir(&w, "k2.key"), id2[TM_WM_KEY_ID_SIZE];
+    write_key(32, key2, id2);
+    r = tm_test_cli("detect --key '%s' --key '%s' --watermark %s --tokenizer %s --permutations 999 '%s'", key, key2, cfg,
+                    w.tok, text);
+    assert_usage(&r, "smallest N that can is 1999");
+    tm_test_cli_free(&r);
+    /* Windows are refused for EXP-edit rather than silently ignored. */
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --window '%s'", key, cfg, w.tok, text);
+    assert_usage(&r, "--window is not available for EXP-edit");
+    tm_test_cli_free(&r);
+    /* Enough permutations: it runs (not detected, a short unwatermarked text). */
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json --fpr 0.01 --permutations 99 '%s'", key, cfg,
+                    w.tok, text);
+    cr_assert_eq(r.code, 3, "exit %d: %s", r.code, r.err);
+    json_t *root = parse_json(r.out);
+    cr_assert(fabs(number(root, "p_resolution") - 0.01) < 1e-15);
+    cr_assert(number(root, "permutations_done") <= 99);
+    json_decref(root);
+    tm_test_cli_free(&r);
+    free(key2);
+    free(text);
+    free(key);
+    workspace_close(&w);
+}
+
+Test(cli_detect, without_tokenizer_nothing_is_created_or_downloaded) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(33, key, id);
+    char *text = write_text(&w, "t.txt", "Once upon a time.");
+    cr_assert_eq(chdir(w.dir), 0);
+    unsetenv("TRACEMARK_MODEL");
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s '%s'", key, w.cfg_kgw, text);
+    assert_failure(&r, "--tokenizer");
+    tm_test_cli_free(&r);
+    struct stat st;
+    cr_assert_neq(stat("models", &st), 0, "detect created ./models");
+    free(text);
+    free(key);
+    workspace_close(&w);
+}
+
+Test(cli_detect, double_dash_ends_options) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(34, key, id);
+    char *text = write_text(&w, "-dash.txt", "Once upon a time there was a dog.");
+    cr_assert_eq(chdir(w.dir), 0);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json -- -dash.txt", key,
+                                       w.cfg_kgw, w.tok);
+    cr_assert_eq(r.code, 3, "exit %d: %s", r.code, r.err);
+    tm_test_cli_free(&r);
+    /* tokenize: after "--", "-text" is text: the ids of a file holding it. */
+    r = tm_test_cli("tokenize --tokenizer %s --no-bos -- -text", w.tok);
+    cr_assert_eq(r.code, 0, "tokenize -- -text: exit %d: %s", r.code, r.err);
+    char *file = write_text(&w, "dash-text.txt", "-text");
+    tm_test_cli_result plain = tm_test_cli("tokenize --tokenizer %s --no-bos --file '%s'", w.tok, file);
+    cr_assert_eq(plain.code, 0, "%s", plain.err);
+    cr_assert_neq(r.out[0], '\0');
+    cr_assert_str_eq(r.out, plain.out, "\"-- -text\" is not tokenized as the text \"-text\"");
+    free(file);
+    tm_test_cli_free(&plain);
+    tm_test_cli_free(&r);
+    free(text);
+    free(key);
+    workspace_close(&w);
+}
+
+Test(cli_detect, provenance_manifest_characters_never_change_a_verdict) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(35, key, id);
+    char *marked = generate(&w, w.cfg_kgw, key, 21, 150);
+    /* U+FEFF then variation selectors, as provenance/ appends a manifest. */
+    size_t n = strlen(marked);
+    char *embedded = malloc(n + 64);
+    snprintf(embedded, n + 64, "%s\xEF\xBB\xBF\xEF\xB8\x80\xEF\xB8\x8F\xF3\xA0\x84\x80\xF3\xA0\x87\xAF\xEF\xB8\x85", marked);
+    char *a = write_text(&w, "a.txt", marked), *b = write_text(&w, "b.txt", embedded);
+    tm_test_cli_result ra = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", key, w.cfg_kgw, w.tok, a);
+    tm_test_cli_result rb = tm_test_cli("detect --key '%s' --watermark %s --tokenizer %s --json '%s'", key, w.cfg_kgw, w.tok, b);
+    cr_assert_eq(ra.code, 0, "%s", ra.err);
+    cr_assert_eq(rb.code, ra.code);
+    cr_assert_str_eq(rb.out, ra.out, "the manifest changed the verdict");
+    tm_test_cli_free(&ra);
+    tm_test_cli_free(&rb);
+    free(a);
+    free(b);
+    free(embedded);
+    free(marked);
+    free(key);
+    workspace_close(&w);
 }

@@ -146,7 +146,7 @@ static tm_detection detect_ok(const tm_wm_scheme *scheme, const int32_t *tokens,
     tm_detection out;
     memset(&out, 0, sizeof out);
     tm_error err = {0};
-    cr_assert_eq(tm_detect_exp_edit(scheme, tokens, n, options, &out, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_detect_exp_edit(scheme, tokens, n, options, 1, &out, &err), TM_OK, "%s", err.message);
     return out;
 }
 
@@ -445,16 +445,16 @@ Test(exp_edit_detect, empty_text_and_errors) {
 
     tm_error err = {0};
     int32_t bad[] = {3, -7, 5};
-    cr_assert_eq(tm_detect_exp_edit(scheme, bad, 3, &options, &out, &err), TM_ERR_ARGUMENT);
+    cr_assert_eq(tm_detect_exp_edit(scheme, bad, 3, &options, 1, &out, &err), TM_ERR_ARGUMENT);
     cr_assert(strstr(err.message, "-7") != NULL, "%s", err.message);
-    tm_detect_options none = options_with(0, 0);
-    cr_assert_eq(tm_detect_exp_edit(scheme, bad, 1, &none, &out, &err), TM_ERR_ARGUMENT);
+    tm_detect_options none = options_with(-1, 0);
+    cr_assert_eq(tm_detect_exp_edit(scheme, bad, 1, &none, 1, &out, &err), TM_ERR_ARGUMENT);
 
     tm_wm_config gumbel;
     tm_wm_config_default(&gumbel, TM_WM_GUMBEL);
     tm_wm_scheme *other = wm_test_scheme(&gumbel, key);
-    cr_assert_eq(tm_detect_exp_edit(other, bad, 1, &options, &out, &err), TM_ERR_ARGUMENT);
-    cr_assert_eq(tm_detect_exp_edit(NULL, bad, 1, &options, &out, &err), TM_ERR_ARGUMENT);
+    cr_assert_eq(tm_detect_exp_edit(other, bad, 1, &options, 1, &out, &err), TM_ERR_ARGUMENT);
+    cr_assert_eq(tm_detect_exp_edit(NULL, bad, 1, &options, 1, &out, &err), TM_ERR_ARGUMENT);
     tm_wm_scheme_free(other);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);

@@ -344,14 +344,18 @@ Test(kgw, fingerprints_name_exactly_the_draw) {
     cr_assert_gt(shared, PAIRS - 32 * 32);
     /* Same anchor (the token ranks itself first), different contexts: one draw. */
     int32_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    size_t same_anchor = 0;
     for (int32_t token = 0; token < 512; token++) {
         if (tm_wm_token_fingerprint(self, a, 4, token) == tm_wm_token_fingerprint(self, b, 4, token)) {
             double va, vb;
             tm_wm_token_values(self, a, 4, token, &va, 1);
             tm_wm_token_values(self, b, 4, token, &vb, 1);
             cr_assert_eq(va, vb);
+            same_anchor++;
         }
     }
+    /* The branch must have run: tokens that rank themselves first exist. */
+    cr_assert_gt(same_anchor, 0, "no token shares its fingerprint across the two contexts");
     int32_t x = 7, y = 9;
     cr_assert_neq(tm_wm_token_fingerprint(left, &x, 1, 3), tm_wm_token_fingerprint(left, &y, 1, 3));
     free(fingerprints);

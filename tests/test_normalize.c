@@ -410,19 +410,53 @@ Test(normalize, look_alikes_inside_a_word_with_an_ascii_letter_fold) {
     expect_default("\xD0\xB0\xD1\x80\xD1\x80le", "apple");                   /* аррle */
     expect_default("G\xCE\xBF\xCE\xBF" "gle 2\xD9\xA0" "x", "Google 2.x");    /* Greek ο; Arabic zero in "2٠x" */
     expect_default("d\xCE\xBF" "n\xCA\xBCt", "don't");                      /* modifier apostrophe U+02BC */
-    /* Each word on its own: the Cyrillic word beside paypal stays. */
+    /* A whole look-alike word after a Latin word, at the end of the text, folds too. */
     expect_default("\xD1\x80\xD0\xB0\xD1\x83\xD1\x80\xD0\xB0l \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0",
-                   "paypal \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0");
+                   "paypal papa");
     /* With whitespace on, a zero-width character does not split a word. */
     expect_default("\xD1\x80\xD0\xB0\xE2\x80\x8B\xD1\x83pal", "paypal");
 }
 
-Test(normalize, a_word_wholly_of_look_alikes_is_not_folded) {
-    /* The known limitation: рара (all Cyrillic) is indistinguishable from
-     * Russian, so it stays, even next to Latin words. */
+Test(normalize, a_word_wholly_of_look_alikes_folds_in_latin_text) {
+    /* A word made wholly of Cyrillic look-alikes folds where the words
+     * around it are Latin (issue 15: "а", "ОК", "уes" survived before). */
+    expect_default("my \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 account", "my papa account");
+    expect_default("\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0-pal", "papa-pal");
+    /* this is а test, ОК? уes (а, ОК, у Cyrillic; "уes" mixed already folded before) */
+    expect_default("this is \xD0\xB0 test, \xD0\x9E\xD0\x9A? \xD1\x83\x65s", "this is a test, OK? yes");
+    /* A run of such words takes its context from the words beyond it. */
+    expect_default("we \xD0\xB0 \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 go", "we a papa go");
+    /* Offsets: each folded character maps to its own first input byte. */
+    normalized r = run_normalize("I \xD0\xB0m", 5, NULL);
+    cr_expect_str_eq(r.text, "I am");
+    expect_offsets(&r, (size_t[]){0, 1, 2, 4, 5}, 5);
+    release(&r);
+}
+
+Test(normalize, genuine_cyrillic_and_greek_text_is_not_folded) {
+    /* Alone, nothing tells рара from Russian: it stays. */
     expect_default("\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0", "\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0");
-    expect_default("my \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 account", "my \xD1\x80\xD0\xB0\xD1\x80\xD0\xB0 account");
-    expect_default("\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0-pal", "\xD1\x80\xD0\xB0\xD1\x80\xD0\xB0-pal");
+    /* Russian text whose short words are all look-alikes (а, Он, ОК) keeps them. */
+    const char *russian[] = {
+        "\xD0\x9E\xD0\xBD \xD1\x81\xD0\xBA\xD0\xB0\xD0\xB7\xD0\xB0\xD0\xBB: \xD0\xB0 \xD1\x82\xD1\x8B?", /* Он сказал: а ты? */
+        "\xD0\x9E\xD0\xBD\xD0\xB0 \xD1\x81\xD0\xBA\xD0\xB0\xD0\xB7\xD0\xB0\xD0\xBB\xD0\xB0 \xD0\x9E\xD0\x9A "
+        "\xD0\xB8 \xD1\x83\xD1\x88\xD0\xBB\xD0\xB0", /* Она сказала ОК и ушла */
+        "\xCE\x97 \xCE\x9F\xCE\xA7\xCE\x99 \xCE\xB5\xCE\xAF\xCE\xBD\xCE\xB1\xCE\xB9", /* Η ΟΧΙ είναι */
+        "2024 \xD0\xB0 15", /* numbers are no Latin context */
+    };
+    for (size_t i = 0; i < sizeof russian / sizeof russian[0]; i++) expect_default(russian[i], russian[i]);
+    /* A Russian word quoted in English, and a look-alike next to it, stay:
+     * its nearest deciding word on the left is Russian. */
+    expect_default("He said \xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82, \xD0\xB0 she left",
+                   "He said \xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82, \xD0\xB0 she left");
+}
+
+Test(normalize, provenance_manifest_characters_are_dropped) {
+    /* U+FEFF and variation selectors (U+FE00..FE0F, U+E0100..E01EF), as a
+     * provenance manifest appends them, vanish with the zero-width characters. */
+    expect_default("Once upon a time\xEF\xBB\xBF\xEF\xB8\x80\xEF\xB8\x8F\xF3\xA0\x84\x80\xF3\xA0\x87\xAF",
+                   "Once upon a time");
+    expect_default("a\xEF\xB8\x81" "b\xF3\xA0\x84\x85" "c", "abc");
 }
 
 Test(normalize, latin_and_shared_look_alikes_fold_anywhere) {

@@ -97,7 +97,7 @@ static const field fields[F_COUNT] = {
 
 enum {
     CONTEXT_WIDTH_MAX = TM_WM_PRF_MAX_TOKENS - 1, /* one PRF slot is left for the candidate (SelfHash) */
-    LAYERS_MAX = 64,
+    LAYERS_MAX = TM_WM_LAYERS_MAX,
     SEQUENCE_LENGTH_MAX = 65536,
 };
 

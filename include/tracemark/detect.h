@@ -38,6 +38,10 @@ double tm_stat_p_from_log(double log_p);
  * otherwise; *exact (may be NULL) says which. NaN for layers < 1 or a NaN
  * score; 0 when T = 0. Compute the score in double precision. */
 double tm_stat_synthid_weighted_log_sf(double score, uint64_t n_tokens, int32_t layers, bool *exact);
+/* SynthID's weight of layer l (0-based) of m: linspace(10, 1, m)[l], that is
+ * 10 - 9 l / (m - 1), and 1 for m = 1. The one definition the detector's
+ * weighted sums and the weighted tail above both use. */
+double tm_stat_synthid_weight(int32_t layer, int32_t layers);
 
 /* ======================================================================== */
 /* Text normalisation before tokenizing (detect/normalize.c)                */
@@ -52,11 +56,14 @@ typedef struct {
                                   (fullwidth, mathematical letters, typographic quotes and dashes) fold anywhere,
                                   and one folding to a letter counts as an ASCII letter; Han, kana, Thai and other
                                   scripts written without spaces, and other scripts' punctuation, never fold. So
-                                  "раураl" -> "paypal", while Russian, Greek and Arabic text and digits stay, as
-                                  does a word made wholly of look-alikes ("рара"). Full rule in detect/normalize.c;
+                                  "раураl" -> "paypal", while Russian, Greek and Arabic text and digits stay. A
+                                  word made wholly of look-alikes ("рара", "ОК") folds too where the nearest words
+                                  around it are Latin ("my рара account" -> "my papa account"), never in text of
+                                  its own script. Full rule in detect/normalize.c and docs/detect-spec.md;
                                   default on */
     bool normalize_whitespace; /* runs of Unicode spaces -> one ' ', CRLF/CR -> LF,
-                                  zero-width characters removed; default on */
+                                  zero-width characters, U+FEFF and variation selectors removed
+                                  (so a provenance manifest never changes a verdict); default on */
 } tm_normalize_options;
 
 void tm_normalize_options_default(tm_normalize_options *options);
@@ -78,14 +85,24 @@ tm_status tm_text_normalize(const char *text, size_t size, const tm_normalize_op
 typedef struct {
     tm_normalize_options normalize;
     double fpr;                /* decision threshold on the p-value; default 1e-3 */
-    bool windows;              /* also search the best contiguous window; default off */
+    bool windows;              /* also search the best contiguous window; default off (refused for
+                                  EXP-edit/ITS-edit, whose statistic is an alignment, not a sum) */
     int32_t min_window;        /* smallest window, in scored tokens; default 25 */
     bool ignore_repeated;      /* count each (context, token) pair once; default on */
-    int32_t permutations;      /* EXP-edit: random keys in the permutation test; default 999 */
+    int32_t permutations;      /* EXP-edit: random keys in the permutation test; 0 (default): the fewest
+                                  that can detect at fpr with the detector's K keys, and at least 999
+                                  (tm_detect_permutations_needed); an explicit N below that is refused */
+    bool sequential;           /* EXP-edit: stop the permutation test as soon as its decision at fpr is
+                                  settled (Besag & Clifford 1991); default on. A detected text always runs
+                                  every permutation, so its p is the full test's, bit for bit */
     uint64_t permutation_seed; /* EXP-edit: seed of those keys; default 0 */
 } tm_detect_options;
 
 void tm_detect_options_default(tm_detect_options *options);
+/* The smallest permutation count N whose floor K / (N + 1) reaches fpr for K
+ * keys (with the 1e-9 relative allowance for fpr's rounding the decision
+ * uses), at least 1; 0 when it would exceed 1000000. */
+int32_t tm_detect_permutations_needed(double fpr, size_t n_keys);
 
 typedef struct {
     size_t start_token, end_token; /* [start, end) among the text's tokens */
@@ -117,6 +134,8 @@ typedef struct {
     double p_normal;          /* normal approximation beside it, NAN where undefined */
     double p_resolution;      /* permutation tests: 1/(n+1); 0 for exact tests */
     bool p_at_floor;          /* the permutation test's smallest possible p */
+    uint64_t permutations_done; /* permutation tests: null keys aligned (fewer than N when stopped early) */
+    bool p_sequential;        /* stopped early (Besag-Clifford): p = max(h / l, (h + 1) / (N + 1)) */
     double weighted_score, weighted_log_p; /* SynthID weighted mean; NAN otherwise */
     bool has_window;
     tm_detect_window window;
@@ -124,7 +143,9 @@ typedef struct {
     bool detected;            /* p <= fpr (a permutation p at its floor 1/(n+1) <= fpr counts) */
     /* multi-key */
     size_t n_keys, best_key;
-    double log_p_family;      /* the best key's p corrected for the number of keys */
+    double log_p_family;      /* the best key's decision p corrected for the number of keys: min(0, p K);
+                                  detected is decided on it (tm_detect_tokens too, with the detector's K) */
+    double weighted_log_p_family; /* SynthID: weighted_log_p corrected the same way; NAN otherwise */
 } tm_detection;
 
 typedef struct tm_detector tm_detector;
@@ -138,7 +159,11 @@ void tm_detector_free(tm_detector *detector);
 size_t tm_detector_key_count(const tm_detector *detector);
 
 /* Score pre-tokenized text for one key: tokens[0..n_prompt) is the prompt
- * (context only), the rest is scored. Thread-safe for concurrent calls. */
+ * (context only), the rest is scored. The result counts the detector's keys:
+ * n_keys is their number K, log_p_family = min(0, log_p_decision + ln K)
+ * (and SynthID's weighted_log_p_family likewise), and detected is decided
+ * on log_p_family, as tm_detect_text decides. Thread-safe for concurrent
+ * calls. */
 tm_status tm_detect_tokens(const tm_detector *detector, size_t key_index, const int32_t *tokens, size_t n_tokens,
                            size_t n_prompt, tm_detection *out, tm_error *err);
 /* Normalise, tokenize and score text (prompt may be NULL) against every key;

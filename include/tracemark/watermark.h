@@ -63,6 +63,9 @@ uint64_t tm_siphash24(const tm_wm_subkey *key, const void *data, size_t size);
  *   domain (1 byte) || n (1 byte) || tokens[0..n) as u32 little-endian || extra as u32 little-endian
  * n <= TM_WM_PRF_MAX_TOKENS. Domains are listed in the spec, one per use. */
 enum { TM_WM_PRF_MAX_TOKENS = 16 };
+/* SynthID's tournament layers at most, and so the most secret values one
+ * token has (tm_wm_token_values_run's capacity; a detector's buffers). */
+enum { TM_WM_LAYERS_MAX = 64 };
 uint64_t tm_wm_prf(const tm_wm_subkey *key, uint8_t domain, const int32_t *tokens, size_t n, uint32_t extra);
 
 /* A 64-bit PRF output as a uniform double in (0, 1): ((x >> 12) + 0.5) * 2^-52,
@@ -161,7 +164,7 @@ size_t tm_wm_scheme_context_needed(const tm_wm_scheme *scheme);
  *   bits[i]: bit l set when its value l is 1.0, for the schemes whose values
  *            are all 0 or 1 (KGW, SynthID; 0 for Gumbel).
  * Returns the number of values tm_wm_token_values gives each token with a
- * capacity of 64 (the same for every position), or 0 when the scheme has no
+ * capacity of TM_WM_LAYERS_MAX (the same for every position), or 0 when the scheme has no
  * such face (the caller then goes token by token). */
 size_t tm_wm_token_values_run(const tm_wm_scheme *scheme, const int32_t *tokens, size_t first, size_t count,
                               uint64_t *fingerprints, uint64_t *bits, double *values);
