@@ -16,6 +16,7 @@
 
 static const char help[] =
     "usage: tracemark detect --key KEY --watermark CONFIG --tokenizer T [options] [FILE|-]\n"
+    "       tracemark detect --zero-shot METHOD --model M [options] [FILE|-]   (no watermark: see --zero-shot --help)\n"
     "\n"
     "Test a text (FILE, or stdin) for a watermark made with KEY and the scheme CONFIG.\n"
     "Needs only the tokenizer: a model GGUF, a vocab-only GGUF, or a llama2.c tokenizer.bin.\n"
@@ -373,6 +374,9 @@ static bool check_combination(const options *o, const tm_wm_config *config, size
 }
 
 int tm_cmd_detect(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) /* detectors without a watermark: cli/detect_zeroshot.c */
+        if (!strcmp(argv[i], "--zero-shot") || !strncmp(argv[i], "--zero-shot=", 12))
+            return tm_cmd_detect_zeroshot(argc, argv);
     options o = {0};
     tm_detect_options_default(&o.detect);
     int parsed = parse(argc, argv, &o);

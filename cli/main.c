@@ -18,7 +18,6 @@ static const command commands[] = {
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
     {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
     {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
-    {"zeroshot", tm_cmd_detect_zeroshot, "score a text for machine authorship without a watermark"},
 };
 
 static void usage(FILE *out) {

@@ -2,7 +2,7 @@
 """Zero-shot detection on stories260K: AUROC with bootstrap CIs and TPR at 1% FPR per method.
 
 Builds the corpora from ../shared/data and the local model, scores every text with
-`tracemark zeroshot --jsonl` for each method, and prints a Markdown table. It is the
+`tracemark detect --zero-shot ... --jsonl` for each method, and prints a Markdown table. It is the
 stand-in for the `configs/tasks/zero-shot.yaml` eval task until the evals room can run
 zero-shot methods; it must never be read as more than it measures (see docs/zero-shot.md).
 
@@ -62,7 +62,7 @@ def generate(tm, model, n, extra, seed0):
 
 def score(tm, method, texts, observer, performer):
     lines = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
-    cmd = [tm, "zeroshot", "--zero-shot", method, "--threads", "1", "--jsonl"]
+    cmd = [tm, "detect", "--zero-shot", method, "--threads", "1", "--jsonl"]
     cmd += ["--observer", observer, "--performer", performer] if method == "binoculars" else ["--model", observer]
     p = subprocess.run(cmd + ["-"], input=lines, capture_output=True, text=True)
     scores = []

@@ -510,7 +510,7 @@ Test(zeroshot_cli, json_threshold_and_exit_codes) {
     char *dir = tm_test_scratch_dir(), *text = tm_test_path(dir, "story.txt");
     cr_assert_eq(tm_test_write_file(text, story, strlen(story)), 0);
     char *gguf = tm_fixture("models/stories260K.gguf");
-    tm_test_cli_result r = tm_test_cli("zeroshot --zero-shot fast-detectgpt --model '%s' --threads 1 --json '%s'",
+    tm_test_cli_result r = tm_test_cli("detect --zero-shot fast-detectgpt --model '%s' --threads 1 --json '%s'",
                                        gguf, text);
     cr_assert_eq(r.code, 0, "%s", r.err);
     json_t *v = parse_json(r.out);
@@ -523,33 +523,33 @@ Test(zeroshot_cli, json_threshold_and_exit_codes) {
     json_decref(v);
     tm_test_cli_free(&r);
     /* A threshold below the score: machine (exit 0); above it: human (exit 3). */
-    r = tm_test_cli("zeroshot --zero-shot fast-detectgpt --model '%s' --threads 1 --json --threshold %.17g '%s'", gguf,
+    r = tm_test_cli("detect --zero-shot fast-detectgpt --model '%s' --threads 1 --json --threshold %.17g '%s'", gguf,
                     score - 0.5, text);
     cr_assert_eq(r.code, 0, "%s", r.err);
     v = parse_json(r.out);
     cr_assert_str_eq(json_string_value(json_object_get(v, "decision")), "machine");
     json_decref(v);
     tm_test_cli_free(&r);
-    r = tm_test_cli("zeroshot --zero-shot fast-detectgpt --model '%s' --threads 1 --threshold %.17g '%s'", gguf,
+    r = tm_test_cli("detect --zero-shot fast-detectgpt --model '%s' --threads 1 --threshold %.17g '%s'", gguf,
                     score + 0.5, text);
     cr_assert_eq(r.code, 3, "%s", r.err);
     cr_assert(strstr(r.out, "decision:  human"), "%s", r.out);
     tm_test_cli_free(&r);
     /* A text longer than the window, refused. */
-    r = tm_test_cli("zeroshot --zero-shot likelihood --model '%s' --threads 1 --context 16 --no-slide '%s'", gguf, text);
+    r = tm_test_cli("detect --zero-shot likelihood --model '%s' --threads 1 --context 16 --no-slide '%s'", gguf, text);
     cr_assert_eq(r.code, 1);
     cr_assert(strstr(r.err, "tracemark: error:") && strstr(r.err, "text too long"), "%s", r.err);
     tm_test_cli_free(&r);
     /* Binoculars with a performer of another vocabulary. */
     char *llama = tm_fixture("models/llama-2-tiny-random.gguf");
-    r = tm_test_cli("zeroshot --zero-shot binoculars --observer '%s' --performer '%s' '%s'", gguf, llama, text);
+    r = tm_test_cli("detect --zero-shot binoculars --observer '%s' --performer '%s' '%s'", gguf, llama, text);
     cr_assert_eq(r.code, 1);
     cr_assert(strstr(r.err, "vocabularies differ"), "%s", r.err);
     tm_test_cli_free(&r);
-    r = tm_test_cli("zeroshot --zero-shot binoculars --model '%s' '%s'", gguf, text);
+    r = tm_test_cli("detect --zero-shot binoculars --model '%s' '%s'", gguf, text);
     cr_assert_eq(r.code, 2, "binoculars without a performer is a usage error");
     tm_test_cli_free(&r);
-    r = tm_test_cli("zeroshot --zero-shot detectgpt --model '%s' '%s'", gguf, text);
+    r = tm_test_cli("detect --zero-shot detectgpt --model '%s' '%s'", gguf, text);
     cr_assert_eq(r.code, 2);
     tm_test_cli_free(&r);
     remove(text);
@@ -572,7 +572,7 @@ Test(zeroshot_cli, jsonl_batch_and_calibration) {
                          "{\"id\":\"d\",\"text\":\"Quantum chromodynamics binds quarks.\"}\n";
     cr_assert_eq(tm_test_write_file(input, lines, strlen(lines)), 0);
     char *gguf = tm_fixture("models/stories260K.gguf");
-    tm_test_cli_result r = tm_test_cli("zeroshot --zero-shot log-rank --model '%s' --threads 1 --jsonl '%s'", gguf, input);
+    tm_test_cli_result r = tm_test_cli("detect --zero-shot log-rank --model '%s' --threads 1 --jsonl '%s'", gguf, input);
     cr_assert_eq(r.code, 1, "a failed line makes the batch exit 1: %s", r.err);
     cr_assert_eq(tm_test_write_file(human, r.out, strlen(r.out)), 0);
     char *out = r.out;
@@ -595,7 +595,7 @@ Test(zeroshot_cli, jsonl_batch_and_calibration) {
     free(out);
     /* Calibrate on those three texts at FPR 0: the threshold is the most
      * machine-like of them, so none of them is flagged. */
-    r = tm_test_cli("zeroshot --zero-shot log-rank --model '%s' --threads 1 --jsonl --calibration '%s' --fpr 0 '%s'",
+    r = tm_test_cli("detect --zero-shot log-rank --model '%s' --threads 1 --jsonl --calibration '%s' --fpr 0 '%s'",
                     gguf, human, input);
     cr_assert_eq(r.code, 1, "%s", r.err);
     int humans = 0;
@@ -612,7 +612,7 @@ Test(zeroshot_cli, jsonl_batch_and_calibration) {
     cr_assert_eq(humans, 3);
     tm_test_cli_free(&r);
     /* A calibration file of another method is refused. */
-    r = tm_test_cli("zeroshot --zero-shot entropy --model '%s' --calibration '%s' '%s'", gguf, human, input);
+    r = tm_test_cli("detect --zero-shot entropy --model '%s' --calibration '%s' '%s'", gguf, human, input);
     cr_assert_eq(r.code, 1);
     cr_assert(strstr(r.err, "a log-rank score, not entropy"), "%s", r.err);
     tm_test_cli_free(&r);
