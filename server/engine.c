@@ -9,13 +9,14 @@
 #include "server_internal.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct tm_server_engine {
     const tm_model *model;
     const tm_tokenizer *tokenizer;
-    int32_t n_slots, n_ctx, max_queue, n_vocab;
+    int32_t n_slots, n_ctx, max_queue, n_vocab, n_threads;
     tm_context **contexts;
     tm_server_job **slots;
     size_t piece_capacity;
@@ -281,6 +282,11 @@ static bool prefill(tm_server_engine *e, tm_server_job *j) {
 
 static void *engine_main(void *arg) {
     tm_server_engine *e = arg;
+    /* OpenBLAS (OpenMP build) sizes its sgemm team from the calling thread's
+     * OpenMP setting, not from tm_context's thread count: this thread runs
+     * every forward pass, so it carries the count (on a busy machine an
+     * oversized team's barriers cost hundreds of milliseconds per prompt). */
+    omp_set_num_threads(e->n_threads);
     tm_context **batch_contexts = calloc((size_t)e->n_slots, sizeof *batch_contexts);
     tm_server_job **batch_jobs = calloc((size_t)e->n_slots, sizeof *batch_jobs);
     tm_server_job **admitted = calloc((size_t)e->n_slots, sizeof *admitted);
@@ -394,6 +400,7 @@ tm_status tm_server_engine_create(tm_server_engine **out, const tm_model *model,
         }
     }
     e->n_ctx = tm_context_size(e->contexts[0]);
+    e->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         tm_server_engine_free(e);
         return tm_error_set(err, TM_ERR_NOMEM, "could not start the engine thread");

@@ -473,6 +473,7 @@ static bool parse_request(tm_server *s, json_t *body, bool chat, parsed_request 
         bool want = false;
         if (!get_bool(body, "logprobs", &want, e)) return false;
         integer = 0;
+        given = false;
         if (!get_integer(body, "top_logprobs", 0, TM_SERVER_MAX_TOP_LOGPROBS, &integer, &given, e)) return false;
         if (given && !want) return fail(e, 400, "top_logprobs", "invalid_value", "'top_logprobs' needs 'logprobs': true");
         if (want) p->logprobs = (int)integer;
@@ -1141,9 +1142,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->in_flight++;
         h->counted = true;
         pthread_mutex_unlock(&s->lock);
+        /* A body a little over the cap is read and dropped, so that the
+         * client, still writing, sees the 413 rather than a reset; a huge one
+         * is refused at once and the connection closed. */
         const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > s->max_body) {
-            h->too_large = true;
+        unsigned long long announced = length ? strtoull(length, NULL, 10) : 0;
+        if (announced > s->max_body) h->too_large = true;
+        if (announced / 16 > s->max_body) {
             return send_error(c, h, 413, NULL, "request_too_large", "The request body is larger than %zu bytes",
                               s->max_body);
         }
