@@ -130,13 +130,14 @@ static void finish(tm_server_engine *e, tm_server_job *j, const char *reason, bo
     if (error) j->error = *error;
     finish_locked(e, j, reason, flush);
     pthread_mutex_unlock(&r->mutex);
+    pthread_mutex_lock(&e->lock);
+    if (!strcmp(reason, "cancelled")) e->stats.cancelled++;
     if (j->slot >= 0) {
-        pthread_mutex_lock(&e->lock);
         e->slots[j->slot] = NULL;
         e->stats.busy_slots--;
-        pthread_mutex_unlock(&e->lock);
         j->slot = -1;
     }
+    pthread_mutex_unlock(&e->lock);
     tm_server_request_release(r);
 }
 

@@ -1047,6 +1047,8 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, http_state *h) {
          "# TYPE tracemark_decode_rows_total counter\ntracemark_decode_rows_total %llu\n"
          "# HELP tracemark_sequences_total Sequences admitted to a slot.\n# TYPE tracemark_sequences_total counter\n"
          "tracemark_sequences_total %llu\n"
+         "# HELP tracemark_sequences_cancelled_total Sequences ended early: client gone or shutdown.\n"
+         "# TYPE tracemark_sequences_cancelled_total counter\ntracemark_sequences_cancelled_total %llu\n"
          "# HELP tracemark_slots Slots (--parallel).\n# TYPE tracemark_slots gauge\ntracemark_slots %d\n"
          "# HELP tracemark_slots_busy Slots holding a sequence.\n# TYPE tracemark_slots_busy gauge\ntracemark_slots_busy %d\n"
          "# HELP tracemark_queue_length Sequences waiting for a slot.\n# TYPE tracemark_queue_length gauge\n"
@@ -1055,7 +1057,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, http_state *h) {
          "tracemark_requests_in_flight %d\n",
          (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
          (unsigned long long)st.decode_steps, (unsigned long long)st.batched_rows, (unsigned long long)st.sequences,
-         st.slots, st.busy_slots, st.queued, in_flight);
+         (unsigned long long)st.cancelled, st.slots, st.busy_slots, st.queued, in_flight);
 #undef EMIT
     if (n >= capacity) n = capacity - 1;
     return send_text(c, h, 200, out, n, "text/plain; version=0.0.4; charset=utf-8");

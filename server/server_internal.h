@@ -68,7 +68,7 @@ struct tm_server_request {
 typedef struct tm_server_engine tm_server_engine;
 
 typedef struct {
-    uint64_t prompt_tokens, generated_tokens, decode_steps, batched_rows, sequences;
+    uint64_t prompt_tokens, generated_tokens, decode_steps, batched_rows, sequences, cancelled;
     int busy_slots, slots, queued;
 } tm_server_engine_stats;
 

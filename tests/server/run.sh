@@ -128,18 +128,22 @@ PY
 echo "ok - /v1/detect attributes the text to acme"
 
 # --- a client that goes away frees its slots at once --------------------------
-tokens() { curl -s "$base/metrics" | sed -n 's/^tracemark_generated_tokens_total \([0-9]*\)$/\1/p'; }
-busy() { curl -s "$base/metrics" | sed -n 's/^tracemark_slots_busy \([0-9]*\)$/\1/p'; }
+metric() { curl -s "$base/metrics" | sed -n "s/^$1 \([0-9]*\)$/\1/p"; }
 for mode in false true; do
-  before=$(tokens)
-  # 16 sequences of up to 511 tokens on 4 slots: far more than 0.3 s of work.
-  curl -s -m 0.3 "${auth[@]}" -d "{\"model\": \"stories\", \"prompt\": \"Once\", \"max_tokens\": 2000, \"n\": 16, \"stream\": $mode, \"temperature\": 1.5}" \
+  tokens_before=$(metric tracemark_generated_tokens_total)
+  cancelled_before=$(metric tracemark_sequences_cancelled_total)
+  # 64 sequences of up to 507 tokens on 4 slots: several seconds of work,
+  # from a client that gives up after 0.2 s.
+  curl -s -m 0.2 "${auth[@]}" -d "{\"model\": \"stories\", \"prompt\": [\"Once\", \"Once\", \"Once\", \"Once\"], \"max_tokens\": 2000, \"n\": 16, \"stream\": $mode, \"temperature\": 1.5}" \
     "$base/v1/completions" >/dev/null 2>&1 || true
-  sleep 0.3
-  [ "$(busy)" = 0 ] || fail "slots still busy after the client left (stream=$mode)"
-  done_tokens=$(( $(tokens) - before ))
-  [ $done_tokens -lt 4000 ] || fail "the engine went on after the client left: $done_tokens tokens (stream=$mode)"
-  echo "ok - a client that leaves frees its slots (stream=$mode; $done_tokens tokens made before it left)"
+  for _ in $(seq 1 20); do [ "$(metric tracemark_slots_busy)" = 0 ] && [ "$(metric tracemark_queue_length)" = 0 ] && break; sleep 0.05; done
+  [ "$(metric tracemark_slots_busy)" = 0 ] && [ "$(metric tracemark_queue_length)" = 0 ] ||
+    fail "slots still busy 1 s after the client left (stream=$mode)"
+  made=$(( $(metric tracemark_generated_tokens_total) - tokens_before ))
+  cancelled=$(( $(metric tracemark_sequences_cancelled_total) - cancelled_before ))
+  [ $cancelled -gt 0 ] && [ $made -lt $((64 * 507)) ] ||
+    fail "the engine went on after the client left: $made tokens, $cancelled sequences cancelled (stream=$mode)"
+  echo "ok - a client that leaves frees its slots (stream=$mode; $made tokens made, $cancelled sequences cancelled)"
 done
 
 # --- load ----------------------------------------------------------------------
@@ -156,7 +160,7 @@ expect 200 "" "$base/health"
 curl -s "${auth[@]}" -d '{"model": "stories", "prompt": "Once", "max_tokens": 300, "n": 8, "seed": 4}' \
   -o "$work/drained.json" -w '%{http_code}' "$base/v1/completions" > "$work/drained.code" &
 curl_pid=$!
-for _ in $(seq 1 50); do [ "$(busy)" != 0 ] && break; sleep 0.02; done
+for _ in $(seq 1 50); do [ "$(metric tracemark_slots_busy)" != 0 ] && break; sleep 0.02; done
 kill -TERM "$server_pid"
 wait "$curl_pid" || true
 set +e; wait "$server_pid"; code=$?; set -e
