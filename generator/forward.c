@@ -9,6 +9,7 @@
  * kernels. Positions past the context size are refused, never written. */
 #include "tracemark/generator.h"
 
+#include "batch.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -331,6 +332,26 @@ static void attend_batch(tm_context *c, tm_context *const *contexts, int64_t n, 
     }
 }
 
+/* The products of a decode batch: quantized weights meet up to
+ * TM_BATCH_MATVEC_MAX rows through tm_batch_matvec (one pass over the
+ * weights, each row's result the single-sequence one bit for bit); other
+ * weights and larger batches take the prompt's batched product. */
+static void project_batch(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
+                          float *const *out) {
+    for (int m = 0; m < n_weights; m++) {
+        uint32_t type = w[m]->type;
+        int64_t cols = w[m]->cols;
+        if (n == 1 || n > TM_BATCH_MATVEC_MAX || !tm_batch_matvec_supports(type)) {
+            project_many(c, &w[m], 1, in, n, &out[m]);
+            continue;
+        }
+        size_t stride = (size_t)cols * sizeof(float); /* prepared rows never take more */
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_prepare_activations(type, in + i * cols, cols, (char *)c->rounded + (size_t)i * stride);
+        tm_batch_matvec(w[m], c->rounded, stride, out[m], (size_t)w[m]->rows, (int)n, c->n_threads);
+    }
+}
+
 /* forward_batch for n tokens of n different sequences: every matrix product
  * takes all n rows at once (the weights are read once per step), while rope,
  * the cache writes and attention follow each sequence's own position. */
@@ -349,7 +370,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
             tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
         const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
-        project_many(c, qkv, 3, c->normed, n, qkv_out);
+        project_batch(c, qkv, 3, c->normed, n, qkv_out);
         const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
         for (int b = 0; b < 3; b++)
             if (bias[b]->data)
@@ -364,15 +385,15 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
             memcpy(s->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
         }
         attend_batch(c, contexts, n, l);
-        project(c, &w->wo, c->attention, n, c->projected);
+        project_batch(c, (const tm_tensor *const[]){&w->wo}, 1, c->attention, n, (float *const[]){c->projected});
         tm_kernel_add(c->x, c->projected, n * D);
         for (int64_t i = 0; i < n; i++)
             tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
         const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
         float *gate_up_out[2] = {c->gate, c->up};
-        project_many(c, gate_up, 2, c->normed, n, gate_up_out);
+        project_batch(c, gate_up, 2, c->normed, n, gate_up_out);
         tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
-        project(c, &w->w_down, c->gate, n, c->projected);
+        project_batch(c, (const tm_tensor *const[]){&w->w_down}, 1, c->gate, n, (float *const[]){c->projected});
         tm_kernel_add(c->x, c->projected, n * D);
     }
     for (int64_t i = 0; i < n; i++) {
@@ -380,7 +401,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
         contexts[i]->position++;
     }
     float *rows = n == 1 ? contexts[0]->logits : c->batch_logits;
-    project(c, &m->classifier, c->normed, n, rows);
+    project_batch(c, (const tm_tensor *const[]){&m->classifier}, 1, c->normed, n, (float *const[]){rows});
     if (n > 1)
         for (int64_t i = 0; i < n; i++)
             memcpy(contexts[i]->logits, rows + i * cfg->n_vocab, (size_t)cfg->n_vocab * sizeof(float));

@@ -62,10 +62,9 @@ Test(batch, float_weights_match_single_sequences) {
     free(bin);
 }
 
-/* Q4_K weights: single tokens go through the matrix-vector product and
- * batches through the batched product, each quantizing the activations to 8
- * bits its own way, as llama.cpp's do; the logits agree to what that
- * rounding allows (logits here span about +-1). */
+/* Q4_K weights: a small batch goes through the same matrix-vector dot
+ * products as a single token (batch.c), so the logits are the same bits,
+ * and a seed repeats whatever else the server is decoding at the time. */
 Test(batch, quantized_weights_match_single_sequences) {
     char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, "tiny-q4k.gguf");
     char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
@@ -79,8 +78,7 @@ Test(batch, quantized_weights_match_single_sequences) {
     tm_model *model = NULL;
     cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
     double worst = batched_against_single(model, model->config.n_vocab);
-    cr_assert_lt(worst, 1e-3, "largest logit difference %g", worst);
-    cr_log_info("Q4_K_M: largest logit difference batched vs single %g", worst);
+    cr_assert_eq(worst, 0.0, "largest logit difference %g", worst);
     tm_model_free(model);
     free(tokenizer);
     free(path);
