@@ -55,7 +55,7 @@ tm_status tm_server_chat_tokens(const tm_tokenizer *t, tm_chat_template tmpl, co
     char *formatted = NULL;
     size_t size = 0;
     tm_chat_message *marked = NULL;
-    char (*markers)[40] = NULL;
+    char (*markers)[48] = NULL;
     if (status == TM_OK && !forged) {
         status = tm_chat_format(tmpl, messages, n_messages, true, eos, &formatted, &size, err);
         if (status == TM_OK)
