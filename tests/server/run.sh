@@ -153,7 +153,13 @@ rss_before=$(rss)
 node "$work/load.mjs" 127.0.0.1 "$port" stories "$acme_api" 16 25 50 | tee "$work/load.json" || fail "load test"
 rss_after=$(rss)
 echo "RSS after warm-up ${rss_before} kB, after the load ${rss_after} kB"
-[ $((rss_after - rss_before)) -lt 16384 ] || fail "RSS grew by $((rss_after - rss_before)) kB under load"
+# Under AddressSanitizer freed memory waits in its quarantine, so RSS grows
+# by design; there LeakSanitizer checks at the SIGTERM exit below instead.
+if ldd "$tracemark" 2>/dev/null | grep -q libasan; then
+  echo "(sanitizer build: RSS not bounded here; LeakSanitizer checks the exit)"
+else
+  [ $((rss_after - rss_before)) -lt 16384 ] || fail "RSS grew by $((rss_after - rss_before)) kB under load"
+fi
 expect 200 "" "$base/health"
 
 # --- SIGTERM drains: the request in flight completes, then a clean exit ----------
