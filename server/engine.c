@@ -256,27 +256,39 @@ static bool step_job(tm_server_engine *e, tm_server_job *j, int32_t *next) {
     return true;
 }
 
-/* Put a newly admitted job's prompt through its slot's context. */
-static bool prefill(tm_server_engine *e, tm_server_job *j) {
-    tm_context *c = e->contexts[j->slot];
-    tm_context_reset(c);
-    tm_error err = {0};
-    if (atomic_load(&j->request->cancelled)) {
-        finish(e, j, "cancelled", false, NULL);
-        return false;
-    }
-    if (tm_context_eval(c, j->prompt, j->n_prompt, &j->logits, &err) != TM_OK) {
-        finish(e, j, "error", false, &err);
-        return false;
-    }
+/* Prompts are evaluated at most PREFILL_CHUNK tokens per engine step, so
+ * that a long prompt delays the streams already running by one chunk's
+ * time per step rather than by its whole length. */
+enum { PREFILL_CHUNK = 128 };
+
+/* A newly admitted job: fresh context, the prompt through the detokenizer
+ * and the sampler chain (penalties and the watermark's context). */
+static void admit(tm_server_engine *e, tm_server_job *j) {
+    tm_context_reset(e->contexts[j->slot]);
     tm_detokenizer_init(&j->detokenizer, e->tokenizer);
     for (size_t i = 0; i < j->n_prompt; i++) {
         tm_detokenizer_push(&j->detokenizer, j->prompt[i], e->piece, e->piece_capacity);
         tm_sampler_chain_accept(j->chain, j->prompt[i]);
     }
     j->previous = j->prompt[j->n_prompt - 1];
+    j->prefilled = 0;
+}
+
+/* The next chunk of a job's prompt; false when the job ended (cancelled or failed). */
+static bool prefill_chunk(tm_server_engine *e, tm_server_job *j) {
+    if (atomic_load(&j->request->cancelled)) {
+        finish(e, j, "cancelled", false, NULL);
+        return false;
+    }
+    size_t n = j->n_prompt - j->prefilled < PREFILL_CHUNK ? j->n_prompt - j->prefilled : PREFILL_CHUNK;
+    tm_error err = {0};
+    if (tm_context_eval(e->contexts[j->slot], j->prompt + j->prefilled, n, &j->logits, &err) != TM_OK) {
+        finish(e, j, "error", false, &err);
+        return false;
+    }
+    j->prefilled += n;
     pthread_mutex_lock(&e->lock);
-    e->stats.prompt_tokens += j->n_prompt;
+    e->stats.prompt_tokens += n;
     pthread_mutex_unlock(&e->lock);
     return true;
 }
@@ -321,14 +333,18 @@ static void *engine_main(void *arg) {
         e->stats.queued = (int)e->queue_size;
         pthread_mutex_unlock(&e->lock);
         if (!have_memory) break;
-        for (int i = 0; i < n_admitted; i++) prefill(e, admitted[i]);
-        /* Sample every active sequence, then one batched step for those that go on. */
+        for (int i = 0; i < n_admitted; i++) admit(e, admitted[i]);
+        /* Sample every active sequence, then one batched step for those that go
+         * on; sequences still reading their prompt take one chunk of it. */
         size_t n = 0;
         for (int s = 0; s < e->n_slots; s++) {
             pthread_mutex_lock(&e->lock);
             tm_server_job *j = e->slots[s];
             pthread_mutex_unlock(&e->lock);
             if (!j) continue;
+            if (j->prefilled < j->n_prompt) {
+                if (!prefill_chunk(e, j) || j->prefilled < j->n_prompt) continue;
+            }
             int32_t next;
             if (step_job(e, j, &next)) {
                 batch_contexts[n] = e->contexts[s];

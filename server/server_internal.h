@@ -48,6 +48,7 @@ typedef struct {
     const float *logits;
     int32_t previous;
     int slot;
+    size_t prefilled; /* prompt tokens evaluated so far (chunked prefill) */
 } tm_server_job;
 
 /* What the HTTP side and the engine share for one HTTP request. Freed when

@@ -110,6 +110,24 @@ python3 -c "import sys; d = open(sys.argv[1]).read(); assert d.endswith('data: [
   fail "SSE shape"
 echo "ok - curl SSE ends with data: [DONE]"
 
+# --- the server's tokens are tracemark generate's, for the same key and seed ----
+# (the long prompt is 476 tokens: the server reads it in chunks between steps)
+long_prompt=$(python3 -c "print(' '.join(['Once upon a time there was a little girl who liked to play.'] * 25))")
+for prompt in "Once upon a time" "$long_prompt"; do
+  python3 -c "import json, sys; print(json.dumps({'model': 'stories', 'prompt': sys.argv[1], 'max_tokens': 20, 'seed': 7}))" \
+    "$prompt" > "$work/same.json"
+  expect 200 "" "${auth[@]}" --data-binary @"$work/same.json" "$base/v1/completions"
+  "$tracemark" generate --model "$model" --tokenizer "$tokenizer" --watermark "$scheme" --key "$work/acme.key" \
+    --seed 7 --max-tokens 20 --prompt "$prompt" --json > "$work/cli.json"
+  python3 - "$work/body" "$work/cli.json" <<'PY' || fail "the server and tracemark generate disagree"
+import json, sys
+server, cli = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert server["choices"][0]["text"] == cli["text"], (server["choices"][0]["text"], cli["text"])
+assert server["usage"]["prompt_tokens"] == len(cli["prompt_ids"])
+PY
+  echo "ok - the server's text is tracemark generate's for the same key and seed ($(python3 -c "import json; print(len(json.load(open('$work/cli.json'))['prompt_ids']))") prompt tokens)"
+done
+
 # --- detection ---------------------------------------------------------------
 detect() { "$tracemark" detect --watermark "$scheme" --key "$1" --tokenizer "$tokenizer" "$work/acme.txt" --json > "$work/verdict.json"; }
 detect "$work/acme.key" || fail "the acme tenant's text was not detected with acme's key: $(cat "$work/verdict.json")"
