@@ -190,6 +190,16 @@ static bool step_job(tm_server_engine *e, tm_server_job *j, int32_t *next) {
         return false;
     }
     tm_sampler_chain_accept(j->chain, token);
+    if (j->n_generated == 0) {
+        static const double buckets[TM_SERVER_TTFT_COUNT] = TM_SERVER_TTFT_BUCKETS;
+        double seconds = tm_seconds_now() - j->submitted;
+        int b = 0;
+        while (b < TM_SERVER_TTFT_COUNT && seconds > buckets[b]) b++;
+        pthread_mutex_lock(&e->lock);
+        e->stats.first_token[b]++;
+        e->stats.first_token_sum += seconds;
+        pthread_mutex_unlock(&e->lock);
+    }
     tm_server_token record = {0};
     if (j->top_logprobs >= 0) record_logprobs(j, j->logits, e->n_vocab, token, &record);
     size_t n = tm_detokenizer_push(&j->detokenizer, token, e->piece, e->piece_capacity);
@@ -467,7 +477,9 @@ tm_status tm_server_engine_submit(tm_server_engine *e, tm_server_request *r, tm_
     pthread_mutex_lock(&r->mutex);
     r->references += (int)r->n_jobs;
     pthread_mutex_unlock(&r->mutex);
+    double now = tm_seconds_now();
     for (size_t i = 0; i < r->n_jobs; i++) {
+        r->jobs[i].submitted = now;
         e->queue[(e->queue_head + e->queue_size) % (size_t)e->max_queue] = &r->jobs[i];
         e->queue_size++;
     }

@@ -1058,6 +1058,18 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, http_state *h) {
          (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
          (unsigned long long)st.decode_steps, (unsigned long long)st.batched_rows, (unsigned long long)st.sequences,
          (unsigned long long)st.cancelled, st.slots, st.busy_slots, st.queued, in_flight);
+    EMIT("# HELP tracemark_time_to_first_token_seconds From submission to a sequence's first token (queue and prompt).\n"
+         "# TYPE tracemark_time_to_first_token_seconds histogram\n");
+    static const double ttft[TM_SERVER_TTFT_COUNT] = TM_SERVER_TTFT_BUCKETS;
+    uint64_t cumulative = 0;
+    for (int b = 0; b < TM_SERVER_TTFT_COUNT; b++) {
+        cumulative += st.first_token[b];
+        EMIT("tracemark_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", ttft[b], (unsigned long long)cumulative);
+    }
+    cumulative += st.first_token[TM_SERVER_TTFT_COUNT];
+    EMIT("tracemark_time_to_first_token_seconds_bucket{le=\"+Inf\"} %llu\ntracemark_time_to_first_token_seconds_sum %.6f\n"
+         "tracemark_time_to_first_token_seconds_count %llu\n",
+         (unsigned long long)cumulative, st.first_token_sum, (unsigned long long)cumulative);
 #undef EMIT
     if (n >= capacity) n = capacity - 1;
     return send_text(c, h, 200, out, n, "text/plain; version=0.0.4; charset=utf-8");

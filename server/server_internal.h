@@ -49,6 +49,7 @@ typedef struct {
     int32_t previous;
     int slot;
     size_t prefilled; /* prompt tokens evaluated so far (chunked prefill) */
+    double submitted; /* tm_seconds_now() at submission, for the time to the first token */
 } tm_server_job;
 
 /* What the HTTP side and the engine share for one HTTP request. Freed when
@@ -68,7 +69,14 @@ struct tm_server_request {
 
 typedef struct tm_server_engine tm_server_engine;
 
+/* Time from submission to a sequence's first token (queue + prompt), in
+ * the buckets of TM_SERVER_TTFT_BUCKETS, the last one +Inf. */
+#define TM_SERVER_TTFT_BUCKETS {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+enum { TM_SERVER_TTFT_COUNT = 11 };
+
 typedef struct {
+    uint64_t first_token[TM_SERVER_TTFT_COUNT + 1];
+    double first_token_sum;
     uint64_t prompt_tokens, generated_tokens, decode_steps, batched_rows, sequences, cancelled;
     int busy_slots, slots, queued;
 } tm_server_engine_stats;

@@ -82,6 +82,17 @@ expect() { # expect STATUS CODE_IN_BODY curl-args...
 expect 200 "" "$base/health"
 expect 200 "" "$base/metrics"
 grep -q '^tracemark_slots 4$' "$work/body" || fail "metrics lack the slot count"
+python3 - "$work/body" <<'PY' || fail "/metrics is not Prometheus text"
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+$')
+for line in lines:
+    assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+names = {l.split()[0].split("{")[0] for l in lines if not l.startswith("#")}
+for want in ["tracemark_requests_total", "tracemark_generated_tokens_total", "tracemark_slots_busy",
+             "tracemark_request_duration_seconds_bucket", "tracemark_time_to_first_token_seconds_count"]:
+    assert want in names, want
+PY
 expect 401 invalid_api_key "$base/v1/models"
 expect 401 invalid_api_key -H "Authorization: Bearer $acme_api-" "$base/v1/models"
 expect 200 "" "${auth[@]}" "$base/v1/models"
