@@ -56,61 +56,68 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
     return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
 }
 
+/* Each kernel is written once for a constant count of sequences NV and
+ * inlined per count, so that the NV integer sums of a block form independent
+ * chains the core overlaps (integer sums: the order changes no bit). */
 #define DEFINE_MULTI_KERNELS(SUFFIX, TARGET, DPWSSD)                                                                  \
-    TARGET static void q4_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
-                                     float *out) {                                                                    \
+    TARGET static inline __attribute__((always_inline)) void q4_k_nv_##SUFFIX(                                        \
+        const uint8_t *row, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         __m256 acc[GROUP];                                                                                            \
         __m128 mins_acc[GROUP];                                                                                       \
-        for (int v = 0; v < GROUP; v++) acc[v] = _mm256_setzero_ps(), mins_acc[v] = _mm_setzero_ps();                 \
+        for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), mins_acc[v] = _mm_setzero_ps();                    \
         for (int64_t i = 0; i < nb; i++) {                                                                            \
             const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;                                                       \
             __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));                                        \
             __m128i mins_w = _mm256_extracti128_si256(scales_mins, 1);                                                \
             __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));                        \
             float d = half_at(b), dmin = half_at(b + 2);                                                              \
-            __m256i q[8], s[8];                                                                                       \
+            __m256i sumi[GROUP];                                                                                      \
+            for (int v = 0; v < NV; v++) sumi[v] = _mm256_setzero_si256();                                            \
             for (int j = 0; j < 4; j++) {                                                                             \
                 __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * j));                               \
-                q[2 * j] = _mm256_and_si256(bytes, low);                                                              \
-                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);                                    \
-                s[2 * j] = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));              \
-                s[2 * j + 1] = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));          \
+                __m256i lo = _mm256_and_si256(bytes, low);                                                            \
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);                                      \
+                __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));           \
+                __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));           \
+                for (int v = 0; v < NV; v++)                                                                          \
+                    sumi[v] = DPWSSD(sumi[v],                                                                         \
+                                     _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[v][i].qs + 64 * j))), \
+                                     slo);                                                                            \
+                for (int v = 0; v < NV; v++)                                                                          \
+                    sumi[v] = DPWSSD(sumi[v],                                                                         \
+                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[v][i].qs + 64 * j + 32))), \
+                                     shi);                                                                            \
             }                                                                                                         \
-            for (int v = 0; v < nv; v++) {                                                                            \
+            for (int v = 0; v < NV; v++) {                                                                            \
                 const tm_q8k_block *x = &a[v][i];                                                                     \
                 __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),                            \
                                                _mm_loadu_si128((const __m128i *)(x->bsums + 8)));                     \
                 __m128i mins = _mm_madd_epi16(mins_w, pairs);                                                         \
                 mins_acc[v] = _mm_fmadd_ps(_mm_set1_ps(dmin * x->d), _mm_cvtepi32_ps(mins), mins_acc[v]);             \
-                __m256i sumi = _mm256_setzero_si256();                                                                \
-                for (int j = 0; j < 4; j++) {                                                                         \
-                    sumi = DPWSSD(sumi, _mm256_maddubs_epi16(q[2 * j], _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j))), \
-                                  s[2 * j]);                                                                          \
-                    sumi = DPWSSD(sumi,                                                                               \
-                                  _mm256_maddubs_epi16(q[2 * j + 1],                                                  \
-                                                       _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j + 32))),   \
-                                  s[2 * j + 1]);                                                                      \
-                }                                                                                                     \
-                acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(sumi), acc[v]);                 \
+                acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(sumi[v]), acc[v]);              \
             }                                                                                                         \
         }                                                                                                             \
-        for (int v = 0; v < nv; v++) {                                                                                \
+        for (int v = 0; v < NV; v++) {                                                                                \
             __m128 m = _mm_add_ps(mins_acc[v], _mm_movehl_ps(mins_acc[v], mins_acc[v]));                              \
             m = _mm_add_ss(m, _mm_movehdup_ps(m));                                                                    \
             out[v] = hsum_ps(acc[v]) - _mm_cvtss_f32(m);                                                              \
         }                                                                                                             \
     }                                                                                                                 \
-    TARGET static void q6_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
-                                     float *out) {                                                                    \
+    TARGET static inline __attribute__((always_inline)) void q6_k_nv_##SUFFIX(                                        \
+        const uint8_t *row, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
         const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);                                     \
         __m256 acc[GROUP];                                                                                            \
-        for (int v = 0; v < GROUP; v++) acc[v] = _mm256_setzero_ps();                                                 \
+        for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps();                                                    \
         for (int64_t i = 0; i < nb; i++) {                                                                            \
             const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;                                                       \
             __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));                     \
             float d = half_at(b + 208);                                                                               \
-            __m256i q[8], s[8];                                                                                       \
+            __m256i sumi[GROUP];                                                                                      \
+            for (int v = 0; v < NV; v++)                                                                              \
+                sumi[v] = _mm256_sub_epi32(                                                                           \
+                    _mm256_setzero_si256(),                                                                           \
+                    _mm256_slli_epi32(_mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)a[v][i].bsums)), 5)); \
             for (int n = 0; n < 2; n++) {                                                                             \
                 const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;                                               \
                 __m256i scales = _mm256_broadcastsi128_si256(n ? _mm256_extracti128_si256(scales16, 1)                \
@@ -118,27 +125,44 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
                 __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);                                                 \
                 __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));                                          \
                 __m256i h = _mm256_loadu_si256((const __m256i *)qh);                                                  \
-                q[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two)); \
-                q[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two)); \
-                q[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two)); \
-                q[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),                       \
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), two));                       \
-                for (int g = 0; g < 4; g++)                                                                           \
-                    s[4 * n + g] = _mm256_shuffle_epi8(scales, _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * g)), \
-                                                                                 _mm_set1_epi16((short)(0x0100 + 0x0404 * g)))); \
+                __m256i q[4];                                                                                         \
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two));    \
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two));    \
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two));    \
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),                               \
+                                       _mm256_and_si256(_mm256_srli_epi16(h, 2), two));                               \
+                for (int g = 0; g < 4; g++) {                                                                         \
+                    __m256i sg = _mm256_shuffle_epi8(scales, _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * g)), \
+                                                                               _mm_set1_epi16((short)(0x0100 + 0x0404 * g)))); \
+                    for (int v = 0; v < NV; v++)                                                                      \
+                        sumi[v] = DPWSSD(sumi[v],                                                                     \
+                                         _mm256_maddubs_epi16(q[g], _mm256_loadu_si256(                               \
+                                                                        (const __m256i *)(a[v][i].qs + 128 * n + 32 * g))), \
+                                         sg);                                                                         \
+                }                                                                                                     \
             }                                                                                                         \
-            for (int v = 0; v < nv; v++) {                                                                            \
-                const tm_q8k_block *x = &a[v][i];                                                                     \
-                __m256i bsums = _mm256_loadu_si256((const __m256i *)x->bsums);                                        \
-                __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),                                               \
-                                                _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));            \
-                for (int k = 0; k < 8; k++)                                                                           \
-                    sumi = DPWSSD(sumi, _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k))), \
-                                  s[k]);                                                                              \
-                acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(sumi), acc[v]);                 \
-            }                                                                                                         \
+            for (int v = 0; v < NV; v++)                                                                              \
+                acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[v][i].d), _mm256_cvtepi32_ps(sumi[v]), acc[v]);         \
         }                                                                                                             \
-        for (int v = 0; v < nv; v++) out[v] = hsum_ps(acc[v]);                                                        \
+        for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]);                                                        \
+    }                                                                                                                 \
+    TARGET static void q4_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
+                                     float *out) {                                                                    \
+        switch (nv) {                                                                                                 \
+        case 1: q4_k_nv_##SUFFIX(row, a, 1, nb, out); break;                                                          \
+        case 2: q4_k_nv_##SUFFIX(row, a, 2, nb, out); break;                                                          \
+        case 3: q4_k_nv_##SUFFIX(row, a, 3, nb, out); break;                                                          \
+        default: q4_k_nv_##SUFFIX(row, a, 4, nb, out); break;                                                         \
+        }                                                                                                             \
+    }                                                                                                                 \
+    TARGET static void q6_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
+                                     float *out) {                                                                    \
+        switch (nv) {                                                                                                 \
+        case 1: q6_k_nv_##SUFFIX(row, a, 1, nb, out); break;                                                          \
+        case 2: q6_k_nv_##SUFFIX(row, a, 2, nb, out); break;                                                          \
+        case 3: q6_k_nv_##SUFFIX(row, a, 3, nb, out); break;                                                          \
+        default: q6_k_nv_##SUFFIX(row, a, 4, nb, out); break;                                                         \
+        }                                                                                                             \
     }
 
 #define AVX_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))

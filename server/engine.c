@@ -112,10 +112,17 @@ static size_t find_stop(const tm_server_request *r, const char *text, size_t siz
 
 /* Finish a job (mutex held): flush what the detokenizer still holds unless a
  * stop string cut the text, make everything visible, wake the reader. */
+/* A slot's own buffer for token text (slot -1: the engine thread's spare),
+ * so that slots can be sampled on several threads at once. */
+static char *piece_of(tm_server_engine *e, int slot) {
+    return e->piece + (size_t)(slot >= 0 ? slot : e->n_slots) * e->piece_capacity;
+}
+
 static void finish_locked(tm_server_engine *e, tm_server_job *j, const char *reason, bool flush) {
     if (flush) {
-        size_t n = tm_detokenizer_flush(&j->detokenizer, e->piece, e->piece_capacity);
-        if (n && !append_text(j, e->piece, n)) reason = "error";
+        char *piece = piece_of(e, j->slot);
+        size_t n = tm_detokenizer_flush(&j->detokenizer, piece, e->piece_capacity);
+        if (n && !append_text(j, piece, n)) reason = "error";
     }
     j->visible = j->text_size;
     j->finish_reason = reason;
@@ -202,7 +209,8 @@ static bool step_job(tm_server_engine *e, tm_server_job *j, int32_t *next) {
     }
     tm_server_token record = {0};
     if (j->top_logprobs >= 0) record_logprobs(j, j->logits, e->n_vocab, token, &record);
-    size_t n = tm_detokenizer_push(&j->detokenizer, token, e->piece, e->piece_capacity);
+    char *piece = piece_of(e, j->slot);
+    size_t n = tm_detokenizer_push(&j->detokenizer, token, piece, e->piece_capacity);
     size_t hold_back = longest_stop(r);
     bool ok = true, stopped = false;
     pthread_mutex_lock(&r->mutex);
@@ -221,7 +229,7 @@ static bool step_job(tm_server_engine *e, tm_server_job *j, int32_t *next) {
         }
     }
     size_t search_from = j->text_size >= hold_back ? j->text_size - hold_back + 1 : 0;
-    ok = ok && append_text(j, e->piece, n);
+    ok = ok && append_text(j, piece, n);
     j->n_generated++;
     j->previous = token;
     if (ok) {
@@ -277,7 +285,7 @@ static void admit(tm_server_engine *e, tm_server_job *j) {
     tm_context_reset(e->contexts[j->slot]);
     tm_detokenizer_init(&j->detokenizer, e->tokenizer);
     for (size_t i = 0; i < j->n_prompt; i++) {
-        tm_detokenizer_push(&j->detokenizer, j->prompt[i], e->piece, e->piece_capacity);
+        tm_detokenizer_push(&j->detokenizer, j->prompt[i], piece_of(e, j->slot), e->piece_capacity);
         tm_sampler_chain_accept(j->chain, j->prompt[i]);
     }
     j->previous = j->prompt[j->n_prompt - 1];
@@ -315,7 +323,8 @@ static void *engine_main(void *arg) {
     tm_server_job **admitted = calloc((size_t)e->n_slots, sizeof *admitted);
     int32_t *tokens = calloc((size_t)e->n_slots, sizeof *tokens);
     const float **logits = calloc((size_t)e->n_slots, sizeof *logits);
-    bool have_memory = batch_contexts && batch_jobs && admitted && tokens && logits;
+    bool *go = calloc((size_t)e->n_slots, sizeof *go);
+    bool have_memory = batch_contexts && batch_jobs && admitted && tokens && logits && go;
     for (;;) {
         pthread_mutex_lock(&e->lock);
         for (;;) {
@@ -344,24 +353,30 @@ static void *engine_main(void *arg) {
         pthread_mutex_unlock(&e->lock);
         if (!have_memory) break;
         for (int i = 0; i < n_admitted; i++) admit(e, admitted[i]);
-        /* Sample every active sequence, then one batched step for those that go
-         * on; sequences still reading their prompt take one chunk of it. */
-        size_t n = 0;
+        /* Sequences still reading their prompt take one chunk of it; then
+         * every ready sequence samples its next token (on several threads
+         * when the engine has them: 32000-way sampling per sequence would
+         * otherwise run one after another while cores wait), and those that
+         * go on take one batched step together. */
+        int n_ready = 0;
         for (int s = 0; s < e->n_slots; s++) {
             pthread_mutex_lock(&e->lock);
             tm_server_job *j = e->slots[s];
             pthread_mutex_unlock(&e->lock);
             if (!j) continue;
-            if (j->prefilled < j->n_prompt) {
-                if (!prefill_chunk(e, j) || j->prefilled < j->n_prompt) continue;
-            }
-            int32_t next;
-            if (step_job(e, j, &next)) {
-                batch_contexts[n] = e->contexts[s];
-                batch_jobs[n] = j;
-                tokens[n++] = next;
-            }
+            if (j->prefilled < j->n_prompt && (!prefill_chunk(e, j) || j->prefilled < j->n_prompt)) continue;
+            admitted[n_ready++] = j; /* reused: the sequences ready to sample */
         }
+        int sampling_threads = n_ready < e->n_threads ? n_ready : e->n_threads;
+#pragma omp parallel for num_threads(sampling_threads > 0 ? sampling_threads : 1) schedule(dynamic, 1)
+        for (int k = 0; k < n_ready; k++) go[k] = step_job(e, admitted[k], &tokens[k]);
+        size_t n = 0;
+        for (int k = 0; k < n_ready; k++)
+            if (go[k]) {
+                batch_jobs[n] = admitted[k];
+                batch_contexts[n] = e->contexts[admitted[k]->slot];
+                tokens[n++] = tokens[k];
+            }
         if (n == 0) continue;
         tm_error err = {0};
         if (tm_context_eval_batch(batch_contexts, tokens, n, logits, &err) != TM_OK) {
@@ -393,6 +408,7 @@ static void *engine_main(void *arg) {
     free(admitted);
     free(tokens);
     free(logits);
+    free(go);
     return NULL;
 }
 
@@ -412,7 +428,7 @@ tm_status tm_server_engine_create(tm_server_engine **out, const tm_model *model,
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
     e->piece_capacity = tm_tokenizer_max_piece_size(tokenizer) + TM_DETOKENIZE_MAX;
-    if (!(e->piece = tm_alloc_array(e->piece_capacity, 1, err)) ||
+    if (!(e->piece = tm_alloc_array((size_t)slots + 1, e->piece_capacity, err)) ||
         !(e->contexts = tm_alloc_array((size_t)slots, sizeof *e->contexts, err)) ||
         !(e->slots = tm_alloc_array((size_t)slots, sizeof *e->slots, err)) ||
         !(e->queue = tm_alloc_array((size_t)max_queue, sizeof *e->queue, err))) {
