@@ -38,7 +38,9 @@ void tm_context_reset(tm_context *context);
  * contexts[0]'s scratch buffers carry the activations: every other context
  * must have a context size no larger than it, and none may appear twice.
  * logits[i] (may be NULL) is contexts[i]'s logits, as tm_context_eval would
- * leave them (the same values up to the rounding of the batched product).
+ * leave them: bit for bit for block-quantized weights and up to 16
+ * sequences (the matrix-vector kernels' own dot products, generator/batch.c),
+ * else up to the rounding of the batched product (sgemm for float weights).
  * n <= TM_CONTEXT_BATCH_MAX; a full context is TM_ERR_LIMIT and nothing runs. */
 enum { TM_CONTEXT_BATCH_MAX = 256 };
 tm_status tm_context_eval_batch(tm_context *const *contexts, const int32_t *tokens, size_t n, const float **logits,
