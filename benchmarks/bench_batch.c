@@ -88,6 +88,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_batch: %s\n", err.message);
         return 1;
     }
+    /* The vocabulary size through the tokenizer (the model's fields are not public API). */
+    tm_tokenizer *tokenizer = NULL;
+    if (tm_model_tokenizer(&tokenizer, model, NULL, &err)) {
+        fprintf(stderr, "bench_batch: %s (a GGUF with its tokenizer is needed)\n", err.message);
+        return 1;
+    }
+    int32_t n_vocab = tm_tokenizer_vocab_size(tokenizer);
+    tm_tokenizer_free(tokenizer);
     tm_context *contexts[MAX_STREAMS];
     for (int s = 0; s < MAX_STREAMS; s++)
         if (tm_context_create(&contexts[s], model, PROMPT + steps + 8, threads, &err)) {
@@ -99,14 +107,14 @@ int main(int argc, char **argv) {
     /* OpenBLAS (OpenMP build) sizes its team from this thread's OpenMP setting. */
     omp_set_num_threads(threads);
     double ignored;
-    run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, model->config.n_vocab); /* warm the pages */
+    run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab); /* warm the pages */
     double single = 0, single_cpu = 0;
     for (int n = 1; n <= MAX_STREAMS; n *= 2) {
         double plain[ROUNDS], marked[ROUNDS], plain_cpu[ROUNDS], marked_cpu[ROUNDS];
         /* Alternate plain and watermarked rounds so that drift hits both alike. */
         for (int r = 0; r < ROUNDS; r++) {
-            plain[r] = run(&plain_cpu[r], contexts, n, steps, NULL, 100 + (uint64_t)r, model->config.n_vocab);
-            marked[r] = run(&marked_cpu[r], contexts, n, steps, scheme, 100 + (uint64_t)r, model->config.n_vocab);
+            plain[r] = run(&plain_cpu[r], contexts, n, steps, NULL, 100 + (uint64_t)r, n_vocab);
+            marked[r] = run(&marked_cpu[r], contexts, n, steps, scheme, 100 + (uint64_t)r, n_vocab);
         }
         qsort(plain, ROUNDS, sizeof *plain, compare);
         qsort(marked, ROUNDS, sizeof *marked, compare);

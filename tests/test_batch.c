@@ -56,7 +56,7 @@ Test(batch, float_weights_match_single_sequences) {
     tm_model *model = NULL;
     tm_error err = {0};
     cr_assert_eq(tm_model_load(&model, bin, &err), TM_OK, "%s", err.message);
-    double worst = batched_against_single(model, model->config.n_vocab);
+    double worst = batched_against_single(model, 512); /* stories260K's vocabulary */
     cr_assert_lt(worst, 1e-4, "largest logit difference %g", worst);
     tm_model_free(model);
     free(bin);
@@ -77,7 +77,7 @@ Test(batch, quantized_weights_match_single_sequences) {
     cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
     tm_model *model = NULL;
     cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
-    double worst = batched_against_single(model, model->config.n_vocab);
+    double worst = batched_against_single(model, 32000); /* Llama 2's vocabulary */
     cr_assert_eq(worst, 0.0, "largest logit difference %g", worst);
     tm_model_free(model);
     free(tokenizer);
