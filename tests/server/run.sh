@@ -50,6 +50,18 @@ tenants:
     key: beta.key
 YAML
 
+# --- the command line ---------------------------------------------------------
+"$tracemark" serve --help | grep -q "usage: tracemark serve" || fail "serve --help"
+set +e
+"$tracemark" serve --model "$model" --tokenizer "$tokenizer" 2>"$work/usage.err"; code=$?
+[ $code -eq 2 ] && grep -q "watermark" "$work/usage.err" || fail "serve without a watermark: exit $code"
+cp "$work/tenants.yaml" "$work/open.yaml" && chmod 644 "$work/open.yaml"
+"$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/open.yaml" --port 0 2>"$work/open.err"; code=$?
+set -e
+[ $code -eq 1 ] && grep -q "chmod 600" "$work/open.err" && ! grep -q "sk-acme" "$work/open.err" ||
+  fail "a tenants file others can read: exit $code: $(cat "$work/open.err")"
+echo "ok - serve --help, usage errors, and a tenants file others can read is refused"
+
 start_server() {
   "$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/tenants.yaml" --port 0 \
     --parallel 4 --threads 1 --chat-template chatml --model-name stories 2>"$work/serve.log" &
