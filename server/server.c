@@ -772,6 +772,9 @@ static bool stream_collect(generation *g, tm_server_request *r) {
         if (ok && j->done && !g->sent_finish[i]) {
             if (j->finish_reason && !strcmp(j->finish_reason, "error"))
                 ok = out_event(g, error_object(j->error.message, "server_error", NULL, NULL));
+            else if (j->finish_reason && !strcmp(j->finish_reason, "cancelled"))
+                ok = out_event(g, error_object("the server stopped before the reply was done", "server_error", NULL,
+                                               "server_shutting_down"));
             json_t *choice = g->parsed.chat ? json_pack("{s:I, s:{}, s:n, s:s}", "index", (json_int_t)i, "delta",
                                                         "logprobs", "finish_reason", finish_reason(j))
                                             : json_pack("{s:s, s:I, s:n, s:s}", "text", "", "index", (json_int_t)i,
