@@ -9,6 +9,7 @@
  * kernels. Positions past the context size are refused, never written. */
 #include "tracemark/generator.h"
 
+#include "batch.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -31,6 +32,10 @@ struct tm_context {
     float *scores;              /* [n_threads][n_ctx] */
     float *matmul_scratch;
     float *logits;
+    /* tm_context_eval_batch: the classifier's rows for the whole batch, grown
+     * on the first batch that needs more (the only allocation after creation). */
+    float *batch_logits;
+    size_t batch_logits_rows;
 };
 
 static void free_buffers(tm_context *c) {
@@ -45,6 +50,7 @@ static void free_buffers(tm_context *c) {
 
 void tm_context_free(tm_context *context) {
     if (!context) return;
+    tm_free_aligned(context->batch_logits);
     free_buffers(context);
     free(context);
 }
@@ -146,32 +152,35 @@ static void project(tm_context *c, const tm_tensor *w, const float *in, int64_t 
  * are divided by the pair's rope factor, then multiplied by the linear
  * scale, in ggml's float order (rope_yarn with no YaRN ramp), so a model
  * without either computes the plain angle bit for bit. */
-static void rope_tables(tm_context *c, int32_t first, int64_t n) {
+/* The cos/sin of one token at one position into cosines/sines[head_dim / 2]. */
+static void rope_row(const tm_context *c, float position, float *cosines, float *sines) {
     const tm_model_config *cfg = &c->model->config;
     int32_t pairs = cfg->head_dim / 2;
     float theta_scale = powf(cfg->rope_freq_base, -2.0f / (float)cfg->head_dim);
     const float *factors = c->model->rope_factors.data;
     float freq_scale = cfg->rope_freq_scale;
-    for (int64_t i = 0; i < n; i++) {
-        float *cosines = c->rope_cos + i * pairs, *sines = c->rope_sin + i * pairs;
-        float position = (float)(first + i);
-        if (c->model->format == TM_MODEL_FORMAT_LLAMA2C) {
-            for (int32_t j = 0; j < pairs; j++) {
-                float frequency = 1.0f / powf(cfg->rope_freq_base, (float)(2 * j) / (float)cfg->head_dim);
-                float angle = position * frequency;
-                cosines[j] = cosf(angle);
-                sines[j] = sinf(angle);
-            }
-        } else {
-            float theta = position;
-            for (int32_t j = 0; j < pairs; j++) {
-                float angle = freq_scale * (factors ? theta / factors[j] : theta);
-                cosines[j] = cosf(angle);
-                sines[j] = sinf(angle);
-                theta *= theta_scale;
-            }
+    if (c->model->format == TM_MODEL_FORMAT_LLAMA2C) {
+        for (int32_t j = 0; j < pairs; j++) {
+            float frequency = 1.0f / powf(cfg->rope_freq_base, (float)(2 * j) / (float)cfg->head_dim);
+            float angle = position * frequency;
+            cosines[j] = cosf(angle);
+            sines[j] = sinf(angle);
+        }
+    } else {
+        float theta = position;
+        for (int32_t j = 0; j < pairs; j++) {
+            float angle = freq_scale * (factors ? theta / factors[j] : theta);
+            cosines[j] = cosf(angle);
+            sines[j] = sinf(angle);
+            theta *= theta_scale;
         }
     }
+}
+
+static void rope_tables(tm_context *c, int32_t first, int64_t n) {
+    int32_t pairs = c->model->config.head_dim / 2;
+    for (int64_t i = 0; i < n; i++)
+        rope_row(c, (float)(first + i), c->rope_cos + i * pairs, c->rope_sin + i * pairs);
 }
 
 static void rope_apply(const tm_context *c, float *vectors, int32_t n_heads, int64_t token) {
@@ -290,5 +299,144 @@ tm_status tm_context_eval(tm_context *context, const int32_t *tokens, size_t n_t
         done += chunk;
     }
     if (logits) *logits = context->logits;
+    return TM_OK;
+}
+
+/* ---- continuous batching: one decode step of several sequences ----------- */
+
+_Static_assert((int)TM_CONTEXT_BATCH_MAX <= (int)BATCH_CAPACITY, "a batch must fit the scratch buffers");
+
+/* Attention of one new token per sequence: row i belongs to contexts[i],
+ * whose cache (already holding the token's key and value) it reads up to
+ * that sequence's own position. Activations live in c's buffers. */
+static void attend_batch(tm_context *c, tm_context *const *contexts, int64_t n, int32_t layer) {
+    const tm_model_config *cfg = &c->model->config;
+    int32_t hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t items = n * cfg->n_heads;
+#pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; item++) {
+        int64_t i = item / cfg->n_heads;
+        const tm_context *s = contexts[i];
+        int32_t h = (int32_t)(item % cfg->n_heads), kvh = h / group;
+        int32_t length = s->position + 1;
+        size_t layer_base = (size_t)layer * (size_t)s->n_ctx * (size_t)s->kv_dim;
+        float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
+        const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_scores(q, s->key_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length, hd,
+                                   scale, scores);
+        tm_kernel_softmax(scores, length);
+        float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_values(scores, s->value_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length,
+                                   hd, out);
+    }
+}
+
+/* The products of a decode batch: quantized weights meet up to
+ * TM_BATCH_MATVEC_MAX rows through tm_batch_matvec (one pass over the
+ * weights, each row's result the single-sequence one bit for bit); other
+ * weights and larger batches take the prompt's batched product. */
+static void project_batch(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
+                          float *const *out) {
+    for (int m = 0; m < n_weights; m++) {
+        uint32_t type = w[m]->type;
+        int64_t cols = w[m]->cols;
+        if (n == 1 || n > TM_BATCH_MATVEC_MAX || !tm_batch_matvec_supports(type)) {
+            project_many(c, &w[m], 1, in, n, &out[m]);
+            continue;
+        }
+        size_t stride = (size_t)cols * sizeof(float); /* prepared rows never take more */
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_prepare_activations(type, in + i * cols, cols, (char *)c->rounded + (size_t)i * stride);
+        tm_batch_matvec(w[m], c->rounded, stride, out[m], (size_t)w[m]->rows, (int)n, c->n_threads);
+    }
+}
+
+/* forward_batch for n tokens of n different sequences: every matrix product
+ * takes all n rows at once (the weights are read once per step), while rope,
+ * the cache writes and attention follow each sequence's own position. */
+static void forward_many(tm_context *c, tm_context *const *contexts, const int32_t *tokens, int64_t n) {
+    const tm_model *m = c->model;
+    const tm_model_config *cfg = &m->config;
+    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int32_t pairs = cfg->head_dim / 2;
+    for (int64_t i = 0; i < n; i++) {
+        tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
+        rope_row(c, (float)contexts[i]->position, c->rope_cos + i * pairs, c->rope_sin + i * pairs);
+    }
+    for (int32_t l = 0; l < cfg->n_layers; l++) {
+        const tm_layer_weights *w = &m->layers[l];
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
+        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        project_batch(c, qkv, 3, c->normed, n, qkv_out);
+        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
+        for (int b = 0; b < 3; b++)
+            if (bias[b]->data)
+                for (int64_t i = 0; i < n; i++)
+                    tm_kernel_add(qkv_out[b] + i * bias[b]->cols, bias[b]->data, bias[b]->cols);
+        for (int64_t i = 0; i < n; i++) {
+            tm_context *s = contexts[i];
+            rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
+            rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
+            size_t slot = ((size_t)l * (size_t)s->n_ctx + (size_t)s->position) * (size_t)s->kv_dim;
+            memcpy(s->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            memcpy(s->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+        }
+        attend_batch(c, contexts, n, l);
+        project_batch(c, (const tm_tensor *const[]){&w->wo}, 1, c->attention, n, (float *const[]){c->projected});
+        tm_kernel_add(c->x, c->projected, n * D);
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
+        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
+        float *gate_up_out[2] = {c->gate, c->up};
+        project_batch(c, gate_up, 2, c->normed, n, gate_up_out);
+        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
+        project_batch(c, (const tm_tensor *const[]){&w->w_down}, 1, c->gate, n, (float *const[]){c->projected});
+        tm_kernel_add(c->x, c->projected, n * D);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, m->output_norm.data, D, cfg->norm_eps);
+        contexts[i]->position++;
+    }
+    float *rows = n == 1 ? contexts[0]->logits : c->batch_logits;
+    project_batch(c, (const tm_tensor *const[]){&m->classifier}, 1, c->normed, n, (float *const[]){rows});
+    if (n > 1)
+        for (int64_t i = 0; i < n; i++)
+            memcpy(contexts[i]->logits, rows + i * cfg->n_vocab, (size_t)cfg->n_vocab * sizeof(float));
+}
+
+tm_status tm_context_eval_batch(tm_context *const *contexts, const int32_t *tokens, size_t n, const float **logits,
+                                tm_error *err) {
+    if (!contexts || !tokens || n == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "no sequences to evaluate");
+    if (n > TM_CONTEXT_BATCH_MAX)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "%zu sequences in one batch (at most %d)", n, TM_CONTEXT_BATCH_MAX);
+    tm_context *c = contexts[0];
+    int32_t n_vocab = c->model->config.n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        tm_context *s = contexts[i];
+        if (!s || s->model != c->model || s->n_ctx > c->n_ctx)
+            return tm_error_set(err, TM_ERR_ARGUMENT,
+                                "sequence %zu of the batch has another model or a larger context than the first", i);
+        for (size_t j = 0; j < i; j++)
+            if (contexts[j] == s) return tm_error_set(err, TM_ERR_ARGUMENT, "sequence %zu appears twice in the batch", i);
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token id %d of sequence %zu is outside the vocabulary (0..%d)",
+                                tokens[i], i, n_vocab - 1);
+        if (s->position >= s->n_ctx)
+            return tm_error_set(err, TM_ERR_LIMIT, "context of sequence %zu is full (%d tokens; raise --ctx)", i,
+                                s->n_ctx);
+    }
+    if (n > 1 && c->batch_logits_rows < n) {
+        float *grown = tm_alloc_aligned(n, (size_t)n_vocab * sizeof(float), err);
+        if (!grown) return TM_ERR_NOMEM;
+        tm_free_aligned(c->batch_logits);
+        c->batch_logits = grown;
+        c->batch_logits_rows = n;
+    }
+    forward_many(c, contexts, tokens, (int64_t)n);
+    if (logits)
+        for (size_t i = 0; i < n; i++) logits[i] = contexts[i]->logits;
     return TM_OK;
 }

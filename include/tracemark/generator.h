@@ -31,6 +31,21 @@ int32_t tm_context_position(const tm_context *context);
 int32_t tm_context_size(const tm_context *context);
 void tm_context_reset(tm_context *context);
 
+/* Continuous batching: one next token for each of n sequences, each in its
+ * own context of the same model, through one pass whose matrix products take
+ * all n rows together, so the weights are read once per step for all of them
+ * (rope, cache and attention follow each sequence's own position).
+ * contexts[0]'s scratch buffers carry the activations: every other context
+ * must have a context size no larger than it, and none may appear twice.
+ * logits[i] (may be NULL) is contexts[i]'s logits, as tm_context_eval would
+ * leave them: bit for bit for block-quantized weights and up to 16
+ * sequences (the matrix-vector kernels' own dot products, generator/batch.c),
+ * else up to the rounding of the batched product (sgemm for float weights).
+ * n <= TM_CONTEXT_BATCH_MAX; a full context is TM_ERR_LIMIT and nothing runs. */
+enum { TM_CONTEXT_BATCH_MAX = 256 };
+tm_status tm_context_eval_batch(tm_context *const *contexts, const int32_t *tokens, size_t n, const float **logits,
+                                tm_error *err);
+
 /* ======================================================================== */
 /* Sampling                                                                  */
 /* ======================================================================== */

@@ -1,0 +1,142 @@
+/* Continuous batching as the server runs it: aggregate decode tokens/s with
+ * 1, 2, 4 and 8 concurrent streams, each stream its own context and sampler
+ * chain, one tm_context_eval_batch per step for all of them (the weights read
+ * once per step). Each configuration is timed with plain sampling and with
+ * the watermark scheme plugged in (same parameters), so the per-token cost of
+ * the watermark shows at every batch size. Prints one JSON line per stream
+ * count: tokens/s with and without the watermark (median of ROUNDS), speedup
+ * over one stream, and the watermark's overhead. Both by the wall clock and
+ * by the thread's CPU clock: with THREADS 1 every kernel runs on this thread,
+ * so CPU time is the work itself, undisturbed by other processes on a shared
+ * machine (memory stalls count, being spent on the CPU). Never asserts a speed. */
+#include "tracemark/generator.h"
+#include "tracemark/watermark.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <omp.h>
+
+enum { MAX_STREAMS = 8, PROMPT = 16, ROUNDS = 5 };
+
+static int compare(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Wall seconds (CPU seconds in *cpu) for `steps` decode steps of n streams after a PROMPT-token prompt each. */
+static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_scheme *scheme, uint64_t seed, int32_t n_vocab) {
+    tm_sampler_chain *chains[MAX_STREAMS];
+    const float *logits[MAX_STREAMS];
+    int32_t tokens[MAX_STREAMS], prompt[PROMPT];
+    tm_error err = {0};
+    tm_sampling_params params;
+    tm_sampling_params_default(&params);
+    params.temperature = 1.0f;
+    for (int s = 0; s < n; s++) {
+        params.seed = seed + (uint64_t)s;
+        tm_sampler *stage = scheme ? tm_wm_sampler(scheme, params.seed) : NULL;
+        bool selector = scheme && tm_wm_scheme_stage(scheme) == TM_WM_STAGE_SELECTOR;
+        chains[s] = scheme ? tm_sampler_chain_build(&params, selector ? NULL : stage, selector ? stage : NULL)
+                           : tm_sampler_chain_from_params(&params);
+        for (int i = 0; i < PROMPT; i++) prompt[i] = 1 + (int32_t)((97 * i + 31 * s) % (n_vocab - 1));
+        tm_context_reset(contexts[s]);
+        if (tm_context_eval(contexts[s], prompt, PROMPT, &logits[s], &err) != TM_OK) {
+            fprintf(stderr, "bench_batch: %s\n", err.message);
+            exit(1);
+        }
+        for (int i = 0; i < PROMPT; i++) tm_sampler_chain_accept(chains[s], prompt[i]);
+    }
+    double t0 = tm_seconds_now(), c0 = cpu_seconds();
+    for (int step = 0; step < steps; step++) {
+        for (int s = 0; s < n; s++) {
+            tokens[s] = tm_sampler_chain_sample(chains[s], logits[s], n_vocab);
+            tm_sampler_chain_accept(chains[s], tokens[s]);
+        }
+        if (tm_context_eval_batch(contexts, tokens, (size_t)n, logits, &err) != TM_OK) {
+            fprintf(stderr, "bench_batch: %s\n", err.message);
+            exit(1);
+        }
+    }
+    double seconds = tm_seconds_now() - t0;
+    *cpu = cpu_seconds() - c0;
+    for (int s = 0; s < n; s++) tm_sampler_chain_free(chains[s]);
+    return seconds;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5 || !strcmp(argv[1], "--help")) {
+        fprintf(stderr, "usage: bench_batch MODEL KEY SCHEME.yaml THREADS [STEPS]\n"
+                        "Aggregate decode tokens/s with 1, 2, 4, 8 streams batched, plain and watermarked.\n");
+        return 2;
+    }
+    int threads = atoi(argv[4]), steps = argc > 5 ? atoi(argv[5]) : 64;
+    tm_error err = {0};
+    tm_model *model = NULL;
+    tm_wm_key *key = NULL;
+    tm_wm_scheme *scheme = NULL;
+    tm_wm_config config;
+    if (tm_model_load(&model, argv[1], &err) || tm_wm_key_read(&key, argv[2], &err) ||
+        tm_wm_config_load(&config, argv[3], &err) || tm_wm_scheme_create(&scheme, &config, key, &err)) {
+        fprintf(stderr, "bench_batch: %s\n", err.message);
+        return 1;
+    }
+    /* The vocabulary size through the tokenizer (the model's fields are not public API). */
+    tm_tokenizer *tokenizer = NULL;
+    if (tm_model_tokenizer(&tokenizer, model, NULL, &err)) {
+        fprintf(stderr, "bench_batch: %s (a GGUF with its tokenizer is needed)\n", err.message);
+        return 1;
+    }
+    int32_t n_vocab = tm_tokenizer_vocab_size(tokenizer);
+    tm_tokenizer_free(tokenizer);
+    tm_context *contexts[MAX_STREAMS];
+    for (int s = 0; s < MAX_STREAMS; s++)
+        if (tm_context_create(&contexts[s], model, PROMPT + steps + 8, threads, &err)) {
+            fprintf(stderr, "bench_batch: %s\n", err.message);
+            return 1;
+        }
+    char description[256];
+    tm_wm_config_describe(&config, description, sizeof description);
+    /* OpenBLAS (OpenMP build) sizes its team from this thread's OpenMP setting. */
+    omp_set_num_threads(threads);
+    double ignored;
+    run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab); /* warm the pages */
+    double single = 0, single_cpu = 0;
+    for (int n = 1; n <= MAX_STREAMS; n *= 2) {
+        double plain[ROUNDS], marked[ROUNDS], plain_cpu[ROUNDS], marked_cpu[ROUNDS];
+        /* Alternate plain and watermarked rounds so that drift hits both alike. */
+        for (int r = 0; r < ROUNDS; r++) {
+            plain[r] = run(&plain_cpu[r], contexts, n, steps, NULL, 100 + (uint64_t)r, n_vocab);
+            marked[r] = run(&marked_cpu[r], contexts, n, steps, scheme, 100 + (uint64_t)r, n_vocab);
+        }
+        qsort(plain, ROUNDS, sizeof *plain, compare);
+        qsort(marked, ROUNDS, sizeof *marked, compare);
+        qsort(plain_cpu, ROUNDS, sizeof *plain_cpu, compare);
+        qsort(marked_cpu, ROUNDS, sizeof *marked_cpu, compare);
+        double tokens = (double)n * steps, m = ROUNDS / 2;
+        double plain_rate = tokens / plain[(int)m], marked_rate = tokens / marked[(int)m];
+        double plain_cpu_rate = tokens / plain_cpu[(int)m], marked_cpu_rate = tokens / marked_cpu[(int)m];
+        if (n == 1) single = marked_rate, single_cpu = marked_cpu_rate;
+        printf("{\"streams\": %d, \"threads\": %d, \"steps\": %d, \"scheme\": \"%s\", "
+               "\"wall\": {\"plain_tokens_per_second\": %.1f, \"watermarked_tokens_per_second\": %.1f, "
+               "\"speedup_over_one_stream\": %.2f, \"watermark_overhead_percent\": %.2f}, "
+               "\"cpu\": {\"plain_tokens_per_second\": %.1f, \"watermarked_tokens_per_second\": %.1f, "
+               "\"speedup_over_one_stream\": %.2f, \"watermark_overhead_percent\": %.2f}}\n",
+               n, threads, steps, description, plain_rate, marked_rate, marked_rate / single,
+               100.0 * (marked[(int)m] - plain[(int)m]) / plain[(int)m], plain_cpu_rate, marked_cpu_rate,
+               marked_cpu_rate / single_cpu, 100.0 * (marked_cpu[(int)m] - plain_cpu[(int)m]) / plain_cpu[(int)m]);
+        fflush(stdout);
+    }
+    for (int s = 0; s < MAX_STREAMS; s++) tm_context_free(contexts[s]);
+    tm_wm_scheme_free(scheme);
+    tm_wm_key_free(key);
+    tm_model_free(model);
+    return 0;
+}

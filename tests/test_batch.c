@@ -1,0 +1,125 @@
+/* tm_context_eval_batch, the decode step of continuous batching: several
+ * sequences at different positions go through one pass and must get the
+ * logits that each would get alone from tm_context_eval (up to the rounding
+ * of the batched product), for float weights (sgemm) and for Q4_K weights
+ * (the 8-bit-activation batched product); a batch of one is the single
+ * path bit for bit, and bad batches are refused before anything runs. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixtures.h"
+
+enum { SEQUENCES = 4, STEPS = 6 };
+
+/* Prompts of different lengths, so that every sequence sits at its own position. */
+static const int32_t prompts[SEQUENCES][9] = {
+    {1, 403, 407, 261, 378, 432, 383, 286, 261}, {1, 376, 298}, {1, 315, 261, 376, 298, 315}, {1}};
+static const size_t prompt_sizes[SEQUENCES] = {9, 3, 6, 1};
+
+/* Run the same token streams batched and alone; return the largest logit difference. */
+static double batched_against_single(const tm_model *model, int32_t n_vocab) {
+    tm_context *batched[SEQUENCES], *alone[SEQUENCES];
+    tm_error err = {0};
+    const float *logits;
+    for (int s = 0; s < SEQUENCES; s++) {
+        cr_assert_eq(tm_context_create(&batched[s], model, 64, 2, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_context_create(&alone[s], model, 64, 2, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_context_eval(batched[s], prompts[s], prompt_sizes[s], &logits, &err), TM_OK);
+        cr_assert_eq(tm_context_eval(alone[s], prompts[s], prompt_sizes[s], &logits, &err), TM_OK);
+    }
+    double worst = 0;
+    for (int step = 0; step < STEPS; step++) {
+        int32_t tokens[SEQUENCES];
+        for (int s = 0; s < SEQUENCES; s++) tokens[s] = (int32_t)((37 * step + 101 * s + 5) % n_vocab);
+        const float *many[SEQUENCES];
+        cr_assert_eq(tm_context_eval_batch(batched, tokens, SEQUENCES, many, &err), TM_OK, "%s", err.message);
+        for (int s = 0; s < SEQUENCES; s++) {
+            cr_assert_eq(tm_context_eval(alone[s], &tokens[s], 1, &logits, &err), TM_OK);
+            cr_assert_eq(tm_context_position(batched[s]), tm_context_position(alone[s]));
+            for (int32_t v = 0; v < n_vocab; v++) {
+                double d = fabs((double)many[s][v] - (double)logits[v]);
+                if (d > worst) worst = d;
+            }
+        }
+    }
+    for (int s = 0; s < SEQUENCES; s++) {
+        tm_context_free(batched[s]);
+        tm_context_free(alone[s]);
+    }
+    return worst;
+}
+
+Test(batch, float_weights_match_single_sequences) {
+    char *bin = tm_fixture("models/stories260K.bin");
+    tm_model *model = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&model, bin, &err), TM_OK, "%s", err.message);
+    double worst = batched_against_single(model, 512); /* stories260K's vocabulary */
+    cr_assert_lt(worst, 1e-4, "largest logit difference %g", worst);
+    tm_model_free(model);
+    free(bin);
+}
+
+/* Q4_K weights: a small batch goes through the same matrix-vector dot
+ * products as a single token (batch.c), so the logits are the same bits,
+ * and a seed repeats whatever else the server is decoding at the time. */
+Test(batch, quantized_weights_match_single_sequences) {
+    char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, "tiny-q4k.gguf");
+    char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
+    tm_synth_options o = {.tokenizer_path = tokenizer, .ftype = TM_FTYPE_Q4_K_M, .seed = 7, .n_threads = 1};
+    o.shape = (tm_synth_shape){.name = "batch-test", .dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                               .hidden_dim = 512, .context_length = 128, .rope_freq_base = 10000.0f,
+                               .norm_eps = 1e-5f, .tied_embeddings = true,
+                               .default_tokenizer = "models/llama-2-tiny-random.gguf"};
+    tm_error err = {0};
+    cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
+    tm_model *model = NULL;
+    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
+    double worst = batched_against_single(model, 32000); /* Llama 2's vocabulary */
+    cr_assert_eq(worst, 0.0, "largest logit difference %g", worst);
+    tm_model_free(model);
+    free(tokenizer);
+    free(path);
+    free(dir);
+}
+
+Test(batch, one_sequence_is_the_single_path_bit_for_bit) {
+    tm_test_story a = tm_test_story_open(), b = tm_test_story_open();
+    tm_error err = {0};
+    const float *single, *batched[1];
+    int32_t token = 403;
+    cr_assert_eq(tm_context_eval(a.context, prompts[0], prompt_sizes[0], &single, &err), TM_OK);
+    cr_assert_eq(tm_context_eval(b.context, prompts[0], prompt_sizes[0], &single, &err), TM_OK);
+    cr_assert_eq(tm_context_eval(a.context, &token, 1, &single, &err), TM_OK);
+    cr_assert_eq(tm_context_eval_batch(&b.context, &token, 1, batched, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(memcmp(single, batched[0], 512 * sizeof(float)), 0);
+    tm_test_story_close(&a);
+    tm_test_story_close(&b);
+}
+
+Test(batch, bad_batches_are_refused_before_running) {
+    tm_test_story a = tm_test_story_open(), b = tm_test_story_open();
+    tm_error err = {0};
+    const float *logits[2];
+    int32_t tokens[2] = {1, 1};
+    tm_context *twice[2] = {a.context, a.context};
+    cr_assert_eq(tm_context_eval_batch(twice, tokens, 2, logits, &err), TM_ERR_ARGUMENT);
+    cr_assert(strstr(err.message, "twice"), "%s", err.message);
+    tm_context *pair[2] = {a.context, b.context};
+    int32_t outside[2] = {1, 512};
+    cr_assert_eq(tm_context_eval_batch(pair, outside, 2, logits, &err), TM_ERR_ARGUMENT);
+    cr_assert_eq(tm_context_position(a.context), 0, "nothing ran");
+    cr_assert_eq(tm_context_eval_batch(pair, tokens, 0, logits, &err), TM_ERR_ARGUMENT);
+    /* A full context is TM_ERR_LIMIT for the whole batch. */
+    tm_context *small = NULL;
+    cr_assert_eq(tm_context_create(&small, a.model, 1, 1, &err), TM_OK);
+    tm_context *with_small[2] = {a.context, small};
+    cr_assert_eq(tm_context_eval_batch(with_small, tokens, 2, logits, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_context_eval_batch(with_small, tokens, 2, logits, &err), TM_ERR_LIMIT);
+    cr_assert_eq(tm_context_position(a.context), 1, "the batch that did not fit ran nowhere");
+    tm_context_free(small);
+    tm_test_story_close(&a);
+    tm_test_story_close(&b);
+}
