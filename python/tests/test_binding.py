@@ -233,14 +233,32 @@ def test_objects_close_once_and_refuse_use_after(key, tokenizer_path):
     assert ref() is None  # collected: __del__ freed the C tokenizer
 
 
-def test_detector_keeps_what_it_borrows_alive(keydir, tokenizer_path):
+def test_detector_keeps_what_it_borrows_alive(keydir, model_path, tokenizer_path):
     """The C detector borrows its keys and tokenizer: dropping the caller's
     references must not free them under it."""
+    text = "Once upon a time there was a dog. " * 5
     detector = tracemark.Detector(tracemark.Key.load(keydir / "wm.key"), SCHEMES / "kgw-selfhash.yaml",
                                   tracemark.Tokenizer(tokenizer_path))
     gc.collect()
-    assert detector.detect("Once upon a time there was a dog. " * 5).tokens["total"] > 0
+    expected = detector.detect(text)
+    assert expected.tokens["total"] > 0
+    # Closing what it borrows only marks them closed while it lives.
+    key, tok = tracemark.Key.load(keydir / "wm.key"), tracemark.Tokenizer(tokenizer_path)
+    with tracemark.Detector(key, SCHEMES / "kgw-selfhash.yaml", tok) as second:
+        key.close()
+        tok.close()
+        with pytest.raises(tracemark.ArgumentError, match="closed"):
+            tok.encode("x")
+        assert second.detect(text) == expected
+        assert second.detect(text, window=True).tokens == expected.tokens  # a new C detector from borrowed handles
+    assert key._handle is None and tok._handle is None  # freed with the detector
     detector.close()
+    # A model's tokenizer outlives the model's close() while a detector uses it.
+    model = tracemark.Model(model_path, tokenizer=tokenizer_path)
+    with tracemark.Detector(tracemark.Key.load(keydir / "wm.key"), SCHEMES / "kgw-selfhash.yaml", model) as third:
+        model.close()
+        gc.collect()
+        assert third.detect(text) == expected
 
 
 def test_gil_released_during_generation(model):

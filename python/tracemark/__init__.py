@@ -108,16 +108,42 @@ def _text(text: Union[str, bytes]) -> bytes:
 
 
 class _Owner:
-    """One C object behind a pointer, released once by close(), ``with`` or GC."""
+    """One C object behind a pointer, released once by close(), ``with`` or GC.
+    An object that a C detector borrows (a key, a tokenizer) counts its
+    borrowers: closing it then only marks it closed, and the C object goes
+    when the last borrower is released, never under a detector's feet."""
 
     _handle: Optional[int] = None
+    _closed = False
+    _borrowers = 0
+    _owner_lock = threading.Lock()  # guards the borrow counts (rarely taken)
 
     def _release(self, handle: int) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def close(self) -> None:
-        """Free the C object now (later calls raise ArgumentError)."""
-        handle, self._handle = self._handle, None
+        """Free the C object now, or once nothing borrows it; using this
+        object afterwards raises ArgumentError."""
+        with _Owner._owner_lock:
+            self._closed = True
+            if self._borrowers:
+                return
+            handle, self._handle = self._handle, None
+        if handle:
+            self._release(handle)
+
+    def _borrow(self) -> int:
+        with _Owner._owner_lock:
+            handle = self._live()
+            self._borrowers += 1
+            return handle
+
+    def _give_back(self) -> None:
+        with _Owner._owner_lock:
+            self._borrowers -= 1
+            if self._borrowers or not self._closed:
+                return
+            handle, self._handle = self._handle, None
         if handle:
             self._release(handle)
 
@@ -134,7 +160,7 @@ class _Owner:
             pass
 
     def _live(self) -> int:
-        if not self._handle:
+        if not self._handle or self._closed:
             raise ArgumentError(f"this {type(self).__name__} is closed")
         return self._handle
 
@@ -301,9 +327,19 @@ class Model(_Owner):
         self.tokenizer = Tokenizer._adopt(tok.value, (tok_path or model_path.value).decode())
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Free the model and its context now (waits for a generation under
+        way). The tokenizer is a separate object (it copies what it needs from
+        the model): it goes when nothing refers to it, or with
+        ``model.tokenizer.close()``."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return super().close()
+        with lock:
+            super().close()
+
     def _release(self, handle: int) -> None:
         _lib.lib.tm_context_free(self._context)
-        self.tokenizer.close()
         _lib.lib.tm_model_free(handle)
 
     def generate(self, prompt: str, *, watermark: Union[WatermarkConfig, PathLike, None] = None,
@@ -474,11 +510,21 @@ class Detector(_Owner):
         keys = [key_or_keys] if isinstance(key_or_keys, Key) else list(key_or_keys)
         if not keys or not all(isinstance(k, Key) for k in keys):
             raise ArgumentError("Detector needs a Key or a non-empty list of Keys")
-        self._keys = keys  # the C detector borrows them: keep them alive
         self._config = WatermarkConfig.of(scheme_config)
         if isinstance(tokenizer, Model):
             tokenizer = tokenizer.tokenizer
-        self._tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer)
+        tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer)
+        # The C detector borrows the keys and the tokenizer: they stay alive
+        # (even if closed meanwhile) until this detector is released.
+        self._borrowed: List[_Owner] = []
+        try:
+            for owner in [*keys, tokenizer]:
+                owner._borrow()
+                self._borrowed.append(owner)
+        except Error:
+            self._return_borrowed()
+            raise
+        self._keys, self._tokenizer = keys, tokenizer
         options = _lib.tm_detect_options()
         _lib.lib.tm_detect_options_default(byref(options))
         options.fpr, options.min_window, options.ignore_repeated = fpr, min_window, not keep_repeated
@@ -486,16 +532,26 @@ class Detector(_Owner):
         options.normalize.normalize_whitespace, options.permutations = whitespace, permutations
         self._options = options
         self.fpr = fpr
-        self._handle = self._create(windows=False)
         self._windowed: Optional[int] = None  # made on the first detect(window=True)
         self._windowed_lock = threading.Lock()
+        try:
+            self._handle = self._create(windows=False)
+        except Error:
+            self._return_borrowed()
+            raise
+
+    def _return_borrowed(self) -> None:
+        borrowed, self._borrowed = self._borrowed, []
+        for owner in borrowed:
+            owner._give_back()
 
     def _create(self, windows: bool) -> int:
         options = _lib.tm_detect_options.from_buffer_copy(self._options)
         options.windows = windows
-        handles = (c_void_p * len(self._keys))(*[k._live() for k in self._keys])
+        # Borrowed handles: valid while this detector lives, even if closed.
+        handles = (c_void_p * len(self._keys))(*[k._handle for k in self._keys])
         err, handle = _lib.tm_error(), c_void_p()
-        _check(_lib.lib.tm_detector_create(byref(handle), self._tokenizer._live(), byref(self._config._config),
+        _check(_lib.lib.tm_detector_create(byref(handle), self._tokenizer._handle, byref(self._config._config),
                                            handles, len(self._keys), byref(options), byref(err)), err)
         return handle.value
 
@@ -504,6 +560,7 @@ class Detector(_Owner):
         windowed, self._windowed = self._windowed, None
         if windowed:
             _lib.lib.tm_detector_free(windowed)
+        self._return_borrowed()
 
     def _detector(self, window: bool) -> int:
         plain = self._live()
