@@ -12,7 +12,6 @@ import os
 import threading
 import time
 import weakref
-from pathlib import Path
 
 import pytest
 

@@ -359,6 +359,8 @@ class Model(_Owner):
             raise ArgumentError("seed must be in [0, 2^63)")
         if max_tokens < 0:
             raise ArgumentError("max_tokens must not be negative")
+        if "\0" in prompt or any("\0" in s for s in stop):
+            raise ArgumentError("the prompt and stop strings must not contain NUL characters")
         params = _lib.tm_sampling_params()
         lib.tm_sampling_params_default(byref(params))
         params.temperature, params.top_k, params.top_p, params.min_p = temperature, top_k, top_p, min_p
@@ -370,10 +372,15 @@ class Model(_Owner):
         options = _lib.tm_generate_options(max_tokens=max_tokens, stop_strings=stop_array, n_stop_strings=len(stops))
         result = _lib.tm_generation()
         with self._lock:
-            model = self._live()
+            self._live()  # refuses a closed model
             try:
                 if config is not None:
-                    _check(lib.tm_wm_scheme_create(byref(scheme), byref(config._config), key._live(), byref(err)), err)
+                    key_handle = key._borrow()  # the scheme copies what it needs from the key
+                    try:
+                        _check(lib.tm_wm_scheme_create(byref(scheme), byref(config._config), key_handle, byref(err)),
+                               err)
+                    finally:
+                        key._give_back()
                     biases = lib.tm_wm_scheme_stage(scheme) == 0  # TM_WM_STAGE_LOGITS
                     if not biases and temperature <= 0:
                         raise ArgumentError(f"{config.scheme} selects among sampled tokens and cannot mark greedy "
@@ -575,6 +582,8 @@ class Detector(_Owner):
         """Normalise, tokenize and score ``text`` (``prompt``, when given, is
         context only); ``window`` also searches the best window (text pasted
         into other text)."""
+        if prompt is not None and "\0" in prompt:
+            raise ArgumentError("the prompt must not contain NUL characters")
         detector, data = self._detector(window), _text(text)
         out, err = _lib.tm_detection(), _lib.tm_error()
         _check(_lib.lib.tm_detect_text(detector, data, len(data), _text(prompt) if prompt is not None else None,

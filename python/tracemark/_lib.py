@@ -18,7 +18,7 @@ import subprocess
 import sys
 from ctypes import (POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_size_t,
                     c_uint64, c_void_p)
-from typing import List, Optional
+from typing import List
 
 ERROR_MESSAGE_MAX = 512
 KEY_ID_SIZE = 17
