@@ -25,7 +25,7 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from ctypes import byref, c_char_p, c_int32, c_size_t, c_void_p
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, TypeVar, Union
 
 from . import _lib
 
@@ -107,6 +107,9 @@ def _text(text: Union[str, bytes]) -> bytes:
     return text.encode("utf-8") if isinstance(text, str) else bytes(text)
 
 
+_T = TypeVar("_T", bound="_Owner")
+
+
 class _Owner:
     """One C object behind a pointer, released once by close(), ``with`` or GC.
     An object that a C detector borrows (a key, a tokenizer) counts its
@@ -147,7 +150,7 @@ class _Owner:
         if handle:
             self._release(handle)
 
-    def __enter__(self):
+    def __enter__(self: _T) -> _T:
         return self
 
     def __exit__(self, *exc: object) -> None:
