@@ -72,3 +72,16 @@ def test_failures_and_usage(cli, tokenizer_path, tmp_path):
     assert run_module("detect", "--watermark", "x").returncode == 2
     assert run_cli(cli, "detect", "--watermark", "x").returncode == 2
     assert "--jsonl" in run_module("detect", "--help").stdout
+
+
+def test_default_tokenizer_is_resolved_as_the_cli_does(cli, keydir, fixtures, texts, tmp_path):
+    import os
+    env = dict(os.environ, TRACEMARK_MODEL=str(fixtures / "models" / "stories260K.gguf"))
+    args = ["detect", "--key", keydir / "wm.key", "--watermark", SCHEMES / "synthid.yaml", "--json",
+            texts / "marked.txt"]
+    ours = subprocess.run([sys.executable, "-m", "tracemark", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    theirs = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert ours.returncode == theirs.returncode and ours.returncode in (0, 3), (ours.stderr, theirs.stderr)
+    assert json.loads(ours.stdout) == json.loads(theirs.stdout)

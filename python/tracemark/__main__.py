@@ -7,12 +7,13 @@ tracemark command, and so that the tests can hold the binding to the CLI."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import sys
 from typing import List, Optional, Sequence
 
-from . import Detector, Error, Key, NotFoundError, Verdict
+from . import Detector, Error, Key, NotFoundError, UnsupportedError, Verdict, _lib, _raise
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_DETECTED = 0, 1, 2, 3
 
@@ -32,6 +33,19 @@ def _load_keys(paths: Sequence[str]) -> List[Key]:
         else:
             keys.append(Key.load(path))
     return keys
+
+
+def _default_tokenizer() -> str:
+    """The default model's tokenizer, resolved as the CLI does ($TRACEMARK_MODEL, ./models/, ...)."""
+    resolve = getattr(_lib.lib, "tm_model_resolve", None)
+    if resolve is None or not _lib.HAS_GENERATOR:
+        raise UnsupportedError("--tokenizer is required with libtracemark-detect (it cannot resolve models)")
+    err = _lib.tm_error()
+    model, tokenizer = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(4096)
+    status = resolve(None, model, 4096, tokenizer, 4096, ctypes.byref(err))
+    if status:
+        _raise(status, err)
+    return os.fsdecode(tokenizer.value or model.value)
 
 
 def _g(x: float) -> str:
@@ -138,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                         "processed), 3 not detected, 1 failure, 2 usage error.")
     p.add_argument("--key", action="append", required=True, help="key file, or a folder of key files; repeatable")
     p.add_argument("--watermark", required=True, metavar="CONFIG", help="scheme settings (YAML, configs/schemes/)")
-    p.add_argument("--tokenizer", required=True, metavar="PATH", help="model GGUF, vocab-only GGUF or tokenizer.bin")
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="model GGUF, vocab-only GGUF or tokenizer.bin (default: the default model's)")
     p.add_argument("--prompt-file", metavar="PATH", help="the prompt the text continues (context, never scored)")
     p.add_argument("--fpr", type=float, default=1e-3, help="false-positive rate of the decision (default 0.001)")
     p.add_argument("--window", action="store_true", help="also find the best window")
@@ -159,8 +174,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             (args.threads is not None and args.threads < 1):
         parser.error("--fpr must be in [1e-300, 0.5]; --min-window, --permutations and --threads at least 1")
     try:
+        tokenizer = args.tokenizer or _default_tokenizer()
         keys = _load_keys(args.key)
-        with Detector(keys, args.watermark, args.tokenizer, fpr=args.fpr, min_window=args.min_window,
+        with Detector(keys, args.watermark, tokenizer, fpr=args.fpr, min_window=args.min_window,
                       keep_repeated=args.keep_repeated, nfc=not args.no_nfc, homoglyphs=not args.no_homoglyphs,
                       whitespace=not args.no_whitespace, permutations=args.permutations) as detector:
             stdin = args.input == "-"
