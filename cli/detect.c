@@ -149,53 +149,6 @@ static tm_status load_keys(const options *o, tm_wm_key ***keys, size_t *n, tm_er
     return TM_OK;
 }
 
-static json_t *number_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
-static json_t *detection_json(const tm_detection *d, const tm_detect_options *o) {
-    json_t *root = json_pack("{s:b, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:f}",
-                             "detected", d->detected, "scheme", tm_wm_kind_name(d->kind), "parameters", d->parameters,
-                             "key_id", d->key_id, "normalization", d->normalization, "tokens", "total",
-                             (json_int_t)d->n_tokens, "scored", (json_int_t)d->n_scored, "ignored_context",
-                             (json_int_t)d->n_ignored_context, "ignored_repeated", (json_int_t)d->n_ignored_repeated,
-                             "prompt", (json_int_t)d->n_prompt, "statistic_name", d->statistic_name ? d->statistic_name : "",
-                             "statistic", number_or_null(d->statistic), "expected", number_or_null(d->expected), "z",
-                             number_or_null(d->z), "p_value", json_real(d->p), "log_p_value", number_or_null(d->log_p),
-                             "p_normal_approximation", number_or_null(d->p_normal), "p_decision",
-                             json_real(tm_stat_p_from_log(d->n_keys > 1 ? d->log_p_family : d->log_p_decision)), "fpr",
-                             o->fpr);
-    if (!root) return NULL;
-    if (d->p_resolution > 0) {
-        json_object_set_new(root, "p_resolution", json_real(d->p_resolution));
-        json_object_set_new(root, "p_at_floor", json_boolean(d->p_at_floor));
-        json_object_set_new(root, "permutations_done", json_integer((json_int_t)d->permutations_done));
-        json_object_set_new(root, "p_sequential", json_boolean(d->p_sequential));
-    }
-    if (isfinite(d->weighted_score)) {
-        json_object_set_new(root, "weighted_mean_g", json_real(d->weighted_score));
-        json_object_set_new(root, "weighted_p_value", json_real(tm_stat_p_from_log(d->weighted_log_p)));
-    }
-    if (d->n_keys > 1) {
-        json_t *keys = json_pack("{s:I, s:I, s:f}", "tested", (json_int_t)d->n_keys, "best_index",
-                                 (json_int_t)d->best_key, "family_p_value", tm_stat_p_from_log(d->log_p_family));
-        if (keys && isfinite(d->weighted_log_p_family))
-            json_object_set_new(keys, "weighted_family_p_value", json_real(tm_stat_p_from_log(d->weighted_log_p_family)));
-        json_object_set_new(root, "keys", keys);
-    }
-    if (d->has_window) {
-        const tm_detect_window *w = &d->window;
-        json_object_set_new(root, "window",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:I}", "start_token",
-                                      (json_int_t)w->start_token, "end_token", (json_int_t)w->end_token, "start_char",
-                                      (json_int_t)w->start_char, "end_char", (json_int_t)w->end_char, "start_byte",
-                                      (json_int_t)w->start_byte, "end_byte", (json_int_t)w->end_byte, "scored",
-                                      (json_int_t)w->n_scored, "statistic", number_or_null(w->statistic), "z",
-                                      number_or_null(w->z), "p_value", tm_stat_p_from_log(w->log_p),
-                                      "p_value_corrected", tm_stat_p_from_log(w->log_p_corrected), "windows_examined",
-                                      (json_int_t)w->n_windows));
-    }
-    return root;
-}
-
 static void print_text_verdict(const tm_detection *d, const tm_detect_options *o) {
     double p = tm_stat_p_from_log(d->n_keys > 1 ? d->log_p_family : d->log_p_decision);
     printf("verdict:        %s (p = %.3g %s fpr %g)\n", d->detected ? "WATERMARKED" : "not watermarked", p,
@@ -267,7 +220,7 @@ static void process_line(const tm_detector *detector, const tm_detect_options *o
         if (tm_detect_text(detector, text, text_size, prompt, &d, &err) != TM_OK) {
             snprintf(message, sizeof message, "%s", err.message);
         } else {
-            json_t *verdict = detection_json(&d, o);
+            json_t *verdict = tm_detection_json(&d, o->fpr);
             if (verdict) {
                 if (id) json_object_set(verdict, "id", id);
                 item->output = json_dumps(verdict, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -425,7 +378,7 @@ int tm_cmd_detect(int argc, char **argv) {
         goto failed;
     }
     if (o.json) {
-        if (tm_cli_print_json(detection_json(&d, &o.detect)) != TM_EXIT_OK) goto done;
+        if (tm_cli_print_json(tm_detection_json(&d, o.detect.fpr)) != TM_EXIT_OK) goto done;
     } else {
         print_text_verdict(&d, &o.detect);
     }

@@ -172,6 +172,19 @@ tm_status tm_detect_tokens(const tm_detector *detector, size_t key_index, const 
 tm_status tm_detect_text(const tm_detector *detector, const char *text, size_t size, const char *prompt,
                          tm_detection *out, tm_error *err);
 
+/* ======================================================================== */
+/* The verdict as JSON (detect/verdict_json.c)                              */
+/* ======================================================================== */
+
+/* The fields `tracemark detect --json` prints for a detection decided at fpr
+ * (docs/detect-spec.md names them); NULL when out of memory. */
+typedef struct json_t json_t;
+json_t *tm_detection_json(const tm_detection *detection, double fpr);
+/* The same as compact JSON text, for callers without jansson (bindings);
+ * free it with tm_detection_json_free. NULL when out of memory. */
+char *tm_detection_json_text(const tm_detection *detection, double fpr);
+void tm_detection_json_free(char *text);
+
 #ifdef __cplusplus
 }
 #endif
