@@ -399,7 +399,7 @@ static bool valid_name(const char *s) {
 
 typedef struct {
     yaml_node_t *kind, *name, *seed, *schemes, *samples, *model, *tokenizer, *keys, *key_count, *prompts,
-        *prompts_file;
+        *prompts_file, *lengths, *null_section;
 } top_nodes;
 static _Thread_local top_nodes top; /* the top-level nodes, checked once all are read */
 
@@ -421,6 +421,7 @@ static tm_status top_field(parser *p, tm_eval_task *t, const char *key, yaml_nod
         if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
         t->max_tokens = (int32_t)i;
     } else if (!strcmp(key, "lengths")) {
+        top.lengths = v;
         if (sequence(p, v, "lengths", 1, TM_EVAL_MAX_LENGTHS)) return TM_ERR_FORMAT;
         t->n_lengths = sequence_size(v);
         for (size_t k = 0; k < t->n_lengths; k++) {
@@ -434,6 +435,7 @@ static tm_status top_field(parser *p, tm_eval_task *t, const char *key, yaml_nod
         return mapping(p, t, v, "sampling", known, sampling_field);
     } else if (!strcmp(key, "null")) {
         static const char *const known[] = {"generated", "human", "data_dir", "sources", NULL};
+        top.null_section = v;
         return mapping(p, t, v, "null", known, null_field);
     } else if (!strcmp(key, "attacks")) {
         return attacks_section(p, t, v);
@@ -480,7 +482,8 @@ static tm_status check_data(parser *p, yaml_node_t *root, tm_eval_task *t) {
         if (!files[k]) continue;
         char path[TM_EVAL_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/%s", t->data_dir, files[k]);
-        if (!tm_file_exists(path)) return fail(p, root, "null.data_dir", "missing data file %s", path);
+        if (!tm_file_exists(path))
+            return fail(p, top.null_section ? top.null_section : root, "null.data_dir", "missing data file %s", path);
     }
     return TM_OK;
 }
@@ -569,10 +572,11 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     }
     for (size_t k = 0; k < t->n_lengths; k++)
         if (t->lengths[k] > t->max_tokens)
-            return tm_error_set(p->err, TM_ERR_FORMAT, "%s: lengths: %d is longer than max_tokens %d", p->path,
-                                (int)t->lengths[k], (int)t->max_tokens);
+            return fail(p, top.lengths ? top.lengths : root, "lengths", "%d is longer than max_tokens %d",
+                        (int)t->lengths[k], (int)t->max_tokens);
     if (t->null_generated + t->null_human == 0)
-        return fail(p, root, "null", "the null set is empty (generated and human are both 0)");
+        return fail(p, top.null_section ? top.null_section : root, "null",
+                    "the null set is empty (generated and human are both 0)");
     if (!t->data_dir[0]) {
         const char *fixtures = getenv("TRACEMARK_FIXTURES");
         snprintf(t->data_dir, sizeof t->data_dir, "%s/data", fixtures && *fixtures ? fixtures : "../shared");
