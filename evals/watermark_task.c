@@ -388,15 +388,24 @@ static tm_status prefixes(wm_state *s, const tm_detector *detector, const char *
         status = tm_detect_tokens(detector, 0, ids, L, 0, &d, err);
         if (!status) json_array_append_new(lengths, tm_eval_json_number(d.n_scored ? d.log_p : 0));
     }
+    /* Coarse to fine: prefixes every 5 steps until one is detected, then every
+     * step inside that last stretch. A crossing that comes and goes between
+     * two coarse points is missed; the scan costs a third of a fine one,
+     * which matters for the permutation-tested schemes. */
     double threshold = log(t->decision_fpr);
     json_t *needed = json_null();
-    for (size_t L = (size_t)t->prefix_step; !status && L <= n; L += (size_t)t->prefix_step) {
-        status = tm_detect_tokens(detector, 0, ids, L, 0, &d, err);
-        if (!status && d.n_scored && d.log_p <= threshold) {
-            needed = json_integer((json_int_t)L);
-            break;
-        }
+    size_t step = (size_t)t->prefix_step, coarse = 5 * step, found = 0;
+    for (size_t L = coarse; !status && !found && L < n + coarse; L += coarse) {
+        size_t at = L < n ? L : n - n % step; /* the last coarse point is the longest multiple of step */
+        if (at == 0) break;
+        status = tm_detect_tokens(detector, 0, ids, at, 0, &d, err);
+        if (!status && d.n_scored && d.log_p <= threshold) found = at;
     }
+    for (size_t L = found > coarse ? found - coarse + step : step; !status && found && L < found; L += step) {
+        status = tm_detect_tokens(detector, 0, ids, L, 0, &d, err);
+        if (!status && d.n_scored && d.log_p <= threshold) found = L;
+    }
+    if (found) needed = json_integer((json_int_t)found);
     free(ids);
     json_object_set_new(scores, "prefix_log_p", lengths);
     json_object_set_new(scores, "tokens_to_detect", needed);
