@@ -258,6 +258,16 @@ tm_status tm_eval_merge(const char *const *run_dirs, size_t n_run_dirs, const ch
     }
     tm_eval_store_close(out);
     tm_eval_store_meta_free(&first);
+    if (status && out) {
+        /* A merge that failed half-way (a sample stored twice with different
+         * contents) leaves no store behind. */
+        const char *suffixes[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++) {
+            char path[TM_EVAL_PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/run.sqlite%s", out_dir, suffixes[i]);
+            unlink(path);
+        }
+    }
     if (!status) status = tm_eval_export(out_dir, err);
     return status;
 }

@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -392,4 +393,35 @@ Test(evals_run, unloadable_model_and_bad_task_leave_nothing) {
     cr_assert(strstr(r.out, "--resume") && strstr(r.out, "merge"));
     tm_test_cli_free(&r);
     free(garbage), free(task), free(out), free(bad), free(w.dir);
+}
+
+/* The shipped smoke task runs end to end (this is the CI smoke run) and its
+ * results hold every scheme and attack variant it names. */
+Test(evals_run, shipped_smoke_task, .timeout = 600) {
+    char *dir = tm_test_scratch_dir();
+    char *out = tm_test_path(dir, "smoke");
+    tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --threads 2",
+                                       TRACEMARK_SOURCE_DIR "/configs/tasks/watermark-smoke.yaml", out);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    char *text = read_all(out, "results.json");
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    cr_assert_not_null(root, "%s", jerr.text);
+    cr_assert(json_is_true(json_object_get(root, "complete")));
+    json_t *schemes = json_object_get(json_object_get(root, "results"), "schemes");
+    cr_assert_eq(json_object_size(schemes), 2);
+    const char *name;
+    json_t *scheme;
+    json_object_foreach(schemes, name, scheme) {
+        json_t *attacks = json_object_get(scheme, "attacks");
+        cr_assert_eq(json_array_size(attacks), 8, "%s: none + 7 attack variants", name);
+        json_t *none = json_array_get(attacks, 0);
+        cr_assert_eq(json_integer_value(json_object_get(none, "n_positive")), 6);
+        cr_assert_eq(json_integer_value(json_object_get(none, "n_negative")), 12);
+        double auc = json_real_value(json_object_get(json_object_get(none, "auc"), "value"));
+        cr_assert(auc >= 0 && auc <= 1);
+    }
+    json_decref(root);
+    free(text), free(out), free(dir);
 }
