@@ -555,10 +555,13 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
         if (!t->prompts) return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < n; k++) {
             yaml_node_t *node = item(p, top.prompts, k);
-            char *buffer = malloc(PROMPT_BYTES_MAX);
-            if (!buffer) return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
-            if (scalar(p, node, "prompts", buffer, PROMPT_BYTES_MAX)) return free(buffer), TM_ERR_FORMAT;
-            t->prompts[t->n_prompts++] = buffer;
+            if (node->type != YAML_SCALAR_NODE)
+                return fail(p, node, "prompts", "expected a single value, got %s", node_kind(node));
+            size_t n = node->data.scalar.length;
+            if (n >= PROMPT_BYTES_MAX) return fail(p, node, "prompts", "prompt longer than %d bytes", PROMPT_BYTES_MAX - 1);
+            if (memchr(node->data.scalar.value, 0, n)) return fail(p, node, "prompts", "prompt holds a NUL character");
+            if (!(t->prompts[t->n_prompts++] = strndup((const char *)node->data.scalar.value, n)))
+                return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
         }
     } else if (top.prompts_file) {
         if (prompts_from_file(p, t, top.prompts_file)) return TM_ERR_FORMAT;
