@@ -316,8 +316,16 @@ static tm_status detect(const tm_detector *detector, const char *text, double *l
     *log_p = 0;
     if (!text[0]) return TM_OK; /* nothing left to score: p = 1 */
     tm_detection d;
-    tm_status status = tm_detect_text(detector, text, strlen(text), NULL, &d, err);
-    if (status) return status;
+    tm_error local;
+    tm_status status = tm_detect_text(detector, text, strlen(text), NULL, &d, &local);
+    /* An attack can leave nothing the tokenizer keeps (all words deleted,
+     * only zero-width characters): the detector refuses an empty text as an
+     * argument error; for the evaluation that text simply carries no mark. */
+    if (status == TM_ERR_ARGUMENT) return TM_OK;
+    if (status) {
+        if (err) *err = local;
+        return status;
+    }
     *log_p = windowed ? d.log_p_decision : d.log_p;
     if (d.n_scored == 0) *log_p = 0;
     return TM_OK;
