@@ -38,5 +38,6 @@ int tm_cmd_keygen(int argc, char **argv);
 int tm_cmd_detect(int argc, char **argv);
 int tm_cmd_sign(int argc, char **argv);
 int tm_cmd_verify(int argc, char **argv);
+int tm_cmd_eval(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
     {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
     {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
+    {"eval", tm_cmd_eval, "run an evaluation task (YAML) into a crash-safe run store"},
 };
 
 static void usage(FILE *out) {
