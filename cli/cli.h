@@ -39,5 +39,7 @@ int tm_cmd_detect(int argc, char **argv);
 int tm_cmd_sign(int argc, char **argv);
 int tm_cmd_verify(int argc, char **argv);
 int tm_cmd_eval(int argc, char **argv);
+/* detect --zero-shot METHOD (cli/detect_zeroshot.c): detectors without a watermark. */
+int tm_cmd_detect_zeroshot(int argc, char **argv);
 
 #endif

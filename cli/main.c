@@ -19,6 +19,7 @@ static const command commands[] = {
     {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
     {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
     {"eval", tm_cmd_eval, "run an evaluation task (YAML) into a crash-safe run store"},
+    {"zeroshot", tm_cmd_detect_zeroshot, "score a text for machine authorship without a watermark"},
 };
 
 static void usage(FILE *out) {

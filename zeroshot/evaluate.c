@@ -1,0 +1,183 @@
+/* Running the models for the zero-shot detectors: checks that the scoring,
+ * reference and performer models share one vocabulary, feeds a text's ids
+ * through each model's context one position at a time, and hands every
+ * next-token distribution to tm_zeroshot_position_stats. Texts longer than
+ * the window are scored in overlapping windows (or refused, on request).
+ * It must never print, and never score a position twice or skip one: every
+ * token after the first is scored exactly once. */
+#include "tracemark/zeroshot.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tm_zeroshot {
+    tm_zeroshot_method method;
+    const tm_tokenizer *tokenizer;
+    tm_context *scoring, *reference, *performer;
+    int32_t n_vocab, n_ctx;
+    bool slide;
+};
+
+/* Two tokenizers are the same vocabulary when every id has the same bytes. */
+static tm_status same_vocabulary(const tm_tokenizer *a, const tm_tokenizer *b, const char *role, tm_error *err) {
+    if (!a || !b) return TM_OK;
+    int32_t n = tm_tokenizer_vocab_size(a);
+    if (n != tm_tokenizer_vocab_size(b))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "%s: the vocabularies differ in size (%d and %d tokens)", role, n,
+                            tm_tokenizer_vocab_size(b));
+    for (int32_t id = 0; id < n; id++) {
+        size_t sa = 0, sb = 0;
+        const char *pa = tm_tokenizer_piece(a, id, &sa), *pb = tm_tokenizer_piece(b, id, &sb);
+        if (sa != sb || (sa && memcmp(pa, pb, sa)))
+            return tm_error_set(err, TM_ERR_ARGUMENT, "%s: the vocabularies differ at token id %d", role, id);
+    }
+    return TM_OK;
+}
+
+void tm_zeroshot_free(tm_zeroshot *z) {
+    if (!z) return;
+    tm_context_free(z->scoring);
+    tm_context_free(z->reference);
+    tm_context_free(z->performer);
+    free(z);
+}
+
+int32_t tm_zeroshot_window(const tm_zeroshot *z) { return z->n_ctx; }
+
+tm_status tm_zeroshot_create(tm_zeroshot **out, const tm_zeroshot_options *o, tm_error *err) {
+    *out = NULL;
+    if (!o || (unsigned)o->method >= TM_ZEROSHOT_METHOD_COUNT)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: unknown method");
+    if (!o->model) return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: a scoring model is required");
+    bool binoculars = o->method == TM_ZEROSHOT_BINOCULARS;
+    const tm_model *reference = o->method == TM_ZEROSHOT_FAST_DETECTGPT ? o->reference : NULL;
+    const tm_model *performer = binoculars ? o->performer : NULL;
+    if (binoculars && !performer)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "binoculars: needs a performer model besides the observer");
+    int32_t n_vocab = o->model->config.n_vocab;
+    const tm_model *others[2] = {reference, performer};
+    const char *roles[2] = {"fast-detectgpt reference model", "binoculars performer"};
+    for (int k = 0; k < 2; k++)
+        if (others[k] && others[k]->config.n_vocab != n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT,
+                                "%s: the vocabularies differ in size (%d tokens against the scoring model's %d); "
+                                "both models must share one tokenizer",
+                                roles[k], others[k]->config.n_vocab, n_vocab);
+    tm_status status = TM_OK;
+    if (reference && (status = same_vocabulary(o->tokenizer, o->reference_tokenizer, roles[0], err)) != TM_OK)
+        return status;
+    if (performer && (status = same_vocabulary(o->tokenizer, o->performer_tokenizer, roles[1], err)) != TM_OK)
+        return status;
+    if (o->tokenizer && tm_tokenizer_vocab_size(o->tokenizer) != n_vocab)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: the tokenizer has %d tokens, the model %d",
+                            tm_tokenizer_vocab_size(o->tokenizer), n_vocab);
+    int32_t n_ctx = o->n_ctx;
+    if (n_ctx <= 0) {
+        n_ctx = o->model->config.context_length;
+        for (int k = 0; k < 2; k++)
+            if (others[k] && others[k]->config.context_length < n_ctx) n_ctx = others[k]->config.context_length;
+    }
+    if (n_ctx < 2) return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: a window needs at least 2 tokens");
+    tm_zeroshot *z = tm_alloc_array(1, sizeof *z, err);
+    if (!z) return TM_ERR_NOMEM;
+    z->method = o->method;
+    z->tokenizer = o->tokenizer;
+    z->n_vocab = n_vocab;
+    z->n_ctx = n_ctx;
+    z->slide = o->slide;
+    if ((status = tm_context_create(&z->scoring, o->model, n_ctx, o->n_threads, err)) != TM_OK ||
+        (reference && (status = tm_context_create(&z->reference, reference, n_ctx, o->n_threads, err)) != TM_OK) ||
+        (performer && (status = tm_context_create(&z->performer, performer, n_ctx, o->n_threads, err)) != TM_OK)) {
+        tm_zeroshot_free(z);
+        return status;
+    }
+    *out = z;
+    return TM_OK;
+}
+
+void tm_zeroshot_result_free(tm_zeroshot_result *result) {
+    if (!result) return;
+    free(result->positions);
+    result->positions = NULL;
+}
+
+/* Run tokens through every context; the logits after the last token come back. */
+static tm_status eval_all(tm_zeroshot *z, const int32_t *tokens, size_t n, const float **scoring,
+                          const float **reference, const float **performer, tm_error *err) {
+    tm_status status = tm_context_eval(z->scoring, tokens, n, scoring, err);
+    if (status == TM_OK && z->reference) status = tm_context_eval(z->reference, tokens, n, reference, err);
+    if (status == TM_OK && z->performer) status = tm_context_eval(z->performer, tokens, n, performer, err);
+    return status;
+}
+
+static void reset_all(tm_zeroshot *z) {
+    tm_context_reset(z->scoring);
+    if (z->reference) tm_context_reset(z->reference);
+    if (z->performer) tm_context_reset(z->performer);
+}
+
+tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids, tm_zeroshot_result *out,
+                                tm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!ids || n_ids < 2)
+        return tm_error_set(err, TM_ERR_ARGUMENT,
+                            "empty text: nothing to score (need at least one token after BOS, got %zu id%s)", n_ids,
+                            n_ids == 1 ? "" : "s");
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= z->n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token %zu: id %d outside the vocabulary of %d", i, ids[i],
+                                z->n_vocab);
+    size_t window = (size_t)z->n_ctx;
+    if (n_ids > window && !z->slide)
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "text too long: %zu tokens, longer than the window of %zu tokens (the model's context); "
+                            "score it in sliding windows or shorten it",
+                            n_ids, window);
+    size_t n_positions = n_ids - 1;
+    tm_zeroshot_position *positions = tm_alloc_array(n_positions, sizeof *positions, err);
+    if (!positions) return TM_ERR_NOMEM;
+    /* Prediction i scores ids[i+1] given ids[start..i]. A window starts with
+     * one batched eval of ids[start..next] (the prompt path) and continues a
+     * token at a time; a later window starts window/2 tokens back so that
+     * every scored token still sees half a window of context. */
+    size_t next = 0, n_windows = 0, keep = window / 2;
+    tm_status status = TM_OK;
+    while (status == TM_OK && next < n_positions) {
+        size_t start = next == 0 ? 0 : next - (next < keep ? next : keep);
+        reset_all(z);
+        n_windows++;
+        const float *ls = NULL, *lr = NULL, *lp = NULL;
+        status = eval_all(z, ids + start, next - start + 1, &ls, &lr, &lp, err);
+        while (status == TM_OK) {
+            status = tm_zeroshot_position_stats(ls, lr, lp, z->n_vocab, ids[next + 1], &positions[next], err);
+            if (status != TM_OK) break;
+            next++;
+            /* After ids[start..next] the context would hold next-start+1 tokens. */
+            if (next >= n_positions || next - start + 1 > window) break;
+            status = eval_all(z, ids + next, 1, &ls, &lr, &lp, err);
+        }
+    }
+    if (status == TM_OK) status = tm_zeroshot_score_positions(z->method, positions, n_positions, &out->score, err);
+    if (status != TM_OK) {
+        free(positions);
+        return status;
+    }
+    out->positions = positions;
+    out->n_tokens = n_ids;
+    out->n_windows = n_windows;
+    return TM_OK;
+}
+
+tm_status tm_zeroshot_score_text(tm_zeroshot *z, const char *text, size_t size, tm_zeroshot_result *out,
+                                 tm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!z->tokenizer) return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: no tokenizer to encode the text");
+    if (!text || size == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "empty text: nothing to score");
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    tm_status status = tm_tokenizer_encode(z->tokenizer, text, size, tm_tokenizer_adds_bos(z->tokenizer), &ids, &n_ids, err);
+    if (status == TM_OK) status = tm_zeroshot_score_ids(z, ids, n_ids, out, err);
+    free(ids);
+    return status;
+}
