@@ -20,6 +20,7 @@ static const command commands[] = {
     {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
     {"eval", tm_cmd_eval, "run an evaluation task (YAML) into a crash-safe run store"},
     {"zeroshot", tm_cmd_detect_zeroshot, "score a text for machine authorship without a watermark"},
+    {"report", tm_cmd_report, "write a signed evidence report (HTML, Markdown, JSON, PDF) with a compliance policy"},
 };
 
 static void usage(FILE *out) {
