@@ -405,8 +405,19 @@ static tm_status add_run(parts *p, const char *dir, tm_error *err) {
             tm_eval_store_close(store);
             tm_eval_task task;
             memset(&task, 0, sizeof task);
-            if (meta.task_snapshot &&
-                tm_eval_task_parse(&task, meta.task_path, meta.task_snapshot, strlen(meta.task_snapshot), false, &e) == TM_OK) {
+            /* With files checked the model path is resolved as the run
+             * resolved it; where data or model are not here, without. */
+            tm_status parsed = TM_ERR_ARGUMENT;
+            if (meta.task_snapshot) {
+                parsed = tm_eval_task_parse(&task, meta.task_path, meta.task_snapshot, strlen(meta.task_snapshot), true, &e);
+                if (parsed != TM_OK) {
+                    tm_eval_task_free(&task);
+                    memset(&task, 0, sizeof task);
+                    parsed = tm_eval_task_parse(&task, meta.task_path, meta.task_snapshot, strlen(meta.task_snapshot),
+                                                false, &e);
+                }
+            }
+            if (parsed == TM_OK) {
                 add_unique(p->models, model_details(task.model_path, meta.model_sha256));
                 json_t *ids = key_ids(&task);
                 size_t i;

@@ -348,6 +348,7 @@ static void roc_charts(out *o, const json_t *run) {
         if (o->html) svg_lines(&o->b, title, alt, "false-positive rate", "true-positive rate", series, ns, 0, 1, 0, 1, true);
         figure_end(o, alt);
         static const char *const h[] = {"attack", "n watermarked", "n null", "ROC points (FPR, TPR)"};
+        if (o->html) rb_puts(&o->b, "<details><summary>ROC points of each curve</summary>");
         table_begin(o, NULL, h, 4);
         json_array_foreach(roc, j, d) {
             if (strcmp(jstr(d, "scheme"), scheme)) continue;
@@ -366,6 +367,7 @@ static void roc_charts(out *o, const json_t *run) {
             rb_free(&pts);
         }
         table_end(o);
+        if (o->html) rb_puts(&o->b, "</details>\n");
         for (size_t k = 0; k < ns; k++) free(bufs[k]);
     }
 }
