@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config curl libssl-dev libyaml-dev libjansson-dev
           libopenblas-openmp-dev libcriterion-dev libutf8proc-dev libicu-dev libpcre2-dev
           chromium libsqlite3-dev wordnet-base)
+packages+=(python3) # tests/reports_chromium.py (reports) reads screenshots and net logs
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
