@@ -25,7 +25,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fixtures=${TRACEMARK_FIXTURES:-$src/../shared}
-export TRACEMARK_MODEL="$fixtures/models/stories260K.bin"
+export TRACEMARK_FIXTURES="$fixtures" TRACEMARK_MODEL="$fixtures/models/stories260K.bin"
 helper="python3 $src/tests/reports_chromium.py"
 
 "$bin" eval "$src/configs/tasks/watermark-smoke.yaml" --out "$work/run" --threads 2 >/dev/null 2>"$work/eval.err" ||
