@@ -354,7 +354,7 @@ static void evaluation_data(json_t *data, const tm_eval_task *task, const char *
 }
 
 typedef struct {
-    json_t *runs, *inputs, *models, *schemes, *keys, *data, *benchmarks, *verifications;
+    json_t *runs, *inputs, *models, *schemes, *keys, *data, *benchmarks, *verifications, *generations, *detections;
 } parts;
 
 static tm_status add_run(parts *p, const char *dir, tm_error *err) {
@@ -505,10 +505,56 @@ static tm_status add_file(parts *p, const char *path, tm_error *err) {
                                         "content_sha256", json_object_get(json_object_get(doc, "content"), "sha256"),
                                         "watermark_p_value", json_object_get(wm, "p_value")));
         json_array_append_new(p->inputs, json_pack("{s:s, s:s, s:o}", "path", path, "type", "verification", "sha256", file_hash(path)));
+    } else if (json_is_object(doc) && json_is_array(json_object_get(doc, "ids")) && json_is_string(json_object_get(doc, "model"))) {
+        /* tracemark generate --json: what was generated, never the text itself (its hash). */
+        const char *model = jstr(doc, "model");
+        char hex[TM_SHA256_HEX_SIZE] = "";
+        tm_error e = {0};
+        bool readable = tm_sha256_file_hex(model, hex, &e) == TM_OK;
+        if (readable) add_unique(p->models, model_details(model, hex));
+        const char *text = jstr(doc, "text");
+        char text_hash[TM_SHA256_HEX_SIZE];
+        tm_sha256_hex(text, strlen(text), text_hash);
+        json_t *wm = json_object_get(doc, "watermark"), *sampling = json_object_get(doc, "sampling");
+        char settings[256] = "";
+        const char *k;
+        json_t *v;
+        json_object_foreach(sampling, k, v) if (json_is_number(v)) {
+            size_t used = strlen(settings);
+            snprintf(settings + used, sizeof settings - used, "%s%s %g", used ? ", " : "", k, json_number_value(v));
+        }
+        json_array_append_new(p->generations,
+                              json_pack("{s:s, s:s, s:o, s:O?, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "path", path, "model", model,
+                                        "model_sha256", readable ? json_string(hex) : json_null(), "seed",
+                                        json_object_get(doc, "seed"), "tokens", (json_int_t)json_array_size(json_object_get(doc, "ids")),
+                                        "stop_reason", jstr(doc, "stop_reason"), "text_sha256", text_hash, "scheme",
+                                        jstr(wm, "scheme"), "parameters", jstr(wm, "parameters"), "key_id", jstr(wm, "key_id"),
+                                        "sampling", settings));
+        if (*jstr(wm, "key_id"))
+            add_unique(p->keys, json_pack("{s:s, s:s, s:s}", "key_id", jstr(wm, "key_id"), "source", "generation record",
+                                          "run", path));
+        if (*jstr(wm, "scheme"))
+            add_unique(p->schemes, json_pack("{s:s, s:s, s:s}", "run", path, "scheme", jstr(wm, "scheme"), "parameters",
+                                             jstr(wm, "parameters")));
+        json_array_append_new(p->inputs, json_pack("{s:s, s:s, s:o}", "path", path, "type", "generation", "sha256", file_hash(path)));
+    } else if (json_is_object(doc) && json_is_boolean(json_object_get(doc, "detected")) && json_object_get(doc, "p_value")) {
+        /* tracemark detect --json */
+        json_t *tokens = json_object_get(doc, "tokens");
+        json_array_append_new(p->detections,
+                              json_pack("{s:s, s:O, s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?}", "path", path, "detected",
+                                        json_object_get(doc, "detected"), "scheme", jstr(doc, "scheme"), "parameters",
+                                        jstr(doc, "parameters"), "key_id", jstr(doc, "key_id"), "p_value",
+                                        json_object_get(doc, "p_value"), "z", json_object_get(doc, "z"), "scored_tokens",
+                                        json_object_get(tokens, "scored"), "fpr", json_object_get(doc, "fpr")));
+        if (*jstr(doc, "key_id"))
+            add_unique(p->keys, json_pack("{s:s, s:s, s:s}", "key_id", jstr(doc, "key_id"), "source", "detection verdict",
+                                          "run", path));
+        json_array_append_new(p->inputs, json_pack("{s:s, s:s, s:o}", "path", path, "type", "detection", "sha256", file_hash(path)));
     } else {
         json_decref(doc);
         return tm_error_set(err, TM_ERR_FORMAT,
-                            "%s: neither a run folder, a benchmark result (\"generate\") nor a verify --json verdict (\"verified\")",
+                            "%s: neither a run folder, a benchmark result (\"generate\"), a generate --json record "
+                            "(\"ids\"), a detect --json verdict (\"detected\") nor a verify --json verdict (\"verified\")",
                             path);
     }
     json_decref(doc);
@@ -585,7 +631,8 @@ tm_status tm_report_build(const tm_report_options *o, char **out, size_t *out_si
         return tm_error_set(err, TM_ERR_ARGUMENT, "a report needs 1 to %d inputs (run folders, benchmark JSON, verify JSON)",
                             TM_REPORT_MAX_INPUTS);
     tm_status status = TM_OK;
-    parts p = {json_array(), json_array(), json_array(), json_array(), json_array(), json_array(), json_array(), json_array()};
+    parts p = {json_array(), json_array(), json_array(), json_array(), json_array(),
+               json_array(), json_array(), json_array(), json_array(), json_array()};
     tm_report_policy *policy = NULL;
     json_t *report = NULL;
     for (size_t i = 0; i < o->n_inputs && !status; i++)
@@ -630,6 +677,13 @@ tm_status tm_report_build(const tm_report_options *o, char **out, size_t *out_si
         "signer fingerprints (SHA-256 of the Ed25519 public key).",
         "metrics", "definitions", metric_definitions(), "evaluation_data", p.data, "runs", p.runs, "benchmarks",
         p.benchmarks, "verifications", p.verifications);
+    if (report) {
+        json_object_set_new(report, "generations", p.generations);
+        json_object_set_new(report, "detections", p.detections);
+    } else {
+        json_decref(p.generations);
+        json_decref(p.detections);
+    }
     p = (parts){0};
     if (!report) {
         status = tm_error_set(err, TM_ERR_NOMEM, "out of memory building the report");
@@ -669,6 +723,8 @@ done:
     json_decref(p.data);
     json_decref(p.benchmarks);
     json_decref(p.verifications);
+    json_decref(p.generations);
+    json_decref(p.detections);
     json_decref(report);
     tm_report_policy_free(policy);
     return status;

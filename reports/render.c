@@ -707,6 +707,41 @@ static void runs_section(out *o, const json_t *r) {
         }
         table_end(o);
     }
+    if (json_array_size(json_object_get(r, "generations"))) {
+        heading(o, 3, "generations", "Generations");
+        static const char *const h[] = {"record", "model", "seed", "tokens", "stop", "sampling", "scheme", "key id",
+                                        "text SHA-256"};
+        table_begin(o, "Texts generated (tracemark generate --json records; the texts by hash)", h, 9);
+        json_array_foreach(json_object_get(r, "generations"), i, run) {
+            char seed[32] = "", tokens[32];
+            if (json_is_integer(json_object_get(run, "seed")))
+                snprintf(seed, sizeof seed, "%lld", (long long)json_integer_value(json_object_get(run, "seed")));
+            snprintf(tokens, sizeof tokens, "%lld", (long long)json_integer_value(json_object_get(run, "tokens")));
+            const char *cells[] = {jstr(run, "path"), jstr(run, "model"), seed, tokens, jstr(run, "stop_reason"),
+                                   jstr(run, "sampling"), jstr(run, "parameters"), jstr(run, "key_id"), jstr(run, "text_sha256")};
+            row(o, cells, NULL);
+        }
+        table_end(o);
+    }
+    if (json_array_size(json_object_get(r, "detections"))) {
+        heading(o, 3, "detections", "Detections");
+        static const char *const h[] = {"verdict file", "scheme", "key id", "scored tokens", "z", "p-value", "FPR",
+                                        "watermarked"};
+        table_begin(o, "Detector verdicts (tracemark detect --json)", h, 8);
+        json_array_foreach(json_object_get(r, "detections"), i, run) {
+            char n[32] = "", z[32], pv[32], f[32];
+            if (json_is_integer(json_object_get(run, "scored_tokens")))
+                snprintf(n, sizeof n, "%lld", (long long)json_integer_value(json_object_get(run, "scored_tokens")));
+            fmt_num(z, sizeof z, jfield(run, "z"));
+            fmt_num(pv, sizeof pv, jfield(run, "p_value"));
+            fmt_num(f, sizeof f, jfield(run, "fpr"));
+            bool yes = json_is_true(json_object_get(run, "detected"));
+            const char *cells[] = {jstr(run, "path"), jstr(run, "parameters"), jstr(run, "key_id"), n, z, pv, f,
+                                   yes ? "yes" : "no"};
+            row(o, cells, yes ? "pass" : "fail");
+        }
+        table_end(o);
+    }
     if (json_array_size(json_object_get(r, "verifications"))) {
         heading(o, 3, "verifications", "Provenance verification verdicts");
         static const char *const h[] = {"verdict file", "signer fingerprint", "content SHA-256", "watermark p-value",
