@@ -125,28 +125,32 @@ static void model_section(out *o, const json_t *r) {
         para(o, "No run of this report names a model (benchmark or verification inputs only).");
         return;
     }
-    static const char *const h[] = {"SHA-256 (file)", "path", "format", "architecture", "parameters",
-                                    "quantisation", "context length", "licence", "note"};
-    table_begin(o, NULL, h, 9);
+    static const char *const h[] = {"field", "value"};
     size_t i;
     json_t *m;
     json_array_foreach(models, i, m) {
-        char params[32] = "", ctx[32] = "";
+        char caption[96], params[32] = "", ctx[32] = "";
+        snprintf(caption, sizeof caption, "Model %zu", i + 1);
         if (json_is_integer(json_object_get(m, "parameters")))
             snprintf(params, sizeof params, "%lld", (long long)json_integer_value(json_object_get(m, "parameters")));
         if (json_is_integer(json_object_get(m, "context_length")))
             snprintf(ctx, sizeof ctx, "%lld", (long long)json_integer_value(json_object_get(m, "context_length")));
-        const char *cells[] = {jstr(m, "sha256"), jstr(m, "path"), jstr(m, "format"), jstr(m, "architecture"), params,
-                               jstr(m, "quantisation"), ctx, jstr(m, "licence"), jstr(m, "note")};
-        row(o, cells, NULL);
+        table_begin(o, caption, h, 2);
+        const char *rows[][2] = {{"file SHA-256", jstr(m, "sha256")}, {"path", jstr(m, "path")},
+                                 {"format", jstr(m, "format")},       {"architecture", jstr(m, "architecture")},
+                                 {"parameters", params},              {"quantisation", jstr(m, "quantisation")},
+                                 {"context length (trained)", ctx},   {"licence", jstr(m, "licence")},
+                                 {"note", jstr(m, "note")}};
+        for (size_t k = 0; k < sizeof rows / sizeof *rows; k++)
+            if (k != 8 || *rows[k][1]) row(o, rows[k], NULL);
+        table_end(o);
     }
-    table_end(o);
 }
 
 static void use_section(out *o, const json_t *r) {
     heading(o, 2, "use", "2. Intended use");
     const json_t *u = json_object_get(r, "intended_use");
-    static const char *const h[] = {"", ""};
+    static const char *const h[] = {"aspect", "statement"};
     table_begin(o, NULL, h, 2);
     const char *a[] = {"primary use", jstr(u, "primary")}, *b[] = {"users", jstr(u, "users")},
                *c[] = {"out of scope", jstr(u, "out_of_scope")};

@@ -483,3 +483,45 @@ Test(reports_cli, smoke_run_eu_policy_signed, .timeout = 900) {
     json_decref(doc);
     free(text), free(run), free(out), free(dir);
 }
+
+/* A run of a kind this room does not know (the hallucination tasks arrive
+ * later): its aggregates become a table and the [0, 1] scores with intervals
+ * a chart; a policy reaches them by path. */
+Test(reports_build, unknown_kind_listed_and_measured) {
+    static const char results[] =
+        "{\"task\":\"tqa\",\"kind\":\"truthfulqa\",\"task_sha256\":\""
+        "1111111111111111111111111111111111111111111111111111111111111111\",\"model_sha256\":\"m\",\"seed\":\"2\","
+        "\"n_samples\":100,\"n_present\":100,\"complete\":true,\"tracemark_version\":\"0\",\"tracemark_commit\":\"c\","
+        "\"results\":{\"mc1\":{\"accuracy\":{\"value\":0.26,\"low\":0.2,\"high\":0.33,\"n\":100}},"
+        "\"mc2\":{\"score\":{\"value\":0.41,\"low\":0.37,\"high\":0.45,\"n\":100}},\"items_skipped\":3}}";
+    static const char policy[] = "policy: p\ntitle: t\nversion: 1\nclauses:\n"
+                                 "  - {id: mc1, reference: r, requirement: q, comparison: '>', threshold: 0.23,\n"
+                                 "     metric: 'runs[kind=truthfulqa].results.mc1.accuracy', bound: low}\n"
+                                 "  - {id: mc1-value, reference: r, requirement: q, comparison: '>', threshold: 0.23,\n"
+                                 "     metric: 'runs[kind=truthfulqa].results.mc1.accuracy'}\n";
+    char *dir = tm_test_scratch_dir();
+    char *run = tm_test_path(dir, "run");
+    cr_assert_eq(mkdir(run, 0755), 0);
+    char *rpath = tm_test_path(run, "results.json"), *ppath = tm_test_path(dir, "p.yaml");
+    cr_assert_eq(tm_test_write_file(rpath, results, strlen(results)), 0);
+    cr_assert_eq(tm_test_write_file(ppath, policy, strlen(policy)), 0);
+    const char *inputs[] = {run};
+    tm_report_options o = {inputs, 1, ppath, "T", NULL, 0};
+    char *text = NULL, *html = NULL, *md = NULL;
+    size_t size = 0, html_size = 0, md_size = 0;
+    tm_error err = {0};
+    cr_assert_eq(tm_report_build(&o, &text, &size, &err), TM_OK, "%s", err.message);
+    json_t *r = json_loadb(text, size, 0, NULL);
+    /* the interval's low end 0.2 is not above chance 0.23; the value 0.26 is */
+    cr_expect_str_eq(status_of(r, "mc1"), "fail");
+    cr_expect_str_eq(status_of(r, "mc1-value"), "pass");
+    cr_assert_eq(tm_report_render_html(text, size, &html, &html_size, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_report_render_markdown(text, size, &md, &md_size, &err), TM_OK, "%s", err.message);
+    cr_expect_eq(count(html, "<svg class=\"chart\""), 1, "one chart of the scores with intervals");
+    cr_expect(strstr(html, "does not know the run kind &quot;truthfulqa&quot;"));
+    cr_expect(strstr(md, "| mc1.accuracy | 0.26 | \\[0.2, 0.33\\] |"), "%s", md);
+    cr_expect(strstr(md, "| items\\_skipped | 3 |"), "%s", md);
+    cr_expect_eq(strcmp(json_string_value(json_object_get(r, "created")), "1970-01-01T00:00:00Z"), 0);
+    json_decref(r);
+    free(text), free(html), free(md), free(rpath), free(ppath), free(run), free(dir);
+}
