@@ -150,6 +150,8 @@ int tm_cmd_report(int argc, char **argv) {
     snprintf(paths[1], sizeof paths[1], "%s/report.md", o.out);
     snprintf(paths[2], sizeof paths[2], "%s/report.json", o.out);
     snprintf(paths[3], sizeof paths[3], "%s/report.pdf", o.out);
+    /* Without html in --format, the page Chromium prints is a hidden file removed after. */
+    if (!o.html) snprintf(paths[0], sizeof paths[0], "%s/.report-print.html", o.out);
     if (o.json_out) {
         if (tm_write_file_atomic(paths[2], doc, doc_size, 0644, &err)) goto failed;
         json_array_append_new(outputs, json_string(paths[2]));
@@ -165,10 +167,10 @@ int tm_cmd_report(int argc, char **argv) {
     if (o.pdf) {
         tm_error pe = {0};
         tm_status st = tm_report_print_pdf(paths[0], paths[3], &pe);
+        if (!o.html) remove(paths[0]);
         if (st == TM_OK) json_array_append_new(outputs, json_string(paths[3]));
         else if (st == TM_ERR_NOT_FOUND && !o.pdf_explicit) pdf_note = "no PDF written: Chromium is not installed (apt-get install chromium)";
         else { err = pe; goto failed; }
-        if (!o.html) remove(paths[0]);
     }
     if (key) {
         size_t i;

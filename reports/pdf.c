@@ -66,7 +66,14 @@ tm_status tm_report_print_pdf(const char *html_path, const char *pdf_path, tm_er
     snprintf(pdf_tmp, sizeof pdf_tmp, "%s/out.pdf", profile);
     snprintf(user_dir, sizeof user_dir, "--user-data-dir=%s/profile", profile);
     snprintf(print_to, sizeof print_to, "--print-to-pdf=%s", pdf_tmp);
-    snprintf(url, sizeof url, "file://%s", html_abs);
+    /* file:// URL of the absolute path, percent-encoded beyond [A-Za-z0-9/._~-] */
+    size_t u = (size_t)snprintf(url, sizeof url, "file://");
+    for (const unsigned char *c = (const unsigned char *)html_abs; *c && u + 4 < sizeof url; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("/._~-", *c))
+            url[u++] = (char)*c;
+        else u += (size_t)snprintf(url + u, sizeof url - u, "%%%02X", *c);
+    }
+    url[u] = 0;
     free(html_abs);
     char *argv[] = {(char *)browser,
                     "--headless",

@@ -162,7 +162,6 @@ static void filters(const json_t *node, const char *s, const char *where, leaves
         if (!take) continue;
         char w[512];
         snprintf(w, sizeof w, "%s[%.*s]", where, (int)len, inner);
-        if (eq) snprintf(w, sizeof w, "%s[%.*s]", where, (int)len, inner);
         filters(e, close + 1, w, ls);
     }
 }
