@@ -476,6 +476,18 @@ Test(reports_cli, smoke_run_eu_policy_signed, .timeout = 900) {
     cr_expect(strstr(r.err, "tracemark: error:"), "%s", r.err);
     tm_test_cli_free(&r);
 
+    /* without Chromium: the default formats say so and go on; an explicit pdf fails */
+    setenv("TRACEMARK_CHROMIUM", "/nonexistent/chromium", 1);
+    r = tm_test_cli("report '%s' --out '%s/nopdf'", run, dir);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "note: no PDF written: Chromium is not installed"), "%s", r.out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("report '%s' --out '%s/nopdf2' --format pdf", run, dir);
+    cr_expect_eq(r.code, 1);
+    cr_expect(strstr(r.err, "Chromium is not installed"), "%s", r.err);
+    tm_test_cli_free(&r);
+    unsetenv("TRACEMARK_CHROMIUM");
+
     json_decref(ndoc);
     free(nist), free(nist_dir);
     free(path), free(key), free(md), free(html);
