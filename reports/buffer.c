@@ -98,6 +98,7 @@ void fmt_num(char *out, size_t n, double x) {
     if (isnan(x)) snprintf(out, n, "—");
     else if (isinf(x)) snprintf(out, n, x > 0 ? "∞" : "−∞");
     else if (x == 0) snprintf(out, n, "0");
+    else if (x == floor(x) && fabs(x) < 1e9) snprintf(out, n, "%.0f", x);
     else if (fabs(x) >= 1e6 || fabs(x) < 1e-3) snprintf(out, n, "%.3g", x);
     else if (fabs(x) >= 100) snprintf(out, n, "%.1f", x);
     else snprintf(out, n, "%.3g", x);

@@ -83,7 +83,8 @@ static bool path_valid(const char *s, const char **why) {
 }
 
 typedef struct {
-    double v[3]; /* value, low, high; NaN: not measured */
+    double v[3]; /* value, low, high; NaN: not measured (a plain number: low = high = value) */
+    bool interval; /* low and high came from the run, not from a plain number */
     char where[512];
 } leaf;
 
@@ -103,13 +104,15 @@ static void add_leaf(leaves *ls, const json_t *node, const char *where) {
     }
     leaf *l = &ls->leaves[ls->n++];
     l->v[0] = l->v[1] = l->v[2] = NAN;
+    l->interval = false;
     snprintf(l->where, sizeof l->where, "%s", where);
     if (json_is_boolean(node)) l->v[0] = l->v[1] = l->v[2] = json_is_true(node) ? 1 : 0;
     else if (json_is_number(node)) l->v[0] = l->v[1] = l->v[2] = json_number_value(node);
     else if (json_is_object(node)) {
         l->v[0] = jfield(node, "value");
-        l->v[1] = json_is_number(json_object_get(node, "low")) ? jfield(node, "low") : l->v[0];
-        l->v[2] = json_is_number(json_object_get(node, "high")) ? jfield(node, "high") : l->v[0];
+        l->interval = json_is_number(json_object_get(node, "low")) && json_is_number(json_object_get(node, "high"));
+        l->v[1] = l->interval ? jfield(node, "low") : l->v[0];
+        l->v[2] = l->interval ? jfield(node, "high") : l->v[0];
     }
 }
 
@@ -161,7 +164,8 @@ static void filters(const json_t *node, const char *s, const char *where, leaves
         }
         if (!take) continue;
         char w[512];
-        snprintf(w, sizeof w, "%s[%.*s]", where, (int)len, inner);
+        if (eq) snprintf(w, sizeof w, "%s[%.*s]", where, (int)len, inner);
+        else snprintf(w, sizeof w, "%s[%zu]", where, i); /* [*] and [N]: the element's index */
         filters(e, close + 1, w, ls);
     }
 }
@@ -280,7 +284,8 @@ static json_t *evaluate_clause(const clause *c, const json_t *report) {
     json_object_set_new(row, "n_matched", json_integer((json_int_t)ls.n));
     if (shown) {
         json_object_set_new(row, "measured", json_pack("{s:o, s:o, s:o}", "value", num(shown->v[0]), "low",
-                                                       num(shown->v[1]), "high", num(shown->v[2])));
+                                                       shown->interval ? num(shown->v[1]) : json_null(), "high",
+                                                       shown->interval ? num(shown->v[2]) : json_null()));
         json_object_set_new(row, "where", json_string(shown->where));
     } else {
         json_object_set_new(row, "measured", json_null());

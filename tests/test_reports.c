@@ -284,6 +284,11 @@ Test(reports_policy, clauses_against_hand_computed_values) {
     /* a's median is null: not measured, although b's 40 passes (never a silent pass) */
     cr_expect_str_eq(status_of(r, "length"), "not_measured");
     cr_expect_str_eq(status_of(r, "length-b"), "pass");
+    cr_expect_float_eq(measured(r, "length-b", "value"), 40, 1e-12);
+    cr_expect(json_is_null(json_object_get(json_object_get(clause(r, "length-b"), "measured"), "low")),
+              "a plain number has no interval to show");
+    cr_expect_str_eq(json_string_value(json_object_get(clause(r, "robust"), "where")),
+                     "runs[kind=watermark].results.schemes.a.attacks[1].at_fpr[fpr=0.01].tpr");
     cr_expect_str_eq(status_of(r, "other-kind"), "not_measured");
     cr_expect(json_is_null(json_object_get(clause(r, "other-kind"), "measured")));
     cr_expect_str_eq(status_of(r, "doc"), "documented");
