@@ -20,18 +20,20 @@ static const char *const dashes[] = {"", "6 3", "2 2", "8 3 2 3", "1 3", "10 4",
 static const char *colour(size_t i) { return palette[i % (sizeof palette / sizeof *palette)]; }
 static const char *dash(size_t i) { return dashes[(i / (sizeof palette / sizeof *palette) + i) % 8]; }
 
-static void open_svg(tm_rbuf *b, const char *title, const char *alt, int height) {
+static void open_svg_wide(tm_rbuf *b, const char *title, const char *alt, int width, int height) {
     rb_printf(b, "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" "
                  "height=\"%d\" role=\"img\" aria-label=\"",
-              W, height, W, height);
+              width, height, width, height);
     rb_html(b, alt);
     rb_puts(b, "\"><title>");
     rb_html(b, alt);
-    rb_printf(b, "</title><rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>", W, height);
+    rb_printf(b, "</title><rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>", width, height);
     rb_printf(b, "<text x=\"%d\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", ML);
     rb_html(b, title);
     rb_puts(b, "</text>");
 }
+
+static void open_svg(tm_rbuf *b, const char *title, const char *alt, int height) { open_svg_wide(b, title, alt, W, height); }
 
 static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
@@ -201,10 +203,14 @@ void svg_bars(tm_rbuf *b, const char *title, const char *alt, const char *xlabel
 
 void svg_heatmap(tm_rbuf *b, const char *title, const char *alt, const char *const *row_labels, size_t rows,
                  const char *const *col_labels, size_t cols, const double *values) {
+    /* cells at least 44 px wide: many attacks make a wider chart (scaled to the page by CSS) */
     int lx = 130, top = 110, cw = cols ? (W - lx - 20) / (int)cols : 1, ch = 26;
     if (cw > 90) cw = 90;
+    if (cw < 44) cw = 44;
+    int width = lx + (int)cols * cw + 20;
+    if (width < W) width = W;
     int height = top + (int)rows * ch + 20;
-    open_svg(b, title, alt, height);
+    open_svg_wide(b, title, alt, width, height);
     rb_puts(b, "<g font-size=\"11\">");
     for (size_t j = 0; j < cols; j++) {
         rb_printf(b, "<text transform=\"translate(%d %d) rotate(-40)\">", lx + (int)j * cw + cw / 2, top - 6);
