@@ -285,6 +285,40 @@ static tm_status detect_field(parser *p, tm_eval_task *t, const char *key, yaml_
     return TM_OK;
 }
 
+/* `oracle:` and `paraphraser:`: {model: PATH, tokenizer: PATH}. */
+static _Thread_local struct {
+    char *model, *tokenizer;
+    const char *section;
+    bool check_files;
+} second_model; /* parse state of the section being read */
+
+static tm_status second_model_field(parser *p, tm_eval_task *t, const char *key, yaml_node_t *v, unsigned long line) {
+    (void)t;
+    (void)line;
+    char field[64];
+    snprintf(field, sizeof field, "%s.%s", second_model.section, key);
+    char *out = !strcmp(key, "model") ? second_model.model : second_model.tokenizer;
+    if (resolve(p, v, field, out)) return TM_ERR_FORMAT;
+    if (second_model.check_files && must_exist(p, v, field, out)) return TM_ERR_FORMAT;
+    return TM_OK;
+}
+
+static tm_status second_model_section(parser *p, tm_eval_task *t, yaml_node_t *v, const char *section, char *model,
+                                      char *tokenizer, bool check_files) {
+    static const char *const known[] = {"model", "tokenizer", NULL};
+    second_model.model = model;
+    second_model.tokenizer = tokenizer;
+    second_model.section = section;
+    second_model.check_files = check_files;
+    if (mapping(p, t, v, section, known, second_model_field)) return TM_ERR_FORMAT;
+    if (!model[0]) {
+        char field[64];
+        snprintf(field, sizeof field, "%s.model", section);
+        return fail(p, v, field, "missing (required)");
+    }
+    return TM_OK;
+}
+
 /* One entry of `attacks:`: {attack: NAME, strengths: [..], window: bool}. */
 typedef struct {
     tm_attack_kind kind;
@@ -399,7 +433,7 @@ static bool valid_name(const char *s) {
 
 typedef struct {
     yaml_node_t *kind, *name, *seed, *schemes, *samples, *model, *tokenizer, *keys, *key_count, *prompts,
-        *prompts_file, *lengths, *null_section;
+        *prompts_file, *lengths, *null_section, *oracle, *paraphraser;
 } top_nodes;
 static _Thread_local top_nodes top; /* the top-level nodes, checked once all are read */
 
@@ -417,6 +451,8 @@ static tm_status top_field(parser *p, tm_eval_task *t, const char *key, yaml_nod
     else if (!strcmp(key, "prompts")) top.prompts = v;
     else if (!strcmp(key, "prompts_file")) top.prompts_file = v;
     else if (!strcmp(key, "samples")) top.samples = v;
+    else if (!strcmp(key, "oracle")) top.oracle = v;
+    else if (!strcmp(key, "paraphraser")) top.paraphraser = v;
     else if (!strcmp(key, "max_tokens")) {
         if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
         t->max_tokens = (int32_t)i;
@@ -491,7 +527,8 @@ static tm_status check_data(parser *p, yaml_node_t *root, tm_eval_task *t) {
 static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool check_files) {
     static const char *const known[] = {"kind", "name", "seed", "model", "tokenizer", "schemes", "keys",
                                         "key_count", "prompts", "prompts_file", "samples", "max_tokens",
-                                        "lengths", "sampling", "null", "attacks", "metrics", "detect", NULL};
+                                        "lengths", "sampling", "null", "attacks", "metrics", "detect", "oracle",
+                                        "paraphraser", NULL};
     memset(&top, 0, sizeof top);
     if (!root || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
         return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: kind: empty task file; expected a mapping with 'kind:'",
@@ -584,6 +621,12 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
         const char *fixtures = getenv("TRACEMARK_FIXTURES");
         snprintf(t->data_dir, sizeof t->data_dir, "%s/data", fixtures && *fixtures ? fixtures : "../shared");
     }
+    if (top.oracle && second_model_section(p, t, top.oracle, "oracle", t->oracle_model, t->oracle_tokenizer,
+                                           check_files))
+        return TM_ERR_FORMAT;
+    if (top.paraphraser && second_model_section(p, t, top.paraphraser, "paraphraser", t->paraphraser_model,
+                                                t->paraphraser_tokenizer, check_files))
+        return TM_ERR_FORMAT;
     if (!check_files) return TM_OK;
     if (check_data(p, root, t)) return TM_ERR_FORMAT;
     /* model and tokenizer */

@@ -57,15 +57,18 @@ static tm_metric_interval mean_interval(const double *v, size_t n, uint32_t resa
     return m;
 }
 
-static const char *const quality_names[] = {"perplexity", "distinct_1", "distinct_2", "distinct_3", "repetition"};
-enum { N_QUALITY = 5 };
+static const char *const quality_names[] = {"perplexity", "distinct_1", "distinct_2", "distinct_3", "repetition",
+                                            "perplexity_oracle"};
+enum { N_QUALITY = 6 };
 
 static json_t *quality_block(const tm_eval_task *t, json_t **scores, const tm_eval_record *records, size_t n,
                              const char *group, const char *label, double baseline[N_QUALITY], bool set_baseline) {
     json_t *out = json_object();
     double *v = malloc((n + 1) * sizeof *v);
     if (!v) return out;
-    for (int q = 0; q < N_QUALITY; q++) {
+    /* perplexity_oracle only when the task names an oracle. */
+    int n_quality = t->oracle_model[0] ? N_QUALITY : N_QUALITY - 1;
+    for (int q = 0; q < n_quality; q++) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             if (strcmp(records[i].group, group) || !scores[i]) continue;
@@ -78,7 +81,7 @@ static json_t *quality_block(const tm_eval_task *t, json_t **scores, const tm_ev
         if (set_baseline) baseline[q] = m.value;
         else {
             json_object_set_new(entry, "minus_baseline", tm_eval_json_number(m.value - baseline[q]));
-            if (q == 0) json_object_set_new(entry, "ratio_to_baseline", tm_eval_json_number(m.value / baseline[q]));
+            if (q == 0 || q == 5) json_object_set_new(entry, "ratio_to_baseline", tm_eval_json_number(m.value / baseline[q]));
         }
         json_object_set_new(out, quality_names[q], entry);
     }
@@ -102,7 +105,7 @@ tm_status tm_eval_watermark_aggregate(const tm_eval_task *t, const tm_eval_recor
         if (!scores[i]) status = tm_error_set(err, TM_ERR_FORMAT, "sample %lld: scores are not JSON", (long long)records[i].id);
     }
     json_t *root = json_object(), *schemes = json_object();
-    double baseline[N_QUALITY] = {NAN, NAN, NAN, NAN, NAN};
+    double baseline[N_QUALITY] = {NAN, NAN, NAN, NAN, NAN, NAN};
     json_object_set_new(root, "baseline_quality",
                         quality_block(t, scores, records, n, "null/generated", "baseline", baseline, true));
     size_t n_null_generated = 0, n_null_human = 0;

@@ -35,11 +35,14 @@ typedef struct {
     size_t n_human;
     char *filler;
     int32_t marker; /* emoji attack: the token forced after every sampled token */
+    tm_model *oracle, *paraphraser;         /* optional second models (NULL: none) */
+    tm_tokenizer *oracle_tokenizer, *paraphraser_tokenizer;
 } wm_state;
 
 typedef struct {
     wm_state *state;
     tm_context *context;
+    tm_context *oracle, *paraphraser; /* NULL without those models */
 } wm_worker;
 
 static int64_t sample_count(const tm_eval_task *t) {
@@ -72,6 +75,10 @@ static void release(void *opaque) {
     free(s->filler);
     tm_tokenizer_free(s->tokenizer);
     tm_model_free(s->model);
+    tm_tokenizer_free(s->oracle_tokenizer);
+    tm_model_free(s->oracle);
+    tm_tokenizer_free(s->paraphraser_tokenizer);
+    tm_model_free(s->paraphraser);
     free(s);
 }
 
@@ -110,6 +117,20 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     if (!status) status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
     if (status) task_error(t, "model", err);
     if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
+    if (!status && t->oracle_model[0]) {
+        status = tm_model_load(&s->oracle, t->oracle_model, err);
+        if (!status)
+            status = tm_model_tokenizer(&s->oracle_tokenizer, s->oracle,
+                                        t->oracle_tokenizer[0] ? t->oracle_tokenizer : NULL, err);
+        if (status) tm_error_prefix(err, "%s: oracle", t->path);
+    }
+    if (!status && t->paraphraser_model[0]) {
+        status = tm_model_load(&s->paraphraser, t->paraphraser_model, err);
+        if (!status)
+            status = tm_model_tokenizer(&s->paraphraser_tokenizer, s->paraphraser,
+                                        t->paraphraser_tokenizer[0] ? t->paraphraser_tokenizer : NULL, err);
+        if (status) tm_error_prefix(err, "%s: paraphraser", t->path);
+    }
     for (size_t k = 0; !status && k < t->n_keys; k++) {
         if (t->n_key_files) {
             status = tm_wm_key_read(&s->keys[k], t->key_files[k], err);
@@ -174,26 +195,31 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
 
 static const char *model_sha256(void *opaque) { return ((wm_state *)opaque)->model_sha; }
 
+static void worker_free(void *opaque) {
+    wm_worker *w = opaque;
+    if (!w) return;
+    tm_context_free(w->context);
+    tm_context_free(w->oracle);
+    tm_context_free(w->paraphraser);
+    free(w);
+}
+
 static tm_status worker_create(void *opaque, void **out, tm_error *err) {
     wm_state *s = opaque;
     wm_worker *w = calloc(1, sizeof *w);
     if (!w) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
     w->state = s;
     tm_status status = tm_context_create(&w->context, s->model, 0, 1, err);
+    if (!status && s->oracle) status = tm_context_create(&w->oracle, s->oracle, 0, 1, err);
+    if (!status && s->paraphraser) status = tm_context_create(&w->paraphraser, s->paraphraser, 0, 1, err);
     if (status) {
-        free(w);
+        worker_free(w);
         return status;
     }
     *out = w;
     return TM_OK;
 }
 
-static void worker_free(void *opaque) {
-    wm_worker *w = opaque;
-    if (!w) return;
-    tm_context_free(w->context);
-    free(w);
-}
 
 /* ---- generation ------------------------------------------------------------------- */
 
@@ -271,7 +297,9 @@ static tm_status generate(wm_worker *w, tm_sampler_chain *chain, const char *pro
 static tm_status paraphrase(wm_worker *w, const char *context, const char *text, double strength, uint64_t seed,
                             char **out, size_t *out_size, size_t *edits, size_t *units, tm_error *err) {
     const tm_eval_task *t = w->state->task;
-    const tm_tokenizer *tok = w->state->tokenizer;
+    /* The paraphraser when the task names one, else the model itself. */
+    const tm_tokenizer *tok = w->paraphraser ? w->state->paraphraser_tokenizer : w->state->tokenizer;
+    tm_context *context_of_model = w->paraphraser ? w->paraphraser : w->context;
     int32_t *ctx_ids = NULL, *ids = NULL;
     size_t n_ctx = 0, n = 0;
     tm_status status = tm_tokenizer_encode(tok, context, strlen(context), true, &ctx_ids, &n_ctx, err);
@@ -280,13 +308,13 @@ static tm_status paraphrase(wm_worker *w, const char *context, const char *text,
     tm_sampler_chain *chain = status ? NULL : make_chain(t, NULL, NULL, seed, &none, err);
     if (!status && !chain) status = TM_ERR_NOMEM;
     int32_t n_vocab = tm_tokenizer_vocab_size(tok);
-    int32_t room = tm_context_size(w->context) - (int32_t)n_ctx - 1;
+    int32_t room = tm_context_size(context_of_model) - (int32_t)n_ctx - 1;
     if (!status && (int64_t)n > room) n = room > 0 ? (size_t)room : 0; /* what does not fit is dropped */
     tm_rng rng;
     tm_rng_seed(&rng, seed);
-    tm_context_reset(w->context);
+    tm_context_reset(context_of_model);
     const float *logits = NULL;
-    if (!status) status = tm_context_eval(w->context, ctx_ids, n_ctx, &logits, err);
+    if (!status) status = tm_context_eval(context_of_model, ctx_ids, n_ctx, &logits, err);
     *edits = 0;
     *units = n;
     bool regenerate = false;
@@ -301,7 +329,7 @@ static tm_status paraphrase(wm_worker *w, const char *context, const char *text,
             }
         }
         tm_sampler_chain_accept(chain, ids[i]);
-        if (i + 1 < n) status = tm_context_eval(w->context, &ids[i], 1, &logits, err);
+        if (i + 1 < n) status = tm_context_eval(context_of_model, &ids[i], 1, &logits, err);
     }
     if (!status) status = tm_tokenizer_decode(tok, ids, n, out, out_size, err);
     tm_sampler_chain_free(chain);
@@ -359,7 +387,8 @@ static tm_status attack(wm_worker *w, const tm_eval_attack *a, const char *conte
     return TM_OK;
 }
 
-static json_t *quality_json(wm_worker *w, const tm_generation *g, tm_error *err, tm_status *status) {
+static json_t *quality_json(wm_worker *w, const char *prompt, const tm_generation *g, tm_error *err,
+                            tm_status *status) {
     int32_t *all = tm_alloc_array(g->n_prompt + g->n_ids + 1, sizeof *all, err);
     double ppl = NAN;
     if (!all) *status = TM_ERR_NOMEM;
@@ -370,11 +399,38 @@ static json_t *quality_json(wm_worker *w, const tm_generation *g, tm_error *err,
                                         g->n_prompt + g->n_ids, g->n_prompt, &ppl, err);
         free(all);
     }
-    return json_pack("{s:o, s:o, s:o, s:o, s:o}", "perplexity", tm_eval_json_number(ppl), "distinct_1",
+    json_t *oracle = NULL;
+    if (!*status && w->oracle) {
+        /* The oracle reads the prompt and the text with its own tokenizer. */
+        const tm_tokenizer *tok = w->state->oracle_tokenizer;
+        int32_t *p_ids = NULL, *t_ids = NULL;
+        size_t n_p = 0, n_t = 0;
+        double oracle_ppl = NAN;
+        /* Prompt and text encoded as one string (as the text was read), the
+         * prompt's own tokens marking where scoring starts. */
+        size_t n_prompt_bytes = strlen(prompt);
+        char *whole = malloc(n_prompt_bytes + g->text_size + 1);
+        if (!whole) *status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(whole, prompt, n_prompt_bytes);
+            memcpy(whole + n_prompt_bytes, g->text, g->text_size);
+            whole[n_prompt_bytes + g->text_size] = '\0';
+        }
+        if (!*status) *status = tm_tokenizer_encode(tok, prompt, n_prompt_bytes, true, &p_ids, &n_p, err);
+        if (!*status) *status = tm_tokenizer_encode(tok, whole, strlen(whole), true, &t_ids, &n_t, err);
+        if (!*status)
+            *status = tm_quality_perplexity(w->oracle, tm_tokenizer_vocab_size(tok), t_ids, n_t, n_p < n_t ? n_p : n_t,
+                                            &oracle_ppl, err);
+        free(p_ids), free(t_ids), free(whole);
+        oracle = tm_eval_json_number(oracle_ppl);
+    }
+    json_t *q = json_pack("{s:o, s:o, s:o, s:o, s:o}", "perplexity", tm_eval_json_number(ppl), "distinct_1",
                      tm_eval_json_number(tm_quality_distinct(g->ids, g->n_ids, 1)), "distinct_2",
                      tm_eval_json_number(tm_quality_distinct(g->ids, g->n_ids, 2)), "distinct_3",
                      tm_eval_json_number(tm_quality_distinct(g->ids, g->n_ids, 3)), "repetition",
                      tm_eval_json_number(tm_quality_repetition(g->ids, g->n_ids)));
+    if (oracle) json_object_set_new(q, "perplexity_oracle", oracle);
+    return q;
 }
 
 /* p-values of the text's prefixes (as a detector tokenizes it): at each
@@ -476,7 +532,7 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
             json_object_set_new(output, "ids", ids_json(g.ids, g.n_ids));
             json_object_set_new(output, "stop_reason", json_string(g.stop_reason ? g.stop_reason : ""));
             json_object_set_new(scores, "n_tokens", json_integer((json_int_t)g.n_ids));
-            json_object_set_new(scores, "quality", quality_json(w, &g, err, &status));
+            json_object_set_new(scores, "quality", quality_json(w, prompt, &g, err, &status));
         }
         if (!status && any_attack(t, TM_ATTACK_EMOJI)) {
             chain = make_chain(t, config, s->keys[key], tm_eval_mix(seed, 2), &wm, err);

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -134,7 +135,8 @@ static const bad_case bad_cases[] = {
     {BASE "metrics: {fprs: [0.7]}\n", "bad.yaml:9: metrics.fprs: must be a number in (0, 0.5]"},
     {BASE "metrics: {bootstrap: true}\n", "bad.yaml:9: metrics.bootstrap: expected an integer"},
     {BASE "detect: {permutations: 0}\n", "bad.yaml:9: detect.permutations: must be an integer in [1"},
-    {"kind: watermark\nname: t\nseed: 1\nsamples: 2\nschemes: [@SCHEMES@unigram.yaml]\nmodel: nomodel.bin\n",
+    {"kind: watermark\nname: t\nseed: 1\nsamples: 2\nschemes: [@SCHEMES@unigram.yaml]\nmodel: nomodel.bin\n"
+     "null: {data_dir: @DATA@}\n",
      "bad.yaml:6: model: no such file"},
     {BASE "keys: [k1]\nkey_count: 2\n", "bad.yaml:10: key_count: give either keys or key_count"},
     {BASE "keys: [nokey.key]\n", "bad.yaml:9: keys: no such file"},
@@ -142,6 +144,9 @@ static const bad_case bad_cases[] = {
     {BASE "prompts: {a: b}\n", "bad.yaml:9: prompts: expected a sequence"},
     {BASE "prompts: [[nested]]\n", "bad.yaml:9: prompts: expected a single value"},
     {BASE "---\nkind: watermark\n", "more than one YAML document"},
+    {BASE "oracle: {tokenizer: @TOK@}\n", "bad.yaml:9: oracle.model: missing"},
+    {BASE "paraphraser: {model: nothere.gguf}\n", "bad.yaml:9: paraphraser.model: no such file"},
+    {BASE "oracle: {model: @MODEL@, size: 3}\n", "bad.yaml:9: oracle.size: unknown field"},
 };
 
 Test(evals_task, bad_task_files_name_file_line_and_field) {
@@ -400,6 +405,11 @@ Test(evals_run, unloadable_model_and_bad_task_leave_nothing) {
 Test(evals_run, shipped_smoke_task, .timeout = 600) {
     char *dir = tm_test_scratch_dir();
     char *out = tm_test_path(dir, "smoke");
+    /* The task names no model: the CLI resolves it as `tracemark generate`
+     * does, here through $TRACEMARK_MODEL (the tests run in the build folder). */
+    char *model = tm_fixture("models/stories260K.bin");
+    setenv("TRACEMARK_MODEL", model, 1);
+    free(model);
     tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --threads 2",
                                        TRACEMARK_SOURCE_DIR "/configs/tasks/watermark-smoke.yaml", out);
     cr_assert_eq(r.code, 0, "%s", r.err);
@@ -424,4 +434,42 @@ Test(evals_run, shipped_smoke_task, .timeout = 600) {
     }
     json_decref(root);
     free(text), free(out), free(dir);
+}
+
+/* An oracle model scores perplexity beside the model's own: the same
+ * stories260K weights in GGUF form (their own tokenizer, a separate
+ * forward pass) give the model's perplexity to within float rounding. A
+ * paraphraser model regenerates the paraphrase attack's spans. */
+Test(evals_run, oracle_and_paraphraser_models) {
+    workspace w = open_workspace();
+    char *gguf = tm_fixture("models/stories260K.gguf");
+    char template[8192];
+    snprintf(template, sizeof template,
+             "kind: watermark\nname: oracle\nseed: 3\nschemes: [@SCHEMES@kgw-lefthash.yaml]\nsamples: 3\n"
+             "max_tokens: 32\nlengths: [16, 32]\nmodel: @MODEL@\ntokenizer: @TOK@\n"
+             "oracle: {model: %s}\nparaphraser: {model: %s}\nnull: {generated: 2, human: 0}\n"
+             "attacks:\n  - {attack: paraphrase, strengths: [0.5]}\nmetrics: {bootstrap: 50}\n",
+             gguf, gguf);
+    char *task = write_task(&w, "oracle.yaml", template);
+    char *out = tm_test_path(w.dir, "run");
+    tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s'", task, out);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    char *lines = read_all(out, "samples.jsonl");
+    size_t checked = 0;
+    for (char *line = strtok(lines, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t jerr;
+        json_t *sample = json_loads(line, 0, &jerr);
+        cr_assert_not_null(sample, "%s", jerr.text);
+        json_t *q = json_object_get(json_object_get(sample, "scores"), "quality");
+        double own = json_real_value(json_object_get(q, "perplexity"));
+        double oracle = json_real_value(json_object_get(q, "perplexity_oracle"));
+        cr_assert(own > 1 && fabs(oracle - own) <= 1e-5 * own, "perplexity %.9g, oracle %.9g", own, oracle);
+        json_t *attack = json_object_get(json_object_get(json_object_get(sample, "output"), "attacked"), "paraphrase@0.5");
+        cr_assert_gt(json_integer_value(json_object_get(attack, "units")), 0);
+        json_decref(sample);
+        checked++;
+    }
+    cr_assert_eq(checked, 5);
+    free(lines), free(out), free(task), free(gguf), free(w.dir);
 }

@@ -154,6 +154,11 @@ typedef struct {
     uint64_t seed;
     char model_path[TM_EVAL_PATH_MAX], tokenizer_path[TM_EVAL_PATH_MAX]; /* resolved */
     unsigned long model_line; /* of `model:` in the file (0 when the model was resolved by default) */
+    /* Optional second models: `oracle:` scores perplexity beside the model's
+     * own, `paraphraser:` regenerates spans in the paraphrase attack (default:
+     * the model itself). Empty model path: not given. */
+    char oracle_model[TM_EVAL_PATH_MAX], oracle_tokenizer[TM_EVAL_PATH_MAX];
+    char paraphraser_model[TM_EVAL_PATH_MAX], paraphraser_tokenizer[TM_EVAL_PATH_MAX];
 
     /* watermark */
     size_t n_schemes;
