@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { W = 640, H = 300, ML = 64, MR = 150, MT = 34, MB = 48 };
+enum { W = 700, H = 300, ML = 64, MR = 190, MT = 34, MB = 48 };
 static const char *const palette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
                                       "#56B4E9", "#000000", "#F0E442"};
 static const char *const dashes[] = {"", "6 3", "2 2", "8 3 2 3", "1 3", "10 4", "4 4", "12 2"};
@@ -207,7 +207,7 @@ void svg_heatmap(tm_rbuf *b, const char *title, const char *alt, const char *con
     int lx = 130, top = 110, cw = cols ? (W - lx - 20) / (int)cols : 1, ch = 26;
     if (cw > 90) cw = 90;
     if (cw < 44) cw = 44;
-    int width = lx + (int)cols * cw + 20;
+    int width = lx + (int)cols * cw + 90; /* room for the last rotated label */
     if (width < W) width = W;
     int height = top + (int)rows * ch + 20;
     open_svg_wide(b, title, alt, width, height);

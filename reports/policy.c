@@ -133,6 +133,24 @@ static bool value_matches(const json_t *v, const char *text, size_t len) {
 
 static void walk(const json_t *node, const char *s, const char *where, leaves *ls);
 
+/* An element a [*] or [N] matched, named so that a reader finds it: by an
+ * identifying field ([attack=delete@0.1]) where it has one, else its index. */
+static void name_element(char *w, size_t n, const char *where, const json_t *e, size_t i) {
+    static const char *const ids[] = {"attack", "scheme", "id", "task", "path", "length", "fpr"};
+    for (size_t k = 0; k < sizeof ids / sizeof *ids; k++) {
+        const json_t *v = json_object_get(e, ids[k]);
+        if (json_is_string(v)) {
+            snprintf(w, n, "%s[%s=%s]", where, ids[k], json_string_value(v));
+            return;
+        }
+        if (json_is_number(v)) {
+            snprintf(w, n, "%s[%s=%g]", where, ids[k], json_number_value(v));
+            return;
+        }
+    }
+    snprintf(w, n, "%s[%zu]", where, i);
+}
+
 /* Apply the [...] filters starting at s to node, then continue the path. */
 static void filters(const json_t *node, const char *s, const char *where, leaves *ls) {
     if (*s != '[') {
@@ -165,7 +183,7 @@ static void filters(const json_t *node, const char *s, const char *where, leaves
         if (!take) continue;
         char w[512];
         if (eq) snprintf(w, sizeof w, "%s[%.*s]", where, (int)len, inner);
-        else snprintf(w, sizeof w, "%s[%zu]", where, i); /* [*] and [N]: the element's index */
+        else name_element(w, sizeof w, where, e, i);
         filters(e, close + 1, w, ls);
     }
 }

@@ -313,8 +313,10 @@ static void roc_charts(out *o, const json_t *run) {
         para(o, "No per-sample scores (samples.jsonl) were found: ROC curves and p-value histograms are not drawn.");
         return;
     }
-    /* one chart per scheme, one curve per attack */
-    const char *done[64];
+    /* one chart per scheme and group of attacks (at most ROC_PER_CHART curves,
+     * the unattacked curve in each as the reference), one curve per attack */
+    enum { ROC_PER_CHART = 8, MAX_SCHEMES = 64 };
+    const char *done[MAX_SCHEMES];
     size_t n_done = 0;
     size_t i;
     json_t *c;
@@ -322,35 +324,50 @@ static void roc_charts(out *o, const json_t *run) {
         const char *scheme = jstr(c, "scheme");
         bool seen = false;
         for (size_t k = 0; k < n_done; k++) seen = seen || !strcmp(done[k], scheme);
-        if (seen || n_done == 64) continue;
+        if (seen || n_done == MAX_SCHEMES) continue;
         done[n_done++] = scheme;
-        tm_series series[32];
-        double *bufs[32];
-        size_t ns = 0;
-        size_t j;
+        const json_t *mine[256], *none = NULL;
+        size_t n_mine = 0, j;
         json_t *d;
         json_array_foreach(roc, j, d) {
-            if (strcmp(jstr(d, "scheme"), scheme) || ns == 32) continue;
-            const json_t *pts = json_object_get(d, "points");
-            size_t np = json_array_size(pts);
-            double *xy = calloc(2 * (np ? np : 1), sizeof *xy);
-            if (!xy) { o->b.failed = true; break; }
-            for (size_t p = 0; p < np; p++) {
-                xy[p] = jnum(json_array_get(json_array_get(pts, p), 0));
-                xy[np + p] = jnum(json_array_get(json_array_get(pts, p), 1));
-            }
-            bufs[ns] = xy;
-            series[ns] = (tm_series){jstr(d, "attack"), xy, xy + np, NULL, NULL, np};
-            ns++;
+            if (strcmp(jstr(d, "scheme"), scheme)) continue;
+            if (!strcmp(jstr(d, "attack"), "none")) none = d;
+            else if (n_mine < 256) mine[n_mine++] = d;
         }
-        char title[160], alt[512];
-        snprintf(title, sizeof title, "ROC curves: %s, one curve per attack", scheme);
-        snprintf(alt, sizeof alt, "ROC curves of the %s detector: true-positive rate against false-positive rate over "
-                                  "every threshold, for the unattacked text and %zu attacks; the dashed diagonal is "
-                                  "chance. AUC per attack in the table below.", scheme, ns ? ns - 1 : 0);
-        figure_begin(o);
-        if (o->html) svg_lines(&o->b, title, alt, "false-positive rate", "true-positive rate", series, ns, 0, 1, 0, 1, true);
-        figure_end(o, alt);
+        size_t groups = n_mine ? (n_mine + ROC_PER_CHART - 2) / (ROC_PER_CHART - 1) : 1;
+        for (size_t g = 0; g < groups; g++) {
+            tm_series series[ROC_PER_CHART];
+            double *bufs[ROC_PER_CHART];
+            size_t ns = 0;
+            const json_t *curves[ROC_PER_CHART];
+            size_t nc = 0;
+            if (none) curves[nc++] = none;
+            for (size_t k = g * (ROC_PER_CHART - 1); k < n_mine && k < (g + 1) * (ROC_PER_CHART - 1); k++) curves[nc++] = mine[k];
+            for (size_t k = 0; k < nc; k++) {
+                const json_t *pts = json_object_get(curves[k], "points");
+                size_t np = json_array_size(pts);
+                double *xy = calloc(2 * (np ? np : 1), sizeof *xy);
+                if (!xy) { o->b.failed = true; break; }
+                for (size_t p = 0; p < np; p++) {
+                    xy[p] = jnum(json_array_get(json_array_get(pts, p), 0));
+                    xy[np + p] = jnum(json_array_get(json_array_get(pts, p), 1));
+                }
+                bufs[ns] = xy;
+                series[ns] = (tm_series){jstr(curves[k], "attack"), xy, xy + np, NULL, NULL, np};
+                ns++;
+            }
+            char title[160], alt[600];
+            if (groups > 1) snprintf(title, sizeof title, "ROC curves: %s (%zu of %zu)", scheme, g + 1, groups);
+            else snprintf(title, sizeof title, "ROC curves: %s, one curve per attack", scheme);
+            snprintf(alt, sizeof alt, "ROC curves of the %s detector: true-positive rate against false-positive rate over "
+                                      "every threshold, for %s%zu attacks; the dashed diagonal is chance. AUC per attack "
+                                      "in the detection table above; the points in the table below.",
+                     scheme, none ? "the unattacked text and " : "", ns - (none ? 1 : 0));
+            figure_begin(o);
+            if (o->html) svg_lines(&o->b, title, alt, "false-positive rate", "true-positive rate", series, ns, 0, 1, 0, 1, true);
+            figure_end(o, alt);
+            for (size_t k = 0; k < ns; k++) free(bufs[k]);
+        }
         static const char *const h[] = {"attack", "n watermarked", "n null", "ROC points (FPR, TPR)"};
         if (o->html) rb_puts(&o->b, "<details><summary>ROC points of each curve</summary>");
         table_begin(o, NULL, h, 4);
@@ -372,7 +389,6 @@ static void roc_charts(out *o, const json_t *run) {
         }
         table_end(o);
         if (o->html) rb_puts(&o->b, "</details>\n");
-        for (size_t k = 0; k < ns; k++) free(bufs[k]);
     }
 }
 

@@ -288,7 +288,7 @@ Test(reports_policy, clauses_against_hand_computed_values) {
     cr_expect(json_is_null(json_object_get(json_object_get(clause(r, "length-b"), "measured"), "low")),
               "a plain number has no interval to show");
     cr_expect_str_eq(json_string_value(json_object_get(clause(r, "robust"), "where")),
-                     "runs[kind=watermark].results.schemes.a.attacks[1].at_fpr[fpr=0.01].tpr");
+                     "runs[kind=watermark].results.schemes.a.attacks[attack=delete@0.1].at_fpr[fpr=0.01].tpr");
     cr_expect_str_eq(status_of(r, "other-kind"), "not_measured");
     cr_expect(json_is_null(json_object_get(clause(r, "other-kind"), "measured")));
     cr_expect_str_eq(status_of(r, "doc"), "documented");
