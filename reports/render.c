@@ -329,8 +329,20 @@ static void roc_charts(out *o, const json_t *run) {
         const json_t *mine[256], *none = NULL;
         size_t n_mine = 0, j;
         json_t *d;
+        /* curves in the order of the run's attacks, then any the results do not list */
+        const json_t *attacks = json_object_get(json_object_get(json_object_get(json_object_get(run, "results"), "schemes"), scheme), "attacks");
+        size_t a;
+        json_t *at;
+        json_array_foreach(attacks, a, at) json_array_foreach(roc, j, d) {
+            if (strcmp(jstr(d, "scheme"), scheme) || strcmp(jstr(d, "attack"), jstr(at, "attack"))) continue;
+            if (!strcmp(jstr(d, "attack"), "none")) none = d;
+            else if (n_mine < 256) mine[n_mine++] = d;
+        }
         json_array_foreach(roc, j, d) {
             if (strcmp(jstr(d, "scheme"), scheme)) continue;
+            bool listed = d == none;
+            for (size_t k = 0; k < n_mine && !listed; k++) listed = mine[k] == d;
+            if (listed) continue;
             if (!strcmp(jstr(d, "attack"), "none")) none = d;
             else if (n_mine < 256) mine[n_mine++] = d;
         }
