@@ -254,10 +254,31 @@ static void add_unique(json_t *array, json_t *value) {
     json_array_append_new(array, value);
 }
 
+/* One row per model file (by SHA-256): a described model replaces a row that
+ * only knew the hash. Takes m. */
+static void add_model(json_t *models, json_t *m) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(models, i, v) {
+        if (strcmp(jstr(v, "sha256"), jstr(m, "sha256"))) continue;
+        if (!json_object_get(v, "parameters") && json_object_get(m, "parameters")) json_array_set(models, i, m);
+        json_decref(m);
+        return;
+    }
+    json_array_append_new(models, m);
+}
+
 static json_t *model_details(const char *model_path, const char *run_sha256) {
-    json_t *m = json_pack("{s:s, s:s}", "sha256", run_sha256, "path", model_path);
-    char hex[TM_SHA256_HEX_SIZE];
+    char hex[TM_SHA256_HEX_SIZE], resolved[TM_EVAL_PATH_MAX], tokenizer[TM_EVAL_PATH_MAX];
     tm_error e = {0};
+    /* Where the run's path is not the model here (another folder, another
+     * machine), the default resolution ($TRACEMARK_MODEL, ./models/,
+     * ../shared/models/) may hold the same file: its SHA-256 decides. */
+    if ((!model_path[0] || tm_sha256_file_hex(model_path, hex, &e) || strcmp(hex, run_sha256)) &&
+        tm_model_resolve(NULL, resolved, sizeof resolved, tokenizer, sizeof tokenizer, &e) == TM_OK &&
+        tm_sha256_file_hex(resolved, hex, &e) == TM_OK && !strcmp(hex, run_sha256))
+        model_path = resolved;
+    json_t *m = json_pack("{s:s, s:s}", "sha256", run_sha256, "path", model_path);
     if (!model_path[0] || tm_sha256_file_hex(model_path, hex, &e)) {
         json_object_set_new(m, "note", json_string("the model file is not readable here: only the run's SHA-256 is known"));
         return m;
@@ -418,7 +439,7 @@ static tm_status add_run(parts *p, const char *dir, tm_error *err) {
                 }
             }
             if (parsed == TM_OK) {
-                add_unique(p->models, model_details(task.model_path, meta.model_sha256));
+                add_model(p->models, model_details(task.model_path, meta.model_sha256));
                 json_t *ids = key_ids(&task);
                 size_t i;
                 json_t *id;
@@ -433,7 +454,13 @@ static tm_status add_run(parts *p, const char *dir, tm_error *err) {
                 for (size_t k = 0; k < task.n_fprs; k++) json_array_append_new(fprs, json_real(task.fprs[k]));
                 json_object_set_new(run, "fprs", fprs);
                 tm_eval_task_free(&task);
-            } else json_object_set_new(run, "store_note", json_string(e.message));
+            } else {
+                /* A task this build cannot read (a newer kind): the model is known by its hash alone. */
+                json_object_set_new(run, "store_note", json_string(e.message));
+                if (meta.model_sha256[0])
+                    add_model(p->models, json_pack("{s:s, s:s, s:s}", "sha256", meta.model_sha256, "path", "", "note",
+                                                   "known by its SHA-256 only: this tracemark cannot read the run's task file"));
+            }
             tm_eval_store_meta_free(&meta);
         } else json_object_set_new(run, "store_note", json_string(e.message));
     } else json_object_set_new(run, "store_note", json_string("no run.sqlite: exports only"));
@@ -511,7 +538,7 @@ static tm_status add_file(parts *p, const char *path, tm_error *err) {
         char hex[TM_SHA256_HEX_SIZE] = "";
         tm_error e = {0};
         bool readable = tm_sha256_file_hex(model, hex, &e) == TM_OK;
-        if (readable) add_unique(p->models, model_details(model, hex));
+        if (readable) add_model(p->models, model_details(model, hex));
         const char *text = jstr(doc, "text");
         char text_hash[TM_SHA256_HEX_SIZE];
         tm_sha256_hex(text, strlen(text), text_hash);
@@ -581,11 +608,17 @@ static json_t *caveats(const json_t *report) {
         json_int_t n = json_integer_value(json_object_get(r, "n_samples"));
         char t[400];
         if (n > 0 && n < 200) {
-            snprintf(t, sizeof t,
-                     "Run %s has only %lld samples: its intervals are wide, an FPR of 0 on so few null texts cannot "
-                     "show an FPR of 1%% or below, and bootstrap intervals of 0-width mean every resample agreed, "
-                     "not that the rate is exact.",
-                     jstr(r, "task"), (long long)n);
+            if (!strcmp(jstr(r, "kind"), "watermark"))
+                snprintf(t, sizeof t,
+                         "Run %s has only %lld samples: its intervals are wide, an FPR of 0 on so few null texts "
+                         "cannot show an FPR of 1%% or below, and bootstrap intervals of 0-width mean every resample "
+                         "agreed, not that the rate is exact.",
+                         jstr(r, "task"), (long long)n);
+            else
+                snprintf(t, sizeof t,
+                         "Run %s (%s) has only %lld samples: its intervals are wide and a difference from chance "
+                         "inside them is not evidence.",
+                         jstr(r, "task"), jstr(r, "kind"), (long long)n);
             json_array_append_new(c, json_string(t));
         }
         if (json_is_false(json_object_get(r, "complete"))) {
