@@ -542,3 +542,53 @@ Test(reports_build, unknown_kind_listed_and_measured) {
     json_decref(r);
     free(text), free(html), free(md), free(rpath), free(ppath), free(run), free(dir);
 }
+
+/* Untrusted run exports: wrong types anywhere in results leave figures "not
+ * measured" (and rendering does not crash); a broken samples.jsonl line is
+ * an error naming the file and line. */
+Test(reports_build, malformed_exports) {
+    static const char results[] =
+        "{\"task\":\"<b>x</b>\",\"kind\":\"watermark\",\"task_sha256\":\""
+        "2222222222222222222222222222222222222222222222222222222222222222\",\"model_sha256\":\"m\",\"seed\":\"3\","
+        "\"n_samples\":4,\"n_present\":2,\"complete\":false,\"tracemark_version\":\"0\",\"tracemark_commit\":\"c\","
+        "\"results\":{\"schemes\":{\"a\":{\"attacks\":\"not a list\",\"tpr_by_length\":[{\"length\":\"x\"}],"
+        "\"quality\":7,\"tokens_to_detect\":[]},\"b\":[1,2],\"c\":{\"attacks\":[{\"attack\":3,\"at_fpr\":[{}]}]}},"
+        "\"baseline_quality\":\"none\"}}";
+    static const char policy[] = "policy: p\ntitle: t\nversion: 1\nclauses:\n"
+                                 "  - {id: x, reference: r, requirement: q, comparison: '>=', threshold: 0.5,\n"
+                                 "     metric: 'runs[kind=watermark].results.schemes.*.attacks[*].at_fpr[fpr=0.01].tpr'}\n"
+                                 "  - {id: y, reference: r, requirement: q, comparison: '>=', threshold: 0.5,\n"
+                                 "     metric: 'runs[kind=watermark].results.schemes.c.attacks[0].at_fpr[0]'}\n";
+    char *dir = tm_test_scratch_dir();
+    char *run = tm_test_path(dir, "run");
+    cr_assert_eq(mkdir(run, 0755), 0);
+    char *rpath = tm_test_path(run, "results.json"), *ppath = tm_test_path(dir, "p.yaml"),
+         *spath = tm_test_path(run, "samples.jsonl");
+    cr_assert_eq(tm_test_write_file(rpath, results, strlen(results)), 0);
+    cr_assert_eq(tm_test_write_file(ppath, policy, strlen(policy)), 0);
+    const char *inputs[] = {run};
+    tm_report_options o = {inputs, 1, ppath, NULL, NULL, 0};
+    char *text = NULL, *html = NULL, *md = NULL;
+    size_t size = 0, hs = 0, ms = 0;
+    tm_error err = {0};
+    cr_assert_eq(tm_report_build(&o, &text, &size, &err), TM_OK, "%s", err.message);
+    json_t *r = json_loadb(text, size, 0, NULL);
+    cr_expect_str_eq(status_of(r, "x"), "not_measured");
+    cr_expect_str_eq(status_of(r, "y"), "not_measured");
+    cr_assert_eq(tm_report_render_html(text, size, &html, &hs, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_report_render_markdown(text, size, &md, &ms, &err), TM_OK, "%s", err.message);
+    cr_expect(strstr(html, "&lt;b&gt;x&lt;/b&gt;") && !strstr(html, "<b>x</b>"), "the task name must be escaped");
+    cr_expect(strstr(html, "(INCOMPLETE)"));
+    json_decref(r);
+    free(text), free(html), free(md);
+    /* samples.jsonl with a broken second line */
+    static const char samples[] = "{\"group\":\"null/human\",\"scores\":{\"log_p\":{}}}\n{\"group\":\n";
+    cr_assert_eq(tm_test_write_file(spath, samples, strlen(samples)), 0);
+    text = NULL;
+    cr_expect_eq(tm_report_build(&o, &text, &size, &err), TM_ERR_FORMAT);
+    cr_expect(strstr(err.message, "samples.jsonl:2: not a JSON object"), "%s", err.message);
+    free(text);
+    /* a render of something that is not a report */
+    cr_expect_eq(tm_report_render_html("{\"schema\":\"other\"}", 18, &html, &hs, &err), TM_ERR_FORMAT);
+    free(rpath), free(ppath), free(spath), free(run), free(dir);
+}
