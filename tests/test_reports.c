@@ -432,7 +432,9 @@ Test(reports_cli, smoke_run_eu_policy_signed, .timeout = 900) {
     cr_expect(strstr(md, "| FAIL |"));
     cr_expect_eq(count(md, "<svg"), 0);
     /* no output holds the private key's PEM body */
-    char *key = tm_test_read_file(strcat(strcpy(malloc(strlen(dir) + 16), dir), "/signer.key"), NULL);
+    char *key_path = tm_test_path(dir, "signer.key");
+    char *key = tm_test_read_file(key_path, NULL);
+    free(key_path);
     cr_assert_not_null(key);
     char *body = strchr(key, '\n');
     cr_assert_not_null(body);
