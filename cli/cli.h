@@ -38,8 +38,11 @@ int tm_cmd_keygen(int argc, char **argv);
 int tm_cmd_detect(int argc, char **argv);
 int tm_cmd_sign(int argc, char **argv);
 int tm_cmd_verify(int argc, char **argv);
+int tm_cmd_eval(int argc, char **argv);
 /* detect --zero-shot METHOD (cli/detect_zeroshot.c): detectors without a watermark. */
 int tm_cmd_detect_zeroshot(int argc, char **argv);
 int tm_cmd_serve(int argc, char **argv);
+/* report (cli/report.c): HTML/Markdown/JSON/PDF evidence reports with compliance policies. */
+int tm_cmd_report(int argc, char **argv);
 
 #endif

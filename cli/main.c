@@ -19,6 +19,8 @@ static const command commands[] = {
     {"sign", tm_cmd_sign, "sign a text: Ed25519 provenance manifest, beside or embedded"},
     {"verify", tm_cmd_verify, "verify a text's signed manifest (and its watermark)"},
     {"serve", tm_cmd_serve, "OpenAI-compatible server that watermarks every response"},
+    {"eval", tm_cmd_eval, "run an evaluation task (YAML) into a crash-safe run store"},
+    {"report", tm_cmd_report, "write a signed evidence report (HTML, Markdown, JSON, PDF) with a compliance policy"},
 };
 
 static void usage(FILE *out) {

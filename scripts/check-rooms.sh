@@ -18,7 +18,7 @@ declare -A may_use=(
   [zeroshot]="core model tokenizer generator"
   [provenance]="core model tokenizer watermark detect"
   [evals]="core model tokenizer watermark generator detect zeroshot provenance"
-  [reports]="core evals provenance"
+  [reports]="core model watermark evals provenance"
   [server]="core model tokenizer watermark generator detect zeroshot provenance"
 )
 # The public header of a room also names the headers its own public header

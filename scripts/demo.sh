@@ -31,3 +31,20 @@ echo "== tracemark verify out/story.txt (manifest beside it)"
 "$bin" verify out/story.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme"
 echo "== tracemark verify out/story.signed.txt (manifest embedded)"
 "$bin" verify out/story.signed.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme"
+# The evidence: a small smoke evaluation of the watermark harness
+# (configs/tasks/watermark-smoke.yaml, seconds), then one signed report of
+# everything above (generation, detection, provenance verdicts, evaluation)
+# with the EU AI Act Art. 50 policy: HTML, Markdown, JSON (and PDF when
+# Chromium is installed), each with a signed manifest beside it.
+"$bin" verify out/story.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme" --json \
+  > out/verify.json || [ $? -eq 3 ]
+"$bin" verify out/story.signed.txt --trust out/demo-signing.pub --key out/demo.key --watermark "$scheme" --json \
+  > out/verify-embedded.json || [ $? -eq 3 ]
+rm -rf out/eval-smoke
+echo "== tracemark eval configs/tasks/watermark-smoke.yaml"
+"$bin" eval configs/tasks/watermark-smoke.yaml --out out/eval-smoke
+echo "== tracemark report (signed)"
+"$bin" report out/eval-smoke out/generation.json out/verdict.json out/verify.json out/verify-embedded.json \
+  --policy configs/policies/eu-ai-act-art50.yaml --sign out/demo-signing.key --out out/report
+"$bin" verify out/report/report.html --trust out/demo-signing.pub >/dev/null
+echo "report: $PWD/out/report/report.html (signed; tracemark verify out/report/report.html --trust out/demo-signing.pub)"

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config curl libssl-dev libyaml-dev libjansson-dev
           libopenblas-openmp-dev libcriterion-dev libutf8proc-dev libicu-dev libpcre2-dev
-          chromium libmicrohttpd-dev)
-# The Python binding's tests (scripts/test-python.sh): pytest, pip and setuptools from Debian.
-packages+=(python3-pytest python3-pip python3-setuptools)
+          chromium libmicrohttpd-dev libsqlite3-dev wordnet-base)
+# The Python binding's tests (scripts/test-python.sh) and tests/reports_chromium.py (screenshots, net logs).
+packages+=(python3 python3-pytest python3-pip python3-setuptools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
