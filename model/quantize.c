@@ -11,6 +11,7 @@
  * slab of rows at a time and never holds a whole tensor in floats. It must
  * never leave a partial output file, and never trust the source's shapes
  * beyond what tm_gguf_open validated. */
+#include "model_internal.h"
 #include "quantize.h"
 
 #include "gguf_writer.h"
