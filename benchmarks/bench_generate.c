@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     double load_ms = (tm_seconds_now() - load_start) * 1e3;
-    int32_t n_vocab = model->config.n_vocab;
+    int32_t n_vocab = tm_model_get_config(model)->n_vocab;
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)n_prompt);
     srand(1); /* the same ids as llamaref's bench */
     for (int i = 0; i < n_prompt; i++) tokens[i] = 1 + rand() % (n_vocab - 1);

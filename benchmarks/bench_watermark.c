@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_watermark: %s\n", err.message);
         return 1;
     }
-    int32_t n_vocab = model->config.n_vocab;
+    int32_t n_vocab = tm_model_get_config(model)->n_vocab;
     float *logits = malloc(sizeof(float) * (size_t)n_vocab * STEPS);
     /* Two greedy passes over the same tokens: the first records the logits and warms the
      * caches and pages, the second times the forward pass. */

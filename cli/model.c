@@ -41,17 +41,20 @@ static void count_type(type_count *counts, size_t *n, uint32_t type) {
 
 static size_t tensor_types(const tm_model *model, type_count *counts) {
     size_t n = 0;
-    if (model->gguf) {
-        for (uint64_t i = 0; i < model->gguf->n_tensors; i++) count_type(counts, &n, model->gguf->tensors[i].type);
+    const tm_gguf *gguf = tm_model_get_gguf(model);
+    if (gguf) {
+        for (uint64_t i = 0; i < tm_gguf_tensor_count(gguf); i++)
+            count_type(counts, &n, tm_gguf_tensor_at(gguf, i)->type);
     } else {
+        const tm_model_config *cfg = tm_model_get_config(model);
         count_type(counts, &n, TM_GGML_F32);
-        counts[0].tensors = 3 + 9 * (uint64_t)model->config.n_layers - (model->config.tied_classifier ? 1 : 0);
+        counts[0].tensors = 3 + 9 * (uint64_t)cfg->n_layers - (cfg->tied_classifier ? 1 : 0);
     }
     return n;
 }
 
 static bool has_qkv_bias(const tm_model *model) {
-    const tm_layer_weights *first = model->config.n_layers > 0 ? &model->layers[0] : NULL;
+    const tm_layer_weights *first = tm_model_get_layer(model, 0);
     return first && (first->bq.data || first->bk.data || first->bv.data);
 }
 
@@ -79,15 +82,18 @@ static int info(int argc, char **argv) {
         tm_model_free(model);
         return tm_cli_fail(&err);
     }
-    if (!tokenizer_path && model->format == TM_MODEL_FORMAT_LLAMA2C &&
+    tm_model_format format = tm_model_get_format(model);
+    const tm_gguf *gguf = tm_model_get_gguf(model);
+    if (!tokenizer_path && format == TM_MODEL_FORMAT_LLAMA2C &&
         tm_model_resolve(path, ignored, sizeof ignored, sibling, sizeof sibling, &err) == TM_OK && sibling[0])
         tokenizer_path = sibling;
-    if ((tokenizer_path || model->format == TM_MODEL_FORMAT_GGUF) &&
+    if ((tokenizer_path || format == TM_MODEL_FORMAT_GGUF) &&
         tm_model_tokenizer(&tokenizer, model, tokenizer_path, &err) != TM_OK) {
         tm_model_free(model);
         return tm_cli_fail(&err);
     }
-    const tm_model_config *cfg = &model->config;
+    const tm_model_config *cfg = tm_model_get_config(model);
+    bool frequency_factors = tm_model_get_rope_factors(model)->data != NULL;
     type_count counts[TM_GGML_TYPE_LIMIT];
     size_t n_types = tensor_types(model, counts);
     uint64_t parameters = tm_model_parameter_count(model);
@@ -102,12 +108,12 @@ static int info(int argc, char **argv) {
                                 : json_null();
         json_t *rope = json_pack("{s:s, s:f, s:b}", "style", cfg->rope_style == TM_ROPE_NEOX ? "neox" : "normal",
                                  "linear_scale", (double)cfg->rope_freq_scale, "frequency_factors",
-                                 model->rope_factors.data != NULL);
+                                 frequency_factors);
         json_t *root = json_pack(
             "{s:s, s:s, s:s, s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:f, s:f, s:o, s:b, s:b, s:o, s:o, "
             "s:I, s:s}",
-            "path", path, "format", tm_model_format_name(model->format), "architecture", cfg->architecture, "name",
-            cfg->name, "gguf_version", model->gguf ? (int)model->gguf->version : 0, "dimensions", "n_vocab",
+            "path", path, "format", tm_model_format_name(format), "architecture", cfg->architecture, "name",
+            cfg->name, "gguf_version", gguf ? (int)tm_gguf_version(gguf) : 0, "dimensions", "n_vocab",
             cfg->n_vocab, "dim", cfg->dim, "hidden_dim", cfg->hidden_dim, "n_layers", cfg->n_layers, "n_heads",
             cfg->n_heads, "n_kv_heads", cfg->n_kv_heads, "head_dim", cfg->head_dim, "context_length",
             cfg->context_length, "norm_eps", (double)cfg->norm_eps, "rope_freq_base", (double)cfg->rope_freq_base,
@@ -117,8 +123,8 @@ static int info(int argc, char **argv) {
         exit_code = tm_cli_print_json(root);
     } else {
         printf("file:           %s\n", path);
-        printf("format:         %s", tm_model_format_name(model->format));
-        if (model->gguf) printf(" v%u", model->gguf->version);
+        printf("format:         %s", tm_model_format_name(format));
+        if (gguf) printf(" v%u", tm_gguf_version(gguf));
         printf("\narchitecture:   %s (%s)\n", cfg->architecture, cfg->name);
         printf("dimensions:     dim %d, hidden %d, layers %d, heads %d, kv heads %d, head size %d\n", cfg->dim,
                cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
@@ -127,7 +133,7 @@ static int info(int argc, char **argv) {
         printf("norm epsilon:   %g\nrope base:      %g\n", (double)cfg->norm_eps, (double)cfg->rope_freq_base);
         printf("rope:           %s pairs", cfg->rope_style == TM_ROPE_NEOX ? "NeoX (halves)" : "adjacent");
         if (cfg->rope_freq_scale != 1.0f) printf(", linear scaling x%g", 1.0 / (double)cfg->rope_freq_scale);
-        if (model->rope_factors.data) printf(", Llama 3 frequency factors");
+        if (frequency_factors) printf(", Llama 3 frequency factors");
         printf("\nq/k/v biases:   %s\n", has_qkv_bias(model) ? "yes" : "no");
         printf("classifier:     %s\n", cfg->tied_classifier ? "tied to the token embedding" : "separate");
         printf("tensor types:  ");

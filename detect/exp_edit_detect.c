@@ -140,7 +140,7 @@ static tm_status aligner_init(aligner *a, const tm_wm_scheme *scheme, const int3
 static void load_scheme(aligner *a, size_t lane, const tm_wm_scheme *scheme) {
     if (a->its) {
         for (size_t t = 0; t < a->n_distinct; t++) a->eta[t * LANES + lane] = tm_wm_xi(scheme, 0, a->distinct[t]);
-        for (size_t r = 0; r < a->n_rows; r++) a->u[r * LANES + lane] = tm_wm_xi(scheme, (int32_t)r, -1);
+        for (size_t r = 0; r < a->n_rows; r++) a->u[r * LANES + lane] = tm_wm_its_uniform(scheme, (int32_t)r);
         return;
     }
     /* 1 - xi is exact: xi is an odd multiple of 2^-53 (tm_wm_uniform). */

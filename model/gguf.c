@@ -6,7 +6,7 @@
  * allocated, so a malformed file yields a tm_error naming the file, the key or
  * tensor and the byte offset. This file must never print, abort, or read or
  * allocate on the say-so of an unchecked number from the file. */
-#include "tracemark/model.h"
+#include "model_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -566,6 +566,16 @@ const tm_gguf_tensor *tm_gguf_find_tensor(const tm_gguf *gguf, const char *name)
         if (tm_string_view_equals(gguf->tensors[i].name, name)) return &gguf->tensors[i];
     return NULL;
 }
+
+uint32_t tm_gguf_version(const tm_gguf *gguf) { return gguf->version; }
+uint64_t tm_gguf_kv_count(const tm_gguf *gguf) { return gguf->n_kv; }
+uint64_t tm_gguf_tensor_count(const tm_gguf *gguf) { return gguf->n_tensors; }
+const tm_gguf_tensor *tm_gguf_tensor_at(const tm_gguf *gguf, uint64_t i) {
+    return i < gguf->n_tensors ? &gguf->tensors[i] : NULL;
+}
+uint64_t tm_gguf_alignment(const tm_gguf *gguf) { return gguf->alignment; }
+uint64_t tm_gguf_data_offset(const tm_gguf *gguf) { return gguf->data_offset; }
+const tm_mapped_file *tm_gguf_file(const tm_gguf *gguf) { return &gguf->file; }
 
 static bool is_unsigned(tm_gguf_type t) {
     return t == TM_GGUF_UINT8 || t == TM_GGUF_UINT16 || t == TM_GGUF_UINT32 || t == TM_GGUF_UINT64;

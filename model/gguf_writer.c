@@ -7,6 +7,7 @@
  * unlinks it. This file must never leave a partial file at the destination,
  * and must never write a header that disagrees with the data that follows. */
 #include "gguf_writer.h"
+#include "model_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,6 +9,7 @@
  * is trusted. */
 #include "tracemark/model.h"
 
+#include "model_internal.h"
 #include "quantize.h"
 
 #include <math.h>

@@ -11,6 +11,7 @@
  * slab of rows at a time and never holds a whole tensor in floats. It must
  * never leave a partial output file, and never trust the source's shapes
  * beyond what tm_gguf_open validated. */
+#include "model_internal.h"
 #include "quantize.h"
 
 #include "gguf_writer.h"
@@ -813,154 +814,221 @@ static int64_t convert_rows(const plan_entry *e, int64_t first, int64_t count, u
     return bad;
 }
 
-tm_status tm_quantize_file(const char *in_path, const char *out_path, const tm_quantize_options *o, tm_error *err) {
-    uint32_t default_type = tm_ftype_default_type(o->ftype);
-    if (default_type == TM_GGML_TYPE_LIMIT)
-        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown file type %d (known: %s)", (int)o->ftype, tm_ftype_names());
-    int n_threads = o->n_threads > 0 ? o->n_threads : omp_get_num_procs();
-    if (n_threads < 1) n_threads = 1;
+/* What steers llama.cpp's mixture: general.architecture (empty when absent,
+ * too long or holding a NUL) and the layer and head counts under its prefix
+ * (0 when absent, kv heads defaulting to heads), capped at a million. */
+typedef struct {
+    char arch[64];
+    uint64_t n_layers, n_heads, n_kv_heads;
+} mixture_facts;
 
+static void read_mixture_facts(const tm_gguf *src, mixture_facts *f) {
+    *f = (mixture_facts){0};
+    tm_string_view view;
+    if (tm_gguf_get_string(src, "general.architecture", &view) && view.size < sizeof f->arch &&
+        !memchr(view.data, 0, (size_t)view.size)) {
+        memcpy(f->arch, view.data, (size_t)view.size);
+        f->arch[view.size] = 0;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.block_count", f->arch);
+    tm_gguf_get_u64(src, key, &f->n_layers);
+    snprintf(key, sizeof key, "%s.attention.head_count", f->arch);
+    tm_gguf_get_u64(src, key, &f->n_heads);
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", f->arch);
+    if (!tm_gguf_get_u64(src, key, &f->n_kv_heads)) f->n_kv_heads = f->n_heads;
+    if (f->n_layers > 1000000) f->n_layers = 1000000;
+    if (f->n_heads > 1000000) f->n_heads = 1000000;
+    if (f->n_kv_heads > 1000000) f->n_kv_heads = 1000000;
+}
+
+/* The source's tensors in llama.cpp's order, each with its new type, and
+ * the sizes the streaming step allocates for. */
+typedef struct {
+    plan_entry *entries;
+    size_t n;
+    uint64_t max_cols;    /* the longest row that is converted, in elements */
+    uint64_t bytes_total; /* every source tensor's bytes, for progress */
+} quantize_plan;
+
+/* One entry per source tensor (its name NUL-terminated), sorted. */
+static tm_status list_tensors(const tm_gguf *src, const char *in_path, quantize_plan *plan, tm_error *err) {
+    size_t n = (size_t)src->n_tensors;
+    plan->entries = tm_alloc_array(n ? n : 1, sizeof *plan->entries, err);
+    if (!plan->entries) return TM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const tm_gguf_tensor *t = &src->tensors[i];
+        if (t->name.size >= TM_GGUF_MAX_TENSOR_NAME || memchr(t->name.data, 0, (size_t)t->name.size))
+            return tm_error_set(err, TM_ERR_FORMAT, "%s: tensor #%zu has a name longer than %d bytes or holding a NUL",
+                                in_path, i, TM_GGUF_MAX_TENSOR_NAME - 1);
+        plan->entries[i].tensor = t;
+        memcpy(plan->entries[i].name, t->name.data, (size_t)t->name.size);
+        plan->entries[i].name[t->name.size] = 0;
+    }
+    plan->n = n;
+    qsort(plan->entries, n, sizeof *plan->entries, plan_compare);
+    return TM_OK;
+}
+
+/* Refuse a tensor that is to change type but cannot be read, or that is
+ * already quantized when requantizing is not allowed. */
+static tm_status check_convertible(const plan_entry *e, const char *in_path, const tm_quantize_options *o,
+                                   tm_error *err) {
+    const tm_gguf_tensor *t = e->tensor;
+    if (!tm_quantize_can_read(t->type))
+        return tm_error_set(err, TM_ERR_UNSUPPORTED,
+                            "%s: tensor '%s' is %s, which cannot be converted (sources: F32, F16, BF16, Q8_0, Q4_0, "
+                            "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
+                            in_path, e->name, tm_ggml_type_name(t->type));
+    if (tm_quant_is_quantized(t->type) && !o->allow_requantize)
+        return tm_error_set(err, TM_ERR_UNSUPPORTED,
+                            "%s: tensor '%s' is already quantized (%s); requantizing loses precision and is off "
+                            "unless allowed (--allow-requantize)",
+                            in_path, e->name, tm_ggml_type_name(t->type));
+    return TM_OK;
+}
+
+/* List and sort the tensors, then choose each one's type with llama.cpp's
+ * rules for the file type. The caller frees plan->entries. */
+static tm_status plan_tensors(const tm_gguf *src, const char *in_path, const tm_quantize_options *o,
+                              quantize_plan *plan, tm_error *err) {
+    *plan = (quantize_plan){.max_cols = 1};
+    tm_status s = list_tensors(src, in_path, plan, err);
+    if (s) return s;
+    mixture_facts facts;
+    read_mixture_facts(src, &facts);
+    tm_quantize_rules rules;
+    tm_quantize_rules_init(&rules, o->ftype, o->pure, facts.arch, (int)facts.n_layers, (int)facts.n_heads,
+                           (int)facts.n_kv_heads);
+    for (size_t i = 0; i < plan->n; i++) tm_quantize_rules_count(&rules, plan->entries[i].name);
+    for (size_t i = 0; i < plan->n; i++) {
+        plan_entry *e = &plan->entries[i];
+        const tm_gguf_tensor *t = e->tensor;
+        e->to_type = tm_quantize_rules_choose(&rules, e->name, t->ne, t->type);
+        plan->bytes_total += t->n_bytes;
+        if (e->to_type == t->type) continue;
+        if ((s = check_convertible(e, in_path, o, err))) return s;
+        if (t->ne[0] > plan->max_cols) plan->max_cols = t->ne[0];
+    }
+    return TM_OK;
+}
+
+/* The source's metadata (less the split.* keys), then general.quantization_version
+ * and general.file_type moved to the end, as llama.cpp's gguf_set_val_u32
+ * does, so that the file is byte for byte llama.cpp's. */
+static tm_status write_metadata(tm_gguf_writer *w, const tm_gguf *src, const tm_quantize_options *o, tm_error *err) {
+    tm_status s = tm_gguf_writer_copy_metadata(w, src, keep_key, NULL, err);
+    if (s) return s;
+    tm_gguf_writer_remove(w, "general.quantization_version");
+    tm_gguf_writer_remove(w, "general.file_type");
+    if ((s = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err))) return s;
+    return tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err);
+}
+
+/* Buffers of the streaming step: one row of floats per thread, and a slab
+ * of converted rows (SLAB_BYTES, or one row where a row is larger). */
+typedef struct {
+    int n_threads;
+    float *scratch;
+    uint8_t *slab;
+} quantize_buffers;
+
+/* The error for the first bad row convert_rows found. */
+static tm_status bad_row_error(const char *in_path, const plan_entry *e, int64_t bad, int why, tm_error *err) {
+    if (why == 1)
+        return tm_error_set(err, TM_ERR_FORMAT,
+                            "%s: tensor '%s' row %lld holds a NaN or infinity; refusing to quantize it", in_path,
+                            e->name, (long long)bad);
+    return tm_error_set(err, TM_ERR_FORMAT,
+                        "%s: tensor '%s' row %lld: values too large for %s (its F16 scale overflows)", in_path,
+                        e->name, (long long)bad, tm_ggml_type_name(e->to_type));
+}
+
+/* Convert and write one tensor whose type changes, a slab of rows at a
+ * time; *bytes_done counts source bytes for progress. */
+static tm_status convert_tensor(tm_gguf_writer *w, const char *in_path, const tm_quantize_options *o,
+                                const quantize_plan *plan, size_t index, quantize_buffers *b, uint64_t *bytes_done,
+                                tm_error *err) {
+    const plan_entry *e = &plan->entries[index];
+    const tm_gguf_tensor *t = e->tensor;
+    int64_t cols = (int64_t)t->ne[0], rows = (int64_t)(t->n_elements / t->ne[0]);
+    uint64_t dst_row = tm_quantize_row_bytes(e->to_type, cols), src_row = tm_quantize_row_bytes(t->type, cols);
+    uint64_t capacity = (uint64_t)SLAB_BYTES;
+    if (dst_row > capacity) { /* a single enormous row: grow the slab for it */
+        free(b->slab);
+        b->slab = tm_alloc_array(1, (size_t)dst_row, err);
+        if (!b->slab) return TM_ERR_NOMEM;
+        capacity = dst_row;
+    }
+    int64_t per_slab = (int64_t)(capacity / dst_row);
+    for (int64_t first = 0; first < rows; first += per_slab) {
+        int64_t count = rows - first < per_slab ? rows - first : per_slab;
+        int why = 0;
+        int64_t bad = convert_rows(e, first, count, b->slab, b->scratch, b->n_threads, &why);
+        if (bad >= 0) return bad_row_error(in_path, e, bad, why, err);
+        tm_status s = tm_gguf_writer_write(w, b->slab, (size_t)((uint64_t)count * dst_row), err);
+        if (s) return s;
+        *bytes_done += (uint64_t)count * src_row;
+        if (o->progress)
+            o->progress(o->user, index, plan->n, e->name, t->type, e->to_type, *bytes_done, plan->bytes_total);
+    }
+    return TM_OK;
+}
+
+/* The data section: each tensor copied as it is or converted, in the plan's
+ * order, with progress before each tensor and after each converted slab. */
+static tm_status stream_tensors(tm_gguf_writer *w, const char *in_path, const tm_quantize_options *o,
+                                const quantize_plan *plan, tm_error *err) {
+    int n_threads = o->n_threads > 0 ? o->n_threads : omp_get_num_procs();
+    quantize_buffers b = {.n_threads = n_threads < 1 ? 1 : n_threads};
+    b.scratch = tm_alloc_array((size_t)b.n_threads, (size_t)plan->max_cols * sizeof(float), err);
+    b.slab = tm_alloc_array(1, SLAB_BYTES, err);
+    tm_status s = b.scratch && b.slab ? TM_OK : TM_ERR_NOMEM;
+    uint64_t bytes_done = 0;
+    for (size_t i = 0; i < plan->n && !s; i++) {
+        const plan_entry *e = &plan->entries[i];
+        const tm_gguf_tensor *t = e->tensor;
+        if (o->progress) o->progress(o->user, i, plan->n, e->name, t->type, e->to_type, bytes_done, plan->bytes_total);
+        if (e->to_type != t->type) {
+            s = convert_tensor(w, in_path, o, plan, i, &b, &bytes_done, err);
+        } else if (!(s = tm_gguf_writer_write(w, t->data, (size_t)t->n_bytes, err))) {
+            bytes_done += t->n_bytes;
+        }
+    }
+    if (!s && o->progress) o->progress(o->user, plan->n, plan->n, "", 0, 0, plan->bytes_total, plan->bytes_total);
+    free(b.scratch);
+    free(b.slab);
+    return s;
+}
+
+/* Metadata, the tensor infos, then the data, at the source's alignment; the
+ * writer renames the file into place only when all of it is written. */
+static tm_status write_file(const char *in_path, const char *out_path, const tm_gguf *src,
+                            const tm_quantize_options *o, const quantize_plan *plan, tm_error *err) {
+    tm_gguf_writer *w = NULL;
+    tm_status s = tm_gguf_writer_create(&w, out_path, (uint32_t)src->alignment, err);
+    if (!s) s = write_metadata(w, src, o, err);
+    for (size_t i = 0; i < plan->n && !s; i++) {
+        const plan_entry *e = &plan->entries[i];
+        s = tm_gguf_writer_add_tensor(w, e->name, e->to_type, e->tensor->n_dims, e->tensor->ne, err);
+    }
+    if (!s) s = tm_gguf_writer_begin_data(w, err);
+    if (!s) s = stream_tensors(w, in_path, o, plan, err);
+    if (!s) s = tm_gguf_writer_finish(w, err);
+    tm_gguf_writer_free(w);
+    return s;
+}
+
+tm_status tm_quantize_file(const char *in_path, const char *out_path, const tm_quantize_options *o, tm_error *err) {
+    if (tm_ftype_default_type(o->ftype) == TM_GGML_TYPE_LIMIT)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown file type %d (known: %s)", (int)o->ftype, tm_ftype_names());
     tm_gguf *src = NULL;
     tm_status s = tm_gguf_open(&src, in_path, err);
     if (s) return s;
-    plan_entry *plan = NULL;
-    tm_gguf_writer *w = NULL;
-    float *scratch = NULL;
-    uint8_t *slab = NULL;
-
-    /* Architecture and layer count steer the mixture. */
-    char arch[64] = "";
-    tm_string_view view;
-    if (tm_gguf_get_string(src, "general.architecture", &view) && view.size < sizeof arch &&
-        !memchr(view.data, 0, (size_t)view.size)) {
-        memcpy(arch, view.data, (size_t)view.size);
-        arch[view.size] = 0;
-    }
-    char key[128];
-    uint64_t n_layers = 0, n_heads = 0, n_kv_heads = 0;
-    snprintf(key, sizeof key, "%s.block_count", arch);
-    tm_gguf_get_u64(src, key, &n_layers);
-    snprintf(key, sizeof key, "%s.attention.head_count", arch);
-    tm_gguf_get_u64(src, key, &n_heads);
-    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
-    if (!tm_gguf_get_u64(src, key, &n_kv_heads)) n_kv_heads = n_heads;
-    if (n_layers > 1000000) n_layers = 1000000;
-    if (n_heads > 1000000) n_heads = 1000000;
-    if (n_kv_heads > 1000000) n_kv_heads = 1000000;
-
-    size_t n = (size_t)src->n_tensors;
-    plan = tm_alloc_array(n ? n : 1, sizeof *plan, err);
-    if (!plan) goto fail;
-    for (size_t i = 0; i < n; i++) {
-        const tm_gguf_tensor *t = &src->tensors[i];
-        if (t->name.size >= TM_GGUF_MAX_TENSOR_NAME || memchr(t->name.data, 0, (size_t)t->name.size)) {
-            s = tm_error_set(err, TM_ERR_FORMAT, "%s: tensor #%zu has a name longer than %d bytes or holding a NUL",
-                             in_path, i, TM_GGUF_MAX_TENSOR_NAME - 1);
-            goto fail;
-        }
-        plan[i].tensor = t;
-        memcpy(plan[i].name, t->name.data, (size_t)t->name.size);
-        plan[i].name[t->name.size] = 0;
-    }
-    qsort(plan, n, sizeof *plan, plan_compare);
-
-    tm_quantize_rules rules;
-    tm_quantize_rules_init(&rules, o->ftype, o->pure, arch, (int)n_layers, (int)n_heads, (int)n_kv_heads);
-    for (size_t i = 0; i < n; i++) tm_quantize_rules_count(&rules, plan[i].name);
-    uint64_t max_cols = 1, bytes_total = 0;
-    for (size_t i = 0; i < n; i++) {
-        plan_entry *e = &plan[i];
-        const tm_gguf_tensor *t = e->tensor;
-        e->to_type = tm_quantize_rules_choose(&rules, e->name, t->ne, t->type);
-        bytes_total += t->n_bytes;
-        if (e->to_type == t->type) continue;
-        if (!tm_quantize_can_read(t->type)) {
-            s = tm_error_set(err, TM_ERR_UNSUPPORTED,
-                             "%s: tensor '%s' is %s, which cannot be converted (sources: F32, F16, BF16, Q8_0, Q4_0, "
-                             "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
-                             in_path, e->name, tm_ggml_type_name(t->type));
-            goto fail;
-        }
-        if (tm_quant_is_quantized(t->type) && !o->allow_requantize) {
-            s = tm_error_set(err, TM_ERR_UNSUPPORTED,
-                             "%s: tensor '%s' is already quantized (%s); requantizing loses precision and is off "
-                             "unless allowed (--allow-requantize)",
-                             in_path, e->name, tm_ggml_type_name(t->type));
-            goto fail;
-        }
-        if (t->ne[0] > max_cols) max_cols = t->ne[0];
-    }
-
-    uint32_t alignment = (uint32_t)src->alignment;
-    if ((s = tm_gguf_writer_create(&w, out_path, alignment, err))) goto fail;
-    if ((s = tm_gguf_writer_copy_metadata(w, src, keep_key, NULL, err))) goto fail;
-    /* Moved to the end, as llama.cpp's gguf_set_val_u32 does, so that the file is byte for byte llama.cpp's. */
-    tm_gguf_writer_remove(w, "general.quantization_version");
-    tm_gguf_writer_remove(w, "general.file_type");
-    if ((s = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
-        (s = tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err)))
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        const tm_gguf_tensor *t = plan[i].tensor;
-        if ((s = tm_gguf_writer_add_tensor(w, plan[i].name, plan[i].to_type, t->n_dims, t->ne, err))) goto fail;
-    }
-    if ((s = tm_gguf_writer_begin_data(w, err))) goto fail;
-
-    scratch = tm_alloc_array((size_t)n_threads, (size_t)max_cols * sizeof(float), err);
-    slab = tm_alloc_array(1, SLAB_BYTES, err);
-    if (!scratch || !slab) {
-        s = TM_ERR_NOMEM;
-        goto fail;
-    }
-    uint64_t bytes_done = 0;
-    for (size_t i = 0; i < n; i++) {
-        const plan_entry *e = &plan[i];
-        const tm_gguf_tensor *t = e->tensor;
-        if (o->progress) o->progress(o->user, i, n, e->name, t->type, e->to_type, bytes_done, bytes_total);
-        if (e->to_type == t->type) {
-            if ((s = tm_gguf_writer_write(w, t->data, (size_t)t->n_bytes, err))) goto fail;
-            bytes_done += t->n_bytes;
-            continue;
-        }
-        int64_t cols = (int64_t)t->ne[0], rows = (int64_t)(t->n_elements / t->ne[0]);
-        uint64_t dst_row = tm_quantize_row_bytes(e->to_type, cols), src_row = tm_quantize_row_bytes(t->type, cols);
-        uint64_t capacity = (uint64_t)SLAB_BYTES;
-        if (dst_row > capacity) { /* a single enormous row: grow the slab for it */
-            free(slab);
-            slab = tm_alloc_array(1, (size_t)dst_row, err);
-            if (!slab) {
-                s = TM_ERR_NOMEM;
-                goto fail;
-            }
-            capacity = dst_row;
-        }
-        int64_t per_slab = (int64_t)(capacity / dst_row);
-        for (int64_t first = 0; first < rows; first += per_slab) {
-            int64_t count = rows - first < per_slab ? rows - first : per_slab;
-            int why = 0;
-            int64_t bad = convert_rows(e, first, count, slab, scratch, n_threads, &why);
-            if (bad >= 0) {
-                s = why == 1 ? tm_error_set(err, TM_ERR_FORMAT,
-                                            "%s: tensor '%s' row %lld holds a NaN or infinity; refusing to quantize it",
-                                            in_path, e->name, (long long)bad)
-                             : tm_error_set(err, TM_ERR_FORMAT,
-                                            "%s: tensor '%s' row %lld: values too large for %s (its F16 scale "
-                                            "overflows)",
-                                            in_path, e->name, (long long)bad, tm_ggml_type_name(e->to_type));
-                goto fail;
-            }
-            if ((s = tm_gguf_writer_write(w, slab, (size_t)((uint64_t)count * dst_row), err))) goto fail;
-            bytes_done += (uint64_t)count * src_row;
-            if (o->progress) o->progress(o->user, i, n, e->name, t->type, e->to_type, bytes_done, bytes_total);
-        }
-    }
-    if (o->progress) o->progress(o->user, n, n, "", 0, 0, bytes_total, bytes_total);
-    s = tm_gguf_writer_finish(w, err);
-fail:
-    tm_gguf_writer_free(w);
-    free(scratch);
-    free(slab);
-    free(plan);
+    quantize_plan plan;
+    s = plan_tensors(src, in_path, o, &plan, err);
+    if (!s) s = write_file(in_path, out_path, src, o, &plan, err);
+    free(plan.entries);
     tm_gguf_close(src);
     return s;
 }

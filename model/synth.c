@@ -170,50 +170,48 @@ static tm_status set_f32(tm_gguf_writer *w, const char *arch, const char *suffix
 
 enum { SLAB_BYTES = 64 << 20 };
 
-tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_error *err) {
-    const tm_synth_shape *s = &o->shape;
-    tm_status status = check_shape(s, err);
+/* The tokenizer GGUF whose vocabulary (and tokenizer.* metadata) the model
+ * takes; *vocab is its token count. */
+static tm_status open_vocabulary(const char *path, tm_gguf **out, uint64_t *vocab, tm_error *err) {
+    tm_status status = tm_gguf_open(out, path, err);
     if (status) return status;
-    uint32_t default_type = tm_ftype_default_type(o->ftype);
-    if (default_type == TM_GGML_TYPE_LIMIT)
-        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown file type %d (known: %s)", (int)o->ftype, tm_ftype_names());
-    int n_threads = o->n_threads > 0 ? o->n_threads : omp_get_num_procs();
-    if (n_threads < 1) n_threads = 1;
-
-    tm_gguf *tok = NULL;
-    if ((status = tm_gguf_open(&tok, o->tokenizer_path, err))) return status;
-    const tm_gguf_value *tokens = tm_gguf_find(tok, "tokenizer.ggml.tokens");
+    const tm_gguf_value *tokens = tm_gguf_find(*out, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != TM_GGUF_ARRAY || tokens->as.array.element_type != TM_GGUF_STRING ||
         tokens->as.array.count == 0 || tokens->as.array.count > (1u << 24)) {
-        tm_gguf_close(tok);
+        tm_gguf_close(*out);
+        *out = NULL;
         return tm_error_set(err, TM_ERR_FORMAT, "%s: no tokenizer.ggml.tokens string array to copy a vocabulary from",
-                            o->tokenizer_path);
+                            path);
     }
-    uint64_t vocab = tokens->as.array.count;
+    *vocab = tokens->as.array.count;
+    return TM_OK;
+}
+
+/* The tensors of the model in llama.cpp's order, each with the type the
+ * file type gives it, and the sizes the streaming step allocates for. */
+typedef struct {
+    synth_tensor *list;
+    size_t n;
+    uint64_t max_cols;    /* the longest row, in floats */
+    uint64_t bytes_total; /* every tensor as F32, for progress */
+} synth_plan;
+
+/* Append the global tensors and each layer's (Qwen2 adds Q/K/V biases). */
+static void list_tensors(const tm_synth_shape *s, uint64_t vocab, synth_plan *plan) {
     uint64_t D = (uint64_t)s->dim, H = (uint64_t)s->hidden_dim, head_dim = D / (uint64_t)s->n_heads;
     uint64_t kv_dim = head_dim * (uint64_t)s->n_kv_heads;
-
-    size_t capacity = 4 + 12 * (size_t)s->n_layers;
-    const char *arch = tm_architecture_name(s->architecture);
     bool biases = s->architecture == TM_ARCH_QWEN2;
-    synth_tensor *list = calloc(capacity, sizeof *list);
-    tm_gguf_writer *w = NULL;
-    float *scratch = NULL;
-    uint8_t *slab = NULL;
-    if (!list) {
-        status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    size_t n = 0;
-    add(list, &n, "token_embd.weight", D, vocab, FILL_RANDOM);
-    add(list, &n, "output_norm.weight", D, 0, FILL_ONES);
-    if (!s->tied_embeddings) add(list, &n, "output.weight", D, vocab, FILL_RANDOM);
-    if (s->llama3_rope_factors) add(list, &n, "rope_freqs.weight", head_dim / 2, 0, FILL_ROPE_FACTORS);
+    synth_tensor *list = plan->list;
+    size_t *n = &plan->n;
+    add(list, n, "token_embd.weight", D, vocab, FILL_RANDOM);
+    add(list, n, "output_norm.weight", D, 0, FILL_ONES);
+    if (!s->tied_embeddings) add(list, n, "output.weight", D, vocab, FILL_RANDOM);
+    if (s->llama3_rope_factors) add(list, n, "rope_freqs.weight", head_dim / 2, 0, FILL_ROPE_FACTORS);
     for (int l = 0; l < s->n_layers; l++) {
         char name[TM_GGUF_MAX_TENSOR_NAME];
 #define LAYER_TENSOR(suffix, ne0, ne1, fill)                          \
     snprintf(name, sizeof name, "blk.%d." suffix, l);                 \
-    add(list, &n, name, ne0, ne1, fill)
+    add(list, n, name, ne0, ne1, fill)
         LAYER_TENSOR("attn_norm.weight", D, 0, FILL_ONES);
         if (biases) {
             LAYER_TENSOR("attn_q.bias", D, 0, FILL_BIAS);
@@ -230,24 +228,44 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
         LAYER_TENSOR("ffn_down.weight", H, D, FILL_RANDOM);
 #undef LAYER_TENSOR
     }
-    qsort(list, n, sizeof *list, tensor_compare);
+}
+
+/* List, sort into llama.cpp's order, and choose each tensor's type with
+ * llama.cpp's rules for the file type. The caller frees plan->list. */
+static tm_status plan_tensors(const tm_synth_options *o, uint64_t vocab, synth_plan *plan, tm_error *err) {
+    const tm_synth_shape *s = &o->shape;
+    *plan = (synth_plan){.max_cols = 1};
+    plan->list = calloc(4 + 12 * (size_t)s->n_layers, sizeof *plan->list);
+    if (!plan->list) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    list_tensors(s, vocab, plan);
+    qsort(plan->list, plan->n, sizeof *plan->list, tensor_compare);
 
     tm_quantize_rules rules;
-    tm_quantize_rules_init(&rules, o->ftype, false, arch, s->n_layers, s->n_heads, s->n_kv_heads);
-    for (size_t i = 0; i < n; i++) tm_quantize_rules_count(&rules, list[i].name);
-    uint64_t max_cols = 1, bytes_total = 0;
-    for (size_t i = 0; i < n; i++) {
-        list[i].type = tm_quantize_rules_choose(&rules, list[i].name, list[i].ne, TM_GGML_F32);
-        if (list[i].ne[0] > max_cols) max_cols = list[i].ne[0];
-        bytes_total += list[i].ne[0] * list[i].ne[1] * 4;
+    tm_quantize_rules_init(&rules, o->ftype, false, tm_architecture_name(s->architecture), s->n_layers, s->n_heads,
+                           s->n_kv_heads);
+    for (size_t i = 0; i < plan->n; i++) tm_quantize_rules_count(&rules, plan->list[i].name);
+    for (size_t i = 0; i < plan->n; i++) {
+        synth_tensor *t = &plan->list[i];
+        t->type = tm_quantize_rules_choose(&rules, t->name, t->ne, TM_GGML_F32);
+        if (t->ne[0] > plan->max_cols) plan->max_cols = t->ne[0];
+        plan->bytes_total += t->ne[0] * t->ne[1] * 4;
     }
+    return TM_OK;
+}
 
-    if ((status = tm_gguf_writer_create(&w, out_path, 32, err))) goto done;
+/* general.*, the hyper-parameters under the architecture's prefix
+ * ("qwen2.block_count"), the file type, and the tokenizer's tokenizer.* keys,
+ * in that order (the order is part of the file's bytes). */
+static tm_status write_metadata(tm_gguf_writer *w, const tm_synth_options *o, uint64_t vocab, const tm_gguf *tok,
+                                tm_error *err) {
+    const tm_synth_shape *s = &o->shape;
+    const char *arch = tm_architecture_name(s->architecture);
+    uint32_t head_dim = (uint32_t)(s->dim / s->n_heads);
     char description[160];
     snprintf(description, sizeof description,
              "tracemark synthetic model: random N(0, 0.02) weights (seed %llu), for speed measurements only",
              (unsigned long long)o->seed);
-    /* Hyper-parameters live under the architecture's prefix ("qwen2.block_count"). */
+    tm_status status;
     if ((status = tm_gguf_writer_set_string(w, "general.architecture", arch, err)) ||
         (status = tm_gguf_writer_set_string(w, "general.name", s->name, err)) ||
         (status = tm_gguf_writer_set_string(w, "general.description", description, err)) ||
@@ -255,73 +273,150 @@ tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_err
         (status = set_u32(w, arch, "embedding_length", (uint32_t)s->dim, err)) ||
         (status = set_u32(w, arch, "block_count", (uint32_t)s->n_layers, err)) ||
         (status = set_u32(w, arch, "feed_forward_length", (uint32_t)s->hidden_dim, err)) ||
-        (status = set_u32(w, arch, "rope.dimension_count", (uint32_t)head_dim, err)) ||
+        (status = set_u32(w, arch, "rope.dimension_count", head_dim, err)) ||
         (status = set_u32(w, arch, "attention.head_count", (uint32_t)s->n_heads, err)) ||
         (status = set_u32(w, arch, "attention.head_count_kv", (uint32_t)s->n_kv_heads, err)) ||
         (status = set_f32(w, arch, "attention.layer_norm_rms_epsilon", s->norm_eps, err)) ||
         (status = set_f32(w, arch, "rope.freq_base", s->rope_freq_base, err)))
-        goto done;
+        return status;
     if (s->rope_linear_factor > 0) {
         char key[96];
         snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
         if ((status = tm_gguf_writer_set_string(w, key, "linear", err)) ||
             (status = set_f32(w, arch, "rope.scaling.factor", s->rope_linear_factor, err)))
-            goto done;
+            return status;
     }
     if ((status = set_u32(w, arch, "vocab_size", (uint32_t)vocab, err)) ||
         (status = tm_gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->ftype, err)) ||
-        (status = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)) ||
-        (status = tm_gguf_writer_copy_metadata(w, tok, keep_tokenizer_key, NULL, err)))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        if ((status = tm_gguf_writer_add_tensor(w, list[i].name, list[i].type, list[i].n_dims, list[i].ne, err)))
-            goto done;
-    if ((status = tm_gguf_writer_begin_data(w, err))) goto done;
+        (status = tm_gguf_writer_set_u32(w, "general.quantization_version", 2, err)))
+        return status;
+    return tm_gguf_writer_copy_metadata(w, tok, keep_tokenizer_key, NULL, err);
+}
 
-    scratch = tm_alloc_array((size_t)n_threads, (size_t)max_cols * sizeof(float), err);
-    slab = tm_alloc_array(1, SLAB_BYTES, err);
-    if (!scratch || !slab) {
-        status = TM_ERR_NOMEM;
-        goto done;
+/* What a row's values depend on besides its tensor and row number. */
+typedef struct {
+    uint64_t seed;
+    float bias_std, query_key_std; /* the shape's, 0 replaced by 0.02 */
+    int head_dim;
+    float rope_freq_base;
+    double old_context; /* the shape's rope_original_context, 0 replaced by 8192 */
+} row_filler;
+
+static row_filler row_filler_of(const tm_synth_options *o) {
+    const tm_synth_shape *s = &o->shape;
+    return (row_filler){
+        .seed = o->seed,
+        .bias_std = s->bias_std > 0 ? s->bias_std : 0.02f,
+        .query_key_std = s->query_key_std > 0 ? s->query_key_std : 0.02f,
+        .head_dim = s->dim / s->n_heads,
+        .rope_freq_base = s->rope_freq_base,
+        .old_context = s->rope_original_context > 0 ? (double)s->rope_original_context : 8192.0,
+    };
+}
+
+/* Row `row` of tensor number `index` (its place in llama.cpp's order) as floats. */
+static void fill_row(const row_filler *f, const synth_tensor *t, size_t index, uint64_t row, float *x) {
+    int64_t cols = (int64_t)t->ne[0];
+    switch (t->fill) {
+    case FILL_RANDOM: fill_random_row(x, cols, 0.02f, f->seed, index, row); break;
+    case FILL_BIAS: fill_random_row(x, cols, f->bias_std, f->seed, index, row); break;
+    case FILL_QUERY_KEY: fill_random_row(x, cols, f->query_key_std, f->seed, index, row); break;
+    case FILL_ONES:
+        for (int64_t c = 0; c < cols; c++) x[c] = 1.0f;
+        break;
+    case FILL_ROPE_FACTORS:
+        for (int64_t c = 0; c < cols; c++) x[c] = rope_factor((int)c, f->head_dim, f->rope_freq_base, f->old_context);
+        break;
     }
-    uint64_t bytes_done = 0;
-    float bias_std = s->bias_std > 0 ? s->bias_std : 0.02f;
-    float query_key_std = s->query_key_std > 0 ? s->query_key_std : 0.02f;
-    double old_context = s->rope_original_context > 0 ? (double)s->rope_original_context : 8192.0;
-    for (size_t i = 0; i < n; i++) {
-        const synth_tensor *t = &list[i];
-        if (o->progress) o->progress(o->user, i, n, t->name, TM_GGML_F32, t->type, bytes_done, bytes_total);
-        int64_t cols = (int64_t)t->ne[0], rows = (int64_t)t->ne[1];
-        uint64_t dst_row = tm_quantize_row_bytes(t->type, cols);
-        int64_t per_slab = (int64_t)(SLAB_BYTES / dst_row); /* rows are at most 2^20 floats: >= 16 per slab */
-        for (int64_t first = 0; first < rows; first += per_slab) {
-            int64_t count = rows - first < per_slab ? rows - first : per_slab;
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4)
-            for (int64_t r = 0; r < count; r++) {
-                float *x = scratch + (size_t)omp_get_thread_num() * (size_t)max_cols;
-                if (t->fill == FILL_RANDOM) fill_random_row(x, cols, 0.02f, o->seed, i, (uint64_t)(first + r));
-                else if (t->fill == FILL_BIAS) fill_random_row(x, cols, bias_std, o->seed, i, (uint64_t)(first + r));
-                else if (t->fill == FILL_QUERY_KEY)
-                    fill_random_row(x, cols, query_key_std, o->seed, i, (uint64_t)(first + r));
-                else if (t->fill == FILL_ONES)
-                    for (int64_t c = 0; c < cols; c++) x[c] = 1.0f;
-                else
-                    for (int64_t c = 0; c < cols; c++)
-                        x[c] = rope_factor((int)c, (int)head_dim, s->rope_freq_base, old_context);
-                tm_quantize_row(t->type, x, slab + (uint64_t)r * dst_row, cols);
-            }
-            if ((status = tm_gguf_writer_write(w, slab, (size_t)((uint64_t)count * dst_row), err))) goto done;
-            bytes_done += (uint64_t)count * (uint64_t)cols * 4;
-            if (o->progress) o->progress(o->user, i, n, t->name, TM_GGML_F32, t->type, bytes_done, bytes_total);
+}
+
+/* Buffers of the streaming step: one row of floats per thread, one slab of
+ * converted rows. */
+typedef struct {
+    int n_threads;
+    uint64_t max_cols;
+    float *scratch;
+    uint8_t *slab;
+} synth_buffers;
+
+/* Fill, quantize and write tensor number `index` a slab of rows at a time,
+ * the rows of a slab in parallel; *bytes_done counts F32 bytes for progress. */
+static tm_status stream_tensor(tm_gguf_writer *w, const tm_synth_options *o, const row_filler *f,
+                               const synth_plan *plan, size_t index, const synth_buffers *b, uint64_t *bytes_done,
+                               tm_error *err) {
+    const synth_tensor *t = &plan->list[index];
+    int64_t cols = (int64_t)t->ne[0], rows = (int64_t)t->ne[1];
+    uint64_t dst_row = tm_quantize_row_bytes(t->type, cols);
+    int64_t per_slab = (int64_t)(SLAB_BYTES / dst_row); /* rows are at most 2^20 floats: >= 16 per slab */
+    for (int64_t first = 0; first < rows; first += per_slab) {
+        int64_t count = rows - first < per_slab ? rows - first : per_slab;
+#pragma omp parallel for num_threads(b->n_threads) schedule(dynamic, 4)
+        for (int64_t r = 0; r < count; r++) {
+            float *x = b->scratch + (size_t)omp_get_thread_num() * (size_t)b->max_cols;
+            fill_row(f, t, index, (uint64_t)(first + r), x);
+            tm_quantize_row(t->type, x, b->slab + (uint64_t)r * dst_row, cols);
         }
+        tm_status status = tm_gguf_writer_write(w, b->slab, (size_t)((uint64_t)count * dst_row), err);
+        if (status) return status;
+        *bytes_done += (uint64_t)count * (uint64_t)cols * 4;
+        if (o->progress)
+            o->progress(o->user, index, plan->n, t->name, TM_GGML_F32, t->type, *bytes_done, plan->bytes_total);
     }
-    if (o->progress) o->progress(o->user, n, n, "", 0, 0, bytes_total, bytes_total);
-    status = tm_gguf_writer_finish(w, err);
-done:
+    return TM_OK;
+}
+
+/* The data section: every tensor in the plan's order, with progress before
+ * each tensor and after each slab. */
+static tm_status stream_tensors(tm_gguf_writer *w, const tm_synth_options *o, const synth_plan *plan,
+                                tm_error *err) {
+    int n_threads = o->n_threads > 0 ? o->n_threads : omp_get_num_procs();
+    synth_buffers b = {.n_threads = n_threads < 1 ? 1 : n_threads, .max_cols = plan->max_cols};
+    b.scratch = tm_alloc_array((size_t)b.n_threads, (size_t)b.max_cols * sizeof(float), err);
+    b.slab = tm_alloc_array(1, SLAB_BYTES, err);
+    tm_status status = b.scratch && b.slab ? TM_OK : TM_ERR_NOMEM;
+    row_filler f = row_filler_of(o);
+    uint64_t bytes_done = 0;
+    for (size_t i = 0; i < plan->n && !status; i++) {
+        const synth_tensor *t = &plan->list[i];
+        if (o->progress) o->progress(o->user, i, plan->n, t->name, TM_GGML_F32, t->type, bytes_done, plan->bytes_total);
+        status = stream_tensor(w, o, &f, plan, i, &b, &bytes_done, err);
+    }
+    if (!status && o->progress) o->progress(o->user, plan->n, plan->n, "", 0, 0, plan->bytes_total, plan->bytes_total);
+    free(b.scratch);
+    free(b.slab);
+    return status;
+}
+
+/* Metadata, the tensor infos, then the data; the writer renames the file
+ * into place only when all of it is written. */
+static tm_status write_file(const char *out_path, const tm_synth_options *o, uint64_t vocab, const tm_gguf *tok,
+                            const synth_plan *plan, tm_error *err) {
+    tm_gguf_writer *w = NULL;
+    tm_status status = tm_gguf_writer_create(&w, out_path, 32, err);
+    if (!status) status = write_metadata(w, o, vocab, tok, err);
+    for (size_t i = 0; i < plan->n && !status; i++) {
+        const synth_tensor *t = &plan->list[i];
+        status = tm_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err);
+    }
+    if (!status) status = tm_gguf_writer_begin_data(w, err);
+    if (!status) status = stream_tensors(w, o, plan, err);
+    if (!status) status = tm_gguf_writer_finish(w, err);
     tm_gguf_writer_free(w);
-    free(scratch);
-    free(slab);
-    free(list);
+    return status;
+}
+
+tm_status tm_synth_write(const char *out_path, const tm_synth_options *o, tm_error *err) {
+    tm_status status = check_shape(&o->shape, err);
+    if (status) return status;
+    if (tm_ftype_default_type(o->ftype) == TM_GGML_TYPE_LIMIT)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown file type %d (known: %s)", (int)o->ftype, tm_ftype_names());
+    tm_gguf *tok = NULL;
+    uint64_t vocab = 0;
+    if ((status = open_vocabulary(o->tokenizer_path, &tok, &vocab, err))) return status;
+    synth_plan plan;
+    status = plan_tensors(o, vocab, &plan, err);
+    if (!status) status = write_file(out_path, o, vocab, tok, &plan, err);
+    free(plan.list);
     tm_gguf_close(tok);
     return status;
 }

@@ -190,7 +190,7 @@ static inline void wm_test_stories_load(wm_test_stories *s, const char *prompt) 
                  "%s", err.message);
     const float *logits = NULL;
     cr_assert_eq(tm_context_eval(context, s->prompt, s->n_prompt, &logits, &err), TM_OK, "%s", err.message);
-    s->n_vocab = model->config.n_vocab;
+    s->n_vocab = tm_model_get_config(model)->n_vocab;
     s->logits = malloc((size_t)s->n_vocab * sizeof *s->logits);
     cr_assert_not_null(s->logits);
     memcpy(s->logits, logits, (size_t)s->n_vocab * sizeof *s->logits);

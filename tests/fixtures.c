@@ -116,7 +116,7 @@ double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *ref
     tm_error err = {0};
     cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
     cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
-    int32_t n_vocab = model->config.n_vocab, *ids = NULL;
+    int32_t n_vocab = tm_model_get_config(model)->n_vocab, *ids = NULL;
     size_t n_ids = 0;
     cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);
     const float *logits = NULL;

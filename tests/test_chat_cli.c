@@ -42,7 +42,8 @@ static char *copy_story_gguf(const char *dir, const char *name, const char *jinj
     tm_gguf *gguf = NULL;
     tm_gguf_writer *w = NULL;
     cr_assert_eq(tm_gguf_open(&gguf, source, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_gguf_writer_create(&w, path, (uint32_t)gguf->alignment, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_gguf_writer_create(&w, path, (uint32_t)tm_gguf_alignment(gguf), &err), TM_OK, "%s",
+                 err.message);
     cr_assert_eq(tm_gguf_writer_copy_metadata(w, gguf, NULL, NULL, &err), TM_OK, "%s", err.message);
     if (jinja) cr_assert_eq(tm_gguf_writer_set_string(w, "tokenizer.chat_template", jinja, &err), TM_OK);
     if (rename >= 0) {
@@ -55,8 +56,8 @@ static char *copy_story_gguf(const char *dir, const char *name, const char *jinj
         cr_assert_eq(tm_gguf_writer_set_value(w, "tokenizer.ggml.tokens", &copy, &err), TM_OK, "%s", err.message);
         free(copy.as.array.items);
     }
-    for (uint64_t i = 0; i < gguf->n_tensors; i++) {
-        const tm_gguf_tensor *t = &gguf->tensors[i];
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(gguf); i++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(gguf, i);
         char tensor_name[TM_GGUF_MAX_TENSOR_NAME];
         cr_assert_lt(t->name.size, sizeof tensor_name);
         memcpy(tensor_name, t->name.data, t->name.size);
@@ -65,8 +66,10 @@ static char *copy_story_gguf(const char *dir, const char *name, const char *jinj
                      err.message);
     }
     cr_assert_eq(tm_gguf_writer_begin_data(w, &err), TM_OK, "%s", err.message);
-    for (uint64_t i = 0; i < gguf->n_tensors; i++)
-        cr_assert_eq(tm_gguf_writer_write(w, gguf->tensors[i].data, gguf->tensors[i].n_bytes, &err), TM_OK);
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(gguf); i++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(gguf, i);
+        cr_assert_eq(tm_gguf_writer_write(w, t->data, t->n_bytes, &err), TM_OK);
+    }
     cr_assert_eq(tm_gguf_writer_finish(w, &err), TM_OK, "%s", err.message);
     tm_gguf_writer_free(w);
     tm_gguf_close(gguf);

@@ -3,8 +3,8 @@
  * schemes_distortion_free.py computes independently from docs/schemes/
  * exp-edit.md (key sequence values, the shift a seed gives, the tokens chosen
  * step by step); the decoders of Kuditipudi et al. 2023 recomputed from
- * tm_wm_xi (EXP: argmax xi^(1/p); ITS: inverse transform at u in pi order);
- * the distortion-free property over random keys (chi-square on a fixed
+ * tm_wm_xi and tm_wm_its_uniform (EXP: argmax xi^(1/p); ITS: inverse
+ * transform at u in pi order); the distortion-free property over random keys (chi-square on a fixed
  * distribution and on stories260K's real next-token distribution); and for
  * EXP, Aaronson's expected score sum_w p_w (psi(1 + 1/p_w) + gamma). The
  * tests over keys use the fixed pseudo-random keys 0..N-1 of
@@ -61,7 +61,7 @@ static int32_t its_choice(const tm_wm_scheme *scheme, int32_t position, const in
             order[j] = order[j - 1];
             order[j - 1] = t;
         }
-    double u = tm_wm_xi(scheme, position, -1), cumulative = 0.0;
+    double u = tm_wm_its_uniform(scheme, position), cumulative = 0.0;
     for (size_t k = 0; k < n; k++) {
         cumulative += probs[order[k]];
         if (u < cumulative) return ids[order[k]];
@@ -102,8 +102,9 @@ Test(exp_edit, spec_test_vectors_its) {
     tm_wm_config_describe(&config, description, sizeof description);
     cr_assert_str_eq(description, "exp-edit;decoder=its;n=256");
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
-    cr_assert_eq(tm_wm_xi(scheme, 0, -1), 0.6785514830805567);  /* u_0 */
-    cr_assert_eq(tm_wm_xi(scheme, 255, -1), 0.9793141376388411); /* u_255 */
+    cr_assert_eq(tm_wm_its_uniform(scheme, 0), 0.6785514830805567);   /* u_0 */
+    cr_assert_eq(tm_wm_its_uniform(scheme, 255), 0.9793141376388411); /* u_255 */
+    cr_assert_eq(tm_wm_its_uniform(scheme, -1), 0.9793141376388411);  /* positions wrap as in tm_wm_xi */
     cr_assert_eq(tm_wm_xi(scheme, 0, 7), 0.8662651729038128);    /* eta(7): the same at every position */
     cr_assert_eq(tm_wm_xi(scheme, 100, 7), 0.8662651729038128);
     /* pi orders the candidates 250, 511, 42, 17, 99, 3. */
@@ -126,16 +127,20 @@ Test(exp_edit, detection_face_and_xi_on_bad_input) {
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     double values[4];
     cr_assert_eq(tm_wm_token_values(scheme, wm_test_context, WM_TEST_CONTEXT_N, 7, values, 4), 0);
-    cr_assert(isnan(tm_wm_xi(scheme, 0, -1))); /* EXP has no per-position uniform */
+    cr_assert(isnan(tm_wm_its_uniform(scheme, 0))); /* EXP has no per-position uniform */
+    cr_assert(isnan(tm_wm_xi(scheme, 0, -1)));
+    cr_assert(isnan(tm_wm_its_uniform(NULL, 0)));
     cr_assert(isnan(tm_wm_xi(NULL, 0, 7)));
     tm_wm_scheme_free(scheme);
     config = exp_config(TM_WM_DECODER_ITS);
     scheme = wm_test_scheme(&config, key);
+    cr_assert(isnan(tm_wm_xi(scheme, 0, -1))); /* a token id is never negative; u_j is tm_wm_its_uniform */
     cr_assert(isnan(tm_wm_xi(scheme, 0, -2)));
     tm_wm_scheme_free(scheme);
     tm_wm_config_default(&config, TM_WM_GUMBEL);
     scheme = wm_test_scheme(&config, key);
     cr_assert(isnan(tm_wm_xi(scheme, 0, 7))); /* not an EXP-edit scheme */
+    cr_assert(isnan(tm_wm_its_uniform(scheme, 0)));
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
 }
@@ -250,7 +255,7 @@ Test(exp_edit, selected_tokens_carry_the_key_sequence) {
         run_steps(sampler, 100, chosen);
         int32_t shift = shift_of(seed, 4096);
         for (int t = 0; t < 100; t++, n++)
-            covariance += (tm_wm_xi(scheme, shift + t, -1) - 0.5) * (tm_wm_xi(scheme, 0, chosen[t]) - 0.5);
+            covariance += (tm_wm_its_uniform(scheme, shift + t) - 0.5) * (tm_wm_xi(scheme, 0, chosen[t]) - 0.5);
         tm_sampler_free(sampler);
     }
     /* Without the key each term has mean 0 and sd at most 1/4. */

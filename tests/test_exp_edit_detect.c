@@ -94,7 +94,7 @@ static void tiny_costs_from_scheme(tiny_costs *c, const tm_wm_scheme *scheme, co
     c->k = k, c->rows = TINY_N + 2 * k, c->gap = its ? GAP_ITS : GAP_EXP;
     for (size_t i = 0; i < k; i++)
         for (size_t r = 0; r < c->rows; r++)
-            c->d[i][r] = its ? fabs(tm_wm_xi(scheme, (int32_t)r, -1) - tm_wm_xi(scheme, 0, y[i]))
+            c->d[i][r] = its ? fabs(tm_wm_its_uniform(scheme, (int32_t)r) - tm_wm_xi(scheme, 0, y[i]))
                              : log(1.0 - tm_wm_xi(scheme, (int32_t)r, y[i]));
 }
 

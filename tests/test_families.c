@@ -138,12 +138,13 @@ Test(families, llama3_rope_factors_match_llama_cpp) {
     tm_model *model;
     double worst =
         check_family("llama3", "5bdae185aa44828d9be40856a8f116ec637239ab5c93f8f5966825f110ad5c36", &model);
-    cr_assert_str_eq(model->config.architecture, "llama");
-    cr_assert_eq(model->config.rope_style, TM_ROPE_NORMAL);
-    cr_assert_not_null(model->rope_factors.data, "rope_freqs.weight is loaded");
-    cr_assert_eq(model->rope_factors.cols, 16);
-    cr_assert(model->config.tied_classifier);
-    cr_assert_eq(model->config.n_kv_heads, 2);
+    const tm_model_config *c = tm_model_get_config(model);
+    cr_assert_str_eq(c->architecture, "llama");
+    cr_assert_eq(c->rope_style, TM_ROPE_NORMAL);
+    cr_assert_not_null(tm_model_get_rope_factors(model)->data, "rope_freqs.weight is loaded");
+    cr_assert_eq(tm_model_get_rope_factors(model)->cols, 16);
+    cr_assert(c->tied_classifier);
+    cr_assert_eq(c->n_kv_heads, 2);
     cr_assert_lt(worst, tolerance);
     tm_model_free(model);
 }
@@ -153,18 +154,19 @@ Test(families, qwen2_biases_and_neox_rope_match_llama_cpp) {
     tm_model *model;
     double worst =
         check_family("qwen2", "3595bb809c2803d11dbc357bba4d677bc5f0fa45058a14927d49a33c6a335637", &model);
-    cr_assert_str_eq(model->config.architecture, "qwen2");
-    cr_assert_eq(model->config.arch, TM_ARCH_QWEN2);
-    cr_assert_eq(model->config.rope_style, TM_ROPE_NEOX);
-    cr_assert_eq(model->config.norm_eps, 1e-6f);
-    cr_assert_eq(model->config.rope_freq_base, 1000000.0f);
-    for (int32_t l = 0; l < model->config.n_layers; l++) {
-        cr_assert_not_null(model->layers[l].bq.data);
-        cr_assert_eq(model->layers[l].bq.cols, 256);
-        cr_assert_eq(model->layers[l].bk.cols, 128);
-        cr_assert_eq(model->layers[l].bv.cols, 128);
+    const tm_model_config *c = tm_model_get_config(model);
+    cr_assert_str_eq(c->architecture, "qwen2");
+    cr_assert_eq(c->arch, TM_ARCH_QWEN2);
+    cr_assert_eq(c->rope_style, TM_ROPE_NEOX);
+    cr_assert_eq(c->norm_eps, 1e-6f);
+    cr_assert_eq(c->rope_freq_base, 1000000.0f);
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        cr_assert_not_null(tm_model_get_layer(model, l)->bq.data);
+        cr_assert_eq(tm_model_get_layer(model, l)->bq.cols, 256);
+        cr_assert_eq(tm_model_get_layer(model, l)->bk.cols, 128);
+        cr_assert_eq(tm_model_get_layer(model, l)->bv.cols, 128);
     }
-    cr_assert_not(model->config.tied_classifier);
+    cr_assert_not(c->tied_classifier);
     cr_assert_lt(worst, tolerance);
     tm_model_free(model);
 }
@@ -174,9 +176,10 @@ Test(families, tinyllama_grouped_query_attention_matches_llama_cpp) {
     tm_model *model;
     double worst =
         check_family("tinyllama", "dcd59334f2112ef5905d6357beef3d31189c726838136a3b1edf70904530745c", &model);
-    cr_assert_eq(model->config.n_heads / model->config.n_kv_heads, 8);
-    cr_assert_null(model->rope_factors.data);
-    cr_assert_null(model->layers[0].bq.data);
+    const tm_model_config *c = tm_model_get_config(model);
+    cr_assert_eq(c->n_heads / c->n_kv_heads, 8);
+    cr_assert_null(tm_model_get_rope_factors(model)->data);
+    cr_assert_null(tm_model_get_layer(model, 0)->bq.data);
     cr_assert_lt(worst, tolerance);
     tm_model_free(model);
 }
@@ -186,10 +189,11 @@ Test(families, smollm_tied_grouped_query_attention_matches_llama_cpp) {
     tm_model *model;
     double worst =
         check_family("smollm", "da5e8dda10f95acdc2f928f5dea7048bd1ff44dc7396be2ef32e8738062fd2e4", &model);
-    cr_assert_eq(model->config.n_heads, 9);
-    cr_assert_eq(model->config.n_kv_heads, 3);
-    cr_assert(model->config.tied_classifier);
-    cr_assert_eq(model->classifier.data, model->token_embedding.data);
+    const tm_model_config *c = tm_model_get_config(model);
+    cr_assert_eq(c->n_heads, 9);
+    cr_assert_eq(c->n_kv_heads, 3);
+    cr_assert(c->tied_classifier);
+    cr_assert_eq(tm_model_get_classifier(model)->data, tm_model_get_token_embedding(model)->data);
     cr_assert_lt(worst, tolerance);
     tm_model_free(model);
 }
@@ -199,7 +203,7 @@ Test(families, linear_rope_scaling_matches_llama_cpp) {
     tm_model *model;
     double worst =
         check_family("llama2-linear", "f34f751204142b92495d69c45f3c2cd2c57f7a44cf1aa3d32c6e48405de7f6ca", &model);
-    cr_assert_eq(model->config.rope_freq_scale, 0.25f);
+    cr_assert_eq(tm_model_get_config(model)->rope_freq_scale, 0.25f);
     cr_assert_lt(worst, tolerance);
     tm_model_free(model);
 }

@@ -89,7 +89,7 @@ static double compare_with_llama_cpp(const char *model_fixture, const char *refe
     size_t n_lines;
     json_t **lines = read_jsonl(reference, &n_lines);
     loaded l = load(model_fixture, NULL, 512, threads);
-    int32_t n_vocab = l.model->config.n_vocab;
+    int32_t n_vocab = tm_model_get_config(l.model)->n_vocab;
     cr_assert_eq(json_integer_value(json_object_get(lines[0], "n_vocab")), n_vocab);
 
     int32_t *ids = NULL;

@@ -330,11 +330,12 @@ static void assert_token(const tm_gguf_value *tokens, uint64_t i, const char *ex
 
 /* Every tensor: data inside the mapping, aligned, sized from its shape. */
 static void assert_tensors_sane(const tm_gguf *g) {
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const tm_gguf_tensor *t = &g->tensors[i];
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(g); i++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(g, i);
         const uint8_t *p = t->data;
-        cr_assert(p >= g->file.data + g->data_offset && p + t->n_bytes <= g->file.data + g->file.size);
-        cr_assert_eq((uintptr_t)p % g->alignment, 0, "%.*s not aligned", (int)t->name.size, t->name.data);
+        const tm_mapped_file *file = tm_gguf_file(g);
+        cr_assert(p >= file->data + tm_gguf_data_offset(g) && p + t->n_bytes <= file->data + file->size);
+        cr_assert_eq((uintptr_t)p % tm_gguf_alignment(g), 0, "%.*s not aligned", (int)t->name.size, t->name.data);
         cr_assert_eq(t->n_bytes, t->n_elements / tm_ggml_block_elements(t->type) * tm_ggml_block_bytes(t->type));
         cr_assert_null(tm_gguf_find_tensor(g, ""));
         char name[128];
@@ -347,10 +348,10 @@ Test(gguf, stories260K_metadata_and_tensors) {
     tm_gguf *g = open_fixture("models/stories260K.gguf");
     size_t size;
     uint8_t *raw = read_fixture("models/stories260K.gguf", &size);
-    cr_assert_eq(g->version, 3);
-    cr_assert_eq(g->n_kv, 19);
-    cr_assert_eq(g->n_tensors, 48);
-    cr_assert_eq(g->alignment, 32);
+    cr_assert_eq(tm_gguf_version(g), 3);
+    cr_assert_eq(tm_gguf_kv_count(g), 19);
+    cr_assert_eq(tm_gguf_tensor_count(g), 48);
+    cr_assert_eq(tm_gguf_alignment(g), 32);
     assert_string(g, "general.architecture", "llama");
     assert_string(g, "tokenizer.ggml.model", "llama");
     /* The README: llama.context_length is 128 in this conversion. */
@@ -446,11 +447,11 @@ Test(gguf, stories260K_metadata_and_tensors) {
      * with the byte count derived from the model shape (dim 64, hidden 172,
      * kv dim 32, 5 layers, vocab 512, untied output). */
     uint64_t total = 0;
-    for (uint64_t i = 0; i < g->n_tensors; i++) total += g->tensors[i].n_bytes;
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(g); i++) total += tm_gguf_tensor_at(g, i)->n_bytes;
     uint64_t floats = 2 * 64 * 512 + 64 + 5 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 2 + 3 * 64 * 172);
     cr_assert_eq(total, floats * 4);
-    cr_assert_eq(g->data_offset, size - total);
-    cr_assert_eq(g->data_offset % 32, 0);
+    cr_assert_eq(tm_gguf_data_offset(g), size - total);
+    cr_assert_eq(tm_gguf_data_offset(g) % 32, 0);
 
     /* The embedding and the first attention norm are the checkpoint's own bytes. */
     cr_assert_geq(bin_size, 28 + 64 * 512 * 4 + 64 * 4);
@@ -467,9 +468,9 @@ Test(gguf, llama2_tiny_random_v3_f16) {
     tm_gguf *g = open_fixture("models/llama-2-tiny-random.gguf");
     size_t size;
     uint8_t *raw = read_fixture("models/llama-2-tiny-random.gguf", &size);
-    cr_assert_eq(g->version, 3);
-    cr_assert_eq(g->n_tensors, 12);
-    cr_assert_eq(g->n_kv, 18);
+    cr_assert_eq(tm_gguf_version(g), 3);
+    cr_assert_eq(tm_gguf_tensor_count(g), 12);
+    cr_assert_eq(tm_gguf_kv_count(g), 18);
     assert_string(g, "general.architecture", "llama");
     assert_string(g, "general.name", "LLaMA v2");
     /* README: 1 block, width 8, 2 heads, F16/F32. */
@@ -503,7 +504,7 @@ Test(gguf, llama2_tiny_random_v3_f16) {
     const tm_gguf_tensor *output = tm_gguf_find_tensor(g, "output.weight");
     cr_assert_eq(output->type, TM_GGML_F16);
     /* The last tensor ends exactly at the end of the file. */
-    cr_assert_eq((const uint8_t *)output->data + output->n_bytes, g->file.data + size);
+    cr_assert_eq((const uint8_t *)output->data + output->n_bytes, tm_gguf_file(g)->data + size);
     assert_tensors_sane(g);
     free(raw);
     tm_gguf_close(g);
@@ -511,8 +512,8 @@ Test(gguf, llama2_tiny_random_v3_f16) {
 
 Test(gguf, vocab_only_file_without_tensors) {
     tm_gguf *g = open_fixture("tokenizer-tests/ggml-vocab-llama-spm.gguf");
-    cr_assert_eq(g->n_tensors, 0);
-    cr_assert_eq(g->n_kv, 22);
+    cr_assert_eq(tm_gguf_tensor_count(g), 0);
+    cr_assert_eq(tm_gguf_kv_count(g), 22);
     assert_u64(g, "llama.vocab_size", 32000);
     assert_string(g, "tokenizer.ggml.pre", "default");
     bool add_bos = false, add_eos = true;
@@ -603,7 +604,7 @@ Test(gguf, every_value_type) {
     tm_gguf *g;
     tm_error err;
     cr_assert_eq(open_bytes(file.data, file.size, &g, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(g->n_kv, n_kv);
+    cr_assert_eq(tm_gguf_kv_count(g), n_kv);
     uint64_t u;
     double d;
     bool b;
@@ -694,10 +695,10 @@ Test(gguf, version_2_and_custom_alignment) {
     tm_gguf *g;
     tm_error err;
     cr_assert_eq(open_bytes(file.data, file.size, &g, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(g->version, 2);
-    cr_assert_eq(g->alignment, 64);
-    cr_assert_eq(g->data_offset % 64, 0);
-    cr_assert_eq(g->data_offset, file.size - (64 + 2 * 2 * 34));
+    cr_assert_eq(tm_gguf_version(g), 2);
+    cr_assert_eq(tm_gguf_alignment(g), 64);
+    cr_assert_eq(tm_gguf_data_offset(g) % 64, 0);
+    cr_assert_eq(tm_gguf_data_offset(g), file.size - (64 + 2 * 2 * 34));
     const tm_gguf_tensor *q = tm_gguf_find_tensor(g, "q");
     cr_assert_eq(q->n_bytes, 2 * 2 * 34);
     cr_assert_eq(q->n_elements, 128);
@@ -743,7 +744,7 @@ Test(gguf_malformed, every_truncation_fails, .timeout = 300) {
     tm_gguf *g;
     tm_error err;
     cr_assert_eq(open_bytes(data, size, &g, &err), TM_OK, "%s", err.message);
-    size_t header_end = (size_t)g->data_offset;
+    size_t header_end = (size_t)tm_gguf_data_offset(g);
     tm_gguf_close(g);
     for (size_t cut = 0; cut < size; cut = cut < header_end + 64 ? cut + 1 : cut + 4093) {
         tm_status s = open_bytes(data, cut, &g, &err);

@@ -37,7 +37,7 @@ static tm_model *load_fixture(const char *relative) {
     tm_error err = {0};
     cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
     cr_assert_not_null(model);
-    cr_assert_str_eq(model->path, path);
+    cr_assert_str_eq(tm_model_get_path(model), path);
     free(path);
     return model;
 }
@@ -140,10 +140,10 @@ Test(model, stories260K_llama2c_config) {
     cr_assert(memcmp(header, readme, sizeof header) == 0, "header differs from the README");
 
     tm_model *m = load_fixture("models/stories260K.bin");
-    const tm_model_config *c = &m->config;
-    cr_assert_eq(m->format, TM_MODEL_FORMAT_LLAMA2C);
-    cr_assert_str_eq(tm_model_format_name(m->format), "llama2.c");
-    cr_assert_null(m->gguf);
+    const tm_model_config *c = tm_model_get_config(m);
+    cr_assert_eq(tm_model_get_format(m), TM_MODEL_FORMAT_LLAMA2C);
+    cr_assert_str_eq(tm_model_format_name(tm_model_get_format(m)), "llama2.c");
+    cr_assert_null(tm_model_get_gguf(m));
     cr_assert_str_eq(c->architecture, "llama");
     cr_assert_eq(c->dim, 64);
     cr_assert_eq(c->hidden_dim, 172);
@@ -164,31 +164,32 @@ Test(model, stories260K_llama2c_config) {
                  (unsigned long long)tm_model_parameter_count(m), (unsigned long long)expected);
 
     /* The views sit where run.c's memory_map_weights puts them. */
-    const float *base = (const float *)(m->checkpoint.data + 28);
-    cr_assert_eq(m->token_embedding.data, (const void *)base);
-    cr_assert_eq(m->token_embedding.rows, 512);
-    cr_assert_eq(m->token_embedding.cols, 64);
-    cr_assert_eq(m->layers[0].attn_norm.data, (const void *)(base + 512 * 64));
-    cr_assert_eq(m->layers[1].attn_norm.data, (const void *)(base + 512 * 64 + 64));
-    cr_assert_eq(m->layers[0].wq.data, (const void *)(base + 512 * 64 + 5 * 64));
-    cr_assert_eq(m->layers[0].wk.rows, 32);
-    cr_assert_eq(m->layers[0].wk.cols, 64);
-    cr_assert_eq(m->layers[0].w_down.rows, 64);
-    cr_assert_eq(m->layers[0].w_down.cols, 172);
-    cr_assert_eq(m->classifier.data, m->token_embedding.data, "tied classifier is the embedding");
+    const float *base = (const float *)(tm_model_get_file(m)->data + 28);
+    cr_assert_eq(tm_model_get_token_embedding(m)->data, (const void *)base);
+    cr_assert_eq(tm_model_get_token_embedding(m)->rows, 512);
+    cr_assert_eq(tm_model_get_token_embedding(m)->cols, 64);
+    cr_assert_eq(tm_model_get_layer(m, 0)->attn_norm.data, (const void *)(base + 512 * 64));
+    cr_assert_eq(tm_model_get_layer(m, 1)->attn_norm.data, (const void *)(base + 512 * 64 + 64));
+    cr_assert_eq(tm_model_get_layer(m, 0)->wq.data, (const void *)(base + 512 * 64 + 5 * 64));
+    cr_assert_eq(tm_model_get_layer(m, 0)->wk.rows, 32);
+    cr_assert_eq(tm_model_get_layer(m, 0)->wk.cols, 64);
+    cr_assert_eq(tm_model_get_layer(m, 0)->w_down.rows, 64);
+    cr_assert_eq(tm_model_get_layer(m, 0)->w_down.cols, 172);
+    cr_assert_eq(tm_model_get_classifier(m)->data, tm_model_get_token_embedding(m)->data,
+                 "tied classifier is the embedding");
     /* output_norm is followed by the RoPE tables (seq * head_size floats) up to the end of the file. */
-    const float *end = (const float *)(m->checkpoint.data + size);
-    cr_assert_eq((const float *)m->output_norm.data + 64 + 512 * 8, end);
+    const float *end = (const float *)(tm_model_get_file(m)->data + size);
+    cr_assert_eq((const float *)tm_model_get_output_norm(m)->data + 64 + 512 * 8, end);
     tm_model_free(m);
     free(raw);
 }
 
 Test(model, stories260K_gguf_config) {
     tm_model *m = load_fixture("models/stories260K.gguf");
-    const tm_model_config *c = &m->config;
-    cr_assert_eq(m->format, TM_MODEL_FORMAT_GGUF);
-    cr_assert_str_eq(tm_model_format_name(m->format), "gguf");
-    cr_assert_not_null(m->gguf);
+    const tm_model_config *c = tm_model_get_config(m);
+    cr_assert_eq(tm_model_get_format(m), TM_MODEL_FORMAT_GGUF);
+    cr_assert_str_eq(tm_model_format_name(tm_model_get_format(m)), "gguf");
+    cr_assert_not_null(tm_model_get_gguf(m));
     cr_assert_str_eq(c->architecture, "llama");
     cr_assert_eq(c->dim, 64);
     cr_assert_eq(c->hidden_dim, 172);
@@ -199,14 +200,15 @@ Test(model, stories260K_gguf_config) {
     cr_assert_eq(c->n_vocab, 512);
     cr_assert_eq(c->context_length, 128, "README: this conversion says context 128");
     cr_assert(!c->tied_classifier, "the converter wrote a separate output.weight");
-    cr_assert_neq(m->classifier.data, m->token_embedding.data);
+    cr_assert_neq(tm_model_get_classifier(m)->data, tm_model_get_token_embedding(m)->data);
     cr_assert_float_eq(c->norm_eps, 1e-5f, 1e-10);
     cr_assert_float_eq(c->rope_freq_base, 10000.0f, 1e-3);
 
     /* Every tensor in the file is a weight of the model: the count is their sum,
      * and it is the llama2.c count plus the separate classifier. */
     uint64_t sum = 0;
-    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) sum += m->gguf->tensors[i].n_elements;
+    const tm_gguf *g = tm_model_get_gguf(m);
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(g); i++) sum += tm_gguf_tensor_at(g, i)->n_elements;
     const int32_t header[7] = {64, 172, 5, 8, 4, -512, 512};
     cr_assert_eq(sum, llama2c_parameters(header));
     cr_assert_eq(tm_model_parameter_count(m), sum);
@@ -216,7 +218,7 @@ Test(model, stories260K_gguf_config) {
 
 Test(model, llama2_tiny_random_f16) {
     tm_model *m = load_fixture("models/llama-2-tiny-random.gguf");
-    const tm_model_config *c = &m->config;
+    const tm_model_config *c = tm_model_get_config(m);
     /* README: 1 block, width 8, 2 heads, F16/F32, 32000-token vocabulary. */
     cr_assert_eq(c->n_layers, 1);
     cr_assert_eq(c->dim, 8);
@@ -225,30 +227,31 @@ Test(model, llama2_tiny_random_f16) {
     cr_assert_eq(c->n_vocab, 32000);
     cr_assert_str_eq(c->name, "LLaMA v2");
     uint64_t hidden = 0, kv = 0, context = 0;
-    cr_assert(tm_gguf_get_u64(m->gguf, "llama.feed_forward_length", &hidden));
-    cr_assert(tm_gguf_get_u64(m->gguf, "llama.attention.head_count_kv", &kv));
-    cr_assert(tm_gguf_get_u64(m->gguf, "llama.context_length", &context));
+    const tm_gguf *g = tm_model_get_gguf(m);
+    cr_assert(tm_gguf_get_u64(g, "llama.feed_forward_length", &hidden));
+    cr_assert(tm_gguf_get_u64(g, "llama.attention.head_count_kv", &kv));
+    cr_assert(tm_gguf_get_u64(g, "llama.context_length", &context));
     cr_assert_eq((uint64_t)c->hidden_dim, hidden);
     cr_assert_eq((uint64_t)c->n_kv_heads, kv);
     cr_assert_eq((uint64_t)c->context_length, context);
     cr_assert(!c->tied_classifier);
 
     /* Matrices are F16, norm vectors F32. */
-    const tm_layer_weights *w = &m->layers[0];
-    const tm_tensor *matrices[] = {&m->token_embedding, &m->classifier, &w->wq, &w->wk, &w->wv, &w->wo,
-                                   &w->w_gate, &w->w_up, &w->w_down};
+    const tm_layer_weights *w = tm_model_get_layer(m, 0);
+    const tm_tensor *matrices[] = {tm_model_get_token_embedding(m), tm_model_get_classifier(m), &w->wq, &w->wk,
+                                   &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
     for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++)
         cr_assert_eq(matrices[i]->type, TM_GGML_F16, "matrix %zu has type %u", i, matrices[i]->type);
-    cr_assert_eq(m->output_norm.type, TM_GGML_F32);
+    cr_assert_eq(tm_model_get_output_norm(m)->type, TM_GGML_F32);
     cr_assert_eq(w->attn_norm.type, TM_GGML_F32);
     cr_assert_eq(w->ffn_norm.type, TM_GGML_F32);
-    cr_assert_eq(m->token_embedding.rows, 32000);
-    cr_assert_eq(m->token_embedding.cols, 8);
+    cr_assert_eq(tm_model_get_token_embedding(m)->rows, 32000);
+    cr_assert_eq(tm_model_get_token_embedding(m)->cols, 8);
     cr_assert_eq(w->w_down.cols, (int64_t)hidden);
 
     uint64_t sum = 0;
-    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) sum += m->gguf->tensors[i].n_elements;
-    cr_assert_eq(m->gguf->n_tensors, 12);
+    for (uint64_t i = 0; i < tm_gguf_tensor_count(g); i++) sum += tm_gguf_tensor_at(g, i)->n_elements;
+    cr_assert_eq(tm_gguf_tensor_count(g), 12);
     cr_assert_eq(tm_model_parameter_count(m), sum);
     uint64_t D = 8, H = hidden, V = 32000, Q = 8, KV = kv * 4;
     cr_assert_eq(sum, 2 * V * D + D + (2 * D + D * Q + 2 * D * KV + Q * D + 3 * D * H));
@@ -259,16 +262,16 @@ Test(model, llama2c_and_gguf_hold_the_same_weights) {
     tm_model *bin = load_fixture("models/stories260K.bin");
     tm_model *gguf = load_fixture("models/stories260K.gguf");
     /* Row by row, so that a mismatch says which token. */
-    const uint8_t *a = bin->token_embedding.data, *b = gguf->token_embedding.data;
+    const uint8_t *a = tm_model_get_token_embedding(bin)->data, *b = tm_model_get_token_embedding(gguf)->data;
     for (int32_t row = 0; row < 512; row++)
         cr_assert(memcmp(a + (size_t)row * 64 * 4, b + (size_t)row * 64 * 4, 64 * 4) == 0,
                   "token embedding row %d differs", row);
-    assert_same_tensor(&bin->token_embedding, &gguf->token_embedding, "token_embd");
-    assert_same_tensor(&bin->output_norm, &gguf->output_norm, "output_norm");
+    assert_same_tensor(tm_model_get_token_embedding(bin), tm_model_get_token_embedding(gguf), "token_embd");
+    assert_same_tensor(tm_model_get_output_norm(bin), tm_model_get_output_norm(gguf), "output_norm");
     /* The GGUF's separate output.weight is a copy of the shared classifier. */
-    assert_same_tensor(&bin->classifier, &gguf->classifier, "classifier");
+    assert_same_tensor(tm_model_get_classifier(bin), tm_model_get_classifier(gguf), "classifier");
     for (int32_t l = 0; l < 5; l++) {
-        const tm_layer_weights *x = &bin->layers[l], *y = &gguf->layers[l];
+        const tm_layer_weights *x = tm_model_get_layer(bin, l), *y = tm_model_get_layer(gguf, l);
         char what[64];
         const tm_tensor *xs[] = {&x->attn_norm, &x->wq, &x->wk, &x->wv, &x->wo,
                                  &x->ffn_norm, &x->w_gate, &x->w_up, &x->w_down};
@@ -293,11 +296,12 @@ Test(model, untied_llama2c_checkpoint) {
     for (size_t i = 0; i < classifier; i++) untied[size + i] = (uint8_t)(i * 7 + 3);
     put_le32(untied + 20, (uint32_t)-512);
     tm_model *m = load_bytes(untied, size + classifier, "untied.bin");
-    cr_assert(!m->config.tied_classifier);
-    cr_assert_eq(m->config.n_vocab, 512);
-    cr_assert_eq(m->classifier.rows, 512);
-    cr_assert_eq(m->classifier.cols, 64);
-    cr_assert(memcmp(m->classifier.data, untied + size, classifier) == 0, "classifier is the trailing block");
+    cr_assert(!tm_model_get_config(m)->tied_classifier);
+    cr_assert_eq(tm_model_get_config(m)->n_vocab, 512);
+    cr_assert_eq(tm_model_get_classifier(m)->rows, 512);
+    cr_assert_eq(tm_model_get_classifier(m)->cols, 64);
+    cr_assert(memcmp(tm_model_get_classifier(m)->data, untied + size, classifier) == 0,
+              "classifier is the trailing block");
     cr_assert_eq(tm_model_parameter_count(m), 260032 + 512 * 64);
     tm_model_free(m);
     free(untied);
@@ -653,31 +657,32 @@ Test(model_gguf, synthetic_writer_makes_a_loadable_model) {
     synthetic s = synthetic_default();
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "synthetic.gguf");
-    cr_assert_eq(m->config.dim, 256);
-    cr_assert_eq(m->config.hidden_dim, 32);
-    cr_assert_eq(m->config.n_layers, 2);
-    cr_assert_eq(m->config.n_heads, 2);
-    cr_assert_eq(m->config.n_kv_heads, 1);
-    cr_assert_eq(m->config.head_dim, 128);
-    cr_assert_eq(m->config.n_vocab, 8);
-    cr_assert_eq(m->config.context_length, 64);
-    cr_assert_str_eq(m->config.name, "synthetic");
-    cr_assert(!m->config.tied_classifier);
+    const tm_model_config *c = tm_model_get_config(m);
+    cr_assert_eq(c->dim, 256);
+    cr_assert_eq(c->hidden_dim, 32);
+    cr_assert_eq(c->n_layers, 2);
+    cr_assert_eq(c->n_heads, 2);
+    cr_assert_eq(c->n_kv_heads, 1);
+    cr_assert_eq(c->head_dim, 128);
+    cr_assert_eq(c->n_vocab, 8);
+    cr_assert_eq(c->context_length, 64);
+    cr_assert_str_eq(c->name, "synthetic");
+    cr_assert(!c->tied_classifier);
     uint64_t per_layer = 256 + 256 * 256 + 2 * 256 * 128 + 256 * 256 + 256 + 3 * 256 * 32;
     cr_assert_eq(tm_model_parameter_count(m), 2 * 8 * 256 + 256 + 2 * per_layer);
     /* Views point at the tensor data the writer laid out. */
-    const tm_gguf_tensor *q = tm_gguf_find_tensor(m->gguf, "blk.1.attn_q.weight");
-    cr_assert_eq(m->layers[1].wq.data, q->data);
-    cr_assert_eq(m->layers[1].wk.rows, 128);
-    cr_assert_eq(m->layers[1].w_down.cols, 32);
+    const tm_gguf_tensor *q = tm_gguf_find_tensor(tm_model_get_gguf(m), "blk.1.attn_q.weight");
+    cr_assert_eq(tm_model_get_layer(m, 1)->wq.data, q->data);
+    cr_assert_eq(tm_model_get_layer(m, 1)->wk.rows, 128);
+    cr_assert_eq(tm_model_get_layer(m, 1)->w_down.cols, 32);
     tm_model_free(m);
     free(b.data);
 
     s.tied = true;
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "tied.gguf");
-    cr_assert(m->config.tied_classifier, "no output.weight: the classifier is the embedding");
-    cr_assert_eq(m->classifier.data, m->token_embedding.data);
+    cr_assert(tm_model_get_config(m)->tied_classifier, "no output.weight: the classifier is the embedding");
+    cr_assert_eq(tm_model_get_classifier(m)->data, tm_model_get_token_embedding(m)->data);
     cr_assert_eq(tm_model_parameter_count(m), 8 * 256 + 256 + 2 * per_layer);
     tm_model_free(m);
     free(b.data);
@@ -688,7 +693,7 @@ Test(model_gguf, synthetic_writer_makes_a_loadable_model) {
     s.odd_type = TM_GGML_F16;
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "f16.gguf");
-    cr_assert_eq(m->layers[0].wq.type, TM_GGML_F16);
+    cr_assert_eq(tm_model_get_layer(m, 0)->wq.type, TM_GGML_F16);
     tm_model_free(m);
     free(b.data);
 }
@@ -699,14 +704,14 @@ Test(model_gguf, quantized_matrices_load_and_other_types_are_unsupported) {
     s.odd_type = TM_GGML_Q4_K;
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "q4k.gguf");
-    cr_assert_eq(m->layers[0].wq.type, TM_GGML_Q4_K);
+    cr_assert_eq(tm_model_get_layer(m, 0)->wq.type, TM_GGML_Q4_K);
     tm_model_free(m);
     free(b.data);
     s.odd_tensor = "token_embd.weight";
     s.odd_type = TM_GGML_Q8_0;
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "q8.gguf");
-    cr_assert_eq(m->token_embedding.type, TM_GGML_Q8_0);
+    cr_assert_eq(tm_model_get_token_embedding(m)->type, TM_GGML_Q8_0);
     tm_model_free(m);
     free(b.data);
     /* Types without a kernel are refused by name. */
@@ -806,7 +811,7 @@ Test(model_gguf, missing_metadata) {
     s.omit_key = "attention.head_count_kv";
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "kv.gguf");
-    cr_assert_eq(m->config.n_kv_heads, 2);
+    cr_assert_eq(tm_model_get_config(m)->n_kv_heads, 2);
     tm_model_free(m);
     free(b.data);
 }
@@ -824,10 +829,10 @@ Test(model_gguf, qwen2_loads_with_its_biases) {
     s.architecture = "qwen2";
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "qwen2.gguf");
-    cr_assert_str_eq(m->config.architecture, "qwen2");
-    cr_assert_eq(m->config.arch, TM_ARCH_QWEN2);
-    cr_assert_eq(m->config.rope_style, TM_ROPE_NEOX);
-    cr_assert_null(m->layers[0].bq.data, "biases are optional");
+    cr_assert_str_eq(tm_model_get_config(m)->architecture, "qwen2");
+    cr_assert_eq(tm_model_get_config(m)->arch, TM_ARCH_QWEN2);
+    cr_assert_eq(tm_model_get_config(m)->rope_style, TM_ROPE_NEOX);
+    cr_assert_null(tm_model_get_layer(m, 0)->bq.data, "biases are optional");
     uint64_t without = tm_model_parameter_count(m);
     tm_model_free(m);
     free(b.data);
@@ -835,9 +840,10 @@ Test(model_gguf, qwen2_loads_with_its_biases) {
     s.extra_tensor = "blk.1.attn_k.bias", s.extra_cols = 128;
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "qwen2-bias.gguf");
-    cr_assert_eq(m->layers[1].bk.data, tm_gguf_find_tensor(m->gguf, "blk.1.attn_k.bias")->data);
-    cr_assert_eq(m->layers[1].bk.cols, 128);
-    cr_assert_null(m->layers[1].bq.data);
+    cr_assert_eq(tm_model_get_layer(m, 1)->bk.data,
+                 tm_gguf_find_tensor(tm_model_get_gguf(m), "blk.1.attn_k.bias")->data);
+    cr_assert_eq(tm_model_get_layer(m, 1)->bk.cols, 128);
+    cr_assert_null(tm_model_get_layer(m, 1)->bq.data);
     cr_assert_eq(tm_model_parameter_count(m), without + 128);
     tm_model_free(m);
     free(b.data);
@@ -869,8 +875,9 @@ Test(model_gguf, llama3_rope_factors_load_and_bad_ones_are_refused) {
     s.extra_tensor = "rope_freqs.weight", s.extra_cols = 64, s.extra_value = 4;
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "factors.gguf");
-    cr_assert_eq(m->rope_factors.data, tm_gguf_find_tensor(m->gguf, "rope_freqs.weight")->data);
-    cr_assert_eq(m->rope_factors.cols, 64);
+    cr_assert_eq(tm_model_get_rope_factors(m)->data,
+                 tm_gguf_find_tensor(tm_model_get_gguf(m), "rope_freqs.weight")->data);
+    cr_assert_eq(tm_model_get_rope_factors(m)->cols, 64);
     tm_model_free(m);
     free(b.data);
     s.extra_value = 0;
@@ -887,25 +894,25 @@ Test(model_gguf, rope_scaling_linear_none_and_refused_types) {
     synthetic s = synthetic_default();
     buffer b = write_synthetic(&s);
     tm_model *m = load_bytes(b.data, b.size, "plain.gguf");
-    cr_assert_eq(m->config.rope_freq_scale, 1.0f);
+    cr_assert_eq(tm_model_get_config(m)->rope_freq_scale, 1.0f);
     tm_model_free(m);
     free(b.data);
     s.rope_scaling = "linear", s.rope_scaling_factor = 4;
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "linear.gguf");
-    cr_assert_eq(m->config.rope_freq_scale, 0.25f);
+    cr_assert_eq(tm_model_get_config(m)->rope_freq_scale, 0.25f);
     tm_model_free(m);
     free(b.data);
     s.rope_scaling = NULL; /* llama.cpp's default type is linear */
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "factor-only.gguf");
-    cr_assert_eq(m->config.rope_freq_scale, 0.25f);
+    cr_assert_eq(tm_model_get_config(m)->rope_freq_scale, 0.25f);
     tm_model_free(m);
     free(b.data);
     s.rope_scaling = "none";
     b = write_synthetic(&s);
     m = load_bytes(b.data, b.size, "none.gguf");
-    cr_assert_eq(m->config.rope_freq_scale, 1.0f);
+    cr_assert_eq(tm_model_get_config(m)->rope_freq_scale, 1.0f);
     tm_model_free(m);
     free(b.data);
     s.rope_scaling = "yarn";
@@ -969,7 +976,7 @@ Test(model_tokenizer, size_mismatch_names_both_sizes) {
         cr_assert_not_null(strstr(err.message, "32000"), "%s", err.message);
         cr_assert_not_null(strstr(err.message, "512"), "%s", err.message);
         cr_assert_not_null(strstr(err.message, vocab), "names the tokenizer: %s", err.message);
-        cr_assert_not_null(strstr(err.message, m->path), "names the model: %s", err.message);
+        cr_assert_not_null(strstr(err.message, tm_model_get_path(m)), "names the model: %s", err.message);
         tm_model_free(m);
     }
     free(vocab);
@@ -984,7 +991,7 @@ Test(model_tokenizer, llama2c_needs_a_tokenizer) {
         cr_assert_eq(tm_model_tokenizer(&t, m, none[i], &err), TM_ERR_ARGUMENT, "%s", err.message);
         cr_assert_null(t);
         cr_assert_not_null(strstr(err.message, "--tokenizer"), "%s", err.message);
-        cr_assert_not_null(strstr(err.message, m->path), "%s", err.message);
+        cr_assert_not_null(strstr(err.message, tm_model_get_path(m)), "%s", err.message);
     }
     tm_tokenizer *t = NULL;
     tm_error err = {0};

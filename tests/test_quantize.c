@@ -393,9 +393,9 @@ Test(gguf_writer, every_metadata_type_and_tensor_round_trips) {
     tm_error err = {0};
     tm_gguf *g = NULL;
     cr_assert_eq(tm_gguf_open(&g, path, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(g->version, 3);
-    cr_assert_eq(g->alignment, 64);
-    cr_assert_eq(g->n_kv, 18, "17 set + general.alignment (t.removed gone, t.replaced once)");
+    cr_assert_eq(tm_gguf_version(g), 3);
+    cr_assert_eq(tm_gguf_alignment(g), 64);
+    cr_assert_eq(tm_gguf_kv_count(g), 18, "17 set + general.alignment (t.removed gone, t.replaced once)");
     expect_u(g, "t.u32", TM_GGUF_UINT32, 4000000000u);
     expect_i(g, "t.i32", TM_GGUF_INT32, -123456);
     expect_u(g, "t.u64", TM_GGUF_UINT64, 0xFEDCBA9876543210ull);
@@ -434,9 +434,9 @@ Test(gguf_writer, every_metadata_type_and_tensor_round_trips) {
     } want[] = {{"a.f32", TM_GGML_F32, 2, 5, 3, 1, 60},     {"b.f16", TM_GGML_F16, 1, 7, 1, 1, 14},
                 {"c.q8_0", TM_GGML_Q8_0, 2, 64, 2, 1, 136}, {"d.q4_k", TM_GGML_Q4_K, 3, 256, 1, 2, 288},
                 {"e.i32", TM_GGML_I32, 1, 3, 1, 1, 12}};
-    cr_assert_eq(g->n_tensors, 5);
+    cr_assert_eq(tm_gguf_tensor_count(g), 5);
     for (size_t k = 0; k < 5; k++) {
-        const tm_gguf_tensor *t = &g->tensors[k];
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(g, k);
         cr_assert(tm_string_view_equals(t->name, want[k].name), "tensor %zu order", k);
         cr_assert(t->type == want[k].type && t->n_dims == want[k].n_dims && t->ne[0] == want[k].ne0 &&
                   t->ne[1] == want[k].ne1 && t->ne[2] == want[k].ne2 && t->n_bytes == want[k].bytes,
@@ -452,15 +452,17 @@ Test(gguf_writer, every_metadata_type_and_tensor_round_trips) {
     tm_gguf_writer *w = NULL;
     cr_assert_eq(tm_gguf_writer_create(&w, copy, 0, &err), TM_OK);
     cr_assert_eq(tm_gguf_writer_copy_metadata(w, g, NULL, NULL, &err), TM_OK, "%s", err.message);
-    for (uint64_t k = 0; k < g->n_tensors; k++) {
+    for (uint64_t k = 0; k < tm_gguf_tensor_count(g); k++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(g, k);
         char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)g->tensors[k].name.size, g->tensors[k].name.data);
-        cr_assert_eq(tm_gguf_writer_add_tensor(w, name, g->tensors[k].type, g->tensors[k].n_dims, g->tensors[k].ne,
-                                               &err), TM_OK);
+        snprintf(name, sizeof name, "%.*s", (int)t->name.size, t->name.data);
+        cr_assert_eq(tm_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, &err), TM_OK);
     }
     cr_assert_eq(tm_gguf_writer_begin_data(w, &err), TM_OK, "%s", err.message);
-    for (uint64_t k = 0; k < g->n_tensors; k++)
-        cr_assert_eq(tm_gguf_writer_write(w, g->tensors[k].data, (size_t)g->tensors[k].n_bytes, &err), TM_OK);
+    for (uint64_t k = 0; k < tm_gguf_tensor_count(g); k++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(g, k);
+        cr_assert_eq(tm_gguf_writer_write(w, t->data, (size_t)t->n_bytes, &err), TM_OK);
+    }
     cr_assert_eq(tm_gguf_writer_finish(w, &err), TM_OK, "%s", err.message);
     tm_gguf_writer_free(w);
     size_t n1 = 0, n2 = 0;
@@ -513,9 +515,10 @@ static void expect_model_runs(const char *path) {
     const int32_t tokens[4] = {1, 450, 4996, 29871};
     const float *logits = NULL;
     cr_assert_eq(tm_context_eval(context, tokens, 4, &logits, &err), TM_OK, "%s", err.message);
-    for (int32_t i = 0; i < model->config.n_vocab; i++) cr_assert(isfinite(logits[i]), "logit %d", i);
+    int32_t n_vocab = tm_model_get_config(model)->n_vocab;
+    for (int32_t i = 0; i < n_vocab; i++) cr_assert(isfinite(logits[i]), "logit %d", i);
     cr_assert_eq(tm_context_eval(context, tokens + 1, 1, &logits, &err), TM_OK, "%s", err.message);
-    for (int32_t i = 0; i < model->config.n_vocab; i++) cr_assert(isfinite(logits[i]), "logit %d", i);
+    for (int32_t i = 0; i < n_vocab; i++) cr_assert(isfinite(logits[i]), "logit %d", i);
     tm_context_free(context);
     tm_model_free(model);
 }

@@ -413,7 +413,8 @@ tm_status tm_tokenizer_from_gguf(tm_tokenizer **out, const tm_gguf *gguf, tm_err
     if (status != TM_OK) {
         tm_tokenizer_free(*out);
         *out = NULL;
-        if (gguf->file.path) tm_error_prefix(err, "%s", gguf->file.path);
+        const char *path = tm_gguf_file(gguf)->path;
+        if (path) tm_error_prefix(err, "%s", path);
     }
     return status;
 }
@@ -1511,21 +1512,21 @@ tm_status tm_model_tokenizer(tm_tokenizer **out, const tm_model *model, const ch
     tm_status status;
     if (tokenizer_path && *tokenizer_path) {
         status = tm_tokenizer_load(out, tokenizer_path, err);
-    } else if (model->format == TM_MODEL_FORMAT_GGUF) {
-        status = tm_tokenizer_from_gguf(out, model->gguf, err);
+    } else if (tm_model_get_format(model) == TM_MODEL_FORMAT_GGUF) {
+        status = tm_tokenizer_from_gguf(out, tm_model_get_gguf(model), err);
     } else {
         return tm_error_set(err, TM_ERR_ARGUMENT,
                             "%s: a llama2.c checkpoint carries no tokenizer; pass one with --tokenizer (tokenizer.bin)",
-                            model->path);
+                            tm_model_get_path(model));
     }
     if (status != TM_OK) return status;
-    int32_t size = tm_tokenizer_vocab_size(*out);
-    if (size != model->config.n_vocab) {
+    int32_t size = tm_tokenizer_vocab_size(*out), n_vocab = tm_model_get_config(model)->n_vocab;
+    if (size != n_vocab) {
         tm_tokenizer_free(*out);
         *out = NULL;
         return tm_error_set(err, TM_ERR_FORMAT, "tokenizer %s has %d tokens but the model %s has a vocabulary of %d",
-                            tokenizer_path && *tokenizer_path ? tokenizer_path : "(from the model)", size, model->path,
-                            model->config.n_vocab);
+                            tokenizer_path && *tokenizer_path ? tokenizer_path : "(from the model)", size,
+                            tm_model_get_path(model), n_vocab);
     }
     return TM_OK;
 }

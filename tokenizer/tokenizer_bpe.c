@@ -561,7 +561,8 @@ tm_status tm_bpe_from_gguf(tm_bpe **out, const tm_gguf *gguf, tm_error *err) {
     if (!out || !gguf) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_bpe_from_gguf: NULL argument");
     *out = NULL;
     tm_status status = from_gguf(out, gguf, err);
-    if (status != TM_OK && gguf->file.path) tm_error_prefix(err, "%s", gguf->file.path);
+    const char *path = tm_gguf_file(gguf)->path;
+    if (status != TM_OK && path) tm_error_prefix(err, "%s", path);
     return status;
 }
 

@@ -7,8 +7,8 @@
  * per position and one key permutation pi of the vocabulary (tokens ordered by
  * PRF(ITS_PERMUTATION, [w], 0)); the token is the one at u_j of p's CDF taken
  * in pi order. Detection aligns the text with xi (edit distance, not per-token
- * values), so token_values gives nothing and tm_wm_xi exposes the key
- * sequence. The work per token grows with the candidates only: EXP is one
+ * values), so token_values gives nothing and tm_wm_xi and tm_wm_its_uniform
+ * expose the key sequence. The work per token grows with the candidates only: EXP is one
  * batched PRF per candidate (a log only for the few that could still win);
  * ITS radix-sorts the candidates by rank keys the sampler caches per token id,
  * never the vocabulary. This file must never print or abort on any input, and
@@ -134,16 +134,27 @@ static size_t exp_edit_token_values(const tm_wm_scheme *scheme, const int32_t *c
 
 const tm_wm_scheme_ops tm_wm_exp_edit_ops = {TM_WM_STAGE_SELECTOR, exp_edit_apply, exp_edit_token_values, NULL, NULL};
 
-double tm_wm_xi(const tm_wm_scheme *scheme, int32_t position, int32_t token) {
-    if (!scheme || scheme->config.kind != TM_WM_EXP_EDIT || scheme->config.sequence_length <= 0) return NAN;
+/* The scheme's key-sequence length when it is an EXP-edit scheme with a
+ * sequence to walk, else 0; *row is position modulo n (negative positions
+ * wrap too). */
+static int32_t sequence_row(const tm_wm_scheme *scheme, int32_t position, uint32_t *row) {
+    if (!scheme || scheme->config.kind != TM_WM_EXP_EDIT || scheme->config.sequence_length <= 0) return 0;
     int32_t length = scheme->config.sequence_length;
     int64_t wrapped = ((int64_t)position % length + length) % length; /* 64-bit: no overflow near INT32_MAX */
-    uint32_t row = (uint32_t)wrapped;
-    if (scheme->config.decoder == TM_WM_DECODER_ITS) {
-        if (token == -1) return its_uniform(scheme, row);
-        if (token < 0) return NAN;
+    *row = (uint32_t)wrapped;
+    return length;
+}
+
+double tm_wm_xi(const tm_wm_scheme *scheme, int32_t position, int32_t token) {
+    uint32_t row;
+    if (!sequence_row(scheme, position, &row) || token < 0) return NAN;
+    if (scheme->config.decoder == TM_WM_DECODER_ITS)
         return tm_wm_uniform(its_rank_key(scheme, token)); /* eta(w): pi's order as a number in (0, 1) */
-    }
-    if (token < 0) return NAN;
     return xi_value(scheme, row, token);
+}
+
+double tm_wm_its_uniform(const tm_wm_scheme *scheme, int32_t position) {
+    uint32_t row;
+    if (!sequence_row(scheme, position, &row) || scheme->config.decoder != TM_WM_DECODER_ITS) return NAN;
+    return its_uniform(scheme, row);
 }

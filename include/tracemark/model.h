@@ -134,16 +134,9 @@ typedef struct {
     const void *data;     /* inside the mapping */
 } tm_gguf_tensor;
 
-typedef struct tm_gguf {
-    tm_mapped_file file;
-    uint32_t version;
-    uint64_t n_kv;
-    tm_gguf_kv *kv;
-    uint64_t n_tensors;
-    tm_gguf_tensor *tensors;
-    uint64_t alignment;
-    uint64_t data_offset;
-} tm_gguf;
+/* An opened GGUF file: its mapping, metadata and tensor infos. Opaque: read
+ * it through the functions below. */
+typedef struct tm_gguf tm_gguf;
 
 /* Open and validate a GGUF v2/v3 file: header, every metadata value, tensor
  * infos (known type, row size a multiple of the block, no overflow, offsets
@@ -162,6 +155,21 @@ bool tm_gguf_get_string(const tm_gguf *gguf, const char *key, tm_string_view *ou
 int64_t tm_gguf_array_i64(const tm_gguf_value *array, uint64_t i);
 double tm_gguf_array_f64(const tm_gguf_value *array, uint64_t i);
 const char *tm_gguf_type_name(tm_gguf_type type);
+/* The file's structure (not its metadata: for general.alignment and other
+ * keys use the getters above). */
+uint32_t tm_gguf_version(const tm_gguf *gguf);
+uint64_t tm_gguf_kv_count(const tm_gguf *gguf);
+uint64_t tm_gguf_tensor_count(const tm_gguf *gguf);
+/* Tensor info i in the file's order (0 <= i < tm_gguf_tensor_count), NULL
+ * past the end. */
+const tm_gguf_tensor *tm_gguf_tensor_at(const tm_gguf *gguf, uint64_t i);
+/* The alignment the data section uses (general.alignment or 32), and where
+ * that section starts in the file. */
+uint64_t tm_gguf_alignment(const tm_gguf *gguf);
+uint64_t tm_gguf_data_offset(const tm_gguf *gguf);
+/* The read-only mapping of the whole file (its path, bytes and size); every
+ * tensor's data points inside it. */
+const tm_mapped_file *tm_gguf_file(const tm_gguf *gguf);
 
 /* ======================================================================== */
 /* Models                                                                    */
@@ -216,6 +224,17 @@ typedef struct {
     tm_tensor bq, bk, bv;
 } tm_layer_weights;
 
+/* A loaded model. Its fields are the engine's: model/ fills them and the
+ * forward pass (generator/forward.c) reads the weights on every token, so
+ * the layout stays visible to it. Every other reader (the CLI, tests,
+ * benchmarks, the tokenizer room) goes through the tm_model_get_*
+ * accessors below, which stay the same when the layout changes. The struct
+ * is still declared here, not opaque, because code outside model/ and
+ * generator/ reads its fields today: tokenizer/chat.c
+ * (tm_chat_template_for_model) and, on branches being merged, zeroshot/ and
+ * tests that read config.n_vocab. Once they use the accessors, it moves to
+ * model/model_internal.h (which generator/ may include: DESIGN.md lets the
+ * generator use the model room). */
 typedef struct tm_model {
     tm_model_format format;
     tm_model_config config;
@@ -236,6 +255,25 @@ tm_status tm_model_load(tm_model **out, const char *path, tm_error *err);
 void tm_model_free(tm_model *model);
 uint64_t tm_model_parameter_count(const tm_model *model);
 const char *tm_model_format_name(tm_model_format format);
+
+/* Read-only views of a loaded model, valid until tm_model_free. */
+const tm_model_config *tm_model_get_config(const tm_model *model);
+tm_model_format tm_model_get_format(const tm_model *model);
+/* The path the model was loaded from. */
+const char *tm_model_get_path(const tm_model *model);
+/* The opened GGUF (its metadata and tensor infos); NULL for a llama2.c checkpoint. */
+const tm_gguf *tm_model_get_gguf(const tm_model *model);
+/* The read-only mapping of the model file that every weight's data points into. */
+const tm_mapped_file *tm_model_get_file(const tm_model *model);
+/* The weights outside the layers. The classifier is the token embedding
+ * itself when the file ties them; rope factors' data is NULL where the file
+ * has none. */
+const tm_tensor *tm_model_get_token_embedding(const tm_model *model);
+const tm_tensor *tm_model_get_output_norm(const tm_model *model);
+const tm_tensor *tm_model_get_classifier(const tm_model *model);
+const tm_tensor *tm_model_get_rope_factors(const tm_model *model);
+/* Layer `layer`'s weights (0 <= layer < n_layers), NULL outside that range. */
+const tm_layer_weights *tm_model_get_layer(const tm_model *model, int32_t layer);
 
 /* Resolve the model to use: explicit path, $TRACEMARK_MODEL, ./models/,
  * ../shared/models/, then the pinned default download into ./models/.

@@ -179,14 +179,17 @@ double tm_wm_scheme_null_green_rate(const tm_wm_scheme *scheme);
 uint64_t tm_wm_token_fingerprint(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context, int32_t token);
 /* EXP-edit/ITS-edit: what the detector aligns the text with, for one position
  * of the key sequence (taken modulo n; negative positions wrap too) and one
- * token, as a value in (0, 1) (docs/schemes/exp-edit.md, "Detection"):
- *   EXP: xi[position][token], the key's uniform for that token (token >= 0);
- *   ITS: token -1 gives u_position, the position's uniform; a token w >= 0
- *        gives eta(w), the key-wide permutation pi's order as a number (the
- *        same at every position).
- * NaN for a scheme that is not EXP-edit or is NULL, for EXP with token < 0,
- * and for ITS with token < -1. */
+ * token w >= 0, as a value in (0, 1) (docs/schemes/exp-edit.md, "Detection"):
+ *   EXP: xi[position][w], the key's uniform for that token;
+ *   ITS: eta(w), the key-wide permutation pi's order as a number (the same
+ *        at every position; the position's own uniform is tm_wm_its_uniform).
+ * NaN for a scheme that is not EXP-edit or is NULL, and for token < 0. */
 double tm_wm_xi(const tm_wm_scheme *scheme, int32_t position, int32_t token);
+/* ITS-edit: u_position, the uniform that picks the token at that position of
+ * the key sequence (taken modulo n like tm_wm_xi's), in (0, 1). NaN for an
+ * EXP-decoder scheme (it has no per-position uniform), a scheme that is not
+ * EXP-edit, or NULL. */
+double tm_wm_its_uniform(const tm_wm_scheme *scheme, int32_t position);
 
 #ifdef __cplusplus
 }
