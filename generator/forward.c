@@ -10,6 +10,7 @@
 #include "tracemark/generator.h"
 
 #include "kernels.h"
+#include "../model/model_internal.h"
 
 #include <cblas.h>
 #include <math.h>
