@@ -11,6 +11,7 @@
 
 #include "batch.h"
 #include "kernels.h"
+#include "../model/model_internal.h"
 
 #include <cblas.h>
 #include <math.h>

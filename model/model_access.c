@@ -6,6 +6,8 @@
  * anything beyond the struct it reads. */
 #include "tracemark/model.h"
 
+#include "model_internal.h"
+
 const tm_model_config *tm_model_get_config(const tm_model *model) { return &model->config; }
 tm_model_format tm_model_get_format(const tm_model *model) { return model->format; }
 const char *tm_model_get_path(const tm_model *model) { return model->path; }

@@ -1,10 +1,12 @@
-/* Internal to model/: the layout of an opened GGUF file, which
- * tracemark/model.h declares opaque. The reader (gguf.c) fills it; the
- * writer's metadata copy, the quantizer and the model loader walk its
- * arrays directly. Everything outside model/ goes through the accessors in
- * tracemark/model.h (tm_gguf_tensor_count, tm_gguf_tensor_at, ...), so the
- * layout can change without touching another room. Not part of the public
- * API; no file outside model/ includes it. */
+/* Internal to model/ and the engine: the layouts of an opened GGUF file and
+ * of a loaded model, which tracemark/model.h declares opaque. The reader
+ * (gguf.c) and the loader (model.c) fill them; the writer's metadata copy
+ * and the quantizer walk the GGUF's arrays; the forward pass
+ * (generator/forward.c, which DESIGN.md lets use the model room) reads the
+ * weights on every token without a call per access. Everything else goes
+ * through the accessors in tracemark/model.h, so the layouts can change
+ * without touching another room. Not part of the public API; no file
+ * outside model/ and generator/forward.c includes it. */
 #ifndef TRACEMARK_MODEL_INTERNAL_H
 #define TRACEMARK_MODEL_INTERNAL_H
 
@@ -19,6 +21,21 @@ struct tm_gguf {
     tm_gguf_tensor *tensors; /* in the file's order */
     uint64_t alignment;
     uint64_t data_offset;    /* of the data section, from the start of the file */
+};
+
+/* A loaded model (tm_model_load). */
+struct tm_model {
+    tm_model_format format;
+    tm_model_config config;
+    tm_tensor token_embedding, output_norm, classifier;
+    /* Llama 3.x rope_freqs.weight: head_dim/2 F32 divisors (finite, > 0) of
+     * each rotated pair's frequency, as llama.cpp applies them. data is NULL
+     * where the file has none. */
+    tm_tensor rope_factors;
+    tm_layer_weights *layers;
+    tm_gguf *gguf;            /* GGUF models */
+    tm_mapped_file checkpoint; /* llama2.c models */
+    char *path;
 };
 
 #endif

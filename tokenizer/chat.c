@@ -175,18 +175,19 @@ tm_status tm_chat_template_detect(const char *jinja, size_t size, tm_chat_templa
 tm_status tm_chat_template_for_model(const tm_model *model, const char *name, tm_chat_template *out,
                                      tm_error *err) {
     if (!model || !out) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_chat_template_for_model: NULL argument");
-    const char *path = model->path ? model->path : "model";
+    const char *path = tm_model_get_path(model) ? tm_model_get_path(model) : "model";
     if (name) {
         if (tm_chat_template_lookup(name, out)) return TM_OK;
         return tm_error_set(err, TM_ERR_ARGUMENT, "unknown chat template \"%.64s\" (built in: %s)", name, NAME_LIST);
     }
     tm_string_view jinja = {0};
-    if (!model->gguf || !tm_gguf_find(model->gguf, "tokenizer.chat_template"))
+    const tm_gguf *gguf = tm_model_get_gguf(model);
+    if (!gguf || !tm_gguf_find(gguf, "tokenizer.chat_template"))
         return tm_error_set(err, TM_ERR_NOT_FOUND,
                             "%s: the model has no chat template (tokenizer.chat_template); pick one with "
                             "--chat-template: %s",
                             path, NAME_LIST);
-    if (!tm_gguf_get_string(model->gguf, "tokenizer.chat_template", &jinja))
+    if (!tm_gguf_get_string(gguf, "tokenizer.chat_template", &jinja))
         return tm_error_set(err, TM_ERR_FORMAT, "%s: tokenizer.chat_template is not a string", path);
     tm_status status = tm_chat_template_detect(jinja.data, (size_t)jinja.size, out, err);
     if (status != TM_OK) tm_error_prefix(err, "%s", path);

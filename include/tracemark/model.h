@@ -224,30 +224,11 @@ typedef struct {
     tm_tensor bq, bk, bv;
 } tm_layer_weights;
 
-/* A loaded model. Its fields are the engine's: model/ fills them and the
- * forward pass (generator/forward.c) reads the weights on every token, so
- * the layout stays visible to it. Every other reader (the CLI, tests,
- * benchmarks, the tokenizer room) goes through the tm_model_get_*
- * accessors below, which stay the same when the layout changes. The struct
- * is still declared here, not opaque, because code outside model/ and
- * generator/ reads its fields today: tokenizer/chat.c
- * (tm_chat_template_for_model) and, on branches being merged, zeroshot/ and
- * tests that read config.n_vocab. Once they use the accessors, it moves to
- * model/model_internal.h (which generator/ may include: DESIGN.md lets the
- * generator use the model room). */
-typedef struct tm_model {
-    tm_model_format format;
-    tm_model_config config;
-    tm_tensor token_embedding, output_norm, classifier;
-    /* Llama 3.x rope_freqs.weight: head_dim/2 F32 divisors (finite, > 0) of
-     * each rotated pair's frequency, as llama.cpp applies them. data is NULL
-     * where the file has none. */
-    tm_tensor rope_factors;
-    tm_layer_weights *layers;
-    tm_gguf *gguf;            /* GGUF models */
-    tm_mapped_file checkpoint; /* llama2.c models */
-    char *path;
-} tm_model;
+/* A loaded model: its configuration and a view of every weight inside the
+ * mapped file. Opaque: read it through the tm_model_get_* accessors below
+ * (the engine, model/ and generator/forward.c, reads the layout in
+ * model/model_internal.h). */
+typedef struct tm_model tm_model;
 
 /* Load a GGUF (by magic) or llama2.c checkpoint; checks every required tensor's
  * presence, shape and type ("unsupported tensor type Q4_K for blk.0.attn_q.weight"). */
