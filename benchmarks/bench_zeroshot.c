@@ -41,14 +41,14 @@ int main(int argc, char **argv) {
     tm_model *model = NULL, *performer = NULL;
     if (tm_model_load(&model, model_path, &err) != TM_OK) return fail(&err);
     if (performer_path && tm_model_load(&performer, performer_path, &err) != TM_OK) return fail(&err);
-    if (tokens > model->config.context_length) tokens = model->config.context_length;
+    if (tokens > tm_model_get_config(model)->context_length) tokens = tm_model_get_config(model)->context_length;
     /* Pseudo-random ids (BOS first), the same for every method. */
     int32_t *ids = malloc(sizeof *ids * (size_t)tokens * (size_t)texts);
     uint64_t state = 1;
     for (int t = 0; t < texts; t++)
         for (int i = 0; i < tokens; i++) {
             state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-            ids[t * tokens + i] = i == 0 ? 1 : (int32_t)(3 + (state >> 33) % (uint64_t)(model->config.n_vocab - 3));
+            ids[t * tokens + i] = i == 0 ? 1 : (int32_t)(3 + (state >> 33) % (uint64_t)(tm_model_get_config(model)->n_vocab - 3));
         }
     tm_context *context = NULL;
     if (tm_context_create(&context, model, tokens, threads, &err) != TM_OK) return fail(&err);
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     double prompt_seconds = tm_seconds_now() - t0;
     printf("{\"bench\":\"zeroshot\",\"path\":\"prompt batch (last logits only)\",\"model\":\"%s\",\"tokens\":%d,"
            "\"texts\":%d,\"threads\":%d,\"texts_per_s\":%.3f,\"tokens_per_s\":%.1f}\n",
-           model->config.name, tokens, texts, threads, texts / prompt_seconds, texts * tokens / prompt_seconds);
+           tm_model_get_config(model)->name, tokens, texts, threads, texts / prompt_seconds, texts * tokens / prompt_seconds);
     fflush(stdout);
     tm_context_free(context);
     for (int m = 0; m < TM_ZEROSHOT_METHOD_COUNT; m++) {
@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
         double seconds = tm_seconds_now() - start;
         printf("{\"bench\":\"zeroshot\",\"path\":\"%s (one position at a time)\",\"model\":\"%s\",\"tokens\":%d,"
                "\"texts\":%d,\"threads\":%d,\"texts_per_s\":%.3f,\"tokens_per_s\":%.1f}\n",
-               tm_zeroshot_method_name((tm_zeroshot_method)m), model->config.name, tokens, texts, threads,
+               tm_zeroshot_method_name((tm_zeroshot_method)m), tm_model_get_config(model)->name, tokens, texts, threads,
                texts / seconds, texts * tokens / seconds);
         fflush(stdout);
         tm_zeroshot_free(z);

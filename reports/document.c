@@ -289,15 +289,16 @@ static json_t *model_details(const char *model_path, const char *run_sha256) {
     }
     tm_model *model = NULL;
     if (tm_model_load(&model, model_path, &e) == TM_OK) {
-        const tm_model_config *c = &model->config;
-        json_object_set_new(m, "format", json_string(tm_model_format_name(model->format)));
+        const tm_model_config *c = tm_model_get_config(model);
+        const tm_layer_weights *first_layer = tm_model_get_layer(model, 0);
+        json_object_set_new(m, "format", json_string(tm_model_format_name(tm_model_get_format(model))));
         json_object_set_new(m, "architecture", json_string(c->architecture));
         json_object_set_new(m, "parameters", json_integer((json_int_t)tm_model_parameter_count(model)));
         json_object_set_new(m, "context_length", json_integer(c->context_length));
         json_object_set_new(m, "n_layers", json_integer(c->n_layers));
         json_object_set_new(m, "n_vocab", json_integer(c->n_vocab));
         json_object_set_new(m, "quantisation",
-                            json_string(model->layers ? tm_ggml_type_name(model->layers[0].wq.type) : "unknown"));
+                            json_string(first_layer ? tm_ggml_type_name(first_layer->wq.type) : "unknown"));
         tm_model_free(model);
     } else json_object_set_new(m, "note", json_string(e.message));
     char folder[TM_EVAL_PATH_MAX];

@@ -55,15 +55,15 @@ tm_status tm_zeroshot_create(tm_zeroshot **out, const tm_zeroshot_options *o, tm
     const tm_model *performer = binoculars ? o->performer : NULL;
     if (binoculars && !performer)
         return tm_error_set(err, TM_ERR_ARGUMENT, "binoculars: needs a performer model besides the observer");
-    int32_t n_vocab = o->model->config.n_vocab;
+    int32_t n_vocab = tm_model_get_config(o->model)->n_vocab;
     const tm_model *others[2] = {reference, performer};
     const char *roles[2] = {"fast-detectgpt reference model", "binoculars performer"};
     for (int k = 0; k < 2; k++)
-        if (others[k] && others[k]->config.n_vocab != n_vocab)
+        if (others[k] && tm_model_get_config(others[k])->n_vocab != n_vocab)
             return tm_error_set(err, TM_ERR_ARGUMENT,
                                 "%s: the vocabularies differ in size (%d tokens against the scoring model's %d); "
                                 "both models must share one tokenizer",
-                                roles[k], others[k]->config.n_vocab, n_vocab);
+                                roles[k], tm_model_get_config(others[k])->n_vocab, n_vocab);
     tm_status status = TM_OK;
     if (reference && (status = same_vocabulary(o->tokenizer, o->reference_tokenizer, roles[0], err)) != TM_OK)
         return status;
@@ -74,9 +74,9 @@ tm_status tm_zeroshot_create(tm_zeroshot **out, const tm_zeroshot_options *o, tm
                             tm_tokenizer_vocab_size(o->tokenizer), n_vocab);
     int32_t n_ctx = o->n_ctx;
     if (n_ctx <= 0) {
-        n_ctx = o->model->config.context_length;
+        n_ctx = tm_model_get_config(o->model)->context_length;
         for (int k = 0; k < 2; k++)
-            if (others[k] && others[k]->config.context_length < n_ctx) n_ctx = others[k]->config.context_length;
+            if (others[k] && tm_model_get_config(others[k])->context_length < n_ctx) n_ctx = tm_model_get_config(others[k])->context_length;
     }
     if (n_ctx < 2) return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: a window needs at least 2 tokens");
     tm_zeroshot *z = tm_alloc_array(1, sizeof *z, err);
