@@ -1149,8 +1149,11 @@ static enum MHD_Result handle_verify(struct MHD_Connection *c, http_state *h) {
     }
     if (manifest && !json_is_null(manifest)) {
         if (json_is_object(manifest)) manifest_text = json_dumps(manifest, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        else if (json_is_string(manifest)) manifest_text = strndup(json_string_value(manifest), json_string_length(manifest));
-        else {
+        else if (json_is_string(manifest) && (manifest_text = malloc(json_string_length(manifest) + 1))) {
+            /* All of its bytes, a NUL inside included: the parser then names it. */
+            memcpy(manifest_text, json_string_value(manifest), json_string_length(manifest));
+            manifest_text[json_string_length(manifest)] = '\0';
+        } else if (!json_is_string(manifest)) {
             result = send_error(c, h, 400, "manifest", "invalid_type",
                                 "'manifest' must be the manifest object, its JSON text, or null (embedded)");
             goto done;
