@@ -344,19 +344,19 @@ static uint64_t green_threshold(double gamma) {
     return t;
 }
 
-/* The green lists, as bits over ids [0, cover), of the last
+/* The green lists, as bits over ids [0, n), of the last
  * LEFTHASH_CACHE_ENTRIES contexts met, the least recently used replaced
  * first. Text comes back to its contexts: in 200-token English answers
  * (HaluEval, Llama-2 tokens) 52% of the steps follow a context met before in
  * the same answer with 32 entries (54% with no limit), and such a step costs
- * a bit lookup per candidate instead of a PRF. The bits depend on the key
+ * a walk over its green bits instead of a PRF per candidate. The bits depend on the key
  * and the context only, so they outlive reset. Only a dense candidate set
  * (ids 0..n-1 in order, as a chain hands the vocabulary to its bias stage)
  * uses it; anything else takes the batched path. */
 enum { LEFTHASH_CACHE_ENTRIES = 32 };
 
 typedef struct {
-    size_t cover, needed, n_used; /* cover: ids per entry, a multiple of 64 */
+    size_t n_ids, needed, n_used; /* n_ids: the lists cover ids [0, n_ids) */
     uint64_t clock;
     uint64_t last_used[LEFTHASH_CACHE_ENTRIES];
     int32_t context[LEFTHASH_CACHE_ENTRIES][TM_WM_PRF_MAX_TOKENS];
@@ -370,19 +370,17 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     bool dense = true;
     for (size_t i = 0; i < n; i++) dense &= data[i].id == (int32_t)i;
     if (!dense) return false;
-    size_t cover = (n + 63) / 64 * 64, words = cover / 64, header = (sizeof(lefthash_cache) + 63) / 64 * 64;
+    size_t words = (n + 63) / 64, header = (sizeof(lefthash_cache) + 63) / 64 * 64;
     lefthash_cache *c = state->cache_size >= sizeof *c ? state->cache : NULL;
-    if (!c || c->cover != cover || c->needed != needed) {
+    if (!c || c->n_ids != n || c->needed != needed) { /* lists over another id range are no use */
         if (words > (SIZE_MAX - header) / sizeof(uint64_t) / LEFTHASH_CACHE_ENTRIES) return false;
         c = tm_wm_state_cache(state, header + LEFTHASH_CACHE_ENTRIES * words * sizeof(uint64_t));
         if (!c) return false;
         memset(c, 0, sizeof *c);
-        c->cover = cover;
+        c->n_ids = n;
         c->needed = needed;
     }
     uint64_t *bits = (uint64_t *)(void *)((char *)c + header);
-    /* A table lookup, not a branch: the green bits are coin flips. */
-    const float bias[2] = {0.0f, (float)scheme->config.delta};
     size_t e = 0;
     while (e < c->n_used && memcmp(c->context[e], context, needed * sizeof *context) != 0) e++;
     if (e == c->n_used) { /* not met: its green list, in a free or the least recently used entry */
@@ -399,28 +397,22 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
             for (size_t i = 0; i < m; i++) ids[i] = (int32_t)(start + i);
             const int32_t *const slots[2] = {ids, NULL};
             tm_wm_prf_batch(&scheme->subkey, &t, slots, m, values);
-            /* Applied and kept in one pass. */
             for (size_t w = 0; w < m; w += 64) {
                 size_t end = m - w < 64 ? m - w : 64;
                 uint64_t word = 0;
-                for (size_t j = 0; j < end; j++) {
-                    uint64_t green = (values[w + j] >> 12) < threshold;
-                    data[start + w + j].logit += bias[green];
-                    word |= green << j;
-                }
+                for (size_t j = 0; j < end; j++) word |= (uint64_t)((values[w + j] >> 12) < threshold) << j;
                 entry[(start + w) / 64] = word;
             }
         }
-        c->last_used[e] = ++c->clock;
-        return true;
     }
     c->last_used[e] = ++c->clock;
+    /* +delta on the green ids, found bit by bit (about gamma of them); the
+     * red logits are not touched at all. */
     const uint64_t *green = bits + e * words;
+    float delta = (float)scheme->config.delta;
     for (size_t w = 0; w < words; w++) {
-        uint64_t word = green[w];
-        size_t end = n - w * 64 < 64 ? n - w * 64 : 64;
         tm_token_data *d = data + w * 64;
-        for (size_t j = 0; j < end; j++) d[j].logit += bias[(word >> j) & 1];
+        for (uint64_t word = green[w]; word; word &= word - 1) d[__builtin_ctzll(word)].logit += delta;
     }
     return true;
 }
