@@ -2,11 +2,12 @@
  * routing, authentication by API key (SHA-256 digests compared with
  * CRYPTO_memcmp, every tenant tried), request parsing with OpenAI's error
  * objects for anything malformed, the OpenAI response and server-sent-event
- * shapes, /v1/detect with the tenants' keys, /health and Prometheus
+ * shapes, /v1/detect with the tenants' keys, with --sign each choice's
+ * signed manifest and /v1/verify (provenance/), /health and Prometheus
  * /metrics. Generation itself is the engine's (engine.c); a handler only
  * builds jobs, waits for them and watches whether its client is still there,
  * so that a client that goes away frees its slot at the next step. Nothing
- * here prints, exits, or logs a key. */
+ * here prints, exits, or logs a key, nor puts one in a manifest. */
 #include "server_internal.h"
 
 #include "tracemark/detect.h"

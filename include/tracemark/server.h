@@ -1,8 +1,10 @@
 /* tracemark server: an OpenAI-compatible HTTP server (libmicrohttpd) in
  * front of the local engine that watermarks every response with the key of
  * the tenant whose API key made the request, and answers /v1/detect with the
- * same keys. --parallel slots share the engine through continuous batching:
- * each decode step of every active sequence goes through one batched pass.
+ * same keys; with a signing key every reply carries each choice's signed
+ * manifest and /v1/verify checks one. --parallel slots share the engine
+ * through continuous batching: each decode step of every active sequence
+ * goes through one batched pass.
  * The library never prints or exits; a caller (cli/serve.c) owns signals. */
 #ifndef TRACEMARK_SERVER_H
 #define TRACEMARK_SERVER_H
