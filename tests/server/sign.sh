@@ -249,4 +249,22 @@ kill -TERM "$server_pid"
 set +e; wait "$server_pid"; code=$?; set -e
 server_pid=
 [ $code -eq 0 ] || fail "the server exited $code after SIGTERM"
+
+# --- --trust without --sign: nothing signed, /v1/verify still checks -------------------
+"$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/tenants.yaml" --port 0 \
+  --threads 1 --model-name stories --trust "$work/server.pub" 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/serve.log")
+base=http://127.0.0.1:$port
+! grep -q "signing replies" "$work/serve.log" || fail "a server without --sign says it signs"
+expect 200 "" "${auth[@]}" -d '{"model": "stories", "prompt": "Once", "max_tokens": 4}' "$base/v1/completions"
+! grep -q manifests "$work/body" || fail "a server without --sign sent manifests"
+post_verify "$work/curl-0.txt" "$work/curl-0.manifest.json"
+grep -q '"verified":true' "$work/body" || fail "--trust alone: $(cat "$work/body")"
+kill -TERM "$server_pid"
+set +e; wait "$server_pid"; code=$?; set -e
+server_pid=
+[ $code -eq 0 ] || fail "the second server exited $code after SIGTERM"
+echo "ok - --trust without --sign: replies carry no manifests; /v1/verify checks with the trusted key"
 echo "PASS"
