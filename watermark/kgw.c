@@ -12,8 +12,10 @@
  * sampler's cache: the rank and draw of every (w, w), and the ranks (and the
  * draws found so far) of every token against the last h - 1 history tokens,
  * so a step computes one new rank per candidate and the draws it has not met
- * before, instead of h + 1 PRF calls. Every path gives tm_wm_prf's values bit
- * for bit, which the tests check over a whole vocabulary and across steps.
+ * before, instead of h + 1 PRF calls; LeftHash keeps the green lists of its
+ * last contexts, so a context met again costs no PRF. Every path gives
+ * tm_wm_prf's values bit for bit, which the tests check over a whole
+ * vocabulary and across steps.
  * This file must never change a logit that is not green, nor give generation
  * and detection different answers for one (context, token). */
 #include "scheme.h"
