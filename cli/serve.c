@@ -17,7 +17,9 @@ static const char help[] =
     "\n"
     "Serve the model over the OpenAI API (POST /v1/completions, /v1/chat/completions, streaming\n"
     "included; GET /v1/models), watermarking every response with the key of the tenant whose API key\n"
-    "made the request; POST /v1/detect tests a text against the tenants' keys. GET /health and\n"
+    "made the request; POST /v1/detect tests a text against the tenants' keys. With --sign every reply\n"
+    "carries each choice's signed manifest, and POST /v1/verify checks a text and its manifest\n"
+    "against the server's signer and --trust keys. GET /health and\n"
     "GET /metrics (Prometheus) need no key. SIGTERM or SIGINT drains in-flight requests and exits.\n"
     "\n"
     "options:\n"
@@ -36,14 +38,17 @@ static const char help[] =
     "  --threads N           engine threads (default: all cores)\n"
     "  --max-body BYTES      request body cap (default 1048576)\n"
     "  --drain SECONDS       on SIGTERM, how long in-flight requests may take (default 30)\n"
-    "  --sign KEY            sign responses (needs the provenance room; not in this build)\n"
+    "  --sign KEY            sign every reply with this Ed25519 signing key (tracemark keygen --signing;\n"
+    "                        mode 0600): the tracemark object carries each choice's manifest\n"
+    "  --trust PATH          a signer /v1/verify also trusts: NAME.pub or a folder of *.pub; repeatable\n"
     "  -h, --help            this help\n"
     "\n"
     "Exit status: 0 after a clean shutdown, 1 failure (bad model, key or port), 2 usage error.\n";
 
 int tm_cmd_serve(int argc, char **argv) {
     enum { MODEL = 256, TOKENIZER, MODEL_NAME, CHAT_TEMPLATE, WATERMARK, KEY, API_KEYS, TENANTS, HOST, PORT,
-           PARALLEL, CTX, THREADS, MAX_BODY, DRAIN, SIGN };
+           PARALLEL, CTX, THREADS, MAX_BODY, DRAIN, SIGN, TRUST };
+    enum { MAX_TRUST = 64 };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"model-name", required_argument, 0, MODEL_NAME}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
@@ -53,8 +58,9 @@ int tm_cmd_serve(int argc, char **argv) {
         {"parallel", required_argument, 0, PARALLEL}, {"ctx", required_argument, 0, CTX},
         {"threads", required_argument, 0, THREADS}, {"max-body", required_argument, 0, MAX_BODY},
         {"drain", required_argument, 0, DRAIN}, {"sign", required_argument, 0, SIGN},
+        {"trust", required_argument, 0, TRUST},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *cmd = "serve", *model = NULL;
+    const char *cmd = "serve", *model = NULL, *trust[MAX_TRUST];
     tm_server_options o;
     tm_server_options_default(&o);
     long value;
@@ -79,8 +85,12 @@ int tm_cmd_serve(int argc, char **argv) {
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &value)) return TM_EXIT_USAGE; o.n_threads = (int32_t)value; break;
         case MAX_BODY: if (!tm_cli_parse_int(cmd, "--max-body", optarg, 1024, 1L << 30, &value)) return TM_EXIT_USAGE; o.max_body_bytes = (size_t)value; break;
         case DRAIN: if (!tm_cli_parse_float(cmd, "--drain", optarg, 0, 3600, &drain)) return TM_EXIT_USAGE; break;
-        case SIGN:
-            return tm_cli_usage(cmd, "--sign needs the provenance room, which this build does not have yet");
+        case SIGN: o.signing_key_path = optarg; break;
+        case TRUST:
+            if (o.n_trust_paths == MAX_TRUST) return tm_cli_usage(cmd, "at most %d --trust options", MAX_TRUST);
+            trust[o.n_trust_paths++] = optarg;
+            o.trust_paths = trust;
+            break;
         case 'h':
             fputs(help, stdout);
             printf("\nChat templates (--chat-template): %s.\n", tm_chat_template_names());
@@ -111,6 +121,7 @@ int tm_cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     tm_server *server = NULL;
     if (tm_server_start(&server, &o, &err) != TM_OK) return tm_cli_fail(&err);
+    if (tm_server_signer(server)) fprintf(stderr, "tracemark: signing replies as %s\n", tm_server_signer(server));
     const char *host = o.host ? o.host : "127.0.0.1";
     bool v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "tracemark: listening on http://%s%s%s:%u (model %s, %d slot%s)\n", v6 ? "[" : "", host,

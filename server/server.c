@@ -2,14 +2,16 @@
  * routing, authentication by API key (SHA-256 digests compared with
  * CRYPTO_memcmp, every tenant tried), request parsing with OpenAI's error
  * objects for anything malformed, the OpenAI response and server-sent-event
- * shapes, /v1/detect with the tenants' keys, /health and Prometheus
+ * shapes, /v1/detect with the tenants' keys, with --sign each choice's
+ * signed manifest and /v1/verify (provenance/), /health and Prometheus
  * /metrics. Generation itself is the engine's (engine.c); a handler only
  * builds jobs, waits for them and watches whether its client is still there,
  * so that a client that goes away frees its slot at the next step. Nothing
- * here prints, exits, or logs a key. */
+ * here prints, exits, or logs a key, nor puts one in a manifest. */
 #include "server_internal.h"
 
 #include "tracemark/detect.h"
+#include "tracemark/provenance.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,9 +41,9 @@ typedef struct {
 } tenant;
 
 /* Metrics: requests by endpoint and status, latency of the generating endpoints. */
-enum { EP_COMPLETIONS, EP_CHAT, EP_DETECT, EP_MODELS, EP_HEALTH, EP_METRICS, EP_OTHER, EP_COUNT };
+enum { EP_COMPLETIONS, EP_CHAT, EP_DETECT, EP_MODELS, EP_HEALTH, EP_METRICS, EP_VERIFY, EP_OTHER, EP_COUNT };
 static const char *const endpoint_names[EP_COUNT] = {"completions", "chat_completions", "detect", "models",
-                                                     "health", "metrics", "other"};
+                                                     "health", "metrics", "verify", "other"};
 static const int status_codes[] = {200, 400, 401, 404, 405, 413, 500, 503};
 enum { N_CODES = sizeof status_codes / sizeof status_codes[0] };
 static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -50,6 +52,10 @@ enum { N_BUCKETS = sizeof latency_buckets / sizeof latency_buckets[0] };
 struct tm_server {
     tm_model *model;
     tm_tokenizer *tokenizer;
+    char *model_path;                   /* for the manifests' model name */
+    char model_sha256[TM_SHA256_HEX_SIZE]; /* hashed once at start, not per signed response */
+    tm_signing_key *signer;             /* --sign; NULL: responses are not signed */
+    tm_trust_store *trust;              /* /v1/verify: the signer's public key and --trust; NULL: no /v1/verify */
     bool has_chat;
     tm_chat_template chat_template;
     char model_name[256];
@@ -624,6 +630,57 @@ static const char *finish_reason(const tm_server_job *j) {
                : "stop";
 }
 
+/* ---- signed manifests (--sign) ------------------------------------------ */
+
+/* What `tracemark generate --json` records and tm_provenance_sign_generation
+ * reads, for choice k: the model (its file name; the SHA-256 hashed once at
+ * start), the choice's seed, the sampling settings and the tenant's
+ * watermark facts. Never a key: the watermark is named by its key id. */
+static json_t *generation_record(const generation *g, size_t k) {
+    const tm_server *s = g->server;
+    const tm_sampling_params *p = &g->parsed.sampling;
+    const tm_wm_config *config = tm_wm_scheme_config(g->tenant->scheme);
+    return json_pack("{s:s, s:s, s:I, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}, s:{s:s, s:s, s:s}}", "model",
+                     s->model_path, "model_sha256", s->model_sha256, "seed", (json_int_t)(g->seed + k), "sampling",
+                     "temperature", (double)p->temperature, "top_k", (int)p->top_k, "top_p", (double)p->top_p,
+                     "min_p", (double)p->min_p, "repeat_penalty", (double)p->repeat_penalty, "frequency_penalty",
+                     (double)p->frequency_penalty, "presence_penalty", (double)p->presence_penalty, "penalty_window",
+                     (int)p->penalty_window, "watermark", "scheme", tm_wm_kind_name(config->kind), "parameters",
+                     g->tenant->description, "key_id", tm_wm_scheme_key_id(g->tenant->scheme));
+}
+
+/* Each choice's signed manifest, in choice order. What is signed is the text
+ * as the client receives it (bytes that are not UTF-8 became U+FFFD in the
+ * JSON), so that the text a client saves verifies. NULL and err on failure. */
+static json_t *manifests_json(const generation *g, const tm_server_request *r, tm_error *err) {
+    json_t *list = json_array();
+    if (!list) return tm_error_set(err, TM_ERR_NOMEM, "out of memory"), NULL;
+    for (size_t k = 0; k < r->n_jobs; k++) {
+        const tm_server_job *j = &r->jobs[k];
+        json_t *text = json_text(j->text ? j->text : "", j->text_size), *record = generation_record(g, k), *object = NULL;
+        char *record_text = record ? json_dumps(record, JSON_COMPACT) : NULL, *manifest = NULL;
+        size_t manifest_size = 0;
+        tm_status status = text && record_text
+                               ? tm_provenance_sign_generation(json_string_value(text), json_string_length(text),
+                                                               record_text, strlen(record_text), g->server->signer,
+                                                               &manifest, &manifest_size, err)
+                               : tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        json_error_t jerr;
+        if (status == TM_OK && !(object = json_loadb(manifest, manifest_size, JSON_REJECT_DUPLICATES, &jerr)))
+            tm_error_set(err, TM_ERR_FORMAT, "the signed manifest does not read back: %s", jerr.text);
+        free(manifest);
+        free(record_text);
+        json_decref(record);
+        json_decref(text);
+        if (!object || json_array_append_new(list, object) != 0) {
+            if (object) tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
 /* Build the jobs of a request and hand them to the engine. */
 static tm_server_request *start_generation(generation *g, request_error *e) {
     tm_server *s = g->server;
@@ -784,13 +841,30 @@ static bool stream_collect(generation *g, tm_server_request *r) {
         }
     }
     if (ok && !g->done_sent && all_done(r)) {
-        if (g->parsed.include_usage) {
-            json_t *chunk = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o, s:o}", "id", g->id, "object",
+        /* With --sign the last chunk before [DONE] (the usage chunk, when
+         * asked for) carries every choice's manifest; a reply cut short by an
+         * error or a shutdown is not signed. */
+        json_t *manifests = NULL;
+        bool cut = false;
+        for (size_t i = 0; i < r->n_jobs; i++)
+            cut = cut || (r->jobs[i].finish_reason && (!strcmp(r->jobs[i].finish_reason, "error") ||
+                                                       !strcmp(r->jobs[i].finish_reason, "cancelled")));
+        if (g->server->signer && !cut) {
+            tm_error err = {0};
+            if (!(manifests = manifests_json(g, r, &err)))
+                ok = out_event(g, error_object(err.message, "server_error", NULL, "signing_failed"));
+        }
+        if (ok && (g->parsed.include_usage || manifests)) {
+            json_t *tracemark = tracemark_json(g);
+            if (tracemark && manifests) json_object_set(tracemark, "manifests", manifests);
+            json_t *chunk = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:o}", "id", g->id, "object",
                                       g->parsed.chat ? "chat.completion.chunk" : "text_completion", "created",
-                                      (json_int_t)g->created, "model", g->server->model_name, "choices", "usage",
-                                      usage_json(g, r), "tracemark", tracemark_json(g));
+                                      (json_int_t)g->created, "model", g->server->model_name, "system_fingerprint",
+                                      "tracemark-0.1.0", "choices", "tracemark", tracemark);
+            if (chunk && g->parsed.include_usage) json_object_set_new(chunk, "usage", usage_json(g, r));
             ok = out_event(g, chunk);
         }
+        json_decref(manifests);
         ok = ok && out_append(g, "data: [DONE]\n\n", 14);
         g->done_sent = true;
     }
@@ -925,7 +999,18 @@ static enum MHD_Result handle_generation(struct MHD_Connection *c, http_state *h
     for (size_t i = 0; i < r->n_jobs; i++) cancelled = cancelled || !strcmp(r->jobs[i].finish_reason, "cancelled");
     if (failed) result = send_error(c, h, 500, NULL, NULL, "generation failed: %s", failed->error.message);
     else if (cancelled) result = send_error(c, h, 503, NULL, "server_shutting_down", "the server stopped before the reply was done");
-    else result = send_json(c, h, 200, response_json(g, r));
+    else {
+        tm_error err = {0};
+        json_t *manifests = s->signer ? manifests_json(g, r, &err) : NULL;
+        if (s->signer && !manifests)
+            result = send_error(c, h, 500, NULL, "signing_failed", "signing the reply failed: %s", err.message);
+        else {
+            json_t *response = response_json(g, r);
+            if (response && manifests) json_object_set(json_object_get(response, "tracemark"), "manifests", manifests);
+            result = send_json(c, h, 200, response);
+        }
+        json_decref(manifests);
+    }
     tm_server_request_release(r);
     return result;
 }
@@ -1000,6 +1085,120 @@ static enum MHD_Result handle_detect(struct MHD_Connection *c, http_state *h) {
                                          (json_int_t)tested, "results", results));
         }
     }
+    json_decref(body);
+    return result;
+}
+
+/* ---- /v1/verify ------------------------------------------------------------ */
+
+/* A verdict with the fields of `tracemark verify --json` (cli/verify.c;
+ * tests/server/run.sh compares the two), plus "object" and, in "watermark",
+ * the tenant whose key gave the soft binding and how many tenants were tried.
+ * tested > 1: the best tenant's decision p is corrected for the number tried
+ * (Bonferroni), as verify corrects for several --key. */
+static json_t *verification_json(const tm_verification *v, const char *source, const tenant *t, size_t tested) {
+    json_t *root = json_pack(
+        "{s:s, s:b, s:o, s:s, s:{s:s?}, s:{s:b, s:b}, s:{s:o, s:b}, s:{s:b, s:b, s:s, s:I}}", "object",
+        "tracemark.verification", "verified", v->verified, "failed_check",
+        v->verified ? json_null() : json_string(tm_verify_failure_name(v->failure)), "reason", v->reason, "manifest",
+        "source", source, "signature", "checked", v->signature_checked, "valid", v->signature_valid, "signer",
+        "fingerprint", v->signer[0] ? json_string(v->signer) : json_null(), "trusted", v->signer_trusted, "content",
+        "checked", v->content_checked, "unchanged", v->content_unchanged, "sha256", v->content_sha256, "length",
+        (json_int_t)v->content_length);
+    if (!root || !v->has_detection || !t) return root;
+    const tm_detection *d = &v->detection;
+    double fpr = 1e-3, log_p = d->log_p_decision + log((double)tested);
+    if (log_p > 0) log_p = 0;
+    json_t *wm = json_pack("{s:b, s:s, s:s, s:s, s:o, s:f, s:f, s:o, s:I, s:f, s:s, s:I}", "detected",
+                           tested > 1 ? log_p <= log(fpr) : d->detected, "scheme", tm_wm_kind_name(d->kind),
+                           "parameters", d->parameters, "key_id", d->key_id, "key_id_matches_manifest",
+                           v->manifest_watermark_key_id[0] ? json_boolean(!strcmp(v->manifest_watermark_key_id, d->key_id))
+                                                           : json_null(),
+                           "p_value", d->p, "p_decision", tm_stat_p_from_log(log_p), "z", number_or_null(d->z),
+                           "scored_tokens", (json_int_t)d->n_scored, "fpr", fpr, "tenant", t->name, "tenants_tested",
+                           (json_int_t)tested);
+    json_object_set_new(root, "watermark", wm ? wm : json_null());
+    return root;
+}
+
+/* {"text", "manifest"?}: the manifest as an object or as its JSON text;
+ * absent or null: the one embedded in the text. The verdict uses the
+ * server's trusted signers (its own --sign key and --trust) and, for the
+ * soft binding, the tenant whose key id the manifest names, else every
+ * tenant (the best one reported). "Not verified" is a verdict (200). */
+static enum MHD_Result handle_verify(struct MHD_Connection *c, http_state *h) {
+    tm_server *s = h->server;
+    if (!s->trust)
+        return send_error(c, h, 404, NULL, "verify_not_enabled",
+                          "this server trusts no signer: start it with --sign KEY or --trust PUB to verify");
+    json_error_t jerr;
+    json_t *body = json_loadb(h->body ? h->body : "", h->size, JSON_REJECT_DUPLICATES, &jerr);
+    if (!body)
+        return send_error(c, h, 400, NULL, "invalid_json", "We could not parse the JSON body of your request: %s",
+                          jerr.text);
+    json_t *text = json_object_get(body, "text"), *manifest = json_object_get(body, "manifest");
+    char *manifest_text = NULL;
+    size_t manifest_size = 0;
+    enum MHD_Result result;
+    if (!json_is_object(body) || !text) {
+        result = send_error(c, h, 400, "text", "missing_required_parameter", "'text' is required");
+        goto done;
+    }
+    if (!json_is_string(text)) {
+        result = send_error(c, h, 400, "text", "invalid_type", "'text' must be a string");
+        goto done;
+    }
+    if (manifest && !json_is_null(manifest)) {
+        if (json_is_object(manifest)) manifest_text = json_dumps(manifest, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        else if (json_is_string(manifest) && (manifest_text = malloc(json_string_length(manifest) + 1))) {
+            /* All of its bytes, a NUL inside included: the parser then names it. */
+            memcpy(manifest_text, json_string_value(manifest), json_string_length(manifest));
+            manifest_text[json_string_length(manifest)] = '\0';
+        } else if (!json_is_string(manifest)) {
+            result = send_error(c, h, 400, "manifest", "invalid_type",
+                                "'manifest' must be the manifest object, its JSON text, or null (embedded)");
+            goto done;
+        }
+        if (!manifest_text) {
+            result = send_error(c, h, 500, NULL, NULL, "out of memory");
+            goto done;
+        }
+        manifest_size = json_is_string(manifest) ? json_string_length(manifest) : strlen(manifest_text);
+    }
+    const char *content = json_string_value(text);
+    size_t size = json_string_length(text);
+    tm_error err = {0};
+    tm_verification first, v;
+    /* Which tenants to score: the one whose key id the manifest names (the
+     * manifest is read without a detector first), else all of them. */
+    if (tm_provenance_verify(content, size, manifest_text, manifest_size, s->trust, NULL, &first, &err) != TM_OK) {
+        result = send_error(c, h, 400, "text", "invalid_value", "%s", err.message);
+        goto done;
+    }
+    const tenant *named = NULL, *best = NULL;
+    for (size_t i = 0; i < s->n_tenants && first.manifest_watermark_key_id[0]; i++)
+        if (!strcmp(tm_wm_scheme_key_id(s->tenants[i].scheme), first.manifest_watermark_key_id)) named = &s->tenants[i];
+    size_t tested = 0;
+    v = first;
+    for (size_t i = 0; i < s->n_tenants; i++) {
+        const tenant *t = &s->tenants[i];
+        if (named && t != named) continue;
+        tm_verification one;
+        if (tm_provenance_verify(content, size, manifest_text, manifest_size, s->trust, t->detector, &one, &err) !=
+            TM_OK) {
+            result = send_error(c, h, 400, "text", "invalid_value", "%s", err.message);
+            goto done;
+        }
+        tested++;
+        if (!best || one.detection.log_p_decision < v.detection.log_p_decision) {
+            v = one;
+            best = t;
+        }
+    }
+    result = send_json(c, h, 200,
+                       verification_json(&v, manifest_text ? "request" : v.embedded ? "embedded" : NULL, best, tested));
+done:
+    free(manifest_text);
     json_decref(body);
     return result;
 }
@@ -1089,6 +1288,7 @@ static int endpoint_of(const char *url) {
     if (!strcmp(url, "/v1/completions")) return EP_COMPLETIONS;
     if (!strcmp(url, "/v1/chat/completions")) return EP_CHAT;
     if (!strcmp(url, "/v1/detect")) return EP_DETECT;
+    if (!strcmp(url, "/v1/verify")) return EP_VERIFY;
     if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11)) return EP_MODELS;
     if (!strcmp(url, "/health")) return EP_HEALTH;
     if (!strcmp(url, "/metrics")) return EP_METRICS;
@@ -1140,6 +1340,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, http_state *h, const c
     pthread_mutex_unlock(&s->lock);
     if (draining) return send_error(c, h, 503, NULL, "server_shutting_down", "the server is shutting down");
     if (h->endpoint == EP_DETECT) return handle_detect(c, h);
+    if (h->endpoint == EP_VERIFY) return handle_verify(c, h);
     return handle_generation(c, h, who, h->endpoint == EP_CHAT);
 }
 
@@ -1250,6 +1451,9 @@ static void free_server(tm_server *s) {
     free(s->api_digests);
     tm_tokenizer_free(s->tokenizer);
     tm_model_free(s->model);
+    tm_signing_key_free(s->signer);
+    tm_trust_store_free(s->trust);
+    free(s->model_path);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -1277,6 +1481,27 @@ static tm_status load_tenant(tenant *t, const char *name, const char *api_key, c
     return status;
 }
 
+/* --sign and --trust: the key replies are signed with (mode 0600, read
+ * once), and the signers /v1/verify trusts: that key's public half and
+ * every --trust path. Neither given: no signing and no /v1/verify. */
+static tm_status start_provenance(tm_server *s, const tm_server_options *o, tm_error *err) {
+    tm_status status;
+    if (o->signing_key_path && (status = tm_signing_key_read(&s->signer, o->signing_key_path, err)) != TM_OK)
+        return tm_error_prefix(err, "--sign");
+    if (!s->signer && !o->n_trust_paths) return TM_OK;
+    if ((status = tm_trust_store_create(&s->trust, err)) != TM_OK) return status;
+    if (s->signer) {
+        tm_public_key *own = NULL;
+        if ((status = tm_public_key_from_signing_key(&own, s->signer, err)) != TM_OK ||
+            (status = tm_trust_store_add_key(s->trust, own, err)) != TM_OK)
+            return status;
+    }
+    for (size_t i = 0; i < o->n_trust_paths; i++)
+        if ((status = tm_trust_store_add_path(s->trust, o->trust_paths[i], err)) != TM_OK)
+            return tm_error_prefix(err, "--trust");
+    return TM_OK;
+}
+
 tm_status tm_server_start(tm_server **out, const tm_server_options *o, tm_error *err) {
     *out = NULL;
     if (!o->model_path) return tm_error_set(err, TM_ERR_ARGUMENT, "no model given");
@@ -1291,10 +1516,20 @@ tm_status tm_server_start(tm_server **out, const tm_server_options *o, tm_error 
     pthread_cond_init(&s->idle, NULL);
     s->max_body = o->max_body_bytes ? o->max_body_bytes : 1 << 20;
     s->created = time(NULL);
-    tm_status status = tm_model_load(&s->model, o->model_path, err);
+    /* The signing key and trusted signers first, so that a bad key (or one
+     * others can read) fails before the model is loaded. */
+    tm_status status = start_provenance(s, o, err);
+    if (status != TM_OK) goto fail;
+    status = tm_model_load(&s->model, o->model_path, err);
     if (status == TM_OK)
         status = tm_model_tokenizer(&s->tokenizer, s->model, o->tokenizer_path && *o->tokenizer_path ? o->tokenizer_path : NULL, err);
     if (status != TM_OK) goto fail;
+    if (!(s->model_path = strdup(o->model_path))) {
+        status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* Manifests name the model by its hash: once here, not per reply. */
+    if (s->signer && (status = tm_sha256_file_hex(o->model_path, s->model_sha256, err)) != TM_OK) goto fail;
     if (o->model_name) snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name);
     else {
         const char *base = strrchr(o->model_path, '/');
@@ -1379,6 +1614,8 @@ fail:
 }
 
 uint16_t tm_server_port(const tm_server *s) { return s->port; }
+
+const char *tm_server_signer(const tm_server *s) { return s->signer ? tm_signing_key_fingerprint(s->signer) : NULL; }
 
 void tm_server_stop(tm_server *s, double drain_seconds) {
     if (!s) return;

@@ -1,8 +1,10 @@
 /* tracemark server: an OpenAI-compatible HTTP server (libmicrohttpd) in
  * front of the local engine that watermarks every response with the key of
  * the tenant whose API key made the request, and answers /v1/detect with the
- * same keys. --parallel slots share the engine through continuous batching:
- * each decode step of every active sequence goes through one batched pass.
+ * same keys; with a signing key every reply carries each choice's signed
+ * manifest and /v1/verify checks one. --parallel slots share the engine
+ * through continuous batching: each decode step of every active sequence
+ * goes through one batched pass.
  * The library never prints or exits; a caller (cli/serve.c) owns signals. */
 #ifndef TRACEMARK_SERVER_H
 #define TRACEMARK_SERVER_H
@@ -30,6 +32,13 @@ typedef struct {
     int32_t n_threads;           /* engine threads; 0: all cores */
     size_t max_body_bytes;       /* default 1 MiB */
     int32_t max_queue;           /* sequences waiting for a slot before 503; default 256 */
+    /* --sign: an Ed25519 signing key (mode 0600, read at start); every
+     * response then carries each choice's signed manifest, and /v1/verify
+     * trusts this key's public half. NULL: nothing is signed. */
+    const char *signing_key_path;
+    /* --trust: more signers /v1/verify trusts (NAME.pub files or folders of them). */
+    const char *const *trust_paths;
+    size_t n_trust_paths;
 } tm_server_options;
 
 void tm_server_options_default(tm_server_options *options);
@@ -39,6 +48,8 @@ typedef struct tm_server tm_server;
 /* Load the model, keys and tenants, start the engine and listen. */
 tm_status tm_server_start(tm_server **out, const tm_server_options *options, tm_error *err);
 uint16_t tm_server_port(const tm_server *server);
+/* The fingerprint of the key replies are signed with; NULL without --sign. */
+const char *tm_server_signer(const tm_server *server);
 /* Stop accepting connections, let in-flight requests finish for up to
  * drain_seconds (then cancel what is left), stop, and free everything. */
 void tm_server_stop(tm_server *server, double drain_seconds);
