@@ -36,5 +36,6 @@ int tm_cmd_tokenize(int argc, char **argv);
 int tm_cmd_detokenize(int argc, char **argv);
 int tm_cmd_keygen(int argc, char **argv);
 int tm_cmd_detect(int argc, char **argv);
+int tm_cmd_eval(int argc, char **argv);
 
 #endif

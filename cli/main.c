@@ -16,6 +16,7 @@ static const command commands[] = {
     {"detokenize", tm_cmd_detokenize, "print the text of token ids"},
     {"keygen", tm_cmd_keygen, "create a watermark key file (mode 0600)"},
     {"detect", tm_cmd_detect, "test a text for a watermark (model-free)"},
+    {"eval", tm_cmd_eval, "run an evaluation task (YAML) into a crash-safe run store"},
 };
 
 static void usage(FILE *out) {

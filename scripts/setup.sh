@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config curl libssl-dev libyaml-dev libjansson-dev
-          libopenblas-openmp-dev libcriterion-dev libutf8proc-dev libicu-dev libpcre2-dev)
+          libopenblas-openmp-dev libcriterion-dev libutf8proc-dev libicu-dev libpcre2-dev
+          libsqlite3-dev wordnet-base)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,309 @@
+/* tracemark evals: the evaluation harness. A task file (YAML, strict like the
+ * scheme configs) names a kind of evaluation, a model, data and one seed; the
+ * runner turns it into a fixed, numbered list of samples, runs them (in
+ * shards, on threads, resumable after a kill) and keeps one row per completed
+ * sample in a crash-safe SQLite run store; exports (samples.jsonl and
+ * results.json) are rebuilt from the store alone, so they are the same bytes
+ * however the run was interrupted, resumed or split. Text attacks, detection
+ * metrics (TPR at FPR, ROC-AUC, bootstrap confidence intervals) and text
+ * quality measures live here too. Nothing here prints or exits. */
+#ifndef TRACEMARK_EVALS_H
+#define TRACEMARK_EVALS_H
+
+#include "tracemark/core.h"
+#include "tracemark/detect.h"
+#include "tracemark/generator.h"
+#include "tracemark/watermark.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { TM_EVAL_PATH_MAX = 4096, TM_EVAL_NAME_MAX = 64 };
+
+/* ======================================================================== */
+/* Attacks on text (evals/attacks.c, evals/wordnet.c)                        */
+/* ======================================================================== */
+
+typedef enum {
+    TM_ATTACK_NONE,        /* the text as generated */
+    TM_ATTACK_DELETE,      /* each word deleted with probability strength */
+    TM_ATTACK_INSERT,      /* after each word, with probability strength, a random word (WordNet lemma, else one of the text's) */
+    TM_ATTACK_SWAP,        /* each adjacent word pair swapped with probability strength (pairs do not overlap) */
+    TM_ATTACK_TYPO,        /* each letter edited (substituted, dropped, doubled, transposed) with probability strength */
+    TM_ATTACK_CASE,        /* each word upper-, lower- or title-cased (a change) with probability strength */
+    TM_ATTACK_PUNCTUATION, /* each punctuation mark or space mangled with probability strength */
+    TM_ATTACK_SYNONYM,     /* each word with a WordNet synonym replaced by one with probability strength */
+    TM_ATTACK_HOMOGLYPH,   /* each letter with a Cyrillic/Greek look-alike replaced with probability strength */
+    TM_ATTACK_ZERO_WIDTH,  /* after each character, with probability strength, a zero-width character */
+    TM_ATTACK_COPY_PASTE,  /* the text as a fraction `strength` of the words of a longer filler text */
+    TM_ATTACK_EMOJI,       /* generation-time: a marker token forced after every sampled token, then stripped */
+    TM_ATTACK_PARAPHRASE,  /* model-time: a fraction `strength` of the tokens regenerated, in spans, without the mark */
+    TM_ATTACK_KIND_COUNT
+} tm_attack_kind;
+
+/* "delete", "insert", ..., "copy-paste", "emoji", "paraphrase"; "unknown" otherwise. */
+const char *tm_attack_name(tm_attack_kind kind);
+/* Parse a name; false for an unknown one. */
+bool tm_attack_parse(const char *name, tm_attack_kind *out);
+/* The attacks that need a model at attack time (emoji, paraphrase). */
+bool tm_attack_needs_model(tm_attack_kind kind);
+
+/* WordNet 3.0 as Debian's wordnet-base installs it (/usr/share/wordnet):
+ * index.{noun,verb,adj,adv} and data.* read by this project. */
+typedef struct tm_wordnet tm_wordnet;
+tm_status tm_wordnet_open(tm_wordnet **out, const char *folder, tm_error *err);
+void tm_wordnet_free(tm_wordnet *wordnet);
+/* Synonyms of a lower-case word (every sense, every part of speech, the word
+ * itself excluded, single words only): a sorted array of n strings owned by
+ * the wordnet; *n = 0 when it has none. */
+const char *const *tm_wordnet_synonyms(const tm_wordnet *wordnet, const char *word, size_t *n);
+/* Number of single-word lemmas, and lemma i in sorted order (insertion words). */
+size_t tm_wordnet_lemma_count(const tm_wordnet *wordnet);
+const char *tm_wordnet_lemma(const tm_wordnet *wordnet, size_t i);
+
+typedef struct {
+    tm_attack_kind kind;
+    double strength;               /* a rate in [0, 1]; copy-paste: the text's share of the words, in (0, 1] */
+    uint64_t seed;                 /* the attack's randomness comes from here and nowhere else */
+    const tm_wordnet *wordnet;     /* synonym (required) and insert (optional) */
+    const char *filler;            /* copy-paste: text the span is pasted into (required) */
+} tm_attack_params;
+
+/* Apply a text attack (not emoji or paraphrase, which need the model: see
+ * the watermark task) to UTF-8 text; *out is NUL-terminated, free() it.
+ * *edits (may be NULL) counts the units changed, *units (may be NULL) the
+ * units the rate applies to (words, letters, characters...), so that a test
+ * can check the rate. The same text, kind, strength and seed give the same
+ * bytes on every machine. */
+tm_status tm_attack_text(const char *text, size_t size, const tm_attack_params *params, char **out, size_t *out_size,
+                         size_t *edits, size_t *units, tm_error *err);
+
+/* ======================================================================== */
+/* Detection metrics (evals/metrics.c)                                        */
+/* Scores are "higher means more watermarked" (the runner uses -ln p).      */
+/* ======================================================================== */
+
+/* ROC-AUC as the Mann-Whitney statistic: the share of (positive, negative)
+ * pairs where the positive scores higher, ties counting one half. NaN when
+ * either side is empty. */
+double tm_metric_auc(const double *positives, size_t n_positives, const double *negatives, size_t n_negatives);
+/* Share of values >= threshold (NaN for n = 0): with scores -ln p and the
+ * threshold -ln(alpha), the TPR (on positives) or FPR (on negatives) at alpha. */
+double tm_metric_rate_at_least(const double *values, size_t n, double threshold);
+
+typedef struct {
+    double value, low, high; /* the estimate and a 95% percentile bootstrap interval */
+} tm_metric_interval;
+
+typedef enum { TM_METRIC_AUC, TM_METRIC_TPR, TM_METRIC_FPR } tm_metric_kind;
+
+/* Percentile bootstrap (2.5%, 97.5%) of a metric over `resamples`
+ * resamplings, positives and negatives resampled separately (stratified),
+ * every draw from tm_rng seeded with seed. TPR uses only positives, FPR only
+ * negatives (threshold as in tm_metric_rate_at_least). */
+tm_status tm_metric_bootstrap(tm_metric_kind kind, const double *positives, size_t n_positives,
+                              const double *negatives, size_t n_negatives, double threshold, uint32_t resamples,
+                              uint64_t seed, tm_metric_interval *out, tm_error *err);
+/* Median of n values (the mean of the middle two for even n); +inf counts
+ * as a value; NaN for n = 0. Sorts values in place. */
+double tm_metric_median(double *values, size_t n);
+
+/* ======================================================================== */
+/* Text quality (evals/quality.c)                                             */
+/* ======================================================================== */
+
+/* distinct-n: unique n-grams / n-grams over token ids (NaN when there are none). */
+double tm_quality_distinct(const int32_t *ids, size_t n_ids, int n);
+/* seq-rep-4 (Welleck et al. 2020): 1 - unique 4-grams / 4-grams (NaN when none). */
+double tm_quality_repetition(const int32_t *ids, size_t n_ids);
+/* Perplexity of ids[n_prompt..n) given what precedes them under the model
+ * of context (n_vocab logits; the context is reset first); NaN when nothing
+ * is scored (n_prompt must be >= 1: the first token has no prediction). */
+tm_status tm_quality_perplexity(tm_context *context, int32_t n_vocab, const int32_t *ids, size_t n_ids,
+                                size_t n_prompt, double *perplexity, tm_error *err);
+
+/* ======================================================================== */
+/* Tasks (evals/task.c)                                                       */
+/* ======================================================================== */
+
+typedef enum { TM_EVAL_KIND_WATERMARK, TM_EVAL_KIND_COUNT } tm_eval_kind;
+const char *tm_eval_kind_name(tm_eval_kind kind);
+
+/* One attack at one strength, as named in outputs ("delete@0.1"). */
+typedef struct {
+    tm_attack_kind kind;
+    double strength;
+    bool window; /* copy-paste scored with the detector's window search */
+    char name[TM_EVAL_NAME_MAX];
+} tm_eval_attack;
+
+enum { TM_EVAL_MAX_SCHEMES = 32, TM_EVAL_MAX_KEYS = 16, TM_EVAL_MAX_LENGTHS = 16, TM_EVAL_MAX_ATTACKS = 64,
+       TM_EVAL_MAX_FPRS = 8 };
+
+typedef struct {
+    /* Where the task came from: the file's bytes (the snapshot the store
+     * keeps) and their SHA-256. */
+    char path[TM_EVAL_PATH_MAX];
+    char *snapshot;
+    size_t snapshot_size;
+    char sha256[TM_SHA256_HEX_SIZE];
+
+    tm_eval_kind kind;
+    char name[TM_EVAL_NAME_MAX];
+    uint64_t seed;
+    char model_path[TM_EVAL_PATH_MAX], tokenizer_path[TM_EVAL_PATH_MAX]; /* resolved */
+    unsigned long model_line; /* of `model:` in the file (0 when the model was resolved by default) */
+
+    /* watermark */
+    size_t n_schemes;
+    tm_wm_config schemes[TM_EVAL_MAX_SCHEMES];
+    char scheme_names[TM_EVAL_MAX_SCHEMES][TM_EVAL_NAME_MAX]; /* file names without .yaml */
+    size_t n_key_files;                                      /* 0: keys derived from the seed */
+    char key_files[TM_EVAL_MAX_KEYS][TM_EVAL_PATH_MAX];
+    size_t n_keys;
+    char **prompts;
+    size_t n_prompts;
+    int32_t samples;    /* watermarked generations per scheme */
+    int32_t max_tokens;
+    size_t n_lengths;
+    int32_t lengths[TM_EVAL_MAX_LENGTHS];
+    int32_t prefix_step;
+    tm_sampling_params sampling;
+    int32_t null_generated, null_human;
+    char data_dir[TM_EVAL_PATH_MAX];
+    bool human_truthfulqa, human_halueval_knowledge, human_halueval_chatgpt;
+    size_t n_attacks; /* the unattacked text is not listed: it is always scored */
+    tm_eval_attack attacks[TM_EVAL_MAX_ATTACKS];
+    size_t n_fprs;
+    double fprs[TM_EVAL_MAX_FPRS];
+    double decision_fpr; /* tokens needed to detect, TPR against length */
+    uint32_t bootstrap;
+    int32_t permutations, min_window;
+} tm_eval_task;
+
+/* Parse and check a task file: unknown keys, wrong types, out-of-range
+ * values, missing data files and scheme files are errors naming the file,
+ * line and field. check_files false skips what touches other files beyond
+ * the scheme configs (models, data) (for re-reading a store's snapshot). */
+tm_status tm_eval_task_load(tm_eval_task *task, const char *path, bool check_files, tm_error *err);
+/* The same from text in memory; path is used for messages and to resolve
+ * relative paths. */
+tm_status tm_eval_task_parse(tm_eval_task *task, const char *path, const char *text, size_t size, bool check_files,
+                             tm_error *err);
+void tm_eval_task_free(tm_eval_task *task);
+
+/* ======================================================================== */
+/* The per-sample record and the per-kind runner interface                    */
+/* ======================================================================== */
+
+/* One completed sample, as the store keeps it and samples.jsonl exports it.
+ * Every JSON text is compact with sorted keys (jansson JSON_COMPACT |
+ * JSON_SORT_KEYS), so equal records are equal bytes. A record must be a
+ * function of the task and the sample id alone: no time, no thread id. */
+typedef struct {
+    int64_t id;                 /* 0 .. n_samples - 1, the task's fixed order */
+    char group[TM_EVAL_NAME_MAX]; /* what the sample is, e.g. "watermarked/kgw-lefthash", "null/human" */
+    char *input;                /* JSON: what went in (prompt, document, seeds) */
+    char *output;               /* JSON: what came out (generated text, ids) */
+    char *scores;               /* JSON: what was measured (p-values per attack, quality) */
+    char prompt_sha256[TM_SHA256_HEX_SIZE], document_sha256[TM_SHA256_HEX_SIZE], target_sha256[TM_SHA256_HEX_SIZE];
+    double seconds;             /* wall time: kept in the store, never exported */
+} tm_eval_record;
+void tm_eval_record_free(tm_eval_record *record);
+
+/* A task kind plugs into the runner through these functions (one static
+ * table per kind, looked up by tm_eval_task.kind):
+ *   prepare: load what every sample shares (model, keys, detectors, data);
+ *            fails before anything is written when something is missing.
+ *   sample_count: how many samples the task has (fixed by the task).
+ *   worker_create/worker_free: per-thread state (an inference context).
+ *   run_sample: compute sample `id` into *record (group, input, output,
+ *            scores, hashes); thread-safe across workers; deterministic.
+ *   aggregate: from every record present (sorted by id), the kind's part of
+ *            results.json as compact sorted-key JSON text (*results, free()).
+ *   release: free the prepared state.
+ * The model's SHA-256 (or "" when the kind has none) goes into the store. */
+typedef struct {
+    const char *name;
+    tm_status (*prepare)(const tm_eval_task *task, void **state, tm_error *err);
+    int64_t (*sample_count)(const tm_eval_task *task);
+    tm_status (*worker_create)(void *state, void **worker, tm_error *err);
+    void (*worker_free)(void *worker);
+    tm_status (*run_sample)(void *state, void *worker, int64_t id, tm_eval_record *record, tm_error *err);
+    tm_status (*aggregate)(const tm_eval_task *task, const tm_eval_record *records, size_t n_records,
+                           char **results, tm_error *err);
+    const char *(*model_sha256)(void *state);
+    void (*release)(void *state);
+} tm_eval_runner;
+
+const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind);
+extern const tm_eval_runner tm_eval_watermark_runner;
+
+/* ======================================================================== */
+/* The run store (evals/store.c)                                              */
+/* ======================================================================== */
+
+typedef struct tm_eval_store tm_eval_store;
+
+typedef struct {
+    char task_sha256[TM_SHA256_HEX_SIZE];
+    char model_sha256[TM_SHA256_HEX_SIZE];
+    char *task_snapshot;
+    char task_path[TM_EVAL_PATH_MAX];
+    char kind[TM_EVAL_NAME_MAX];
+    uint64_t seed;
+    int64_t n_samples;         /* in the whole task */
+    int32_t shard_index, shard_count;
+    char version[32], commit[64], machine[256];
+} tm_eval_store_meta;
+void tm_eval_store_meta_free(tm_eval_store_meta *meta);
+
+/* Create RUN_DIR/run.sqlite (refuses an existing store) with its meta rows;
+ * the file appears under its name only once the meta is committed. */
+tm_status tm_eval_store_create(tm_eval_store **out, const char *run_dir, const tm_eval_store_meta *meta,
+                               tm_error *err);
+/* Open an existing store (WAL mode) and read its meta. */
+tm_status tm_eval_store_open(tm_eval_store **out, const char *run_dir, tm_eval_store_meta *meta, tm_error *err);
+void tm_eval_store_close(tm_eval_store *store);
+/* Whether sample id is stored. */
+bool tm_eval_store_has(tm_eval_store *store, int64_t id);
+/* Insert one record in its own transaction (one fsync'd commit per sample).
+ * A record with an id already stored must be identical (else TM_ERR_FORMAT). */
+tm_status tm_eval_store_put(tm_eval_store *store, const tm_eval_record *record, tm_error *err);
+/* Every record, sorted by id; free each and the array. */
+tm_status tm_eval_store_records(tm_eval_store *store, tm_eval_record **records, size_t *n, tm_error *err);
+
+/* ======================================================================== */
+/* Running and exporting (evals/runner.c, evals/export.c)                     */
+/* ======================================================================== */
+
+typedef void (*tm_eval_progress)(void *user, int64_t done, int64_t total);
+
+typedef struct {
+    const char *run_dir;
+    bool resume;
+    int32_t shard_index, shard_count; /* 0/1: the whole task */
+    int32_t threads;                  /* sample workers, each with its own 1-thread context */
+    tm_eval_progress progress;        /* called after each stored sample (from one thread at a time) */
+    void *user;
+    int64_t *samples_run;             /* optional out: samples computed by this call */
+} tm_eval_run_options;
+
+/* Run (or resume) a task into run_dir and write its exports. */
+tm_status tm_eval_run(const tm_eval_task *task, const tm_eval_run_options *options, tm_error *err);
+/* Join shard stores of one task into out_dir (a new store plus exports);
+ * refuses stores of different tasks, models or shard counts. */
+tm_status tm_eval_merge(const char *const *run_dirs, size_t n_run_dirs, const char *out_dir, tm_error *err);
+/* Rewrite samples.jsonl and results.json of a run dir from its store. */
+tm_status tm_eval_export(const char *run_dir, tm_error *err);
+
+/* The library's version and the git commit it was built from ("unknown"). */
+const char *tm_eval_version(void);
+const char *tm_eval_commit(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
