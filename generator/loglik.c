@@ -108,6 +108,10 @@ void tm_loglik_scorer_stats(const tm_loglik_scorer *scorer, tm_loglik_stats *out
 
 void tm_loglik_scorer_forget(tm_loglik_scorer *scorer) { scorer->n_cached = 0; }
 
+void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n) {
+    if (n < scorer->n_cached) scorer->n_cached = n;
+}
+
 static bool grow(void **buffer, size_t *capacity, size_t count, size_t size, tm_error *err) {
     if (count <= *capacity) return true;
     size_t bytes;
@@ -153,7 +157,9 @@ tm_status tm_loglik_score_ids(tm_loglik_scorer *scorer, const int32_t *ids, size
     /* Keep the cache of the longest prefix this request shares with the
      * last one, but never past the last context id: its logits are needed. */
     size_t start = 0;
-    if (scorer->reuse && (size_t)tm_context_position(context) == scorer->n_cached) {
+    /* The kept ids are valid while the context still holds at least them
+     * (nothing else may run on a scorer's context in between). */
+    if (scorer->reuse && scorer->n_cached <= (size_t)tm_context_position(context)) {
         size_t limit = scorer->n_cached < first_row ? scorer->n_cached : first_row;
         while (start < limit && scorer->cached[start] == ids[start]) start++;
     }
@@ -193,6 +199,24 @@ tm_status tm_loglik_score_ids(tm_loglik_scorer *scorer, const int32_t *ids, size
     scorer->stats.requests++;
     scorer->stats.tokens_evaluated += n_input - start;
     scorer->stats.tokens_reused += start;
+    scorer->stats.seconds += tm_seconds_now() - started;
+    return TM_OK;
+}
+
+tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err) {
+    double started = tm_seconds_now();
+    scorer->n_cached = 0;
+    if (n_ids == 0) return TM_OK;
+    if (!grow((void **)&scorer->cached, &scorer->cached_capacity, n_ids, sizeof(int32_t), err)) return TM_ERR_NOMEM;
+    tm_status status = tm_context_truncate(scorer->context, 0, err);
+    if (status == TM_OK) status = tm_context_eval(scorer->context, ids, n_ids, NULL, err);
+    if (status != TM_OK) {
+        tm_context_truncate(scorer->context, 0, NULL);
+        return status;
+    }
+    memcpy(scorer->cached, ids, n_ids * sizeof *ids);
+    scorer->n_cached = n_ids;
+    scorer->stats.tokens_evaluated += n_ids;
     scorer->stats.seconds += tm_seconds_now() - started;
     return TM_OK;
 }

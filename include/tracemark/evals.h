@@ -127,7 +127,14 @@ tm_status tm_quality_perplexity(tm_context *context, int32_t n_vocab, const int3
 /* Tasks (evals/task.c)                                                       */
 /* ======================================================================== */
 
-typedef enum { TM_EVAL_KIND_WATERMARK, TM_EVAL_KIND_COUNT } tm_eval_kind;
+typedef enum {
+    TM_EVAL_KIND_WATERMARK,
+    /* hallucination and truthfulness (evals/halluc_task.c, docs/evals-hallucination.md) */
+    TM_EVAL_KIND_TRUTHFULQA_MC,
+    TM_EVAL_KIND_HALUEVAL_QA,
+    TM_EVAL_KIND_HALUEVAL_GENERAL,
+    TM_EVAL_KIND_COUNT
+} tm_eval_kind;
 const char *tm_eval_kind_name(tm_eval_kind kind);
 
 /* One attack at one strength, as named in outputs ("delete@0.1"). */
@@ -180,6 +187,14 @@ typedef struct {
     double decision_fpr; /* tokens needed to detect, TPR against length */
     uint32_t bootstrap;
     int32_t permutations, min_window;
+
+    /* hallucination and truthfulness kinds */
+    char halluc_data[TM_EVAL_PATH_MAX];        /* mc_task.json, a HaluEval JSON-lines file */
+    char halluc_instruction[TM_EVAL_PATH_MAX]; /* HaluEval's judge instruction text */
+    int64_t halluc_limit;                      /* score the first N items (0: all) */
+    bool halluc_reuse;                         /* prefix reuse (default on) */
+    int32_t halluc_context;                    /* context size of each worker (default 2048) */
+    double halluc_margin;                      /* HaluEval: |ll(Yes) - ll(No)| <= margin is undecided */
 } tm_eval_task;
 
 /* Parse and check a task file: unknown keys, wrong types, out-of-range
@@ -239,6 +254,7 @@ typedef struct {
 
 const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind);
 extern const tm_eval_runner tm_eval_watermark_runner;
+extern const tm_eval_runner tm_eval_truthfulqa_mc_runner, tm_eval_halueval_qa_runner, tm_eval_halueval_general_runner;
 
 /* ======================================================================== */
 /* The run store (evals/store.c)                                              */

@@ -195,6 +195,14 @@ tm_status tm_loglik_score(tm_loglik_scorer *scorer, const tm_tokenizer *tokenize
 void tm_loglik_scorer_stats(const tm_loglik_scorer *scorer, tm_loglik_stats *out);
 /* Forget the kept prefix (the next request starts from position 0). */
 void tm_loglik_scorer_forget(tm_loglik_scorer *scorer);
+/* Run ids from position 0 on their own and keep their cache as a prefix
+ * that later requests share (a few-shot primer, a judge's instruction). */
+tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err);
+/* Keep at most the first n ids of the kept prefix. After prime(P) and
+ * keep(|P|) before each item, an item's scores depend on the item alone
+ * (the cache before it is always P, computed the same way), which is what
+ * resumable and sharded runs need; reuse across its own choices stays. */
+void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,377 @@
+/* The hallucination and truthfulness task kinds of `tracemark eval`:
+ * truthfulqa_mc (MC0, MC1, MC2 with acc_norm), halueval_qa and
+ * halueval_general (the model's own Yes/No verdict). One sample is one data
+ * item; each worker owns a context and a log-likelihood scorer that keeps
+ * the shared prefix (the six-shot primer, HaluEval's instruction) primed
+ * once and cut back to it before every item, so that an item's record is a
+ * function of the task and the item alone, as resumed and sharded runs
+ * need. A bad item, or one too long for the context, is recorded with its
+ * reason and counted by the aggregate; it never fails the run. Nothing here
+ * prints. */
+#include "evals_internal.h"
+#include "tracemark/evals_hallucination.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const tm_eval_task *task;
+    tm_model *model;
+    tm_tokenizer *tokenizer;
+    char model_sha[TM_SHA256_HEX_SIZE];
+    tm_truthfulqa_data truthfulqa;
+    tm_halueval_data halueval;
+    char *instruction;
+    int32_t *prefix; /* the ids every item starts with */
+    size_t n_prefix;
+} halluc_state;
+
+typedef struct {
+    halluc_state *state;
+    tm_context *context;
+    tm_loglik_scorer *scorer;
+} halluc_worker;
+
+static void release(void *opaque) {
+    halluc_state *s = opaque;
+    if (!s) return;
+    tm_truthfulqa_data_free(&s->truthfulqa);
+    tm_halueval_data_free(&s->halueval);
+    free(s->instruction);
+    free(s->prefix);
+    tm_tokenizer_free(s->tokenizer);
+    tm_model_free(s->model);
+    free(s);
+}
+
+static size_t data_items(const tm_eval_task *t, size_t n) {
+    return t->halluc_limit > 0 && (size_t)t->halluc_limit < n ? (size_t)t->halluc_limit : n;
+}
+
+static tm_status load_data(const tm_eval_task *t, tm_truthfulqa_data *tqa, tm_halueval_data *hal, tm_error *err) {
+    memset(tqa, 0, sizeof *tqa);
+    memset(hal, 0, sizeof *hal);
+    if (t->kind == TM_EVAL_KIND_TRUTHFULQA_MC) return tm_truthfulqa_load(t->halluc_data, tqa, err);
+    return tm_halueval_load(t->halluc_data, t->kind == TM_EVAL_KIND_HALUEVAL_QA ? TM_HALUEVAL_QA : TM_HALUEVAL_GENERAL,
+                            hal, err);
+}
+
+static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
+    *out = NULL;
+    halluc_state *s = calloc(1, sizeof *s);
+    if (!s) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    s->task = t;
+    tm_status status = tm_model_load(&s->model, t->model_path, err);
+    if (!status)
+        status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
+    if (status) tm_error_prefix(err, "%s:%lu: model", t->path, t->model_line);
+    if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
+    if (!status) {
+        status = load_data(t, &s->truthfulqa, &s->halueval, err);
+        if (status) tm_error_prefix(err, "%s: data", t->path);
+    }
+    if (!status && t->kind != TM_EVAL_KIND_TRUTHFULQA_MC) {
+        size_t size;
+        status = tm_read_file(t->halluc_instruction, &s->instruction, &size, err);
+        if (!status && !tm_utf8_valid(s->instruction, size))
+            status = tm_error_set(err, TM_ERR_FORMAT, "%s: instruction: not UTF-8", t->halluc_instruction);
+        if (status) tm_error_prefix(err, "%s: instruction", t->path);
+    }
+    if (!status) {
+        const char *shared = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? tm_truthfulqa_primer() : s->instruction;
+        status = tm_tokenizer_encode(s->tokenizer, shared, strlen(shared), tm_tokenizer_adds_bos(s->tokenizer),
+                                     &s->prefix, &s->n_prefix, err);
+        /* A prefix the context cannot hold is not primed; items then say why they do not fit. */
+        if (!status && s->n_prefix >= (size_t)t->halluc_context) s->n_prefix = 0;
+    }
+    if (status) {
+        release(s);
+        return status;
+    }
+    *out = s;
+    return TM_OK;
+}
+
+static int64_t sample_count(const tm_eval_task *t) {
+    tm_truthfulqa_data tqa;
+    tm_halueval_data hal;
+    tm_error err;
+    if (load_data(t, &tqa, &hal, &err)) return 0;
+    size_t n = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? tqa.n_items : hal.n_items;
+    tm_truthfulqa_data_free(&tqa);
+    tm_halueval_data_free(&hal);
+    return (int64_t)data_items(t, n);
+}
+
+static const char *model_sha256(void *opaque) { return ((halluc_state *)opaque)->model_sha; }
+
+static void worker_free(void *opaque) {
+    halluc_worker *w = opaque;
+    if (!w) return;
+    tm_loglik_scorer_free(w->scorer);
+    tm_context_free(w->context);
+    free(w);
+}
+
+static tm_status worker_create(void *opaque, void **out, tm_error *err) {
+    halluc_state *s = opaque;
+    *out = NULL;
+    halluc_worker *w = calloc(1, sizeof *w);
+    if (!w) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    w->state = s;
+    tm_status status = tm_context_create(&w->context, s->model, s->task->halluc_context, 1, err);
+    if (!status) status = tm_loglik_scorer_create(&w->scorer, w->context, s->task->halluc_reuse, err);
+    if (!status && s->task->halluc_reuse) status = tm_loglik_scorer_prime(w->scorer, s->prefix, s->n_prefix, err);
+    if (status) {
+        worker_free(w);
+        return status;
+    }
+    *out = w;
+    return TM_OK;
+}
+
+/* The record of an item that cannot be scored: its reason, and nothing else. */
+static tm_status bad_record(tm_eval_record *r, const char *group, json_t *input, const char *reason, tm_error *err) {
+    snprintf(r->group, sizeof r->group, "%s", group);
+    r->input = tm_eval_json_text(input);
+    r->output = tm_eval_json_text(json_object());
+    r->scores = tm_eval_json_text(json_pack("{s:s}", "problem", reason));
+    if (!r->input || !r->output || !r->scores) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    return TM_OK;
+}
+
+/* Errors that mean "this item cannot be scored" (too long, no tokens of its
+ * own) rather than "the run is broken". */
+static bool item_error(tm_status status) { return status == TM_ERR_LIMIT || status == TM_ERR_ARGUMENT || status == TM_ERR_FORMAT; }
+
+static json_t *doubles(const double *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, tm_eval_json_number(v[i]));
+    return a;
+}
+
+static tm_status run_truthfulqa(halluc_worker *w, int64_t id, tm_eval_record *r, tm_error *err) {
+    halluc_state *s = w->state;
+    const tm_truthfulqa_item *item = &s->truthfulqa.items[id];
+    json_t *input = json_pack("{s:I, s:s}", "item", (json_int_t)id, "question", item->question ? item->question : "");
+    if (item->question) {
+        char *context = tm_truthfulqa_mc_context(item->question, err);
+        if (!context) {
+            json_decref(input);
+            return TM_ERR_NOMEM;
+        }
+        tm_sha256_hex(context, strlen(context), r->prompt_sha256);
+        free(context);
+    }
+    if (item->problem[0]) return bad_record(r, "truthfulqa_mc/bad", input, item->problem, err);
+    tm_truthfulqa_item_result result;
+    tm_error item_err = {0};
+    tm_status status = tm_truthfulqa_score_item(w->scorer, s->tokenizer, item, &result, &item_err);
+    if (status && item_error(status)) return bad_record(r, "truthfulqa_mc/bad", input, item_err.message, err);
+    if (status) {
+        json_decref(input);
+        *err = item_err;
+        return status;
+    }
+    json_t *output = json_object(), *scores = json_object();
+    bool any_bad = false;
+    for (int set = 0; set < TM_TRUTHFULQA_SETS; set++) {
+        const char *name = tm_truthfulqa_set_name((tm_truthfulqa_set)set);
+        const char *problem = tm_truthfulqa_set_problem(item, (tm_truthfulqa_set)set);
+        if (problem || !result.scored[set]) {
+            any_bad = true;
+            json_object_set_new(scores, name, json_pack("{s:s}", "problem", problem ? problem : "not scored"));
+            continue;
+        }
+        const tm_truthfulqa_targets *t = &item->targets[set];
+        json_t *greedy = json_array();
+        for (size_t c = 0; c < t->n; c++) json_array_append_new(greedy, json_boolean(result.greedy[set][c]));
+        json_object_set_new(output, name, json_pack("{s:o, s:o}", "lls", doubles(result.lls[set], t->n), "greedy", greedy));
+        const tm_truthfulqa_scores *sc = &result.scores[set];
+        json_t *entry = json_pack("{s:I, s:I, s:f, s:f}", "picked", (json_int_t)sc->picked, "picked_norm",
+                                  (json_int_t)sc->picked_norm, "acc", sc->acc, "acc_norm", sc->acc_norm);
+        if (set == TM_TRUTHFULQA_MC2) json_object_set_new(entry, "mc2", tm_eval_json_number(sc->mc2));
+        json_object_set_new(scores, name, entry);
+    }
+    tm_truthfulqa_item_result_free(&result);
+    snprintf(r->group, sizeof r->group, "%s", any_bad ? "truthfulqa_mc/partial" : "truthfulqa_mc");
+    r->input = tm_eval_json_text(input);
+    r->output = tm_eval_json_text(output);
+    r->scores = tm_eval_json_text(scores);
+    if (!r->input || !r->output || !r->scores) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    return TM_OK;
+}
+
+static tm_status run_halueval(halluc_worker *w, int64_t id, tm_eval_record *r, tm_error *err) {
+    halluc_state *s = w->state;
+    const tm_eval_task *t = s->task;
+    const tm_halueval_item *item = &s->halueval.items[id];
+    bool qa = t->kind == TM_EVAL_KIND_HALUEVAL_QA;
+    const char *group = qa ? "halueval_qa" : "halueval_general";
+    if (item->problem[0]) return bad_record(r, qa ? "halueval_qa/bad" : "halueval_general/bad",
+                                            json_pack("{s:I}", "item", (json_int_t)id), item->problem, err);
+    int truth;
+    const char *question, *answer, *shown;
+    if (qa) {
+        truth = tm_halueval_coin(t->seed, (uint64_t)id) ? 1 : 0;
+        question = item->question;
+        answer = truth ? item->hallucinated_answer : item->right_answer;
+        shown = truth ? "hallucinated" : "right";
+    } else {
+        truth = item->label;
+        question = item->query;
+        answer = item->response;
+        shown = "response";
+    }
+    json_t *input = json_pack("{s:I, s:s}", "item", (json_int_t)id, "shown", shown);
+    char *prompt = tm_halueval_prompt(qa ? TM_HALUEVAL_QA : TM_HALUEVAL_GENERAL, s->instruction, question, answer, err);
+    if (!prompt) {
+        json_decref(input);
+        return TM_ERR_NOMEM;
+    }
+    tm_sha256_hex(prompt, strlen(prompt), r->prompt_sha256);
+    tm_sha256_hex(answer, strlen(answer), r->target_sha256);
+    tm_loglik yes, no;
+    tm_error item_err = {0};
+    tm_status status = tm_loglik_score(w->scorer, s->tokenizer, prompt, " Yes", &yes, &item_err);
+    if (!status) status = tm_loglik_score(w->scorer, s->tokenizer, prompt, " No", &no, &item_err);
+    free(prompt);
+    if (status && item_error(status))
+        return bad_record(r, qa ? "halueval_qa/bad" : "halueval_general/bad", input, item_err.message, err);
+    if (status) {
+        json_decref(input);
+        *err = item_err;
+        return status;
+    }
+    int verdict = tm_halueval_verdict(yes.logprob, no.logprob, t->halluc_margin);
+    snprintf(r->group, sizeof r->group, "%s", group);
+    r->input = tm_eval_json_text(input);
+    r->output = tm_eval_json_text(json_pack("{s:o, s:o}", "ll_yes", tm_eval_json_number(yes.logprob), "ll_no",
+                                            tm_eval_json_number(no.logprob)));
+    r->scores = tm_eval_json_text(json_pack("{s:i, s:i, s:b}", "truth", truth, "verdict", verdict, "correct",
+                                            verdict >= 0 && verdict == truth));
+    if (!r->input || !r->output || !r->scores) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    return TM_OK;
+}
+
+static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id, tm_eval_record *r, tm_error *err) {
+    halluc_state *s = opaque_state;
+    halluc_worker *w = opaque_worker;
+    size_t n = s->task->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? s->truthfulqa.n_items : s->halueval.n_items;
+    if (id < 0 || (size_t)id >= n) return tm_error_set(err, TM_ERR_ARGUMENT, "no item %lld", (long long)id);
+    /* Every item starts from the primed prefix alone (see the file comment). */
+    if (s->task->halluc_reuse) tm_loglik_scorer_keep(w->scorer, s->n_prefix);
+    return s->task->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? run_truthfulqa(w, id, r, err) : run_halueval(w, id, r, err);
+}
+
+/* ---- aggregation ---------------------------------------------------------------- */
+
+static json_t *interval(const double *values, size_t n, const tm_eval_task *t, uint64_t stream) {
+    tm_halluc_interval ci;
+    tm_halluc_mean_interval(values, n, t->bootstrap, tm_eval_mix(t->seed, stream), &ci);
+    return json_pack("{s:o, s:o, s:o, s:I}", "value", tm_eval_json_number(ci.value), "low",
+                     tm_eval_json_number(ci.low), "high", tm_eval_json_number(ci.high), "n", (json_int_t)ci.n);
+}
+
+static tm_status aggregate_truthfulqa(const tm_eval_task *t, const tm_eval_record *records, size_t n, json_t *root,
+                                      tm_error *err) {
+    double *values = calloc(3 * n + 1, sizeof *values);
+    if (!values) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    json_t *bad = json_array();
+    for (int set = 0; set < TM_TRUTHFULQA_SETS; set++) {
+        const char *name = tm_truthfulqa_set_name((tm_truthfulqa_set)set);
+        size_t k = 0, n_bad = 0;
+        double *acc = values, *acc_norm = values + n, *mc2 = values + 2 * n;
+        for (size_t i = 0; i < n; i++) {
+            json_t *scores = json_loads(records[i].scores, 0, NULL);
+            json_t *entry = json_object_get(scores, name);
+            const char *problem = json_string_value(json_object_get(entry ? entry : scores, "problem"));
+            if (!entry || problem) {
+                n_bad++;
+                json_array_append_new(bad, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)records[i].id, "set", name,
+                                                     "reason", problem ? problem : "no scores"));
+            } else {
+                acc[k] = tm_eval_json_get_number(json_object_get(entry, "acc"));
+                acc_norm[k] = tm_eval_json_get_number(json_object_get(entry, "acc_norm"));
+                mc2[k] = tm_eval_json_get_number(json_object_get(entry, "mc2"));
+                k++;
+            }
+            json_decref(scores);
+        }
+        json_t *summary = json_pack("{s:o, s:o, s:I}", "acc", interval(acc, k, t, 0x6d6330 + (uint64_t)set), "acc_norm",
+                                    interval(acc_norm, k, t, 0x6e6f726d + (uint64_t)set), "bad_items", (json_int_t)n_bad);
+        if (set == TM_TRUTHFULQA_MC2) json_object_set_new(summary, "mc2", interval(mc2, k, t, 0x6d6332));
+        json_object_set_new(root, name, summary);
+    }
+    json_object_set_new(root, "bad", bad);
+    free(values);
+    return TM_OK;
+}
+
+static tm_status aggregate_halueval(const tm_eval_task *t, const tm_eval_record *records, size_t n, json_t *root,
+                                    tm_error *err) {
+    int *verdicts = calloc(n + 1, sizeof *verdicts), *truths = calloc(n + 1, sizeof *truths);
+    double *correct = calloc(n + 1, sizeof *correct);
+    if (!verdicts || !truths || !correct) {
+        free(verdicts), free(truths), free(correct);
+        return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    }
+    json_t *bad = json_array();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *scores = json_loads(records[i].scores, 0, NULL);
+        const char *problem = json_string_value(json_object_get(scores, "problem"));
+        if (!scores || problem) {
+            json_array_append_new(bad, json_pack("{s:I, s:s}", "id", (json_int_t)records[i].id, "reason",
+                                                 problem ? problem : "no scores"));
+        } else {
+            verdicts[k] = (int)json_integer_value(json_object_get(scores, "verdict"));
+            truths[k] = (int)json_integer_value(json_object_get(scores, "truth"));
+            correct[k] = verdicts[k] >= 0 && verdicts[k] == truths[k];
+            k++;
+        }
+        json_decref(scores);
+    }
+    tm_halluc_confusion c;
+    tm_halluc_confusion_compute(verdicts, truths, k, &c);
+    json_object_set_new(root, "accuracy", interval(correct, k, t, 0x616363));
+    json_object_set_new(root, "precision", tm_eval_json_number(c.precision));
+    json_object_set_new(root, "recall", tm_eval_json_number(c.recall));
+    json_object_set_new(root, "f1", tm_eval_json_number(c.f1));
+    json_object_set_new(root, "undecided_rate", tm_eval_json_number(c.undecided_rate));
+    json_object_set_new(root, "confusion",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "true_positive", (json_int_t)c.true_positive,
+                                  "false_positive", (json_int_t)c.false_positive, "true_negative",
+                                  (json_int_t)c.true_negative, "false_negative", (json_int_t)c.false_negative,
+                                  "undecided", (json_int_t)c.undecided));
+    json_object_set_new(root, "bad_items", json_integer((json_int_t)json_array_size(bad)));
+    json_object_set_new(root, "bad", bad);
+    free(verdicts), free(truths), free(correct);
+    return TM_OK;
+}
+
+static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records, size_t n, char **results,
+                           tm_error *err) {
+    *results = NULL;
+    json_t *root = json_pack("{s:I, s:b}", "items", (json_int_t)n, "prefix_reuse", t->halluc_reuse);
+    if (!root) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    tm_status status = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? aggregate_truthfulqa(t, records, n, root, err)
+                                                            : aggregate_halueval(t, records, n, root, err);
+    if (status) {
+        json_decref(root);
+        return status;
+    }
+    *results = tm_eval_json_text(root);
+    return *results ? TM_OK : tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+}
+
+#define HALLUC_RUNNER(var, kind_name)                                                                           \
+    const tm_eval_runner var = {.name = kind_name, .prepare = prepare, .sample_count = sample_count,               \
+                                .worker_create = worker_create, .worker_free = worker_free,                       \
+                                .run_sample = run_sample, .aggregate = aggregate, .model_sha256 = model_sha256,   \
+                                .release = release};
+HALLUC_RUNNER(tm_eval_truthfulqa_mc_runner, "truthfulqa_mc")
+HALLUC_RUNNER(tm_eval_halueval_qa_runner, "halueval_qa")
+HALLUC_RUNNER(tm_eval_halueval_general_runner, "halueval_general")
