@@ -22,6 +22,7 @@ typedef struct {
     tm_tokenizer *tokenizer;
     char model_sha[TM_SHA256_HEX_SIZE];
     tm_truthfulqa_data truthfulqa;
+    tm_truthfulqa_gen_data generation;
     tm_halueval_data halueval;
     char *instruction;
     int32_t *prefix; /* the ids every item starts with */
@@ -38,6 +39,7 @@ static void release(void *opaque) {
     halluc_state *s = opaque;
     if (!s) return;
     tm_truthfulqa_data_free(&s->truthfulqa);
+    tm_truthfulqa_gen_data_free(&s->generation);
     tm_halueval_data_free(&s->halueval);
     free(s->instruction);
     free(s->prefix);
@@ -50,10 +52,13 @@ static size_t data_items(const tm_eval_task *t, size_t n) {
     return t->halluc_limit > 0 && (size_t)t->halluc_limit < n ? (size_t)t->halluc_limit : n;
 }
 
-static tm_status load_data(const tm_eval_task *t, tm_truthfulqa_data *tqa, tm_halueval_data *hal, tm_error *err) {
+static tm_status load_data(const tm_eval_task *t, tm_truthfulqa_data *tqa, tm_truthfulqa_gen_data *gen,
+                           tm_halueval_data *hal, tm_error *err) {
     memset(tqa, 0, sizeof *tqa);
+    memset(gen, 0, sizeof *gen);
     memset(hal, 0, sizeof *hal);
     if (t->kind == TM_EVAL_KIND_TRUTHFULQA_MC) return tm_truthfulqa_load(t->halluc_data, tqa, err);
+    if (t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN) return tm_truthfulqa_gen_load(t->halluc_data, gen, err);
     return tm_halueval_load(t->halluc_data, t->kind == TM_EVAL_KIND_HALUEVAL_QA ? TM_HALUEVAL_QA : TM_HALUEVAL_GENERAL,
                             hal, err);
 }
@@ -69,10 +74,10 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     if (status) tm_error_prefix(err, "%s:%lu: model", t->path, t->model_line);
     if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
     if (!status) {
-        status = load_data(t, &s->truthfulqa, &s->halueval, err);
+        status = load_data(t, &s->truthfulqa, &s->generation, &s->halueval, err);
         if (status) tm_error_prefix(err, "%s: data", t->path);
     }
-    if (!status && t->kind != TM_EVAL_KIND_TRUTHFULQA_MC) {
+    if (!status && (t->kind == TM_EVAL_KIND_HALUEVAL_QA || t->kind == TM_EVAL_KIND_HALUEVAL_GENERAL)) {
         size_t size;
         status = tm_read_file(t->halluc_instruction, &s->instruction, &size, err);
         if (!status && !tm_utf8_valid(s->instruction, size))
@@ -80,7 +85,8 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
         if (status) tm_error_prefix(err, "%s: instruction", t->path);
     }
     if (!status) {
-        const char *shared = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? tm_truthfulqa_primer() : s->instruction;
+        bool truthfulqa = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC || t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN;
+        const char *shared = truthfulqa ? tm_truthfulqa_primer() : s->instruction;
         status = tm_tokenizer_encode(s->tokenizer, shared, strlen(shared), tm_tokenizer_adds_bos(s->tokenizer),
                                      &s->prefix, &s->n_prefix, err);
         /* A prefix the context cannot hold is not primed; items then say why they do not fit. */
@@ -94,13 +100,22 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     return TM_OK;
 }
 
+static size_t n_items(const tm_eval_task *t, const tm_truthfulqa_data *tqa, const tm_truthfulqa_gen_data *gen,
+                      const tm_halueval_data *hal) {
+    return t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? tqa->n_items
+           : t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? gen->n_items
+                                                    : hal->n_items;
+}
+
 static int64_t sample_count(const tm_eval_task *t) {
     tm_truthfulqa_data tqa;
+    tm_truthfulqa_gen_data gen;
     tm_halueval_data hal;
     tm_error err;
-    if (load_data(t, &tqa, &hal, &err)) return 0;
-    size_t n = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? tqa.n_items : hal.n_items;
+    if (load_data(t, &tqa, &gen, &hal, &err)) return 0;
+    size_t n = n_items(t, &tqa, &gen, &hal);
     tm_truthfulqa_data_free(&tqa);
+    tm_truthfulqa_gen_data_free(&gen);
     tm_halueval_data_free(&hal);
     return (int64_t)data_items(t, n);
 }
@@ -123,6 +138,8 @@ static tm_status worker_create(void *opaque, void **out, tm_error *err) {
     w->state = s;
     tm_status status = tm_context_create(&w->context, s->model, s->task->halluc_context, 1, err);
     if (!status) status = tm_loglik_scorer_create(&w->scorer, w->context, s->task->halluc_reuse, err);
+    /* Generation runs on the same context: the primer's rows stay in place
+     * below whatever an item generates, exactly as the scorer keeps them. */
     if (!status && s->task->halluc_reuse) status = tm_loglik_scorer_prime(w->scorer, s->prefix, s->n_prefix, err);
     if (status) {
         worker_free(w);
@@ -256,13 +273,107 @@ static tm_status run_halueval(halluc_worker *w, int64_t id, tm_eval_record *r, t
     return TM_OK;
 }
 
+static json_t *gen_metric(const tm_truthfulqa_gen_metric *m) {
+    return json_pack("{s:o, s:o, s:o, s:o}", "max", tm_eval_json_number(m->max), "max_false",
+                     tm_eval_json_number(m->max_false), "acc", tm_eval_json_number(m->acc), "diff",
+                     tm_eval_json_number(m->diff));
+}
+
+/* Greedy answer after truthfulqa_gen's prompt, stopped at the first blank
+ * line, scored against the true and false references. With reuse the
+ * context is cut back to the part of the primer this prompt shares (its
+ * rows were computed on their own at worker start) and only the rest runs. */
+static tm_status run_truthfulqa_gen(halluc_worker *w, int64_t id, tm_eval_record *r, tm_error *err) {
+    halluc_state *s = w->state;
+    const tm_truthfulqa_gen_item *item = &s->generation.items[id];
+    json_t *input = json_pack("{s:I, s:s}", "item", (json_int_t)id, "question", item->question ? item->question : "");
+    if (item->problem[0]) return bad_record(r, "truthfulqa_gen/bad", input, item->problem, err);
+    char *prompt = tm_truthfulqa_gen_prompt(item->question, err);
+    if (!prompt) {
+        json_decref(input);
+        return TM_ERR_NOMEM;
+    }
+    tm_sha256_hex(prompt, strlen(prompt), r->prompt_sha256);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    tm_status status = tm_tokenizer_encode(s->tokenizer, prompt, strlen(prompt), tm_tokenizer_adds_bos(s->tokenizer),
+                                           &ids, &n_ids, err);
+    free(prompt);
+    if (status) {
+        json_decref(input);
+        return status;
+    }
+    size_t start = 0;
+    if (s->task->halluc_reuse) {
+        status = tm_loglik_scorer_restore(w->scorer, err);
+        if (status) {
+            free(ids);
+            json_decref(input);
+            return status;
+        }
+        while (start < s->n_prefix && start + 1 < n_ids && ids[start] == s->prefix[start]) start++;
+    }
+    tm_context_truncate(w->context, (int32_t)start, NULL);
+    /* The generation overwrites the rows past start: say so to the scorer
+     * (restore runs the primer again if they were part of it). */
+    tm_loglik_scorer_keep(w->scorer, start);
+    tm_sampling_params params;
+    tm_sampling_params_default(&params);
+    params.temperature = 0;
+    tm_sampler_chain *chain = tm_sampler_chain_from_params(&params);
+    if (!chain) {
+        free(ids);
+        json_decref(input);
+        return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    }
+    const char *stops[] = {"\n\n"};
+    tm_generate_options options = {.max_tokens = s->task->halluc_max_tokens, .stop_strings = stops, .n_stop_strings = 1};
+    tm_generation gen;
+    memset(&gen, 0, sizeof gen);
+    tm_error item_err = {0};
+    status = tm_generate_from_ids(w->context, s->tokenizer, chain, ids + start, n_ids - start, &options, &gen, &item_err);
+    tm_sampler_chain_free(chain);
+    free(ids);
+    if (status && item_error(status)) return bad_record(r, "truthfulqa_gen/bad", input, item_err.message, err);
+    if (status) {
+        json_decref(input);
+        *err = item_err;
+        return status;
+    }
+    tm_truthfulqa_gen_scores scores;
+    status = tm_truthfulqa_gen_score(item, gen.text, &scores, &item_err);
+    json_t *output = json_pack("{s:s, s:s, s:I}", "completion", gen.text ? gen.text : "", "stop_reason",
+                               gen.stop_reason ? gen.stop_reason : "", "tokens", (json_int_t)gen.n_ids);
+    if (gen.text) tm_sha256_hex(gen.text, strlen(gen.text), r->target_sha256);
+    tm_generation_free(&gen);
+    if (status) {
+        json_decref(output);
+        if (item_error(status)) return bad_record(r, "truthfulqa_gen/bad", input, item_err.message, err);
+        json_decref(input);
+        *err = item_err;
+        return status;
+    }
+    snprintf(r->group, sizeof r->group, "truthfulqa_gen");
+    r->input = tm_eval_json_text(input);
+    r->output = tm_eval_json_text(output);
+    r->scores = tm_eval_json_text(json_pack("{s:o, s:o, s:o, s:o}", "bleu", gen_metric(&scores.bleu), "rouge1",
+                                            gen_metric(&scores.rouge1), "rouge2", gen_metric(&scores.rouge2), "rougeL",
+                                            gen_metric(&scores.rougeL)));
+    if (!r->input || !r->output || !r->scores) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    return TM_OK;
+}
+
 static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id, tm_eval_record *r, tm_error *err) {
     halluc_state *s = opaque_state;
     halluc_worker *w = opaque_worker;
-    size_t n = s->task->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? s->truthfulqa.n_items : s->halueval.n_items;
+    size_t n = n_items(s->task, &s->truthfulqa, &s->generation, &s->halueval);
     if (id < 0 || (size_t)id >= n) return tm_error_set(err, TM_ERR_ARGUMENT, "no item %lld", (long long)id);
+    if (s->task->kind == TM_EVAL_KIND_TRUTHFULQA_GEN) return run_truthfulqa_gen(w, id, r, err);
     /* Every item starts from the primed prefix alone (see the file comment). */
-    if (s->task->halluc_reuse) tm_loglik_scorer_keep(w->scorer, s->n_prefix);
+    if (s->task->halluc_reuse) {
+        tm_status status = tm_loglik_scorer_restore(w->scorer, err);
+        if (status) return status;
+    }
     return s->task->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? run_truthfulqa(w, id, r, err) : run_halueval(w, id, r, err);
 }
 
@@ -352,13 +463,49 @@ static tm_status aggregate_halueval(const tm_eval_task *t, const tm_eval_record 
     return TM_OK;
 }
 
+static tm_status aggregate_truthfulqa_gen(const tm_eval_task *t, const tm_eval_record *records, size_t n,
+                                          json_t *root, tm_error *err) {
+    double *values = calloc(n + 1, sizeof *values);
+    if (!values) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    static const char *const metrics[] = {"bleu", "rouge1", "rouge2", "rougeL"};
+    static const char *const parts[] = {"max", "acc", "diff"};
+    json_t *bad = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *scores = json_loads(records[i].scores, 0, NULL);
+        const char *problem = json_string_value(json_object_get(scores, "problem"));
+        if (!scores || problem)
+            json_array_append_new(bad, json_pack("{s:I, s:s}", "id", (json_int_t)records[i].id, "reason",
+                                                 problem ? problem : "no scores"));
+        json_decref(scores);
+    }
+    /* lm-evaluation-harness's names: bleu_max, bleu_acc, bleu_diff, rouge1_max, ... */
+    for (int m = 0; m < 4; m++)
+        for (int q = 0; q < 3; q++) {
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                json_t *scores = json_loads(records[i].scores, 0, NULL);
+                json_t *entry = json_object_get(json_object_get(scores, metrics[m]), parts[q]);
+                if (entry) values[k++] = tm_eval_json_get_number(entry);
+                json_decref(scores);
+            }
+            char name[32];
+            snprintf(name, sizeof name, "%s_%s", metrics[m], parts[q]);
+            json_object_set_new(root, name, interval(values, k, t, 0x67656e00 + (uint64_t)(m * 3 + q)));
+        }
+    json_object_set_new(root, "bad_items", json_integer((json_int_t)json_array_size(bad)));
+    json_object_set_new(root, "bad", bad);
+    free(values);
+    return TM_OK;
+}
+
 static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records, size_t n, char **results,
                            tm_error *err) {
     *results = NULL;
     json_t *root = json_pack("{s:I, s:b}", "items", (json_int_t)n, "prefix_reuse", t->halluc_reuse);
     if (!root) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
-    tm_status status = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC ? aggregate_truthfulqa(t, records, n, root, err)
-                                                            : aggregate_halueval(t, records, n, root, err);
+    tm_status status = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? aggregate_truthfulqa(t, records, n, root, err)
+                       : t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? aggregate_truthfulqa_gen(t, records, n, root, err)
+                                                                : aggregate_halueval(t, records, n, root, err);
     if (status) {
         json_decref(root);
         return status;
@@ -375,3 +522,4 @@ static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records,
 HALLUC_RUNNER(tm_eval_truthfulqa_mc_runner, "truthfulqa_mc")
 HALLUC_RUNNER(tm_eval_halueval_qa_runner, "halueval_qa")
 HALLUC_RUNNER(tm_eval_halueval_general_runner, "halueval_general")
+HALLUC_RUNNER(tm_eval_truthfulqa_gen_runner, "truthfulqa_gen")

@@ -32,6 +32,7 @@ const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind) {
     case TM_EVAL_KIND_TRUTHFULQA_MC: return &tm_eval_truthfulqa_mc_runner;
     case TM_EVAL_KIND_HALUEVAL_QA: return &tm_eval_halueval_qa_runner;
     case TM_EVAL_KIND_HALUEVAL_GENERAL: return &tm_eval_halueval_general_runner;
+    case TM_EVAL_KIND_TRUTHFULQA_GEN: return &tm_eval_truthfulqa_gen_runner;
     default: return NULL;
     }
 }

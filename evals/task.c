@@ -500,7 +500,8 @@ static bool halluc_kind_of(parser *p, yaml_node_t *root, tm_eval_kind *out) {
         static const struct { const char *name; tm_eval_kind kind; } kinds[] = {
             {"truthfulqa_mc", TM_EVAL_KIND_TRUTHFULQA_MC},
             {"halueval_qa", TM_EVAL_KIND_HALUEVAL_QA},
-            {"halueval_general", TM_EVAL_KIND_HALUEVAL_GENERAL}};
+            {"halueval_general", TM_EVAL_KIND_HALUEVAL_GENERAL},
+            {"truthfulqa_gen", TM_EVAL_KIND_TRUTHFULQA_GEN}};
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
             if (v->data.scalar.length == strlen(kinds[i].name) &&
                 !memcmp(v->data.scalar.value, kinds[i].name, v->data.scalar.length)) {
@@ -546,6 +547,9 @@ static tm_status halluc_field(parser *p, tm_eval_task *t, const char *key, yaml_
         t->halluc_context = (int32_t)i;
     } else if (!strcmp(key, "margin")) {
         if (number(p, v, "margin", 0, 1e6, false, &t->halluc_margin)) return TM_ERR_FORMAT;
+    } else if (!strcmp(key, "max_tokens")) {
+        if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
+        t->halluc_max_tokens = (int32_t)i;
     } else if (!strcmp(key, "metrics")) {
         static const char *const known[] = {"bootstrap", NULL};
         return mapping(p, t, v, "metrics", known, halluc_metrics_field);
@@ -577,22 +581,28 @@ static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root
                                            "context", "metrics", NULL};
     static const char *const known_halueval[] = {"kind", "name", "seed", "model", "tokenizer", "data", "instruction",
                                                  "limit", "reuse", "context", "margin", "metrics", NULL};
+    static const char *const known_gen[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit", "reuse",
+                                            "context", "max_tokens", "metrics", NULL};
     memset(&halluc_top, 0, sizeof halluc_top);
     t->kind = kind;
     t->halluc_reuse = true;
     t->halluc_context = 2048;
-    if (mapping(p, t, root, "", kind == TM_EVAL_KIND_TRUTHFULQA_MC ? known_mc : known_halueval, halluc_field))
-        return TM_ERR_FORMAT;
+    t->halluc_max_tokens = 128;
+    const char *const *known = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? known_mc
+                               : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? known_gen
+                                                                     : known_halueval;
+    if (mapping(p, t, root, "", known, halluc_field)) return TM_ERR_FORMAT;
     if (required(p, root, halluc_top.name, "name") || scalar(p, halluc_top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
     if (!valid_name(t->name)) return fail(p, halluc_top.name, "name", "use letters, digits, '-', '_' and '.' only");
     if (required(p, root, halluc_top.seed, "seed") || unsigned64(p, halluc_top.seed, "seed", &t->seed))
         return TM_ERR_FORMAT;
-    const char *default_data = kind == TM_EVAL_KIND_TRUTHFULQA_MC ? "truthfulqa/mc_task.json"
-                               : kind == TM_EVAL_KIND_HALUEVAL_QA ? "halueval/qa_one-turn_data.json"
-                                                                  : "halueval/general_data.json";
+    const char *default_data = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? "truthfulqa/mc_task.json"
+                               : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? "truthfulqa/TruthfulQA.csv"
+                               : kind == TM_EVAL_KIND_HALUEVAL_QA    ? "halueval/qa_one-turn_data.json"
+                                                                     : "halueval/general_data.json";
     if (halluc_data_path(p, halluc_top.data, "data", default_data, t->halluc_data, check_files)) return TM_ERR_FORMAT;
-    if (kind != TM_EVAL_KIND_TRUTHFULQA_MC &&
+    if ((kind == TM_EVAL_KIND_HALUEVAL_QA || kind == TM_EVAL_KIND_HALUEVAL_GENERAL) &&
         halluc_data_path(p, halluc_top.instruction, "instruction", "halueval/qa_evaluation_instruction.txt",
                          t->halluc_instruction, check_files))
         return TM_ERR_FORMAT;
@@ -630,7 +640,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     long long i;
     if (required(p, root, top.kind, "kind") || scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
     if (strcmp(text, "watermark"))
-        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, halueval_qa, halueval_general)", text);
+        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general)", text);
     t->kind = TM_EVAL_KIND_WATERMARK;
     if (required(p, root, top.name, "name") || scalar(p, top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
@@ -807,6 +817,6 @@ void tm_eval_task_free(tm_eval_task *task) {
 
 const char *tm_eval_kind_name(tm_eval_kind kind) {
     static const char *const names[TM_EVAL_KIND_COUNT] = {"watermark", "truthfulqa_mc", "halueval_qa",
-                                                          "halueval_general"};
+                                                          "halueval_general", "truthfulqa_gen"};
     return (unsigned)kind < TM_EVAL_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -18,6 +18,8 @@ struct tm_loglik_scorer {
     bool reuse;
     int32_t *cached; /* ids whose cache rows positions 0..n_cached-1 hold */
     size_t n_cached, cached_capacity;
+    int32_t *primed; /* the prefix tm_loglik_scorer_prime ran */
+    size_t n_primed;
     float *logits; /* rows for one request's continuation */
     size_t logits_capacity;
     tm_loglik_stats stats;
@@ -100,6 +102,7 @@ tm_status tm_loglik_scorer_create(tm_loglik_scorer **out, tm_context *context, b
 void tm_loglik_scorer_free(tm_loglik_scorer *scorer) {
     if (!scorer) return;
     free(scorer->cached);
+    free(scorer->primed);
     free(scorer->logits);
     free(scorer);
 }
@@ -108,9 +111,7 @@ void tm_loglik_scorer_stats(const tm_loglik_scorer *scorer, tm_loglik_stats *out
 
 void tm_loglik_scorer_forget(tm_loglik_scorer *scorer) { scorer->n_cached = 0; }
 
-void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n) {
-    if (n < scorer->n_cached) scorer->n_cached = n;
-}
+
 
 static bool grow(void **buffer, size_t *capacity, size_t count, size_t size, tm_error *err) {
     if (count <= *capacity) return true;
@@ -203,7 +204,7 @@ tm_status tm_loglik_score_ids(tm_loglik_scorer *scorer, const int32_t *ids, size
     return TM_OK;
 }
 
-tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err) {
+static tm_status run_prefix(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err) {
     double started = tm_seconds_now();
     scorer->n_cached = 0;
     if (n_ids == 0) return TM_OK;
@@ -219,6 +220,31 @@ tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, s
     scorer->stats.tokens_evaluated += n_ids;
     scorer->stats.seconds += tm_seconds_now() - started;
     return TM_OK;
+}
+
+tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err) {
+    int32_t *copy = NULL;
+    if (n_ids && !(copy = tm_alloc_array(n_ids, sizeof *copy, err))) return TM_ERR_NOMEM;
+    if (n_ids) memcpy(copy, ids, n_ids * sizeof *ids);
+    free(scorer->primed);
+    scorer->primed = copy;
+    scorer->n_primed = n_ids;
+    return run_prefix(scorer, ids, n_ids, err);
+}
+
+void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n) {
+    if (n < scorer->n_cached) scorer->n_cached = n;
+}
+
+tm_status tm_loglik_scorer_restore(tm_loglik_scorer *scorer, tm_error *err) {
+    bool intact = scorer->n_cached >= scorer->n_primed &&
+                  scorer->n_primed <= (size_t)tm_context_position(scorer->context) &&
+                  (scorer->n_primed == 0 || !memcmp(scorer->cached, scorer->primed, scorer->n_primed * sizeof(int32_t)));
+    if (intact) {
+        scorer->n_cached = scorer->n_primed;
+        return TM_OK;
+    }
+    return run_prefix(scorer, scorer->primed, scorer->n_primed, err);
 }
 
 tm_status tm_loglik_score(tm_loglik_scorer *scorer, const tm_tokenizer *tokenizer, const char *context,

@@ -79,6 +79,27 @@ Test(halluc_tasks, truthfulqa_mc_scores_equal_with_and_without_reuse, .timeout =
     free(with), free(without), free(a), free(b), free(dir);
 }
 
+/* Greedy answers after the primer: with its cache kept between questions
+ * or recomputed, the same completions and scores. */
+Test(halluc_tasks, truthfulqa_gen_same_with_and_without_reuse, .timeout = 600) {
+    char *dir = tm_test_scratch_dir();
+    char *with = write_task(dir, "gwith", "truthfulqa_gen", "limit: 3\nmax_tokens: 24\nreuse: true\n");
+    char *without = write_task(dir, "gwithout", "truthfulqa_gen", "limit: 3\nmax_tokens: 24\nreuse: false\n");
+    char *a = tm_test_path(dir, "a"), *b = tm_test_path(dir, "b");
+    run_ok(with, a);
+    run_ok(without, b);
+    json_t *ra = results(a), *rb = results(b);
+    const char *metrics[] = {"bleu_max", "bleu_acc", "rouge1_max", "rouge2_diff", "rougeL_acc"};
+    for (int m = 0; m < 5; m++) {
+        double x = json_real_value(json_object_get(json_object_get(ra, metrics[m]), "value"));
+        double y = json_real_value(json_object_get(json_object_get(rb, metrics[m]), "value"));
+        cr_assert_eq(x, y, "%s: %g with reuse, %g without", metrics[m], x, y);
+    }
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(ra, "bleu_max"), "n")), 3);
+    json_decref(ra), json_decref(rb);
+    free(with), free(without), free(a), free(b), free(dir);
+}
+
 static long stored_samples(const char *dir) {
     char *path = tm_test_path(dir, "run.sqlite");
     long n = -1;
@@ -226,9 +247,11 @@ Test(halluc_tasks, task_file_errors_name_the_field) {
 Test(halluc_tasks, shipped_task_files_parse) {
     const char *tasks[] = {TRACEMARK_SOURCE_DIR "/configs/tasks/truthfulqa-mc-stories.yaml",
                            TRACEMARK_SOURCE_DIR "/configs/tasks/halueval-qa-stories.yaml",
-                           TRACEMARK_SOURCE_DIR "/configs/tasks/halueval-general-stories.yaml"};
-    tm_eval_kind kinds[] = {TM_EVAL_KIND_TRUTHFULQA_MC, TM_EVAL_KIND_HALUEVAL_QA, TM_EVAL_KIND_HALUEVAL_GENERAL};
-    for (size_t i = 0; i < 3; i++) {
+                           TRACEMARK_SOURCE_DIR "/configs/tasks/halueval-general-stories.yaml",
+                           TRACEMARK_SOURCE_DIR "/configs/tasks/truthfulqa-gen-stories.yaml"};
+    tm_eval_kind kinds[] = {TM_EVAL_KIND_TRUTHFULQA_MC, TM_EVAL_KIND_HALUEVAL_QA, TM_EVAL_KIND_HALUEVAL_GENERAL,
+                            TM_EVAL_KIND_TRUTHFULQA_GEN};
+    for (size_t i = 0; i < 4; i++) {
         tm_eval_task task;
         tm_error err = {0};
         cr_assert_eq(tm_eval_task_load(&task, tasks[i], false, &err), TM_OK, "%s", err.message);

@@ -133,6 +133,7 @@ typedef enum {
     TM_EVAL_KIND_TRUTHFULQA_MC,
     TM_EVAL_KIND_HALUEVAL_QA,
     TM_EVAL_KIND_HALUEVAL_GENERAL,
+    TM_EVAL_KIND_TRUTHFULQA_GEN,
     TM_EVAL_KIND_COUNT
 } tm_eval_kind;
 const char *tm_eval_kind_name(tm_eval_kind kind);
@@ -195,6 +196,7 @@ typedef struct {
     bool halluc_reuse;                         /* prefix reuse (default on) */
     int32_t halluc_context;                    /* context size of each worker (default 2048) */
     double halluc_margin;                      /* HaluEval: |ll(Yes) - ll(No)| <= margin is undecided */
+    int32_t halluc_max_tokens;                 /* TruthfulQA generation: token budget (default 128) */
 } tm_eval_task;
 
 /* Parse and check a task file: unknown keys, wrong types, out-of-range
@@ -254,7 +256,8 @@ typedef struct {
 
 const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind);
 extern const tm_eval_runner tm_eval_watermark_runner;
-extern const tm_eval_runner tm_eval_truthfulqa_mc_runner, tm_eval_halueval_qa_runner, tm_eval_halueval_general_runner;
+extern const tm_eval_runner tm_eval_truthfulqa_mc_runner, tm_eval_halueval_qa_runner, tm_eval_halueval_general_runner,
+    tm_eval_truthfulqa_gen_runner;
 
 /* ======================================================================== */
 /* The run store (evals/store.c)                                              */

@@ -198,10 +198,15 @@ void tm_loglik_scorer_forget(tm_loglik_scorer *scorer);
 /* Run ids from position 0 on their own and keep their cache as a prefix
  * that later requests share (a few-shot primer, a judge's instruction). */
 tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err);
-/* Keep at most the first n ids of the kept prefix. After prime(P) and
- * keep(|P|) before each item, an item's scores depend on the item alone
- * (the cache before it is always P, computed the same way), which is what
- * resumable and sharded runs need; reuse across its own choices stays. */
+/* Go back to the primed prefix: keep its cache when the context still
+ * holds it untouched, else run it again from position 0 exactly as prime
+ * did. Called before each item, it makes an item's scores depend on the
+ * item alone (the cache before it is always the primed prefix, computed
+ * the same way), which resumable and sharded runs need; reuse across the
+ * item's own requests stays. */
+tm_status tm_loglik_scorer_restore(tm_loglik_scorer *scorer, tm_error *err);
+/* Keep at most the first n ids of the kept cache: for callers that ran
+ * something else on the scorer's context from position n on. */
 void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n);
 
 #ifdef __cplusplus
