@@ -59,6 +59,7 @@ static tm_status load_data(const tm_eval_task *t, tm_truthfulqa_data *tqa, tm_tr
     memset(hal, 0, sizeof *hal);
     if (t->kind == TM_EVAL_KIND_TRUTHFULQA_MC) return tm_truthfulqa_load(t->halluc_data, tqa, err);
     if (t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN) return tm_truthfulqa_gen_load(t->halluc_data, gen, err);
+    /* selfcheck scores HaluEval general's labelled responses. */
     return tm_halueval_load(t->halluc_data, t->kind == TM_EVAL_KIND_HALUEVAL_QA ? TM_HALUEVAL_QA : TM_HALUEVAL_GENERAL,
                             hal, err);
 }
@@ -86,7 +87,9 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     }
     if (!status) {
         bool truthfulqa = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC || t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN;
-        const char *shared = truthfulqa ? tm_truthfulqa_primer() : s->instruction;
+        /* SelfCheck's prompts share only "Context: " (the sample follows). */
+        const char *shared = truthfulqa ? tm_truthfulqa_primer()
+                             : t->kind == TM_EVAL_KIND_SELFCHECK ? "Context:" : s->instruction;
         status = tm_tokenizer_encode(s->tokenizer, shared, strlen(shared), tm_tokenizer_adds_bos(s->tokenizer),
                                      &s->prefix, &s->n_prefix, err);
         /* A prefix the context cannot hold is not primed; items then say why they do not fit. */
@@ -363,12 +366,129 @@ static tm_status run_truthfulqa_gen(halluc_worker *w, int64_t id, tm_eval_record
     return TM_OK;
 }
 
+static void free_strings(char **strings, size_t n) {
+    for (size_t i = 0; strings && i < n; i++) free(strings[i]);
+    free(strings);
+}
+
+/* SelfCheckGPT on one HaluEval general item: the labelled ChatGPT response
+ * is the main passage; `samples` passages are sampled from the model after
+ * the user's query (each from its own seed, tm_eval_mix(task seed, item,
+ * sample), the context reset first); the response's sentences are scored by
+ * the unigram variant (k = 0, as published) and, when asked, by the prompt
+ * variant over every (sample, sentence) pair, sample by sample so that the
+ * sample's text is the prefix each of its sentences reuses. */
+static tm_status run_selfcheck(halluc_worker *w, int64_t id, tm_eval_record *r, tm_error *err) {
+    halluc_state *s = w->state;
+    const tm_eval_task *t = s->task;
+    const tm_halueval_item *item = &s->halueval.items[id];
+    json_t *input = json_pack("{s:I}", "item", (json_int_t)id);
+    if (item->problem[0]) return bad_record(r, "selfcheck/bad", input, item->problem, err);
+    tm_sha256_hex(item->query, strlen(item->query), r->prompt_sha256);
+    tm_sha256_hex(item->response, strlen(item->response), r->target_sha256);
+    char **sentences = NULL;
+    size_t n_sentences = 0;
+    tm_error item_err = {0};
+    tm_status status = tm_selfcheck_sentences(item->response, &sentences, &n_sentences, &item_err);
+    if (status == TM_OK && n_sentences == 0) {
+        status = TM_ERR_FORMAT;
+        tm_error_set(&item_err, TM_ERR_FORMAT, "the response has no sentence");
+    }
+    size_t n_samples = (size_t)t->halluc_samples;
+    char **samples = status ? NULL : calloc(n_samples, sizeof *samples);
+    if (!status && !samples) status = tm_error_set(&item_err, TM_ERR_NOMEM, "out of memory");
+    json_t *sample_texts = json_array();
+    for (size_t k = 0; status == TM_OK && k < n_samples; k++) {
+        tm_sampling_params params;
+        tm_sampling_params_default(&params);
+        params.temperature = t->halluc_temperature;
+        params.seed = tm_eval_mix(tm_eval_mix(t->seed, (uint64_t)id), 0x73616d70 + k);
+        tm_sampler_chain *chain = tm_sampler_chain_from_params(&params);
+        if (!chain) {
+            status = tm_error_set(&item_err, TM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        tm_context_reset(w->context);
+        tm_loglik_scorer_keep(w->scorer, 0);
+        tm_generate_options options = {.max_tokens = t->halluc_max_tokens};
+        tm_generation gen;
+        memset(&gen, 0, sizeof gen);
+        status = tm_generate(w->context, s->tokenizer, chain, item->query, &options, &gen, &item_err);
+        tm_sampler_chain_free(chain);
+        if (status == TM_OK) {
+            samples[k] = gen.text;
+            gen.text = NULL;
+            json_array_append_new(sample_texts, json_string(samples[k] ? samples[k] : ""));
+            if (!samples[k] && !(samples[k] = strdup(""))) status = tm_error_set(&item_err, TM_ERR_NOMEM, "out of memory");
+        }
+        tm_generation_free(&gen);
+    }
+    tm_selfcheck_ngram_result ngram;
+    memset(&ngram, 0, sizeof ngram);
+    if (status == TM_OK)
+        status = tm_selfcheck_ngram((const char *const *)sentences, n_sentences, item->response,
+                                    (const char *const *)samples, n_samples, 0, &ngram, &item_err);
+    double prompt_score = NAN;
+    double *per_sentence = status ? NULL : calloc(n_sentences, sizeof *per_sentence);
+    if (!status && !per_sentence) status = tm_error_set(&item_err, TM_ERR_NOMEM, "out of memory");
+    if (status == TM_OK && t->halluc_prompt_variant) {
+        if (t->halluc_reuse) status = tm_loglik_scorer_restore(w->scorer, &item_err);
+        else tm_loglik_scorer_forget(w->scorer);
+        for (size_t k = 0; status == TM_OK && k < n_samples; k++)
+            for (size_t i = 0; status == TM_OK && i < n_sentences; i++) {
+                char *prompt = tm_selfcheck_prompt(samples[k], sentences[i], &item_err);
+                if (!prompt) {
+                    status = TM_ERR_NOMEM;
+                    break;
+                }
+                tm_loglik yes, no;
+                status = tm_loglik_score(w->scorer, s->tokenizer, prompt, "Yes", &yes, &item_err);
+                if (!status) status = tm_loglik_score(w->scorer, s->tokenizer, prompt, "No", &no, &item_err);
+                free(prompt);
+                if (!status) per_sentence[i] += tm_selfcheck_prompt_score(yes.logprob, no.logprob) / (double)n_samples;
+            }
+        if (status == TM_OK) {
+            prompt_score = 0;
+            for (size_t i = 0; i < n_sentences; i++) prompt_score += per_sentence[i] / (double)n_sentences;
+        }
+    }
+    json_t *sentence_scores = json_array();
+    for (size_t i = 0; status == TM_OK && i < n_sentences; i++)
+        json_array_append_new(sentence_scores,
+                              json_pack("{s:o, s:o, s:o}", "ngram_avg", tm_eval_json_number(ngram.sentence_avg[i]),
+                                        "ngram_max", tm_eval_json_number(ngram.sentence_max[i]), "prompt",
+                                        t->halluc_prompt_variant ? tm_eval_json_number(per_sentence[i]) : json_null()));
+    free(per_sentence);
+    free_strings(sentences, n_sentences);
+    free_strings(samples, samples ? n_samples : 0);
+    if (status) {
+        tm_selfcheck_ngram_result_free(&ngram);
+        json_decref(sample_texts);
+        json_decref(sentence_scores);
+        if (item_error(status)) return bad_record(r, "selfcheck/bad", input, item_err.message, err);
+        json_decref(input);
+        *err = item_err;
+        return status;
+    }
+    snprintf(r->group, sizeof r->group, "selfcheck");
+    r->input = tm_eval_json_text(input);
+    r->output = tm_eval_json_text(json_pack("{s:o, s:o}", "samples", sample_texts, "sentences", sentence_scores));
+    r->scores = tm_eval_json_text(json_pack("{s:i, s:o, s:o, s:o, s:I}", "label", item->label, "ngram_avg",
+                                            tm_eval_json_number(ngram.passage_avg), "ngram_max",
+                                            tm_eval_json_number(ngram.passage_max), "prompt",
+                                            tm_eval_json_number(prompt_score), "sentences", (json_int_t)n_sentences));
+    tm_selfcheck_ngram_result_free(&ngram);
+    if (!r->input || !r->output || !r->scores) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    return TM_OK;
+}
+
 static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id, tm_eval_record *r, tm_error *err) {
     halluc_state *s = opaque_state;
     halluc_worker *w = opaque_worker;
     size_t n = n_items(s->task, &s->truthfulqa, &s->generation, &s->halueval);
     if (id < 0 || (size_t)id >= n) return tm_error_set(err, TM_ERR_ARGUMENT, "no item %lld", (long long)id);
     if (s->task->kind == TM_EVAL_KIND_TRUTHFULQA_GEN) return run_truthfulqa_gen(w, id, r, err);
+    if (s->task->kind == TM_EVAL_KIND_SELFCHECK) return run_selfcheck(w, id, r, err);
     /* Every item starts from the primed prefix alone (see the file comment). */
     if (s->task->halluc_reuse) {
         tm_status status = tm_loglik_scorer_restore(w->scorer, err);
@@ -498,6 +618,45 @@ static tm_status aggregate_truthfulqa_gen(const tm_eval_task *t, const tm_eval_r
     return TM_OK;
 }
 
+static tm_status aggregate_selfcheck(const tm_eval_task *t, const tm_eval_record *records, size_t n, json_t *root,
+                                     tm_error *err) {
+    double *scores = calloc(n + 1, sizeof *scores);
+    int *labels = calloc(n + 1, sizeof *labels);
+    if (!scores || !labels) {
+        free(scores), free(labels);
+        return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    }
+    json_t *bad = json_array();
+    static const char *const names[] = {"ngram_avg", "ngram_max", "prompt"};
+    for (int m = 0; m < 3; m++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            json_t *sc = json_loads(records[i].scores, 0, NULL);
+            const char *problem = json_string_value(json_object_get(sc, "problem"));
+            if ((!sc || problem) && m == 0)
+                json_array_append_new(bad, json_pack("{s:I, s:s}", "id", (json_int_t)records[i].id, "reason",
+                                                     problem ? problem : "no scores"));
+            if (sc && !problem) {
+                double x = tm_eval_json_get_number(json_object_get(sc, names[m]));
+                if (!isnan(x)) {
+                    scores[k] = x;
+                    labels[k] = (int)json_integer_value(json_object_get(sc, "label"));
+                    k++;
+                }
+            }
+            json_decref(sc);
+        }
+        /* AUC of the passage score against HaluEval's label (1: hallucination). */
+        json_object_set_new(root, names[m],
+                            json_pack("{s:o, s:o, s:I}", "auc", tm_eval_json_number(tm_halluc_auc(scores, labels, k)),
+                                      "mean", interval(scores, k, t, 0x73630000 + (uint64_t)m), "n", (json_int_t)k));
+    }
+    json_object_set_new(root, "bad_items", json_integer((json_int_t)json_array_size(bad)));
+    json_object_set_new(root, "bad", bad);
+    free(scores), free(labels);
+    return TM_OK;
+}
+
 static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records, size_t n, char **results,
                            tm_error *err) {
     *results = NULL;
@@ -505,6 +664,7 @@ static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records,
     if (!root) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
     tm_status status = t->kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? aggregate_truthfulqa(t, records, n, root, err)
                        : t->kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? aggregate_truthfulqa_gen(t, records, n, root, err)
+                       : t->kind == TM_EVAL_KIND_SELFCHECK      ? aggregate_selfcheck(t, records, n, root, err)
                                                                 : aggregate_halueval(t, records, n, root, err);
     if (status) {
         json_decref(root);
@@ -523,3 +683,4 @@ HALLUC_RUNNER(tm_eval_truthfulqa_mc_runner, "truthfulqa_mc")
 HALLUC_RUNNER(tm_eval_halueval_qa_runner, "halueval_qa")
 HALLUC_RUNNER(tm_eval_halueval_general_runner, "halueval_general")
 HALLUC_RUNNER(tm_eval_truthfulqa_gen_runner, "truthfulqa_gen")
+HALLUC_RUNNER(tm_eval_selfcheck_runner, "selfcheck")

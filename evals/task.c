@@ -501,7 +501,8 @@ static bool halluc_kind_of(parser *p, yaml_node_t *root, tm_eval_kind *out) {
             {"truthfulqa_mc", TM_EVAL_KIND_TRUTHFULQA_MC},
             {"halueval_qa", TM_EVAL_KIND_HALUEVAL_QA},
             {"halueval_general", TM_EVAL_KIND_HALUEVAL_GENERAL},
-            {"truthfulqa_gen", TM_EVAL_KIND_TRUTHFULQA_GEN}};
+            {"truthfulqa_gen", TM_EVAL_KIND_TRUTHFULQA_GEN},
+            {"selfcheck", TM_EVAL_KIND_SELFCHECK}};
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
             if (v->data.scalar.length == strlen(kinds[i].name) &&
                 !memcmp(v->data.scalar.value, kinds[i].name, v->data.scalar.length)) {
@@ -550,6 +551,15 @@ static tm_status halluc_field(parser *p, tm_eval_task *t, const char *key, yaml_
     } else if (!strcmp(key, "max_tokens")) {
         if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
         t->halluc_max_tokens = (int32_t)i;
+    } else if (!strcmp(key, "samples")) {
+        if (integer(p, v, "samples", 1, 100, &i)) return TM_ERR_FORMAT;
+        t->halluc_samples = (int32_t)i;
+    } else if (!strcmp(key, "temperature")) {
+        double x;
+        if (number(p, v, "temperature", 0, 100, false, &x)) return TM_ERR_FORMAT;
+        t->halluc_temperature = (float)x;
+    } else if (!strcmp(key, "prompt_variant")) {
+        if (boolean(p, v, "prompt_variant", &t->halluc_prompt_variant)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "metrics")) {
         static const char *const known[] = {"bootstrap", NULL};
         return mapping(p, t, v, "metrics", known, halluc_metrics_field);
@@ -583,13 +593,20 @@ static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root
                                                  "limit", "reuse", "context", "margin", "metrics", NULL};
     static const char *const known_gen[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit", "reuse",
                                             "context", "max_tokens", "metrics", NULL};
+    static const char *const known_selfcheck[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit",
+                                                  "reuse", "context", "max_tokens", "samples", "temperature",
+                                                  "prompt_variant", "metrics", NULL};
     memset(&halluc_top, 0, sizeof halluc_top);
     t->kind = kind;
     t->halluc_reuse = true;
     t->halluc_context = 2048;
-    t->halluc_max_tokens = 128;
+    t->halluc_max_tokens = kind == TM_EVAL_KIND_SELFCHECK ? 64 : 128;
+    t->halluc_samples = 3;
+    t->halluc_temperature = 1.0f;
+    t->halluc_prompt_variant = true;
     const char *const *known = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? known_mc
                                : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? known_gen
+                               : kind == TM_EVAL_KIND_SELFCHECK      ? known_selfcheck
                                                                      : known_halueval;
     if (mapping(p, t, root, "", known, halluc_field)) return TM_ERR_FORMAT;
     if (required(p, root, halluc_top.name, "name") || scalar(p, halluc_top.name, "name", t->name, sizeof t->name))
@@ -640,7 +657,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     long long i;
     if (required(p, root, top.kind, "kind") || scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
     if (strcmp(text, "watermark"))
-        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general)", text);
+        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general, selfcheck)", text);
     t->kind = TM_EVAL_KIND_WATERMARK;
     if (required(p, root, top.name, "name") || scalar(p, top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
@@ -817,6 +834,7 @@ void tm_eval_task_free(tm_eval_task *task) {
 
 const char *tm_eval_kind_name(tm_eval_kind kind) {
     static const char *const names[TM_EVAL_KIND_COUNT] = {"watermark", "truthfulqa_mc", "halueval_qa",
-                                                          "halueval_general", "truthfulqa_gen"};
+                                                          "halueval_general", "truthfulqa_gen",
+                                                          "selfcheck"};
     return (unsigned)kind < TM_EVAL_KIND_COUNT ? names[kind] : "unknown";
 }

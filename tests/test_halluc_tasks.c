@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+static char *read_all(const char *dir, const char *name);
+
 static char *write_text(const char *dir, const char *name, const char *text) {
     char *path = tm_test_path(dir, name);
     cr_assert_eq(tm_test_write_file(path, text, strlen(text)), 0);
@@ -98,6 +100,31 @@ Test(halluc_tasks, truthfulqa_gen_same_with_and_without_reuse, .timeout = 600) {
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(ra, "bleu_max"), "n")), 3);
     json_decref(ra), json_decref(rb);
     free(with), free(without), free(a), free(b), free(dir);
+}
+
+/* SelfCheckGPT on HaluEval general: samples are seeded per item, so a run on
+ * one thread and a run on two write the same bytes; the AUC of each passage
+ * score against the label is reported. */
+Test(halluc_tasks, selfcheck_is_reproducible_and_reports_auc, .timeout = 600) {
+    char *dir = tm_test_scratch_dir();
+    char *task = write_task(dir, "sc", "selfcheck", "limit: 4\nsamples: 2\nmax_tokens: 16\n");
+    char *a = tm_test_path(dir, "a"), *b = tm_test_path(dir, "b");
+    run_ok(task, a);
+    tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --threads 2", task, b);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    char *x = read_all(a, "samples.jsonl"), *y = read_all(b, "samples.jsonl");
+    cr_assert_str_eq(x, y);
+    free(x), free(y);
+    json_t *res = results(a);
+    const char *names[] = {"ngram_avg", "ngram_max", "prompt"};
+    for (int m = 0; m < 3; m++) {
+        json_t *entry = json_object_get(res, names[m]);
+        cr_assert_eq(json_integer_value(json_object_get(entry, "n")), 4, "%s", names[m]);
+        cr_assert(json_is_number(json_object_get(entry, "auc")) || json_is_null(json_object_get(entry, "auc")));
+    }
+    json_decref(res);
+    free(task), free(a), free(b), free(dir);
 }
 
 static long stored_samples(const char *dir) {
@@ -248,10 +275,11 @@ Test(halluc_tasks, shipped_task_files_parse) {
     const char *tasks[] = {TRACEMARK_SOURCE_DIR "/configs/tasks/truthfulqa-mc-stories.yaml",
                            TRACEMARK_SOURCE_DIR "/configs/tasks/halueval-qa-stories.yaml",
                            TRACEMARK_SOURCE_DIR "/configs/tasks/halueval-general-stories.yaml",
-                           TRACEMARK_SOURCE_DIR "/configs/tasks/truthfulqa-gen-stories.yaml"};
+                           TRACEMARK_SOURCE_DIR "/configs/tasks/truthfulqa-gen-stories.yaml",
+                           TRACEMARK_SOURCE_DIR "/configs/tasks/selfcheck-halueval-general.yaml"};
     tm_eval_kind kinds[] = {TM_EVAL_KIND_TRUTHFULQA_MC, TM_EVAL_KIND_HALUEVAL_QA, TM_EVAL_KIND_HALUEVAL_GENERAL,
-                            TM_EVAL_KIND_TRUTHFULQA_GEN};
-    for (size_t i = 0; i < 4; i++) {
+                            TM_EVAL_KIND_TRUTHFULQA_GEN, TM_EVAL_KIND_SELFCHECK};
+    for (size_t i = 0; i < 5; i++) {
         tm_eval_task task;
         tm_error err = {0};
         cr_assert_eq(tm_eval_task_load(&task, tasks[i], false, &err), TM_OK, "%s", err.message);

@@ -134,6 +134,7 @@ typedef enum {
     TM_EVAL_KIND_HALUEVAL_QA,
     TM_EVAL_KIND_HALUEVAL_GENERAL,
     TM_EVAL_KIND_TRUTHFULQA_GEN,
+    TM_EVAL_KIND_SELFCHECK,
     TM_EVAL_KIND_COUNT
 } tm_eval_kind;
 const char *tm_eval_kind_name(tm_eval_kind kind);
@@ -196,7 +197,10 @@ typedef struct {
     bool halluc_reuse;                         /* prefix reuse (default on) */
     int32_t halluc_context;                    /* context size of each worker (default 2048) */
     double halluc_margin;                      /* HaluEval: |ll(Yes) - ll(No)| <= margin is undecided */
-    int32_t halluc_max_tokens;                 /* TruthfulQA generation: token budget (default 128) */
+    int32_t halluc_max_tokens;                 /* generation: token budget (default 128; selfcheck 64) */
+    int32_t halluc_samples;                    /* selfcheck: sampled passages per item (default 3) */
+    float halluc_temperature;                  /* selfcheck: sampling temperature (default 1) */
+    bool halluc_prompt_variant;                /* selfcheck: also the Yes/No prompt variant (default true) */
 } tm_eval_task;
 
 /* Parse and check a task file: unknown keys, wrong types, out-of-range
@@ -257,7 +261,7 @@ typedef struct {
 const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind);
 extern const tm_eval_runner tm_eval_watermark_runner;
 extern const tm_eval_runner tm_eval_truthfulqa_mc_runner, tm_eval_halueval_qa_runner, tm_eval_halueval_general_runner,
-    tm_eval_truthfulqa_gen_runner;
+    tm_eval_truthfulqa_gen_runner, tm_eval_selfcheck_runner;
 
 /* ======================================================================== */
 /* The run store (evals/store.c)                                              */
