@@ -7,7 +7,7 @@
  * With --dump-requests it also writes the requests as llama.cpp's peer tool
  * reads them ({"ids":[...],"n_cont":K}), and with --dump-lls our summed
  * log-likelihoods, which is how tests/data's llama.cpp fixtures were made. */
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <math.h>
 #include <stdio.h>

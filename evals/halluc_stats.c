@@ -4,7 +4,7 @@
  * per-item values; nothing here allocates on a path that can fail silently:
  * when the bootstrap cannot get memory it reports the point estimate with
  * an interval of NaN rather than a made-up one. */
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,6 @@
  * reason and counted by the aggregate; it never fails the run. Nothing here
  * prints. */
 #include "evals_internal.h"
-#include "tracemark/evals_hallucination.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -176,6 +175,19 @@ static tm_status run_truthfulqa(halluc_worker *w, int64_t id, tm_eval_record *r,
     halluc_state *s = w->state;
     const tm_truthfulqa_item *item = &s->truthfulqa.items[id];
     json_t *input = json_pack("{s:I, s:s}", "item", (json_int_t)id, "question", item->question ? item->question : "");
+    /* The choices as scored (continuation " " + choice), labels beside them. */
+    json_t *choices = json_object();
+    for (int set = 0; set < TM_TRUTHFULQA_SETS; set++) {
+        const tm_truthfulqa_targets *t = &item->targets[set];
+        json_t *list = json_array(), *labels = json_array();
+        for (size_t c = 0; c < t->n; c++) {
+            json_array_append_new(list, json_string(t->choices[c]));
+            json_array_append_new(labels, json_integer(t->labels[c]));
+        }
+        json_object_set_new(choices, tm_truthfulqa_set_name((tm_truthfulqa_set)set),
+                            json_pack("{s:o, s:o}", "choices", list, "labels", labels));
+    }
+    json_object_set_new(input, "targets", choices);
     if (item->question) {
         char *context = tm_truthfulqa_mc_context(item->question, err);
         if (!context) {

@@ -5,7 +5,7 @@
  * random() > 0.5 does. The data files are JSON lines from outside: a line
  * that is not a record of the expected shape is kept as an item with a
  * reason, never scored and never a crash. */
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <jansson.h>
 #include <math.h>

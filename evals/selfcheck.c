@@ -5,7 +5,7 @@
  * judge prompt and answer mapping. Sentence and word splitting are small
  * stand-ins for spaCy, documented where they differ; the formulas are the
  * published ones. Text is untrusted: invalid UTF-8 is an error. */
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -6,7 +6,7 @@
  * Unicode classes come from PCRE2 (\p{P}, \p{N}, \p{S}). Inputs are
  * untrusted text: invalid UTF-8 is an error, never undefined behaviour. */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <ctype.h>
 #include <math.h>

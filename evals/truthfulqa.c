@@ -5,7 +5,7 @@
  * _gen tasks define them. The data files are untrusted: a malformed item is
  * kept with a reason and never scored, and nothing here may crash on it or
  * let it into an aggregate unseen. */
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fixtures.h"
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #define NEAR(a, b, tol) cr_assert(fabs((a) - (b)) <= (tol), "%s = %.9g, expected %.9g", #a, (double)(a), (double)(b))
 

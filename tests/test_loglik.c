@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fixtures.h"
-#include "tracemark/evals_hallucination.h"
+#include "tracemark/evals.h"
 
 #ifdef TRACEMARK_SANITIZE_BUILD
 enum { COMPARED_ITEMS = 4 };
