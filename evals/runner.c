@@ -29,6 +29,11 @@ const char *tm_eval_commit(void) { return TRACEMARK_COMMIT; }
 const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind) {
     switch (kind) {
     case TM_EVAL_KIND_WATERMARK: return &tm_eval_watermark_runner;
+    case TM_EVAL_KIND_TRUTHFULQA_MC: return &tm_eval_truthfulqa_mc_runner;
+    case TM_EVAL_KIND_HALUEVAL_QA: return &tm_eval_halueval_qa_runner;
+    case TM_EVAL_KIND_HALUEVAL_GENERAL: return &tm_eval_halueval_general_runner;
+    case TM_EVAL_KIND_TRUTHFULQA_GEN: return &tm_eval_truthfulqa_gen_runner;
+    case TM_EVAL_KIND_SELFCHECK: return &tm_eval_selfcheck_runner;
     default: return NULL;
     }
 }

@@ -524,6 +524,160 @@ static tm_status check_data(parser *p, yaml_node_t *root, tm_eval_task *t) {
     return TM_OK;
 }
 
+/* ---- hallucination and truthfulness kinds ------------------------------------------ */
+
+/* The kind named by the root mapping's `kind:`, when it is one of these. */
+static bool halluc_kind_of(parser *p, yaml_node_t *root, tm_eval_kind *out) {
+    if (root->type != YAML_MAPPING_NODE) return false;
+    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, pair->key), *v = yaml_document_get_node(p->doc, pair->value);
+        if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE) continue;
+        if (k->data.scalar.length != 4 || memcmp(k->data.scalar.value, "kind", 4)) continue;
+        static const struct { const char *name; tm_eval_kind kind; } kinds[] = {
+            {"truthfulqa_mc", TM_EVAL_KIND_TRUTHFULQA_MC},
+            {"halueval_qa", TM_EVAL_KIND_HALUEVAL_QA},
+            {"halueval_general", TM_EVAL_KIND_HALUEVAL_GENERAL},
+            {"truthfulqa_gen", TM_EVAL_KIND_TRUTHFULQA_GEN},
+            {"selfcheck", TM_EVAL_KIND_SELFCHECK}};
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+            if (v->data.scalar.length == strlen(kinds[i].name) &&
+                !memcmp(v->data.scalar.value, kinds[i].name, v->data.scalar.length)) {
+                *out = kinds[i].kind;
+                return true;
+            }
+    }
+    return false;
+}
+
+typedef struct {
+    yaml_node_t *name, *seed, *model, *tokenizer, *data, *instruction;
+} halluc_nodes;
+static _Thread_local halluc_nodes halluc_top;
+
+static tm_status halluc_metrics_field(parser *p, tm_eval_task *t, const char *key, yaml_node_t *v,
+                                      unsigned long line) {
+    (void)line;
+    long long i;
+    if (!strcmp(key, "bootstrap")) {
+        if (integer(p, v, "metrics.bootstrap", 0, 100000, &i)) return TM_ERR_FORMAT;
+        t->bootstrap = (uint32_t)i;
+    }
+    return TM_OK;
+}
+
+static tm_status halluc_field(parser *p, tm_eval_task *t, const char *key, yaml_node_t *v, unsigned long line) {
+    (void)line;
+    long long i;
+    if (!strcmp(key, "name")) halluc_top.name = v;
+    else if (!strcmp(key, "seed")) halluc_top.seed = v;
+    else if (!strcmp(key, "model")) halluc_top.model = v;
+    else if (!strcmp(key, "tokenizer")) halluc_top.tokenizer = v;
+    else if (!strcmp(key, "data")) halluc_top.data = v;
+    else if (!strcmp(key, "instruction")) halluc_top.instruction = v;
+    else if (!strcmp(key, "limit")) {
+        if (integer(p, v, "limit", 0, 100000000, &i)) return TM_ERR_FORMAT;
+        t->halluc_limit = i;
+    } else if (!strcmp(key, "reuse")) {
+        if (boolean(p, v, "reuse", &t->halluc_reuse)) return TM_ERR_FORMAT;
+    } else if (!strcmp(key, "context")) {
+        if (integer(p, v, "context", 16, 1 << 20, &i)) return TM_ERR_FORMAT;
+        t->halluc_context = (int32_t)i;
+    } else if (!strcmp(key, "margin")) {
+        if (number(p, v, "margin", 0, 1e6, false, &t->halluc_margin)) return TM_ERR_FORMAT;
+    } else if (!strcmp(key, "max_tokens")) {
+        if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
+        t->halluc_max_tokens = (int32_t)i;
+    } else if (!strcmp(key, "samples")) {
+        if (integer(p, v, "samples", 1, 100, &i)) return TM_ERR_FORMAT;
+        t->halluc_samples = (int32_t)i;
+    } else if (!strcmp(key, "temperature")) {
+        double x;
+        if (number(p, v, "temperature", 0, 100, false, &x)) return TM_ERR_FORMAT;
+        t->halluc_temperature = (float)x;
+    } else if (!strcmp(key, "prompt_variant")) {
+        if (boolean(p, v, "prompt_variant", &t->halluc_prompt_variant)) return TM_ERR_FORMAT;
+    } else if (!strcmp(key, "metrics")) {
+        static const char *const known[] = {"bootstrap", NULL};
+        return mapping(p, t, v, "metrics", known, halluc_metrics_field);
+    }
+    return TM_OK;
+}
+
+/* A data file: the task's path (relative to the task file), else the
+ * shared fixtures' copy ($TRACEMARK_FIXTURES/data or ../shared/data). */
+static tm_status halluc_data_path(parser *p, yaml_node_t *node, const char *field, const char *relative, char *out,
+                                  bool check_files) {
+    if (node) {
+        if (resolve(p, node, field, out)) return TM_ERR_FORMAT;
+    } else {
+        const char *fixtures = getenv("TRACEMARK_FIXTURES");
+        int n = snprintf(out, TM_EVAL_PATH_MAX, "%s/data/%s", fixtures && *fixtures ? fixtures : "../shared", relative);
+        if (n < 0 || n >= TM_EVAL_PATH_MAX) return tm_error_set(p->err, TM_ERR_FORMAT, "%s: %s: path too long", p->path, field);
+    }
+    if (check_files && !tm_file_exists(out)) {
+        if (node) return fail(p, node, field, "no such file: %s", out);
+        return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: %s: missing, and the default %s does not exist", p->path,
+                            field, out);
+    }
+    return TM_OK;
+}
+
+static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, tm_eval_kind kind, bool check_files) {
+    static const char *const known_mc[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit", "reuse",
+                                           "context", "metrics", NULL};
+    static const char *const known_halueval[] = {"kind", "name", "seed", "model", "tokenizer", "data", "instruction",
+                                                 "limit", "reuse", "context", "margin", "metrics", NULL};
+    static const char *const known_gen[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit", "reuse",
+                                            "context", "max_tokens", "metrics", NULL};
+    static const char *const known_selfcheck[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit",
+                                                  "reuse", "context", "max_tokens", "samples", "temperature",
+                                                  "prompt_variant", "metrics", NULL};
+    memset(&halluc_top, 0, sizeof halluc_top);
+    t->kind = kind;
+    t->halluc_reuse = true;
+    t->halluc_context = 2048;
+    t->halluc_max_tokens = kind == TM_EVAL_KIND_SELFCHECK ? 64 : 128;
+    t->halluc_samples = 3;
+    t->halluc_temperature = 1.0f;
+    t->halluc_prompt_variant = true;
+    const char *const *known = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? known_mc
+                               : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? known_gen
+                               : kind == TM_EVAL_KIND_SELFCHECK      ? known_selfcheck
+                                                                     : known_halueval;
+    if (mapping(p, t, root, "", known, halluc_field)) return TM_ERR_FORMAT;
+    if (required(p, root, halluc_top.name, "name") || scalar(p, halluc_top.name, "name", t->name, sizeof t->name))
+        return TM_ERR_FORMAT;
+    if (!valid_name(t->name)) return fail(p, halluc_top.name, "name", "use letters, digits, '-', '_' and '.' only");
+    if (required(p, root, halluc_top.seed, "seed") || unsigned64(p, halluc_top.seed, "seed", &t->seed))
+        return TM_ERR_FORMAT;
+    const char *default_data = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? "truthfulqa/mc_task.json"
+                               : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? "truthfulqa/TruthfulQA.csv"
+                               : kind == TM_EVAL_KIND_HALUEVAL_QA    ? "halueval/qa_one-turn_data.json"
+                                                                     : "halueval/general_data.json";
+    if (halluc_data_path(p, halluc_top.data, "data", default_data, t->halluc_data, check_files)) return TM_ERR_FORMAT;
+    if ((kind == TM_EVAL_KIND_HALUEVAL_QA || kind == TM_EVAL_KIND_HALUEVAL_GENERAL) &&
+        halluc_data_path(p, halluc_top.instruction, "instruction", "halueval/qa_evaluation_instruction.txt",
+                         t->halluc_instruction, check_files))
+        return TM_ERR_FORMAT;
+    if (!check_files) return TM_OK;
+    char explicit_model[TM_EVAL_PATH_MAX] = "";
+    if (halluc_top.model) {
+        if (resolve(p, halluc_top.model, "model", explicit_model) ||
+            must_exist(p, halluc_top.model, "model", explicit_model))
+            return TM_ERR_FORMAT;
+        t->model_line = line_of(halluc_top.model);
+    }
+    tm_error e;
+    if (tm_model_resolve(explicit_model[0] ? explicit_model : NULL, t->model_path, sizeof t->model_path,
+                         t->tokenizer_path, sizeof t->tokenizer_path, &e))
+        return fail(p, halluc_top.model ? halluc_top.model : root, "model", "%s", e.message);
+    if (halluc_top.tokenizer &&
+        (resolve(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path) ||
+         must_exist(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path)))
+        return TM_ERR_FORMAT;
+    return TM_OK;
+}
+
 static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool check_files) {
     static const char *const known[] = {"kind", "name", "seed", "model", "tokenizer", "schemes", "keys",
                                         "key_count", "prompts", "prompts_file", "samples", "max_tokens",
@@ -533,12 +687,14 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     if (!root || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
         return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: kind: empty task file; expected a mapping with 'kind:'",
                             p->path);
+    tm_eval_kind halluc_kind;
+    if (halluc_kind_of(p, root, &halluc_kind)) return halluc_parse_root(p, t, root, halluc_kind, check_files);
     if (mapping(p, t, root, "", known, top_field)) return TM_ERR_FORMAT;
     char text[TM_EVAL_PATH_MAX];
     long long i;
     if (required(p, root, top.kind, "kind") || scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
     if (strcmp(text, "watermark"))
-        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark)", text);
+        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general, selfcheck)", text);
     t->kind = TM_EVAL_KIND_WATERMARK;
     if (required(p, root, top.name, "name") || scalar(p, top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
@@ -719,4 +875,9 @@ void tm_eval_task_free(tm_eval_task *task) {
     task->n_prompts = 0;
 }
 
-const char *tm_eval_kind_name(tm_eval_kind kind) { return kind == TM_EVAL_KIND_WATERMARK ? "watermark" : "unknown"; }
+const char *tm_eval_kind_name(tm_eval_kind kind) {
+    static const char *const names[TM_EVAL_KIND_COUNT] = {"watermark", "truthfulqa_mc", "halueval_qa",
+                                                          "halueval_general", "truthfulqa_gen",
+                                                          "selfcheck"};
+    return (unsigned)kind < TM_EVAL_KIND_COUNT ? names[kind] : "unknown";
+}

@@ -107,6 +107,7 @@ tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_c
 
 int32_t tm_context_position(const tm_context *context) { return context->position; }
 int32_t tm_context_size(const tm_context *context) { return context->n_ctx; }
+const tm_model *tm_context_model(const tm_context *context) { return context->model; }
 void tm_context_reset(tm_context *context) { context->position = 0; }
 
 /* out[m][n][w[m].rows] = in[n][cols] W[m]^T for each matrix m of one type.
@@ -233,6 +234,17 @@ static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
         tm_kernel_attention_values(scores, values + (size_t)kvh * (size_t)hd, c->kv_dim, length, hd, out);
     }
+}
+
+/* The logits after rows [from, n) of the batch just run, into out
+ * ((n - from) rows of n_vocab): one token goes through the matrix-vector
+ * product as the last-token logits do, several through the batched one. */
+static void batch_logits(tm_context *c, int64_t from, int64_t n, float *out) {
+    const tm_model *m = c->model;
+    int64_t D = m->config.dim;
+    for (int64_t i = from; i < n; i++)
+        tm_kernel_rmsnorm(c->normed + (i - from) * D, c->x + i * D, m->output_norm.data, D, m->config.norm_eps);
+    project(c, &m->classifier, c->normed, n - from, out);
 }
 
 static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool want_logits) {
@@ -439,5 +451,45 @@ tm_status tm_context_eval_batch(tm_context *const *contexts, const int32_t *toke
     forward_many(c, contexts, tokens, (int64_t)n);
     if (logits)
         for (size_t i = 0; i < n; i++) logits[i] = contexts[i]->logits;
+    return TM_OK;
+}
+
+/* Prefix reuse and log-likelihood scoring (generator/loglik.c) need the
+ * logits of several positions of one batch and a cache cut back to a shared
+ * prefix; both leave the batch arithmetic above untouched. */
+tm_status tm_context_eval_rows(tm_context *context, const int32_t *tokens, size_t n_tokens, size_t first_output,
+                               float *logits, tm_error *err) {
+    if (n_tokens == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "no tokens to evaluate");
+    if (first_output >= n_tokens || !logits)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "first output row %zu is not one of the %zu tokens", first_output,
+                            n_tokens);
+    int32_t n_vocab = context->model->config.n_vocab;
+    for (size_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token id %d at index %zu is outside the vocabulary (0..%d)",
+                                tokens[i], i, n_vocab - 1);
+    if (n_tokens > (size_t)(context->n_ctx - context->position))
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "context is full: %zu more tokens do not fit after position %d of %d (raise --ctx)",
+                            n_tokens, context->position, context->n_ctx);
+    for (size_t done = 0; done < n_tokens;) {
+        size_t chunk = n_tokens - done < BATCH_CAPACITY ? n_tokens - done : BATCH_CAPACITY;
+        forward_batch(context, tokens + done, (int64_t)chunk, false);
+        if (done + chunk > first_output) {
+            size_t from = first_output > done ? first_output - done : 0;
+            batch_logits(context, (int64_t)from, (int64_t)chunk,
+                         logits + (done + from - first_output) * (size_t)n_vocab);
+        }
+        done += chunk;
+    }
+    return TM_OK;
+}
+
+tm_status tm_context_truncate(tm_context *context, int32_t position, tm_error *err) {
+    if (position < 0 || position > context->position)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "cannot cut the context back to position %d: it holds %d", position,
+                            context->position);
+    /* The cache rows past position are simply overwritten by the next tokens. */
+    context->position = position;
     return TM_OK;
 }

@@ -29,7 +29,19 @@ void tm_context_free(tm_context *context);
 tm_status tm_context_eval(tm_context *context, const int32_t *tokens, size_t n_tokens, const float **logits, tm_error *err);
 int32_t tm_context_position(const tm_context *context);
 int32_t tm_context_size(const tm_context *context);
+const tm_model *tm_context_model(const tm_context *context);
 void tm_context_reset(tm_context *context);
+/* tm_context_eval that also returns the logits after each of
+ * tokens[first_output .. n_tokens - 1]: (n_tokens - first_output) rows of
+ * n_vocab floats written to logits, in order. The rows come from the same
+ * final norm and classifier as tm_context_eval's (one row through the
+ * matrix-vector product, several through the batched one). */
+tm_status tm_context_eval_rows(tm_context *context, const int32_t *tokens, size_t n_tokens, size_t first_output,
+                               float *logits, tm_error *err);
+/* Cut the context back to position (0..tm_context_position): the cache of
+ * the tokens before it is kept, the next tokens run from there. This is
+ * prefix reuse: evaluate a shared prefix once, then each continuation. */
+tm_status tm_context_truncate(tm_context *context, int32_t position, tm_error *err);
 
 /* Continuous batching: one next token for each of n sequences, each in its
  * own context of the same model, through one pass whose matrix products take
@@ -141,6 +153,76 @@ tm_status tm_generate_from_ids(tm_context *context, const tm_tokenizer *tokenize
                                const int32_t *prompt_ids, size_t n_prompt, const tm_generate_options *options,
                                tm_generation *result, tm_error *err);
 void tm_generation_free(tm_generation *result);
+
+/* ======================================================================== */
+/* Log-likelihood scoring (generator/loglik.c)                              */
+/* ======================================================================== */
+
+/* How likely the model finds a continuation after a context, the quantity
+ * multiple-choice evaluations rank answers by (lm-evaluation-harness's
+ * loglikelihood requests; see docs/evals-hallucination.md). */
+typedef struct {
+    double logprob;   /* summed natural-log probability of the continuation's tokens */
+    bool greedy;      /* every continuation token was the most likely one (first on ties) */
+    int32_t n_tokens; /* continuation tokens */
+} tm_loglik;
+
+/* Split and tokenize (context, continuation) as lm-evaluation-harness's
+ * _encode_pair: trailing ASCII whitespace of the context moves to the front
+ * of the continuation; the context is encoded alone, the whole text is
+ * encoded, and the continuation's ids are the whole text's ids past the
+ * context's count. BOS goes first when the vocabulary asks for it
+ * (tm_tokenizer_adds_bos); an empty context without BOS gets BOS (or EOS
+ * when the vocabulary has no BOS) as the one token to predict from, as the
+ * harness does. *ids (caller frees) is the context's ids followed by the
+ * continuation's; the last *n_continuation of them are the continuation.
+ * TM_ERR_ARGUMENT when the continuation has no tokens of its own. */
+tm_status tm_loglik_encode(const tm_tokenizer *tokenizer, const char *context, const char *continuation,
+                           int32_t **ids, size_t *n_ids, size_t *n_continuation, tm_error *err);
+
+/* A scorer owns no model: it runs requests through a context, and with
+ * prefix reuse keeps the cache of the ids it last ran, so the next request
+ * evaluates only what follows the longest prefix the two share (the few-shot
+ * primer and the question, across the choices of a question and across
+ * questions). Scores with and without reuse are the same computation on the
+ * same positions; only the split of the work into batches differs. */
+typedef struct tm_loglik_scorer tm_loglik_scorer;
+
+typedef struct {
+    uint64_t requests;         /* scored requests */
+    uint64_t tokens_evaluated; /* tokens run through the forward pass */
+    uint64_t tokens_reused;    /* tokens whose cache was kept from an earlier request */
+    double seconds;            /* wall time inside the scorer */
+} tm_loglik_stats;
+
+tm_status tm_loglik_scorer_create(tm_loglik_scorer **out, tm_context *context, bool reuse_prefix, tm_error *err);
+void tm_loglik_scorer_free(tm_loglik_scorer *scorer);
+/* Score the last n_continuation of ids given the ids before them (the input
+ * of llama.cpp's peer tool: {"ids":[...],"n_cont":K}). The log-softmax is
+ * taken in double precision over every logit. TM_ERR_LIMIT when ids do not
+ * fit in the context (n_ids - 1 positions are needed); TM_ERR_ARGUMENT for
+ * n_continuation 0 or not below n_ids, or an id outside the vocabulary. */
+tm_status tm_loglik_score_ids(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, size_t n_continuation,
+                              tm_loglik *out, tm_error *err);
+/* tm_loglik_encode, then tm_loglik_score_ids. */
+tm_status tm_loglik_score(tm_loglik_scorer *scorer, const tm_tokenizer *tokenizer, const char *context,
+                          const char *continuation, tm_loglik *out, tm_error *err);
+void tm_loglik_scorer_stats(const tm_loglik_scorer *scorer, tm_loglik_stats *out);
+/* Forget the kept prefix (the next request starts from position 0). */
+void tm_loglik_scorer_forget(tm_loglik_scorer *scorer);
+/* Run ids from position 0 on their own and keep their cache as a prefix
+ * that later requests share (a few-shot primer, a judge's instruction). */
+tm_status tm_loglik_scorer_prime(tm_loglik_scorer *scorer, const int32_t *ids, size_t n_ids, tm_error *err);
+/* Go back to the primed prefix: keep its cache when the context still
+ * holds it untouched, else run it again from position 0 exactly as prime
+ * did. Called before each item, it makes an item's scores depend on the
+ * item alone (the cache before it is always the primed prefix, computed
+ * the same way), which resumable and sharded runs need; reuse across the
+ * item's own requests stays. */
+tm_status tm_loglik_scorer_restore(tm_loglik_scorer *scorer, tm_error *err);
+/* Keep at most the first n ids of the kept cache: for callers that ran
+ * something else on the scorer's context from position n on. */
+void tm_loglik_scorer_keep(tm_loglik_scorer *scorer, size_t n);
 
 #ifdef __cplusplus
 }
