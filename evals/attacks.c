@@ -36,32 +36,7 @@ bool tm_attack_parse(const char *name, tm_attack_kind *out) {
 
 bool tm_attack_needs_model(tm_attack_kind kind) { return kind == TM_ATTACK_EMOJI || kind == TM_ATTACK_PARAPHRASE; }
 
-/* ---- a growing output ------------------------------------------------------------ */
-
-typedef struct {
-    char *data;
-    size_t size, capacity;
-    bool failed;
-} text_buffer;
-
-static void put(text_buffer *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (b->size + n + 1 > b->capacity) {
-        size_t grown = b->capacity ? b->capacity : 256;
-        while (grown < b->size + n + 1) grown *= 2;
-        char *bigger = realloc(b->data, grown);
-        if (!bigger) {
-            b->failed = true;
-            return;
-        }
-        b->data = bigger;
-        b->capacity = grown;
-    }
-    memcpy(b->data + b->size, s, n);
-    b->size += n;
-    b->data[b->size] = '\0';
-}
-static void put_char(text_buffer *b, char c) { put(b, &c, 1); }
+static void put_char(tm_buffer *b, char c) { tm_buffer_put(b, &c, 1); }
 
 /* ---- words ------------------------------------------------------------------------ */
 
@@ -90,15 +65,15 @@ static bool chance(tm_rng *rng, double p) { return p > 0 && (double)tm_rng_unifo
 static size_t pick(tm_rng *rng, size_t n) { return (size_t)(tm_rng_next(rng) % n); }
 
 /* The whitespace before word i (between word i-1 and i), or the leading space. */
-static void put_gap(text_buffer *b, const char *text, const span *words, size_t i) {
+static void put_gap(tm_buffer *b, const char *text, const span *words, size_t i) {
     size_t from = i == 0 ? 0 : words[i - 1].end;
-    put(b, text + from, words[i].start - from);
+    tm_buffer_put(b, text + from, words[i].start - from);
 }
 
 /* ---- the attacks ------------------------------------------------------------------- */
 
 static void attack_delete(const char *text, size_t size, const span *w, size_t n, tm_rng *rng, double s,
-                          text_buffer *b, size_t *edits) {
+                          tm_buffer *b, size_t *edits) {
     bool first_kept = true;
     for (size_t i = 0; i < n; i++) {
         if (chance(rng, s)) {
@@ -106,56 +81,56 @@ static void attack_delete(const char *text, size_t size, const span *w, size_t n
             continue;
         }
         /* Keep the original spacing before a kept word, except at the very start. */
-        if (first_kept) put(b, text, w[0].start);
+        if (first_kept) tm_buffer_put(b, text, w[0].start);
         else put_gap(b, text, w, i);
-        put(b, text + w[i].start, w[i].end - w[i].start);
+        tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
         first_kept = false;
     }
     size_t tail = n ? w[n - 1].end : 0;
-    put(b, text + tail, size - tail);
+    tm_buffer_put(b, text + tail, size - tail);
 }
 
 static void attack_insert(const char *text, size_t size, const span *w, size_t n, tm_rng *rng, double s,
-                          const tm_wordnet *wordnet, text_buffer *b, size_t *edits) {
+                          const tm_wordnet *wordnet, tm_buffer *b, size_t *edits) {
     for (size_t i = 0; i < n; i++) {
         put_gap(b, text, w, i);
-        put(b, text + w[i].start, w[i].end - w[i].start);
+        tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
         if (chance(rng, s)) {
             put_char(b, ' ');
             if (wordnet) {
                 const char *word = tm_wordnet_lemma(wordnet, pick(rng, tm_wordnet_lemma_count(wordnet)));
-                put(b, word, strlen(word));
+                tm_buffer_put(b, word, strlen(word));
             } else {
                 size_t k = pick(rng, n);
-                put(b, text + w[k].start, w[k].end - w[k].start);
+                tm_buffer_put(b, text + w[k].start, w[k].end - w[k].start);
             }
             (*edits)++;
         }
     }
     size_t tail = n ? w[n - 1].end : 0;
-    put(b, text + tail, size - tail);
+    tm_buffer_put(b, text + tail, size - tail);
 }
 
 /* Pairs (0,1), (2,3), ... each swapped with probability s: the rate is per pair. */
 static void attack_swap(const char *text, size_t size, const span *w, size_t n, tm_rng *rng, double s,
-                        text_buffer *b, size_t *edits) {
+                        tm_buffer *b, size_t *edits) {
     for (size_t i = 0; i < n; i++) {
         put_gap(b, text, w, i);
         if (i + 1 < n && i % 2 == 0 && chance(rng, s)) {
-            put(b, text + w[i + 1].start, w[i + 1].end - w[i + 1].start);
-            put(b, text + w[i].end, w[i + 1].start - w[i].end);
-            put(b, text + w[i].start, w[i].end - w[i].start);
+            tm_buffer_put(b, text + w[i + 1].start, w[i + 1].end - w[i + 1].start);
+            tm_buffer_put(b, text + w[i].end, w[i + 1].start - w[i].end);
+            tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
             (*edits)++;
             i++;
             continue;
         }
-        put(b, text + w[i].start, w[i].end - w[i].start);
+        tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
     }
     size_t tail = n ? w[n - 1].end : 0;
-    put(b, text + tail, size - tail);
+    tm_buffer_put(b, text + tail, size - tail);
 }
 
-static void attack_typo(const char *text, size_t size, tm_rng *rng, double s, text_buffer *b, size_t *edits,
+static void attack_typo(const char *text, size_t size, tm_rng *rng, double s, tm_buffer *b, size_t *edits,
                         size_t *units) {
     for (size_t i = 0; i < size; i++) {
         char c = text[i];
@@ -187,7 +162,7 @@ static void attack_typo(const char *text, size_t size, tm_rng *rng, double s, te
 }
 
 static void attack_case(const char *text, size_t size, const span *w, size_t n, tm_rng *rng, double s,
-                        text_buffer *b, size_t *edits, size_t *units) {
+                        tm_buffer *b, size_t *edits, size_t *units) {
     char word[256];
     for (size_t i = 0; i < n; i++) {
         put_gap(b, text, w, i);
@@ -195,7 +170,7 @@ static void attack_case(const char *text, size_t size, const span *w, size_t n, 
         bool letters = false;
         for (size_t k = 0; k < len; k++) letters = letters || isalpha((unsigned char)text[w[i].start + k]);
         if (!letters || len >= sizeof word) {
-            put(b, text + w[i].start, len);
+            tm_buffer_put(b, text + w[i].start, len);
             continue;
         }
         (*units)++;
@@ -220,13 +195,13 @@ static void attack_case(const char *text, size_t size, const span *w, size_t n, 
                 }
             }
         }
-        put(b, word, len);
+        tm_buffer_put(b, word, len);
     }
     size_t tail = n ? w[n - 1].end : 0;
-    put(b, text + tail, size - tail);
+    tm_buffer_put(b, text + tail, size - tail);
 }
 
-static void attack_punctuation(const char *text, size_t size, tm_rng *rng, double s, text_buffer *b,
+static void attack_punctuation(const char *text, size_t size, tm_rng *rng, double s, tm_buffer *b,
                                size_t *edits, size_t *units) {
     static const char marks[] = ",.;:!?-";
     static const char *const spaces[] = {"  ", "\t", "\n", ""};
@@ -238,9 +213,9 @@ static void attack_punctuation(const char *text, size_t size, tm_rng *rng, doubl
             (*units)++;
             if (chance(rng, s)) {
                 const char *r = spaces[pick(rng, 4)];
-                put(b, r, strlen(r));
+                tm_buffer_put(b, r, strlen(r));
                 (*edits)++;
-            } else put(b, text + i, j - i);
+            } else tm_buffer_put(b, text + i, j - i);
             i = j;
             continue;
         }
@@ -263,7 +238,7 @@ static void attack_punctuation(const char *text, size_t size, tm_rng *rng, doubl
 }
 
 static tm_status attack_synonym(const char *text, size_t size, const span *w, size_t n, tm_rng *rng, double s,
-                                const tm_wordnet *wordnet, text_buffer *b, size_t *edits, size_t *units,
+                                const tm_wordnet *wordnet, tm_buffer *b, size_t *edits, size_t *units,
                                 tm_error *err) {
     if (!wordnet) return tm_error_set(err, TM_ERR_ARGUMENT, "synonym attack without WordNet");
     char core[128];
@@ -283,24 +258,24 @@ static tm_status attack_synonym(const char *text, size_t size, const span *w, si
             syn = tm_wordnet_synonyms(wordnet, core, &n_syn);
         }
         if (n_syn == 0) {
-            put(b, text + w[i].start, w[i].end - w[i].start);
+            tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
             continue;
         }
         (*units)++;
         if (!chance(rng, s)) {
-            put(b, text + w[i].start, w[i].end - w[i].start);
+            tm_buffer_put(b, text + w[i].start, w[i].end - w[i].start);
             continue;
         }
         (*edits)++;
         const char *r = syn[pick(rng, n_syn)];
-        put(b, text + w[i].start, a - w[i].start);
+        tm_buffer_put(b, text + w[i].start, a - w[i].start);
         size_t mark = b->size;
-        put(b, r, strlen(r));
+        tm_buffer_put(b, r, strlen(r));
         if (isupper((unsigned char)text[a]) && !b->failed) b->data[mark] = (char)toupper((unsigned char)b->data[mark]);
-        put(b, text + z, w[i].end - z);
+        tm_buffer_put(b, text + z, w[i].end - z);
     }
     size_t tail = n ? w[n - 1].end : 0;
-    put(b, text + tail, size - tail);
+    tm_buffer_put(b, text + tail, size - tail);
     return TM_OK;
 }
 
@@ -332,7 +307,7 @@ static const char *homoglyph_of(char c) {
     }
 }
 
-static void attack_homoglyph(const char *text, size_t size, tm_rng *rng, double s, text_buffer *b, size_t *edits,
+static void attack_homoglyph(const char *text, size_t size, tm_rng *rng, double s, tm_buffer *b, size_t *edits,
                              size_t *units) {
     for (size_t i = 0; i < size; i++) {
         const char *g = homoglyph_of(text[i]);
@@ -342,25 +317,25 @@ static void attack_homoglyph(const char *text, size_t size, tm_rng *rng, double 
         }
         (*units)++;
         if (chance(rng, s)) {
-            put(b, g, strlen(g));
+            tm_buffer_put(b, g, strlen(g));
             (*edits)++;
         } else put_char(b, text[i]);
     }
 }
 
-static void attack_zero_width(const char *text, size_t size, tm_rng *rng, double s, text_buffer *b, size_t *edits,
+static void attack_zero_width(const char *text, size_t size, tm_rng *rng, double s, tm_buffer *b, size_t *edits,
                               size_t *units) {
     static const char *const marks[] = {"\xE2\x80\x8B", "\xE2\x80\x8C", "\xE2\x80\x8D", "\xE2\x81\xA0",
                                         "\xEF\xBB\xBF"}; /* ZWSP, ZWNJ, ZWJ, WJ, BOM */
     for (size_t i = 0; i < size;) {
         size_t n = (size_t)tm_utf8_sequence_length((uint8_t)text[i]);
         if (i + n > size) n = size - i;
-        put(b, text + i, n);
+        tm_buffer_put(b, text + i, n);
         i += n;
         (*units)++;
         if (chance(rng, s)) {
             const char *m = marks[pick(rng, 5)];
-            put(b, m, strlen(m));
+            tm_buffer_put(b, m, strlen(m));
             (*edits)++;
         }
     }
@@ -369,7 +344,7 @@ static void attack_zero_width(const char *text, size_t size, tm_rng *rng, double
 /* The text as `share` of the words: filler words (cycled when short) around
  * it, split at a random point. */
 static tm_status attack_copy_paste(const char *text, size_t size, size_t n_words, tm_rng *rng, double share,
-                                   const char *filler, text_buffer *b, size_t *edits, size_t *units, tm_error *err) {
+                                   const char *filler, tm_buffer *b, size_t *edits, size_t *units, tm_error *err) {
     if (!filler) return tm_error_set(err, TM_ERR_ARGUMENT, "copy-paste attack without filler text");
     size_t n_fill_words = 0;
     span *fw = split_words(filler, strlen(filler), &n_fill_words);
@@ -384,14 +359,14 @@ static tm_status attack_copy_paste(const char *text, size_t size, size_t n_words
     size_t start = pick(rng, n_fill_words);
     for (size_t k = 0; k < before; k++) {
         const span *f = &fw[(start + k) % n_fill_words];
-        put(b, filler + f->start, f->end - f->start);
+        tm_buffer_put(b, filler + f->start, f->end - f->start);
         put_char(b, ' ');
     }
-    put(b, text, size);
+    tm_buffer_put(b, text, size);
     for (size_t k = before; k < need; k++) {
         const span *f = &fw[(start + k) % n_fill_words];
         put_char(b, ' ');
-        put(b, filler + f->start, f->end - f->start);
+        tm_buffer_put(b, filler + f->start, f->end - f->start);
     }
     *edits = need;
     *units = n_words + need;
@@ -419,11 +394,11 @@ tm_status tm_attack_text(const char *text, size_t size, const tm_attack_params *
     size_t n = 0;
     span *w = split_words(text, size, &n);
     if (!w) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
-    text_buffer b = {0};
-    put(&b, "", 0);
+    tm_buffer b = {0};
+    tm_buffer_put(&b, "", 0);
     tm_status status = TM_OK;
     switch (params->kind) {
-    case TM_ATTACK_NONE: put(&b, text, size); break;
+    case TM_ATTACK_NONE: tm_buffer_put(&b, text, size); break;
     case TM_ATTACK_DELETE: *units = n, attack_delete(text, size, w, n, &rng, s, &b, edits); break;
     case TM_ATTACK_INSERT: *units = n, attack_insert(text, size, w, n, &rng, s, params->wordnet, &b, edits); break;
     case TM_ATTACK_SWAP: *units = n / 2, attack_swap(text, size, w, n, &rng, s, &b, edits); break;

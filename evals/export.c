@@ -12,62 +12,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    char *data;
-    size_t size, capacity;
-    bool failed;
-} buffer;
-
-static void append(buffer *b, const char *text, size_t n) {
-    if (b->failed) return;
-    if (b->size + n + 1 > b->capacity) {
-        size_t grown = b->capacity ? b->capacity : 4096;
-        while (grown < b->size + n + 1) grown *= 2;
-        char *bigger = realloc(b->data, grown);
-        if (!bigger) {
-            b->failed = true;
-            return;
-        }
-        b->data = bigger;
-        b->capacity = grown;
-    }
-    memcpy(b->data + b->size, text, n);
-    b->size += n;
-    b->data[b->size] = '\0';
-}
-
-static void append_string(buffer *b, const char *text) { append(b, text, strlen(text)); }
-
-static void append_json_string(buffer *b, const char *text) {
+static void append_json_string(tm_buffer *b, const char *text) {
     json_t *s = json_string(text);
     char *dumped = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     if (!dumped) b->failed = true;
-    else append_string(b, dumped);
+    else tm_buffer_puts(b, dumped);
     free(dumped);
     json_decref(s);
 }
 
 /* Keys in sorted order, as every other JSON text of the run. */
-static void sample_line(buffer *b, const tm_eval_record *r) {
+static void sample_line(tm_buffer *b, const tm_eval_record *r) {
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long)r->id);
-    append_string(b, "{\"doc\":");
-    append_string(b, r->input);
-    append_string(b, ",\"doc_hash\":\"");
-    append_string(b, r->document_sha256);
-    append_string(b, "\",\"doc_id\":");
-    append_string(b, id);
-    append_string(b, ",\"group\":");
+    tm_buffer_puts(b, "{\"doc\":");
+    tm_buffer_puts(b, r->input);
+    tm_buffer_puts(b, ",\"doc_hash\":\"");
+    tm_buffer_puts(b, r->document_sha256);
+    tm_buffer_puts(b, "\",\"doc_id\":");
+    tm_buffer_puts(b, id);
+    tm_buffer_puts(b, ",\"group\":");
     append_json_string(b, r->group);
-    append_string(b, ",\"output\":");
-    append_string(b, r->output);
-    append_string(b, ",\"prompt_hash\":\"");
-    append_string(b, r->prompt_sha256);
-    append_string(b, "\",\"scores\":");
-    append_string(b, r->scores);
-    append_string(b, ",\"target_hash\":\"");
-    append_string(b, r->target_sha256);
-    append_string(b, "\"}\n");
+    tm_buffer_puts(b, ",\"output\":");
+    tm_buffer_puts(b, r->output);
+    tm_buffer_puts(b, ",\"prompt_hash\":\"");
+    tm_buffer_puts(b, r->prompt_sha256);
+    tm_buffer_puts(b, "\",\"scores\":");
+    tm_buffer_puts(b, r->scores);
+    tm_buffer_puts(b, ",\"target_hash\":\"");
+    tm_buffer_puts(b, r->target_sha256);
+    tm_buffer_puts(b, "\"}\n");
 }
 
 tm_status tm_eval_export(const char *run_dir, tm_error *err) {
@@ -90,7 +64,7 @@ tm_status tm_eval_export(const char *run_dir, tm_error *err) {
     char *aggregate = NULL;
     if (!status) status = runner->aggregate(&task, records, n, &aggregate, err);
 
-    buffer lines = {0};
+    tm_buffer lines = {0};
     for (size_t i = 0; !status && i < n; i++) sample_line(&lines, &records[i]);
     if (!status && lines.failed) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
     char path[TM_EVAL_PATH_MAX + 32];

@@ -1,5 +1,5 @@
-/* The reports room's text buffer and number formatting: every renderer
- * appends through these so escaping is done in one place. It must never
+/* The reports room's escaping and number formatting over core's tm_buffer:
+ * every renderer appends through these so escaping is done in one place. It must never
  * write past its allocation nor emit unescaped input text into HTML. */
 #include "reports_internal.h"
 
@@ -8,77 +8,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool reserve(tm_rbuf *b, size_t extra) {
-    if (b->failed) return false;
-    size_t need;
-    if (!tm_add_size(b->size, extra + 1, &need)) { b->failed = true; return false; }
-    if (need <= b->capacity) return true;
-    size_t cap = b->capacity ? b->capacity : 4096;
-    while (cap < need) {
-        if (!tm_mul_size(cap, 2, &cap)) { b->failed = true; return false; }
-    }
-    char *p = realloc(b->data, cap);
-    if (!p) { b->failed = true; return false; }
-    b->data = p;
-    b->capacity = cap;
-    return true;
-}
-
-void rb_put(tm_rbuf *b, const char *s, size_t n) {
-    if (!reserve(b, n)) return;
-    memcpy(b->data + b->size, s, n);
-    b->size += n;
-    b->data[b->size] = 0;
-}
-
-void rb_puts(tm_rbuf *b, const char *s) { rb_put(b, s, strlen(s)); }
-
-void rb_printf(tm_rbuf *b, const char *format, ...) {
-    va_list ap;
-    va_start(ap, format);
-    char small[512];
-    int n = vsnprintf(small, sizeof small, format, ap);
-    va_end(ap);
-    if (n < 0) { b->failed = true; return; }
-    if ((size_t)n < sizeof small) { rb_put(b, small, (size_t)n); return; }
-    if (!reserve(b, (size_t)n)) return;
-    va_start(ap, format);
-    vsnprintf(b->data + b->size, (size_t)n + 1, format, ap);
-    va_end(ap);
-    b->size += (size_t)n;
-}
-
-void rb_html(tm_rbuf *b, const char *s) {
+void rb_html(tm_buffer *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': rb_puts(b, "&amp;"); break;
-        case '<': rb_puts(b, "&lt;"); break;
-        case '>': rb_puts(b, "&gt;"); break;
-        case '"': rb_puts(b, "&quot;"); break;
-        case '\'': rb_puts(b, "&#39;"); break;
-        default: rb_put(b, s, 1);
+        case '&': tm_buffer_puts(b, "&amp;"); break;
+        case '<': tm_buffer_puts(b, "&lt;"); break;
+        case '>': tm_buffer_puts(b, "&gt;"); break;
+        case '"': tm_buffer_puts(b, "&quot;"); break;
+        case '\'': tm_buffer_puts(b, "&#39;"); break;
+        default: tm_buffer_put(b, s, 1);
         }
     }
 }
 
-void rb_md(tm_rbuf *b, const char *s) {
+void rb_md(tm_buffer *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '|': rb_puts(b, "\\|"); break;
-        case '\n': case '\r': rb_puts(b, " "); break;
-        case '<': rb_puts(b, "&lt;"); break;
-        case '>': rb_puts(b, "&gt;"); break;
-        case '&': rb_puts(b, "&amp;"); break;
-        case '*': case '_': case '`': case '[': case ']': rb_put(b, "\\", 1); rb_put(b, s, 1); break;
-        default: rb_put(b, s, 1);
+        case '|': tm_buffer_puts(b, "\\|"); break;
+        case '\n': case '\r': tm_buffer_puts(b, " "); break;
+        case '<': tm_buffer_puts(b, "&lt;"); break;
+        case '>': tm_buffer_puts(b, "&gt;"); break;
+        case '&': tm_buffer_puts(b, "&amp;"); break;
+        case '*': case '_': case '`': case '[': case ']': tm_buffer_put(b, "\\", 1); tm_buffer_put(b, s, 1); break;
+        default: tm_buffer_put(b, s, 1);
         }
     }
 }
 
-tm_status rb_finish(tm_rbuf *b, char **out, size_t *size, tm_error *err) {
-    if (!b->failed) reserve(b, 0);
+tm_status rb_finish(tm_buffer *b, char **out, size_t *size, tm_error *err) {
+    if (!b->failed && !b->data) tm_buffer_put(b, "", 0);
     if (b->failed) {
-        rb_free(b);
+        tm_buffer_free(b);
         return tm_error_set(err, TM_ERR_NOMEM, "out of memory rendering the report");
     }
     *out = b->data;
@@ -86,12 +46,6 @@ tm_status rb_finish(tm_rbuf *b, char **out, size_t *size, tm_error *err) {
     b->data = NULL;
     b->size = b->capacity = 0;
     return TM_OK;
-}
-
-void rb_free(tm_rbuf *b) {
-    free(b->data);
-    b->data = NULL;
-    b->size = b->capacity = 0;
 }
 
 void fmt_num(char *out, size_t n, double x) {

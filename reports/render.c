@@ -12,7 +12,7 @@
 #include <string.h>
 
 typedef struct {
-    tm_rbuf b;
+    tm_buffer b;
     bool html;
     int n_cols;
 } out;
@@ -24,90 +24,90 @@ static void text(out *o, const char *s) {
 
 static void heading(out *o, int level, const char *id, const char *title) {
     if (o->html) {
-        rb_printf(&o->b, "<h%d id=\"%s\">", level, id);
+        tm_buffer_printf(&o->b, "<h%d id=\"%s\">", level, id);
         rb_html(&o->b, title);
-        rb_printf(&o->b, "</h%d>\n", level);
+        tm_buffer_printf(&o->b, "</h%d>\n", level);
     } else {
-        rb_printf(&o->b, "\n%.*s ", level, "######");
+        tm_buffer_printf(&o->b, "\n%.*s ", level, "######");
         rb_md(&o->b, title);
-        rb_puts(&o->b, "\n\n");
+        tm_buffer_puts(&o->b, "\n\n");
     }
 }
 
 static void para(out *o, const char *s) {
-    if (o->html) rb_puts(&o->b, "<p>");
+    if (o->html) tm_buffer_puts(&o->b, "<p>");
     text(o, s);
-    rb_puts(&o->b, o->html ? "</p>\n" : "\n\n");
+    tm_buffer_puts(&o->b, o->html ? "</p>\n" : "\n\n");
 }
 
 static void table_begin(out *o, const char *caption, const char *const *headers, int n) {
     o->n_cols = n;
     if (o->html) {
-        rb_puts(&o->b, "<table>");
+        tm_buffer_puts(&o->b, "<table>");
         if (caption) {
-            rb_puts(&o->b, "<caption>");
+            tm_buffer_puts(&o->b, "<caption>");
             rb_html(&o->b, caption);
-            rb_puts(&o->b, "</caption>");
+            tm_buffer_puts(&o->b, "</caption>");
         }
-        rb_puts(&o->b, "<thead><tr>");
+        tm_buffer_puts(&o->b, "<thead><tr>");
         for (int i = 0; i < n; i++) {
-            rb_puts(&o->b, "<th scope=\"col\">");
+            tm_buffer_puts(&o->b, "<th scope=\"col\">");
             rb_html(&o->b, headers[i]);
-            rb_puts(&o->b, "</th>");
+            tm_buffer_puts(&o->b, "</th>");
         }
-        rb_puts(&o->b, "</tr></thead><tbody>\n");
+        tm_buffer_puts(&o->b, "</tr></thead><tbody>\n");
     } else {
         if (caption) {
-            rb_puts(&o->b, "*");
+            tm_buffer_puts(&o->b, "*");
             rb_md(&o->b, caption);
-            rb_puts(&o->b, "*\n\n");
+            tm_buffer_puts(&o->b, "*\n\n");
         }
-        rb_puts(&o->b, "|");
+        tm_buffer_puts(&o->b, "|");
         for (int i = 0; i < n; i++) {
-            rb_puts(&o->b, " ");
+            tm_buffer_puts(&o->b, " ");
             rb_md(&o->b, headers[i]);
-            rb_puts(&o->b, " |");
+            tm_buffer_puts(&o->b, " |");
         }
-        rb_puts(&o->b, "\n|");
-        for (int i = 0; i < n; i++) rb_puts(&o->b, "---|");
-        rb_puts(&o->b, "\n");
+        tm_buffer_puts(&o->b, "\n|");
+        for (int i = 0; i < n; i++) tm_buffer_puts(&o->b, "---|");
+        tm_buffer_puts(&o->b, "\n");
     }
 }
 
 /* A row of n_cols cells; cells may be NULL ("—"). cls: an optional class
  * for the last cell (status badges). */
 static void row(out *o, const char *const *cells, const char *cls) {
-    rb_puts(&o->b, o->html ? "<tr>" : "|");
+    tm_buffer_puts(&o->b, o->html ? "<tr>" : "|");
     for (int i = 0; i < o->n_cols; i++) {
         const char *c = cells[i] && cells[i][0] ? cells[i] : "—";
         if (o->html) {
-            if (cls && i == o->n_cols - 1) rb_printf(&o->b, "<td class=\"%s\">", cls);
-            else rb_puts(&o->b, "<td>");
+            if (cls && i == o->n_cols - 1) tm_buffer_printf(&o->b, "<td class=\"%s\">", cls);
+            else tm_buffer_puts(&o->b, "<td>");
             rb_html(&o->b, c);
-            rb_puts(&o->b, "</td>");
+            tm_buffer_puts(&o->b, "</td>");
         } else {
-            rb_puts(&o->b, " ");
+            tm_buffer_puts(&o->b, " ");
             rb_md(&o->b, c);
-            rb_puts(&o->b, " |");
+            tm_buffer_puts(&o->b, " |");
         }
     }
-    rb_puts(&o->b, o->html ? "</tr>\n" : "\n");
+    tm_buffer_puts(&o->b, o->html ? "</tr>\n" : "\n");
 }
 
-static void table_end(out *o) { rb_puts(&o->b, o->html ? "</tbody></table>\n" : "\n"); }
+static void table_end(out *o) { tm_buffer_puts(&o->b, o->html ? "</tbody></table>\n" : "\n"); }
 
 static void figure_begin(out *o) {
-    if (o->html) rb_puts(&o->b, "<figure>");
+    if (o->html) tm_buffer_puts(&o->b, "<figure>");
 }
 static void figure_end(out *o, const char *caption) {
     if (o->html) {
-        rb_puts(&o->b, "<figcaption>");
+        tm_buffer_puts(&o->b, "<figcaption>");
         rb_html(&o->b, caption);
-        rb_puts(&o->b, "</figcaption></figure>\n");
+        tm_buffer_puts(&o->b, "</figcaption></figure>\n");
     } else {
-        rb_puts(&o->b, "*Chart (in the HTML report): ");
+        tm_buffer_puts(&o->b, "*Chart (in the HTML report): ");
         rb_md(&o->b, caption);
-        rb_puts(&o->b, " The numbers are in the table below.*\n\n");
+        tm_buffer_puts(&o->b, " The numbers are in the table below.*\n\n");
     }
 }
 
@@ -381,26 +381,26 @@ static void roc_charts(out *o, const json_t *run) {
             for (size_t k = 0; k < ns; k++) free(bufs[k]);
         }
         static const char *const h[] = {"attack", "n watermarked", "n null", "ROC points (FPR, TPR)"};
-        if (o->html) rb_puts(&o->b, "<details><summary>ROC points of each curve</summary>");
+        if (o->html) tm_buffer_puts(&o->b, "<details><summary>ROC points of each curve</summary>");
         table_begin(o, NULL, h, 4);
         json_array_foreach(roc, j, d) {
             if (strcmp(jstr(d, "scheme"), scheme)) continue;
             char np[32], nn[32];
             snprintf(np, sizeof np, "%lld", (long long)json_integer_value(json_object_get(d, "n_positive")));
             snprintf(nn, sizeof nn, "%lld", (long long)json_integer_value(json_object_get(d, "n_negative")));
-            tm_rbuf pts = {0};
+            tm_buffer pts = {0};
             size_t p;
             json_t *pt;
             json_array_foreach(json_object_get(d, "points"), p, pt) {
-                if (p >= 40) { rb_puts(&pts, " … (all in the JSON report)"); break; }
-                rb_printf(&pts, "%s(%.3g, %.3g)", p ? " " : "", jnum(json_array_get(pt, 0)), jnum(json_array_get(pt, 1)));
+                if (p >= 40) { tm_buffer_puts(&pts, " … (all in the JSON report)"); break; }
+                tm_buffer_printf(&pts, "%s(%.3g, %.3g)", p ? " " : "", jnum(json_array_get(pt, 0)), jnum(json_array_get(pt, 1)));
             }
             const char *cells[] = {jstr(d, "attack"), np, nn, pts.data ? pts.data : ""};
             row(o, cells, NULL);
-            rb_free(&pts);
+            tm_buffer_free(&pts);
         }
         table_end(o);
-        if (o->html) rb_puts(&o->b, "</details>\n");
+        if (o->html) tm_buffer_puts(&o->b, "</details>\n");
     }
 }
 
@@ -852,13 +852,13 @@ static void caveats_section(out *o, const json_t *r) {
     heading(o, 2, "caveats", "8. Caveats and limits");
     size_t i;
     json_t *c;
-    if (o->html) rb_puts(&o->b, "<ul>");
+    if (o->html) tm_buffer_puts(&o->b, "<ul>");
     json_array_foreach(json_object_get(r, "caveats"), i, c) {
-        rb_puts(&o->b, o->html ? "<li>" : "- ");
+        tm_buffer_puts(&o->b, o->html ? "<li>" : "- ");
         text(o, json_string_value(c) ? json_string_value(c) : "");
-        rb_puts(&o->b, o->html ? "</li>\n" : "\n");
+        tm_buffer_puts(&o->b, o->html ? "</li>\n" : "\n");
     }
-    if (o->html) rb_puts(&o->b, "</ul>");
+    if (o->html) tm_buffer_puts(&o->b, "</ul>");
 }
 
 static void origin_section(out *o, const json_t *r) {
@@ -910,18 +910,18 @@ static tm_status render(const char *json, size_t size, bool html, char **out_tex
     }
     out o = {.html = html};
     if (html) {
-        rb_puts(&o.b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        tm_buffer_puts(&o.b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                       "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
                       "<title>");
         rb_html(&o.b, jstr(r, "title"));
-        rb_printf(&o.b, "</title><style>%s</style></head><body>\n<h1>", css);
+        tm_buffer_printf(&o.b, "</title><style>%s</style></head><body>\n<h1>", css);
         rb_html(&o.b, jstr(r, "title"));
-        rb_puts(&o.b, "</h1>\n");
+        tm_buffer_puts(&o.b, "</h1>\n");
     } else {
-        rb_puts(&o.b, "# ");
+        tm_buffer_puts(&o.b, "# ");
         rb_md(&o.b, jstr(r, "title"));
-        rb_puts(&o.b, "\n\n");
+        tm_buffer_puts(&o.b, "\n\n");
     }
     char t[600];
     const json_t *g = json_object_get(r, "generator");
@@ -937,12 +937,12 @@ static tm_status render(const char *json, size_t size, bool html, char **out_tex
                  (long long)json_integer_value(json_object_get(s, "not_measured")),
                  (long long)json_integer_value(json_object_get(s, "documented")),
                  (long long)json_integer_value(json_object_get(s, "not_documented")));
-        if (html) rb_puts(&o.b, "<div class=\"summary\">");
+        if (html) tm_buffer_puts(&o.b, "<div class=\"summary\">");
         para(&o, t);
-        if (html) rb_puts(&o.b, "</div>");
+        if (html) tm_buffer_puts(&o.b, "</div>");
     }
     if (html)
-        rb_puts(&o.b, "<nav><ol><li><a href=\"#model\">Model details</a></li><li><a href=\"#use\">Intended use</a></li>"
+        tm_buffer_puts(&o.b, "<nav><ol><li><a href=\"#model\">Model details</a></li><li><a href=\"#use\">Intended use</a></li>"
                       "<li><a href=\"#watermark\">Watermark and provenance</a></li><li><a href=\"#metrics\">Metrics and "
                       "thresholds</a></li><li><a href=\"#data\">Evaluation data</a></li><li><a href=\"#analyses\">"
                       "Quantitative analyses</a></li><li><a href=\"#compliance\">Compliance</a></li><li><a "
@@ -956,7 +956,7 @@ static tm_status render(const char *json, size_t size, bool html, char **out_tex
     compliance_section(&o, r);
     caveats_section(&o, r);
     origin_section(&o, r);
-    if (html) rb_puts(&o.b, "</body></html>\n");
+    if (html) tm_buffer_puts(&o.b, "</body></html>\n");
     json_decref(r);
     return rb_finish(&o.b, out_text, out_size, err);
 }

@@ -10,23 +10,13 @@
 #include <jansson.h>
 #include <stdarg.h>
 
-/* ---- text buffer (reports/buffer.c) ---- */
-typedef struct {
-    char *data;
-    size_t size, capacity;
-    bool failed; /* an allocation failed: every later append is dropped */
-} tm_rbuf;
-
-void rb_puts(tm_rbuf *b, const char *s);
-void rb_put(tm_rbuf *b, const char *s, size_t n);
-void rb_printf(tm_rbuf *b, const char *format, ...) __attribute__((format(printf, 2, 3)));
+/* ---- escaping into core's tm_buffer (reports/buffer.c) ---- */
 /* Text escaped for HTML element content and attribute values. */
-void rb_html(tm_rbuf *b, const char *s);
+void rb_html(tm_buffer *b, const char *s);
 /* Text escaped for a Markdown table cell (pipes, newlines, HTML specials). */
-void rb_md(tm_rbuf *b, const char *s);
+void rb_md(tm_buffer *b, const char *s);
 /* Hand the text to the caller (NUL-terminated) or fail with TM_ERR_NOMEM. */
-tm_status rb_finish(tm_rbuf *b, char **out, size_t *size, tm_error *err);
-void rb_free(tm_rbuf *b);
+tm_status rb_finish(tm_buffer *b, char **out, size_t *size, tm_error *err);
 
 /* A number for people: 3 significant digits, "—" for NaN/missing. */
 void fmt_num(char *out, size_t n, double x);
@@ -47,18 +37,18 @@ typedef struct {
 
 /* Line chart (ROC curves, TPR against length): axes from xmin..xmax and
  * ymin..ymax, log10 x when log_x, a diagonal when diagonal. */
-void svg_lines(tm_rbuf *b, const char *title, const char *alt, const char *xlabel, const char *ylabel,
+void svg_lines(tm_buffer *b, const char *title, const char *alt, const char *xlabel, const char *ylabel,
                const tm_series *series, size_t n_series, double xmin, double xmax, double ymin, double ymax,
                bool diagonal);
 /* Grouped histogram: n_bins bins labelled by bin_labels, one bar per series. */
-void svg_histogram(tm_rbuf *b, const char *title, const char *alt, const char *xlabel, const char *const *bin_labels,
+void svg_histogram(tm_buffer *b, const char *title, const char *alt, const char *xlabel, const char *const *bin_labels,
                    size_t n_bins, const tm_series *series, size_t n_series);
 /* Horizontal bars with optional intervals and a reference line at ref (NaN: none). */
-void svg_bars(tm_rbuf *b, const char *title, const char *alt, const char *xlabel, const char *const *labels,
+void svg_bars(tm_buffer *b, const char *title, const char *alt, const char *xlabel, const char *const *labels,
               const double *values, const double *low, const double *high, size_t n, double xmin, double xmax,
               double ref);
 /* Heat map rows x cols of values in [0, 1] (NaN: grey). */
-void svg_heatmap(tm_rbuf *b, const char *title, const char *alt, const char *const *row_labels, size_t rows,
+void svg_heatmap(tm_buffer *b, const char *title, const char *alt, const char *const *row_labels, size_t rows,
                  const char *const *col_labels, size_t cols, const double *values);
 
 /* ---- policies (reports/policy.c) ---- */

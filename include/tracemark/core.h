@@ -117,6 +117,21 @@ bool tm_utf8_valid(const char *s, size_t size);
 /* Number of Unicode characters (code points) in the first `bytes` bytes of valid UTF-8. */
 size_t tm_utf8_count_chars(const char *text, size_t bytes);
 
+/* ---- growing text buffer (core/buffer.c) --------------------------------- */
+
+/* Zero-initialise, append, then check failed once at the end; data is
+ * NUL-terminated whenever it is not NULL. An allocation failure sets failed
+ * and drops every later append. */
+typedef struct {
+    char *data;
+    size_t size, capacity;
+    bool failed;
+} tm_buffer;
+void tm_buffer_put(tm_buffer *buffer, const void *data, size_t size);
+void tm_buffer_puts(tm_buffer *buffer, const char *text);
+void tm_buffer_printf(tm_buffer *buffer, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void tm_buffer_free(tm_buffer *buffer);
+
 /* ---- half precision ------------------------------------------------------ */
 
 /* IEEE half and bfloat16 <-> float, round to nearest even. */
