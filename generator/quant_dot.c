@@ -139,10 +139,8 @@ AVX512_QUANTIZE static void quantize_q8_k_avx512(const float *x, tm_q8k_block *y
 static bool quantize_with_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && !getenv("TM_NO_AVX2") &&
-                 !getenv("TM_NO_AVX512");
+        cached = tm_cpu_has(TM_CPU_AVX512F) && tm_cpu_has(TM_CPU_AVX512BW) && tm_cpu_has(TM_CPU_AVX512VL) &&
+                 tm_cpu_has(TM_CPU_F16C);
     }
     return cached == 1;
 }
@@ -778,15 +776,12 @@ DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_
 static bool cpu_supports_path(tm_quant_path path) {
     if (path == TM_QUANT_PATH_PORTABLE) return true;
 #ifdef TM_X86
-    __builtin_cpu_init();
-    if (getenv("TM_NO_AVX2")) return false;
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* tm_cpu_has honours TM_NO_AVX2 / TM_NO_AVX512 / TM_NO_VNNI. */
+    bool avx2 = tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA) && tm_cpu_has(TM_CPU_F16C);
     if (path == TM_QUANT_PATH_AVX2) return avx2;
-    if (getenv("TM_NO_VNNI")) return false;
-    if (path == TM_QUANT_PATH_AVX_VNNI) return avx2 && __builtin_cpu_supports("avxvnni");
+    if (path == TM_QUANT_PATH_AVX_VNNI) return avx2 && tm_cpu_has(TM_CPU_AVXVNNI);
     if (path == TM_QUANT_PATH_AVX512_VNNI)
-        return avx2 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw");
+        return avx2 && tm_cpu_has(TM_CPU_AVX512VNNI) && tm_cpu_has(TM_CPU_AVX512VL) && tm_cpu_has(TM_CPU_AVX512BW);
 #endif
     return false;
 }

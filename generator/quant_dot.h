@@ -1,14 +1,12 @@
-/* Internal to generator/: llama.cpp's block-quantized weight formats (Q8_0,
- * Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Dequantization is bit-exact
- * with ggml's; dot products quantize the activations to 8 bits first, as
+/* Internal to generator/: dot products of llama.cpp's block-quantized weight
+ * rows (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; layouts in
+ * tracemark/model.h) with activations quantized to 8 bits first, as
  * llama.cpp's CPU backend does (Q8_0/Q8_1 for the 32-element block types,
  * Q8_K for the 256-element K types). Not part of the public API. */
-#ifndef TRACEMARK_GENERATOR_QUANT_H
-#define TRACEMARK_GENERATOR_QUANT_H
+#ifndef TRACEMARK_GENERATOR_QUANT_DOT_H
+#define TRACEMARK_GENERATOR_QUANT_DOT_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "tracemark/model.h"
 
 /* Activations quantized for a 32-element block type: d is the scale after
  * rounding through F16 (as stored by llama.cpp), s = F16(d * sum(qs)) for the
@@ -28,18 +26,9 @@ typedef struct {
     int8_t qs[256];
 } tm_q8k_block;
 
-/* True for the block-quantized weight types this file handles. */
-bool tm_quant_is_quantized(uint32_t type);
-
-/* Bytes of one row of cols weights (cols a multiple of the block size). */
-size_t tm_quant_row_bytes(uint32_t type, int64_t cols);
-
 /* Bytes the quantized activations of one row of cols floats take for
  * weights of this type (a multiple of the activation block's alignment). */
 size_t tm_quant_activation_bytes(uint32_t type, int64_t cols);
-
-/* ggml's dequantize_row_<type>, bit for bit: cols elements of row src. */
-void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t cols);
 
 /* Quantize cols activations for weights of type into out
  * (tm_quant_activation_bytes bytes), rounding as llama.cpp's x86 CPU backend

@@ -20,6 +20,7 @@
 #include "tokenizer_internal.h"
 #include "tokenizer_bpe.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A slot of the piece -> id table: the id (-1 empty) and the high half of
  * the piece's hash, so that probing past other pieces rarely touches their
@@ -525,11 +527,15 @@ tm_status tm_tokenizer_from_llama2c(tm_tokenizer **out, const char *path, tm_err
 tm_status tm_tokenizer_load(tm_tokenizer **out, const char *path, tm_error *err) {
     if (!out || !path) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_load: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open", path);
+    /* Sniff the magic through tm_input_open: a FIFO is refused at once. */
+    int fd;
+    tm_status opened = tm_input_open(path, 0, &fd, NULL, err);
+    if (opened != TM_OK) return opened;
     char magic[4] = {0};
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
+    ssize_t got;
+    do got = read(fd, magic, sizeof magic);
+    while (got < 0 && errno == EINTR);
+    close(fd);
     if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
         tm_gguf *gguf = NULL;
         tm_status status = tm_gguf_open(&gguf, path, err);

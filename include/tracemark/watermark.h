@@ -41,6 +41,9 @@ tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err);
 const char *tm_wm_key_id(const tm_wm_key *key);
 /* Wipes the secret (OPENSSL_cleanse) and frees. */
 void tm_wm_key_free(tm_wm_key *key);
+/* True when the key lives in OpenSSL's secure heap (see keys.c; false when
+ * that heap could not be set up or is full and the key is in the ordinary heap). */
+bool tm_wm_key_secure(const tm_wm_key *key);
 /* Constant-time comparison of two keys (CRYPTO_memcmp). */
 bool tm_wm_key_equal(const tm_wm_key *a, const tm_wm_key *b);
 
