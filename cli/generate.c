@@ -35,14 +35,16 @@ static const char help[] =
     "  --chat                treat the prompt as a user message in the model's chat format: the\n"
     "                        format is recognised from the GGUF's tokenizer.chat_template (its Jinja\n"
     "                        is not run: the markers pick one of the built-in formats, as llama.cpp\n"
-    "                        does), special tokens in the formatted text are parsed, and generation\n"
-    "                        stops at the end of the assistant's turn\n"
+    "                        does), the template's special tokens are parsed (the messages' text stays\n"
+    "                        plain text), and generation stops at the end of the assistant's turn\n"
     "  --system TEXT         with --chat: a system message before the user's\n"
     "  --messages FILE       a conversation so far, as chat APIs take it: a JSON array of\n"
     "                        {\"role\": \"system\"|\"user\"|\"assistant\", \"content\": TEXT}; implies --chat;\n"
     "                        --prompt, if given, is appended as the last user message\n"
     "  --chat-template NAME  with --chat: use this built-in format instead (needed for models without\n"
     "                        a template); the names are listed below\n"
+    "  --chat-special-tokens with --chat: also parse special-token text inside messages (\"<|im_end|>\"\n"
+    "                        in a message then ends its turn, as in llama.cpp): trusted input only\n"
     "  --max-tokens N        tokens to generate (default 256)\n"
     "  --temperature X       0 means greedy (default 1.0)\n"
     "  --top-k K             keep the K most likely tokens (default 0: off)\n"
@@ -72,7 +74,7 @@ typedef struct {
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
-    bool json, seed_given, chat;
+    bool json, seed_given, chat, chat_special_tokens;
     tm_sampling_params sampling;
 } options;
 
@@ -115,11 +117,17 @@ static json_t *watermark_json(const tm_wm_scheme *scheme) {
  * that messages[] points to; *messages has room for one more message. */
 static tm_status load_messages(const char *path, json_t **root, tm_chat_message **messages, size_t *n,
                                tm_error *err) {
-    enum { MAX_MESSAGES = 4096 };
+    enum { MAX_MESSAGES = 4096, MAX_MESSAGES_BYTES = 16 << 20 };
     json_error_t jerr;
     *messages = NULL;
     *n = 0;
-    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    char *text = NULL; /* through tm_read_file_limited: a FIFO is refused, the size bounded */
+    size_t text_size = 0;
+    tm_status read = tm_read_file_limited(path, MAX_MESSAGES_BYTES, &text, &text_size, err);
+    if (read == TM_ERR_LIMIT) return tm_error_set(err, TM_ERR_LIMIT, "%s: larger than %d bytes", path, MAX_MESSAGES_BYTES);
+    if (read != TM_OK) return read;
+    *root = json_loadb(text, text_size, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
     if (!*root) return tm_error_set(err, TM_ERR_FORMAT, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
     size_t count = json_is_array(*root) ? json_array_size(*root) : 0;
     if (count == 0 || count > MAX_MESSAGES)
@@ -144,7 +152,7 @@ static tm_status load_messages(const char *path, json_t **root, tm_chat_message 
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
            FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
-           CHAT_TEMPLATE, MESSAGES };
+           CHAT_TEMPLATE, MESSAGES, CHAT_SPECIAL_TOKENS };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -158,7 +166,7 @@ static int parse(int argc, char **argv, options *o) {
         {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
         {"output", required_argument, 0, OUTPUT}, {"chat", no_argument, 0, CHAT},
         {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
-        {"messages", required_argument, 0, MESSAGES},
+        {"messages", required_argument, 0, MESSAGES}, {"chat-special-tokens", no_argument, 0, CHAT_SPECIAL_TOKENS},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -199,6 +207,7 @@ static int parse(int argc, char **argv, options *o) {
         case SYSTEM: o->system = optarg; break;
         case MESSAGES: o->messages = optarg; o->chat = true; break;
         case CHAT_TEMPLATE: o->chat_template = optarg; break;
+        case CHAT_SPECIAL_TOKENS: o->chat_special_tokens = true; break;
         case 'h':
             fputs(help, stdout);
             printf("\nChat templates (--chat-template): %s.\n", tm_chat_template_names());
@@ -215,6 +224,7 @@ static int parse(int argc, char **argv, options *o) {
     if (o->prompt && o->prompt_file) { tm_cli_usage(cmd, "give --prompt or --prompt-file, not both"); return -1; }
     if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
     if ((o->system || o->chat_template) && !o->chat) { tm_cli_usage(cmd, "--system and --chat-template go with --chat"); return -1; }
+    if (o->chat_special_tokens && !o->chat) { tm_cli_usage(cmd, "--chat-special-tokens goes with --chat"); return -1; }
     if (o->chat_template && !tm_chat_template_lookup(o->chat_template, NULL)) {
         tm_cli_usage(cmd, "unknown chat template '%s' (built in: %s)", o->chat_template, tm_chat_template_names());
         return -1;
@@ -317,11 +327,13 @@ int tm_cmd_generate(int argc, char **argv) {
         }
         if (o.prompt) messages[n_messages++] = (tm_chat_message){"user", o.prompt};
         const char *eos_text = tm_tokenizer_piece(tokenizer, tm_tokenizer_eos(tokenizer), &eos_size);
+        /* Messages are plain text unless --chat-special-tokens (tm_chat_encode). */
+        tm_chat_encode_options chat_options = {.add_generation_prompt = true, .eos_text = eos_size ? eos_text : NULL,
+                                               .add_bos = tm_tokenizer_adds_bos(tokenizer),
+                                               .trust_message_special_tokens = o.chat_special_tokens};
         if (tm_chat_template_for_model(model, o.chat_template, &chat_template, &err) ||
-            tm_chat_format(chat_template, messages, n_messages, true, eos_size ? eos_text : NULL, &chat_prompt,
-                           &formatted_size, &err) ||
-            tm_tokenizer_encode_special(tokenizer, chat_prompt, formatted_size, tm_tokenizer_adds_bos(tokenizer),
-                                        &chat_ids, &n_chat_ids, &err)) {
+            tm_chat_encode(tokenizer, chat_template, messages, n_messages, &chat_options, &chat_prompt, &formatted_size,
+                           &chat_ids, &n_chat_ids, &err)) {
             tm_cli_fail(&err);
             goto done;
         }
