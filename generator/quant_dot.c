@@ -424,7 +424,7 @@ AVX2 static float dot_q5_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
     return hsum_ps(acc) + mins;
 }
 
-AVX2 static inline int hsum_epi32(__m256i v) {
+AVX2 __attribute__((unused)) static inline int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
@@ -581,7 +581,8 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
         return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));                              \
     }                                                                                                                 \
     /* F16 scales of one block of each of VNNI_ROWS rows, times the activations' scale. */                            \
-    TARGET static inline __m128 row_scales_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                     \
+    TARGET __attribute__((unused)) static inline __m128 row_scales_##SUFFIX(const uint8_t *const *p, size_t o,       \
+                                                                         float dx) {                             \
         __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
                                    (short)u16_at(p[3] + o), 0, 0, 0, 0);                                              \
         return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));                                                          \
