@@ -27,8 +27,8 @@ typedef struct tm_context tm_context;
 enum { TM_CONTEXT_DEFAULT = 4096 };
 /* n_ctx 0 means min(model's trained length, TM_CONTEXT_DEFAULT); larger
  * values (up to 1 << 24) must be asked for. The KV cache and scratch sizes
- * are computed first and refused with TM_ERR_LIMIT when they exceed the
- * memory available (tm_memory_available), before anything is allocated.
+ * are computed first and refused with TM_ERR_LIMIT when they exceed 3/4 of
+ * the memory available (tm_memory_available), before anything is allocated.
  * n_threads 0 means all cores. */
 tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err);
 void tm_context_free(tm_context *context);
