@@ -10,12 +10,12 @@ static const char *const SCHEMES[] = {"kgw-lefthash", "kgw-selfhash", "unigram",
                                       "synthid",      "dipmark",      "exp-edit", "its-edit"};
 enum { N_SCHEMES = sizeof SCHEMES / sizeof SCHEMES[0] };
 static tm_detector *detectors[N_SCHEMES][2];
+static tm_tokenizer *tokenizer; /* kept for the process's life, as the detectors are */
+static tm_wm_key *key;
 
 static void setup(void) {
     tm_error err = {0};
-    tm_tokenizer *tokenizer = NULL;
     uint8_t secret[TM_WM_KEY_BYTES] = {1, 2, 3, 4};
-    tm_wm_key *key = NULL;
     if (tm_tokenizer_load(&tokenizer, fuzz_fixture("models/tok512.bin"), &err) != TM_OK ||
         tm_wm_key_from_secret(&key, secret, &err) != TM_OK) {
         fprintf(stderr, "fuzz_detect_text: %s (set TRACEMARK_FIXTURES)\n", err.message);
@@ -38,7 +38,6 @@ static void setup(void) {
             }
         }
     }
-    /* The detectors keep what they need alive for the process's life. */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -44,7 +44,7 @@ def gval(t, v):
 def gkv(key, t, v):
     if t == ARRAY:
         et, items = v
-        return gstr(key) + struct.pack("<II", ARRAY, et)[0:4] + struct.pack("<IQ", et, len(items)) + b"".join(gval(et, i) for i in items)
+        return gstr(key) + struct.pack("<IIQ", ARRAY, et, len(items)) + b"".join(gval(et, i) for i in items)
     return gstr(key) + struct.pack("<I", t) + gval(t, v)
 
 
