@@ -4,7 +4,7 @@
 # on a scratch copy of its committed seed corpus with its dictionary. Fails
 # (exit 1) on any finding: the reproducer is kept in build-fuzz/findings/.
 # Writes one line per harness (executions, coverage, corpus size) to
-# build-fuzz/fuzz-summary.md. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
+# build-fuzz/results/HARNESS.md and the table of all to build-fuzz/fuzz-summary.md. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
 # Needs the fixtures (scripts/fixtures.sh) for the detection and chat harnesses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +23,7 @@ cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]}" >/dev/null
 export TRACEMARK_FIXTURES=${TRACEMARK_FIXTURES:-$(scripts/fixtures.sh)}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-mkdir -p build-fuzz/findings
-summary=build-fuzz/fuzz-summary.md
-echo "| harness | seconds | executions | exec/s | coverage (cov) | features (ft) | corpus |" >"$summary"
-echo "|---|---|---|---|---|---|---|" >>"$summary"
+mkdir -p build-fuzz/findings build-fuzz/results
 failed=0
 for h in "${harnesses[@]}"; do
   work=build-fuzz/corpus/$h
@@ -46,8 +43,15 @@ for h in "${harnesses[@]}"; do
   ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo ?)
   corp=$(echo "$last" | grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' | sed 's/corp: //' || echo ?)
   rate=$(( seconds > 0 ? ${runs:-0} / seconds : 0 ))
-  echo "| $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp |" >>"$summary"
+  echo "| $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp |" >build-fuzz/results/"$h".md
   echo "fuzz: $h: ${runs:-0} executions in ${seconds}s, cov $cov, ft $ft" >&2
 done
+# One table of the latest result of every harness (runs of subsets may overlap).
+summary=build-fuzz/fuzz-summary.md
+{
+  echo "| harness | seconds | executions | exec/s | coverage (cov) | features (ft) | corpus |"
+  echo "|---|---|---|---|---|---|---|"
+  cat build-fuzz/results/*.md
+} >"$summary"
 cat "$summary"
 exit $failed

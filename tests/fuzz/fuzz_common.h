@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 /* The input as a regular file with the given mode; the same memfd each call. */
-static const char *fuzz_file(const uint8_t *data, size_t size, mode_t mode) {
+static inline const char *fuzz_file(const uint8_t *data, size_t size, mode_t mode) {
     static int fd = -1;
     static char path[64];
     if (fd < 0) {
@@ -37,7 +37,7 @@ static const char *fuzz_file(const uint8_t *data, size_t size, mode_t mode) {
 }
 
 /* $TRACEMARK_FIXTURES/relative, else <source>/../shared/relative; static buffer. */
-static const char *fuzz_fixture(const char *relative) {
+static inline const char *fuzz_fixture(const char *relative) {
     static char path[4096];
     const char *root = getenv("TRACEMARK_FIXTURES");
     if (root && *root) snprintf(path, sizeof path, "%s/%s", root, relative);
