@@ -286,7 +286,7 @@ static ssize_t read_line_bounded(FILE *in, char **line, size_t *capacity, size_t
     bool any = false;
     *too_long = false;
     int c;
-    while ((c = getc(in)) != EOF) {
+    while ((c = getc_unlocked(in)) != EOF) { /* only this thread reads in */
         any = true;
         if (c == '\n') break;
         if (*too_long) continue;
@@ -397,8 +397,10 @@ int tm_cmd_detect(int argc, char **argv) {
         FILE *in = stdin;
         int fd = -1;
         if (!from_stdin && (tm_input_open(o.input, 0, &fd, NULL, &err) || !(in = fdopen(fd, "rb")))) {
-            if (fd >= 0) close(fd);
-            if (fd >= 0) tm_error_set(&err, TM_ERR_IO, "%s: cannot open: %s", o.input, strerror(errno));
+            if (fd >= 0) { /* fdopen failed */
+                tm_error_set(&err, TM_ERR_IO, "%s: cannot open: %s", o.input, strerror(errno));
+                close(fd);
+            }
             goto failed;
         }
         exit_code = run_batch(detector, &o, in);

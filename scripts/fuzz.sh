@@ -30,7 +30,7 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$work"
   log=build-fuzz/fuzz_$h.log
   # New inputs go to the scratch folder (first); the committed seeds are only read.
-  if ! build-fuzz/fuzz_"$h" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
+  if ! build-fuzz/fuzz_"$h" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 -max_len=65536 \
        -dict=tests/fuzz/dict/"$h".dict -artifact_prefix=build-fuzz/findings/"$h"- -print_final_stats=1 \
        "$work" tests/fuzz/corpus/"$h" >"$log" 2>&1; then
     echo "fuzz: $h: FINDING (see $log and build-fuzz/findings/)" >&2

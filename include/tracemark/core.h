@@ -82,7 +82,8 @@ enum { TM_READ_FILE_MAX = 256 << 20 }; /* tm_read_file's limit: 256 MiB */
 tm_status tm_input_open(const char *path, uint64_t max_bytes, int *fd, struct stat *st, tm_error *err);
 /* Read fd (a file, stdin, a pipe) to its end into a NUL-terminated heap buffer
  * (size excludes the NUL); TM_ERR_LIMIT as soon as more than max_bytes arrive
- * (0: no limit), never holding more than max_bytes + 2. name is for errors. */
+ * (0: no limit), never holding more than max(max_bytes + 2, 4096) bytes.
+ * name is for errors. */
 tm_status tm_read_fd(int fd, const char *name, size_t max_bytes, char **data, size_t *size, tm_error *err);
 /* tm_input_open + tm_read_fd. */
 tm_status tm_read_file_limited(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err);
