@@ -166,6 +166,21 @@ static tm_status parse_key_file(const char *path, const char *text, size_t size,
 
 enum { KEY_FILE_MAX = 4096 };
 
+tm_status tm_wm_key_parse(tm_wm_key **out, const char *name, const char *text, size_t size, tm_error *err) {
+    *out = NULL;
+    if (!name || (!text && size)) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_wm_key_parse: NULL argument");
+    if (size > KEY_FILE_MAX) return tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", name);
+    tm_wm_key *key = new_key(err);
+    if (!key) return TM_ERR_NOMEM;
+    tm_status status = parse_key_file(name, text, size, key, err);
+    if (status != TM_OK) {
+        tm_wm_key_free(key);
+        return status;
+    }
+    *out = key;
+    return TM_OK;
+}
+
 tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err) {
     *out = NULL;
     /* Open through tm_input_open (a FIFO is refused at once, not waited on),
@@ -192,18 +207,9 @@ tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err) {
     }
     close(fd);
     if (status == TM_OK && size > KEY_FILE_MAX) status = tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
-    tm_wm_key *key = NULL;
-    if (status == TM_OK) {
-        key = new_key(err);
-        status = key ? parse_key_file(path, text, size, key, err) : TM_ERR_NOMEM;
-    }
+    if (status == TM_OK) status = tm_wm_key_parse(out, path, text, size, err);
     OPENSSL_cleanse(text, sizeof text);
-    if (status != TM_OK) {
-        tm_wm_key_free(key);
-        return status;
-    }
-    *out = key;
-    return TM_OK;
+    return status;
 }
 
 tm_status tm_wm_derive_subkey(const tm_wm_key *key, const char *info, tm_wm_subkey *out, tm_error *err) {
