@@ -20,6 +20,10 @@ tm_status tm_mapped_file_open(tm_mapped_file *file, const char *path, tm_error *
     int fd;
     struct stat st;
     tm_status opened = tm_input_open(path, 0, &fd, &st, err);
+    if (opened == TM_ERR_NOT_FOUND) { /* mapped files have always reported a missing file as TM_ERR_IO */
+        if (err) err->code = TM_ERR_IO;
+        return TM_ERR_IO;
+    }
     if (opened != TM_OK) return opened;
     file->size = (size_t)st.st_size;
     if (file->size > 0) {

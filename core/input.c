@@ -105,5 +105,10 @@ tm_status tm_read_file_limited(const char *path, size_t max_bytes, char **data, 
 }
 
 tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err) {
-    return tm_read_file_limited(path, TM_READ_FILE_MAX, data, size, err);
+    tm_status status = tm_read_file_limited(path, TM_READ_FILE_MAX, data, size, err);
+    if (status == TM_ERR_NOT_FOUND) { /* as tm_read_file has always reported a missing file */
+        if (err) err->code = TM_ERR_IO;
+        return TM_ERR_IO;
+    }
+    return status;
 }

@@ -85,9 +85,10 @@ tm_status tm_input_open(const char *path, uint64_t max_bytes, int *fd, struct st
  * (0: no limit), never holding more than max(max_bytes + 2, 4096) bytes.
  * name is for errors. */
 tm_status tm_read_fd(int fd, const char *name, size_t max_bytes, char **data, size_t *size, tm_error *err);
-/* tm_input_open + tm_read_fd. */
+/* tm_input_open + tm_read_fd. A missing file is TM_ERR_NOT_FOUND. */
 tm_status tm_read_file_limited(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err);
-/* The same with the limit TM_READ_FILE_MAX. */
+/* The same with the limit TM_READ_FILE_MAX; a missing file is TM_ERR_IO (as
+ * it always was here, and for tm_mapped_file_open). */
 tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err);
 /* Write data to path through a temporary file in the same folder, fsync, rename. */
 tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
