@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int tm_cli_fail(const tm_error *err) {
     fprintf(stderr, "tracemark: error: %s\n", err->message[0] ? err->message : tm_status_name(err->code));
@@ -71,4 +73,9 @@ int tm_cli_print_json(json_t *value) {
     puts(text);
     free(text);
     return TM_EXIT_OK;
+}
+
+tm_status tm_cli_read_input(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err) {
+    if (!path || !strcmp(path, "-")) return tm_read_fd(STDIN_FILENO, "stdin", max_bytes, data, size, err);
+    return tm_read_file_limited(path, max_bytes, data, size, err);
 }

@@ -26,6 +26,12 @@ bool tm_cli_parse_int(const char *command, const char *flag, const char *text, l
 bool tm_cli_parse_u64(const char *command, const char *flag, const char *text, uint64_t *out);
 bool tm_cli_parse_float(const char *command, const char *flag, const char *text, double min, double max, double *out);
 
+/* The largest text a command reads by default (detect's --max-input-bytes). */
+#define TM_CLI_MAX_TEXT_BYTES ((size_t)16 << 20)
+/* A text from path, or from stdin for NULL or "-", refused past max_bytes
+ * (and, from a path, unless it is a regular file). */
+tm_status tm_cli_read_input(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err);
+
 /* Print a JSON value on stdout followed by a newline; frees it. */
 int tm_cli_print_json(json_t *value);
 

@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char help[] =
     "usage: tracemark detect --key KEY --watermark CONFIG --tokenizer T [options] [FILE|-]\n"
@@ -40,7 +41,10 @@ static const char help[] =
     "                      settled, Besag-Clifford; a detected text always runs them all)\n"
     "  --jsonl             input is JSON lines {\"id\", \"text\", \"prompt\"?}; output one verdict per line\n"
     "  --threads N         threads for --jsonl (default: all cores)\n"
-    "  --json              one JSON object instead of text (not with --jsonl)\n"
+    "  --max-input-bytes N largest text (FILE, stdin or --prompt-file) read (default 16777216 = 16 MiB;\n"
+    "                      detection takes about 15x the text's size in memory)\n"
+    "  --max-line-bytes N  with --jsonl: largest line; a longer one gets an error record (default 1048576)\n"
+        "  --json              one JSON object instead of text (not with --jsonl)\n"
     "  --                  end of options: a FILE named after it may start with '-'\n"
     "  -h, --help          this help\n"
     "\n"
@@ -48,6 +52,8 @@ static const char help[] =
     "1 failure (for --jsonl: some line failed), 2 usage error.\n";
 
 enum { TM_EXIT_NOT_DETECTED = 3, MAX_KEYS = 4096 };
+/* Default input limits (docs/limits.md): detection holds ~15x its text. */
+#define DEFAULT_MAX_LINE_BYTES (1L << 20)
 
 typedef struct {
     const char *key_paths[64];
@@ -55,12 +61,14 @@ typedef struct {
     const char *watermark, *tokenizer, *prompt_file, *input;
     bool json, jsonl;
     long threads;
+    long max_input_bytes, max_line_bytes;
     tm_detect_options detect;
 } options;
 
 static int parse(int argc, char **argv, options *o) {
     enum { KEY = 256, WATERMARK, TOKENIZER, PROMPT_FILE, FPR, WINDOW, MIN_WINDOW, KEEP_REPEATED, NO_NFC,
-           NO_HOMOGLYPHS, NO_WHITESPACE, PERMUTATIONS, JSONL, THREADS, JSON, FULL_PERMUTATIONS };
+           NO_HOMOGLYPHS, NO_WHITESPACE, PERMUTATIONS, JSONL, THREADS, JSON, FULL_PERMUTATIONS, MAX_INPUT_BYTES,
+           MAX_LINE_BYTES };
     static const struct option flags[] = {
         {"key", required_argument, 0, KEY}, {"watermark", required_argument, 0, WATERMARK},
         {"tokenizer", required_argument, 0, TOKENIZER}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -70,6 +78,7 @@ static int parse(int argc, char **argv, options *o) {
         {"no-whitespace", no_argument, 0, NO_WHITESPACE}, {"permutations", required_argument, 0, PERMUTATIONS},
         {"jsonl", no_argument, 0, JSONL}, {"threads", required_argument, 0, THREADS},
         {"json", no_argument, 0, JSON}, {"full-permutations", no_argument, 0, FULL_PERMUTATIONS},
+        {"max-input-bytes", required_argument, 0, MAX_INPUT_BYTES}, {"max-line-bytes", required_argument, 0, MAX_LINE_BYTES},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "detect";
     double value;
@@ -97,6 +106,8 @@ static int parse(int argc, char **argv, options *o) {
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
         case JSON: o->json = true; break;
         case FULL_PERMUTATIONS: o->detect.sequential = false; break;
+        case MAX_INPUT_BYTES: if (!tm_cli_parse_int(cmd, "--max-input-bytes", optarg, 1, 1L << 40, &o->max_input_bytes)) return -1; break;
+        case MAX_LINE_BYTES: if (!tm_cli_parse_int(cmd, "--max-line-bytes", optarg, 1, 1L << 40, &o->max_line_bytes)) return -1; break;
         case 'h': fputs(help, stdout); return 1;
         default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
@@ -238,6 +249,45 @@ static void process_line(const tm_detector *detector, const tm_detect_options *o
 
 enum { BATCH_LINES = 512 };
 
+/* getline with a ceiling: reads one line of at most max bytes (newline
+ * excluded) into *line; a longer line is read to its end and dropped, with
+ * *too_long set. Returns the line's length, or -1 at end of input. */
+static ssize_t read_line_bounded(FILE *in, char **line, size_t *capacity, size_t max, bool *too_long) {
+    size_t used = 0;
+    bool any = false;
+    *too_long = false;
+    int c;
+    while ((c = getc_unlocked(in)) != EOF) { /* only this thread reads in */
+        any = true;
+        if (c == '\n') break;
+        if (*too_long) continue;
+        if (used == max) {
+            *too_long = true;
+            continue;
+        }
+        if (used + 2 > *capacity) {
+            size_t bigger = *capacity ? 2 * *capacity : 4096;
+            if (bigger > max + 2) bigger = max + 2;
+            char *grown = realloc(*line, bigger);
+            if (!grown) {
+                *too_long = true; /* reported as a failed line, never a crash */
+                continue;
+            }
+            *line = grown;
+            *capacity = bigger;
+        }
+        (*line)[used++] = (char)c;
+    }
+    if (!any) return -1;
+    if (*line) (*line)[used] = '\0';
+    else if (!*too_long) {
+        *line = malloc(1);
+        if (!*line) *too_long = true;
+        else (*line)[0] = '\0', *capacity = 1;
+    }
+    return (ssize_t)used;
+}
+
 static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
     batch_item *items = calloc(BATCH_LINES, sizeof *items);
     if (!items) return TM_EXIT_FAILURE;
@@ -248,9 +298,19 @@ static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
     while (!eof) {
         size_t n = 0;
         while (n < BATCH_LINES) {
-            ssize_t got = getline(&line, &capacity, in);
+            bool too_long;
+            ssize_t got = read_line_bounded(in, &line, &capacity, (size_t)o->max_line_bytes, &too_long);
             if (got < 0) { eof = true; break; }
             line_number++;
+            if (too_long) {
+                char message[128];
+                snprintf(message, sizeof message, "line longer than the limit of %ld bytes (--max-line-bytes)",
+                         o->max_line_bytes);
+                items[n] = (batch_item){.line = NULL, .number = line_number, .failed = true,
+                                        .output = error_record(NULL, line_number, message)};
+                n++;
+                continue;
+            }
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
             if (got == 0) continue; /* blank lines carry no record */
             items[n].line = strdup(line);
@@ -262,7 +322,7 @@ static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(o->threads > 0 ? (int)o->threads : omp_get_num_procs())
         for (size_t i = 0; i < n; i++) {
             if (items[i].line) process_line(detector, &o->detect, &items[i]);
-            else items[i].failed = true;
+            else items[i].failed = true; /* too long, or out of memory copying it */
         }
         for (size_t i = 0; i < n; i++) {
             if (items[i].output) puts(items[i].output);
@@ -330,7 +390,7 @@ int tm_cmd_detect(int argc, char **argv) {
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) /* detectors without a watermark: cli/detect_zeroshot.c */
         if (!strcmp(argv[i], "--zero-shot") || !strncmp(argv[i], "--zero-shot=", 12))
             return tm_cmd_detect_zeroshot(argc, argv);
-    options o = {0};
+    options o = {.max_input_bytes = (long)TM_CLI_MAX_TEXT_BYTES, .max_line_bytes = DEFAULT_MAX_LINE_BYTES};
     tm_detect_options_default(&o.detect);
     int parsed = parse(argc, argv, &o);
     if (parsed != 0) return parsed > 0 ? TM_EXIT_OK : TM_EXIT_USAGE;
@@ -358,20 +418,31 @@ int tm_cmd_detect(int argc, char **argv) {
     if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
         tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, n_keys, &o.detect, &err))
         goto failed;
-    FILE *in = stdin;
-    if (o.input && strcmp(o.input, "-") != 0 && !(in = fopen(o.input, "rb"))) {
-        tm_error_set(&err, TM_ERR_IO, "%s: cannot open: %s", o.input, strerror(errno));
-        goto failed;
-    }
-    if (o.jsonl) {
+    bool from_stdin = !o.input || strcmp(o.input, "-") == 0;
+    if (o.jsonl) { /* streamed in batches: only --max-line-bytes bounds it */
+        FILE *in = stdin;
+        int fd = -1;
+        if (!from_stdin && (tm_input_open(o.input, 0, &fd, NULL, &err) || !(in = fdopen(fd, "rb")))) {
+            if (fd >= 0) { /* fdopen failed */
+                tm_error_set(&err, TM_ERR_IO, "%s: cannot open: %s", o.input, strerror(errno));
+                close(fd);
+            }
+            goto failed;
+        }
         exit_code = run_batch(detector, &o, in);
         if (in != stdin) fclose(in);
         goto done;
     }
-    if (in != stdin) fclose(in);
-    if (tm_read_file(o.input && strcmp(o.input, "-") != 0 ? o.input : "/dev/stdin", &text, &text_size, &err) ||
-        (o.prompt_file && tm_read_file(o.prompt_file, &prompt, &prompt_size, &err)))
-        goto failed;
+    /* The text is held whole (detection needs all of it): bounded by
+     * --max-input-bytes, read from a regular file or stdin. */
+    tm_status read = tm_cli_read_input(from_stdin ? NULL : o.input, (size_t)o.max_input_bytes, &text, &text_size, &err);
+    if (read == TM_OK && o.prompt_file)
+        read = tm_read_file_limited(o.prompt_file, (size_t)o.max_input_bytes, &prompt, &prompt_size, &err);
+    if (read == TM_ERR_LIMIT) {
+        size_t n = strlen(err.message);
+        snprintf(err.message + n, sizeof err.message - n, " (--max-input-bytes)");
+    }
+    if (read != TM_OK) goto failed;
     tm_detection d;
     if (tm_detect_text(detector, text, text_size, prompt, &d, &err) != TM_OK) {
         tm_error_prefix(&err, "%s", o.input ? o.input : "stdin");

@@ -359,8 +359,7 @@ int tm_cmd_detect_zeroshot(int argc, char **argv) {
         goto done;
     }
     if (in != stdin) fclose(in);
-    if (tm_read_file(o.input && strcmp(o.input, "-") != 0 ? o.input : "/dev/stdin", &text, &text_size, &err))
-        goto failed;
+    if (tm_cli_read_input(o.input, TM_CLI_MAX_TEXT_BYTES, &text, &text_size, &err)) goto failed;
     tm_zeroshot_result r;
     if (tm_zeroshot_score_text(z, text, text_size, &r, &err) != TM_OK) {
         tm_error_prefix(&err, "%s", o.input ? o.input : "stdin");

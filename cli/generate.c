@@ -36,14 +36,16 @@ static const char help[] =
     "  --chat                treat the prompt as a user message in the model's chat format: the\n"
     "                        format is recognised from the GGUF's tokenizer.chat_template (its Jinja\n"
     "                        is not run: the markers pick one of the built-in formats, as llama.cpp\n"
-    "                        does), special tokens in the formatted text are parsed, and generation\n"
-    "                        stops at the end of the assistant's turn\n"
+    "                        does), the template's special tokens are parsed (the messages' text stays\n"
+    "                        plain text), and generation stops at the end of the assistant's turn\n"
     "  --system TEXT         with --chat: a system message before the user's\n"
     "  --messages FILE       a conversation so far, as chat APIs take it: a JSON array of\n"
     "                        {\"role\": \"system\"|\"user\"|\"assistant\", \"content\": TEXT}; implies --chat;\n"
     "                        --prompt, if given, is appended as the last user message\n"
     "  --chat-template NAME  with --chat: use this built-in format instead (needed for models without\n"
     "                        a template); the names are listed below\n"
+    "  --chat-special-tokens with --chat: also parse special-token text inside messages (\"<|im_end|>\"\n"
+    "                        in a message then ends its turn, as in llama.cpp): trusted input only\n"
     "  --max-tokens N        tokens to generate (default 256)\n"
     "  --temperature X       0 means greedy (default 1.0)\n"
     "  --top-k K             keep the K most likely tokens (default 0: off)\n"
@@ -55,7 +57,8 @@ static const char help[] =
     "  --seed S              RNG seed, xoshiro256** (default: a fresh random seed, recorded in --json;\n"
     "                        the same seed, key, model and prompt repeat the same tokens)\n"
     "  --stop TEXT           stop when TEXT appears (repeatable)\n"
-    "  --ctx N               context size (default: the model's trained length)\n"
+    "  --ctx N               context size (default: the smaller of the model's trained length and 4096;\n"
+    "                        larger sizes are checked against the memory available)\n"
     "  --threads N           threads (default: all cores)\n"
     "  --watermark CONFIG    generate through a watermark scheme (YAML, see configs/schemes/)\n"
     "  --key FILE            the watermark key (tracemark keygen; mode 0600)\n"
@@ -77,7 +80,7 @@ typedef struct {
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
-    bool json, seed_given, chat, embed;
+    bool json, seed_given, chat, embed, chat_special_tokens;
     tm_sampling_params sampling;
 } options;
 
@@ -120,11 +123,17 @@ static json_t *watermark_json(const tm_wm_scheme *scheme) {
  * that messages[] points to; *messages has room for one more message. */
 static tm_status load_messages(const char *path, json_t **root, tm_chat_message **messages, size_t *n,
                                tm_error *err) {
-    enum { MAX_MESSAGES = 4096 };
+    enum { MAX_MESSAGES = 4096, MAX_MESSAGES_BYTES = 16 << 20 };
     json_error_t jerr;
     *messages = NULL;
     *n = 0;
-    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    char *text = NULL; /* through tm_read_file_limited: a FIFO is refused, the size bounded */
+    size_t text_size = 0;
+    tm_status read = tm_read_file_limited(path, MAX_MESSAGES_BYTES, &text, &text_size, err);
+    if (read == TM_ERR_LIMIT) return tm_error_set(err, TM_ERR_LIMIT, "%s: larger than %d bytes", path, MAX_MESSAGES_BYTES);
+    if (read != TM_OK) return read;
+    *root = json_loadb(text, text_size, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
     if (!*root) return tm_error_set(err, TM_ERR_FORMAT, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
     size_t count = json_is_array(*root) ? json_array_size(*root) : 0;
     if (count == 0 || count > MAX_MESSAGES)
@@ -149,7 +158,7 @@ static tm_status load_messages(const char *path, json_t **root, tm_chat_message 
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
            FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
-           CHAT_TEMPLATE, MESSAGES, SIGN, EMBED };
+           CHAT_TEMPLATE, MESSAGES, SIGN, EMBED, CHAT_SPECIAL_TOKENS };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -165,6 +174,7 @@ static int parse(int argc, char **argv, options *o) {
         {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
         {"messages", required_argument, 0, MESSAGES}, {"sign", required_argument, 0, SIGN},
         {"embed", no_argument, 0, EMBED},
+        {"chat-special-tokens", no_argument, 0, CHAT_SPECIAL_TOKENS},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "generate";
     double value;
@@ -207,6 +217,7 @@ static int parse(int argc, char **argv, options *o) {
         case CHAT_TEMPLATE: o->chat_template = optarg; break;
         case SIGN: o->sign = optarg; break;
         case EMBED: o->embed = true; break;
+        case CHAT_SPECIAL_TOKENS: o->chat_special_tokens = true; break;
         case 'h':
             fputs(help, stdout);
             printf("\nChat templates (--chat-template): %s.\n", tm_chat_template_names());
@@ -225,6 +236,7 @@ static int parse(int argc, char **argv, options *o) {
     if (o->embed && !o->sign) { tm_cli_usage(cmd, "--embed goes with --sign"); return -1; }
     if (!o->watermark != !o->key) { tm_cli_usage(cmd, "--watermark and --key go together"); return -1; }
     if ((o->system || o->chat_template) && !o->chat) { tm_cli_usage(cmd, "--system and --chat-template go with --chat"); return -1; }
+    if (o->chat_special_tokens && !o->chat) { tm_cli_usage(cmd, "--chat-special-tokens goes with --chat"); return -1; }
     if (o->chat_template && !tm_chat_template_lookup(o->chat_template, NULL)) {
         tm_cli_usage(cmd, "unknown chat template '%s' (built in: %s)", o->chat_template, tm_chat_template_names());
         return -1;
@@ -319,8 +331,8 @@ static int build_chain(run *r, const options *o) {
     return TM_EXIT_OK;
 }
 
-/* --chat, llama.cpp's way: the conversation in the model's format, tokenized
- * whole with special tokens parsed and BOS as the vocabulary asks. */
+/* --chat: the conversation in the model's format (built in, never a Jinja
+ * run), tokenized with BOS as the vocabulary asks. */
 static tm_status format_chat(run *r, const options *o, tm_error *err) {
     tm_status status;
     if (o->messages) {
@@ -332,12 +344,14 @@ static tm_status format_chat(run *r, const options *o, tm_error *err) {
     if (o->prompt) r->messages[r->n_messages++] = (tm_chat_message){"user", o->prompt};
     size_t formatted_size = 0, eos_size = 0;
     const char *eos_text = tm_tokenizer_piece(r->tokenizer, tm_tokenizer_eos(r->tokenizer), &eos_size);
-    if ((status = tm_chat_template_for_model(r->model, o->chat_template, &r->chat_template, err)) ||
-        (status = tm_chat_format(r->chat_template, r->messages, r->n_messages, true, eos_size ? eos_text : NULL,
-                                 &r->chat_prompt, &formatted_size, err)))
-        return status;
-    return tm_tokenizer_encode_special(r->tokenizer, r->chat_prompt, formatted_size,
-                                       tm_tokenizer_adds_bos(r->tokenizer), &r->chat_ids, &r->n_chat_ids, err);
+    /* Messages are plain text unless --chat-special-tokens: control tokens
+     * come from the template only, so no message can forge a turn. */
+    tm_chat_encode_options chat_options = {.add_generation_prompt = true, .eos_text = eos_size ? eos_text : NULL,
+                                           .add_bos = tm_tokenizer_adds_bos(r->tokenizer),
+                                           .trust_message_special_tokens = o->chat_special_tokens};
+    if ((status = tm_chat_template_for_model(r->model, o->chat_template, &r->chat_template, err))) return status;
+    return tm_chat_encode(r->tokenizer, r->chat_template, r->messages, r->n_messages, &chat_options, &r->chat_prompt,
+                          &formatted_size, &r->chat_ids, &r->n_chat_ids, err);
 }
 
 /* The record of a generation: ids, text, timings, sampling, and what a

@@ -198,12 +198,9 @@ static void progress_init(progress_state *p, bool quiet) {
 }
 
 static double file_mib(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fclose(f);
-    return size > 0 ? (double)size / (1024.0 * 1024.0) : 0;
+    struct stat st; /* stat, not fopen: a FIFO named here must not block */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    return (double)st.st_size / (1024.0 * 1024.0);
 }
 
 /* ======================================================================== */

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char tokenize_help[] =
     "usage: tracemark tokenize [--model M] [--tokenizer T] [--no-bos] [--special] [--json] (TEXT | --file F)\n"
@@ -89,7 +90,7 @@ static tm_status load_tokenizer(const options *o, tm_tokenizer **tokenizer, tm_e
 
 static tm_status read_input(const char *path, char **data, size_t *size, tm_error *err) {
     if (strcmp(path, "-") != 0) return tm_read_file(path, data, size, err);
-    return tm_read_file("/dev/stdin", data, size, err);
+    return tm_read_fd(STDIN_FILENO, "stdin", TM_READ_FILE_MAX, data, size, err); /* a pipe: not a regular file */
 }
 
 int tm_cmd_tokenize(int argc, char **argv) {

@@ -248,8 +248,7 @@ int tm_cmd_verify(int argc, char **argv) {
         if (in != stdin) fclose(in);
         goto done;
     }
-    const char *input = strcmp(o.input, "-") != 0 ? o.input : "/dev/stdin";
-    if (tm_read_file(input, &text, &text_size, &err)) goto failed;
+    if (tm_cli_read_input(o.input, TM_CLI_MAX_TEXT_BYTES, &text, &text_size, &err)) goto failed;
     if (o.manifest) {
         if (tm_read_file(o.manifest, &manifest, &manifest_size, &err)) goto failed;
         source = o.manifest;

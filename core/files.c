@@ -1,4 +1,5 @@
-/* Files: read-only memory maps of model files, whole-file reads, and atomic
+/* Files: read-only memory maps of model files (opened through
+ * tm_input_open, core/input.c, like every input), and atomic
  * writes (temporary file in the same folder, fsync, rename) so that an
  * interrupted run never leaves a half-written output behind. */
 #include "tracemark/core.h"
@@ -14,13 +15,16 @@
 
 tm_status tm_mapped_file_open(tm_mapped_file *file, const char *path, tm_error *err) {
     memset(file, 0, sizeof *file);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* Models are large by nature: no size limit, but a FIFO or device is
+     * refused at once (tm_input_open). */
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return tm_error_set(err, TM_ERR_IO, "%s: not a regular file", path);
+    tm_status opened = tm_input_open(path, 0, &fd, &st, err);
+    if (opened == TM_ERR_NOT_FOUND) { /* mapped files have always reported a missing file as TM_ERR_IO */
+        if (err) err->code = TM_ERR_IO;
+        return TM_ERR_IO;
     }
+    if (opened != TM_OK) return opened;
     file->size = (size_t)st.st_size;
     if (file->size > 0) {
         void *p = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -44,46 +48,6 @@ void tm_mapped_file_close(tm_mapped_file *file) {
     if (file->data && file->size) munmap((void *)file->data, file->size);
     free(file->path);
     memset(file, 0, sizeof *file);
-}
-
-tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err) {
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t capacity = 4096, used = 0;
-    char *buffer = malloc(capacity);
-    if (!buffer) {
-        fclose(f);
-        return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (capacity - used < 2) {
-            size_t bigger;
-            if (!tm_mul_size(capacity, 2, &bigger)) break;
-            char *grown = realloc(buffer, bigger);
-            if (!grown) {
-                free(buffer);
-                fclose(f);
-                return tm_error_set(err, TM_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buffer = grown;
-            capacity = bigger;
-        }
-        size_t n = fread(buffer + used, 1, capacity - used - 1, f);
-        used += n;
-        if (n == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buffer);
-        return tm_error_set(err, TM_ERR_IO, "%s: read error", path);
-    }
-    buffer[used] = '\0';
-    *data = buffer;
-    *size = used;
-    return TM_OK;
 }
 
 /* Write through a temporary file in the same folder, then either rename it

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void to_hex(const unsigned char *digest, char hex[TM_SHA256_HEX_SIZE]) {
     static const char digits[] = "0123456789abcdef";
@@ -24,8 +25,14 @@ void tm_sha256_hex(const void *data, size_t size, char hex[TM_SHA256_HEX_SIZE]) 
 }
 
 tm_status tm_sha256_file_hex(const char *path, char hex[TM_SHA256_HEX_SIZE], tm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    tm_status opened = tm_input_open(path, 0, &fd, NULL, err); /* a FIFO is refused, not waited on */
+    if (opened != TM_OK) return opened;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
         fclose(f);

@@ -2,6 +2,7 @@
  * reaches the allocator, and failures come back through tm_error. */
 #include "tracemark/core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,4 +44,43 @@ char *tm_strdup(const char *s, tm_error *err) {
     }
     memcpy(copy, s, n);
     return copy;
+}
+
+/* One unsigned number from a small /proc or /sys file, after the given
+ * label (NULL: the first token); false when absent or not a number ("max"). */
+static bool read_number(const char *path, const char *label, uint64_t *value) {
+    FILE *f = fopen(path, "re");
+    if (!f) return false;
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        const char *p = line;
+        if (label) {
+            size_t n = strlen(label);
+            if (strncmp(line, label, n) != 0) continue;
+            p += n;
+        }
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end != p) {
+            *value = v;
+            if (label && strstr(end, "kB")) *value = v * 1024;
+            found = true;
+        }
+        if (!label) break;
+    }
+    fclose(f);
+    return found;
+}
+
+uint64_t tm_memory_available(void) {
+    uint64_t available = UINT64_MAX, value, used;
+    if (read_number("/proc/meminfo", "MemAvailable:", &value)) available = value;
+    /* A container's limit is often far below the host's free memory. */
+    if (read_number("/sys/fs/cgroup/memory.max", NULL, &value) &&
+        read_number("/sys/fs/cgroup/memory.current", NULL, &used)) {
+        uint64_t left = value > used ? value - used : 0;
+        if (left < available) available = left;
+    }
+    return available;
 }

@@ -324,11 +324,11 @@ __attribute__((target("avx2"))) static void weighted_sums_avx2(const uint64_t *b
 void tm_detect_weighted_sums(const uint64_t *bits, size_t n, size_t nv, const double *weights, double *sums,
                              int simd) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (simd >= 2 && __builtin_cpu_supports("avx512f")) {
+    if (simd >= 2 && tm_cpu_has(TM_CPU_AVX512F)) {
         weighted_sums_avx512(bits, n, nv, weights, sums);
         return;
     }
-    if (simd >= 1 && __builtin_cpu_supports("avx2")) {
+    if (simd >= 1 && tm_cpu_has(TM_CPU_AVX2)) {
         weighted_sums_avx2(bits, n, nv, weights, sums);
         return;
     }

@@ -61,6 +61,30 @@ static int default_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* The bytes the context-sized buffers take (the KV cache, 2 x layers x n_ctx
+ * x kv_dim floats, and the attention scores, threads x n_ctx), checked
+ * against the memory available before anything is allocated: a context that
+ * does not fit is an error naming the sizes, not a visit from the OOM killer. */
+static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t n_threads, tm_error *err) {
+    uint64_t kv, scores, total;
+    uint64_t kv_dim = (uint64_t)(cfg->n_kv_heads > 0 ? cfg->n_kv_heads : 0) * (uint64_t)(cfg->head_dim > 0 ? cfg->head_dim : 0);
+    bool ok = tm_mul_u64((uint64_t)(cfg->n_layers > 0 ? cfg->n_layers : 0), (uint64_t)n_ctx, &kv) &&
+              tm_mul_u64(kv, kv_dim, &kv) && tm_mul_u64(kv, 2 * sizeof(float), &kv) &&
+              tm_mul_u64((uint64_t)n_threads, (uint64_t)n_ctx * sizeof(float), &scores) &&
+              tm_add_u64(kv, scores, &total) && total <= SIZE_MAX / 2;
+    if (!ok) return tm_error_set(err, TM_ERR_LIMIT, "a context of %d tokens overflows the KV cache size", n_ctx);
+    /* At most 3/4 of what is available: the cache is zeroed (every page
+     * touched) at creation, and the weights, the OS and other processes need
+     * the rest; a 20 GB cache on a 22 GB machine ran, swapless, for minutes. */
+    uint64_t available = tm_memory_available(), allowed = available / 4 * 3;
+    if (total > allowed)
+        return tm_error_set(err, TM_ERR_LIMIT,
+                            "a context of %d tokens needs %llu MiB for the KV cache, more than 3/4 of the %llu MiB of "
+                            "memory available; choose a smaller context (--ctx)",
+                            n_ctx, (unsigned long long)(total >> 20), (unsigned long long)(available >> 20));
+    return TM_OK;
+}
+
 tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err) {
     *out = NULL;
     const tm_model_config *cfg = &model->config;
@@ -68,11 +92,18 @@ tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_c
         return tm_error_set(err, TM_ERR_ARGUMENT, "context size %d is out of range (1..%d)", n_ctx, 1 << 24);
     if (n_threads < 0 || n_threads > 1024)
         return tm_error_set(err, TM_ERR_ARGUMENT, "thread count %d is out of range (1..1024)", n_threads);
+    /* A model file's context_length is untrusted (any value up to
+     * INT32_MAX): by default it only ever lowers the context size. */
+    if (n_ctx == 0) n_ctx = cfg->context_length > 0 && cfg->context_length < TM_CONTEXT_DEFAULT ? cfg->context_length
+                                                                                               : TM_CONTEXT_DEFAULT;
+    if (n_threads == 0) n_threads = default_threads();
+    tm_status fits = check_memory(cfg, n_ctx, n_threads, err);
+    if (fits != TM_OK) return fits;
     tm_context *c = tm_alloc_array(1, sizeof *c, err);
     if (!c) return TM_ERR_NOMEM;
     c->model = model;
-    c->n_ctx = n_ctx ? n_ctx : cfg->context_length;
-    c->n_threads = n_threads ? n_threads : default_threads();
+    c->n_ctx = n_ctx;
+    c->n_threads = n_threads;
     c->q_dim = cfg->n_heads * cfg->head_dim;
     c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
     size_t B = BATCH_CAPACITY, cache = (size_t)cfg->n_layers * (size_t)c->n_ctx;

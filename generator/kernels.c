@@ -278,8 +278,7 @@ __attribute__((target("avx512f,f16c,avx2,fma"))) static void matvec_f16_avx512(c
 static bool cpu_has_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && getenv("TM_NO_AVX512") == NULL;
+        cached = tm_cpu_has(TM_CPU_AVX512F); /* TM_NO_AVX512 / TM_NO_AVX2 turn it off */
     }
     return cached == 1;
 }
@@ -287,8 +286,7 @@ static bool cpu_has_avx512(void) {
 static bool cpu_has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        cached = tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA) && tm_cpu_has(TM_CPU_F16C);
     }
     return cached == 1;
 }

@@ -139,10 +139,8 @@ AVX512_QUANTIZE static void quantize_q8_k_avx512(const float *x, tm_q8k_block *y
 static bool quantize_with_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && !getenv("TM_NO_AVX2") &&
-                 !getenv("TM_NO_AVX512");
+        cached = tm_cpu_has(TM_CPU_AVX512F) && tm_cpu_has(TM_CPU_AVX512BW) && tm_cpu_has(TM_CPU_AVX512VL) &&
+                 tm_cpu_has(TM_CPU_F16C);
     }
     return cached == 1;
 }
@@ -426,7 +424,7 @@ AVX2 static float dot_q5_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
     return hsum_ps(acc) + mins;
 }
 
-AVX2 static inline int hsum_epi32(__m256i v) {
+AVX2 __attribute__((unused)) static inline int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
@@ -583,7 +581,8 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
         return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));                              \
     }                                                                                                                 \
     /* F16 scales of one block of each of VNNI_ROWS rows, times the activations' scale. */                            \
-    TARGET static inline __m128 row_scales_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                     \
+    TARGET __attribute__((unused)) static inline __m128 row_scales_##SUFFIX(const uint8_t *const *p, size_t o,       \
+                                                                         float dx) {                             \
         __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
                                    (short)u16_at(p[3] + o), 0, 0, 0, 0);                                              \
         return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));                                                          \
@@ -778,15 +777,12 @@ DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_
 static bool cpu_supports_path(tm_quant_path path) {
     if (path == TM_QUANT_PATH_PORTABLE) return true;
 #ifdef TM_X86
-    __builtin_cpu_init();
-    if (getenv("TM_NO_AVX2")) return false;
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* tm_cpu_has honours TM_NO_AVX2 / TM_NO_AVX512 / TM_NO_VNNI. */
+    bool avx2 = tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA) && tm_cpu_has(TM_CPU_F16C);
     if (path == TM_QUANT_PATH_AVX2) return avx2;
-    if (getenv("TM_NO_VNNI")) return false;
-    if (path == TM_QUANT_PATH_AVX_VNNI) return avx2 && __builtin_cpu_supports("avxvnni");
+    if (path == TM_QUANT_PATH_AVX_VNNI) return avx2 && tm_cpu_has(TM_CPU_AVXVNNI);
     if (path == TM_QUANT_PATH_AVX512_VNNI)
-        return avx2 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw");
+        return avx2 && tm_cpu_has(TM_CPU_AVX512VNNI) && tm_cpu_has(TM_CPU_AVX512VL) && tm_cpu_has(TM_CPU_AVX512BW);
 #endif
     return false;
 }

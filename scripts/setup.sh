@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what tracemark needs from Debian (when missing) and builds it.
-# Usage: scripts/setup.sh [release|asan]   (build folder: build/ or build-asan/)
+# Usage: scripts/setup.sh [release|asan|clang]   (build folder: build/, build-asan/ or build-clang/)
 # Used by both README commands and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,10 @@ packages=(build-essential cmake pkg-config curl libssl-dev libyaml-dev libjansso
           chromium libmicrohttpd-dev libsqlite3-dev wordnet-base)
 # The Python binding's tests (scripts/test-python.sh) and tests/reports_chromium.py (screenshots, net logs).
 packages+=(python3 python3-pytest python3-pip python3-setuptools)
+# clang builds (CI) and the libFuzzer harnesses (scripts/fuzz.sh): libFuzzer
+# and clang's sanitizer runtimes come with libclang-rt-14-dev on Debian 12,
+# OpenMP for clang with libomp-14-dev.
+packages+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,7 +30,8 @@ kind=${1:-release}
 case "$kind" in
   release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
   asan)    dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRACEMARK_SANITIZE=ON) ;;
-  *) echo "setup: unknown build kind '$kind' (release|asan)" >&2; exit 2 ;;
+  clang)   dir=build-clang; flags=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang) ;;
+  *) echo "setup: unknown build kind '$kind' (release|asan|clang)" >&2; exit 2 ;;
 esac
 [ "${TRACEMARK_WERROR:-0}" = 1 ] && flags+=(-DTRACEMARK_WERROR=ON)
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null

@@ -125,14 +125,39 @@ Test(chat_cli, explicit_template_formats_and_parses_special_tokens) {
     json_decref(root);
     tm_test_cli_free(&r);
 
-    /* <s> in the user's text becomes BOS under --chat (llama.cpp: 1 ... 410 1 403 ...) */
-    r = tm_test_cli("generate " STORY_BIN " --chat --chat-template llama2 --prompt '<s>Once upon a time' "
-                    "--temperature 0 --max-tokens 1 --json");
+    /* <s> in the user's text becomes BOS under --chat --chat-special-tokens, as
+     * in llama.cpp (1 ... 410 1 403 ...), for trusted input only... */
+    r = tm_test_cli("generate " STORY_BIN " --chat --chat-special-tokens --chat-template llama2 "
+                    "--prompt '<s>Once upon a time' --temperature 0 --max-tokens 1 --json");
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     root = parse_json(r.out);
     const int32_t parsed[] = {1, 410, 508, 442, 458, 437, 434, 509, 410, 1, 403, 407, 261, 378,
                               410, 508, 492, 442, 458, 437, 434, 509};
     expect_ids(json_object_get(root, "prompt_ids"), parsed, sizeof parsed / sizeof *parsed, "prompt_ids");
+    json_decref(root);
+    tm_test_cli_free(&r);
+
+    /* ...and stays text by default (issue 17: a message cannot forge control
+     * tokens): the ids are the plain encoder's of the formatted prompt, one BOS. */
+    r = tm_test_cli("generate " STORY_BIN " --chat --chat-template llama2 --prompt '<s>Once upon a time' "
+                    "--temperature 0 --max-tokens 1 --json");
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    root = parse_json(r.out);
+    {
+        const char *prompt = json_string_value(json_object_get(root, "prompt"));
+        cr_assert_str_eq(prompt, "[INST] <s>Once upon a time [/INST]");
+        char *tok_path = tm_fixture("models/tok512.bin");
+        tm_tokenizer *tok = NULL;
+        tm_error err = {0};
+        cr_assert_eq(tm_tokenizer_load(&tok, tok_path, &err), TM_OK, "%s", err.message);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        cr_assert_eq(tm_tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &n, &err), TM_OK, "%s", err.message);
+        expect_ids(json_object_get(root, "prompt_ids"), ids, n, "prompt_ids (plain)");
+        free(ids);
+        tm_tokenizer_free(tok);
+        free(tok_path);
+    }
     json_decref(root);
     tm_test_cli_free(&r);
 

@@ -806,6 +806,7 @@ Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_n
         cr_assert_not_null(strstr(key_file, json_string_value(json_object_get(wm, "key_id"))),
                            "the key id is the one in the key file");
         cr_assert_null(strstr(a.out, secret_hex), "%s: the secret key appears in the output", schemes[s]);
+        cr_assert_null(strstr(a.err, secret_hex), "%s: the secret key appears on stderr", schemes[s]);
         json_decref(root);
         json_decref(again);
         tm_test_cli_free(&a);

@@ -136,6 +136,7 @@ static void check_products(uint32_t type, int64_t rows, int64_t cols, int thread
 }
 
 Test(kernels, products_match_a_double_precision_reference) {
+    cr_log_info("kernel path: %s (TM_NO_AVX2=1 forces the portable one)", tm_cpu_kernel_path());
     uint32_t types[] = {TM_GGML_F32, TM_GGML_F16, TM_GGML_BF16};
     int64_t shapes[][2] = {{1, 1}, {3, 7}, {4, 8}, {5, 17}, {33, 64}, {300, 129}, {700, 520}, {1031, 768}};
     for (size_t t = 0; t < 3; t++)

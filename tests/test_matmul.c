@@ -201,6 +201,7 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int threads) {
 
 static void check_all(uint32_t type) {
     int64_t block = is_k_type(type) ? 256 : 32;
+    cr_log_info("gemm path: %d (0 portable, 1 AVX2, 2 AVX-VNNI, 3 AVX512-VNNI)", (int)tm_quant_gemm_path());
     /* 37 rows: two full 16-row panels and a part; 5 rows: less than one.
      * 1280 columns: a full 1024-column chunk and a part. */
     int64_t shapes[][2] = {{37, block == 256 ? 256 : 224}, {5, 1280}, {37, 1280}};
@@ -249,10 +250,9 @@ static const int *half_offsets(uint32_t type) {
  * tm_f16_to_f32 on the other, which agree there; a signaling NaN would be
  * quieted by one only). */
 Test(matmul, avx2_unpacking_gives_the_portable_panels) {
-    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) {
-        cr_log_info("no AVX2 on this CPU: nothing to compare");
-        return;
-    }
+    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2))
+        cr_skip_test("no AVX2 on this CPU (or TM_NO_AVX2 set): the AVX2 unpacking is not tested here");
+    cr_log_info("kernel path: AVX2 unpacking against the portable one");
     uint32_t types[] = {TM_GGML_Q8_0, TM_GGML_Q4_0, TM_GGML_Q4_1, TM_GGML_Q5_0,
                         TM_GGML_Q5_1, TM_GGML_Q4_K, TM_GGML_Q5_K, TM_GGML_Q6_K};
     int64_t row_counts[] = {1, 5, 16, 17, 37};

@@ -304,6 +304,7 @@ Test(uniform, stays_strictly_inside_zero_one) {
  * tokens, one or two varying tokens (every byte offset of a SipHash word),
  * negative and large ids, extras, and counts that reach every path. */
 Test(prf_batch, every_path_equals_the_one_message_prf) {
+    cr_log_info("kernel paths: %s (and the scalar one)", tm_cpu_kernel_path());
     tm_wm_subkey key = {0x0706050403020100ULL ^ 0x5555, 0x0f0e0d0c0b0a0908ULL};
     uint64_t x = 99;
     int32_t fixed[TM_WM_PRF_MAX_TOKENS], a[53], b[53];
@@ -347,7 +348,7 @@ Test(prf_batch, every_path_equals_the_one_message_prf) {
  * (AVX-512, AVX2, scalar, as far as the CPU has them) gives tm_wm_prf's
  * value of each window: every length, negative and large ids, extras, and
  * counts that cross its chunks and end mid-lane. */
-Test(prf_window, every_path_equals_the_one_message_prf) {
+static void check_prf_window(int simd) {
     tm_wm_subkey key = {0x1716151413121110ULL, 0x0f0e0d0c0b0a0908ULL ^ 0xAAAA};
     enum { TEXT = 600 };
     static int32_t tokens[TEXT + TM_WM_PRF_MAX_TOKENS + 8]; /* windows start up to 7 tokens in */
@@ -359,19 +360,37 @@ Test(prf_window, every_path_equals_the_one_message_prf) {
     }
     static const size_t counts[] = {1, 15, 16, 17, 255, 256, 257, 600};
     for (size_t n = 1; n <= TM_WM_PRF_MAX_TOKENS; n++) {
-        for (int simd = 0; simd <= 2; simd++) {
-            for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
-                size_t count = counts[c];
-                uint32_t extra = c % 3 == 0 ? 0 : c % 3 == 1 ? 0xFFFFFFFFu : (uint32_t)(x >> 13);
-                uint8_t domain = (uint8_t)(1 + (n + c) % 8);
-                memset(out, 0, sizeof out);
-                tm_wm_prf_window_simd(&key, domain, tokens + c, n, extra, count, out, simd);
-                for (size_t i = 0; i < count; i++)
-                    cr_assert_eq(out[i], tm_wm_prf(&key, domain, tokens + c + i, n, extra),
-                                 "n %zu simd %d count %zu message %zu", n, simd, count, i);
-            }
+        for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+            size_t count = counts[c];
+            uint32_t extra = c % 3 == 0 ? 0 : c % 3 == 1 ? 0xFFFFFFFFu : (uint32_t)(x >> 13);
+            uint8_t domain = (uint8_t)(1 + (n + c) % 8);
+            memset(out, 0, sizeof out);
+            tm_wm_prf_window_simd(&key, domain, tokens + c, n, extra, count, out, simd);
+            for (size_t i = 0; i < count; i++)
+                cr_assert_eq(out[i], tm_wm_prf(&key, domain, tokens + c + i, n, extra),
+                             "n %zu simd %d count %zu message %zu", n, simd, count, i);
         }
     }
+}
+
+/* One test per SIMD level, skipped visibly where the CPU (or TM_NO_AVX2 /
+ * TM_NO_AVX512) lacks it: the dispatcher would run a narrower path silently. */
+Test(prf_window, the_scalar_path_equals_the_one_message_prf) {
+    cr_log_info("kernel path: scalar");
+    check_prf_window(0);
+}
+
+Test(prf_window, the_avx2_path_equals_the_one_message_prf) {
+    if (!tm_cpu_has(TM_CPU_AVX2)) cr_skip_test("no AVX2 on this CPU (or TM_NO_AVX2 set): AVX2 path not tested");
+    cr_log_info("kernel path: AVX2");
+    check_prf_window(1);
+}
+
+Test(prf_window, the_avx512_path_equals_the_one_message_prf) {
+    if (!tm_cpu_has(TM_CPU_AVX512F))
+        cr_skip_test("no AVX-512F on this CPU (or TM_NO_AVX512 set): AVX-512 path not tested");
+    cr_log_info("kernel path: AVX-512");
+    check_prf_window(2);
 }
 
 /* tm_wm_order_by_key (the ordering of DiPmark and ITS-edit) against a plain

@@ -196,9 +196,14 @@ tm_status tm_chat_template_for_model(const tm_model *model, const char *name, tm
 
 /* ---- formatting ------------------------------------------------------------- */
 
+/* The text being built, and the spans of it that came from the messages
+ * (roles and contents): those are plain text when the prompt is encoded, so
+ * that a message cannot forge a turn by writing "<|im_end|>" (tm_chat_encode). */
 typedef struct {
     char *data;
     size_t size, capacity;
+    tm_text_span *spans;
+    size_t n_spans, spans_capacity;
     bool failed;
 } builder;
 
@@ -226,164 +231,324 @@ static void put_bytes(builder *b, const char *data, size_t size) {
     b->data[b->size] = '\0';
 }
 
+/* Template text: may hold special tokens. */
 static void put(builder *b, const char *text) { put_bytes(b, text, strlen(text)); }
 
+/* Message text (a role or a content): recorded as a plain span, joined to
+ * the previous span when they touch. */
+static void put_plain_bytes(builder *b, const char *data, size_t size) {
+    size_t start = b->size;
+    put_bytes(b, data, size);
+    if (b->failed || size == 0) return;
+    if (b->n_spans && b->spans[b->n_spans - 1].start + b->spans[b->n_spans - 1].size == start) {
+        b->spans[b->n_spans - 1].size += size;
+        return;
+    }
+    if (b->n_spans == b->spans_capacity) {
+        size_t capacity = b->spans_capacity ? 2 * b->spans_capacity : 16;
+        tm_text_span *grown = capacity > SIZE_MAX / sizeof *grown ? NULL : realloc(b->spans, capacity * sizeof *grown);
+        if (!grown) {
+            b->failed = true;
+            return;
+        }
+        b->spans = grown;
+        b->spans_capacity = capacity;
+    }
+    b->spans[b->n_spans++] = (tm_text_span){start, size};
+}
+
+static void put_plain(builder *b, const char *text) { put_plain_bytes(b, text, strlen(text)); }
+
 /* llama.cpp's trim: ASCII whitespace off both ends. */
-static void put_trimmed(builder *b, const char *text) {
+static void put_plain_trimmed(builder *b, const char *text) {
     size_t start = 0, end = strlen(text);
     while (start < end && isspace((unsigned char)text[start])) start++;
     while (end > start && isspace((unsigned char)text[end - 1])) end--;
-    put_bytes(b, text + start, end - start);
+    put_plain_bytes(b, text + start, end - start);
+}
+
+static void builder_free(builder *b) {
+    free(b->data);
+    free(b->spans);
 }
 
 static bool is_role(const tm_chat_message *m, const char *role) { return strcmp(m->role, role) == 0; }
 
+/* What every format reads. */
+typedef struct {
+    tm_chat_template tmpl;
+    const tm_chat_message *m;
+    size_t n;
+    bool ask; /* add_generation_prompt */
+    const char *eos_text;
+} chat_input;
+
 #define FULLWIDTH_BAR "\xEF\xBD\x9C"                                        /* U+FF5C */
 #define END_OF_SENTENCE "<" FULLWIDTH_BAR "end\xE2\x96\x81of\xE2\x96\x81sentence" FULLWIDTH_BAR ">"
 
-static void format_llama2(builder *b, tm_chat_template tmpl, const tm_chat_message *m, size_t n) {
+/* Formats where each message is prefix + role + middle + content + suffix,
+ * and the generation prompt is a fixed text. */
+typedef struct {
+    const char *prefix, *middle, *suffix, *ask;
+    bool trim;
+} uniform_format;
+
+static const uniform_format UNIFORM[TM_CHAT_TEMPLATE_COUNT] = {
+    [TM_CHAT_CHATML] = {"<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n", false},
+    [TM_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>",
+                        "<|start_header_id|>assistant<|end_header_id|>\n\n", true},
+    [TM_CHAT_LLAMA4] = {"<|header_start|>", "<|header_end|>\n\n", "<|eot|>", "<|header_start|>assistant<|header_end|>\n\n",
+                        true},
+    [TM_CHAT_PHI3] = {"<|", "|>\n", "<|end|>\n", "<|assistant|>\n", false},
+    [TM_CHAT_PHI4] = {"<|im_start|>", "<|im_sep|>", "<|im_end|>", "<|im_start|>assistant<|im_sep|>", false},
+    [TM_CHAT_FALCON3] = {"<|", "|>\n", "\n", "<|assistant|>\n", false},
+    [TM_CHAT_MEGREZ] = {"<|role_start|>", "<|role_end|>", "<|turn_end|>", "<|role_start|>assistant<|role_end|>", false},
+};
+
+static void format_uniform(builder *b, const chat_input *in) {
+    const uniform_format *f = &UNIFORM[in->tmpl];
+    for (size_t i = 0; i < in->n; i++) {
+        put(b, f->prefix), put_plain(b, in->m[i].role), put(b, f->middle);
+        (f->trim ? put_plain_trimmed : put_plain)(b, in->m[i].content);
+        put(b, f->suffix);
+    }
+    if (in->ask) put(b, f->ask);
+}
+
+/* Formats with one fixed text before and after each role's content (an
+ * empty pair skips messages of that role; other roles are skipped), and a
+ * fixed generation prompt. */
+typedef struct {
+    const char *system[2], *user[2], *assistant[2], *ask;
+    bool trim;
+} role_format;
+
+static const role_format BY_ROLE[TM_CHAT_TEMPLATE_COUNT] = {
+    [TM_CHAT_VICUNA] = {{"", "\n\n"}, {"USER: ", "\n"}, {"ASSISTANT: ", "</s>\n"}, "ASSISTANT:", false},
+    [TM_CHAT_VICUNA_ORCA] = {{"SYSTEM: ", "\n"}, {"USER: ", "\n"}, {"ASSISTANT: ", "</s>\n"}, "ASSISTANT:", false},
+    [TM_CHAT_DEEPSEEK] = {{"", ""}, {"### Instruction:\n", "\n"}, {"### Response:\n", "\n<|EOT|>\n"}, "### Response:\n", false},
+    [TM_CHAT_DEEPSEEK2] = {{"", "\n\n"}, {"User: ", "\n\n"}, {"Assistant: ", END_OF_SENTENCE}, "Assistant:", false},
+    [TM_CHAT_DEEPSEEK3] = {{"", "\n\n"},
+                           {"<" FULLWIDTH_BAR "User" FULLWIDTH_BAR ">", ""},
+                           {"<" FULLWIDTH_BAR "Assistant" FULLWIDTH_BAR ">", END_OF_SENTENCE},
+                           "<" FULLWIDTH_BAR "Assistant" FULLWIDTH_BAR ">",
+                           false},
+    [TM_CHAT_COMMAND_R] = {{"<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+                           {"<|START_OF_TURN_TOKEN|><|USER_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+                           {"<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+                           "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+                           true},
+    [TM_CHAT_EXAONE3] = {{"[|system|]", "[|endofturn|]\n"}, {"[|user|]", "\n"}, {"[|assistant|]", "[|endofturn|]\n"},
+                         "[|assistant|]", true},
+};
+
+static void format_by_role(builder *b, const chat_input *in) {
+    const role_format *r = &BY_ROLE[in->tmpl];
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        const char *const *around = is_role(m, "system")      ? r->system
+                                    : is_role(m, "user")      ? r->user
+                                    : is_role(m, "assistant") ? r->assistant
+                                                              : NULL;
+        if (!around || !around[0]) continue;
+        put(b, around[0]);
+        (r->trim ? put_plain_trimmed : put_plain)(b, m->content);
+        put(b, around[1]);
+    }
+    if (in->ask) put(b, r->ask);
+}
+
+static void format_llama2(builder *b, const chat_input *in) {
+    tm_chat_template tmpl = in->tmpl;
     bool system_supported = tmpl != TM_CHAT_LLAMA2, bos_inside = tmpl == TM_CHAT_LLAMA2_SYS_BOS,
          strip = tmpl == TM_CHAT_LLAMA2_SYS_STRIP, inside_turn = true;
+    void (*content)(builder *, const char *) = strip ? put_plain_trimmed : put_plain;
     put(b, "[INST] ");
-    for (size_t i = 0; i < n; i++) {
-        void (*content)(builder *, const char *) = strip ? put_trimmed : put;
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
         if (!inside_turn) {
             inside_turn = true;
             put(b, bos_inside ? "<s>[INST] " : "[INST] ");
         }
-        if (is_role(&m[i], "system")) {
+        if (is_role(m, "system")) {
             if (system_supported) put(b, "<<SYS>>\n");
-            content(b, m[i].content);
+            content(b, m->content);
             put(b, system_supported ? "\n<</SYS>>\n\n" : "\n");
-        } else if (is_role(&m[i], "user")) {
-            content(b, m[i].content);
+        } else if (is_role(m, "user")) {
+            content(b, m->content);
             put(b, " [/INST]");
         } else {
-            content(b, m[i].content);
+            content(b, m->content);
             put(b, "</s>");
             inside_turn = false;
         }
     }
 }
 
-static void format_mistral(builder *b, tm_chat_template tmpl, const tm_chat_message *m, size_t n) {
-    if (tmpl == TM_CHAT_MISTRAL_V7 || tmpl == TM_CHAT_MISTRAL_V7_TEKKEN) {
-        const char *space = tmpl == TM_CHAT_MISTRAL_V7 ? " " : "";
-        for (size_t i = 0; i < n; i++) {
-            if (is_role(&m[i], "system")) {
-                put(b, "[SYSTEM_PROMPT]"), put(b, space), put(b, m[i].content), put(b, "[/SYSTEM_PROMPT]");
-            } else if (is_role(&m[i], "user")) {
-                put(b, "[INST]"), put(b, space), put(b, m[i].content), put(b, "[/INST]");
-            } else {
-                put(b, space), put(b, m[i].content), put(b, "</s>");
-            }
+static void format_mistral_v7(builder *b, const chat_input *in) {
+    const char *space = in->tmpl == TM_CHAT_MISTRAL_V7 ? " " : "";
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        if (is_role(m, "system")) {
+            put(b, "[SYSTEM_PROMPT]"), put(b, space), put_plain(b, m->content), put(b, "[/SYSTEM_PROMPT]");
+        } else if (is_role(m, "user")) {
+            put(b, "[INST]"), put(b, space), put_plain(b, m->content), put(b, "[/INST]");
+        } else {
+            put(b, space), put_plain(b, m->content), put(b, "</s>");
         }
-        return;
     }
-    const char *leading = tmpl == TM_CHAT_MISTRAL_V1 ? " " : "";
-    const char *trailing = tmpl == TM_CHAT_MISTRAL_V3_TEKKEN ? "" : " ";
-    bool trim_assistant = tmpl == TM_CHAT_MISTRAL_V3, inside_turn = false;
-    for (size_t i = 0; i < n; i++) {
+}
+
+static void format_mistral(builder *b, const chat_input *in) {
+    const char *leading = in->tmpl == TM_CHAT_MISTRAL_V1 ? " " : "";
+    const char *trailing = in->tmpl == TM_CHAT_MISTRAL_V3_TEKKEN ? "" : " ";
+    bool trim_assistant = in->tmpl == TM_CHAT_MISTRAL_V3, inside_turn = false;
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
         if (!inside_turn) {
             put(b, leading), put(b, "[INST]"), put(b, trailing);
             inside_turn = true;
         }
-        if (is_role(&m[i], "system")) {
-            put(b, m[i].content), put(b, "\n\n");
-        } else if (is_role(&m[i], "user")) {
-            put(b, m[i].content), put(b, leading), put(b, "[/INST]");
+        if (is_role(m, "system")) {
+            put_plain(b, m->content), put(b, "\n\n");
+        } else if (is_role(m, "user")) {
+            put_plain(b, m->content), put(b, leading), put(b, "[/INST]");
         } else {
             put(b, trailing);
-            (trim_assistant ? put_trimmed : put)(b, m[i].content);
+            (trim_assistant ? put_plain_trimmed : put_plain)(b, m->content);
             put(b, "</s>");
             inside_turn = false;
         }
     }
 }
 
-/* Formats where each message is prefix + role + middle + content + suffix. */
-static void format_uniform(builder *b, const tm_chat_message *m, size_t n, const char *prefix, const char *middle,
-                           bool trim, const char *suffix) {
-    for (size_t i = 0; i < n; i++) {
-        put(b, prefix), put(b, m[i].role), put(b, middle);
-        (trim ? put_trimmed : put)(b, m[i].content);
-        put(b, suffix);
+static void format_zephyr(builder *b, const chat_input *in) {
+    for (size_t i = 0; i < in->n; i++) {
+        put(b, "<|"), put_plain(b, in->m[i].role), put(b, "|>\n"), put_plain(b, in->m[i].content);
+        put(b, in->eos_text ? in->eos_text : "<|endoftext|>"), put(b, "\n");
     }
+    if (in->ask) put(b, "<|assistant|>\n");
 }
 
-static void format_gemma(builder *b, const tm_chat_message *m, size_t n) {
+/* A system message held back for the next user turn (Gemma, Orion): plain
+ * text, copied in as such. */
+static void put_held_system(builder *b, builder *system) {
+    put_plain_bytes(b, system->data, system->size);
+    system->size = 0;
+}
+
+static void format_gemma(builder *b, const chat_input *in) {
     builder system = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (is_role(&m[i], "system")) { /* no system role: merged into the next user turn */
-            put_trimmed(&system, m[i].content);
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        if (is_role(m, "system")) { /* no system role: merged into the next user turn */
+            put_plain_trimmed(&system, m->content);
             continue;
         }
-        const char *role = is_role(&m[i], "assistant") ? "model" : m[i].role; /* Gemma's name for it */
-        put(b, "<start_of_turn>"), put(b, role), put(b, "\n");
-        if (system.size && strcmp(role, "model") != 0) {
-            put_bytes(b, system.data, system.size), put(b, "\n\n");
-            system.size = 0;
-        }
-        put_trimmed(b, m[i].content);
+        bool model = is_role(m, "assistant"); /* Gemma's name for it */
+        put(b, "<start_of_turn>");
+        if (model) put(b, "model");
+        else put_plain(b, m->role);
+        put(b, "\n");
+        if (system.size && !(model || strcmp(m->role, "model") == 0)) put_held_system(b, &system), put(b, "\n\n");
+        put_plain_trimmed(b, m->content);
         put(b, "<end_of_turn>\n");
     }
+    if (in->ask) put(b, "<start_of_turn>model\n");
     if (system.failed) b->failed = true;
-    free(system.data);
+    builder_free(&system);
 }
 
-static void format_orion(builder *b, const tm_chat_message *m, size_t n) {
+static void format_orion(builder *b, const chat_input *in) {
     builder system = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (is_role(&m[i], "system")) {
-            put(&system, m[i].content);
-        } else if (is_role(&m[i], "user")) {
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        if (is_role(m, "system")) {
+            put_plain(&system, m->content);
+        } else if (is_role(m, "user")) {
             put(b, "Human: ");
-            if (system.size) {
-                put_bytes(b, system.data, system.size), put(b, "\n\n");
-                system.size = 0;
-            }
-            put(b, m[i].content), put(b, "\n\nAssistant: </s>");
+            if (system.size) put_held_system(b, &system), put(b, "\n\n");
+            put_plain(b, m->content), put(b, "\n\nAssistant: </s>");
         } else {
-            put(b, m[i].content), put(b, "</s>");
+            put_plain(b, m->content), put(b, "</s>");
         }
     }
     if (system.failed) b->failed = true;
-    free(system.data);
+    builder_free(&system);
 }
 
-static void format_openchat(builder *b, const tm_chat_message *m, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (is_role(&m[i], "system")) {
-            put(b, m[i].content), put(b, "<|end_of_turn|>");
+static void format_openchat(builder *b, const chat_input *in) {
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        if (is_role(m, "system")) {
+            put_plain(b, m->content), put(b, "<|end_of_turn|>");
             continue;
         }
         put(b, "GPT4 Correct ");
-        if (m[i].role[0]) {
-            char first = (char)toupper((unsigned char)m[i].role[0]);
-            put_bytes(b, &first, 1), put(b, m[i].role + 1);
+        if (m->role[0]) {
+            char first = (char)toupper((unsigned char)m->role[0]);
+            put_plain_bytes(b, &first, 1), put_plain(b, m->role + 1);
         }
-        put(b, ": "), put(b, m[i].content), put(b, "<|end_of_turn|>");
+        put(b, ": "), put_plain(b, m->content), put(b, "<|end_of_turn|>");
+    }
+    if (in->ask) put(b, "GPT4 Correct Assistant:");
+}
+
+static void format_monarch(builder *b, const chat_input *in) {
+    for (size_t i = 0; i < in->n; i++) {
+        if (i > 0) put(b, "<s>"); /* the first message goes without, as BOS comes from the tokenizer */
+        put_plain(b, in->m[i].role), put(b, "\n"), put_plain(b, in->m[i].content), put(b, "</s>\n");
+    }
+    if (in->ask) put(b, "<s>assistant\n");
+}
+
+static void format_granite(builder *b, const chat_input *in) {
+    for (size_t i = 0; i < in->n; i++) {
+        const tm_chat_message *m = &in->m[i];
+        put(b, "<|start_of_role|>"), put_plain(b, m->role), put(b, "<|end_of_role|>");
+        if (is_role(m, "assistant_tool_call")) put(b, "<|tool_call|>");
+        put_plain(b, m->content), put(b, "<|end_of_text|>\n");
+    }
+    if (in->ask) put(b, "<|start_of_role|>assistant<|end_of_role|>");
+}
+
+typedef void (*formatter)(builder *b, const chat_input *in);
+
+static formatter formatter_for(tm_chat_template tmpl) {
+    if (UNIFORM[tmpl].prefix) return format_uniform;
+    if (BY_ROLE[tmpl].ask) return format_by_role;
+    switch (tmpl) {
+    case TM_CHAT_LLAMA2: case TM_CHAT_LLAMA2_SYS: case TM_CHAT_LLAMA2_SYS_BOS: case TM_CHAT_LLAMA2_SYS_STRIP:
+        return format_llama2;
+    case TM_CHAT_MISTRAL_V1: case TM_CHAT_MISTRAL_V3: case TM_CHAT_MISTRAL_V3_TEKKEN: return format_mistral;
+    case TM_CHAT_MISTRAL_V7: case TM_CHAT_MISTRAL_V7_TEKKEN: return format_mistral_v7;
+    case TM_CHAT_ZEPHYR: return format_zephyr;
+    case TM_CHAT_GEMMA: return format_gemma;
+    case TM_CHAT_MONARCH: return format_monarch;
+    case TM_CHAT_ORION: return format_orion;
+    case TM_CHAT_OPENCHAT: return format_openchat;
+    case TM_CHAT_GRANITE: return format_granite;
+    default: return NULL;
     }
 }
 
-/* Formats with one fixed text before and after each role's content; NULL
- * skips messages of that role. */
-typedef struct {
-    const char *system[2], *user[2], *assistant[2];
-    bool trim;
-} role_texts;
-
-static void format_by_role(builder *b, const tm_chat_message *m, size_t n, const role_texts *r) {
-    for (size_t i = 0; i < n; i++) {
-        const char *const *around = is_role(&m[i], "system") ? r->system
-                                    : is_role(&m[i], "user")  ? r->user
-                                    : is_role(&m[i], "assistant") ? r->assistant
-                                                                  : NULL;
-        if (!around || !around[0]) continue;
-        put(b, around[0]);
-        (r->trim ? put_trimmed : put)(b, m[i].content);
-        put(b, around[1]);
+/* Check the arguments, run the format, hand over the text and its plain spans. */
+static tm_status format_with_spans(tm_chat_template tmpl, const tm_chat_message *messages, size_t n_messages,
+                                   bool add_generation_prompt, const char *eos_text, builder *b, tm_error *err) {
+    if ((unsigned)tmpl >= TM_CHAT_TEMPLATE_COUNT || !formatter_for(tmpl))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "chat template %d is not a built-in format", (int)tmpl);
+    for (size_t i = 0; i < n_messages; i++)
+        if (!messages[i].role || !messages[i].content)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "chat message %zu has no %s", i, messages[i].role ? "content" : "role");
+    chat_input in = {tmpl, messages, n_messages, add_generation_prompt, eos_text};
+    *b = (builder){0};
+    put_bytes(b, "", 0);
+    formatter_for(tmpl)(b, &in);
+    if (b->failed || !b->data) {
+        builder_free(b);
+        return tm_error_set(err, TM_ERR_NOMEM, "out of memory formatting %zu chat messages", n_messages);
     }
+    return TM_OK;
 }
 
 tm_status tm_chat_format(tm_chat_template tmpl, const tm_chat_message *messages, size_t n_messages,
@@ -392,132 +557,38 @@ tm_status tm_chat_format(tm_chat_template tmpl, const tm_chat_message *messages,
     if (!text || !size || (!messages && n_messages)) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_chat_format: NULL argument");
     *text = NULL;
     *size = 0;
-    if ((unsigned)tmpl >= TM_CHAT_TEMPLATE_COUNT)
-        return tm_error_set(err, TM_ERR_ARGUMENT, "chat template %d is not a built-in format", (int)tmpl);
-    for (size_t i = 0; i < n_messages; i++)
-        if (!messages[i].role || !messages[i].content)
-            return tm_error_set(err, TM_ERR_ARGUMENT, "chat message %zu has no %s", i, messages[i].role ? "content" : "role");
-    const tm_chat_message *m = messages;
-    size_t n = n_messages;
-    bool ask = add_generation_prompt;
-    builder b = {0};
-    put_bytes(&b, "", 0);
-    switch (tmpl) {
-    case TM_CHAT_CHATML:
-        format_uniform(&b, m, n, "<|im_start|>", "\n", false, "<|im_end|>\n");
-        if (ask) put(&b, "<|im_start|>assistant\n");
-        break;
-    case TM_CHAT_LLAMA2: case TM_CHAT_LLAMA2_SYS: case TM_CHAT_LLAMA2_SYS_BOS: case TM_CHAT_LLAMA2_SYS_STRIP:
-        format_llama2(&b, tmpl, m, n);
-        break;
-    case TM_CHAT_MISTRAL_V1: case TM_CHAT_MISTRAL_V3: case TM_CHAT_MISTRAL_V3_TEKKEN:
-    case TM_CHAT_MISTRAL_V7: case TM_CHAT_MISTRAL_V7_TEKKEN:
-        format_mistral(&b, tmpl, m, n);
-        break;
-    case TM_CHAT_LLAMA3:
-        format_uniform(&b, m, n, "<|start_header_id|>", "<|end_header_id|>\n\n", true, "<|eot_id|>");
-        if (ask) put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-        break;
-    case TM_CHAT_LLAMA4:
-        format_uniform(&b, m, n, "<|header_start|>", "<|header_end|>\n\n", true, "<|eot|>");
-        if (ask) put(&b, "<|header_start|>assistant<|header_end|>\n\n");
-        break;
-    case TM_CHAT_ZEPHYR:
-        for (size_t i = 0; i < n; i++) {
-            put(&b, "<|"), put(&b, m[i].role), put(&b, "|>\n"), put(&b, m[i].content);
-            put(&b, eos_text ? eos_text : "<|endoftext|>"), put(&b, "\n");
-        }
-        if (ask) put(&b, "<|assistant|>\n");
-        break;
-    case TM_CHAT_PHI3:
-        format_uniform(&b, m, n, "<|", "|>\n", false, "<|end|>\n");
-        if (ask) put(&b, "<|assistant|>\n");
-        break;
-    case TM_CHAT_PHI4:
-        format_uniform(&b, m, n, "<|im_start|>", "<|im_sep|>", false, "<|im_end|>");
-        if (ask) put(&b, "<|im_start|>assistant<|im_sep|>");
-        break;
-    case TM_CHAT_FALCON3:
-        format_uniform(&b, m, n, "<|", "|>\n", false, "\n");
-        if (ask) put(&b, "<|assistant|>\n");
-        break;
-    case TM_CHAT_GEMMA:
-        format_gemma(&b, m, n);
-        if (ask) put(&b, "<start_of_turn>model\n");
-        break;
-    case TM_CHAT_MONARCH:
-        for (size_t i = 0; i < n; i++) {
-            if (i > 0) put(&b, "<s>"); /* the first message goes without, as BOS comes from the tokenizer */
-            put(&b, m[i].role), put(&b, "\n"), put(&b, m[i].content), put(&b, "</s>\n");
-        }
-        if (ask) put(&b, "<s>assistant\n");
-        break;
-    case TM_CHAT_ORION:
-        format_orion(&b, m, n);
-        break;
-    case TM_CHAT_OPENCHAT:
-        format_openchat(&b, m, n);
-        if (ask) put(&b, "GPT4 Correct Assistant:");
-        break;
-    case TM_CHAT_VICUNA:
-        format_by_role(&b, m, n, &(role_texts){{"", "\n\n"}, {"USER: ", "\n"}, {"ASSISTANT: ", "</s>\n"}, false});
-        if (ask) put(&b, "ASSISTANT:");
-        break;
-    case TM_CHAT_VICUNA_ORCA:
-        format_by_role(&b, m, n, &(role_texts){{"SYSTEM: ", "\n"}, {"USER: ", "\n"}, {"ASSISTANT: ", "</s>\n"}, false});
-        if (ask) put(&b, "ASSISTANT:");
-        break;
-    case TM_CHAT_DEEPSEEK:
-        format_by_role(&b, m, n,
-                       &(role_texts){{"", ""}, {"### Instruction:\n", "\n"}, {"### Response:\n", "\n<|EOT|>\n"}, false});
-        if (ask) put(&b, "### Response:\n");
-        break;
-    case TM_CHAT_DEEPSEEK2:
-        format_by_role(&b, m, n, &(role_texts){{"", "\n\n"}, {"User: ", "\n\n"}, {"Assistant: ", END_OF_SENTENCE}, false});
-        if (ask) put(&b, "Assistant:");
-        break;
-    case TM_CHAT_DEEPSEEK3:
-        format_by_role(&b, m, n,
-                       &(role_texts){{"", "\n\n"},
-                                     {"<" FULLWIDTH_BAR "User" FULLWIDTH_BAR ">", ""},
-                                     {"<" FULLWIDTH_BAR "Assistant" FULLWIDTH_BAR ">", END_OF_SENTENCE},
-                                     false});
-        if (ask) put(&b, "<" FULLWIDTH_BAR "Assistant" FULLWIDTH_BAR ">");
-        break;
-    case TM_CHAT_COMMAND_R:
-        format_by_role(&b, m, n,
-                       &(role_texts){{"<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
-                                     {"<|START_OF_TURN_TOKEN|><|USER_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
-                                     {"<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
-                                     true});
-        if (ask) put(&b, "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>");
-        break;
-    case TM_CHAT_MEGREZ:
-        format_uniform(&b, m, n, "<|role_start|>", "<|role_end|>", false, "<|turn_end|>");
-        if (ask) put(&b, "<|role_start|>assistant<|role_end|>");
-        break;
-    case TM_CHAT_EXAONE3:
-        format_by_role(&b, m, n,
-                       &(role_texts){{"[|system|]", "[|endofturn|]\n"}, {"[|user|]", "\n"},
-                                     {"[|assistant|]", "[|endofturn|]\n"}, true});
-        if (ask) put(&b, "[|assistant|]");
-        break;
-    case TM_CHAT_GRANITE:
-        for (size_t i = 0; i < n; i++) {
-            put(&b, "<|start_of_role|>"), put(&b, m[i].role), put(&b, "<|end_of_role|>");
-            if (is_role(&m[i], "assistant_tool_call")) put(&b, "<|tool_call|>");
-            put(&b, m[i].content), put(&b, "<|end_of_text|>\n");
-        }
-        if (ask) put(&b, "<|start_of_role|>assistant<|end_of_role|>");
-        break;
-    case TM_CHAT_TEMPLATE_COUNT:
-        break;
-    }
-    if (b.failed || !b.data) {
-        free(b.data);
-        return tm_error_set(err, TM_ERR_NOMEM, "out of memory formatting %zu chat messages", n_messages);
-    }
+    builder b;
+    tm_status status = format_with_spans(tmpl, messages, n_messages, add_generation_prompt, eos_text, &b, err);
+    if (status != TM_OK) return status;
+    free(b.spans);
     *text = b.data;
     *size = b.size;
     return TM_OK;
+}
+
+tm_status tm_chat_encode(const tm_tokenizer *tokenizer, tm_chat_template tmpl, const tm_chat_message *messages,
+                         size_t n_messages, const tm_chat_encode_options *options, char **text, size_t *size,
+                         int32_t **ids, size_t *n_ids, tm_error *err) {
+    if (!tokenizer || !options || !ids || !n_ids || (!messages && n_messages))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "tm_chat_encode: NULL argument");
+    if (text) *text = NULL;
+    if (size) *size = 0;
+    *ids = NULL;
+    *n_ids = 0;
+    builder b;
+    tm_status status =
+        format_with_spans(tmpl, messages, n_messages, options->add_generation_prompt, options->eos_text, &b, err);
+    if (status != TM_OK) return status;
+    /* Trusted messages: llama.cpp's way, special tokens parsed everywhere. */
+    size_t n_plain = options->trust_message_special_tokens ? 0 : b.n_spans;
+    status = tm_tokenizer_encode_special_outside(tokenizer, b.data, b.size, options->add_bos, b.spans, n_plain, ids,
+                                                 n_ids, err);
+    free(b.spans);
+    if (status == TM_OK && text) {
+        *text = b.data;
+        if (size) *size = b.size;
+    } else {
+        free(b.data);
+    }
+    return status;
 }

@@ -20,6 +20,7 @@
 #include "tokenizer_internal.h"
 #include "tokenizer_bpe.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A slot of the piece -> id table: the id (-1 empty) and the high half of
  * the piece's hash, so that probing past other pieces rarely touches their
@@ -526,11 +528,15 @@ tm_status tm_tokenizer_from_llama2c(tm_tokenizer **out, const char *path, tm_err
 tm_status tm_tokenizer_load(tm_tokenizer **out, const char *path, tm_error *err) {
     if (!out || !path) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_load: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open", path);
+    /* Sniff the magic through tm_input_open: a FIFO is refused at once. */
+    int fd;
+    tm_status opened = tm_input_open(path, 0, &fd, NULL, err);
+    if (opened != TM_OK) return opened;
     char magic[4] = {0};
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
+    ssize_t got;
+    do got = read(fd, magic, sizeof magic);
+    while (got < 0 && errno == EINTR);
+    close(fd);
     if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
         tm_gguf *gguf = NULL;
         tm_status status = tm_gguf_open(&gguf, path, err);
@@ -1062,7 +1068,7 @@ static const char *const END_OF_GENERATION_TEXTS[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
     "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
     "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek's, with U+FF5C and U+2581 */
+    ("<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"), /* DeepSeek's, with U+FF5C and U+2581 */
     "[e~[",
 };
 /* Read only when the GGUF names no id for them (tokenizer.ggml.fim_*_token_id). */
@@ -1215,8 +1221,19 @@ static bool fragment_push(fragment_list *l, text_fragment f) {
 
 /* tokenizer_st_partition with parse_special: each special token in turn,
  * longest first, is cut out of every raw fragment wherever it occurs. */
-static tm_status partition_special(const tm_tokenizer *t, const char *text, size_t size, fragment_list *out,
-                                   tm_error *err) {
+/* Whether [at, at + size) overlaps a plain span (sorted, disjoint). */
+static bool overlaps_plain(const tm_text_span *plain, size_t n_plain, size_t at, size_t size) {
+    size_t lo = 0, hi = n_plain;
+    while (lo < hi) { /* the first span that ends after at */
+        size_t mid = lo + (hi - lo) / 2;
+        if (plain[mid].start + plain[mid].size <= at) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n_plain && plain[lo].start < at + size;
+}
+
+static tm_status partition_special(const tm_tokenizer *t, const char *text, size_t size, const tm_text_span *plain,
+                                   size_t n_plain, fragment_list *out, tm_error *err) {
     fragment_list current = {0}, next = {0};
     bool ok = size == 0 || fragment_push(&current, (text_fragment){0, size, -1});
     for (size_t s = 0; ok && s < t->n_special; s++) {
@@ -1227,13 +1244,18 @@ static tm_status partition_special(const tm_tokenizer *t, const char *text, size
         for (size_t f = 0; ok && f < current.size; f++) {
             text_fragment fr = current.items[f];
             size_t at = fr.start, end = fr.start + fr.size;
-            while (ok && fr.id < 0 && end - at >= piece_size_bytes) {
-                const char *hit = memmem(text + at, end - at, piece, piece_size_bytes);
+            size_t from = at;
+            while (ok && fr.id < 0 && end - from >= piece_size_bytes) {
+                const char *hit = memmem(text + from, end - from, piece, piece_size_bytes);
                 if (!hit) break;
                 size_t hit_at = (size_t)(hit - text);
+                if (overlaps_plain(plain, n_plain, hit_at, piece_size_bytes)) { /* message text: stays text */
+                    from = hit_at + 1;
+                    continue;
+                }
                 if (hit_at > at) ok = fragment_push(&next, (text_fragment){at, hit_at - at, -1});
                 ok = ok && fragment_push(&next, (text_fragment){hit_at, piece_size_bytes, id});
-                at = hit_at + piece_size_bytes;
+                at = from = hit_at + piece_size_bytes;
             }
             if (!ok) break;
             if (fr.id >= 0) ok = fragment_push(&next, fr);
@@ -1297,14 +1319,20 @@ static tm_status encode_spm_fragment(const tm_tokenizer *t, const char *text, si
 
 tm_status tm_tokenizer_encode_special(const tm_tokenizer *t, const char *text, size_t size, bool add_bos,
                                       int32_t **ids, size_t *n_ids, tm_error *err) {
-    if (!t || !ids || !n_ids || (!text && size))
+    return tm_tokenizer_encode_special_outside(t, text, size, add_bos, NULL, 0, ids, n_ids, err);
+}
+
+tm_status tm_tokenizer_encode_special_outside(const tm_tokenizer *t, const char *text, size_t size, bool add_bos,
+                                              const tm_text_span *plain, size_t n_plain, int32_t **ids,
+                                              size_t *n_ids, tm_error *err) {
+    if (!t || !ids || !n_ids || (!text && size) || (!plain && n_plain))
         return tm_error_set(err, TM_ERR_ARGUMENT, "tm_tokenizer_encode_special: NULL argument");
     *ids = NULL;
     *n_ids = 0;
     size_t valid = tm_utf8_valid_prefix(text, size);
     if (valid != size) return tm_error_set(err, TM_ERR_FORMAT, "text is not valid UTF-8 at byte offset %zu", valid);
     fragment_list fragments = {0};
-    tm_status status = partition_special(t, text, size, &fragments, err);
+    tm_status status = partition_special(t, text, size, plain, n_plain, &fragments, err);
     if (status != TM_OK) return status;
     id_list out = {0};
     if (add_bos && t->bos >= 0 && !ids_append(&out, &t->bos, 1))

@@ -477,21 +477,19 @@ static tm_status apply_entry(const char *path, tm_wm_config *c, int f, const ent
 
 tm_status tm_wm_config_load(tm_wm_config *config, const char *path, tm_error *err) {
     if (!config || !path) return tm_error_set(err, TM_ERR_ARGUMENT, "no scheme file or no configuration to fill");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: cannot read scheme file: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return tm_error_set(err, TM_ERR_FORMAT, "%s: not a regular file", path);
-    if (st.st_size > CONFIG_FILE_MAX)
-        return tm_error_set(err, TM_ERR_FORMAT, "%s: too large for a scheme file (%lld bytes, at most %d)", path,
-                            (long long)st.st_size, CONFIG_FILE_MAX);
+    /* tm_read_file_limited checks the type on the opened descriptor (a FIFO
+     * is refused at once) and the size both before and while reading. */
     char *text = NULL;
     size_t size = 0;
-    tm_status status = tm_read_file(path, &text, &size, err);
-    if (status != TM_OK) return status;
-    if (size > CONFIG_FILE_MAX) { /* it grew since stat */
-        free(text);
-        return tm_error_set(err, TM_ERR_FORMAT, "%s: too large for a scheme file", path);
+    tm_status status = tm_read_file_limited(path, CONFIG_FILE_MAX, &text, &size, err);
+    if (status == TM_ERR_LIMIT)
+        return tm_error_set(err, TM_ERR_FORMAT, "%s: too large for a scheme file (at most %d bytes)", path,
+                            CONFIG_FILE_MAX);
+    if (status == TM_ERR_IO) { /* e.g. not a regular file: the input is not a scheme file */
+        if (err) err->code = TM_ERR_FORMAT;
+        return TM_ERR_FORMAT;
     }
+    if (status != TM_OK) return status;
     entry *entries = calloc(ENTRIES_MAX, sizeof *entries);
     if (!entries) {
         free(text);

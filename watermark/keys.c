@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,22 @@ static void compute_id(tm_wm_key *key) {
     key->id[TM_WM_KEY_ID_SIZE - 1] = '\0';
 }
 
+/* OpenSSL's secure heap (mmap'ed, mlock'ed where RLIMIT_MEMLOCK allows,
+ * guard pages, never swapped, wiped on free) exists only once
+ * CRYPTO_secure_malloc_init has run; before that OPENSSL_secure_zalloc is a
+ * plain malloc. It is set up once, with room for about a thousand keys;
+ * when it cannot be made or is full, keys go to the ordinary heap (and are
+ * still wiped on free). tm_wm_key_secure reports which. */
+enum { SECURE_HEAP_BYTES = 512 * 1024, SECURE_HEAP_MIN = 64 };
+static pthread_once_t secure_heap_once = PTHREAD_ONCE_INIT;
+static void secure_heap_init(void) {
+    if (!CRYPTO_secure_malloc_initialized()) (void)CRYPTO_secure_malloc_init(SECURE_HEAP_BYTES, SECURE_HEAP_MIN);
+}
+
+bool tm_wm_key_secure(const tm_wm_key *key) { return key && CRYPTO_secure_allocated(key); }
+
 static tm_wm_key *new_key(tm_error *err) {
+    pthread_once(&secure_heap_once, secure_heap_init);
     tm_wm_key *key = OPENSSL_secure_zalloc(sizeof *key);
     if (!key) key = OPENSSL_zalloc(sizeof *key);
     if (!key) tm_error_set(err, TM_ERR_NOMEM, "out of memory allocating a key");
@@ -114,14 +130,19 @@ static tm_status parse_key_file(const char *path, const char *text, size_t size,
     if (size < magic_size + 3 || memcmp(p, KEY_FILE_MAGIC " v", magic_size + 2) != 0)
         return tm_error_set(err, TM_ERR_FORMAT, "%s: not a tracemark watermark key file", path);
     p += magic_size + 2;
-    char *version_end = NULL;
-    long version = strtol(p, &version_end, 10);
-    if (version_end == p || version_end >= end || *version_end != '\n')
-        return tm_error_set(err, TM_ERR_FORMAT, "%s: line 1: malformed version", path);
+    /* The version is decimal digits without sign, space or leading zero, up
+     * to the newline, read within [p, end): the buffer is not NUL-terminated
+     * (strtol here once read past it, and took "v\n +0001" as 1). */
+    long version = 0;
+    const char *digits = p;
+    while (p < end && *p >= '0' && *p <= '9' && p - digits < 6) version = version * 10 + (*p++ - '0');
+    if (p == digits || p >= end || *p != '\n' || (*digits == '0' && p - digits > 1))
+        return tm_error_set(err, TM_ERR_FORMAT, "%s: line 1: malformed version (expected 'v%d' and a newline)", path,
+                            KEY_FILE_VERSION);
     if (version != KEY_FILE_VERSION)
         return tm_error_set(err, TM_ERR_UNSUPPORTED, "%s: key file version %ld is not supported (this build reads v%d)",
                             path, version, KEY_FILE_VERSION);
-    p = version_end + 1;
+    p++;
     if (end - p < 4 + TM_WM_KEY_ID_SIZE || memcmp(p, "id: ", 4) != 0 || p[4 + TM_WM_KEY_ID_SIZE - 1] != '\n')
         return tm_error_set(err, TM_ERR_FORMAT, "%s: line 2: expected 'id: ' and 16 hex digits", path);
     const char *id = p + 4;
@@ -145,17 +166,32 @@ static tm_status parse_key_file(const char *path, const char *text, size_t size,
 
 enum { KEY_FILE_MAX = 4096 };
 
+tm_status tm_wm_key_parse(tm_wm_key **out, const char *name, const char *text, size_t size, tm_error *err) {
+    *out = NULL;
+    if (!name || (!text && size)) return tm_error_set(err, TM_ERR_ARGUMENT, "tm_wm_key_parse: NULL argument");
+    if (size > KEY_FILE_MAX) return tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", name);
+    tm_wm_key *key = new_key(err);
+    if (!key) return TM_ERR_NOMEM;
+    tm_status status = parse_key_file(name, text, size, key, err);
+    if (status != TM_OK) {
+        tm_wm_key_free(key);
+        return status;
+    }
+    *out = key;
+    return TM_OK;
+}
+
 tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err) {
     *out = NULL;
-    /* Check the permissions of the file actually opened (fstat, not stat), and
+    /* Open through tm_input_open (a FIFO is refused at once, not waited on),
+     * check the permissions of the file actually opened (fstat, not stat), and
      * read it with read(2) into a buffer we wipe: stdio would keep a copy. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return tm_error_set(err, TM_ERR_NOT_FOUND, "%s: cannot read key file: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    tm_status status = TM_OK;
-    if (fstat(fd, &st) != 0) status = tm_error_set(err, TM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode)) status = tm_error_set(err, TM_ERR_FORMAT, "%s: not a regular file", path);
-    else if (st.st_mode & 077)
+    tm_status status = tm_input_open(path, KEY_FILE_MAX, &fd, &st, err);
+    if (status == TM_ERR_LIMIT) return tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
+    if (status != TM_OK) return tm_error_prefix(err, "cannot read key file");
+    if (st.st_mode & 077)
         status = tm_error_set(err, TM_ERR_PERMISSION,
                               "%s: key file is readable or writable by group or others (mode %04o); run chmod 600 %s",
                               path, (unsigned)(st.st_mode & 07777), path);
@@ -171,18 +207,9 @@ tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err) {
     }
     close(fd);
     if (status == TM_OK && size > KEY_FILE_MAX) status = tm_error_set(err, TM_ERR_FORMAT, "%s: too large to be a key file", path);
-    tm_wm_key *key = NULL;
-    if (status == TM_OK) {
-        key = new_key(err);
-        status = key ? parse_key_file(path, text, size, key, err) : TM_ERR_NOMEM;
-    }
+    if (status == TM_OK) status = tm_wm_key_parse(out, path, text, size, err);
     OPENSSL_cleanse(text, sizeof text);
-    if (status != TM_OK) {
-        tm_wm_key_free(key);
-        return status;
-    }
-    *out = key;
-    return TM_OK;
+    return status;
 }
 
 tm_status tm_wm_derive_subkey(const tm_wm_key *key, const char *info, tm_wm_subkey *out, tm_error *err) {

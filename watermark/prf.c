@@ -396,7 +396,7 @@ void tm_wm_prf_window_simd(const tm_wm_subkey *key, uint8_t domain, const int32_
     uint64_t words[TM_WM_PRF_MAX_WORDS * WINDOW_LANES];
     memset(bytes, 0, sizeof bytes);
 #if PRF_HAVE_AVX2
-    bool avx512 = simd >= 2 && __builtin_cpu_supports("avx512f"), avx2 = simd >= 1 && __builtin_cpu_supports("avx2");
+    bool avx512 = simd >= 2 && tm_cpu_has(TM_CPU_AVX512F), avx2 = simd >= 1 && tm_cpu_has(TM_CPU_AVX2);
 #else
     (void)simd;
 #endif
@@ -446,13 +446,13 @@ void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const
                      size_t count, uint64_t *out) {
     size_t i = 0;
 #if PRF_HAVE_AVX2
-    if (__builtin_cpu_supports("avx512f")) {
+    if (tm_cpu_has(TM_CPU_AVX512F)) {
         for (; i + 2 * TM_WM_PRF_BATCH <= count; i += 2 * TM_WM_PRF_BATCH) {
             const int32_t *const lane_slots[2] = {slots[0] + i, t->n_varying > 1 ? slots[1] + i : NULL};
             prf_batch16_avx512(key, t, lane_slots, out + i);
         }
     }
-    if (__builtin_cpu_supports("avx2")) {
+    if (tm_cpu_has(TM_CPU_AVX2)) {
         for (; i + TM_WM_PRF_BATCH <= count; i += TM_WM_PRF_BATCH) {
             const int32_t *const lane_slots[2] = {slots[0] + i, t->n_varying > 1 ? slots[1] + i : NULL};
             prf_batch8_avx2(key, t, lane_slots, out + i);

@@ -11,6 +11,7 @@
 #include "scheme.h"
 
 #include <math.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,9 @@ tm_status tm_wm_scheme_create(tm_wm_scheme **out, const tm_wm_config *config, co
 
 void tm_wm_scheme_free(tm_wm_scheme *scheme) {
     if (!scheme) return;
-    memset(&scheme->subkey, 0, sizeof scheme->subkey);
+    /* OPENSSL_cleanse, not memset: a store just before free is dead to the
+     * compiler and may be dropped. */
+    OPENSSL_cleanse(&scheme->subkey, sizeof scheme->subkey);
     free(scheme);
 }
 
@@ -166,24 +169,30 @@ bool tm_wm_state_seen_before(tm_wm_sampler_state *state, uint64_t fingerprint) {
     return false;
 }
 
-void *tm_wm_state_scratch(tm_wm_sampler_state *state, size_t size) {
-    if (size > state->scratch_size) {
-        void *grown = realloc(state->scratch, size);
+/* Grow a buffer that may hold keyed values (a green list, PRF ranks): like
+ * realloc, but the old block is wiped before it is freed, where realloc
+ * would leave its copy in the heap. */
+static void *grow_wiped(void **buffer, size_t *size, size_t wanted) {
+    if (wanted > *size) {
+        void *grown = malloc(wanted);
         if (!grown) return NULL;
-        state->scratch = grown;
-        state->scratch_size = size;
+        if (*buffer) {
+            memcpy(grown, *buffer, *size);
+            OPENSSL_cleanse(*buffer, *size);
+            free(*buffer);
+        }
+        *buffer = grown;
+        *size = wanted;
     }
-    return state->scratch;
+    return *buffer;
+}
+
+void *tm_wm_state_scratch(tm_wm_sampler_state *state, size_t size) {
+    return grow_wiped(&state->scratch, &state->scratch_size, size);
 }
 
 void *tm_wm_state_cache(tm_wm_sampler_state *state, size_t size) {
-    if (size > state->cache_size) {
-        void *grown = realloc(state->cache, size);
-        if (!grown) return NULL;
-        state->cache = grown;
-        state->cache_size = size;
-    }
-    return state->cache;
+    return grow_wiped(&state->cache, &state->cache_size, size);
 }
 
 const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, size_t *available) {
@@ -404,6 +413,9 @@ static void wm_free(tm_sampler *sampler) {
     wm_sampler *s = sampler->state;
     free(s->state.history);
     free(s->state.seen);
+    /* The caches hold keyed values (Unigram's whole green list): wipe them. */
+    if (s->state.scratch) OPENSSL_cleanse(s->state.scratch, s->state.scratch_size);
+    if (s->state.cache) OPENSSL_cleanse(s->state.cache, s->state.cache_size);
     free(s->state.scratch);
     free(s->state.cache);
     free(s);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -70,7 +71,24 @@ typedef struct {
 tm_status tm_mapped_file_open(tm_mapped_file *file, const char *path, tm_error *err);
 void tm_mapped_file_close(tm_mapped_file *file);
 
-/* Read a whole file into a NUL-terminated heap buffer (size excludes the NUL). */
+/* ---- untrusted input (core/input.c) ------------------------------------------
+ * Every file tracemark reads comes through tm_input_open: regular files only,
+ * checked on the opened descriptor (opened O_NONBLOCK, so a FIFO is refused at
+ * once rather than blocking), and at most max_bytes (0: no limit; over it:
+ * TM_ERR_LIMIT). docs/limits.md lists the limits callers pass. */
+enum { TM_READ_FILE_MAX = 256 << 20 }; /* tm_read_file's limit: 256 MiB */
+/* Open path for reading; *fd is a blocking descriptor the caller closes; st
+ * (may be NULL) receives its fstat. */
+tm_status tm_input_open(const char *path, uint64_t max_bytes, int *fd, struct stat *st, tm_error *err);
+/* Read fd (a file, stdin, a pipe) to its end into a NUL-terminated heap buffer
+ * (size excludes the NUL); TM_ERR_LIMIT as soon as more than max_bytes arrive
+ * (0: no limit), never holding more than max(max_bytes + 2, 4096) bytes.
+ * name is for errors. */
+tm_status tm_read_fd(int fd, const char *name, size_t max_bytes, char **data, size_t *size, tm_error *err);
+/* tm_input_open + tm_read_fd. A missing file is TM_ERR_NOT_FOUND. */
+tm_status tm_read_file_limited(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err);
+/* The same with the limit TM_READ_FILE_MAX; a missing file is TM_ERR_IO (as
+ * it always was here, and for tm_mapped_file_open). */
 tm_status tm_read_file(const char *path, char **data, size_t *size, tm_error *err);
 /* Write data to path through a temporary file in the same folder, fsync, rename. */
 tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
@@ -78,6 +96,11 @@ tm_status tm_write_file_atomic(const char *path, const void *data, size_t size, 
  * if it appears while writing (the file is linked into place). */
 tm_status tm_write_file_exclusive(const char *path, const void *data, size_t size, mode_t mode, tm_error *err);
 bool tm_file_exists(const char *path);
+
+/* Bytes of memory this process may still allocate without swapping or the
+ * OOM killer: MemAvailable from /proc/meminfo, lowered by a cgroup v2
+ * memory.max; UINT64_MAX when neither can be read. (core/memory.c) */
+uint64_t tm_memory_available(void);
 
 /* ---- hashing ------------------------------------------------------------- */
 
@@ -138,6 +161,28 @@ void tm_buffer_free(tm_buffer *buffer);
 float tm_f16_to_f32(uint16_t h);
 uint16_t tm_f32_to_f16(float f);
 float tm_bf16_to_f32(uint16_t h);
+
+/* ---- CPU features (core/cpu.c) ---------------------------------------------- */
+
+/* What the SIMD kernels may use: the CPU has it (CPUID), the OS saves its
+ * registers (XGETBV), and the environment does not turn it off. TM_NO_AVX2
+ * (any value) turns off every x86 extension here, so every kernel takes its
+ * portable path; TM_NO_AVX512 turns off the AVX-512 ones; TM_NO_VNNI the
+ * VNNI ones. CPUID rather than __builtin_cpu_supports, which clang 14 lacks
+ * some of these names for. */
+typedef enum {
+    TM_CPU_AVX2,
+    TM_CPU_FMA,
+    TM_CPU_F16C,
+    TM_CPU_AVXVNNI,
+    TM_CPU_AVX512F,
+    TM_CPU_AVX512BW,
+    TM_CPU_AVX512VL,
+    TM_CPU_AVX512VNNI,
+} tm_cpu_feature;
+bool tm_cpu_has(tm_cpu_feature feature);
+/* The widest kernel family tm_cpu_has allows: "avx512", "avx2" or "portable". */
+const char *tm_cpu_kernel_path(void);
 
 /* ---- sampler stages ------------------------------------------------------ */
 

@@ -20,7 +20,16 @@ extern "C" {
 
 typedef struct tm_context tm_context;
 
-/* n_ctx 0 means the model's trained context length. n_threads 0 means all cores. */
+/* The context size used when the caller names none: the smaller of the
+ * model's trained length and this (as llama.cpp defaults to 4096), so that a
+ * model file's context_length (any value up to INT32_MAX) never sizes the KV
+ * cache on its own. */
+enum { TM_CONTEXT_DEFAULT = 4096 };
+/* n_ctx 0 means min(model's trained length, TM_CONTEXT_DEFAULT); larger
+ * values (up to 1 << 24) must be asked for. The KV cache and scratch sizes
+ * are computed first and refused with TM_ERR_LIMIT when they exceed 3/4 of
+ * the memory available (tm_memory_available), before anything is allocated.
+ * n_threads 0 means all cores. */
 tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err);
 void tm_context_free(tm_context *context);
 /* Run tokens at the next positions (a batch goes through sgemm) and return

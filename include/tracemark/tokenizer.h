@@ -60,6 +60,18 @@ tm_status tm_tokenizer_decode(const tm_tokenizer *tokenizer, const int32_t *ids,
 tm_status tm_tokenizer_encode_special(const tm_tokenizer *tokenizer, const char *text, size_t size, bool add_bos,
                                       int32_t **ids, size_t *n_ids, tm_error *err);
 
+/* A byte range of a text. */
+typedef struct {
+    size_t start, size;
+} tm_text_span;
+/* tm_tokenizer_encode_special, except that no special token is recognised
+ * where its text overlaps one of the n_plain spans (sorted, disjoint): text
+ * there is plain text, as tm_tokenizer_encode would take it. With no spans
+ * it is tm_tokenizer_encode_special. (tm_chat_encode passes the messages.) */
+tm_status tm_tokenizer_encode_special_outside(const tm_tokenizer *tokenizer, const char *text, size_t size,
+                                              bool add_bos, const tm_text_span *plain, size_t n_plain,
+                                              int32_t **ids, size_t *n_ids, tm_error *err);
+
 /* Whether the vocabulary asks for BOS in front of a prompt
  * (tokenizer.ggml.add_bos_token, defaulting as llama.cpp does). */
 bool tm_tokenizer_adds_bos(const tm_tokenizer *tokenizer);
@@ -169,10 +181,29 @@ tm_status tm_chat_template_for_model(const tm_model *model, const char *name, tm
  * llama.cpp's fixed "<|endoftext|>"); other formats write their own tokens.
  * The result is NUL-terminated (*size excludes the NUL); the caller frees
  * *text. A NULL role or content is TM_ERR_ARGUMENT. Special tokens appear as
- * their text: encode the result with tm_tokenizer_encode_special. */
+ * their text, the template's and any a message holds alike: to encode a
+ * prompt, use tm_chat_encode, which keeps the messages' text plain. */
 tm_status tm_chat_format(tm_chat_template tmpl, const tm_chat_message *messages, size_t n_messages,
                          bool add_generation_prompt, const char *eos_text, char **text, size_t *size,
                          tm_error *err);
+
+typedef struct {
+    bool add_generation_prompt; /* end where the assistant's reply begins */
+    const char *eos_text;       /* as tm_chat_format's */
+    bool add_bos;               /* usually tm_tokenizer_adds_bos */
+    /* false (the default): roles and contents are plain text, so "<|im_end|>"
+     * written in a message stays text and cannot close its turn or forge a
+     * system turn; control tokens come only from the template. true: parse
+     * them everywhere, as llama.cpp does (for trusted input only). */
+    bool trust_message_special_tokens;
+} tm_chat_encode_options;
+/* Format messages (tm_chat_format) and encode the prompt: the template's own
+ * text with special tokens parsed, the messages' text as plain text unless
+ * options say otherwise. text/size (either may be NULL) receive the formatted
+ * text; the caller frees *text and *ids. */
+tm_status tm_chat_encode(const tm_tokenizer *tokenizer, tm_chat_template tmpl, const tm_chat_message *messages,
+                         size_t n_messages, const tm_chat_encode_options *options, char **text, size_t *size,
+                         int32_t **ids, size_t *n_ids, tm_error *err);
 
 #ifdef __cplusplus
 }

@@ -37,10 +37,17 @@ tm_status tm_wm_key_write(const tm_wm_key *key, const char *path, tm_error *err)
 /* Read a key file; refuses files that group or others can read, and files of
  * another format version, truncated or altered (the key id must match). */
 tm_status tm_wm_key_read(tm_wm_key **out, const char *path, tm_error *err);
+/* The same format from memory: exactly size bytes of text (no NUL needed,
+ * none read past the end); name is for errors. Permissions are the file
+ * reader's business. */
+tm_status tm_wm_key_parse(tm_wm_key **out, const char *name, const char *text, size_t size, tm_error *err);
 /* The key id: first 8 bytes of SHA-256("tracemark-key-id-v1" || key), hex. */
 const char *tm_wm_key_id(const tm_wm_key *key);
 /* Wipes the secret (OPENSSL_cleanse) and frees. */
 void tm_wm_key_free(tm_wm_key *key);
+/* True when the key lives in OpenSSL's secure heap (see keys.c; false when
+ * that heap could not be set up or is full and the key is in the ordinary heap). */
+bool tm_wm_key_secure(const tm_wm_key *key);
 /* Constant-time comparison of two keys (CRYPTO_memcmp). */
 bool tm_wm_key_equal(const tm_wm_key *a, const tm_wm_key *b);
 

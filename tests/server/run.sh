@@ -190,7 +190,9 @@ done
 
 # --- load ----------------------------------------------------------------------
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$server_pid/status"; }
-node "$work/load.mjs" 127.0.0.1 "$port" stories "$acme_api" 16 5 10 >/dev/null || fail "warm-up load"
+# The warm-up has the load's own shape, so that connection pools and malloc
+# arenas have grown to it: what RSS does after that is what a leak would do.
+node "$work/load.mjs" 127.0.0.1 "$port" stories "$acme_api" 16 25 50 >/dev/null || fail "warm-up load"
 rss_before=$(rss)
 node "$work/load.mjs" 127.0.0.1 "$port" stories "$acme_api" 16 25 50 | tee "$work/load.json" || fail "load test"
 rss_after=$(rss)

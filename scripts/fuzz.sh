@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses of tests/fuzz/ (clang, ASan+UBSan, in
+# build-fuzz/) and runs each for SECONDS (default 60), one after another,
+# on a scratch copy of its committed seed corpus with its dictionary. Fails
+# (exit 1) on any finding: the reproducer is kept in build-fuzz/findings/.
+# Writes one line per harness (executions, coverage, corpus size) to
+# build-fuzz/results/HARNESS.md and the table of all to build-fuzz/fuzz-summary.md. Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
+# Needs the fixtures (scripts/fixtures.sh) for the detection and chat harnesses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+harnesses=("$@")
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf llama2c tokenizer_bin scheme_yaml key detect_text detect_jsonl chat_json)
+
+if [ ! -f build-fuzz/CMakeCache.txt ]; then
+  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRACEMARK_FUZZ=ON -DTRACEMARK_TESTS=OFF >/dev/null
+fi
+targets=()
+for h in "${harnesses[@]}"; do targets+=("fuzz_$h"); done
+cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]}" >/dev/null
+
+export TRACEMARK_FIXTURES=${TRACEMARK_FIXTURES:-$(scripts/fixtures.sh)}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mkdir -p build-fuzz/findings build-fuzz/results
+failed=0
+for h in "${harnesses[@]}"; do
+  work=build-fuzz/corpus/$h
+  mkdir -p "$work"
+  log=build-fuzz/fuzz_$h.log
+  # New inputs go to the scratch folder (first); the committed seeds are only read.
+  if ! build-fuzz/fuzz_"$h" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 -max_len=65536 \
+       -dict=tests/fuzz/dict/"$h".dict -artifact_prefix=build-fuzz/findings/"$h"- -print_final_stats=1 \
+       "$work" tests/fuzz/corpus/"$h" >"$log" 2>&1; then
+    echo "fuzz: $h: FINDING (see $log and build-fuzz/findings/)" >&2
+    tail -40 "$log" >&2
+    failed=1
+  fi
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  cov=$(echo "$last" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo ?)
+  ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo ?)
+  corp=$(echo "$last" | grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' | sed 's/corp: //' || echo ?)
+  rate=$(( seconds > 0 ? ${runs:-0} / seconds : 0 ))
+  echo "| $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp |" >build-fuzz/results/"$h".md
+  echo "fuzz: $h: ${runs:-0} executions in ${seconds}s, cov $cov, ft $ft" >&2
+done
+# One table of the latest result of every harness (runs of subsets may overlap).
+summary=build-fuzz/fuzz-summary.md
+{
+  echo "| harness | seconds | executions | exec/s | coverage (cov) | features (ft) | corpus |"
+  echo "|---|---|---|---|---|---|---|"
+  cat build-fuzz/results/*.md
+} >"$summary"
+cat "$summary"
+exit $failed
