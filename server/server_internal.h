@@ -1,15 +1,25 @@
 /* Internal to server/: the engine that owns the slots and runs continuous
  * batching, and the jobs (one per returned choice) that the HTTP side hands
  * it and reads back. A job's visible state is guarded by its request's
- * mutex; the engine is the only writer, the HTTP thread the only reader. */
+ * mutex; the engine is the only writer, the HTTP thread the only reader.
+ * Below the engine: the HTTP side's shared state (the server, its tenants,
+ * one connection's request) and the functions its files (http.c,
+ * completions.c, detect_verify.c, metrics.c, server.c) call in each other. */
 #ifndef TRACEMARK_SERVER_INTERNAL_H
 #define TRACEMARK_SERVER_INTERNAL_H
 
+#include "tracemark/detect.h"
+#include "tracemark/provenance.h"
 #include "tracemark/server.h"
 #include "tracemark/watermark.h"
 
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/sha.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <time.h>
 
 enum { TM_SERVER_MAX_STOPS = 4, TM_SERVER_MAX_TOP_LOGPROBS = 20 };
 
@@ -97,5 +107,94 @@ void tm_server_engine_stats_get(tm_server_engine *engine, tm_server_engine_stats
 tm_server_request *tm_server_request_create(size_t n_jobs);
 /* Drop one reference; frees the request and its jobs at zero. */
 void tm_server_request_release(tm_server_request *request);
+
+/* ---- the HTTP side ---------------------------------------------------------- */
+
+typedef struct {
+    char name[65];
+    unsigned char api_key_digest[SHA256_DIGEST_LENGTH];
+    bool has_api_key;
+    tm_wm_key *key;
+    tm_wm_scheme *scheme;
+    tm_detector *detector;
+    char description[256];
+} tenant;
+
+/* Metrics: requests by endpoint and status, latency of the generating endpoints. */
+enum { EP_COMPLETIONS, EP_CHAT, EP_DETECT, EP_MODELS, EP_HEALTH, EP_METRICS, EP_VERIFY, EP_OTHER, EP_COUNT };
+static const char *const endpoint_names[EP_COUNT] = {"completions", "chat_completions", "detect", "models",
+                                                     "health", "metrics", "verify", "other"};
+static const int status_codes[] = {200, 400, 401, 404, 405, 413, 500, 503};
+enum { N_CODES = sizeof status_codes / sizeof status_codes[0] };
+static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+enum { N_BUCKETS = sizeof latency_buckets / sizeof latency_buckets[0] };
+
+struct tm_server {
+    tm_model *model;
+    tm_tokenizer *tokenizer;
+    char *model_path;                   /* for the manifests' model name */
+    char model_sha256[TM_SHA256_HEX_SIZE]; /* hashed once at start, not per signed response */
+    tm_signing_key *signer;             /* --sign; NULL: responses are not signed */
+    tm_trust_store *trust;              /* /v1/verify: the signer's public key and --trust; NULL: no /v1/verify */
+    bool has_chat;
+    tm_chat_template chat_template;
+    char model_name[256];
+    tenant *tenants;
+    size_t n_tenants;
+    unsigned char (*api_digests)[SHA256_DIGEST_LENGTH]; /* single tenant: --api-keys */
+    size_t n_api_keys;
+    bool authenticate;
+    tm_server_engine *engine;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    size_t max_body;
+    time_t created;
+    pthread_mutex_t lock; /* in_flight, draining, metrics */
+    pthread_cond_t idle;
+    int in_flight;
+    bool draining;
+    uint64_t requests[EP_COUNT][N_CODES];
+    uint64_t latency_counts[3][N_BUCKETS + 1];
+    double latency_sum[3];
+};
+
+/* ---- per-connection state ------------------------------------------------ */
+
+typedef struct {
+    tm_server *server;
+    char *body;
+    size_t size, capacity;
+    bool too_large, counted;
+    int endpoint, status;
+    double start;
+} http_state;
+
+/* http.c: responses (each counts its status), the client check, authentication, libmicrohttpd's callbacks. */
+enum MHD_Result tm_server_send_text(struct MHD_Connection *c, http_state *h, int status, char *text, size_t size,
+                                    const char *content_type);
+enum MHD_Result tm_server_send_json(struct MHD_Connection *c, http_state *h, int status, json_t *value);
+/* OpenAI's error object. */
+json_t *tm_server_error_object(const char *message, const char *type, const char *param, const char *code);
+enum MHD_Result tm_server_send_error(struct MHD_Connection *c, http_state *h, int status, const char *param,
+                                     const char *code, const char *format, ...) __attribute__((format(printf, 6, 7)));
+bool tm_server_client_gone(struct MHD_Connection *c);
+const tenant *tm_server_authenticate(tm_server *s, struct MHD_Connection *c, bool *ok);
+enum MHD_Result tm_server_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                     const char *version, const char *upload, size_t *upload_size, void **state);
+void tm_server_on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why);
+void tm_server_quiet_logger(void *cls, const char *format, va_list args);
+
+/* server.c: routing. */
+int tm_server_endpoint_of(const char *url);
+enum MHD_Result tm_server_dispatch(struct MHD_Connection *c, http_state *h, const char *url, const char *method);
+
+/* The endpoints' handlers (completions.c, detect_verify.c, metrics.c). */
+enum MHD_Result tm_server_handle_generation(struct MHD_Connection *c, http_state *h, const tenant *who, bool chat);
+enum MHD_Result tm_server_handle_detect(struct MHD_Connection *c, http_state *h);
+enum MHD_Result tm_server_handle_verify(struct MHD_Connection *c, http_state *h);
+enum MHD_Result tm_server_handle_metrics(struct MHD_Connection *c, http_state *h);
+
+/* metrics.c: count a response's status for its endpoint. */
+void tm_server_count_status(tm_server *s, http_state *h, int status);
 
 #endif
