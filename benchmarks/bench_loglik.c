@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     const char *requests_path = NULL, *lls_path = NULL;
     size_t limit = (size_t)-1;
     int threads = 1, n_ctx = 2048;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
             usage();
@@ -146,7 +146,6 @@ int main(int argc, char **argv) {
             usage();
             return 2;
         }
-        i++;
     }
     if (!model_path || !data_path || (strcmp(mode, "both") && strcmp(mode, "reuse") && strcmp(mode, "full"))) {
         usage();
