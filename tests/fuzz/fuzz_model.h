@@ -15,7 +15,7 @@ static void fuzz_model_bytes(const uint8_t *data, size_t size) {
         tm_context *context = NULL;
         /* A bounded model: the file holds every weight, so its size bounds the work. */
         if (tm_context_create(&context, model, 4, 1, &err) == TM_OK) {
-            int32_t token = model->config.n_vocab > 1 ? 1 : 0;
+            int32_t token = tm_model_get_config(model)->n_vocab > 1 ? 1 : 0;
             const float *logits = NULL;
             (void)tm_context_eval(context, &token, 1, &logits, &err);
             tm_context_free(context);
