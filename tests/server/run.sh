@@ -8,23 +8,8 @@
 # stable, p50/p99 printed), and that SIGTERM drains and exits 0.
 # Usage: tests/server/run.sh TRACEMARK_BINARY   (exit 77: skipped, said why)
 set -euo pipefail
-tracemark=$(realpath "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-fixtures=${TRACEMARK_FIXTURES:-$root/../shared}
-model=$fixtures/models/stories260K.bin
-tokenizer=$fixtures/models/tok512.bin
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
+. "$(dirname "$0")/common.sh"
 command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$work/serve.log" ] && tail -20 "$work/serve.log"; exit 1; }
 
 # The OpenAI client, fresh into the temporary folder.
 (cd "$work" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error openai >/dev/null 2>npm.log) ||

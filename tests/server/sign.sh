@@ -8,22 +8,7 @@
 # server's own key, --trust keys and the tenants' watermark keys.
 # Usage: tests/server/sign.sh TRACEMARK_BINARY   (exit 77: skipped, said why)
 set -euo pipefail
-tracemark=$(realpath "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-fixtures=${TRACEMARK_FIXTURES:-$root/../shared}
-model=$fixtures/models/stories260K.bin
-tokenizer=$fixtures/models/tok512.bin
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$work/serve.log" ] && tail -20 "$work/serve.log"; exit 1; }
+. "$(dirname "$0")/common.sh"
 
 umask 077
 "$tracemark" keygen --out "$work/acme.key" >/dev/null

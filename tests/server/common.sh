@@ -1,0 +1,19 @@
+# Sourced by the server's end-to-end tests (run.sh, sign.sh): the binary from
+# $1, the stories260K fixture (skip, exit 77, without it or curl), a private
+# work folder removed at exit with the server killed, and fail().
+tracemark=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+fixtures=${TRACEMARK_FIXTURES:-$root/../shared}
+model=$fixtures/models/stories260K.bin
+tokenizer=$fixtures/models/tok512.bin
+[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
+command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; [ -f "$work/serve.log" ] && tail -20 "$work/serve.log"; exit 1; }
