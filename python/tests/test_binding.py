@@ -267,23 +267,28 @@ def test_detector_keeps_what_it_borrows_alive(keydir, model_path, tokenizer_path
 
 
 def test_gil_released_during_generation(model):
-    """While one thread generates, another keeps running Python: its longest
-    pause stays far below the length of the generation call."""
+    """While one thread generates, another keeps running Python. The worker
+    repeats generation calls for at least half a second; the main thread sums
+    the time it spent stalled (gaps over 5 ms between its loop turns). Were the
+    GIL held inside generate(), most of that half second would be stalls
+    (about 80% when measured so; about 0% with it released)."""
     done = threading.Event()
-    seconds = []
+    calls = []
 
     def generate():
-        start = time.perf_counter()
-        model.generate(PROMPT, seed=3, max_tokens=400)
-        seconds.append(time.perf_counter() - start)
+        while sum(calls) < 0.5:
+            start = time.perf_counter()
+            model.generate(PROMPT, seed=3 + len(calls), max_tokens=400)
+            calls.append(time.perf_counter() - start)
         done.set()
 
     worker = threading.Thread(target=generate)
-    longest, last = 0.0, time.perf_counter()
+    stalled, last = 0.0, time.perf_counter()
     worker.start()
     while not done.is_set():
         now = time.perf_counter()
-        longest, last = max(longest, now - last), now
+        if now - last > 0.005:
+            stalled += now - last
+        last = now
     worker.join()
-    assert seconds[0] > 0.05, "generation too quick to tell"
-    assert longest < 0.5 * seconds[0], (longest, seconds[0])
+    assert stalled < 0.5 * sum(calls), (stalled, sum(calls), len(calls))
