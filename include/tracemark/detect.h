@@ -172,6 +172,25 @@ tm_status tm_detect_tokens(const tm_detector *detector, size_t key_index, const 
 tm_status tm_detect_text(const tm_detector *detector, const char *text, size_t size, const char *prompt,
                          tm_detection *out, tm_error *err);
 
+/* Many texts on several threads (detect/detect_many.c). The batch starts
+ * detecting texts[i] (sizes[i] bytes; prompts NULL, or one prompt or NULL per
+ * text) on `threads` threads (0: every core) and returns at once; texts,
+ * sizes and prompts must stay valid until tm_detect_batch_free. Each
+ * tm_detect_batch_next waits for the next `count` verdicts in input order and
+ * hands them over as one JSON array text (free it with
+ * tm_detection_json_free): element i is tm_detection_json of its text at fpr,
+ * or {"error": message, "status": tm_status_name, "code": the tm_status} when
+ * that text failed. The threads go on with later texts meanwhile. Free stops
+ * the threads (after the texts they are on) and may come at any time. */
+typedef struct tm_detect_batch tm_detect_batch;
+tm_status tm_detect_batch_start(tm_detect_batch **out, const tm_detector *detector, size_t n,
+                                const char *const *texts, const size_t *sizes, const char *const *prompts, double fpr,
+                                size_t threads, tm_error *err);
+tm_status tm_detect_batch_next(tm_detect_batch *batch, size_t count, char **out, tm_error *err);
+/* How many verdicts tm_detect_batch_next has still to hand over. */
+size_t tm_detect_batch_remaining(const tm_detect_batch *batch);
+void tm_detect_batch_free(tm_detect_batch *batch);
+
 /* ======================================================================== */
 /* The verdict as JSON (detect/verdict_json.c)                              */
 /* ======================================================================== */

@@ -24,7 +24,6 @@ import math
 import os
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from ctypes import byref, c_char_p, c_int32, c_size_t, c_void_p
 from typing import Any, Dict, Iterable, List, Optional, Sequence, TypeVar, Union
 
@@ -474,11 +473,25 @@ class Verdict:
         if not text:
             raise OutOfMemoryError("out of memory encoding a verdict")
         try:
-            fields = json.loads(ctypes.string_at(text).decode("utf-8"))
+            return cls._from_fields(json.loads(ctypes.string_at(text).decode("utf-8")))
         finally:
             _lib.lib.tm_detection_json_free(text)
-        known = {f.name for f in dataclasses.fields(cls)} - {"_fields_json"}
-        return cls(**{k: v for k, v in fields.items() if k in known}, _fields_json=fields)
+
+    @classmethod
+    def _from_fields(cls, fields: Dict[str, Any]) -> "Verdict":
+        # Filled in directly rather than through __init__: detect_many builds
+        # tens of thousands of these, and the keyword call costs more than
+        # the detection of a short text.
+        # Every key the library writes is one of the fields above.
+        verdict = cls.__new__(cls)
+        state = _VERDICT_DEFAULTS.copy()
+        state.update(fields)
+        state["_fields_json"] = fields
+        object.__setattr__(verdict, "__dict__", state)  # frozen: set once, here
+        return verdict
+
+
+_VERDICT_DEFAULTS = {f.name: None for f in dataclasses.fields(Verdict) if f.name != "_fields_json"}
 
 
 class Detector(_Owner):
@@ -586,39 +599,39 @@ class Detector(_Owner):
         threads = threads or os.cpu_count() or 1
         if threads < 1:
             raise ArgumentError("threads must be at least 1")
-        detector, fpr = self._detector(window), self.fpr
-        detect_text, from_c = _lib.lib.tm_detect_text, Verdict._from_c
-        results: List[Union[Verdict, Error]] = [None] * len(texts)  # type: ignore[list-item]
-
-        def run(start: int, stop: int) -> None:
-            out, err = _lib.tm_detection(), _lib.tm_error()
-            out_ref, err_ref = byref(out), byref(err)
-            for i in range(start, stop):
-                data = _text(texts[i])
-                prompt = prompts[i] if prompts is not None else None
-                status = detect_text(detector, data, len(data), _text(prompt) if prompt is not None else None,
-                                     out_ref, err_ref)
-                if status == 0:
-                    results[i] = from_c(out, fpr)
-                else:
-                    try:
-                        _raise(status, err)
-                    except Error as failure:
-                        results[i] = failure
-
-        # Contiguous chunks, a few per thread, so that one slow chunk does
-        # not hold the rest back and Python's per-task overhead stays small.
-        n = len(texts)
-        chunk = max(1, min(256, -(-n // (threads * 4))))
-        if threads == 1 or n <= chunk:
-            run(0, n)
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(lambda s: run(s, min(n, s + chunk)), range(0, n, chunk)))
-        if errors == "raise":
-            for r in results:
-                if isinstance(r, Error):
-                    raise r
+        data = [_text(t) for t in texts]
+        n = len(data)
+        text_array, size_array = (c_char_p * n)(*data), (c_size_t * n)(*map(len, data))
+        prompt_array = None
+        if prompts is not None:
+            prompt_array = (c_char_p * n)(*(None if p is None else _text(p) for p in prompts))
+        batch, err = c_void_p(), _lib.tm_error()
+        lib = _lib.lib
+        _check(lib.tm_detect_batch_start(byref(batch), self._detector(window), n, text_array, size_array,
+                                         prompt_array, self.fpr, threads, byref(err)), err)
+        # The C threads go on detecting while Python decodes the verdicts
+        # before them, a run at a time: decoding costs about half as much as
+        # detecting a short text, and would otherwise add to it.
+        run = max(256, -(-n // 16))
+        results: List[Union[Verdict, Error]] = []
+        try:
+            for _ in range(0, n, run):
+                out = c_void_p()
+                _check(lib.tm_detect_batch_next(batch, run, byref(out), byref(err)), err)
+                try:
+                    encoded = json.loads(ctypes.string_at(out))
+                finally:
+                    lib.tm_detection_json_free(out)
+                for fields in encoded:
+                    if "error" in fields:
+                        failure = _ERRORS.get(fields["code"], Error)(fields["error"], fields["status"], fields["code"])
+                        if errors == "raise":
+                            raise failure
+                        results.append(failure)
+                    else:
+                        results.append(Verdict._from_fields(fields))
+        finally:
+            lib.tm_detect_batch_free(batch)  # the arrays above stay alive until here
         return results
 
     @property
