@@ -504,6 +504,49 @@ Test(zeroshot_windows, prompt_path_equals_decode_path) {
     models_close(&m);
 }
 
+/* A window longer than one pass of rows: a 32000-token vocabulary holds at
+ * most 256 rows of logits per pass (32 MiB), so 300 predictions take two
+ * passes, the second continuing the cache of the first. Against one
+ * position at a time on llama-2-tiny-random, per position within 1e-5. */
+Test(zeroshot_windows, rows_in_several_passes) {
+    char *path = tm_fixture("models/llama-2-tiny-random.gguf");
+    tm_model *model = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
+    enum { N = 301 };
+    int32_t ids[N];
+    uint64_t state = 3;
+    for (int i = 0; i < N; i++) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = i == 0 ? 1 : (int32_t)(3 + (state >> 33) % 31997);
+    }
+    tm_zeroshot_options o = {.method = TM_ZEROSHOT_FAST_DETECTGPT, .model = model, .n_ctx = 512, .n_threads = 1};
+    tm_zeroshot *rows = NULL, *one = NULL;
+    cr_assert_eq(tm_zeroshot_create(&rows, &o, &err), TM_OK, "%s", err.message);
+    o.one_position_at_a_time = true;
+    cr_assert_eq(tm_zeroshot_create(&one, &o, &err), TM_OK, "%s", err.message);
+    tm_zeroshot_result a, b;
+    cr_assert_eq(tm_zeroshot_score_ids(rows, ids, N, &a, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_zeroshot_score_ids(one, ids, N, &b, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(a.n_windows, 1);
+    size_t rank_moves = 0;
+    for (size_t i = 0; i + 1 < N; i++) {
+        assert_close(a.positions[i].log_prob, b.positions[i].log_prob, 1e-5 * fmax(1.0, fabs(b.positions[i].log_prob)),
+                     "log p");
+        assert_close(a.positions[i].variance_log_prob, b.positions[i].variance_log_prob, 1e-5, "variance");
+        rank_moves += a.positions[i].rank != b.positions[i].rank;
+    }
+    /* This model's 32000 logits lie close together: a rank may move where two
+     * are within the products' rounding, at most 1% of positions. */
+    cr_assert_leq(rank_moves * 100, N - 1, "%zu ranks differ", rank_moves);
+    tm_zeroshot_result_free(&a);
+    tm_zeroshot_result_free(&b);
+    tm_zeroshot_free(rows);
+    tm_zeroshot_free(one);
+    tm_model_free(model);
+    free(path);
+}
+
 Test(zeroshot_inputs, empty_text_and_bad_ids) {
     models m = models_open();
     tm_zeroshot *z = open_method(&m, TM_ZEROSHOT_LIKELIHOOD, 0, true);
