@@ -12,8 +12,9 @@
  *              tm_zeroshot_position_stats: what "many texts per forward
  *              batch" costs with the engine's present API.
  * Plus the forward pass alone (tm_context_eval of the text, last logits
- * only) as the floor. One JSON line per measurement on stdout; nothing is
- * asserted (speed is measured, never tested).
+ * only) as the floor. One JSON line per measurement on stdout, with wall
+ * and process CPU seconds (read the CPU figures at --threads 1 on a shared
+ * machine); nothing is asserted (speed is measured, never tested).
  *
  * usage: bench_zeroshot MODEL [PERFORMER] [--tokens N] [--texts K] [--threads T] [--batch B] [--methods LIST]
  *        LIST: comma-separated method names (default: all; binoculars needs PERFORMER) */
@@ -23,6 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* CPU seconds of the process: on a shared machine wall time mostly measures
+ * the other tenants; with --threads 1 CPU time is the cost of the work. */
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static int fail(const tm_error *err) {
     fprintf(stderr, "bench_zeroshot: %s\n", err->message);
@@ -30,11 +40,12 @@ static int fail(const tm_error *err) {
 }
 
 static void report(const char *method, const char *path, const tm_model *model, int tokens, int texts, int threads,
-                   int batch, double seconds) {
+                   int batch, double seconds, double cpu_seconds) {
     printf("{\"bench\":\"zeroshot\",\"method\":\"%s\",\"path\":\"%s\",\"model\":\"%s\",\"tokens\":%d,\"texts\":%d,"
-           "\"threads\":%d,\"batch\":%d,\"seconds\":%.3f,\"texts_per_s\":%.3f,\"tokens_per_s\":%.1f}\n",
+           "\"threads\":%d,\"batch\":%d,\"seconds\":%.3f,\"texts_per_s\":%.3f,\"tokens_per_s\":%.1f,"
+           "\"cpu_seconds\":%.3f,\"texts_per_cpu_s\":%.3f}\n",
            method, path, tm_model_get_config(model)->name, tokens, texts, threads, batch, seconds, texts / seconds,
-           (double)texts * tokens / seconds);
+           (double)texts * tokens / seconds, cpu_seconds, texts / cpu_seconds);
     fflush(stdout);
 }
 
@@ -42,7 +53,8 @@ static void report(const char *method, const char *path, const tm_model *model, 
  * tm_context_eval_batch pass; every row's facts through
  * tm_zeroshot_position_stats, then the method's score per text. */
 static int decode_batch(tm_zeroshot_method method, const tm_model *model, const tm_model *performer,
-                        const int32_t *ids, int tokens, int texts, int threads, int batch, double *seconds) {
+                        const int32_t *ids, int tokens, int texts, int threads, int batch, double *seconds,
+                        double *cpu_seconds) {
     tm_error err = {0};
     int32_t n_vocab = tm_model_get_config(model)->n_vocab;
     bool two = method == TM_ZEROSHOT_BINOCULARS;
@@ -54,7 +66,7 @@ static int decode_batch(tm_zeroshot_method method, const tm_model *model, const 
     tm_zeroshot_position *positions = malloc(sizeof *positions * (size_t)batch * (size_t)(tokens - 1));
     int32_t *step = malloc(sizeof *step * (size_t)batch);
     const float *logits[TM_CONTEXT_BATCH_MAX], *logits2[TM_CONTEXT_BATCH_MAX];
-    double start = tm_seconds_now();
+    double start = tm_seconds_now(), cpu_start = cpu_now();
     for (int first = 0; first < texts; first += batch) {
         int n = texts - first < batch ? texts - first : batch;
         for (int b = 0; b < n; b++) {
@@ -80,6 +92,7 @@ static int decode_batch(tm_zeroshot_method method, const tm_model *model, const 
         }
     }
     *seconds = tm_seconds_now() - start;
+    *cpu_seconds = cpu_now() - cpu_start;
     for (int b = 0; b < batch; b++) {
         tm_context_free(scoring[b]);
         tm_context_free(second[b]);
@@ -127,13 +140,14 @@ int main(int argc, char **argv) {
         }
     tm_context *context = NULL;
     if (tm_context_create(&context, model, tokens, threads, &err) != TM_OK) return fail(&err);
-    double t0 = tm_seconds_now();
+    double t0 = tm_seconds_now(), c0 = cpu_now();
     for (int t = 0; t < texts; t++) {
         const float *logits;
         tm_context_reset(context);
         if (tm_context_eval(context, ids + t * tokens, (size_t)tokens, &logits, &err) != TM_OK) return fail(&err);
     }
-    report("none", "forward pass only (last logits)", model, tokens, texts, threads, 1, tm_seconds_now() - t0);
+    report("none", "forward pass only (last logits)", model, tokens, texts, threads, 1, tm_seconds_now() - t0,
+           cpu_now() - c0);
     tm_context_free(context);
     for (int m = 0; m < TM_ZEROSHOT_METHOD_COUNT; m++) {
         const char *name = tm_zeroshot_method_name((tm_zeroshot_method)m);
@@ -148,21 +162,22 @@ int main(int argc, char **argv) {
                                      .n_ctx = tokens, .n_threads = threads, .one_position_at_a_time = path == 1};
             tm_zeroshot *z = NULL;
             if (tm_zeroshot_create(&z, &o, &err) != TM_OK) return fail(&err);
-            double start = tm_seconds_now();
+            double start = tm_seconds_now(), cpu_start = cpu_now();
             for (int t = 0; t < texts; t++) {
                 tm_zeroshot_result r;
                 if (tm_zeroshot_score_ids(z, ids + t * tokens, (size_t)tokens, &r, &err) != TM_OK) return fail(&err);
                 tm_zeroshot_result_free(&r);
             }
             report(name, path == 0 ? "rows (all positions per pass, one text at a time)" : "one position at a time",
-                   model, tokens, texts, threads, 1, tm_seconds_now() - start);
+                   model, tokens, texts, threads, 1, tm_seconds_now() - start, cpu_now() - cpu_start);
             tm_zeroshot_free(z);
         }
-        double seconds = 0;
-        if (decode_batch((tm_zeroshot_method)m, model, performer, ids, tokens, texts, threads, batch, &seconds))
+        double seconds = 0, cpu_seconds = 0;
+        if (decode_batch((tm_zeroshot_method)m, model, performer, ids, tokens, texts, threads, batch, &seconds,
+                         &cpu_seconds))
             return 1;
         report(name, "decode batch (texts per tm_context_eval_batch pass)", model, tokens, texts, threads, batch,
-               seconds);
+               seconds, cpu_seconds);
     }
     free(ids);
     tm_model_free(model);
