@@ -3,7 +3,8 @@
  * a stored score is the zero-shot room's own score of the stored text (and
  * a length's score that of the text's first L tokens); the AUROC and TPR at
  * 1% FPR of results.json equal the Mann-Whitney statistic and the threshold
- * rule recomputed here from samples.jsonl; two shards merged, and a run
+ * rule recomputed here from samples.jsonl; the run calibrates `detect
+ * --zero-shot` (its human texts set the threshold); two shards merged, and a run
  * resumed after losing a third of its samples, give the same bytes as one
  * run; task-file errors name file, line and field; the shipped
  * task files parse. Small sizes keep it quick under the sanitizers too. */
@@ -175,6 +176,27 @@ Test(zeroshot_task, runs_and_its_numbers_follow_from_the_samples, .timeout = 300
         verified++;
     }
     cr_assert_eq(verified, 5);
+
+    /* The run calibrates `detect --zero-shot`: its 6 human texts, and at FPR
+     * 1% the threshold is the most machine-like of their scores. */
+    double top_human = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(groups[i], "human"))
+            top_human = fmax(top_human, num(json_object_get(json_object_get(json_object_get(json_object_get(
+                json_array_get(samples, i), "scores"), "zero_shot"), "likelihood"), "score")));
+    char *text = tm_test_path(dir, "story.txt");
+    cr_assert_eq(tm_test_write_file(text, "Once upon a time, there was a cat.", 34), 0);
+    char *scoring = tm_fixture("models/stories260K.gguf");
+    r = tm_test_cli("detect --zero-shot likelihood --model '%s' --threads 1 --calibration '%s' --json '%s'", scoring, run,
+                    text);
+    cr_assert(r.code == 0 || r.code == 3, "%s", r.err);
+    json_t *verdict = json_loads(r.out, 0, &jerr);
+    cr_assert_not_null(verdict, "%s", r.out);
+    cr_assert_eq(json_integer_value(json_object_get(verdict, "calibration_texts")), 6);
+    cr_assert_float_eq(num(json_object_get(verdict, "threshold")), top_human, 1e-12);
+    json_decref(verdict);
+    tm_test_cli_free(&r);
+    free(scoring), free(text);
     json_t *wm = json_object_get(json_object_get(res, "watermark"), "kgw-lefthash");
     cr_assert_eq(json_integer_value(json_object_get(wm, "n")), 4);
     cr_assert_not_null(json_object_get(json_object_get(wm, "zero_shot"), "fast-detectgpt"));
