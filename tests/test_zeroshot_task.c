@@ -272,7 +272,7 @@ Test(zeroshot_task, bad_task_files_name_line_and_field) {
 /* Binoculars without a performer is refused at parse time; without one the
  * default methods leave Binoculars out. */
 Test(zeroshot_task, binoculars_needs_a_performer) {
-    char *dir = tm_test_scratch_dir(), *model = tm_fixture("models/stories260K.gguf");
+    char *dir = tm_test_scratch_dir(), *model = tm_fixture("models/stories260K.gguf"), *data = tm_fixture("data");
     char text[4096];
     snprintf(text, sizeof text, "kind: zero_shot\nname: nb\nseed: 1\nmodel: %s\nmethods: [binoculars]\n", model);
     char *path = tm_test_path(dir, "nb.yaml");
@@ -281,7 +281,7 @@ Test(zeroshot_task, binoculars_needs_a_performer) {
     tm_error err = {0};
     cr_assert_eq(tm_eval_task_load(&task, path, true, &err), TM_ERR_FORMAT);
     cr_assert(strstr(err.message, "nb.yaml:5: methods: binoculars needs a performer"), "%s", err.message);
-    snprintf(text, sizeof text, "kind: zero_shot\nname: nb\nseed: 1\nmodel: %s\n", model);
+    snprintf(text, sizeof text, "kind: zero_shot\nname: nb\nseed: 1\nmodel: %s\ndata_dir: %s\n", model, data);
     cr_assert_eq(tm_test_write_file(path, text, strlen(text)), 0);
     cr_assert_eq(tm_eval_task_load(&task, path, true, &err), TM_OK, "%s", err.message);
     cr_assert_eq(task.kind, TM_EVAL_KIND_ZERO_SHOT);
@@ -289,7 +289,7 @@ Test(zeroshot_task, binoculars_needs_a_performer) {
     cr_assert_eq(task.zs_methods, (1u << TM_ZEROSHOT_METHOD_COUNT) - 1 - (1u << TM_ZEROSHOT_BINOCULARS));
     tm_eval_task_free(&task);
     remove(path);
-    free(path), free(model), free(dir);
+    free(path), free(model), free(data), free(dir);
 }
 
 Test(zeroshot_task, shipped_task_files_parse) {
