@@ -641,8 +641,10 @@ static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id,
             status = paraphrase(w, prompt, gen.ids, gen.n_ids, t->zs_paraphrase, tm_eval_mix(seed, 0x70617261ULL),
                                 &attacked, &edits, err);
         if (!status) {
-            input = json_pack("{s:s, s:s, s:I}", "prompt", prompt, "scheme", condition ? t->scheme_names[condition - 1] : "none",
-                              "seed", (json_int_t)(seed >> 1));
+            char seed_hex[17];
+            snprintf(seed_hex, sizeof seed_hex, "%016llx", (unsigned long long)seed);
+            input = json_pack("{s:s, s:s, s:s}", "prompt", prompt, "scheme",
+                              condition ? t->scheme_names[condition - 1] : "none", "seed", seed_hex);
             output = json_pack("{s:s, s:I, s:s}", "text", gen.text, "n_ids", (json_int_t)gen.n_ids, "stop_reason",
                                gen.stop_reason ? gen.stop_reason : "");
             json_object_set_new(scores, "zero_shot", zero_shot_scores(w, gen.text, err, &status));
