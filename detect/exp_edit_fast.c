@@ -1,0 +1,221 @@
+/* The EXP-edit / ITS-edit permutation test's fast path for null keys: 16
+ * null keys side by side in the float32 lanes of one AVX-512 register, their
+ * cost tables built in those lanes (xoshiro256** on 64-bit lanes, a
+ * vectorised log) and aligned with the same recurrence as the exact double
+ * path (exp_edit_detect.c). It exists because a detected text needs every
+ * null key and the exact path spends most of its time in scalar log and in
+ * a 4-key double alignment. Its values are only approximations: the caller
+ * (exp_edit_detect.c) carries a rigorous error bound for each of them and
+ * recomputes exactly every null key whose fast value lies within the bound
+ * of the observed statistic, so counts and p-values never depend on this
+ * file's rounding. It must never be used where the CPU lacks AVX-512F/DQ
+ * (tm_exp_edit_fast_available says), never allocate, print or abort, and
+ * never return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP) or
+ * TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the exact path's double cost
+ * (tests/test_exp_edit_fast.c checks the EXP log exhaustively over every
+ * float mantissa). */
+#include "exp_edit_fast.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX512_KERNEL 1
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512vl")))
+#else
+#define HAVE_AVX512_KERNEL 0
+#endif
+
+bool tm_exp_edit_fast_available(void) {
+#if HAVE_AVX512_KERNEL
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#else
+    return false;
+#endif
+}
+
+#if HAVE_AVX512_KERNEL
+
+/* 16 xoshiro256** generators: word w of lanes 0-7 in s[w][0], lanes 8-15 in s[w][1]. */
+typedef struct {
+    __m512i s[4][2];
+} xoshiro16;
+
+/* One output of each of 8 generators, advancing them (Blackman & Vigna's
+ * xoshiro256**: result = rotl(s1 * 5, 7) * 9; then the xorshift update, the
+ * three-way XORs as ternary logic, 0x96 = a ^ b ^ c). */
+AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2, __m512i *s3) {
+    __m512i a = *s0, b = *s1, c = *s2, d = *s3;
+    __m512i r = _mm512_rol_epi64(_mm512_add_epi64(b, _mm512_slli_epi64(b, 2)), 7);
+    r = _mm512_add_epi64(r, _mm512_slli_epi64(r, 3));
+    __m512i t = _mm512_slli_epi64(b, 17);
+    *s1 = _mm512_ternarylogic_epi64(b, c, a, 0x96); /* s1 ^ (s2 ^ s0) */
+    *s0 = _mm512_ternarylogic_epi64(a, d, b, 0x96); /* s0 ^ (s3 ^ s1) */
+    *s2 = _mm512_ternarylogic_epi64(c, a, t, 0x96); /* s2 ^ s0 ^ t */
+    *s3 = _mm512_rol_epi64(_mm512_xor_si512(d, b), 45);
+    return r;
+}
+
+/* log(((x >> 12) + 0.5) 2^-52) for 16 outputs x (two halves of 8), in float:
+ * w = (x >> 11) | 1 = 2 (x >> 12) + 1 is the value times 2^53; it is rounded
+ * to float (relative error <= 2^-24), split as 2^e m with m in
+ * [sqrt(1/2), sqrt(2)), and log m = x + x^2 P(x) - x^2/2 (x = m - 1) with
+ * Cephes' logf polynomial (S. Moshier), good to ~1e-7 there; the result is
+ * (e - 53) ln 2 + log m. */
+AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb) {
+    const __m512i one = _mm512_set1_epi64(1);
+    __m256 fa = _mm512_cvtepu64_ps(_mm512_or_si512(_mm512_srli_epi64(xa, 11), one));
+    __m256 fb = _mm512_cvtepu64_ps(_mm512_or_si512(_mm512_srli_epi64(xb, 11), one));
+    __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1);
+    __m512 e = _mm512_getexp_ps(f);
+    __m512 m = _mm512_getmant_ps(f, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+    __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356237f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
+    __m512 x = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(7.0376836292e-2f);
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.1514610310e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.1676998740e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.2420140846e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.4249322787e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.6668057665e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(2.0000714765e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-2.4999993993e-1f));
+    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(3.3333331174e-1f));
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, x), z);
+    y = _mm512_fmadd_ps(_mm512_set1_ps(-0.5f), z, y);
+    __m512 logm = _mm512_add_ps(x, y);
+    e = _mm512_sub_ps(e, _mm512_set1_ps(53.0f));
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), logm);
+}
+
+AVX512 static void exp_table_avx512(const uint64_t *state, size_t cells, float gap,
+                                    float *table, float minimum[TM_EXP_EDIT_FAST_LANES]) {
+    xoshiro16 g;
+    for (int w = 0; w < 4; w++)
+        for (int h = 0; h < 2; h++) {
+            uint64_t words[8];
+            for (int l = 0; l < 8; l++) words[l] = state[(8 * h + l) * 4 + w];
+            g.s[w][h] = _mm512_loadu_si512(words);
+        }
+    const __m512 gaps = _mm512_set1_ps(gap);
+    __m512 low = _mm512_set1_ps(INFINITY);
+    for (size_t c = 0; c < cells; c++) {
+        __m512i xa = xoshiro8_next(&g.s[0][0], &g.s[1][0], &g.s[2][0], &g.s[3][0]);
+        __m512i xb = xoshiro8_next(&g.s[0][1], &g.s[1][1], &g.s[2][1], &g.s[3][1]);
+        __m512 cost = stream_log16(xa, xb);
+        low = _mm512_min_ps(low, cost);
+        _mm512_store_ps(table + c * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(cost, gaps));
+    }
+    _mm512_storeu_ps(minimum, low);
+}
+
+AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
+                                    float *table) {
+    const __m512 gaps = _mm512_set1_ps(gap);
+    for (size_t t = 0; t < n_distinct; t++) {
+        __m512 e = _mm512_loadu_ps(eta + t * TM_EXP_EDIT_FAST_LANES);
+        float *out = table + t * n_rows * TM_EXP_EDIT_FAST_LANES;
+        for (size_t r = 0; r < n_rows; r++) {
+            __m512 d = _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(u + r * TM_EXP_EDIT_FAST_LANES), e));
+            _mm512_store_ps(out + r * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(d, gaps));
+        }
+    }
+}
+
+/* The exact path's recurrence (exp_edit_detect.c, align_block) in float:
+ * E[i][r] = min(E[i-1][r-1] + (d - gamma), E[i-1][r] + gamma, E[i][r-1]),
+ * with table holding d - gamma. */
+AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, const float *table, float *previous,
+                                float *current, float out[TM_EXP_EDIT_FAST_LANES]) {
+    enum { L = TM_EXP_EDIT_FAST_LANES };
+    const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
+    const size_t stride = text->block_stride;
+    const __m512 gaps = _mm512_set1_ps(text->gap);
+    __m512 phi = _mm512_set1_ps(INFINITY);
+    for (size_t b = 0; b < text->n_blocks; b++) {
+        size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
+        float *prev = previous, *cur = current;
+        for (size_t r = 0; r <= columns; r++) _mm512_store_ps(prev + r * L, _mm512_set1_ps(text->row_init[r]));
+        for (size_t i = 1; i <= k; i++) {
+            const float *costs = table + (size_t)text->index[start + i - 1] * n * L;
+            __m512 left = _mm512_set1_ps(text->column_init[i]);
+            _mm512_store_ps(cur, left);
+            __m512 base = _mm512_load_ps(prev);
+            size_t r = 1;
+            while (r <= columns) {
+                size_t span = columns + 1 - r < n ? columns + 1 - r : n;
+                const float *c = costs;
+                const float *above_p = prev + r * L;
+                float *out_p = cur + r * L;
+                for (size_t j = 0; j < span; j++) {
+                    __m512 above = _mm512_load_ps(above_p + j * L);
+                    __m512 diagonal = _mm512_add_ps(base, _mm512_load_ps(c + j * L));
+                    __m512 value = _mm512_min_ps(diagonal, _mm512_add_ps(above, gaps));
+                    left = _mm512_min_ps(value, left);
+                    _mm512_store_ps(out_p + j * L, left);
+                    base = above;
+                }
+                r += span;
+            }
+            float *swap = prev;
+            prev = cur;
+            cur = swap;
+        }
+        for (size_t r = 0; r <= columns; r++)
+            phi = _mm512_min_ps(phi, _mm512_add_ps(_mm512_load_ps(prev + r * L), _mm512_set1_ps(text->row_end[r])));
+    }
+    _mm512_storeu_ps(out, phi);
+}
+
+AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float *out) {
+    for (size_t i = 0; i < n; i += 16) {
+        uint64_t words[16] = {0};
+        for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
+        float values[16];
+        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8)));
+        for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = values[j];
+    }
+}
+
+#endif
+
+void tm_exp_edit_fast_exp_table(const uint64_t *state, size_t cells, float gap,
+                                float *table, float minimum[TM_EXP_EDIT_FAST_LANES]) {
+#if HAVE_AVX512_KERNEL
+    exp_table_avx512(state, cells, gap, table, minimum);
+#else
+    (void)state, (void)cells, (void)gap, (void)table, (void)minimum;
+#endif
+}
+
+void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
+                                float *table) {
+#if HAVE_AVX512_KERNEL
+    its_table_avx512(eta, u, n_distinct, n_rows, gap, table);
+#else
+    (void)eta, (void)u, (void)n_distinct, (void)n_rows, (void)gap, (void)table;
+#endif
+}
+
+void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, const float *table, float *previous, float *current,
+                            float out[TM_EXP_EDIT_FAST_LANES]) {
+#if HAVE_AVX512_KERNEL
+    align_avx512(text, table, previous, current, out);
+#else
+    (void)text, (void)table, (void)previous, (void)current;
+    for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
+#endif
+}
+
+void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float *out) {
+#if HAVE_AVX512_KERNEL
+    stream_costs_avx512(x, n, out);
+#else
+    for (size_t i = 0; i < n; i++) out[i] = NAN;
+    (void)x;
+#endif
+}
