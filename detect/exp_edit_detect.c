@@ -335,19 +335,33 @@ static bool tally_add(tally *t, double value) {
     return false;
 }
 
+/* Spare lanes (count .. LANES - 1) repeat lane count - 1, unused: a copy,
+ * where loading the key again would cost its PRF calls or logs again. */
+static void copy_spare_lanes(aligner *a, size_t count) {
+    size_t from = count - 1;
+    for (size_t l = count; l < LANES; l++) {
+        if (a->its) {
+            for (size_t t = 0; t < a->n_distinct; t++) a->eta[t * LANES + l] = a->eta[t * LANES + from];
+            for (size_t r = 0; r < a->n_rows; r++) a->u[r * LANES + l] = a->u[r * LANES + from];
+        } else {
+            for (size_t c = 0; c < a->n_distinct * a->n_rows; c++) a->cost[c * LANES + l] = a->cost[c * LANES + from];
+        }
+    }
+}
+
 /* The exact (double) statistic of keys[0 .. count), count <= LANES: key 0
  * is the key under test, key j > 0 null key j - 1. */
 static tm_status exact_keys(aligner *a, const tm_wm_scheme *scheme, uint64_t seed, const size_t *keys, size_t count,
                             double values[LANES], tm_error *err) {
     const tm_wm_config *config = tm_wm_scheme_config(scheme);
-    for (size_t l = 0; l < LANES; l++) {
-        size_t key = keys[l < count ? l : count - 1]; /* spare lanes repeat a key, unused */
-        if (key == 0) load_scheme(a, l, scheme);
+    for (size_t l = 0; l < count; l++) {
+        if (keys[l] == 0) load_scheme(a, l, scheme);
         else {
-            tm_status status = load_null(a, l, config, seed, key - 1, err);
+            tm_status status = load_null(a, l, config, seed, keys[l] - 1, err);
             if (status != TM_OK) return status;
         }
     }
+    copy_spare_lanes(a, count);
     align_text(a, values);
     return TM_OK;
 }
@@ -461,7 +475,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
                            size_t lanes, double values[TM_EXP_EDIT_FAST_LANES], double bounds[TM_EXP_EDIT_FAST_LANES],
                            tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
-    float minimum[L] = {0};
+    float minimum[L] = {0}, phi[L];
     if (!a->its) {
         uint64_t state[L][4];
         for (size_t l = 0; l < L; l++) {
@@ -474,7 +488,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             }
             if (!(state[l][0] | state[l][1] | state[l][2] | state[l][3])) state[l][0] = 1; /* as load_stream */
         }
-        tm_exp_edit_fast_exp_table(&state[0][0], a->n_distinct * a->n_rows, (float)a->gap, f->table, minimum);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], phi, minimum);
     } else {
         for (size_t l = 0; l < L; l++) {
             uint8_t secret[32];
@@ -492,9 +506,8 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             if (status != TM_OK) return status;
         }
         tm_exp_edit_fast_its_table(f->eta, f->u, a->n_distinct, a->n_rows, (float)a->gap, f->table);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, phi, NULL);
     }
-    float phi[L];
-    tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, phi);
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];
         bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
@@ -503,16 +516,18 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
     return TM_OK;
 }
 
-/* The fast path: keys 0 .. LANES - 1 exactly (key 0 is the observed
- * statistic), then null keys 16 at a time in float; a null key whose fast
+/* The fast path: key 0 (the observed statistic) exactly, then the null
+ * keys 16 at a time in float; a null key whose fast
  * value is within its bound of phi is recomputed exactly, so each null's
  * side of phi, hence every count, is the exact path's. */
 static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
                           tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
-    size_t head = n_keys < LANES ? n_keys : LANES;
-    tm_status status = run_exact(a, scheme, seed, head, t, stats, err);
-    if (status != TM_OK || t->stopped_at) return status;
+    size_t head = 1, key0 = 0;
+    double observed[LANES];
+    tm_status status = exact_keys(a, scheme, seed, &key0, 1, observed, err);
+    if (status != TM_OK) return status;
+    t->phi = observed[0];
     const tm_wm_config *config = tm_wm_scheme_config(scheme);
     for (size_t first = head; first < n_keys; first += L) {
         size_t lanes = n_keys - first < L ? n_keys - first : L;

@@ -92,24 +92,32 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb) {
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), logm);
 }
 
-AVX512 static void exp_table_avx512(const uint64_t *state, size_t cells, float gap,
-                                    float *table, float minimum[TM_EXP_EDIT_FAST_LANES]) {
-    xoshiro16 g;
+/* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 gaps, float *out, __m512 *low) {
+    for (size_t c = 0; c < n_rows; c++) {
+        __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
+        __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
+        __m512 cost = stream_log16(xa, xb);
+        *low = _mm512_min_ps(*low, cost);
+        _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(cost, gaps));
+    }
+}
+
+AVX512 static void xoshiro16_load(xoshiro16 *g, const uint64_t *state) {
     for (int w = 0; w < 4; w++)
         for (int h = 0; h < 2; h++) {
             uint64_t words[8];
             for (int l = 0; l < 8; l++) words[l] = state[(8 * h + l) * 4 + w];
-            g.s[w][h] = _mm512_loadu_si512(words);
+            g->s[w][h] = _mm512_loadu_si512(words);
         }
-    const __m512 gaps = _mm512_set1_ps(gap);
+}
+
+AVX512 static void exp_table_avx512(const uint64_t *state, size_t cells, float gap, float *table,
+                                    float minimum[TM_EXP_EDIT_FAST_LANES]) {
+    xoshiro16 g;
+    xoshiro16_load(&g, state);
     __m512 low = _mm512_set1_ps(INFINITY);
-    for (size_t c = 0; c < cells; c++) {
-        __m512i xa = xoshiro8_next(&g.s[0][0], &g.s[1][0], &g.s[2][0], &g.s[3][0]);
-        __m512i xb = xoshiro8_next(&g.s[0][1], &g.s[1][1], &g.s[2][1], &g.s[3][1]);
-        __m512 cost = stream_log16(xa, xb);
-        low = _mm512_min_ps(low, cost);
-        _mm512_store_ps(table + c * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(cost, gaps));
-    }
+    exp_rows(&g, cells, _mm512_set1_ps(gap), table, &low);
     _mm512_storeu_ps(minimum, low);
 }
 
@@ -128,10 +136,21 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
 
 /* The exact path's recurrence (exp_edit_detect.c, align_block) in float:
  * E[i][r] = min(E[i-1][r-1] + (d - gamma), E[i-1][r] + gamma, E[i][r-1]),
- * with table holding d - gamma. */
-AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, const float *table, float *previous,
-                                float *current, float out[TM_EXP_EDIT_FAST_LANES]) {
+ * with table holding d - gamma. With state (EXP), each distinct token's
+ * rows are generated when the alignment first meets it (distinct tokens are
+ * numbered in order of first appearance, and blocks advance through the
+ * text), so they are still in cache for that row. */
+AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
+                                const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
+                                float minimum[TM_EXP_EDIT_FAST_LANES]) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
+    xoshiro16 g;
+    size_t generated = SIZE_MAX;
+    __m512 low = _mm512_set1_ps(INFINITY);
+    if (state) {
+        xoshiro16_load(&g, state);
+        generated = 0;
+    }
     const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
     const size_t stride = text->block_stride;
     const __m512 gaps = _mm512_set1_ps(text->gap);
@@ -141,7 +160,12 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, const float *
         float *prev = previous, *cur = current;
         for (size_t r = 0; r <= columns; r++) _mm512_store_ps(prev + r * L, _mm512_set1_ps(text->row_init[r]));
         for (size_t i = 1; i <= k; i++) {
-            const float *costs = table + (size_t)text->index[start + i - 1] * n * L;
+            size_t token = text->index[start + i - 1];
+            while (generated <= token) { /* first appearance: token == generated */
+                exp_rows(&g, n, gaps, table + generated * n * L, &low);
+                generated++;
+            }
+            const float *costs = table + token * n * L;
             __m512 left = _mm512_set1_ps(text->column_init[i]);
             _mm512_store_ps(cur, left);
             __m512 base = _mm512_load_ps(prev);
@@ -169,6 +193,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, const float *
             phi = _mm512_min_ps(phi, _mm512_add_ps(_mm512_load_ps(prev + r * L), _mm512_set1_ps(text->row_end[r])));
     }
     _mm512_storeu_ps(out, phi);
+    if (minimum) _mm512_storeu_ps(minimum, low);
 }
 
 AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float *out) {
@@ -201,12 +226,13 @@ void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_disti
 #endif
 }
 
-void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, const float *table, float *previous, float *current,
-                            float out[TM_EXP_EDIT_FAST_LANES]) {
+void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
+                            const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
+                            float minimum[TM_EXP_EDIT_FAST_LANES]) {
 #if HAVE_AVX512_KERNEL
-    align_avx512(text, table, previous, current, out);
+    align_avx512(text, table, previous, current, state, out, minimum);
 #else
-    (void)text, (void)table, (void)previous, (void)current;
+    (void)text, (void)table, (void)previous, (void)current, (void)state, (void)minimum;
     for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
 #endif
 }

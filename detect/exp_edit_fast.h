@@ -42,9 +42,13 @@ void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_disti
                                 float *table);
 
 /* phi of each lane (min over blocks of the fitting alignment), previous and
- * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. */
-void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, const float *table, float *previous, float *current,
-                            float out[TM_EXP_EDIT_FAST_LANES]);
+ * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. With state
+ * (EXP), the table is filled as tm_exp_edit_fast_exp_table would, token by
+ * token as the alignment reaches it, and minimum is set; with state NULL
+ * the table is read as it is and minimum (may be NULL) is left alone. */
+void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
+                            const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
+                            float minimum[TM_EXP_EDIT_FAST_LANES]);
 
 /* The EXP cost of each raw stream word, as the table holds it (plus gap): for the tests. */
 void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float *out);
