@@ -48,8 +48,9 @@ typedef struct {
  * three-way XORs as ternary logic, 0x96 = a ^ b ^ c). */
 AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2, __m512i *s3) {
     __m512i a = *s0, b = *s1, c = *s2, d = *s3;
-    __m512i r = _mm512_rol_epi64(_mm512_add_epi64(b, _mm512_slli_epi64(b, 2)), 7);
-    r = _mm512_add_epi64(r, _mm512_slli_epi64(r, 3));
+    /* Multiplies, not shift-and-add: the shift units are this loop's bottleneck. */
+    __m512i r = _mm512_rol_epi64(_mm512_mullo_epi64(b, _mm512_set1_epi64(5)), 7);
+    r = _mm512_mullo_epi64(r, _mm512_set1_epi64(9));
     __m512i t = _mm512_slli_epi64(b, 17);
     *s1 = _mm512_ternarylogic_epi64(b, c, a, 0x96); /* s1 ^ (s2 ^ s0) */
     *s0 = _mm512_ternarylogic_epi64(a, d, b, 0x96); /* s0 ^ (s3 ^ s1) */
@@ -60,44 +61,51 @@ AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2
 
 /* log(((x >> 12) + 0.5) 2^-52) for 16 outputs x (two halves of 8), in float:
  * w = (x >> 11) | 1 = 2 (x >> 12) + 1 is the value times 2^53; it is rounded
- * to float (relative error <= 2^-24), split as 2^e m with m in
- * [sqrt(1/2), sqrt(2)), and log m = x + x^2 P(x) - x^2/2 (x = m - 1) with
- * Cephes' logf polynomial (S. Moshier), good to ~1e-7 there; the result is
- * (e - 53) ln 2 + log m. */
-AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb) {
-    const __m512i one = _mm512_set1_epi64(1);
-    __m256 fa = _mm512_cvtepu64_ps(_mm512_or_si512(_mm512_srli_epi64(xa, 11), one));
-    __m256 fb = _mm512_cvtepu64_ps(_mm512_or_si512(_mm512_srli_epi64(xb, 11), one));
+ * to float f (relative error <= 2^-24) = 2^e m, m in [1, 2). With j the top
+ * five bits of m's fraction and q_j = float(1 / c_j) for c_j the middle of
+ * j's interval, log m = log(m q_j) - log(q_j), where r = m q_j - 1 (one fused
+ * rounding) is within 1/64 of 0 and log(1 + r) = r - r^2/2 + r^3/3 to
+ * 1.7e-8; log(q_j) is tabulated (from double). The result is
+ * (e - 64) ln 2 + log m (f holds w 2^11). tests/test_exp_edit_fast.c measures the whole
+ * against libm over every float mantissa. */
+AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, const __m512 q[2], const __m512 minus_log_q[2]) {
+    /* w 2^11 = (x with bits 0-10 cleared and bit 11 set): one ternary logic op, (x & high) | bit. */
+    const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
+    __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
+    __m256 fb = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xb, high, bit, 0xEA));
     __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1);
     __m512 e = _mm512_getexp_ps(f);
     __m512 m = _mm512_getmant_ps(f, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
-    __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356237f), _CMP_GT_OQ);
-    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
-    e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
-    __m512 x = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(7.0376836292e-2f);
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.1514610310e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.1676998740e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.2420140846e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(1.4249322787e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-1.6668057665e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(2.0000714765e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(-2.4999993993e-1f));
-    p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(3.3333331174e-1f));
-    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, x), z);
-    y = _mm512_fmadd_ps(_mm512_set1_ps(-0.5f), z, y);
-    __m512 logm = _mm512_add_ps(x, y);
-    e = _mm512_sub_ps(e, _mm512_set1_ps(53.0f));
+    __m512i j = _mm512_srli_epi32(_mm512_castps_si512(m), 18); /* the permutes read its low five bits */
+    __m512 qj = _mm512_permutex2var_ps(q[0], j, q[1]);
+    __m512 lj = _mm512_permutex2var_ps(minus_log_q[0], j, minus_log_q[1]);
+    __m512 r = _mm512_fmsub_ps(m, qj, _mm512_set1_ps(1.0f));
+    __m512 c = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 3.0f), _mm512_set1_ps(-0.5f));
+    __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r, r), c, r);
+    __m512 logm = _mm512_add_ps(lj, p);
+    e = _mm512_sub_ps(e, _mm512_set1_ps(64.0f));
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), logm);
+}
+
+/* The two 32-entry tables of stream_log16. */
+AVX512 static void log_tables(__m512 q[2], __m512 minus_log_q[2]) {
+    float qs[32], ls[32];
+    for (int j = 0; j < 32; j++) {
+        qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / 32.0));
+        ls[j] = (float)-log((double)qs[j]);
+    }
+    q[0] = _mm512_loadu_ps(qs), q[1] = _mm512_loadu_ps(qs + 16);
+    minus_log_q[0] = _mm512_loadu_ps(ls), minus_log_q[1] = _mm512_loadu_ps(ls + 16);
 }
 
 /* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
 AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 gaps, float *out, __m512 *low) {
+    __m512 q[2], minus_log_q[2];
+    log_tables(q, minus_log_q);
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
-        __m512 cost = stream_log16(xa, xb);
+        __m512 cost = stream_log16(xa, xb, q, minus_log_q);
         *low = _mm512_min_ps(*low, cost);
         _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(cost, gaps));
     }
@@ -197,11 +205,13 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
 }
 
 AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float *out) {
+    __m512 q[2], minus_log_q[2];
+    log_tables(q, minus_log_q);
     for (size_t i = 0; i < n; i += 16) {
         uint64_t words[16] = {0};
         for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
         float values[16];
-        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8)));
+        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8), q, minus_log_q));
         for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = values[j];
     }
 }
