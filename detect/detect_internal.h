@@ -37,6 +37,14 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
                                   const tm_detect_options *options, size_t n_keys, tm_exp_edit_path path,
                                   tm_exp_edit_path_stats *stats, tm_detection *out, tm_error *err);
 
+/* For the tests: null keys first .. first + count - 1 (count <= 16) of the
+ * permutation test on tokens, exact (double), fast (float) and the bound
+ * the fast path carries for each; TM_ERR_UNSUPPORTED where the fast path
+ * does not run. */
+tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
+                                   uint64_t first, size_t count, double *exact, double *fast, double *bound,
+                                   tm_error *err);
+
 /* tm_text_normalize with its ASCII fast path limited, for the tests that
  * compare the paths: ascii_runs 0 takes every character through the
  * general path, 1 copies runs of plain ASCII (no whitespace), 2 (what

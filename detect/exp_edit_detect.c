@@ -510,8 +510,9 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
     }
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];
+        /* EXP: minimum holds the least cost - gap; adding gap back rounds by < 2^-24 39 < 1e-5. */
         bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
-                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l]);
+                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + a->gap - 1e-5);
     }
     return TM_OK;
 }
@@ -630,4 +631,36 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
     }
     out->p_at_floor = exceed == 0;
     return TM_OK;
+}
+
+tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
+                                   uint64_t first, size_t count, double *exact, double *fast, double *bound,
+                                   tm_error *err) {
+    const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
+    if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
+        count == 0 || count > TM_EXP_EDIT_FAST_LANES)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "EXP-edit null values: bad arguments");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "negative token id %d at index %zu", tokens[i], i);
+    aligner a = {0};
+    fast_work f = {0};
+    tm_status status = aligner_init(&a, scheme, tokens, n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX, err);
+    if (status == TM_OK && !fast_init(&f, &a, err))
+        status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
+    double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
+    if (status == TM_OK) status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, values, bounds, err);
+    for (size_t s = 0; status == TM_OK && s < count; s += LANES) {
+        size_t lanes = count - s < LANES ? count - s : LANES, keys[LANES];
+        for (size_t j = 0; j < lanes; j++) keys[j] = (size_t)first + 1 + s + j;
+        double e[LANES];
+        status = exact_keys(&a, scheme, seed, keys, lanes, e, err);
+        for (size_t j = 0; status == TM_OK && j < lanes; j++) {
+            exact[s + j] = e[j];
+            fast[s + j] = values[s + j];
+            bound[s + j] = bounds[s + j];
+        }
+    }
+    if (f.table) fast_free(&f);
+    aligner_free(&a);
+    return status;
 }

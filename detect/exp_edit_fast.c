@@ -48,9 +48,12 @@ typedef struct {
  * three-way XORs as ternary logic, 0x96 = a ^ b ^ c). */
 AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2, __m512i *s3) {
     __m512i a = *s0, b = *s1, c = *s2, d = *s3;
-    /* Multiplies, not shift-and-add: the shift units are this loop's bottleneck. */
-    __m512i r = _mm512_rol_epi64(_mm512_mullo_epi64(b, _mm512_set1_epi64(5)), 7);
-    r = _mm512_mullo_epi64(r, _mm512_set1_epi64(9));
+    /* Multiplies, not shift-and-add: the shift units are this loop's
+     * bottleneck (the empty asm keeps GCC from turning them back). */
+    __m512i five = _mm512_set1_epi64(5), nine = _mm512_set1_epi64(9);
+    __asm__("" : "+v"(five), "+v"(nine));
+    __m512i r = _mm512_rol_epi64(_mm512_mullo_epi64(b, five), 7);
+    r = _mm512_mullo_epi64(r, nine);
     __m512i t = _mm512_slli_epi64(b, 17);
     *s1 = _mm512_ternarylogic_epi64(b, c, a, 0x96); /* s1 ^ (s2 ^ s0) */
     *s0 = _mm512_ternarylogic_epi64(a, d, b, 0x96); /* s0 ^ (s3 ^ s1) */
@@ -59,16 +62,16 @@ AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2
     return r;
 }
 
-/* log(((x >> 12) + 0.5) 2^-52) for 16 outputs x (two halves of 8), in float:
- * w = (x >> 11) | 1 = 2 (x >> 12) + 1 is the value times 2^53; it is rounded
- * to float f (relative error <= 2^-24) = 2^e m, m in [1, 2). With j the top
- * five bits of m's fraction and q_j = float(1 / c_j) for c_j the middle of
- * j's interval, log m = log(m q_j) - log(q_j), where r = m q_j - 1 (one fused
- * rounding) is within 1/64 of 0 and log(1 + r) = r - r^2/2 + r^3/3 to
- * 1.7e-8; log(q_j) is tabulated (from double). The result is
- * (e - 64) ln 2 + log m (f holds w 2^11). tests/test_exp_edit_fast.c measures the whole
- * against libm over every float mantissa. */
-AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, const __m512 q[2], const __m512 minus_log_q[2]) {
+/* log(((x >> 12) + 0.5) 2^-52) - gap for 16 outputs x (two halves of 8),
+ * in float: w = (x >> 11) | 1 = 2 (x >> 12) + 1 is the value times 2^53;
+ * f = float(w 2^11) (relative error <= 2^-24) = 2^e m, m in [1, 2). With j
+ * the top four bits of m's fraction and q_j = float(1 / c_j) for c_j the
+ * middle of j's interval, log m = log(m q_j) - log(q_j), where r = m q_j - 1
+ * (one fused rounding) is within 1/32 of 0 and log(1 + r) = r - r^2/2 +
+ * r^3/3 to 2.5e-7. The table holds -log(q_j) - 64 ln 2 - gap (from double),
+ * so the result is e ln 2 + that + the cubic. tests/test_exp_edit_fast.c
+ * measures the whole against libm over every float mantissa. */
+AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m512 offset) {
     /* w 2^11 = (x with bits 0-10 cleared and bit 11 set): one ternary logic op, (x & high) | bit. */
     const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
     __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
@@ -76,38 +79,36 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, const __m512 q[
     __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1);
     __m512 e = _mm512_getexp_ps(f);
     __m512 m = _mm512_getmant_ps(f, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
-    __m512i j = _mm512_srli_epi32(_mm512_castps_si512(m), 18); /* the permutes read its low five bits */
-    __m512 qj = _mm512_permutex2var_ps(q[0], j, q[1]);
-    __m512 lj = _mm512_permutex2var_ps(minus_log_q[0], j, minus_log_q[1]);
+    __m512i j = _mm512_srli_epi32(_mm512_castps_si512(m), 19); /* the permutes read its low four bits */
+    __m512 qj = _mm512_permutexvar_ps(j, q);
+    __m512 lj = _mm512_permutexvar_ps(j, offset);
     __m512 r = _mm512_fmsub_ps(m, qj, _mm512_set1_ps(1.0f));
     __m512 c = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 3.0f), _mm512_set1_ps(-0.5f));
     __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r, r), c, r);
-    __m512 logm = _mm512_add_ps(lj, p);
-    e = _mm512_sub_ps(e, _mm512_set1_ps(64.0f));
-    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), logm);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_add_ps(lj, p));
 }
 
-/* The two 32-entry tables of stream_log16. */
-AVX512 static void log_tables(__m512 q[2], __m512 minus_log_q[2]) {
-    float qs[32], ls[32];
-    for (int j = 0; j < 32; j++) {
-        qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / 32.0));
-        ls[j] = (float)-log((double)qs[j]);
+/* The two 16-entry tables of stream_log16. */
+AVX512 static void log_tables(float gap, __m512 *q, __m512 *offset) {
+    float qs[16], os[16];
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / 16.0));
+        os[j] = (float)(-log((double)qs[j]) - 64 * 0.69314718055994531 - (double)gap);
     }
-    q[0] = _mm512_loadu_ps(qs), q[1] = _mm512_loadu_ps(qs + 16);
-    minus_log_q[0] = _mm512_loadu_ps(ls), minus_log_q[1] = _mm512_loadu_ps(ls + 16);
+    *q = _mm512_loadu_ps(qs);
+    *offset = _mm512_loadu_ps(os);
 }
 
 /* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
-AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 gaps, float *out, __m512 *low) {
-    __m512 q[2], minus_log_q[2];
-    log_tables(q, minus_log_q);
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, float gap, float *out, __m512 *low) {
+    __m512 q, offset;
+    log_tables(gap, &q, &offset);
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
-        __m512 cost = stream_log16(xa, xb, q, minus_log_q);
+        __m512 cost = stream_log16(xa, xb, q, offset); /* already less gap */
         *low = _mm512_min_ps(*low, cost);
-        _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(cost, gaps));
+        _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, cost);
     }
 }
 
@@ -118,15 +119,6 @@ AVX512 static void xoshiro16_load(xoshiro16 *g, const uint64_t *state) {
             for (int l = 0; l < 8; l++) words[l] = state[(8 * h + l) * 4 + w];
             g->s[w][h] = _mm512_loadu_si512(words);
         }
-}
-
-AVX512 static void exp_table_avx512(const uint64_t *state, size_t cells, float gap, float *table,
-                                    float minimum[TM_EXP_EDIT_FAST_LANES]) {
-    xoshiro16 g;
-    xoshiro16_load(&g, state);
-    __m512 low = _mm512_set1_ps(INFINITY);
-    exp_rows(&g, cells, _mm512_set1_ps(gap), table, &low);
-    _mm512_storeu_ps(minimum, low);
 }
 
 AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
@@ -148,10 +140,46 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
  * rows are generated when the alignment first meets it (distinct tokens are
  * numbered in order of first appearance, and blocks advance through the
  * text), so they are still in cache for that row. */
+/* Rows i0 .. i0 + R - 1 of the recurrence in one pass over the columns: row
+ * i0 - 1 is read from prev, the last row written to cur, the rows between
+ * stay in registers (row j at column r needs row j - 1 at r - 1 and r, both
+ * just computed), so memory traffic per cell falls R-fold. Each cell's
+ * operations and their order are those of a single-row pass. */
+#define ALIGN_PASS(R)                                                                                                 \
+    do {                                                                                                              \
+        const float *costs[R];                                                                                        \
+        __m512 left[R], base[R];                                                                                      \
+        for (int q = 0; q < (R); q++) {                                                                               \
+            costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                \
+            left[q] = _mm512_set1_ps(text->column_init[i + (size_t)q]);                                               \
+        }                                                                                                             \
+        base[0] = _mm512_load_ps(prev);                                                                               \
+        for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                          \
+        _mm512_store_ps(cur, left[(R) - 1]);                                                                          \
+        size_t r = 1;                                                                                                 \
+        while (r <= columns) {                                                                                        \
+            size_t span = columns + 1 - r < n ? columns + 1 - r : n;                                                  \
+            const float *above_p = prev + r * L;                                                                      \
+            float *out_p = cur + r * L;                                                                               \
+            for (size_t j = 0; j < span; j++) {                                                                       \
+                __m512 above = _mm512_load_ps(above_p + j * L);                                                       \
+                for (int q = 0; q < (R); q++) {                                                                       \
+                    __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + j * L));                       \
+                    __m512 value = _mm512_min_ps(diagonal, _mm512_add_ps(above, gaps));                               \
+                    base[q] = above;                                                                                  \
+                    left[q] = _mm512_min_ps(value, left[q]);                                                          \
+                    above = left[q];                                                                                  \
+                }                                                                                                     \
+                _mm512_store_ps(out_p + j * L, left[(R) - 1]);                                                        \
+            }                                                                                                         \
+            r += span;                                                                                                \
+        }                                                                                                             \
+    } while (0)
+
 AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
                                 const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
                                 float minimum[TM_EXP_EDIT_FAST_LANES]) {
-    enum { L = TM_EXP_EDIT_FAST_LANES };
+    enum { L = TM_EXP_EDIT_FAST_LANES, ROWS = 4 };
     xoshiro16 g;
     size_t generated = SIZE_MAX;
     __m512 low = _mm512_set1_ps(INFINITY);
@@ -167,32 +195,18 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
         size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
         float *prev = previous, *cur = current;
         for (size_t r = 0; r <= columns; r++) _mm512_store_ps(prev + r * L, _mm512_set1_ps(text->row_init[r]));
-        for (size_t i = 1; i <= k; i++) {
-            size_t token = text->index[start + i - 1];
-            while (generated <= token) { /* first appearance: token == generated */
-                exp_rows(&g, n, gaps, table + generated * n * L, &low);
-                generated++;
-            }
-            const float *costs = table + token * n * L;
-            __m512 left = _mm512_set1_ps(text->column_init[i]);
-            _mm512_store_ps(cur, left);
-            __m512 base = _mm512_load_ps(prev);
-            size_t r = 1;
-            while (r <= columns) {
-                size_t span = columns + 1 - r < n ? columns + 1 - r : n;
-                const float *c = costs;
-                const float *above_p = prev + r * L;
-                float *out_p = cur + r * L;
-                for (size_t j = 0; j < span; j++) {
-                    __m512 above = _mm512_load_ps(above_p + j * L);
-                    __m512 diagonal = _mm512_add_ps(base, _mm512_load_ps(c + j * L));
-                    __m512 value = _mm512_min_ps(diagonal, _mm512_add_ps(above, gaps));
-                    left = _mm512_min_ps(value, left);
-                    _mm512_store_ps(out_p + j * L, left);
-                    base = above;
+        for (size_t i = 1; i <= k;) {
+            size_t rows = k + 1 - i >= ROWS ? ROWS : 1;
+            for (size_t q = 0; q < rows; q++) {
+                size_t token = text->index[start + i - 1 + q];
+                while (generated <= token) { /* first appearance: token == generated */
+                    exp_rows(&g, n, text->gap, table + generated * n * L, &low);
+                    generated++;
                 }
-                r += span;
             }
+            if (rows == ROWS) ALIGN_PASS(4);
+            else ALIGN_PASS(1);
+            i += rows;
             float *swap = prev;
             prev = cur;
             cur = swap;
@@ -204,28 +218,19 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     if (minimum) _mm512_storeu_ps(minimum, low);
 }
 
-AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float *out) {
-    __m512 q[2], minus_log_q[2];
-    log_tables(q, minus_log_q);
+AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float gap, float *out) {
+    __m512 q, offset;
+    log_tables(gap, &q, &offset);
     for (size_t i = 0; i < n; i += 16) {
         uint64_t words[16] = {0};
         for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
         float values[16];
-        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8), q, minus_log_q));
+        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8), q, offset));
         for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = values[j];
     }
 }
 
 #endif
-
-void tm_exp_edit_fast_exp_table(const uint64_t *state, size_t cells, float gap,
-                                float *table, float minimum[TM_EXP_EDIT_FAST_LANES]) {
-#if HAVE_AVX512_KERNEL
-    exp_table_avx512(state, cells, gap, table, minimum);
-#else
-    (void)state, (void)cells, (void)gap, (void)table, (void)minimum;
-#endif
-}
 
 void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
                                 float *table) {
@@ -247,11 +252,11 @@ void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, flo
 #endif
 }
 
-void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float *out) {
+void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float gap, float *out) {
 #if HAVE_AVX512_KERNEL
-    stream_costs_avx512(x, n, out);
+    stream_costs_avx512(x, n, gap, out);
 #else
     for (size_t i = 0; i < n; i++) out[i] = NAN;
-    (void)x;
+    (void)x, (void)gap;
 #endif
 }

@@ -23,7 +23,7 @@ static bool have_fast(void) { return tm_exp_edit_fast_available(); }
 
 /* ---- the log kernel --------------------------------------------------------------- */
 
-/* Largest |kernel - libm| over the odd w in [lo, hi) stepping by step (w
+/* Largest |kernel - (libm - gap)| over the odd w in [lo, hi) stepping by step (w
  * odd), as the stream word x = (w >> 1) << 12 (so that ((x >> 12) + 0.5)
  * 2^-52 = w 2^-53 exactly). */
 static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
@@ -37,9 +37,9 @@ static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
         size_t n = 0;
         for (; n < CHUNK && w < hi; n++, w += step) {
             x[n] = (w >> 1) << 12;
-            want[n] = log(tm_wm_uniform(x[n]));
+            want[n] = log(tm_wm_uniform(x[n])) - 2.0;
         }
-        tm_exp_edit_fast_stream_costs(x, n, out);
+        tm_exp_edit_fast_stream_costs(x, n, 2.0f, out); /* EXP's gap */
         for (size_t i = 0; i < n; i++) {
             double e = fabs((double)out[i] - want[i]);
             if (!(e <= worst)) worst = e; /* NaN becomes the worst */
@@ -70,8 +70,8 @@ Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa, .timeout = 12
             s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = s[3] << 45 | s[3] >> 19;
             x[i] = r;
         }
-        tm_exp_edit_fast_stream_costs(x, 4096, out);
-        for (size_t i = 0; i < 4096; i++) worst = fmax(worst, fabs((double)out[i] - log(tm_wm_uniform(x[i]))));
+        tm_exp_edit_fast_stream_costs(x, 4096, 2.0f, out);
+        for (size_t i = 0; i < 4096; i++) worst = fmax(worst, fabs((double)out[i] - (log(tm_wm_uniform(x[i])) - 2.0)));
     }
     cr_log_info("EXP fast log: largest error %.3g (bound %.3g)", worst, TM_EXP_EDIT_FAST_EPS_EXP);
     cr_assert(worst <= TM_EXP_EDIT_FAST_EPS_EXP / 2, "fast log error %.3g above half the bound %.3g", worst,
@@ -252,3 +252,47 @@ Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
 }
+
+/* Each null key's fast value lies within the bound it carries of its exact
+ * value, on watermarked, edited, unwatermarked and two-block texts, and the
+ * bound is small enough to settle nearly every key (< 1, where null
+ * statistics spread over tens). */
+static void check_bounds(tm_wm_decoder decoder) {
+    if (!have_fast()) cr_skip_test("no AVX-512F/DQ on this CPU: the fast path is off and AUTO is exact");
+    tm_wm_key *key = wm_test_master_key();
+    tm_wm_config config = edit_config(decoder);
+    tm_wm_scheme *scheme = wm_test_scheme(&config, key);
+    enum { M = 200, LONG = 420, KEYS = 48 };
+    int32_t marked[LONG], edited[2 * LONG], random_ids[LONG];
+    sampled_tokens(scheme, 3, 4, marked, LONG);
+    size_t n_edited = edit_tokens(marked, M, edited, 0.2, 5);
+    uint64_t x = 6;
+    for (size_t i = 0; i < LONG; i++) random_ids[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+    const int32_t *texts[] = {marked, edited, random_ids, random_ids, marked};
+    size_t lengths[] = {M, n_edited, M, 17, LONG};
+    double worst_ratio = 0.0, largest_bound = 0.0;
+    size_t checked = 0;
+    for (size_t t = 0; t < sizeof lengths / sizeof *lengths; t++)
+        for (uint64_t first = 0; first < KEYS; first += 16) {
+            double exact[16], fast[16], bound[16];
+            tm_error err = {0};
+            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, texts[t], lengths[t], 11, first, 16, exact, fast, bound, &err),
+                         TM_OK, "%s", err.message);
+            for (int l = 0; l < 16; l++) {
+                double gap = fabs(exact[l] - fast[l]);
+                cr_assert(gap <= bound[l], "text %zu null %llu: exact %.9g, fast %.9g, bound %.3g", t,
+                          (unsigned long long)(first + (uint64_t)l), exact[l], fast[l], bound[l]);
+                cr_assert(bound[l] > 0 && bound[l] < 1.0, "bound %.3g", bound[l]);
+                worst_ratio = fmax(worst_ratio, gap / bound[l]);
+                largest_bound = fmax(largest_bound, bound[l]);
+                checked++;
+            }
+        }
+    cr_log_info("%s: %zu null keys, |fast - exact| at most %.3g of the bound, largest bound %.3g",
+                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", checked, worst_ratio, largest_bound);
+    tm_wm_scheme_free(scheme);
+    tm_wm_key_free(key);
+}
+
+Test(exp_edit_fast, exp_fast_values_within_their_bounds, .timeout = 120) { check_bounds(TM_WM_DECODER_EXP); }
+Test(exp_edit_fast, its_fast_values_within_their_bounds, .timeout = 120) { check_bounds(TM_WM_DECODER_ITS); }
