@@ -366,10 +366,10 @@ static tm_status exact_keys(aligner *a, const tm_wm_scheme *scheme, uint64_t see
     return TM_OK;
 }
 
-/* The exact path: every key through the double alignment, LANES at a time. */
-static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
-                           tm_exp_edit_path_stats *stats, tm_error *err) {
-    for (size_t first = 0; first < n_keys; first += LANES) {
+/* The exact path: keys from .. n_keys - 1 through the double alignment, LANES at a time. */
+static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed, size_t from, size_t n_keys,
+                           tally *t, tm_exp_edit_path_stats *stats, tm_error *err) {
+    for (size_t first = from; first < n_keys; first += LANES) {
         size_t lanes = n_keys - first < LANES ? n_keys - first : LANES, keys[LANES];
         for (size_t l = 0; l < lanes; l++) keys[l] = first + l;
         double values[LANES];
@@ -429,6 +429,20 @@ static void fast_free(fast_work *f) {
     free(f->u);
 }
 
+/* A 64-byte aligned table left unzeroed (freed with tm_free_aligned): every
+ * cell is written before it is read, and zeroing megabytes would cost more
+ * than a short sequential test. */
+static float *alloc_floats(size_t count, tm_error *err) {
+    size_t bytes;
+    if (!tm_mul_size(count, sizeof(float), &bytes) || !tm_add_size(bytes, 63, &bytes)) {
+        tm_error_set(err, TM_ERR_NOMEM, "allocation of %zu floats overflows", count);
+        return NULL;
+    }
+    float *p = aligned_alloc(64, bytes & ~(size_t)63);
+    if (!p) tm_error_set(err, TM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
 /* false (nothing allocated) where the fast path cannot run for this text. */
 static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
@@ -436,9 +450,9 @@ static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
     if (!tm_exp_edit_fast_available() || !tm_mul_size(a->n_distinct, a->n_rows, &cells) ||
         !tm_mul_size(cells, L * sizeof(float), &bytes) || bytes > TABLE_BYTES_MAX)
         return false;
-    f->table = tm_alloc_aligned(cells * L, sizeof(float), err);
-    f->previous = tm_alloc_aligned(columns * L, sizeof(float), err);
-    f->current = tm_alloc_aligned(columns * L, sizeof(float), err);
+    f->table = alloc_floats(cells * L, err);
+    f->previous = alloc_floats(columns * L, err);
+    f->current = alloc_floats(columns * L, err);
     f->row_init = tm_alloc_array(columns, sizeof(float), err);
     f->row_end = tm_alloc_array(columns, sizeof(float), err);
     f->column_init = tm_alloc_array(a->block + 1, sizeof(float), err);
@@ -491,8 +505,13 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
         tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], phi, minimum);
     } else {
         for (size_t l = 0; l < L; l++) {
+            if (l >= lanes) { /* spare lanes repeat the last key, unused: a copy, not its PRF calls again */
+                for (size_t t = 0; t < a->n_distinct; t++) f->eta[t * L + l] = f->eta[t * L + lanes - 1];
+                for (size_t r = 0; r < a->n_rows; r++) f->u[r * L + l] = f->u[r * L + lanes - 1];
+                continue;
+            }
             uint8_t secret[32];
-            null_secret(seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
+            null_secret(seed, first + l - 1, secret);
             tm_wm_key *key = NULL;
             tm_wm_scheme *scheme = NULL;
             tm_status status = tm_wm_key_from_secret(&key, secret, err);
@@ -525,13 +544,31 @@ static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, 
                           tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     size_t head = 1, key0 = 0;
-    double observed[LANES];
-    tm_status status = exact_keys(a, scheme, seed, &key0, 1, observed, err);
-    if (status != TM_OK) return status;
-    t->phi = observed[0];
+    tm_status status;
+    if (a->its && t->sequential) {
+        /* Off the watermark an ITS sequential test usually stops within its
+         * first null keys, whose PRF calls cost more than their alignment:
+         * the exact path's first batch (key 0 and null keys 0-2 in one
+         * double alignment) is then the cheapest way there. */
+        head = n_keys < LANES ? n_keys : LANES;
+        status = run_exact(a, scheme, seed, 0, head, t, stats, err);
+        if (status != TM_OK || t->stopped_at) return status;
+    } else {
+        double observed[LANES];
+        status = exact_keys(a, scheme, seed, &key0, 1, observed, err);
+        if (status != TM_OK) return status;
+        t->phi = observed[0];
+    }
+    /* The float work space only now, when the test goes on. */
+    if (!fast_init(f, a, err)) return run_exact(a, scheme, seed, head, n_keys, t, stats, err);
     const tm_wm_config *config = tm_wm_scheme_config(scheme);
-    for (size_t first = head; first < n_keys; first += L) {
-        size_t lanes = n_keys - first < L ? n_keys - first : L;
+    /* ITS null keys cost their PRF calls lane by lane, and a sequential test
+     * off the watermark usually stops within a few keys: there the batches
+     * grow 4, 8, 16 instead of spending 16 keys' PRF calls at once. EXP's
+     * lanes cost nothing apart, so its batches are 16 from the start. */
+    size_t batch = a->its && t->sequential ? 4 : L;
+    for (size_t first = head; first < n_keys; first += batch, batch = batch * 2 < L ? batch * 2 : L) {
+        size_t lanes = n_keys - first < batch ? n_keys - first : batch;
         double values[L], bounds[L];
         status = fast_keys(f, a, config, seed, first, lanes, values, bounds, err);
         if (status != TM_OK) return status;
@@ -606,11 +643,11 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
     size_t n_keys = permutations + 1;
     tally t = {.stop_at = stop_at, .sequential = options->sequential && stop_at > 0};
     fast_work f = {0};
-    if (status == TM_OK && path != TM_EXP_EDIT_PATH_EXACT && n_keys > LANES && fast_init(&f, &a, err)) {
+    if (status == TM_OK && path != TM_EXP_EDIT_PATH_EXACT && n_keys > LANES && tm_exp_edit_fast_available()) {
         status = run_fast(&a, &f, scheme, options->permutation_seed, n_keys, &t, stats, err);
         fast_free(&f);
     } else if (status == TM_OK) {
-        status = run_exact(&a, scheme, options->permutation_seed, n_keys, &t, stats, err);
+        status = run_exact(&a, scheme, options->permutation_seed, 0, n_keys, &t, stats, err);
     }
     aligner_free(&a);
     if (status != TM_OK) return status;
@@ -660,7 +697,7 @@ tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *to
             bound[s + j] = bounds[s + j];
         }
     }
-    if (f.table) fast_free(&f);
+    fast_free(&f);
     aligner_free(&a);
     return status;
 }
