@@ -389,32 +389,36 @@ static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed
 
 /* ---- the fast path ---------------------------------------------------------------------- */
 
-/* A rigorous bound on |fast phi - exact phi| for one lane. With u = 2^-24,
- * M a bound on the magnitude of every value the recurrence forms (exact or
- * float), eps the bound on one cost's error and c_lo <= 0 a lower bound on
- * every cost: the float row 0 and column 0 are within uM of the exact ones;
- * each row adds at most eps + |float(gamma) - gamma| + 2uM (the cost, the
- * rounding of d - gamma and of the addition; the minima are exact and a
- * running minimum of values each within e is within e); the last step adds
- * 2uM. So |fast - real| <= 3uM + k (eps + |float(gamma) - gamma| + 2uM), and
- * the exact double path is within (3 + 2k) 2^-53 M of the same real value.
- * M: D[i][r] lies in [-i max(gamma, -c_lo), i gamma] (each token matched at
- * cost >= c_lo or deleted at gamma; skipped rows cost gamma >= 0), E = D - r
- * gamma adds at most (n + 2k) gamma, a sum adds a cost. The bound returned is
- * twice the sum, for safety. */
+/* A rigorous bound on |fast phi - exact phi| for one lane. The fast path
+ * computes H[i][r] = D[i][r] - (r + i) gamma (exp_edit_fast.c), equal to
+ * the exact path's recurrence in real arithmetic. With u = 2^-24, M a
+ * bound on the magnitude of every value either recurrence forms (exact or
+ * float), eps the bound on one table value's error (cost - 2 gamma) and
+ * c_lo <= 0 a lower bound on every cost: row 0 is within uM of the real
+ * one; each row adds at most eps + 2 |float(gamma) - gamma| + 2uM (the cost,
+ * the rounding of d - 2 gamma where it is formed in float, the addition; the
+ * minima are exact and a running minimum of values each within e is within
+ * e); the last step adds 2uM. So |fast - real| <= 3uM + k (eps + 2
+ * |float(gamma) - gamma| + 2uM), and the exact double path is within
+ * (3 + 2k) 2^-53 M of the same real value. M: D[i][r] lies in
+ * [-i max(gamma, -c_lo), i gamma] (each token matched at cost >= c_lo or
+ * deleted at gamma; skipped rows cost gamma >= 0); H or the exact path's
+ * D - r gamma adds at most (n + 3k) gamma; a sum adds a cost and 2 gamma
+ * (and ITS costs are at most 1). The bound returned is twice the sum, for
+ * safety. */
 static double lane_bound(const aligner *a, double eps, double cost_min) {
     const double u = 0x1.0p-24, ud = 0x1.0p-53, gap = a->gap, k = (double)a->block;
     const double columns = (double)(a->n_rows + 2 * a->block);
     double c_lo = fmin(0.0, cost_min - eps);
-    double m = k * fmax(gap, -c_lo) + (columns + 2) * gap - c_lo + 2;
+    double m = k * fmax(gap, -c_lo) + (columns + k + 2) * gap - c_lo + 2;
     double gap_error = fabs((double)(float)gap - gap);
-    double fast = 3 * u * m + k * (eps + gap_error + 2 * u * m);
+    double fast = 3 * u * m + k * (eps + 2 * gap_error + 2 * u * m);
     double exact = (3 + 2 * k) * ud * m;
     return 2 * (fast + exact) + 1e-9;
 }
 
 typedef struct {
-    float *table, *previous, *current, *row_init, *row_end, *column_init, *eta, *u;
+    float *table, *previous, *current, *row_init, *row_end, *eta, *u;
     tm_exp_edit_fast_text text;
 } fast_work;
 
@@ -424,7 +428,6 @@ static void fast_free(fast_work *f) {
     tm_free_aligned(f->current);
     free(f->row_init);
     free(f->row_end);
-    free(f->column_init);
     free(f->eta);
     free(f->u);
 }
@@ -455,22 +458,20 @@ static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
     f->current = alloc_floats(columns * L, err);
     f->row_init = tm_alloc_array(columns, sizeof(float), err);
     f->row_end = tm_alloc_array(columns, sizeof(float), err);
-    f->column_init = tm_alloc_array(a->block + 1, sizeof(float), err);
     if (a->its) {
         f->eta = tm_alloc_array(a->n_distinct * L, sizeof(float), err);
         f->u = tm_alloc_array(a->n_rows * L, sizeof(float), err);
     }
-    if (!f->table || !f->previous || !f->current || !f->row_init || !f->row_end || !f->column_init ||
+    if (!f->table || !f->previous || !f->current || !f->row_init || !f->row_end ||
         (a->its && (!f->eta || !f->u))) {
         fast_free(f);
         memset(f, 0, sizeof *f);
         return false;
     }
     for (size_t r = 0; r < columns; r++) {
-        f->row_init[r] = (float)(-(double)r * a->gap); /* as the exact path's row 0, rounded once */
-        f->row_end[r] = (float)((double)r * a->gap);
+        f->row_init[r] = (float)(-(double)r * a->gap); /* H[0][r], rounded once */
+        f->row_end[r] = (float)((double)(r + a->block) * a->gap);
     }
-    for (size_t i = 0; i <= a->block; i++) f->column_init[i] = (float)((double)i * a->gap);
     f->text = (tm_exp_edit_fast_text){.index = a->index,
                                       .n_text = a->n_text,
                                       .block = a->block,
@@ -479,8 +480,7 @@ static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
                                       .n_rows = a->n_rows,
                                       .gap = (float)a->gap,
                                       .row_init = f->row_init,
-                                      .row_end = f->row_end,
-                                      .column_init = f->column_init};
+                                      .row_end = f->row_end};
     return true;
 }
 
@@ -524,14 +524,14 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             tm_wm_key_free(key);
             if (status != TM_OK) return status;
         }
-        tm_exp_edit_fast_its_table(f->eta, f->u, a->n_distinct, a->n_rows, (float)a->gap, f->table);
+        tm_exp_edit_fast_its_table(f->eta, f->u, a->n_distinct, a->n_rows, 2 * (float)a->gap, f->table);
         tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, phi, NULL);
     }
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];
-        /* EXP: minimum holds the least cost - gap; adding gap back rounds by < 2^-24 39 < 1e-5. */
+        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds by < 2^-24 41 < 1e-5. */
         bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
-                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + a->gap - 1e-5);
+                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + 2 * a->gap - 1e-5);
     }
     return TM_OK;
 }

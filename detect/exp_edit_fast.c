@@ -62,13 +62,13 @@ AVX512 static inline __m512i xoshiro8_next(__m512i *s0, __m512i *s1, __m512i *s2
     return r;
 }
 
-/* log(((x >> 12) + 0.5) 2^-52) - gap for 16 outputs x (two halves of 8),
+/* log(((x >> 12) + 0.5) 2^-52) - shift for 16 outputs x (two halves of 8),
  * in float: w = (x >> 11) | 1 = 2 (x >> 12) + 1 is the value times 2^53;
  * f = float(w 2^11) (relative error <= 2^-24) = 2^e m, m in [1, 2). With j
  * the top four bits of m's fraction and q_j = float(1 / c_j) for c_j the
  * middle of j's interval, log m = log(m q_j) - log(q_j), where r = m q_j - 1
  * (one fused rounding) is within 1/32 of 0 and log(1 + r) = r - r^2/2 +
- * r^3/3 to 2.5e-7. The table holds -log(q_j) - 64 ln 2 - gap (from double),
+ * r^3/3 to 2.5e-7. The table holds -log(q_j) - 64 ln 2 - shift (from double),
  * so the result is e ln 2 + that + the cubic. tests/test_exp_edit_fast.c
  * measures the whole against libm over every float mantissa. */
 AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m512 offset) {
@@ -89,24 +89,24 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m51
 }
 
 /* The two 16-entry tables of stream_log16. */
-AVX512 static void log_tables(float gap, __m512 *q, __m512 *offset) {
+AVX512 static void log_tables(float shift, __m512 *q, __m512 *offset) {
     float qs[16], os[16];
     for (int j = 0; j < 16; j++) {
         qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / 16.0));
-        os[j] = (float)(-log((double)qs[j]) - 64 * 0.69314718055994531 - (double)gap);
+        os[j] = (float)(-log((double)qs[j]) - 64 * 0.69314718055994531 - (double)shift);
     }
     *q = _mm512_loadu_ps(qs);
     *offset = _mm512_loadu_ps(os);
 }
 
 /* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
-AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, float gap, float *out, __m512 *low) {
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, float shift, float *out, __m512 *low) {
     __m512 q, offset;
-    log_tables(gap, &q, &offset);
+    log_tables(shift, &q, &offset);
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
-        __m512 cost = stream_log16(xa, xb, q, offset); /* already less gap */
+        __m512 cost = stream_log16(xa, xb, q, offset); /* already less shift */
         *low = _mm512_min_ps(*low, cost);
         _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, cost);
     }
@@ -121,25 +121,30 @@ AVX512 static void xoshiro16_load(xoshiro16 *g, const uint64_t *state) {
         }
 }
 
-AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
+AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
                                     float *table) {
-    const __m512 gaps = _mm512_set1_ps(gap);
+    const __m512 shifts = _mm512_set1_ps(shift);
     for (size_t t = 0; t < n_distinct; t++) {
         __m512 e = _mm512_loadu_ps(eta + t * TM_EXP_EDIT_FAST_LANES);
         float *out = table + t * n_rows * TM_EXP_EDIT_FAST_LANES;
         for (size_t r = 0; r < n_rows; r++) {
             __m512 d = _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(u + r * TM_EXP_EDIT_FAST_LANES), e));
-            _mm512_store_ps(out + r * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(d, gaps));
+            _mm512_store_ps(out + r * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(d, shifts));
         }
     }
 }
 
-/* The exact path's recurrence (exp_edit_detect.c, align_block) in float:
- * E[i][r] = min(E[i-1][r-1] + (d - gamma), E[i-1][r] + gamma, E[i][r-1]),
- * with table holding d - gamma. With state (EXP), each distinct token's
- * rows are generated when the alignment first meets it (distinct tokens are
- * numbered in order of first appearance, and blocks advance through the
- * text), so they are still in cache for that row. */
+/* The exact path's alignment (exp_edit_detect.c, align_block) in float, in
+ * another but equivalent form: with D the recurrence of align_block and
+ * H[i][r] = D[i][r] - (r + i) gamma, both gap moves lose their addition,
+ * H[i][r] = min(H[i-1][r-1] + (d - 2 gamma), H[i-1][r], H[i][r-1]),
+ * H[0][r] = -r gamma, H[i][0] = 0, phi = min_r H[k][r] + (r + k) gamma:
+ * one addition and two minima a cell, and the table holds d - 2 gamma. In
+ * real arithmetic it equals align_block's value; the bound of
+ * exp_edit_detect.c (lane_bound) covers the float roundings. With state
+ * (EXP), each distinct token's rows are generated when the alignment first
+ * meets it (distinct tokens are numbered in order of first appearance, and
+ * blocks advance through the text), so they are still in cache for that row. */
 /* Rows i0 .. i0 + R - 1 of the recurrence in one pass over the columns: row
  * i0 - 1 is read from prev, the last row written to cur, the rows between
  * stay in registers (row j at column r needs row j - 1 at r - 1 and r, both
@@ -151,7 +156,7 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
         __m512 left[R], base[R];                                                                                      \
         for (int q = 0; q < (R); q++) {                                                                               \
             costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                \
-            left[q] = _mm512_set1_ps(text->column_init[i + (size_t)q]);                                               \
+            left[q] = _mm512_setzero_ps(); /* H[i][0] = 0 */                                                          \
         }                                                                                                             \
         base[0] = _mm512_load_ps(prev);                                                                               \
         for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                          \
@@ -165,7 +170,7 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
                 __m512 above = _mm512_load_ps(above_p + j * L);                                                       \
                 for (int q = 0; q < (R); q++) {                                                                       \
                     __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + j * L));                       \
-                    __m512 value = _mm512_min_ps(diagonal, _mm512_add_ps(above, gaps));                               \
+                    __m512 value = _mm512_min_ps(diagonal, above);                                                    \
                     base[q] = above;                                                                                  \
                     left[q] = _mm512_min_ps(value, left[q]);                                                          \
                     above = left[q];                                                                                  \
@@ -189,7 +194,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     }
     const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
     const size_t stride = text->block_stride;
-    const __m512 gaps = _mm512_set1_ps(text->gap);
+    const float shift = 2 * text->gap; /* exact: a power of two times a float */
     __m512 phi = _mm512_set1_ps(INFINITY);
     for (size_t b = 0; b < text->n_blocks; b++) {
         size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
@@ -200,7 +205,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
             for (size_t q = 0; q < rows; q++) {
                 size_t token = text->index[start + i - 1 + q];
                 while (generated <= token) { /* first appearance: token == generated */
-                    exp_rows(&g, n, text->gap, table + generated * n * L, &low);
+                    exp_rows(&g, n, shift, table + generated * n * L, &low);
                     generated++;
                 }
             }
@@ -218,9 +223,9 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     if (minimum) _mm512_storeu_ps(minimum, low);
 }
 
-AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float gap, float *out) {
+AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift, float *out) {
     __m512 q, offset;
-    log_tables(gap, &q, &offset);
+    log_tables(shift, &q, &offset);
     for (size_t i = 0; i < n; i += 16) {
         uint64_t words[16] = {0};
         for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
@@ -232,12 +237,12 @@ AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float gap, f
 
 #endif
 
-void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
+void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
                                 float *table) {
 #if HAVE_AVX512_KERNEL
-    its_table_avx512(eta, u, n_distinct, n_rows, gap, table);
+    its_table_avx512(eta, u, n_distinct, n_rows, shift, table);
 #else
-    (void)eta, (void)u, (void)n_distinct, (void)n_rows, (void)gap, (void)table;
+    (void)eta, (void)u, (void)n_distinct, (void)n_rows, (void)shift, (void)table;
 #endif
 }
 
@@ -252,11 +257,11 @@ void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, flo
 #endif
 }
 
-void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float gap, float *out) {
+void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float shift, float *out) {
 #if HAVE_AVX512_KERNEL
-    stream_costs_avx512(x, n, gap, out);
+    stream_costs_avx512(x, n, shift, out);
 #else
     for (size_t i = 0; i < n; i++) out[i] = NAN;
-    (void)x, (void)gap;
+    (void)x, (void)shift;
 #endif
 }

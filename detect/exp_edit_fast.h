@@ -11,11 +11,11 @@
 
 enum { TM_EXP_EDIT_FAST_LANES = 16 };
 
-/* Bounds on |fast (cost - gap) - (exact double cost - gap)| for one (token,
- * row) pair: EXP log(((x >> 12) + 0.5) 2^-52) (tests/test_exp_edit_fast.c
+/* Bounds on |fast (cost - 2 gap) - (exact double cost - 2 gap)| for one
+ * (token, row) pair: EXP log(((x >> 12) + 0.5) 2^-52) (tests/test_exp_edit_fast.c
  * measures the kernel against libm over every float mantissa and asserts
  * half of this), ITS |u - eta| from doubles rounded to float (3 roundings
- * of <= 2^-25; the subtraction of gap is bounded separately). */
+ * of <= 2^-25; the subtraction of 2 gap is bounded separately). */
 #define TM_EXP_EDIT_FAST_EPS_EXP 2e-5
 #define TM_EXP_EDIT_FAST_EPS_ITS 1e-6
 
@@ -24,23 +24,22 @@ typedef struct {
     const uint32_t *index; /* per scored token: its row block in the table */
     size_t n_text, block, block_stride, n_blocks, n_rows;
     float gap;
-    const float *row_init;    /* [0 .. n + 2k]: float(-r gamma) */
-    const float *row_end;     /* [0 .. n + 2k]: float(r gamma) */
-    const float *column_init; /* [0 .. k]: float(i gamma) */
+    const float *row_init; /* [0 .. n + 2k]: float(-r gamma) */
+    const float *row_end;  /* [0 .. n + 2k]: float((r + k) gamma) */
 } tm_exp_edit_fast_text;
 
 /* Whether this CPU runs the kernels (AVX-512F and DQ). */
 bool tm_exp_edit_fast_available(void);
 
-/* ITS: table[((t * n_rows + r) * 16) + l] = |u[r][l] - eta[t][l]| - gap. */
-void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float gap,
+/* ITS: table[((t * n_rows + r) * 16) + l] = |u[r][l] - eta[t][l]| - shift (2 gap). */
+void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
                                 float *table);
 
 /* phi of each lane (min over blocks of the fitting alignment), previous and
  * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. With state
  * (EXP: lane l's xoshiro256** state in state[4 l .. 4 l + 3]), the table is
  * filled token by token as the alignment reaches it, table[(c * 16) + l] =
- * log(((x_c >> 12) + 0.5) 2^-52) - gap for the c-th output x_c of lane l's
+ * log(((x_c >> 12) + 0.5) 2^-52) - 2 gap for the c-th output x_c of lane l's
  * stream (c = distinct token * n_rows + row), and minimum[l] is set to the
  * least of lane l's values; with state NULL
  * the table is read as it is and minimum (may be NULL) is left alone. */
@@ -48,7 +47,7 @@ void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, flo
                             const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
                             float minimum[TM_EXP_EDIT_FAST_LANES]);
 
-/* The EXP cost less gap of each raw stream word, as the table holds it: for the tests. */
-void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float gap, float *out);
+/* The EXP cost less shift of each raw stream word (the table's with shift 2 gap): for the tests. */
+void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float shift, float *out);
 
 #endif
