@@ -8,13 +8,15 @@
  * (exp_edit_detect.c) carries a rigorous error bound for each of them and
  * recomputes exactly every null key whose fast value lies within the bound
  * of the observed statistic, so counts and p-values never depend on this
- * file's rounding. It must never be used where the CPU lacks AVX-512F/DQ
- * (tm_exp_edit_fast_available says), never allocate, print or abort, and
+ * file's rounding. It must never be used where the CPU lacks AVX-512F/VL/DQ
+ * (tm_exp_edit_fast_available says; TM_NO_AVX512 turns it off), never allocate, print or abort, and
  * never return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP) or
  * TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the exact path's double cost
  * (tests/test_exp_edit_fast.c checks the EXP log exhaustively over every
  * float mantissa). */
 #include "exp_edit_fast.h"
+
+#include "tracemark/core.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,8 +31,11 @@
 
 bool tm_exp_edit_fast_available(void) {
 #if HAVE_AVX512_KERNEL
+    /* tm_cpu_has for what it knows (and TM_NO_AVX512 / TM_NO_AVX2 turn the
+     * fast path off with the other AVX-512 kernels); DQ it does not list. */
+    if (!tm_cpu_has(TM_CPU_AVX512F) || !tm_cpu_has(TM_CPU_AVX512VL)) return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    return __builtin_cpu_supports("avx512dq");
 #else
     return false;
 #endif

@@ -28,7 +28,7 @@ typedef struct {
     const float *row_end;  /* [0 .. n + 2k]: float((r + k) gamma) */
 } tm_exp_edit_fast_text;
 
-/* Whether this CPU runs the kernels (AVX-512F and DQ). */
+/* Whether the kernels may run: AVX-512F, VL and DQ, not turned off by TM_NO_AVX512 / TM_NO_AVX2. */
 bool tm_exp_edit_fast_available(void);
 
 /* ITS: table[((t * n_rows + r) * 16) + l] = |u[r][l] - eta[t][l]| - shift (2 gap). */

@@ -8,7 +8,7 @@
  * EXP and ITS, with 1 and 3 keys, full and sequential, the statistic, ln p
  * (bit for bit), the floor flag, the stop and the decision are the exact
  * path's, while most null keys are settled in float. Skips visibly where the
- * CPU has no AVX-512 (there AUTO is the exact path). */
+ * CPU has no AVX-512 or TM_NO_AVX512 is set (there AUTO is the exact path). */
 #include "distortion_free_testing.h"
 #include "tracemark/detect.h"
 
@@ -49,7 +49,7 @@ static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
 }
 
 Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa, .timeout = 120) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/DQ on this CPU: the fast path is off and AUTO is exact");
+    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
     double worst = 0.0;
     /* Every odd w below 2^24: every float the conversion can give there. */
     worst = fmax(worst, max_log_error(1, UINT64_C(1) << 24, 2));
@@ -177,7 +177,7 @@ static tm_wm_config edit_config(tm_wm_decoder decoder) {
 }
 
 static void check_paths(tm_wm_decoder decoder) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/DQ on this CPU: the fast path is off and AUTO is exact");
+    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
@@ -235,7 +235,7 @@ Test(exp_edit_fast, its_paths_agree_bit_for_bit, .timeout = 600) { check_paths(T
  * and every null key near phi is counted; the recomputed keys must exist on
  * some unwatermarked text, or the exact fallback is never exercised. */
 Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/DQ on this CPU: the fast path is off and AUTO is exact");
+    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(TM_WM_DECODER_EXP);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
@@ -258,7 +258,7 @@ Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
  * bound is small enough to settle nearly every key (< 1, where null
  * statistics spread over tens). */
 static void check_bounds(tm_wm_decoder decoder) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/DQ on this CPU: the fast path is off and AUTO is exact");
+    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
