@@ -502,7 +502,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             }
             if (!(state[l][0] | state[l][1] | state[l][2] | state[l][3])) state[l][0] = 1; /* as load_stream */
         }
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], phi, minimum);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], NULL, NULL, phi, minimum);
     } else {
         for (size_t l = 0; l < L; l++) {
             if (l >= lanes) { /* spare lanes repeat the last key, unused: a copy, not its PRF calls again */
@@ -524,8 +524,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             tm_wm_key_free(key);
             if (status != TM_OK) return status;
         }
-        tm_exp_edit_fast_its_table(f->eta, f->u, a->n_distinct, a->n_rows, 2 * (float)a->gap, f->table);
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, phi, NULL);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, f->eta, f->u, phi, NULL);
     }
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];

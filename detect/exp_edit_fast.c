@@ -126,16 +126,13 @@ AVX512 static void xoshiro16_load(xoshiro16 *g, const uint64_t *state) {
         }
 }
 
-AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
-                                    float *table) {
-    const __m512 shifts = _mm512_set1_ps(shift);
-    for (size_t t = 0; t < n_distinct; t++) {
-        __m512 e = _mm512_loadu_ps(eta + t * TM_EXP_EDIT_FAST_LANES);
-        float *out = table + t * n_rows * TM_EXP_EDIT_FAST_LANES;
-        for (size_t r = 0; r < n_rows; r++) {
-            __m512 d = _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(u + r * TM_EXP_EDIT_FAST_LANES), e));
-            _mm512_store_ps(out + r * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(d, shifts));
-        }
+/* ITS cost rows of distinct token t: |u[r] - eta[t]| - shift. */
+AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, size_t n_rows, __m512 shifts,
+                                   float *out) {
+    __m512 e = _mm512_loadu_ps(eta + t * TM_EXP_EDIT_FAST_LANES);
+    for (size_t r = 0; r < n_rows; r++) {
+        __m512 d = _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(u + r * TM_EXP_EDIT_FAST_LANES), e));
+        _mm512_store_ps(out + r * TM_EXP_EDIT_FAST_LANES, _mm512_sub_ps(d, shifts));
     }
 }
 
@@ -146,9 +143,9 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
  * H[0][r] = -r gamma, H[i][0] = 0, phi = min_r H[k][r] + (r + k) gamma:
  * one addition and two minima a cell, and the table holds d - 2 gamma. In
  * real arithmetic it equals align_block's value; the bound of
- * exp_edit_detect.c (lane_bound) covers the float roundings. With state
- * (EXP), each distinct token's rows are generated when the alignment first
- * meets it (distinct tokens are numbered in order of first appearance, and
+ * exp_edit_detect.c (lane_bound) covers the float roundings. Each distinct
+ * token's rows (EXP from state's streams, ITS from eta and u) are made when
+ * the alignment first meets it (distinct tokens are numbered in order of first appearance, and
  * blocks advance through the text), so they are still in cache for that row. */
 /* Rows i0 .. i0 + R - 1 of the recurrence in one pass over the columns: row
  * i0 - 1 is read from prev, the last row written to cur, the rows between
@@ -187,8 +184,8 @@ AVX512 static void its_table_avx512(const float *eta, const float *u, size_t n_d
     } while (0)
 
 AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                                const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
-                                float minimum[TM_EXP_EDIT_FAST_LANES]) {
+                                const uint64_t *state, const float *eta, const float *u,
+                                float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
     enum { L = TM_EXP_EDIT_FAST_LANES, ROWS = 4 };
     xoshiro16 g;
     size_t generated = SIZE_MAX;
@@ -197,6 +194,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
         xoshiro16_load(&g, state);
         generated = 0;
     }
+    if (eta) generated = 0;
     const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
     const size_t stride = text->block_stride;
     const float shift = 2 * text->gap; /* exact: a power of two times a float */
@@ -210,7 +208,8 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
             for (size_t q = 0; q < rows; q++) {
                 size_t token = text->index[start + i - 1 + q];
                 while (generated <= token) { /* first appearance: token == generated */
-                    exp_rows(&g, n, shift, table + generated * n * L, &low);
+                    if (state) exp_rows(&g, n, shift, table + generated * n * L, &low);
+                    else its_rows(eta, u, generated, n, _mm512_set1_ps(shift), table + generated * n * L);
                     generated++;
                 }
             }
@@ -242,22 +241,13 @@ AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift,
 
 #endif
 
-void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
-                                float *table) {
-#if HAVE_AVX512_KERNEL
-    its_table_avx512(eta, u, n_distinct, n_rows, shift, table);
-#else
-    (void)eta, (void)u, (void)n_distinct, (void)n_rows, (void)shift, (void)table;
-#endif
-}
-
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                            const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
-                            float minimum[TM_EXP_EDIT_FAST_LANES]) {
+                            const uint64_t *state, const float *eta, const float *u,
+                            float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
 #if HAVE_AVX512_KERNEL
-    align_avx512(text, table, previous, current, state, out, minimum);
+    align_avx512(text, table, previous, current, state, eta, u, out, minimum);
 #else
-    (void)text, (void)table, (void)previous, (void)current, (void)state, (void)minimum;
+    (void)text, (void)table, (void)previous, (void)current, (void)state, (void)eta, (void)u, (void)minimum;
     for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
 #endif
 }

@@ -31,21 +31,17 @@ typedef struct {
 /* Whether the kernels may run: AVX-512F, VL and DQ, not turned off by TM_NO_AVX512 / TM_NO_AVX2. */
 bool tm_exp_edit_fast_available(void);
 
-/* ITS: table[((t * n_rows + r) * 16) + l] = |u[r][l] - eta[t][l]| - shift (2 gap). */
-void tm_exp_edit_fast_its_table(const float *eta, const float *u, size_t n_distinct, size_t n_rows, float shift,
-                                float *table);
-
 /* phi of each lane (min over blocks of the fitting alignment), previous and
- * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. With state
- * (EXP: lane l's xoshiro256** state in state[4 l .. 4 l + 3]), the table is
- * filled token by token as the alignment reaches it, table[(c * 16) + l] =
- * log(((x_c >> 12) + 0.5) 2^-52) - 2 gap for the c-th output x_c of lane l's
- * stream (c = distinct token * n_rows + row), and minimum[l] is set to the
- * least of lane l's values; with state NULL
- * the table is read as it is and minimum (may be NULL) is left alone. */
+ * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. The table (64-byte
+ * aligned, distinct tokens x n_rows x 16 floats) is filled token by token as
+ * the alignment first reaches each, with cost - 2 gap: EXP (state: lane l's
+ * xoshiro256** state in state[4 l .. 4 l + 3]) log(((x_c >> 12) + 0.5) 2^-52)
+ * for the c-th output x_c of lane l's stream (c = distinct token * n_rows +
+ * row), and minimum[l] set to the least of lane l's values; ITS (state NULL,
+ * eta [distinct token][16], u [row][16]) |u - eta|, minimum left alone. */
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                            const uint64_t *state, float out[TM_EXP_EDIT_FAST_LANES],
-                            float minimum[TM_EXP_EDIT_FAST_LANES]);
+                            const uint64_t *state, const float *eta, const float *u,
+                            float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]);
 
 /* The EXP cost less shift of each raw stream word (the table's with shift 2 gap): for the tests. */
 void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float shift, float *out);
