@@ -536,9 +536,9 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
 }
 
 /* The fast path: key 0 (the observed statistic) exactly, then the null
- * keys 16 at a time in float; a null key whose fast
- * value is within its bound of phi is recomputed exactly, so each null's
- * side of phi, hence every count, is the exact path's. */
+ * keys 16 at a time in float; a null key whose fast value is within its
+ * bound of phi is recomputed exactly, so each null's side of phi, hence
+ * every count, is the exact path's. */
 static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
                           tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
@@ -571,23 +571,27 @@ static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, 
         double values[L], bounds[L];
         status = fast_keys(f, a, config, seed, first, lanes, values, bounds, err);
         if (status != TM_OK) return status;
-        /* The keys the bound cannot place, exactly, LANES at a time. */
-        size_t unsure[L], n_unsure = 0;
+        /* Counted in order; a key the bound cannot place is computed exactly
+         * when the count reaches it, with the next unplaced ones of the batch
+         * (LANES at a time), so a test that stops first spends nothing on them. */
+        bool unsure[L], exact_done[L] = {false};
         for (size_t l = 0; l < lanes; l++)
-            if (!(values[l] + bounds[l] < t->phi) && !(values[l] - bounds[l] > t->phi)) unsure[n_unsure++] = l;
-        for (size_t s = 0; s < n_unsure; s += LANES) {
-            size_t count = n_unsure - s < LANES ? n_unsure - s : LANES, keys[LANES];
-            for (size_t j = 0; j < count; j++) keys[j] = first + unsure[s + j];
-            double exact[LANES];
-            status = exact_keys(a, scheme, seed, keys, count, exact, err);
-            if (status != TM_OK) return status;
-            for (size_t j = 0; j < count; j++) values[unsure[s + j]] = exact[j];
-        }
-        stats->exact += n_unsure;
-        stats->recomputed += n_unsure;
-        stats->fast += lanes - n_unsure;
-        for (size_t l = 0; l < lanes; l++)
+            unsure[l] = !(values[l] + bounds[l] < t->phi) && !(values[l] - bounds[l] > t->phi);
+        for (size_t l = 0; l < lanes; l++) {
+            if (unsure[l] && !exact_done[l]) {
+                size_t keys[LANES], at[LANES], count = 0;
+                for (size_t j = l; j < lanes && count < LANES; j++)
+                    if (unsure[j]) at[count] = j, keys[count++] = first + j;
+                double exact[LANES];
+                status = exact_keys(a, scheme, seed, keys, count, exact, err);
+                if (status != TM_OK) return status;
+                for (size_t j = 0; j < count; j++) values[at[j]] = exact[j], exact_done[at[j]] = true;
+                stats->exact += count;
+                stats->recomputed += count;
+            }
+            stats->fast += !unsure[l];
             if (tally_add(t, values[l])) return TM_OK;
+        }
     }
     return TM_OK;
 }
