@@ -34,8 +34,7 @@ bool tm_exp_edit_fast_available(void) {
     /* tm_cpu_has for what it knows (and TM_NO_AVX512 / TM_NO_AVX2 turn the
      * fast path off with the other AVX-512 kernels); DQ it does not list. */
     if (!tm_cpu_has(TM_CPU_AVX512F) || !tm_cpu_has(TM_CPU_AVX512VL)) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512dq");
+    return __builtin_cpu_supports("avx512dq"); /* libgcc's constructor has filled its table */
 #else
     return false;
 #endif
