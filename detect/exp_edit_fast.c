@@ -9,8 +9,8 @@
  * recomputes exactly every null key whose fast value lies within the bound
  * of the observed statistic, so counts and p-values never depend on this
  * file's rounding. It must never be used where the CPU lacks AVX-512F/VL/DQ
- * (tm_exp_edit_fast_available says; TM_NO_AVX512 turns it off), never allocate, print or abort, and
- * never return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP) or
+ * (tm_exp_edit_fast_available says; TM_NO_AVX512 turns it off), never
+ * allocate, print or abort, and never return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP) or
  * TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the exact path's double cost
  * (tests/test_exp_edit_fast.c checks the EXP log exhaustively over every
  * float mantissa). */
@@ -104,9 +104,7 @@ AVX512 static void log_tables(float shift, __m512 *q, __m512 *offset) {
 }
 
 /* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
-AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, float shift, float *out, __m512 *low) {
-    __m512 q, offset;
-    log_tables(shift, &q, &offset);
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 q, __m512 offset, float *out, __m512 *low) {
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
@@ -189,9 +187,11 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     xoshiro16 g;
     size_t generated = SIZE_MAX;
     __m512 low = _mm512_set1_ps(INFINITY);
+    __m512 log_q = _mm512_setzero_ps(), log_offset = _mm512_setzero_ps();
     if (state) {
         xoshiro16_load(&g, state);
         generated = 0;
+        log_tables(2 * text->gap, &log_q, &log_offset);
     }
     if (eta) generated = 0;
     const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
@@ -207,7 +207,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
             for (size_t q = 0; q < rows; q++) {
                 size_t token = text->index[start + i - 1 + q];
                 while (generated <= token) { /* first appearance: token == generated */
-                    if (state) exp_rows(&g, n, shift, table + generated * n * L, &low);
+                    if (state) exp_rows(&g, n, log_q, log_offset, table + generated * n * L, &low);
                     else its_rows(eta, u, generated, n, _mm512_set1_ps(shift), table + generated * n * L);
                     generated++;
                 }
