@@ -73,11 +73,16 @@ static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_sc
 
 int main(int argc, char **argv) {
     if (argc < 5 || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: bench_batch MODEL KEY SCHEME.yaml THREADS [STEPS]\n"
-                        "Aggregate decode tokens/s with 1, 2, 4, 8 streams batched, plain and watermarked.\n");
+        fprintf(stderr, "usage: bench_batch MODEL KEY SCHEME.yaml THREADS [STEPS [STREAMS]]\n"
+                        "Aggregate decode tokens/s with 1, 2, 4, 8 streams batched, plain and watermarked\n"
+                        "(only STREAMS streams when given, to profile one batch size: the ratios are then to itself).\n");
         return 2;
     }
-    int threads = atoi(argv[4]), steps = argc > 5 ? atoi(argv[5]) : 64;
+    int threads = atoi(argv[4]), steps = argc > 5 ? atoi(argv[5]) : 64, only = argc > 6 ? atoi(argv[6]) : 0;
+    if (threads < 1 || steps < 1 || only < 0 || only > MAX_STREAMS) {
+        fprintf(stderr, "bench_batch: THREADS and STEPS must be positive, STREAMS 1..%d\n", MAX_STREAMS);
+        return 2;
+    }
     tm_error err = {0};
     tm_model *model = NULL;
     tm_wm_key *key = NULL;
@@ -110,6 +115,7 @@ int main(int argc, char **argv) {
     run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab); /* warm the pages */
     double single = 0, single_cpu = 0;
     for (int n = 1; n <= MAX_STREAMS; n *= 2) {
+        if (only && n != only) continue;
         double plain[ROUNDS], marked[ROUNDS], plain_cpu[ROUNDS], marked_cpu[ROUNDS];
         /* Alternate plain and watermarked rounds so that drift hits both alike. */
         for (int r = 0; r < ROUNDS; r++) {
@@ -123,7 +129,7 @@ int main(int argc, char **argv) {
         double tokens = (double)n * steps, m = ROUNDS / 2;
         double plain_rate = tokens / plain[(int)m], marked_rate = tokens / marked[(int)m];
         double plain_cpu_rate = tokens / plain_cpu[(int)m], marked_cpu_rate = tokens / marked_cpu[(int)m];
-        if (n == 1) single = marked_rate, single_cpu = marked_cpu_rate;
+        if (single == 0) single = marked_rate, single_cpu = marked_cpu_rate; /* the first row measured */
         printf("{\"streams\": %d, \"threads\": %d, \"steps\": %d, \"scheme\": \"%s\", "
                "\"wall\": {\"plain_tokens_per_second\": %.1f, \"watermarked_tokens_per_second\": %.1f, "
                "\"speedup_over_one_stream\": %.2f, \"watermark_overhead_percent\": %.2f}, "

@@ -169,30 +169,318 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
 #define AVX512_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 DEFINE_MULTI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpwssd_avx_epi32)
 DEFINE_MULTI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpwssd_epi32)
+
+/* ---- 512-bit kernels: up to 8 sequences per pass over a row ------------------
+ * The 256-bit kernels above spend as many instructions per sequence as the
+ * single-sequence kernel does (maddubs + dpwssd per 32 weights, then the
+ * block's float work), so four sequences cost about 1.8 times one. Here the
+ * unpacked block is 512 bits wide: the low half holds the nibbles (or 6-bit
+ * quants) that the 256-bit kernel feeds in one instruction, the high half
+ * those of the next one, so each sequence takes half the integer
+ * instructions. Each 32-bit lane of the low half sums the same products as
+ * lane m of the 256-bit kernel's first instruction, the high half those of
+ * its second, and adding the two halves (integers: exact in any order) gives
+ * the 256-bit kernel's block sum lane by lane. The float work of a block is
+ * per lane, so two sequences share one 512-bit conversion and multiply-add
+ * (and four share the mins' one): each lane does the single-sequence
+ * kernel's operations on the same values, and the results are its bits.
+ * What depends on the activations alone (scale products, bsums pairs) is
+ * prepared once per product rather than once per row. */
+#define AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+/* Rows a kernel prefetches ahead: a row is a few hundred bytes, too short
+ * for the hardware prefetcher to learn before it ends. */
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 16
+#endif
+enum { PAIRS = TM_BATCH_WIDE_MAX / 2, QUADS = TM_BATCH_WIDE_MAX / 4, WIDE_MAX_BLOCKS = 32 };
+
+/* Per block i of the activations: pair p's scales [d of 2p] x 8 ++ [d of 2p+1] x 8,
+ * quad q's [d of 4q+k] x 4 for k < 4, quad q's bsums pair sums (Q4_K) and
+ * pair p's bsums (Q6_K). Padding sequences repeat the last real one. */
+typedef struct {
+    _Alignas(64) float d2[WIDE_MAX_BLOCKS][PAIRS][16];
+    _Alignas(64) float d4[WIDE_MAX_BLOCKS][QUADS][16];
+    _Alignas(64) int16_t pairs4[WIDE_MAX_BLOCKS][QUADS][32];
+    _Alignas(64) int16_t bsums2[WIDE_MAX_BLOCKS][PAIRS][32];
+} wide_prep;
+
+AVX512_TARGET static void wide_prepare(wide_prep *pp, const tm_q8k_block *const *a, int padded, int64_t nb,
+                                       bool q4) {
+    for (int64_t i = 0; i < nb; i++)
+        for (int v = 0; v < padded; v++) {
+            const tm_q8k_block *x = &a[v][i];
+            for (int k = 0; k < 8; k++) pp->d2[i][v / 2][8 * (v % 2) + k] = x->d;
+            if (q4) {
+                for (int k = 0; k < 4; k++) pp->d4[i][v / 4][4 * (v % 4) + k] = x->d;
+                /* the same instruction as the 256-bit kernel: int16 sums wrap alike */
+                __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                               _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+                _mm_storeu_si128((__m128i *)&pp->pairs4[i][v / 4][8 * (v % 4)], pairs);
+            } else {
+                memcpy(&pp->bsums2[i][v / 2][16 * (v % 2)], x->bsums, sizeof x->bsums);
+            }
+        }
+}
+
+/* The two 256-bit halves of each of two sequences' sums, as [x0 lo + x0 hi, x1 lo + x1 hi]. */
+AVX512_TARGET static inline __m512i fold_pair(__m512i x0, __m512i x1) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(x0, x1, 0x44), _mm512_shuffle_i64x2(x0, x1, 0xEE));
+}
+
+/* k4_scales_mins in vector instructions (the same 16 bytes): the 6-bit
+ * scales and mins of sub-blocks 0..3 are bytes 0..7 masked, those of 4..7
+ * take their low four bits from bytes 8..11 and their top two from the top
+ * of bytes 0..7. */
+AVX512_TARGET static inline __m128i k4_scales_mins_vec(const uint8_t *q) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)q); /* 12 used; the block goes on past them */
+    __m128i a = _mm_shuffle_epi8(bytes, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(bytes, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lows = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i highs = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i tops = _mm_and_si128(_mm_srli_epi16(b, 2),
+                                 _mm_setr_epi8(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+    return _mm_or_si128(_mm_or_si128(lows, highs), tops);
+}
+
+/* hsum_ps of each 256-bit half, in lanes 0 and 8, adding the same lanes in
+ * the same order (lane k + lane k + 4, then 0 + 2 and 1 + 3, then those two). */
+AVX512_TARGET static inline __m512 hsum_halves(__m512 x) {
+    __m512 t = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));
+    __m512 u = _mm512_add_ps(t, _mm512_permute_ps(t, 0xEE));
+    return _mm512_add_ps(u, _mm512_movehdup_ps(u));
+}
+
+/* The mins' final sum of each 128-bit quarter, in lanes 0, 4, 8, 12 (lane 0 + 2, 1 + 3, then those two). */
+AVX512_TARGET static inline __m512 hsum_quarters(__m512 x) {
+    __m512 u = _mm512_add_ps(x, _mm512_permute_ps(x, 0xEE));
+    return _mm512_add_ps(u, _mm512_movehdup_ps(u));
+}
+
+/* The nibbles of 32 bytes as 64 bytes: the low ones, then the high ones. */
+AVX512_TARGET static inline __m512i nibbles(const uint8_t *p, __m512i shift, __m512i low) {
+    __m512i bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_and_si512(_mm512_srlv_epi16(bytes, shift), low);
+}
+
+/* Two vectors of 32-bit sums that fit 16 bits (vpdpbusd's sums of four
+ * products of a <= 6-bit quant and an 8-bit activation) as word pairs
+ * (lo of d0[l], lo of d1[l]) in lane l, for one vpdpwssd to scale and add. */
+AVX512_TARGET static inline __m512i interleave(__m512i d0, __m512i d1) {
+    return _mm512_mask_blend_epi16(0xAAAAAAAAu, d0, _mm512_slli_epi32(d1, 16));
+}
+
+AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
+    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const wide_prep *pp, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
+    const int NQ = (2 * NP + 3) / 4;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    /* low half: the nibbles as they are; high half: shifted down by 4 */
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* words of sub-block pair (j, j + 1): low half (scale 2j, scale 2j + 2), high half (2j + 1, 2j + 3) */
+    __m512i pick[2];
+    for (int k = 0; k < 2; k++)
+        pick[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((4 * k + 2) << 16 | 4 * k)),
+                                     _mm256_set1_epi32((4 * k + 3) << 16 | (4 * k + 1)), 1);
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64)
+            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        __m512 acc[PAIRS], mins_acc[QUADS];
+        for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
+        for (int q = 0; q < NQ; q++) mins_acc[q] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+            __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins_vec(b + 4));
+            __m512i mins_w = _mm512_broadcast_i32x4(_mm256_extracti128_si256(scales_mins, 1));
+            __m512i scales = _mm512_castsi256_si512(scales_mins); /* words 0..7 */
+            __m512 d = _mm512_set1_ps(half_at(b)), dmin = _mm512_set1_ps(half_at(b + 2));
+            for (int q = 0; q < NQ; q++) {
+                __m512i mins = _mm512_madd_epi16(mins_w, _mm512_load_si512(pp->pairs4[i][q]));
+                mins_acc[q] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_load_ps(pp->d4[i][q])),
+                                              _mm512_cvtepi32_ps(mins), mins_acc[q]);
+            }
+            __m512i sumi[TM_BATCH_WIDE_MAX];
+            for (int v = 0; v < 2 * NP; v++) sumi[v] = _mm512_setzero_si512();
+            for (int j = 0; j < 4; j += 2) {
+                __m512i q0 = nibbles(b + 16 + 32 * j, shift, low), q1 = nibbles(b + 48 + 32 * j, shift, low);
+                __m512i sj = _mm512_permutexvar_epi16(pick[j / 2], scales);
+                for (int v = 0; v < 2 * NP; v++) {
+                    const int8_t *x = a[v][i].qs + 64 * j;
+                    __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, _mm512_loadu_si512((const void *)x));
+                    __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, _mm512_loadu_si512((const void *)(x + 64)));
+                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], interleave(d0, d1), sj);
+                }
+            }
+            for (int p = 0; p < NP; p++)
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p])),
+                                         _mm512_cvtepi32_ps(fold_pair(sumi[2 * p], sumi[2 * p + 1])), acc[p]);
+        }
+        _Alignas(64) float lanes[PAIRS][16], mins[QUADS][16];
+        for (int p = 0; p < NP; p++) _mm512_store_ps(lanes[p], hsum_halves(acc[p]));
+        for (int q = 0; q < NQ; q++) _mm512_store_ps(mins[q], hsum_quarters(mins_acc[q]));
+        for (int v = 0; v < nv; v++)
+            y[(size_t)v * y_stride + (size_t)r] = lanes[v / 2][8 * (v % 2)] - mins[v / 4][4 * (v % 4)];
+    }
+}
+
+AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
+    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const wide_prep *pp, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
+    const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
+    /* [q0 | q1] takes qh shifted up by 4 | 2, [q2 | q3] shifted down by 0 | 2 */
+    const __m512i up = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);
+    const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    /* quarter L of [q(2h) | q(2h+1)] in half n takes scale 8n + 4h + L: lanes of
+     * quarter L pair the words of h = 0 and h = 1, (scale 8n + L, scale 8n + 4 + L) */
+    __m512i pick[2];
+    for (int n = 0; n < 2; n++)
+        pick[n] = _mm512_set_epi32(
+            (8 * n + 7) << 16 | (8 * n + 3), (8 * n + 7) << 16 | (8 * n + 3), (8 * n + 7) << 16 | (8 * n + 3),
+            (8 * n + 7) << 16 | (8 * n + 3), (8 * n + 6) << 16 | (8 * n + 2), (8 * n + 6) << 16 | (8 * n + 2),
+            (8 * n + 6) << 16 | (8 * n + 2), (8 * n + 6) << 16 | (8 * n + 2), (8 * n + 5) << 16 | (8 * n + 1),
+            (8 * n + 5) << 16 | (8 * n + 1), (8 * n + 5) << 16 | (8 * n + 1), (8 * n + 5) << 16 | (8 * n + 1),
+            (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n),
+            (8 * n + 4) << 16 | (8 * n));
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64)
+            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        __m512 acc[PAIRS];
+        for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;
+            __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+            __m512i scales = _mm512_zextsi256_si512(scales16);
+            __m512i scales2 = _mm512_broadcast_i64x4(scales16);
+            __m512 d = _mm512_set1_ps(half_at(b + 208));
+            __m512i sumi[TM_BATCH_WIDE_MAX];
+            for (int v = 0; v < 2 * NP; v++) sumi[v] = _mm512_setzero_si512();
+            for (int n = 0; n < 2; n++) {
+                __m512i l = _mm512_loadu_si512((const void *)(b + 64 * n));
+                __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n)));
+                __m512i q[2];
+                q[0] = _mm512_or_si512(_mm512_and_si512(l, low), _mm512_and_si512(_mm512_sllv_epi16(h, up), two));
+                q[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low),
+                                       _mm512_and_si512(_mm512_srlv_epi16(h, down), two));
+                __m512i sn = _mm512_permutexvar_epi16(pick[n], scales);
+                for (int v = 0; v < 2 * NP; v++) {
+                    const int8_t *x = a[v][i].qs + 128 * n;
+                    __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512((const void *)x));
+                    __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[1], _mm512_loadu_si512((const void *)(x + 64)));
+                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], interleave(d0, d1), sn);
+                }
+            }
+            for (int p = 0; p < NP; p++) {
+                /* the offset of 32: 0 - (scales . bsums) * 32, as the 256-bit kernel starts from */
+                __m512i offset = _mm512_sub_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_slli_epi32(_mm512_madd_epi16(scales2, _mm512_load_si512(pp->bsums2[i][p])), 5));
+                __m512i sum = _mm512_add_epi32(offset, fold_pair(sumi[2 * p], sumi[2 * p + 1]));
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p])), _mm512_cvtepi32_ps(sum), acc[p]);
+            }
+        }
+        _Alignas(64) float lanes[PAIRS][16];
+        for (int p = 0; p < NP; p++) _mm512_store_ps(lanes[p], hsum_halves(acc[p]));
+        for (int v = 0; v < nv; v++) y[(size_t)v * y_stride + (size_t)r] = lanes[v / 2][8 * (v % 2)];
+    }
+}
+
+typedef void (*wide_kernel)(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,
+                            const tm_q8k_block *const *a, const wide_prep *pp, int64_t nb, float *y, size_t y_stride,
+                            int nv);
+#define WIDE_KERNEL(NAME, NP)                                                                                         \
+    AVX512_TARGET static void NAME##_wide##NP(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,          \
+                                              const tm_q8k_block *const *a, const wide_prep *pp, int64_t nb,           \
+                                              float *y, size_t y_stride, int nv) {                                    \
+        NAME##_wide_np(w, row_bytes, begin, end, a, pp, nb, y, y_stride, nv, NP);                                     \
+    }
+WIDE_KERNEL(q4_k, 1)
+WIDE_KERNEL(q4_k, 2)
+WIDE_KERNEL(q4_k, 3)
+WIDE_KERNEL(q4_k, 4)
+WIDE_KERNEL(q6_k, 1)
+WIDE_KERNEL(q6_k, 2)
+WIDE_KERNEL(q6_k, 3)
+WIDE_KERNEL(q6_k, 4)
 #endif
 
 /* The shared-unpacking kernel for the type on the path the matrix-vector
- * kernels take (quant_dot.c prefers AVX-VNNI, then AVX512-VNNI), or NULL. */
-static multi_kernel kernel_for(uint32_t type) {
+ * kernels take, or NULL: AVX-VNNI and AVX512-VNNI give the same bits there,
+ * AVX2 and portable other ones (their own per-sequence kernels run). */
+static multi_kernel kernel_for(uint32_t type, tm_quant_path path) {
 #ifdef TM_X86
     bool q4 = type == TM_GGML_Q4_K, q6 = type == TM_GGML_Q6_K;
     if (!q4 && !q6) return NULL;
+    if (path != TM_QUANT_PATH_AVX_VNNI && path != TM_QUANT_PATH_AVX512_VNNI) return NULL;
     if (tm_quant_path_supported(TM_QUANT_PATH_AVX_VNNI)) return q4 ? q4_k_avxvnni : q6_k_avxvnni;
     if (tm_quant_path_supported(TM_QUANT_PATH_AVX512_VNNI)) return q4 ? q4_k_avx512vnni : q6_k_avx512vnni;
 #else
     (void)type;
+    (void)path;
 #endif
     return NULL;
 }
 
+#ifdef TM_X86
+/* The 512-bit kernel for np pairs of sequences, or NULL (another type, a
+ * row wider than the prepared blocks, or a path without AVX-512). */
+static wide_kernel wide_for(uint32_t type, tm_quant_path path, int64_t nb, int np) {
+    static const wide_kernel q4[] = {q4_k_wide1, q4_k_wide2, q4_k_wide3, q4_k_wide4};
+    static const wide_kernel q6[] = {q6_k_wide1, q6_k_wide2, q6_k_wide3, q6_k_wide4};
+    if (path != TM_QUANT_PATH_AVX512_VNNI || nb > WIDE_MAX_BLOCKS || np < 1 || np > PAIRS) return NULL;
+    if (type == TM_GGML_Q4_K) return q4[np - 1];
+    if (type == TM_GGML_Q6_K) return q6[np - 1];
+    return NULL;
+}
+
+/* Up to TM_BATCH_MATVEC_MAX rows in passes of TM_BATCH_WIDE_MAX through the
+ * 512-bit kernels; false when they do not take this product. */
+static bool wide_matvec(const tm_tensor *w, tm_quant_path path, const void *xq, size_t xq_stride, float *y,
+                        size_t y_stride, int n, int threads) {
+    enum { PASSES = (TM_BATCH_MATVEC_MAX + TM_BATCH_WIDE_MAX - 1) / TM_BATCH_WIDE_MAX };
+    int64_t rows = w->rows, cols = w->cols, nb = cols / TM_QK_K;
+    if (n < 1 || n > TM_BATCH_MATVEC_MAX || !wide_for(w->type, path, nb, 1)) return false;
+    size_t row_bytes = tm_quant_row_bytes(w->type, cols);
+    wide_prep prep[PASSES];
+    const tm_q8k_block *a[PASSES][TM_BATCH_WIDE_MAX];
+    wide_kernel kernels[PASSES];
+    int counts[PASSES], passes = 0;
+    for (int v0 = 0; v0 < n; v0 += TM_BATCH_WIDE_MAX, passes++) {
+        int nv = n - v0 < TM_BATCH_WIDE_MAX ? n - v0 : TM_BATCH_WIDE_MAX, np = (nv + 1) / 2;
+        /* padding repeats the last sequence (its results are dropped), so every lane computes on real data */
+        int padded = 4 * ((2 * np + 3) / 4);
+        for (int v = 0; v < padded; v++)
+            a[passes][v] = (const tm_q8k_block *)((const char *)xq + (size_t)(v0 + (v < nv ? v : nv - 1)) * xq_stride);
+        wide_prepare(&prep[passes], a[passes], padded, nb, w->type == TM_GGML_Q4_K);
+        kernels[passes] = wide_for(w->type, path, nb, np);
+        counts[passes] = nv;
+    }
+    int64_t tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t begin = t * TILE_ROWS, end = begin + TILE_ROWS < rows ? begin + TILE_ROWS : rows;
+        for (int pass = 0; pass < passes; pass++)
+            kernels[pass](w->data, row_bytes, begin, end, a[pass], &prep[pass], nb,
+                          y + (size_t)pass * TM_BATCH_WIDE_MAX * y_stride, y_stride, counts[pass]);
+    }
+    return true;
+}
+#endif
+
 void tm_batch_matvec(const tm_tensor *w, const void *xq, size_t xq_stride, float *y, size_t y_stride, int n,
                      int n_threads) {
     int64_t rows = w->rows, cols = w->cols, tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
-    multi_kernel kernel = kernel_for(w->type);
-    size_t row_bytes = tm_quant_row_bytes(w->type, cols);
-    int64_t nb = cols / TM_QK_K;
+    /* the batched products' path: the forced one in the tests, else the widest */
+    tm_quant_path path = tm_quant_gemm_path();
     /* A parallel region costs microseconds: small matrices stay on one thread. */
     int threads = rows * cols * n >= (1 << 18) ? n_threads : 1;
+#ifdef TM_X86
+    if (wide_matvec(w, path, xq, xq_stride, y, y_stride, n, threads)) return;
+#endif
+    multi_kernel kernel = kernel_for(w->type, path);
+    size_t row_bytes = tm_quant_row_bytes(w->type, cols);
+    int64_t nb = cols / TM_QK_K;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < tiles; t++) {
         int64_t begin = t * TILE_ROWS, end = begin + TILE_ROWS < rows ? begin + TILE_ROWS : rows;
