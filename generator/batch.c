@@ -165,6 +165,118 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
         }                                                                                                             \
     }
 
+AVX2_TARGET static inline int hsum_epi32x4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1)));
+}
+
+/* AVX2 without VNNI: quant_dot.c's dot_q4_k_avx2 / dot_q6_k_avx2 (maddubs,
+ * then madd by the sub-block's scale, then add) with the weight block
+ * unpacked once for up to GROUP sequences. The integer sums are the same
+ * in every lane, the mins (Q4_K) and the offset of 32 (Q6_K) are the same
+ * integers, and the float steps are the same expressions in the same order. */
+AVX2_TARGET static inline __attribute__((always_inline)) void q4_k_nv_avx2(const uint8_t *row,
+                                                                           const tm_q8k_block *const *a, const int NV,
+                                                                           int64_t nb, float *out) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m256 acc[GROUP];
+    float mins_total[GROUP];
+    for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), mins_total[v] = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++) tm_block_scale_min_k4(j, b + 4, &sc[j], &m[j]);
+        __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
+        float d = half_at(b), dmin = half_at(b + 2);
+        __m256i sumi[GROUP];
+        for (int v = 0; v < NV; v++) sumi[v] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * j));
+            __m256i lo = _mm256_and_si256(bytes, low), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+            __m256i slo = _mm256_set1_epi16(sc[2 * j]), shi = _mm256_set1_epi16(sc[2 * j + 1]);
+            for (int v = 0; v < NV; v++) {
+                const int8_t *x = a[v][i].qs + 64 * j;
+                __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
+                __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32)));
+                sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(plo, slo));
+                sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(phi, shi));
+            }
+        }
+        for (int v = 0; v < NV; v++) {
+            const tm_q8k_block *x = &a[v][i];
+            /* the integer sum of m[j] * (bsums[2j] + bsums[2j + 1]): pair sums < 2^13, no int16 wrap */
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                           _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+            int mins = hsum_epi32x4(_mm_madd_epi16(mins16, pairs));
+            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d), _mm256_cvtepi32_ps(sumi[v]), acc[v]);
+            mins_total[v] += dmin * x->d * (float)mins;
+        }
+    }
+    for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]) - mins_total[v];
+}
+
+AVX2_TARGET static inline __attribute__((always_inline)) void q6_k_nv_avx2(const uint8_t *row,
+                                                                           const tm_q8k_block *const *a, const int NV,
+                                                                           int64_t nb, float *out) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
+    __m256 acc[GROUP];
+    float offsets[GROUP];
+    for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), offsets[v] = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i sumi[GROUP];
+        for (int v = 0; v < NV; v++) sumi[v] = _mm256_setzero_si256();
+        for (int n = 0; n < 2; n++) {
+            const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), two));
+            for (int k = 0; k < 4; k++) {
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * n + 2 * k + 1]), _mm_set1_epi16(sc[8 * n + 2 * k]));
+                for (int v = 0; v < NV; v++) {
+                    __m256i p = _mm256_maddubs_epi16(
+                        q[k], _mm256_loadu_si256((const __m256i *)(a[v][i].qs + 128 * n + 32 * k)));
+                    sumi[v] = _mm256_add_epi32(sumi[v], _mm256_madd_epi16(p, scales));
+                }
+            }
+        }
+        float dq = half_at(b + 208);
+        for (int v = 0; v < NV; v++) {
+            const tm_q8k_block *x = &a[v][i];
+            __m256i products = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)x->bsums));
+            int offset = hsum_epi32x4(_mm_add_epi32(_mm256_castsi256_si128(products), _mm256_extracti128_si256(products, 1)));
+            float d = dq * x->d;
+            acc[v] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[v]), acc[v]);
+            offsets[v] += d * (float)(32 * offset);
+        }
+    }
+    for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]) - offsets[v];
+}
+
+AVX2_TARGET static void q4_k_avx2(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
+    switch (nv) {
+    case 1: q4_k_nv_avx2(row, a, 1, nb, out); break;
+    case 2: q4_k_nv_avx2(row, a, 2, nb, out); break;
+    case 3: q4_k_nv_avx2(row, a, 3, nb, out); break;
+    default: q4_k_nv_avx2(row, a, 4, nb, out); break;
+    }
+}
+AVX2_TARGET static void q6_k_avx2(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
+    switch (nv) {
+    case 1: q6_k_nv_avx2(row, a, 1, nb, out); break;
+    case 2: q6_k_nv_avx2(row, a, 2, nb, out); break;
+    case 3: q6_k_nv_avx2(row, a, 3, nb, out); break;
+    default: q6_k_nv_avx2(row, a, 4, nb, out); break;
+    }
+}
+
 #define AVX_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define AVX512_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 DEFINE_MULTI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpwssd_avx_epi32)
@@ -406,12 +518,13 @@ WIDE_KERNEL(q6_k, 4)
 #endif
 
 /* The shared-unpacking kernel for the type on the path the matrix-vector
- * kernels take, or NULL: AVX-VNNI and AVX512-VNNI give the same bits there,
- * AVX2 and portable other ones (their own per-sequence kernels run). */
+ * kernels take, or NULL (portable: the per-sequence kernel runs). AVX-VNNI
+ * and AVX512-VNNI give the same bits there, AVX2 its own. */
 static multi_kernel kernel_for(uint32_t type, tm_quant_path path) {
 #ifdef TM_X86
     bool q4 = type == TM_GGML_Q4_K, q6 = type == TM_GGML_Q6_K;
     if (!q4 && !q6) return NULL;
+    if (path == TM_QUANT_PATH_AVX2) return q4 ? q4_k_avx2 : q6_k_avx2;
     if (path != TM_QUANT_PATH_AVX_VNNI && path != TM_QUANT_PATH_AVX512_VNNI) return NULL;
     if (tm_quant_path_supported(TM_QUANT_PATH_AVX_VNNI)) return q4 ? q4_k_avxvnni : q6_k_avxvnni;
     if (tm_quant_path_supported(TM_QUANT_PATH_AVX512_VNNI)) return q4 ? q4_k_avx512vnni : q6_k_avx512vnni;
