@@ -2,13 +2,18 @@
  * sequences (n <= TM_BATCH_MATVEC_MAX) each bring one activation row. The
  * rows of the weight are cut into tiles that stay in the core's cache while
  * every sequence meets them, so memory traffic is one pass over the weights
- * per step, as with one sequence. For Q4_K and Q6_K (Q4_K_M's types) on the
- * VNNI paths, a weight block is also unpacked once (nibbles, 6-bit scales)
- * for up to four sequences: the same instructions as quant_dot.c's VNNI
- * matrix-vector kernels in the same order per sequence, so every result is
- * bit for bit the single-sequence one (the tests compare). Other types and
- * paths run the matrix-vector kernel per sequence over each tile. Nothing
- * here checks shapes: forward.c calls it with the model's own tensors. */
+ * per step, as with one sequence. For Q4_K and Q6_K (Q4_K_M's types) a
+ * weight block is also unpacked once (nibbles, 6-bit quants, scales) for
+ * several sequences: on AVX-512 for up to eight, 512 bits wide, with fewer
+ * multiply instructions per sequence than the 256-bit kernels and the float
+ * work of two sequences per instruction; on AVX-VNNI and AVX2 for up to four.
+ * Every kernel computes each sequence's integer block sums lane for lane as
+ * the single-sequence kernel of its path (quant_dot.c) does, then the same
+ * float operations in the same order, so every result is bit for bit the
+ * single-sequence one (the tests compare, on every forced path). Other types
+ * and the portable path run the matrix-vector kernel per sequence over each
+ * tile. Nothing here checks shapes: forward.c calls it with the model's own
+ * tensors. */
 #include "batch.h"
 
 #include "quant_dot.h"
