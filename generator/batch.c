@@ -6,7 +6,9 @@
  * weight block is also unpacked once (nibbles, 6-bit quants, scales) for
  * several sequences: on AVX-512 for up to eight, 512 bits wide, with fewer
  * multiply instructions per sequence than the 256-bit kernels and the float
- * work of two sequences per instruction; on AVX-VNNI and AVX2 for up to four.
+ * work of two sequences per instruction; on AVX-VNNI and AVX2 for up to four
+ * (Q4_K on AVX-VNNI with the activations' own work prepared once per product
+ * and the mins of two sequences in one instruction).
  * Every kernel computes each sequence's integer block sums lane for lane as
  * the single-sequence kernel of its path (quant_dot.c) does, then the same
  * float operations in the same order, so every result is bit for bit the
@@ -322,8 +324,8 @@ typedef struct {
     _Alignas(64) int16_t bsums2[WIDE_MAX_BLOCKS][PAIRS][32];
 } wide_prep;
 
-AVX512_TARGET static void wide_prepare(wide_prep *pp, const tm_q8k_block *const *a, int padded, int64_t nb,
-                                       bool q4) {
+/* AVX2 only: it also serves the AVX-VNNI path, on CPUs without AVX-512. */
+AVX2_TARGET static void wide_prepare(wide_prep *pp, const tm_q8k_block *const *a, int padded, int64_t nb, bool q4) {
     for (int64_t i = 0; i < nb; i++)
         for (int v = 0; v < padded; v++) {
             const tm_q8k_block *x = &a[v][i];
@@ -389,8 +391,8 @@ AVX512_TARGET static inline __m512i interleave(__m512i d0, __m512i d1) {
 
 AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
     const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
-    const wide_prep *pp, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
-    const int NQ = (2 * NP + 3) / 4;
+    const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
+    const int NQ = (2 * NP + 3) / 4, q0 = p0 / 2;
     const __m512i low = _mm512_set1_epi8(0x0F);
     /* low half: the nibbles as they are; high half: shifted down by 4 */
     const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
@@ -413,8 +415,8 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
             __m512i scales = _mm512_castsi256_si512(scales_mins); /* words 0..7 */
             __m512 d = _mm512_set1_ps(half_at(b)), dmin = _mm512_set1_ps(half_at(b + 2));
             for (int q = 0; q < NQ; q++) {
-                __m512i mins = _mm512_madd_epi16(mins_w, _mm512_load_si512(pp->pairs4[i][q]));
-                mins_acc[q] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_load_ps(pp->d4[i][q])),
+                __m512i mins = _mm512_madd_epi16(mins_w, _mm512_load_si512(pp->pairs4[i][q0 + q]));
+                mins_acc[q] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_load_ps(pp->d4[i][q0 + q])),
                                               _mm512_cvtepi32_ps(mins), mins_acc[q]);
             }
             __m512i sumi[TM_BATCH_WIDE_MAX];
@@ -430,7 +432,7 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
                 }
             }
             for (int p = 0; p < NP; p++)
-                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p])),
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p0 + p])),
                                          _mm512_cvtepi32_ps(fold_pair(sumi[2 * p], sumi[2 * p + 1])), acc[p]);
         }
         _Alignas(64) float lanes[PAIRS][16], mins[QUADS][16];
@@ -443,7 +445,7 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
 
 AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
     const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
-    const wide_prep *pp, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
+    const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
     const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     /* [q0 | q1] takes qh shifted up by 4 | 2, [q2 | q3] shifted down by 0 | 2 */
     const __m512i up = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(4)), _mm256_set1_epi16(2), 1);
@@ -492,9 +494,10 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
                 /* the offset of 32: 0 - (scales . bsums) * 32, as the 256-bit kernel starts from */
                 __m512i offset = _mm512_sub_epi32(
                     _mm512_setzero_si512(),
-                    _mm512_slli_epi32(_mm512_madd_epi16(scales2, _mm512_load_si512(pp->bsums2[i][p])), 5));
+                    _mm512_slli_epi32(_mm512_madd_epi16(scales2, _mm512_load_si512(pp->bsums2[i][p0 + p])), 5));
                 __m512i sum = _mm512_add_epi32(offset, fold_pair(sumi[2 * p], sumi[2 * p + 1]));
-                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p])), _mm512_cvtepi32_ps(sum), acc[p]);
+                acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_load_ps(pp->d2[i][p0 + p])), _mm512_cvtepi32_ps(sum),
+                                         acc[p]);
             }
         }
         _Alignas(64) float lanes[PAIRS][16];
@@ -503,23 +506,84 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
     }
 }
 
+/* Rows [begin, end) for the sequences a[0..nv) (padded to whole pairs), which
+ * are pairs p0, p0 + 1, ... of the prepared activations. */
 typedef void (*wide_kernel)(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,
-                            const tm_q8k_block *const *a, const wide_prep *pp, int64_t nb, float *y, size_t y_stride,
-                            int nv);
-#define WIDE_KERNEL(NAME, NP)                                                                                         \
-    AVX512_TARGET static void NAME##_wide##NP(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,          \
-                                              const tm_q8k_block *const *a, const wide_prep *pp, int64_t nb,           \
-                                              float *y, size_t y_stride, int nv) {                                    \
-        NAME##_wide_np(w, row_bytes, begin, end, a, pp, nb, y, y_stride, nv, NP);                                     \
+                            const tm_q8k_block *const *a, const wide_prep *pp, int p0, int64_t nb, float *y,
+                            size_t y_stride, int nv);
+#define WIDE_KERNEL(NAME, NP, TARGET)                                                                                 \
+    TARGET static void NAME##_##NP(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,                     \
+                                   const tm_q8k_block *const *a, const wide_prep *pp, int p0, int64_t nb, float *y,    \
+                                   size_t y_stride, int nv) {                                                          \
+        NAME##_np(w, row_bytes, begin, end, a, pp, p0, nb, y, y_stride, nv, NP);                                       \
     }
-WIDE_KERNEL(q4_k, 1)
-WIDE_KERNEL(q4_k, 2)
-WIDE_KERNEL(q4_k, 3)
-WIDE_KERNEL(q4_k, 4)
-WIDE_KERNEL(q6_k, 1)
-WIDE_KERNEL(q6_k, 2)
-WIDE_KERNEL(q6_k, 3)
-WIDE_KERNEL(q6_k, 4)
+/* AVX-VNNI (256 bits, no AVX-512): Q4_K for up to four sequences, the
+ * 256-bit VNNI matrix-vector kernel's instructions per sequence, with the
+ * activations' bsums pairs and scale products prepared once per product and
+ * the mins of two sequences in one 256-bit multiply-add. */
+AVX_VNNI_TARGET static inline __attribute__((always_inline)) void q4_k_vnni256_np(
+    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64)
+            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        __m256 acc[4], mins_acc[2];
+        for (int v = 0; v < 2 * NP; v++) acc[v] = _mm256_setzero_ps();
+        for (int p = 0; p < NP; p++) mins_acc[p] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+            __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+            __m256i mins_w = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales_mins, 1));
+            __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
+            __m256 d = _mm256_set1_ps(half_at(b)), dmin = _mm256_set1_ps(half_at(b + 2));
+            for (int p = 0; p < NP; p++) {
+                int g = p0 + p; /* pair g: sequences 2g and 2g + 1, a quarter each of quad g / 2 */
+                __m256i mins = _mm256_madd_epi16(mins_w, _mm256_load_si256((const __m256i *)&pp->pairs4[i][g / 2][16 * (g % 2)]));
+                mins_acc[p] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, _mm256_load_ps(&pp->d4[i][g / 2][8 * (g % 2)])),
+                                              _mm256_cvtepi32_ps(mins), mins_acc[p]);
+            }
+            __m256i sumi[4];
+            for (int v = 0; v < 2 * NP; v++) sumi[v] = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * j));
+                __m256i lo = _mm256_and_si256(bytes, low);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+                __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));
+                __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));
+                for (int v = 0; v < 2 * NP; v++) {
+                    const int8_t *x = a[v][i].qs + 64 * j;
+                    sumi[v] = _mm256_dpwssd_avx_epi32(sumi[v], _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x)), slo);
+                    sumi[v] = _mm256_dpwssd_avx_epi32(
+                        sumi[v], _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32))), shi);
+                }
+            }
+            for (int v = 0; v < 2 * NP; v++) {
+                int g = p0 + v / 2;
+                acc[v] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_load_ps(&pp->d2[i][g][8 * (v % 2)])),
+                                         _mm256_cvtepi32_ps(sumi[v]), acc[v]);
+            }
+        }
+        _Alignas(32) float mins[2][8];
+        for (int p = 0; p < NP; p++) _mm256_store_ps(mins[p], mins_acc[p]);
+        for (int v = 0; v < 2 * NP && v < nv; v++) {
+            const float *m = &mins[v / 2][4 * (v % 2)];
+            y[(size_t)v * y_stride + (size_t)r] = hsum_ps(acc[v]) - ((m[0] + m[2]) + (m[1] + m[3]));
+        }
+    }
+}
+WIDE_KERNEL(q4_k_vnni256, 1, AVX_VNNI_TARGET)
+WIDE_KERNEL(q4_k_vnni256, 2, AVX_VNNI_TARGET)
+
+WIDE_KERNEL(q4_k_wide, 1, AVX512_TARGET)
+WIDE_KERNEL(q4_k_wide, 2, AVX512_TARGET)
+WIDE_KERNEL(q4_k_wide, 3, AVX512_TARGET)
+WIDE_KERNEL(q4_k_wide, 4, AVX512_TARGET)
+WIDE_KERNEL(q6_k_wide, 1, AVX512_TARGET)
+WIDE_KERNEL(q6_k_wide, 2, AVX512_TARGET)
+WIDE_KERNEL(q6_k_wide, 3, AVX512_TARGET)
+WIDE_KERNEL(q6_k_wide, 4, AVX512_TARGET)
 #endif
 
 /* The shared-unpacking kernel for the type on the path the matrix-vector
@@ -541,46 +605,67 @@ static multi_kernel kernel_for(uint32_t type, tm_quant_path path) {
 }
 
 #ifdef TM_X86
-/* The 512-bit kernel for np pairs of sequences, or NULL (another type, a
- * row wider than the prepared blocks, or a path without AVX-512). */
-static wide_kernel wide_for(uint32_t type, tm_quant_path path, int64_t nb, int np) {
-    static const wide_kernel q4[] = {q4_k_wide1, q4_k_wide2, q4_k_wide3, q4_k_wide4};
-    static const wide_kernel q6[] = {q6_k_wide1, q6_k_wide2, q6_k_wide3, q6_k_wide4};
-    if (path != TM_QUANT_PATH_AVX512_VNNI || nb > WIDE_MAX_BLOCKS || np < 1 || np > PAIRS) return NULL;
-    if (type == TM_GGML_Q4_K) return q4[np - 1];
-    if (type == TM_GGML_Q6_K) return q6[np - 1];
+/* The prepared kernel for np pairs of sequences on this path, or NULL
+ * (another type, a row wider than the prepared blocks, or a path without
+ * one); *width is the most sequences one call takes. */
+static wide_kernel wide_for(uint32_t type, tm_quant_path path, int64_t nb, int np, int *width) {
+    static const wide_kernel q4[] = {q4_k_wide_1, q4_k_wide_2, q4_k_wide_3, q4_k_wide_4};
+    static const wide_kernel q6[] = {q6_k_wide_1, q6_k_wide_2, q6_k_wide_3, q6_k_wide_4};
+    static const wide_kernel q4_256[] = {q4_k_vnni256_1, q4_k_vnni256_2};
+    if (nb > WIDE_MAX_BLOCKS || np < 1) return NULL;
+    if (path == TM_QUANT_PATH_AVX512_VNNI && np <= PAIRS) {
+        *width = TM_BATCH_WIDE_MAX;
+        if (type == TM_GGML_Q4_K) return q4[np - 1];
+        if (type == TM_GGML_Q6_K) return q6[np - 1];
+    }
+    if (path == TM_QUANT_PATH_AVX_VNNI && np <= 2 && type == TM_GGML_Q4_K) {
+        *width = 4;
+        return q4_256[np - 1];
+    }
     return NULL;
 }
 
-/* Up to TM_BATCH_MATVEC_MAX rows in passes of TM_BATCH_WIDE_MAX through the
- * 512-bit kernels; false when they do not take this product. */
+/* Up to TM_BATCH_MATVEC_MAX rows through the prepared kernels, the
+ * activations prepared for TM_BATCH_WIDE_MAX at a time and taken by calls of
+ * the path's width; false when no such kernel takes this product. */
 static bool wide_matvec(const tm_tensor *w, tm_quant_path path, const void *xq, size_t xq_stride, float *y,
                         size_t y_stride, int n, int threads) {
-    enum { PASSES = (TM_BATCH_MATVEC_MAX + TM_BATCH_WIDE_MAX - 1) / TM_BATCH_WIDE_MAX };
+    enum { PASSES = (TM_BATCH_MATVEC_MAX + TM_BATCH_WIDE_MAX - 1) / TM_BATCH_WIDE_MAX, CALLS = TM_BATCH_MATVEC_MAX / 2 };
     int64_t rows = w->rows, cols = w->cols, nb = cols / TM_QK_K;
-    if (n < 1 || n > TM_BATCH_MATVEC_MAX || !wide_for(w->type, path, nb, 1)) return false;
+    int width = 0;
+    if (n < 1 || n > TM_BATCH_MATVEC_MAX || !wide_for(w->type, path, nb, 1, &width)) return false;
     size_t row_bytes = tm_quant_row_bytes(w->type, cols);
     wide_prep prep[PASSES];
     const tm_q8k_block *a[PASSES][TM_BATCH_WIDE_MAX];
-    wide_kernel kernels[PASSES];
-    int counts[PASSES], passes = 0;
-    for (int v0 = 0; v0 < n; v0 += TM_BATCH_WIDE_MAX, passes++) {
-        int nv = n - v0 < TM_BATCH_WIDE_MAX ? n - v0 : TM_BATCH_WIDE_MAX, np = (nv + 1) / 2;
-        /* padding repeats the last sequence (its results are dropped), so every lane computes on real data */
-        int padded = 4 * ((2 * np + 3) / 4);
-        for (int v = 0; v < padded; v++)
-            a[passes][v] = (const tm_q8k_block *)((const char *)xq + (size_t)(v0 + (v < nv ? v : nv - 1)) * xq_stride);
-        wide_prepare(&prep[passes], a[passes], padded, nb, w->type == TM_GGML_Q4_K);
-        kernels[passes] = wide_for(w->type, path, nb, np);
-        counts[passes] = nv;
+    struct {
+        wide_kernel kernel;
+        int pass, p0, first, count;
+    } calls[CALLS];
+    int n_calls = 0;
+    for (int pass = 0, v0 = 0; v0 < n; v0 += TM_BATCH_WIDE_MAX, pass++) {
+        int nv = n - v0 < TM_BATCH_WIDE_MAX ? n - v0 : TM_BATCH_WIDE_MAX;
+        /* each call of width sequences (a multiple of 4) pads its own to whole pairs
+         * and quads by repeating its last one, whose results are dropped, so every
+         * lane computes on real data */
+        for (int c0 = 0; c0 < nv; c0 += width) {
+            int count = nv - c0 < width ? nv - c0 : width, np = (count + 1) / 2, padded = 4 * ((2 * np + 3) / 4);
+            for (int v = c0; v < c0 + padded; v++)
+                a[pass][v] = (const tm_q8k_block *)((const char *)xq +
+                                                    (size_t)(v0 + (v < c0 + count ? v : c0 + count - 1)) * xq_stride);
+            calls[n_calls].kernel = wide_for(w->type, path, nb, np, &width);
+            calls[n_calls].pass = pass, calls[n_calls].p0 = c0 / 2, calls[n_calls].first = v0 + c0;
+            calls[n_calls++].count = count;
+        }
+        int used = 4 * ((nv + 3) / 4);
+        wide_prepare(&prep[pass], a[pass], used, nb, w->type == TM_GGML_Q4_K);
     }
     int64_t tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < tiles; t++) {
         int64_t begin = t * TILE_ROWS, end = begin + TILE_ROWS < rows ? begin + TILE_ROWS : rows;
-        for (int pass = 0; pass < passes; pass++)
-            kernels[pass](w->data, row_bytes, begin, end, a[pass], &prep[pass], nb,
-                          y + (size_t)pass * TM_BATCH_WIDE_MAX * y_stride, y_stride, counts[pass]);
+        for (int c = 0; c < n_calls; c++)
+            calls[c].kernel(w->data, row_bytes, begin, end, a[calls[c].pass] + 2 * calls[c].p0, &prep[calls[c].pass],
+                            calls[c].p0, nb, y + (size_t)calls[c].first * y_stride, y_stride, calls[c].count);
     }
     return true;
 }
