@@ -295,11 +295,14 @@ DEFINE_MULTI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpwssd_epi32)
  * block's float work), so four sequences cost about 1.8 times one. Here the
  * unpacked block is 512 bits wide: the low half holds the nibbles (or 6-bit
  * quants) that the 256-bit kernel feeds in one instruction, the high half
- * those of the next one, so each sequence takes half the integer
- * instructions. Each 32-bit lane of the low half sums the same products as
- * lane m of the 256-bit kernel's first instruction, the high half those of
- * its second, and adding the two halves (integers: exact in any order) gives
- * the 256-bit kernel's block sum lane by lane. The float work of a block is
+ * those of the next one. Per sequence, two vpdpbusd sum four products per
+ * lane for two such vectors, and one vpdpwssd scales both (their sums fit
+ * 16 bits, so they go in as the two words of a lane): three multiply
+ * instructions per 128 weights where the 256-bit kernel takes eight. Each
+ * 32-bit lane of the low half sums the same products as lane m of the
+ * 256-bit kernel's first instruction, the high half those of its second,
+ * and adding the two halves (integers: exact in any order) gives the 256-bit
+ * kernel's block sum lane by lane. The float work of a block is
  * per lane, so two sequences share one 512-bit conversion and multiply-add
  * (and four share the mins' one): each lane does the single-sequence
  * kernel's operations on the same values, and the results are its bits.
@@ -316,7 +319,8 @@ enum { PAIRS = TM_BATCH_WIDE_MAX / 2, QUADS = TM_BATCH_WIDE_MAX / 4, WIDE_MAX_BL
 
 /* Per block i of the activations: pair p's scales [d of 2p] x 8 ++ [d of 2p+1] x 8,
  * quad q's [d of 4q+k] x 4 for k < 4, quad q's bsums pair sums (Q4_K) and
- * pair p's bsums (Q6_K). Padding sequences repeat the last real one. */
+ * pair p's bsums (Q6_K). Padding sequences repeat a call's last real one.
+ * About 24 KiB; wide_matvec keeps two on its stack. */
 typedef struct {
     _Alignas(64) float d2[WIDE_MAX_BLOCKS][PAIRS][16];
     _Alignas(64) float d4[WIDE_MAX_BLOCKS][QUADS][16];
@@ -392,7 +396,7 @@ AVX512_TARGET static inline __m512i interleave(__m512i d0, __m512i d1) {
 AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
     const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
     const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
-    const int NQ = (2 * NP + 3) / 4, q0 = p0 / 2;
+    const int NQ = (2 * NP + 3) / 4, quad0 = p0 / 2;
     const __m512i low = _mm512_set1_epi8(0x0F);
     /* low half: the nibbles as they are; high half: shifted down by 4 */
     const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
@@ -415,8 +419,8 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
             __m512i scales = _mm512_castsi256_si512(scales_mins); /* words 0..7 */
             __m512 d = _mm512_set1_ps(half_at(b)), dmin = _mm512_set1_ps(half_at(b + 2));
             for (int q = 0; q < NQ; q++) {
-                __m512i mins = _mm512_madd_epi16(mins_w, _mm512_load_si512(pp->pairs4[i][q0 + q]));
-                mins_acc[q] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_load_ps(pp->d4[i][q0 + q])),
+                __m512i mins = _mm512_madd_epi16(mins_w, _mm512_load_si512(pp->pairs4[i][quad0 + q]));
+                mins_acc[q] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_load_ps(pp->d4[i][quad0 + q])),
                                               _mm512_cvtepi32_ps(mins), mins_acc[q]);
             }
             __m512i sumi[TM_BATCH_WIDE_MAX];
