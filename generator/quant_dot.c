@@ -561,6 +561,19 @@ static inline void group_rows(const uint8_t **p, int count, const uint8_t *w, si
     }
 }
 
+/* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block on 32-bit
+ * words: scales[0..7] land in bytes 0..7 and mins[0..7] in bytes 8..15. */
+static inline __m128i k4_scales_mins(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    uint32_t mins_low = u[1] & 0x3f3f3f3fu;
+    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    u[2] = mins_low;
+    u[0] &= 0x3f3f3f3fu;
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
 /* ---- AVX2 kernels over groups of rows ---------------------------------------- */
 /* The decode path of CPUs without VNNI. One row at a time, each block's float
  * work (scale conversion, int-to-float, fused multiply-add) sits on a single
@@ -576,52 +589,80 @@ static inline void group_rows(const uint8_t **p, int count, const uint8_t *w, si
 #define AVX2_ROWS 4
 #define AVX2_PREFETCH_GROUPS 4
 
+/* Q8_0 and Q4_0 take 8 rows per pass in the VNNI kernels' form: each row's
+ * integer block sum (exact) goes into one lane of a vector, so the float work
+ * of a block (scales, conversion, fused multiply-add) is one vector operation
+ * for 8 rows instead of one per row. Each row then accumulates its blocks in
+ * one float lane, as the VNNI paths do, so these two types give the VNNI
+ * paths' bits (not the single-row kernel's; tests/test_quant.c checks both). */
+AVX2 static inline __m128i row_sums4_avx2(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+AVX2 static inline __m256i row_sums8_avx2(const __m256i *s) {
+    return _mm256_set_m128i(row_sums4_avx2(s[4], s[5], s[6], s[7]), row_sums4_avx2(s[0], s[1], s[2], s[3]));
+}
+
+AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, float dx) {
+    __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),
+                               (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),
+                               (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
+}
+
 AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
-    for (int64_t r = begin; r < end; r += AVX2_ROWS) {
-        const uint8_t *p[AVX2_ROWS];
-        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t r = begin; r < end; r += 8) {
+        const uint8_t *p[8];
+        group_rows(p, 8, w, row_bytes, r, end);
         size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
-        __m256 acc[AVX2_ROWS];
-        for (int k = 0; k < AVX2_ROWS; k++) acc[k] = _mm256_setzero_ps();
+        __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * TM_Q8_0_BYTES;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
-            for (int k = 0; k < AVX2_ROWS; k++) {
-                const uint8_t *b = p[k] + o;
-                _mm_prefetch((const char *)(b + ahead), _MM_HINT_T0);
-                __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_i8(q, x)), acc[k]);
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
+                /* |w| times x with w's sign (dot_i8): |w| as unsigned is right
+                 * even for a weight of -128, which negating x's side would not be */
+                __m256i q = _mm256_loadu_si256((const __m256i *)(p[k] + o + 2));
+                s[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
             }
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_avx2(s)), acc);
         }
-        for (int k = 0; k < AVX2_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]);
+        float out[8];
+        _mm256_storeu_ps(out, acc);
+        for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];
     }
 }
 
 AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
-    for (int64_t r = begin; r < end; r += AVX2_ROWS) {
-        const uint8_t *p[AVX2_ROWS];
-        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t r = begin; r < end; r += 8) {
+        const uint8_t *p[8];
+        group_rows(p, 8, w, row_bytes, r, end);
         size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
-        __m256 acc[AVX2_ROWS];
-        float offsets[AVX2_ROWS];
-        for (int k = 0; k < AVX2_ROWS; k++) {
-            acc[k] = _mm256_setzero_ps();
-            offsets[k] = 0;
-        }
+        __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * TM_Q4_0_BYTES;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
-            for (int k = 0; k < AVX2_ROWS; k++) {
-                const uint8_t *b = p[k] + o;
-                _mm_prefetch((const char *)(b + ahead), _MM_HINT_T0);
-                float d = half_fast(b) * a[i].d;
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 2), x)), acc[k]);
-                offsets[k] += d * (float)(8 * a[i].sum);
+            /* the offset of 8 comes off in integers, as in the VNNI kernel */
+            __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
+                __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));
+                __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);
+                s[k] = _mm256_add_epi32(start, _mm256_madd_epi16(_mm256_maddubs_epi16(n, x), ones));
             }
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_avx2(s)), acc);
         }
-        for (int k = 0; k < AVX2_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - offsets[k];
+        float out[8];
+        _mm256_storeu_ps(out, acc);
+        for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];
     }
 }
 
@@ -644,12 +685,20 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
         }
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * block_bytes;
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
+                                           _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
                 for (size_t line = 0; line < block_bytes; line += 64)
                     _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
-                uint8_t sc[8];
-                int mins = k4_mins_dot(b + 4, &a[i], sc);
+                /* scales and mins unpacked in vector form; the mins' integer sum
+                 * is the scalar kernel's exactly */
+                __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+                __m128i m4 = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+                int mins = _mm_cvtsi128_si32(m4);
+                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
                 const uint8_t *q = b + (five ? 48 : 16);
                 const int8_t *x = a[i].qs;
                 __m256i high = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
@@ -664,8 +713,10 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
                     }
                     __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
                     __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32)));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j])));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1])));
+                    __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));
+                    __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
                 }
                 acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi), acc[k]);
                 mins_total[k] += half_fast(b + 2) * a[i].d * (float)mins;
@@ -700,15 +751,23 @@ AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q
         }
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * TM_Q6_K_BYTES;
+            __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
                 for (size_t line = 0; line < TM_Q6_K_BYTES; line += 64)
                     _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
-                const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
-                int offset = 0;
-                for (int g = 0; g < 16; g++) offset += sc[g] * a[i].bsums[g];
+                const int8_t *x = a[i].qs;
+                /* sum of scale * 16-element activation sum, exact in int32 as the scalar loop's */
+                __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+                __m256i o8 = _mm256_madd_epi16(scales16, bsums);
+                __m128i o4 = _mm_add_epi32(_mm256_castsi256_si128(o8), _mm256_extracti128_si256(o8, 1));
+                o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, 0x4E));
+                o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, 0xB1));
+                int offset = _mm_cvtsi128_si32(o4);
                 __m256i sumi = _mm256_setzero_si256();
-                for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, x += 128) {
+                for (int n = 0; n < 2; n++, ql += 64, qh += 32, x += 128) {
+                    __m256i scales = _mm256_broadcastsi128_si256(n ? _mm256_extracti128_si256(scales16, 1)
+                                                                   : _mm256_castsi256_si128(scales16));
                     __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
                     __m256i h = _mm256_loadu_si256((const __m256i *)qh);
                     __m256i quads[4];
@@ -718,9 +777,11 @@ AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q
                     quads[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
                                                _mm256_and_si256(_mm256_srli_epi16(h, 2), two));
                     for (int g = 0; g < 4; g++) {
+                        /* elements 0..15 take scale 2g of this half, 16..31 scale 2g+1 */
+                        __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * g)),
+                                                        _mm_set1_epi16((short)(0x0100 + 0x0404 * g)));
                         __m256i prod = _mm256_maddubs_epi16(quads[g], _mm256_loadu_si256((const __m256i *)(x + 32 * g)));
-                        __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
-                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, scales));
+                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, _mm256_shuffle_epi8(scales, pick)));
                     }
                 }
                 float d = half_fast(b + 208) * a[i].d;
@@ -746,18 +807,6 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
     }
 }
 
-/* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block on 32-bit
- * words: scales[0..7] land in bytes 0..7 and mins[0..7] in bytes 8..15. */
-static inline __m128i k4_scales_mins(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    uint32_t mins_low = u[1] & 0x3f3f3f3fu;
-    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    u[2] = mins_low;
-    u[0] &= 0x3f3f3f3fu;
-    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
-}
 
 #define DEFINE_VNNI_KERNELS(SUFFIX, TARGET, DPBUSD, DPWSSD)                                                          \
     /* Integer block sums of VNNI_ROWS rows -> [row0..row3] as 4 int32. */                                            \

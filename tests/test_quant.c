@@ -280,7 +280,10 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
 /* The AVX2 path's kernels that take several rows per pass give each row the
  * bits of the single-row AVX2 dot product (the same operations in the same
  * order per row), for every row count around the group size and a thread
- * share that starts inside a group. */
+ * share that starts inside a group; Q8_0 and Q4_0, which accumulate each row
+ * in one float lane as the VNNI kernels do, give the VNNI paths' bits instead
+ * (checked where this CPU has a VNNI path; elsewhere the tolerance test above
+ * holds them). */
 Test(quant, avx2_row_groups_give_the_single_row_bits) {
     if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) cr_skip_test("this CPU has no AVX2");
     int64_t shapes[][2] = {{1, 256}, {3, 512}, {4, 256}, {5, 768}, {9, 2048}, {37, 256}};
@@ -301,7 +304,28 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
             int64_t cut = rows / 2 + 1 < rows ? rows / 2 + 1 : rows;
             tm_quant_matvec_rows(type, w, xq, y, 0, cut, cols);
             tm_quant_matvec_rows(type, w, xq, y, cut, rows, cols);
-            for (int64_t r = 0; r < rows; r++) {
+            bool lane_form = type == TM_GGML_Q8_0 || type == TM_GGML_Q4_0;
+            float *vnni = NULL;
+            if (lane_form) {
+                tm_quant_path other = tm_quant_path_supported(TM_QUANT_PATH_AVX_VNNI)      ? TM_QUANT_PATH_AVX_VNNI
+                                      : tm_quant_path_supported(TM_QUANT_PATH_AVX512_VNNI) ? TM_QUANT_PATH_AVX512_VNNI
+                                                                                           : TM_QUANT_PATH_COUNT;
+                if (other != TM_QUANT_PATH_COUNT) {
+                    vnni = malloc(sizeof(float) * (size_t)rows);
+                    tm_quant_force_path(other);
+                    tm_quant_matvec_rows(type, w, xq, vnni, 0, rows, cols);
+                    tm_quant_force_path(TM_QUANT_PATH_AVX2);
+                }
+            }
+            for (int64_t r = 0; r < rows && lane_form; r++) {
+                if (!vnni) break;
+                cr_assert_eq(bits_of(y[r]), bits_of(vnni[r]), "%s %lldx%lld row %lld: %.9g, VNNI path %.9g",
+                             vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)y[r],
+                             (double)vnni[r]);
+                checked++;
+            }
+            free(vnni);
+            for (int64_t r = 0; r < rows && !lane_form; r++) {
                 float single;
                 if (!tm_quant_dot_avx2_row(type, w + (size_t)r * row_bytes, xq, cols, &single)) break;
                 cr_assert_eq(bits_of(y[r]), bits_of(single), "%s %lldx%lld row %lld: %.9g, single-row kernel %.9g",
