@@ -28,6 +28,10 @@ path, AVX2 forced), with the measured bandwidth bound and % of it.
   --n-gen N      decoded tokens per run (default 64)
   --name NAME    results file name (default decode)
   --build-dir D  Release build folder to configure and build (default build-bench)
+  --no-cpu-time  skip the second table: decode tokens per CPU-second at 1 thread, from
+                 the CPU time (user + sys) of two invocations that differ only in the
+                 number of decoded tokens; unlike tok/s it does not count the time the
+                 process waits for a core, so it stays readable on a loaded machine
 
 Needs ../shared/tools (llama.cpp peer, synthetic model). Environment: TMPDIR,
 TRACEMARK_FIXTURES (default ../shared), BENCH_TIMEOUT (seconds per invocation,
@@ -36,7 +40,7 @@ EOF
 }
 die() { echo "decode.sh: error: $*" >&2; exit 1; }
 
-types="Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K" threads=2 repeats=3 n_gen=64 name=decode build_dir=build-bench
+types="Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K" threads=2 repeats=3 n_gen=64 name=decode build_dir=build-bench cpu_time=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --types) [ $# -ge 2 ] || die "--types needs a value"; types=$2; shift ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --n-gen) [ $# -ge 2 ] || die "--n-gen needs a value"; n_gen=$2; shift ;;
     --name) [ $# -ge 2 ] || die "--name needs a value"; name=$2; shift ;;
     --build-dir) [ $# -ge 2 ] || die "--build-dir needs a value"; build_dir=$2; shift ;;
+    --no-cpu-time) cpu_time=0 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
   esac
@@ -144,6 +149,24 @@ decode_rate() { # ENGINE ENV DIR MODEL -> decode tok/s or "failed"
   sed -n 's/.*"decode_tok_s":\([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1
 }
 
+cpu_seconds() { # ENGINE ENV DIR MODEL N_GEN -> user + sys seconds of one 1-thread invocation
+  local cmd
+  if [ "$1" = tracemark ]; then cmd=(env $2 "$build/bench_generate" "$4" 16 "$5" 1); else cmd=("$llamaref" "$3" "$4" bench 16 "$5" 1); fi
+  /usr/bin/time -f '%U %S' -o "$run_dir/cpu.txt" timeout "$timeout_s" "${cmd[@]}" >/dev/null 2>>"$run_dir/err.log" || { echo failed; return; }
+  awk '{ printf "%.3f", $1 + $2 }' "$run_dir/cpu.txt"
+}
+cpu_rate() { # ENGINE ENV DIR MODEL -> decode tokens per CPU-second at 1 thread (3 runs of n_gen more tokens)
+  local a b
+  a=$(cpu_seconds "$1" "$2" "$3" "$4" 8)
+  b=$(cpu_seconds "$1" "$2" "$3" "$4" $((8 + n_gen)))
+  python3 -c 'import sys; a, b, n = sys.argv[1:]; print("null" if "failed" in (a, b) or float(b) <= float(a) else f"{3 * int(n) / (float(b) - float(a)):.2f}")' "$a" "$b" "$n_gen"
+}
+bandwidth1() { "$build/bench_bandwidth" 1024 1 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r.get("bench") == "bandwidth": print(r["gb_s_best"])'; }
+
 start=$(date +%s)
 for type in $types; do
   path=$(model_file "$type") || { log "$type skipped: llama.cpp's quantizer failed"; continue; }
@@ -163,6 +186,18 @@ for type in $types; do
           "$engine" "$rep" "$load" "$( [ "$rate" = failed ] || [ -z "$rate" ] && echo null || echo "$rate")" >>"$records"
       done
     done
+    if [ $cpu_time = 1 ]; then
+      for rep in $(seq 1 "$repeats"); do
+        for engine in tracemark llama.cpp; do
+          [ "$engine" = llama.cpp ] && [ -z "$libdir" ] && continue
+          rate=$(cpu_rate "$engine" "$envs" "$libdir" "$path")
+          log "$type $label 1 thread, CPU time, run $rep/$repeats: $engine $rate tok per CPU-s"
+          printf '{"type":"%s","path":"%s","engine":"%s","rep":%s,"load":%s,"cpu_tok_s":%s}\n' "$type" "$label" \
+            "$engine" "$rep" "$(load_now)" "$rate" >>"$records"
+        done
+      done
+      printf '{"type":"%s","path":"%s","bandwidth1_best_gb_s":%s}\n' "$type" "$label" "$(bandwidth1)" >>"$records"
+    fi
     bw_after=$(bandwidth)
     printf '{"type":"%s","path":"%s","peer":"%s","bandwidth_gb_s":[%s,%s],"decode_bytes_per_token":%s}\n' \
       "$type" "$label" "$peer_name" "${bw_before:-null}" "${bw_after:-null}" "$per_token" >>"$records"
@@ -176,9 +211,15 @@ python3 - "$records" "$root/benchmarks/results/$name" "$commit" "$threads" "$n_g
 import json, os, statistics, sys
 records_path, out, commit, threads, n_gen, elapsed, cpu = sys.argv[1:]
 runs, configs = [], []
+cpu_runs, bw1 = [], {}
 for line in open(records_path):
     r = json.loads(line)
-    (configs if "bandwidth_gb_s" in r else runs).append(r)
+    if "bandwidth1_best_gb_s" in r:
+        bw1[(r["type"], r["path"])] = r["bandwidth1_best_gb_s"]
+    elif "cpu_tok_s" in r:
+        cpu_runs.append(r)
+    else:
+        (configs if "bandwidth_gb_s" in r else runs).append(r)
 rows = []
 for c in configs:
     def median(engine):
@@ -205,8 +246,33 @@ for r in rows:
     load = "-" if not r["load_1min"] else f"{r['load_1min'][0]:.1f}-{r['load_1min'][1]:.1f}"
     md.append(f"| {r['type']} | {r['path']} | {f(r['tracemark_tok_s'])} | {r['peer'] or '-'} | {f(r['llama_cpp_tok_s'])} | "
               f"{f(r['ratio'], 2)} | {f(r['bandwidth_gb_s'])} | {f(r['bound_tok_s'])} | {f(r['percent_of_bound'], 0)} | {load} |")
+cpu_rows = []
+for c in configs:
+    def cpu_median(engine):
+        v = [r["cpu_tok_s"] for r in cpu_runs if r["type"] == c["type"] and r["path"] == c["path"]
+             and r["engine"] == engine and r["cpu_tok_s"] is not None]
+        return statistics.median(v) if v else None
+    ours, theirs = cpu_median("tracemark"), cpu_median("llama.cpp")
+    if ours is None and theirs is None:
+        continue
+    bw = bw1.get((c["type"], c["path"]))
+    bound = bw * 1e9 / c["decode_bytes_per_token"] if bw else None
+    cpu_rows.append({"type": c["type"], "path": c["path"], "peer": c["peer"], "tracemark_tok_per_cpu_s": ours,
+                     "llama_cpp_tok_per_cpu_s": theirs, "ratio": ours / theirs if ours and theirs else None,
+                     "bandwidth1_best_gb_s": bw, "bound_tok_s": bound,
+                     "percent_of_bound": 100 * ours / bound if ours and bound else None})
+if cpu_rows:
+    md += ["", "Decode tokens per CPU-second at 1 thread (CPU time of two invocations that differ only in the number "
+           "of decoded tokens: the time spent waiting for a core on a loaded machine is not in it); bound = the best "
+           "1-thread read bandwidth pass / bytes per token.", "",
+           "| type | path | tracemark tok/CPU-s | llama.cpp build | llama.cpp tok/CPU-s | ratio | 1-thread bandwidth GB/s | bound tok/s | % of bound |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in cpu_rows:
+        md.append(f"| {r['type']} | {r['path']} | {f(r['tracemark_tok_per_cpu_s'])} | {r['peer'] or '-'} | "
+                  f"{f(r['llama_cpp_tok_per_cpu_s'])} | {f(r['ratio'], 2)} | {f(r['bandwidth1_best_gb_s'])} | "
+                  f"{f(r['bound_tok_s'])} | {f(r['percent_of_bound'], 0)} |")
 text = "\n".join(md) + "\n"
-for ext, data in ((".json", json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=1) + "\n"), (".md", text)):
+for ext, data in ((".json", json.dumps({"meta": meta, "rows": rows, "cpu_rows": cpu_rows, "runs": runs, "cpu_runs": cpu_runs}, indent=1) + "\n"), (".md", text)):
     tmp = out + ext + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(data)
