@@ -28,6 +28,7 @@ path, AVX2 forced), with the measured bandwidth bound and % of it.
   --n-gen N      decoded tokens per run (default 64)
   --name NAME    results file name (default decode)
   --build-dir D  Release build folder to configure and build (default build-bench)
+  --cpu-only     only the second table (on a machine too loaded for wall-clock figures)
   --no-cpu-time  skip the second table: decode tokens per CPU-second at 1 thread, from
                  the CPU time (user + sys) of two invocations that differ only in the
                  number of decoded tokens; unlike tok/s it does not count the time the
@@ -40,7 +41,7 @@ EOF
 }
 die() { echo "decode.sh: error: $*" >&2; exit 1; }
 
-types="Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K" threads=2 repeats=3 n_gen=64 name=decode build_dir=build-bench cpu_time=1
+types="Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K" threads=2 repeats=3 n_gen=64 name=decode build_dir=build-bench cpu_time=1 wall=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --types) [ $# -ge 2 ] || die "--types needs a value"; types=$2; shift ;;
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
     --name) [ $# -ge 2 ] || die "--name needs a value"; name=$2; shift ;;
     --build-dir) [ $# -ge 2 ] || die "--build-dir needs a value"; build_dir=$2; shift ;;
     --no-cpu-time) cpu_time=0 ;;
+    --cpu-only) wall=0 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
   esac
@@ -173,8 +175,9 @@ for type in $types; do
   per_token=$(python3 "$root/benchmarks/gguf_weights.py" "$path" | python3 -c 'import json, sys; print(json.load(sys.stdin)["decode_bytes_per_token"])')
   for entry in "${paths[@]}"; do
     IFS='|' read -r label envs libdir peer_name <<<"$entry"
-    bw_before=$(bandwidth)
+    bw_before=$( [ $wall = 1 ] && bandwidth || true)
     for rep in $(seq 1 "$repeats"); do
+      [ $wall = 1 ] || break
       order=(tracemark llama.cpp)
       [ -z "$libdir" ] && order=(tracemark)
       [ $((rep % 2)) = 0 ] && [ ${#order[@]} = 2 ] && order=(llama.cpp tracemark)
@@ -198,7 +201,7 @@ for type in $types; do
       done
       printf '{"type":"%s","path":"%s","bandwidth1_best_gb_s":%s}\n' "$type" "$label" "$(bandwidth1)" >>"$records"
     fi
-    bw_after=$(bandwidth)
+    bw_after=$( [ $wall = 1 ] && bandwidth || true)
     printf '{"type":"%s","path":"%s","peer":"%s","bandwidth_gb_s":[%s,%s],"decode_bytes_per_token":%s}\n' \
       "$type" "$label" "$peer_name" "${bw_before:-null}" "${bw_after:-null}" "$per_token" >>"$records"
   done
