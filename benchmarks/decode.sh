@@ -163,11 +163,12 @@ cpu_rate() { # ENGINE ENV DIR MODEL -> decode tokens per CPU-second at 1 thread 
   b=$(cpu_seconds "$1" "$2" "$3" "$4" $((8 + n_gen)))
   python3 -c 'import sys; a, b, n = sys.argv[1:]; print("null" if "failed" in (a, b) or float(b) <= float(a) else f"{3 * int(n) / (float(b) - float(a)):.2f}")' "$a" "$b" "$n_gen"
 }
-bandwidth1() { "$build/bench_bandwidth" 1024 1 2>/dev/null | python3 -c '
+bandwidth1() { # 1-thread read bandwidth per CPU-second (the same clock as the decode rate)
+  "$build/bench_bandwidth" 1024 1 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    if r.get("bench") == "bandwidth": print(r["gb_s_best"])'; }
+    if r.get("bench") == "bandwidth": print(r["gb_s_cpu_median"])'; }
 
 start=$(date +%s)
 for type in $types; do
@@ -245,7 +246,9 @@ md = [f"# Decode at the bandwidth bound ({threads} threads, 110M-shaped model)",
       "bound = read bandwidth (median of before and after, same thread count) / bytes read per token.", "",
       "| type | path | tracemark tok/s | llama.cpp build | llama.cpp tok/s | ratio | bandwidth GB/s | bound tok/s | % of bound | load (1 min) |",
       "|---|---|---|---|---|---|---|---|---|---|"]
-for r in rows:
+if all(r["tracemark_tok_s"] is None and r["llama_cpp_tok_s"] is None for r in rows):
+    md = md[:4] + ["(--cpu-only: no wall-clock figures in this run.)"]
+for r in rows if len(md) > 5 else []:
     load = "-" if not r["load_1min"] else f"{r['load_1min'][0]:.1f}-{r['load_1min'][1]:.1f}"
     md.append(f"| {r['type']} | {r['path']} | {f(r['tracemark_tok_s'])} | {r['peer'] or '-'} | {f(r['llama_cpp_tok_s'])} | "
               f"{f(r['ratio'], 2)} | {f(r['bandwidth_gb_s'])} | {f(r['bound_tok_s'])} | {f(r['percent_of_bound'], 0)} | {load} |")
@@ -262,17 +265,17 @@ for c in configs:
     bound = bw * 1e9 / c["decode_bytes_per_token"] if bw else None
     cpu_rows.append({"type": c["type"], "path": c["path"], "peer": c["peer"], "tracemark_tok_per_cpu_s": ours,
                      "llama_cpp_tok_per_cpu_s": theirs, "ratio": ours / theirs if ours and theirs else None,
-                     "bandwidth1_best_gb_s": bw, "bound_tok_s": bound,
+                     "bandwidth1_cpu_gb_s": bw, "bound_tok_s": bound,
                      "percent_of_bound": 100 * ours / bound if ours and bound else None})
 if cpu_rows:
     md += ["", "Decode tokens per CPU-second at 1 thread (CPU time of two invocations that differ only in the number "
-           "of decoded tokens: the time spent waiting for a core on a loaded machine is not in it); bound = the best "
-           "1-thread read bandwidth pass / bytes per token.", "",
-           "| type | path | tracemark tok/CPU-s | llama.cpp build | llama.cpp tok/CPU-s | ratio | 1-thread bandwidth GB/s | bound tok/s | % of bound |",
+           "of decoded tokens: the time spent waiting for a core on a loaded machine is not in it); bound = the "
+           "1-thread read bandwidth in bytes per CPU-second (bench_bandwidth's gb_s_cpu_median, same clock) / bytes per token.", "",
+           "| type | path | tracemark tok/CPU-s | llama.cpp build | llama.cpp tok/CPU-s | ratio | 1-thread bandwidth GB/CPU-s | bound tok/CPU-s | % of bound |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in cpu_rows:
         md.append(f"| {r['type']} | {r['path']} | {f(r['tracemark_tok_per_cpu_s'])} | {r['peer'] or '-'} | "
-                  f"{f(r['llama_cpp_tok_per_cpu_s'])} | {f(r['ratio'], 2)} | {f(r['bandwidth1_best_gb_s'])} | "
+                  f"{f(r['llama_cpp_tok_per_cpu_s'])} | {f(r['ratio'], 2)} | {f(r["bandwidth1_cpu_gb_s"])} | "
                   f"{f(r['bound_tok_s'])} | {f(r['percent_of_bound'], 0)} |")
 text = "\n".join(md) + "\n"
 for ext, data in ((".json", json.dumps({"meta": meta, "rows": rows, "cpu_rows": cpu_rows, "runs": runs, "cpu_runs": cpu_runs}, indent=1) + "\n"), (".md", text)):
