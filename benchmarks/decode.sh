@@ -200,7 +200,7 @@ for type in $types; do
             "$engine" "$rep" "$(load_now)" "$rate" >>"$records"
         done
       done
-      printf '{"type":"%s","path":"%s","bandwidth1_best_gb_s":%s}\n' "$type" "$label" "$(bandwidth1)" >>"$records"
+      printf '{"type":"%s","path":"%s","bandwidth1_cpu_gb_s":%s}\n' "$type" "$label" "$(bandwidth1)" >>"$records"
     fi
     bw_after=$( [ $wall = 1 ] && bandwidth || true)
     printf '{"type":"%s","path":"%s","peer":"%s","bandwidth_gb_s":[%s,%s],"decode_bytes_per_token":%s}\n' \
@@ -218,8 +218,8 @@ runs, configs = [], []
 cpu_runs, bw1 = [], {}
 for line in open(records_path):
     r = json.loads(line)
-    if "bandwidth1_best_gb_s" in r:
-        bw1[(r["type"], r["path"])] = r["bandwidth1_best_gb_s"]
+    if "bandwidth1_cpu_gb_s" in r:
+        bw1[(r["type"], r["path"])] = r["bandwidth1_cpu_gb_s"]
     elif "cpu_tok_s" in r:
         cpu_runs.append(r)
     else:
@@ -275,7 +275,7 @@ if cpu_rows:
            "|---|---|---|---|---|---|---|---|---|"]
     for r in cpu_rows:
         md.append(f"| {r['type']} | {r['path']} | {f(r['tracemark_tok_per_cpu_s'])} | {r['peer'] or '-'} | "
-                  f"{f(r['llama_cpp_tok_per_cpu_s'])} | {f(r['ratio'], 2)} | {f(r["bandwidth1_cpu_gb_s"])} | "
+                  f"{f(r['llama_cpp_tok_per_cpu_s'])} | {f(r['ratio'], 2)} | {f(r['bandwidth1_cpu_gb_s'])} | "
                   f"{f(r['bound_tok_s'])} | {f(r['percent_of_bound'], 0)} |")
 text = "\n".join(md) + "\n"
 for ext, data in ((".json", json.dumps({"meta": meta, "rows": rows, "cpu_rows": cpu_rows, "runs": runs, "cpu_runs": cpu_runs}, indent=1) + "\n"), (".md", text)):
