@@ -8,7 +8,6 @@
  * for a core is not in it). Also times the single-row AVX2 dot product the
  * AVX2 path used before its multi-row kernels, for the before/after ratio.
  * Prints one JSON line per type and path; never asserts a speed (DESIGN.md). */
-#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
