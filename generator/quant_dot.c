@@ -574,6 +574,240 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
     return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
 }
 
+/* ---- AVX2 kernels over groups of rows ---------------------------------------- */
+/* The decode path of CPUs without VNNI. One row at a time, each block's float
+ * work (scale conversion, int-to-float, fused multiply-add) sits on a single
+ * accumulator's dependency chain, so the core waits on latency, not on memory:
+ * the 110M-shaped Q8_0 model decoded at half the bandwidth bound on an
+ * AVX2-only EPYC. These kernels run AVX2_ROWS rows through one pass over the
+ * activations with one accumulator per row (independent chains the core
+ * overlaps), load each activation block once per group and prefetch the same
+ * blocks AVX2_PREFETCH_GROUPS groups ahead. Each row's arithmetic is, operation
+ * for operation, the single-row kernel's above, so the results are the same
+ * bits (tests/test_quant.c checks it through tm_quant_dot_avx2_row). A group
+ * that runs past the last row repeats that row and drops the extra results. */
+#define AVX2_ROWS 4
+#define AVX2_PREFETCH_GROUPS 4
+
+/* Q8_0 and Q4_0 take 8 rows per pass in the VNNI kernels' form: each row's
+ * integer block sum (exact) goes into one lane of a vector, so the float work
+ * of a block (scales, conversion, fused multiply-add) is one vector operation
+ * for 8 rows instead of one per row. Each row then accumulates its blocks in
+ * one float lane, as the VNNI paths do, so these two types give the VNNI
+ * paths' bits (not the single-row kernel's; tests/test_quant.c checks both). */
+AVX2 static inline __m128i row_sums4_avx2(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+AVX2 static inline __m256i row_sums8_avx2(const __m256i *s) {
+    return _mm256_set_m128i(row_sums4_avx2(s[4], s[5], s[6], s[7]), row_sums4_avx2(s[0], s[1], s[2], s[3]));
+}
+
+AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, float dx) {
+    __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),
+                               (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),
+                               (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
+}
+
+AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
+                                  int64_t end, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t r = begin; r < end; r += 8) {
+        const uint8_t *p[8];
+        group_rows(p, 8, w, row_bytes, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q8_0_BYTES;
+            __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
+                /* |w| times x with w's sign (dot_i8): |w| as unsigned is right
+                 * even for a weight of -128, which negating x's side would not be */
+                __m256i q = _mm256_loadu_si256((const __m256i *)(p[k] + o + 2));
+                s[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+            }
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_avx2(s)), acc);
+        }
+        float out[8];
+        _mm256_storeu_ps(out, acc);
+        for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];
+    }
+}
+
+AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
+                                  int64_t end, int64_t nb) {
+    const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t r = begin; r < end; r += 8) {
+        const uint8_t *p[8];
+        group_rows(p, 8, w, row_bytes, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q4_0_BYTES;
+            __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
+            /* the offset of 8 comes off in integers, as in the VNNI kernel */
+            __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
+                __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));
+                __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);
+                s[k] = _mm256_add_epi32(start, _mm256_madd_epi16(_mm256_maddubs_epi16(n, x), ones));
+            }
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o, a[i].d), _mm256_cvtepi32_ps(row_sums8_avx2(s)), acc);
+        }
+        float out[8];
+        _mm256_storeu_ps(out, acc);
+        for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];
+    }
+}
+
+/* Q4_K and Q5_K: AVX2_ROWS rows of one super-block at a time. FIVE adds the
+ * fifth bits (qh) of Q5_K. */
+AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint8_t *w, size_t row_bytes,
+                                                                      const tm_q8k_block *a, float *y, int64_t begin,
+                                                                      int64_t end, int64_t nb, bool five) {
+    const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES;
+    const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+    for (int64_t r = begin; r < end; r += AVX2_ROWS) {
+        const uint8_t *p[AVX2_ROWS];
+        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        __m256 acc[AVX2_ROWS];
+        float mins_total[AVX2_ROWS];
+        for (int k = 0; k < AVX2_ROWS; k++) {
+            acc[k] = _mm256_setzero_ps();
+            mins_total[k] = 0;
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * block_bytes;
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
+                                           _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
+            for (int k = 0; k < AVX2_ROWS; k++) {
+                const uint8_t *b = p[k] + o;
+                for (size_t line = 0; line < block_bytes; line += 64)
+                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
+                /* scales and mins unpacked in vector form; the mins' integer sum
+                 * is the scalar kernel's exactly */
+                __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+                __m128i m4 = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+                int mins = _mm_cvtsi128_si32(m4);
+                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
+                const uint8_t *q = b + (five ? 48 : 16);
+                const int8_t *x = a[i].qs;
+                __m256i high = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++, q += 32, x += 64) {
+                    __m256i bytes = _mm256_loadu_si256((const __m256i *)q);
+                    __m256i lo = _mm256_and_si256(bytes, low), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+                    if (five) {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(high, 4), bit));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(high, 3), bit));
+                        high = _mm256_srli_epi16(high, 2);
+                    }
+                    __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)x));
+                    __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 32)));
+                    __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0100 + 0x0404 * j)));
+                    __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(0x0302 + 0x0404 * j)));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
+                }
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi), acc[k]);
+                mins_total[k] += half_fast(b + 2) * a[i].d * (float)mins;
+            }
+        }
+        for (int k = 0; k < AVX2_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - mins_total[k];
+    }
+}
+
+AVX2 static void matvec_q4_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+                                  int64_t end, int64_t nb) {
+    matvec_k4_avx2(w, row_bytes, a, y, begin, end, nb, false);
+}
+
+AVX2 static void matvec_q5_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+                                  int64_t end, int64_t nb) {
+    matvec_k4_avx2(w, row_bytes, a, y, begin, end, nb, true);
+}
+
+AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+                                  int64_t end, int64_t nb) {
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
+    for (int64_t r = begin; r < end; r += AVX2_ROWS) {
+        const uint8_t *p[AVX2_ROWS];
+        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        __m256 acc[AVX2_ROWS];
+        float offsets[AVX2_ROWS];
+        for (int k = 0; k < AVX2_ROWS; k++) {
+            acc[k] = _mm256_setzero_ps();
+            offsets[k] = 0;
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q6_K_BYTES;
+            __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+            for (int k = 0; k < AVX2_ROWS; k++) {
+                const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
+                for (size_t line = 0; line < TM_Q6_K_BYTES; line += 64)
+                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
+                const int8_t *x = a[i].qs;
+                /* sum of scale * 16-element activation sum, exact in int32 as the scalar loop's */
+                __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+                __m256i o8 = _mm256_madd_epi16(scales16, bsums);
+                __m128i o4 = _mm_add_epi32(_mm256_castsi256_si128(o8), _mm256_extracti128_si256(o8, 1));
+                o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, 0x4E));
+                o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, 0xB1));
+                int offset = _mm_cvtsi128_si32(o4);
+                __m256i sumi = _mm256_setzero_si256();
+                for (int n = 0; n < 2; n++, ql += 64, qh += 32, x += 128) {
+                    __m256i scales = _mm256_broadcastsi128_si256(n ? _mm256_extracti128_si256(scales16, 1)
+                                                                   : _mm256_castsi256_si128(scales16));
+                    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                    __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+                    __m256i quads[4];
+                    quads[0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), two));
+                    quads[1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), two));
+                    quads[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, two));
+                    quads[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), two));
+                    for (int g = 0; g < 4; g++) {
+                        /* elements 0..15 take scale 2g of this half, 16..31 scale 2g+1 */
+                        __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * g)),
+                                                        _mm_set1_epi16((short)(0x0100 + 0x0404 * g)));
+                        __m256i prod = _mm256_maddubs_epi16(quads[g], _mm256_loadu_si256((const __m256i *)(x + 32 * g)));
+                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(prod, _mm256_shuffle_epi8(scales, pick)));
+                    }
+                }
+                float d = half_fast(b + 208) * a[i].d;
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[k]);
+                offsets[k] += d * (float)(32 * offset);
+            }
+        }
+        for (int k = 0; k < AVX2_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - offsets[k];
+    }
+}
+
+/* True when the AVX2 path has a multi-row kernel for the type (Q4_1, Q5_0
+ * and Q5_1 go one row at a time). */
+static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y, int64_t begin,
+                        int64_t end, int64_t nb) {
+    switch (type) {
+    case TM_GGML_Q8_0: matvec_q8_0_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q4_0: matvec_q4_0_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q4_K: matvec_q4_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q5_K: matvec_q5_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q6_K: matvec_q6_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    default: return false;
+    }
+}
+
+
 #define DEFINE_VNNI_KERNELS(SUFFIX, TARGET, DPBUSD, DPWSSD)                                                          \
     /* Integer block sums of VNNI_ROWS rows -> [row0..row3] as 4 int32. */                                            \
     TARGET static inline __m128i row_sums_##SUFFIX(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {                  \
@@ -824,6 +1058,38 @@ tm_quant_path tm_quant_gemm_path(void) {
     return TM_QUANT_PATH_PORTABLE;
 }
 
+#ifdef TM_X86
+/* The single-row AVX2 dot product of one row (into *out unless NULL); false
+ * when AVX2 has none for the type. */
+static bool dot_row_avx2(uint32_t type, const uint8_t *row, const void *xq, int64_t nb, float *out) {
+    float (*dot32)(const uint8_t *, const tm_q8_block *, int64_t) = NULL;
+    float (*dot256)(const uint8_t *, const tm_q8k_block *, int64_t) = NULL;
+    switch (type) {
+    case TM_GGML_Q8_0: dot32 = dot_q8_0_avx2; break;
+    case TM_GGML_Q4_0: dot32 = dot_q4_0_avx2; break;
+    case TM_GGML_Q4_1: dot32 = dot_q4_1_avx2; break;
+    case TM_GGML_Q5_0: dot32 = dot_q5_0_avx2; break;
+    case TM_GGML_Q5_1: dot32 = dot_q5_1_avx2; break;
+    case TM_GGML_Q4_K: dot256 = dot_q4_k_avx2; break;
+    case TM_GGML_Q5_K: dot256 = dot_q5_k_avx2; break;
+    case TM_GGML_Q6_K: dot256 = dot_q6_k_avx2; break;
+    default: return false;
+    }
+    if (out) *out = dot32 ? dot32(row, xq, nb) : dot256(row, xq, nb);
+    return true;
+}
+#endif
+
+bool tm_quant_dot_avx2_row(uint32_t type, const void *row, const void *xq, int64_t cols, float *out) {
+#ifdef TM_X86
+    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) return false;
+    return dot_row_avx2(type, row, xq, cols / (int64_t)tm_ggml_block_elements(type), out);
+#else
+    (void)type, (void)row, (void)xq, (void)cols, (void)out;
+    return false;
+#endif
+}
+
 void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
                           int64_t cols) {
     size_t row_bytes = tm_quant_row_bytes(type, cols);
@@ -833,25 +1099,10 @@ void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y
     tm_quant_path path = current_path();
     if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
-    if (path != TM_QUANT_PATH_PORTABLE) {
-        float (*dot32)(const uint8_t *, const tm_q8_block *, int64_t) = NULL;
-        float (*dot256)(const uint8_t *, const tm_q8k_block *, int64_t) = NULL;
-        switch (type) {
-        case TM_GGML_Q8_0: dot32 = dot_q8_0_avx2; break;
-        case TM_GGML_Q4_0: dot32 = dot_q4_0_avx2; break;
-        case TM_GGML_Q4_1: dot32 = dot_q4_1_avx2; break;
-        case TM_GGML_Q5_0: dot32 = dot_q5_0_avx2; break;
-        case TM_GGML_Q5_1: dot32 = dot_q5_1_avx2; break;
-        case TM_GGML_Q4_K: dot256 = dot_q4_k_avx2; break;
-        case TM_GGML_Q5_K: dot256 = dot_q5_k_avx2; break;
-        case TM_GGML_Q6_K: dot256 = dot_q6_k_avx2; break;
-        default: break;
-        }
-        if (dot32)
-            for (int64_t r = begin; r < end; r++) y[r] = dot32(rows + (size_t)r * row_bytes, xq, nb);
-        if (dot256)
-            for (int64_t r = begin; r < end; r++) y[r] = dot256(rows + (size_t)r * row_bytes, xq, nb);
-        if (dot32 || dot256) return;
+    if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, rows, row_bytes, xq, y, begin, end, nb)) return;
+    if (path != TM_QUANT_PATH_PORTABLE && dot_row_avx2(type, rows, xq, nb, NULL)) {
+        for (int64_t r = begin; r < end; r++) dot_row_avx2(type, rows + (size_t)r * row_bytes, xq, nb, &y[r]);
+        return;
     }
 #endif
     for (int64_t r = begin; r < end; r++) y[r] = tm_quant_dot_portable(type, rows + (size_t)r * row_bytes, xq, cols);

@@ -73,4 +73,9 @@ tm_quant_path tm_quant_gemm_path(void);
  * tests: the vectorised kernels must agree with it). */
 float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols);
 
+/* For the tests: the single-row AVX2 dot product of one row (the AVX2
+ * path's multi-row kernels must give its bits); false when this CPU lacks
+ * AVX2 or AVX2 has no kernel for the type. */
+bool tm_quant_dot_avx2_row(uint32_t type, const void *row, const void *xq, int64_t cols, float *out);
+
 #endif

@@ -277,6 +277,71 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
         }
 }
 
+/* The AVX2 path's kernels that take several rows per pass give each row the
+ * bits of the single-row AVX2 dot product (the same operations in the same
+ * order per row), for every row count around the group size and a thread
+ * share that starts inside a group; Q8_0 and Q4_0, which accumulate each row
+ * in one float lane as the VNNI kernels do, give the VNNI paths' bits instead
+ * (checked where this CPU has a VNNI path; elsewhere the tolerance test above
+ * holds them). */
+Test(quant, avx2_row_groups_give_the_single_row_bits) {
+    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) cr_skip_test("this CPU has no AVX2");
+    int64_t shapes[][2] = {{1, 256}, {3, 512}, {4, 256}, {5, 768}, {9, 2048}, {37, 256}};
+    size_t checked = 0;
+    tm_quant_force_path(TM_QUANT_PATH_AVX2);
+    for (size_t v = 0; v < N_VECTORS; v++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t type = vectors[v].type;
+            int64_t rows = shapes[s][0], cols = shapes[s][1];
+            if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
+            uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 31 + cols + v));
+            size_t row_bytes = tm_quant_row_bytes(type, cols);
+            float *x = malloc(sizeof(float) * (size_t)cols);
+            for (int64_t i = 0; i < cols; i++) x[i] = (float)(sin((double)i * 0.53 + (double)s) * (1 + i % 5));
+            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
+            tm_kernel_prepare_activations(type, x, cols, xq);
+            float *y = malloc(sizeof(float) * (size_t)rows);
+            int64_t cut = rows / 2 + 1 < rows ? rows / 2 + 1 : rows;
+            tm_quant_matvec_rows(type, w, xq, y, 0, cut, cols);
+            tm_quant_matvec_rows(type, w, xq, y, cut, rows, cols);
+            bool lane_form = type == TM_GGML_Q8_0 || type == TM_GGML_Q4_0;
+            float *vnni = NULL;
+            if (lane_form) {
+                tm_quant_path other = tm_quant_path_supported(TM_QUANT_PATH_AVX_VNNI)      ? TM_QUANT_PATH_AVX_VNNI
+                                      : tm_quant_path_supported(TM_QUANT_PATH_AVX512_VNNI) ? TM_QUANT_PATH_AVX512_VNNI
+                                                                                           : TM_QUANT_PATH_COUNT;
+                if (other != TM_QUANT_PATH_COUNT) {
+                    vnni = malloc(sizeof(float) * (size_t)rows);
+                    tm_quant_force_path(other);
+                    tm_quant_matvec_rows(type, w, xq, vnni, 0, rows, cols);
+                    tm_quant_force_path(TM_QUANT_PATH_AVX2);
+                }
+            }
+            for (int64_t r = 0; r < rows && lane_form; r++) {
+                if (!vnni) break;
+                cr_assert_eq(bits_of(y[r]), bits_of(vnni[r]), "%s %lldx%lld row %lld: %.9g, VNNI path %.9g",
+                             vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)y[r],
+                             (double)vnni[r]);
+                checked++;
+            }
+            free(vnni);
+            for (int64_t r = 0; r < rows && !lane_form; r++) {
+                float single;
+                if (!tm_quant_dot_avx2_row(type, w + (size_t)r * row_bytes, xq, cols, &single)) break;
+                cr_assert_eq(bits_of(y[r]), bits_of(single), "%s %lldx%lld row %lld: %.9g, single-row kernel %.9g",
+                             vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)y[r],
+                             (double)single);
+                checked++;
+            }
+            free(y);
+            free(xq);
+            free(x);
+            free(w);
+        }
+    tm_quant_force_path(TM_QUANT_PATH_COUNT);
+    cr_assert_gt(checked, 100);
+}
+
 /* ---- whole models ------------------------------------------------------------ */
 
 

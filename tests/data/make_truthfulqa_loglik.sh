@@ -19,9 +19,10 @@ REF=${REF:-/tmp/llamaref}
 work=$(mktemp -d)
 "$shared/tools/build-llamaref.sh" >/dev/null
 lib=$REF/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-sed 's/cp.n_threads_batch = threads;/cp.n_threads_batch = threads; cp.type_k = GGML_TYPE_F32; cp.type_v = GGML_TYPE_F32; cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;/' \
+sed 's/cp.n_threads_batch = threads;/cp.n_threads_batch = threads; cp.type_k = GGML_TYPE_F32; cp.type_v = GGML_TYPE_F32; cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;/; s/printf("%s%.6g", i?",":"", lg\[i\])/printf("%s%.9g", i?",":"", lg[i])/' \
     "$shared/tools/llamaref.c" > "$work/llamaref_f32kv.c"
 grep -q 'LLAMA_FLASH_ATTN_TYPE_DISABLED' "$work/llamaref_f32kv.c"
+grep -q '%s%.9g' "$work/llamaref_f32kv.c"
 gcc -O2 -o "$work/llamaref" "$work/llamaref_f32kv.c" -I"$REF/lcpp/include" -I"$REF/lcpp/ggml/include" -L"$lib" \
     -l:libllama.v0.4.0.so -l:libggml.v0.4.0.so -l:libggml-base.so -Wl,-rpath,"$lib" -lm
 "$build/tracemark" model quantize "$shared/models/stories260K.gguf" "$work/stories260K-q8_0.gguf" Q8_0 >/dev/null 2>&1
@@ -49,4 +50,16 @@ with open(sys.argv[4], 'w') as f:
                             "ll": o["ll"], "greedy": o["greedy"]}) + "\n")
 PY
 done
+# The Q8_0 model's logits after BOS alone (one token: no batch, no cache to
+# carry a rounding difference forward), all 9 digits, for test_loglik.c.
+"$work/llamaref" "$lib" "$work/stories260K-q8_0.gguf" logits "" 1 1 | python3 -c '
+import hashlib, json, sys
+lines = sys.stdin.read().splitlines()
+assert json.loads(lines[0])["prompt_ids"] == [1]
+sha = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
+with open("tests/data/stories260K-q8_0.bos.llamacpp.logits.json", "w") as f:
+    json.dump({"model_sha256": sha, "peer": "llama.cpp (node-llama-cpp 3.21.1), F32 KV cache, flash attention off, one token",
+               "command": "tests/data/make_truthfulqa_loglik.sh build", "ids": [1], "logits": json.loads(lines[1])["logits"]}, f)
+    f.write("\n")
+' "$work/stories260K-q8_0.gguf"
 rm -rf "$work"
