@@ -5,7 +5,8 @@
  * the watermark scheme plugged in (same parameters), so the per-token cost of
  * the watermark shows at every batch size. Prints one JSON line per stream
  * count: tokens/s with and without the watermark (median of ROUNDS), speedup
- * over one stream, and the watermark's overhead. Both by the wall clock and
+ * over one stream, and the watermark's overhead (medians of the ratios within
+ * a round, each round timing every count back to back). Both by the wall clock and
  * by the thread's CPU clock: with THREADS 1 every kernel runs on this thread,
  * so CPU time is the work itself, undisturbed by other processes on a shared
  * machine (memory stalls count, being spent on the CPU). Never asserts a speed. */
@@ -18,11 +19,19 @@
 #include <time.h>
 #include <omp.h>
 
-enum { MAX_STREAMS = 8, PROMPT = 16, ROUNDS = 5 };
+enum { MAX_STREAMS = 8, PROMPT = 16, ROUNDS = 7 };
 
 static int compare(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The median of ROUNDS values (sorts a copy). */
+static double median(const double *values) {
+    double sorted[ROUNDS];
+    memcpy(sorted, values, sizeof sorted);
+    qsort(sorted, ROUNDS, sizeof *sorted, compare);
+    return sorted[ROUNDS / 2];
 }
 
 static double cpu_seconds(void) {
@@ -73,11 +82,16 @@ static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_sc
 
 int main(int argc, char **argv) {
     if (argc < 5 || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: bench_batch MODEL KEY SCHEME.yaml THREADS [STEPS]\n"
-                        "Aggregate decode tokens/s with 1, 2, 4, 8 streams batched, plain and watermarked.\n");
+        fprintf(stderr, "usage: bench_batch MODEL KEY SCHEME.yaml THREADS [STEPS [STREAMS]]\n"
+                        "Aggregate decode tokens/s with 1, 2, 4, 8 streams batched, plain and watermarked\n"
+                        "(only STREAMS streams when given, to profile one batch size: the ratios are then to itself).\n");
         return 2;
     }
-    int threads = atoi(argv[4]), steps = argc > 5 ? atoi(argv[5]) : 64;
+    int threads = atoi(argv[4]), steps = argc > 5 ? atoi(argv[5]) : 64, only = argc > 6 ? atoi(argv[6]) : 0;
+    if (threads < 1 || steps < 1 || only < 0 || only > MAX_STREAMS) {
+        fprintf(stderr, "bench_batch: THREADS and STEPS must be positive, STREAMS 1..%d\n", MAX_STREAMS);
+        return 2;
+    }
     tm_error err = {0};
     tm_model *model = NULL;
     tm_wm_key *key = NULL;
@@ -108,30 +122,37 @@ int main(int argc, char **argv) {
     omp_set_num_threads(threads);
     double ignored;
     run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab); /* warm the pages */
-    double single = 0, single_cpu = 0;
-    for (int n = 1; n <= MAX_STREAMS; n *= 2) {
-        double plain[ROUNDS], marked[ROUNDS], plain_cpu[ROUNDS], marked_cpu[ROUNDS];
-        /* Alternate plain and watermarked rounds so that drift hits both alike. */
-        for (int r = 0; r < ROUNDS; r++) {
-            plain[r] = run(&plain_cpu[r], contexts, n, steps, NULL, 100 + (uint64_t)r, n_vocab);
-            marked[r] = run(&marked_cpu[r], contexts, n, steps, scheme, 100 + (uint64_t)r, n_vocab);
+    /* Every round times each stream count back to back, plain then
+     * watermarked, so that the load of a shared machine, which drifts over
+     * seconds, falls alike on the counts that are compared; the speedups and
+     * the watermark's overhead are medians of ratios within a round. */
+    int counts[4], n_counts = 0;
+    for (int n = 1; n <= MAX_STREAMS; n *= 2)
+        if (!only || n == only) counts[n_counts++] = n;
+    double plain[4][ROUNDS], marked[4][ROUNDS], plain_cpu[4][ROUNDS], marked_cpu[4][ROUNDS];
+    for (int r = 0; r < ROUNDS; r++)
+        for (int c = 0; c < n_counts; c++) {
+            plain[c][r] = run(&plain_cpu[c][r], contexts, counts[c], steps, NULL, 100 + (uint64_t)r, n_vocab);
+            marked[c][r] = run(&marked_cpu[c][r], contexts, counts[c], steps, scheme, 100 + (uint64_t)r, n_vocab);
         }
-        qsort(plain, ROUNDS, sizeof *plain, compare);
-        qsort(marked, ROUNDS, sizeof *marked, compare);
-        qsort(plain_cpu, ROUNDS, sizeof *plain_cpu, compare);
-        qsort(marked_cpu, ROUNDS, sizeof *marked_cpu, compare);
-        double tokens = (double)n * steps, m = ROUNDS / 2;
-        double plain_rate = tokens / plain[(int)m], marked_rate = tokens / marked[(int)m];
-        double plain_cpu_rate = tokens / plain_cpu[(int)m], marked_cpu_rate = tokens / marked_cpu[(int)m];
-        if (n == 1) single = marked_rate, single_cpu = marked_cpu_rate;
-        printf("{\"streams\": %d, \"threads\": %d, \"steps\": %d, \"scheme\": \"%s\", "
+    for (int c = 0; c < n_counts; c++) {
+        int n = counts[c];
+        double tokens = (double)n * steps, ratio[2][ROUNDS], overhead[2][ROUNDS];
+        for (int r = 0; r < ROUNDS; r++) {
+            /* the first count measured is the reference: one stream unless STREAMS was given */
+            ratio[0][r] = (tokens / marked[c][r]) / ((double)counts[0] * steps / marked[0][r]);
+            ratio[1][r] = (tokens / marked_cpu[c][r]) / ((double)counts[0] * steps / marked_cpu[0][r]);
+            overhead[0][r] = 100.0 * (marked[c][r] - plain[c][r]) / plain[c][r];
+            overhead[1][r] = 100.0 * (marked_cpu[c][r] - plain_cpu[c][r]) / plain_cpu[c][r];
+        }
+        printf("{\"streams\": %d, \"threads\": %d, \"steps\": %d, \"rounds\": %d, \"scheme\": \"%s\", "
                "\"wall\": {\"plain_tokens_per_second\": %.1f, \"watermarked_tokens_per_second\": %.1f, "
                "\"speedup_over_one_stream\": %.2f, \"watermark_overhead_percent\": %.2f}, "
                "\"cpu\": {\"plain_tokens_per_second\": %.1f, \"watermarked_tokens_per_second\": %.1f, "
                "\"speedup_over_one_stream\": %.2f, \"watermark_overhead_percent\": %.2f}}\n",
-               n, threads, steps, description, plain_rate, marked_rate, marked_rate / single,
-               100.0 * (marked[(int)m] - plain[(int)m]) / plain[(int)m], plain_cpu_rate, marked_cpu_rate,
-               marked_cpu_rate / single_cpu, 100.0 * (marked_cpu[(int)m] - plain_cpu[(int)m]) / plain_cpu[(int)m]);
+               n, threads, steps, ROUNDS, description, tokens / median(plain[c]), tokens / median(marked[c]),
+               median(ratio[0]), median(overhead[0]), tokens / median(plain_cpu[c]), tokens / median(marked_cpu[c]),
+               median(ratio[1]), median(overhead[1]));
         fflush(stdout);
     }
     for (int s = 0; s < MAX_STREAMS; s++) tm_context_free(contexts[s]);

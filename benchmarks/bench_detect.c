@@ -17,11 +17,19 @@
  * default Besag-Clifford stop, on the same documents, and counts the
  * documents whose decision differs (must be 0) and, among those where the
  * sequential test ran the full set, whose ln p differs in any bit (must be
- * 0). */
+ * 0). BENCH_DETECT_ONLY=paths measures, for each EXP-edit/ITS-edit scheme on
+ * one thread, the exact double path of the permutation test (every key in
+ * double, as before the float fast path) against the default path, on
+ * 200-token texts chosen by the scheme's own sampler with the benchmark's
+ * key (watermarked: every null key runs, the slow case) and on the corpus
+ * documents cut to 200 tokens (not watermarked, sequential stop), and counts
+ * the texts whose ln p or statistic differs in any bit (must be 0). */
+#include "../detect/detect_internal.h"
 #include "tracemark/detect.h"
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -179,6 +187,93 @@ static int compare_sequential(const tm_tokenizer *tokenizer, const tm_wm_config 
     return decisions_differ || p_differ ? 1 : 0;
 }
 
+/* 200 tokens from the scheme's own sampler over random next-token
+ * distributions (50 candidates of 512 ids, logits 2 N(0, 1)). */
+static void watermarked_text(tm_wm_scheme *scheme, uint64_t seed, int32_t *out, size_t m) {
+    tm_sampler *sampler = tm_wm_sampler(scheme, seed);
+    uint64_t x = seed * 2654435761u + 1;
+    tm_token_data storage[50];
+    for (size_t t = 0; t < m; t++) {
+        for (size_t i = 0; i < 50; i++) {
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            int32_t id = (int32_t)((x >> 33) % 512);
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            double u1 = ((double)(x >> 11) + 0.5) * 0x1.0p-53;
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            double u2 = ((double)(x >> 11) + 0.5) * 0x1.0p-53;
+            storage[i] = (tm_token_data){id, (float)(2.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)), 0.0f};
+        }
+        tm_candidates candidates = {storage, 50, false, -1}; /* repeated ids only merge probability */
+        sampler->interface->apply(sampler, &candidates);
+        out[t] = candidates.selected >= 0 ? candidates.selected : 0;
+        sampler->interface->accept(sampler, out[t]);
+    }
+    tm_sampler_free(sampler);
+}
+
+/* Exact path against the default one on the same texts: one JSON line per kind of text. */
+static int compare_paths(const tm_wm_config *config, const tm_wm_key *key, const documents *docs, const char *file) {
+    enum { M = 200, TEXTS = 12 };
+    tm_error err = {0};
+    tm_wm_scheme *scheme = NULL;
+    if (tm_wm_scheme_create(&scheme, config, key, &err)) return fail(&err);
+    tm_detect_options options;
+    tm_detect_options_default(&options);
+    int status = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        size_t n_texts = kind == 0 ? TEXTS : (docs->n < 40 ? docs->n : 40);
+        int32_t(*texts)[M] = malloc(n_texts * sizeof *texts);
+        size_t *lengths = malloc(n_texts * sizeof *lengths);
+        for (size_t i = 0; i < n_texts; i++) {
+            if (kind == 0) {
+                watermarked_text(scheme, 1000 + i, texts[i], M);
+                lengths[i] = M;
+            } else {
+                lengths[i] = docs->n_ids[i] < M ? docs->n_ids[i] : M;
+                memcpy(texts[i], docs->ids[i], lengths[i] * sizeof(int32_t));
+            }
+        }
+        tm_detection *a = malloc(n_texts * sizeof *a), *b = malloc(n_texts * sizeof *b);
+        tm_exp_edit_path_stats sa, sb;
+        size_t recomputed = 0, fast = 0, detected = 0, differ = 0;
+        /* Interleaved text by text, so that the load of a shared machine falls on both alike. */
+        double t_exact = 0, t_fast = 0;
+        for (size_t i = 0; i < n_texts; i++) {
+            double t0 = now();
+            if (tm_detect_exp_edit_path(scheme, texts[i], lengths[i], &options, 1, TM_EXP_EDIT_PATH_EXACT, &sa, &a[i],
+                                        &err))
+                return fail(&err);
+            double t1 = now();
+            if (tm_detect_exp_edit_path(scheme, texts[i], lengths[i], &options, 1, TM_EXP_EDIT_PATH_AUTO, &sb, &b[i],
+                                        &err))
+                return fail(&err);
+            t_fast += now() - t1;
+            t_exact += t1 - t0;
+            recomputed += sb.recomputed;
+            fast += sb.fast;
+        }
+        for (size_t i = 0; i < n_texts; i++) {
+            differ += memcmp(&a[i].log_p, &b[i].log_p, sizeof(double)) != 0 ||
+                      memcmp(&a[i].statistic, &b[i].statistic, sizeof(double)) != 0 ||
+                      a[i].permutations_done != b[i].permutations_done;
+            detected += a[i].log_p <= log(options.fpr) + 1e-9;
+        }
+        printf("{\"bench\":\"exp_edit_paths\",\"config\":\"%s\",\"texts\":\"%s\",\"threads\":1,\"documents\":%zu,"
+               "\"tokens_each\":%d,\"detected\":%zu,\"exact_docs_per_s\":%.3f,\"fast_docs_per_s\":%.3f,\"speedup\":%.1f,"
+               "\"null_keys_fast\":%zu,\"null_keys_recomputed\":%zu,\"p_or_statistic_differ\":%zu}\n",
+               file, kind == 0 ? "watermarked" : "corpus", n_texts, M, detected, (double)n_texts / t_exact,
+               (double)n_texts / t_fast, t_exact / t_fast, fast, recomputed, differ);
+        fflush(stdout);
+        status |= differ != 0;
+        free(a);
+        free(b);
+        free(texts);
+        free(lengths);
+    }
+    tm_wm_scheme_free(scheme);
+    return status;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5 || !strcmp(argv[1], "--help")) {
         fprintf(stderr,
@@ -229,6 +324,17 @@ int main(int argc, char **argv) {
     const char *only = getenv("BENCH_DETECT_ONLY");
     bool run_stages = !only || !strcmp(only, "stages"), run_tokens = !only || !strcmp(only, "tokens"),
          run_text = !only || !strcmp(only, "text");
+    if (only && !strcmp(only, "paths")) {
+        int status = 0;
+        for (int s = 4; s < argc; s++) {
+            tm_wm_config config;
+            if (tm_wm_config_load(&config, argv[s], &err)) return fail(&err);
+            if (config.kind != TM_WM_EXP_EDIT) continue;
+            const char *file = strrchr(argv[s], '/') ? strrchr(argv[s], '/') + 1 : argv[s];
+            status |= compare_paths(&config, key, &docs, file);
+        }
+        return status;
+    }
     if (only && !strcmp(only, "sequential")) {
         int status = 0;
         for (int s = 4; s < argc; s++) {

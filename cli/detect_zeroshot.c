@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char help[] =
     "usage: tracemark detect --zero-shot METHOD [--model M] [options] [FILE|-]\n"
@@ -37,8 +38,10 @@ static const char help[] =
     "  --no-slide               refuse texts longer than the window (default: score them in\n"
     "                           windows, each carrying the last half window as context)\n"
     "  --threshold X            decide: machine when the score is beyond X in the method's direction\n"
-    "  --calibration FILE       JSON lines of this command's output on human texts: the threshold\n"
-    "                           is the one that flags at most --fpr of them\n"
+    "  --calibration FILE       JSON lines of this command's output on human texts, or a\n"
+    "                           zero_shot eval run (its folder or samples.jsonl: its \"human\"\n"
+    "                           samples; run it with the same models): the threshold is the\n"
+    "                           one that flags at most --fpr of them\n"
     "  --fpr X                  false-positive rate for --calibration (default 0.01)\n"
     "  --positions              with --json/--jsonl: every position's facts\n"
     "  --threads N              forward-pass threads (default: all cores)\n"
@@ -150,10 +153,19 @@ static void free_model(loaded_model *m) {
     tm_model_free(m->model);
 }
 
-/* Human scores from JSON lines this command printed; error lines are skipped. */
+/* Human scores from JSON lines this command printed (error lines are
+ * skipped), or from a zero_shot eval run's samples.jsonl (a run folder names
+ * its samples.jsonl): the records of group "human", each method's whole-text
+ * score under scores.zero_shot (a text the run could not score is skipped). */
 static tm_status calibrate(const options *o, double *threshold, double *achieved, size_t *n_human, tm_error *err) {
-    FILE *f = fopen(o->calibration, "rb");
-    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", o->calibration, strerror(errno));
+    char path[4096];
+    struct stat st;
+    bool run_dir = stat(o->calibration, &st) == 0 && S_ISDIR(st.st_mode);
+    int written = snprintf(path, sizeof path, run_dir ? "%s/samples.jsonl" : "%s", o->calibration);
+    if (written < 0 || (size_t)written >= sizeof path)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "%s: path too long", o->calibration);
+    FILE *f = fopen(path, "rb");
+    if (!f) return tm_error_set(err, TM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     double *scores = NULL;
     size_t n = 0, capacity = 0, number = 0;
     char *line = NULL;
@@ -167,12 +179,35 @@ static tm_status calibrate(const options *o, double *threshold, double *achieved
         json_t *record = json_loads(line, 0, &jerr);
         const char *method = record ? json_string_value(json_object_get(record, "method")) : NULL;
         json_t *score = record ? json_object_get(record, "score") : NULL;
-        if (!record) status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: invalid JSON: %s", o->calibration, number, jerr.text);
+        const char *group = record ? json_string_value(json_object_get(record, "group")) : NULL;
+        json_t *run_scores = group ? json_object_get(json_object_get(record, "scores"), "zero_shot") : NULL;
+        if (!record) status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: invalid JSON: %s", path, number, jerr.text);
+        else if (group) {
+            /* A sample of a zero_shot eval run: only the human texts calibrate. */
+            json_t *mine = json_object_get(run_scores, tm_zeroshot_method_name(o->method));
+            score = json_object_get(mine, "score");
+            if (strcmp(group, "human") || json_object_get(run_scores, "error") || json_is_null(score)) score = NULL;
+            else if (!run_scores)
+                status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: a sample without zero-shot scores (not a zero_shot "
+                                      "eval run)", path, number);
+            else if (!json_is_number(score))
+                status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: the run did not score %s", path, number,
+                                      tm_zeroshot_method_name(o->method));
+            if (status == TM_OK && score) {
+                if (n == capacity) {
+                    size_t grown = capacity ? capacity * 2 : 256;
+                    double *bigger = realloc(scores, grown * sizeof *bigger);
+                    if (!bigger) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+                    else scores = bigger, capacity = grown;
+                }
+                if (status == TM_OK) scores[n++] = json_number_value(score);
+            }
+        }
         else if (json_object_get(record, "error")) { /* a text that failed to score carries no score */ }
         else if (!method || !json_is_number(score))
-            status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: expected {\"method\", \"score\"}", o->calibration, number);
+            status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: expected {\"method\", \"score\"}", path, number);
         else if (strcmp(method, tm_zeroshot_method_name(o->method)))
-            status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: a %s score, not %s", o->calibration, number, method,
+            status = tm_error_set(err, TM_ERR_FORMAT, "%s:%zu: a %s score, not %s", path, number, method,
                                   tm_zeroshot_method_name(o->method));
         else {
             if (n == capacity) {
@@ -187,7 +222,7 @@ static tm_status calibrate(const options *o, double *threshold, double *achieved
     }
     free(line);
     fclose(f);
-    if (status == TM_OK && n == 0) status = tm_error_set(err, TM_ERR_FORMAT, "%s: no human scores", o->calibration);
+    if (status == TM_OK && n == 0) status = tm_error_set(err, TM_ERR_FORMAT, "%s: no human scores", path);
     if (status == TM_OK) status = tm_zeroshot_threshold_at_fpr(o->method, scores, n, o->fpr, threshold, achieved, err);
     *n_human = n;
     free(scores);

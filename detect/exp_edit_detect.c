@@ -16,6 +16,7 @@
  * This file must never print, abort or trust a length it has not checked;
  * p-values are exact in the permutation sense: (1 + #{phi_i <= phi}) / (T + 1). */
 #include "detect_internal.h"
+#include "exp_edit_fast.h"
 
 #include <math.h>
 #include <openssl/evp.h>
@@ -313,9 +314,300 @@ int32_t tm_detect_permutations_needed(double fpr, size_t n_keys) {
     return n <= 1000000 ? n : 0;
 }
 
+/* The running count of the permutation test, fed the null statistics in
+ * null-key order: the same arithmetic whichever path computed them. */
+typedef struct {
+    double phi, null_sum;
+    size_t exceed, done, stopped_at;
+    uint64_t stop_at;
+    bool sequential;
+} tally;
+
+/* Counts one null statistic; true when the sequential test stops at it. */
+static bool tally_add(tally *t, double value) {
+    t->null_sum += value;
+    t->done++;
+    t->exceed += value <= t->phi;
+    if (t->sequential && t->exceed == t->stop_at) { /* the decision is settled: stop at this null key */
+        t->stopped_at = t->done;
+        return true;
+    }
+    return false;
+}
+
+/* Spare lanes (count .. LANES - 1) repeat lane count - 1, unused: a copy,
+ * where loading the key again would cost its PRF calls or logs again. */
+static void copy_spare_lanes(aligner *a, size_t count) {
+    size_t from = count - 1;
+    for (size_t l = count; l < LANES; l++) {
+        if (a->its) {
+            for (size_t t = 0; t < a->n_distinct; t++) a->eta[t * LANES + l] = a->eta[t * LANES + from];
+            for (size_t r = 0; r < a->n_rows; r++) a->u[r * LANES + l] = a->u[r * LANES + from];
+        } else {
+            for (size_t c = 0; c < a->n_distinct * a->n_rows; c++) a->cost[c * LANES + l] = a->cost[c * LANES + from];
+        }
+    }
+}
+
+/* The exact (double) statistic of keys[0 .. count), count <= LANES: key 0
+ * is the key under test, key j > 0 null key j - 1. */
+static tm_status exact_keys(aligner *a, const tm_wm_scheme *scheme, uint64_t seed, const size_t *keys, size_t count,
+                            double values[LANES], tm_error *err) {
+    const tm_wm_config *config = tm_wm_scheme_config(scheme);
+    for (size_t l = 0; l < count; l++) {
+        if (keys[l] == 0) load_scheme(a, l, scheme);
+        else {
+            tm_status status = load_null(a, l, config, seed, keys[l] - 1, err);
+            if (status != TM_OK) return status;
+        }
+    }
+    copy_spare_lanes(a, count);
+    align_text(a, values);
+    return TM_OK;
+}
+
+/* The exact path: keys from .. n_keys - 1 through the double alignment, LANES at a time. */
+static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed, size_t from, size_t n_keys,
+                           tally *t, tm_exp_edit_path_stats *stats, tm_error *err) {
+    for (size_t first = from; first < n_keys; first += LANES) {
+        size_t lanes = n_keys - first < LANES ? n_keys - first : LANES, keys[LANES];
+        for (size_t l = 0; l < lanes; l++) keys[l] = first + l;
+        double values[LANES];
+        tm_status status = exact_keys(a, scheme, seed, keys, lanes, values, err);
+        if (status != TM_OK) return status;
+        for (size_t l = 0; l < lanes; l++) {
+            if (first + l == 0) {
+                t->phi = values[l]; /* key 0 is always in lane 0 of the first batch */
+                continue;
+            }
+            stats->exact++;
+            if (tally_add(t, values[l])) return TM_OK;
+        }
+    }
+    return TM_OK;
+}
+
+/* ---- the fast path ---------------------------------------------------------------------- */
+
+/* A rigorous bound on |fast phi - exact phi| for one lane. The fast path
+ * computes H[i][r] = D[i][r] - (r + i) gamma (exp_edit_fast.c), equal to
+ * the exact path's recurrence in real arithmetic. With u = 2^-24, M a
+ * bound on the magnitude of every value either recurrence forms (exact or
+ * float), eps the bound on one table value's error (cost - 2 gamma) and
+ * c_lo <= 0 a lower bound on every cost: row 0 is within uM of the real
+ * one; each row adds at most eps + 2 |float(gamma) - gamma| + 2uM (the cost,
+ * the rounding of d - 2 gamma where it is formed in float, the addition; the
+ * minima are exact and a running minimum of values each within e is within
+ * e); the last step adds 2uM. So |fast - real| <= 3uM + k (eps + 2
+ * |float(gamma) - gamma| + 2uM), and the exact double path is within
+ * (3 + 2k) 2^-53 M of the same real value. M: D[i][r] lies in
+ * [-i max(gamma, -c_lo), i gamma] (each token matched at cost >= c_lo or
+ * deleted at gamma; skipped rows cost gamma >= 0); H or the exact path's
+ * D - r gamma adds at most (n + 3k) gamma; a sum adds a cost and 2 gamma
+ * (and ITS costs are at most 1). The bound returned is twice the sum, for
+ * safety. */
+static double lane_bound(const aligner *a, double eps, double cost_min) {
+    const double u = 0x1.0p-24, ud = 0x1.0p-53, gap = a->gap, k = (double)a->block;
+    const double columns = (double)(a->n_rows + 2 * a->block);
+    double c_lo = fmin(0.0, cost_min - eps);
+    double m = k * fmax(gap, -c_lo) + (columns + k + 2) * gap - c_lo + 2;
+    double gap_error = fabs((double)(float)gap - gap);
+    double fast = 3 * u * m + k * (eps + 2 * gap_error + 2 * u * m);
+    double exact = (3 + 2 * k) * ud * m;
+    return 2 * (fast + exact) + 1e-9;
+}
+
+typedef struct {
+    float *table, *previous, *current, *row_init, *row_end, *eta, *u;
+    tm_exp_edit_fast_text text;
+} fast_work;
+
+static void fast_free(fast_work *f) {
+    tm_free_aligned(f->table);
+    tm_free_aligned(f->previous);
+    tm_free_aligned(f->current);
+    free(f->row_init);
+    free(f->row_end);
+    free(f->eta);
+    free(f->u);
+}
+
+/* A 64-byte aligned table left unzeroed (freed with tm_free_aligned): every
+ * cell is written before it is read, and zeroing megabytes would cost more
+ * than a short sequential test. */
+static float *alloc_floats(size_t count, tm_error *err) {
+    size_t bytes;
+    if (!tm_mul_size(count, sizeof(float), &bytes) || !tm_add_size(bytes, 63, &bytes)) {
+        tm_error_set(err, TM_ERR_NOMEM, "allocation of %zu floats overflows", count);
+        return NULL;
+    }
+    float *p = aligned_alloc(64, bytes & ~(size_t)63);
+    if (!p) tm_error_set(err, TM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+/* false (nothing allocated) where the fast path cannot run for this text. */
+static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
+    enum { L = TM_EXP_EDIT_FAST_LANES };
+    size_t cells, bytes, columns = a->n_rows + 2 * a->block + 1;
+    if (!tm_exp_edit_fast_available() || !tm_mul_size(a->n_distinct, a->n_rows, &cells) ||
+        !tm_mul_size(cells, L * sizeof(float), &bytes) || bytes > TABLE_BYTES_MAX)
+        return false;
+    f->table = alloc_floats(cells * L, err);
+    f->previous = alloc_floats(columns * L, err);
+    f->current = alloc_floats(columns * L, err);
+    f->row_init = tm_alloc_array(columns, sizeof(float), err);
+    f->row_end = tm_alloc_array(columns, sizeof(float), err);
+    if (a->its) {
+        f->eta = tm_alloc_array(a->n_distinct * L, sizeof(float), err);
+        f->u = tm_alloc_array(a->n_rows * L, sizeof(float), err);
+    }
+    if (!f->table || !f->previous || !f->current || !f->row_init || !f->row_end ||
+        (a->its && (!f->eta || !f->u))) {
+        fast_free(f);
+        memset(f, 0, sizeof *f);
+        return false;
+    }
+    for (size_t r = 0; r < columns; r++) {
+        f->row_init[r] = (float)(-(double)r * a->gap); /* H[0][r], rounded once */
+        f->row_end[r] = (float)((double)(r + a->block) * a->gap);
+    }
+    f->text = (tm_exp_edit_fast_text){.index = a->index,
+                                      .n_text = a->n_text,
+                                      .block = a->block,
+                                      .block_stride = EXP_EDIT_BLOCK_MAX / 2,
+                                      .n_blocks = a->n_blocks,
+                                      .n_rows = a->n_rows,
+                                      .gap = (float)a->gap,
+                                      .row_init = f->row_init,
+                                      .row_end = f->row_end};
+    return true;
+}
+
+/* Fast values and bounds for null keys first .. first + lanes - 1 (key j: null j - 1). */
+static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *config, uint64_t seed, size_t first,
+                           size_t lanes, double values[TM_EXP_EDIT_FAST_LANES], double bounds[TM_EXP_EDIT_FAST_LANES],
+                           tm_error *err) {
+    enum { L = TM_EXP_EDIT_FAST_LANES };
+    float minimum[L] = {0}, phi[L];
+    if (!a->its) {
+        uint64_t state[L][4];
+        for (size_t l = 0; l < L; l++) {
+            uint8_t secret[32];
+            null_secret(seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
+            for (int w = 0; w < 4; w++) {
+                uint64_t word = 0;
+                for (int b = 0; b < 8; b++) word |= (uint64_t)secret[8 * w + b] << (8 * b);
+                state[l][w] = word;
+            }
+            if (!(state[l][0] | state[l][1] | state[l][2] | state[l][3])) state[l][0] = 1; /* as load_stream */
+        }
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], NULL, NULL, phi, minimum);
+    } else {
+        for (size_t l = 0; l < L; l++) {
+            if (l >= lanes) { /* spare lanes repeat the last key, unused: a copy, not its PRF calls again */
+                for (size_t t = 0; t < a->n_distinct; t++) f->eta[t * L + l] = f->eta[t * L + lanes - 1];
+                for (size_t r = 0; r < a->n_rows; r++) f->u[r * L + l] = f->u[r * L + lanes - 1];
+                continue;
+            }
+            uint8_t secret[32];
+            null_secret(seed, first + l - 1, secret);
+            tm_wm_key *key = NULL;
+            tm_wm_scheme *scheme = NULL;
+            tm_status status = tm_wm_key_from_secret(&key, secret, err);
+            if (status == TM_OK) status = tm_wm_scheme_create(&scheme, config, key, err);
+            if (status == TM_OK) {
+                for (size_t t = 0; t < a->n_distinct; t++) f->eta[t * L + l] = (float)tm_wm_xi(scheme, 0, a->distinct[t]);
+                for (size_t r = 0; r < a->n_rows; r++) f->u[r * L + l] = (float)tm_wm_its_uniform(scheme, (int32_t)r);
+            }
+            tm_wm_scheme_free(scheme);
+            tm_wm_key_free(key);
+            if (status != TM_OK) return status;
+        }
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, f->eta, f->u, phi, NULL);
+    }
+    for (size_t l = 0; l < L; l++) {
+        values[l] = phi[l];
+        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds by < 2^-24 41 < 1e-5. */
+        bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
+                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + 2 * a->gap - 1e-5);
+    }
+    return TM_OK;
+}
+
+/* The fast path: key 0 (the observed statistic) exactly, then the null
+ * keys 16 at a time in float; a null key whose fast value is within its
+ * bound of phi is recomputed exactly, so each null's side of phi, hence
+ * every count, is the exact path's. */
+static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
+                          tm_exp_edit_path_stats *stats, tm_error *err) {
+    enum { L = TM_EXP_EDIT_FAST_LANES };
+    size_t head = 1, key0 = 0;
+    tm_status status;
+    if (a->its && t->sequential) {
+        /* Off the watermark an ITS sequential test usually stops within its
+         * first null keys, whose PRF calls cost more than their alignment:
+         * the exact path's first batch (key 0 and null keys 0-2 in one
+         * double alignment) is then the cheapest way there. */
+        head = n_keys < LANES ? n_keys : LANES;
+        status = run_exact(a, scheme, seed, 0, head, t, stats, err);
+        if (status != TM_OK || t->stopped_at) return status;
+    } else {
+        double observed[LANES];
+        status = exact_keys(a, scheme, seed, &key0, 1, observed, err);
+        if (status != TM_OK) return status;
+        t->phi = observed[0];
+    }
+    /* The float work space only now, when the test goes on. */
+    if (!fast_init(f, a, err)) return run_exact(a, scheme, seed, head, n_keys, t, stats, err);
+    const tm_wm_config *config = tm_wm_scheme_config(scheme);
+    /* ITS null keys cost their PRF calls lane by lane, and a sequential test
+     * off the watermark usually stops within a few keys: there the batches
+     * grow 4, 8, 16 instead of spending 16 keys' PRF calls at once. EXP's
+     * lanes cost nothing apart, so its batches are 16 from the start. */
+    size_t batch = a->its && t->sequential ? 4 : L;
+    for (size_t first = head; first < n_keys; first += batch, batch = batch * 2 < L ? batch * 2 : L) {
+        size_t lanes = n_keys - first < batch ? n_keys - first : batch;
+        double values[L], bounds[L];
+        status = fast_keys(f, a, config, seed, first, lanes, values, bounds, err);
+        if (status != TM_OK) return status;
+        /* Counted in order; a key the bound cannot place is computed exactly
+         * when the count reaches it, with the next unplaced ones of the batch
+         * (LANES at a time), so a test that stops first spends nothing on them. */
+        bool unsure[L], exact_done[L] = {false};
+        for (size_t l = 0; l < lanes; l++)
+            unsure[l] = !(values[l] + bounds[l] < t->phi) && !(values[l] - bounds[l] > t->phi);
+        for (size_t l = 0; l < lanes; l++) {
+            if (unsure[l] && !exact_done[l]) {
+                size_t keys[LANES], at[LANES], count = 0;
+                for (size_t j = l; j < lanes && count < LANES; j++)
+                    if (unsure[j]) at[count] = j, keys[count++] = first + j;
+                double exact[LANES];
+                status = exact_keys(a, scheme, seed, keys, count, exact, err);
+                if (status != TM_OK) return status;
+                for (size_t j = 0; j < count; j++) values[at[j]] = exact[j], exact_done[at[j]] = true;
+                stats->exact += count;
+                stats->recomputed += count;
+            }
+            stats->fast += !unsure[l];
+            if (tally_add(t, values[l])) return TM_OK;
+        }
+    }
+    return TM_OK;
+}
+
 tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
                              const tm_detect_options *options, size_t n_detector_keys, tm_detection *out,
                              tm_error *err) {
+    return tm_detect_exp_edit_path(scheme, tokens, n, options, n_detector_keys, TM_EXP_EDIT_PATH_AUTO, NULL, out, err);
+}
+
+tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
+                                  const tm_detect_options *options, size_t n_detector_keys, tm_exp_edit_path path,
+                                  tm_exp_edit_path_stats *stats, tm_detection *out, tm_error *err) {
+    tm_exp_edit_path_stats ignored;
+    if (!stats) stats = &ignored;
+    memset(stats, 0, sizeof *stats);
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1)
         return tm_error_set(err, TM_ERR_ARGUMENT, "EXP-edit detection needs an EXP-edit scheme with n >= 1");
@@ -337,7 +629,6 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
     uint64_t stop_at = 0;
     while (stop_at <= permutations && permutation_detects(stop_at, permutations, n_detector_keys, options->fpr))
         stop_at++;
-    bool sequential = options->sequential && stop_at > 0;
     out->statistic_name = "edit_alignment";
     out->p_resolution = 1.0 / (double)(permutations + 1);
     out->p_at_floor = false;
@@ -352,38 +643,22 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
     aligner a = {0};
     tm_status status = aligner_init(&a, scheme, tokens, out->n_scored, err);
     /* Key 0 is the key under test, keys 1..T the null keys (null index i - 1). */
-    size_t n_keys = permutations + 1, exceed = 0, done = 0, stopped_at = 0;
-    double phi = 0.0, null_sum = 0.0;
-    for (size_t first = 0; status == TM_OK && first < n_keys && !stopped_at; first += LANES) {
-        size_t lanes = n_keys - first < LANES ? n_keys - first : LANES;
-        for (size_t l = 0; l < LANES && status == TM_OK; l++) {
-            size_t key = first + (l < lanes ? l : lanes - 1); /* spare lanes repeat a key, unused */
-            if (key == 0) load_scheme(&a, l, scheme);
-            else status = load_null(&a, l, config, options->permutation_seed, key - 1, err);
-        }
-        if (status != TM_OK) break;
-        double values[LANES];
-        align_text(&a, values);
-        for (size_t l = 0; l < lanes; l++) {
-            if (first + l == 0) {
-                phi = values[l];
-                continue;
-            }
-            null_sum += values[l];
-            done++;
-            exceed += values[l] <= phi; /* key 0 is always in lane 0 of the first batch */
-            if (sequential && exceed == stop_at) { /* the decision is settled: stop at this null key */
-                stopped_at = done;
-                break;
-            }
-        }
+    size_t n_keys = permutations + 1;
+    tally t = {.stop_at = stop_at, .sequential = options->sequential && stop_at > 0};
+    fast_work f = {0};
+    if (status == TM_OK && path != TM_EXP_EDIT_PATH_EXACT && n_keys > LANES && tm_exp_edit_fast_available()) {
+        status = run_fast(&a, &f, scheme, options->permutation_seed, n_keys, &t, stats, err);
+        fast_free(&f);
+    } else if (status == TM_OK) {
+        status = run_exact(&a, scheme, options->permutation_seed, 0, n_keys, &t, stats, err);
     }
     aligner_free(&a);
     if (status != TM_OK) return status;
-    out->statistic = phi;
-    out->expected = null_sum / (double)done;
+    size_t exceed = t.exceed, done = t.done;
+    out->statistic = t.phi;
+    out->expected = t.null_sum / (double)done;
     out->permutations_done = done;
-    if (stopped_at && done < permutations) {
+    if (t.stopped_at && done < permutations) {
         /* Besag & Clifford (1991): stopped at the h-th exceedance among l null
          * keys, p = h / l is a valid p-value; the full test's p is at least
          * (h + 1) / (N + 1), so the larger of the two is vouched for. */
@@ -396,4 +671,36 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
     }
     out->p_at_floor = exceed == 0;
     return TM_OK;
+}
+
+tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
+                                   uint64_t first, size_t count, double *exact, double *fast, double *bound,
+                                   tm_error *err) {
+    const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
+    if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
+        count == 0 || count > TM_EXP_EDIT_FAST_LANES)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "EXP-edit null values: bad arguments");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0) return tm_error_set(err, TM_ERR_ARGUMENT, "negative token id %d at index %zu", tokens[i], i);
+    aligner a = {0};
+    fast_work f = {0};
+    tm_status status = aligner_init(&a, scheme, tokens, n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX, err);
+    if (status == TM_OK && !fast_init(&f, &a, err))
+        status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
+    double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
+    if (status == TM_OK) status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, values, bounds, err);
+    for (size_t s = 0; status == TM_OK && s < count; s += LANES) {
+        size_t lanes = count - s < LANES ? count - s : LANES, keys[LANES];
+        for (size_t j = 0; j < lanes; j++) keys[j] = (size_t)first + 1 + s + j;
+        double e[LANES];
+        status = exact_keys(&a, scheme, seed, keys, lanes, e, err);
+        for (size_t j = 0; status == TM_OK && j < lanes; j++) {
+            exact[s + j] = e[j];
+            fast[s + j] = values[s + j];
+            bound[s + j] = bounds[s + j];
+        }
+    }
+    fast_free(&f);
+    aligner_free(&a);
+    return status;
 }

@@ -29,4 +29,13 @@ void tm_eval_strings_free(char **texts, size_t n);
 tm_status tm_eval_watermark_aggregate(const tm_eval_task *task, const tm_eval_record *records, size_t n_records,
                                       char **results, tm_error *err);
 
+/* The zero_shot kind's task file (evals/zeroshot_task.c): whether the root
+ * mapping says `kind: zero_shot`, and its strict parse (t already holds
+ * task.c's defaults; dir resolves relative paths). */
+struct yaml_document_s;
+struct yaml_node_s;
+bool tm_eval_zeroshot_kind_of(struct yaml_document_s *doc, struct yaml_node_s *root);
+tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *dir, struct yaml_document_s *doc,
+                                 struct yaml_node_s *root, bool check_files, tm_error *err);
+
 #endif

@@ -34,6 +34,7 @@ const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind) {
     case TM_EVAL_KIND_HALUEVAL_GENERAL: return &tm_eval_halueval_general_runner;
     case TM_EVAL_KIND_TRUTHFULQA_GEN: return &tm_eval_truthfulqa_gen_runner;
     case TM_EVAL_KIND_SELFCHECK: return &tm_eval_selfcheck_runner;
+    case TM_EVAL_KIND_ZERO_SHOT: return &tm_eval_zeroshot_runner;
     default: return NULL;
     }
 }

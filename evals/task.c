@@ -5,6 +5,7 @@
  * wrong". This file resolves paths (relative to the task file's folder) and
  * checks that files exist; it never loads a model, never writes anything,
  * and never prints. */
+#include "evals_internal.h" /* tm_eval_zeroshot_parse */
 #include "tracemark/evals.h"
 
 #include <errno.h>
@@ -687,6 +688,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     if (!root || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
         return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: kind: empty task file; expected a mapping with 'kind:'",
                             p->path);
+    if (tm_eval_zeroshot_kind_of(p->doc, root)) return tm_eval_zeroshot_parse(t, p->path, p->dir, p->doc, root, check_files, p->err);
     tm_eval_kind halluc_kind;
     if (halluc_kind_of(p, root, &halluc_kind)) return halluc_parse_root(p, t, root, halluc_kind, check_files);
     if (mapping(p, t, root, "", known, top_field)) return TM_ERR_FORMAT;
@@ -694,7 +696,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     long long i;
     if (required(p, root, top.kind, "kind") || scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
     if (strcmp(text, "watermark"))
-        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general, selfcheck)", text);
+        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general, selfcheck, zero_shot)", text);
     t->kind = TM_EVAL_KIND_WATERMARK;
     if (required(p, root, top.name, "name") || scalar(p, top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
@@ -878,6 +880,6 @@ void tm_eval_task_free(tm_eval_task *task) {
 const char *tm_eval_kind_name(tm_eval_kind kind) {
     static const char *const names[TM_EVAL_KIND_COUNT] = {"watermark", "truthfulqa_mc", "halueval_qa",
                                                           "halueval_general", "truthfulqa_gen",
-                                                          "selfcheck"};
+                                                          "selfcheck", "zero_shot"};
     return (unsigned)kind < TM_EVAL_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -9,6 +9,10 @@
  * beyond it the prompt's batched product (8-bit tiles) is the faster. */
 enum { TM_BATCH_MATVEC_MAX = 16 };
 
+/* Up to this many rows go through one pass of the 512-bit kernels (more in
+ * several passes). */
+enum { TM_BATCH_WIDE_MAX = 8 };
+
 /* Whether tm_batch_matvec takes this weight type (the block-quantized ones). */
 bool tm_batch_matvec_supports(uint32_t type);
 

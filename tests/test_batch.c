@@ -10,13 +10,24 @@
 #include <string.h>
 
 #include "fixtures.h"
+#include "../generator/batch.h"
+#include "../generator/quant_dot.h"
+#include "../model/quantize.h"
 
-enum { SEQUENCES = 4, STEPS = 6 };
+enum { SEQUENCES = 8, STEPS = 7 };
 
 /* Prompts of different lengths, so that every sequence sits at its own position. */
-static const int32_t prompts[SEQUENCES][9] = {
-    {1, 403, 407, 261, 378, 432, 383, 286, 261}, {1, 376, 298}, {1, 315, 261, 376, 298, 315}, {1}};
-static const size_t prompt_sizes[SEQUENCES] = {9, 3, 6, 1};
+static const int32_t prompts[SEQUENCES][9] = {{1, 403, 407, 261, 378, 432, 383, 286, 261},
+                                              {1, 376, 298},
+                                              {1, 315, 261, 376, 298, 315},
+                                              {1},
+                                              {1, 286, 261, 403},
+                                              {1, 432, 383, 286, 261, 378, 407},
+                                              {1, 298, 315, 261, 376},
+                                              {1, 407, 261}};
+static const size_t prompt_sizes[SEQUENCES] = {9, 3, 6, 1, 4, 7, 5, 3};
+/* Each step batches the first few sequences: every size, odd and even, up to 8. */
+static const int step_sizes[STEPS] = {4, 8, 3, 5, 2, 7, 6};
 
 /* Run the same token streams batched and alone; return the largest logit difference. */
 static double batched_against_single(const tm_model *model, int32_t n_vocab) {
@@ -32,10 +43,11 @@ static double batched_against_single(const tm_model *model, int32_t n_vocab) {
     double worst = 0;
     for (int step = 0; step < STEPS; step++) {
         int32_t tokens[SEQUENCES];
-        for (int s = 0; s < SEQUENCES; s++) tokens[s] = (int32_t)((37 * step + 101 * s + 5) % n_vocab);
+        int n = step_sizes[step];
+        for (int s = 0; s < n; s++) tokens[s] = (int32_t)((37 * step + 101 * s + 5) % n_vocab);
         const float *many[SEQUENCES];
-        cr_assert_eq(tm_context_eval_batch(batched, tokens, SEQUENCES, many, &err), TM_OK, "%s", err.message);
-        for (int s = 0; s < SEQUENCES; s++) {
+        cr_assert_eq(tm_context_eval_batch(batched, tokens, (size_t)n, many, &err), TM_OK, "%s", err.message);
+        for (int s = 0; s < n; s++) {
             cr_assert_eq(tm_context_eval(alone[s], &tokens[s], 1, &logits, &err), TM_OK);
             cr_assert_eq(tm_context_position(batched[s]), tm_context_position(alone[s]));
             for (int32_t v = 0; v < n_vocab; v++) {
@@ -123,3 +135,73 @@ Test(batch, bad_batches_are_refused_before_running) {
     tm_test_story_close(&a);
     tm_test_story_close(&b);
 }
+
+/* The decode kernels themselves (generator/batch.c) against the
+ * single-sequence matrix-vector kernel, bit for bit, on each instruction-set
+ * path this CPU has (forced, as the single path is): Q4_K and Q6_K rows of
+ * 1, 3 and 8 blocks and one wider than the 512-bit kernels prepare (33
+ * blocks: the per-sequence fallback), 37 rows and 70 (a partial tile), and
+ * every batch size from 1 to TM_BATCH_MATVEC_MAX (odd ones pad a pair,
+ * more than 8 take two passes), on one and two threads. */
+static void kernels_match_single_on(tm_quant_path path) {
+    if (!tm_quant_path_supported(path)) cr_skip_test("this CPU has no quantized path %d", (int)path);
+    enum { MAX = TM_BATCH_MATVEC_MAX };
+    const uint32_t types[] = {TM_GGML_Q4_K, TM_GGML_Q6_K};
+    const int64_t widths[] = {256, 768, 2048, 33 * 256}, heights[] = {37, 70};
+    tm_quant_force_path(path);
+    unsigned seed = 1;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t wi = 0; wi < 4; wi++)
+            for (size_t hi = 0; hi < 2; hi++) {
+                uint32_t type = types[ti];
+                int64_t cols = widths[wi], rows = heights[hi];
+                if (cols > 768 && hi > 0) continue; /* the partial tile once is enough for the wide rows */
+                size_t row_bytes = (size_t)tm_quantize_row_bytes(type, cols), stride = (size_t)cols * sizeof(float);
+                float *values = malloc(sizeof(float) * (size_t)cols);
+                uint8_t *weights = malloc(row_bytes * (size_t)rows);
+                char *xq = malloc(stride * MAX);
+                float *y = malloc(sizeof(float) * (size_t)(rows * MAX)), *single = malloc(sizeof(float) * (size_t)(rows * MAX));
+                cr_assert(values && weights && xq && y && single);
+                srand(seed++);
+                /* rows of different scales, and activations of different ranges, so the blocks' scales vary */
+                for (int64_t r = 0; r < rows; r++) {
+                    float scale = (float)(1 + r % 7) * 0.01f;
+                    for (int64_t c = 0; c < cols; c++) values[c] = scale * ((float)rand() / (float)RAND_MAX - 0.5f);
+                    tm_quantize_row(type, values, weights + (size_t)r * row_bytes, cols);
+                }
+                for (int v = 0; v < MAX; v++) {
+                    for (int64_t c = 0; c < cols; c++)
+                        values[c] = (float)(v + 1) * ((float)rand() / (float)RAND_MAX - 0.5f) * (c % 61 ? 1.0f : 9.0f);
+                    tm_quant_quantize_activations(type, values, xq + (size_t)v * stride, cols);
+                }
+                tm_tensor w = {.type = type, .rows = rows, .cols = cols, .data = weights};
+                for (int v = 0; v < MAX; v++)
+                    tm_quant_matvec_rows(type, weights, xq + (size_t)v * stride, single + (size_t)v * (size_t)rows, 0,
+                                         rows, cols);
+                for (int threads = 1; threads <= 2; threads++)
+                    for (int n = 1; n <= MAX; n++) {
+                        tm_batch_matvec(&w, xq, stride, y, (size_t)rows, n, threads);
+                        for (int v = 0; v < n; v++) {
+                            for (int64_t r = 0; r < rows; r++)
+                                if (memcmp(&y[(size_t)v * (size_t)rows + (size_t)r],
+                                           &single[(size_t)v * (size_t)rows + (size_t)r], sizeof(float)))
+                                    cr_assert_fail("path %d, type %u, %lldx%lld, %d sequences, %d threads: sequence %d "
+                                                   "row %lld is %.9g, alone %.9g",
+                                                   (int)path, type, (long long)rows, (long long)cols, n, threads, v,
+                                                   (long long)r, y[(size_t)v * (size_t)rows + (size_t)r],
+                                                   single[(size_t)v * (size_t)rows + (size_t)r]);
+                        }
+                    }
+                free(single);
+                free(y);
+                free(xq);
+                free(weights);
+                free(values);
+            }
+    tm_quant_force_path(TM_QUANT_PATH_COUNT);
+}
+
+Test(batch, kernels_match_single_portable) { kernels_match_single_on(TM_QUANT_PATH_PORTABLE); }
+Test(batch, kernels_match_single_avx2) { kernels_match_single_on(TM_QUANT_PATH_AVX2); }
+Test(batch, kernels_match_single_avx_vnni) { kernels_match_single_on(TM_QUANT_PATH_AVX_VNNI); }
+Test(batch, kernels_match_single_avx512_vnni) { kernels_match_single_on(TM_QUANT_PATH_AVX512_VNNI); }

@@ -5,6 +5,7 @@
  * of a good file or with the small GGUF writer below, and must give the right
  * status and a message naming the problem, never a crash. */
 #include "fixtures.h"
+#include "gguf_testing.h"
 #include "tracemark/generator.h"
 
 #include <criterion/criterion.h>
@@ -17,65 +18,6 @@
 /* ======================================================================== */
 /* A small GGUF writer                                                      */
 /* ======================================================================== */
-
-typedef struct {
-    uint8_t *data;
-    size_t size, capacity;
-} buffer;
-
-static void put(buffer *b, const void *p, size_t n) {
-    if (b->size + n > b->capacity) {
-        size_t c = b->capacity ? b->capacity : 256;
-        while (c < b->size + n) c *= 2;
-        b->data = realloc(b->data, c);
-        cr_assert_not_null(b->data);
-        b->capacity = c;
-    }
-    if (n) memcpy(b->data + b->size, p, n);
-    b->size += n;
-}
-static void put_u8(buffer *b, uint8_t v) { put(b, &v, 1); }
-static void put_u16(buffer *b, uint16_t v) {
-    uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    put(b, le, 2);
-}
-static void put_u32(buffer *b, uint32_t v) {
-    uint8_t le[4];
-    for (int i = 0; i < 4; i++) le[i] = (uint8_t)(v >> (8 * i));
-    put(b, le, 4);
-}
-static void put_u64(buffer *b, uint64_t v) {
-    uint8_t le[8];
-    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
-    put(b, le, 8);
-}
-static void put_f32(buffer *b, float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    put_u32(b, bits);
-}
-static void put_f64(buffer *b, double f) {
-    uint64_t bits;
-    memcpy(&bits, &f, 8);
-    put_u64(b, bits);
-}
-static void put_string(buffer *b, const char *s) {
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void put_zeros(buffer *b, size_t n) {
-    for (size_t i = 0; i < n; i++) put_u8(b, 0);
-}
-static void kv_u32(buffer *b, const char *key, uint32_t v) {
-    put_string(b, key);
-    put_u32(b, TM_GGUF_UINT32);
-    put_u32(b, v);
-}
-static void kv_string(buffer *b, const char *key, const char *v) {
-    put_string(b, key);
-    put_u32(b, TM_GGUF_STRING);
-    put_string(b, v);
-}
 
 typedef struct {
     const char *name;
@@ -688,8 +630,8 @@ Test(gguf, every_value_type) {
 
 Test(gguf, version_2_and_custom_alignment) {
     buffer kv = {0};
-    kv_u32(&kv, "general.alignment", 64);
-    kv_string(&kv, "general.architecture", "llama");
+    put_kv_u32(&kv, "general.alignment", 64);
+    put_kv_string(&kv, "general.architecture", "llama");
     tensor_spec t[] = {{"a", 1, {16}, TM_GGML_F32, 0}, {"q", 2, {64, 2}, TM_GGML_Q8_0, 64}};
     buffer file = make_gguf(2, &kv, 2, t, 2, 64, 64 + 2 * 2 * 34);
     tm_gguf *g;
@@ -955,7 +897,7 @@ Test(gguf_malformed, bad_alignment) {
     uint32_t bad[] = {0, 3, 48};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         buffer kv = {0};
-        kv_u32(&kv, "general.alignment", bad[i]);
+        put_kv_u32(&kv, "general.alignment", bad[i]);
         buffer file = make_simple(&kv, 1);
         char needle[80];
         snprintf(needle, sizeof needle, "general.alignment %u is not a non-zero power of two", bad[i]);
@@ -963,7 +905,7 @@ Test(gguf_malformed, bad_alignment) {
         free(kv.data);
     }
     buffer kv = {0};
-    kv_string(&kv, "general.alignment", "32");
+    put_kv_string(&kv, "general.alignment", "32");
     buffer file = make_simple(&kv, 1);
     expect_buffer_failure(&file, TM_ERR_FORMAT, "general.alignment must be a uint32, not string");
     free(kv.data);

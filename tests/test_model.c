@@ -8,6 +8,7 @@
  * must fail with the right status and a message that names the
  * file and the problem, never a crash. */
 #include "fixtures.h"
+#include "gguf_testing.h"
 #include "tracemark/generator.h"
 
 #include <criterion/criterion.h>
@@ -464,54 +465,6 @@ Test(model_llama2c_malformed, missing_file_and_folder) {
 /* ======================================================================== */
 
 typedef struct {
-    uint8_t *data;
-    size_t size, capacity;
-} buffer;
-
-static void put(buffer *b, const void *p, size_t n) {
-    if (b->size + n > b->capacity) {
-        size_t c = b->capacity ? b->capacity : 4096;
-        while (c < b->size + n) c *= 2;
-        b->data = realloc(b->data, c);
-        cr_assert_not_null(b->data);
-        b->capacity = c;
-    }
-    if (n) memcpy(b->data + b->size, p, n);
-    b->size += n;
-}
-static void put_u32(buffer *b, uint32_t v) {
-    uint8_t le[4];
-    put_le32(le, v);
-    put(b, le, 4);
-}
-static void put_u64(buffer *b, uint64_t v) {
-    uint8_t le[8];
-    put_le64(le, v);
-    put(b, le, 8);
-}
-static void put_string(buffer *b, const char *s) {
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void kv_u32(buffer *b, const char *key, uint32_t v) {
-    put_string(b, key);
-    put_u32(b, TM_GGUF_UINT32);
-    put_u32(b, v);
-}
-static void kv_string(buffer *b, const char *key, const char *v) {
-    put_string(b, key);
-    put_u32(b, TM_GGUF_STRING);
-    put_string(b, v);
-}
-static void kv_f32(buffer *b, const char *key, float v) {
-    uint32_t bits;
-    memcpy(&bits, &v, 4);
-    put_string(b, key);
-    put_u32(b, TM_GGUF_FLOAT32);
-    put_u32(b, bits);
-}
-
-typedef struct {
     const char *architecture;
     uint32_t dim, hidden, layers, heads, kv_heads, vocab;
     const char *omit_key;      /* metadata suffix left out, e.g. "embedding_length" */
@@ -593,23 +546,23 @@ static buffer write_synthetic(const synthetic *s) {
     buffer kvs = {0};
     uint64_t n_kv = 0;
     char key[96];
-    kv_string(&kvs, "general.architecture", s->architecture), n_kv++;
-    kv_string(&kvs, "general.name", "synthetic"), n_kv++;
+    put_kv_string(&kvs, "general.architecture", s->architecture), n_kv++;
+    put_kv_string(&kvs, "general.name", "synthetic"), n_kv++;
     const struct { const char *suffix; uint32_t value; } numbers[] = {
         {"context_length", 64}, {"embedding_length", D},       {"feed_forward_length", H},
         {"block_count", s->layers}, {"attention.head_count", s->heads}, {"attention.head_count_kv", s->kv_heads}};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         if (s->omit_key && strcmp(s->omit_key, numbers[i].suffix) == 0) continue;
         snprintf(key, sizeof key, "%s.%s", s->architecture, numbers[i].suffix);
-        kv_u32(&kvs, key, numbers[i].value), n_kv++;
+        put_kv_u32(&kvs, key, numbers[i].value), n_kv++;
     }
     if (s->rope_scaling) {
         snprintf(key, sizeof key, "%s.rope.scaling.type", s->architecture);
-        kv_string(&kvs, key, s->rope_scaling), n_kv++;
+        put_kv_string(&kvs, key, s->rope_scaling), n_kv++;
     }
     if (s->rope_scaling_factor != 0) {
         snprintf(key, sizeof key, "%s.rope.scaling.factor", s->architecture);
-        kv_f32(&kvs, key, s->rope_scaling_factor), n_kv++;
+        put_kv_f32(&kvs, key, s->rope_scaling_factor), n_kv++;
     }
 
     buffer b = {0};

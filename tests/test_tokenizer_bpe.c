@@ -18,44 +18,13 @@
 
 #include "../tokenizer/tokenizer_bpe.h"
 #include "fixtures.h"
+#include "gguf_testing.h"
 
 static const char *LLAMA_BPE = "tokenizer-tests/ggml-vocab-llama-bpe.gguf";
 
 /* ======================================================================== */
 /* A small GGUF writer (tokenizer metadata only, no tensors)                */
 /* ======================================================================== */
-
-typedef struct {
-    uint8_t *data;
-    size_t size, capacity;
-} buffer;
-
-static void put(buffer *b, const void *p, size_t n) {
-    if (b->size + n > b->capacity) {
-        size_t c = b->capacity ? b->capacity : 256;
-        while (c < b->size + n) c *= 2;
-        b->data = realloc(b->data, c);
-        cr_assert_not_null(b->data);
-        b->capacity = c;
-    }
-    if (n) memcpy(b->data + b->size, p, n);
-    b->size += n;
-}
-static void put_u32(buffer *b, uint32_t v) {
-    uint8_t le[4];
-    for (int i = 0; i < 4; i++) le[i] = (uint8_t)(v >> (8 * i));
-    put(b, le, 4);
-}
-static void put_u64(buffer *b, uint64_t v) {
-    uint8_t le[8];
-    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
-    put(b, le, 8);
-}
-static void put_bytes_string(buffer *b, const char *s, size_t n) {
-    put_u64(b, n);
-    put(b, s, n);
-}
-static void put_string(buffer *b, const char *s) { put_bytes_string(b, s, strlen(s)); }
 
 /* Key/values are collected in kvs and counted in n_kv. */
 typedef struct {
@@ -64,21 +33,15 @@ typedef struct {
 } metadata;
 
 static void kv_string(metadata *m, const char *key, const char *v) {
-    put_string(&m->kvs, key);
-    put_u32(&m->kvs, TM_GGUF_STRING);
-    put_string(&m->kvs, v);
+    put_kv_string(&m->kvs, key, v);
     m->n_kv++;
 }
 static void kv_u32(metadata *m, const char *key, uint32_t v) {
-    put_string(&m->kvs, key);
-    put_u32(&m->kvs, TM_GGUF_UINT32);
-    put_u32(&m->kvs, v);
+    put_kv_u32(&m->kvs, key, v);
     m->n_kv++;
 }
 static void kv_i32(metadata *m, const char *key, int32_t v) {
-    put_string(&m->kvs, key);
-    put_u32(&m->kvs, TM_GGUF_INT32);
-    put_u32(&m->kvs, (uint32_t)v);
+    put_kv_i32(&m->kvs, key, v);
     m->n_kv++;
 }
 /* An array of n strings with explicit sizes (sizes NULL: strlen). */

@@ -280,19 +280,18 @@ static double reference_score(tm_zeroshot_method method, json_t *positions) {
 
 /* The whole path (our forward pass, then the formulas) against llama.cpp's
  * forward pass and llamaref's formulas, on 20 texts of 50-120 tokens (8
- * stories260K samples, 6 TruthfulQA question+answer, 6 HaluEval passages).
- * The engines' log p differ per position by up to 0.035 (measured; 0.003 on
- * in-domain stories, most on unlikely tokens of out-of-domain text: the
- * logits themselves differ, tests/test_forward.c allows 1e-2). Averages
- * shrink that: likelihood, entropy and Binoculars agree within 3.5e-4
- * relative (measured), asserted at the issue's 1e-3. Two scores amplify it
- * and get wider bounds, stated here rather than hidden: Fast-DetectGPT's
- * numerator sum (log p - mu) cancels to a few percent of its terms (worst
- * measured 5.9e-3, bound 1e-2); log-rank counts logits above the target, and
- * stories260K's tail has hundreds of logits within 1e-3 of each other, so a
- * rank can move by dozens when a logit moves by 1e-3 (22 of 1549 ranks
- * differ; worst score 2.0e-2, bound 3e-2). */
-static const double score_tolerance[TM_ZEROSHOT_METHOD_COUNT] = {1e-3, 3e-2, 1e-3, 1e-2, 1e-3};
+ * stories260K samples, 6 TruthfulQA question+answer, 6 HaluEval passages),
+ * with llama.cpp's KV cache in F32 and flash attention off
+ * (tests/data/make_zeroshot_dist.sh says why: its default F16 cache moved
+ * log p by up to 0.035 and 22 of 1549 ranks). Measured: per position log p
+ * within 1.5e-5 and every rank equal; worst relative score difference
+ * likelihood 5.2e-7, log-rank 0, entropy 2.2e-7, Fast-DetectGPT 1.3e-5,
+ * Binoculars 6.9e-9. Every method is asserted at the issue's 1e-3, each
+ * position to 1e-3, and ranks (tied logits share the better rank, here and
+ * in llamaref: 1 + the count of strictly larger logits) to be equal but for
+ * at most 1% of positions, for two logits within float rounding of the
+ * target's on another machine's summation order. */
+static const double score_tolerance[TM_ZEROSHOT_METHOD_COUNT] = {1e-3, 1e-3, 1e-3, 1e-3, 1e-3};
 Test(zeroshot_llama_cpp, every_method_on_twenty_texts, .timeout = 300) {
     models m = models_open();
     char *path = tm_test_data_path("zeroshot/stories260K-dist.jsonl");
@@ -329,12 +328,12 @@ Test(zeroshot_llama_cpp, every_method_on_twenty_texts, .timeout = 300) {
                     const tm_zeroshot_position *mine = &r.positions[i];
                     double d_lp = fabs(mine->log_prob - json_number_value(json_object_get(p, "lp")));
                     double d_var = fabs(mine->variance_log_prob - json_number_value(json_object_get(p, "var")));
-                    assert_close(mine->entropy, json_number_value(json_object_get(p, "entropy")), 5e-2, "entropy");
+                    assert_close(mine->entropy, json_number_value(json_object_get(p, "entropy")), 1e-3, "entropy");
                     assert_close(mine->performer_log_prob, json_number_value(json_object_get(p, "lp2")), 1e-3,
                                  "performer log p");
-                    assert_close(mine->cross_entropy, json_number_value(json_object_get(p, "xent")), 5e-3,
+                    assert_close(mine->cross_entropy, json_number_value(json_object_get(p, "xent")), 1e-3,
                                  "cross-entropy");
-                    cr_assert(d_lp <= 5e-2 && d_var <= 5e-2, "text %zu position %zu: lp off by %.3g, var by %.3g",
+                    cr_assert(d_lp <= 1e-3 && d_var <= 1e-3, "text %zu position %zu: lp off by %.3g, var by %.3g",
                               texts, i, d_lp, d_var);
                     rank_mismatches += mine->rank != json_number_value(json_object_get(p, "rank"));
                     if (d_lp > worst_lp) worst_lp = d_lp;
@@ -382,10 +381,10 @@ Test(zeroshot_llama_cpp, every_method_on_twenty_texts, .timeout = 300) {
          * to an absolute bound; each mu_t to the per-position bound above. */
         for (size_t i = 0; i + 1 < n; i++) {
             double xent = json_number_value(json_object_get(json_array_get(positions, i), "xent"));
-            assert_close(r.positions[i].expected_log_prob, -xent, 5e-3, "mu_t under the reference model");
+            assert_close(r.positions[i].expected_log_prob, -xent, 1e-3, "mu_t under the reference model");
         }
         double difference = fabs(r.score.discrepancy_numerator - want);
-        cr_assert(difference <= 1e-2, "text %zu: sum(log p - mu) %.9g, llama.cpp's %.9g", t,
+        cr_assert(difference <= 1e-3, "text %zu: sum(log p - mu) %.9g, llama.cpp's %.9g", t,
                   r.score.discrepancy_numerator, want);
         if (difference > worst_numerator) worst_numerator = difference;
         tm_zeroshot_result_free(&r);
@@ -396,7 +395,7 @@ Test(zeroshot_llama_cpp, every_method_on_twenty_texts, .timeout = 300) {
                 worst_numerator);
     tm_zeroshot_free(with_reference);
     /* A rank may differ only where two logits are within rounding. */
-    cr_assert(rank_mismatches * 50 <= positions_total, "%zu of %zu ranks differ", rank_mismatches, positions_total);
+    cr_assert(rank_mismatches * 100 <= positions_total, "%zu of %zu ranks differ", rank_mismatches, positions_total);
     for (int k = 0; k < TM_ZEROSHOT_METHOD_COUNT; k++)
         cr_log_info("%s: worst relative difference from llama.cpp %.3g", tm_zeroshot_method_name((tm_zeroshot_method)k),
                     worst_relative[k]);
@@ -436,7 +435,9 @@ Test(zeroshot_windows, slide_scores_every_token_once) {
     size_t predictions = n - 1, expected_windows = 1 + (predictions - 16 + 7) / 8;
     cr_assert_eq(b.n_windows, expected_windows, "%zu windows for %zu predictions", b.n_windows, predictions);
     cr_assert_eq(b.score.n_scored, predictions);
-    for (size_t i = 0; i < 16; i++) cr_assert_eq(a.positions[i].log_prob, b.positions[i].log_prob, "position %zu", i);
+    /* Equal up to the rounding of batched products of different row counts
+     * (one pass of every row against a pass of 16). */
+    for (size_t i = 0; i < 16; i++) assert_close(a.positions[i].log_prob, b.positions[i].log_prob, 1e-5, "first window");
     /* Prediction 16 (the second window's first) sees ids[8..16] only. */
     tm_zeroshot_result d;
     cr_assert_eq(tm_zeroshot_score_ids(full, ids + 8, 10, &d, &err), TM_OK, "%s", err.message);
@@ -454,6 +455,96 @@ Test(zeroshot_windows, slide_scores_every_token_once) {
     tm_zeroshot_free(slid);
     tm_zeroshot_free(refuse);
     models_close(&m);
+}
+
+/* The prompt path (every window's rows from one tm_context_eval_rows pass)
+ * against the decode path (tm_context_eval one position at a time): the same
+ * positions, windows and scores, for every method, in one window and in
+ * sliding windows of 16. The two differ only in how the products are
+ * batched, so per position they agree to float rounding (1e-5 relative). */
+Test(zeroshot_windows, prompt_path_equals_decode_path) {
+    models m = models_open();
+    int32_t *ids = NULL;
+    size_t n = 0;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_encode(m.tokenizer, story, strlen(story), true, &ids, &n, &err), TM_OK);
+    const int32_t windows[2] = {0, 16};
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < TM_ZEROSHOT_METHOD_COUNT; k++) {
+            tm_zeroshot_options o = {.method = (tm_zeroshot_method)k, .model = m.model, .tokenizer = m.tokenizer,
+                                     .reference = k == TM_ZEROSHOT_FAST_DETECTGPT ? m.performer : NULL,
+                                     .reference_tokenizer = m.performer_tokenizer, .performer = m.performer,
+                                     .performer_tokenizer = m.performer_tokenizer, .n_ctx = windows[w],
+                                     .n_threads = 1, .slide = true};
+            tm_zeroshot *rows = NULL, *one = NULL;
+            cr_assert_eq(tm_zeroshot_create(&rows, &o, &err), TM_OK, "%s", err.message);
+            o.one_position_at_a_time = true;
+            cr_assert_eq(tm_zeroshot_create(&one, &o, &err), TM_OK, "%s", err.message);
+            tm_zeroshot_result a, b;
+            cr_assert_eq(tm_zeroshot_score_ids(rows, ids, n, &a, &err), TM_OK, "%s", err.message);
+            cr_assert_eq(tm_zeroshot_score_ids(one, ids, n, &b, &err), TM_OK, "%s", err.message);
+            cr_assert_eq(a.n_windows, b.n_windows);
+            cr_assert_eq(a.score.n_scored, n - 1);
+            for (size_t i = 0; i + 1 < n; i++) {
+                const tm_zeroshot_position *x = &a.positions[i], *y = &b.positions[i];
+                assert_close(x->log_prob, y->log_prob, 1e-5 * fmax(1.0, fabs(y->log_prob)), "log p");
+                assert_close(x->expected_log_prob, y->expected_log_prob, 1e-5 * fmax(1.0, fabs(y->expected_log_prob)),
+                             "mu");
+                if (k == TM_ZEROSHOT_BINOCULARS)
+                    assert_close(x->cross_entropy, y->cross_entropy, 1e-5 * fmax(1.0, fabs(y->cross_entropy)),
+                                 "cross-entropy");
+            }
+            assert_close(a.score.score, b.score.score, 1e-5 * fmax(1.0, fabs(b.score.score)), "score");
+            tm_zeroshot_result_free(&a);
+            tm_zeroshot_result_free(&b);
+            tm_zeroshot_free(rows);
+            tm_zeroshot_free(one);
+        }
+    free(ids);
+    models_close(&m);
+}
+
+/* A window longer than one pass of rows: a 32000-token vocabulary holds at
+ * most 256 rows of logits per pass (32 MiB), so 300 predictions take two
+ * passes, the second continuing the cache of the first. Against one
+ * position at a time on llama-2-tiny-random, per position within 1e-5. */
+Test(zeroshot_windows, rows_in_several_passes) {
+    char *path = tm_fixture("models/llama-2-tiny-random.gguf");
+    tm_model *model = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
+    enum { N = 301 };
+    int32_t ids[N];
+    uint64_t state = 3;
+    for (int i = 0; i < N; i++) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = i == 0 ? 1 : (int32_t)(3 + (state >> 33) % 31997);
+    }
+    tm_zeroshot_options o = {.method = TM_ZEROSHOT_FAST_DETECTGPT, .model = model, .n_ctx = 512, .n_threads = 1};
+    tm_zeroshot *rows = NULL, *one = NULL;
+    cr_assert_eq(tm_zeroshot_create(&rows, &o, &err), TM_OK, "%s", err.message);
+    o.one_position_at_a_time = true;
+    cr_assert_eq(tm_zeroshot_create(&one, &o, &err), TM_OK, "%s", err.message);
+    tm_zeroshot_result a, b;
+    cr_assert_eq(tm_zeroshot_score_ids(rows, ids, N, &a, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_zeroshot_score_ids(one, ids, N, &b, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(a.n_windows, 1);
+    size_t rank_moves = 0;
+    for (size_t i = 0; i + 1 < N; i++) {
+        assert_close(a.positions[i].log_prob, b.positions[i].log_prob, 1e-5 * fmax(1.0, fabs(b.positions[i].log_prob)),
+                     "log p");
+        assert_close(a.positions[i].variance_log_prob, b.positions[i].variance_log_prob, 1e-5, "variance");
+        rank_moves += a.positions[i].rank != b.positions[i].rank;
+    }
+    /* This model's 32000 logits lie close together: a rank may move where two
+     * are within the products' rounding, at most 1% of positions. */
+    cr_assert_leq(rank_moves * 100, N - 1, "%zu ranks differ", rank_moves);
+    tm_zeroshot_result_free(&a);
+    tm_zeroshot_result_free(&b);
+    tm_zeroshot_free(rows);
+    tm_zeroshot_free(one);
+    tm_model_free(model);
+    free(path);
 }
 
 Test(zeroshot_inputs, empty_text_and_bad_ids) {

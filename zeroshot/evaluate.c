@@ -1,10 +1,12 @@
 /* Running the models for the zero-shot detectors: checks that the scoring,
- * reference and performer models share one vocabulary, feeds a text's ids
- * through each model's context one position at a time, and hands every
- * next-token distribution to tm_zeroshot_position_stats. Texts longer than
- * the window are scored in overlapping windows (or refused, on request).
- * It must never print, and never score a position twice or skip one: every
- * token after the first is scored exactly once. */
+ * reference and performer models share one vocabulary, runs a window of a
+ * text's ids through each model's context in one prompt-style pass that
+ * returns every position's logits (tm_context_eval_rows; or, kept to measure
+ * against, one position at a time), and hands every next-token distribution
+ * to tm_zeroshot_position_stats. Texts longer than the window are scored in
+ * overlapping windows (or refused, on request). It must never print, and
+ * never score a position twice or skip one: every token after the first is
+ * scored exactly once. */
 #include "tracemark/zeroshot.h"
 
 #include <math.h>
@@ -16,8 +18,16 @@ struct tm_zeroshot {
     const tm_tokenizer *tokenizer;
     tm_context *scoring, *reference, *performer;
     int32_t n_vocab, n_ctx;
-    bool slide;
+    bool slide, one_position_at_a_time;
+    /* Logit rows of one chunk of positions, per model: chunk_rows x n_vocab. */
+    float *rows_scoring, *rows_reference, *rows_performer;
+    size_t chunk_rows;
 };
+
+/* At most this many floats of logit rows per model at once (32 MiB): a
+ * window of a 32000-token vocabulary is chunked into 256-row passes instead
+ * of holding 4096 x 32000 floats. */
+enum { ROWS_BUDGET_FLOATS = 8 << 20 };
 
 /* Two tokenizers are the same vocabulary when every id has the same bytes. */
 static tm_status same_vocabulary(const tm_tokenizer *a, const tm_tokenizer *b, const char *role, tm_error *err) {
@@ -40,6 +50,9 @@ void tm_zeroshot_free(tm_zeroshot *z) {
     tm_context_free(z->scoring);
     tm_context_free(z->reference);
     tm_context_free(z->performer);
+    free(z->rows_scoring);
+    free(z->rows_reference);
+    free(z->rows_performer);
     free(z);
 }
 
@@ -86,6 +99,25 @@ tm_status tm_zeroshot_create(tm_zeroshot **out, const tm_zeroshot_options *o, tm
     z->n_vocab = n_vocab;
     z->n_ctx = n_ctx;
     z->slide = o->slide;
+    z->one_position_at_a_time = o->one_position_at_a_time;
+    /* Chunks of up to TM_CONTEXT_BATCH_MAX rows, the engine's own batch. */
+    size_t chunk = ROWS_BUDGET_FLOATS / (size_t)n_vocab;
+    if (chunk > TM_CONTEXT_BATCH_MAX) chunk = TM_CONTEXT_BATCH_MAX;
+    if (chunk > (size_t)n_ctx) chunk = (size_t)n_ctx;
+    if (chunk < 1) chunk = 1;
+    z->chunk_rows = chunk;
+    size_t row_floats;
+    if (!tm_mul_size(chunk, (size_t)n_vocab, &row_floats)) {
+        tm_zeroshot_free(z);
+        return tm_error_set(err, TM_ERR_NOMEM, "zero-shot: %zu rows of %d logits overflow", chunk, n_vocab);
+    }
+    if (!z->one_position_at_a_time &&
+        (!(z->rows_scoring = tm_alloc_array(row_floats, sizeof(float), err)) ||
+         (reference && !(z->rows_reference = tm_alloc_array(row_floats, sizeof(float), err))) ||
+         (performer && !(z->rows_performer = tm_alloc_array(row_floats, sizeof(float), err))))) {
+        tm_zeroshot_free(z);
+        return TM_ERR_NOMEM;
+    }
     if ((status = tm_context_create(&z->scoring, o->model, n_ctx, o->n_threads, err)) != TM_OK ||
         (reference && (status = tm_context_create(&z->reference, reference, n_ctx, o->n_threads, err)) != TM_OK) ||
         (performer && (status = tm_context_create(&z->performer, performer, n_ctx, o->n_threads, err)) != TM_OK)) {
@@ -111,10 +143,83 @@ static tm_status eval_all(tm_zeroshot *z, const int32_t *tokens, size_t n, const
     return status;
 }
 
+/* Run tokens through every context; the logits after each of
+ * tokens[first_output..n-1] land in the models' row buffers. */
+static tm_status eval_rows_all(tm_zeroshot *z, const int32_t *tokens, size_t n, size_t first_output, tm_error *err) {
+    tm_status status = tm_context_eval_rows(z->scoring, tokens, n, first_output, z->rows_scoring, err);
+    if (status == TM_OK && z->reference)
+        status = tm_context_eval_rows(z->reference, tokens, n, first_output, z->rows_reference, err);
+    if (status == TM_OK && z->performer)
+        status = tm_context_eval_rows(z->performer, tokens, n, first_output, z->rows_performer, err);
+    return status;
+}
+
 static void reset_all(tm_zeroshot *z) {
     tm_context_reset(z->scoring);
     if (z->reference) tm_context_reset(z->reference);
     if (z->performer) tm_context_reset(z->performer);
+}
+
+/* Where window number w > 0 starts: keep = window/2 tokens before the first
+ * unscored prediction, so that every scored token still sees half a window
+ * of context. Prediction i scores ids[i+1] given ids[start..i]; a window
+ * holds at most `window` tokens, so it scores predictions start ..
+ * start + window - 1. */
+static size_t window_start(size_t next, size_t keep) { return next == 0 ? 0 : next - (next < keep ? next : keep); }
+
+/* The prompt path: each window's tokens go through each model in passes of
+ * up to chunk_rows predictions, every pass returning all its rows. */
+static tm_status score_all_rows(tm_zeroshot *z, const int32_t *ids, size_t n_positions, tm_zeroshot_position *positions,
+                                size_t *n_windows, tm_error *err) {
+    size_t window = (size_t)z->n_ctx, keep = window / 2, next = 0;
+    size_t n_vocab = (size_t)z->n_vocab;
+    tm_status status = TM_OK;
+    while (status == TM_OK && next < n_positions) {
+        size_t start = window_start(next, keep);
+        size_t last = start + window - 1 < n_positions - 1 ? start + window - 1 : n_positions - 1;
+        reset_all(z);
+        (*n_windows)++;
+        /* from: the first id of this window not yet in the caches. */
+        size_t from = start;
+        while (status == TM_OK && next <= last) {
+            size_t rows = last - next + 1 < z->chunk_rows ? last - next + 1 : z->chunk_rows;
+            status = eval_rows_all(z, ids + from, next + rows - from, next - from, err);
+            for (size_t r = 0; status == TM_OK && r < rows; r++)
+                status = tm_zeroshot_position_stats(
+                    z->rows_scoring + r * n_vocab, z->rows_reference ? z->rows_reference + r * n_vocab : NULL,
+                    z->rows_performer ? z->rows_performer + r * n_vocab : NULL, z->n_vocab, ids[next + r + 1],
+                    &positions[next + r], err);
+            next += rows;
+            from = next;
+        }
+    }
+    return status;
+}
+
+/* The decode path, one position at a time through tm_context_eval (the
+ * first of a window's predictions after one batched eval of its context):
+ * what the room did before tm_context_eval_rows, kept so that benchmarks
+ * can put the two side by side. */
+static tm_status score_one_position_at_a_time(tm_zeroshot *z, const int32_t *ids, size_t n_positions,
+                                              tm_zeroshot_position *positions, size_t *n_windows, tm_error *err) {
+    size_t window = (size_t)z->n_ctx, next = 0, keep = window / 2;
+    tm_status status = TM_OK;
+    while (status == TM_OK && next < n_positions) {
+        size_t start = window_start(next, keep);
+        reset_all(z);
+        (*n_windows)++;
+        const float *ls = NULL, *lr = NULL, *lp = NULL;
+        status = eval_all(z, ids + start, next - start + 1, &ls, &lr, &lp, err);
+        while (status == TM_OK) {
+            status = tm_zeroshot_position_stats(ls, lr, lp, z->n_vocab, ids[next + 1], &positions[next], err);
+            if (status != TM_OK) break;
+            next++;
+            /* After ids[start..next] the context would hold next-start+1 tokens. */
+            if (next >= n_positions || next - start + 1 > window) break;
+            status = eval_all(z, ids + next, 1, &ls, &lr, &lp, err);
+        }
+    }
+    return status;
 }
 
 tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids, tm_zeroshot_result *out,
@@ -137,27 +242,9 @@ tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids
     size_t n_positions = n_ids - 1;
     tm_zeroshot_position *positions = tm_alloc_array(n_positions, sizeof *positions, err);
     if (!positions) return TM_ERR_NOMEM;
-    /* Prediction i scores ids[i+1] given ids[start..i]. A window starts with
-     * one batched eval of ids[start..next] (the prompt path) and continues a
-     * token at a time; a later window starts window/2 tokens back so that
-     * every scored token still sees half a window of context. */
-    size_t next = 0, n_windows = 0, keep = window / 2;
-    tm_status status = TM_OK;
-    while (status == TM_OK && next < n_positions) {
-        size_t start = next == 0 ? 0 : next - (next < keep ? next : keep);
-        reset_all(z);
-        n_windows++;
-        const float *ls = NULL, *lr = NULL, *lp = NULL;
-        status = eval_all(z, ids + start, next - start + 1, &ls, &lr, &lp, err);
-        while (status == TM_OK) {
-            status = tm_zeroshot_position_stats(ls, lr, lp, z->n_vocab, ids[next + 1], &positions[next], err);
-            if (status != TM_OK) break;
-            next++;
-            /* After ids[start..next] the context would hold next-start+1 tokens. */
-            if (next >= n_positions || next - start + 1 > window) break;
-            status = eval_all(z, ids + next, 1, &ls, &lr, &lp, err);
-        }
-    }
+    size_t n_windows = 0;
+    tm_status status = z->one_position_at_a_time ? score_one_position_at_a_time(z, ids, n_positions, positions, &n_windows, err)
+                                                 : score_all_rows(z, ids, n_positions, positions, &n_windows, err);
     if (status == TM_OK) status = tm_zeroshot_score_positions(z->method, positions, n_positions, &out->score, err);
     if (status != TM_OK) {
         free(positions);

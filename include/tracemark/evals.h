@@ -135,6 +135,8 @@ typedef enum {
     TM_EVAL_KIND_HALUEVAL_GENERAL,
     TM_EVAL_KIND_TRUTHFULQA_GEN,
     TM_EVAL_KIND_SELFCHECK,
+    /* zero-shot detectors against human text (evals/zeroshot_task.c, docs/zero-shot.md) */
+    TM_EVAL_KIND_ZERO_SHOT,
     TM_EVAL_KIND_COUNT
 } tm_eval_kind;
 const char *tm_eval_kind_name(tm_eval_kind kind);
@@ -206,6 +208,17 @@ typedef struct {
     int32_t halluc_samples;                    /* selfcheck: sampled passages per item (default 3) */
     float halluc_temperature;                  /* selfcheck: sampling temperature (default 1) */
     bool halluc_prompt_variant;                /* selfcheck: also the Yes/No prompt variant (default true) */
+
+    /* zero_shot kind (evals/zeroshot_task.c); it also uses name, seed, the
+     * model, schemes, prompts, max_tokens, lengths, sampling, data_dir,
+     * bootstrap and fprs above */
+    char zs_performer[TM_EVAL_PATH_MAX]; /* Binoculars' performer model ("" : none, no Binoculars) */
+    char zs_performer_tokenizer[TM_EVAL_PATH_MAX]; /* its tokenizer file ("": the one inside it) */
+    uint32_t zs_methods;                 /* bit (1 << tm_zeroshot_method) per method scored */
+    int32_t zs_human, zs_chatgpt;        /* human texts; HaluEval ChatGPT responses */
+    int32_t zs_generated;                /* generations per condition (no watermark, each scheme) */
+    int32_t zs_context;                  /* detector window (0: the models' context) */
+    double zs_paraphrase;                /* paraphrase attack strength on generations (0: off) */
 } tm_eval_task;
 
 /* Parse and check a task file: unknown keys, wrong types, out-of-range
@@ -267,6 +280,7 @@ const tm_eval_runner *tm_eval_runner_for(tm_eval_kind kind);
 extern const tm_eval_runner tm_eval_watermark_runner;
 extern const tm_eval_runner tm_eval_truthfulqa_mc_runner, tm_eval_halueval_qa_runner, tm_eval_halueval_general_runner,
     tm_eval_truthfulqa_gen_runner, tm_eval_selfcheck_runner;
+extern const tm_eval_runner tm_eval_zeroshot_runner;
 
 /* ======================================================================== */
 /* The run store (evals/store.c)                                              */

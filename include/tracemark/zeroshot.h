@@ -94,6 +94,13 @@ typedef struct {
      * windows of n_ctx tokens, each new window carrying the last n_ctx/2
      * tokens of the previous one as context. */
     bool slide;
+    /* false (the default): each window goes through each model in one
+     * prompt-style pass that returns every position's logits
+     * (tm_context_eval_rows, in passes of up to TM_CONTEXT_BATCH_MAX rows).
+     * true: one position at a time through tm_context_eval, the decode path;
+     * the same scores up to the rounding of the batched products, kept so
+     * that benchmarks can measure the two side by side. */
+    bool one_position_at_a_time;
 } tm_zeroshot_options;
 
 typedef struct tm_zeroshot tm_zeroshot;

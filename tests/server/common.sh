@@ -1,6 +1,7 @@
 # Sourced by the server's end-to-end tests (run.sh, sign.sh): the binary from
 # $1, the stories260K fixture (skip, exit 77, without it or curl), a private
-# work folder removed at exit with the server killed, and fail().
+# work folder removed at exit with the server killed, fail(), and
+# make_tenants.
 tracemark=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -17,3 +18,26 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$work/serve.log" ] && tail -20 "$work/serve.log"; exit 1; }
+
+# Two tenants, acme and beta, each with its own watermark key and API key
+# (both KGW LeftHash), written to $work/tenants.yaml; the files hold secrets,
+# so they are made under umask 077.
+scheme=$root/configs/schemes/kgw-lefthash.yaml
+acme_api=sk-acme-0123456789abcdef
+beta_api=sk-beta-fedcba9876543210
+make_tenants() {
+  umask 077
+  "$tracemark" keygen --out "$work/acme.key" >/dev/null
+  "$tracemark" keygen --out "$work/beta.key" >/dev/null
+  cat > "$work/tenants.yaml" <<YAML
+tenants:
+  - name: acme
+    api_key: $acme_api
+    watermark: $scheme
+    key: acme.key
+  - name: beta
+    api_key: $beta_api
+    watermark: $scheme
+    key: beta.key
+YAML
+}

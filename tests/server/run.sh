@@ -17,23 +17,7 @@ command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
 cp "$here/client.mjs" "$here/load.mjs" "$work/"
 
 # Two tenants with their own keys and API keys; the file holds secrets: 0600.
-"$tracemark" keygen --out "$work/acme.key" >/dev/null
-"$tracemark" keygen --out "$work/beta.key" >/dev/null
-scheme=$root/configs/schemes/kgw-lefthash.yaml
-acme_api=sk-acme-0123456789abcdef
-beta_api=sk-beta-fedcba9876543210
-umask 077
-cat > "$work/tenants.yaml" <<YAML
-tenants:
-  - name: acme
-    api_key: $acme_api
-    watermark: $scheme
-    key: acme.key
-  - name: beta
-    api_key: $beta_api
-    watermark: $scheme
-    key: beta.key
-YAML
+make_tenants
 
 # --- the command line ---------------------------------------------------------
 "$tracemark" serve --help | grep -q "usage: tracemark serve" || fail "serve --help"

@@ -10,26 +10,10 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
-umask 077
-"$tracemark" keygen --out "$work/acme.key" >/dev/null
-"$tracemark" keygen --out "$work/beta.key" >/dev/null
+make_tenants
 "$tracemark" keygen --signing --out "$work/server" >/dev/null   # the server's signing key
 "$tracemark" keygen --signing --out "$work/partner" >/dev/null  # another signer it trusts (--trust)
 "$tracemark" keygen --signing --out "$work/stranger" >/dev/null # a signer it does not trust
-scheme=$root/configs/schemes/kgw-lefthash.yaml
-acme_api=sk-acme-0123456789abcdef
-beta_api=sk-beta-fedcba9876543210
-cat > "$work/tenants.yaml" <<YAML
-tenants:
-  - name: acme
-    api_key: $acme_api
-    watermark: $scheme
-    key: acme.key
-  - name: beta
-    api_key: $beta_api
-    watermark: $scheme
-    key: beta.key
-YAML
 
 # --- the signing key is read at start: a key others can read is refused ------------
 cp "$work/server.key" "$work/open.key" && chmod 644 "$work/open.key"
