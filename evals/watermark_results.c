@@ -1,9 +1,10 @@
 /* Aggregates of the watermark task, computed from the stored records alone:
  * per scheme and attack, ROC-AUC and TPR at each FPR (threshold: the
  * analytic p-value alpha) with the empirical FPR on the null set beside it,
- * each with a seeded 95% bootstrap interval; TPR against length and tokens
- * needed to detect (unattacked); quality (perplexity, distinct-n,
- * repetition) per scheme against the unwatermarked generations. Scores are
+ * each with a seeded 95% bootstrap interval; TPR against length (per
+ * attack, and unattacked) and tokens needed to detect (unattacked); quality
+ * (perplexity, distinct-n, repetition) per scheme against the unwatermarked
+ * generations. Scores are
  * -ln p, so "higher is more watermarked". Records of samples that are
  * missing (a shard) are simply not there: the counts say so. Never prints. */
 #include "evals_internal.h"
@@ -89,6 +90,32 @@ static json_t *quality_block(const tm_eval_task *t, json_t **scores, const tm_ev
     return out;
 }
 
+/* TPR at decision_fpr of the first `length` tokens, per task length, of the
+ * watermarked samples of group: the unattacked text (attack NULL: the
+ * record's prefix_log_p) or the text under attack (prefix_log_p_attacked). */
+static json_t *tpr_by_length(const tm_eval_task *t, json_t **scores, const tm_eval_record *records, size_t n,
+                             const char *group, const char *name, const char *attack, double *pos, tm_status *status,
+                             tm_error *err) {
+    json_t *by_length = json_array();
+    double threshold = -log(t->decision_fpr);
+    for (size_t k = 0; !*status && k < t->n_lengths; k++) {
+        column p = {pos, 0};
+        for (size_t i = 0; i < n; i++) {
+            if (!scores[i] || strcmp(records[i].group, group)) continue;
+            json_t *lengths = attack ? json_object_get(json_object_get(scores[i], "prefix_log_p_attacked"), attack)
+                                     : json_object_get(scores[i], "prefix_log_p");
+            push(&p, -tm_eval_json_get_number(json_array_get(lengths, k)), n);
+        }
+        tm_metric_interval tpr;
+        /* The unattacked rows keep the seeds they always had. */
+        uint64_t seed = attack ? cell_seed(t, name, attack, 1000 + k) : cell_seed(t, name, "length", k);
+        *status = tm_metric_bootstrap(TM_METRIC_TPR, p.v, p.n, NULL, 0, threshold, t->bootstrap, seed, &tpr, err);
+        json_array_append_new(by_length, json_pack("{s:i, s:I, s:o}", "length", (int)t->lengths[k], "n",
+                                                   (json_int_t)p.n, "tpr", interval_json(&tpr)));
+    }
+    return by_length;
+}
+
 tm_status tm_eval_watermark_aggregate(const tm_eval_task *t, const tm_eval_record *records, size_t n, char **results,
                                       tm_error *err) {
     *results = NULL;
@@ -152,23 +179,16 @@ tm_status tm_eval_watermark_aggregate(const tm_eval_task *t, const tm_eval_recor
                                                     interval_json(&tpr), "empirical_fpr", interval_json(&fpr)));
             }
             json_object_set_new(cell, "at_fpr", at);
+            /* TPR against length under this attack (a windowed variant scores
+             * its whole-text twin's text, whose cell has it). */
+            if (!status && !(a && t->attacks[a - 1].window))
+                json_object_set_new(cell, "tpr_by_length",
+                                    tpr_by_length(t, scores, records, n, group, name, a ? attack : NULL, pos, &status, err));
             json_array_append_new(attacks, cell);
         }
         json_object_set_new(scheme, "attacks", attacks);
         /* TPR against length and tokens needed, unattacked, at decision_fpr. */
-        json_t *by_length = json_array();
-        double threshold = -log(t->decision_fpr);
-        for (size_t k = 0; !status && k < t->n_lengths; k++) {
-            column p = {pos, 0};
-            for (size_t i = 0; i < n; i++)
-                if (scores[i] && !strcmp(records[i].group, group))
-                    push(&p, -tm_eval_json_get_number(json_array_get(json_object_get(scores[i], "prefix_log_p"), k)), n);
-            tm_metric_interval tpr;
-            status = tm_metric_bootstrap(TM_METRIC_TPR, p.v, p.n, NULL, 0, threshold, t->bootstrap,
-                                         cell_seed(t, name, "length", k), &tpr, err);
-            json_array_append_new(by_length, json_pack("{s:i, s:I, s:o}", "length", (int)t->lengths[k], "n",
-                                                       (json_int_t)p.n, "tpr", interval_json(&tpr)));
-        }
+        json_t *by_length = status ? json_array() : tpr_by_length(t, scores, records, n, group, name, NULL, pos, &status, err);
         json_object_set_new(scheme, "tpr_by_length", by_length);
         size_t count = 0, detected = 0;
         for (size_t i = 0; i < n; i++) {

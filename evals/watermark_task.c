@@ -6,8 +6,12 @@
  * its record is the same whichever thread or shard computes it and however
  * often the run was resumed. A watermarked sample is scored by its scheme's
  * detector (its key) unattacked and under every attack, plus on prefixes of
- * its tokens (TPR against length, tokens needed to detect); a null sample is
- * scored by every scheme's detector under every attack. Attacked texts are
+ * its tokens, unattacked and attacked (TPR against length; tokens needed to
+ * detect, unattacked); a null sample is scored by every scheme's detector
+ * under every attack. Each text is normalised and tokenised once for all
+ * detectors, and a token sequence one detector already scored in this
+ * sample is not scored again (the same value, without the time); the
+ * perplexity comes from the generation's own logits. Attacked texts are
  * recorded by their SHA-256 and edit counts (they are regenerated from the
  * recorded seed). Keys without key files are derived from the task seed:
  * evaluation keys, never for production. Nothing here prints. */
@@ -28,6 +32,7 @@ typedef struct {
     tm_tokenizer *tokenizer;
     char model_sha[TM_SHA256_HEX_SIZE];
     tm_wm_key *keys[TM_EVAL_MAX_KEYS];
+    tm_normalize_options normalize; /* every detector's: variants are normalised and tokenised once for all */
     tm_detector *detectors[TM_EVAL_MAX_SCHEMES][TM_EVAL_MAX_KEYS];
     tm_detector *window_detectors[TM_EVAL_MAX_SCHEMES][TM_EVAL_MAX_KEYS];
     tm_wordnet *wordnet;
@@ -150,11 +155,15 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     options.permutations = t->permutations;
     options.permutation_seed = tm_eval_mix(t->seed, 0x7065726dULL);
     options.min_window = t->min_window;
+    s->normalize = options.normalize;
     for (size_t i = 0; !status && i < t->n_schemes; i++)
         for (size_t k = 0; !status && k < t->n_keys; k++) {
             const tm_wm_key *key = s->keys[k];
             status = tm_detector_create(&s->detectors[i][k], s->tokenizer, &t->schemes[i], &key, 1, &options, err);
-            if (!status && any_window(t)) {
+            /* EXP-edit/ITS-edit have no windows (their statistic is an
+             * alignment of the whole text): their windowed variants are not
+             * scored, and their cells say n = 0. */
+            if (!status && any_window(t) && t->schemes[i].kind != TM_WM_EXP_EDIT) {
                 tm_detect_options windowed = options;
                 windowed.windows = true;
                 status = tm_detector_create(&s->window_detectors[i][k], s->tokenizer, &t->schemes[i], &key, 1,
@@ -338,25 +347,259 @@ static tm_status paraphrase(wm_worker *w, const char *context, const char *text,
     return status;
 }
 
+/* ---- perplexity while generating ------------------------------------------------- */
+
+/* The model's log-probability of each sampled token, read from the logits
+ * the generation computes anyway: a one-stage chain whose stage records
+ * log softmax(logits)[token] and hands the logits on to the real chain.
+ * tm_quality_perplexity would run the same forward passes again (a reset,
+ * the prompt as one batch, then one token at a time, as tm_generate does),
+ * and it computes each term with the same double arithmetic, so the
+ * perplexity is the same number, bit for bit (tests/test_evals.c checks
+ * it); the generation's tokens are untouched (the real chain sees the same
+ * logits and is accepted the same tokens). Logits that are not all finite
+ * (the chain turns NaN into -inf) fall back to tm_quality_perplexity. */
+typedef struct {
+    tm_sampler_chain *inner;
+    float *logits;
+    double *terms; /* per step: the sampled token's log-probability */
+    size_t n_terms, capacity;
+    int32_t n_vocab;
+    bool usable;
+} nll_recorder;
+
+static const char *recorder_name(const tm_sampler *sampler) {
+    (void)sampler;
+    return "eval-nll-recorder";
+}
+
+static void recorder_apply(tm_sampler *sampler, tm_candidates *c) {
+    nll_recorder *r = sampler->state;
+    /* The first stage sees the fresh candidates: every token, in id order. */
+    if (c->size != (size_t)r->n_vocab) r->usable = false;
+    for (size_t i = 0; i < c->size && i < (size_t)r->n_vocab; i++) {
+        r->logits[i] = c->data[i].logit;
+        if (c->data[i].id != (int32_t)i || !isfinite(c->data[i].logit)) r->usable = false;
+    }
+    int32_t token = r->usable ? tm_sampler_chain_sample(r->inner, r->logits, r->n_vocab) : -1;
+    if (token < 0) {
+        r->usable = false;
+        c->size = 0; /* the outer chain then fails the step as the inner one did */
+        c->selected = -1;
+        return;
+    }
+    c->selected = token;
+    if (r->n_terms == r->capacity) {
+        r->usable = false;
+        return;
+    }
+    /* As tm_quality_perplexity: max, then the sum of exp(l - max), in doubles. */
+    const float *logits = r->logits;
+    double max = logits[0];
+    for (int32_t v = 1; v < r->n_vocab; v++) max = logits[v] > max ? logits[v] : max;
+    double sum = 0;
+    for (int32_t v = 0; v < r->n_vocab; v++) sum += exp((double)logits[v] - max);
+    r->terms[r->n_terms++] = (double)logits[token] - max - log(sum);
+}
+
+static void recorder_accept(tm_sampler *sampler, int32_t token) {
+    tm_sampler_chain_accept(((nll_recorder *)sampler->state)->inner, token);
+}
+
+static void recorder_reset(tm_sampler *sampler) { tm_sampler_chain_reset(((nll_recorder *)sampler->state)->inner); }
+
+static const tm_sampler_interface recorder_interface = {recorder_name, recorder_apply, recorder_accept,
+                                                        recorder_reset, NULL};
+
+/* The outer chain around inner (which stays the caller's); NULL when out of memory. */
+static tm_sampler_chain *recorder_chain(nll_recorder *r, tm_sampler_chain *inner, int32_t n_vocab, int32_t max_tokens) {
+    memset(r, 0, sizeof *r);
+    r->inner = inner;
+    r->n_vocab = n_vocab;
+    r->capacity = (size_t)max_tokens + 1;
+    r->usable = n_vocab > 0;
+    r->logits = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *r->logits);
+    r->terms = malloc(r->capacity * sizeof *r->terms);
+    tm_sampler_chain *outer = tm_sampler_chain_create();
+    tm_sampler *stage = malloc(sizeof *stage);
+    if (stage) *stage = (tm_sampler){&recorder_interface, r};
+    if (!r->logits || !r->terms || !outer || !stage || !tm_sampler_chain_add(outer, stage)) {
+        if (!outer) free(stage);
+        tm_sampler_chain_free(outer);
+        return NULL;
+    }
+    return outer;
+}
+
+static void recorder_free(nll_recorder *r) {
+    free(r->logits);
+    free(r->terms);
+}
+
+/* The perplexity of the generation's n_ids tokens from the recorded terms
+ * (NAN where tm_quality_perplexity gives NAN); false when they cannot stand in. */
+static bool recorded_perplexity(const nll_recorder *r, size_t n_prompt, size_t n_ids, double *perplexity) {
+    *perplexity = NAN;
+    if (!r->usable || r->n_terms < n_ids) return false;
+    if (n_prompt == 0 || n_ids == 0) return true;
+    double nll = 0;
+    for (size_t i = 0; i < n_ids; i++) nll -= r->terms[i];
+    *perplexity = exp(nll / (double)n_ids);
+    return true;
+}
+
 /* ---- scoring ---------------------------------------------------------------------- */
 
-static tm_status detect(const tm_detector *detector, const char *text, double *log_p, bool windowed, tm_error *err) {
-    *log_p = 0;
-    if (!text[0]) return TM_OK; /* nothing left to score: p = 1 */
-    tm_detection d;
+/* A text as every detector reads it: normalised, then tokenised without BOS,
+ * which is what tm_detect_text does; done once per text for all schemes.
+ * n == 0: nothing to score (an empty text, or one the normaliser or the
+ * tokenizer refuses as an argument error: for the evaluation that text
+ * simply carries no mark, p = 1). */
+typedef struct {
+    int32_t *ids;
+    size_t n;
+} scored_text;
+
+static tm_status tokenize_for_detection(const wm_state *s, const char *text, scored_text *out, tm_error *err) {
+    out->ids = NULL;
+    out->n = 0;
+    if (!text[0]) return TM_OK;
+    char *normalized = NULL;
+    size_t size = 0;
     tm_error local;
-    tm_status status = tm_detect_text(detector, text, strlen(text), NULL, &d, &local);
-    /* An attack can leave nothing the tokenizer keeps (all words deleted,
-     * only zero-width characters): the detector refuses an empty text as an
-     * argument error; for the evaluation that text simply carries no mark. */
+    tm_status status = tm_text_normalize(text, strlen(text), &s->normalize, &normalized, &size, NULL, &local);
+    if (!status) status = tm_tokenizer_encode(s->tokenizer, normalized, size, false, &out->ids, &out->n, &local);
+    free(normalized);
+    if (status) {
+        free(out->ids);
+        out->ids = NULL;
+        out->n = 0;
+        if (status == TM_ERR_ARGUMENT) return TM_OK;
+        if (err) *err = local;
+    }
+    return status;
+}
+
+/* The detections made so far for one sample, by detector and token
+ * sequence: an attack that leaves the tokens as they were (homoglyphs and
+ * zero-width characters after normalisation), a prefix that is the whole
+ * text or a length that is also a scan point is scored once. A detector is
+ * a pure function of its tokens (its permutation keys come from a fixed
+ * seed), so a reused value is the value a second call would return. The
+ * entries point into the sample's scored_texts, which outlive them. */
+typedef struct {
+    const tm_detector *detector;
+    const int32_t *ids;
+    size_t n;
+    uint64_t hash;
+    double log_p, log_p_decision;
+    bool scored;
+} memo_entry;
+
+typedef struct {
+    memo_entry *entries;
+    size_t n, capacity;
+} detection_memo;
+
+static uint64_t hash_ids(const int32_t *ids, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a: only a filter, sequences are compared in full */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint32_t)ids[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The detection of ids[0..n) by d (n >= 1), from the memo or made now. */
+static tm_status memo_detect(detection_memo *m, const tm_detector *d, const int32_t *ids, size_t n,
+                             const memo_entry **out, tm_error *err) {
+    uint64_t hash = hash_ids(ids, n);
+    for (size_t i = 0; i < m->n; i++) {
+        const memo_entry *e = &m->entries[i];
+        if (e->detector == d && e->hash == hash && e->n == n && !memcmp(e->ids, ids, n * sizeof *ids)) {
+            *out = e;
+            return TM_OK;
+        }
+    }
+    if (m->n == m->capacity) {
+        size_t capacity = m->capacity ? 2 * m->capacity : 64;
+        memo_entry *bigger = realloc(m->entries, capacity * sizeof *bigger);
+        if (!bigger) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        m->entries = bigger;
+        m->capacity = capacity;
+    }
+    tm_detection detection;
+    tm_status status = tm_detect_tokens(d, 0, ids, n, 0, &detection, err);
+    if (status) return status;
+    memo_entry *e = &m->entries[m->n++];
+    *e = (memo_entry){d, ids, n, hash, detection.log_p, detection.log_p_decision, detection.n_scored > 0};
+    *out = e;
+    return TM_OK;
+}
+
+/* -ln p of a whole variant as the evaluation records it: 0 when nothing was
+ * scored; the windowed decision p for a windowed detector. */
+static tm_status variant_log_p(detection_memo *m, const tm_detector *d, const scored_text *x, bool windowed,
+                               double *log_p, tm_error *err) {
+    *log_p = 0;
+    if (x->n == 0) return TM_OK;
+    const memo_entry *e = NULL;
+    tm_error local;
+    tm_status status = memo_detect(m, d, x->ids, x->n, &e, &local);
+    /* tm_detect_text's argument errors meant "nothing to score" here before; they still do. */
     if (status == TM_ERR_ARGUMENT) return TM_OK;
     if (status) {
         if (err) *err = local;
         return status;
     }
-    *log_p = windowed ? d.log_p_decision : d.log_p;
-    if (d.n_scored == 0) *log_p = 0;
+    if (e->scored) *log_p = windowed ? e->log_p_decision : e->log_p;
     return TM_OK;
+}
+
+/* p-values of the text's first L tokens at each task length (null where the
+ * text is shorter): TPR against length, for the unattacked and each
+ * attacked text. */
+static json_t *length_log_ps(detection_memo *m, const tm_eval_task *t, const tm_detector *d, const scored_text *x,
+                             tm_status *status, tm_error *err) {
+    json_t *lengths = json_array();
+    for (size_t k = 0; !*status && k < t->n_lengths; k++) {
+        size_t L = (size_t)t->lengths[k];
+        const memo_entry *e = NULL;
+        if (L > x->n) json_array_append_new(lengths, json_null());
+        else if (!(*status = memo_detect(m, d, x->ids, L, &e, err)))
+            json_array_append_new(lengths, tm_eval_json_number(e->scored ? e->log_p : 0));
+    }
+    return lengths;
+}
+
+/* The unattacked text's prefixes: p at each task length, and the first
+ * multiple of prefix_step where p <= decision_fpr. */
+static tm_status prefixes(detection_memo *m, const tm_eval_task *t, const tm_detector *detector, const scored_text *x,
+                          json_t *scores, tm_error *err) {
+    tm_status status = TM_OK;
+    const int32_t *ids = x->ids;
+    size_t n = x->n;
+    json_t *lengths = length_log_ps(m, t, detector, x, &status, err);
+    /* Coarse to fine: prefixes every 5 steps until one is detected, then every
+     * step inside that last stretch. A crossing that comes and goes between
+     * two coarse points is missed; the scan costs a third of a fine one,
+     * which matters for the permutation-tested schemes. */
+    double threshold = log(t->decision_fpr);
+    json_t *needed = json_null();
+    size_t step = (size_t)t->prefix_step, coarse = 5 * step, found = 0;
+    const memo_entry *e = NULL;
+    for (size_t L = coarse; !status && !found && L < n + coarse; L += coarse) {
+        size_t at = L < n ? L : n - n % step; /* the last coarse point is the longest multiple of step */
+        if (at == 0) break;
+        status = memo_detect(m, detector, ids, at, &e, err);
+        if (!status && e->scored && e->log_p <= threshold) found = at;
+    }
+    for (size_t L = found > coarse ? found - coarse + step : step; !status && found && L < found; L += step) {
+        status = memo_detect(m, detector, ids, L, &e, err);
+        if (!status && e->scored && e->log_p <= threshold) found = L;
+    }
+    if (found) needed = json_integer((json_int_t)found);
+    json_object_set_new(scores, "prefix_log_p", lengths);
+    json_object_set_new(scores, "tokens_to_detect", needed);
+    json_object_set_new(scores, "n_detect_tokens", json_integer((json_int_t)n));
+    return status;
 }
 
 static void sha_of(const char *text, char hex[TM_SHA256_HEX_SIZE]) { tm_sha256_hex(text, strlen(text), hex); }
@@ -387,11 +630,14 @@ static tm_status attack(wm_worker *w, const tm_eval_attack *a, const char *conte
     return TM_OK;
 }
 
-static json_t *quality_json(wm_worker *w, const char *prompt, const tm_generation *g, tm_error *err,
-                            tm_status *status) {
-    int32_t *all = tm_alloc_array(g->n_prompt + g->n_ids + 1, sizeof *all, err);
+static json_t *quality_json(wm_worker *w, const char *prompt, const tm_generation *g, const nll_recorder *recorded,
+                            tm_error *err, tm_status *status) {
     double ppl = NAN;
-    if (!all) *status = TM_ERR_NOMEM;
+    bool have_ppl = recorded_perplexity(recorded, g->n_prompt, g->n_ids, &ppl);
+    int32_t *all = have_ppl ? NULL : tm_alloc_array(g->n_prompt + g->n_ids + 1, sizeof *all, err);
+    if (have_ppl) {
+        /* the perplexity came with the generation */
+    } else if (!all) *status = TM_ERR_NOMEM;
     else {
         memcpy(all, g->prompt_ids, g->n_prompt * sizeof *all);
         memcpy(all + g->n_prompt, g->ids, g->n_ids * sizeof *all);
@@ -433,50 +679,6 @@ static json_t *quality_json(wm_worker *w, const char *prompt, const tm_generatio
     return q;
 }
 
-/* p-values of the text's prefixes (as a detector tokenizes it): at each
- * task length, and the first multiple of prefix_step where p <= decision_fpr. */
-static tm_status prefixes(wm_state *s, const tm_detector *detector, const char *text, json_t *scores, tm_error *err) {
-    const tm_eval_task *t = s->task;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    tm_status status = tm_tokenizer_encode(s->tokenizer, text, strlen(text), false, &ids, &n, err);
-    if (status) return status;
-    json_t *lengths = json_array();
-    tm_detection d;
-    for (size_t k = 0; !status && k < t->n_lengths; k++) {
-        size_t L = (size_t)t->lengths[k];
-        if (L > n) {
-            json_array_append_new(lengths, json_null());
-            continue;
-        }
-        status = tm_detect_tokens(detector, 0, ids, L, 0, &d, err);
-        if (!status) json_array_append_new(lengths, tm_eval_json_number(d.n_scored ? d.log_p : 0));
-    }
-    /* Coarse to fine: prefixes every 5 steps until one is detected, then every
-     * step inside that last stretch. A crossing that comes and goes between
-     * two coarse points is missed; the scan costs a third of a fine one,
-     * which matters for the permutation-tested schemes. */
-    double threshold = log(t->decision_fpr);
-    json_t *needed = json_null();
-    size_t step = (size_t)t->prefix_step, coarse = 5 * step, found = 0;
-    for (size_t L = coarse; !status && !found && L < n + coarse; L += coarse) {
-        size_t at = L < n ? L : n - n % step; /* the last coarse point is the longest multiple of step */
-        if (at == 0) break;
-        status = tm_detect_tokens(detector, 0, ids, at, 0, &d, err);
-        if (!status && d.n_scored && d.log_p <= threshold) found = at;
-    }
-    for (size_t L = found > coarse ? found - coarse + step : step; !status && found && L < found; L += step) {
-        status = tm_detect_tokens(detector, 0, ids, L, 0, &d, err);
-        if (!status && d.n_scored && d.log_p <= threshold) found = L;
-    }
-    if (found) needed = json_integer((json_int_t)found);
-    free(ids);
-    json_object_set_new(scores, "prefix_log_p", lengths);
-    json_object_set_new(scores, "tokens_to_detect", needed);
-    json_object_set_new(scores, "n_detect_tokens", json_integer((json_int_t)n));
-    return status;
-}
-
 static char *ids_hash(const int32_t *ids, size_t n, char hex[TM_SHA256_HEX_SIZE]) {
     tm_sha256_hex(ids, n * sizeof *ids, hex);
     return hex;
@@ -513,6 +715,8 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
     memset(&g, 0, sizeof g);
     tm_generation emoji;
     memset(&emoji, 0, sizeof emoji);
+    nll_recorder recorder;
+    memset(&recorder, 0, sizeof recorder);
     const char *text;
     const tm_wm_config *config = watermarked ? &t->schemes[scheme] : NULL;
     if (human) {
@@ -523,7 +727,12 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
         if (watermarked) json_object_set_new(input, "scheme", json_string(t->scheme_names[scheme]));
         tm_wm_scheme *wm = NULL;
         tm_sampler_chain *chain = make_chain(t, config, s->keys[key], seed, &wm, err);
-        status = chain ? generate(w, chain, prompt, -1, &g, err) : TM_ERR_NOMEM;
+        tm_sampler_chain *outer = chain ? recorder_chain(&recorder, chain, tm_tokenizer_vocab_size(s->tokenizer),
+                                                         t->max_tokens)
+                                        : NULL;
+        if (chain && !outer) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+        else status = chain ? generate(w, outer, prompt, -1, &g, err) : TM_ERR_NOMEM;
+        tm_sampler_chain_free(outer);
         tm_sampler_chain_free(chain);
         tm_wm_scheme_free(wm);
         text = g.text ? g.text : "";
@@ -532,7 +741,7 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
             json_object_set_new(output, "ids", ids_json(g.ids, g.n_ids));
             json_object_set_new(output, "stop_reason", json_string(g.stop_reason ? g.stop_reason : ""));
             json_object_set_new(scores, "n_tokens", json_integer((json_int_t)g.n_ids));
-            json_object_set_new(scores, "quality", quality_json(w, prompt, &g, err, &status));
+            json_object_set_new(scores, "quality", quality_json(w, prompt, &g, &recorder, err, &status));
         }
         if (!status && any_attack(t, TM_ATTACK_EMOJI)) {
             chain = make_chain(t, config, s->keys[key], tm_eval_mix(seed, 2), &wm, err);
@@ -558,7 +767,12 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
         status = attack(w, &t->attacks[a], prompt, text, human ? NULL : emoji.text, seed, &texts[a + 1], attacked, err);
     }
     if (!status) json_object_set_new(output, "attacked", attacked), attacked = NULL;
-    /* Detection. */
+    /* Detection: each variant normalised and tokenised once, for every
+     * detector that reads it; detections shared through the memo. */
+    scored_text *tokens = status ? NULL : calloc(n_variants, sizeof *tokens);
+    if (!status && !tokens) status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
+    for (size_t a = 0; !status && a < n_variants; a++) status = tokenize_for_detection(s, texts[a], &tokens[a], err);
+    detection_memo memo = {0};
     size_t first = watermarked ? scheme : 0, last = watermarked ? scheme + 1 : t->n_schemes;
     json_t *by_scheme = json_object();
     for (size_t i = first; !status && i < last; i++) {
@@ -566,17 +780,29 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
         for (size_t a = 0; !status && a < n_variants; a++) {
             bool windowed = a > 0 && t->attacks[a - 1].window;
             const tm_detector *d = windowed ? s->window_detectors[i][key] : s->detectors[i][key];
+            if (!d) continue;
             double log_p;
-            status = detect(d, texts[a], &log_p, windowed, err);
+            status = variant_log_p(&memo, d, &tokens[a], windowed, &log_p, err);
             if (!status) json_object_set_new(log_ps, a ? t->attacks[a - 1].name : "none", tm_eval_json_number(log_p));
         }
         if (watermarked) {
             json_object_set_new(scores, "log_p", log_ps);
-            if (!status) status = prefixes(s, s->detectors[i][key], text, scores, err);
+            if (!status) status = prefixes(&memo, t, s->detectors[i][key], &tokens[0], scores, err);
+            /* TPR against length under each attack: the attacked text's
+             * prefixes (a windowed variant's text is its whole-text twin's). */
+            json_t *attacked_lengths = json_object();
+            for (size_t a = 1; !status && a < n_variants; a++)
+                if (!t->attacks[a - 1].window)
+                    json_object_set_new(attacked_lengths, t->attacks[a - 1].name,
+                                        length_log_ps(&memo, t, s->detectors[i][key], &tokens[a], &status, err));
+            json_object_set_new(scores, "prefix_log_p_attacked", attacked_lengths);
         } else json_object_set_new(by_scheme, t->scheme_names[i], log_ps);
     }
     if (!watermarked) json_object_set_new(scores, "log_p", by_scheme);
     else json_decref(by_scheme);
+    for (size_t a = 0; tokens && a < n_variants; a++) free(tokens[a].ids);
+    free(tokens);
+    free(memo.entries);
     for (size_t a = 0; texts && a < n_variants; a++) free(texts[a]);
     free(texts);
     json_decref(attacked);
@@ -598,6 +824,7 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
     json_decref(scores);
     tm_generation_free(&g);
     tm_generation_free(&emoji);
+    recorder_free(&recorder);
     return status;
 }
 

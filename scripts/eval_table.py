@@ -2,11 +2,15 @@
 """Render the robustness table of a `tracemark eval` watermark run as Markdown.
 
 Usage: scripts/eval_table.py RUN_DIR/results.json [FPR]
+       scripts/eval_table.py RUN_DIR/results.json --lengths
 
 One row per attack variant, one column per scheme: TPR at the analytic
 p-value threshold FPR (default 0.001) with the ROC-AUC beside it, then the
 empirical FPR of the null set at that threshold, tokens needed to detect and
-the quality cost. Reads only results.json; prints to stdout.
+the quality cost. With --lengths: TPR at the task's decision FPR against
+length, one row per attack variant, each cell the TPR of the first 25/50/...
+tokens ("-" where no text reached that length). Reads only results.json;
+prints to stdout.
 """
 import json
 import sys
@@ -16,6 +20,8 @@ def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     root = json.load(open(sys.argv[1]))
+    if len(sys.argv) == 3 and sys.argv[2] == "--lengths":
+        return lengths_table(root)
     fpr = float(sys.argv[2]) if len(sys.argv) == 3 else 0.001
     schemes = root["results"]["schemes"]
     names = list(schemes)
@@ -52,6 +58,29 @@ def main():
         r = q.get("ratio_to_baseline")
         row.append("n/a" if r is None else f"{r:.2f}x")
     print("| perplexity vs unwatermarked | " + " | ".join(row) + " |")
+
+
+def lengths_table(root):
+    schemes = root["results"]["schemes"]
+    names = list(schemes)
+    cells = {s: {c["attack"]: c.get("tpr_by_length") for c in schemes[s]["attacks"]} for s in names}
+    attacks = [c["attack"] for c in schemes[names[0]]["attacks"] if "tpr_by_length" in c]
+    first = next(v for v in cells[names[0]].values() if v)
+    lengths = "/".join(str(row["length"]) for row in first)
+
+    def cell(scheme, attack):
+        rows = cells[scheme].get(attack)
+        if not rows:
+            return "n/a"
+        return "/".join("-" if row["n"] == 0 or row["tpr"]["value"] is None else f"{row['tpr']['value']:.2f}"
+                        for row in rows)
+
+    print(f"TPR against length ({lengths} tokens) at the decision FPR ({root['task']}, "
+          f"{root['n_present']} of {root['n_samples']} samples):\n")
+    print("| attack | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for attack in attacks:
+        print(f"| {attack} | " + " | ".join(cell(s, attack) for s in names) + " |")
 
 
 if __name__ == "__main__":
