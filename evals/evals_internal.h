@@ -29,13 +29,43 @@ void tm_eval_strings_free(char **texts, size_t n);
 tm_status tm_eval_watermark_aggregate(const tm_eval_task *task, const tm_eval_record *records, size_t n_records,
                                       char **results, tm_error *err);
 
-/* The zero_shot kind's task file (evals/zeroshot_task.c): whether the root
- * mapping says `kind: zero_shot`, and its strict parse (t already holds
- * task.c's defaults; dir resolves relative paths). */
+/* Task files (evals/task_yaml.c): the strict YAML field readers that every
+ * kind's parser shares. Each refuses what the schema refuses with
+ * "FILE:LINE: FIELD: what is wrong" in err and TM_ERR_FORMAT; relative paths
+ * resolve against dir, the task file's folder. */
 struct yaml_document_s;
 struct yaml_node_s;
+typedef struct {
+    const char *path;
+    char dir[TM_EVAL_PATH_MAX];
+    struct yaml_document_s *doc;
+    tm_error *err;
+} tm_eval_yaml;
+tm_status tm_eval_yaml_fail(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, const char *format,
+                            ...) __attribute__((format(printf, 4, 5)));
+unsigned long tm_eval_yaml_line(const struct yaml_node_s *node);
+const char *tm_eval_yaml_kind(const struct yaml_node_s *node); /* "a scalar", "a sequence", ... */
+bool tm_eval_yaml_plain(const struct yaml_node_s *node);       /* an unquoted scalar */
+tm_status tm_eval_yaml_scalar(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, char *out,
+                              size_t capacity);
+tm_status tm_eval_yaml_integer(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, long long min,
+                               long long max, long long *out);
+tm_status tm_eval_yaml_unsigned64(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, uint64_t *out);
+tm_status tm_eval_yaml_number(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, double min,
+                              double max, bool min_open, double *out);
+tm_status tm_eval_yaml_boolean(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, bool *out);
+tm_status tm_eval_yaml_sequence(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, size_t min,
+                                size_t max);
+size_t tm_eval_yaml_size(const struct yaml_node_s *sequence);
+struct yaml_node_s *tm_eval_yaml_item(tm_eval_yaml *p, const struct yaml_node_s *sequence, size_t i);
+tm_status tm_eval_yaml_resolve(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, char *out);
+tm_status tm_eval_yaml_must_exist(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field,
+                                  const char *path);
+
+/* The zero_shot kind's task file (evals/zeroshot_task.c): whether the root
+ * mapping says `kind: zero_shot`, and its strict parse (t already holds
+ * task.c's defaults). */
 bool tm_eval_zeroshot_kind_of(struct yaml_document_s *doc, struct yaml_node_s *root);
-tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *dir, struct yaml_document_s *doc,
-                                 struct yaml_node_s *root, bool check_files, tm_error *err);
+tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, struct yaml_node_s *root, bool check_files);
 
 #endif

@@ -27,133 +27,7 @@ static const char *const builtin_prompts[] = {
     "In a small town, there was a boy",
 };
 
-typedef struct {
-    const char *path;
-    char dir[TM_EVAL_PATH_MAX];
-    yaml_document_t *doc;
-    tm_error *err;
-} parser;
-
-static unsigned long line_of(const yaml_node_t *node) { return (unsigned long)node->start_mark.line + 1; }
-
-static tm_status fail(parser *p, const yaml_node_t *node, const char *field, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static tm_status fail(parser *p, const yaml_node_t *node, const char *field, const char *format, ...) {
-    char message[384];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
-    va_end(args);
-    return tm_error_set(p->err, TM_ERR_FORMAT, "%s:%lu: %s: %s", p->path, node ? line_of(node) : 0UL, field,
-                        message);
-}
-
-static const char *node_kind(const yaml_node_t *node) {
-    switch (node->type) {
-    case YAML_SCALAR_NODE: return "a scalar";
-    case YAML_SEQUENCE_NODE: return "a sequence";
-    case YAML_MAPPING_NODE: return "a mapping";
-    default: return "nothing";
-    }
-}
-
-/* A scalar's text, NUL-terminated in a caller buffer; refuses NUL inside and overlong values. */
-static tm_status scalar(parser *p, const yaml_node_t *node, const char *field, char *out, size_t capacity) {
-    if (node->type != YAML_SCALAR_NODE) return fail(p, node, field, "expected a single value, got %s", node_kind(node));
-    size_t n = node->data.scalar.length;
-    if (n >= capacity) return fail(p, node, field, "value too long (at most %zu bytes)", capacity - 1);
-    if (memchr(node->data.scalar.value, 0, n)) return fail(p, node, field, "value holds a NUL character");
-    memcpy(out, node->data.scalar.value, n);
-    out[n] = '\0';
-    return TM_OK;
-}
-
-/* Plain scalars may be numbers; quoted ones are strings, as YAML's core schema says. */
-static bool plain(const yaml_node_t *node) { return node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE; }
-
-static tm_status integer(parser *p, const yaml_node_t *node, const char *field, long long min, long long max,
-                         long long *out) {
-    char text[64];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    const char *s = text;
-    if (*s == '+' || *s == '-') s++;
-    bool digits = *s != '\0';
-    for (const char *q = s; *q; q++) digits = digits && *q >= '0' && *q <= '9';
-    if (!plain(node) || !digits) return fail(p, node, field, "expected an integer, got '%s'", text);
-    errno = 0;
-    long long value = strtoll(text, NULL, 10);
-    if (errno == ERANGE || value < min || value > max)
-        return fail(p, node, field, "must be an integer in [%lld, %lld], got %s", min, max, text);
-    *out = value;
-    return TM_OK;
-}
-
-static tm_status unsigned64(parser *p, const yaml_node_t *node, const char *field, uint64_t *out) {
-    char text[64];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    bool digits = text[0] != '\0';
-    for (const char *q = text; *q; q++) digits = digits && *q >= '0' && *q <= '9';
-    if (!plain(node) || !digits) return fail(p, node, field, "expected an unsigned integer, got '%s'", text);
-    errno = 0;
-    unsigned long long value = strtoull(text, NULL, 10);
-    if (errno == ERANGE) return fail(p, node, field, "must fit in 64 bits, got %s", text);
-    *out = value;
-    return TM_OK;
-}
-
-static tm_status number(parser *p, const yaml_node_t *node, const char *field, double min, double max,
-                        bool min_open, double *out) {
-    char text[64];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    char *end = NULL;
-    errno = 0;
-    double value = text[0] ? strtod(text, &end) : NAN;
-    if (!plain(node) || !end || *end || text[0] == '\0' || strpbrk(text, "xXnNiI"))
-        return fail(p, node, field, "expected a number, got '%s'", text);
-    if (!isfinite(value) || value < min || value > max || (min_open && value == min))
-        return fail(p, node, field, "must be a number in %c%g, %g], got %s", min_open ? '(' : '[', min, max, text);
-    *out = value;
-    return TM_OK;
-}
-
-static tm_status boolean(parser *p, const yaml_node_t *node, const char *field, bool *out) {
-    char text[16];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    if (plain(node) && !strcmp(text, "true")) return *out = true, TM_OK;
-    if (plain(node) && !strcmp(text, "false")) return *out = false, TM_OK;
-    return fail(p, node, field, "expected true or false, got '%s'", text);
-}
-
-static tm_status sequence(parser *p, const yaml_node_t *node, const char *field, size_t min, size_t max) {
-    if (node->type != YAML_SEQUENCE_NODE) return fail(p, node, field, "expected a sequence, got %s", node_kind(node));
-    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n < min || n > max) return fail(p, node, field, "expected %zu to %zu items, got %zu", min, max, n);
-    return TM_OK;
-}
-
-static size_t sequence_size(const yaml_node_t *node) {
-    return (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-}
-
-static yaml_node_t *item(parser *p, const yaml_node_t *node, size_t i) {
-    return yaml_document_get_node(p->doc, node->data.sequence.items.start[i]);
-}
-
-/* Resolve a path from the file relative to the task's folder. */
-static tm_status resolve(parser *p, const yaml_node_t *node, const char *field, char *out) {
-    char text[TM_EVAL_PATH_MAX];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    if (!text[0]) return fail(p, node, field, "empty path");
-    int n = text[0] == '/' ? snprintf(out, TM_EVAL_PATH_MAX, "%s", text)
-                           : snprintf(out, TM_EVAL_PATH_MAX, "%s/%s", p->dir, text);
-    if (n < 0 || n >= TM_EVAL_PATH_MAX) return fail(p, node, field, "path too long");
-    return TM_OK;
-}
-
-static tm_status must_exist(parser *p, const yaml_node_t *node, const char *field, const char *path) {
-    if (!tm_file_exists(path)) return fail(p, node, field, "no such file: %s", path);
-    return TM_OK;
-}
+typedef tm_eval_yaml parser; /* the reader state of evals/task_yaml.c */
 
 /* Walk a mapping's pairs: each key must be a plain scalar in `known`, none twice. */
 typedef tm_status (*field_handler)(parser *p, tm_eval_task *task, const char *key, yaml_node_t *value,
@@ -161,14 +35,16 @@ typedef tm_status (*field_handler)(parser *p, tm_eval_task *task, const char *ke
 
 static tm_status mapping(parser *p, tm_eval_task *task, const yaml_node_t *node, const char *where,
                          const char *const *known, field_handler handle) {
-    if (node->type != YAML_MAPPING_NODE) return fail(p, node, where, "expected a mapping, got %s", node_kind(node));
+    if (node->type != YAML_MAPPING_NODE)
+        return tm_eval_yaml_fail(p, node, where, "expected a mapping, got %s", tm_eval_yaml_kind(node));
     const char *seen[32] = {0};
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
         yaml_node_t *key_node = yaml_document_get_node(p->doc, pair->key);
         yaml_node_t *value = yaml_document_get_node(p->doc, pair->value);
         char key[64];
-        if (key_node->type != YAML_SCALAR_NODE) return fail(p, key_node, where, "field names must be plain words");
-        if (scalar(p, key_node, where, key, sizeof key)) return TM_ERR_FORMAT;
+        if (key_node->type != YAML_SCALAR_NODE)
+            return tm_eval_yaml_fail(p, key_node, where, "field names must be plain words");
+        if (tm_eval_yaml_scalar(p, key_node, where, key, sizeof key)) return TM_ERR_FORMAT;
         size_t k = 0;
         while (known[k] && strcmp(known[k], key)) k++;
         if (!known[k]) {
@@ -179,11 +55,11 @@ static tm_status mapping(parser *p, tm_eval_task *task, const yaml_node_t *node,
             }
             char full[160];
             snprintf(full, sizeof full, "%s%s%s", where[0] ? where : "", where[0] ? "." : "", key);
-            return fail(p, key_node, full, "unknown field (known: %s)", list);
+            return tm_eval_yaml_fail(p, key_node, full, "unknown field (known: %s)", list);
         }
-        if (k < 32 && seen[k]) return fail(p, key_node, key, "duplicate field");
+        if (k < 32 && seen[k]) return tm_eval_yaml_fail(p, key_node, key, "duplicate field");
         if (k < 32) seen[k] = key;
-        if (handle(p, task, key, value, line_of(key_node))) return TM_ERR_FORMAT;
+        if (handle(p, task, key, value, tm_eval_yaml_line(key_node))) return TM_ERR_FORMAT;
     }
     return TM_OK;
 }
@@ -197,19 +73,19 @@ static tm_status sampling_field(parser *p, tm_eval_task *t, const char *key, yam
     char field[64];
     snprintf(field, sizeof field, "sampling.%s", key);
     if (!strcmp(key, "temperature")) {
-        if (number(p, v, field, 0, 100, false, &x)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, field, 0, 100, false, &x)) return TM_ERR_FORMAT;
         t->sampling.temperature = (float)x;
     } else if (!strcmp(key, "top_k")) {
-        if (integer(p, v, field, 0, 1 << 20, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 0, 1 << 20, &i)) return TM_ERR_FORMAT;
         t->sampling.top_k = (int32_t)i;
     } else if (!strcmp(key, "top_p")) {
-        if (number(p, v, field, 0, 1, true, &x)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, field, 0, 1, true, &x)) return TM_ERR_FORMAT;
         t->sampling.top_p = (float)x;
     } else if (!strcmp(key, "min_p")) {
-        if (number(p, v, field, 0, 1, false, &x)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, field, 0, 1, false, &x)) return TM_ERR_FORMAT;
         t->sampling.min_p = (float)x;
     } else if (!strcmp(key, "repeat_penalty")) {
-        if (number(p, v, field, 0, 100, true, &x)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, field, 0, 100, true, &x)) return TM_ERR_FORMAT;
         t->sampling.repeat_penalty = (float)x;
     }
     return TM_OK;
@@ -221,28 +97,28 @@ static tm_status null_field(parser *p, tm_eval_task *t, const char *key, yaml_no
     char field[64];
     snprintf(field, sizeof field, "null.%s", key);
     if (!strcmp(key, "generated")) {
-        if (integer(p, v, field, 0, 1000000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 0, 1000000, &i)) return TM_ERR_FORMAT;
         t->null_generated = (int32_t)i;
     } else if (!strcmp(key, "human")) {
-        if (integer(p, v, field, 0, 1000000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 0, 1000000, &i)) return TM_ERR_FORMAT;
         t->null_human = (int32_t)i;
     } else if (!strcmp(key, "data_dir")) {
-        if (resolve(p, v, field, t->data_dir)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_resolve(p, v, field, t->data_dir)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "sources")) {
-        if (sequence(p, v, field, 1, 3)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_sequence(p, v, field, 1, 3)) return TM_ERR_FORMAT;
         t->human_truthfulqa = t->human_halueval_knowledge = t->human_halueval_chatgpt = false;
-        for (size_t k = 0; k < sequence_size(v); k++) {
+        for (size_t k = 0; k < tm_eval_yaml_size(v); k++) {
             char name[64];
-            yaml_node_t *n = item(p, v, k);
-            if (scalar(p, n, field, name, sizeof name)) return TM_ERR_FORMAT;
+            yaml_node_t *n = tm_eval_yaml_item(p, v, k);
+            if (tm_eval_yaml_scalar(p, n, field, name, sizeof name)) return TM_ERR_FORMAT;
             bool *flag = !strcmp(name, "truthfulqa")           ? &t->human_truthfulqa
                          : !strcmp(name, "halueval-knowledge") ? &t->human_halueval_knowledge
                          : !strcmp(name, "halueval-chatgpt")   ? &t->human_halueval_chatgpt
                                                                : NULL;
             if (!flag)
-                return fail(p, n, field, "unknown source '%s' (known: truthfulqa, halueval-knowledge, halueval-chatgpt)",
-                            name);
-            if (*flag) return fail(p, n, field, "source '%s' listed twice", name);
+                return tm_eval_yaml_fail(
+                    p, n, field, "unknown source '%s' (known: truthfulqa, halueval-knowledge, halueval-chatgpt)", name);
+            if (*flag) return tm_eval_yaml_fail(p, n, field, "source '%s' listed twice", name);
             *flag = true;
         }
     }
@@ -255,17 +131,18 @@ static tm_status metrics_field(parser *p, tm_eval_task *t, const char *key, yaml
     char field[64];
     snprintf(field, sizeof field, "metrics.%s", key);
     if (!strcmp(key, "fprs")) {
-        if (sequence(p, v, field, 1, TM_EVAL_MAX_FPRS)) return TM_ERR_FORMAT;
-        t->n_fprs = sequence_size(v);
+        if (tm_eval_yaml_sequence(p, v, field, 1, TM_EVAL_MAX_FPRS)) return TM_ERR_FORMAT;
+        t->n_fprs = tm_eval_yaml_size(v);
         for (size_t k = 0; k < t->n_fprs; k++)
-            if (number(p, item(p, v, k), field, 0, 0.5, true, &t->fprs[k])) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_number(p, tm_eval_yaml_item(p, v, k), field, 0, 0.5, true, &t->fprs[k]))
+                return TM_ERR_FORMAT;
     } else if (!strcmp(key, "decision_fpr")) {
-        if (number(p, v, field, 0, 0.5, true, &t->decision_fpr)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, field, 0, 0.5, true, &t->decision_fpr)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "bootstrap")) {
-        if (integer(p, v, field, 0, 100000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 0, 100000, &i)) return TM_ERR_FORMAT;
         t->bootstrap = (uint32_t)i;
     } else if (!strcmp(key, "prefix_step")) {
-        if (integer(p, v, field, 1, 4096, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 1, 4096, &i)) return TM_ERR_FORMAT;
         t->prefix_step = (int32_t)i;
     }
     return TM_OK;
@@ -277,10 +154,10 @@ static tm_status detect_field(parser *p, tm_eval_task *t, const char *key, yaml_
     char field[64];
     snprintf(field, sizeof field, "detect.%s", key);
     if (!strcmp(key, "permutations")) {
-        if (integer(p, v, field, 1, 1000000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 1, 1000000, &i)) return TM_ERR_FORMAT;
         t->permutations = (int32_t)i;
     } else if (!strcmp(key, "min_window")) {
-        if (integer(p, v, field, 1, 100000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, field, 1, 100000, &i)) return TM_ERR_FORMAT;
         t->min_window = (int32_t)i;
     }
     return TM_OK;
@@ -299,8 +176,8 @@ static tm_status second_model_field(parser *p, tm_eval_task *t, const char *key,
     char field[64];
     snprintf(field, sizeof field, "%s.%s", second_model.section, key);
     char *out = !strcmp(key, "model") ? second_model.model : second_model.tokenizer;
-    if (resolve(p, v, field, out)) return TM_ERR_FORMAT;
-    if (second_model.check_files && must_exist(p, v, field, out)) return TM_ERR_FORMAT;
+    if (tm_eval_yaml_resolve(p, v, field, out)) return TM_ERR_FORMAT;
+    if (second_model.check_files && tm_eval_yaml_must_exist(p, v, field, out)) return TM_ERR_FORMAT;
     return TM_OK;
 }
 
@@ -315,7 +192,7 @@ static tm_status second_model_section(parser *p, tm_eval_task *t, yaml_node_t *v
     if (!model[0]) {
         char field[64];
         snprintf(field, sizeof field, "%s.model", section);
-        return fail(p, v, field, "missing (required)");
+        return tm_eval_yaml_fail(p, v, field, "missing (required)");
     }
     return TM_OK;
 }
@@ -334,19 +211,19 @@ static tm_status attack_field(parser *p, tm_eval_task *t, const char *key, yaml_
     (void)line;
     if (!strcmp(key, "attack")) {
         char name[64];
-        if (scalar(p, v, "attacks.attack", name, sizeof name)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_scalar(p, v, "attacks.attack", name, sizeof name)) return TM_ERR_FORMAT;
         if (!tm_attack_parse(name, &current_attack.kind) || current_attack.kind == TM_ATTACK_NONE)
-            return fail(p, v, "attacks.attack",
+            return tm_eval_yaml_fail(p, v, "attacks.attack",
                         "unknown attack '%s' (known: delete, insert, swap, typo, case, punctuation, synonym, "
                         "homoglyph, zero-width, copy-paste, emoji, paraphrase)",
                         name);
         current_attack.has_kind = true;
         current_attack.kind_node = v;
     } else if (!strcmp(key, "strengths")) {
-        if (sequence(p, v, "attacks.strengths", 1, 8)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_sequence(p, v, "attacks.strengths", 1, 8)) return TM_ERR_FORMAT;
         current_attack.strengths = v;
     } else if (!strcmp(key, "window")) {
-        if (boolean(p, v, "attacks.window", &current_attack.window)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_boolean(p, v, "attacks.window", &current_attack.window)) return TM_ERR_FORMAT;
         current_attack.has_window = true;
     }
     return TM_OK;
@@ -354,23 +231,26 @@ static tm_status attack_field(parser *p, tm_eval_task *t, const char *key, yaml_
 
 static tm_status attacks_section(parser *p, tm_eval_task *t, yaml_node_t *v) {
     static const char *const known[] = {"attack", "strengths", "window", NULL};
-    if (sequence(p, v, "attacks", 0, TM_EVAL_MAX_ATTACKS)) return TM_ERR_FORMAT;
-    for (size_t k = 0; k < sequence_size(v); k++) {
-        yaml_node_t *entry = item(p, v, k);
+    if (tm_eval_yaml_sequence(p, v, "attacks", 0, TM_EVAL_MAX_ATTACKS)) return TM_ERR_FORMAT;
+    for (size_t k = 0; k < tm_eval_yaml_size(v); k++) {
+        yaml_node_t *entry = tm_eval_yaml_item(p, v, k);
         memset(&current_attack, 0, sizeof current_attack);
         if (mapping(p, t, entry, "attacks", known, attack_field)) return TM_ERR_FORMAT;
-        if (!current_attack.has_kind) return fail(p, entry, "attacks.attack", "missing (each attack names one)");
-        if (!current_attack.strengths) return fail(p, entry, "attacks.strengths", "missing");
+        if (!current_attack.has_kind)
+            return tm_eval_yaml_fail(p, entry, "attacks.attack", "missing (each attack names one)");
+        if (!current_attack.strengths) return tm_eval_yaml_fail(p, entry, "attacks.strengths", "missing");
         if (current_attack.has_window && current_attack.kind != TM_ATTACK_COPY_PASTE)
-            return fail(p, entry, "attacks.window", "only copy-paste is scored with a window");
+            return tm_eval_yaml_fail(p, entry, "attacks.window", "only copy-paste is scored with a window");
         yaml_node_t *s = current_attack.strengths;
-        for (size_t j = 0; j < sequence_size(s); j++) {
+        for (size_t j = 0; j < tm_eval_yaml_size(s); j++) {
             double x;
             bool share = current_attack.kind == TM_ATTACK_COPY_PASTE;
-            if (number(p, item(p, s, j), "attacks.strengths", 0, 1, share, &x)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_number(p, tm_eval_yaml_item(p, s, j), "attacks.strengths", 0, 1, share, &x))
+                return TM_ERR_FORMAT;
             for (int w = 0; w <= (current_attack.window ? 1 : 0); w++) {
                 if (t->n_attacks == TM_EVAL_MAX_ATTACKS)
-                    return fail(p, entry, "attacks", "too many attack variants (at most %d)", TM_EVAL_MAX_ATTACKS);
+                    return tm_eval_yaml_fail(p, entry, "attacks", "too many attack variants (at most %d)",
+                                             TM_EVAL_MAX_ATTACKS);
                 tm_eval_attack *a = &t->attacks[t->n_attacks];
                 a->kind = current_attack.kind;
                 a->strength = x;
@@ -378,7 +258,8 @@ static tm_status attacks_section(parser *p, tm_eval_task *t, yaml_node_t *v) {
                 snprintf(a->name, sizeof a->name, "%s%s@%g", tm_attack_name(a->kind), a->window ? "+window" : "", x);
                 for (size_t q = 0; q < t->n_attacks; q++)
                     if (!strcmp(t->attacks[q].name, a->name))
-                        return fail(p, item(p, s, j), "attacks.strengths", "%s listed twice", a->name);
+                        return tm_eval_yaml_fail(p, tm_eval_yaml_item(p, s, j), "attacks.strengths", "%s listed twice",
+                                                 a->name);
                 t->n_attacks++;
             }
         }
@@ -388,14 +269,15 @@ static tm_status attacks_section(parser *p, tm_eval_task *t, yaml_node_t *v) {
 
 static tm_status prompts_from_file(parser *p, tm_eval_task *t, yaml_node_t *v) {
     char path[TM_EVAL_PATH_MAX];
-    if (resolve(p, v, "prompts_file", path) || must_exist(p, v, "prompts_file", path)) return TM_ERR_FORMAT;
+    if (tm_eval_yaml_resolve(p, v, "prompts_file", path) || tm_eval_yaml_must_exist(p, v, "prompts_file", path))
+        return TM_ERR_FORMAT;
     char *text = NULL;
     size_t size = 0;
     tm_error e;
-    if (tm_read_file(path, &text, &size, &e)) return fail(p, v, "prompts_file", "%s", e.message);
+    if (tm_read_file(path, &text, &size, &e)) return tm_eval_yaml_fail(p, v, "prompts_file", "%s", e.message);
     if (!tm_utf8_valid(text, size) || memchr(text, 0, size)) {
         free(text);
-        return fail(p, v, "prompts_file", "%s: not UTF-8 text", path);
+        return tm_eval_yaml_fail(p, v, "prompts_file", "%s: not UTF-8 text", path);
     }
     size_t lines = 0;
     for (char *s = text; *s;) {
@@ -406,7 +288,7 @@ static tm_status prompts_from_file(parser *p, tm_eval_task *t, yaml_node_t *v) {
     }
     if (lines == 0 || lines > PROMPTS_MAX) {
         free(text);
-        return fail(p, v, "prompts_file", "%s: expected 1 to %d non-empty lines", path, PROMPTS_MAX);
+        return tm_eval_yaml_fail(p, v, "prompts_file", "%s: expected 1 to %d non-empty lines", path, PROMPTS_MAX);
     }
     t->prompts = calloc(lines, sizeof *t->prompts);
     if (!t->prompts) return free(text), tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
@@ -455,17 +337,17 @@ static tm_status top_field(parser *p, tm_eval_task *t, const char *key, yaml_nod
     else if (!strcmp(key, "oracle")) top.oracle = v;
     else if (!strcmp(key, "paraphraser")) top.paraphraser = v;
     else if (!strcmp(key, "max_tokens")) {
-        if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
         t->max_tokens = (int32_t)i;
     } else if (!strcmp(key, "lengths")) {
         top.lengths = v;
-        if (sequence(p, v, "lengths", 1, TM_EVAL_MAX_LENGTHS)) return TM_ERR_FORMAT;
-        t->n_lengths = sequence_size(v);
+        if (tm_eval_yaml_sequence(p, v, "lengths", 1, TM_EVAL_MAX_LENGTHS)) return TM_ERR_FORMAT;
+        t->n_lengths = tm_eval_yaml_size(v);
         for (size_t k = 0; k < t->n_lengths; k++) {
-            if (integer(p, item(p, v, k), "lengths", 1, 4096, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, tm_eval_yaml_item(p, v, k), "lengths", 1, 4096, &i)) return TM_ERR_FORMAT;
             t->lengths[k] = (int32_t)i;
             if (k > 0 && t->lengths[k] <= t->lengths[k - 1])
-                return fail(p, item(p, v, k), "lengths", "must increase");
+                return tm_eval_yaml_fail(p, tm_eval_yaml_item(p, v, k), "lengths", "must increase");
         }
     } else if (!strcmp(key, "sampling")) {
         static const char *const known[] = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", NULL};
@@ -507,7 +389,7 @@ static void defaults(tm_eval_task *t) {
 
 static tm_status required(parser *p, yaml_node_t *root, yaml_node_t *node, const char *field) {
     if (node) return TM_OK;
-    return fail(p, root, field, "missing (required)");
+    return tm_eval_yaml_fail(p, root, field, "missing (required)");
 }
 
 static tm_status check_data(parser *p, yaml_node_t *root, tm_eval_task *t) {
@@ -520,7 +402,8 @@ static tm_status check_data(parser *p, yaml_node_t *root, tm_eval_task *t) {
         char path[TM_EVAL_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/%s", t->data_dir, files[k]);
         if (!tm_file_exists(path))
-            return fail(p, top.null_section ? top.null_section : root, "null.data_dir", "missing data file %s", path);
+            return tm_eval_yaml_fail(p, top.null_section ? top.null_section : root, "null.data_dir",
+                                     "missing data file %s", path);
     }
     return TM_OK;
 }
@@ -560,7 +443,7 @@ static tm_status halluc_metrics_field(parser *p, tm_eval_task *t, const char *ke
     (void)line;
     long long i;
     if (!strcmp(key, "bootstrap")) {
-        if (integer(p, v, "metrics.bootstrap", 0, 100000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "metrics.bootstrap", 0, 100000, &i)) return TM_ERR_FORMAT;
         t->bootstrap = (uint32_t)i;
     }
     return TM_OK;
@@ -576,27 +459,27 @@ static tm_status halluc_field(parser *p, tm_eval_task *t, const char *key, yaml_
     else if (!strcmp(key, "data")) halluc_top.data = v;
     else if (!strcmp(key, "instruction")) halluc_top.instruction = v;
     else if (!strcmp(key, "limit")) {
-        if (integer(p, v, "limit", 0, 100000000, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "limit", 0, 100000000, &i)) return TM_ERR_FORMAT;
         t->halluc_limit = i;
     } else if (!strcmp(key, "reuse")) {
-        if (boolean(p, v, "reuse", &t->halluc_reuse)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_boolean(p, v, "reuse", &t->halluc_reuse)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "context")) {
-        if (integer(p, v, "context", 16, 1 << 20, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "context", 16, 1 << 20, &i)) return TM_ERR_FORMAT;
         t->halluc_context = (int32_t)i;
     } else if (!strcmp(key, "margin")) {
-        if (number(p, v, "margin", 0, 1e6, false, &t->halluc_margin)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, "margin", 0, 1e6, false, &t->halluc_margin)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "max_tokens")) {
-        if (integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "max_tokens", 1, 4096, &i)) return TM_ERR_FORMAT;
         t->halluc_max_tokens = (int32_t)i;
     } else if (!strcmp(key, "samples")) {
-        if (integer(p, v, "samples", 1, 100, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, v, "samples", 1, 100, &i)) return TM_ERR_FORMAT;
         t->halluc_samples = (int32_t)i;
     } else if (!strcmp(key, "temperature")) {
         double x;
-        if (number(p, v, "temperature", 0, 100, false, &x)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_number(p, v, "temperature", 0, 100, false, &x)) return TM_ERR_FORMAT;
         t->halluc_temperature = (float)x;
     } else if (!strcmp(key, "prompt_variant")) {
-        if (boolean(p, v, "prompt_variant", &t->halluc_prompt_variant)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_boolean(p, v, "prompt_variant", &t->halluc_prompt_variant)) return TM_ERR_FORMAT;
     } else if (!strcmp(key, "metrics")) {
         static const char *const known[] = {"bootstrap", NULL};
         return mapping(p, t, v, "metrics", known, halluc_metrics_field);
@@ -609,14 +492,15 @@ static tm_status halluc_field(parser *p, tm_eval_task *t, const char *key, yaml_
 static tm_status halluc_data_path(parser *p, yaml_node_t *node, const char *field, const char *relative, char *out,
                                   bool check_files) {
     if (node) {
-        if (resolve(p, node, field, out)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_resolve(p, node, field, out)) return TM_ERR_FORMAT;
     } else {
         const char *fixtures = getenv("TRACEMARK_FIXTURES");
         int n = snprintf(out, TM_EVAL_PATH_MAX, "%s/data/%s", fixtures && *fixtures ? fixtures : "../shared", relative);
-        if (n < 0 || n >= TM_EVAL_PATH_MAX) return tm_error_set(p->err, TM_ERR_FORMAT, "%s: %s: path too long", p->path, field);
+        if (n < 0 || n >= TM_EVAL_PATH_MAX)
+            return tm_error_set(p->err, TM_ERR_FORMAT, "%s: %s: path too long", p->path, field);
     }
     if (check_files && !tm_file_exists(out)) {
-        if (node) return fail(p, node, field, "no such file: %s", out);
+        if (node) return tm_eval_yaml_fail(p, node, field, "no such file: %s", out);
         return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: %s: missing, and the default %s does not exist", p->path,
                             field, out);
     }
@@ -646,10 +530,12 @@ static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root
                                : kind == TM_EVAL_KIND_SELFCHECK      ? known_selfcheck
                                                                      : known_halueval;
     if (mapping(p, t, root, "", known, halluc_field)) return TM_ERR_FORMAT;
-    if (required(p, root, halluc_top.name, "name") || scalar(p, halluc_top.name, "name", t->name, sizeof t->name))
+    if (required(p, root, halluc_top.name, "name") ||
+        tm_eval_yaml_scalar(p, halluc_top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
-    if (!valid_name(t->name)) return fail(p, halluc_top.name, "name", "use letters, digits, '-', '_' and '.' only");
-    if (required(p, root, halluc_top.seed, "seed") || unsigned64(p, halluc_top.seed, "seed", &t->seed))
+    if (!valid_name(t->name))
+        return tm_eval_yaml_fail(p, halluc_top.name, "name", "use letters, digits, '-', '_' and '.' only");
+    if (required(p, root, halluc_top.seed, "seed") || tm_eval_yaml_unsigned64(p, halluc_top.seed, "seed", &t->seed))
         return TM_ERR_FORMAT;
     const char *default_data = kind == TM_EVAL_KIND_TRUTHFULQA_MC    ? "truthfulqa/mc_task.json"
                                : kind == TM_EVAL_KIND_TRUTHFULQA_GEN ? "truthfulqa/TruthfulQA.csv"
@@ -663,18 +549,18 @@ static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root
     if (!check_files) return TM_OK;
     char explicit_model[TM_EVAL_PATH_MAX] = "";
     if (halluc_top.model) {
-        if (resolve(p, halluc_top.model, "model", explicit_model) ||
-            must_exist(p, halluc_top.model, "model", explicit_model))
+        if (tm_eval_yaml_resolve(p, halluc_top.model, "model", explicit_model) ||
+            tm_eval_yaml_must_exist(p, halluc_top.model, "model", explicit_model))
             return TM_ERR_FORMAT;
-        t->model_line = line_of(halluc_top.model);
+        t->model_line = tm_eval_yaml_line(halluc_top.model);
     }
     tm_error e;
     if (tm_model_resolve(explicit_model[0] ? explicit_model : NULL, t->model_path, sizeof t->model_path,
                          t->tokenizer_path, sizeof t->tokenizer_path, &e))
-        return fail(p, halluc_top.model ? halluc_top.model : root, "model", "%s", e.message);
+        return tm_eval_yaml_fail(p, halluc_top.model ? halluc_top.model : root, "model", "%s", e.message);
     if (halluc_top.tokenizer &&
-        (resolve(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path) ||
-         must_exist(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path)))
+        (tm_eval_yaml_resolve(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path) ||
+         tm_eval_yaml_must_exist(p, halluc_top.tokenizer, "tokenizer", t->tokenizer_path)))
         return TM_ERR_FORMAT;
     return TM_OK;
 }
@@ -688,73 +574,85 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     if (!root || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
         return tm_error_set(p->err, TM_ERR_FORMAT, "%s:1: kind: empty task file; expected a mapping with 'kind:'",
                             p->path);
-    if (tm_eval_zeroshot_kind_of(p->doc, root)) return tm_eval_zeroshot_parse(t, p->path, p->dir, p->doc, root, check_files, p->err);
+    if (tm_eval_zeroshot_kind_of(p->doc, root)) return tm_eval_zeroshot_parse(p, t, root, check_files);
     tm_eval_kind halluc_kind;
     if (halluc_kind_of(p, root, &halluc_kind)) return halluc_parse_root(p, t, root, halluc_kind, check_files);
     if (mapping(p, t, root, "", known, top_field)) return TM_ERR_FORMAT;
     char text[TM_EVAL_PATH_MAX];
     long long i;
-    if (required(p, root, top.kind, "kind") || scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
+    if (required(p, root, top.kind, "kind") || tm_eval_yaml_scalar(p, top.kind, "kind", text, 64)) return TM_ERR_FORMAT;
     if (strcmp(text, "watermark"))
-        return fail(p, top.kind, "kind", "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, halueval_qa, halueval_general, selfcheck, zero_shot)", text);
+        return tm_eval_yaml_fail(p, top.kind, "kind",
+                                 "unknown task kind '%s' (known: watermark, truthfulqa_mc, truthfulqa_gen, "
+                                 "halueval_qa, halueval_general, selfcheck, zero_shot)",
+                                 text);
     t->kind = TM_EVAL_KIND_WATERMARK;
-    if (required(p, root, top.name, "name") || scalar(p, top.name, "name", t->name, sizeof t->name))
+    if (required(p, root, top.name, "name") || tm_eval_yaml_scalar(p, top.name, "name", t->name, sizeof t->name))
         return TM_ERR_FORMAT;
-    if (!valid_name(t->name)) return fail(p, top.name, "name", "use letters, digits, '-', '_' and '.' only");
-    if (required(p, root, top.seed, "seed") || unsigned64(p, top.seed, "seed", &t->seed)) return TM_ERR_FORMAT;
-    if (required(p, root, top.samples, "samples") || integer(p, top.samples, "samples", 1, 1000000, &i))
+    if (!valid_name(t->name))
+        return tm_eval_yaml_fail(p, top.name, "name", "use letters, digits, '-', '_' and '.' only");
+    if (required(p, root, top.seed, "seed") || tm_eval_yaml_unsigned64(p, top.seed, "seed", &t->seed))
+        return TM_ERR_FORMAT;
+    if (required(p, root, top.samples, "samples") || tm_eval_yaml_integer(p, top.samples, "samples", 1, 1000000, &i))
         return TM_ERR_FORMAT;
     t->samples = (int32_t)i;
     if (t->null_generated < 0) t->null_generated = t->samples;
     if (t->null_human < 0) t->null_human = t->samples;
     /* schemes */
-    if (required(p, root, top.schemes, "schemes") || sequence(p, top.schemes, "schemes", 1, TM_EVAL_MAX_SCHEMES))
+    if (required(p, root, top.schemes, "schemes") ||
+        tm_eval_yaml_sequence(p, top.schemes, "schemes", 1, TM_EVAL_MAX_SCHEMES))
         return TM_ERR_FORMAT;
-    t->n_schemes = sequence_size(top.schemes);
+    t->n_schemes = tm_eval_yaml_size(top.schemes);
     for (size_t k = 0; k < t->n_schemes; k++) {
-        yaml_node_t *n = item(p, top.schemes, k);
+        yaml_node_t *n = tm_eval_yaml_item(p, top.schemes, k);
         char path[TM_EVAL_PATH_MAX];
-        if (resolve(p, n, "schemes", path) || must_exist(p, n, "schemes", path)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_resolve(p, n, "schemes", path) || tm_eval_yaml_must_exist(p, n, "schemes", path))
+            return TM_ERR_FORMAT;
         tm_error e;
-        if (tm_wm_config_load(&t->schemes[k], path, &e)) return fail(p, n, "schemes", "%s", e.message);
+        if (tm_wm_config_load(&t->schemes[k], path, &e)) return tm_eval_yaml_fail(p, n, "schemes", "%s", e.message);
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         size_t base_len = strlen(base);
         if (base_len > 5 && !strcmp(base + base_len - 5, ".yaml")) base_len -= 5;
-        if (base_len >= sizeof t->scheme_names[k]) return fail(p, n, "schemes", "file name too long");
+        if (base_len >= sizeof t->scheme_names[k]) return tm_eval_yaml_fail(p, n, "schemes", "file name too long");
         memcpy(t->scheme_names[k], base, base_len);
         t->scheme_names[k][base_len] = '\0';
         for (size_t q = 0; q < k; q++)
             if (!strcmp(t->scheme_names[q], t->scheme_names[k]))
-                return fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
+                return tm_eval_yaml_fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
     }
     /* keys */
-    if (top.keys && top.key_count) return fail(p, top.key_count, "key_count", "give either keys or key_count");
+    if (top.keys && top.key_count)
+        return tm_eval_yaml_fail(p, top.key_count, "key_count", "give either keys or key_count");
     if (top.keys) {
-        if (sequence(p, top.keys, "keys", 1, TM_EVAL_MAX_KEYS)) return TM_ERR_FORMAT;
-        t->n_key_files = t->n_keys = sequence_size(top.keys);
+        if (tm_eval_yaml_sequence(p, top.keys, "keys", 1, TM_EVAL_MAX_KEYS)) return TM_ERR_FORMAT;
+        t->n_key_files = t->n_keys = tm_eval_yaml_size(top.keys);
         for (size_t k = 0; k < t->n_keys; k++) {
-            yaml_node_t *n = item(p, top.keys, k);
-            if (resolve(p, n, "keys", t->key_files[k])) return TM_ERR_FORMAT;
-            if (check_files && must_exist(p, n, "keys", t->key_files[k])) return TM_ERR_FORMAT;
+            yaml_node_t *n = tm_eval_yaml_item(p, top.keys, k);
+            if (tm_eval_yaml_resolve(p, n, "keys", t->key_files[k])) return TM_ERR_FORMAT;
+            if (check_files && tm_eval_yaml_must_exist(p, n, "keys", t->key_files[k])) return TM_ERR_FORMAT;
         }
     } else if (top.key_count) {
-        if (integer(p, top.key_count, "key_count", 1, TM_EVAL_MAX_KEYS, &i)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_integer(p, top.key_count, "key_count", 1, TM_EVAL_MAX_KEYS, &i)) return TM_ERR_FORMAT;
         t->n_keys = (size_t)i;
     }
     /* prompts */
-    if (top.prompts && top.prompts_file) return fail(p, top.prompts_file, "prompts_file", "give either prompts or prompts_file");
+    if (top.prompts && top.prompts_file)
+        return tm_eval_yaml_fail(p, top.prompts_file, "prompts_file", "give either prompts or prompts_file");
     if (top.prompts) {
-        if (sequence(p, top.prompts, "prompts", 1, PROMPTS_MAX)) return TM_ERR_FORMAT;
-        size_t n = sequence_size(top.prompts);
+        if (tm_eval_yaml_sequence(p, top.prompts, "prompts", 1, PROMPTS_MAX)) return TM_ERR_FORMAT;
+        size_t n = tm_eval_yaml_size(top.prompts);
         t->prompts = calloc(n, sizeof *t->prompts);
         if (!t->prompts) return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < n; k++) {
-            yaml_node_t *node = item(p, top.prompts, k);
+            yaml_node_t *node = tm_eval_yaml_item(p, top.prompts, k);
             if (node->type != YAML_SCALAR_NODE)
-                return fail(p, node, "prompts", "expected a single value, got %s", node_kind(node));
+                return tm_eval_yaml_fail(p, node, "prompts", "expected a single value, got %s",
+                                         tm_eval_yaml_kind(node));
             size_t n = node->data.scalar.length;
-            if (n >= PROMPT_BYTES_MAX) return fail(p, node, "prompts", "prompt longer than %d bytes", PROMPT_BYTES_MAX - 1);
-            if (memchr(node->data.scalar.value, 0, n)) return fail(p, node, "prompts", "prompt holds a NUL character");
+            if (n >= PROMPT_BYTES_MAX)
+                return tm_eval_yaml_fail(p, node, "prompts", "prompt longer than %d bytes", PROMPT_BYTES_MAX - 1);
+            if (memchr(node->data.scalar.value, 0, n))
+                return tm_eval_yaml_fail(p, node, "prompts", "prompt holds a NUL character");
             if (!(t->prompts[t->n_prompts++] = strndup((const char *)node->data.scalar.value, n)))
                 return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
         }
@@ -770,10 +668,10 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     }
     for (size_t k = 0; k < t->n_lengths; k++)
         if (t->lengths[k] > t->max_tokens)
-            return fail(p, top.lengths ? top.lengths : root, "lengths", "%d is longer than max_tokens %d",
+            return tm_eval_yaml_fail(p, top.lengths ? top.lengths : root, "lengths", "%d is longer than max_tokens %d",
                         (int)t->lengths[k], (int)t->max_tokens);
     if (t->null_generated + t->null_human == 0)
-        return fail(p, top.null_section ? top.null_section : root, "null",
+        return tm_eval_yaml_fail(p, top.null_section ? top.null_section : root, "null",
                     "the null set is empty (generated and human are both 0)");
     if (!t->data_dir[0]) {
         const char *fixtures = getenv("TRACEMARK_FIXTURES");
@@ -790,17 +688,18 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     /* model and tokenizer */
     char explicit_model[TM_EVAL_PATH_MAX] = "";
     if (top.model) {
-        if (resolve(p, top.model, "model", explicit_model) || must_exist(p, top.model, "model", explicit_model))
+        if (tm_eval_yaml_resolve(p, top.model, "model", explicit_model) ||
+            tm_eval_yaml_must_exist(p, top.model, "model", explicit_model))
             return TM_ERR_FORMAT;
-        t->model_line = line_of(top.model);
+        t->model_line = tm_eval_yaml_line(top.model);
     }
     tm_error e;
     if (tm_model_resolve(explicit_model[0] ? explicit_model : NULL, t->model_path, sizeof t->model_path,
                          t->tokenizer_path, sizeof t->tokenizer_path, &e))
-        return fail(p, top.model ? top.model : root, "model", "%s", e.message);
+        return tm_eval_yaml_fail(p, top.model ? top.model : root, "model", "%s", e.message);
     if (top.tokenizer) {
-        if (resolve(p, top.tokenizer, "tokenizer", t->tokenizer_path) ||
-            must_exist(p, top.tokenizer, "tokenizer", t->tokenizer_path))
+        if (tm_eval_yaml_resolve(p, top.tokenizer, "tokenizer", t->tokenizer_path) ||
+            tm_eval_yaml_must_exist(p, top.tokenizer, "tokenizer", t->tokenizer_path))
             return TM_ERR_FORMAT;
     }
     (void)text;
@@ -815,7 +714,8 @@ tm_status tm_eval_task_parse(tm_eval_task *task, const char *path, const char *t
     const char *slash = strrchr(path, '/');
     if (slash) snprintf(p.dir, sizeof p.dir, "%.*s", (int)(slash - path), path);
     else snprintf(p.dir, sizeof p.dir, ".");
-    if (size > TASK_FILE_MAX) return tm_error_set(err, TM_ERR_FORMAT, "%s: task file larger than %d bytes", path, TASK_FILE_MAX);
+    if (size > TASK_FILE_MAX)
+        return tm_error_set(err, TM_ERR_FORMAT, "%s: task file larger than %d bytes", path, TASK_FILE_MAX);
     if (!tm_utf8_valid(text, size)) return tm_error_set(err, TM_ERR_FORMAT, "%s: not UTF-8 text", path);
     snprintf(task->path, sizeof task->path, "%s", path);
     task->snapshot = malloc(size + 1);

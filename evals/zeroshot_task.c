@@ -44,86 +44,6 @@ static const char *const default_prompts[] = {
 /* The task file                                                             */
 /* ======================================================================== */
 
-typedef struct {
-    const char *path, *dir;
-    yaml_document_t *doc;
-    tm_error *err;
-} zs_parser;
-
-static tm_status fail(zs_parser *p, const yaml_node_t *node, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static tm_status fail(zs_parser *p, const yaml_node_t *node, const char *field, const char *fmt, ...) {
-    char message[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    return tm_error_set(p->err, TM_ERR_FORMAT, "%s:%lu: %s: %s", p->path,
-                        node ? (unsigned long)node->start_mark.line + 1 : 1UL, field, message);
-}
-
-static tm_status scalar(zs_parser *p, const yaml_node_t *node, const char *field, char *out, size_t size) {
-    if (node->type != YAML_SCALAR_NODE) return fail(p, node, field, "expected a single value");
-    size_t n = node->data.scalar.length;
-    if (n >= size) return fail(p, node, field, "longer than %zu bytes", size - 1);
-    if (memchr(node->data.scalar.value, 0, n)) return fail(p, node, field, "holds a NUL character");
-    memcpy(out, node->data.scalar.value, n);
-    out[n] = '\0';
-    return TM_OK;
-}
-
-static tm_status integer(zs_parser *p, const yaml_node_t *node, const char *field, long long lo, long long hi,
-                         long long *out) {
-    char text[64], *end = NULL;
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    long long v = strtoll(text, &end, 10);
-    if (!text[0] || *end) return fail(p, node, field, "'%s' is not an integer", text);
-    if (v < lo || v > hi) return fail(p, node, field, "%lld is outside [%lld, %lld]", v, lo, hi);
-    *out = v;
-    return TM_OK;
-}
-
-static tm_status number(zs_parser *p, const yaml_node_t *node, const char *field, double lo, double hi,
-                        double *out) {
-    char text[64], *end = NULL;
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    double v = strtod(text, &end);
-    if (!text[0] || *end || !isfinite(v)) return fail(p, node, field, "'%s' is not a number", text);
-    if (v < lo || v > hi) return fail(p, node, field, "%g is outside [%g, %g]", v, lo, hi);
-    *out = v;
-    return TM_OK;
-}
-
-static tm_status sequence(zs_parser *p, const yaml_node_t *node, const char *field, size_t lo, size_t hi) {
-    if (node->type != YAML_SEQUENCE_NODE) return fail(p, node, field, "expected a sequence");
-    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n < lo || n > hi) return fail(p, node, field, "%zu items, expected %zu to %zu", n, lo, hi);
-    return TM_OK;
-}
-
-static yaml_node_t *item(zs_parser *p, const yaml_node_t *seq, size_t k) {
-    return yaml_document_get_node(p->doc, seq->data.sequence.items.start[k]);
-}
-
-static size_t items(const yaml_node_t *seq) {
-    return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-}
-
-/* A path relative to the task file's folder. */
-static tm_status resolve(zs_parser *p, const yaml_node_t *node, const char *field, char *out) {
-    char text[TM_EVAL_PATH_MAX];
-    if (scalar(p, node, field, text, sizeof text)) return TM_ERR_FORMAT;
-    if (!text[0]) return fail(p, node, field, "empty path");
-    int n = text[0] == '/' ? snprintf(out, TM_EVAL_PATH_MAX, "%s", text)
-                           : snprintf(out, TM_EVAL_PATH_MAX, "%s/%s", p->dir, text);
-    if (n < 0 || n >= TM_EVAL_PATH_MAX) return fail(p, node, field, "path too long");
-    return TM_OK;
-}
-
-static tm_status must_exist(zs_parser *p, const yaml_node_t *node, const char *field, const char *path) {
-    return tm_file_exists(path) ? TM_OK : fail(p, node, field, "%s: no such file", path);
-}
-
 bool tm_eval_zeroshot_kind_of(yaml_document_t *doc, yaml_node_t *root) {
     if (!root || root->type != YAML_MAPPING_NODE) return false;
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
@@ -135,67 +55,70 @@ bool tm_eval_zeroshot_kind_of(yaml_document_t *doc, yaml_node_t *root) {
     return false;
 }
 
-static tm_status parse_methods(zs_parser *p, tm_eval_task *t, const yaml_node_t *node) {
-    if (sequence(p, node, "methods", 1, TM_ZEROSHOT_METHOD_COUNT)) return TM_ERR_FORMAT;
+static tm_status parse_methods(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
+    if (tm_eval_yaml_sequence(p, node, "methods", 1, TM_ZEROSHOT_METHOD_COUNT)) return TM_ERR_FORMAT;
     t->zs_methods = 0;
-    for (size_t k = 0; k < items(node); k++) {
+    for (size_t k = 0; k < tm_eval_yaml_size(node); k++) {
         char name[64];
         tm_zeroshot_method m;
-        yaml_node_t *n = item(p, node, k);
-        if (scalar(p, n, "methods", name, sizeof name)) return TM_ERR_FORMAT;
+        yaml_node_t *n = tm_eval_yaml_item(p, node, k);
+        if (tm_eval_yaml_scalar(p, n, "methods", name, sizeof name)) return TM_ERR_FORMAT;
         if (!tm_zeroshot_method_parse(name, &m))
-            return fail(p, n, "methods", "unknown method '%s' (known: %s)", name, tm_zeroshot_method_names());
-        if (t->zs_methods & (1u << m)) return fail(p, n, "methods", "'%s' listed twice", name);
+            return tm_eval_yaml_fail(p, n, "methods", "unknown method '%s' (known: %s)", name,
+                                     tm_zeroshot_method_names());
+        if (t->zs_methods & (1u << m)) return tm_eval_yaml_fail(p, n, "methods", "'%s' listed twice", name);
         t->zs_methods |= 1u << m;
     }
     return TM_OK;
 }
 
-static tm_status parse_schemes(zs_parser *p, tm_eval_task *t, const yaml_node_t *node) {
-    if (sequence(p, node, "schemes", 0, TM_EVAL_MAX_SCHEMES)) return TM_ERR_FORMAT;
-    t->n_schemes = items(node);
+static tm_status parse_schemes(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
+    if (tm_eval_yaml_sequence(p, node, "schemes", 0, TM_EVAL_MAX_SCHEMES)) return TM_ERR_FORMAT;
+    t->n_schemes = tm_eval_yaml_size(node);
     for (size_t k = 0; k < t->n_schemes; k++) {
-        yaml_node_t *n = item(p, node, k);
+        yaml_node_t *n = tm_eval_yaml_item(p, node, k);
         char path[TM_EVAL_PATH_MAX];
-        if (resolve(p, n, "schemes", path) || must_exist(p, n, "schemes", path)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_resolve(p, n, "schemes", path) || tm_eval_yaml_must_exist(p, n, "schemes", path))
+            return TM_ERR_FORMAT;
         tm_error e;
-        if (tm_wm_config_load(&t->schemes[k], path, &e)) return fail(p, n, "schemes", "%s", e.message);
+        if (tm_wm_config_load(&t->schemes[k], path, &e)) return tm_eval_yaml_fail(p, n, "schemes", "%s", e.message);
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         size_t len = strlen(base);
         if (len > 5 && !strcmp(base + len - 5, ".yaml")) len -= 5;
-        if (len >= sizeof t->scheme_names[k]) return fail(p, n, "schemes", "file name too long");
+        if (len >= sizeof t->scheme_names[k]) return tm_eval_yaml_fail(p, n, "schemes", "file name too long");
         memcpy(t->scheme_names[k], base, len);
         t->scheme_names[k][len] = '\0';
         for (size_t q = 0; q < k; q++)
             if (!strcmp(t->scheme_names[q], t->scheme_names[k]))
-                return fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
+                return tm_eval_yaml_fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
     }
     return TM_OK;
 }
 
-static tm_status parse_prompts(zs_parser *p, tm_eval_task *t, const yaml_node_t *node) {
-    size_t n = node ? items(node) : sizeof default_prompts / sizeof default_prompts[0];
-    if (node && sequence(p, node, "prompts", 1, PROMPTS_MAX)) return TM_ERR_FORMAT;
+static tm_status parse_prompts(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
+    size_t n = node ? tm_eval_yaml_size(node) : sizeof default_prompts / sizeof default_prompts[0];
+    if (node && tm_eval_yaml_sequence(p, node, "prompts", 1, PROMPTS_MAX)) return TM_ERR_FORMAT;
     t->prompts = calloc(n, sizeof *t->prompts);
     if (!t->prompts) return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
     for (size_t k = 0; k < n; k++) {
         char text[PROMPT_BYTES];
-        if (node && scalar(p, item(p, node, k), "prompts", text, sizeof text)) return TM_ERR_FORMAT;
+        if (node && tm_eval_yaml_scalar(p, tm_eval_yaml_item(p, node, k), "prompts", text, sizeof text))
+            return TM_ERR_FORMAT;
         if (!(t->prompts[t->n_prompts++] = strdup(node ? text : default_prompts[k])))
             return tm_error_set(p->err, TM_ERR_NOMEM, "out of memory");
     }
     return TM_OK;
 }
 
-tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *dir, yaml_document_t *doc,
-                                 yaml_node_t *root, bool check_files, tm_error *err) {
-    zs_parser parser = {.path = path, .dir = dir, .doc = doc, .err = err}, *p = &parser;
-    static const char *const known[] = {"kind",     "name",       "seed",       "model",   "tokenizer", "performer", "performer_tokenizer",
-                                        "methods",  "human",      "chatgpt",    "generated", "schemes",
-                                        "paraphrase", "prompts",  "max_tokens", "lengths", "temperature",
-                                        "context",  "data_dir",   "bootstrap",  "fprs",    NULL};
-    yaml_node_t *name = NULL, *seed = NULL, *model = NULL, *tokenizer = NULL, *performer = NULL, *performer_tokenizer = NULL, *methods = NULL,
-                *schemes = NULL, *prompts = NULL, *lengths = NULL, *fprs = NULL, *data_dir = NULL;
+tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *root, bool check_files) {
+    yaml_document_t *doc = p->doc;
+    static const char *const known[] = {
+        "kind",        "name",    "seed",      "model",     "tokenizer",  "performer", "performer_tokenizer", "methods",
+        "human",       "chatgpt", "generated", "schemes",   "paraphrase", "prompts",   "max_tokens",          "lengths",
+        "temperature", "context", "data_dir",  "bootstrap", "fprs",       NULL};
+    yaml_node_t *name = NULL, *seed = NULL, *model = NULL, *tokenizer = NULL, *performer = NULL,
+                *performer_tokenizer = NULL, *methods = NULL, *schemes = NULL, *prompts = NULL, *lengths = NULL,
+                *fprs = NULL, *data_dir = NULL;
     t->kind = TM_EVAL_KIND_ZERO_SHOT;
     t->zs_human = 100, t->zs_chatgpt = 100, t->zs_generated = 100;
     t->zs_paraphrase = 0.3;
@@ -211,14 +134,16 @@ tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
         yaml_node_t *k = yaml_document_get_node(doc, pair->key), *v = yaml_document_get_node(doc, pair->value);
         char key[64];
-        if (scalar(p, k, "key", key, sizeof key)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_scalar(p, k, "key", key, sizeof key)) return TM_ERR_FORMAT;
         bool ok = false;
         for (size_t i = 0; known[i]; i++) ok |= !strcmp(key, known[i]);
         if (!ok)
-            return fail(p, k, key, "unknown key (known: kind, name, seed, model, tokenizer, performer, performer_tokenizer, "
-                                   "methods, human, "
-                                   "chatgpt, generated, schemes, paraphrase, prompts, max_tokens, lengths, "
-                                   "temperature, context, data_dir, bootstrap, fprs)");
+            return tm_eval_yaml_fail(
+                p, k, key,
+                "unknown key (known: kind, name, seed, model, tokenizer, performer, performer_tokenizer, "
+                "methods, human, "
+                "chatgpt, generated, schemes, paraphrase, prompts, max_tokens, lengths, "
+                "temperature, context, data_dir, bootstrap, fprs)");
         long long i;
         double x;
         if (!strcmp(key, "kind")) continue;
@@ -235,82 +160,88 @@ tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *
         else if (!strcmp(key, "fprs")) fprs = v;
         else if (!strcmp(key, "data_dir")) data_dir = v;
         else if (!strcmp(key, "human")) {
-            if (integer(p, v, key, 1, 1000000, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, v, key, 1, 1000000, &i)) return TM_ERR_FORMAT;
             t->zs_human = (int32_t)i;
         } else if (!strcmp(key, "chatgpt")) {
-            if (integer(p, v, key, 0, 1000000, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, v, key, 0, 1000000, &i)) return TM_ERR_FORMAT;
             t->zs_chatgpt = (int32_t)i;
         } else if (!strcmp(key, "generated")) {
-            if (integer(p, v, key, 0, 1000000, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, v, key, 0, 1000000, &i)) return TM_ERR_FORMAT;
             t->zs_generated = (int32_t)i;
         } else if (!strcmp(key, "max_tokens")) {
-            if (integer(p, v, key, 1, 1 << 16, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, v, key, 1, 1 << 16, &i)) return TM_ERR_FORMAT;
             t->max_tokens = (int32_t)i;
         } else if (!strcmp(key, "context")) {
-            if (integer(p, v, key, 0, 1 << 20, &i)) return TM_ERR_FORMAT;
-            if (i == 1) return fail(p, v, key, "a window needs at least 2 tokens (0: the models' context)");
+            if (tm_eval_yaml_integer(p, v, key, 0, 1 << 20, &i)) return TM_ERR_FORMAT;
+            if (i == 1)
+                return tm_eval_yaml_fail(p, v, key, "a window needs at least 2 tokens (0: the models' context)");
             t->zs_context = (int32_t)i;
         } else if (!strcmp(key, "bootstrap")) {
-            if (integer(p, v, key, 0, 100000, &i)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, v, key, 0, 100000, &i)) return TM_ERR_FORMAT;
             t->bootstrap = (uint32_t)i;
         } else if (!strcmp(key, "paraphrase")) {
-            if (number(p, v, key, 0, 1, &t->zs_paraphrase)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_number(p, v, key, 0, 1, false, &t->zs_paraphrase)) return TM_ERR_FORMAT;
         } else if (!strcmp(key, "temperature")) {
-            if (number(p, v, key, 0, 100, &x)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_number(p, v, key, 0, 100, false, &x)) return TM_ERR_FORMAT;
             t->sampling.temperature = (float)x;
         }
     }
-    if (!name) return fail(p, root, "name", "missing (required)");
-    if (scalar(p, name, "name", t->name, sizeof t->name)) return TM_ERR_FORMAT;
+    if (!name) return tm_eval_yaml_fail(p, root, "name", "missing (required)");
+    if (tm_eval_yaml_scalar(p, name, "name", t->name, sizeof t->name)) return TM_ERR_FORMAT;
     for (const char *c = t->name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
               *c == '_' || *c == '.'))
-            return fail(p, name, "name", "use letters, digits, '-', '_' and '.' only");
-    if (!t->name[0]) return fail(p, name, "name", "empty");
-    if (!seed) return fail(p, root, "seed", "missing (required)");
+            return tm_eval_yaml_fail(p, name, "name", "use letters, digits, '-', '_' and '.' only");
+    if (!t->name[0]) return tm_eval_yaml_fail(p, name, "name", "empty");
+    if (!seed) return tm_eval_yaml_fail(p, root, "seed", "missing (required)");
     {
         char text[64], *end = NULL;
-        if (scalar(p, seed, "seed", text, sizeof text)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_scalar(p, seed, "seed", text, sizeof text)) return TM_ERR_FORMAT;
         unsigned long long v = strtoull(text, &end, 10);
-        if (!text[0] || *end || text[0] == '-') return fail(p, seed, "seed", "'%s' is not an unsigned integer", text);
+        if (!text[0] || *end || text[0] == '-')
+            return tm_eval_yaml_fail(p, seed, "seed", "'%s' is not an unsigned integer", text);
         t->seed = v;
     }
     if (schemes && parse_schemes(p, t, schemes)) return TM_ERR_FORMAT;
     if (parse_prompts(p, t, prompts)) return TM_ERR_FORMAT;
     if (lengths) {
-        if (sequence(p, lengths, "lengths", 0, TM_EVAL_MAX_LENGTHS)) return TM_ERR_FORMAT;
-        t->n_lengths = items(lengths);
+        if (tm_eval_yaml_sequence(p, lengths, "lengths", 0, TM_EVAL_MAX_LENGTHS)) return TM_ERR_FORMAT;
+        t->n_lengths = tm_eval_yaml_size(lengths);
         for (size_t k = 0; k < t->n_lengths; k++) {
             long long v;
-            if (integer(p, item(p, lengths, k), "lengths", 1, 1 << 20, &v)) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_integer(p, tm_eval_yaml_item(p, lengths, k), "lengths", 1, 1 << 20, &v))
+                return TM_ERR_FORMAT;
             t->lengths[k] = (int32_t)v;
             if (k && t->lengths[k] <= t->lengths[k - 1])
-                return fail(p, item(p, lengths, k), "lengths", "must increase (%lld after %d)", v,
-                            (int)t->lengths[k - 1]);
+                return tm_eval_yaml_fail(p, tm_eval_yaml_item(p, lengths, k), "lengths",
+                                         "must increase (%lld after %d)", v, (int)t->lengths[k - 1]);
         }
     }
     if (fprs) {
-        if (sequence(p, fprs, "fprs", 1, TM_EVAL_MAX_FPRS)) return TM_ERR_FORMAT;
-        t->n_fprs = items(fprs);
+        if (tm_eval_yaml_sequence(p, fprs, "fprs", 1, TM_EVAL_MAX_FPRS)) return TM_ERR_FORMAT;
+        t->n_fprs = tm_eval_yaml_size(fprs);
         for (size_t k = 0; k < t->n_fprs; k++)
-            if (number(p, item(p, fprs, k), "fprs", 0, 0.5, &t->fprs[k])) return TM_ERR_FORMAT;
+            if (tm_eval_yaml_number(p, tm_eval_yaml_item(p, fprs, k), "fprs", 0, 0.5, true, &t->fprs[k]))
+                return TM_ERR_FORMAT;
     }
-    if (performer && resolve(p, performer, "performer", t->zs_performer)) return TM_ERR_FORMAT;
+    if (performer && tm_eval_yaml_resolve(p, performer, "performer", t->zs_performer)) return TM_ERR_FORMAT;
     if (performer_tokenizer) {
-        if (!performer) return fail(p, performer_tokenizer, "performer_tokenizer", "given without a performer");
-        if (resolve(p, performer_tokenizer, "performer_tokenizer", t->zs_performer_tokenizer)) return TM_ERR_FORMAT;
+        if (!performer)
+            return tm_eval_yaml_fail(p, performer_tokenizer, "performer_tokenizer", "given without a performer");
+        if (tm_eval_yaml_resolve(p, performer_tokenizer, "performer_tokenizer", t->zs_performer_tokenizer))
+            return TM_ERR_FORMAT;
     }
     if (methods) {
         if (parse_methods(p, t, methods)) return TM_ERR_FORMAT;
         if ((t->zs_methods & (1u << TM_ZEROSHOT_BINOCULARS)) && !performer)
-            return fail(p, methods, "methods", "binoculars needs a performer model (performer: PATH)");
+            return tm_eval_yaml_fail(p, methods, "methods", "binoculars needs a performer model (performer: PATH)");
     } else {
         /* Every method; Binoculars only with its second model. */
         t->zs_methods = (1u << TM_ZEROSHOT_METHOD_COUNT) - 1;
         if (!performer) t->zs_methods &= ~(1u << TM_ZEROSHOT_BINOCULARS);
     }
     if (data_dir) {
-        if (resolve(p, data_dir, "data_dir", t->data_dir)) return TM_ERR_FORMAT;
+        if (tm_eval_yaml_resolve(p, data_dir, "data_dir", t->data_dir)) return TM_ERR_FORMAT;
     } else {
         const char *fixtures = getenv("TRACEMARK_FIXTURES");
         snprintf(t->data_dir, sizeof t->data_dir, "%s/data", fixtures && *fixtures ? fixtures : "../shared");
@@ -320,29 +251,32 @@ tm_status tm_eval_zeroshot_parse(tm_eval_task *t, const char *path, const char *
     for (int k = 0; k < 2; k++) {
         char file[TM_EVAL_PATH_MAX + 64];
         snprintf(file, sizeof file, "%s/%s", t->data_dir, files[k]);
-        if (!tm_file_exists(file)) return fail(p, data_dir ? data_dir : root, "data_dir", "missing data file %s", file);
+        if (!tm_file_exists(file))
+            return tm_eval_yaml_fail(p, data_dir ? data_dir : root, "data_dir", "missing data file %s", file);
     }
     if (t->zs_chatgpt > 0) {
         char file[TM_EVAL_PATH_MAX + 64];
         snprintf(file, sizeof file, "%s/halueval/general_data.json", t->data_dir);
-        if (!tm_file_exists(file)) return fail(p, data_dir ? data_dir : root, "data_dir", "missing data file %s", file);
+        if (!tm_file_exists(file))
+            return tm_eval_yaml_fail(p, data_dir ? data_dir : root, "data_dir", "missing data file %s", file);
     }
-    if (performer && must_exist(p, performer, "performer", t->zs_performer)) return TM_ERR_FORMAT;
+    if (performer && tm_eval_yaml_must_exist(p, performer, "performer", t->zs_performer)) return TM_ERR_FORMAT;
     if (performer_tokenizer &&
-        must_exist(p, performer_tokenizer, "performer_tokenizer", t->zs_performer_tokenizer))
+        tm_eval_yaml_must_exist(p, performer_tokenizer, "performer_tokenizer", t->zs_performer_tokenizer))
         return TM_ERR_FORMAT;
     char explicit_model[TM_EVAL_PATH_MAX] = "";
     if (model) {
-        if (resolve(p, model, "model", explicit_model) || must_exist(p, model, "model", explicit_model))
+        if (tm_eval_yaml_resolve(p, model, "model", explicit_model) ||
+            tm_eval_yaml_must_exist(p, model, "model", explicit_model))
             return TM_ERR_FORMAT;
         t->model_line = (unsigned long)model->start_mark.line + 1;
     }
     tm_error e;
     if (tm_model_resolve(explicit_model[0] ? explicit_model : NULL, t->model_path, sizeof t->model_path,
                          t->tokenizer_path, sizeof t->tokenizer_path, &e))
-        return fail(p, model ? model : root, "model", "%s", e.message);
-    if (tokenizer && (resolve(p, tokenizer, "tokenizer", t->tokenizer_path) ||
-                      must_exist(p, tokenizer, "tokenizer", t->tokenizer_path)))
+        return tm_eval_yaml_fail(p, model ? model : root, "model", "%s", e.message);
+    if (tokenizer && (tm_eval_yaml_resolve(p, tokenizer, "tokenizer", t->tokenizer_path) ||
+                      tm_eval_yaml_must_exist(p, tokenizer, "tokenizer", t->tokenizer_path)))
         return TM_ERR_FORMAT;
     return TM_OK;
 }
@@ -392,7 +326,8 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     if (!s) return tm_error_set(err, TM_ERR_NOMEM, "out of memory");
     s->task = t;
     tm_status status = tm_model_load(&s->model, t->model_path, err);
-    if (!status) status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
+    if (!status)
+        status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
     if (status) tm_error_prefix(err, "%s:%lu: model", t->path, t->model_line);
     if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
     if (!status && t->zs_performer[0]) {
@@ -491,7 +426,8 @@ static tm_sampler_chain *make_chain(const tm_eval_task *t, const tm_wm_config *c
     if (tm_wm_scheme_create(scheme_out, config, key, err)) return NULL;
     bool biases = tm_wm_scheme_stage(*scheme_out) == TM_WM_STAGE_LOGITS;
     tm_sampler *stage = tm_wm_sampler(*scheme_out, tm_eval_mix(seed, 1));
-    tm_sampler_chain *chain = stage ? tm_sampler_chain_build(&params, biases ? stage : NULL, biases ? NULL : stage) : NULL;
+    tm_sampler_chain *chain =
+        stage ? tm_sampler_chain_build(&params, biases ? stage : NULL, biases ? NULL : stage) : NULL;
     if (!chain) tm_error_set(err, TM_ERR_NOMEM, "cannot build the watermarked sampler chain");
     return chain;
 }
@@ -575,7 +511,8 @@ static json_t *zero_shot_scores(zs_worker *w, const char *text, tm_error *err, t
             size_t L = (size_t)t->lengths[k];
             char key[24];
             snprintf(key, sizeof key, "%zu", L);
-            ok = L <= n && tm_zeroshot_score_positions((tm_zeroshot_method)m, r.positions, L, &score, &ignored) == TM_OK;
+            ok =
+                L <= n && tm_zeroshot_score_positions((tm_zeroshot_method)m, r.positions, L, &score, &ignored) == TM_OK;
             json_object_set_new(lengths, key, tm_eval_json_number(ok ? score.score : NAN));
         }
         json_object_set_new(method, "lengths", lengths);
@@ -652,7 +589,8 @@ static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id,
                 json_object_set_new(output, "paraphrased", json_string(attacked));
                 json_object_set_new(scores, "paraphrase_edits", json_integer((json_int_t)edits));
                 json_object_set_new(scores, "paraphrase_units", json_integer((json_int_t)gen.n_ids));
-                if (!status) json_object_set_new(scores, "zero_shot_paraphrased", zero_shot_scores(w, attacked, err, &status));
+                if (!status)
+                    json_object_set_new(scores, "zero_shot_paraphrased", zero_shot_scores(w, attacked, err, &status));
             }
             if (!status && condition) {
                 const tm_detector *detector = s->detectors[condition - 1];
@@ -765,8 +703,8 @@ static tm_metric_interval tpr_interval(const double *machine, size_t n_machine, 
 }
 
 static json_t *interval_json(tm_metric_interval x) {
-    return json_pack("{s:o, s:o, s:o}", "value", tm_eval_json_number(x.value), "low", tm_eval_json_number(x.low), "high",
-                     tm_eval_json_number(x.high));
+    return json_pack("{s:o, s:o, s:o}", "value", tm_eval_json_number(x.value), "low", tm_eval_json_number(x.low),
+                     "high", tm_eval_json_number(x.high));
 }
 
 static double mean(const values *a) {
@@ -845,7 +783,8 @@ static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records,
     /* Machine sets: ChatGPT, the plain generations, each scheme; the latter
      * two also paraphrased. */
     size_t n_sets = 0;
-    char set_group[2 + 2 * TM_EVAL_MAX_SCHEMES][TM_EVAL_NAME_MAX], set_name[2 + 2 * TM_EVAL_MAX_SCHEMES][TM_EVAL_NAME_MAX + 16];
+    char set_group[2 + 2 * TM_EVAL_MAX_SCHEMES][TM_EVAL_NAME_MAX],
+        set_name[2 + 2 * TM_EVAL_MAX_SCHEMES][TM_EVAL_NAME_MAX + 16];
     const char *set_field[2 + 2 * TM_EVAL_MAX_SCHEMES];
     for (size_t c = 0; c < 2 + t->n_schemes; c++) {
         const char *group = c == 0 ? "chatgpt" : c == 1 ? "generated" : t->scheme_names[c - 2];
@@ -869,11 +808,13 @@ static tm_status aggregate(const tm_eval_task *t, const tm_eval_record *records,
                 break;
             }
             for (size_t k = 0; !status && k < n_sets; k++) {
-                if (!collect(scores, records, n, set_group[k], set_field[k], method, length, sign, &machine, &missing)) {
+                if (!collect(scores, records, n, set_group[k], set_field[k], method, length, sign, &machine,
+                             &missing)) {
                     status = tm_error_set(err, TM_ERR_NOMEM, "out of memory");
                     break;
                 }
-                json_t *row = detection_row(t, method, set_name[k], length, &machine, missing, &human, sign, err, &status);
+                json_t *row =
+                    detection_row(t, method, set_name[k], length, &machine, missing, &human, sign, err, &status);
                 if (row) json_array_append_new(rows, row);
             }
         }

@@ -261,8 +261,8 @@ Test(zeroshot_task, bad_task_files_name_line_and_field) {
     expect_error(dir, "unknown", "humans: 5\n", "unknown.yaml:7: humans: unknown key");
     expect_error(dir, "method", "methods: [likelihood, detectgpt]\n", ":7: methods: unknown method 'detectgpt'");
     expect_error(dir, "twice", "methods: [entropy, entropy]\n", ":7: methods: 'entropy' listed twice");
-    expect_error(dir, "human", "human: 0\n", ":7: human: 0 is outside [1, 1000000]");
-    expect_error(dir, "paraphrase", "paraphrase: 1.5\n", ":7: paraphrase: 1.5 is outside [0, 1]");
+    expect_error(dir, "human", "human: 0\n", ":7: human: must be an integer in [1, 1000000], got 0");
+    expect_error(dir, "paraphrase", "paraphrase: 1.5\n", ":7: paraphrase: must be a number in [0, 1], got 1.5");
     expect_error(dir, "lengths", "lengths: [32, 16]\n", ":7: lengths: must increase");
     expect_error(dir, "scheme", "schemes: [no-such-scheme.yaml]\n", ":7: schemes:");
     expect_error(dir, "toomany", "human: 1000000\n", "human: 1000000 texts asked");
