@@ -4,7 +4,11 @@
  * logits through the plain chain and through each scheme's chain (same
  * sampling parameters), and prints one
  * JSON line per scheme: sampling microseconds per token, the extra cost over
- * plain sampling, and that extra as a share of the whole token time. */
+ * plain sampling, and that extra as a share of the whole token time.
+ * BENCH_WM_LOGITS=FILE keeps the recorded logits (and the forward time) in
+ * FILE: written when it does not exist, replayed without a model when it
+ * does, so that two runs (two forced paths, or callgrind) sample the very
+ * same logits. */
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 
@@ -14,10 +18,14 @@
 
 enum { STEPS = 64, ROUNDS = 20 };
 
-/* Median of ROUNDS passes over the recorded logits, microseconds per token. */
+/* Passes over the recorded logits: ROUNDS, or fewer with BENCH_WM_ROUNDS (1
+ * pass makes callgrind's instruction counts quick to get). */
+static int rounds = ROUNDS;
+
+/* Median of the passes over the recorded logits, microseconds per token. */
 static double time_chain(tm_sampler_chain *chain, const float *logits, int32_t n_vocab) {
     double best[ROUNDS];
-    for (int r = 0; r < ROUNDS; r++) {
+    for (int r = 0; r < rounds; r++) {
         tm_sampler_chain_reset(chain);
         double t0 = tm_seconds_now();
         for (int s = 0; s < STEPS; s++) {
@@ -26,13 +34,13 @@ static double time_chain(tm_sampler_chain *chain, const float *logits, int32_t n
         }
         best[r] = (tm_seconds_now() - t0) * 1e6 / STEPS;
     }
-    for (int i = 1; i < ROUNDS; i++) /* insertion sort: 20 values */
+    for (int i = 1; i < rounds; i++) /* insertion sort: 20 values */
         for (int j = i; j > 0 && best[j] < best[j - 1]; j--) {
             double t = best[j];
             best[j] = best[j - 1];
             best[j - 1] = t;
         }
-    return best[ROUNDS / 2];
+    return best[rounds / 2];
 }
 
 int main(int argc, char **argv) {
@@ -42,6 +50,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int threads = atoi(argv[3]);
+    const char *rounds_env = getenv("BENCH_WM_ROUNDS");
+    if (rounds_env && atoi(rounds_env) >= 1 && atoi(rounds_env) <= ROUNDS) rounds = atoi(rounds_env);
     tm_error err = {0};
     tm_model *model = NULL;
     tm_context *context = NULL;
@@ -53,11 +63,28 @@ int main(int argc, char **argv) {
     }
     int32_t n_vocab = tm_model_get_config(model)->n_vocab;
     float *logits = malloc(sizeof(float) * (size_t)n_vocab * STEPS);
+    if (!logits) {
+        fprintf(stderr, "bench_watermark: out of memory\n");
+        return 1;
+    }
     /* Two greedy passes over the same tokens: the first records the logits and warms the
      * caches and pages, the second times the forward pass. */
     const float *out;
     double forward_us = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    const char *saved = getenv("BENCH_WM_LOGITS");
+    FILE *replay = saved && *saved ? fopen(saved, "rb") : NULL;
+    if (replay) {
+        int32_t file_vocab = 0;
+        bool ok = fread(&file_vocab, sizeof file_vocab, 1, replay) == 1 && file_vocab == n_vocab &&
+                  fread(&forward_us, sizeof forward_us, 1, replay) == 1 &&
+                  fread(logits, sizeof(float) * (size_t)n_vocab, STEPS, replay) == STEPS;
+        fclose(replay);
+        if (!ok) {
+            fprintf(stderr, "bench_watermark: %s: not logits of this model (vocabulary %d)\n", saved, n_vocab);
+            return 1;
+        }
+    }
+    for (int pass = 0; pass < 2 && !replay; pass++) {
         tm_context_reset(context);
         int32_t token = 1;
         double t0 = tm_seconds_now();
@@ -72,6 +99,22 @@ int main(int argc, char **argv) {
                 if (out[v] > out[token]) token = v;
         }
         forward_us = (tm_seconds_now() - t0) * 1e6 / STEPS;
+    }
+    if (saved && *saved && !replay) {
+        size_t row = sizeof(float) * (size_t)n_vocab, size = sizeof(int32_t) + sizeof(double) + row * STEPS;
+        char *buffer = malloc(size);
+        if (!buffer) {
+            fprintf(stderr, "bench_watermark: out of memory\n");
+            return 1;
+        }
+        memcpy(buffer, &n_vocab, sizeof n_vocab);
+        memcpy(buffer + sizeof n_vocab, &forward_us, sizeof forward_us);
+        memcpy(buffer + sizeof n_vocab + sizeof forward_us, logits, row * STEPS);
+        if (tm_write_file_atomic(saved, buffer, size, 0644, &err)) {
+            fprintf(stderr, "bench_watermark: %s\n", err.message);
+            return 1;
+        }
+        free(buffer);
     }
 
     tm_sampling_params params;

@@ -16,6 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SCHEME_HAVE_AVX2 1
+#else
+#define SCHEME_HAVE_AVX2 0
+#endif
+
+/* Set by tests only, before the samplers run; read on every step. */
+static bool reference_paths;
+
+void tm_wm_use_reference_paths(bool on) { reference_paths = on; }
+bool tm_wm_reference_paths(void) { return reference_paths; }
+
 static const tm_wm_scheme_ops *ops_for(tm_wm_kind kind) {
     switch (kind) {
     case TM_WM_KGW: return &tm_wm_kgw_ops;
@@ -267,6 +280,41 @@ bool tm_wm_selector_begin(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
 
 enum { SELECT_CHUNK = 256 };
 
+/* One candidate of argmax log(r)/p, in order: the reference step. */
+static inline void argmax_step(uint64_t x, float p, int32_t id, double *best, double *threshold, int32_t *selected) {
+    double r = tm_wm_uniform(x), pk = (double)p;
+    if (r - 1.0 < *threshold * pk) return;
+    double score = log(r) / pk;
+    if (score > *best) {
+        *best = score;
+        *threshold = *best * (1.0 + 0x1.0p-30);
+        *selected = id;
+    }
+}
+
+#if SCHEME_HAVE_AVX2
+/* Bit i set when candidate i of eight fails argmax_step's skip test: r - 1 >=
+ * threshold * p (or unordered), with r = tm_wm_uniform(x) computed exactly
+ * as there: x >> 12 < 2^52 becomes a double by the 2^52 bias trick (exact),
+ * and + 0.5, * 2^-52, - 1 and the product are the same IEEE operations. */
+__attribute__((target("avx2"))) static unsigned may_win8(const uint64_t *x, const float *p, double threshold) {
+    const __m256d bias = _mm256_set1_pd(0x1.0p52), half = _mm256_set1_pd(0.5), scale = _mm256_set1_pd(0x1.0p-52);
+    const __m256d one = _mm256_set1_pd(1.0), limit = _mm256_set1_pd(threshold);
+    const __m256i bias_bits = _mm256_set1_epi64x(0x4330000000000000LL);
+    unsigned bits = 0;
+    for (int h = 0; h < 2; h++) {
+        __m256i top = _mm256_srli_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(x + 4 * h)), 12);
+        __m256d v = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(top, bias_bits)), bias);
+        __m256d r = _mm256_mul_pd(_mm256_add_pd(v, half), scale);
+        __m256d lhs = _mm256_sub_pd(r, one);
+        __m256d rhs = _mm256_mul_pd(limit, _mm256_cvtps_pd(_mm_loadu_ps(p + 4 * h)));
+        __m256d skip = _mm256_cmp_pd(lhs, rhs, _CMP_LT_OQ);
+        bits |= (unsigned)(~_mm256_movemask_pd(skip) & 0xF) << (4 * h);
+    }
+    return bits;
+}
+#endif
+
 void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_template *t,
                                     tm_candidates *candidates) {
     const tm_token_data *d = candidates->data;
@@ -280,22 +328,32 @@ void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_tem
      * skipped; -inf until there is a best. */
     double best = -INFINITY, threshold = -INFINITY;
     candidates->selected = n > 0 ? d[0].id : -1;
+#if SCHEME_HAVE_AVX2
+    bool avx2 = !reference_paths && tm_cpu_has(TM_CPU_AVX2);
+#endif
     for (size_t start = 0; start < n; start += SELECT_CHUNK) {
         size_t end = n - start < SELECT_CHUNK ? n : start + SELECT_CHUNK, m = 0;
         for (size_t i = start; i < end; i++)
             if (d[i].p > 0.0f) ids[m] = d[i].id, p[m++] = d[i].p;
         const int32_t *const slots[2] = {ids, NULL};
         tm_wm_prf_batch(key, t, slots, m, x);
-        for (size_t k = 0; k < m; k++) {
-            double r = tm_wm_uniform(x[k]), pk = (double)p[k];
-            if (r - 1.0 < threshold * pk) continue;
-            double score = log(r) / pk;
-            if (score > best) {
-                best = score;
-                threshold = best * (1.0 + 0x1.0p-30);
-                candidates->selected = ids[k];
+        size_t k = 0;
+#if SCHEME_HAVE_AVX2
+        if (avx2) {
+            /* Eight at a time, the bits of those that pass the test with the
+             * threshold as it was; each of them is then tested again in
+             * order with the threshold as it is, as the loop below does.
+             * The threshold only grows, so a candidate that fails the old
+             * one fails the new one too: the same candidates reach log. */
+            for (; k + 8 <= m; k += 8) {
+                for (unsigned bits = may_win8(x + k, p + k, threshold); bits; bits &= bits - 1) {
+                    size_t j = k + (size_t)__builtin_ctz(bits);
+                    argmax_step(x[j], p[j], ids[j], &best, &threshold, &candidates->selected);
+                }
             }
         }
+#endif
+        for (; k < m; k++) argmax_step(x[k], p[k], ids[k], &best, &threshold, &candidates->selected);
     }
 }
 

@@ -54,6 +54,13 @@ void *tm_wm_state_cache(tm_wm_sampler_state *state, size_t size);
 /* The last n tokens of the history (fewer at the start): pointer and count. */
 const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, size_t *available);
 
+/* The generation faces have fast paths (SIMD filters, cached orders, a
+ * partition instead of a sort) that must select exactly the tokens their
+ * reference loops select. Passing true makes every scheme take the reference
+ * loops from then on (process-wide; tests compare the two over many steps). */
+void tm_wm_use_reference_paths(bool on);
+bool tm_wm_reference_paths(void);
+
 /* ---- the batched PRF (prf.c) ------------------------------------------------ */
 
 /* A PRF message (domain || n || tokens u32le || extra u32le) prepared as
