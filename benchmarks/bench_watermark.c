@@ -4,7 +4,8 @@
  * logits through the plain chain and through each scheme's chain (same
  * sampling parameters), and prints one
  * JSON line per scheme: sampling microseconds per token, the extra cost over
- * plain sampling, and that extra as a share of the whole token time.
+ * plain sampling (this thread's CPU time, see thread_seconds), and that
+ * extra as a share of the whole token time.
  * BENCH_WM_LOGITS=FILE keeps the recorded logits (and the forward time) in
  * FILE: written when it does not exist, replayed without a model when it
  * does, so that two runs (two forced paths, or callgrind) sample the very
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { STEPS = 64, ROUNDS = 20 };
 
@@ -22,17 +24,27 @@ enum { STEPS = 64, ROUNDS = 20 };
  * pass makes callgrind's instruction counts quick to get). */
 static int rounds = ROUNDS;
 
+/* This thread's CPU time: sampling runs on one thread, and on an idle
+ * machine this is its wall time; on a shared one it leaves out the time the
+ * thread waited for a core, which wall time would count against whichever
+ * scheme happened to run then. */
+static double thread_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* Median of the passes over the recorded logits, microseconds per token. */
 static double time_chain(tm_sampler_chain *chain, const float *logits, int32_t n_vocab) {
     double best[ROUNDS];
     for (int r = 0; r < rounds; r++) {
         tm_sampler_chain_reset(chain);
-        double t0 = tm_seconds_now();
+        double t0 = thread_seconds();
         for (int s = 0; s < STEPS; s++) {
             int32_t token = tm_sampler_chain_sample(chain, logits + (size_t)s * (size_t)n_vocab, n_vocab);
             tm_sampler_chain_accept(chain, token);
         }
-        best[r] = (tm_seconds_now() - t0) * 1e6 / STEPS;
+        best[r] = (thread_seconds() - t0) * 1e6 / STEPS;
     }
     for (int i = 1; i < rounds; i++) /* insertion sort: 20 values */
         for (int j = i; j > 0 && best[j] < best[j - 1]; j--) {
