@@ -265,6 +265,48 @@ static inline __attribute__((always_inline)) size_t find_winners(const tm_token_
     return count;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KGW_HAVE_AVX2 1
+/* find_winners' min-hash for dense candidates (data[i].id == i), four
+ * at a time: the same comparisons (rank first, unsigned, by flipping the
+ * sign bit for AVX2's signed compare; then the smaller token), the same
+ * order of members, so the same winner. Only the winners' slots are
+ * written; the caller looks their draws up. */
+__attribute__((target("avx2"))) static size_t winners_dense_avx2(size_t n, size_t n_distinct,
+                                                                 const uint64_t *const *rank, const int32_t *token,
+                                                                 const uint8_t *slot, const uint64_t *self_rank,
+                                                                 uint8_t self_slot, uint8_t *winner) {
+    const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL), four = _mm256_set1_epi64x(4);
+    __m256i ids = _mm256_setr_epi64x(0, 1, 2, 3);
+    __m256i y_of[TM_WM_PRF_MAX_TOKENS], slot_of[TM_WM_PRF_MAX_TOKENS];
+    for (size_t j = 0; j < n_distinct; j++) {
+        y_of[j] = _mm256_set1_epi64x(token[j]);
+        slot_of[j] = _mm256_set1_epi64x(slot[j]);
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4, ids = _mm256_add_epi64(ids, four)) {
+        __m256i best = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(self_rank + i)), sign);
+        __m256i best_y = ids, best_slot = _mm256_set1_epi64x(self_slot);
+        for (size_t j = 0; j < n_distinct; j++) {
+            __m256i r = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(rank[j] + i)), sign);
+            __m256i take = _mm256_or_si256(_mm256_cmpgt_epi64(best, r),
+                                           _mm256_and_si256(_mm256_cmpeq_epi64(r, best),
+                                                            _mm256_cmpgt_epi64(best_y, y_of[j])));
+            best = _mm256_blendv_epi8(best, r, take);
+            best_y = _mm256_blendv_epi8(best_y, y_of[j], take);
+            best_slot = _mm256_blendv_epi8(best_slot, slot_of[j], take);
+        }
+        uint64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)(void *)lanes, best_slot);
+        for (size_t k = 0; k < 4; k++) winner[i + k] = (uint8_t)lanes[k];
+    }
+    return i;
+}
+#else
+#define KGW_HAVE_AVX2 0
+#endif
+
 /* SelfHash's stage through the cache; false when the cache does not apply
  * (the caller then takes the uncached path). */
 static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, const int32_t *context,
@@ -306,6 +348,21 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     const uint8_t *states = cache_state(c, 0);
     size_t cover_now = c->cover, count;
     uint8_t self_slot = (uint8_t)needed;
+    size_t done = 0;
+#if KGW_HAVE_AVX2
+    bool dense = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
+    for (size_t i = 0; i < n && dense; i++) dense = data[i].id == (int32_t)i;
+    if (dense) done = winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
+#endif
+    if (done > 0) {
+        count = 0;
+        for (size_t i = 0; i < done; i++) {
+            pending[count] = (uint32_t)winner[i] << 20 | (uint32_t)i;
+            count += states[winner[i] * cover_now + i] == STATE_UNKNOWN;
+        }
+        count += find_winners(data + done, n - done, n_distinct, rank, token, slot, self_rank, self_slot, states,
+                              cover_now, winner + done, pending + count);
+    } else
     switch (n_distinct) { /* constant counts for the usual h (SelfHash h = 4: 3 slots) */
     case 0: count = find_winners(data, n, 0, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
     case 1: count = find_winners(data, n, 1, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
