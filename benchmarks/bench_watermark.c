@@ -56,8 +56,12 @@ static double time_chain(tm_sampler_chain *chain, const float *logits, int32_t n
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--path")) { /* the SIMD path the kernels take here */
+        printf("%s\n", tm_cpu_kernel_path());
+        return 0;
+    }
     if (argc < 4 || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: bench_watermark MODEL KEY THREADS [SCHEME.yaml...]\n"
+        fprintf(stderr, "usage: bench_watermark MODEL KEY THREADS [SCHEME.yaml...] | --path\n"
                         "Prints one JSON line per scheme: sampling us/token, overhead vs plain sampling.\n");
         return 2;
     }
@@ -134,8 +138,8 @@ int main(int argc, char **argv) {
     tm_sampler_chain *plain = tm_sampler_chain_from_params(&params);
     double plain_us = time_chain(plain, logits, n_vocab);
     tm_sampler_chain_free(plain);
-    printf("{\"scheme\":\"none\",\"n_vocab\":%d,\"forward_us\":%.2f,\"sampling_us\":%.3f}\n", n_vocab, forward_us,
-           plain_us);
+    printf("{\"scheme\":\"none\",\"path\":\"%s\",\"n_vocab\":%d,\"forward_us\":%.2f,\"sampling_us\":%.3f}\n",
+           tm_cpu_kernel_path(), n_vocab, forward_us, plain_us);
     for (int i = 4; i < argc; i++) {
         tm_wm_config config;
         tm_wm_scheme *scheme = NULL;
@@ -150,9 +154,9 @@ int main(int argc, char **argv) {
         char description[256];
         tm_wm_config_describe(&config, description, sizeof description);
         const char *file = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
-        printf("{\"config\":\"%s\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"n_vocab\":%d,\"forward_us\":%.2f,\"sampling_us\":%.3f,"
-               "\"overhead_us\":%.3f,\"overhead_share_of_token\":%.4f}\n",
-               file, tm_wm_kind_name(config.kind), description, n_vocab, forward_us, us, us - plain_us,
+        printf("{\"config\":\"%s\",\"scheme\":\"%s\",\"parameters\":\"%s\",\"path\":\"%s\",\"n_vocab\":%d,"
+               "\"forward_us\":%.2f,\"sampling_us\":%.3f,\"overhead_us\":%.3f,\"overhead_share_of_token\":%.4f}\n",
+               file, tm_wm_kind_name(config.kind), description, tm_cpu_kernel_path(), n_vocab, forward_us, us, us - plain_us,
                (us - plain_us) / (forward_us + plain_us));
         tm_sampler_chain_free(chain);
         tm_wm_scheme_free(scheme);
