@@ -273,7 +273,7 @@ static inline __attribute__((always_inline)) size_t find_winners(const tm_token_
  * sign bit for AVX2's signed compare; then the smaller token), the same
  * order of members, so the same winner. Only the winners' slots are
  * written; the caller looks their draws up. */
-__attribute__((target("avx2"))) static size_t winners_dense_avx2(size_t n, size_t n_distinct,
+__attribute__((target("avx2"))) static void winners_dense_avx2(size_t n, size_t n_distinct,
                                                                  const uint64_t *const *rank, const int32_t *token,
                                                                  const uint8_t *slot, const uint64_t *self_rank,
                                                                  uint8_t self_slot, uint8_t *winner) {
@@ -301,7 +301,16 @@ __attribute__((target("avx2"))) static size_t winners_dense_avx2(size_t n, size_
         _mm256_storeu_si256((__m256i *)(void *)lanes, best_slot);
         for (size_t k = 0; k < 4; k++) winner[i + k] = (uint8_t)lanes[k];
     }
-    return i;
+    for (; i < n; i++) { /* the last few, one by one, as find_winners does */
+        uint64_t best_rank = self_rank[i];
+        int32_t best_y = (int32_t)i;
+        uint8_t best_slot = self_slot;
+        for (size_t j = 0; j < n_distinct; j++) {
+            uint64_t r = rank[j][i];
+            if (rank_before(r, token[j], best_rank, best_y)) best_rank = r, best_y = token[j], best_slot = slot[j];
+        }
+        winner[i] = best_slot;
+    }
 }
 #else
 #define KGW_HAVE_AVX2 0
@@ -348,21 +357,41 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     const uint8_t *states = cache_state(c, 0);
     size_t cover_now = c->cover, count;
     uint8_t self_slot = (uint8_t)needed;
-    size_t done = 0;
+    /* A table lookup rather than a conditional, which compilers may turn
+     * into a branch: the green bits are coin flips. */
+    const float bias[3] = {0.0f, 0.0f, (float)scheme->config.delta}; /* unknown (none left), red, green */
 #if KGW_HAVE_AVX2
+    /* Dense candidates (ids 0..n-1 in order, as the chain hands the
+     * vocabulary to its bias stage): the winners four at a time, the known
+     * draws applied in the same pass, and only the pending ones visited
+     * again once drawn. An unknown draw adds 0 first, which leaves every
+     * logit what the one addition of the loop below gives (x + 0 + d = x + d
+     * in floats, -0 included). */
     bool dense = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
     for (size_t i = 0; i < n && dense; i++) dense = data[i].id == (int32_t)i;
-    if (dense) done = winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
-#endif
-    if (done > 0) {
+    if (dense) {
+        winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
         count = 0;
-        for (size_t i = 0; i < done; i++) {
+        for (size_t i = 0; i < n; i++) {
+            uint8_t drawn = states[winner[i] * cover_now + i];
+            data[i].logit += bias[drawn];
             pending[count] = (uint32_t)winner[i] << 20 | (uint32_t)i;
-            count += states[winner[i] * cover_now + i] == STATE_UNKNOWN;
+            count += drawn == STATE_UNKNOWN;
         }
-        count += find_winners(data + done, n - done, n_distinct, rank, token, slot, self_rank, self_slot, states,
-                              cover_now, winner + done, pending + count);
-    } else
+        for (size_t j = 0; j < n_distinct && count > 0; j++) {
+            size_t m = 0;
+            for (size_t k = 0; k < count; k++) {
+                draw_ids[m] = (int32_t)(pending[k] & 0xFFFFF);
+                m += pending[k] >> 20 == slot[j];
+            }
+            if (m == 0) continue;
+            fill_draws(scheme, c, slot[j], draw_ids, m);
+            const uint8_t *drawn = states + slot[j] * cover_now;
+            for (size_t k = 0; k < m; k++) data[draw_ids[k]].logit += bias[drawn[draw_ids[k]]];
+        }
+        return true;
+    }
+#endif
     switch (n_distinct) { /* constant counts for the usual h (SelfHash h = 4: 3 slots) */
     case 0: count = find_winners(data, n, 0, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
     case 1: count = find_winners(data, n, 1, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
@@ -380,9 +409,6 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
         }
         if (m) fill_draws(scheme, c, slot[j], draw_ids, m);
     }
-    /* A table lookup rather than a conditional, which compilers may turn
-     * into a branch: the green bits are coin flips. */
-    const float bias[3] = {0.0f, 0.0f, (float)scheme->config.delta}; /* unknown (none left), red, green */
     for (size_t i = 0; i < n; i++) data[i].logit += bias[states[winner[i] * cover_now + (size_t)data[i].id]];
     return true;
 }
