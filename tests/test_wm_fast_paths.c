@@ -161,3 +161,59 @@ Test(wm_fast_paths, variants) {
     c.context_width = 2;
     check_scheme("kgw selfhash, h 2", &c);
 }
+
+/* tm_wm_order_by_key's two radix passes against the reference's passes and a
+ * plain comparison sort, with keys drawn so that their top bits tie often
+ * (only 10 random bits at the top, then zeros: the last loop must settle
+ * runs of n / 1024) and with plain random keys. */
+typedef struct {
+    uint64_t key;
+    int32_t id;
+    uint32_t index;
+} keyed;
+
+static unsigned order_shift;
+
+static int keyed_compare(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    uint64_t kx = x->key >> order_shift, ky = y->key >> order_shift;
+    if (kx != ky) return kx < ky ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+Test(wm_fast_paths, order_by_key) {
+    static const size_t sizes[] = {70, 3000, 5000, 32000, 140000};
+    uint64_t rng = 5;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        for (int ties = 0; ties < 2; ties++) {
+            size_t n = sizes[si];
+            uint64_t *keys = malloc(n * sizeof *keys), *work = malloc(2 * n * sizeof *work);
+            int32_t *ids = malloc(n * sizeof *ids);
+            uint32_t *fast = malloc(n * sizeof *fast), *reference = malloc(n * sizeof *reference);
+            keyed *expected = malloc(n * sizeof *expected);
+            cr_assert(keys && work && ids && fast && reference && expected);
+            order_shift = ties ? 0 : 12;
+            for (size_t i = 0; i < n; i++) {
+                uint64_t key = wm_test_lcg(&rng) << 33 ^ wm_test_lcg(&rng) << 2 ^ wm_test_lcg(&rng);
+                if (ties) key = (key & 0x3FFFFFFF) | (uint64_t)(wm_test_lcg(&rng) % 1024) << 54; /* 1024 top values */
+                keys[i] = key;
+                ids[i] = (int32_t)(wm_test_lcg(&rng) % 100000);
+                expected[i] = (keyed){key, ids[i], (uint32_t)i};
+            }
+            qsort(expected, n, sizeof *expected, keyed_compare);
+            tm_wm_order_by_key(keys, ids, n, order_shift, fast, work);
+            tm_wm_use_reference_paths(true);
+            tm_wm_order_by_key(keys, ids, n, order_shift, reference, work);
+            tm_wm_use_reference_paths(false);
+            for (size_t i = 0; i < n; i++) {
+                /* equal (key, id) pairs may come in either order: compare what they hold */
+                cr_assert_eq(keys[fast[i]] >> order_shift, expected[i].key >> order_shift, "n %zu ties %d at %zu", n,
+                             ties, i);
+                cr_assert_eq(ids[fast[i]], expected[i].id, "n %zu ties %d at %zu", n, ties, i);
+                cr_assert_eq(fast[i], reference[i], "n %zu ties %d at %zu: fast and reference orders differ", n, ties,
+                             i);
+            }
+            free(keys), free(work), free(ids), free(fast), free(reference), free(expected);
+        }
+    }
+}

@@ -377,7 +377,7 @@ static void order_insertion(const uint64_t *keys, const int32_t *ids, unsigned s
 /* Radix digits over the top 32 bits of a packed item (key bits << 32 |
  * index): three 11-bit digits for large sets, four 8-bit ones for small sets,
  * where clearing and summing 2048 counters would cost more than the items. */
-enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096 };
+enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096, RADIX_TWO_PASS_MAX = 1 << 17 };
 
 void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsigned shift, uint32_t *order,
                         uint64_t *work) {
@@ -390,6 +390,12 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
      * shift (shift <= 32), so the radix passes give the right order up to ties
      * in those bits, which the last loop settles. */
     unsigned bits = n < RADIX_SMALL_SET ? 8 : RADIX_MAX_BITS, passes = (32 + bits - 1) / bits;
+    /* Two passes already order the items by their top 16 (22) bits, leaving
+     * about n^2 / 2^17 (n^2 / 2^23) pairs of ties for the last loop: a few
+     * dozen for a whole vocabulary, so the third (and fourth) pass of the
+     * reference costs more than the ties it would save settling. */
+    if (!reference_paths && n <= RADIX_TWO_PASS_MAX) passes = 2;
+    unsigned low = 64 - passes * bits < 32 ? 32 : 64 - passes * bits; /* the lowest bit the passes sort by */
     size_t radix = (size_t)1 << bits;
     uint64_t *a = work, *b = work + n;
     uint32_t count[RADIX_MAX_PASSES][1 << RADIX_MAX_BITS]; /* n < 2^31: candidates come from an int32 vocabulary */
@@ -397,7 +403,7 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
     for (size_t i = 0; i < n; i++) {
         uint64_t item = (keys[i] >> 32) << 32 | (uint64_t)i;
         a[i] = item;
-        for (unsigned pass = 0; pass < passes; pass++) count[pass][(item >> (32 + pass * bits)) & (radix - 1)]++;
+        for (unsigned pass = 0; pass < passes; pass++) count[pass][(item >> (low + pass * bits)) & (radix - 1)]++;
     }
     for (unsigned pass = 0; pass < passes; pass++) {
         uint32_t sum = 0;
@@ -406,16 +412,16 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
             count[pass][v] = sum;
             sum += c;
         }
-        unsigned digit_shift = 32 + pass * bits;
+        unsigned digit_shift = low + pass * bits;
         for (size_t i = 0; i < n; i++) b[count[pass][(a[i] >> digit_shift) & (radix - 1)]++] = a[i];
         uint64_t *swap = a;
         a = b;
         b = swap;
     }
     for (size_t i = 0; i < n; i++) order[i] = (uint32_t)a[i];
-    for (size_t i = 0; i < n;) { /* runs of equal top 32 bits: rare (n^2 / 2^33 expected pairs) */
+    for (size_t i = 0; i < n;) { /* runs of equal sorted bits: rare (n^2 / 2^33 expected pairs with 32) */
         size_t j = i + 1;
-        while (j < n && (a[j] >> 32) == (a[i] >> 32)) j++;
+        while (j < n && (a[j] >> low) == (a[i] >> low)) j++;
         if (j - i > 1) order_insertion(keys, ids, shift, order + i, j - i);
         i = j;
     }
