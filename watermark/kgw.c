@@ -156,6 +156,18 @@ static uint8_t *cache_state(selfhash_cache *c, size_t slot) {
     return (uint8_t *)(cache_rank(c, c->n_slots + 1)) + slot * c->cover;
 }
 
+/* tm_wm_uniform(x) < gamma as (x >> 12) < threshold: uniform is monotone in
+ * x >> 12, so one integer compare decides every x exactly as the double
+ * compare does (the threshold is found with tm_wm_uniform itself). */
+static uint64_t green_threshold(double gamma) {
+    const uint64_t top = UINT64_C(1) << 52;
+    double g = gamma * 0x1.0p52;
+    uint64_t t = !(g > 0) ? 0 : g >= (double)top ? top : (uint64_t)g;
+    while (t > 0 && !(tm_wm_uniform((t - 1) << 12) < gamma)) t--;
+    while (t < top && tm_wm_uniform(t << 12) < gamma) t++;
+    return t;
+}
+
 /* rank[slot][w] for w in [0, cover): the message [fixed..., w] (self: [w, w]). */
 static void fill_ranks(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slot, const int32_t *fixed) {
     tm_wm_prf_template t;
@@ -178,13 +190,14 @@ static void fill_draws(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slo
                             self ? 2 : 1, 1);
     uint8_t *state = cache_state(c, slot);
     uint64_t values[CHUNK];
-    double gamma = scheme->config.gamma;
+    /* green = uniform(x) < gamma, as the integer compare green_threshold
+     * makes exact, without a branch: the draws are coin flips. */
+    uint64_t threshold = green_threshold(scheme->config.gamma);
     for (size_t start = 0; start < count; start += CHUNK) {
         size_t n = count - start < CHUNK ? count - start : CHUNK;
         const int32_t *const slots[2] = {w + start, w + start};
         tm_wm_prf_batch(&scheme->subkey, &t, slots, n, values);
-        for (size_t i = 0; i < n; i++)
-            state[w[start + i]] = tm_wm_uniform(values[i]) < gamma ? STATE_GREEN : STATE_RED;
+        for (size_t i = 0; i < n; i++) state[w[start + i]] = (uint8_t)(STATE_RED + ((values[i] >> 12) < threshold));
     }
 }
 
@@ -416,18 +429,6 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
 /* ======================================================================== */
 /* LeftHash across steps                                                     */
 /* ======================================================================== */
-
-/* tm_wm_uniform(x) < gamma as (x >> 12) < threshold: uniform is monotone in
- * x >> 12, so one integer compare decides every x exactly as the double
- * compare does (the threshold is found with tm_wm_uniform itself). */
-static uint64_t green_threshold(double gamma) {
-    const uint64_t top = UINT64_C(1) << 52;
-    double g = gamma * 0x1.0p52;
-    uint64_t t = !(g > 0) ? 0 : g >= (double)top ? top : (uint64_t)g;
-    while (t > 0 && !(tm_wm_uniform((t - 1) << 12) < gamma)) t--;
-    while (t < top && tm_wm_uniform(t << 12) < gamma) t++;
-    return t;
-}
 
 /* The green lists, as bits over ids [0, n), of the last
  * LEFTHASH_CACHE_ENTRIES contexts met, the least recently used replaced
