@@ -325,6 +325,20 @@ __attribute__((target("avx2"))) static void winners_dense_avx2(size_t n, size_t 
         winner[i] = best_slot;
     }
 }
+
+/* The green bits of 64 PRF values, bit j = (x_j >> 12) < threshold, four
+ * compares at a time (both sides are below 2^53, so the signed compare is
+ * the unsigned one). */
+__attribute__((target("avx2"))) static uint64_t green_bits64_avx2(const uint64_t *values, uint64_t threshold) {
+    const __m256i limit = _mm256_set1_epi64x((long long)threshold);
+    uint64_t word = 0;
+    for (size_t j = 0; j < 64; j += 4) {
+        __m256i top = _mm256_srli_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(values + j)), 12);
+        unsigned bits = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(limit, top)));
+        word |= (uint64_t)bits << j;
+    }
+    return word;
+}
 #else
 #define KGW_HAVE_AVX2 0
 #endif
@@ -467,6 +481,9 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
         c->needed = needed;
     }
     uint64_t *bits = (uint64_t *)(void *)((char *)c + header);
+#if KGW_HAVE_AVX2
+    bool avx2 = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
+#endif
     size_t e = 0;
     while (e < c->n_used && memcmp(c->context[e], context, needed * sizeof *context) != 0) e++;
     if (e == c->n_used) { /* not met: its green list, in a free or the least recently used entry */
@@ -486,7 +503,11 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
             for (size_t w = 0; w < m; w += 64) {
                 size_t end = m - w < 64 ? m - w : 64;
                 uint64_t word = 0;
-                for (size_t j = 0; j < end; j++) word |= (uint64_t)((values[w + j] >> 12) < threshold) << j;
+                size_t j = 0;
+#if KGW_HAVE_AVX2
+                if (end == 64 && avx2) j = 64, word = green_bits64_avx2(values + w, threshold);
+#endif
+                for (; j < end; j++) word |= (uint64_t)((values[w + j] >> 12) < threshold) << j;
                 entry[(start + w) / 64] = word;
             }
         }
