@@ -80,7 +80,8 @@ void tm_wm_prf_template_init(tm_wm_prf_template *t, uint8_t domain, const int32_
                              size_t n_varying, uint32_t extra);
 /* out[i] = tm_wm_prf of the template with varying token k = slots[k][i], for
  * i < count: AVX-512 sixteen at a time and AVX2 eight at a time where the CPU
- * has them, scalar for the rest. */
+ * has them, scalar for the rest; the words before the first varying token
+ * are absorbed once per call, not once per message. */
 void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                      size_t count, uint64_t *out);
 /* The portable path alone (tests compare the two). */
