@@ -8,7 +8,9 @@
  * average over keys (docs/schemes/dipmark.md). The stage is the chain's
  * selector: it runs after temperature and truncation, orders only the
  * candidates with p > 0 (one batched PRF call each and a radix sort: the work
- * grows with the candidate set, not the vocabulary), writes P' into the
+ * grows with the candidate set, not the vocabulary), reweights them in passes
+ * that give the spec loop's bits (reweight_reference, kept as the reference),
+ * writes P' into the
  * candidates' p, and draws the token with the sampler's RNG, one draw per
  * step on every path. Detection reports 1.0 when
  * u(w) >= 1/2 (the upper half of the permutation, DiPmark's gamma = 0.5).
