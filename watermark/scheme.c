@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,13 @@
 #define SCHEME_HAVE_AVX2 0
 #endif
 
-/* Set by tests only, before the samplers run; read on every step. */
-static bool reference_paths;
+/* Set by tests only, before the samplers run; read on every step, by any
+ * thread that samples (atomic, so that a switch while a server samples is
+ * not a data race). */
+static atomic_bool reference_switch;
 
-void tm_wm_use_reference_paths(bool on) { reference_paths = on; }
-bool tm_wm_reference_paths(void) { return reference_paths; }
+void tm_wm_use_reference_paths(bool on) { atomic_store_explicit(&reference_switch, on, memory_order_relaxed); }
+bool tm_wm_reference_paths(void) { return atomic_load_explicit(&reference_switch, memory_order_relaxed); }
 
 static const tm_wm_scheme_ops *ops_for(tm_wm_kind kind) {
     switch (kind) {
@@ -329,7 +332,7 @@ void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_tem
     double best = -INFINITY, threshold = -INFINITY;
     candidates->selected = n > 0 ? d[0].id : -1;
 #if SCHEME_HAVE_AVX2
-    bool avx2 = !reference_paths && tm_cpu_has(TM_CPU_AVX2);
+    bool avx2 = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
 #endif
     for (size_t start = 0; start < n; start += SELECT_CHUNK) {
         size_t end = n - start < SELECT_CHUNK ? n : start + SELECT_CHUNK, m = 0;
@@ -394,7 +397,7 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
      * about n^2 / 2^17 (n^2 / 2^23) pairs of ties for the last loop: a few
      * dozen for a whole vocabulary, so the third (and fourth) pass of the
      * reference costs more than the ties it would save settling. */
-    if (!reference_paths && n <= RADIX_TWO_PASS_MAX) passes = 2;
+    if (!tm_wm_reference_paths() && n <= RADIX_TWO_PASS_MAX) passes = 2;
     unsigned low = 64 - passes * bits < 32 ? 32 : 64 - passes * bits; /* the lowest bit the passes sort by */
     size_t radix = (size_t)1 << bits;
     uint64_t *a = work, *b = work + n;
