@@ -171,27 +171,27 @@ static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
         }
     }
     /* Scratch: PRF values, ids and indices of the candidates with p > 0,
-     * their order, and the radix sort's two buffers. */
-    size_t n = 0;
-    for (size_t i = 0; i < n_candidates; i++) n += candidates->data[i].p > 0.0f;
-    size_t per = 3 * sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(uint32_t);
-    uint64_t *x = n && n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
+     * their order, and the radix sort's two buffers, room for every
+     * candidate (one pass over them, not a count first). */
+    size_t cap = n_candidates, per = 3 * sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(uint32_t);
+    uint64_t *x = cap <= SIZE_MAX / per ? tm_wm_state_scratch(state, cap * per) : NULL;
     if (!x) {
         tm_wm_draw(candidates, NULL, r);
         return;
     }
-    uint64_t *work = x + n;
-    int32_t *ids = (int32_t *)(void *)(work + 2 * n);
-    uint32_t *index = (uint32_t *)(void *)(ids + n), *order = index + n;
+    uint64_t *work = x + cap;
+    int32_t *ids = (int32_t *)(void *)(work + 2 * cap);
+    uint32_t *index = (uint32_t *)(void *)(ids + cap), *order = index + cap;
     double total = 0.0;
-    for (size_t i = 0, k = 0; i < n_candidates; i++) {
+    size_t n = 0;
+    for (size_t i = 0; i < n_candidates; i++) {
         const tm_token_data *d = &candidates->data[i];
         if (!(d->p > 0.0f)) continue;
-        ids[k] = d->id;
-        index[k++] = (uint32_t)i;
+        ids[n] = d->id;
+        index[n++] = (uint32_t)i;
         total += d->p;
     }
-    if (!(total > 0.0) || !isfinite(total)) {
+    if (n == 0 || !(total > 0.0) || !isfinite(total)) {
         tm_wm_draw(candidates, NULL, r);
         return;
     }
