@@ -350,11 +350,14 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     size_t n = candidates->size, needed = history_needed(&scheme->config);
     tm_token_data *data = candidates->data;
     int32_t min_id = INT32_MAX, max_id = -1;
+    bool in_order = true; /* ids 0..n-1 in order: the dense case below */
     for (size_t i = 0; i < n; i++) {
         int32_t id = data[i].id;
         min_id = id < min_id ? id : min_id;
         max_id = id > max_id ? id : max_id;
+        in_order &= id == (int32_t)i;
     }
+    (void)in_order; /* read by the AVX2 path only */
     if (min_id < 0 || max_id >= SELFHASH_CACHE_MAX_TOKENS || n < ((size_t)max_id + 1) / 2) return false;
     size_t cover = ((size_t)max_id + 64) / 64 * 64;
     /* Scratch: pending entries, the ids of one slot's pending draws, and the
@@ -394,9 +397,7 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
      * again once drawn. An unknown draw adds 0 first, which leaves every
      * logit what the one addition of the loop below gives (x + 0 + d = x + d
      * in floats, -0 included). */
-    bool dense = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
-    for (size_t i = 0; i < n && dense; i++) dense = data[i].id == (int32_t)i;
-    if (dense) {
+    if (in_order && !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2)) {
         winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
         count = 0;
         for (size_t i = 0; i < n; i++) {
