@@ -17,6 +17,11 @@ NOISY = 0.15  # invocations further apart than ±15% of their median: the machin
 GOALS_SOURCE = "issues 2 (item 6), 3 (item 4), 4 (item 5) and 5 (Benchmarks)"
 
 
+
+# The token time the watermark's budget is set against (issue 19): the 110M Q4_K_M model at 2 threads
+# once the quantized kernels reach their goal, about 200 tokens/s.
+WM_BUDGET_TOKEN_US = 5000.0
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -141,14 +146,17 @@ def summarise(records):
                       "peak_rss": ratio(tm.get("peak_rss_mib"), lc.get("peak_rss_mib"))}
         generate.append(g)
 
+    # One group per (model, SIMD path): run.sh runs each path the machine has.
     watermark = {}
     for r in records:
         if r["section"] == "watermark":
-            w = watermark.setdefault(r["model"], {"model": r["model"], "threads": r["threads"],
-                                                  "load": r.get("load"), "rows": []})
+            path = r["result"].get("path", "")
+            w = watermark.setdefault((r["model"], path), {"model": r["model"], "path": path, "threads": r["threads"],
+                                                          "load": r.get("load"), "rows": []})
             w["rows"].append(r["result"])
         if r["section"] == "watermark-error":
-            watermark.setdefault(r["model"], {"model": r["model"], "threads": r["threads"], "rows": []})["error"] = r["error"]
+            watermark.setdefault((r["model"], "error"), {"model": r["model"], "path": "", "threads": r["threads"],
+                                                         "rows": []})["error"] = r["error"]
     detect = {"corpus": None, "stages": [], "schemes": {}}
     for r in records:
         if r["section"] == "detect-load":
@@ -207,10 +215,10 @@ def goals(result):
                          noise(g, "decode", ("tracemark",))))
     for w in result["watermark"]:
         if w["model"].startswith("llama2-110m") and w["rows"]:
-            worst = max((x.get("overhead_share_of_token") or 0 for x in w["rows"] if x["scheme"] != "none"),
-                        default=None)
-            rows.append((f"watermark overhead on {w['model']}, worst scheme, < 5% of the token time", worst,
-                         lambda x: x < 0.05, fmt_percent))
+            worst = max((x.get("overhead_us") or 0 for x in w["rows"] if x["scheme"] != "none"), default=None)
+            rows.append((f"watermark overhead on {w['model']}, {w['path'] or 'default'} path, worst scheme, "
+                         f"< 2% of a {WM_BUDGET_TOKEN_US / 1000:g} ms token", None if worst is None else
+                         worst / WM_BUDGET_TOKEN_US, lambda x: x < 0.02, fmt_percent))
     for config, s in result["detect"]["schemes"].items():
         if s["scheme"] in ("kgw", "gumbel", "synthid") and "1" in s["threads"]:
             rows.append((f"detect {config}, pre-tokenized, 1 thread, ≥ 10 M tokens/s per core",
@@ -299,26 +307,51 @@ def markdown(r):
 
     if r["watermark"]:
         lines += ["## Watermark overhead", "",
-                  "Sampling time per token with each scheme against plain sampling (same recorded logits, "
-                  "median of 20 passes over 64 tokens); share = extra ÷ (forward + plain sampling).", ""]
+                  "Sampling time per token with each scheme against plain sampling (the same logits, recorded "
+                  "by a greedy decode; median of 20 passes over 64 tokens, in the sampling thread's CPU time, "
+                  "so that other load on the machine is not counted), on each SIMD path the machine has, side "
+                  "by side (AVX2 forced with TM_NO_AVX512=1). Share = extra ÷ (forward + plain sampling) at "
+                  f"the forward time measured in the same run; budget (110M model) = extra ÷ a "
+                  f"{WM_BUDGET_TOKEN_US / 1000:g} ms token, the 110M Q4_K_M model's decode at 2 threads once the quantized kernels reach "
+                  "their goal (issue 19: every scheme under 2%).", ""]
+        models = {}
         for w in r["watermark"]:
-            rows = w["rows"]
-            none = next((x for x in rows if x["scheme"] == "none"), None)
-            head = f"**{w['model']}**, {w['threads']} thread(s)"
-            if w.get("load"):
-                head += f", load {w['load'][0]:.1f}"
-            if none:
-                head += (f", vocabulary {none['n_vocab']}: forward {fmt(none['forward_us'])} µs/token, "
-                         f"plain sampling {none['sampling_us']:.2f} µs/token")
-            lines += [head, ""]
-            if w.get("error"):
-                lines += [f"failed: {w['error']}", ""]
+            models.setdefault(w["model"], []).append(w)
+        for model, runs in models.items():
+            ok = [w for w in runs if not w.get("error")]
+            for w in runs:
+                if w.get("error"):
+                    lines += [f"**{model}**: failed: {w['error']}", ""]
+            if not ok:
                 continue
-            lines += ["| config | parameters | sampling µs | extra µs | share of token |", "|---|---|---|---|---|"]
-            for x in rows:
-                if x["scheme"] != "none":
-                    lines.append(f"| {x.get('config', x['scheme'])} | {x['parameters']} | {x['sampling_us']:.2f} | "
-                                 f"{x['overhead_us']:.2f} | {100 * x['overhead_share_of_token']:.2f}% |")
+            for w in ok:
+                none = next((x for x in w["rows"] if x["scheme"] == "none"), None)
+                head = f"**{model}**, {w['path'] or 'default'} path, {w['threads']} thread(s)"
+                if w.get("load"):
+                    head += f", load {w['load'][0]:.1f}"
+                if none:
+                    head += (f", vocabulary {none['n_vocab']}: forward {fmt(none['forward_us'])} µs/token, "
+                             f"plain sampling {none['sampling_us']:.2f} µs/token")
+                lines += [head, ""]
+            paths = [w["path"] or "default" for w in ok]
+            budget = model.startswith("llama2-110m")  # the budget is set for the 110M model's tokens only
+            per = 3 if budget else 2
+            lines += ["| config | parameters | " + " | ".join(f"extra µs {p} | share {p}" + (f" | budget {p}" if budget
+                                                                                           else "") for p in paths)
+                      + " |", "|---|---|" + "---|" * (per * len(ok))]
+            configs = [x.get("config", x["scheme"]) for x in ok[0]["rows"] if x["scheme"] != "none"]
+            for config in configs:
+                cells, parameters = [], ""
+                for w in ok:
+                    x = next((y for y in w["rows"] if y.get("config") == config), None)
+                    if x is None:
+                        cells += ["–"] * per
+                        continue
+                    parameters = x["parameters"]
+                    cells += [f"{x['overhead_us']:.1f}", f"{100 * x['overhead_share_of_token']:.2f}%"]
+                    if budget:
+                        cells.append(f"{100 * x['overhead_us'] / WM_BUDGET_TOKEN_US:.2f}%")
+                lines.append(f"| {config} | {parameters} | " + " | ".join(cells) + " |")
             lines.append("")
 
     d = r["detect"]

@@ -8,7 +8,9 @@
  * average over keys (docs/schemes/dipmark.md). The stage is the chain's
  * selector: it runs after temperature and truncation, orders only the
  * candidates with p > 0 (one batched PRF call each and a radix sort: the work
- * grows with the candidate set, not the vocabulary), writes P' into the
+ * grows with the candidate set, not the vocabulary), reweights them in passes
+ * that give the spec loop's bits (reweight_reference, kept as the reference),
+ * writes P' into the
  * candidates' p, and draws the token with the sampler's RNG, one draw per
  * step on every path. Detection reports 1.0 when
  * u(w) >= 1/2 (the upper half of the permutation, DiPmark's gamma = 0.5).
@@ -18,6 +20,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static size_t context_width(const tm_wm_config *config) {
     size_t h = (size_t)config->context_width;
@@ -36,6 +39,116 @@ static double permutation_value(const tm_wm_scheme *scheme, const int32_t *conte
 
 static double reweight_cdf(double F, double alpha) {
     return fmax(F - alpha, 0.0) + fmax(F - (1.0 - alpha), 0.0);
+}
+
+/* Along the order: F_k = (p_1 + ... + p_k) / total summed in double in that
+ * order (F_n = 1 exactly), P'_k = g(F_k) - g(F_{k-1}) written into the
+ * candidates' p, and the token selected: the first with r < g and P' > 0,
+ * else the last with P' > 0. The loop as the spec states it; reweight
+ * below must give the same bits. */
+static void reweight_reference(tm_candidates *candidates, const uint32_t *index, const uint32_t *order, size_t n,
+                               double total, double alpha, double r) {
+    double cumulative = 0.0, previous = 0.0;
+    int32_t selected = -1, last_possible = -1;
+    for (size_t k = 0; k < n; k++) {
+        tm_token_data *d = &candidates->data[index[order[k]]];
+        cumulative += d->p;
+        double g = reweight_cdf(k + 1 == n ? 1.0 : cumulative / total, alpha);
+        double reweighted = g - previous;
+        previous = g;
+        d->p = (float)reweighted;
+        if (reweighted > 0.0) {
+            last_possible = d->id;
+            if (selected < 0 && r < g) selected = d->id;
+        }
+    }
+    candidates->selected = selected >= 0 ? selected : last_possible;
+}
+
+/* g of every F = c[k] / total, in place: the same IEEE operations as
+ * reweight_cdf (max(v, 0) is fmax(v, 0.0) for every v this sees: F is
+ * finite and >= 0, so v is never NaN or -0), four at a time where the CPU
+ * has AVX2 (a division per candidate is most of the loop's time). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static size_t cdf_to_g_avx2(double *c, size_t n, double total, double alpha) {
+    const __m256d t = _mm256_set1_pd(total), a = _mm256_set1_pd(alpha), b = _mm256_set1_pd(1.0 - alpha);
+    const __m256d zero = _mm256_setzero_pd();
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        __m256d F = _mm256_div_pd(_mm256_loadu_pd(c + k), t);
+        __m256d g = _mm256_add_pd(_mm256_max_pd(_mm256_sub_pd(F, a), zero), _mm256_max_pd(_mm256_sub_pd(F, b), zero));
+        _mm256_storeu_pd(c + k, g);
+    }
+    return k;
+}
+#define DIPMARK_HAVE_AVX2 1
+#else
+#define DIPMARK_HAVE_AVX2 0
+#endif
+
+static void cdf_to_g(double *c, size_t n, double total, double alpha) {
+    size_t k = 0;
+#if DIPMARK_HAVE_AVX2
+    if (tm_cpu_has(TM_CPU_AVX2)) k = cdf_to_g_avx2(c, n, total, alpha);
+#endif
+    double b = 1.0 - alpha;
+    for (; k < n; k++) {
+        double F = c[k] / total, u = F - alpha, v = F - b;
+        c[k] = (u > 0.0 ? u : 0.0) + (v > 0.0 ? v : 0.0);
+    }
+}
+
+/* reweight_reference in passes: p gathered along the order, the running
+ * sums (in 64-bit integers when they are exact, see below, else in double
+ * as the reference adds them), g of every sum, then P' and the selection.
+ * cumulative holds n doubles. */
+static void reweight(tm_candidates *candidates, const uint32_t *index, const uint32_t *order, size_t n,
+                     double total, double alpha, double r, double *cumulative) {
+    tm_token_data *data = candidates->data;
+    /* Every p is a multiple of its float ulp 2^(e - 150) (e: the biased
+     * exponent, 1 for subnormals), so every partial sum is a multiple of the
+     * smallest such ulp, 2^-s. While total * 2^s < 2^52, each partial sum is
+     * an integer below 2^53 times 2^-s: a double holds it exactly, the
+     * reference's additions never round, and integer sums give the very
+     * same values faster than a chain of dependent double additions. */
+    unsigned min_exponent = 255;
+    for (size_t k = 0; k < n; k++) {
+        float p = data[index[order[k]]].p;
+        uint32_t bits;
+        memcpy(&bits, &p, sizeof bits);
+        unsigned e = bits >> 23 & 0xFF;
+        e = e ? e : 1;
+        min_exponent = e < min_exponent ? e : min_exponent;
+        cumulative[k] = (double)p; /* p along the order, for now */
+    }
+    int s = 150 - (int)min_exponent; /* p * 2^s is an integer */
+    if (s <= 1000 && ldexp(total, s) < 0x1.0p52 && n < (size_t)1 << 40) {
+        double scale = ldexp(1.0, s), unscale = ldexp(1.0, -s);
+        uint64_t sum = 0;
+        for (size_t k = 0; k < n; k++) {
+            sum += (uint64_t)(cumulative[k] * scale);
+            cumulative[k] = (double)sum * unscale;
+        }
+    } else {
+        double sum = 0.0;
+        for (size_t k = 0; k < n; k++) cumulative[k] = sum += cumulative[k];
+    }
+    cdf_to_g(cumulative, n - 1, total, alpha);
+    cumulative[n - 1] = reweight_cdf(1.0, alpha); /* F_n = 1 exactly */
+    double previous = 0.0;
+    int32_t selected = -1, last_possible = -1;
+    for (size_t k = 0; k < n; k++) {
+        tm_token_data *d = &data[index[order[k]]];
+        double g = cumulative[k], reweighted = g - previous;
+        previous = g;
+        d->p = (float)reweighted;
+        if (reweighted > 0.0) {
+            last_possible = d->id;
+            if (selected < 0 && r < g) selected = d->id;
+        }
+    }
+    candidates->selected = selected >= 0 ? selected : last_possible;
 }
 
 static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
@@ -58,27 +171,27 @@ static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
         }
     }
     /* Scratch: PRF values, ids and indices of the candidates with p > 0,
-     * their order, and the radix sort's two buffers. */
-    size_t n = 0;
-    for (size_t i = 0; i < n_candidates; i++) n += candidates->data[i].p > 0.0f;
-    size_t per = 3 * sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(uint32_t);
-    uint64_t *x = n && n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
+     * their order, and the radix sort's two buffers, room for every
+     * candidate (one pass over them, not a count first). */
+    size_t cap = n_candidates, per = 3 * sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(uint32_t);
+    uint64_t *x = cap <= SIZE_MAX / per ? tm_wm_state_scratch(state, cap * per) : NULL;
     if (!x) {
         tm_wm_draw(candidates, NULL, r);
         return;
     }
-    uint64_t *work = x + n;
-    int32_t *ids = (int32_t *)(void *)(work + 2 * n);
-    uint32_t *index = (uint32_t *)(void *)(ids + n), *order = index + n;
+    uint64_t *work = x + cap;
+    int32_t *ids = (int32_t *)(void *)(work + 2 * cap);
+    uint32_t *index = (uint32_t *)(void *)(ids + cap), *order = index + cap;
     double total = 0.0;
-    for (size_t i = 0, k = 0; i < n_candidates; i++) {
+    size_t n = 0;
+    for (size_t i = 0; i < n_candidates; i++) {
         const tm_token_data *d = &candidates->data[i];
         if (!(d->p > 0.0f)) continue;
-        ids[k] = d->id;
-        index[k++] = (uint32_t)i;
+        ids[n] = d->id;
+        index[n++] = (uint32_t)i;
         total += d->p;
     }
-    if (!(total > 0.0) || !isfinite(total)) {
+    if (n == 0 || !(total > 0.0) || !isfinite(total)) {
         tm_wm_draw(candidates, NULL, r);
         return;
     }
@@ -88,21 +201,10 @@ static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     tm_wm_prf_batch(&scheme->subkey, &t, slots, n, x);
     /* Ascending u = uniform(x), which orders as x >> 12; ties by id. */
     tm_wm_order_by_key(x, ids, n, 12, order, work);
-    double alpha = scheme->config.alpha, cumulative = 0.0, previous = 0.0;
-    int32_t selected = -1, last_possible = -1;
-    for (size_t k = 0; k < n; k++) {
-        tm_token_data *d = &candidates->data[index[order[k]]];
-        cumulative += d->p;
-        double g = reweight_cdf(k + 1 == n ? 1.0 : cumulative / total, alpha);
-        double reweighted = g - previous;
-        previous = g;
-        d->p = (float)reweighted;
-        if (reweighted > 0.0) {
-            last_possible = d->id;
-            if (selected < 0 && r < g) selected = d->id;
-        }
-    }
-    candidates->selected = selected >= 0 ? selected : last_possible;
+    if (tm_wm_reference_paths())
+        reweight_reference(candidates, index, order, n, total, scheme->config.alpha, r);
+    else
+        reweight(candidates, index, order, n, total, scheme->config.alpha, r, (double *)(void *)work);
 }
 
 static size_t dipmark_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,

@@ -11,12 +11,14 @@
  * expose the key sequence. The work per token grows with the candidates only: EXP is one
  * batched PRF per candidate (a log only for the few that could still win);
  * ITS radix-sorts the candidates by rank keys the sampler caches per token id,
- * never the vocabulary. This file must never print or abort on any input, and
+ * never the vocabulary, or, for a set that covers much of the vocabulary,
+ * walks the cached permutation through a table of p by id. This file must never print or abort on any input, and
  * out of memory it samples plainly. */
 #include "scheme.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static double xi_value(const tm_wm_scheme *scheme, uint32_t row, int32_t token) {
     return tm_wm_uniform(tm_wm_prf(&scheme->subkey, TM_WM_DOMAIN_EXP_EDIT, &token, 1, row));
@@ -33,28 +35,93 @@ static uint64_t its_rank_key(const tm_wm_scheme *scheme, int32_t token) {
 /* ITS: the candidates with p > 0 in pi's order (rank key, then id), and the
  * first whose cumulative p exceeds u_row times the total. Rank keys depend on
  * the key alone, so the sampler caches them per token id (filled once, in
- * batches); ids beyond the cache are hashed one by one. */
+ * batches), and with them pi itself, the ids in order: a candidate set that
+ * covers much of the vocabulary is then walked along pi through a table of
+ * p by id, adding the same p in the same order as the sort would, without
+ * sorting anything. Smaller sets are sorted by their cached keys; ids beyond
+ * the cache are hashed one by one. */
 enum { ITS_CACHE_MAX_TOKENS = 1 << 22, ITS_CHUNK = 256 };
 
-/* The cache: words[0] = how many ids it covers, then one rank key per id. */
-static const uint64_t *its_rank_cache(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, size_t tokens) {
-    uint64_t covered = state->cache_size >= sizeof(uint64_t) ? ((uint64_t *)state->cache)[0] : 0;
-    if (tokens <= covered) return (const uint64_t *)state->cache + 1;
-    if (tokens > ITS_CACHE_MAX_TOKENS) return NULL;
-    size_t target = (tokens + 255) / 256 * 256;
-    uint64_t *words = tm_wm_state_cache(state, (1 + target) * sizeof(uint64_t));
-    if (!words) return NULL;
-    if (state->cache_size < sizeof(uint64_t) || covered == 0) words[0] = 0;
-    tm_wm_prf_template t;
-    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_ITS_PERMUTATION, NULL, 0, 1, 0);
-    int32_t ids[ITS_CHUNK];
-    for (size_t start = (size_t)words[0]; start < target; start += ITS_CHUNK) {
-        for (size_t i = 0; i < ITS_CHUNK; i++) ids[i] = (int32_t)(start + i);
-        const int32_t *const slots[2] = {ids, NULL};
-        tm_wm_prf_batch(&scheme->subkey, &t, slots, ITS_CHUNK, words + 1 + start);
+/* The cache: words[0] = how many ids it covers (a multiple of ITS_CHUNK),
+ * words[1] = whether pi is there, then one rank key per id, then pi (uint32). */
+typedef struct {
+    const uint64_t *keys;
+    const uint32_t *order; /* pi over [0, covered), NULL until a walk needs it */
+    size_t covered;
+} its_cache;
+
+static bool its_rank_cache(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, size_t tokens, its_cache *out) {
+    uint64_t covered = state->cache_size >= 2 * sizeof(uint64_t) ? ((uint64_t *)state->cache)[0] : 0;
+    if (tokens > covered) {
+        if (tokens > ITS_CACHE_MAX_TOKENS) return false;
+        size_t target = (tokens + ITS_CHUNK - 1) / ITS_CHUNK * ITS_CHUNK;
+        uint64_t *grown = tm_wm_state_cache(state, (2 + target) * sizeof(uint64_t) + target * sizeof(uint32_t));
+        if (!grown) return false;
+        grown[0] = grown[1] = 0;
+        tm_wm_prf_template t;
+        tm_wm_prf_template_init(&t, TM_WM_DOMAIN_ITS_PERMUTATION, NULL, 0, 1, 0);
+        int32_t ids[ITS_CHUNK];
+        for (size_t start = 0; start < target; start += ITS_CHUNK) {
+            for (size_t i = 0; i < ITS_CHUNK; i++) ids[i] = (int32_t)(start + i);
+            const int32_t *const slots[2] = {ids, NULL};
+            tm_wm_prf_batch(&scheme->subkey, &t, slots, ITS_CHUNK, grown + 2 + start);
+        }
+        grown[0] = covered = target;
     }
-    words[0] = target;
-    return words + 1;
+    uint64_t *words = state->cache;
+    out->keys = words + 2;
+    out->covered = (size_t)covered;
+    out->order = words[1] ? (const uint32_t *)(const void *)(words + 2 + covered) : NULL;
+    return true;
+}
+
+/* pi over the cached ids, put in the cache once (work: 2 * covered words of scratch). */
+static const uint32_t *its_order(tm_wm_sampler_state *state, its_cache *cache) {
+    if (cache->order) return cache->order;
+    size_t n = cache->covered;
+    if (n > SIZE_MAX / (2 * sizeof(uint64_t) + sizeof(int32_t))) return NULL;
+    uint64_t *work = tm_wm_state_scratch(state, n * (2 * sizeof(uint64_t) + sizeof(int32_t)));
+    if (!work) return NULL;
+    int32_t *ids = (int32_t *)(void *)(work + 2 * n);
+    for (size_t i = 0; i < n; i++) ids[i] = (int32_t)i;
+    uint64_t *words = state->cache;
+    uint32_t *order = (uint32_t *)(void *)(words + 2 + n);
+    tm_wm_order_by_key(cache->keys, ids, n, 0, order, work);
+    words[1] = 1;
+    cache->order = order;
+    return order;
+}
+
+/* The walk along pi; false when it does not apply (ids outside the cache or
+ * repeated, or no memory), and the caller sorts. */
+static bool its_walk(tm_wm_sampler_state *state, its_cache *cache, double u, tm_candidates *candidates) {
+    const tm_token_data *d = candidates->data;
+    size_t n = candidates->size, covered = cache->covered;
+    const uint32_t *order = its_order(state, cache);
+    if (!order) return false;
+    float *p_of = tm_wm_state_scratch(state, covered * sizeof(float));
+    if (!p_of) return false;
+    memset(p_of, 0, covered * sizeof(float));
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float p = d[i].p;
+        if (!(p > 0.0f)) continue;
+        int32_t id = d[i].id;
+        if (id < 0 || (size_t)id >= covered || p_of[id] != 0.0f) return false; /* the sort handles these */
+        p_of[id] = p;
+        total += p; /* in the candidates' order, as the sort path adds it */
+    }
+    if (!(total > 0.0)) return true; /* no candidate with p > 0: d[0] stays selected */
+    double target = u * total, cumulative = 0.0;
+    for (size_t k = 0; k < covered; k++) {
+        uint32_t id = order[k];
+        float p = p_of[id];
+        if (!(p > 0.0f)) continue;
+        cumulative += p;
+        candidates->selected = (int32_t)id; /* the last one if rounding leaves target >= total */
+        if (target < cumulative) return true;
+    }
+    return true;
 }
 
 static void its_select(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, uint32_t row,
@@ -64,7 +131,15 @@ static void its_select(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, u
     candidates->selected = d[0].id;
     int32_t max_id = -1;
     for (size_t i = 0; i < n; i++) max_id = d[i].id > max_id ? d[i].id : max_id;
-    const uint64_t *cache = max_id >= 0 ? its_rank_cache(scheme, state, (size_t)max_id + 1) : NULL;
+    its_cache cache = {NULL, NULL, 0};
+    bool cached = max_id >= 0 && its_rank_cache(scheme, state, (size_t)max_id + 1, &cache);
+    /* The walk visits every cached id: worth it when the candidates are a
+     * good part of them (a whole vocabulary, as without truncation). */
+    if (cached && !tm_wm_reference_paths() && n >= cache.covered / 4 &&
+        its_walk(state, &cache, its_uniform(scheme, row), candidates))
+        return;
+    candidates->selected = d[0].id;
+    const uint64_t *keys_cache = cached ? cache.keys : NULL;
     /* Scratch: keys, ids and p of the candidates with p > 0, their order,
      * and the radix sort's two buffers. */
     size_t per = 3 * sizeof(uint64_t) + sizeof(int32_t) + sizeof(float) + sizeof(uint32_t);
@@ -82,7 +157,7 @@ static void its_select(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, u
     for (size_t i = 0; i < n; i++) {
         if (!(d[i].p > 0.0f)) continue; /* zero-probability tokens take no room in the CDF */
         int32_t id = d[i].id;
-        keys[m] = cache && id >= 0 ? cache[id] : its_rank_key(scheme, id);
+        keys[m] = keys_cache && id >= 0 && (size_t)id < cache.covered ? keys_cache[id] : its_rank_key(scheme, id);
         ids[m] = id;
         p[m++] = d[i].p;
         total += d[i].p;

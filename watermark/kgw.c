@@ -156,6 +156,18 @@ static uint8_t *cache_state(selfhash_cache *c, size_t slot) {
     return (uint8_t *)(cache_rank(c, c->n_slots + 1)) + slot * c->cover;
 }
 
+/* tm_wm_uniform(x) < gamma as (x >> 12) < threshold: uniform is monotone in
+ * x >> 12, so one integer compare decides every x exactly as the double
+ * compare does (the threshold is found with tm_wm_uniform itself). */
+static uint64_t green_threshold(double gamma) {
+    const uint64_t top = UINT64_C(1) << 52;
+    double g = gamma * 0x1.0p52;
+    uint64_t t = !(g > 0) ? 0 : g >= (double)top ? top : (uint64_t)g;
+    while (t > 0 && !(tm_wm_uniform((t - 1) << 12) < gamma)) t--;
+    while (t < top && tm_wm_uniform(t << 12) < gamma) t++;
+    return t;
+}
+
 /* rank[slot][w] for w in [0, cover): the message [fixed..., w] (self: [w, w]). */
 static void fill_ranks(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slot, const int32_t *fixed) {
     tm_wm_prf_template t;
@@ -178,13 +190,14 @@ static void fill_draws(const tm_wm_scheme *scheme, selfhash_cache *c, size_t slo
                             self ? 2 : 1, 1);
     uint8_t *state = cache_state(c, slot);
     uint64_t values[CHUNK];
-    double gamma = scheme->config.gamma;
+    /* green = uniform(x) < gamma, as the integer compare green_threshold
+     * makes exact, without a branch: the draws are coin flips. */
+    uint64_t threshold = green_threshold(scheme->config.gamma);
     for (size_t start = 0; start < count; start += CHUNK) {
         size_t n = count - start < CHUNK ? count - start : CHUNK;
         const int32_t *const slots[2] = {w + start, w + start};
         tm_wm_prf_batch(&scheme->subkey, &t, slots, n, values);
-        for (size_t i = 0; i < n; i++)
-            state[w[start + i]] = tm_wm_uniform(values[i]) < gamma ? STATE_GREEN : STATE_RED;
+        for (size_t i = 0; i < n; i++) state[w[start + i]] = (uint8_t)(STATE_RED + ((values[i] >> 12) < threshold));
     }
 }
 
@@ -265,6 +278,71 @@ static inline __attribute__((always_inline)) size_t find_winners(const tm_token_
     return count;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KGW_HAVE_AVX2 1
+/* find_winners' min-hash for dense candidates (data[i].id == i), four
+ * at a time: the same comparisons (rank first, unsigned, by flipping the
+ * sign bit for AVX2's signed compare; then the smaller token), the same
+ * order of members, so the same winner. Only the winners' slots are
+ * written; the caller looks their draws up. */
+__attribute__((target("avx2"))) static void winners_dense_avx2(size_t n, size_t n_distinct,
+                                                                 const uint64_t *const *rank, const int32_t *token,
+                                                                 const uint8_t *slot, const uint64_t *self_rank,
+                                                                 uint8_t self_slot, uint8_t *winner) {
+    const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL), four = _mm256_set1_epi64x(4);
+    __m256i ids = _mm256_setr_epi64x(0, 1, 2, 3);
+    __m256i y_of[TM_WM_PRF_MAX_TOKENS], slot_of[TM_WM_PRF_MAX_TOKENS];
+    for (size_t j = 0; j < n_distinct; j++) {
+        y_of[j] = _mm256_set1_epi64x(token[j]);
+        slot_of[j] = _mm256_set1_epi64x(slot[j]);
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4, ids = _mm256_add_epi64(ids, four)) {
+        __m256i best = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(self_rank + i)), sign);
+        __m256i best_y = ids, best_slot = _mm256_set1_epi64x(self_slot);
+        for (size_t j = 0; j < n_distinct; j++) {
+            __m256i r = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(rank[j] + i)), sign);
+            __m256i take = _mm256_or_si256(_mm256_cmpgt_epi64(best, r),
+                                           _mm256_and_si256(_mm256_cmpeq_epi64(r, best),
+                                                            _mm256_cmpgt_epi64(best_y, y_of[j])));
+            best = _mm256_blendv_epi8(best, r, take);
+            best_y = _mm256_blendv_epi8(best_y, y_of[j], take);
+            best_slot = _mm256_blendv_epi8(best_slot, slot_of[j], take);
+        }
+        uint64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)(void *)lanes, best_slot);
+        for (size_t k = 0; k < 4; k++) winner[i + k] = (uint8_t)lanes[k];
+    }
+    for (; i < n; i++) { /* the last few, one by one, as find_winners does */
+        uint64_t best_rank = self_rank[i];
+        int32_t best_y = (int32_t)i;
+        uint8_t best_slot = self_slot;
+        for (size_t j = 0; j < n_distinct; j++) {
+            uint64_t r = rank[j][i];
+            if (rank_before(r, token[j], best_rank, best_y)) best_rank = r, best_y = token[j], best_slot = slot[j];
+        }
+        winner[i] = best_slot;
+    }
+}
+
+/* The green bits of 64 PRF values, bit j = (x_j >> 12) < threshold, four
+ * compares at a time (both sides are below 2^53, so the signed compare is
+ * the unsigned one). */
+__attribute__((target("avx2"))) static uint64_t green_bits64_avx2(const uint64_t *values, uint64_t threshold) {
+    const __m256i limit = _mm256_set1_epi64x((long long)threshold);
+    uint64_t word = 0;
+    for (size_t j = 0; j < 64; j += 4) {
+        __m256i top = _mm256_srli_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(values + j)), 12);
+        unsigned bits = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(limit, top)));
+        word |= (uint64_t)bits << j;
+    }
+    return word;
+}
+#else
+#define KGW_HAVE_AVX2 0
+#endif
+
 /* SelfHash's stage through the cache; false when the cache does not apply
  * (the caller then takes the uncached path). */
 static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, const int32_t *context,
@@ -272,11 +350,14 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     size_t n = candidates->size, needed = history_needed(&scheme->config);
     tm_token_data *data = candidates->data;
     int32_t min_id = INT32_MAX, max_id = -1;
+    bool in_order = true; /* ids 0..n-1 in order: the dense case below */
     for (size_t i = 0; i < n; i++) {
         int32_t id = data[i].id;
         min_id = id < min_id ? id : min_id;
         max_id = id > max_id ? id : max_id;
+        in_order &= id == (int32_t)i;
     }
+    (void)in_order; /* read by the AVX2 path only */
     if (min_id < 0 || max_id >= SELFHASH_CACHE_MAX_TOKENS || n < ((size_t)max_id + 1) / 2) return false;
     size_t cover = ((size_t)max_id + 64) / 64 * 64;
     /* Scratch: pending entries, the ids of one slot's pending draws, and the
@@ -306,6 +387,39 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
     const uint8_t *states = cache_state(c, 0);
     size_t cover_now = c->cover, count;
     uint8_t self_slot = (uint8_t)needed;
+    /* A table lookup rather than a conditional, which compilers may turn
+     * into a branch: the green bits are coin flips. */
+    const float bias[3] = {0.0f, 0.0f, (float)scheme->config.delta}; /* unknown (none left), red, green */
+#if KGW_HAVE_AVX2
+    /* Dense candidates (ids 0..n-1 in order, as the chain hands the
+     * vocabulary to its bias stage): the winners four at a time, the known
+     * draws applied in the same pass, and only the pending ones visited
+     * again once drawn. An unknown draw adds 0 first, which leaves every
+     * logit what the one addition of the loop below gives (x + 0 + d = x + d
+     * in floats, -0 included). */
+    if (in_order && !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2)) {
+        winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
+        count = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t drawn = states[winner[i] * cover_now + i];
+            data[i].logit += bias[drawn];
+            pending[count] = (uint32_t)winner[i] << 20 | (uint32_t)i;
+            count += drawn == STATE_UNKNOWN;
+        }
+        for (size_t j = 0; j < n_distinct && count > 0; j++) {
+            size_t m = 0;
+            for (size_t k = 0; k < count; k++) {
+                draw_ids[m] = (int32_t)(pending[k] & 0xFFFFF);
+                m += pending[k] >> 20 == slot[j];
+            }
+            if (m == 0) continue;
+            fill_draws(scheme, c, slot[j], draw_ids, m);
+            const uint8_t *drawn = states + slot[j] * cover_now;
+            for (size_t k = 0; k < m; k++) data[draw_ids[k]].logit += bias[drawn[draw_ids[k]]];
+        }
+        return true;
+    }
+#endif
     switch (n_distinct) { /* constant counts for the usual h (SelfHash h = 4: 3 slots) */
     case 0: count = find_winners(data, n, 0, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
     case 1: count = find_winners(data, n, 1, rank, token, slot, self_rank, self_slot, states, cover_now, winner, pending); break;
@@ -323,9 +437,6 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
         }
         if (m) fill_draws(scheme, c, slot[j], draw_ids, m);
     }
-    /* A table lookup rather than a conditional, which compilers may turn
-     * into a branch: the green bits are coin flips. */
-    const float bias[3] = {0.0f, 0.0f, (float)scheme->config.delta}; /* unknown (none left), red, green */
     for (size_t i = 0; i < n; i++) data[i].logit += bias[states[winner[i] * cover_now + (size_t)data[i].id]];
     return true;
 }
@@ -333,18 +444,6 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
 /* ======================================================================== */
 /* LeftHash across steps                                                     */
 /* ======================================================================== */
-
-/* tm_wm_uniform(x) < gamma as (x >> 12) < threshold: uniform is monotone in
- * x >> 12, so one integer compare decides every x exactly as the double
- * compare does (the threshold is found with tm_wm_uniform itself). */
-static uint64_t green_threshold(double gamma) {
-    const uint64_t top = UINT64_C(1) << 52;
-    double g = gamma * 0x1.0p52;
-    uint64_t t = !(g > 0) ? 0 : g >= (double)top ? top : (uint64_t)g;
-    while (t > 0 && !(tm_wm_uniform((t - 1) << 12) < gamma)) t--;
-    while (t < top && tm_wm_uniform(t << 12) < gamma) t++;
-    return t;
-}
 
 /* The green lists, as bits over ids [0, n), of the last
  * LEFTHASH_CACHE_ENTRIES contexts met, the least recently used replaced
@@ -383,6 +482,9 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
         c->needed = needed;
     }
     uint64_t *bits = (uint64_t *)(void *)((char *)c + header);
+#if KGW_HAVE_AVX2
+    bool avx2 = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
+#endif
     size_t e = 0;
     while (e < c->n_used && memcmp(c->context[e], context, needed * sizeof *context) != 0) e++;
     if (e == c->n_used) { /* not met: its green list, in a free or the least recently used entry */
@@ -402,7 +504,11 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
             for (size_t w = 0; w < m; w += 64) {
                 size_t end = m - w < 64 ? m - w : 64;
                 uint64_t word = 0;
-                for (size_t j = 0; j < end; j++) word |= (uint64_t)((values[w + j] >> 12) < threshold) << j;
+                size_t j = 0;
+#if KGW_HAVE_AVX2
+                if (end == 64 && avx2) j = 64, word = green_bits64_avx2(values + w, threshold);
+#endif
+                for (; j < end; j++) word |= (uint64_t)((values[w + j] >> 12) < threshold) << j;
                 entry[(start + w) / 64] = word;
             }
         }

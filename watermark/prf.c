@@ -137,6 +137,60 @@ void tm_wm_prf_batch_scalar(const tm_wm_subkey *key, const tm_wm_prf_template *t
     }
 }
 
+/* SipHash absorbs the words in order, so the words before the first one
+ * that holds a varying token are the same for every message of a batch: the
+ * state after them is computed once per batch (Gumbel's and SynthID's h = 4
+ * and DiPmark's h = 5 messages skip 2 of their 4 words, a third of the
+ * rounds), and the lanes start from it. The same state, the same output. */
+typedef struct {
+    uint64_t v[4];
+    size_t first_word; /* the first word that differs between messages */
+} prf_start;
+
+static void prf_start_init(const tm_wm_subkey *key, const tm_wm_prf_template *t, prf_start *start) {
+    size_t first = t->slot_offset[0] / 8;
+    if (t->n_varying > 1 && t->slot_offset[1] / 8 < first) first = t->slot_offset[1] / 8;
+    uint64_t v0 = 0x736f6d6570736575ULL ^ key->k0, v1 = 0x646f72616e646f6dULL ^ key->k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ key->k0, v3 = 0x7465646279746573ULL ^ key->k1;
+    for (size_t j = 0; j < first; j++) {
+        v3 ^= t->words[j];
+        SIPROUND;
+        SIPROUND;
+        v0 ^= t->words[j];
+    }
+    start->v[0] = v0, start->v[1] = v1, start->v[2] = v2, start->v[3] = v3;
+    start->first_word = first;
+}
+
+/* tm_wm_prf_batch_scalar from a batch's common start. */
+static void prf_batch_scalar_from(const prf_start *start, const tm_wm_prf_template *t, const int32_t *const slots[2],
+                                  size_t count, uint64_t *out) {
+    for (size_t i = 0; i < count; i++) {
+        uint64_t words[TM_WM_PRF_MAX_WORDS];
+        memcpy(words, t->words, sizeof words);
+        for (size_t k = 0; k < t->n_varying; k++) {
+            uint64_t token = (uint32_t)slots[k][i];
+            size_t offset = t->slot_offset[k];
+            unsigned shift = (unsigned)(8 * (offset % 8));
+            words[offset / 8] |= token << shift;
+            if (shift > 32) words[offset / 8 + 1] |= token >> (64 - shift);
+        }
+        uint64_t v0 = start->v[0], v1 = start->v[1], v2 = start->v[2], v3 = start->v[3];
+        for (size_t j = start->first_word; j < t->n_words; j++) {
+            v3 ^= words[j];
+            SIPROUND;
+            SIPROUND;
+            v0 ^= words[j];
+        }
+        v2 ^= 0xff;
+        SIPROUND;
+        SIPROUND;
+        SIPROUND;
+        SIPROUND;
+        out[i] = v0 ^ v1 ^ v2 ^ v3;
+    }
+}
+
 #if PRF_HAVE_AVX2
 /* Hand-vectorised because this is the measured bottleneck of generation:
  * SipHash's four 64-bit state words map onto AVX2 lanes, one message per
@@ -153,7 +207,7 @@ void tm_wm_prf_batch_scalar(const tm_wm_subkey *key, const tm_wm_prf_template *t
         v2 = ROTL32_V(v2);                                                                                  \
     } while (0)
 
-__attribute__((target("avx2"))) static void prf_batch8_avx2(const tm_wm_subkey *key, const tm_wm_prf_template *t,
+__attribute__((target("avx2"))) static void prf_batch8_avx2(const prf_start *start, const tm_wm_prf_template *t,
                                                              const int32_t *const slots[2],
                                                              uint64_t out[TM_WM_PRF_BATCH]) {
     /* Rotating a 64-bit lane left by 16 bits is a byte shuffle. */
@@ -174,13 +228,10 @@ __attribute__((target("avx2"))) static void prf_batch8_avx2(const tm_wm_subkey *
             mb[j + 1] = _mm256_or_si256(mb[j + 1], _mm256_srl_epi64(tb, right));
         }
     }
-    const __m256i k0 = _mm256_set1_epi64x((long long)key->k0), k1 = _mm256_set1_epi64x((long long)key->k1);
-    __m256i a0 = _mm256_xor_si256(_mm256_set1_epi64x(0x736f6d6570736575LL), k0);
-    __m256i a1 = _mm256_xor_si256(_mm256_set1_epi64x(0x646f72616e646f6dLL), k1);
-    __m256i a2 = _mm256_xor_si256(_mm256_set1_epi64x(0x6c7967656e657261LL), k0);
-    __m256i a3 = _mm256_xor_si256(_mm256_set1_epi64x(0x7465646279746573LL), k1);
+    __m256i a0 = _mm256_set1_epi64x((long long)start->v[0]), a1 = _mm256_set1_epi64x((long long)start->v[1]);
+    __m256i a2 = _mm256_set1_epi64x((long long)start->v[2]), a3 = _mm256_set1_epi64x((long long)start->v[3]);
     __m256i b0 = a0, b1 = a1, b2 = a2, b3 = a3;
-    for (size_t j = 0; j < t->n_words; j++) {
+    for (size_t j = start->first_word; j < t->n_words; j++) {
         a3 = _mm256_xor_si256(a3, ma[j]);
         b3 = _mm256_xor_si256(b3, mb[j]);
         SIPROUND_V(a0, a1, a2, a3, rot16);
@@ -215,7 +266,7 @@ __attribute__((target("avx2"))) static void prf_batch8_avx2(const tm_wm_subkey *
         v2 = _mm512_rol_epi64(v2, 32);                                                                      \
     } while (0)
 
-__attribute__((target("avx512f"))) static void prf_batch16_avx512(const tm_wm_subkey *key,
+__attribute__((target("avx512f"))) static void prf_batch16_avx512(const prf_start *start,
                                                                    const tm_wm_prf_template *t,
                                                                    const int32_t *const slots[2],
                                                                    uint64_t out[2 * TM_WM_PRF_BATCH]) {
@@ -234,13 +285,10 @@ __attribute__((target("avx512f"))) static void prf_batch16_avx512(const tm_wm_su
             mb[j + 1] = _mm512_or_si512(mb[j + 1], _mm512_srl_epi64(tb, right));
         }
     }
-    const __m512i k0 = _mm512_set1_epi64((long long)key->k0), k1 = _mm512_set1_epi64((long long)key->k1);
-    __m512i a0 = _mm512_xor_si512(_mm512_set1_epi64(0x736f6d6570736575LL), k0);
-    __m512i a1 = _mm512_xor_si512(_mm512_set1_epi64(0x646f72616e646f6dLL), k1);
-    __m512i a2 = _mm512_xor_si512(_mm512_set1_epi64(0x6c7967656e657261LL), k0);
-    __m512i a3 = _mm512_xor_si512(_mm512_set1_epi64(0x7465646279746573LL), k1);
+    __m512i a0 = _mm512_set1_epi64((long long)start->v[0]), a1 = _mm512_set1_epi64((long long)start->v[1]);
+    __m512i a2 = _mm512_set1_epi64((long long)start->v[2]), a3 = _mm512_set1_epi64((long long)start->v[3]);
     __m512i b0 = a0, b1 = a1, b2 = a2, b3 = a3;
-    for (size_t j = 0; j < t->n_words; j++) {
+    for (size_t j = start->first_word; j < t->n_words; j++) {
         a3 = _mm512_xor_si512(a3, ma[j]);
         b3 = _mm512_xor_si512(b3, mb[j]);
         SIPROUND_Z(a0, a1, a2, a3);
@@ -445,22 +493,25 @@ void tm_wm_prf_window(const tm_wm_subkey *key, uint8_t domain, const int32_t *to
 void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                      size_t count, uint64_t *out) {
     size_t i = 0;
+    if (count == 0) return;
+    prf_start start;
+    prf_start_init(key, t, &start);
 #if PRF_HAVE_AVX2
     if (tm_cpu_has(TM_CPU_AVX512F)) {
         for (; i + 2 * TM_WM_PRF_BATCH <= count; i += 2 * TM_WM_PRF_BATCH) {
             const int32_t *const lane_slots[2] = {slots[0] + i, t->n_varying > 1 ? slots[1] + i : NULL};
-            prf_batch16_avx512(key, t, lane_slots, out + i);
+            prf_batch16_avx512(&start, t, lane_slots, out + i);
         }
     }
     if (tm_cpu_has(TM_CPU_AVX2)) {
         for (; i + TM_WM_PRF_BATCH <= count; i += TM_WM_PRF_BATCH) {
             const int32_t *const lane_slots[2] = {slots[0] + i, t->n_varying > 1 ? slots[1] + i : NULL};
-            prf_batch8_avx2(key, t, lane_slots, out + i);
+            prf_batch8_avx2(&start, t, lane_slots, out + i);
         }
     }
 #endif
     if (i < count) {
         const int32_t *const rest[2] = {slots[0] + i, t->n_varying > 1 ? slots[1] + i : NULL};
-        tm_wm_prf_batch_scalar(key, t, rest, count - i, out + i);
+        prf_batch_scalar_from(&start, t, rest, count - i, out + i);
     }
 }

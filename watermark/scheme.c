@@ -12,9 +12,25 @@
 
 #include <math.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SCHEME_HAVE_AVX2 1
+#else
+#define SCHEME_HAVE_AVX2 0
+#endif
+
+/* Set by tests only, before the samplers run; read on every step, by any
+ * thread that samples (atomic, so that a switch while a server samples is
+ * not a data race). */
+static atomic_bool reference_switch;
+
+void tm_wm_use_reference_paths(bool on) { atomic_store_explicit(&reference_switch, on, memory_order_relaxed); }
+bool tm_wm_reference_paths(void) { return atomic_load_explicit(&reference_switch, memory_order_relaxed); }
 
 static const tm_wm_scheme_ops *ops_for(tm_wm_kind kind) {
     switch (kind) {
@@ -267,6 +283,41 @@ bool tm_wm_selector_begin(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
 
 enum { SELECT_CHUNK = 256 };
 
+/* One candidate of argmax log(r)/p, in order: the reference step. */
+static inline void argmax_step(uint64_t x, float p, int32_t id, double *best, double *threshold, int32_t *selected) {
+    double r = tm_wm_uniform(x), pk = (double)p;
+    if (r - 1.0 < *threshold * pk) return;
+    double score = log(r) / pk;
+    if (score > *best) {
+        *best = score;
+        *threshold = *best * (1.0 + 0x1.0p-30);
+        *selected = id;
+    }
+}
+
+#if SCHEME_HAVE_AVX2
+/* Bit i set when candidate i of eight fails argmax_step's skip test: r - 1 >=
+ * threshold * p (or unordered), with r = tm_wm_uniform(x) computed exactly
+ * as there: x >> 12 < 2^52 becomes a double by the 2^52 bias trick (exact),
+ * and + 0.5, * 2^-52, - 1 and the product are the same IEEE operations. */
+__attribute__((target("avx2"))) static unsigned may_win8(const uint64_t *x, const float *p, double threshold) {
+    const __m256d bias = _mm256_set1_pd(0x1.0p52), half = _mm256_set1_pd(0.5), scale = _mm256_set1_pd(0x1.0p-52);
+    const __m256d one = _mm256_set1_pd(1.0), limit = _mm256_set1_pd(threshold);
+    const __m256i bias_bits = _mm256_set1_epi64x(0x4330000000000000LL);
+    unsigned bits = 0;
+    for (int h = 0; h < 2; h++) {
+        __m256i top = _mm256_srli_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(x + 4 * h)), 12);
+        __m256d v = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(top, bias_bits)), bias);
+        __m256d r = _mm256_mul_pd(_mm256_add_pd(v, half), scale);
+        __m256d lhs = _mm256_sub_pd(r, one);
+        __m256d rhs = _mm256_mul_pd(limit, _mm256_cvtps_pd(_mm_loadu_ps(p + 4 * h)));
+        __m256d skip = _mm256_cmp_pd(lhs, rhs, _CMP_LT_OQ);
+        bits |= (unsigned)(~_mm256_movemask_pd(skip) & 0xF) << (4 * h);
+    }
+    return bits;
+}
+#endif
+
 void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_template *t,
                                     tm_candidates *candidates) {
     const tm_token_data *d = candidates->data;
@@ -280,22 +331,32 @@ void tm_wm_select_argmax_log_over_p(const tm_wm_subkey *key, const tm_wm_prf_tem
      * skipped; -inf until there is a best. */
     double best = -INFINITY, threshold = -INFINITY;
     candidates->selected = n > 0 ? d[0].id : -1;
+#if SCHEME_HAVE_AVX2
+    bool avx2 = !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2);
+#endif
     for (size_t start = 0; start < n; start += SELECT_CHUNK) {
         size_t end = n - start < SELECT_CHUNK ? n : start + SELECT_CHUNK, m = 0;
         for (size_t i = start; i < end; i++)
             if (d[i].p > 0.0f) ids[m] = d[i].id, p[m++] = d[i].p;
         const int32_t *const slots[2] = {ids, NULL};
         tm_wm_prf_batch(key, t, slots, m, x);
-        for (size_t k = 0; k < m; k++) {
-            double r = tm_wm_uniform(x[k]), pk = (double)p[k];
-            if (r - 1.0 < threshold * pk) continue;
-            double score = log(r) / pk;
-            if (score > best) {
-                best = score;
-                threshold = best * (1.0 + 0x1.0p-30);
-                candidates->selected = ids[k];
+        size_t k = 0;
+#if SCHEME_HAVE_AVX2
+        if (avx2) {
+            /* Eight at a time, the bits of those that pass the test with the
+             * threshold as it was; each of them is then tested again in
+             * order with the threshold as it is, as the loop below does.
+             * The threshold only grows, so a candidate that fails the old
+             * one fails the new one too: the same candidates reach log. */
+            for (; k + 8 <= m; k += 8) {
+                for (unsigned bits = may_win8(x + k, p + k, threshold); bits; bits &= bits - 1) {
+                    size_t j = k + (size_t)__builtin_ctz(bits);
+                    argmax_step(x[j], p[j], ids[j], &best, &threshold, &candidates->selected);
+                }
             }
         }
+#endif
+        for (; k < m; k++) argmax_step(x[k], p[k], ids[k], &best, &threshold, &candidates->selected);
     }
 }
 
@@ -319,7 +380,7 @@ static void order_insertion(const uint64_t *keys, const int32_t *ids, unsigned s
 /* Radix digits over the top 32 bits of a packed item (key bits << 32 |
  * index): three 11-bit digits for large sets, four 8-bit ones for small sets,
  * where clearing and summing 2048 counters would cost more than the items. */
-enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096 };
+enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096, RADIX_TWO_PASS_MAX = 1 << 17 };
 
 void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsigned shift, uint32_t *order,
                         uint64_t *work) {
@@ -332,6 +393,12 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
      * shift (shift <= 32), so the radix passes give the right order up to ties
      * in those bits, which the last loop settles. */
     unsigned bits = n < RADIX_SMALL_SET ? 8 : RADIX_MAX_BITS, passes = (32 + bits - 1) / bits;
+    /* Two passes already order the items by their top 16 (22) bits, leaving
+     * about n^2 / 2^17 (n^2 / 2^23) pairs of ties for the last loop: a few
+     * dozen for a whole vocabulary, so the third (and fourth) pass of the
+     * reference costs more than the ties it would save settling. */
+    if (!tm_wm_reference_paths() && n <= RADIX_TWO_PASS_MAX) passes = 2;
+    unsigned low = 64 - passes * bits < 32 ? 32 : 64 - passes * bits; /* the lowest bit the passes sort by */
     size_t radix = (size_t)1 << bits;
     uint64_t *a = work, *b = work + n;
     uint32_t count[RADIX_MAX_PASSES][1 << RADIX_MAX_BITS]; /* n < 2^31: candidates come from an int32 vocabulary */
@@ -339,7 +406,7 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
     for (size_t i = 0; i < n; i++) {
         uint64_t item = (keys[i] >> 32) << 32 | (uint64_t)i;
         a[i] = item;
-        for (unsigned pass = 0; pass < passes; pass++) count[pass][(item >> (32 + pass * bits)) & (radix - 1)]++;
+        for (unsigned pass = 0; pass < passes; pass++) count[pass][(item >> (low + pass * bits)) & (radix - 1)]++;
     }
     for (unsigned pass = 0; pass < passes; pass++) {
         uint32_t sum = 0;
@@ -348,16 +415,16 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
             count[pass][v] = sum;
             sum += c;
         }
-        unsigned digit_shift = 32 + pass * bits;
+        unsigned digit_shift = low + pass * bits;
         for (size_t i = 0; i < n; i++) b[count[pass][(a[i] >> digit_shift) & (radix - 1)]++] = a[i];
         uint64_t *swap = a;
         a = b;
         b = swap;
     }
     for (size_t i = 0; i < n; i++) order[i] = (uint32_t)a[i];
-    for (size_t i = 0; i < n;) { /* runs of equal top 32 bits: rare (n^2 / 2^33 expected pairs) */
+    for (size_t i = 0; i < n;) { /* runs of equal sorted bits: rare (n^2 / 2^33 expected pairs with 32) */
         size_t j = i + 1;
-        while (j < n && (a[j] >> 32) == (a[i] >> 32)) j++;
+        while (j < n && (a[j] >> low) == (a[i] >> low)) j++;
         if (j - i > 1) order_insertion(keys, ids, shift, order + i, j - i);
         i = j;
     }

@@ -54,6 +54,13 @@ void *tm_wm_state_cache(tm_wm_sampler_state *state, size_t size);
 /* The last n tokens of the history (fewer at the start): pointer and count. */
 const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, size_t *available);
 
+/* The generation faces have fast paths (SIMD filters, cached orders, a
+ * partition instead of a sort) that must select exactly the tokens their
+ * reference loops select. Passing true makes every scheme take the reference
+ * loops from then on (process-wide; tests compare the two over many steps). */
+void tm_wm_use_reference_paths(bool on);
+bool tm_wm_reference_paths(void);
+
 /* ---- the batched PRF (prf.c) ------------------------------------------------ */
 
 /* A PRF message (domain || n || tokens u32le || extra u32le) prepared as
@@ -73,7 +80,8 @@ void tm_wm_prf_template_init(tm_wm_prf_template *t, uint8_t domain, const int32_
                              size_t n_varying, uint32_t extra);
 /* out[i] = tm_wm_prf of the template with varying token k = slots[k][i], for
  * i < count: AVX-512 sixteen at a time and AVX2 eight at a time where the CPU
- * has them, scalar for the rest. */
+ * has them, scalar for the rest; the words before the first varying token
+ * are absorbed once per call, not once per message. */
 void tm_wm_prf_batch(const tm_wm_subkey *key, const tm_wm_prf_template *t, const int32_t *const slots[2],
                      size_t count, uint64_t *out);
 /* The portable path alone (tests compare the two). */

@@ -12,6 +12,7 @@
  * never abort on any input (out of memory, it samples plainly). */
 #include "scheme.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -68,6 +69,69 @@ static void tournament(double *weights, const uint64_t *words, size_t n, int32_t
     }
 }
 
+/* tournament, then tm_wm_draw, with two passes over the candidates fewer:
+ * the first block's buckets are filled while the words are spread back,
+ * and the draw's total is summed while the last block's factors are
+ * applied. Every sum takes the same terms in the same order as there, so
+ * the weights, the total and the token are the same bits. words holds the
+ * m PRF words at its end (the candidates with weight > 0, in order). */
+static void tournament_and_draw(tm_candidates *candidates, double *weights, uint64_t *words, size_t m,
+                                int32_t layers, double total, double u) {
+    size_t n = candidates->size;
+    double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
+    int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
+    uint64_t mask = ((uint64_t)1 << k) - 1;
+    memset(bucket, 0, sizeof bucket);
+    for (size_t i = 0, j = n - m; i < n; i++) { /* spread them back in place: j >= i throughout */
+        uint64_t word = weights[i] > 0.0 ? words[j++] : 0;
+        words[i] = word;
+        bucket[word & mask] += weights[i];
+    }
+    double drawn_total = 0.0;
+    while (first < layers) {
+        size_t patterns = (size_t)1 << k;
+        for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
+        for (int32_t l = 0; l < k; l++) { /* layer first + l + 1 */
+            double mass = 0.0;
+            for (size_t v = 0; v < patterns; v++)
+                if (v >> l & 1) mass += factor[v] * bucket[v];
+            double expected = mass / total;
+            for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> l & 1) - expected;
+        }
+        int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
+        if (next_k > 0) {
+            uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
+            memset(bucket, 0, sizeof bucket);
+            for (size_t i = 0; i < n; i++) {
+                double w = weights[i] * factor[words[i] >> first & mask];
+                weights[i] = w;
+                bucket[words[i] >> next & next_mask] += w;
+            }
+            mask = next_mask;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                double w = weights[i] * factor[words[i] >> first & mask];
+                weights[i] = w;
+                if (w > 0.0) drawn_total += w; /* tm_wm_draw's total */
+            }
+        }
+        first = next;
+        k = next_k;
+    }
+    /* tm_wm_draw's walk with that total. */
+    const tm_token_data *d = candidates->data;
+    candidates->selected = d[0].id;
+    if (!(drawn_total > 0.0) || !isfinite(drawn_total)) return;
+    double target = u * drawn_total, cumulative = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double w = weights[i];
+        if (!(w > 0.0)) continue;
+        cumulative += w;
+        candidates->selected = d[i].id; /* the last possible one if rounding leaves target >= total */
+        if (target < cumulative) return;
+    }
+}
+
 static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
     size_t n = candidates->size;
     if (n == 0) return;
@@ -101,10 +165,14 @@ static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     tm_wm_prf_template_init(&t, TM_WM_DOMAIN_SYNTHID, message, n_context, 1, 0);
     const int32_t *const slots[2] = {ids, NULL};
     tm_wm_prf_batch(&scheme->subkey, &t, slots, m, words + (n - m));
-    for (size_t i = 0, k = n - m; i < n; i++) /* spread them back in place: k >= i throughout */
-        words[i] = weights[i] > 0.0 ? words[k++] : 0;
-    tournament(weights, words, n, layers, total);
-    tm_wm_draw(candidates, weights, (double)tm_rng_uniform(&state->rng));
+    if (tm_wm_reference_paths()) {
+        for (size_t i = 0, k = n - m; i < n; i++) /* spread them back in place: k >= i throughout */
+            words[i] = weights[i] > 0.0 ? words[k++] : 0;
+        tournament(weights, words, n, layers, total);
+        tm_wm_draw(candidates, weights, (double)tm_rng_uniform(&state->rng));
+        return;
+    }
+    tournament_and_draw(candidates, weights, words, m, layers, total, (double)tm_rng_uniform(&state->rng));
 }
 
 static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
