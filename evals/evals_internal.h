@@ -29,6 +29,22 @@ void tm_eval_strings_free(char **texts, size_t n);
 tm_status tm_eval_watermark_aggregate(const tm_eval_task *task, const tm_eval_record *records, size_t n_records,
                                       char **results, tm_error *err);
 
+/* Generation shared by the task kinds (evals/generation.c). The sampler
+ * chain of the task's sampling settings with seed: plain when config is
+ * NULL, else with the scheme (bound to key) plugged in; *scheme_out is freed
+ * by the caller after the chain. NULL with err filled on failure. */
+tm_sampler_chain *tm_eval_sampler_chain(const tm_eval_task *task, const tm_wm_config *config, const tm_wm_key *key,
+                                        uint64_t seed, tm_wm_scheme **scheme_out, tm_error *err);
+/* The paraphrase attack by span regeneration: after prompt_ids, each block
+ * of TM_EVAL_SPAN_TOKENS of ids[0..*n) is re-drawn (with probability
+ * strength, from seed) by the plain chain given everything before it, the
+ * other blocks kept; ids are edited in place, *n shrinks to what fits in the
+ * context, *edits counts the tokens that changed. One forward pass. */
+enum { TM_EVAL_SPAN_TOKENS = 8 };
+tm_status tm_eval_regenerate_spans(const tm_eval_task *task, tm_context *context, const tm_tokenizer *tokenizer,
+                                   const int32_t *prompt_ids, size_t n_prompt, int32_t *ids, size_t *n,
+                                   double strength, uint64_t seed, size_t *edits, tm_error *err);
+
 /* Task files (evals/task_yaml.c): the strict YAML field readers that every
  * kind's parser shares. Each refuses what the schema refuses with
  * "FILE:LINE: FIELD: what is wrong" in err and TM_ERR_FORMAT; relative paths

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { SPAN_TOKENS = 8, FILLER_WORDS = 6000 };
+enum { FILLER_WORDS = 6000 };
 
 typedef struct {
     const tm_eval_task *task;
@@ -232,25 +232,6 @@ static tm_status worker_create(void *opaque, void **out, tm_error *err) {
 
 /* ---- generation ------------------------------------------------------------------- */
 
-/* A sampler chain: plain, or with scheme (bound to key) plugged in. *scheme_out is freed by the caller. */
-static tm_sampler_chain *make_chain(const tm_eval_task *t, const tm_wm_config *config, const tm_wm_key *key,
-                                    uint64_t seed, tm_wm_scheme **scheme_out, tm_error *err) {
-    tm_sampling_params params = t->sampling;
-    params.seed = seed;
-    *scheme_out = NULL;
-    if (!config) {
-        tm_sampler_chain *chain = tm_sampler_chain_from_params(&params);
-        if (!chain) tm_error_set(err, TM_ERR_NOMEM, "cannot build the sampler chain");
-        return chain;
-    }
-    if (tm_wm_scheme_create(scheme_out, config, key, err)) return NULL;
-    bool biases = tm_wm_scheme_stage(*scheme_out) == TM_WM_STAGE_LOGITS;
-    tm_sampler *stage = tm_wm_sampler(*scheme_out, tm_eval_mix(seed, 1));
-    tm_sampler_chain *chain = stage ? tm_sampler_chain_build(&params, biases ? stage : NULL, biases ? NULL : stage) : NULL;
-    if (!chain) tm_error_set(err, TM_ERR_NOMEM, "cannot build the watermarked sampler chain");
-    return chain;
-}
-
 /* Generate, forcing the marker after every sampled token when marker >= 0
  * (the emoji attack): the scheme sees the markers in its context, the text
  * returned is the sampled tokens alone (the markers stripped). */
@@ -301,11 +282,10 @@ static tm_status generate(wm_worker *w, tm_sampler_chain *chain, const char *pro
 }
 
 /* The paraphrase attack: the text's tokens after the context, each block of
- * SPAN_TOKENS regenerated (with probability strength) by the plain chain
+ * TM_EVAL_SPAN_TOKENS regenerated (with probability strength) by the plain chain
  * given everything before it, the other blocks kept. One forward pass. */
 static tm_status paraphrase(wm_worker *w, const char *context, const char *text, double strength, uint64_t seed,
                             char **out, size_t *out_size, size_t *edits, size_t *units, tm_error *err) {
-    const tm_eval_task *t = w->state->task;
     /* The paraphraser when the task names one, else the model itself. */
     const tm_tokenizer *tok = w->paraphraser ? w->state->paraphraser_tokenizer : w->state->tokenizer;
     tm_context *context_of_model = w->paraphraser ? w->paraphraser : w->context;
@@ -313,35 +293,11 @@ static tm_status paraphrase(wm_worker *w, const char *context, const char *text,
     size_t n_ctx = 0, n = 0;
     tm_status status = tm_tokenizer_encode(tok, context, strlen(context), true, &ctx_ids, &n_ctx, err);
     if (!status) status = tm_tokenizer_encode(tok, text, strlen(text), false, &ids, &n, err);
-    tm_wm_scheme *none = NULL;
-    tm_sampler_chain *chain = status ? NULL : make_chain(t, NULL, NULL, seed, &none, err);
-    if (!status && !chain) status = TM_ERR_NOMEM;
-    int32_t n_vocab = tm_tokenizer_vocab_size(tok);
-    int32_t room = tm_context_size(context_of_model) - (int32_t)n_ctx - 1;
-    if (!status && (int64_t)n > room) n = room > 0 ? (size_t)room : 0; /* what does not fit is dropped */
-    tm_rng rng;
-    tm_rng_seed(&rng, seed);
-    tm_context_reset(context_of_model);
-    const float *logits = NULL;
-    if (!status) status = tm_context_eval(context_of_model, ctx_ids, n_ctx, &logits, err);
-    *edits = 0;
+    if (!status)
+        status = tm_eval_regenerate_spans(w->state->task, context_of_model, tok, ctx_ids, n_ctx, ids, &n, strength,
+                                          seed, edits, err);
     *units = n;
-    bool regenerate = false;
-    for (size_t i = 0; !status && i < n; i++) {
-        if (i % SPAN_TOKENS == 0) regenerate = (double)tm_rng_uniform(&rng) < strength;
-        if (regenerate) {
-            int32_t token = tm_sampler_chain_sample(chain, logits, n_vocab);
-            /* An end-of-text token would cut the text short: keep the original there. */
-            if (token >= 0 && !tm_tokenizer_is_end_of_generation(tok, token) && token != tm_tokenizer_bos(tok)) {
-                *edits += token != ids[i];
-                ids[i] = token;
-            }
-        }
-        tm_sampler_chain_accept(chain, ids[i]);
-        if (i + 1 < n) status = tm_context_eval(context_of_model, &ids[i], 1, &logits, err);
-    }
     if (!status) status = tm_tokenizer_decode(tok, ids, n, out, out_size, err);
-    tm_sampler_chain_free(chain);
     free(ctx_ids);
     free(ids);
     return status;
@@ -726,7 +682,7 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
         json_object_set_new(input, "prompt", json_string(prompt));
         if (watermarked) json_object_set_new(input, "scheme", json_string(t->scheme_names[scheme]));
         tm_wm_scheme *wm = NULL;
-        tm_sampler_chain *chain = make_chain(t, config, s->keys[key], seed, &wm, err);
+        tm_sampler_chain *chain = tm_eval_sampler_chain(t, config, s->keys[key], seed, &wm, err);
         tm_sampler_chain *outer = chain ? recorder_chain(&recorder, chain, tm_tokenizer_vocab_size(s->tokenizer),
                                                          t->max_tokens)
                                         : NULL;
@@ -744,7 +700,7 @@ static tm_status run_sample(void *opaque, void *worker, int64_t id, tm_eval_reco
             json_object_set_new(scores, "quality", quality_json(w, prompt, &g, &recorder, err, &status));
         }
         if (!status && any_attack(t, TM_ATTACK_EMOJI)) {
-            chain = make_chain(t, config, s->keys[key], tm_eval_mix(seed, 2), &wm, err);
+            chain = tm_eval_sampler_chain(t, config, s->keys[key], tm_eval_mix(seed, 2), &wm, err);
             status = chain ? generate(w, chain, prompt, s->marker, &emoji, err) : TM_ERR_NOMEM;
             tm_sampler_chain_free(chain);
             tm_wm_scheme_free(wm);

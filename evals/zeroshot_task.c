@@ -31,7 +31,7 @@
 #include <string.h>
 #include <yaml.h>
 
-enum { SPAN_TOKENS = 8, PROMPT_BYTES = 4096, PROMPTS_MAX = 256 };
+enum { PROMPT_BYTES = 4096, PROMPTS_MAX = 256 };
 
 /* Story openings for stories260K (the default model); a task names its own
  * with `prompts:` for other models. */
@@ -412,28 +412,8 @@ static tm_status worker_create(void *opaque, void **out, tm_error *err) {
     return TM_OK;
 }
 
-/* A sampler chain, plain or with scheme (bound to key); *scheme_out is freed by the caller after the chain. */
-static tm_sampler_chain *make_chain(const tm_eval_task *t, const tm_wm_config *config, const tm_wm_key *key,
-                                    uint64_t seed, tm_wm_scheme **scheme_out, tm_error *err) {
-    tm_sampling_params params = t->sampling;
-    params.seed = seed;
-    *scheme_out = NULL;
-    if (!config) {
-        tm_sampler_chain *chain = tm_sampler_chain_from_params(&params);
-        if (!chain) tm_error_set(err, TM_ERR_NOMEM, "cannot build the sampler chain");
-        return chain;
-    }
-    if (tm_wm_scheme_create(scheme_out, config, key, err)) return NULL;
-    bool biases = tm_wm_scheme_stage(*scheme_out) == TM_WM_STAGE_LOGITS;
-    tm_sampler *stage = tm_wm_sampler(*scheme_out, tm_eval_mix(seed, 1));
-    tm_sampler_chain *chain =
-        stage ? tm_sampler_chain_build(&params, biases ? stage : NULL, biases ? NULL : stage) : NULL;
-    if (!chain) tm_error_set(err, TM_ERR_NOMEM, "cannot build the watermarked sampler chain");
-    return chain;
-}
-
 /* The paraphrase attack as the watermark task runs it: after the prompt,
- * each block of SPAN_TOKENS of the text's tokens is regenerated (with
+ * each block of TM_EVAL_SPAN_TOKENS of the text's tokens is regenerated (with
  * probability strength) by the plain chain given everything before it. */
 static tm_status paraphrase(zs_worker *w, const char *prompt, const int32_t *text_ids, size_t n, double strength,
                             uint64_t seed, char **out, size_t *edits, tm_error *err) {
@@ -446,33 +426,10 @@ static tm_status paraphrase(zs_worker *w, const char *prompt, const int32_t *tex
     int32_t *ids = status ? NULL : tm_alloc_array(n ? n : 1, sizeof *ids, err);
     if (!status && !ids) status = TM_ERR_NOMEM;
     if (!status && n) memcpy(ids, text_ids, n * sizeof *ids);
-    int32_t room = tm_context_size(w->context) - (int32_t)n_prompt - 1;
-    if (!status && (int64_t)n > room) n = room > 0 ? (size_t)room : 0;
-    tm_wm_scheme *none = NULL;
-    tm_sampler_chain *chain = status ? NULL : make_chain(s->task, NULL, NULL, seed, &none, err);
-    if (!status && !chain) status = TM_ERR_NOMEM;
-    tm_rng rng;
-    tm_rng_seed(&rng, seed);
-    tm_context_reset(w->context);
-    const float *logits = NULL;
-    if (!status) status = tm_context_eval(w->context, prompt_ids, n_prompt, &logits, err);
-    int32_t n_vocab = tm_tokenizer_vocab_size(tok);
-    bool regenerate = false;
-    for (size_t i = 0; !status && i < n; i++) {
-        if (i % SPAN_TOKENS == 0) regenerate = (double)tm_rng_uniform(&rng) < strength;
-        if (regenerate) {
-            int32_t token = tm_sampler_chain_sample(chain, logits, n_vocab);
-            /* An end-of-text token would cut the text short: keep the original there. */
-            if (token >= 0 && !tm_tokenizer_is_end_of_generation(tok, token) && token != tm_tokenizer_bos(tok)) {
-                *edits += token != ids[i];
-                ids[i] = token;
-            }
-        }
-        tm_sampler_chain_accept(chain, ids[i]);
-        if (i + 1 < n) status = tm_context_eval(w->context, &ids[i], 1, &logits, err);
-    }
+    if (!status)
+        status = tm_eval_regenerate_spans(s->task, w->context, tok, prompt_ids, n_prompt, ids, &n, strength, seed,
+                                          edits, err);
     if (!status) status = tm_tokenizer_decode(tok, ids, n, out, &size, err);
-    tm_sampler_chain_free(chain);
     free(prompt_ids);
     free(ids);
     return status;
@@ -562,9 +519,9 @@ static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id,
         uint64_t seed = tm_eval_mix(t->seed, (uint64_t)id);
         const char *prompt = t->prompts[(size_t)(g % G) % t->n_prompts];
         tm_wm_scheme *scheme = NULL;
-        tm_sampler_chain *chain = make_chain(t, config, s->key, seed, &scheme, err);
+        tm_sampler_chain *chain = tm_eval_sampler_chain(t, config, s->key, seed, &scheme, err);
         tm_generation gen = {0};
-        if (!chain) status = err && err->code ? err->code : TM_ERR_NOMEM; /* make_chain filled err */
+        if (!chain) status = err && err->code ? err->code : TM_ERR_NOMEM; /* tm_eval_sampler_chain filled err */
         tm_generate_options options = {.max_tokens = t->max_tokens};
         if (!status) {
             tm_context_reset(w->context);
