@@ -665,7 +665,9 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
     if (status == TM_OK && path != TM_EXP_EDIT_PATH_AUTO && path != TM_EXP_EDIT_PATH_EXACT &&
         !tm_exp_edit_fast_runs(kernel))
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the %s kernel of EXP-edit detection does not run here",
-                              kernel == TM_EXP_EDIT_KERNEL_AVX512 ? "AVX-512" : "AVX2");
+                              kernel == TM_EXP_EDIT_KERNEL_AVX512 ? "AVX-512"
+                              : kernel == TM_EXP_EDIT_KERNEL_AVX2 ? "AVX2"
+                                                                  : "requested");
     if (status == TM_OK && kernel != TM_EXP_EDIT_KERNEL_NONE && n_keys > LANES) {
         status = run_fast(&a, &f, kernel, scheme, options->permutation_seed, n_keys, &t, stats, err);
         fast_free(&f);
