@@ -18,13 +18,21 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
 
 /* Which path computes the null keys' statistics. EXACT: every key in double
  * (the test as it was first written). AUTO (what tm_detect_exp_edit uses):
- * where the CPU has AVX-512, null keys 16 at a time in float32 with a
+ * where the CPU has AVX-512 or AVX2 + FMA, null keys 16 at a time in float32 with a
  * rigorous error bound each, recomputed in double where the bound cannot
  * tell their side of the observed statistic, so every count, p-value and
  * decision is EXACT's to the bit; only `expected` (the null mean) may differ,
  * by less than that bound (~0.1 for 200 tokens, against statistics of
  * hundreds). Elsewhere AUTO is EXACT. */
-typedef enum { TM_EXP_EDIT_PATH_AUTO, TM_EXP_EDIT_PATH_EXACT } tm_exp_edit_path;
+typedef enum {
+    TM_EXP_EDIT_PATH_AUTO,
+    TM_EXP_EDIT_PATH_EXACT,
+    /* AUTO with a chosen fast kernel (tests and benchmarks compare them on
+     * one machine); TM_ERR_UNSUPPORTED where that kernel cannot run. AUTO
+     * takes AVX-512, else AVX2 + FMA (TM_NO_AVX512 forces AVX2). */
+    TM_EXP_EDIT_PATH_AVX512,
+    TM_EXP_EDIT_PATH_AVX2,
+} tm_exp_edit_path;
 
 /* Null keys whose side of phi the float values settled, those computed in
  * double, and of these the ones the float bound sent back. */
@@ -38,12 +46,12 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
                                   tm_exp_edit_path_stats *stats, tm_detection *out, tm_error *err);
 
 /* For the tests: null keys first .. first + count - 1 (count <= 16) of the
- * permutation test on tokens, exact (double), fast (float) and the bound
- * the fast path carries for each; TM_ERR_UNSUPPORTED where the fast path
- * does not run. */
+ * permutation test on tokens, exact (double), fast (float, on path's kernel:
+ * AUTO, AVX512 or AVX2) and the bound the fast path carries for each;
+ * TM_ERR_UNSUPPORTED where that fast path does not run. */
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, double *exact, double *fast, double *bound,
-                                   tm_error *err);
+                                   uint64_t first, size_t count, tm_exp_edit_path path, double *exact, double *fast,
+                                   double *bound, tm_error *err);
 
 /* tm_text_normalize with its ASCII fast path limited, for the tests that
  * compare the paths: ascii_runs 0 takes every character through the

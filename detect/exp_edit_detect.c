@@ -446,11 +446,25 @@ static float *alloc_floats(size_t count, tm_error *err) {
     return p;
 }
 
+/* The fast kernel a path asks for (NONE: the exact path). */
+static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
+    switch (path) {
+    case TM_EXP_EDIT_PATH_AUTO:
+        return tm_exp_edit_fast_best();
+    case TM_EXP_EDIT_PATH_AVX512:
+        return TM_EXP_EDIT_KERNEL_AVX512;
+    case TM_EXP_EDIT_PATH_AVX2:
+        return TM_EXP_EDIT_KERNEL_AVX2;
+    default:
+        return TM_EXP_EDIT_KERNEL_NONE;
+    }
+}
+
 /* false (nothing allocated) where the fast path cannot run for this text. */
-static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
+static bool fast_init(fast_work *f, const aligner *a, tm_exp_edit_kernel kernel, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     size_t cells, bytes, columns = a->n_rows + 2 * a->block + 1;
-    if (!tm_exp_edit_fast_available() || !tm_mul_size(a->n_distinct, a->n_rows, &cells) ||
+    if (!tm_exp_edit_fast_runs(kernel) || !tm_mul_size(a->n_distinct, a->n_rows, &cells) ||
         !tm_mul_size(cells, L * sizeof(float), &bytes) || bytes > TABLE_BYTES_MAX)
         return false;
     f->table = alloc_floats(cells * L, err);
@@ -480,7 +494,8 @@ static bool fast_init(fast_work *f, const aligner *a, tm_error *err) {
                                       .n_rows = a->n_rows,
                                       .gap = (float)a->gap,
                                       .row_init = f->row_init,
-                                      .row_end = f->row_end};
+                                      .row_end = f->row_end,
+                                      .kernel = kernel};
     return true;
 }
 
@@ -539,8 +554,8 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
  * keys 16 at a time in float; a null key whose fast value is within its
  * bound of phi is recomputed exactly, so each null's side of phi, hence
  * every count, is the exact path's. */
-static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
-                          tm_exp_edit_path_stats *stats, tm_error *err) {
+static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, const tm_wm_scheme *scheme, uint64_t seed,
+                          size_t n_keys, tally *t, tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     size_t head = 1, key0 = 0;
     tm_status status;
@@ -559,7 +574,7 @@ static tm_status run_fast(aligner *a, fast_work *f, const tm_wm_scheme *scheme, 
         t->phi = observed[0];
     }
     /* The float work space only now, when the test goes on. */
-    if (!fast_init(f, a, err)) return run_exact(a, scheme, seed, head, n_keys, t, stats, err);
+    if (!fast_init(f, a, kernel, err)) return run_exact(a, scheme, seed, head, n_keys, t, stats, err);
     const tm_wm_config *config = tm_wm_scheme_config(scheme);
     /* ITS null keys cost their PRF calls lane by lane, and a sequential test
      * off the watermark usually stops within a few keys: there the batches
@@ -646,8 +661,15 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
     size_t n_keys = permutations + 1;
     tally t = {.stop_at = stop_at, .sequential = options->sequential && stop_at > 0};
     fast_work f = {0};
-    if (status == TM_OK && path != TM_EXP_EDIT_PATH_EXACT && n_keys > LANES && tm_exp_edit_fast_available()) {
-        status = run_fast(&a, &f, scheme, options->permutation_seed, n_keys, &t, stats, err);
+    tm_exp_edit_kernel kernel = path_kernel(path);
+    if (status == TM_OK && path != TM_EXP_EDIT_PATH_AUTO && path != TM_EXP_EDIT_PATH_EXACT &&
+        !tm_exp_edit_fast_runs(kernel))
+        status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the %s kernel of EXP-edit detection does not run here",
+                              kernel == TM_EXP_EDIT_KERNEL_AVX512 ? "AVX-512"
+                              : kernel == TM_EXP_EDIT_KERNEL_AVX2 ? "AVX2"
+                                                                  : "requested");
+    if (status == TM_OK && kernel != TM_EXP_EDIT_KERNEL_NONE && n_keys > LANES) {
+        status = run_fast(&a, &f, kernel, scheme, options->permutation_seed, n_keys, &t, stats, err);
         fast_free(&f);
     } else if (status == TM_OK) {
         status = run_exact(&a, scheme, options->permutation_seed, 0, n_keys, &t, stats, err);
@@ -674,8 +696,8 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 }
 
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, double *exact, double *fast, double *bound,
-                                   tm_error *err) {
+                                   uint64_t first, size_t count, tm_exp_edit_path path, double *exact, double *fast,
+                                   double *bound, tm_error *err) {
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
         count == 0 || count > TM_EXP_EDIT_FAST_LANES)
@@ -685,7 +707,8 @@ tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *to
     aligner a = {0};
     fast_work f = {0};
     tm_status status = aligner_init(&a, scheme, tokens, n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX, err);
-    if (status == TM_OK && !fast_init(&f, &a, err))
+    tm_exp_edit_kernel kernel = path == TM_EXP_EDIT_PATH_EXACT ? TM_EXP_EDIT_KERNEL_NONE : path_kernel(path);
+    if (status == TM_OK && !fast_init(&f, &a, kernel, err))
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
     double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
     if (status == TM_OK) status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, values, bounds, err);

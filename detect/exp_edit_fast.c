@@ -1,19 +1,20 @@
 /* The EXP-edit / ITS-edit permutation test's fast path for null keys: 16
- * null keys side by side in the float32 lanes of one AVX-512 register, their
- * cost tables built in those lanes (xoshiro256** on 64-bit lanes, a
- * vectorised log) and aligned with the same recurrence as the exact double
- * path (exp_edit_detect.c). It exists because a detected text needs every
- * null key and the exact path spends most of its time in scalar log and in
- * a 4-key double alignment. Its values are only approximations: the caller
- * (exp_edit_detect.c) carries a rigorous error bound for each of them and
- * recomputes exactly every null key whose fast value lies within the bound
- * of the observed statistic, so counts and p-values never depend on this
- * file's rounding. It must never be used where the CPU lacks AVX-512F/VL/DQ
- * (tm_exp_edit_fast_available says; TM_NO_AVX512 turns it off), never
- * allocate, print or abort, and never return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP) or
- * TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the exact path's double cost
- * (tests/test_exp_edit_fast.c checks the EXP log exhaustively over every
- * float mantissa). */
+ * null keys side by side in float32 lanes (one AVX-512 register, or two
+ * halves of 8 in AVX2 registers one after the other), their cost tables built
+ * in those lanes (xoshiro256** on 64-bit lanes, a vectorised log) and aligned
+ * with the same recurrence as the exact double path (exp_edit_detect.c). It
+ * exists because a detected text needs every null key and the exact path
+ * spends most of its time in scalar log and in a 4-key double alignment. Its
+ * values are only approximations: the caller (exp_edit_detect.c) carries a
+ * rigorous error bound for each of them and recomputes exactly every null
+ * key whose fast value lies within the bound of the observed statistic, so
+ * counts and p-values never depend on this file's rounding, nor on which
+ * kernel ran. It must never run a kernel the CPU lacks (tm_exp_edit_fast_runs
+ * says; TM_NO_AVX512 leaves AVX2, TM_NO_AVX2 turns both off), never
+ * allocate, print or abort, and never return a cost further than
+ * TM_EXP_EDIT_FAST_EPS_EXP (EXP) or TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the
+ * exact path's double cost (tests/test_exp_edit_fast.c checks each kernel's
+ * EXP log exhaustively over every float mantissa). */
 #include "exp_edit_fast.h"
 
 #include "tracemark/core.h"
@@ -25,20 +26,37 @@
 #define HAVE_AVX512_KERNEL 1
 #include <immintrin.h>
 #define AVX512 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512vl")))
+#define AVX2 __attribute__((target("avx2,fma")))
 #else
 #define HAVE_AVX512_KERNEL 0
 #endif
 
-bool tm_exp_edit_fast_available(void) {
+bool tm_exp_edit_fast_runs(tm_exp_edit_kernel kernel) {
 #if HAVE_AVX512_KERNEL
     /* tm_cpu_has for what it knows (and TM_NO_AVX512 / TM_NO_AVX2 turn the
-     * fast path off with the other AVX-512 kernels); DQ it does not list. */
-    if (!tm_cpu_has(TM_CPU_AVX512F) || !tm_cpu_has(TM_CPU_AVX512VL)) return false;
-    return __builtin_cpu_supports("avx512dq"); /* libgcc's constructor has filled its table */
+     * kernels off with the other AVX-512 / AVX2 kernels); DQ it does not list. */
+    switch (kernel) {
+    case TM_EXP_EDIT_KERNEL_AVX512:
+        if (!tm_cpu_has(TM_CPU_AVX512F) || !tm_cpu_has(TM_CPU_AVX512VL)) return false;
+        return __builtin_cpu_supports("avx512dq"); /* libgcc's constructor has filled its table */
+    case TM_EXP_EDIT_KERNEL_AVX2:
+        return tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA);
+    default:
+        return false;
+    }
 #else
+    (void)kernel;
     return false;
 #endif
 }
+
+tm_exp_edit_kernel tm_exp_edit_fast_best(void) {
+    if (tm_exp_edit_fast_runs(TM_EXP_EDIT_KERNEL_AVX512)) return TM_EXP_EDIT_KERNEL_AVX512;
+    if (tm_exp_edit_fast_runs(TM_EXP_EDIT_KERNEL_AVX2)) return TM_EXP_EDIT_KERNEL_AVX2;
+    return TM_EXP_EDIT_KERNEL_NONE;
+}
+
+bool tm_exp_edit_fast_available(void) { return tm_exp_edit_fast_best() != TM_EXP_EDIT_KERNEL_NONE; }
 
 #if HAVE_AVX512_KERNEL
 
@@ -92,13 +110,18 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m51
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_add_ps(lj, p));
 }
 
-/* The two 16-entry tables of stream_log16. */
+/* The logs' tables of size entries (16 or 8): q_j, and -log(q_j) - scale ln 2 -
+ * shift (scale: the power of two the kernel's float carries beyond the value). */
+static void log_table_values(float shift, int scale, int size, float *qs, float *os) {
+    for (int j = 0; j < size; j++) {
+        qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / size));
+        os[j] = (float)(-log((double)qs[j]) - scale * 0.69314718055994531 - (double)shift);
+    }
+}
+
 AVX512 static void log_tables(float shift, __m512 *q, __m512 *offset) {
     float qs[16], os[16];
-    for (int j = 0; j < 16; j++) {
-        qs[j] = (float)(1.0 / (1.0 + (j + 0.5) / 16.0));
-        os[j] = (float)(-log((double)qs[j]) - 64 * 0.69314718055994531 - (double)shift);
-    }
+    log_table_values(shift, 64, 16, qs, os);
     *q = _mm512_loadu_ps(qs);
     *offset = _mm512_loadu_ps(os);
 }
@@ -238,24 +261,232 @@ AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift,
     }
 }
 
+/* ---- AVX2 + FMA: the same computation in two halves of 8 lanes ---------------------- */
+
+/* Four xoshiro256** generators (one per 64-bit lane) as xoshiro8_next, with
+ * AVX2's operations: no 64-bit multiply or rotate, so s1 * 5 = (s1 << 2) +
+ * s1, r * 9 = (r << 3) + r, and rotations are two shifts and an OR. */
+AVX2 static inline __m256i xoshiro4_next(__m256i *s0, __m256i *s1, __m256i *s2, __m256i *s3) {
+    __m256i a = *s0, b = *s1, c = *s2, d = *s3;
+    __m256i b5 = _mm256_add_epi64(_mm256_slli_epi64(b, 2), b);
+    __m256i r = _mm256_or_si256(_mm256_slli_epi64(b5, 7), _mm256_srli_epi64(b5, 57));
+    r = _mm256_add_epi64(_mm256_slli_epi64(r, 3), r);
+    __m256i t = _mm256_slli_epi64(b, 17);
+    c = _mm256_xor_si256(c, a); /* s2 ^= s0 */
+    d = _mm256_xor_si256(d, b); /* s3 ^= s1 */
+    b = _mm256_xor_si256(b, c); /* s1 ^= s2 */
+    a = _mm256_xor_si256(a, d); /* s0 ^= s3 */
+    c = _mm256_xor_si256(c, t);
+    d = _mm256_or_si256(_mm256_slli_epi64(d, 45), _mm256_srli_epi64(d, 19));
+    *s0 = a, *s1 = b, *s2 = c, *s3 = d;
+    return r;
+}
+
+/* ((x >> 12) + 0.5) 2^-52 = (2 (x >> 12) + 1) 2^-53 of four words, rounded
+ * once to float. AVX2 converts no 64-bit integer, so through double: the bits
+ * 1.0 | (x >> 12) are d = 1 + (x >> 12) 2^-52 in [1, 2), and d - (1 - 2^-53)
+ * is exact (Sterbenz: 1 - 2^-53 <= d <= 2 (1 - 2^-53), and the difference
+ * has 53 bits). The float is the AVX-512 kernel's float(w 2^11) times 2^-64
+ * (the same value rounded the same way), so only the log's table shifts. */
+AVX2 static inline __m128 stream_float4(__m256i x) {
+    const __m256i one = _mm256_set1_epi64x(0x3FF0000000000000LL);
+    __m256d d = _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(x, 12), one));
+    return _mm256_cvtpd_ps(_mm256_sub_pd(d, _mm256_set1_pd(1.0 - 0x1.0p-53)));
+}
+
+/* stream_log16's log for 8 values (xa: lanes 0-3, xb: lanes 4-7): exponent
+ * and mantissa from the float's bits (f >= 2^-53 is normal), then an
+ * 8-entry table (what one permutevar8x32 reads: j = the fraction's top three
+ * bits, c_j = 1 + (j + 0.5) / 8, so |r| <= 1/16) and log(1 + r) to r^4
+ * (truncation <= (1/16)^5 / 5 / (1 - 1/16) = 2.1e-7): four fewer operations
+ * than AVX-512's 16 entries, which AVX2 would read as two permutes and two
+ * blends. The table holds -log(q_j) - shift (no 2^64 scale to undo).
+ * tests/test_exp_edit_fast.c measures it against libm over every float
+ * mantissa, as the AVX-512 one. */
+AVX2 static inline __m256 stream_log8(__m256i xa, __m256i xb, __m256 q, __m256 offset) {
+    __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(stream_float4(xa)), stream_float4(xb), 1);
+    __m256i bits = _mm256_castps_si256(f);
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+    __m256 m = _mm256_castsi256_ps(
+        _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x3F800000)));
+    __m256i j = _mm256_srli_epi32(bits, 20); /* low three bits: the fraction's top three */
+    __m256 qj = _mm256_permutevar8x32_ps(q, j);
+    __m256 lj = _mm256_permutevar8x32_ps(offset, j);
+    __m256 r = _mm256_fmsub_ps(m, qj, _mm256_set1_ps(1.0f));
+    __m256 c = _mm256_fmadd_ps(r, _mm256_set1_ps(-0.25f), _mm256_set1_ps(1.0f / 3.0f));
+    c = _mm256_fmadd_ps(r, c, _mm256_set1_ps(-0.5f));
+    __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r, r), c, r);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693147180559945f), _mm256_add_ps(lj, p));
+}
+
+AVX2 static void log_tables8(float shift, __m256 *q, __m256 *offset) {
+    float qs[8], os[8];
+    log_table_values(shift, 0, 8, qs, os);
+    *q = _mm256_loadu_ps(qs);
+    *offset = _mm256_loadu_ps(os);
+}
+
+/* The 8 generators of lanes 8 half .. 8 half + 7: s[w][g] holds word w of lanes 8 half + 4 g .. + 3. */
+typedef struct {
+    __m256i s[4][2];
+} xoshiro8;
+
+AVX2 static void xoshiro8_load(xoshiro8 *g, const uint64_t *state, int half) {
+    for (int w = 0; w < 4; w++)
+        for (int h = 0; h < 2; h++) {
+            long long words[4];
+            for (int l = 0; l < 4; l++) words[l] = (long long)state[(8 * half + 4 * h + l) * 4 + w];
+            g->s[w][h] = _mm256_loadu_si256((const __m256i *)words);
+        }
+}
+
+AVX2 static inline void exp_rows8(xoshiro8 *g, size_t n_rows, __m256 q, __m256 offset, float *out, __m256 *low) {
+    for (size_t c = 0; c < n_rows; c++) {
+        __m256i xa = xoshiro4_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
+        __m256i xb = xoshiro4_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
+        __m256 cost = stream_log8(xa, xb, q, offset);
+        *low = _mm256_min_ps(*low, cost);
+        _mm256_store_ps(out + c * 8, cost);
+    }
+}
+
+/* ITS cost rows of distinct token t for lanes 8 half .. + 7: |u[r] - eta[t]| - shift. */
+AVX2 static inline void its_rows8(const float *eta, const float *u, size_t t, size_t n_rows, int half, __m256 shifts,
+                                  float *out) {
+    __m256 e = _mm256_loadu_ps(eta + t * TM_EXP_EDIT_FAST_LANES + 8 * half);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (size_t r = 0; r < n_rows; r++) {
+        __m256 d = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(u + r * TM_EXP_EDIT_FAST_LANES + 8 * half), e));
+        _mm256_store_ps(out + r * 8, _mm256_sub_ps(d, shifts));
+    }
+}
+
+/* ALIGN_PASS on 8 lanes (the table, prev and cur with 8 floats a cell). */
+#define ALIGN_PASS8(R)                                                                                                \
+    do {                                                                                                              \
+        const float *costs[R];                                                                                        \
+        __m256 left[R], base[R];                                                                                      \
+        for (int q = 0; q < (R); q++) {                                                                               \
+            costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                \
+            left[q] = _mm256_setzero_ps(); /* H[i][0] = 0 */                                                          \
+        }                                                                                                             \
+        base[0] = _mm256_load_ps(prev);                                                                               \
+        for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                          \
+        _mm256_store_ps(cur, left[(R) - 1]);                                                                          \
+        size_t r = 1;                                                                                                 \
+        while (r <= columns) {                                                                                        \
+            size_t span = columns + 1 - r < n ? columns + 1 - r : n;                                                  \
+            const float *above_p = prev + r * L;                                                                      \
+            float *out_p = cur + r * L;                                                                               \
+            for (size_t j = 0; j < span; j++) {                                                                       \
+                __m256 above = _mm256_load_ps(above_p + j * L);                                                       \
+                for (int q = 0; q < (R); q++) {                                                                       \
+                    __m256 diagonal = _mm256_add_ps(base[q], _mm256_load_ps(costs[q] + j * L));                       \
+                    __m256 value = _mm256_min_ps(diagonal, above);                                                    \
+                    base[q] = above;                                                                                  \
+                    left[q] = _mm256_min_ps(value, left[q]);                                                          \
+                    above = left[q];                                                                                  \
+                }                                                                                                     \
+                _mm256_store_ps(out_p + j * L, left[(R) - 1]);                                                        \
+            }                                                                                                         \
+            r += span;                                                                                                \
+        }                                                                                                             \
+    } while (0)
+
+/* align_avx512 for lanes 8 half .. 8 half + 7, the table refilled for them:
+ * each half is a whole alignment of its own (16 lanes at once would need
+ * twice the registers AVX2 has). */
+AVX2 static void align_avx2_half(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
+                                 const uint64_t *state, const float *eta, const float *u, int half, float *out,
+                                 float *minimum) {
+    enum { L = 8, ROWS = 4 };
+    xoshiro8 g;
+    size_t generated = SIZE_MAX;
+    __m256 low = _mm256_set1_ps(INFINITY);
+    __m256 log_q = _mm256_setzero_ps(), log_offset = _mm256_setzero_ps();
+    if (state) {
+        xoshiro8_load(&g, state, half);
+        generated = 0;
+        log_tables8(2 * text->gap, &log_q, &log_offset);
+    }
+    if (eta) generated = 0;
+    const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
+    const size_t stride = text->block_stride;
+    const float shift = 2 * text->gap;
+    __m256 phi = _mm256_set1_ps(INFINITY);
+    for (size_t b = 0; b < text->n_blocks; b++) {
+        size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
+        float *prev = previous, *cur = current;
+        for (size_t r = 0; r <= columns; r++) _mm256_store_ps(prev + r * L, _mm256_set1_ps(text->row_init[r]));
+        for (size_t i = 1; i <= k;) {
+            size_t rows = k + 1 - i >= ROWS ? ROWS : 1;
+            for (size_t q = 0; q < rows; q++) {
+                size_t token = text->index[start + i - 1 + q];
+                while (generated <= token) {
+                    if (state) exp_rows8(&g, n, log_q, log_offset, table + generated * n * L, &low);
+                    else its_rows8(eta, u, generated, n, half, _mm256_set1_ps(shift), table + generated * n * L);
+                    generated++;
+                }
+            }
+            if (rows == ROWS) ALIGN_PASS8(4);
+            else ALIGN_PASS8(1);
+            i += rows;
+            float *swap = prev;
+            prev = cur;
+            cur = swap;
+        }
+        for (size_t r = 0; r <= columns; r++)
+            phi = _mm256_min_ps(phi, _mm256_add_ps(_mm256_load_ps(prev + r * L), _mm256_set1_ps(text->row_end[r])));
+    }
+    _mm256_storeu_ps(out, phi);
+    if (minimum) _mm256_storeu_ps(minimum, low);
+}
+
+AVX2 static void stream_costs_avx2(const uint64_t *x, size_t n, float shift, float *out) {
+    __m256 q, offset;
+    log_tables8(shift, &q, &offset);
+    for (size_t i = 0; i < n; i += 8) {
+        long long words[8] = {0};
+        for (size_t j = 0; j < 8 && i + j < n; j++) words[j] = (long long)x[i + j];
+        float values[8];
+        _mm256_storeu_ps(values, stream_log8(_mm256_loadu_si256((const __m256i *)words),
+                                             _mm256_loadu_si256((const __m256i *)(words + 4)), q, offset));
+        for (size_t j = 0; j < 8 && i + j < n; j++) out[i + j] = values[j];
+    }
+}
+
 #endif
 
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
                             const uint64_t *state, const float *eta, const float *u,
                             float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
 #if HAVE_AVX512_KERNEL
-    align_avx512(text, table, previous, current, state, eta, u, out, minimum);
-#else
-    (void)text, (void)table, (void)previous, (void)current, (void)state, (void)eta, (void)u, (void)minimum;
-    for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
+    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX512) {
+        align_avx512(text, table, previous, current, state, eta, u, out, minimum);
+        return;
+    }
+    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+        for (int half = 0; half < 2; half++)
+            align_avx2_half(text, table, previous, current, state, eta, u, half, out + 8 * half,
+                            minimum ? minimum + 8 * half : NULL);
+        return;
+    }
 #endif
+    (void)table, (void)previous, (void)current, (void)state, (void)eta, (void)u, (void)minimum;
+    for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
 }
 
-void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float shift, float *out) {
+void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, float *out) {
 #if HAVE_AVX512_KERNEL
-    stream_costs_avx512(x, n, shift, out);
-#else
-    for (size_t i = 0; i < n; i++) out[i] = NAN;
-    (void)x, (void)shift;
+    if (kernel == TM_EXP_EDIT_KERNEL_AVX512) {
+        stream_costs_avx512(x, n, shift, out);
+        return;
+    }
+    if (kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+        stream_costs_avx2(x, n, shift, out);
+        return;
+    }
 #endif
+    (void)kernel, (void)x, (void)shift;
+    for (size_t i = 0; i < n; i++) out[i] = NAN;
 }

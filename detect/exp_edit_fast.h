@@ -1,4 +1,4 @@
-/* Internal to detect/: the float32 AVX-512 kernels of the EXP-edit / ITS-edit
+/* Internal to detect/: the float32 AVX-512 and AVX2 kernels of the EXP-edit / ITS-edit
  * permutation test's fast path (exp_edit_fast.c). exp_edit_detect.c decides
  * with them only where their error bound settles a null key's side of the
  * observed statistic; nothing else may use them. */
@@ -10,6 +10,10 @@
 #include <stdint.h>
 
 enum { TM_EXP_EDIT_FAST_LANES = 16 };
+
+/* Which kernel runs the 16 lanes: AVX-512 (one register), AVX2+FMA (two
+ * halves of 8, one after the other), or none (the exact path only). */
+typedef enum { TM_EXP_EDIT_KERNEL_NONE, TM_EXP_EDIT_KERNEL_AVX2, TM_EXP_EDIT_KERNEL_AVX512 } tm_exp_edit_kernel;
 
 /* Bounds on |fast (cost - 2 gap) - (exact double cost - 2 gap)| for one
  * (token, row) pair: EXP log(((x >> 12) + 0.5) 2^-52) (tests/test_exp_edit_fast.c
@@ -26,14 +30,23 @@ typedef struct {
     float gap;
     const float *row_init; /* [0 .. n + 2k]: float(-r gamma) */
     const float *row_end;  /* [0 .. n + 2k]: float((r + k) gamma) */
+    tm_exp_edit_kernel kernel; /* one tm_exp_edit_fast_runs accepts */
 } tm_exp_edit_fast_text;
 
-/* Whether the kernels may run: AVX-512F, VL and DQ, not turned off by TM_NO_AVX512 / TM_NO_AVX2. */
+/* Whether a kernel may run here: AVX-512 needs AVX-512F, VL and DQ and no
+ * TM_NO_AVX512; AVX2 needs AVX2 and FMA; TM_NO_AVX2 turns both off. */
+bool tm_exp_edit_fast_runs(tm_exp_edit_kernel kernel);
+
+/* The fastest kernel that runs here (NONE where neither does). */
+tm_exp_edit_kernel tm_exp_edit_fast_best(void);
+
+/* Whether any kernel runs here. */
 bool tm_exp_edit_fast_available(void);
 
 /* phi of each lane (min over blocks of the fitting alignment), previous and
  * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. The table (64-byte
- * aligned, distinct tokens x n_rows x 16 floats) is filled token by token as
+ * aligned, distinct tokens x n_rows x 16 floats; the AVX2 kernel uses half of
+ * it at a time, [token][row][8] for lanes 0-7, then for lanes 8-15) is filled token by token as
  * the alignment first reaches each, with cost - 2 gap: EXP (state: lane l's
  * xoshiro256** state in state[4 l .. 4 l + 3]) log(((x_c >> 12) + 0.5) 2^-52)
  * for the c-th output x_c of lane l's stream (c = distinct token * n_rows +
@@ -43,7 +56,8 @@ void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, flo
                             const uint64_t *state, const float *eta, const float *u,
                             float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]);
 
-/* The EXP cost less shift of each raw stream word (the table's with shift 2 gap): for the tests. */
-void tm_exp_edit_fast_stream_costs(const uint64_t *x, size_t n, float shift, float *out);
+/* The EXP cost less shift of each raw stream word (the table's with shift 2
+ * gap) as kernel computes it: for the tests. */
+void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, float *out);
 
 #endif

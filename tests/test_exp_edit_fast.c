@@ -7,8 +7,9 @@
  * are watermarked, edited, pasted, unwatermarked or sampled with another key,
  * EXP and ITS, with 1 and 3 keys, full and sequential, the statistic, ln p
  * (bit for bit), the floor flag, the stop and the decision are the exact
- * path's, while most null keys are settled in float. Skips visibly where the
- * CPU has no AVX-512 or TM_NO_AVX512 is set (there AUTO is the exact path). */
+ * path's, while most null keys are settled in float. Each test runs once per
+ * kernel (AVX-512, AVX2 + FMA), each skipping visibly where its kernel cannot
+ * run (no such CPU feature, or TM_NO_AVX512 / TM_NO_AVX2 set). */
 #include "distortion_free_testing.h"
 #include "tracemark/detect.h"
 
@@ -19,14 +20,25 @@ enum { VOCAB = 512, CANDIDATES = 50 };
 
 static double lcg_uniform(uint64_t *x) { return ((double)wm_test_lcg(x) + 0.5) / 2147483648.0; }
 
-static bool have_fast(void) { return tm_exp_edit_fast_available(); }
+static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
+    return path == TM_EXP_EDIT_PATH_AVX512 ? TM_EXP_EDIT_KERNEL_AVX512 : TM_EXP_EDIT_KERNEL_AVX2;
+}
+
+static const char *path_name(tm_exp_edit_path path) { return path == TM_EXP_EDIT_PATH_AVX512 ? "AVX-512" : "AVX2"; }
+
+/* Skips (visibly) where the path's kernel cannot run here. */
+static void need_kernel(tm_exp_edit_path path) {
+    if (!tm_exp_edit_fast_runs(path_kernel(path)))
+        cr_skip_test("the %s kernel cannot run here (CPU features, or TM_NO_AVX512 / TM_NO_AVX2 set)",
+                     path_name(path));
+}
 
 /* ---- the log kernel --------------------------------------------------------------- */
 
 /* Largest |kernel - (libm - 2 gamma)| over the odd w in [lo, hi) stepping by step (w
  * odd), as the stream word x = (w >> 1) << 12 (so that ((x >> 12) + 0.5)
  * 2^-52 = w 2^-53 exactly). */
-static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
+static double max_log_error(tm_exp_edit_kernel kernel, uint64_t lo, uint64_t hi, uint64_t step) {
     enum { CHUNK = 4096 };
     static uint64_t x[CHUNK];
     static float out[CHUNK];
@@ -39,7 +51,7 @@ static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
             x[n] = (w >> 1) << 12;
             want[n] = log(tm_wm_uniform(x[n])) - 4.0;
         }
-        tm_exp_edit_fast_stream_costs(x, n, 4.0f, out); /* 2 gamma for EXP */
+        tm_exp_edit_fast_stream_costs(kernel, x, n, 4.0f, out); /* 2 gamma for EXP */
         for (size_t i = 0; i < n; i++) {
             double e = fabs((double)out[i] - want[i]);
             if (!(e <= worst)) worst = e; /* NaN becomes the worst */
@@ -48,18 +60,19 @@ static double max_log_error(uint64_t lo, uint64_t hi, uint64_t step) {
     return worst;
 }
 
-Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa, .timeout = 120) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
+static void check_log(tm_exp_edit_path path) {
+    need_kernel(path);
+    tm_exp_edit_kernel kernel = path_kernel(path);
     double worst = 0.0;
     /* Every odd w below 2^24: every float the conversion can give there. */
-    worst = fmax(worst, max_log_error(1, UINT64_C(1) << 24, 2));
+    worst = fmax(worst, max_log_error(kernel, 1, UINT64_C(1) << 24, 2));
     /* Above, w = 2^E + j 2^(E-23) + 1 rounds to the float 2^E + j 2^(E-23):
      * every mantissa j at the smallest, a middle and the largest exponents,
      * every 61st mantissa at the others. */
     for (int e = 24; e <= 52; e++) {
         uint64_t base = UINT64_C(1) << e, ulp = UINT64_C(1) << (e - 23);
         bool full = e == 24 || e == 25 || e == 38 || e == 52;
-        worst = fmax(worst, max_log_error(base, 2 * base, full ? ulp : 61 * ulp));
+        worst = fmax(worst, max_log_error(kernel, base, 2 * base, full ? ulp : 61 * ulp));
     }
     /* Words as the stream gives them. */
     uint64_t s[4] = {1, 2, 3, 4}, x[4096];
@@ -70,13 +83,20 @@ Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa, .timeout = 12
             s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = s[3] << 45 | s[3] >> 19;
             x[i] = r;
         }
-        tm_exp_edit_fast_stream_costs(x, 4096, 4.0f, out);
+        tm_exp_edit_fast_stream_costs(kernel, x, 4096, 4.0f, out);
         for (size_t i = 0; i < 4096; i++) worst = fmax(worst, fabs((double)out[i] - (log(tm_wm_uniform(x[i])) - 4.0)));
     }
-    cr_log_info("EXP fast log: largest error %.3g (bound %.3g)", worst, TM_EXP_EDIT_FAST_EPS_EXP);
+    cr_log_info("EXP fast log (%s): largest error %.3g (bound %.3g)", path_name(path), worst, TM_EXP_EDIT_FAST_EPS_EXP);
     cr_assert(worst <= TM_EXP_EDIT_FAST_EPS_EXP / 2, "fast log error %.3g above half the bound %.3g", worst,
               TM_EXP_EDIT_FAST_EPS_EXP);
     cr_assert(worst > 0, "a float log cannot equal double log everywhere: the check did not run");
+}
+
+Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa_avx512, .timeout = 120) {
+    check_log(TM_EXP_EDIT_PATH_AVX512);
+}
+Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa_avx2, .timeout = 120) {
+    check_log(TM_EXP_EDIT_PATH_AVX2);
 }
 
 /* ---- texts ---------------------------------------------------------------------------- */
@@ -129,8 +149,8 @@ typedef struct {
 } tally;
 
 /* Both paths on one text: everything but the null mean bit for bit. */
-static void compare(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, int32_t permutations, double fpr,
-                    size_t n_keys, bool sequential, uint64_t seed, tally *t) {
+static void compare(tm_exp_edit_path path, const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
+                    int32_t permutations, double fpr, size_t n_keys, bool sequential, uint64_t seed, tally *t) {
     tm_detect_options options;
     tm_detect_options_default(&options);
     options.permutations = permutations;
@@ -145,7 +165,7 @@ static void compare(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n,
     cr_assert_eq(tm_detect_exp_edit_path(scheme, tokens, n, &options, n_keys, TM_EXP_EDIT_PATH_EXACT, &s_exact, &exact,
                                          &err),
                  TM_OK, "%s", err.message);
-    cr_assert_eq(tm_detect_exp_edit_path(scheme, tokens, n, &options, n_keys, TM_EXP_EDIT_PATH_AUTO, &s_fast, &fast, &err),
+    cr_assert_eq(tm_detect_exp_edit_path(scheme, tokens, n, &options, n_keys, path, &s_fast, &fast, &err),
                  TM_OK, "%s", err.message);
     cr_assert_eq(s_exact.fast, 0);
     cr_assert(memcmp(&exact.statistic, &fast.statistic, sizeof(double)) == 0, "statistic %.17g vs %.17g",
@@ -176,8 +196,8 @@ static tm_wm_config edit_config(tm_wm_decoder decoder) {
     return config;
 }
 
-static void check_paths(tm_wm_decoder decoder) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
+static void check_paths(tm_exp_edit_path path, tm_wm_decoder decoder) {
+    need_kernel(path);
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
@@ -199,22 +219,22 @@ static void check_paths(tm_wm_decoder decoder) {
         double rate = 0.1 * text; /* 0, 10, 20, 30% edits */
         size_t n_edited = edit_tokens(marked, M, edited, rate, 31337 + (uint64_t)text);
         /* Watermarked (edited) text: every null key runs, on the floor or near it. */
-        compare(scheme, edited, n_edited, 199, 0.005, 1, true, (uint64_t)text, &t);
+        compare(path, scheme, edited, n_edited, 199, 0.005, 1, true, (uint64_t)text, &t);
         /* Unwatermarked: another key's text and uniform ids, sequential and full. */
-        compare(scheme, plain, M, 199, 0.005, 1, true, 3, &t);
-        compare(scheme, plain, M, 199, 0.005, 1, false, 4, &t);
-        compare(scheme, random_ids, M, 199, 0.05, 1, false, 5, &t);
+        compare(path, scheme, plain, M, 199, 0.005, 1, true, 3, &t);
+        compare(path, scheme, plain, M, 199, 0.005, 1, false, 4, &t);
+        compare(path, scheme, random_ids, M, 199, 0.05, 1, false, 5, &t);
         /* Three keys (the family-wise correction moves the stopping count). */
-        compare(scheme, edited, n_edited, 599, 0.005, 3, true, 6, &t);
+        compare(path, scheme, edited, n_edited, 599, 0.005, 3, true, 6, &t);
         /* A watermarked passage pasted between unwatermarked tokens: two blocks. */
         memcpy(plain + 150, marked, 150 * sizeof *marked);
-        compare(scheme, plain, LONG, 99, 0.01, 1, false, 8, &t);
+        compare(path, scheme, plain, LONG, 99, 0.01, 1, false, 8, &t);
     }
     /* The defaults at 200 tokens: 999 null keys, fpr 1e-3. */
     sampled_tokens(scheme, 1, 2, marked, M);
-    compare(scheme, marked, M, 0, 1e-3, 1, true, 0, &t);
-    cr_log_info("%s: %zu texts (%zu detected), %zu null keys settled in float, %zu computed exactly, %zu stopped early",
-                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", t.compared, t.detected, t.fast, t.recomputed,
+    compare(path, scheme, marked, M, 0, 1e-3, 1, true, 0, &t);
+    cr_log_info("%s %s: %zu texts (%zu detected), %zu null keys settled in float, %zu computed exactly, %zu stopped early",
+                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", path_name(path), t.compared, t.detected, t.fast, t.recomputed,
                 t.sequential_stops);
     cr_assert(t.detected >= 5 && t.not_detected >= 10, "both outcomes compared: %zu detected, %zu not", t.detected,
               t.not_detected);
@@ -226,16 +246,36 @@ static void check_paths(tm_wm_decoder decoder) {
     tm_wm_key_free(key);
 }
 
-Test(exp_edit_fast, exp_paths_agree_bit_for_bit, .timeout = 600) { check_paths(TM_WM_DECODER_EXP); }
-Test(exp_edit_fast, its_paths_agree_bit_for_bit, .timeout = 600) { check_paths(TM_WM_DECODER_ITS); }
+Test(exp_edit_fast, exp_paths_agree_bit_for_bit_avx512, .timeout = 600) {
+    check_paths(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP);
+}
+Test(exp_edit_fast, its_paths_agree_bit_for_bit_avx512, .timeout = 600) {
+    check_paths(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_ITS);
+}
+Test(exp_edit_fast, exp_paths_agree_bit_for_bit_avx2, .timeout = 600) {
+    check_paths(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_EXP);
+}
+Test(exp_edit_fast, its_paths_agree_bit_for_bit_avx2, .timeout = 600) {
+    check_paths(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_ITS);
+}
+
+/* AUTO takes the fastest kernel that runs (and the exact path where none does). */
+Test(exp_edit_fast, auto_takes_the_fastest_kernel) {
+    bool avx512 = tm_exp_edit_fast_runs(TM_EXP_EDIT_KERNEL_AVX512), avx2 = tm_exp_edit_fast_runs(TM_EXP_EDIT_KERNEL_AVX2);
+    tm_exp_edit_kernel want = avx512 ? TM_EXP_EDIT_KERNEL_AVX512 : avx2 ? TM_EXP_EDIT_KERNEL_AVX2 : TM_EXP_EDIT_KERNEL_NONE;
+    cr_assert_eq(tm_exp_edit_fast_best(), want);
+    cr_assert_eq(tm_exp_edit_fast_available(), avx512 || avx2);
+    if (getenv("TM_NO_AVX512")) cr_assert(!avx512, "TM_NO_AVX512 turns the AVX-512 kernel off");
+    if (getenv("TM_NO_AVX2")) cr_assert(!avx512 && !avx2, "TM_NO_AVX2 turns both kernels off");
+}
 
 /* A statistic equal to a null key's, up to rounding, must go to the exact
  * path: the observed text aligned under null key j's own costs is impossible
  * to arrange from outside, so instead a text is scored with permutations = N
  * and every null key near phi is counted; the recomputed keys must exist on
  * some unwatermarked text, or the exact fallback is never exercised. */
-Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
+static void check_near_ties(tm_exp_edit_path path) {
+    need_kernel(path);
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(TM_WM_DECODER_EXP);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
@@ -245,7 +285,7 @@ Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
     for (uint64_t seed = 0; seed < 6 && t.recomputed == 0; seed++) {
         uint64_t x = 1234 + seed;
         for (size_t i = 0; i < M; i++) ids[i] = (int32_t)(wm_test_lcg(&x) % 8); /* few distinct tokens: close nulls */
-        compare(scheme, ids, M, 999, 0.5, 1, false, seed, &t);
+        compare(path, scheme, ids, M, 999, 0.5, 1, false, seed, &t);
     }
     cr_log_info("near ties: %zu null keys recomputed exactly of %zu", t.recomputed, t.fast + t.recomputed);
     cr_assert(t.recomputed > 0, "some null key fell within the bound and was recomputed");
@@ -253,12 +293,15 @@ Test(exp_edit_fast, near_ties_are_recomputed, .timeout = 300) {
     tm_wm_key_free(key);
 }
 
+Test(exp_edit_fast, near_ties_are_recomputed_avx512, .timeout = 300) { check_near_ties(TM_EXP_EDIT_PATH_AVX512); }
+Test(exp_edit_fast, near_ties_are_recomputed_avx2, .timeout = 300) { check_near_ties(TM_EXP_EDIT_PATH_AVX2); }
+
 /* Each null key's fast value lies within the bound it carries of its exact
  * value, on watermarked, edited, unwatermarked and two-block texts, and the
  * bound is small enough to settle nearly every key (< 1, where null
  * statistics spread over tens). */
-static void check_bounds(tm_wm_decoder decoder) {
-    if (!have_fast()) cr_skip_test("no AVX-512F/VL/DQ here (or TM_NO_AVX512): the fast path is off and AUTO is exact");
+static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder) {
+    need_kernel(path);
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
@@ -276,7 +319,8 @@ static void check_bounds(tm_wm_decoder decoder) {
         for (uint64_t first = 0; first < KEYS; first += 16) {
             double exact[16], fast[16], bound[16];
             tm_error err = {0};
-            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, texts[t], lengths[t], 11, first, 16, exact, fast, bound, &err),
+            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, texts[t], lengths[t], 11, first, 16, path, exact, fast, bound,
+                                                  &err),
                          TM_OK, "%s", err.message);
             for (int l = 0; l < 16; l++) {
                 double gap = fabs(exact[l] - fast[l]);
@@ -288,11 +332,49 @@ static void check_bounds(tm_wm_decoder decoder) {
                 checked++;
             }
         }
-    cr_log_info("%s: %zu null keys, |fast - exact| at most %.3g of the bound, largest bound %.3g",
-                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", checked, worst_ratio, largest_bound);
+    cr_log_info("%s %s: %zu null keys, |fast - exact| at most %.3g of the bound, largest bound %.3g",
+                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", path_name(path), checked, worst_ratio, largest_bound);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
 }
 
-Test(exp_edit_fast, exp_fast_values_within_their_bounds, .timeout = 120) { check_bounds(TM_WM_DECODER_EXP); }
-Test(exp_edit_fast, its_fast_values_within_their_bounds, .timeout = 120) { check_bounds(TM_WM_DECODER_ITS); }
+Test(exp_edit_fast, exp_fast_values_within_their_bounds_avx512, .timeout = 120) {
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP);
+}
+Test(exp_edit_fast, its_fast_values_within_their_bounds_avx512, .timeout = 120) {
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_ITS);
+}
+Test(exp_edit_fast, exp_fast_values_within_their_bounds_avx2, .timeout = 120) {
+    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_EXP);
+}
+Test(exp_edit_fast, its_fast_values_within_their_bounds_avx2, .timeout = 120) {
+    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_ITS);
+}
+
+/* The two kernels compute the same null keys: their fast values agree within
+ * the sum of their bounds (both are within their bound of the same exact value). */
+Test(exp_edit_fast, kernels_agree_within_their_bounds, .timeout = 120) {
+    need_kernel(TM_EXP_EDIT_PATH_AVX512);
+    need_kernel(TM_EXP_EDIT_PATH_AVX2);
+    tm_wm_key *key = wm_test_master_key();
+    for (int d = 0; d < 2; d++) {
+        tm_wm_config config = edit_config(d ? TM_WM_DECODER_ITS : TM_WM_DECODER_EXP);
+        tm_wm_scheme *scheme = wm_test_scheme(&config, key);
+        int32_t marked[200];
+        sampled_tokens(scheme, 3, 4, marked, 200);
+        double exact[2][16], fast[2][16], bound[2][16];
+        tm_error err = {0};
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, marked, 200, 5, 32, 16,
+                                                  k ? TM_EXP_EDIT_PATH_AVX2 : TM_EXP_EDIT_PATH_AVX512, exact[k],
+                                                  fast[k], bound[k], &err),
+                         TM_OK, "%s", err.message);
+        for (int l = 0; l < 16; l++) {
+            cr_assert(memcmp(&exact[0][l], &exact[1][l], sizeof(double)) == 0, "the exact values are one computation");
+            cr_assert(fabs(fast[0][l] - fast[1][l]) <= bound[0][l] + bound[1][l], "lane %d: %.9g vs %.9g", l,
+                      fast[0][l], fast[1][l]);
+        }
+        tm_wm_scheme_free(scheme);
+    }
+    tm_wm_key_free(key);
+}
