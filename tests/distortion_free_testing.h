@@ -3,8 +3,9 @@
  * schemes of watermark_testing.h: candidates from given probabilities, one
  * watermarked selection through the public sampler, the chi-square test
  * of "the selection follows p" with tabulated critical values, a real
- * next-token distribution from stories260K, and the two distortion-free
- * checks built from them. Static functions only, so each
+ * next-token distribution from stories260K, the two distortion-free
+ * checks built from them, and simulated text with edits for the EXP/ITS-edit
+ * detection tests. Static functions only, so each
  * test file stays one translation unit; nothing here asserts on behalf of the
  * code under test except where a helper says so. */
 #ifndef TRACEMARK_TEST_DISTORTION_FREE_TESTING_H
@@ -265,6 +266,60 @@ static inline void wm_test_assert_distortion_free_on_stories(const tm_wm_config 
     wm_test_stories_counts(config, &stories, trials, counts);
     wm_test_assert_follows(counts, stories.probs, WM_TEST_STORIES_TOP_K, trials, what);
     wm_test_stories_free(&stories);
+}
+
+/* ---- simulated language-model text (the EXP/ITS-edit detection tests) ----------- */
+
+enum { WM_TEST_TEXT_VOCAB = 512, WM_TEST_TEXT_CANDIDATES = 50 };
+
+static inline double wm_test_uniform(uint64_t *x) { return ((double)wm_test_lcg(x) + 0.5) / 2147483648.0; }
+
+/* Candidates: 50 distinct ids below 512 with logits 2 N(0, 1) (Box-Muller), a
+ * spread next-token distribution like a language model's at temperature 1. */
+static inline tm_candidates wm_test_spread_candidates(tm_token_data storage[WM_TEST_TEXT_CANDIDATES], uint64_t *x) {
+    for (size_t i = 0; i < WM_TEST_TEXT_CANDIDATES; i++) {
+        int32_t id;
+        bool taken;
+        do {
+            id = (int32_t)(wm_test_lcg(x) % WM_TEST_TEXT_VOCAB);
+            taken = false;
+            for (size_t j = 0; j < i; j++) taken = taken || storage[j].id == id;
+        } while (taken);
+        double g = sqrt(-2.0 * log(wm_test_uniform(x))) * cos(6.283185307179586 * wm_test_uniform(x));
+        storage[i] = (tm_token_data){id, (float)(2.0 * g), 0.0f};
+    }
+    return (tm_candidates){storage, WM_TEST_TEXT_CANDIDATES, false, -1};
+}
+
+/* m tokens chosen by the scheme's own sampler face over spread candidates. */
+static inline void wm_test_watermarked_tokens(tm_wm_scheme *scheme, uint64_t sampler_seed, uint64_t data_seed,
+                                              int32_t *out, size_t m) {
+    tm_sampler *sampler = tm_wm_sampler(scheme, sampler_seed);
+    cr_assert_not_null(sampler);
+    uint64_t x = data_seed;
+    tm_token_data storage[WM_TEST_TEXT_CANDIDATES];
+    for (size_t t = 0; t < m; t++) {
+        tm_candidates candidates = wm_test_spread_candidates(storage, &x);
+        wm_test_apply(sampler, &candidates);
+        cr_assert(candidates.selected >= 0);
+        out[t] = candidates.selected;
+        sampler->interface->accept(sampler, out[t]);
+    }
+    tm_sampler_free(sampler);
+}
+
+/* Each token deleted with probability rate, else preceded by a random
+ * inserted token with probability rate; returns the new length. */
+static inline size_t wm_test_edit_tokens(const int32_t *in, size_t m, int32_t *out, double rate, uint64_t seed) {
+    uint64_t x = seed;
+    size_t n = 0;
+    for (size_t i = 0; i < m; i++) {
+        double u = wm_test_uniform(&x);
+        if (u < rate) continue;
+        if (u < 2 * rate) out[n++] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
+        out[n++] = in[i];
+    }
+    return n;
 }
 
 #endif

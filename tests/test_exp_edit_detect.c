@@ -223,65 +223,14 @@ Test(exp_edit_detect, tiny_its_equals_brute_force) {
 
 /* ---- watermarked and unwatermarked text ---------------------------------------------------- */
 
-enum { VOCAB = 512, CANDIDATES = 50 };
-
-static double lcg_uniform(uint64_t *x) { return ((double)wm_test_lcg(x) + 0.5) / 2147483648.0; }
-
-/* Candidates: 50 distinct ids with logits 2 N(0, 1) (Box-Muller), a spread
- * next-token distribution like a language model's at temperature 1. */
-static tm_candidates random_candidates(tm_token_data *storage, uint64_t *x) {
-    for (size_t i = 0; i < CANDIDATES; i++) {
-        int32_t id;
-        bool taken;
-        do {
-            id = (int32_t)(wm_test_lcg(x) % VOCAB);
-            taken = false;
-            for (size_t j = 0; j < i; j++) taken = taken || storage[j].id == id;
-        } while (taken);
-        double g = sqrt(-2.0 * log(lcg_uniform(x))) * cos(6.283185307179586 * lcg_uniform(x));
-        storage[i] = (tm_token_data){id, (float)(2.0 * g), 0.0f};
-    }
-    return (tm_candidates){storage, CANDIDATES, false, -1};
-}
-
-/* m tokens chosen by the scheme's own sampler face. */
-static void watermarked_tokens(tm_wm_scheme *scheme, uint64_t sampler_seed, uint64_t data_seed, int32_t *out, size_t m) {
-    tm_sampler *sampler = tm_wm_sampler(scheme, sampler_seed);
-    cr_assert_not_null(sampler);
-    uint64_t x = data_seed;
-    tm_token_data storage[CANDIDATES];
-    for (size_t t = 0; t < m; t++) {
-        tm_candidates candidates = random_candidates(storage, &x);
-        wm_test_apply(sampler, &candidates);
-        cr_assert(candidates.selected >= 0);
-        out[t] = candidates.selected;
-        sampler->interface->accept(sampler, out[t]);
-    }
-    tm_sampler_free(sampler);
-}
-
-/* Each token deleted with probability rate, else preceded by a random
- * inserted token with probability rate; returns the new length. */
-static size_t edit_tokens(const int32_t *in, size_t m, int32_t *out, double rate, uint64_t seed) {
-    uint64_t x = seed;
-    size_t n = 0;
-    for (size_t i = 0; i < m; i++) {
-        double u = lcg_uniform(&x);
-        if (u < rate) continue;
-        if (u < 2 * rate) out[n++] = (int32_t)(wm_test_lcg(&x) % VOCAB);
-        out[n++] = in[i];
-    }
-    return n;
-}
-
 static void check_watermarked(tm_wm_decoder decoder, double edit_rate) {
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder, 256);
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     enum { M = 200 };
     int32_t tokens[M], edited[2 * M];
-    watermarked_tokens(scheme, 42, 9001, tokens, M);
-    size_t n = edit_tokens(tokens, M, edited, edit_rate, 31337);
+    wm_test_watermarked_tokens(scheme, 42, 9001, tokens, M);
+    size_t n = wm_test_edit_tokens(tokens, M, edited, edit_rate, 31337);
     tm_detect_options options = options_with(999, 0);
     tm_detection out = detect_ok(scheme, edited, n, &options);
     cr_assert(out.p_at_floor, "%s, %.0f%% edits: log p %.3f, statistic %.3f vs null mean %.3f",
@@ -308,8 +257,8 @@ Test(exp_edit_detect, pasted_passage_found_in_long_text) {
     enum { M = 600 };
     int32_t tokens[M];
     uint64_t x = 555;
-    for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
-    watermarked_tokens(scheme, 7, 8, tokens + 300, 150);
+    for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
+    wm_test_watermarked_tokens(scheme, 7, 8, tokens + 300, 150);
     tm_detect_options options = options_with(199, 3);
     tm_detection out = detect_ok(scheme, tokens, M, &options);
     cr_assert(out.p_at_floor, "log p %.3f", out.log_p);
@@ -336,7 +285,7 @@ static void check_null(tm_wm_decoder decoder) {
         cr_assert_eq(tm_wm_key_from_secret(&key, secret, &err), TM_OK, "%s", err.message);
         tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         int32_t tokens[M];
-        for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+        for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
         tm_detection out = detect_ok(scheme, tokens, M, &options);
         double p = exp(out.log_p);
         below_5 += p <= 0.05 + 1e-12;
@@ -361,9 +310,9 @@ Test(exp_edit_detect, plainly_sampled_text_not_detected) {
     int32_t tokens[M];
     tm_sampler *plain = tm_sampler_distribution(42);
     uint64_t x = 9001;
-    tm_token_data storage[CANDIDATES];
+    tm_token_data storage[WM_TEST_TEXT_CANDIDATES];
     for (size_t t = 0; t < M; t++) {
-        tm_candidates candidates = random_candidates(storage, &x);
+        tm_candidates candidates = wm_test_spread_candidates(storage, &x);
         plain->interface->apply(plain, &candidates);
         tokens[t] = candidates.selected;
     }
@@ -388,7 +337,7 @@ Test(exp_edit_detect, through_tm_detect_tokens) {
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     enum { PROMPT = 5, M = 120 };
     int32_t tokens[PROMPT + M] = {1, 2, 3, 4, 5};
-    watermarked_tokens(scheme, 11, 12, tokens + PROMPT, M);
+    wm_test_watermarked_tokens(scheme, 11, 12, tokens + PROMPT, M);
     tm_detect_options options = options_with(199, 0);
     options.fpr = 0.01;
     const tm_wm_key *keys[] = {key};
@@ -413,7 +362,7 @@ Test(exp_edit_detect, deterministic_and_seeded) {
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     int32_t tokens[40];
     uint64_t x = 3;
-    for (size_t i = 0; i < 40; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+    for (size_t i = 0; i < 40; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
     tm_detect_options a = options_with(50, 1), b = options_with(50, 2);
     tm_detection first = detect_ok(scheme, tokens, 40, &a), again = detect_ok(scheme, tokens, 40, &a);
     tm_detection other = detect_ok(scheme, tokens, 40, &b);
@@ -432,7 +381,7 @@ Test(exp_edit_detect, long_text_capped) {
     int32_t *tokens = malloc(M * sizeof *tokens);
     cr_assert_not_null(tokens);
     uint64_t x = 4;
-    for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+    for (size_t i = 0; i < M; i++) tokens[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
     tm_detect_options options = options_with(1, 0);
     tm_detection out = detect_ok(scheme, tokens, M, &options);
     cr_assert_eq(out.n_scored, 4096);

@@ -16,10 +16,6 @@
 #include "../detect/detect_internal.h"
 #include "../detect/exp_edit_fast.h"
 
-enum { VOCAB = 512, CANDIDATES = 50 };
-
-static double lcg_uniform(uint64_t *x) { return ((double)wm_test_lcg(x) + 0.5) / 2147483648.0; }
-
 static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
     return path == TM_EXP_EDIT_PATH_AVX512 ? TM_EXP_EDIT_KERNEL_AVX512 : TM_EXP_EDIT_KERNEL_AVX2;
 }
@@ -101,49 +97,6 @@ Test(exp_edit_fast, log_within_half_its_bound_over_every_mantissa_avx2, .timeout
 
 /* ---- texts ---------------------------------------------------------------------------- */
 
-static tm_candidates random_candidates(tm_token_data *storage, uint64_t *x) {
-    for (size_t i = 0; i < CANDIDATES; i++) {
-        int32_t id;
-        bool taken;
-        do {
-            id = (int32_t)(wm_test_lcg(x) % VOCAB);
-            taken = false;
-            for (size_t j = 0; j < i; j++) taken = taken || storage[j].id == id;
-        } while (taken);
-        double g = sqrt(-2.0 * log(lcg_uniform(x))) * cos(6.283185307179586 * lcg_uniform(x));
-        storage[i] = (tm_token_data){id, (float)(2.0 * g), 0.0f};
-    }
-    return (tm_candidates){storage, CANDIDATES, false, -1};
-}
-
-static void sampled_tokens(tm_wm_scheme *scheme, uint64_t sampler_seed, uint64_t data_seed, int32_t *out, size_t m) {
-    tm_sampler *sampler = tm_wm_sampler(scheme, sampler_seed);
-    cr_assert_not_null(sampler);
-    uint64_t x = data_seed;
-    tm_token_data storage[CANDIDATES];
-    for (size_t t = 0; t < m; t++) {
-        tm_candidates candidates = random_candidates(storage, &x);
-        wm_test_apply(sampler, &candidates);
-        cr_assert(candidates.selected >= 0);
-        out[t] = candidates.selected;
-        sampler->interface->accept(sampler, out[t]);
-    }
-    tm_sampler_free(sampler);
-}
-
-/* Deletions and insertions, each at rate. */
-static size_t edit_tokens(const int32_t *in, size_t m, int32_t *out, double rate, uint64_t seed) {
-    uint64_t x = seed;
-    size_t n = 0;
-    for (size_t i = 0; i < m; i++) {
-        double u = lcg_uniform(&x);
-        if (u < rate) continue;
-        if (u < 2 * rate) out[n++] = (int32_t)(wm_test_lcg(&x) % VOCAB);
-        out[n++] = in[i];
-    }
-    return n;
-}
-
 typedef struct {
     size_t compared, detected, not_detected, fast, recomputed, sequential_stops;
 } tally;
@@ -211,13 +164,13 @@ static void check_paths(tm_exp_edit_path path, tm_wm_decoder decoder) {
     int32_t marked[LONG], edited[2 * LONG], plain[LONG];
     tally t = {0};
     for (int text = 0; text < 4; text++) {
-        sampled_tokens(scheme, 42 + (uint64_t)text, 9001 + (uint64_t)text, marked, M);
-        sampled_tokens(other, 7 + (uint64_t)text, 500 + (uint64_t)text, plain, LONG);
+        wm_test_watermarked_tokens(scheme, 42 + (uint64_t)text, 9001 + (uint64_t)text, marked, M);
+        wm_test_watermarked_tokens(other, 7 + (uint64_t)text, 500 + (uint64_t)text, plain, LONG);
         uint64_t x = 77 + (uint64_t)text;
         int32_t random_ids[M];
-        for (size_t i = 0; i < M; i++) random_ids[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+        for (size_t i = 0; i < M; i++) random_ids[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
         double rate = 0.1 * text; /* 0, 10, 20, 30% edits */
-        size_t n_edited = edit_tokens(marked, M, edited, rate, 31337 + (uint64_t)text);
+        size_t n_edited = wm_test_edit_tokens(marked, M, edited, rate, 31337 + (uint64_t)text);
         /* Watermarked (edited) text: every null key runs, on the floor or near it. */
         compare(path, scheme, edited, n_edited, 199, 0.005, 1, true, (uint64_t)text, &t);
         /* Unwatermarked: another key's text and uniform ids, sequential and full. */
@@ -231,7 +184,7 @@ static void check_paths(tm_exp_edit_path path, tm_wm_decoder decoder) {
         compare(path, scheme, plain, LONG, 99, 0.01, 1, false, 8, &t);
     }
     /* The defaults at 200 tokens: 999 null keys, fpr 1e-3. */
-    sampled_tokens(scheme, 1, 2, marked, M);
+    wm_test_watermarked_tokens(scheme, 1, 2, marked, M);
     compare(path, scheme, marked, M, 0, 1e-3, 1, true, 0, &t);
     cr_log_info("%s %s: %zu texts (%zu detected), %zu null keys settled in float, %zu computed exactly, %zu stopped early",
                 decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", path_name(path), t.compared, t.detected, t.fast, t.recomputed,
@@ -307,10 +260,10 @@ static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder) {
     tm_wm_scheme *scheme = wm_test_scheme(&config, key);
     enum { M = 200, LONG = 420, KEYS = 48 };
     int32_t marked[LONG], edited[2 * LONG], random_ids[LONG];
-    sampled_tokens(scheme, 3, 4, marked, LONG);
-    size_t n_edited = edit_tokens(marked, M, edited, 0.2, 5);
+    wm_test_watermarked_tokens(scheme, 3, 4, marked, LONG);
+    size_t n_edited = wm_test_edit_tokens(marked, M, edited, 0.2, 5);
     uint64_t x = 6;
-    for (size_t i = 0; i < LONG; i++) random_ids[i] = (int32_t)(wm_test_lcg(&x) % VOCAB);
+    for (size_t i = 0; i < LONG; i++) random_ids[i] = (int32_t)(wm_test_lcg(&x) % WM_TEST_TEXT_VOCAB);
     const int32_t *texts[] = {marked, edited, random_ids, random_ids, marked};
     size_t lengths[] = {M, n_edited, M, 17, LONG};
     double worst_ratio = 0.0, largest_bound = 0.0;
@@ -361,7 +314,7 @@ Test(exp_edit_fast, kernels_agree_within_their_bounds, .timeout = 120) {
         tm_wm_config config = edit_config(d ? TM_WM_DECODER_ITS : TM_WM_DECODER_EXP);
         tm_wm_scheme *scheme = wm_test_scheme(&config, key);
         int32_t marked[200];
-        sampled_tokens(scheme, 3, 4, marked, 200);
+        wm_test_watermarked_tokens(scheme, 3, 4, marked, 200);
         double exact[2][16], fast[2][16], bound[2][16];
         tm_error err = {0};
         for (int k = 0; k < 2; k++)
