@@ -7,6 +7,7 @@
  * the whole run; a store of another task is refused by --resume and by
  * merge; the shipped task files parse. A small task on stories260K keeps
  * this quick (under the sanitizers too). */
+#include "evals_testing.h"
 #include "fixtures.h"
 #include "tracemark/evals.h"
 
@@ -253,24 +254,6 @@ static char *store_rows(const char *dir) {
     return out;
 }
 
-static long stored_samples(const char *dir) {
-    char *path = tm_test_path(dir, "run.sqlite");
-    long n = -1;
-    if (tm_file_exists(path)) {
-        sqlite3 *db;
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-            sqlite3_stmt *st;
-            if (sqlite3_prepare_v2(db, "SELECT count(*) FROM samples", -1, &st, NULL) == SQLITE_OK) {
-                if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
-                sqlite3_finalize(st);
-            }
-        }
-        sqlite3_close(db);
-    }
-    free(path);
-    return n;
-}
-
 static void assert_same_run(const char *a, const char *b) {
     const char *files[] = {"samples.jsonl", "results.json"};
     for (int i = 0; i < 2; i++) {
@@ -290,30 +273,10 @@ Test(evals_run, sigkill_resume_and_shards_equal_the_whole_run, .timeout = 600) {
     tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --threads 2", task, whole);
     cr_assert_eq(r.code, 0, "%s", r.err);
     tm_test_cli_free(&r);
-    cr_assert_eq(stored_samples(whole), 32);
+    cr_assert_eq(evals_test_stored_samples(whole), 32);
 
     /* Kill -9 once a few samples are stored, then resume. */
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1), dup2(null, 2);
-        execl(TRACEMARK_CLI, "tracemark", "eval", task, "--out", killed, (char *)NULL);
-        _exit(127);
-    }
-    long seen = -1;
-    for (int i = 0; i < 60000 && seen < 3; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        seen = stored_samples(killed);
-        int early;
-        cr_assert_neq(waitpid(pid, &early, WNOHANG), pid, "the run ended before it could be killed");
-    }
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    long before = stored_samples(killed);
+    long before = evals_test_kill_after(task, killed, 3, 60000);
     cr_assert(before >= 3 && before < 32, "%ld samples stored when killed", before);
     r = tm_test_cli("eval '%s' --out '%s'", task, killed);
     cr_assert_eq(r.code, 1, "a second run without --resume must refuse the store");
@@ -335,7 +298,7 @@ Test(evals_run, sigkill_resume_and_shards_equal_the_whole_run, .timeout = 600) {
     r = tm_test_cli("eval '%s' --out '%s' --shard 1/2", task, s1);
     cr_assert_eq(r.code, 0, "%s", r.err);
     tm_test_cli_free(&r);
-    cr_assert_eq(stored_samples(s0), 16);
+    cr_assert_eq(evals_test_stored_samples(s0), 16);
     char *partial = read_all(s0, "results.json");
     cr_assert(strstr(partial, "\"complete\": false"), "a shard's results must say they are partial");
     free(partial);

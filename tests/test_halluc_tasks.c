@@ -5,6 +5,7 @@
  * recorded with their reasons and counted, never failing the run; task
  * file errors name the file, line and field; the shipped task files parse.
  * Small limits on stories260K keep this quick (under the sanitizers too). */
+#include "evals_testing.h"
 #include "fixtures.h"
 #include "tracemark/evals.h"
 
@@ -127,22 +128,6 @@ Test(halluc_tasks, selfcheck_is_reproducible_and_reports_auc, .timeout = 600) {
     free(task), free(a), free(b), free(dir);
 }
 
-static long stored_samples(const char *dir) {
-    char *path = tm_test_path(dir, "run.sqlite");
-    long n = -1;
-    sqlite3 *db;
-    if (tm_file_exists(path) && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM samples", -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
-            sqlite3_finalize(st);
-        }
-        sqlite3_close(db);
-    }
-    free(path);
-    return n;
-}
-
 static char *read_all(const char *dir, const char *name) {
     char *path = tm_test_path(dir, name);
     size_t size;
@@ -157,28 +142,8 @@ Test(halluc_tasks, halueval_resumes_after_sigkill_to_the_same_run, .timeout = 60
     char *task = write_task(dir, "qa", "halueval_qa", "limit: 10\ncontext: 4096\n");
     char *whole = tm_test_path(dir, "whole"), *killed = tm_test_path(dir, "killed");
     run_ok(task, whole);
-    cr_assert_eq(stored_samples(whole), 10);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1), dup2(null, 2);
-        execl(TRACEMARK_CLI, "tracemark", "eval", task, "--out", killed, (char *)NULL);
-        _exit(127);
-    }
-    long seen = -1;
-    for (int i = 0; i < 600000 && seen < 2; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        seen = stored_samples(killed);
-        int early;
-        cr_assert_neq(waitpid(pid, &early, WNOHANG), pid, "the run ended before it could be killed");
-    }
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    long before = stored_samples(killed);
+    cr_assert_eq(evals_test_stored_samples(whole), 10);
+    long before = evals_test_kill_after(task, killed, 2, 600000);
     cr_assert(before >= 2 && before < 10, "%ld samples stored when killed", before);
     tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --resume --json", task, killed);
     cr_assert_eq(r.code, 0, "%s", r.err);
