@@ -53,6 +53,7 @@ for h in "${harnesses[@]}"; do
   log=build-fuzz/fuzz_$h.log
   before=$(ls build-fuzz/findings | grep -c "^$h-" || true)
   started=$(date -u +%Y-%m-%dT%H:%M)
+  run_failed=0
   # New inputs go to the scratch folder (first); the committed seeds are only read.
   if ! build-fuzz/fuzz_"$h" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 -max_len=65536 \
        -dict=tests/fuzz/dict/"$h".dict -artifact_prefix=build-fuzz/findings/"$h"- -print_final_stats=1 \
@@ -60,15 +61,18 @@ for h in "${harnesses[@]}"; do
     echo "fuzz: $h: FINDING (see $log and build-fuzz/findings/)" >&2
     tail -40 "$log" >&2
     failed=1
+    run_failed=1
   fi
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
-  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  # A run that never started (a bad dictionary, a setup abort) has no status line.
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(echo "$last" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo ?)
   ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo ?)
   corp=$(echo "$last" | grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' | sed 's/corp: //' || echo ?)
   rate=$(( seconds > 0 ? ${runs:-0} / seconds : 0 ))
   echo "| $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp |" >build-fuzz/results/"$h".md
   found=$(( $(ls build-fuzz/findings | grep -c "^$h-" || true) - before ))
+  [ "$found" -gt 0 ] || [ "$run_failed" = 0 ] || found="failed, no reproducer (see the log)"
   echo "| $started | $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp | $found | \`$command_line\` |" >>"$record"
   echo "fuzz: $h: ${runs:-0} executions in ${seconds}s, cov $cov, ft $ft" >&2
 done

@@ -2,8 +2,12 @@
 """Writes the small seed corpora of the fuzz harnesses (tests/fuzz/corpus/<harness>/):
 a tiny Llama GGUF with a SentencePiece vocabulary (F32 and Q8_0 weights), a tiny
 llama2.c checkpoint and tokenizer.bin, key files, scheme YAML, detection texts and
-JSONL, and chat conversations. Every seed is a few KB at most and valid, so the
-fuzzers start inside each parser. Deterministic: rerunning gives the same bytes.
+JSONL, chat conversations, task and policy YAML (from configs/) and the server's request
+bodies. Every seed is a few KB at most and valid, so the fuzzers start inside each
+parser. Deterministic: rerunning gives the same bytes. The manifest seeds (manifest_json,
+manifest_embedded) are signed, so they come from the library itself:
+tests/fuzz/tools/make_provenance_seeds.c; run it first, then this (the server's /v1/verify
+seeds embed them).
 Usage: python3 tests/fuzz/make_seeds.py   (from the repository root)"""
 import json
 import os
