@@ -49,18 +49,9 @@ static json_t *json_text(const char *text, size_t size) {
 
 /* ---- parsing ------------------------------------------------------------- */
 
-typedef struct {
-    bool chat, stream, include_usage;
-    int logprobs; /* -1 off, else the number of alternatives */
-    size_t n;
-    int32_t max_tokens; /* -1: default */
-    tm_sampling_params sampling;
-    bool seed_given;
-    char *stops[TM_SERVER_MAX_STOPS];
-    size_t n_stops;
-    int32_t **prompts; /* one or more prompts, as ids */
-    size_t *prompt_sizes, n_prompts;
-} parsed_request;
+/* The request as parsed (server_internal.h); the short names are this file's. */
+typedef tm_server_generation_request parsed_request;
+typedef tm_server_request_error request_error;
 
 static void parsed_free(parsed_request *p) {
     for (size_t i = 0; i < p->n_stops; i++) free(p->stops[i]);
@@ -70,11 +61,7 @@ static void parsed_free(parsed_request *p) {
     memset(p, 0, sizeof *p);
 }
 
-typedef struct {
-    int status;
-    const char *param, *code;
-    char message[400];
-} request_error;
+void tm_server_generation_request_free(tm_server_generation_request *request) { parsed_free(request); }
 
 static bool fail(request_error *e, int status, const char *param, const char *code, const char *format, ...)
     __attribute__((format(printf, 5, 6)));
@@ -134,7 +121,8 @@ static bool add_prompt(parsed_request *p, int32_t *ids, size_t n, request_error 
     return true;
 }
 
-static bool encode_prompt(tm_server *s, parsed_request *p, const char *text, size_t size, request_error *e) {
+static bool encode_prompt(const tm_server_parse_context *s, parsed_request *p, const char *text, size_t size,
+                          request_error *e) {
     int32_t *ids = NULL;
     size_t n = 0;
     tm_error err = {0};
@@ -147,7 +135,7 @@ static bool encode_prompt(tm_server *s, parsed_request *p, const char *text, siz
     return add_prompt(p, ids, n, e);
 }
 
-static bool parse_prompt(tm_server *s, json_t *prompt, parsed_request *p, request_error *e) {
+static bool parse_prompt(const tm_server_parse_context *s, json_t *prompt, parsed_request *p, request_error *e) {
     if (!prompt || json_is_null(prompt)) return fail(e, 400, "prompt", "missing_required_parameter", "'prompt' is required");
     if (json_is_string(prompt)) return encode_prompt(s, p, json_string_value(prompt), json_string_length(prompt), e);
     if (!json_is_array(prompt) || json_array_size(prompt) == 0)
@@ -215,7 +203,7 @@ static bool message_content(json_t *content, size_t index, char **out, request_e
     return true;
 }
 
-static bool parse_messages(tm_server *s, json_t *messages, parsed_request *p, request_error *e) {
+static bool parse_messages(const tm_server_parse_context *s, json_t *messages, parsed_request *p, request_error *e) {
     if (!s->has_chat)
         return fail(e, 400, "messages", "chat_template_missing",
                     "this model has no chat template: start the server with --chat-template NAME");
@@ -257,7 +245,8 @@ static bool parse_messages(tm_server *s, json_t *messages, parsed_request *p, re
     return ok;
 }
 
-static bool parse_request(tm_server *s, json_t *body, bool chat, parsed_request *p, request_error *e) {
+static bool parse_request(const tm_server_parse_context *s, json_t *body, bool chat, parsed_request *p,
+                          request_error *e) {
     memset(p, 0, sizeof *p);
     p->chat = chat;
     p->n = 1;
@@ -354,13 +343,30 @@ static bool parse_request(tm_server *s, json_t *body, bool chat, parsed_request 
         return false;
     if (p->n_prompts * p->n > MAX_JOBS)
         return fail(e, 400, "n", "invalid_value", "prompts times n is at most %d", MAX_JOBS);
-    int32_t n_ctx = tm_server_engine_context_size(s->engine);
+    int32_t n_ctx = s->n_ctx;
     for (size_t i = 0; i < p->n_prompts; i++)
         if (p->prompt_sizes[i] >= (size_t)n_ctx)
             return fail(e, 400, chat ? "messages" : "prompt", "context_length_exceeded",
                         "This model's maximum context length is %d tokens; the prompt has %zu", n_ctx,
                         p->prompt_sizes[i]);
     return true;
+}
+
+bool tm_server_parse_generation(const tm_server_parse_context *context, const char *body, size_t size, bool chat,
+                                tm_server_generation_request *out, tm_server_request_error *e) {
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", size, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(e, 400, NULL, "invalid_json",
+                    "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text, jerr.line,
+                    jerr.column);
+    bool ok = json_is_object(root)
+                  ? parse_request(context, root, chat, out, e)
+                  : fail(e, 400, NULL, "invalid_json", "The body of your request must be a JSON object");
+    json_decref(root);
+    if (!ok) parsed_free(out);
+    return ok;
 }
 
 /* ---- a generation: jobs, waiting, and the response shapes ----------------- */
@@ -755,29 +761,16 @@ static void stream_done(void *cls) {
 
 enum MHD_Result tm_server_handle_generation(struct MHD_Connection *c, http_state *h, const tenant *who, bool chat) {
     tm_server *s = h->server;
-    json_error_t jerr;
-    json_t *body = json_loadb(h->body ? h->body : "", h->size, JSON_REJECT_DUPLICATES, &jerr);
-    if (!body)
-        return tm_server_send_error(c, h, 400, NULL, "invalid_json",
-                          "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text,
-                          jerr.line, jerr.column);
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return tm_server_send_error(c, h, 400, NULL, "invalid_json", "The body of your request must be a JSON object");
-    }
     generation *g = calloc(1, sizeof *g);
-    if (!g) {
-        json_decref(body);
-        return tm_server_send_error(c, h, 500, NULL, NULL, "out of memory");
-    }
+    if (!g) return tm_server_send_error(c, h, 500, NULL, NULL, "out of memory");
     g->server = s;
     g->tenant = who;
     g->connection = c;
     g->created = time(NULL);
     request_error e = {0};
-    bool parsed = parse_request(s, body, chat, &g->parsed, &e);
-    json_decref(body);
-    if (!parsed) {
+    tm_server_parse_context context = {s->tokenizer, s->has_chat, s->chat_template, s->model_name,
+                                       tm_server_engine_context_size(s->engine)};
+    if (!tm_server_parse_generation(&context, h->body, h->size, chat, &g->parsed, &e)) {
         generation_free(g);
         return tm_server_send_error(c, h, e.status, e.param, e.code, "%s", e.message);
     }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,25 +31,69 @@ static json_t *verdict_json(const tenant *t, const tm_detection *d) {
                      tm_stat_p_from_log(d->log_p_decision), "log_p_value", number_or_null(d->log_p_decision));
 }
 
-enum MHD_Result tm_server_handle_detect(struct MHD_Connection *c, http_state *h) {
-    tm_server *s = h->server;
+/* The same failures, in the same order, as before the parsing was split out. */
+static bool request_fail(tm_server_request_error *e, int status, const char *param, const char *code,
+                         const char *message) {
+    e->status = status;
+    e->param = param;
+    e->code = code;
+    snprintf(e->message, sizeof e->message, "%s", message);
+    return false;
+}
+
+static json_t *load_body(const char *body, size_t size, tm_server_request_error *e) {
     json_error_t jerr;
-    json_t *body = json_loadb(h->body ? h->body : "", h->size, JSON_REJECT_DUPLICATES, &jerr);
-    if (!body)
-        return tm_server_send_error(c, h, 400, NULL, "invalid_json", "We could not parse the JSON body of your request: %s",
-                          jerr.text);
-    json_t *text = json_object_get(body, "text"), *prompt = json_object_get(body, "prompt");
-    json_t *only = json_object_get(body, "tenant");
-    enum MHD_Result result;
-    if (!json_is_object(body) || !text) {
-        result = tm_server_send_error(c, h, 400, "text", "missing_required_parameter", "'text' is required");
+    json_t *root = json_loadb(body ? body : "", size, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        e->status = 400;
+        e->param = NULL;
+        e->code = "invalid_json";
+        snprintf(e->message, sizeof e->message, "We could not parse the JSON body of your request: %s", jerr.text);
+    }
+    return root;
+}
+
+bool tm_server_parse_detect(const char *body, size_t size, tm_server_detect_request *out, tm_server_request_error *e) {
+    memset(out, 0, sizeof *out);
+    json_t *root = load_body(body, size, e);
+    if (!root) return false;
+    json_t *text = json_object_get(root, "text"), *prompt = json_object_get(root, "prompt");
+    json_t *only = json_object_get(root, "tenant");
+    bool ok = true;
+    if (!json_is_object(root) || !text) {
+        ok = request_fail(e, 400, "text", "missing_required_parameter", "'text' is required");
     } else if (!json_is_string(text) || (prompt && !json_is_null(prompt) && !json_is_string(prompt)) ||
                (only && !json_is_null(only) && !json_is_string(only))) {
-        result = tm_server_send_error(c, h, 400, !json_is_string(text) ? "text" : json_is_string(prompt) ? "tenant" : "prompt",
-                            "invalid_type", "'text', 'prompt' and 'tenant' must be strings");
-    } else {
-        const char *prompt_text = json_is_string(prompt) ? json_string_value(prompt) : NULL;
-        const char *tenant_name = json_is_string(only) ? json_string_value(only) : NULL;
+        ok = request_fail(e, 400, !json_is_string(text) ? "text" : json_is_string(prompt) ? "tenant" : "prompt",
+                          "invalid_type", "'text', 'prompt' and 'tenant' must be strings");
+    }
+    if (!ok) {
+        json_decref(root);
+        return false;
+    }
+    out->root = root;
+    out->text = json_string_value(text);
+    out->text_size = json_string_length(text);
+    out->prompt = json_is_string(prompt) ? json_string_value(prompt) : NULL;
+    out->tenant = json_is_string(only) ? json_string_value(only) : NULL;
+    return true;
+}
+
+void tm_server_detect_request_free(tm_server_detect_request *request) {
+    json_decref(request->root);
+    memset(request, 0, sizeof *request);
+}
+
+enum MHD_Result tm_server_handle_detect(struct MHD_Connection *c, http_state *h) {
+    tm_server *s = h->server;
+    tm_server_detect_request body;
+    tm_server_request_error e = {0};
+    if (!tm_server_parse_detect(h->body, h->size, &body, &e))
+        return tm_server_send_error(c, h, e.status, e.param, e.code, "%s", e.message);
+    enum MHD_Result result;
+    {
+        const char *prompt_text = body.prompt;
+        const char *tenant_name = body.tenant;
         json_t *results = json_array();
         double fpr = 1e-3, best_log_p = INFINITY;
         size_t tested = 0;
@@ -59,8 +104,7 @@ enum MHD_Result tm_server_handle_detect(struct MHD_Connection *c, http_state *h)
             const tenant *t = &s->tenants[i];
             if (tenant_name && strcmp(tenant_name, t->name) != 0) continue;
             tm_detection d;
-            if (tm_detect_text(t->detector, json_string_value(text), json_string_length(text), prompt_text, &d, &err) !=
-                TM_OK) {
+            if (tm_detect_text(t->detector, body.text, body.text_size, prompt_text, &d, &err) != TM_OK) {
                 failed = true;
                 break;
             }
@@ -85,7 +129,7 @@ enum MHD_Result tm_server_handle_detect(struct MHD_Connection *c, http_state *h)
                                          (json_int_t)tested, "results", results));
         }
     }
-    json_decref(body);
+    tm_server_detect_request_free(&body);
     return result;
 }
 
@@ -126,47 +170,63 @@ static json_t *verification_json(const tm_verification *v, const char *source, c
  * server's trusted signers (its own --sign key and --trust) and, for the
  * soft binding, the tenant whose key id the manifest names, else every
  * tenant (the best one reported). "Not verified" is a verdict (200). */
-enum MHD_Result tm_server_handle_verify(struct MHD_Connection *c, http_state *h) {
-    tm_server *s = h->server;
-    if (!s->trust)
-        return tm_server_send_error(c, h, 404, NULL, "verify_not_enabled",
-                          "this server trusts no signer: start it with --sign KEY or --trust PUB to verify");
-    json_error_t jerr;
-    json_t *body = json_loadb(h->body ? h->body : "", h->size, JSON_REJECT_DUPLICATES, &jerr);
-    if (!body)
-        return tm_server_send_error(c, h, 400, NULL, "invalid_json", "We could not parse the JSON body of your request: %s",
-                          jerr.text);
-    json_t *text = json_object_get(body, "text"), *manifest = json_object_get(body, "manifest");
+bool tm_server_parse_verify(const char *body, size_t size, tm_server_verify_request *out, tm_server_request_error *e) {
+    memset(out, 0, sizeof *out);
+    json_t *root = load_body(body, size, e);
+    if (!root) return false;
+    json_t *text = json_object_get(root, "text"), *manifest = json_object_get(root, "manifest");
     char *manifest_text = NULL;
-    size_t manifest_size = 0;
-    enum MHD_Result result;
-    if (!json_is_object(body) || !text) {
-        result = tm_server_send_error(c, h, 400, "text", "missing_required_parameter", "'text' is required");
-        goto done;
-    }
-    if (!json_is_string(text)) {
-        result = tm_server_send_error(c, h, 400, "text", "invalid_type", "'text' must be a string");
-        goto done;
-    }
-    if (manifest && !json_is_null(manifest)) {
+    bool ok = true;
+    if (!json_is_object(root) || !text) {
+        ok = request_fail(e, 400, "text", "missing_required_parameter", "'text' is required");
+    } else if (!json_is_string(text)) {
+        ok = request_fail(e, 400, "text", "invalid_type", "'text' must be a string");
+    } else if (manifest && !json_is_null(manifest)) {
         if (json_is_object(manifest)) manifest_text = json_dumps(manifest, JSON_COMPACT | JSON_PRESERVE_ORDER);
         else if (json_is_string(manifest) && (manifest_text = malloc(json_string_length(manifest) + 1))) {
             /* All of its bytes, a NUL inside included: the parser then names it. */
             memcpy(manifest_text, json_string_value(manifest), json_string_length(manifest));
             manifest_text[json_string_length(manifest)] = '\0';
         } else if (!json_is_string(manifest)) {
-            result = tm_server_send_error(c, h, 400, "manifest", "invalid_type",
-                                "'manifest' must be the manifest object, its JSON text, or null (embedded)");
-            goto done;
+            ok = request_fail(e, 400, "manifest", "invalid_type",
+                              "'manifest' must be the manifest object, its JSON text, or null (embedded)");
         }
-        if (!manifest_text) {
-            result = tm_server_send_error(c, h, 500, NULL, NULL, "out of memory");
-            goto done;
-        }
-        manifest_size = json_is_string(manifest) ? json_string_length(manifest) : strlen(manifest_text);
+        if (ok && !manifest_text) ok = request_fail(e, 500, NULL, NULL, "out of memory");
+        if (ok) out->manifest_size = json_is_string(manifest) ? json_string_length(manifest) : strlen(manifest_text);
     }
-    const char *content = json_string_value(text);
-    size_t size = json_string_length(text);
+    if (!ok) {
+        free(manifest_text);
+        json_decref(root);
+        out->manifest_size = 0;
+        return false;
+    }
+    out->root = root;
+    out->text = json_string_value(text);
+    out->text_size = json_string_length(text);
+    out->manifest = manifest_text;
+    return true;
+}
+
+void tm_server_verify_request_free(tm_server_verify_request *request) {
+    free(request->manifest);
+    json_decref(request->root);
+    memset(request, 0, sizeof *request);
+}
+
+enum MHD_Result tm_server_handle_verify(struct MHD_Connection *c, http_state *h) {
+    tm_server *s = h->server;
+    if (!s->trust)
+        return tm_server_send_error(c, h, 404, NULL, "verify_not_enabled",
+                          "this server trusts no signer: start it with --sign KEY or --trust PUB to verify");
+    tm_server_verify_request body;
+    tm_server_request_error e = {0};
+    if (!tm_server_parse_verify(h->body, h->size, &body, &e))
+        return tm_server_send_error(c, h, e.status, e.param, e.code, "%s", e.message);
+    const char *manifest_text = body.manifest;
+    size_t manifest_size = body.manifest_size;
+    enum MHD_Result result;
+    const char *content = body.text;
+    size_t size = body.text_size;
     tm_error err = {0};
     tm_verification first, v;
     /* Which tenants to score: the one whose key id the manifest names (the
@@ -198,7 +258,6 @@ enum MHD_Result tm_server_handle_verify(struct MHD_Connection *c, http_state *h)
     result = tm_server_send_json(c, h, 200,
                        verification_json(&v, manifest_text ? "request" : v.embedded ? "embedded" : NULL, best, tested));
 done:
-    free(manifest_text);
-    json_decref(body);
+    tm_server_verify_request_free(&body);
     return result;
 }

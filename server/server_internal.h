@@ -197,4 +197,65 @@ enum MHD_Result tm_server_handle_metrics(struct MHD_Connection *c, http_state *h
 /* metrics.c: count a response's status for its endpoint. */
 void tm_server_count_status(tm_server *s, http_state *h, int status);
 
+/* ---- request bodies, parsed without a connection ------------------------------
+ * The JSON bodies of /v1/completions, /v1/chat/completions, /v1/detect and
+ * /v1/verify are parsed by these functions alone (no socket, no engine), so
+ * that the handlers and the fuzz harness (tests/fuzz/fuzz_server_body.c) run
+ * the same code. A failure fills the OpenAI error the handler sends. */
+
+typedef struct {
+    int status;
+    const char *param, *code;
+    char message[400];
+} tm_server_request_error;
+
+/* What parsing a generation request needs from the server. */
+typedef struct {
+    const tm_tokenizer *tokenizer;
+    bool has_chat;
+    tm_chat_template chat_template;
+    const char *model_name;
+    int32_t n_ctx; /* the engine's context size: longer prompts are refused */
+} tm_server_parse_context;
+
+typedef struct {
+    bool chat, stream, include_usage;
+    int logprobs; /* -1 off, else the number of alternatives */
+    size_t n;
+    int32_t max_tokens; /* -1: default */
+    tm_sampling_params sampling;
+    bool seed_given;
+    char *stops[TM_SERVER_MAX_STOPS];
+    size_t n_stops;
+    int32_t **prompts; /* one or more prompts, as ids */
+    size_t *prompt_sizes, n_prompts;
+} tm_server_generation_request;
+
+/* completions.c: a /v1/completions (chat false) or /v1/chat/completions body. */
+bool tm_server_parse_generation(const tm_server_parse_context *context, const char *body, size_t size, bool chat,
+                                tm_server_generation_request *out, tm_server_request_error *e);
+void tm_server_generation_request_free(tm_server_generation_request *request);
+
+/* detect_verify.c: {"text", "prompt"?, "tenant"?}. The strings point into root. */
+typedef struct {
+    json_t *root;
+    const char *text, *prompt, *tenant; /* prompt, tenant: NULL when absent or null */
+    size_t text_size;
+} tm_server_detect_request;
+bool tm_server_parse_detect(const char *body, size_t size, tm_server_detect_request *out, tm_server_request_error *e);
+void tm_server_detect_request_free(tm_server_detect_request *request);
+
+/* detect_verify.c: {"text", "manifest"?}: the manifest's JSON text (an object
+ * given as JSON is dumped compact; a string is taken as it is, a NUL inside
+ * included), NULL when absent or null (the embedded one is used). */
+typedef struct {
+    json_t *root;
+    const char *text; /* points into root */
+    size_t text_size;
+    char *manifest; /* owned */
+    size_t manifest_size;
+} tm_server_verify_request;
+bool tm_server_parse_verify(const char *body, size_t size, tm_server_verify_request *out, tm_server_request_error *e);
+void tm_server_verify_request_free(tm_server_verify_request *request);
+
 #endif

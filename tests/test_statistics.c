@@ -512,3 +512,40 @@ Test(statistics, synthid_edges_and_shape) {
         }
     }
 }
+
+/* Issue 17: the exact tail was made faster (output-stationary convolution,
+ * entries below 1e-30 of the peak dropped instead of 1e-100) without changing
+ * its values. These are the doubles the earlier code (commit 22d5b90) gave,
+ * written as hex floats, on the slow cases the fuzzer found (T = 47, m = 30:
+ * about 1e8 multiply-adds each) and others, both tails; the new code must give
+ * them bit for bit, and take the exact path where the old one did.
+ * tests/fuzz/synthid_compare.sh checks 7,140 more against the old source. */
+Test(statistics, synthid_exact_unchanged_by_the_faster_convolution) {
+    static const struct {
+        uint64_t tokens;
+        int32_t m;
+        double score, log_p;
+        bool exact;
+    } cases[] = {
+        {47, 30, 0.51, -0x1.62f2c73c680e4p+0, true},   /* -1.386517002341912 */
+        {47, 30, 0.55, -0x1.fa56a50b1b91p+2, true},    /* -7.9115383728478861 */
+        {47, 30, 0.65, -0x1.bc2b5670c3015p+5, true},   /* -55.521160965872845 */
+        {47, 30, 0.8, -0x1.c95d685046e8bp+7, true},    /* -228.68243647447193 */
+        {47, 30, 0.935, -0x1.17817ec64ead6p+9, true},  /* -559.01168135492003 */
+        {50, 30, 0.6, -0x1.b4f59f40afb52p+4, true},    /* -27.309966328316769 */
+        {60, 20, 0.6, -0x1.62f2abedee7a7p+4, true},    /* -22.184245995922222 */
+        {500, 10, 0.6, -0x1.4ad0a278e97e1p+6, true},   /* -82.703744782687423 */
+        {200, 30, 0.98, -0x1.98dc79902da38p+11, true}, /* -3270.8898392573719 */
+        {5, 30, 0.9, -0x1.8f8f538b15933p+5, true},     /* -49.94498356494514 */
+        {3, 40, 0.7, -0x1.4bef2cb6b89ep+3, true},      /* -10.372946125867145 */
+        {47, 30, 0.45, -0x1.805d09195beb1p-12, true},  /* -0.00036655752190648943: the lower half */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool exact = false;
+        double got = tm_stat_synthid_weighted_log_sf(cases[i].score, cases[i].tokens, cases[i].m, &exact);
+        cr_assert(exact == cases[i].exact, "T=%llu m=%d score %g: exact %d", (unsigned long long)cases[i].tokens,
+                  cases[i].m, cases[i].score, exact);
+        cr_assert(memcmp(&got, &cases[i].log_p, sizeof got) == 0, "T=%llu m=%d score %g: %a (%.17g), was %a",
+                  (unsigned long long)cases[i].tokens, cases[i].m, cases[i].score, got, got, cases[i].log_p);
+    }
+}
