@@ -77,6 +77,10 @@ struct yaml_node_s *tm_eval_yaml_item(tm_eval_yaml *p, const struct yaml_node_s 
 tm_status tm_eval_yaml_resolve(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field, char *out);
 tm_status tm_eval_yaml_must_exist(tm_eval_yaml *p, const struct yaml_node_s *node, const char *field,
                                   const char *path);
+/* A `schemes:` sequence (already checked as one): each path resolved, loaded
+ * into t->schemes and named after its file (less .yaml) in t->scheme_names;
+ * a name listed twice is refused. */
+tm_status tm_eval_yaml_schemes(tm_eval_yaml *p, tm_eval_task *t, const struct yaml_node_s *sequence);
 
 /* The zero_shot kind's task file (evals/zeroshot_task.c): whether the root
  * mapping says `kind: zero_shot`, and its strict parse (t already holds

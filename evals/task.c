@@ -602,24 +602,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     if (required(p, root, top.schemes, "schemes") ||
         tm_eval_yaml_sequence(p, top.schemes, "schemes", 1, TM_EVAL_MAX_SCHEMES))
         return TM_ERR_FORMAT;
-    t->n_schemes = tm_eval_yaml_size(top.schemes);
-    for (size_t k = 0; k < t->n_schemes; k++) {
-        yaml_node_t *n = tm_eval_yaml_item(p, top.schemes, k);
-        char path[TM_EVAL_PATH_MAX];
-        if (tm_eval_yaml_resolve(p, n, "schemes", path) || tm_eval_yaml_must_exist(p, n, "schemes", path))
-            return TM_ERR_FORMAT;
-        tm_error e;
-        if (tm_wm_config_load(&t->schemes[k], path, &e)) return tm_eval_yaml_fail(p, n, "schemes", "%s", e.message);
-        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        size_t base_len = strlen(base);
-        if (base_len > 5 && !strcmp(base + base_len - 5, ".yaml")) base_len -= 5;
-        if (base_len >= sizeof t->scheme_names[k]) return tm_eval_yaml_fail(p, n, "schemes", "file name too long");
-        memcpy(t->scheme_names[k], base, base_len);
-        t->scheme_names[k][base_len] = '\0';
-        for (size_t q = 0; q < k; q++)
-            if (!strcmp(t->scheme_names[q], t->scheme_names[k]))
-                return tm_eval_yaml_fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
-    }
+    if (tm_eval_yaml_schemes(p, t, top.schemes)) return TM_ERR_FORMAT;
     /* keys */
     if (top.keys && top.key_count)
         return tm_eval_yaml_fail(p, top.key_count, "key_count", "give either keys or key_count");

@@ -4,7 +4,8 @@
  * path resolved against the task file's folder, each refusing what the
  * strict schema refuses with "FILE:LINE: FIELD: what is wrong". Plain
  * scalars may be numbers; quoted ones are strings, as YAML's core schema
- * says. Nothing here knows a field's meaning, loads a file or prints. */
+ * says; and the `schemes:` list that every generating kind reads the same
+ * way. Nothing else here knows a field's meaning; nothing here prints. */
 #include "evals_internal.h"
 
 #include <errno.h>
@@ -136,5 +137,27 @@ tm_status tm_eval_yaml_resolve(tm_eval_yaml *p, const yaml_node_t *node, const c
 
 tm_status tm_eval_yaml_must_exist(tm_eval_yaml *p, const yaml_node_t *node, const char *field, const char *path) {
     if (!tm_file_exists(path)) return tm_eval_yaml_fail(p, node, field, "no such file: %s", path);
+    return TM_OK;
+}
+
+tm_status tm_eval_yaml_schemes(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
+    t->n_schemes = tm_eval_yaml_size(node);
+    for (size_t k = 0; k < t->n_schemes; k++) {
+        yaml_node_t *n = tm_eval_yaml_item(p, node, k);
+        char path[TM_EVAL_PATH_MAX];
+        if (tm_eval_yaml_resolve(p, n, "schemes", path) || tm_eval_yaml_must_exist(p, n, "schemes", path))
+            return TM_ERR_FORMAT;
+        tm_error e;
+        if (tm_wm_config_load(&t->schemes[k], path, &e)) return tm_eval_yaml_fail(p, n, "schemes", "%s", e.message);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        size_t len = strlen(base);
+        if (len > 5 && !strcmp(base + len - 5, ".yaml")) len -= 5;
+        if (len >= sizeof t->scheme_names[k]) return tm_eval_yaml_fail(p, n, "schemes", "file name too long");
+        memcpy(t->scheme_names[k], base, len);
+        t->scheme_names[k][len] = '\0';
+        for (size_t q = 0; q < k; q++)
+            if (!strcmp(t->scheme_names[q], t->scheme_names[k]))
+                return tm_eval_yaml_fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
+    }
     return TM_OK;
 }

@@ -74,25 +74,7 @@ static tm_status parse_methods(tm_eval_yaml *p, tm_eval_task *t, const yaml_node
 
 static tm_status parse_schemes(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
     if (tm_eval_yaml_sequence(p, node, "schemes", 0, TM_EVAL_MAX_SCHEMES)) return TM_ERR_FORMAT;
-    t->n_schemes = tm_eval_yaml_size(node);
-    for (size_t k = 0; k < t->n_schemes; k++) {
-        yaml_node_t *n = tm_eval_yaml_item(p, node, k);
-        char path[TM_EVAL_PATH_MAX];
-        if (tm_eval_yaml_resolve(p, n, "schemes", path) || tm_eval_yaml_must_exist(p, n, "schemes", path))
-            return TM_ERR_FORMAT;
-        tm_error e;
-        if (tm_wm_config_load(&t->schemes[k], path, &e)) return tm_eval_yaml_fail(p, n, "schemes", "%s", e.message);
-        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        size_t len = strlen(base);
-        if (len > 5 && !strcmp(base + len - 5, ".yaml")) len -= 5;
-        if (len >= sizeof t->scheme_names[k]) return tm_eval_yaml_fail(p, n, "schemes", "file name too long");
-        memcpy(t->scheme_names[k], base, len);
-        t->scheme_names[k][len] = '\0';
-        for (size_t q = 0; q < k; q++)
-            if (!strcmp(t->scheme_names[q], t->scheme_names[k]))
-                return tm_eval_yaml_fail(p, n, "schemes", "scheme '%s' listed twice", t->scheme_names[k]);
-    }
-    return TM_OK;
+    return tm_eval_yaml_schemes(p, t, node);
 }
 
 static tm_status parse_prompts(tm_eval_yaml *p, tm_eval_task *t, const yaml_node_t *node) {
