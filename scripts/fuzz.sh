@@ -6,7 +6,7 @@
 # Writes one line per harness (executions, coverage, corpus size) to
 # build-fuzz/results/HARNESS.md and the table of all to build-fuzz/fuzz-summary.md,
 # and appends one row per harness run (date, harness, seconds, executions,
-# coverage, features, corpus, findings, the command) to the record of real
+# coverage, features, corpus, findings, the command and its commit) to the record of real
 # runs, benchmarks/results/fuzz-runs.md ($TRACEMARK_FUZZ_RECORD to write it
 # elsewhere: CI's short pass does, so that it leaves the tree as it was).
 # Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command_line="scripts/fuzz.sh $*"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown commit")
 seconds=${1:-60}
 shift || true
 harnesses=("$@")
@@ -73,7 +74,7 @@ for h in "${harnesses[@]}"; do
   echo "| $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp |" >build-fuzz/results/"$h".md
   found=$(( $(ls build-fuzz/findings | grep -c "^$h-" || true) - before ))
   [ "$found" -gt 0 ] || [ "$run_failed" = 0 ] || found="failed, no reproducer (see the log)"
-  echo "| $started | $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp | $found | \`$command_line\` |" >>"$record"
+  echo "| $started | $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp | $found | \`$command_line\` at $commit |" >>"$record"
   echo "fuzz: $h: ${runs:-0} executions in ${seconds}s, cov $cov, ft $ft" >&2
 done
 # One table of the latest result of every harness (runs of subsets may overlap).
