@@ -9,6 +9,7 @@
 # coverage, features, corpus, findings, the command and its commit) to the record of real
 # runs, benchmarks/results/fuzz-runs.md ($TRACEMARK_FUZZ_RECORD to write it
 # elsewhere: CI's short pass does, so that it leaves the tree as it was).
+# TRACEMARK_FUZZ_JOBS=N runs N harnesses at a time (each still for SECONDS).
 # Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
 # Needs the fixtures (scripts/fixtures.sh) for the detection and chat harnesses.
 set -euo pipefail
@@ -47,8 +48,9 @@ if [ ! -s "$record" ]; then
     echo "|---|---|---|---|---|---|---|---|---|---|"
   } >"$record"
 fi
-failed=0
-for h in "${harnesses[@]}"; do
+# One harness: run it, then record its row. Its exit status says whether it found something.
+fuzz_one() {
+  local h=$1 work log before started run_failed runs last cov ft corp rate found
   work=build-fuzz/corpus/$h
   mkdir -p "$work"
   log=build-fuzz/fuzz_$h.log
@@ -61,7 +63,6 @@ for h in "${harnesses[@]}"; do
        "$work" tests/fuzz/corpus/"$h" >"$log" 2>&1; then
     echo "fuzz: $h: FINDING (see $log and build-fuzz/findings/)" >&2
     tail -40 "$log" >&2
-    failed=1
     run_failed=1
   fi
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
@@ -76,6 +77,25 @@ for h in "${harnesses[@]}"; do
   [ "$found" -gt 0 ] || [ "$run_failed" = 0 ] || found="failed, no reproducer (see the log)"
   echo "| $started | $h | $seconds | ${runs:-0} | $rate | $cov | $ft | $corp | $found | \`$command_line\` at $commit |" >>"$record"
   echo "fuzz: $h: ${runs:-0} executions in ${seconds}s, cov $cov, ft $ft" >&2
+  return "$run_failed"
+}
+
+# TRACEMARK_FUZZ_JOBS harnesses at a time (default 1: one after another).
+jobs_at_once=${TRACEMARK_FUZZ_JOBS:-1}
+[[ "$jobs_at_once" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: TRACEMARK_FUZZ_JOBS must be a positive integer" >&2; exit 2; }
+failed=0
+running=0
+for h in "${harnesses[@]}"; do
+  if [ "$running" -ge "$jobs_at_once" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+  fuzz_one "$h" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
 done
 # One table of the latest result of every harness (runs of subsets may overlap).
 summary=build-fuzz/fuzz-summary.md
