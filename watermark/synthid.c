@@ -35,6 +35,36 @@ static inline uint64_t g_word(const tm_wm_scheme *scheme, const int32_t *message
  * candidates instead of 2m. */
 enum { BLOCK_BITS = 6, BLOCK_SIZE = 1 << BLOCK_BITS };
 
+/* The factors of one block of k layers from its
+ * buckets: layer by layer, each pattern's factor times 1 + bit - E, E the
+ * mass of the patterns with that layer's bit set over the total. */
+static void block_factors(const double *bucket, int32_t k, double total, double *factor) {
+    size_t patterns = (size_t)1 << k;
+    for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
+    for (int32_t j = 0; j < k; j++) { /* the block's layer j + 1 */
+        double mass = 0.0;
+        for (size_t v = 0; v < patterns; v++)
+            if (v >> j & 1) mass += factor[v] * bucket[v];
+        double expected = mass / total;
+        for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> j & 1) - expected;
+    }
+}
+
+/* Multiplies every weight by its pattern's factor (bits first.. of its word,
+ * mask wide) and fills the next block's buckets (bits next.., next_k wide);
+ * returns the next block's mask. */
+static uint64_t reweight_into_buckets(double *weights, const uint64_t *words, size_t n, const double *factor,
+                                      int32_t first, uint64_t mask, int32_t next, int32_t next_k, double *bucket) {
+    uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
+    memset(bucket, 0, BLOCK_SIZE * sizeof *bucket);
+    for (size_t i = 0; i < n; i++) {
+        double w = weights[i] * factor[words[i] >> first & mask];
+        weights[i] = w;
+        bucket[words[i] >> next & next_mask] += w;
+    }
+    return next_mask;
+}
+
 static void tournament(double *weights, const uint64_t *words, size_t n, int32_t layers, double total) {
     double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
     int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
@@ -42,25 +72,10 @@ static void tournament(double *weights, const uint64_t *words, size_t n, int32_t
     memset(bucket, 0, sizeof bucket);
     for (size_t i = 0; i < n; i++) bucket[words[i] & mask] += weights[i];
     while (first < layers) {
-        size_t patterns = (size_t)1 << k;
-        for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
-        for (int32_t j = 0; j < k; j++) { /* layer first + j + 1 */
-            double mass = 0.0;
-            for (size_t v = 0; v < patterns; v++)
-                if (v >> j & 1) mass += factor[v] * bucket[v];
-            double expected = mass / total;
-            for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> j & 1) - expected;
-        }
+        block_factors(bucket, k, total, factor);
         int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
         if (next_k > 0) {
-            uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
-            memset(bucket, 0, sizeof bucket);
-            for (size_t i = 0; i < n; i++) {
-                double w = weights[i] * factor[words[i] >> first & mask];
-                weights[i] = w;
-                bucket[words[i] >> next & next_mask] += w;
-            }
-            mask = next_mask;
+            mask = reweight_into_buckets(weights, words, n, factor, first, mask, next, next_k, bucket);
         } else {
             for (size_t i = 0; i < n; i++) weights[i] *= factor[words[i] >> first & mask];
         }
@@ -89,25 +104,10 @@ static void tournament_and_draw(tm_candidates *candidates, double *weights, uint
     }
     double drawn_total = 0.0;
     while (first < layers) {
-        size_t patterns = (size_t)1 << k;
-        for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
-        for (int32_t l = 0; l < k; l++) { /* layer first + l + 1 */
-            double mass = 0.0;
-            for (size_t v = 0; v < patterns; v++)
-                if (v >> l & 1) mass += factor[v] * bucket[v];
-            double expected = mass / total;
-            for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> l & 1) - expected;
-        }
+        block_factors(bucket, k, total, factor);
         int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
         if (next_k > 0) {
-            uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
-            memset(bucket, 0, sizeof bucket);
-            for (size_t i = 0; i < n; i++) {
-                double w = weights[i] * factor[words[i] >> first & mask];
-                weights[i] = w;
-                bucket[words[i] >> next & next_mask] += w;
-            }
-            mask = next_mask;
+            mask = reweight_into_buckets(weights, words, n, factor, first, mask, next, next_k, bucket);
         } else {
             for (size_t i = 0; i < n; i++) {
                 double w = weights[i] * factor[words[i] >> first & mask];
