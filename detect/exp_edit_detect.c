@@ -452,6 +452,7 @@ static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
     case TM_EXP_EDIT_PATH_AUTO:
         return tm_exp_edit_fast_best();
     case TM_EXP_EDIT_PATH_AVX512:
+    case TM_EXP_EDIT_PATH_AVX512_PRECISE:
         return TM_EXP_EDIT_KERNEL_AVX512;
     case TM_EXP_EDIT_PATH_AVX2:
         return TM_EXP_EDIT_KERNEL_AVX2;
@@ -499,10 +500,13 @@ static bool fast_init(fast_work *f, const aligner *a, tm_exp_edit_kernel kernel,
     return true;
 }
 
-/* Fast values and bounds for null keys first .. first + lanes - 1 (key j: null j - 1). */
+/* Fast values and bounds for null keys first .. first + lanes - 1 (key j:
+ * null j - 1), EXP with the coarse tier's log where coarse is set; where
+ * coarse_bounds is given, also the bounds the coarse tier would carry for
+ * these lanes (for the choice of the next batch's tier). */
 static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *config, uint64_t seed, size_t first,
-                           size_t lanes, double values[TM_EXP_EDIT_FAST_LANES], double bounds[TM_EXP_EDIT_FAST_LANES],
-                           tm_error *err) {
+                           size_t lanes, bool coarse, double values[TM_EXP_EDIT_FAST_LANES],
+                           double bounds[TM_EXP_EDIT_FAST_LANES], double *coarse_bounds, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     float minimum[L] = {0}, phi[L];
     if (!a->its) {
@@ -517,7 +521,8 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             }
             if (!(state[l][0] | state[l][1] | state[l][2] | state[l][3])) state[l][0] = 1; /* as load_stream */
         }
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], NULL, NULL, phi, minimum);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], coarse, NULL, NULL, phi,
+                               minimum);
     } else {
         for (size_t l = 0; l < L; l++) {
             if (l >= lanes) { /* spare lanes repeat the last key, unused: a copy, not its PRF calls again */
@@ -539,13 +544,17 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             tm_wm_key_free(key);
             if (status != TM_OK) return status;
         }
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, f->eta, f->u, phi, NULL);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, false, f->eta, f->u, phi, NULL);
     }
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];
-        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds by < 2^-24 41 < 1e-5. */
+        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds
+         * by < 2^-24 41 < 1e-5. A coarse minimum is within its eps of the
+         * exact least cost, which lane_bound's c_lo = minimum - eps covers. */
+        double cost_min = (double)minimum[l] + 2 * a->gap - 1e-5;
         bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
-                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + 2 * a->gap - 1e-5);
+                           : lane_bound(a, coarse ? TM_EXP_EDIT_FAST_EPS_COARSE : TM_EXP_EDIT_FAST_EPS_EXP, cost_min);
+        if (coarse_bounds) coarse_bounds[l] = a->its ? INFINITY : lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min);
     }
     return TM_OK;
 }
@@ -554,8 +563,9 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
  * keys 16 at a time in float; a null key whose fast value is within its
  * bound of phi is recomputed exactly, so each null's side of phi, hence
  * every count, is the exact path's. */
-static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, const tm_wm_scheme *scheme, uint64_t seed,
-                          size_t n_keys, tally *t, tm_exp_edit_path_stats *stats, tm_error *err) {
+static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, bool allow_coarse,
+                          const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
+                          tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     size_t head = 1, key0 = 0;
     tm_status status;
@@ -581,11 +591,32 @@ static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, c
      * grow 4, 8, 16 instead of spending 16 keys' PRF calls at once. EXP's
      * lanes cost nothing apart, so its batches are 16 from the start. */
     size_t batch = a->its && t->sequential ? 4 : L;
+    /* EXP's coarse tier (AVX-512): its log is cheaper and its bound wider
+     * (~4 for 200 tokens, against ~0.2), which still settles every null key
+     * of a detected text, where null statistics lie tens below phi. A batch
+     * with a lane the coarse bound cannot place is run again on the precise
+     * tier, and the next batch goes coarse only while the last one's values
+     * lay clear of phi by twice the coarse bound, so texts whose null keys
+     * crowd phi (not watermarked) soon run precise only. Which tier settled
+     * a key never changes its side of phi, as the bounds are rigorous. */
+    const bool tiered = !a->its && allow_coarse && tm_exp_edit_fast_coarse_runs(kernel);
+    bool coarse = tiered;
     for (size_t first = head; first < n_keys; first += batch, batch = batch * 2 < L ? batch * 2 : L) {
         size_t lanes = n_keys - first < batch ? n_keys - first : batch;
-        double values[L], bounds[L];
-        status = fast_keys(f, a, config, seed, first, lanes, values, bounds, err);
+        double values[L], bounds[L], coarse_bounds[L];
+        status = fast_keys(f, a, config, seed, first, lanes, coarse, values, bounds, coarse_bounds, err);
         if (status != TM_OK) return status;
+        bool placed = true;
+        for (size_t l = 0; l < lanes; l++) placed &= values[l] + bounds[l] < t->phi || values[l] - bounds[l] > t->phi;
+        if (coarse && !placed) {
+            stats->refined++;
+            status = fast_keys(f, a, config, seed, first, lanes, false, values, bounds, coarse_bounds, err);
+            if (status != TM_OK) return status;
+        } else if (coarse) {
+            stats->coarse += lanes;
+        }
+        coarse = tiered;
+        for (size_t l = 0; tiered && l < lanes; l++) coarse &= fabs(values[l] - t->phi) > 2 * coarse_bounds[l];
         /* Counted in order; a key the bound cannot place is computed exactly
          * when the count reaches it, with the next unplaced ones of the batch
          * (LANES at a time), so a test that stops first spends nothing on them. */
@@ -669,7 +700,8 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
                               : kernel == TM_EXP_EDIT_KERNEL_AVX2 ? "AVX2"
                                                                   : "requested");
     if (status == TM_OK && kernel != TM_EXP_EDIT_KERNEL_NONE && n_keys > LANES) {
-        status = run_fast(&a, &f, kernel, scheme, options->permutation_seed, n_keys, &t, stats, err);
+        status = run_fast(&a, &f, kernel, path != TM_EXP_EDIT_PATH_AVX512_PRECISE, scheme, options->permutation_seed,
+                          n_keys, &t, stats, err);
         fast_free(&f);
     } else if (status == TM_OK) {
         status = run_exact(&a, scheme, options->permutation_seed, 0, n_keys, &t, stats, err);
@@ -696,8 +728,8 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 }
 
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, tm_exp_edit_path path, double *exact, double *fast,
-                                   double *bound, tm_error *err) {
+                                   uint64_t first, size_t count, tm_exp_edit_path path, bool coarse, double *exact,
+                                   double *fast, double *bound, tm_error *err) {
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
         count == 0 || count > TM_EXP_EDIT_FAST_LANES)
@@ -708,10 +740,13 @@ tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *to
     fast_work f = {0};
     tm_status status = aligner_init(&a, scheme, tokens, n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX, err);
     tm_exp_edit_kernel kernel = path == TM_EXP_EDIT_PATH_EXACT ? TM_EXP_EDIT_KERNEL_NONE : path_kernel(path);
+    if (status == TM_OK && coarse && (a.its || !tm_exp_edit_fast_coarse_runs(kernel)))
+        status = tm_error_set(err, TM_ERR_UNSUPPORTED, "no coarse tier here (EXP on the AVX-512 kernel only)");
     if (status == TM_OK && !fast_init(&f, &a, kernel, err))
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
     double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
-    if (status == TM_OK) status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, values, bounds, err);
+    if (status == TM_OK)
+        status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, coarse, values, bounds, NULL, err);
     for (size_t s = 0; status == TM_OK && s < count; s += LANES) {
         size_t lanes = count - s < LANES ? count - s : LANES, keys[LANES];
         for (size_t j = 0; j < lanes; j++) keys[j] = (size_t)first + 1 + s + j;

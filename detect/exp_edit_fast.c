@@ -110,6 +110,47 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m51
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_add_ps(lj, p));
 }
 
+/* The coarse tier's log (tm_exp_edit_fast_align with coarse set): from the
+ * same float f = float(w 2^11) = 2^e (1 + t), its bits read as an integer
+ * are (e + 127 + t) 2^23, so bits 2^-23 ln 2 is e ln 2 + t ln 2 + 127 ln 2,
+ * and log f = that + h(t) - 127 ln 2 with h(t) = ln(1 + t) - t ln 2 in
+ * [0, 0.06]. The table holds, per sixteenth j of t (the fraction's top four
+ * bits), the middle of h's range there, less 127 ln 2, 64 ln 2 and shift:
+ * one conversion, one shift, one permute and one FMA in place of the
+ * precise log's eleven operations, within 0.0095 of log (h varies by at
+ * most 0.44 / 16 over a sixteenth; tests/test_exp_edit_fast.c measures it
+ * over every float mantissa, as the precise log). Its wider bound settles
+ * the null keys of a detected text (far from phi) all the same. */
+AVX512 static inline __m512 stream_coarse16(__m512i xa, __m512i xb, __m512 offset) {
+    const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
+    __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
+    __m256 fb = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xb, high, bit, 0xEA));
+    __m512i bits = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
+    __m512 h = _mm512_permutexvar_ps(_mm512_srli_epi32(bits, 19), offset); /* low four bits: j */
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(bits), _mm512_set1_ps(0x1.62e430p-24f), h);
+}
+
+/* The coarse table of size entries (16 or 8): per segment j of t in [0, 1),
+ * the middle of h's range over it (h is concave, its maximum at t = 1 / ln 2
+ * - 1), less (127 + scale) ln 2 and shift. The float constant ln 2 2^-23 is
+ * used as the kernel rounds it, so its own error is in what the test measures. */
+static void coarse_table_values(float shift, int scale, int size, float *os) {
+    const double ln2 = 0.69314718055994531, top = 1.0 / ln2 - 1.0;
+    for (int j = 0; j < size; j++) {
+        double lo = (double)j / size, hi = (double)(j + 1) / size;
+        double h_lo = log1p(lo) - lo * ln2, h_hi = log1p(hi) - hi * ln2;
+        double h_max = lo < top && top < hi ? log1p(top) - top * ln2 : fmax(h_lo, h_hi);
+        double h_min = fmin(h_lo, h_hi);
+        os[j] = (float)((h_max + h_min) / 2 - (127 + scale) * ln2 - (double)shift);
+    }
+}
+
+AVX512 static __m512 coarse_table(float shift) {
+    float os[16];
+    coarse_table_values(shift, 64, 16, os);
+    return _mm512_loadu_ps(os);
+}
+
 /* The logs' tables of size entries (16 or 8): q_j, and -log(q_j) - scale ln 2 -
  * shift (scale: the power of two the kernel's float carries beyond the value). */
 static void log_table_values(float shift, int scale, int size, float *qs, float *os) {
@@ -126,8 +167,20 @@ AVX512 static void log_tables(float shift, __m512 *q, __m512 *offset) {
     *offset = _mm512_loadu_ps(os);
 }
 
-/* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
-AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 q, __m512 offset, float *out, __m512 *low) {
+/* Cost rows of one distinct token (n_rows cells) into out, from the 16
+ * streams, with the precise log (coarse false) or the coarse one (q unused). */
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, bool coarse, __m512 q, __m512 offset, float *out,
+                                   __m512 *low) {
+    if (coarse) {
+        for (size_t c = 0; c < n_rows; c++) {
+            __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
+            __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
+            __m512 cost = stream_coarse16(xa, xb, offset); /* already less shift */
+            *low = _mm512_min_ps(*low, cost);
+            _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, cost);
+        }
+        return;
+    }
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
@@ -204,7 +257,7 @@ AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, s
     } while (0)
 
 AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                                const uint64_t *state, const float *eta, const float *u,
+                                const uint64_t *state, bool coarse, const float *eta, const float *u,
                                 float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
     enum { L = TM_EXP_EDIT_FAST_LANES, ROWS = 4 };
     xoshiro16 g;
@@ -214,7 +267,8 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     if (state) {
         xoshiro16_load(&g, state);
         generated = 0;
-        log_tables(2 * text->gap, &log_q, &log_offset);
+        if (coarse) log_offset = coarse_table(2 * text->gap);
+        else log_tables(2 * text->gap, &log_q, &log_offset);
     }
     if (eta) generated = 0;
     const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
@@ -230,7 +284,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
             for (size_t q = 0; q < rows; q++) {
                 size_t token = text->index[start + i - 1 + q];
                 while (generated <= token) { /* first appearance: token == generated */
-                    if (state) exp_rows(&g, n, log_q, log_offset, table + generated * n * L, &low);
+                    if (state) exp_rows(&g, n, coarse, log_q, log_offset, table + generated * n * L, &low);
                     else its_rows(eta, u, generated, n, _mm512_set1_ps(shift), table + generated * n * L);
                     generated++;
                 }
@@ -249,14 +303,16 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     if (minimum) _mm512_storeu_ps(minimum, low);
 }
 
-AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift, float *out) {
+AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift, bool coarse, float *out) {
     __m512 q, offset;
     log_tables(shift, &q, &offset);
+    if (coarse) offset = coarse_table(shift);
     for (size_t i = 0; i < n; i += 16) {
         uint64_t words[16] = {0};
         for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
         float values[16];
-        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8), q, offset));
+        __m512i xa = _mm512_loadu_si512(words), xb = _mm512_loadu_si512(words + 8);
+        _mm512_storeu_ps(values, coarse ? stream_coarse16(xa, xb, offset) : stream_log16(xa, xb, q, offset));
         for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = values[j];
     }
 }
@@ -457,36 +513,41 @@ AVX2 static void stream_costs_avx2(const uint64_t *x, size_t n, float shift, flo
 
 #endif
 
+bool tm_exp_edit_fast_coarse_runs(tm_exp_edit_kernel kernel) {
+    return kernel == TM_EXP_EDIT_KERNEL_AVX512 && tm_exp_edit_fast_runs(kernel);
+}
+
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                            const uint64_t *state, const float *eta, const float *u,
+                            const uint64_t *state, bool coarse, const float *eta, const float *u,
                             float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
 #if HAVE_AVX512_KERNEL
     if (text->kernel == TM_EXP_EDIT_KERNEL_AVX512) {
-        align_avx512(text, table, previous, current, state, eta, u, out, minimum);
+        align_avx512(text, table, previous, current, state, coarse, eta, u, out, minimum);
         return;
     }
-    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX2 && !coarse) { /* no coarse tier (tm_exp_edit_fast_coarse_runs) */
         for (int half = 0; half < 2; half++)
             align_avx2_half(text, table, previous, current, state, eta, u, half, out + 8 * half,
                             minimum ? minimum + 8 * half : NULL);
         return;
     }
 #endif
-    (void)table, (void)previous, (void)current, (void)state, (void)eta, (void)u, (void)minimum;
+    (void)table, (void)previous, (void)current, (void)state, (void)coarse, (void)eta, (void)u, (void)minimum;
     for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
 }
 
-void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, float *out) {
+void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, bool coarse,
+                                   float *out) {
 #if HAVE_AVX512_KERNEL
     if (kernel == TM_EXP_EDIT_KERNEL_AVX512) {
-        stream_costs_avx512(x, n, shift, out);
+        stream_costs_avx512(x, n, shift, coarse, out);
         return;
     }
-    if (kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+    if (kernel == TM_EXP_EDIT_KERNEL_AVX2 && !coarse) {
         stream_costs_avx2(x, n, shift, out);
         return;
     }
 #endif
-    (void)kernel, (void)x, (void)shift;
+    (void)kernel, (void)x, (void)shift, (void)coarse;
     for (size_t i = 0; i < n; i++) out[i] = NAN;
 }
