@@ -110,24 +110,40 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m51
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_add_ps(lj, p));
 }
 
-/* The coarse tier's log (tm_exp_edit_fast_align with coarse set): from the
- * same float f = float(w 2^11) = 2^e (1 + t), its bits read as an integer
- * are (e + 127 + t) 2^23, so bits 2^-23 ln 2 is e ln 2 + t ln 2 + 127 ln 2,
- * and log f = that + h(t) - 127 ln 2 with h(t) = ln(1 + t) - t ln 2 in
- * [0, 0.06]. The table holds, per sixteenth j of t (the fraction's top four
- * bits), the middle of h's range there, less 127 ln 2, 64 ln 2 and shift:
- * one conversion, one shift, one permute and one FMA in place of the
- * precise log's eleven operations, within 0.0095 of log (h varies by at
- * most 0.44 / 16 over a sixteenth; tests/test_exp_edit_fast.c measures it
- * over every float mantissa, as the precise log). Its wider bound settles
- * the null keys of a detected text (far from phi) all the same. */
-AVX512 static inline __m512 stream_coarse16(__m512i xa, __m512i xb, __m512 offset) {
-    const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
-    __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
-    __m256 fb = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xb, high, bit, 0xEA));
-    __m512i bits = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
+/* The coarse tier's log (tm_exp_edit_fast_align with coarse set): from a
+ * float f = 2^e (1 + t) near the value times 2^32 (stream_coarse16), its
+ * bits read as an integer are (e + 127 + t) 2^23, so bits 2^-23 ln 2 is
+ * e ln 2 + t ln 2 + 127 ln 2, and log f = that + h(t) - 127 ln 2 with
+ * h(t) = ln(1 + t) - t ln 2 in [0, 0.06]. The table holds, per sixteenth j
+ * of t (the fraction's top four bits), the middle of h's range there, less
+ * 127 ln 2, 32 ln 2 and shift: one conversion, one shift, one permute and
+ * one FMA in place of the precise log's eleven operations, within 0.0095 of
+ * log (h varies by at most 0.44 / 16 over a sixteenth; tests/test_exp_edit_fast.c
+ * measures the whole over every float mantissa, as the precise log). Its
+ * wider bound settles the null keys of a detected text (far from phi) all
+ * the same. */
+AVX512 static inline __m512 coarse_from_bits(__m512i bits, __m512 offset) {
     __m512 h = _mm512_permutexvar_ps(_mm512_srli_epi32(bits, 19), offset); /* low four bits: j */
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(bits), _mm512_set1_ps(0x1.62e430p-24f), h);
+}
+
+/* The float f: usually from the words' high halves alone, hi = x >> 32 (one
+ * permute gathers the 16 of them, one conversion), f = float(hi) 2^32,
+ * below the exact value by less than a factor 1 - 2^-12 (log by < 2.5e-4)
+ * where hi >= 2^12; where some lane's hi is smaller (2^-20 of the words) the
+ * 16 go through stream_log16's full 64-bit conversion instead (divided by
+ * 2^32 in the exponent field, so that one table, for the 2^32 scale, serves). */
+AVX512 static inline __m512 stream_coarse16(__m512i xa, __m512i xb, __m512 offset) {
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512i hi = _mm512_permutex2var_epi32(xa, odd, xb);
+    if (__builtin_expect(_mm512_cmplt_epu32_mask(hi, _mm512_set1_epi32(1 << 12)) != 0, 0)) {
+        const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
+        __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
+        __m256 fb = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xb, high, bit, 0xEA));
+        __m512i bits = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
+        return coarse_from_bits(_mm512_sub_epi32(bits, _mm512_set1_epi32(32 << 23)), offset); /* f 2^-32 */
+    }
+    return coarse_from_bits(_mm512_castps_si512(_mm512_cvtepu32_ps(hi)), offset);
 }
 
 /* The coarse table of size entries (16 or 8): per segment j of t in [0, 1),
@@ -147,7 +163,7 @@ static void coarse_table_values(float shift, int scale, int size, float *os) {
 
 AVX512 static __m512 coarse_table(float shift) {
     float os[16];
-    coarse_table_values(shift, 64, 16, os);
+    coarse_table_values(shift, 32, 16, os);
     return _mm512_loadu_ps(os);
 }
 
