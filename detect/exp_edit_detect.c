@@ -66,6 +66,7 @@ typedef struct {
     double *eta;         /* ITS: [distinct][lane] */
     double *u;           /* ITS: [row][lane] */
     double *previous, *current; /* one DP row each: [0 .. n + 2k][lane] */
+    EVP_MD *sha256; /* fetched once: EVP_sha256() in EVP_Digest fetches it anew at every null key */
 } aligner;
 
 static void aligner_free(aligner *a) {
@@ -76,6 +77,7 @@ static void aligner_free(aligner *a) {
     free(a->u);
     free(a->previous);
     free(a->current);
+    EVP_MD_free(a->sha256);
 }
 
 /* Distinct tokens of the text by open addressing (the vocabulary may be large
@@ -115,6 +117,7 @@ static tm_status aligner_init(aligner *a, const tm_wm_scheme *scheme, const int3
     a->n_blocks = n_text <= a->block ? 1 : (n_text - a->block + stride - 1) / stride + 1;
     tm_status status = index_tokens(a, tokens, err);
     if (status != TM_OK) return status;
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: null_secret falls back to EVP_sha256() */
     size_t columns = a->n_rows + 2 * a->block + 1; /* no overflow: n <= 65536, k <= 256 */
     a->previous = tm_alloc_array(columns * LANES, sizeof(double), err);
     a->current = tm_alloc_array(columns * LANES, sizeof(double), err);
@@ -169,7 +172,7 @@ static void load_stream(aligner *a, size_t lane, const uint8_t secret[32]) {
 }
 
 /* Null key `index`'s secret: SHA-256(tag || seed || index), both u64 little-endian. */
-static void null_secret(uint64_t seed, uint64_t index, uint8_t secret[32]) {
+static void null_secret(const aligner *a, uint64_t seed, uint64_t index, uint8_t secret[32]) {
     uint8_t message[sizeof NULL_KEY_TAG - 1 + 16];
     memcpy(message, NULL_KEY_TAG, sizeof NULL_KEY_TAG - 1);
     for (int b = 0; b < 8; b++) {
@@ -177,13 +180,13 @@ static void null_secret(uint64_t seed, uint64_t index, uint8_t secret[32]) {
         message[sizeof NULL_KEY_TAG - 1 + 8 + b] = (uint8_t)(index >> (8 * b));
     }
     unsigned int size = 0;
-    EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL);
+    EVP_Digest(message, sizeof message, secret, &size, a->sha256 ? a->sha256 : EVP_sha256(), NULL);
 }
 
 static tm_status load_null(aligner *a, size_t lane, const tm_wm_config *config, uint64_t seed, uint64_t index,
                            tm_error *err) {
     uint8_t secret[32];
-    null_secret(seed, index, secret);
+    null_secret(a, seed, index, secret);
     if (!a->its) {
         load_stream(a, lane, secret);
         return TM_OK;
@@ -513,7 +516,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
         uint64_t state[L][4];
         for (size_t l = 0; l < L; l++) {
             uint8_t secret[32];
-            null_secret(seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
+            null_secret(a, seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
             for (int w = 0; w < 4; w++) {
                 uint64_t word = 0;
                 for (int b = 0; b < 8; b++) word |= (uint64_t)secret[8 * w + b] << (8 * b);
@@ -531,7 +534,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
                 continue;
             }
             uint8_t secret[32];
-            null_secret(seed, first + l - 1, secret);
+            null_secret(a, seed, first + l - 1, secret);
             tm_wm_key *key = NULL;
             tm_wm_scheme *scheme = NULL;
             tm_status status = tm_wm_key_from_secret(&key, secret, err);
