@@ -52,12 +52,14 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 
 /* For the tests: null keys first .. first + count - 1 (count <= 16) of the
  * permutation test on tokens, exact (double), fast (float, on path's kernel:
- * AUTO, AVX512 or AVX2; coarse: EXP's coarse tier) and the bound the fast
- * path carries for each; TM_ERR_UNSUPPORTED where that fast path (or tier)
- * does not run. */
+ * AUTO, AVX512 or AVX2) and the bound the fast path carries for each;
+ * coarse_wrap 0: the precise tier, else EXP's coarse tier with a second lap
+ * of that many columns (TM_EXP_EDIT_FAST_COARSE_WRAP is the detector's; its
+ * values are lower bounds, fast - bound <= exact, NaN where a pass was not
+ * settled); TM_ERR_UNSUPPORTED where that fast path (or tier) does not run. */
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, tm_exp_edit_path path, bool coarse, double *exact,
-                                   double *fast, double *bound, tm_error *err);
+                                   uint64_t first, size_t count, tm_exp_edit_path path, size_t coarse_wrap,
+                                   double *exact, double *fast, double *bound, tm_error *err);
 
 /* tm_text_normalize with its ASCII fast path limited, for the tests that
  * compare the paths: ascii_runs 0 takes every character through the

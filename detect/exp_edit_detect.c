@@ -409,13 +409,15 @@ static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed
  * D - r gamma adds at most (n + 3k) gamma; a sum adds a cost and 2 gamma
  * (and ITS costs are at most 1). The bound returned is twice the sum, for
  * safety. */
-static double lane_bound(const aligner *a, double eps, double cost_min) {
+static double lane_bound(const aligner *a, double eps, double cost_min, bool folded) {
     const double u = 0x1.0p-24, ud = 0x1.0p-53, gap = a->gap, k = (double)a->block;
     const double columns = (double)(a->n_rows + 2 * a->block);
     double c_lo = fmin(0.0, cost_min - eps);
     double m = k * fmax(gap, -c_lo) + (columns + k + 2) * gap - c_lo + 2;
     double gap_error = fabs((double)(float)gap - gap);
-    double fast = 3 * u * m + k * (eps + 2 * gap_error + 2 * u * m);
+    /* folded (the coarse tier's cyclic passes): one more rounding a row at
+     * most, where a pass folds its second lap back by n gamma. */
+    double fast = 3 * u * m + k * (eps + 2 * gap_error + (folded ? 3 : 2) * u * m);
     double exact = (3 + 2 * k) * ud * m;
     return 2 * (fast + exact) + 1e-9;
 }
@@ -464,6 +466,17 @@ static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
     }
 }
 
+/* The coarse tier's cyclic alignment with a second lap of wrap columns,
+ * where that is fewer than the extended key's 2k extra ones and the key is
+ * long enough for laps to make sense (else the extended key, as the other
+ * tiers); its margin, twice the bound on any value's error with the least
+ * cost a lane can have (log 2^-53 > -37), plus one. */
+static void fast_set_wrap(fast_work *f, const aligner *a, size_t wrap) {
+    bool cyclic = !a->its && wrap > 0 && a->n_rows >= 64 && wrap < a->n_rows && 2 * a->block > wrap;
+    f->text.cyclic_wrap = cyclic ? wrap : 0;
+    f->text.cyclic_margin = cyclic ? (float)(2 * lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, -37.0, true) + 1) : 0.0f;
+}
+
 /* false (nothing allocated) where the fast path cannot run for this text. */
 static bool fast_init(fast_work *f, const aligner *a, tm_exp_edit_kernel kernel, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
@@ -500,6 +513,7 @@ static bool fast_init(fast_work *f, const aligner *a, tm_exp_edit_kernel kernel,
                                       .row_init = f->row_init,
                                       .row_end = f->row_end,
                                       .kernel = kernel};
+    fast_set_wrap(f, a, TM_EXP_EDIT_FAST_COARSE_WRAP);
     return true;
 }
 
@@ -555,9 +569,11 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
          * by < 2^-24 41 < 1e-5. A coarse minimum is within its eps of the
          * exact least cost, which lane_bound's c_lo = minimum - eps covers. */
         double cost_min = (double)minimum[l] + 2 * a->gap - 1e-5;
-        bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
-                           : lane_bound(a, coarse ? TM_EXP_EDIT_FAST_EPS_COARSE : TM_EXP_EDIT_FAST_EPS_EXP, cost_min);
-        if (coarse_bounds) coarse_bounds[l] = a->its ? INFINITY : lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min);
+        bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0, false)
+                           : coarse ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min, true)
+                                    : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, cost_min, false);
+        if (coarse_bounds)
+            coarse_bounds[l] = a->its ? INFINITY : lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min, true);
     }
     return TM_OK;
 }
@@ -609,8 +625,12 @@ static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, b
         double values[L], bounds[L], coarse_bounds[L];
         status = fast_keys(f, a, config, seed, first, lanes, coarse, values, bounds, coarse_bounds, err);
         if (status != TM_OK) return status;
+        /* A coarse value is a lower bound (up to its bound) of the exact
+         * one, not an estimate: it can place a key above phi only. */
         bool placed = true;
-        for (size_t l = 0; l < lanes; l++) placed &= values[l] + bounds[l] < t->phi || values[l] - bounds[l] > t->phi;
+        for (size_t l = 0; l < lanes; l++)
+            placed &= coarse ? values[l] - bounds[l] > t->phi
+                             : values[l] + bounds[l] < t->phi || values[l] - bounds[l] > t->phi;
         if (coarse && !placed) {
             stats->refined++;
             status = fast_keys(f, a, config, seed, first, lanes, false, values, bounds, coarse_bounds, err);
@@ -619,7 +639,7 @@ static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, b
             stats->coarse += lanes;
         }
         coarse = tiered;
-        for (size_t l = 0; tiered && l < lanes; l++) coarse &= fabs(values[l] - t->phi) > 2 * coarse_bounds[l];
+        for (size_t l = 0; tiered && l < lanes; l++) coarse &= values[l] - t->phi > 2 * coarse_bounds[l];
         /* Counted in order; a key the bound cannot place is computed exactly
          * when the count reaches it, with the next unplaced ones of the batch
          * (LANES at a time), so a test that stops first spends nothing on them. */
@@ -731,8 +751,9 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 }
 
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, tm_exp_edit_path path, bool coarse, double *exact,
-                                   double *fast, double *bound, tm_error *err) {
+                                   uint64_t first, size_t count, tm_exp_edit_path path, size_t coarse_wrap,
+                                   double *exact, double *fast, double *bound, tm_error *err) {
+    bool coarse = coarse_wrap > 0;
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
         count == 0 || count > TM_EXP_EDIT_FAST_LANES)
@@ -747,6 +768,7 @@ tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *to
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "no coarse tier here (EXP on the AVX-512 kernel only)");
     if (status == TM_OK && !fast_init(&f, &a, kernel, err))
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
+    if (status == TM_OK && coarse) fast_set_wrap(&f, &a, coarse_wrap);
     double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
     if (status == TM_OK)
         status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, coarse, values, bounds, NULL, err);

@@ -240,27 +240,32 @@ AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, s
  * i0 - 1 is read from prev, the last row written to cur, the rows between
  * stay in registers (row j at column r needs row j - 1 at r - 1 and r, both
  * just computed), so memory traffic per cell falls R-fold. Each cell's
- * operations and their order are those of a single-row pass. */
-#define ALIGN_PASS(R)                                                                                                 \
+ * operations and their order are those of a single-row pass. ALIGN_START
+ * sets a pass up (column 0); ALIGN_COLUMNS runs it over columns FROM .. TO
+ * (column r costs key row (r - 1) mod n), so that a pass may stop between
+ * columns and go on. */
+#define ALIGN_START(R)                                                                                                \
+    const float *costs[R];                                                                                            \
+    __m512 left[R], base[R];                                                                                          \
+    for (int q = 0; q < (R); q++) {                                                                                   \
+        costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                    \
+        left[q] = _mm512_setzero_ps(); /* H[i][0] = 0 */                                                              \
+    }                                                                                                                 \
+    base[0] = _mm512_load_ps(prev);                                                                                   \
+    for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                              \
+    _mm512_store_ps(cur, left[(R) - 1])
+
+#define ALIGN_COLUMNS(R, FROM, TO)                                                                                    \
     do {                                                                                                              \
-        const float *costs[R];                                                                                        \
-        __m512 left[R], base[R];                                                                                      \
-        for (int q = 0; q < (R); q++) {                                                                               \
-            costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                \
-            left[q] = _mm512_setzero_ps(); /* H[i][0] = 0 */                                                          \
-        }                                                                                                             \
-        base[0] = _mm512_load_ps(prev);                                                                               \
-        for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                          \
-        _mm512_store_ps(cur, left[(R) - 1]);                                                                          \
-        size_t r = 1;                                                                                                 \
-        while (r <= columns) {                                                                                        \
-            size_t span = columns + 1 - r < n ? columns + 1 - r : n;                                                  \
+        size_t r = (FROM);                                                                                            \
+        while (r <= (TO)) {                                                                                           \
+            size_t row = (r - 1) % n, span = (TO) + 1 - r < n - row ? (TO) + 1 - r : n - row;                         \
             const float *above_p = prev + r * L;                                                                      \
             float *out_p = cur + r * L;                                                                               \
             for (size_t j = 0; j < span; j++) {                                                                       \
                 __m512 above = _mm512_load_ps(above_p + j * L);                                                       \
                 for (int q = 0; q < (R); q++) {                                                                       \
-                    __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + j * L));                       \
+                    __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + (row + j) * L));               \
                     __m512 value = _mm512_min_ps(diagonal, above);                                                    \
                     base[q] = above;                                                                                  \
                     left[q] = _mm512_min_ps(value, left[q]);                                                          \
@@ -269,6 +274,36 @@ AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, s
                 _mm512_store_ps(out_p + j * L, left[(R) - 1]);                                                        \
             }                                                                                                         \
             r += span;                                                                                                \
+        }                                                                                                             \
+    } while (0)
+
+#define ALIGN_PASS(R)                                                                                                 \
+    do {                                                                                                              \
+        ALIGN_START(R);                                                                                               \
+        ALIGN_COLUMNS(R, 1, columns);                                                                                 \
+    } while (0)
+
+/* The coarse tier's pass over a cyclic key (see align_avx512): columns 1 ..
+ * n (lap 1), then n + 1 .. n + W (lap 2, where only paths that crossed
+ * column n in this pass live: prev holds +inf there), H of every row at
+ * column W kept from lap 1; the pass is settled where each row's lap-2
+ * value at n + W, moved back by n gamma, is above its lap-1 value at W by
+ * the margin (a path going on beyond n + W is then no better than the same
+ * path from column W of lap 1); otherwise *unsettled is set. The last row's
+ * lap 2 is folded onto its columns 1 .. W and cleared to +inf. */
+#define ALIGN_PASS_CYCLIC(R)                                                                                          \
+    do {                                                                                                              \
+        ALIGN_START(R);                                                                                               \
+        ALIGN_COLUMNS(R, 1, wrap);                                                                                    \
+        __m512 at_wrap[R];                                                                                            \
+        for (int q = 0; q < (R); q++) at_wrap[q] = _mm512_add_ps(left[q], margin);                                    \
+        ALIGN_COLUMNS(R, wrap + 1, n + wrap);                                                                         \
+        for (int q = 0; q < (R); q++)                                                                                 \
+            if (_mm512_cmp_ps_mask(_mm512_add_ps(left[q], lap), at_wrap[q], _CMP_GE_OQ) != 0xFFFF) unsettled = true;  \
+        for (size_t p = 1; p <= wrap; p++) {                                                                          \
+            __m512 folded = _mm512_add_ps(_mm512_load_ps(cur + (n + p) * L), lap);                                    \
+            _mm512_store_ps(cur + p * L, _mm512_min_ps(_mm512_load_ps(cur + p * L), folded));                         \
+            _mm512_store_ps(cur + (n + p) * L, _mm512_set1_ps(INFINITY));                                             \
         }                                                                                                             \
     } while (0)
 
@@ -287,14 +322,28 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
         else log_tables(2 * text->gap, &log_q, &log_offset);
     }
     if (eta) generated = 0;
-    const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
+    const size_t k = text->block, n = text->n_rows;
     const size_t stride = text->block_stride;
     const float shift = 2 * text->gap; /* exact: a power of two times a float */
+    /* The coarse tier (EXP) aligns against the key as a cycle of n rows
+     * instead of the n + 2k rows of the extended key: a relaxation (every
+     * alignment with the extended key is one with the cycle, at the same
+     * cost), so its phi is a lower bound, up to rounding, of the exact one,
+     * and equal to it unless the best alignment with the cycle wraps around
+     * it more than the extended key allows. Each pass runs n + W columns
+     * instead of n + 2k (ALIGN_PASS_CYCLIC); a pass it cannot settle makes
+     * every lane NaN, for the caller to compute again on the precise tier. */
+    const bool cyclic = state && coarse && text->cyclic_wrap > 0;
+    const size_t wrap = cyclic ? text->cyclic_wrap : 0;
+    const size_t columns = cyclic ? n + wrap : text->n_rows + 2 * text->block;
+    const __m512 lap = _mm512_set1_ps((float)n * text->gap), margin = _mm512_set1_ps(text->cyclic_margin);
+    bool unsettled = false;
     __m512 phi = _mm512_set1_ps(INFINITY);
     for (size_t b = 0; b < text->n_blocks; b++) {
         size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
         float *prev = previous, *cur = current;
-        for (size_t r = 0; r <= columns; r++) _mm512_store_ps(prev + r * L, _mm512_set1_ps(text->row_init[r]));
+        for (size_t r = 0; r <= columns; r++)
+            _mm512_store_ps(prev + r * L, _mm512_set1_ps(cyclic && r > n ? INFINITY : text->row_init[r]));
         for (size_t i = 1; i <= k;) {
             size_t rows = k + 1 - i >= ROWS ? ROWS : 1;
             for (size_t q = 0; q < rows; q++) {
@@ -305,7 +354,9 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
                     generated++;
                 }
             }
-            if (rows == ROWS) ALIGN_PASS(4);
+            if (cyclic && rows == ROWS) ALIGN_PASS_CYCLIC(4);
+            else if (cyclic) ALIGN_PASS_CYCLIC(1);
+            else if (rows == ROWS) ALIGN_PASS(4);
             else ALIGN_PASS(1);
             i += rows;
             float *swap = prev;
@@ -315,7 +366,7 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
         for (size_t r = 0; r <= columns; r++)
             phi = _mm512_min_ps(phi, _mm512_add_ps(_mm512_load_ps(prev + r * L), _mm512_set1_ps(text->row_end[r])));
     }
-    _mm512_storeu_ps(out, phi);
+    _mm512_storeu_ps(out, unsettled ? _mm512_set1_ps(NAN) : phi);
     if (minimum) _mm512_storeu_ps(minimum, low);
 }
 

@@ -27,6 +27,9 @@ typedef enum { TM_EXP_EDIT_KERNEL_NONE, TM_EXP_EDIT_KERNEL_AVX2, TM_EXP_EDIT_KER
  * of log (0.0087 measured over every float mantissa; the test asserts half of this). */
 #define TM_EXP_EDIT_FAST_EPS_COARSE 0.018
 
+/* Columns of the coarse tier's second lap (see tm_exp_edit_fast_text). */
+enum { TM_EXP_EDIT_FAST_COARSE_WRAP = 64 };
+
 /* The text's side of an alignment, shared by the 16 lanes. */
 typedef struct {
     const uint32_t *index; /* per scored token: its row block in the table */
@@ -35,6 +38,12 @@ typedef struct {
     const float *row_init; /* [0 .. n + 2k]: float(-r gamma) */
     const float *row_end;  /* [0 .. n + 2k]: float((r + k) gamma) */
     tm_exp_edit_kernel kernel; /* one tm_exp_edit_fast_runs accepts */
+    /* The coarse tier's cyclic alignment (0: the extended key as the other
+     * tiers): W, the columns of its second lap (0 < W < n, W < 2k), and the
+     * margin by which a pass must be settled (twice a bound on any value's
+     * rounding error, plus one). */
+    size_t cyclic_wrap;
+    float cyclic_margin;
 } tm_exp_edit_fast_text;
 
 /* Whether a kernel may run here: AVX-512 needs AVX-512F, VL and DQ and no

@@ -289,7 +289,8 @@ Test(exp_edit_fast, near_ties_are_recomputed_avx2, .timeout = 300) { check_near_
  * value, on watermarked, edited, unwatermarked and two-block texts, and the
  * bound is small enough to settle nearly every key (< 1, where null
  * statistics spread over tens). */
-static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder, bool coarse) {
+static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder, size_t coarse_wrap) {
+    bool coarse = coarse_wrap > 0;
     need_kernel(path);
     tm_wm_key *key = wm_test_master_key();
     tm_wm_config config = edit_config(decoder);
@@ -303,18 +304,29 @@ static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder, bool coar
     const int32_t *texts[] = {marked, edited, random_ids, random_ids, marked};
     size_t lengths[] = {M, n_edited, M, 17, LONG};
     double worst_ratio = 0.0, largest_bound = 0.0;
-    size_t checked = 0;
+    size_t checked = 0, unsettled = 0, two_sided = 0;
     for (size_t t = 0; t < sizeof lengths / sizeof *lengths; t++)
         for (uint64_t first = 0; first < KEYS; first += 16) {
             double exact[16], fast[16], bound[16];
             tm_error err = {0};
-            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, texts[t], lengths[t], 11, first, 16, path, coarse, exact, fast,
-                                                  bound, &err),
+            cr_assert_eq(tm_detect_exp_edit_nulls(scheme, texts[t], lengths[t], 11, first, 16, path, coarse_wrap, exact,
+                                                  fast, bound, &err),
                          TM_OK, "%s", err.message);
             for (int l = 0; l < 16; l++) {
                 double gap = fabs(exact[l] - fast[l]);
-                cr_assert(gap <= bound[l], "text %zu null %llu: exact %.9g, fast %.9g, bound %.3g", t,
+                if (coarse && isnan(fast[l])) { /* a pass the cyclic alignment could not settle */
+                    unsettled++;
+                    continue;
+                }
+                /* The coarse tier's guarantee is one-sided (a lower bound:
+                 * its cyclic key admits more alignments); both tiers are
+                 * within the bound of exact on every text here. */
+                cr_assert(fast[l] - bound[l] <= exact[l], "text %zu null %llu: exact %.9g, fast %.9g, bound %.3g", t,
                           (unsigned long long)(first + (uint64_t)l), exact[l], fast[l], bound[l]);
+                two_sided += gap <= bound[l];
+                if (!coarse)
+                    cr_assert(gap <= bound[l], "text %zu null %llu: exact %.9g, fast %.9g, bound %.3g", t,
+                              (unsigned long long)(first + (uint64_t)l), exact[l], fast[l], bound[l]);
                 /* The coarse tier's bound is wider (~k 4 eps), still well
                  * inside the null statistics' spread of tens. */
                 cr_assert(bound[l] > 0 && bound[l] < (coarse ? 10.0 : 1.0), "bound %.3g", bound[l]);
@@ -323,27 +335,44 @@ static void check_bounds(tm_exp_edit_path path, tm_wm_decoder decoder, bool coar
                 checked++;
             }
         }
-    cr_log_info("%s %s%s: %zu null keys, |fast - exact| at most %.3g of the bound, largest bound %.3g",
-                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", path_name(path), coarse ? " coarse tier" : "", checked,
-                worst_ratio, largest_bound);
+    cr_log_info("%s %s%s (second lap %zu): %zu null keys checked (%zu more unsettled), %zu within the bound both ways, |fast - exact| "
+                "at most %.3g of the bound, largest bound %.3g",
+                decoder == TM_WM_DECODER_ITS ? "ITS" : "EXP", path_name(path), coarse ? " coarse tier" : "", coarse_wrap,
+                checked, unsettled, two_sided, worst_ratio, largest_bound);
+    /* The detector's second lap settles every pass on these texts, and the
+     * cyclic key changes no value beyond the bound (a relaxation that found
+     * better alignments would send batches to the precise tier, not change
+     * a p-value; this guards the speed, and a short lap shows the fallback). */
+    if (!coarse || coarse_wrap == TM_EXP_EDIT_FAST_COARSE_WRAP)
+        cr_assert(unsettled == 0 && two_sided == checked, "%zu unsettled, %zu of %zu within the bound", unsettled,
+                  two_sided, checked);
+    else
+        cr_assert(unsettled > 0 && unsettled < checked, "a second lap of %zu columns: %zu unsettled, %zu checked", coarse_wrap,
+                  unsettled, checked);
     tm_wm_scheme_free(scheme);
     tm_wm_key_free(key);
 }
 
 Test(exp_edit_fast, exp_fast_values_within_their_bounds_avx512, .timeout = 120) {
-    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP, false);
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP, 0);
 }
 Test(exp_edit_fast, exp_coarse_values_within_their_bounds_avx512, .timeout = 120) {
-    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP, true);
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP, TM_EXP_EDIT_FAST_COARSE_WRAP);
+}
+/* A second lap of 32 columns cannot settle every pass (lap-2 paths have
+ * not paid enough gaps yet): the coarse tier then says NaN (the batch goes
+ * to the precise tier) and its other values still hold their one-sided bound. */
+Test(exp_edit_fast, exp_coarse_short_lap_leaves_passes_unsettled_avx512, .timeout = 120) {
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_EXP, 32);
 }
 Test(exp_edit_fast, its_fast_values_within_their_bounds_avx512, .timeout = 120) {
-    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_ITS, false);
+    check_bounds(TM_EXP_EDIT_PATH_AVX512, TM_WM_DECODER_ITS, 0);
 }
 Test(exp_edit_fast, exp_fast_values_within_their_bounds_avx2, .timeout = 120) {
-    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_EXP, false);
+    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_EXP, 0);
 }
 Test(exp_edit_fast, its_fast_values_within_their_bounds_avx2, .timeout = 120) {
-    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_ITS, false);
+    check_bounds(TM_EXP_EDIT_PATH_AVX2, TM_WM_DECODER_ITS, 0);
 }
 
 /* The two kernels compute the same null keys: their fast values agree within
@@ -361,7 +390,7 @@ Test(exp_edit_fast, kernels_agree_within_their_bounds, .timeout = 120) {
         tm_error err = {0};
         for (int k = 0; k < 2; k++)
             cr_assert_eq(tm_detect_exp_edit_nulls(scheme, marked, 200, 5, 32, 16,
-                                                  k ? TM_EXP_EDIT_PATH_AVX2 : TM_EXP_EDIT_PATH_AVX512, false, exact[k],
+                                                  k ? TM_EXP_EDIT_PATH_AVX2 : TM_EXP_EDIT_PATH_AVX512, 0, exact[k],
                                                   fast[k], bound[k], &err),
                          TM_OK, "%s", err.message);
         for (int l = 0; l < 16; l++) {
