@@ -610,16 +610,19 @@ static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, b
      * grow 4, 8, 16 instead of spending 16 keys' PRF calls at once. EXP's
      * lanes cost nothing apart, so its batches are 16 from the start. */
     size_t batch = a->its && t->sequential ? 4 : L;
-    /* EXP's coarse tier (AVX-512): its log is cheaper and its bound wider
-     * (~4 for 200 tokens, against ~0.2), which still settles every null key
-     * of a detected text, where null statistics lie tens below phi. A batch
-     * with a lane the coarse bound cannot place is run again on the precise
-     * tier, and the next batch goes coarse only while the last one's values
-     * lay clear of phi by twice the coarse bound, so texts whose null keys
-     * crowd phi (not watermarked) soon run precise only. Which tier settled
-     * a key never changes its side of phi, as the bounds are rigorous. */
+    /* EXP's coarse tier (AVX-512, exp_edit_fast.c): a cheaper log and a
+     * cyclic key, hence a lower bound of each null statistic with a wider
+     * error bound (~7 for 200 tokens, against ~0.2), which still places
+     * above phi every null key of a detected text, where null statistics
+     * lie tens above phi. A batch with a lane it cannot place (below phi, or
+     * within the bound, or a pass it could not settle) runs again on the
+     * precise tier. The first batch runs precise, and the next one goes
+     * coarse only while the last one's values lay above phi by twice the
+     * coarse bound, so texts whose null keys crowd phi (not watermarked, the
+     * test soon stopping) run precise only. Which tier settled a key never
+     * changes its side of phi: the bounds are rigorous. */
     const bool tiered = !a->its && allow_coarse && tm_exp_edit_fast_coarse_runs(kernel);
-    bool coarse = tiered;
+    bool coarse = false; /* the first batch precise: it tells where the null keys lie */
     for (size_t first = head; first < n_keys; first += batch, batch = batch * 2 < L ? batch * 2 : L) {
         size_t lanes = n_keys - first < batch ? n_keys - first : batch;
         double values[L], bounds[L], coarse_bounds[L];
