@@ -22,8 +22,9 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
  * rigorous error bound each, recomputed in double where the bound cannot
  * tell their side of the observed statistic, so every count, p-value and
  * decision is EXACT's to the bit; only `expected` (the null mean) may differ,
- * by less than that bound (~0.1 for 200 tokens, against statistics of
- * hundreds). Elsewhere AUTO is EXACT. */
+ * by less than the bounds (~0.1 for 200 tokens on the precise tier; AVX-512's
+ * coarse tier for EXP, lower bounds within ~7.5, moves it by ~0.03, against
+ * statistics of hundreds). Elsewhere AUTO is EXACT. */
 typedef enum {
     TM_EXP_EDIT_PATH_AUTO,
     TM_EXP_EDIT_PATH_EXACT,

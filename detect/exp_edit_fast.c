@@ -9,12 +9,15 @@
  * rigorous error bound for each of them and recomputes exactly every null
  * key whose fast value lies within the bound of the observed statistic, so
  * counts and p-values never depend on this file's rounding, nor on which
- * kernel ran. It must never run a kernel the CPU lacks (tm_exp_edit_fast_runs
- * says; TM_NO_AVX512 leaves AVX2, TM_NO_AVX2 turns both off), never
- * allocate, print or abort, and never return a cost further than
- * TM_EXP_EDIT_FAST_EPS_EXP (EXP) or TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the
- * exact path's double cost (tests/test_exp_edit_fast.c checks each kernel's
- * EXP log exhaustively over every float mantissa). */
+ * kernel ran. AVX-512 also has a coarse tier for EXP (a four-operation
+ * log, the key as a cycle of n rows): lower bounds, for the null keys of a
+ * detected text, which lie far above phi. It must never run a kernel the
+ * CPU lacks (tm_exp_edit_fast_runs says; TM_NO_AVX512 leaves AVX2,
+ * TM_NO_AVX2 turns both off), never allocate, print or abort, and never
+ * return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP),
+ * TM_EXP_EDIT_FAST_EPS_COARSE (coarse tier) or TM_EXP_EDIT_FAST_EPS_ITS
+ * (ITS) from the exact path's double cost (tests/test_exp_edit_fast.c checks
+ * each EXP log exhaustively over every float mantissa). */
 #include "exp_edit_fast.h"
 
 #include "tracemark/core.h"
