@@ -23,7 +23,9 @@
  * 200-token texts chosen by the scheme's own sampler with the benchmark's
  * key (watermarked: every null key runs, the slow case) and on the corpus
  * documents cut to 200 tokens (not watermarked, sequential stop), and counts
- * the texts whose ln p or statistic differs in any bit (must be 0). */
+ * the texts whose ln p or statistic differs in any bit (must be 0), for each
+ * fast kernel: AVX-512 with its coarse tier (the default), AVX-512 on the
+ * precise tier alone, AVX2 + FMA. */
 #include "../detect/detect_internal.h"
 #include "../detect/exp_edit_fast.h"
 #include "tracemark/detect.h"
@@ -231,10 +233,15 @@ static int compare_paths(const tm_wm_config *config, const tm_wm_key *key, const
     tm_detect_options options;
     tm_detect_options_default(&options);
     int status = 0;
-    for (int run = 0; run < 4; run++) {
-        int kind = run / 2;
-        tm_exp_edit_path fast_path = run % 2 ? TM_EXP_EDIT_PATH_AVX2 : TM_EXP_EDIT_PATH_AVX512;
-        if (!tm_exp_edit_fast_runs(run % 2 ? TM_EXP_EDIT_KERNEL_AVX2 : TM_EXP_EDIT_KERNEL_AVX512)) continue;
+    /* AVX-512 with its coarse tier (what AUTO runs), AVX-512 on the precise
+     * tier alone, AVX2 + FMA; watermarked texts, then corpus documents. */
+    static const tm_exp_edit_path paths[3] = {TM_EXP_EDIT_PATH_AVX512, TM_EXP_EDIT_PATH_AVX512_PRECISE,
+                                              TM_EXP_EDIT_PATH_AVX2};
+    static const char *const names[3] = {"avx512", "avx512-precise", "avx2"};
+    for (int run = 0; run < 6; run++) {
+        int kind = run / 3, variant = run % 3;
+        tm_exp_edit_path fast_path = paths[variant];
+        if (!tm_exp_edit_fast_runs(variant == 2 ? TM_EXP_EDIT_KERNEL_AVX2 : TM_EXP_EDIT_KERNEL_AVX512)) continue;
         size_t n_texts = kind == 0 ? TEXTS : (docs->n < 40 ? docs->n : 40);
         int32_t(*texts)[M] = malloc(n_texts * sizeof *texts);
         size_t *lengths = malloc(n_texts * sizeof *lengths);
@@ -249,7 +256,7 @@ static int compare_paths(const tm_wm_config *config, const tm_wm_key *key, const
         }
         tm_detection *a = malloc(n_texts * sizeof *a), *b = malloc(n_texts * sizeof *b);
         tm_exp_edit_path_stats sa, sb;
-        size_t recomputed = 0, fast = 0, detected = 0, differ = 0;
+        size_t recomputed = 0, fast = 0, coarse = 0, refined = 0, detected = 0, differ = 0;
         /* Interleaved text by text, so that the load of a shared machine falls on both alike. */
         double t_exact = 0, t_fast = 0;
         for (size_t i = 0; i < n_texts; i++) {
@@ -264,6 +271,8 @@ static int compare_paths(const tm_wm_config *config, const tm_wm_key *key, const
             t_exact += t1 - t0;
             recomputed += sb.recomputed;
             fast += sb.fast;
+            coarse += sb.coarse;
+            refined += sb.refined;
         }
         for (size_t i = 0; i < n_texts; i++) {
             differ += memcmp(&a[i].log_p, &b[i].log_p, sizeof(double)) != 0 ||
@@ -274,9 +283,11 @@ static int compare_paths(const tm_wm_config *config, const tm_wm_key *key, const
         printf("{\"bench\":\"exp_edit_paths\",\"config\":\"%s\",\"kernel\":\"%s\",\"texts\":\"%s\",\"threads\":1,"
                "\"time\":\"thread CPU\",\"documents\":%zu,"
                "\"tokens_each\":%d,\"detected\":%zu,\"exact_docs_per_s\":%.3f,\"fast_docs_per_s\":%.3f,\"speedup\":%.1f,"
-               "\"null_keys_fast\":%zu,\"null_keys_recomputed\":%zu,\"p_or_statistic_differ\":%zu}\n",
-               file, run % 2 ? "avx2" : "avx512", kind == 0 ? "watermarked" : "corpus", n_texts, M, detected, (double)n_texts / t_exact,
-               (double)n_texts / t_fast, t_exact / t_fast, fast, recomputed, differ);
+               "\"null_keys_fast\":%zu,\"null_keys_coarse\":%zu,\"batches_refined\":%zu,\"null_keys_recomputed\":%zu,"
+               "\"p_or_statistic_differ\":%zu}\n",
+               file, names[variant], kind == 0 ? "watermarked" : "corpus", n_texts, M, detected,
+               (double)n_texts / t_exact, (double)n_texts / t_fast, t_exact / t_fast, fast, coarse, refined, recomputed,
+               differ);
         fflush(stdout);
         status |= differ != 0;
         free(a);

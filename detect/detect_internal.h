@@ -22,8 +22,9 @@ tm_status tm_detect_exp_edit(const tm_wm_scheme *scheme, const int32_t *tokens, 
  * rigorous error bound each, recomputed in double where the bound cannot
  * tell their side of the observed statistic, so every count, p-value and
  * decision is EXACT's to the bit; only `expected` (the null mean) may differ,
- * by less than that bound (~0.1 for 200 tokens, against statistics of
- * hundreds). Elsewhere AUTO is EXACT. */
+ * by less than the bounds (~0.1 for 200 tokens on the precise tier; AVX-512's
+ * coarse tier for EXP, lower bounds within ~7.5, moves it by ~0.03, against
+ * statistics of hundreds). Elsewhere AUTO is EXACT. */
 typedef enum {
     TM_EXP_EDIT_PATH_AUTO,
     TM_EXP_EDIT_PATH_EXACT,
@@ -32,12 +33,17 @@ typedef enum {
      * takes AVX-512, else AVX2 + FMA (TM_NO_AVX512 forces AVX2). */
     TM_EXP_EDIT_PATH_AVX512,
     TM_EXP_EDIT_PATH_AVX2,
+    /* AVX512 without its coarse tier for EXP (every batch on the precise
+     * log): what the tests and the benchmark compare the tiers with. */
+    TM_EXP_EDIT_PATH_AVX512_PRECISE,
 } tm_exp_edit_path;
 
 /* Null keys whose side of phi the float values settled, those computed in
- * double, and of these the ones the float bound sent back. */
+ * double, and of these the ones the float bound sent back; of the float
+ * ones, those the coarse tier settled, and the batches of 16 it sent to the
+ * precise tier. */
 typedef struct {
-    uint64_t fast, exact, recomputed;
+    uint64_t fast, exact, recomputed, coarse, refined;
 } tm_exp_edit_path_stats;
 
 /* tm_detect_exp_edit on a chosen path; stats may be NULL. */
@@ -48,10 +54,13 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 /* For the tests: null keys first .. first + count - 1 (count <= 16) of the
  * permutation test on tokens, exact (double), fast (float, on path's kernel:
  * AUTO, AVX512 or AVX2) and the bound the fast path carries for each;
- * TM_ERR_UNSUPPORTED where that fast path does not run. */
+ * coarse_wrap 0: the precise tier, else EXP's coarse tier with a second lap
+ * of that many columns (TM_EXP_EDIT_FAST_COARSE_WRAP is the detector's; its
+ * values are lower bounds, fast - bound <= exact, NaN where a pass was not
+ * settled); TM_ERR_UNSUPPORTED where that fast path (or tier) does not run. */
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, tm_exp_edit_path path, double *exact, double *fast,
-                                   double *bound, tm_error *err);
+                                   uint64_t first, size_t count, tm_exp_edit_path path, size_t coarse_wrap,
+                                   double *exact, double *fast, double *bound, tm_error *err);
 
 /* tm_text_normalize with its ASCII fast path limited, for the tests that
  * compare the paths: ascii_runs 0 takes every character through the

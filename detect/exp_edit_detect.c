@@ -66,6 +66,7 @@ typedef struct {
     double *eta;         /* ITS: [distinct][lane] */
     double *u;           /* ITS: [row][lane] */
     double *previous, *current; /* one DP row each: [0 .. n + 2k][lane] */
+    EVP_MD *sha256; /* fetched once: EVP_sha256() in EVP_Digest fetches it anew at every null key */
 } aligner;
 
 static void aligner_free(aligner *a) {
@@ -76,6 +77,7 @@ static void aligner_free(aligner *a) {
     free(a->u);
     free(a->previous);
     free(a->current);
+    EVP_MD_free(a->sha256);
 }
 
 /* Distinct tokens of the text by open addressing (the vocabulary may be large
@@ -115,6 +117,7 @@ static tm_status aligner_init(aligner *a, const tm_wm_scheme *scheme, const int3
     a->n_blocks = n_text <= a->block ? 1 : (n_text - a->block + stride - 1) / stride + 1;
     tm_status status = index_tokens(a, tokens, err);
     if (status != TM_OK) return status;
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: null_secret falls back to EVP_sha256() */
     size_t columns = a->n_rows + 2 * a->block + 1; /* no overflow: n <= 65536, k <= 256 */
     a->previous = tm_alloc_array(columns * LANES, sizeof(double), err);
     a->current = tm_alloc_array(columns * LANES, sizeof(double), err);
@@ -169,7 +172,7 @@ static void load_stream(aligner *a, size_t lane, const uint8_t secret[32]) {
 }
 
 /* Null key `index`'s secret: SHA-256(tag || seed || index), both u64 little-endian. */
-static void null_secret(uint64_t seed, uint64_t index, uint8_t secret[32]) {
+static void null_secret(const aligner *a, uint64_t seed, uint64_t index, uint8_t secret[32]) {
     uint8_t message[sizeof NULL_KEY_TAG - 1 + 16];
     memcpy(message, NULL_KEY_TAG, sizeof NULL_KEY_TAG - 1);
     for (int b = 0; b < 8; b++) {
@@ -177,13 +180,13 @@ static void null_secret(uint64_t seed, uint64_t index, uint8_t secret[32]) {
         message[sizeof NULL_KEY_TAG - 1 + 8 + b] = (uint8_t)(index >> (8 * b));
     }
     unsigned int size = 0;
-    EVP_Digest(message, sizeof message, secret, &size, EVP_sha256(), NULL);
+    EVP_Digest(message, sizeof message, secret, &size, a->sha256 ? a->sha256 : EVP_sha256(), NULL);
 }
 
 static tm_status load_null(aligner *a, size_t lane, const tm_wm_config *config, uint64_t seed, uint64_t index,
                            tm_error *err) {
     uint8_t secret[32];
-    null_secret(seed, index, secret);
+    null_secret(a, seed, index, secret);
     if (!a->its) {
         load_stream(a, lane, secret);
         return TM_OK;
@@ -406,13 +409,15 @@ static tm_status run_exact(aligner *a, const tm_wm_scheme *scheme, uint64_t seed
  * D - r gamma adds at most (n + 3k) gamma; a sum adds a cost and 2 gamma
  * (and ITS costs are at most 1). The bound returned is twice the sum, for
  * safety. */
-static double lane_bound(const aligner *a, double eps, double cost_min) {
+static double lane_bound(const aligner *a, double eps, double cost_min, bool folded) {
     const double u = 0x1.0p-24, ud = 0x1.0p-53, gap = a->gap, k = (double)a->block;
     const double columns = (double)(a->n_rows + 2 * a->block);
     double c_lo = fmin(0.0, cost_min - eps);
     double m = k * fmax(gap, -c_lo) + (columns + k + 2) * gap - c_lo + 2;
     double gap_error = fabs((double)(float)gap - gap);
-    double fast = 3 * u * m + k * (eps + 2 * gap_error + 2 * u * m);
+    /* folded (the coarse tier's cyclic passes): one more rounding a row at
+     * most, where a pass folds its second lap back by n gamma. */
+    double fast = 3 * u * m + k * (eps + 2 * gap_error + (folded ? 3 : 2) * u * m);
     double exact = (3 + 2 * k) * ud * m;
     return 2 * (fast + exact) + 1e-9;
 }
@@ -452,12 +457,24 @@ static tm_exp_edit_kernel path_kernel(tm_exp_edit_path path) {
     case TM_EXP_EDIT_PATH_AUTO:
         return tm_exp_edit_fast_best();
     case TM_EXP_EDIT_PATH_AVX512:
+    case TM_EXP_EDIT_PATH_AVX512_PRECISE:
         return TM_EXP_EDIT_KERNEL_AVX512;
     case TM_EXP_EDIT_PATH_AVX2:
         return TM_EXP_EDIT_KERNEL_AVX2;
     default:
         return TM_EXP_EDIT_KERNEL_NONE;
     }
+}
+
+/* The coarse tier's cyclic alignment with a second lap of wrap columns,
+ * where that is fewer than the extended key's 2k extra ones and the key is
+ * long enough for laps to make sense (else the extended key, as the other
+ * tiers); its margin, twice the bound on any value's error with the least
+ * cost a lane can have (log 2^-53 > -37), plus one. */
+static void fast_set_wrap(fast_work *f, const aligner *a, size_t wrap) {
+    bool cyclic = !a->its && wrap > 0 && a->n_rows >= 64 && wrap < a->n_rows && 2 * a->block > wrap;
+    f->text.cyclic_wrap = cyclic ? wrap : 0;
+    f->text.cyclic_margin = cyclic ? (float)(2 * lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, -37.0, true) + 1) : 0.0f;
 }
 
 /* false (nothing allocated) where the fast path cannot run for this text. */
@@ -496,20 +513,24 @@ static bool fast_init(fast_work *f, const aligner *a, tm_exp_edit_kernel kernel,
                                       .row_init = f->row_init,
                                       .row_end = f->row_end,
                                       .kernel = kernel};
+    fast_set_wrap(f, a, TM_EXP_EDIT_FAST_COARSE_WRAP);
     return true;
 }
 
-/* Fast values and bounds for null keys first .. first + lanes - 1 (key j: null j - 1). */
+/* Fast values and bounds for null keys first .. first + lanes - 1 (key j:
+ * null j - 1), EXP with the coarse tier's log where coarse is set; where
+ * coarse_bounds is given, also the bounds the coarse tier would carry for
+ * these lanes (for the choice of the next batch's tier). */
 static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *config, uint64_t seed, size_t first,
-                           size_t lanes, double values[TM_EXP_EDIT_FAST_LANES], double bounds[TM_EXP_EDIT_FAST_LANES],
-                           tm_error *err) {
+                           size_t lanes, bool coarse, double values[TM_EXP_EDIT_FAST_LANES],
+                           double bounds[TM_EXP_EDIT_FAST_LANES], double *coarse_bounds, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     float minimum[L] = {0}, phi[L];
     if (!a->its) {
         uint64_t state[L][4];
         for (size_t l = 0; l < L; l++) {
             uint8_t secret[32];
-            null_secret(seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
+            null_secret(a, seed, first + (l < lanes ? l : lanes - 1) - 1, secret);
             for (int w = 0; w < 4; w++) {
                 uint64_t word = 0;
                 for (int b = 0; b < 8; b++) word |= (uint64_t)secret[8 * w + b] << (8 * b);
@@ -517,7 +538,8 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             }
             if (!(state[l][0] | state[l][1] | state[l][2] | state[l][3])) state[l][0] = 1; /* as load_stream */
         }
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], NULL, NULL, phi, minimum);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, &state[0][0], coarse, NULL, NULL, phi,
+                               minimum);
     } else {
         for (size_t l = 0; l < L; l++) {
             if (l >= lanes) { /* spare lanes repeat the last key, unused: a copy, not its PRF calls again */
@@ -526,7 +548,7 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
                 continue;
             }
             uint8_t secret[32];
-            null_secret(seed, first + l - 1, secret);
+            null_secret(a, seed, first + l - 1, secret);
             tm_wm_key *key = NULL;
             tm_wm_scheme *scheme = NULL;
             tm_status status = tm_wm_key_from_secret(&key, secret, err);
@@ -539,13 +561,19 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
             tm_wm_key_free(key);
             if (status != TM_OK) return status;
         }
-        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, f->eta, f->u, phi, NULL);
+        tm_exp_edit_fast_align(&f->text, f->table, f->previous, f->current, NULL, false, f->eta, f->u, phi, NULL);
     }
     for (size_t l = 0; l < L; l++) {
         values[l] = phi[l];
-        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds by < 2^-24 41 < 1e-5. */
-        bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0)
-                           : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, (double)minimum[l] + 2 * a->gap - 1e-5);
+        /* EXP: minimum holds the least cost - 2 gamma; adding it back rounds
+         * by < 2^-24 41 < 1e-5. A coarse minimum is within its eps of the
+         * exact least cost, which lane_bound's c_lo = minimum - eps covers. */
+        double cost_min = (double)minimum[l] + 2 * a->gap - 1e-5;
+        bounds[l] = a->its ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_ITS, 0.0, false)
+                           : coarse ? lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min, true)
+                                    : lane_bound(a, TM_EXP_EDIT_FAST_EPS_EXP, cost_min, false);
+        if (coarse_bounds)
+            coarse_bounds[l] = a->its ? INFINITY : lane_bound(a, TM_EXP_EDIT_FAST_EPS_COARSE, cost_min, true);
     }
     return TM_OK;
 }
@@ -554,8 +582,9 @@ static tm_status fast_keys(fast_work *f, const aligner *a, const tm_wm_config *c
  * keys 16 at a time in float; a null key whose fast value is within its
  * bound of phi is recomputed exactly, so each null's side of phi, hence
  * every count, is the exact path's. */
-static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, const tm_wm_scheme *scheme, uint64_t seed,
-                          size_t n_keys, tally *t, tm_exp_edit_path_stats *stats, tm_error *err) {
+static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, bool allow_coarse,
+                          const tm_wm_scheme *scheme, uint64_t seed, size_t n_keys, tally *t,
+                          tm_exp_edit_path_stats *stats, tm_error *err) {
     enum { L = TM_EXP_EDIT_FAST_LANES };
     size_t head = 1, key0 = 0;
     tm_status status;
@@ -581,11 +610,39 @@ static tm_status run_fast(aligner *a, fast_work *f, tm_exp_edit_kernel kernel, c
      * grow 4, 8, 16 instead of spending 16 keys' PRF calls at once. EXP's
      * lanes cost nothing apart, so its batches are 16 from the start. */
     size_t batch = a->its && t->sequential ? 4 : L;
+    /* EXP's coarse tier (AVX-512, exp_edit_fast.c): a cheaper log and a
+     * cyclic key, hence a lower bound of each null statistic with a wider
+     * error bound (~7 for 200 tokens, against ~0.2), which still places
+     * above phi every null key of a detected text, where null statistics
+     * lie tens above phi. A batch with a lane it cannot place (below phi, or
+     * within the bound, or a pass it could not settle) runs again on the
+     * precise tier. The first batch runs precise, and the next one goes
+     * coarse only while the last one's values lay above phi by twice the
+     * coarse bound, so texts whose null keys crowd phi (not watermarked, the
+     * test soon stopping) run precise only. Which tier settled a key never
+     * changes its side of phi: the bounds are rigorous. */
+    const bool tiered = !a->its && allow_coarse && tm_exp_edit_fast_coarse_runs(kernel);
+    bool coarse = false; /* the first batch precise: it tells where the null keys lie */
     for (size_t first = head; first < n_keys; first += batch, batch = batch * 2 < L ? batch * 2 : L) {
         size_t lanes = n_keys - first < batch ? n_keys - first : batch;
-        double values[L], bounds[L];
-        status = fast_keys(f, a, config, seed, first, lanes, values, bounds, err);
+        double values[L], bounds[L], coarse_bounds[L];
+        status = fast_keys(f, a, config, seed, first, lanes, coarse, values, bounds, coarse_bounds, err);
         if (status != TM_OK) return status;
+        /* A coarse value is a lower bound (up to its bound) of the exact
+         * one, not an estimate: it can place a key above phi only. */
+        bool placed = true;
+        for (size_t l = 0; l < lanes; l++)
+            placed &= coarse ? values[l] - bounds[l] > t->phi
+                             : values[l] + bounds[l] < t->phi || values[l] - bounds[l] > t->phi;
+        if (coarse && !placed) {
+            stats->refined++;
+            status = fast_keys(f, a, config, seed, first, lanes, false, values, bounds, coarse_bounds, err);
+            if (status != TM_OK) return status;
+        } else if (coarse) {
+            stats->coarse += lanes;
+        }
+        coarse = tiered;
+        for (size_t l = 0; tiered && l < lanes; l++) coarse &= values[l] - t->phi > 2 * coarse_bounds[l];
         /* Counted in order; a key the bound cannot place is computed exactly
          * when the count reaches it, with the next unplaced ones of the batch
          * (LANES at a time), so a test that stops first spends nothing on them. */
@@ -669,7 +726,8 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
                               : kernel == TM_EXP_EDIT_KERNEL_AVX2 ? "AVX2"
                                                                   : "requested");
     if (status == TM_OK && kernel != TM_EXP_EDIT_KERNEL_NONE && n_keys > LANES) {
-        status = run_fast(&a, &f, kernel, scheme, options->permutation_seed, n_keys, &t, stats, err);
+        status = run_fast(&a, &f, kernel, path != TM_EXP_EDIT_PATH_AVX512_PRECISE, scheme, options->permutation_seed,
+                          n_keys, &t, stats, err);
         fast_free(&f);
     } else if (status == TM_OK) {
         status = run_exact(&a, scheme, options->permutation_seed, 0, n_keys, &t, stats, err);
@@ -696,8 +754,9 @@ tm_status tm_detect_exp_edit_path(const tm_wm_scheme *scheme, const int32_t *tok
 }
 
 tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *tokens, size_t n, uint64_t seed,
-                                   uint64_t first, size_t count, tm_exp_edit_path path, double *exact, double *fast,
-                                   double *bound, tm_error *err) {
+                                   uint64_t first, size_t count, tm_exp_edit_path path, size_t coarse_wrap,
+                                   double *exact, double *fast, double *bound, tm_error *err) {
+    bool coarse = coarse_wrap > 0;
     const tm_wm_config *config = scheme ? tm_wm_scheme_config(scheme) : NULL;
     if (!config || config->kind != TM_WM_EXP_EDIT || config->sequence_length < 1 || !tokens || n == 0 ||
         count == 0 || count > TM_EXP_EDIT_FAST_LANES)
@@ -708,10 +767,14 @@ tm_status tm_detect_exp_edit_nulls(const tm_wm_scheme *scheme, const int32_t *to
     fast_work f = {0};
     tm_status status = aligner_init(&a, scheme, tokens, n < EXP_EDIT_SCORED_MAX ? n : EXP_EDIT_SCORED_MAX, err);
     tm_exp_edit_kernel kernel = path == TM_EXP_EDIT_PATH_EXACT ? TM_EXP_EDIT_KERNEL_NONE : path_kernel(path);
+    if (status == TM_OK && coarse && (a.its || !tm_exp_edit_fast_coarse_runs(kernel)))
+        status = tm_error_set(err, TM_ERR_UNSUPPORTED, "no coarse tier here (EXP on the AVX-512 kernel only)");
     if (status == TM_OK && !fast_init(&f, &a, kernel, err))
         status = tm_error_set(err, TM_ERR_UNSUPPORTED, "the fast path does not run here");
+    if (status == TM_OK && coarse) fast_set_wrap(&f, &a, coarse_wrap);
     double values[TM_EXP_EDIT_FAST_LANES], bounds[TM_EXP_EDIT_FAST_LANES];
-    if (status == TM_OK) status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, values, bounds, err);
+    if (status == TM_OK)
+        status = fast_keys(&f, &a, config, seed, (size_t)first + 1, count, coarse, values, bounds, NULL, err);
     for (size_t s = 0; status == TM_OK && s < count; s += LANES) {
         size_t lanes = count - s < LANES ? count - s : LANES, keys[LANES];
         for (size_t j = 0; j < lanes; j++) keys[j] = (size_t)first + 1 + s + j;

@@ -9,12 +9,15 @@
  * rigorous error bound for each of them and recomputes exactly every null
  * key whose fast value lies within the bound of the observed statistic, so
  * counts and p-values never depend on this file's rounding, nor on which
- * kernel ran. It must never run a kernel the CPU lacks (tm_exp_edit_fast_runs
- * says; TM_NO_AVX512 leaves AVX2, TM_NO_AVX2 turns both off), never
- * allocate, print or abort, and never return a cost further than
- * TM_EXP_EDIT_FAST_EPS_EXP (EXP) or TM_EXP_EDIT_FAST_EPS_ITS (ITS) from the
- * exact path's double cost (tests/test_exp_edit_fast.c checks each kernel's
- * EXP log exhaustively over every float mantissa). */
+ * kernel ran. AVX-512 also has a coarse tier for EXP (a four-operation
+ * log, the key as a cycle of n rows): lower bounds, for the null keys of a
+ * detected text, which lie far above phi. It must never run a kernel the
+ * CPU lacks (tm_exp_edit_fast_runs says; TM_NO_AVX512 leaves AVX2,
+ * TM_NO_AVX2 turns both off), never allocate, print or abort, and never
+ * return a cost further than TM_EXP_EDIT_FAST_EPS_EXP (EXP),
+ * TM_EXP_EDIT_FAST_EPS_COARSE (coarse tier) or TM_EXP_EDIT_FAST_EPS_ITS
+ * (ITS) from the exact path's double cost (tests/test_exp_edit_fast.c checks
+ * each EXP log exhaustively over every float mantissa). */
 #include "exp_edit_fast.h"
 
 #include "tracemark/core.h"
@@ -110,6 +113,65 @@ AVX512 static inline __m512 stream_log16(__m512i xa, __m512i xb, __m512 q, __m51
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_add_ps(lj, p));
 }
 
+/* The coarse tier's log (tm_exp_edit_fast_align with coarse set): from a
+ * float f = 2^e (1 + t) near the value times 2^32 (stream_coarse16), its
+ * bits read as an integer are (e + 127 + t) 2^23, so bits 2^-23 ln 2 is
+ * e ln 2 + t ln 2 + 127 ln 2, and log f = that + h(t) - 127 ln 2 with
+ * h(t) = ln(1 + t) - t ln 2 in [0, 0.06]. The table holds, per sixteenth j
+ * of t (the fraction's top four bits), the middle of h's range there, less
+ * 127 ln 2, 32 ln 2 and shift: one conversion, one shift, one permute and
+ * one FMA in place of the precise log's eleven operations, within 0.0096 of
+ * log (h' = 1 / (1 + t) - ln 2 lies in [-0.19, 0.31], so h varies by at most
+ * 0.31 / 16 over a sixteenth; tests/test_exp_edit_fast.c measures the whole,
+ * 0.0088, over every float mantissa, as the precise log). Its
+ * wider bound settles the null keys of a detected text (far from phi) all
+ * the same. */
+AVX512 static inline __m512 coarse_from_bits(__m512i bits, __m512 offset) {
+    __m512 h = _mm512_permutexvar_ps(_mm512_srli_epi32(bits, 19), offset); /* low four bits: j */
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(bits), _mm512_set1_ps(0x1.62e430p-24f), h);
+}
+
+/* The float f: usually from the words' high halves alone, hi = x >> 32 (one
+ * permute gathers the 16 of them, one conversion), f = float(hi) 2^32,
+ * below the exact value by less than a factor 1 - 2^-12 (log by < 2.5e-4)
+ * where hi >= 2^12; where some lane's hi is smaller (2^-20 of the words) the
+ * 16 go through stream_log16's full 64-bit conversion instead (divided by
+ * 2^32 in the exponent field, so that one table, for the 2^32 scale, serves). */
+AVX512 static inline __m512 stream_coarse16(__m512i xa, __m512i xb, __m512 offset) {
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512i hi = _mm512_permutex2var_epi32(xa, odd, xb);
+    if (__builtin_expect(_mm512_cmplt_epu32_mask(hi, _mm512_set1_epi32(1 << 12)) != 0, 0)) {
+        const __m512i high = _mm512_set1_epi64((long long)~UINT64_C(0x7FF)), bit = _mm512_set1_epi64(0x800);
+        __m256 fa = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xa, high, bit, 0xEA));
+        __m256 fb = _mm512_cvtepu64_ps(_mm512_ternarylogic_epi64(xb, high, bit, 0xEA));
+        __m512i bits = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
+        return coarse_from_bits(_mm512_sub_epi32(bits, _mm512_set1_epi32(32 << 23)), offset); /* f 2^-32 */
+    }
+    return coarse_from_bits(_mm512_castps_si512(_mm512_cvtepu32_ps(hi)), offset);
+}
+
+/* The coarse table of size entries (16 or 8): per segment j of t in [0, 1),
+ * the middle of h's range over it (h is concave, its maximum at t = 1 / ln 2
+ * - 1), less (127 + scale) ln 2 and shift. The kernel's float ln 2 2^-23 is
+ * off by a relative 2^-25 or less (< 4e-6 at these magnitudes), which the
+ * test measures with the rest. */
+static void coarse_table_values(float shift, int scale, int size, float *os) {
+    const double ln2 = 0.69314718055994531, top = 1.0 / ln2 - 1.0;
+    for (int j = 0; j < size; j++) {
+        double lo = (double)j / size, hi = (double)(j + 1) / size;
+        double h_lo = log1p(lo) - lo * ln2, h_hi = log1p(hi) - hi * ln2;
+        double h_max = lo < top && top < hi ? log1p(top) - top * ln2 : fmax(h_lo, h_hi);
+        double h_min = fmin(h_lo, h_hi);
+        os[j] = (float)((h_max + h_min) / 2 - (127 + scale) * ln2 - (double)shift);
+    }
+}
+
+AVX512 static __m512 coarse_table(float shift) {
+    float os[16];
+    coarse_table_values(shift, 32, 16, os);
+    return _mm512_loadu_ps(os);
+}
+
 /* The logs' tables of size entries (16 or 8): q_j, and -log(q_j) - scale ln 2 -
  * shift (scale: the power of two the kernel's float carries beyond the value). */
 static void log_table_values(float shift, int scale, int size, float *qs, float *os) {
@@ -126,8 +188,20 @@ AVX512 static void log_tables(float shift, __m512 *q, __m512 *offset) {
     *offset = _mm512_loadu_ps(os);
 }
 
-/* Cost rows of one distinct token (n_rows cells) into out, from the 16 streams. */
-AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, __m512 q, __m512 offset, float *out, __m512 *low) {
+/* Cost rows of one distinct token (n_rows cells) into out, from the 16
+ * streams, with the precise log (coarse false) or the coarse one (q unused). */
+AVX512 static inline void exp_rows(xoshiro16 *g, size_t n_rows, bool coarse, __m512 q, __m512 offset, float *out,
+                                   __m512 *low) {
+    if (coarse) {
+        for (size_t c = 0; c < n_rows; c++) {
+            __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
+            __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
+            __m512 cost = stream_coarse16(xa, xb, offset); /* already less shift */
+            *low = _mm512_min_ps(*low, cost);
+            _mm512_store_ps(out + c * TM_EXP_EDIT_FAST_LANES, cost);
+        }
+        return;
+    }
     for (size_t c = 0; c < n_rows; c++) {
         __m512i xa = xoshiro8_next(&g->s[0][0], &g->s[1][0], &g->s[2][0], &g->s[3][0]);
         __m512i xb = xoshiro8_next(&g->s[0][1], &g->s[1][1], &g->s[2][1], &g->s[3][1]);
@@ -171,27 +245,32 @@ AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, s
  * i0 - 1 is read from prev, the last row written to cur, the rows between
  * stay in registers (row j at column r needs row j - 1 at r - 1 and r, both
  * just computed), so memory traffic per cell falls R-fold. Each cell's
- * operations and their order are those of a single-row pass. */
-#define ALIGN_PASS(R)                                                                                                 \
+ * operations and their order are those of a single-row pass. ALIGN_START
+ * sets a pass up (column 0); ALIGN_COLUMNS runs it over columns FROM .. TO
+ * (column r costs key row (r - 1) mod n), so that a pass may stop between
+ * columns and go on. */
+#define ALIGN_START(R)                                                                                                \
+    const float *costs[R];                                                                                            \
+    __m512 left[R], base[R];                                                                                          \
+    for (int q = 0; q < (R); q++) {                                                                                   \
+        costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                    \
+        left[q] = _mm512_setzero_ps(); /* H[i][0] = 0 */                                                              \
+    }                                                                                                                 \
+    base[0] = _mm512_load_ps(prev);                                                                                   \
+    for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                              \
+    _mm512_store_ps(cur, left[(R) - 1])
+
+#define ALIGN_COLUMNS(R, FROM, TO)                                                                                    \
     do {                                                                                                              \
-        const float *costs[R];                                                                                        \
-        __m512 left[R], base[R];                                                                                      \
-        for (int q = 0; q < (R); q++) {                                                                               \
-            costs[q] = table + (size_t)text->index[start + i - 1 + (size_t)q] * n * L;                                \
-            left[q] = _mm512_setzero_ps(); /* H[i][0] = 0 */                                                          \
-        }                                                                                                             \
-        base[0] = _mm512_load_ps(prev);                                                                               \
-        for (int q = 1; q < (R); q++) base[q] = left[q - 1];                                                          \
-        _mm512_store_ps(cur, left[(R) - 1]);                                                                          \
-        size_t r = 1;                                                                                                 \
-        while (r <= columns) {                                                                                        \
-            size_t span = columns + 1 - r < n ? columns + 1 - r : n;                                                  \
+        size_t r = (FROM);                                                                                            \
+        while (r <= (TO)) {                                                                                           \
+            size_t row = (r - 1) % n, span = (TO) + 1 - r < n - row ? (TO) + 1 - r : n - row;                         \
             const float *above_p = prev + r * L;                                                                      \
             float *out_p = cur + r * L;                                                                               \
             for (size_t j = 0; j < span; j++) {                                                                       \
                 __m512 above = _mm512_load_ps(above_p + j * L);                                                       \
                 for (int q = 0; q < (R); q++) {                                                                       \
-                    __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + j * L));                       \
+                    __m512 diagonal = _mm512_add_ps(base[q], _mm512_load_ps(costs[q] + (row + j) * L));               \
                     __m512 value = _mm512_min_ps(diagonal, above);                                                    \
                     base[q] = above;                                                                                  \
                     left[q] = _mm512_min_ps(value, left[q]);                                                          \
@@ -203,8 +282,38 @@ AVX512 static inline void its_rows(const float *eta, const float *u, size_t t, s
         }                                                                                                             \
     } while (0)
 
+#define ALIGN_PASS(R)                                                                                                 \
+    do {                                                                                                              \
+        ALIGN_START(R);                                                                                               \
+        ALIGN_COLUMNS(R, 1, columns);                                                                                 \
+    } while (0)
+
+/* The coarse tier's pass over a cyclic key (see align_avx512): columns 1 ..
+ * n (lap 1), then n + 1 .. n + W (lap 2, where only paths that crossed
+ * column n in this pass live: prev holds +inf there), H of every row at
+ * column W kept from lap 1; the pass is settled where each row's lap-2
+ * value at n + W, moved back by n gamma, is above its lap-1 value at W by
+ * the margin (a path going on beyond n + W is then no better than the same
+ * path from column W of lap 1); otherwise unsettled is set. The last row's
+ * lap 2 is folded onto its columns 1 .. W and cleared to +inf. */
+#define ALIGN_PASS_CYCLIC(R)                                                                                          \
+    do {                                                                                                              \
+        ALIGN_START(R);                                                                                               \
+        ALIGN_COLUMNS(R, 1, wrap);                                                                                    \
+        __m512 at_wrap[R];                                                                                            \
+        for (int q = 0; q < (R); q++) at_wrap[q] = _mm512_add_ps(left[q], margin);                                    \
+        ALIGN_COLUMNS(R, wrap + 1, n + wrap);                                                                         \
+        for (int q = 0; q < (R); q++)                                                                                 \
+            if (_mm512_cmp_ps_mask(_mm512_add_ps(left[q], lap), at_wrap[q], _CMP_GE_OQ) != 0xFFFF) unsettled = true;  \
+        for (size_t p = 1; p <= wrap; p++) {                                                                          \
+            __m512 folded = _mm512_add_ps(_mm512_load_ps(cur + (n + p) * L), lap);                                    \
+            _mm512_store_ps(cur + p * L, _mm512_min_ps(_mm512_load_ps(cur + p * L), folded));                         \
+            _mm512_store_ps(cur + (n + p) * L, _mm512_set1_ps(INFINITY));                                             \
+        }                                                                                                             \
+    } while (0)
+
 AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                                const uint64_t *state, const float *eta, const float *u,
+                                const uint64_t *state, bool coarse, const float *eta, const float *u,
                                 float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
     enum { L = TM_EXP_EDIT_FAST_LANES, ROWS = 4 };
     xoshiro16 g;
@@ -214,28 +323,45 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
     if (state) {
         xoshiro16_load(&g, state);
         generated = 0;
-        log_tables(2 * text->gap, &log_q, &log_offset);
+        if (coarse) log_offset = coarse_table(2 * text->gap);
+        else log_tables(2 * text->gap, &log_q, &log_offset);
     }
     if (eta) generated = 0;
-    const size_t k = text->block, n = text->n_rows, columns = text->n_rows + 2 * text->block;
+    const size_t k = text->block, n = text->n_rows;
     const size_t stride = text->block_stride;
     const float shift = 2 * text->gap; /* exact: a power of two times a float */
+    /* The coarse tier (EXP) aligns against the key as a cycle of n rows
+     * instead of the n + 2k rows of the extended key: a relaxation (every
+     * alignment with the extended key is one with the cycle, at the same
+     * cost), so its phi is a lower bound, up to rounding, of the exact one,
+     * and equal to it unless the best alignment with the cycle wraps around
+     * it more than the extended key allows. Each pass runs n + W columns
+     * instead of n + 2k (ALIGN_PASS_CYCLIC); a pass it cannot settle makes
+     * every lane NaN, for the caller to compute again on the precise tier. */
+    const bool cyclic = state && coarse && text->cyclic_wrap > 0;
+    const size_t wrap = cyclic ? text->cyclic_wrap : 0;
+    const size_t columns = cyclic ? n + wrap : text->n_rows + 2 * text->block;
+    const __m512 lap = _mm512_set1_ps((float)n * text->gap), margin = _mm512_set1_ps(text->cyclic_margin);
+    bool unsettled = false;
     __m512 phi = _mm512_set1_ps(INFINITY);
     for (size_t b = 0; b < text->n_blocks; b++) {
         size_t start = b + 1 == text->n_blocks ? text->n_text - k : b * stride;
         float *prev = previous, *cur = current;
-        for (size_t r = 0; r <= columns; r++) _mm512_store_ps(prev + r * L, _mm512_set1_ps(text->row_init[r]));
+        for (size_t r = 0; r <= columns; r++)
+            _mm512_store_ps(prev + r * L, _mm512_set1_ps(cyclic && r > n ? INFINITY : text->row_init[r]));
         for (size_t i = 1; i <= k;) {
             size_t rows = k + 1 - i >= ROWS ? ROWS : 1;
             for (size_t q = 0; q < rows; q++) {
                 size_t token = text->index[start + i - 1 + q];
                 while (generated <= token) { /* first appearance: token == generated */
-                    if (state) exp_rows(&g, n, log_q, log_offset, table + generated * n * L, &low);
+                    if (state) exp_rows(&g, n, coarse, log_q, log_offset, table + generated * n * L, &low);
                     else its_rows(eta, u, generated, n, _mm512_set1_ps(shift), table + generated * n * L);
                     generated++;
                 }
             }
-            if (rows == ROWS) ALIGN_PASS(4);
+            if (cyclic && rows == ROWS) ALIGN_PASS_CYCLIC(4);
+            else if (cyclic) ALIGN_PASS_CYCLIC(1);
+            else if (rows == ROWS) ALIGN_PASS(4);
             else ALIGN_PASS(1);
             i += rows;
             float *swap = prev;
@@ -245,18 +371,20 @@ AVX512 static void align_avx512(const tm_exp_edit_fast_text *text, float *table,
         for (size_t r = 0; r <= columns; r++)
             phi = _mm512_min_ps(phi, _mm512_add_ps(_mm512_load_ps(prev + r * L), _mm512_set1_ps(text->row_end[r])));
     }
-    _mm512_storeu_ps(out, phi);
+    _mm512_storeu_ps(out, unsettled ? _mm512_set1_ps(NAN) : phi);
     if (minimum) _mm512_storeu_ps(minimum, low);
 }
 
-AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift, float *out) {
+AVX512 static void stream_costs_avx512(const uint64_t *x, size_t n, float shift, bool coarse, float *out) {
     __m512 q, offset;
     log_tables(shift, &q, &offset);
+    if (coarse) offset = coarse_table(shift);
     for (size_t i = 0; i < n; i += 16) {
         uint64_t words[16] = {0};
         for (size_t j = 0; j < 16 && i + j < n; j++) words[j] = x[i + j];
         float values[16];
-        _mm512_storeu_ps(values, stream_log16(_mm512_loadu_si512(words), _mm512_loadu_si512(words + 8), q, offset));
+        __m512i xa = _mm512_loadu_si512(words), xb = _mm512_loadu_si512(words + 8);
+        _mm512_storeu_ps(values, coarse ? stream_coarse16(xa, xb, offset) : stream_log16(xa, xb, q, offset));
         for (size_t j = 0; j < 16 && i + j < n; j++) out[i + j] = values[j];
     }
 }
@@ -457,36 +585,41 @@ AVX2 static void stream_costs_avx2(const uint64_t *x, size_t n, float shift, flo
 
 #endif
 
+bool tm_exp_edit_fast_coarse_runs(tm_exp_edit_kernel kernel) {
+    return kernel == TM_EXP_EDIT_KERNEL_AVX512 && tm_exp_edit_fast_runs(kernel);
+}
+
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                            const uint64_t *state, const float *eta, const float *u,
+                            const uint64_t *state, bool coarse, const float *eta, const float *u,
                             float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]) {
 #if HAVE_AVX512_KERNEL
     if (text->kernel == TM_EXP_EDIT_KERNEL_AVX512) {
-        align_avx512(text, table, previous, current, state, eta, u, out, minimum);
+        align_avx512(text, table, previous, current, state, coarse, eta, u, out, minimum);
         return;
     }
-    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+    if (text->kernel == TM_EXP_EDIT_KERNEL_AVX2 && !coarse) { /* no coarse tier (tm_exp_edit_fast_coarse_runs) */
         for (int half = 0; half < 2; half++)
             align_avx2_half(text, table, previous, current, state, eta, u, half, out + 8 * half,
                             minimum ? minimum + 8 * half : NULL);
         return;
     }
 #endif
-    (void)table, (void)previous, (void)current, (void)state, (void)eta, (void)u, (void)minimum;
+    (void)table, (void)previous, (void)current, (void)state, (void)coarse, (void)eta, (void)u, (void)minimum;
     for (int l = 0; l < TM_EXP_EDIT_FAST_LANES; l++) out[l] = NAN;
 }
 
-void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, float *out) {
+void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, bool coarse,
+                                   float *out) {
 #if HAVE_AVX512_KERNEL
     if (kernel == TM_EXP_EDIT_KERNEL_AVX512) {
-        stream_costs_avx512(x, n, shift, out);
+        stream_costs_avx512(x, n, shift, coarse, out);
         return;
     }
-    if (kernel == TM_EXP_EDIT_KERNEL_AVX2) {
+    if (kernel == TM_EXP_EDIT_KERNEL_AVX2 && !coarse) {
         stream_costs_avx2(x, n, shift, out);
         return;
     }
 #endif
-    (void)kernel, (void)x, (void)shift;
+    (void)kernel, (void)x, (void)shift, (void)coarse;
     for (size_t i = 0; i < n; i++) out[i] = NAN;
 }

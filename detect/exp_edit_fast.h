@@ -22,6 +22,13 @@ typedef enum { TM_EXP_EDIT_KERNEL_NONE, TM_EXP_EDIT_KERNEL_AVX2, TM_EXP_EDIT_KER
  * of <= 2^-25; the subtraction of 2 gap is bounded separately). */
 #define TM_EXP_EDIT_FAST_EPS_EXP 2e-5
 #define TM_EXP_EDIT_FAST_EPS_ITS 1e-6
+/* The same for the coarse tier's EXP log (AVX-512 only): a segment-wise
+ * constant correction of the float's bits read as a logarithm, within 0.0095
+ * of log (0.0087 measured over every float mantissa; the test asserts half of this). */
+#define TM_EXP_EDIT_FAST_EPS_COARSE 0.018
+
+/* Columns of the coarse tier's second lap (see tm_exp_edit_fast_text). */
+enum { TM_EXP_EDIT_FAST_COARSE_WRAP = 64 };
 
 /* The text's side of an alignment, shared by the 16 lanes. */
 typedef struct {
@@ -31,6 +38,12 @@ typedef struct {
     const float *row_init; /* [0 .. n + 2k]: float(-r gamma) */
     const float *row_end;  /* [0 .. n + 2k]: float((r + k) gamma) */
     tm_exp_edit_kernel kernel; /* one tm_exp_edit_fast_runs accepts */
+    /* The coarse tier's cyclic alignment (0: the extended key as the other
+     * tiers): W, the columns of its second lap (0 < W < n, W < 2k), and the
+     * margin by which a pass must be settled (twice a bound on any value's
+     * rounding error, plus one). */
+    size_t cyclic_wrap;
+    float cyclic_margin;
 } tm_exp_edit_fast_text;
 
 /* Whether a kernel may run here: AVX-512 needs AVX-512F, VL and DQ and no
@@ -43,6 +56,9 @@ tm_exp_edit_kernel tm_exp_edit_fast_best(void);
 /* Whether any kernel runs here. */
 bool tm_exp_edit_fast_available(void);
 
+/* Whether kernel has the coarse tier of EXP costs (AVX-512 does, AVX2 not). */
+bool tm_exp_edit_fast_coarse_runs(tm_exp_edit_kernel kernel);
+
 /* phi of each lane (min over blocks of the fitting alignment), previous and
  * current: (n + 2k + 1) x 16 floats each, 64-byte aligned. The table (64-byte
  * aligned, distinct tokens x n_rows x 16 floats; the AVX2 kernel uses half of
@@ -50,14 +66,19 @@ bool tm_exp_edit_fast_available(void);
  * the alignment first reaches each, with cost - 2 gap: EXP (state: lane l's
  * xoshiro256** state in state[4 l .. 4 l + 3]) log(((x_c >> 12) + 0.5) 2^-52)
  * for the c-th output x_c of lane l's stream (c = distinct token * n_rows +
- * row), and minimum[l] set to the least of lane l's values; ITS (state NULL,
- * eta [distinct token][16], u [row][16]) |u - eta|, minimum left alone. */
+ * row), and minimum[l] set to the least of lane l's values, within
+ * TM_EXP_EDIT_FAST_EPS_EXP of the exact cost, or with coarse set (where
+ * tm_exp_edit_fast_coarse_runs; NaN elsewhere) within
+ * TM_EXP_EDIT_FAST_EPS_COARSE; ITS (state NULL, coarse false, eta [distinct
+ * token][16], u [row][16]) |u - eta|, minimum left alone. */
 void tm_exp_edit_fast_align(const tm_exp_edit_fast_text *text, float *table, float *previous, float *current,
-                            const uint64_t *state, const float *eta, const float *u,
+                            const uint64_t *state, bool coarse, const float *eta, const float *u,
                             float out[TM_EXP_EDIT_FAST_LANES], float minimum[TM_EXP_EDIT_FAST_LANES]);
 
 /* The EXP cost less shift of each raw stream word (the table's with shift 2
- * gap) as kernel computes it: for the tests. */
-void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, float *out);
+ * gap) as kernel computes it (coarse: the coarse tier's; NaN where the
+ * kernel has none): for the tests. */
+void tm_exp_edit_fast_stream_costs(tm_exp_edit_kernel kernel, const uint64_t *x, size_t n, float shift, bool coarse,
+                                   float *out);
 
 #endif
