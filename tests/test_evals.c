@@ -436,3 +436,31 @@ Test(evals_run, oracle_and_paraphraser_models) {
     cr_assert_eq(checked, 5);
     free(lines), free(out), free(task), free(gguf), free(w.dir);
 }
+
+/* A store's snapshot read back without file checks (reports/ does this where
+ * the run's data files are not present) still names the model the task
+ * named: before, model_path stayed empty and the report said "the model
+ * file is not readable here" of a model lying at the task's own path. Both
+ * the watermark kind and a hallucination kind; relative paths resolve
+ * against the task's folder as in a checked parse. */
+Test(evals_task, unchecked_parse_keeps_the_task_model_path) {
+    static const char *const texts[] = {
+        "kind: watermark\nname: w\nseed: 1\nmodel: /nowhere/m.gguf\nschemes: [" SCHEMES "unigram.yaml]\n"
+        "samples: 2\nmax_tokens: 8\nlengths: [8]\nnull: {data_dir: /nowhere/data}\n",
+        "kind: truthfulqa_mc\nname: t\nseed: 1\nmodel: m.gguf\ndata: /nowhere/mc_task.json\n",
+    };
+    static const char *const expected[] = {"/nowhere/m.gguf", "/tasks/m.gguf"};
+    for (size_t i = 0; i < 2; i++) {
+        tm_eval_task task;
+        memset(&task, 0, sizeof task);
+        tm_error err = {0};
+        cr_assert_eq(tm_eval_task_parse(&task, "/tasks/t.yaml", texts[i], strlen(texts[i]), false, &err), TM_OK,
+                     "%s", err.message);
+        cr_expect_str_eq(task.model_path, expected[i]);
+        tm_eval_task_free(&task);
+        /* the checked parse still refuses the missing files */
+        memset(&task, 0, sizeof task);
+        cr_expect_neq(tm_eval_task_parse(&task, "/tasks/t.yaml", texts[i], strlen(texts[i]), true, &err), TM_OK);
+        tm_eval_task_free(&task);
+    }
+}
