@@ -160,7 +160,8 @@ static tm_status load_keys(const options *o, tm_wm_key ***keys, size_t *n, tm_er
     return TM_OK;
 }
 
-static void print_text_verdict(const tm_detection *d, const tm_detect_options *o) {
+static void print_text_verdict(const tm_detection *d, const tm_detect_options *o, const char *tokenizer_file,
+                               int32_t vocab, bool tokenizer_defaulted) {
     double p = tm_stat_p_from_log(d->n_keys > 1 ? d->log_p_family : d->log_p_decision);
     printf("verdict:        %s (p = %.3g %s fpr %g)\n", d->detected ? "WATERMARKED" : "not watermarked", p,
            d->detected ? "<=" : ">", o->fpr);
@@ -191,6 +192,10 @@ static void print_text_verdict(const tm_detection *d, const tm_detect_options *o
                tm_stat_p_from_log(d->window.log_p), tm_stat_p_from_log(d->window.log_p_corrected),
                (unsigned long long)d->window.n_windows);
     printf("normalization:  %s\n", d->normalization);
+    /* The verdict holds only for text from a model of this vocabulary: name
+     * it, above all where it was not asked for. */
+    printf("tokenizer:      %s (%d tokens%s)\n", tokenizer_file, (int)vocab,
+           tokenizer_defaulted ? "; the default model's, no --tokenizer given" : "");
 }
 
 /* ---- batch ------------------------------------------------------------------ */
@@ -418,6 +423,14 @@ int tm_cmd_detect(int argc, char **argv) {
     if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
         tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, n_keys, &o.detect, &err))
         goto failed;
+    /* A text from another model, tokenized with the default model's
+     * vocabulary, scores like unwatermarked text: say which tokenizer was
+     * taken, since nothing in the verdict would show the mistake. */
+    if (!o.tokenizer)
+        fprintf(stderr,
+                "tracemark detect: no --tokenizer given: using %s (%d tokens); text from a model with another "
+                "vocabulary needs that model's --tokenizer\n",
+                tokenizer_file, (int)tm_tokenizer_vocab_size(tokenizer));
     bool from_stdin = !o.input || strcmp(o.input, "-") == 0;
     if (o.jsonl) { /* streamed in batches: only --max-line-bytes bounds it */
         FILE *in = stdin;
@@ -451,7 +464,7 @@ int tm_cmd_detect(int argc, char **argv) {
     if (o.json) {
         if (tm_cli_print_json(tm_detection_json(&d, o.detect.fpr)) != TM_EXIT_OK) goto done;
     } else {
-        print_text_verdict(&d, &o.detect);
+        print_text_verdict(&d, &o.detect, tokenizer_file, tm_tokenizer_vocab_size(tokenizer), !o.tokenizer);
     }
     exit_code = d.detected ? TM_EXIT_OK : TM_EXIT_NOT_DETECTED;
     goto done;

@@ -53,7 +53,7 @@ def _g(x: float) -> str:
     return "%.3g" % x
 
 
-def _print_text(v: Verdict) -> None:
+def _print_text(v: Verdict, tokenizer: str, vocab: int, defaulted: bool) -> None:
     p = v.keys["family_p_value"] if v.keys else v.p_decision
     print("verdict:        %s (p = %s %s fpr %s)" % ("WATERMARKED" if v.detected else "not watermarked", _g(p),
                                                     "<=" if v.detected else ">", "%g" % v.fpr))
@@ -87,6 +87,8 @@ def _print_text(v: Verdict) -> None:
               % (w["start_token"], w["end_token"], w["start_char"], w["end_char"], _g(w["p_value"]),
                  _g(w["p_value_corrected"]), w["windows_examined"]))
     print(f"normalization:  {v.normalization}")
+    print("tokenizer:      %s (%d tokens%s)" % (tokenizer, vocab, "; the default model's, no --tokenizer given"
+                                                 if defaulted else ""))
 
 
 def _dumps(record: dict) -> str:
@@ -182,6 +184,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       keep_repeated=args.keep_repeated, nfc=not args.no_nfc, homoglyphs=not args.no_homoglyphs,
                       whitespace=not args.no_whitespace, permutations=args.permutations,
                       full_permutations=args.full_permutations) as detector:
+            vocab = detector._tokenizer.vocab_size
+            if not args.tokenizer:
+                print(f"tracemark detect: no --tokenizer given: using {tokenizer} ({vocab} tokens); text from a model "
+                      "with another vocabulary needs that model's --tokenizer", file=sys.stderr)
             stdin = args.input == "-"
             if args.jsonl:
                 if stdin:
@@ -200,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.json:
                 print(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
             else:
-                _print_text(verdict)
+                _print_text(verdict, tokenizer, vocab, not args.tokenizer)
             return EXIT_OK if verdict.detected else EXIT_NOT_DETECTED
     except Error as exc:
         print(f"tracemark: error: {exc.message}", file=sys.stderr)
