@@ -498,9 +498,9 @@ static json_t *generation_record(const generation *g, size_t k) {
     const tm_wm_config *config = tm_wm_scheme_config(g->tenant->scheme);
     return json_pack("{s:s, s:s, s:I, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}, s:{s:s, s:s, s:s}}", "model",
                      s->model_path, "model_sha256", s->model_sha256, "seed", (json_int_t)(g->seed + k), "sampling",
-                     "temperature", (double)p->temperature, "top_k", (int)p->top_k, "top_p", (double)p->top_p,
-                     "min_p", (double)p->min_p, "repeat_penalty", (double)p->repeat_penalty, "frequency_penalty",
-                     (double)p->frequency_penalty, "presence_penalty", (double)p->presence_penalty, "penalty_window",
+                     "temperature", tm_float_shortest(p->temperature), "top_k", (int)p->top_k, "top_p", tm_float_shortest(p->top_p),
+                     "min_p", tm_float_shortest(p->min_p), "repeat_penalty", tm_float_shortest(p->repeat_penalty), "frequency_penalty",
+                     tm_float_shortest(p->frequency_penalty), "presence_penalty", tm_float_shortest(p->presence_penalty), "penalty_window",
                      (int)p->penalty_window, "watermark", "scheme", tm_wm_kind_name(config->kind), "parameters",
                      g->tenant->description, "key_id", tm_wm_scheme_key_id(g->tenant->scheme));
 }
