@@ -343,30 +343,6 @@ static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
     return any_failed ? TM_EXIT_FAILURE : TM_EXIT_OK;
 }
 
-/* The default tokenizer where it already lies on disk: $TRACEMARK_MODEL (its
- * own tokenizer, or the tokenizer.bin beside a llama2.c checkpoint), then
- * tok512.bin in ./models/ and ../shared/models/. Detection needs only a
- * vocabulary, so it never creates a folder or downloads a model for one. */
-static tm_status local_tokenizer(char *path, size_t size, tm_error *err) {
-    const char *model = getenv("TRACEMARK_MODEL");
-    if (model && *model) {
-        char model_path[4096], tokenizer_path[4096];
-        tm_status status = tm_model_resolve(model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, err);
-        if (status != TM_OK) return status;
-        int n = snprintf(path, size, "%s", tokenizer_path[0] ? tokenizer_path : model_path);
-        return n >= 0 && (size_t)n < size ? TM_OK : tm_error_set(err, TM_ERR_ARGUMENT, "tokenizer path too long");
-    }
-    const char *candidates[] = {"models/tok512.bin", "../shared/models/tok512.bin"};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
-        if (tm_file_exists(candidates[i])) {
-            snprintf(path, size, "%s", candidates[i]);
-            return TM_OK;
-        }
-    return tm_error_set(err, TM_ERR_NOT_FOUND,
-                        "no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
-                        "../shared/models/tok512.bin; detect never downloads)");
-}
-
 /* What only the loaded scheme and key count can refuse, as usage errors. */
 static bool check_combination(const options *o, const tm_wm_config *config, size_t n_keys) {
     if (config->kind != TM_WM_EXP_EDIT) return true;
@@ -417,7 +393,7 @@ int tm_cmd_detect(int argc, char **argv) {
         goto done;
     }
     if (!tokenizer_file) {
-        if (local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
+        if (tm_cli_local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
         tokenizer_file = tokenizer_path;
     }
     if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
@@ -426,11 +402,7 @@ int tm_cmd_detect(int argc, char **argv) {
     /* A text from another model, tokenized with the default model's
      * vocabulary, scores like unwatermarked text: say which tokenizer was
      * taken, since nothing in the verdict would show the mistake. */
-    if (!o.tokenizer)
-        fprintf(stderr,
-                "tracemark detect: no --tokenizer given: using %s (%d tokens); text from a model with another "
-                "vocabulary needs that model's --tokenizer\n",
-                tokenizer_file, (int)tm_tokenizer_vocab_size(tokenizer));
+    if (!o.tokenizer) tm_cli_note_default_tokenizer("detect", tokenizer_file, tm_tokenizer_vocab_size(tokenizer));
     bool from_stdin = !o.input || strcmp(o.input, "-") == 0;
     if (o.jsonl) { /* streamed in batches: only --max-line-bytes bounds it */
         FILE *in = stdin;

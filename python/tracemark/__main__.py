@@ -36,16 +36,24 @@ def _load_keys(paths: Sequence[str]) -> List[Key]:
 
 
 def _default_tokenizer() -> str:
-    """The default model's tokenizer, resolved as the CLI does ($TRACEMARK_MODEL, ./models/, ...)."""
-    resolve = getattr(_lib.lib, "tm_model_resolve", None)
-    if resolve is None or not _lib.HAS_GENERATOR:
-        raise UnsupportedError("--tokenizer is required with libtracemark-detect (it cannot resolve models)")
-    err = _lib.tm_error()
-    model, tokenizer = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(4096)
-    status = resolve(None, model, 4096, tokenizer, 4096, ctypes.byref(err))
-    if status:
-        _raise(status, err)
-    return os.fsdecode(tokenizer.value or model.value)
+    """The default tokenizer where it lies on disk, as the CLI's detect finds it: $TRACEMARK_MODEL's
+    tokenizer, then tok512.bin in ./models/ and ../shared/models/. Never a download (a detector needs
+    only a vocabulary)."""
+    if os.environ.get("TRACEMARK_MODEL"):
+        resolve = getattr(_lib.lib, "tm_model_resolve", None)
+        if resolve is None or not _lib.HAS_GENERATOR:
+            raise UnsupportedError("--tokenizer is required with libtracemark-detect (it cannot resolve models)")
+        err = _lib.tm_error()
+        model, tokenizer = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(4096)
+        status = resolve(os.fsencode(os.environ["TRACEMARK_MODEL"]), model, 4096, tokenizer, 4096, ctypes.byref(err))
+        if status:
+            _raise(status, err)
+        return os.fsdecode(tokenizer.value or model.value)
+    for candidate in ("models/tok512.bin", "../shared/models/tok512.bin"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise NotFoundError("no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
+                        "../shared/models/tok512.bin; a detector never downloads)")
 
 
 def _g(x: float) -> str:
