@@ -593,3 +593,28 @@ Test(provenance_cli, verify_default_tokenizer_is_local_and_named) {
     cr_assert_eq(chdir(here), 0);
     free(saved), free(here), free(llama), free(text), free(wm_path);
 }
+
+/* sign --generation signs the record's facts for whatever FILE holds: a
+ * record of another text was signed silently. A content that is neither the
+ * record's text nor its prompt and text (what generate --output writes) now
+ * gets a warning; both of those sign without one. */
+Test(provenance_cli, sign_warns_when_the_record_is_of_another_text) {
+    make_signing_key("s");
+    static const char record[] = "{\"model\": \"m.gguf\", \"seed\": 3, \"prompt\": \"Once\", \"text\": \" upon a time\"}";
+    char *gen = tm_test_path(dir, "gen.json");
+    cr_assert_eq(tm_test_write_file(gen, record, strlen(record)), 0);
+    static const char *const contents[] = {" upon a time", "Once upon a time", "Something else entirely"};
+    for (size_t i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "t%zu.txt", i);
+        char *text = tm_test_path(dir, name);
+        cr_assert_eq(tm_test_write_file(text, contents[i], strlen(contents[i])), 0);
+        tm_test_cli_result r = tm_test_cli("sign '%s' --signing-key '%s/s.key' --generation '%s'", text, dir, gen);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        if (i < 2) cr_expect_null(strstr(r.err, "warning"), "%s", r.err);
+        else cr_expect_not_null(strstr(r.err, "warning: ") && strstr(r.err, "is neither the text of"), "%s", r.err);
+        tm_test_cli_free(&r);
+        free(text);
+    }
+    free(gen);
+}
