@@ -816,6 +816,7 @@ Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_n
     rmdir(dir);
     free(key_file);
     free(key);
+    free(dir);
 }
 
 Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
@@ -842,6 +843,7 @@ Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
     rmdir(dir);
     free(yaml);
     free(key);
+    free(dir);
 }
 
 /* Greedy output cannot carry a selecting (distortion-free) watermark: refused
@@ -866,6 +868,7 @@ Test(cli_watermark, greedy_with_a_selecting_scheme_is_refused) {
     unlink(key);
     rmdir(dir);
     free(key);
+    free(dir);
 }
 
 /* keygen writes through a private temporary name: a file called KEY.new
@@ -887,6 +890,7 @@ Test(cli_watermark, keygen_leaves_neighbouring_files_alone) {
     rmdir(dir);
     free(neighbour);
     free(key);
+    free(dir);
 }
 
 /* A key folder must hold key files: subfolders and dotfiles are not keys. */
@@ -911,6 +915,7 @@ Test(cli_watermark, a_key_folder_without_keys_is_an_error) {
     free(key);
     free(sub);
     free(folder);
+    free(dir);
 }
 
 /* The record writes each float setting as the decimal the user gave, not as
