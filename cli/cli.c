@@ -1,6 +1,8 @@
 /* Implementation of the shared CLI plumbing declared in cli.h. */
 #include "cli.h"
 
+#include "tracemark/model.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -78,4 +80,32 @@ int tm_cli_print_json(json_t *value) {
 tm_status tm_cli_read_input(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err) {
     if (!path || !strcmp(path, "-")) return tm_read_fd(STDIN_FILENO, "stdin", max_bytes, data, size, err);
     return tm_read_file_limited(path, max_bytes, data, size, err);
+}
+
+/* detect and verify: a vocabulary only, so never a download (cli.h). */
+tm_status tm_cli_local_tokenizer(char *path, size_t size, tm_error *err) {
+    const char *model = getenv("TRACEMARK_MODEL");
+    if (model && *model) {
+        char model_path[4096], tokenizer_path[4096];
+        tm_status status = tm_model_resolve(model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, err);
+        if (status != TM_OK) return status;
+        int n = snprintf(path, size, "%s", tokenizer_path[0] ? tokenizer_path : model_path);
+        return n >= 0 && (size_t)n < size ? TM_OK : tm_error_set(err, TM_ERR_ARGUMENT, "tokenizer path too long");
+    }
+    const char *candidates[] = {"models/tok512.bin", "../shared/models/tok512.bin"};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (tm_file_exists(candidates[i])) {
+            snprintf(path, size, "%s", candidates[i]);
+            return TM_OK;
+        }
+    return tm_error_set(err, TM_ERR_NOT_FOUND,
+                        "no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
+                        "../shared/models/tok512.bin; a detector never downloads)");
+}
+
+void tm_cli_note_default_tokenizer(const char *command, const char *path, int32_t vocab) {
+    fprintf(stderr,
+            "tracemark %s: no --tokenizer given: using %s (%d tokens); text from a model with another vocabulary "
+            "needs that model's --tokenizer\n",
+            command, path, (int)vocab);
 }

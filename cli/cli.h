@@ -32,6 +32,15 @@ bool tm_cli_parse_float(const char *command, const char *flag, const char *text,
  * (and, from a path, unless it is a regular file). */
 tm_status tm_cli_read_input(const char *path, size_t max_bytes, char **data, size_t *size, tm_error *err);
 
+/* The default tokenizer for a detector where it already lies on disk:
+ * $TRACEMARK_MODEL (its own tokenizer, or the tokenizer.bin beside a llama2.c
+ * checkpoint), then tok512.bin in ./models/ and ../shared/models/. Never a
+ * download and never a new folder: detection needs only a vocabulary. */
+tm_status tm_cli_local_tokenizer(char *path, size_t size, tm_error *err);
+/* On stderr: which tokenizer `command` took without --tokenizer, since a
+ * text from a model of another vocabulary then scores like plain text. */
+void tm_cli_note_default_tokenizer(const char *command, const char *path, int32_t vocab);
+
 /* Print a JSON value on stdout followed by a newline; frees it. */
 int tm_cli_print_json(json_t *value);
 

@@ -160,7 +160,8 @@ static tm_status load_keys(const options *o, tm_wm_key ***keys, size_t *n, tm_er
     return TM_OK;
 }
 
-static void print_text_verdict(const tm_detection *d, const tm_detect_options *o) {
+static void print_text_verdict(const tm_detection *d, const tm_detect_options *o, const char *tokenizer_file,
+                               int32_t vocab, bool tokenizer_defaulted) {
     double p = tm_stat_p_from_log(d->n_keys > 1 ? d->log_p_family : d->log_p_decision);
     printf("verdict:        %s (p = %.3g %s fpr %g)\n", d->detected ? "WATERMARKED" : "not watermarked", p,
            d->detected ? "<=" : ">", o->fpr);
@@ -191,6 +192,10 @@ static void print_text_verdict(const tm_detection *d, const tm_detect_options *o
                tm_stat_p_from_log(d->window.log_p), tm_stat_p_from_log(d->window.log_p_corrected),
                (unsigned long long)d->window.n_windows);
     printf("normalization:  %s\n", d->normalization);
+    /* The verdict holds only for text from a model of this vocabulary: name
+     * it, above all where it was not asked for. */
+    printf("tokenizer:      %s (%d tokens%s)\n", tokenizer_file, (int)vocab,
+           tokenizer_defaulted ? "; the default model's, no --tokenizer given" : "");
 }
 
 /* ---- batch ------------------------------------------------------------------ */
@@ -338,30 +343,6 @@ static int run_batch(const tm_detector *detector, const options *o, FILE *in) {
     return any_failed ? TM_EXIT_FAILURE : TM_EXIT_OK;
 }
 
-/* The default tokenizer where it already lies on disk: $TRACEMARK_MODEL (its
- * own tokenizer, or the tokenizer.bin beside a llama2.c checkpoint), then
- * tok512.bin in ./models/ and ../shared/models/. Detection needs only a
- * vocabulary, so it never creates a folder or downloads a model for one. */
-static tm_status local_tokenizer(char *path, size_t size, tm_error *err) {
-    const char *model = getenv("TRACEMARK_MODEL");
-    if (model && *model) {
-        char model_path[4096], tokenizer_path[4096];
-        tm_status status = tm_model_resolve(model, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, err);
-        if (status != TM_OK) return status;
-        int n = snprintf(path, size, "%s", tokenizer_path[0] ? tokenizer_path : model_path);
-        return n >= 0 && (size_t)n < size ? TM_OK : tm_error_set(err, TM_ERR_ARGUMENT, "tokenizer path too long");
-    }
-    const char *candidates[] = {"models/tok512.bin", "../shared/models/tok512.bin"};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
-        if (tm_file_exists(candidates[i])) {
-            snprintf(path, size, "%s", candidates[i]);
-            return TM_OK;
-        }
-    return tm_error_set(err, TM_ERR_NOT_FOUND,
-                        "no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
-                        "../shared/models/tok512.bin; detect never downloads)");
-}
-
 /* What only the loaded scheme and key count can refuse, as usage errors. */
 static bool check_combination(const options *o, const tm_wm_config *config, size_t n_keys) {
     if (config->kind != TM_WM_EXP_EDIT) return true;
@@ -412,12 +393,16 @@ int tm_cmd_detect(int argc, char **argv) {
         goto done;
     }
     if (!tokenizer_file) {
-        if (local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
+        if (tm_cli_local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
         tokenizer_file = tokenizer_path;
     }
     if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
         tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, n_keys, &o.detect, &err))
         goto failed;
+    /* A text from another model, tokenized with the default model's
+     * vocabulary, scores like unwatermarked text: say which tokenizer was
+     * taken, since nothing in the verdict would show the mistake. */
+    if (!o.tokenizer) tm_cli_note_default_tokenizer("detect", tokenizer_file, tm_tokenizer_vocab_size(tokenizer));
     bool from_stdin = !o.input || strcmp(o.input, "-") == 0;
     if (o.jsonl) { /* streamed in batches: only --max-line-bytes bounds it */
         FILE *in = stdin;
@@ -451,7 +436,7 @@ int tm_cmd_detect(int argc, char **argv) {
     if (o.json) {
         if (tm_cli_print_json(tm_detection_json(&d, o.detect.fpr)) != TM_EXIT_OK) goto done;
     } else {
-        print_text_verdict(&d, &o.detect);
+        print_text_verdict(&d, &o.detect, tokenizer_file, tm_tokenizer_vocab_size(tokenizer), !o.tokenizer);
     }
     exit_code = d.detected ? TM_EXIT_OK : TM_EXIT_NOT_DETECTED;
     goto done;

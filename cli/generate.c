@@ -375,10 +375,10 @@ static json_t *generation_json(const run *r, const options *o, const char *promp
     const tm_sampling_params *s = &o->sampling;
     if (root)
         json_object_set_new(root, "sampling",
-                            json_pack("{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "temperature", (double)s->temperature,
-                                      "top_k", (int)s->top_k, "top_p", (double)s->top_p, "min_p", (double)s->min_p,
-                                      "repeat_penalty", (double)s->repeat_penalty, "frequency_penalty",
-                                      (double)s->frequency_penalty, "presence_penalty", (double)s->presence_penalty,
+                            json_pack("{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "temperature", tm_float_shortest(s->temperature),
+                                      "top_k", (int)s->top_k, "top_p", tm_float_shortest(s->top_p), "min_p", tm_float_shortest(s->min_p),
+                                      "repeat_penalty", tm_float_shortest(s->repeat_penalty), "frequency_penalty",
+                                      tm_float_shortest(s->frequency_penalty), "presence_penalty", tm_float_shortest(s->presence_penalty),
                                       "penalty_window", (int)s->penalty_window));
     return root;
 }

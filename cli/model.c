@@ -227,6 +227,40 @@ static const char quantize_help[] =
     "  --quiet              no progress on stderr\n"
     "  -h, --help           this help\n";
 
+/* The summary names the file type, as general.file_type does; but where a
+ * matrix's rows are not a multiple of that type's block, llama.cpp's rules
+ * (kept here byte for byte) store it in a 32-block type or F16 instead, and
+ * a model of odd width may end up with no tensor of the type asked for. Say
+ * so rather than let the summary imply otherwise. */
+static void warn_fallbacks(const char *path, tm_ftype ftype) {
+    uint32_t type = tm_ftype_default_type(ftype);
+    if (!tm_quant_is_quantized(type)) return;
+    uint64_t block = tm_ggml_block_elements(type);
+    tm_gguf *g = NULL;
+    tm_error e = {0};
+    if (!block || tm_gguf_open(&g, path, &e) != TM_OK) return;
+    uint64_t n = tm_gguf_tensor_count(g), matrices = 0, fell_back = 0, row = 0;
+    char kinds[64] = "";
+    for (uint64_t i = 0; i < n; i++) {
+        const tm_gguf_tensor *t = tm_gguf_tensor_at(g, i);
+        if (t->n_dims < 2 || t->ne[1] < 2) continue;
+        matrices++;
+        if (t->ne[0] % block == 0) continue;
+        fell_back++;
+        row = t->ne[0];
+        const char *name = tm_ggml_type_name(t->type);
+        if (!strstr(kinds, name) && strlen(kinds) + strlen(name) + 3 < sizeof kinds)
+            snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", kinds[0] ? ", " : "", name);
+    }
+    tm_gguf_close(g);
+    if (fell_back)
+        fprintf(stderr,
+                "tracemark model quantize: warning: %llu of %llu matrices have rows (of %llu values, e.g.) that are "
+                "not a multiple of %s's %llu-value blocks and were stored as %s instead, as llama.cpp does\n",
+                (unsigned long long)fell_back, (unsigned long long)matrices, (unsigned long long)row,
+                tm_ftype_name(ftype), (unsigned long long)block, kinds);
+}
+
 static int quantize(int argc, char **argv) {
     static const struct option flags[] = {{"threads", required_argument, 0, 't'},
                                           {"force", no_argument, 0, 'f'},
@@ -270,9 +304,11 @@ static int quantize(int argc, char **argv) {
         if (progress.terminal) fputs("\n", stderr);
         return tm_cli_fail(&err);
     }
-    if (!quiet)
+    if (!quiet) {
         fprintf(stderr, "quantized %s (%.1f MiB) to %s (%.1f MiB, %s) in %.2f s\n", in, file_mib(in), out,
                 file_mib(out), tm_ftype_name(options.ftype), tm_seconds_now() - progress.started);
+        warn_fallbacks(out, options.ftype);
+    }
     return TM_EXIT_OK;
 }
 

@@ -82,6 +82,27 @@ static char *embedded_name(const char *input) {
     return name;
 }
 
+/* The manifest attests that the record's generation made this content; a
+ * record of another text (a wrong file passed) would be signed all the
+ * same. The content `generate` leaves is its text, or with --output its
+ * prompt followed by its text: anything else is worth a warning (an edited
+ * text may be signed on purpose, so it is not refused). */
+static void warn_other_text(const char *input, const char *record_path, const char *content, size_t size,
+                            const char *record, size_t record_size) {
+    json_t *root = json_loadb(record, record_size, 0, NULL);
+    const char *text = json_string_value(json_object_get(root, "text"));
+    const char *prompt = json_string_value(json_object_get(root, "prompt"));
+    size_t t = text ? strlen(text) : 0, p = prompt ? strlen(prompt) : 0;
+    bool same = text && ((size == t && !memcmp(content, text, t)) ||
+                         (prompt && size == p + t && !memcmp(content, prompt, p) && !memcmp(content + p, text, t)));
+    if (text && !same)
+        fprintf(stderr,
+                "tracemark sign: warning: %s is neither the text of %s nor its prompt and text: the manifest's model, "
+                "seed and watermark may not describe it\n",
+                input, record_path);
+    json_decref(root);
+}
+
 int tm_cmd_sign(int argc, char **argv) {
     options o = {0};
     int parsed = parse(argc, argv, &o);
@@ -107,6 +128,7 @@ int tm_cmd_sign(int argc, char **argv) {
         if (o.generation) tm_error_prefix(&err, "%s", o.generation);
         goto failed;
     }
+    if (o.generation) warn_other_text(o.input, o.generation, content, content_size, generation, generation_size);
     if (tm_manifest_sign(manifest, key, (int64_t)time(NULL), &err)) goto failed;
     if (o.embed) {
         out_path = o.out ? strdup(o.out) : embedded_name(o.input);

@@ -28,7 +28,8 @@ static const char help[] =
     "  --manifest M        the manifest file (default: embedded, else FILE.manifest.json)\n"
     "  --key WMKEY         watermark key file; repeatable (needs --watermark)\n"
     "  --watermark CONFIG  scheme settings (YAML, configs/schemes/)\n"
-    "  --tokenizer PATH    tokenizer for detection (default: the default model's)\n"
+    "  --tokenizer PATH    tokenizer for detection (default: the default model's where it is already on\n"
+    "                      disk: $TRACEMARK_MODEL, ./models/ or ../shared/models/; never downloaded)\n"
     "  --window            also find the best watermarked window (where it still holds in changed text)\n"
     "  --fpr X             false-positive rate of the watermark decision (default 0.001)\n"
     "  --json              one JSON object instead of text\n"
@@ -225,11 +226,14 @@ int tm_cmd_verify(int argc, char **argv) {
     for (size_t i = 0; i < o.n_trust; i++)
         if (tm_trust_store_add_path(trust, o.trust[i], &err)) goto failed;
     if (o.n_keys) {
-        char model_path[4096], tokenizer_path[4096];
+        /* As detect: the default tokenizer only where it lies on disk (this
+         * used to resolve the default model, downloading it into ./models/
+         * when absent, for a vocabulary). */
+        char tokenizer_path[4096];
         const char *tokenizer_file = o.tokenizer;
         if (!tokenizer_file) {
-            if (tm_model_resolve(NULL, model_path, sizeof model_path, tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
-            tokenizer_file = tokenizer_path[0] ? tokenizer_path : model_path;
+            if (tm_cli_local_tokenizer(tokenizer_path, sizeof tokenizer_path, &err)) goto failed;
+            tokenizer_file = tokenizer_path;
         }
         if (tm_wm_config_load(&config, o.watermark, &err)) goto failed;
         for (size_t i = 0; i < o.n_keys; i++)
@@ -237,6 +241,7 @@ int tm_cmd_verify(int argc, char **argv) {
         if (tm_tokenizer_load(&tokenizer, tokenizer_file, &err) ||
             tm_detector_create(&detector, tokenizer, &config, (const tm_wm_key *const *)keys, o.n_keys, &o.detect, &err))
             goto failed;
+        if (!o.tokenizer) tm_cli_note_default_tokenizer("verify", tokenizer_file, tm_tokenizer_vocab_size(tokenizer));
     }
     if (o.jsonl) {
         FILE *in = stdin;

@@ -5,6 +5,9 @@
  * every machine. */
 #include "tracemark/core.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 float tm_f16_to_f32(uint16_t h) {
@@ -54,4 +57,16 @@ float tm_bf16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+/* Nine significant digits always read back as the same float (FLT_DECIMAL_DIG);
+ * the first shorter precision that does is the shortest decimal. */
+double tm_float_shortest(float f) {
+    if (!isfinite(f)) return (double)f;
+    char text[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, (double)f);
+        if (strtof(text, NULL) == f) return strtod(text, NULL);
+    }
+    return (double)f;
 }

@@ -542,8 +542,12 @@ tm_status tm_detect_text(const tm_detector *d, const char *text, size_t size, co
         status = tm_text_normalize(prompt, strlen(prompt), &d->options.normalize, &normalized_prompt, &prompt_size, NULL, err);
     if (status == TM_OK)
         status = tm_tokenizer_encode(d->tokenizer, normalized, normalized_size, false, &text_ids, &n_text, err);
+    /* The prompt as generate encodes it: BOS in front only where the
+     * tokenizer adds one (Qwen2's GGUFs say add_bos_token = false), so that
+     * the history of the first text tokens is the one generation had. */
     if (status == TM_OK && prompt)
-        status = tm_tokenizer_encode(d->tokenizer, normalized_prompt, prompt_size, true, &prompt_ids, &n_prompt, err);
+        status = tm_tokenizer_encode(d->tokenizer, normalized_prompt, prompt_size, tm_tokenizer_adds_bos(d->tokenizer),
+                                     &prompt_ids, &n_prompt, err);
     if (status == TM_OK && n_text == 0) status = tm_error_set(err, TM_ERR_ARGUMENT, "the text is empty: nothing to score");
     if (status == TM_OK && !(ids = tm_alloc_array(n_text + n_prompt, sizeof *ids, err))) status = TM_ERR_NOMEM;
     if (status == TM_OK) {

@@ -507,6 +507,17 @@ static tm_status halluc_data_path(parser *p, yaml_node_t *node, const char *fiel
     return TM_OK;
 }
 
+/* Without file checks (a store's snapshot read back, e.g. by reports/), an
+ * explicit `model:` is still resolved to the path the run used, so that a
+ * reader can find and describe the model (its SHA-256 decides whether the
+ * file there is the run's) even where the task's data files are gone. An
+ * absent `model:` leaves model_path empty: the default resolution belongs to
+ * the run's machine and working folder. */
+static tm_status snapshot_model_path(parser *p, tm_eval_task *t, yaml_node_t *model) {
+    if (model && tm_eval_yaml_resolve(p, model, "model", t->model_path)) return TM_ERR_FORMAT;
+    return TM_OK;
+}
+
 static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, tm_eval_kind kind, bool check_files) {
     static const char *const known_mc[] = {"kind", "name", "seed", "model", "tokenizer", "data", "limit", "reuse",
                                            "context", "metrics", NULL};
@@ -546,7 +557,7 @@ static tm_status halluc_parse_root(parser *p, tm_eval_task *t, yaml_node_t *root
         halluc_data_path(p, halluc_top.instruction, "instruction", "halueval/qa_evaluation_instruction.txt",
                          t->halluc_instruction, check_files))
         return TM_ERR_FORMAT;
-    if (!check_files) return TM_OK;
+    if (!check_files) return snapshot_model_path(p, t, halluc_top.model);
     char explicit_model[TM_EVAL_PATH_MAX] = "";
     if (halluc_top.model) {
         if (tm_eval_yaml_resolve(p, halluc_top.model, "model", explicit_model) ||
@@ -666,7 +677,7 @@ static tm_status parse_root(parser *p, tm_eval_task *t, yaml_node_t *root, bool 
     if (top.paraphraser && second_model_section(p, t, top.paraphraser, "paraphraser", t->paraphraser_model,
                                                 t->paraphraser_tokenizer, check_files))
         return TM_ERR_FORMAT;
-    if (!check_files) return TM_OK;
+    if (!check_files) return snapshot_model_path(p, t, top.model);
     if (check_data(p, root, t)) return TM_ERR_FORMAT;
     /* model and tokenizer */
     char explicit_model[TM_EVAL_PATH_MAX] = "";

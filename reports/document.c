@@ -598,7 +598,7 @@ static json_t *caveats(const json_t *report) {
         if (n > 0 && n < 10000000) {
             char t[400];
             snprintf(t, sizeof t,
-                     "The model %.12s… has %lld parameters: it writes simple children's stories, and any "
+                     "The model %.12s… has only %lld parameters, far fewer than a production model: any "
                      "hallucination or truthfulness score measured on it is near chance; the watermark figures "
                      "describe this model's text, not a production model's.",
                      jstr(m, "sha256"), (long long)n);

@@ -291,7 +291,10 @@ static bool parse_request(const tm_server_parse_context *s, json_t *body, bool c
     if (!get_number(body, "presence_penalty", -2, 2, &x, e)) return false;
     p->sampling.presence_penalty = (float)x;
     integer = 0;
-    if (!get_integer(body, "seed", INT64_MIN, INT64_MAX, &integer, &p->seed_given, e)) return false;
+    /* Seeds are what `tracemark generate --seed` takes (0 .. 2^63 - 1), so that
+     * a reply's reported seed reproduces it there: a negative seed was taken
+     * as 2^64 + seed and reported negative, which generate refuses. */
+    if (!get_integer(body, "seed", 0, INT64_MAX, &integer, &p->seed_given, e)) return false;
     p->sampling.seed = (uint64_t)integer;
     integer = 1;
     if (!get_integer(body, "n", 1, MAX_N, &integer, NULL, e)) return false;
@@ -343,6 +346,9 @@ static bool parse_request(const tm_server_parse_context *s, json_t *body, bool c
         return false;
     if (p->n_prompts * p->n > MAX_JOBS)
         return fail(e, 400, "n", "invalid_value", "prompts times n is at most %d", MAX_JOBS);
+    /* Choice k takes seed + k: the last must stay a seed too (no wrap). */
+    if (p->seed_given && p->sampling.seed > (uint64_t)INT64_MAX - (p->n_prompts * p->n - 1))
+        return fail(e, 400, "seed", "invalid_value", "'seed' plus the number of choices must stay below 2^63");
     int32_t n_ctx = s->n_ctx;
     for (size_t i = 0; i < p->n_prompts; i++)
         if (p->prompt_sizes[i] >= (size_t)n_ctx)
@@ -492,9 +498,9 @@ static json_t *generation_record(const generation *g, size_t k) {
     const tm_wm_config *config = tm_wm_scheme_config(g->tenant->scheme);
     return json_pack("{s:s, s:s, s:I, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}, s:{s:s, s:s, s:s}}", "model",
                      s->model_path, "model_sha256", s->model_sha256, "seed", (json_int_t)(g->seed + k), "sampling",
-                     "temperature", (double)p->temperature, "top_k", (int)p->top_k, "top_p", (double)p->top_p,
-                     "min_p", (double)p->min_p, "repeat_penalty", (double)p->repeat_penalty, "frequency_penalty",
-                     (double)p->frequency_penalty, "presence_penalty", (double)p->presence_penalty, "penalty_window",
+                     "temperature", tm_float_shortest(p->temperature), "top_k", (int)p->top_k, "top_p", tm_float_shortest(p->top_p),
+                     "min_p", tm_float_shortest(p->min_p), "repeat_penalty", tm_float_shortest(p->repeat_penalty), "frequency_penalty",
+                     tm_float_shortest(p->frequency_penalty), "presence_penalty", tm_float_shortest(p->presence_penalty), "penalty_window",
                      (int)p->penalty_window, "watermark", "scheme", tm_wm_kind_name(config->kind), "parameters",
                      g->tenant->description, "key_id", tm_wm_scheme_key_id(g->tenant->scheme));
 }

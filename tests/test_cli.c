@@ -816,6 +816,7 @@ Test(cli_watermark, same_key_seed_and_prompt_give_the_same_tokens_and_the_json_n
     rmdir(dir);
     free(key_file);
     free(key);
+    free(dir);
 }
 
 Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
@@ -842,6 +843,7 @@ Test(cli_watermark, bad_keys_and_configs_get_clear_errors) {
     rmdir(dir);
     free(yaml);
     free(key);
+    free(dir);
 }
 
 /* Greedy output cannot carry a selecting (distortion-free) watermark: refused
@@ -866,6 +868,7 @@ Test(cli_watermark, greedy_with_a_selecting_scheme_is_refused) {
     unlink(key);
     rmdir(dir);
     free(key);
+    free(dir);
 }
 
 /* keygen writes through a private temporary name: a file called KEY.new
@@ -887,6 +890,7 @@ Test(cli_watermark, keygen_leaves_neighbouring_files_alone) {
     rmdir(dir);
     free(neighbour);
     free(key);
+    free(dir);
 }
 
 /* A key folder must hold key files: subfolders and dotfiles are not keys. */
@@ -911,4 +915,35 @@ Test(cli_watermark, a_key_folder_without_keys_is_an_error) {
     free(key);
     free(sub);
     free(folder);
+    free(dir);
+}
+
+/* The record writes each float setting as the decimal the user gave, not as
+ * the float widened to a double: --temperature 0.8 was recorded 0.800000011920929
+ * (and signed so into manifests). Values compared exactly with the doubles
+ * the decimals denote; the unit test covers the shortest-decimal search. */
+Test(cli_generate, json_record_writes_float_settings_as_given) {
+    cr_expect_eq(tm_float_shortest(0.8f), 0.8);
+    cr_expect_eq(tm_float_shortest(0.95f), 0.95);
+    cr_expect_eq(tm_float_shortest(1e-7f), 1e-7);
+    cr_expect_eq(tm_float_shortest(1.0f), 1.0);
+    cr_expect_eq(tm_float_shortest(0.0f), 0.0);
+    cr_expect_eq(tm_float_shortest(-2.0f), -2.0);
+    cr_expect_eq(tm_float_shortest(16777217.0f), 16777216.0); /* not a float: its nearest */
+    cr_expect_eq((float)tm_float_shortest(0.1234567891f), 0.1234567891f); /* nine digits still read back */
+    fixtures f = paths();
+    tm_test_cli_result r = tm_test_cli("generate --model %s --tokenizer %s --prompt 'Once' --max-tokens 4 --seed 1 "
+                                       "--temperature 0.8 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 "
+                                       "--frequency-penalty 0.3 --presence-penalty -0.7 --json",
+                                       f.bin, f.tok);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    json_t *root = parse_json(r.out);
+    json_t *s = json_object_get(root, "sampling");
+    const char *names[] = {"temperature", "top_p", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty"};
+    const double given[] = {0.8, 0.95, 0.05, 1.1, 0.3, -0.7};
+    for (size_t i = 0; i < 6; i++)
+        cr_expect_eq(json_real_value(json_object_get(s, names[i])), given[i], "%s: %.17g", names[i],
+                     json_real_value(json_object_get(s, names[i])));
+    json_decref(root);
+    tm_test_cli_free(&r);
 }

@@ -787,3 +787,37 @@ Test(cli_detect, provenance_manifest_characters_never_change_a_verdict) {
     free(key);
     workspace_close(&w);
 }
+
+/* Without --tokenizer the default model's tokenizer is taken; a text from a
+ * model of another vocabulary then scores like plain text, and nothing said
+ * which tokenizer had been used. Now stderr says so and the verdict names it
+ * (here $TRACEMARK_MODEL is the 32000-token Llama 2 vocabulary); with
+ * --tokenizer the verdict names the one given and stderr stays empty. */
+Test(cli_detect, the_tokenizer_used_is_named) {
+    workspace w = workspace_open();
+    char *key = in_dir(&w, "k.key"), id[TM_WM_KEY_ID_SIZE];
+    write_key(35, key, id);
+    char *text = write_text(&w, "t.txt", "Once upon a time there was a dog.");
+    char *llama = tm_fixture("models/llama-2-tiny-random.gguf"), *tok = tm_fixture("models/tok512.bin");
+    cr_assert_eq(setenv("TRACEMARK_MODEL", llama, 1), 0);
+    tm_test_cli_result r = tm_test_cli("detect --key '%s' --watermark %s '%s'", key, w.cfg_kgw, text);
+    unsetenv("TRACEMARK_MODEL");
+    cr_assert_eq(r.code, 3, "exit %d: %s", r.code, r.err);
+    char line[4400];
+    snprintf(line, sizeof line, "no --tokenizer given: using %s (32000 tokens)", llama);
+    cr_expect_not_null(strstr(r.err, line), "%s", r.err);
+    snprintf(line, sizeof line, "\ntokenizer:      %s (32000 tokens; the default model's, no --tokenizer given)\n",
+             llama);
+    cr_expect_not_null(strstr(r.out, line), "%s", r.out);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("detect --key '%s' --watermark %s --tokenizer '%s' '%s'", key, w.cfg_kgw, tok, text);
+    cr_assert_eq(r.code, 3, "exit %d: %s", r.code, r.err);
+    snprintf(line, sizeof line, "\ntokenizer:      %s (512 tokens)\n", tok);
+    cr_expect_not_null(strstr(r.out, line), "%s", r.out);
+    cr_expect_str_empty(r.err);
+    tm_test_cli_free(&r);
+    free(llama), free(tok);
+    free(text);
+    free(key);
+    workspace_close(&w);
+}

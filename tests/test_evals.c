@@ -436,3 +436,83 @@ Test(evals_run, oracle_and_paraphraser_models) {
     cr_assert_eq(checked, 5);
     free(lines), free(out), free(task), free(gguf), free(w.dir);
 }
+
+/* A store's snapshot read back without file checks (reports/ does this where
+ * the run's data files are not present) still names the model the task
+ * named: before, model_path stayed empty and the report said "the model
+ * file is not readable here" of a model lying at the task's own path. Both
+ * the watermark kind and a hallucination kind; relative paths resolve
+ * against the task's folder as in a checked parse. */
+Test(evals_task, unchecked_parse_keeps_the_task_model_path) {
+    static const char *const texts[] = {
+        "kind: watermark\nname: w\nseed: 1\nmodel: /nowhere/m.gguf\nschemes: [" SCHEMES "unigram.yaml]\n"
+        "samples: 2\nmax_tokens: 8\nlengths: [8]\nnull: {data_dir: /nowhere/data}\n",
+        "kind: truthfulqa_mc\nname: t\nseed: 1\nmodel: m.gguf\ndata: /nowhere/mc_task.json\n",
+    };
+    static const char *const expected[] = {"/nowhere/m.gguf", "/tasks/m.gguf"};
+    for (size_t i = 0; i < 2; i++) {
+        tm_eval_task task;
+        memset(&task, 0, sizeof task);
+        tm_error err = {0};
+        cr_assert_eq(tm_eval_task_parse(&task, "/tasks/t.yaml", texts[i], strlen(texts[i]), false, &err), TM_OK,
+                     "%s", err.message);
+        cr_expect_str_eq(task.model_path, expected[i]);
+        tm_eval_task_free(&task);
+        /* the checked parse still refuses the missing files */
+        memset(&task, 0, sizeof task);
+        cr_expect_neq(tm_eval_task_parse(&task, "/tasks/t.yaml", texts[i], strlen(texts[i]), true, &err), TM_OK);
+        tm_eval_task_free(&task);
+    }
+}
+
+/* Gumbel's text is a function of key and prompt: 3 samples from 2 prompts and
+ * 1 key are 2 distinct texts, counted as 3. The run warns before it starts
+ * (the shipped watermark-stories.yaml had 200 Gumbel samples of 10 texts);
+ * 2 samples from 2 prompts, or KGW, draw no warning. The texts themselves
+ * are checked to repeat, so the warning is about what the run really does. */
+Test(evals_run, gumbel_samples_repeating_a_text_are_warned_of) {
+    workspace w = open_workspace();
+    static const char *const tasks[] = {
+        "kind: watermark\nname: g3\nseed: 1\nmodel: @MODEL@\ntokenizer: @TOK@\nschemes: [@SCHEMES@gumbel.yaml]\n"
+        "prompts: [Once upon a time, The cat]\nsamples: 3\nmax_tokens: 8\nlengths: [8]\n"
+        "null: {generated: 1, human: 1, data_dir: @DATA@}\nmetrics: {bootstrap: 10}\n",
+        "kind: watermark\nname: g2\nseed: 1\nmodel: @MODEL@\ntokenizer: @TOK@\nschemes: [@SCHEMES@gumbel.yaml]\n"
+        "prompts: [Once upon a time, The cat]\nsamples: 2\nmax_tokens: 8\nlengths: [8]\n"
+        "null: {generated: 1, human: 1, data_dir: @DATA@}\nmetrics: {bootstrap: 10}\n",
+        "kind: watermark\nname: k3\nseed: 1\nmodel: @MODEL@\ntokenizer: @TOK@\nschemes: [@SCHEMES@kgw-lefthash.yaml]\n"
+        "prompts: [Once upon a time, The cat]\nsamples: 3\nmax_tokens: 8\nlengths: [8]\n"
+        "null: {generated: 1, human: 1, data_dir: @DATA@}\nmetrics: {bootstrap: 10}\n",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char name[32], run[32];
+        snprintf(name, sizeof name, "t%zu.yaml", i);
+        snprintf(run, sizeof run, "run%zu", i);
+        char *task = write_task(&w, name, tasks[i]), *out = tm_test_path(w.dir, run);
+        tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s'", task, out);
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        if (i == 0) {
+            cr_expect_not_null(strstr(r.err, "warning: gumbel:") && strstr(r.err, "3 samples hold only 2 distinct texts"),
+                               "%s", r.err);
+            /* samples 0 and 2 (prompt 0, key 0) are the same text */
+            char *jsonl = read_all(out, "samples.jsonl");
+            json_t *texts[3] = {0};
+            for (char *line = strtok(jsonl, "\n"); line; line = strtok(NULL, "\n")) {
+                json_t *row = json_loads(line, 0, NULL);
+                cr_assert_not_null(row);
+                int64_t id = json_integer_value(json_object_get(row, "doc_id"));
+                if (id < 3) texts[id] = json_incref(json_object_get(json_object_get(row, "output"), "text"));
+                json_decref(row);
+            }
+            cr_assert(texts[0] && texts[1] && texts[2]);
+            cr_expect(json_equal(texts[0], texts[2]), "samples 0 and 2 differ");
+            cr_expect_not(json_equal(texts[0], texts[1]), "samples 0 and 1 are the same");
+            for (int k = 0; k < 3; k++) json_decref(texts[k]);
+            free(jsonl);
+        } else {
+            cr_expect_null(strstr(r.err, "warning"), "%s", r.err);
+        }
+        tm_test_cli_free(&r);
+        free(task), free(out);
+    }
+    free(w.dir);
+}

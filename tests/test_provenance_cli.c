@@ -549,3 +549,72 @@ Test(provenance_cli, generate_signs_its_output_beside_and_embedded) {
     free(tok);
     free(model);
 }
+
+/* verify --key without --tokenizer takes the default tokenizer as detect
+ * does: where it lies on disk, never by downloading the default model (it
+ * used to resolve the model: from a folder without one it created ./models/
+ * and tried the network, then failed the whole verification), and it says
+ * on stderr which one it took. */
+Test(provenance_cli, verify_default_tokenizer_is_local_and_named) {
+    make_signing_key("s");
+    char *wm_path = tm_test_path(dir, "wm.key");
+    tm_wm_key *wm = wm_test_labelled_key("tracemark-test-provenance-cli", 1);
+    tm_error wm_err = {0};
+    cr_assert_eq(tm_wm_key_write(wm, wm_path, &wm_err), TM_OK, "%s", wm_err.message);
+    tm_wm_key_free(wm);
+    char *text = tm_test_path(dir, "story.txt");
+    cr_assert_eq(tm_test_write_file(text, story, strlen(story)), 0);
+    tm_test_cli_result r = tm_test_cli("sign '%s' --signing-key '%s/s.key'", text, dir);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    char *here = getcwd(NULL, 0);
+    cr_assert_eq(chdir(dir), 0); /* no ./models, no ../shared/models here */
+    char *saved = getenv("TRACEMARK_MODEL") ? strdup(getenv("TRACEMARK_MODEL")) : NULL;
+    unsetenv("TRACEMARK_MODEL");
+    r = tm_test_cli("verify '%s' --trust '%s/s.pub' --key '%s' --watermark '%s/configs/schemes/kgw-lefthash.yaml'", text,
+                    dir, wm_path, TRACEMARK_SOURCE_DIR);
+    cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
+    cr_expect_not_null(strstr(r.err, "--tokenizer"), "%s", r.err);
+    cr_expect_null(strstr(r.err, "huggingface"), "tried to download: %s", r.err);
+    struct stat st;
+    cr_expect_neq(stat("models", &st), 0, "verify created ./models");
+    tm_test_cli_free(&r);
+    char *llama = tm_fixture("models/llama-2-tiny-random.gguf");
+    cr_assert_eq(setenv("TRACEMARK_MODEL", llama, 1), 0);
+    r = tm_test_cli("verify '%s' --trust '%s/s.pub' --key '%s' --watermark '%s/configs/schemes/kgw-lefthash.yaml'", text,
+                    dir, wm_path, TRACEMARK_SOURCE_DIR);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    char note[4400];
+    snprintf(note, sizeof note, "tracemark verify: no --tokenizer given: using %s (32000 tokens)", llama);
+    cr_expect_not_null(strstr(r.err, note), "%s", r.err);
+    tm_test_cli_free(&r);
+    if (saved) setenv("TRACEMARK_MODEL", saved, 1);
+    else unsetenv("TRACEMARK_MODEL");
+    cr_assert_eq(chdir(here), 0);
+    free(saved), free(here), free(llama), free(text), free(wm_path);
+}
+
+/* sign --generation signs the record's facts for whatever FILE holds: a
+ * record of another text was signed silently. A content that is neither the
+ * record's text nor its prompt and text (what generate --output writes) now
+ * gets a warning; both of those sign without one. */
+Test(provenance_cli, sign_warns_when_the_record_is_of_another_text) {
+    make_signing_key("s");
+    static const char record[] = "{\"model\": \"m.gguf\", \"seed\": 3, \"prompt\": \"Once\", \"text\": \" upon a time\"}";
+    char *gen = tm_test_path(dir, "gen.json");
+    cr_assert_eq(tm_test_write_file(gen, record, strlen(record)), 0);
+    static const char *const contents[] = {" upon a time", "Once upon a time", "Something else entirely"};
+    for (size_t i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "t%zu.txt", i);
+        char *text = tm_test_path(dir, name);
+        cr_assert_eq(tm_test_write_file(text, contents[i], strlen(contents[i])), 0);
+        tm_test_cli_result r = tm_test_cli("sign '%s' --signing-key '%s/s.key' --generation '%s'", text, dir, gen);
+        cr_expect_eq(r.code, 0, "%s", r.err);
+        if (i < 2) cr_expect_null(strstr(r.err, "warning"), "%s", r.err);
+        else cr_expect_not_null(strstr(r.err, "warning: ") && strstr(r.err, "is neither the text of"), "%s", r.err);
+        tm_test_cli_free(&r);
+        free(text);
+    }
+    free(gen);
+}

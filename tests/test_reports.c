@@ -594,3 +594,46 @@ Test(reports_build, malformed_exports) {
     cr_expect_eq(tm_report_render_html("{\"schema\":\"other\"}", 18, &html, &hs, &err), TM_ERR_FORMAT);
     free(rpath), free(ppath), free(spath), free(run), free(dir);
 }
+
+/* The small-model caveat is about size, not about what the model writes: a
+ * random-weight Llama 2 of 513,048 parameters (32,000-token vocabulary) is no
+ * story model, and the report said before that it "writes simple children's
+ * stories" of every model under 10 M parameters. */
+Test(reports_build, small_model_caveat_names_size_not_genre) {
+    char *model = tm_fixture("models/llama-2-tiny-random.gguf");
+    FILE *probe = fopen(model, "rb");
+    if (!probe) {
+        free(model);
+        cr_skip_test("fixture models/llama-2-tiny-random.gguf not found");
+    }
+    fclose(probe);
+    char *dir = tm_test_scratch_dir();
+    char *record = tm_test_path(dir, "gen.json");
+    char json[4096];
+    int n = snprintf(json, sizeof json,
+                     "{\"model\":\"%s\",\"prompt\":\"Hi\",\"seed\":1,\"prompt_ids\":[1,6324],\"ids\":[29871],"
+                     "\"text\":\" \",\"stop_reason\":\"max_tokens\",\"watermark\":null,\"sampling\":{}}",
+                     model);
+    cr_assert(n > 0 && (size_t)n < sizeof json);
+    cr_assert_eq(tm_test_write_file(record, json, (size_t)n), 0);
+    const char *inputs[] = {record};
+    tm_report_options o = {inputs, 1, NULL, "T", NULL, 0};
+    char *text = NULL;
+    size_t size = 0;
+    tm_error err = {0};
+    cr_assert_eq(tm_report_build(&o, &text, &size, &err), TM_OK, "%s", err.message);
+    json_t *r = json_loadb(text, size, 0, NULL);
+    cr_assert_not_null(r);
+    size_t i;
+    json_t *c;
+    bool size_caveat = false;
+    json_array_foreach(json_object_get(r, "caveats"), i, c) {
+        const char *s = json_string_value(c);
+        cr_assert_not_null(s);
+        cr_expect_null(strstr(s, "children"), "a caveat tells what this model writes: %s", s);
+        if (strstr(s, "has only 513048 parameters")) size_caveat = true;
+    }
+    cr_expect(size_caveat, "no caveat names the model's 513048 parameters: %s", text);
+    json_decref(r);
+    free(text), free(record), free(dir), free(model);
+}

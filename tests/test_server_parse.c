@@ -74,6 +74,10 @@ Test(server_parse, bad_generation_bodies_get_openai_errors, .init = load_tokeniz
                    "unsupported_parameter");
     expect_refused("{\"model\": \"stories\", \"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", false,
                    400, "stop", "invalid_type");
+    /* Seeds are generate's, 0 .. 2^63 - 1, for every choice (choice k takes seed + k). */
+    expect_refused("{\"model\": \"stories\", \"prompt\": \"x\", \"seed\": -1}", false, 400, "seed", "invalid_value");
+    expect_refused("{\"model\": \"stories\", \"prompt\": \"x\", \"n\": 2, \"seed\": 9223372036854775807}", false,
+                   400, "seed", "invalid_value");
     /* 64 positions: a longer prompt is refused before any job exists. */
     char body[2048];
     int n = snprintf(body, sizeof body, "{\"model\": \"stories\", \"prompt\": [");
@@ -125,4 +129,23 @@ Test(server_parse, detect_and_verify_bodies) {
     cr_assert(e.status == 400 && !strcmp(e.param, "manifest") && !strcmp(e.code, "invalid_type"));
     cr_assert(!tm_server_parse_verify("{\"text\": 7}", 11, &v, &e));
     cr_assert(e.status == 400 && !strcmp(e.param, "text") && !strcmp(e.code, "invalid_type"));
+}
+
+/* The largest seeds generate takes: 2^63 - 1 for one choice, 2^63 - 2 for two
+ * (the second choice takes seed + 1). */
+Test(server_parse, largest_seeds_are_generate_seeds, .init = load_tokenizer, .fini = free_tokenizer) {
+    static const char *const bodies[] = {
+        "{\"model\": \"stories\", \"prompt\": \"x\", \"seed\": 9223372036854775807}",
+        "{\"model\": \"stories\", \"prompt\": \"x\", \"n\": 2, \"seed\": 9223372036854775806}",
+        "{\"model\": \"stories\", \"prompt\": \"x\", \"seed\": 0}",
+    };
+    static const uint64_t seeds[] = {UINT64_C(9223372036854775807), UINT64_C(9223372036854775806), 0};
+    tm_server_parse_context context = {tokenizer, false, TM_CHAT_CHATML, "stories", 64};
+    for (size_t i = 0; i < 3; i++) {
+        tm_server_generation_request r;
+        tm_server_request_error e = {0};
+        cr_assert(tm_server_parse_generation(&context, bodies[i], strlen(bodies[i]), false, &r, &e), "%s", e.message);
+        cr_expect(r.seed_given && r.sampling.seed == seeds[i], "body %zu", i);
+        tm_server_generation_request_free(&r);
+    }
 }

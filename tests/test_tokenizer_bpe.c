@@ -19,6 +19,7 @@
 #include "../tokenizer/tokenizer_bpe.h"
 #include "fixtures.h"
 #include "gguf_testing.h"
+#include "tracemark/detect.h"
 
 static const char *LLAMA_BPE = "tokenizer-tests/ggml-vocab-llama-bpe.gguf";
 
@@ -255,7 +256,19 @@ static void expect_round_trip(const tm_bpe *bpe, const char *text, size_t size) 
 
 /* A copy of the Llama 3 vocabulary and merges under another pre-tokenizer
  * ("-": no tokenizer.ggml.pre at all). */
+static buffer llama_bpe_variant_bytes(const char *pre, int32_t bos, bool add_bos_false);
 static tm_bpe *build_llama_bpe_variant(const char *pre) {
+    buffer file = llama_bpe_variant_bytes(pre, -1, false);
+    tm_bpe *bpe = NULL;
+    tm_error err = {0};
+    cr_assert_eq(build_from_bytes(&file, &bpe, &err), TM_OK, "%s", err.message);
+    free(file.data);
+    return bpe;
+}
+
+/* The bytes of that copy; bos >= 0 adds tokenizer.ggml.bos_token_id, and
+ * add_bos_false tokenizer.ggml.add_bos_token = false (as Qwen2's GGUFs). */
+static buffer llama_bpe_variant_bytes(const char *pre, int32_t bos, bool add_bos_false) {
     char *path = tm_fixture(LLAMA_BPE);
     tm_gguf *g = NULL;
     tm_error err = {0};
@@ -285,17 +298,20 @@ static tm_bpe *build_llama_bpe_variant(const char *pre) {
         sizes[i] = (size_t)merges->as.array.items[i].as.string.size;
     }
     kv_strings(&m, "tokenizer.ggml.merges", items, sizes, n_merges);
+    if (bos >= 0) kv_u32(&m, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (add_bos_false) {
+        put_string(&m.kvs, "tokenizer.ggml.add_bos_token");
+        put_u32(&m.kvs, TM_GGUF_BOOL);
+        put_u8(&m.kvs, 0);
+        m.n_kv++;
+    }
     buffer file = finish_gguf(&m);
     tm_gguf_close(g);
     free(items);
     free(sizes);
     free(type_values);
     free(path);
-
-    tm_bpe *bpe = NULL;
-    cr_assert_eq(build_from_bytes(&file, &bpe, &err), TM_OK, "%s", err.message);
-    free(file.data);
-    return bpe;
+    return file;
 }
 
 /* ======================================================================== */
@@ -1264,4 +1280,46 @@ Test(tokenizer_bpe, public_tokenizer_api_on_the_llama_cpp_vectors) {
     free(out_path);
     free(path);
     tm_tokenizer_free(t);
+}
+
+/* The detector encodes a prompt as generate does: with BOS only where the
+ * tokenizer adds one. A Qwen2-style vocabulary (pre "qwen2", a BOS id,
+ * add_bos_token false) generates from the prompt's ids alone; the detector
+ * put BOS in front anyway, so the token after a prompt shorter than the
+ * context width was scored with a history generation never had. Here the
+ * prompt's ids counted by the detector equal the tokenizer's own encoding. */
+Test(tokenizer_bpe, detector_encodes_the_prompt_as_generate_does) {
+    buffer file = llama_bpe_variant_bytes("qwen2", 128000, true);
+    char *dir = tm_test_scratch_dir();
+    char *path = tm_test_path(dir, "qwen-like.gguf");
+    cr_assert_eq(tm_test_write_file(path, file.data, file.size), 0);
+    free(file.data);
+    tm_tokenizer *t = NULL;
+    tm_error err = {0};
+    cr_assert_eq(tm_tokenizer_load(&t, path, &err), TM_OK, "%s", err.message);
+    cr_assert_not(tm_tokenizer_adds_bos(t));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const char prompt[] = "Hello there";
+    cr_assert_eq(tm_tokenizer_encode(t, prompt, strlen(prompt), tm_tokenizer_adds_bos(t), &ids, &n, &err), TM_OK);
+    cr_assert(n > 0 && ids[0] != 128000);
+    free(ids);
+    tm_wm_config config;
+    tm_wm_config_default(&config, TM_WM_GUMBEL);
+    uint8_t bytes[32] = {7};
+    tm_wm_key *key = NULL;
+    cr_assert_eq(tm_wm_key_from_secret(&key, bytes, &err), TM_OK, "%s", err.message);
+    tm_detect_options options;
+    tm_detect_options_default(&options);
+    tm_detector *d = NULL;
+    cr_assert_eq(tm_detector_create(&d, t, &config, (const tm_wm_key *const *)&key, 1, &options, &err), TM_OK, "%s",
+                 err.message);
+    const char text[] = " and a little more text after the prompt";
+    tm_detection v;
+    cr_assert_eq(tm_detect_text(d, text, strlen(text), prompt, &v, &err), TM_OK, "%s", err.message);
+    cr_expect_eq(v.n_prompt, n, "the detector counted %zu prompt ids, generate encodes %zu", v.n_prompt, n);
+    tm_detector_free(d);
+    tm_wm_key_free(key);
+    tm_tokenizer_free(t);
+    free(path), free(dir);
 }

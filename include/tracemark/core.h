@@ -160,6 +160,11 @@ void tm_buffer_free(tm_buffer *buffer);
 /* IEEE half and bfloat16 <-> float, round to nearest even. */
 float tm_f16_to_f32(uint16_t h);
 uint16_t tm_f32_to_f16(float f);
+/* The double nearest the shortest decimal that reads back as f (0.8f ->
+ * 0.8, not 0.800000011920929): how records print a float setting, so that a
+ * user's --temperature 0.8 is written 0.8 and reads back as the same float.
+ * NaN and infinities are returned as they are. */
+double tm_float_shortest(float f);
 float tm_bf16_to_f32(uint16_t h);
 
 /* ---- CPU features (core/cpu.c) ---------------------------------------------- */

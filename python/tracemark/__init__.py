@@ -414,11 +414,13 @@ class Model(_Owner):
                                if result.prompt_seconds > 0 else 0, "decode_tokens_per_second": decode_rate}}
                 if marked:
                     record["watermark"] = marked
-                record["sampling"] = {"temperature": params.temperature, "top_k": params.top_k,
-                                      "top_p": params.top_p, "min_p": params.min_p,
-                                      "repeat_penalty": params.repeat_penalty,
-                                      "frequency_penalty": params.frequency_penalty,
-                                      "presence_penalty": params.presence_penalty,
+                # Floats as the CLI writes them: 0.8, not 0.800000011920929.
+                short = getattr(lib, "tm_float_shortest", None) or (lambda x: x)
+                record["sampling"] = {"temperature": short(params.temperature), "top_k": params.top_k,
+                                      "top_p": short(params.top_p), "min_p": short(params.min_p),
+                                      "repeat_penalty": short(params.repeat_penalty),
+                                      "frequency_penalty": short(params.frequency_penalty),
+                                      "presence_penalty": short(params.presence_penalty),
                                       "penalty_window": params.penalty_window}
                 return Generation(text, ids, prompt_ids, reason, seed, marked, record)
             finally:

@@ -36,16 +36,24 @@ def _load_keys(paths: Sequence[str]) -> List[Key]:
 
 
 def _default_tokenizer() -> str:
-    """The default model's tokenizer, resolved as the CLI does ($TRACEMARK_MODEL, ./models/, ...)."""
-    resolve = getattr(_lib.lib, "tm_model_resolve", None)
-    if resolve is None or not _lib.HAS_GENERATOR:
-        raise UnsupportedError("--tokenizer is required with libtracemark-detect (it cannot resolve models)")
-    err = _lib.tm_error()
-    model, tokenizer = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(4096)
-    status = resolve(None, model, 4096, tokenizer, 4096, ctypes.byref(err))
-    if status:
-        _raise(status, err)
-    return os.fsdecode(tokenizer.value or model.value)
+    """The default tokenizer where it lies on disk, as the CLI's detect finds it: $TRACEMARK_MODEL's
+    tokenizer, then tok512.bin in ./models/ and ../shared/models/. Never a download (a detector needs
+    only a vocabulary)."""
+    if os.environ.get("TRACEMARK_MODEL"):
+        resolve = getattr(_lib.lib, "tm_model_resolve", None)
+        if resolve is None or not _lib.HAS_GENERATOR:
+            raise UnsupportedError("--tokenizer is required with libtracemark-detect (it cannot resolve models)")
+        err = _lib.tm_error()
+        model, tokenizer = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(4096)
+        status = resolve(os.fsencode(os.environ["TRACEMARK_MODEL"]), model, 4096, tokenizer, 4096, ctypes.byref(err))
+        if status:
+            _raise(status, err)
+        return os.fsdecode(tokenizer.value or model.value)
+    for candidate in ("models/tok512.bin", "../shared/models/tok512.bin"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise NotFoundError("no tokenizer: pass --tokenizer PATH (looked at $TRACEMARK_MODEL, ./models/tok512.bin and "
+                        "../shared/models/tok512.bin; a detector never downloads)")
 
 
 def _g(x: float) -> str:
@@ -53,7 +61,7 @@ def _g(x: float) -> str:
     return "%.3g" % x
 
 
-def _print_text(v: Verdict) -> None:
+def _print_text(v: Verdict, tokenizer: str, vocab: int, defaulted: bool) -> None:
     p = v.keys["family_p_value"] if v.keys else v.p_decision
     print("verdict:        %s (p = %s %s fpr %s)" % ("WATERMARKED" if v.detected else "not watermarked", _g(p),
                                                     "<=" if v.detected else ">", "%g" % v.fpr))
@@ -87,6 +95,8 @@ def _print_text(v: Verdict) -> None:
               % (w["start_token"], w["end_token"], w["start_char"], w["end_char"], _g(w["p_value"]),
                  _g(w["p_value_corrected"]), w["windows_examined"]))
     print(f"normalization:  {v.normalization}")
+    print("tokenizer:      %s (%d tokens%s)" % (tokenizer, vocab, "; the default model's, no --tokenizer given"
+                                                 if defaulted else ""))
 
 
 def _dumps(record: dict) -> str:
@@ -182,6 +192,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       keep_repeated=args.keep_repeated, nfc=not args.no_nfc, homoglyphs=not args.no_homoglyphs,
                       whitespace=not args.no_whitespace, permutations=args.permutations,
                       full_permutations=args.full_permutations) as detector:
+            vocab = detector._tokenizer.vocab_size
+            if not args.tokenizer:
+                print(f"tracemark detect: no --tokenizer given: using {tokenizer} ({vocab} tokens); text from a model "
+                      "with another vocabulary needs that model's --tokenizer", file=sys.stderr)
             stdin = args.input == "-"
             if args.jsonl:
                 if stdin:
@@ -200,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.json:
                 print(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
             else:
-                _print_text(verdict)
+                _print_text(verdict, tokenizer, vocab, not args.tokenizer)
             return EXIT_OK if verdict.detected else EXIT_NOT_DETECTED
     except Error as exc:
         print(f"tracemark: error: {exc.message}", file=sys.stderr)

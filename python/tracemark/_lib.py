@@ -151,6 +151,7 @@ def _proto(name: str, restype, *argtypes, optional: bool = False) -> None:
 
 
 _proto("tm_status_name", c_char_p, c_int)
+_proto("tm_float_shortest", c_double, c_float, optional=True)
 _proto("tm_stat_p_from_log", c_double, c_double)
 _proto("tm_wm_key_generate", c_int, POINTER(c_void_p), _E)
 _proto("tm_wm_key_write", c_int, c_void_p, c_char_p, _E)
