@@ -468,6 +468,76 @@ void tm_kernel_attention_values(const float *weights, const float *values, int64
     for (int64_t t = 0; t < n; t++) tm_kernel_axpy(out, weights[t], values + t * stride, head_dim);
 }
 
+#ifdef TM_X86
+/* Scores of heads [0, count) (count <= TM_ATTENTION_HEADS_MAX) over n
+ * positions, reading each position's keys of all the heads as one
+ * contiguous stretch: the cache of a decode step comes from memory (the
+ * weights streamed since evict it), and one head at a time read it as a
+ * stride-3 KiB gather of 256-byte pieces that the prefetchers barely
+ * follow. Per score the same lanes and reduction as scores_64_avx512. */
+__attribute__((target("avx512f"))) static void scores_heads_64_avx512(const float *q, const float *keys,
+                                                                     const int64_t *offsets, int count, int64_t stride,
+                                                                     int64_t n, float scale, float *scores) {
+    __m512 lanes[TM_ATTENTION_HEADS_MAX][16];
+    int64_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+        for (int k = 0; k < 16; k++) {
+            const float *row = keys + (t + k) * stride;
+            for (int h = 0; h < count; h++) {
+                const float *qh = q + 64 * h;
+                lanes[h][k] = score_lanes(_mm512_loadu_ps(qh), _mm512_loadu_ps(qh + 16), _mm512_loadu_ps(qh + 32),
+                                          _mm512_loadu_ps(qh + 48), row + offsets[h]);
+            }
+        }
+        for (int h = 0; h < count; h++)
+            _mm512_storeu_ps(scores + h * n + t, _mm512_mul_ps(reduce_16(lanes[h]), _mm512_set1_ps(scale)));
+    }
+    if (t < n)
+        for (int h = 0; h < count; h++)
+            scores_64_avx512(q + 64 * h, keys + t * stride + offsets[h], stride, n - t, scale, scores + h * n + t);
+}
+
+/* Four heads' outputs at once: sixteen independent chains of multiply-adds
+ * (one head's four wait on each other's latency), each lane the same
+ * multiply-adds in the same order as values_64_avx512. */
+__attribute__((target("avx512f"))) static void values_4heads_64_avx512(const float *weights, const float *values,
+                                                                      const int64_t *offsets, int64_t stride,
+                                                                      int64_t n, float *out) {
+    __m512 o[4][4];
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 4; k++) o[h][k] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        const float *row = values + t * stride;
+        for (int h = 0; h < 4; h++) {
+            __m512 w = _mm512_set1_ps(weights[h * n + t]);
+            for (int k = 0; k < 4; k++) o[h][k] = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + offsets[h] + 16 * k), o[h][k]);
+        }
+    }
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + 64 * h + 16 * k, o[h][k]);
+}
+#endif
+
+void tm_kernel_attention_heads(const float *q, const float *keys, const float *values, const int64_t *offsets,
+                               int count, int64_t stride, int64_t n, int64_t head_dim, float scale, float *scores,
+                               float *out) {
+#ifdef TM_X86
+    if (head_dim == 64 && count <= TM_ATTENTION_HEADS_MAX && cpu_has_avx512()) {
+        scores_heads_64_avx512(q, keys, offsets, count, stride, n, scale, scores);
+        for (int h = 0; h < count; h++) tm_kernel_softmax(scores + h * n, n);
+        int h = 0;
+        for (; h + 4 <= count; h += 4) values_4heads_64_avx512(scores + h * n, values, offsets + h, stride, n, out + 64 * h);
+        for (; h < count; h++) values_64_avx512(scores + h * n, values + offsets[h], stride, n, out + 64 * h);
+        return;
+    }
+#endif
+    for (int h = 0; h < count; h++) {
+        tm_kernel_attention_scores(q + h * head_dim, keys + offsets[h], stride, n, head_dim, scale, scores + h * n);
+        tm_kernel_softmax(scores + h * n, n);
+        tm_kernel_attention_values(scores + h * n, values + offsets[h], stride, n, head_dim, out + h * head_dim);
+    }
+}
+
 float tm_kernel_dot(const float *a, const float *b, int64_t n) {
 #ifdef TM_X86
     if (n >= 64 && cpu_has_avx512()) return dot_f32_avx512(a, b, n);
