@@ -400,11 +400,12 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
     const __m512i low = _mm512_set1_epi8(0x0F);
     /* low half: the nibbles as they are; high half: shifted down by 4 */
     const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-    /* words of sub-block pair (j, j + 1): low half (scale 2j, scale 2j + 2), high half (2j + 1, 2j + 3) */
-    __m512i pick[2];
-    for (int k = 0; k < 2; k++)
-        pick[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((4 * k + 2) << 16 | 4 * k)),
-                                     _mm256_set1_epi32((4 * k + 3) << 16 | (4 * k + 1)), 1);
+    /* the scale words of the sub-blocks [q0] and [q1] hold, 32 bytes (one sub-block) a half:
+     * pick[2k] low half scale 4k, high half 4k + 1; pick[2k + 1] 4k + 2 and 4k + 3 */
+    __m512i pick[4];
+    for (int k = 0; k < 4; k++)
+        pick[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * k))),
+                                     _mm256_set1_epi16((short)(2 * k + 1)), 1);
     for (int64_t r = begin; r < end; r++) {
         const uint8_t *row = w + (size_t)r * row_bytes;
         for (size_t line = 0; line < row_bytes; line += 64)
@@ -427,12 +428,14 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
             for (int v = 0; v < 2 * NP; v++) sumi[v] = _mm512_setzero_si512();
             for (int j = 0; j < 4; j += 2) {
                 __m512i q0 = nibbles(b + 16 + 32 * j, shift, low), q1 = nibbles(b + 48 + 32 * j, shift, low);
-                __m512i sj = _mm512_permutexvar_epi16(pick[j / 2], scales);
+                __m512i s0 = _mm512_permutexvar_epi16(pick[j], scales), s1 = _mm512_permutexvar_epi16(pick[j + 1], scales);
                 for (int v = 0; v < 2 * NP; v++) {
                     const int8_t *x = a[v][i].qs + 64 * j;
-                    __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, _mm512_loadu_si512((const void *)x));
-                    __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, _mm512_loadu_si512((const void *)(x + 64)));
-                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], interleave(d0, d1), sj);
+                    /* word pairs of 2 products each (|sum| <= 2 * 15 * 128: no saturation), then
+                     * each lane's two words times the sub-block's scale: lane l gets
+                     * scale * (its four products), the integer vpdpbusd and vpdpwssd made */
+                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], _mm512_maddubs_epi16(q0, _mm512_loadu_si512((const void *)x)), s0);
+                    sumi[v] = _mm512_dpwssd_epi32(sumi[v], _mm512_maddubs_epi16(q1, _mm512_loadu_si512((const void *)(x + 64))), s1);
                 }
             }
             for (int p = 0; p < NP; p++)
