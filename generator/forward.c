@@ -30,7 +30,7 @@ struct tm_context {
     /* activations for up to BATCH_CAPACITY tokens */
     float *x, *normed, *rounded, *q, *k, *v, *attention, *projected, *gate, *up;
     float *rope_cos, *rope_sin; /* [BATCH_CAPACITY][head_dim / 2] */
-    float *scores;              /* [n_threads][attention_slice][n_ctx] */
+    float *scores;              /* [n_threads][n_ctx] */
     float *matmul_scratch;
     float *logits;
     /* tm_context_eval_batch: the classifier's rows for the whole batch, grown
@@ -61,16 +61,8 @@ static int default_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
-/* Heads whose scores a thread holds at once: attend_batch reads up to
- * TM_ATTENTION_HEADS_MAX heads of a sequence together. */
-static size_t attention_slice(const tm_model_config *cfg) {
-    int32_t heads = cfg->n_heads > 0 ? cfg->n_heads : 1;
-    return (size_t)(heads < TM_ATTENTION_HEADS_MAX ? heads : TM_ATTENTION_HEADS_MAX);
-}
-
 /* The bytes the context-sized buffers take (the KV cache, 2 x layers x n_ctx
- * x kv_dim floats, and the attention scores, threads x heads (at most
- * TM_ATTENTION_HEADS_MAX) x n_ctx), checked
+ * x kv_dim floats, and the attention scores, threads x n_ctx), checked
  * against the memory available before anything is allocated: a context that
  * does not fit is an error naming the sizes, not a visit from the OOM killer. */
 static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t n_threads, tm_error *err) {
@@ -78,7 +70,7 @@ static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t
     uint64_t kv_dim = (uint64_t)(cfg->n_kv_heads > 0 ? cfg->n_kv_heads : 0) * (uint64_t)(cfg->head_dim > 0 ? cfg->head_dim : 0);
     bool ok = tm_mul_u64((uint64_t)(cfg->n_layers > 0 ? cfg->n_layers : 0), (uint64_t)n_ctx, &kv) &&
               tm_mul_u64(kv, kv_dim, &kv) && tm_mul_u64(kv, 2 * sizeof(float), &kv) &&
-              tm_mul_u64((uint64_t)n_threads * (uint64_t)attention_slice(cfg), (uint64_t)n_ctx * sizeof(float), &scores) &&
+              tm_mul_u64((uint64_t)n_threads, (uint64_t)n_ctx * sizeof(float), &scores) &&
               tm_add_u64(kv, scores, &total) && total <= SIZE_MAX / 2;
     if (!ok) return tm_error_set(err, TM_ERR_LIMIT, "a context of %d tokens overflows the KV cache size", n_ctx);
     /* At most 3/4 of what is available: the cache is zeroed (every page
@@ -132,7 +124,7 @@ tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_c
               (c->up = tm_alloc_aligned(B * (size_t)cfg->hidden_dim, sizeof(float), err)) &&
               (c->rope_cos = tm_alloc_aligned(B * (size_t)cfg->head_dim / 2, sizeof(float), err)) &&
               (c->rope_sin = tm_alloc_aligned(B * (size_t)cfg->head_dim / 2, sizeof(float), err)) &&
-              (c->scores = tm_alloc_aligned((size_t)c->n_threads * attention_slice(cfg) * (size_t)c->n_ctx, sizeof(float), err)) &&
+              (c->scores = tm_alloc_aligned((size_t)c->n_threads * (size_t)c->n_ctx, sizeof(float), err)) &&
               (c->matmul_scratch = tm_alloc_aligned(tm_kernel_matmul_scratch((int64_t)widest), sizeof(float), err)) &&
               (c->logits = tm_alloc_aligned((size_t)cfg->n_vocab, sizeof(float), err));
     if (!ok) {
@@ -360,35 +352,27 @@ _Static_assert((int)TM_CONTEXT_BATCH_MAX <= (int)BATCH_CAPACITY, "a batch must f
 
 /* Attention of one new token per sequence: row i belongs to contexts[i],
  * whose cache (already holding the token's key and value) it reads up to
- * that sequence's own position. Activations live in c's buffers. A work
- * item is a sequence's heads (or, when there are fewer sequences than
- * threads, a share of them), read together: per head the same arithmetic,
- * and so the same bits, as attend's one head at a time. */
+ * that sequence's own position. Activations live in c's buffers. */
 static void attend_batch(tm_context *c, tm_context *const *contexts, int64_t n, int32_t layer) {
     const tm_model_config *cfg = &c->model->config;
     int32_t hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
-    int per = cfg->n_heads < TM_ATTENTION_HEADS_MAX ? cfg->n_heads : TM_ATTENTION_HEADS_MAX;
-    int groups = (cfg->n_heads + per - 1) / per;
-    while (n * groups < c->n_threads && per > 1) {
-        per = (per + 1) / 2;
-        groups = (cfg->n_heads + per - 1) / per;
-    }
-    int64_t items = n * groups;
-    size_t slice = (size_t)(cfg->n_heads < TM_ATTENTION_HEADS_MAX ? cfg->n_heads : TM_ATTENTION_HEADS_MAX);
+    int64_t items = n * cfg->n_heads;
 #pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
     for (int64_t item = 0; item < items; item++) {
-        int64_t i = item / groups;
+        int64_t i = item / cfg->n_heads;
         const tm_context *s = contexts[i];
-        int32_t h0 = (int32_t)(item % groups) * per;
-        int count = cfg->n_heads - h0 < per ? cfg->n_heads - h0 : per;
-        int64_t offsets[TM_ATTENTION_HEADS_MAX];
-        for (int h = 0; h < count; h++) offsets[h] = (int64_t)((h0 + h) / group) * hd;
+        int32_t h = (int32_t)(item % cfg->n_heads), kvh = h / group;
+        int32_t length = s->position + 1;
         size_t layer_base = (size_t)layer * (size_t)s->n_ctx * (size_t)s->kv_dim;
-        float *scores = c->scores + (size_t)omp_get_thread_num() * slice * (size_t)c->n_ctx;
-        tm_kernel_attention_heads(c->q + i * c->q_dim + (int64_t)h0 * hd, s->key_cache + layer_base,
-                                  s->value_cache + layer_base, offsets, count, s->kv_dim, s->position + 1, hd, scale,
-                                  scores, c->attention + i * c->q_dim + (int64_t)h0 * hd);
+        float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
+        const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_scores(q, s->key_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length, hd,
+                                   scale, scores);
+        tm_kernel_softmax(scores, length);
+        float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_values(scores, s->value_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length,
+                                   hd, out);
     }
 }
 

@@ -375,49 +375,11 @@ __attribute__((target("avx512f,avx2,fma"))) static void axpy_f32_avx512(float *y
  * a call per position. Each score is dot_f32_avx512's arithmetic and each
  * output the same fused multiply-adds axpy_f32_avx512 makes from zero, in the
  * same order, so results are the same bits as the per-position calls. */
-/* The per-position sum s0 + s1 of scores_64_avx512 for position t. */
-__attribute__((target("avx512f"))) static inline __m512 score_lanes(__m512 q0, __m512 q1, __m512 q2, __m512 q3,
-                                                                  const float *k) {
-    __m512 s0 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(k), _mm512_setzero_ps());
-    __m512 s1 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(k + 16), _mm512_setzero_ps());
-    s0 = _mm512_fmadd_ps(q2, _mm512_loadu_ps(k + 32), s0);
-    s1 = _mm512_fmadd_ps(q3, _mm512_loadu_ps(k + 48), s1);
-    return _mm512_add_ps(s0, s1);
-}
-
-/* Sixteen positions' lane sums reduced together: a transposed form of GCC's
- * _mm512_reduce_add_ps, which adds lane i and i + 8, then i and i + 4, then
- * (0 + 2) and (1 + 3), then those two. Each stage below makes exactly those
- * additions for two positions (or four, eight) per instruction, so every
- * score is the bits the per-position reduction gives, at about a third of
- * its shuffles: one reduction per position was half of a head's score time. */
-__attribute__((target("avx512f"))) static inline __m512 reduce_16(const __m512 *v) {
-    __m512 w[8], x[4], y[2];
-    for (int k = 0; k < 8; k++) /* quarters: [v lanes 0-3 + 8-11, 4-7 + 12-15] of positions 2k, 2k + 1 */
-        w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
-                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
-    for (int m = 0; m < 4; m++) /* quarter e: T6 (lane i + lane i + 4 of the above) of position 4m + e */
-        x[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
-                             _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xDD));
-    for (int p = 0; p < 2; p++) /* quarter k: T8[0..1] of position 8p + k, then of 8p + 4 + k */
-        y[p] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * p], x[2 * p + 1], 0x44),
-                             _mm512_shuffle_ps(x[2 * p], x[2 * p + 1], 0xEE));
-    /* lane 4k + e: T8[0] + T8[1] of position 4e + k */
-    __m512 z = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xDD));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
-}
-
 __attribute__((target("avx512f"))) static void scores_64_avx512(const float *q, const float *keys, int64_t stride,
                                                                int64_t n, float scale, float *scores) {
     __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16), q2 = _mm512_loadu_ps(q + 32),
            q3 = _mm512_loadu_ps(q + 48);
-    int64_t t = 0;
-    for (; t + 16 <= n; t += 16) {
-        __m512 v[16];
-        for (int k = 0; k < 16; k++) v[k] = score_lanes(q0, q1, q2, q3, keys + (t + k) * stride);
-        _mm512_storeu_ps(scores + t, _mm512_mul_ps(reduce_16(v), _mm512_set1_ps(scale)));
-    }
-    for (; t < n; t++) {
+    for (int64_t t = 0; t < n; t++) {
         const float *k = keys + t * stride;
         __m512 s0 = _mm512_fmadd_ps(q0, _mm512_loadu_ps(k), _mm512_setzero_ps());
         __m512 s1 = _mm512_fmadd_ps(q1, _mm512_loadu_ps(k + 16), _mm512_setzero_ps());
@@ -466,76 +428,6 @@ void tm_kernel_attention_values(const float *weights, const float *values, int64
 #endif
     memset(out, 0, (size_t)head_dim * sizeof(float));
     for (int64_t t = 0; t < n; t++) tm_kernel_axpy(out, weights[t], values + t * stride, head_dim);
-}
-
-#ifdef TM_X86
-/* Scores of heads [0, count) (count <= TM_ATTENTION_HEADS_MAX) over n
- * positions, reading each position's keys of all the heads as one
- * contiguous stretch: the cache of a decode step comes from memory (the
- * weights streamed since evict it), and one head at a time read it as a
- * stride-3 KiB gather of 256-byte pieces that the prefetchers barely
- * follow. Per score the same lanes and reduction as scores_64_avx512. */
-__attribute__((target("avx512f"))) static void scores_heads_64_avx512(const float *q, const float *keys,
-                                                                     const int64_t *offsets, int count, int64_t stride,
-                                                                     int64_t n, float scale, float *scores) {
-    __m512 lanes[TM_ATTENTION_HEADS_MAX][16];
-    int64_t t = 0;
-    for (; t + 16 <= n; t += 16) {
-        for (int k = 0; k < 16; k++) {
-            const float *row = keys + (t + k) * stride;
-            for (int h = 0; h < count; h++) {
-                const float *qh = q + 64 * h;
-                lanes[h][k] = score_lanes(_mm512_loadu_ps(qh), _mm512_loadu_ps(qh + 16), _mm512_loadu_ps(qh + 32),
-                                          _mm512_loadu_ps(qh + 48), row + offsets[h]);
-            }
-        }
-        for (int h = 0; h < count; h++)
-            _mm512_storeu_ps(scores + h * n + t, _mm512_mul_ps(reduce_16(lanes[h]), _mm512_set1_ps(scale)));
-    }
-    if (t < n)
-        for (int h = 0; h < count; h++)
-            scores_64_avx512(q + 64 * h, keys + t * stride + offsets[h], stride, n - t, scale, scores + h * n + t);
-}
-
-/* Four heads' outputs at once: sixteen independent chains of multiply-adds
- * (one head's four wait on each other's latency), each lane the same
- * multiply-adds in the same order as values_64_avx512. */
-__attribute__((target("avx512f"))) static void values_4heads_64_avx512(const float *weights, const float *values,
-                                                                      const int64_t *offsets, int64_t stride,
-                                                                      int64_t n, float *out) {
-    __m512 o[4][4];
-    for (int h = 0; h < 4; h++)
-        for (int k = 0; k < 4; k++) o[h][k] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < n; t++) {
-        const float *row = values + t * stride;
-        for (int h = 0; h < 4; h++) {
-            __m512 w = _mm512_set1_ps(weights[h * n + t]);
-            for (int k = 0; k < 4; k++) o[h][k] = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + offsets[h] + 16 * k), o[h][k]);
-        }
-    }
-    for (int h = 0; h < 4; h++)
-        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + 64 * h + 16 * k, o[h][k]);
-}
-#endif
-
-void tm_kernel_attention_heads(const float *q, const float *keys, const float *values, const int64_t *offsets,
-                               int count, int64_t stride, int64_t n, int64_t head_dim, float scale, float *scores,
-                               float *out) {
-#ifdef TM_X86
-    if (head_dim == 64 && count <= TM_ATTENTION_HEADS_MAX && cpu_has_avx512()) {
-        scores_heads_64_avx512(q, keys, offsets, count, stride, n, scale, scores);
-        for (int h = 0; h < count; h++) tm_kernel_softmax(scores + h * n, n);
-        int h = 0;
-        for (; h + 4 <= count; h += 4) values_4heads_64_avx512(scores + h * n, values, offsets + h, stride, n, out + 64 * h);
-        for (; h < count; h++) values_64_avx512(scores + h * n, values + offsets[h], stride, n, out + 64 * h);
-        return;
-    }
-#endif
-    for (int h = 0; h < count; h++) {
-        tm_kernel_attention_scores(q + h * head_dim, keys + offsets[h], stride, n, head_dim, scale, scores + h * n);
-        tm_kernel_softmax(scores + h * n, n);
-        tm_kernel_attention_values(scores + h * n, values + offsets[h], stride, n, head_dim, out + h * head_dim);
-    }
 }
 
 float tm_kernel_dot(const float *a, const float *b, int64_t n) {

@@ -51,18 +51,6 @@ void tm_kernel_attention_scores(const float *q, const float *keys, int64_t strid
 void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float *out);
 
-/* One token's attention for count heads (count <= TM_ATTENTION_HEADS_MAX
- * for the fast path; any count works): head h's query at q + h * head_dim,
- * its keys and values at keys/values + offsets[h] in rows stride floats
- * apart, n positions; scores[count][n] is scratch, out[count][head_dim].
- * Per head the same bits as tm_kernel_attention_scores, tm_kernel_softmax
- * and tm_kernel_attention_values (the tests check it); it reads each
- * position's keys and values of all the heads together. */
-enum { TM_ATTENTION_HEADS_MAX = 16 };
-void tm_kernel_attention_heads(const float *q, const float *keys, const float *values, const int64_t *offsets,
-                               int count, int64_t stride, int64_t n, int64_t head_dim, float scale, float *scores,
-                               float *out);
-
 /* x[i] = expf(x[i]), the same bits as libm's (vectorised where the CPU allows). */
 void tm_kernel_exp(float *x, int64_t n);
 

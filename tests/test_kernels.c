@@ -177,49 +177,6 @@ Test(kernels, attention_dot_and_axpy_match_a_double_precision_reference) {
     }
 }
 
-/* All heads of a token in one call (tm_kernel_attention_heads, the decode
- * batch's attention) give the same bits per head as the per-head scores,
- * softmax and values calls that single-sequence decoding makes: 64-wide
- * heads (the fast path) and others, grouped-query offsets, head counts
- * that are and are not multiples of four, up to TM_ATTENTION_HEADS_MAX,
- * and position counts around the sixteen the scores reduce at once. */
-Test(kernels, attention_of_all_heads_equals_the_per_head_calls) {
-    const int64_t widths[] = {64, 48}, max_n = 70;
-    const int counts[] = {1, 3, 4, 7, 12, TM_ATTENTION_HEADS_MAX};
-    enum { KV_HEADS = 8 };
-    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
-        int64_t hd = widths[w], stride = KV_HEADS * hd;
-        float *keys = malloc(sizeof(float) * (size_t)(stride * max_n)), *values = malloc(sizeof(float) * (size_t)(stride * max_n));
-        float *q = malloc(sizeof(float) * (size_t)(TM_ATTENTION_HEADS_MAX * hd));
-        float *scores = malloc(sizeof(float) * (size_t)(TM_ATTENTION_HEADS_MAX * max_n)), *single = malloc(sizeof(float) * (size_t)max_n);
-        float *out = malloc(sizeof(float) * (size_t)(TM_ATTENTION_HEADS_MAX * hd)), *want = malloc(sizeof(float) * (size_t)hd);
-        cr_assert(keys && values && q && scores && single && out && want);
-        for (int64_t i = 0; i < stride * max_n; i++) {
-            keys[i] = (float)sin((double)i * 0.37) * (float)(1 + i % 7);
-            values[i] = (float)cos((double)i * 0.53) * (float)(1 + i % 5);
-        }
-        for (int64_t i = 0; i < TM_ATTENTION_HEADS_MAX * hd; i++) q[i] = (float)cos((double)i * 1.1) * 0.3f;
-        for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
-            int count = counts[c];
-            int64_t offsets[TM_ATTENTION_HEADS_MAX];
-            for (int h = 0; h < count; h++) offsets[h] = (int64_t)((h + 1) / 2 % KV_HEADS) * hd; /* two queries per kv head */
-            for (int64_t n = 1; n <= max_n; n += n < 18 ? 1 : 13) {
-                tm_kernel_attention_heads(q, keys, values, offsets, count, stride, n, hd, 0.125f, scores, out);
-                for (int h = 0; h < count; h++) {
-                    tm_kernel_attention_scores(q + h * hd, keys + offsets[h], stride, n, hd, 0.125f, single);
-                    tm_kernel_softmax(single, n);
-                    cr_assert(memcmp(scores + h * n, single, sizeof(float) * (size_t)n) == 0,
-                              "weights, width %lld, %d heads, head %d, %lld positions", (long long)hd, count, h, (long long)n);
-                    tm_kernel_attention_values(single, values + offsets[h], stride, n, hd, want);
-                    cr_assert(memcmp(out + h * hd, want, sizeof(float) * (size_t)hd) == 0,
-                              "output, width %lld, %d heads, head %d, %lld positions", (long long)hd, count, h, (long long)n);
-                }
-            }
-        }
-        free(want), free(out), free(single), free(scores), free(q), free(values), free(keys);
-    }
-}
-
 /* A head's whole attention in one call gives the same bits as the per-position
  * dot products and multiply-adds it replaces (the 64-wide heads take their own
  * kernel; other widths the loop), over strided rows and many lengths. */
