@@ -38,9 +38,10 @@ data, counts = sys.argv[1], sys.argv[2:]
 parts = [
     ("prompt", r"^(tiles_|unpack_|tm_quant_gemm)"),
     ("matrix products", r"^(q4_k|q6_k|matvec_|wide_|tm_batch_matvec|quantize_q8_k|tm_quant_matvec|tm_kernel_prepare)"),
-    ("attention", r"^(scores_|values_|softmax_in_place|tm_kernel_softmax|tm_kernel_attention)"),
-    ("expf (attention and sampling)", r"expf"),
-    ("sampling and watermark", r"^(distribution_apply|kgw_|prf_|tm_sampler|sampler_|tm_wm)"),
+    # softmax_in_place is the sampler's (over the vocabulary), not attention's
+    ("attention", r"^(scores_|values_|tm_kernel_softmax|tm_kernel_attention|exp_shifted)"),
+    ("expf (sampling; attention tails)", r"expf"),
+    ("sampling and watermark", r"^(distribution_apply|softmax_in_place|kgw_|prf_|green_|tm_sampler|sampler_|tm_wm)"),
     ("norms, rope, swiglu, adds", r"^(tm_kernel_rmsnorm|rmsnorm|swiglu|rope_|tm_kernel_add|add_|tm_kernel_dequantize|tm_context_eval_batch)"),
 ]
 print("| streams | tok/s (CPU, watermarked) | ms per step | " + " | ".join(p for p, _ in parts[1:]) + " | other |")

@@ -9,7 +9,10 @@
  * a round, each round timing every count back to back). Both by the wall clock and
  * by the thread's CPU clock: with THREADS 1 every kernel runs on this thread,
  * so CPU time is the work itself, undisturbed by other processes on a shared
- * machine (memory stalls count, being spent on the CPU). Never asserts a speed. */
+ * machine (memory stalls count, being spent on the CPU); with more threads
+ * only the wall clock measures a step (the CPU clock is this thread's share).
+ * As in the server's engine, the streams sample (and watermark) their next
+ * tokens on up to THREADS threads at once. Never asserts a speed. */
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 
@@ -41,7 +44,8 @@ static double cpu_seconds(void) {
 }
 
 /* Wall seconds (CPU seconds in *cpu) for `steps` decode steps of n streams after a PROMPT-token prompt each. */
-static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_scheme *scheme, uint64_t seed, int32_t n_vocab) {
+static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_scheme *scheme, uint64_t seed, int32_t n_vocab,
+                  int threads) {
     tm_sampler_chain *chains[MAX_STREAMS];
     const float *logits[MAX_STREAMS];
     int32_t tokens[MAX_STREAMS], prompt[PROMPT];
@@ -65,6 +69,8 @@ static double run(double *cpu, tm_context **contexts, int n, int steps, tm_wm_sc
     }
     double t0 = tm_seconds_now(), c0 = cpu_seconds();
     for (int step = 0; step < steps; step++) {
+        /* as the server's engine does: the streams sample on the engine's threads */
+#pragma omp parallel for num_threads(n < threads ? n : threads) schedule(dynamic, 1)
         for (int s = 0; s < n; s++) {
             tokens[s] = tm_sampler_chain_sample(chains[s], logits[s], n_vocab);
             tm_sampler_chain_accept(chains[s], tokens[s]);
@@ -121,7 +127,7 @@ int main(int argc, char **argv) {
     /* OpenBLAS (OpenMP build) sizes its team from this thread's OpenMP setting. */
     omp_set_num_threads(threads);
     double ignored;
-    run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab); /* warm the pages */
+    run(&ignored, contexts, 1, steps / 4 + 1, NULL, 1, n_vocab, threads); /* warm the pages */
     /* Every round times each stream count back to back, plain then
      * watermarked, so that the load of a shared machine, which drifts over
      * seconds, falls alike on the counts that are compared; the speedups and
@@ -132,8 +138,8 @@ int main(int argc, char **argv) {
     double plain[4][ROUNDS], marked[4][ROUNDS], plain_cpu[4][ROUNDS], marked_cpu[4][ROUNDS];
     for (int r = 0; r < ROUNDS; r++)
         for (int c = 0; c < n_counts; c++) {
-            plain[c][r] = run(&plain_cpu[c][r], contexts, counts[c], steps, NULL, 100 + (uint64_t)r, n_vocab);
-            marked[c][r] = run(&marked_cpu[c][r], contexts, counts[c], steps, scheme, 100 + (uint64_t)r, n_vocab);
+            plain[c][r] = run(&plain_cpu[c][r], contexts, counts[c], steps, NULL, 100 + (uint64_t)r, n_vocab, threads);
+            marked[c][r] = run(&marked_cpu[c][r], contexts, counts[c], steps, scheme, 100 + (uint64_t)r, n_vocab, threads);
         }
     for (int c = 0; c < n_counts; c++) {
         int n = counts[c];
