@@ -214,9 +214,6 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
         char type[32];
         tm_ftype ftype;
         if (tm_eval_yaml_scalar(p, performer_quantize, "performer_quantize", type, sizeof type)) return TM_ERR_FORMAT;
-        if (performer)
-            return tm_eval_yaml_fail(p, performer_quantize, "performer_quantize",
-                                     "give the performer once: performer: PATH or performer_quantize: TYPE");
         if (!tm_ftype_parse(type, &ftype))
             return tm_eval_yaml_fail(p, performer_quantize, "performer_quantize", "unknown type '%s' (known: %s)", type,
                                      tm_ftype_names());
@@ -320,10 +317,11 @@ static void release(void *opaque) {
     free(s);
 }
 
-/* performer_quantize: the scoring model's GGUF quantized to the task's file
- * type (llama.cpp's quantizer, tm_quantize_file: deterministic, so every run
- * and shard gets the same performer) into a temporary file that is removed
- * once loaded (the model keeps its mapping). Binoculars needs a second model
+/* performer_quantize: the performer's GGUF (performer:, else the scoring
+ * model's) quantized to the task's file type (llama.cpp's quantizer,
+ * tm_quantize_file: deterministic, so every run and shard gets the same
+ * performer) into a temporary file that is removed once loaded (the model
+ * keeps its mapping). Binoculars needs a second model
  * of the same vocabulary that is close to the observer but not it, as the
  * paper pairs a base model with its instruct tune: docs/zero-shot.md. */
 static tm_status quantized_performer(const tm_eval_task *t, tm_model **out, tm_error *err) {
@@ -334,7 +332,7 @@ static tm_status quantized_performer(const tm_eval_task *t, tm_model **out, tm_e
     if (fd < 0) return tm_error_set(err, TM_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
     close(fd);
     tm_quantize_options options = {.ftype = (tm_ftype)t->zs_performer_ftype, .n_threads = 1};
-    tm_status status = tm_quantize_file(t->model_path, path, &options, err);
+    tm_status status = tm_quantize_file(t->zs_performer[0] ? t->zs_performer : t->model_path, path, &options, err);
     if (!status) status = tm_model_load(out, path, err);
     unlink(path);
     return status;
@@ -350,13 +348,9 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
         status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
     if (status) tm_error_prefix(err, "%s:%lu: model", t->path, t->model_line);
     if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
-    if (!status && t->zs_performer_quantized) {
-        status = quantized_performer(t, &s->performer, err);
-        if (!status) status = tm_model_tokenizer(&s->performer_tokenizer, s->performer, NULL, err);
-        if (status) tm_error_prefix(err, "%s: performer_quantize", t->path);
-    }
-    if (!status && t->zs_performer[0]) {
-        status = tm_model_load(&s->performer, t->zs_performer, err);
+    if (!status && (t->zs_performer[0] || t->zs_performer_quantized)) {
+        status = t->zs_performer_quantized ? quantized_performer(t, &s->performer, err)
+                                           : tm_model_load(&s->performer, t->zs_performer, err);
         if (!status)
             status = tm_model_tokenizer(&s->performer_tokenizer, s->performer,
                                         t->zs_performer_tokenizer[0] ? t->zs_performer_tokenizer : NULL, err);
