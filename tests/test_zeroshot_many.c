@@ -13,6 +13,7 @@
 #include "tracemark/zeroshot.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +177,60 @@ Test(zeroshot_many, stories260K_f32_texts_within_sgemm_rounding, .timeout = 120)
     tm_model_free(model);
     free(bin);
     free(tok);
+}
+
+/* The CLI: --jsonl --batch 64 (one packed call for the lines) prints what
+ * --batch 1 (one line at a time) prints, line for line (ids, error records
+ * with their line numbers), the scores within F32 sgemm's rounding; a
+ * --batch outside 1..1024 is a usage error. */
+Test(zeroshot_many, cli_batch_matches_one_line_at_a_time, .timeout = 120) {
+    char *dir = tm_test_scratch_dir(), *input = tm_test_path(dir, "many.jsonl");
+    const char lines[] = "{\"id\":1,\"text\":\"Once upon a time, there was a cat.\"}\n"
+                         "{\"id\":2,\"text\":\"\"}\n"
+                         "{\"id\":3,\"text\":\"The sky was blue and the sun was warm.\"}\n"
+                         "[1]\n"
+                         "{\"id\":5,\"text\":\"Hi\"}\n"
+                         "{\"id\":6,\"text\":\"Lily and Tom went to the park. They played with a big red ball.\"}\n";
+    cr_assert_eq(tm_test_write_file(input, lines, strlen(lines)), 0);
+    char *gguf = tm_fixture("models/stories260K.gguf");
+    char *outs[2];
+    const int batches[2] = {1, 64};
+    for (int k = 0; k < 2; k++) {
+        tm_test_cli_result r = tm_test_cli("detect --zero-shot fast-detectgpt --model '%s' --threads 1 --jsonl --batch %d '%s'",
+                                           gguf, batches[k], input);
+        cr_assert_eq(r.code, 1, "two lines fail: %s", r.err);
+        outs[k] = r.out;
+        r.out = NULL;
+        tm_test_cli_free(&r);
+    }
+    char *save[2] = {NULL, NULL};
+    char *a = strtok_r(outs[0], "\n", &save[0]), *b = strtok_r(outs[1], "\n", &save[1]);
+    int count = 0, errors = 0;
+    for (; a && b; a = strtok_r(NULL, "\n", &save[0]), b = strtok_r(NULL, "\n", &save[1]), count++) {
+        json_error_t jerr;
+        json_t *x = json_loads(a, 0, &jerr), *y = json_loads(b, 0, &jerr);
+        cr_assert(x && y, "%s / %s", a, b);
+        if (json_object_get(x, "error")) {
+            errors++;
+            cr_assert(json_equal(x, y), "line %d: %s / %s", count, a, b);
+        } else {
+            cr_assert(json_equal(json_object_get(x, "id"), json_object_get(y, "id")), "line %d", count);
+            double sx = json_number_value(json_object_get(x, "score")), sy = json_number_value(json_object_get(y, "score"));
+            /* Fast-DetectGPT's numerator is a difference of sums: the
+             * rounding shows at 1e-6 of a score near 1 (llama.cpp's tests
+             * allow 1e-3). */
+            cr_assert(fabs(sx - sy) <= 1e-5 * fmax(1, fabs(sx)), "line %d: %.17g / %.17g", count, sx, sy);
+            cr_assert(json_equal(json_object_get(x, "tokens"), json_object_get(y, "tokens")));
+        }
+        json_decref(x);
+        json_decref(y);
+    }
+    cr_assert(!a && !b, "both print one line per record");
+    cr_assert_eq(count, 6);
+    cr_assert_eq(errors, 2);
+    tm_test_cli_result r = tm_test_cli("detect --zero-shot entropy --model '%s' --jsonl --batch 0 '%s'", gguf, input);
+    cr_assert_eq(r.code, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--batch"), "%s", r.err);
+    tm_test_cli_free(&r);
+    free(outs[0]), free(outs[1]), free(gguf), free(input), free(dir);
 }
