@@ -106,7 +106,8 @@ static void check(tm_ftype ftype, const char *name, bool bit_for_bit) {
 #endif
     for (size_t k = first; k < sizeof paths / sizeof paths[0]; k++) {
         if (paths[k] != TM_QUANT_PATH_COUNT && !tm_quant_path_supported(paths[k])) {
-            cr_log_warn("%s: quantized path %d not supported here, not checked", name, (int)paths[k]);
+            /* cr_log_info: Criterion 2.4 exits 1 after any cr_log_warn. */
+            cr_log_info("%s: quantized path %d not supported here, not checked", name, (int)paths[k]);
             continue;
         }
         tm_quant_force_path(paths[k]);
