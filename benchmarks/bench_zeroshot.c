@@ -8,9 +8,14 @@
  *              room used before (one tm_context_eval per position);
  *   decode batch: B texts at once through tm_context_eval_batch (one token
  *              of each of B sequences per pass, the engine's multi-sequence
- *              path), each row's distribution through the same
- *              tm_zeroshot_position_stats: what "many texts per forward
- *              batch" costs with the engine's present API.
+ *              decode path), each row's distribution through the same
+ *              tm_zeroshot_position_stats;
+ *   packed:    tm_zeroshot_score_ids_many, the room's batch path: all K
+ *              texts handed over at once, short ones packed into passes of
+ *              up to 256 rows (tm_context_eval_rows_packed), so the weights
+ *              are read once for several texts.
+ * The window is the model's trained context (so that short texts can share
+ * a pass; every text fits it).
  * Plus the forward pass alone (tm_context_eval of the text, last logits
  * only) as the floor. One JSON line per measurement on stdout, with wall
  * and process CPU seconds (read the CPU figures at --threads 1 on a shared
@@ -159,7 +164,7 @@ int main(int argc, char **argv) {
         }
         for (int path = 0; path < 2; path++) {
             tm_zeroshot_options o = {.method = (tm_zeroshot_method)m, .model = model, .performer = performer,
-                                     .n_ctx = tokens, .n_threads = threads, .one_position_at_a_time = path == 1};
+                                     .n_threads = threads, .one_position_at_a_time = path == 1};
             tm_zeroshot *z = NULL;
             if (tm_zeroshot_create(&z, &o, &err) != TM_OK) return fail(&err);
             double start = tm_seconds_now(), cpu_start = cpu_now();
@@ -170,6 +175,35 @@ int main(int argc, char **argv) {
             }
             report(name, path == 0 ? "rows (all positions per pass, one text at a time)" : "one position at a time",
                    model, tokens, texts, threads, 1, tm_seconds_now() - start, cpu_now() - cpu_start);
+            tm_zeroshot_free(z);
+        }
+        {
+            tm_zeroshot_options o = {.method = (tm_zeroshot_method)m, .model = model, .performer = performer,
+                                     .n_threads = threads};
+            tm_zeroshot *z = NULL;
+            if (tm_zeroshot_create(&z, &o, &err) != TM_OK) return fail(&err);
+            const int32_t **many = malloc(sizeof *many * (size_t)texts);
+            size_t *sizes = malloc(sizeof *sizes * (size_t)texts);
+            tm_zeroshot_result *results = malloc(sizeof *results * (size_t)texts);
+            tm_status *statuses = malloc(sizeof *statuses * (size_t)texts);
+            for (int t = 0; t < texts; t++) many[t] = ids + t * tokens, sizes[t] = (size_t)tokens;
+            double start = tm_seconds_now(), cpu_start = cpu_now();
+            if (tm_zeroshot_score_ids_many(z, many, sizes, (size_t)texts, results, statuses, NULL, &err) != TM_OK)
+                return fail(&err);
+            double seconds = tm_seconds_now() - start, cpu_seconds = cpu_now() - cpu_start;
+            for (int t = 0; t < texts; t++) {
+                if (statuses[t] != TM_OK) {
+                    fprintf(stderr, "bench_zeroshot: text %d failed\n", t);
+                    return 1;
+                }
+                tm_zeroshot_result_free(&results[t]);
+            }
+            report(name, "packed (texts per pass, tm_zeroshot_score_ids_many)", model, tokens, texts, threads,
+                   256 / (tokens - 1) > 0 ? 256 / (tokens - 1) : 1, seconds, cpu_seconds);
+            free(many);
+            free(sizes);
+            free(results);
+            free(statuses);
             tm_zeroshot_free(z);
         }
         double seconds = 0, cpu_seconds = 0;

@@ -46,6 +46,9 @@ static const char help[] =
     "  --positions              with --json/--jsonl: every position's facts\n"
     "  --threads N              forward-pass threads (default: all cores)\n"
     "  --jsonl                  input is JSON lines {\"id\", \"text\"}; output one result per line\n"
+    "  --batch N                with --jsonl: score N lines at a time, short texts packed into\n"
+    "                           shared forward passes (default 64; 1: print each line's result\n"
+    "                           before reading the next)\n"
     "  --json                   one JSON object instead of text\n"
     "  -h, --help               this help\n"
     "\n"
@@ -53,21 +56,22 @@ static const char help[] =
     "Exit status: 0 scored (with a decision: machine; for --jsonl: every line scored), 3 human,\n"
     "1 failure (for --jsonl: some line failed), 2 usage error.\n";
 
-enum { TM_EXIT_HUMAN = 3 };
+enum { TM_EXIT_HUMAN = 3, TM_CLI_JSONL_GROUP_MAX = 1024 };
 
 typedef struct {
     tm_zeroshot_method method;
     bool has_method;
     const char *model, *tokenizer, *observer, *performer, *performer_tokenizer, *reference, *reference_tokenizer;
     const char *calibration, *input;
-    long context, threads;
+    long context, threads, batch;
     bool slide, json, jsonl, positions, has_threshold;
     double threshold, fpr;
 } options;
 
 static int parse(int argc, char **argv, options *o) {
     enum { ZERO_SHOT = 256, MODEL, TOKENIZER, OBSERVER, PERFORMER, PERFORMER_TOKENIZER, REFERENCE,
-           REFERENCE_TOKENIZER, CONTEXT, NO_SLIDE, THRESHOLD, CALIBRATION, FPR, POSITIONS, THREADS, JSONL, JSON };
+           REFERENCE_TOKENIZER, CONTEXT, NO_SLIDE, THRESHOLD, CALIBRATION, FPR, POSITIONS, THREADS, JSONL, JSON,
+           BATCH };
     static const struct option flags[] = {
         {"zero-shot", required_argument, 0, ZERO_SHOT}, {"model", required_argument, 0, MODEL},
         {"tokenizer", required_argument, 0, TOKENIZER}, {"observer", required_argument, 0, OBSERVER},
@@ -79,7 +83,8 @@ static int parse(int argc, char **argv, options *o) {
         {"threshold", required_argument, 0, THRESHOLD}, {"calibration", required_argument, 0, CALIBRATION},
         {"fpr", required_argument, 0, FPR}, {"positions", no_argument, 0, POSITIONS},
         {"threads", required_argument, 0, THREADS}, {"jsonl", no_argument, 0, JSONL},
-        {"json", no_argument, 0, JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, JSON}, {"batch", required_argument, 0, BATCH},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "detect --zero-shot";
     int c;
     opterr = 0;
@@ -112,6 +117,9 @@ static int parse(int argc, char **argv, options *o) {
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
         case JSONL: o->jsonl = true; break;
         case JSON: o->json = true; break;
+        case BATCH:
+            if (!tm_cli_parse_int(cmd, "--batch", optarg, 1, TM_CLI_JSONL_GROUP_MAX, &o->batch)) return -1;
+            break;
         case 'h': fputs(help, stdout); return 1;
         default: tm_cli_usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); return -1;
         }
@@ -305,58 +313,108 @@ static char *error_record(json_t *id, size_t line, const char *message) {
     return text;
 }
 
-/* One line of --jsonl: a result or an error record; false when it failed. */
-static bool process_line(tm_zeroshot *z, const options *o, const decision_rule *rule, const char *line,
-                         size_t number) {
+/* One line of --jsonl, read and parsed; its text is scored with the others
+ * of its group. */
+typedef struct {
+    size_t number;
+    json_t *input, *id;
+    const char *text;
+    size_t size;
+    char *output;                       /* the result record, once scored */
+    char message[TM_ERROR_MESSAGE_MAX]; /* set: the line failed */
+} jsonl_line;
+
+static void parse_line(jsonl_line *l, const char *line, size_t number) {
     json_error_t jerr;
-    json_t *input = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *id = json_is_object(input) ? json_object_get(input, "id") : NULL;
-    json_t *text = json_is_object(input) ? json_object_get(input, "text") : NULL;
-    char message[TM_ERROR_MESSAGE_MAX] = "";
-    char *output = NULL;
-    if (!input) snprintf(message, sizeof message, "invalid JSON: %s", jerr.text);
-    else if (!json_is_object(input)) snprintf(message, sizeof message, "expected an object {\"id\", \"text\"}");
-    else if (!json_is_string(text)) snprintf(message, sizeof message, "\"text\" must be a string");
-    else {
-        tm_zeroshot_result r;
-        tm_error err = {0};
-        if (tm_zeroshot_score_text(z, json_string_value(text), json_string_length(text), &r, &err) != TM_OK) {
-            snprintf(message, sizeof message, "%s", err.message);
-        } else {
-            json_t *result = result_json(&r, o, rule, tm_zeroshot_window(z));
-            if (result && id) json_object_set(result, "id", id);
-            output = result ? json_dumps(result, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-            json_decref(result);
-            if (!output) snprintf(message, sizeof message, "out of memory");
+    memset(l, 0, sizeof *l);
+    l->number = number;
+    l->input = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+    l->id = json_is_object(l->input) ? json_object_get(l->input, "id") : NULL;
+    json_t *text = json_is_object(l->input) ? json_object_get(l->input, "text") : NULL;
+    if (!l->input) snprintf(l->message, sizeof l->message, "invalid JSON: %s", jerr.text);
+    else if (!json_is_object(l->input)) snprintf(l->message, sizeof l->message, "expected an object {\"id\", \"text\"}");
+    else if (!json_is_string(text)) snprintf(l->message, sizeof l->message, "\"text\" must be a string");
+    else l->text = json_string_value(text), l->size = json_string_length(text);
+}
+
+/* Score a group of lines in one call (the room packs short texts into
+ * shared forward passes) and print a result or an error record per line,
+ * in input order; false when some line failed. */
+static bool process_group(tm_zeroshot *z, const options *o, const decision_rule *rule, jsonl_line *lines, size_t n,
+                          tm_error *errors) {
+    const char *texts[TM_CLI_JSONL_GROUP_MAX];
+    size_t sizes[TM_CLI_JSONL_GROUP_MAX], index[TM_CLI_JSONL_GROUP_MAX], m = 0;
+    tm_zeroshot_result results[TM_CLI_JSONL_GROUP_MAX];
+    tm_status statuses[TM_CLI_JSONL_GROUP_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (!lines[i].message[0]) texts[m] = lines[i].text, sizes[m] = lines[i].size, index[m++] = i;
+    tm_error err = {0};
+    if (m && tm_zeroshot_score_texts(z, texts, sizes, m, results, statuses, errors, &err) != TM_OK)
+        for (size_t k = 0; k < m; k++) statuses[k] = err.code, errors[k] = err;
+    for (size_t k = 0; k < m; k++) {
+        jsonl_line *l = &lines[index[k]];
+        if (statuses[k] != TM_OK) {
+            snprintf(l->message, sizeof l->message, "%s", errors[k].message);
+            continue;
         }
-        tm_zeroshot_result_free(&r);
+        json_t *result = result_json(&results[k], o, rule, tm_zeroshot_window(z));
+        if (result && l->id) json_object_set(result, "id", l->id);
+        l->output = result ? json_dumps(result, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        json_decref(result);
+        tm_zeroshot_result_free(&results[k]);
+        if (!l->output) snprintf(l->message, sizeof l->message, "out of memory");
     }
-    if (message[0]) output = error_record(id, number, message);
-    if (output) puts(output);
-    else printf("{\"line\":%zu,\"error\":\"out of memory\"}\n", number);
-    free(output);
-    json_decref(input);
-    return !message[0];
+    bool all_ok = true;
+    for (size_t i = 0; i < n; i++) {
+        jsonl_line *l = &lines[i];
+        if (l->message[0]) {
+            all_ok = false;
+            char *record = error_record(l->id, l->number, l->message);
+            if (record) puts(record);
+            else printf("{\"line\":%zu,\"error\":\"out of memory\"}\n", l->number);
+            free(record);
+        } else {
+            puts(l->output);
+        }
+        free(l->output);
+        json_decref(l->input);
+    }
+    fflush(stdout);
+    return all_ok;
 }
 
 static int run_batch(tm_zeroshot *z, const options *o, const decision_rule *rule, FILE *in) {
     bool all_ok = true;
-    size_t number = 0, capacity = 0;
+    size_t number = 0, capacity = 0, n = 0, group = (size_t)o->batch;
+    jsonl_line *lines = calloc(group, sizeof *lines);
+    tm_error *errors = calloc(group, sizeof *errors);
     char *line = NULL;
+    if (!lines || !errors) {
+        free(lines);
+        free(errors);
+        fprintf(stderr, "tracemark: error: out of memory: --batch %zu\n", group);
+        return TM_EXIT_FAILURE;
+    }
     ssize_t got;
     while ((got = getline(&line, &capacity, in)) >= 0) {
         number++;
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
         if (got == 0) continue; /* blank lines carry no record */
-        all_ok &= process_line(z, o, rule, line, number);
-        fflush(stdout);
+        parse_line(&lines[n++], line, number); /* the text lives in the parsed JSON */
+        if (n == group) {
+            all_ok &= process_group(z, o, rule, lines, n, errors);
+            n = 0;
+        }
     }
+    if (n) all_ok &= process_group(z, o, rule, lines, n, errors);
     free(line);
+    free(lines);
+    free(errors);
     return all_ok ? TM_EXIT_OK : TM_EXIT_FAILURE;
 }
 
 int tm_cmd_detect_zeroshot(int argc, char **argv) {
-    options o = {.slide = true, .fpr = 0.01};
+    options o = {.slide = true, .fpr = 0.01, .batch = 64};
     int parsed = parse(argc, argv, &o);
     if (parsed != 0) return parsed > 0 ? TM_EXIT_OK : TM_EXIT_USAGE;
 

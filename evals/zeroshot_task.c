@@ -22,6 +22,7 @@
 #include "evals_internal.h"
 #include "tracemark/zeroshot.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <openssl/crypto.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 enum { PROMPT_BYTES = 4096, PROMPTS_MAX = 256 };
@@ -97,10 +99,10 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
     static const char *const known[] = {
         "kind",        "name",    "seed",      "model",     "tokenizer",  "performer", "performer_tokenizer", "methods",
         "human",       "chatgpt", "generated", "schemes",   "paraphrase", "prompts",   "max_tokens",          "lengths",
-        "temperature", "context", "data_dir",  "bootstrap", "fprs",       NULL};
+        "temperature", "context", "data_dir",  "bootstrap", "fprs",       "performer_quantize", NULL};
     yaml_node_t *name = NULL, *seed = NULL, *model = NULL, *tokenizer = NULL, *performer = NULL,
                 *performer_tokenizer = NULL, *methods = NULL, *schemes = NULL, *prompts = NULL, *lengths = NULL,
-                *fprs = NULL, *data_dir = NULL;
+                *fprs = NULL, *data_dir = NULL, *performer_quantize = NULL;
     t->kind = TM_EVAL_KIND_ZERO_SHOT;
     t->zs_human = 100, t->zs_chatgpt = 100, t->zs_generated = 100;
     t->zs_paraphrase = 0.3;
@@ -125,7 +127,7 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
                 "unknown key (known: kind, name, seed, model, tokenizer, performer, performer_tokenizer, "
                 "methods, human, "
                 "chatgpt, generated, schemes, paraphrase, prompts, max_tokens, lengths, "
-                "temperature, context, data_dir, bootstrap, fprs)");
+                "temperature, context, data_dir, bootstrap, fprs, performer_quantize)");
         long long i;
         double x;
         if (!strcmp(key, "kind")) continue;
@@ -135,6 +137,7 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
         else if (!strcmp(key, "tokenizer")) tokenizer = v;
         else if (!strcmp(key, "performer")) performer = v;
         else if (!strcmp(key, "performer_tokenizer")) performer_tokenizer = v;
+        else if (!strcmp(key, "performer_quantize")) performer_quantize = v;
         else if (!strcmp(key, "methods")) methods = v;
         else if (!strcmp(key, "schemes")) schemes = v;
         else if (!strcmp(key, "prompts")) prompts = v;
@@ -207,6 +210,17 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
                 return TM_ERR_FORMAT;
     }
     if (performer && tm_eval_yaml_resolve(p, performer, "performer", t->zs_performer)) return TM_ERR_FORMAT;
+    if (performer_quantize) {
+        char type[32];
+        tm_ftype ftype;
+        if (tm_eval_yaml_scalar(p, performer_quantize, "performer_quantize", type, sizeof type)) return TM_ERR_FORMAT;
+        if (!tm_ftype_parse(type, &ftype))
+            return tm_eval_yaml_fail(p, performer_quantize, "performer_quantize", "unknown type '%s' (known: %s)", type,
+                                     tm_ftype_names());
+        t->zs_performer_quantized = true;
+        t->zs_performer_ftype = (int32_t)ftype;
+    }
+    bool has_performer = performer || performer_quantize;
     if (performer_tokenizer) {
         if (!performer)
             return tm_eval_yaml_fail(p, performer_tokenizer, "performer_tokenizer", "given without a performer");
@@ -215,12 +229,13 @@ tm_status tm_eval_zeroshot_parse(tm_eval_yaml *p, tm_eval_task *t, yaml_node_t *
     }
     if (methods) {
         if (parse_methods(p, t, methods)) return TM_ERR_FORMAT;
-        if ((t->zs_methods & (1u << TM_ZEROSHOT_BINOCULARS)) && !performer)
-            return tm_eval_yaml_fail(p, methods, "methods", "binoculars needs a performer model (performer: PATH)");
+        if ((t->zs_methods & (1u << TM_ZEROSHOT_BINOCULARS)) && !has_performer)
+            return tm_eval_yaml_fail(p, methods, "methods",
+                                     "binoculars needs a performer model (performer: PATH or performer_quantize: TYPE)");
     } else {
         /* Every method; Binoculars only with its second model. */
         t->zs_methods = (1u << TM_ZEROSHOT_METHOD_COUNT) - 1;
-        if (!performer) t->zs_methods &= ~(1u << TM_ZEROSHOT_BINOCULARS);
+        if (!has_performer) t->zs_methods &= ~(1u << TM_ZEROSHOT_BINOCULARS);
     }
     if (data_dir) {
         if (tm_eval_yaml_resolve(p, data_dir, "data_dir", t->data_dir)) return TM_ERR_FORMAT;
@@ -302,6 +317,27 @@ static void release(void *opaque) {
     free(s);
 }
 
+/* performer_quantize: the performer's GGUF (performer:, else the scoring
+ * model's) quantized to the task's file type (llama.cpp's quantizer,
+ * tm_quantize_file: deterministic, so every run and shard gets the same
+ * performer) into a temporary file that is removed once loaded (the model
+ * keeps its mapping). Binoculars needs a second model
+ * of the same vocabulary that is close to the observer but not it, as the
+ * paper pairs a base model with its instruct tune: docs/zero-shot.md. */
+static tm_status quantized_performer(const tm_eval_task *t, tm_model **out, tm_error *err) {
+    const char *dir = getenv("TMPDIR");
+    char path[TM_EVAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/tracemark-performer-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return tm_error_set(err, TM_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+    close(fd);
+    tm_quantize_options options = {.ftype = (tm_ftype)t->zs_performer_ftype, .n_threads = 1};
+    tm_status status = tm_quantize_file(t->zs_performer[0] ? t->zs_performer : t->model_path, path, &options, err);
+    if (!status) status = tm_model_load(out, path, err);
+    unlink(path);
+    return status;
+}
+
 static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
     *out = NULL;
     zs_state *s = calloc(1, sizeof *s);
@@ -312,8 +348,9 @@ static tm_status prepare(const tm_eval_task *t, void **out, tm_error *err) {
         status = tm_model_tokenizer(&s->tokenizer, s->model, t->tokenizer_path[0] ? t->tokenizer_path : NULL, err);
     if (status) tm_error_prefix(err, "%s:%lu: model", t->path, t->model_line);
     if (!status) status = tm_sha256_file_hex(t->model_path, s->model_sha, err);
-    if (!status && t->zs_performer[0]) {
-        status = tm_model_load(&s->performer, t->zs_performer, err);
+    if (!status && (t->zs_performer[0] || t->zs_performer_quantized)) {
+        status = t->zs_performer_quantized ? quantized_performer(t, &s->performer, err)
+                                           : tm_model_load(&s->performer, t->zs_performer, err);
         if (!status)
             status = tm_model_tokenizer(&s->performer_tokenizer, s->performer,
                                         t->zs_performer_tokenizer[0] ? t->zs_performer_tokenizer : NULL, err);
@@ -417,48 +454,69 @@ static tm_status paraphrase(zs_worker *w, const char *prompt, const int32_t *tex
     return status;
 }
 
-/* Every method's score of text, whole and on its first L tokens per task
+/* Every method's score of a text, whole and on its first L tokens per task
  * length: {"likelihood": {"score": x, "lengths": {"16": y, ...}}, ...}, with
  * "n_tokens". A text the detectors refuse (nothing after BOS) gets null
  * scores and its "error": the aggregate leaves it out and counts it. */
-static json_t *zero_shot_scores(zs_worker *w, const char *text, tm_error *err, tm_status *status) {
-    const tm_eval_task *t = w->state->task;
+static json_t *scores_json(const tm_eval_task *t, tm_zeroshot_result *r, tm_status s, const tm_error *local) {
     json_t *out = json_object();
-    tm_zeroshot_result r;
-    tm_error local = {0};
-    tm_status s = tm_zeroshot_score_text(w->zeroshot, text, strlen(text), &r, &local);
-    if (s == TM_ERR_ARGUMENT || s == TM_ERR_FORMAT) {
-        json_object_set_new(out, "error", json_string(local.message));
+    if (s != TM_OK) {
+        json_object_set_new(out, "error", json_string(local->message));
         return out;
     }
-    if (s) {
-        if (err) *err = local;
-        *status = s;
-        return out;
-    }
-    size_t n = r.n_tokens - 1;
+    size_t n = r->n_tokens - 1;
     json_object_set_new(out, "n_tokens", json_integer((json_int_t)n));
-    json_object_set_new(out, "windows", json_integer((json_int_t)r.n_windows));
+    json_object_set_new(out, "windows", json_integer((json_int_t)r->n_windows));
     for (int m = 0; m < TM_ZEROSHOT_METHOD_COUNT; m++) {
         if (!(t->zs_methods & (1u << m))) continue;
         tm_zeroshot_score score;
         tm_error ignored;
         json_t *method = json_object(), *lengths = json_object();
-        bool ok = tm_zeroshot_score_positions((tm_zeroshot_method)m, r.positions, n, &score, &ignored) == TM_OK;
+        bool ok = tm_zeroshot_score_positions((tm_zeroshot_method)m, r->positions, n, &score, &ignored) == TM_OK;
         json_object_set_new(method, "score", tm_eval_json_number(ok ? score.score : NAN));
         for (size_t k = 0; k < t->n_lengths; k++) {
             size_t L = (size_t)t->lengths[k];
             char key[24];
             snprintf(key, sizeof key, "%zu", L);
-            ok =
-                L <= n && tm_zeroshot_score_positions((tm_zeroshot_method)m, r.positions, L, &score, &ignored) == TM_OK;
+            ok = L <= n &&
+                 tm_zeroshot_score_positions((tm_zeroshot_method)m, r->positions, L, &score, &ignored) == TM_OK;
             json_object_set_new(lengths, key, tm_eval_json_number(ok ? score.score : NAN));
         }
         json_object_set_new(method, "lengths", lengths);
         json_object_set_new(out, tm_zeroshot_method_name((tm_zeroshot_method)m), method);
     }
-    tm_zeroshot_result_free(&r);
     return out;
+}
+
+/* scores_json of n (1 or 2) texts, scored together: a generation and its
+ * paraphrase share the room's batch path (one packed pass per model). A
+ * text refused as such (empty, a non-finite logit) gets its "error"; any
+ * other failure stops the sample through *status. */
+static void zero_shot_scores(zs_worker *w, const char *const *texts, size_t n, json_t **out, tm_error *err,
+                             tm_status *status) {
+    const tm_eval_task *t = w->state->task;
+    size_t sizes[2];
+    tm_zeroshot_result results[2];
+    tm_status statuses[2];
+    tm_error errors[2], local = {0};
+    for (size_t i = 0; i < n; i++) sizes[i] = strlen(texts[i]), out[i] = NULL;
+    tm_status s = tm_zeroshot_score_texts(w->zeroshot, texts, sizes, n, results, statuses, errors, &local);
+    if (s) {
+        if (err) *err = local;
+        *status = s;
+        for (size_t i = 0; i < n; i++) out[i] = json_object();
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool refused = statuses[i] == TM_ERR_ARGUMENT || statuses[i] == TM_ERR_FORMAT;
+        if (statuses[i] && !refused && !*status) {
+            if (err) *err = errors[i];
+            *status = statuses[i];
+        }
+        /* A hard failure stops the sample: its record is never stored. */
+        out[i] = statuses[i] && !refused ? json_object() : scores_json(t, &results[i], statuses[i], &errors[i]);
+        tm_zeroshot_result_free(&results[i]);
+    }
 }
 
 static double watermark_log_p(const tm_detector *detector, const char *text, tm_error *err, tm_status *status) {
@@ -492,7 +550,9 @@ static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id,
         input = json_pack("{s:s, s:I}", "source", human ? "truthfulqa+halueval-knowledge" : "halueval-chatgpt",
                           "index", (json_int_t)index);
         output = json_pack("{s:s}", "text", text);
-        json_object_set_new(scores, "zero_shot", zero_shot_scores(w, text, err, &status));
+        json_t *zs;
+        zero_shot_scores(w, &text, 1, &zs, err, &status);
+        json_object_set_new(scores, "zero_shot", zs);
         tm_sha256_hex(text, strlen(text), r->document_sha256);
     } else {
         int64_t g = id - H - C, condition = g / G;
@@ -523,13 +583,15 @@ static tm_status run_sample(void *opaque_state, void *opaque_worker, int64_t id,
                               condition ? t->scheme_names[condition - 1] : "none", "seed", seed_hex);
             output = json_pack("{s:s, s:I, s:s}", "text", gen.text, "n_ids", (json_int_t)gen.n_ids, "stop_reason",
                                gen.stop_reason ? gen.stop_reason : "");
-            json_object_set_new(scores, "zero_shot", zero_shot_scores(w, gen.text, err, &status));
+            const char *texts[2] = {gen.text, attacked};
+            json_t *zs[2] = {NULL, NULL};
+            zero_shot_scores(w, texts, attacked ? 2 : 1, zs, err, &status);
+            json_object_set_new(scores, "zero_shot", zs[0]);
             if (attacked) {
                 json_object_set_new(output, "paraphrased", json_string(attacked));
                 json_object_set_new(scores, "paraphrase_edits", json_integer((json_int_t)edits));
                 json_object_set_new(scores, "paraphrase_units", json_integer((json_int_t)gen.n_ids));
-                if (!status)
-                    json_object_set_new(scores, "zero_shot_paraphrased", zero_shot_scores(w, attacked, err, &status));
+                json_object_set_new(scores, "zero_shot_paraphrased", zs[1]);
             }
             if (!status && condition) {
                 const tm_detector *detector = s->detectors[condition - 1];

@@ -524,3 +524,117 @@ tm_status tm_context_truncate(tm_context *context, int32_t position, tm_error *e
     context->position = position;
     return TM_OK;
 }
+
+/* ---- many short sequences through one all-positions pass ------------------ */
+
+/* tm_context_eval_rows_packed: sequences laid end to end in one cache, as
+ * llama.cpp's unified KV cache holds several seq_ids. Row r of a pass is
+ * token `position[r]` of its sequence, whose position 0 sits in cache slot
+ * base[r]: its rope angle and attention length follow its own position, its
+ * attention reads only its own sequence's slots (a block-diagonal causal
+ * mask, never another text), and every matrix product takes all the rows of
+ * the pass at once, so the weights are read once for all the texts. The
+ * arithmetic of each row is forward_batch's, kernel for kernel. */
+static void attend_packed(tm_context *c, int32_t layer, const int32_t *position, const int32_t *base, int64_t n) {
+    const tm_model_config *cfg = &c->model->config;
+    int32_t hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    size_t layer_base = (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    int64_t items = n * cfg->n_heads, work = 0;
+    for (int64_t i = 0; i < n; i++) work += (int64_t)(position[i] + 1) * cfg->n_heads * hd;
+    int threads = work > (1 << 14) ? c->n_threads : 1; /* attend()'s threshold */
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; item++) {
+        int64_t i = item / cfg->n_heads;
+        int32_t h = (int32_t)(item % cfg->n_heads), kvh = h / group;
+        int32_t length = position[i] + 1;
+        size_t first = layer_base + (size_t)base[i] * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
+        float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
+        const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_scores(q, c->key_cache + first, c->kv_dim, length, hd, scale, scores);
+        tm_kernel_softmax(scores, length);
+        float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
+        tm_kernel_attention_values(scores, c->value_cache + first, c->kv_dim, length, hd, out);
+    }
+}
+
+/* n rows (n <= BATCH_CAPACITY) whose cache slots are base[r] + position[r];
+ * the logits after every row go to out (n rows of n_vocab). */
+static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *position, const int32_t *base,
+                           int64_t n, float *out) {
+    const tm_model *m = c->model;
+    const tm_model_config *cfg = &m->config;
+    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int32_t pairs = cfg->head_dim / 2;
+    for (int64_t i = 0; i < n; i++) {
+        tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
+        rope_row(c, (float)position[i], c->rope_cos + i * pairs, c->rope_sin + i * pairs);
+    }
+    for (int32_t l = 0; l < cfg->n_layers; l++) {
+        const tm_layer_weights *w = &m->layers[l];
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
+        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        project_many(c, qkv, 3, c->normed, n, qkv_out);
+        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
+        for (int b = 0; b < 3; b++)
+            if (bias[b]->data)
+                for (int64_t i = 0; i < n; i++)
+                    tm_kernel_add(qkv_out[b] + i * bias[b]->cols, bias[b]->data, bias[b]->cols);
+        size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
+        for (int64_t i = 0; i < n; i++) {
+            rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
+            rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
+            size_t slot = layer_base + (size_t)(base[i] + position[i]) * (size_t)c->kv_dim;
+            memcpy(c->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+        }
+        attend_packed(c, l, position, base, n);
+        project(c, &w->wo, c->attention, n, c->projected);
+        tm_kernel_add(c->x, c->projected, n * D);
+        for (int64_t i = 0; i < n; i++)
+            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
+        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
+        float *gate_up_out[2] = {c->gate, c->up};
+        project_many(c, gate_up, 2, c->normed, n, gate_up_out);
+        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
+        project(c, &w->w_down, c->gate, n, c->projected);
+        tm_kernel_add(c->x, c->projected, n * D);
+    }
+    batch_logits(c, 0, n, out);
+}
+
+tm_status tm_context_eval_rows_packed(tm_context *context, const int32_t *tokens, const size_t *lengths,
+                                      size_t n_sequences, float *logits, tm_error *err) {
+    if (!context || !tokens || !lengths || !logits || n_sequences == 0)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "no sequences to evaluate");
+    size_t total = 0;
+    for (size_t s = 0; s < n_sequences; s++) {
+        if (lengths[s] == 0) return tm_error_set(err, TM_ERR_ARGUMENT, "sequence %zu has no tokens", s);
+        if (!tm_add_size(total, lengths[s], &total) || total > (size_t)context->n_ctx)
+            return tm_error_set(err, TM_ERR_LIMIT,
+                                "context is full: the sequences up to %zu take more than its %d tokens (raise --ctx)",
+                                s, context->n_ctx);
+    }
+    int32_t n_vocab = context->model->config.n_vocab;
+    for (size_t i = 0; i < total; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return tm_error_set(err, TM_ERR_ARGUMENT, "token id %d at index %zu is outside the vocabulary (0..%d)",
+                                tokens[i], i, n_vocab - 1);
+    /* The cache holds several texts now, none of them a prefix to continue. */
+    context->position = 0;
+    int32_t position[BATCH_CAPACITY], base[BATCH_CAPACITY];
+    size_t sequence = 0, within = 0, sequence_start = 0;
+    for (size_t done = 0; done < total;) {
+        size_t rows = total - done < BATCH_CAPACITY ? total - done : BATCH_CAPACITY;
+        for (size_t r = 0; r < rows; r++) {
+            while (within == lengths[sequence]) sequence_start += lengths[sequence++], within = 0;
+            position[r] = (int32_t)within++;
+            base[r] = (int32_t)sequence_start;
+        }
+        forward_packed(context, tokens + done, position, base, (int64_t)rows, logits + done * (size_t)n_vocab);
+        done += rows;
+    }
+    return TM_OK;
+}

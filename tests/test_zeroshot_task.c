@@ -105,8 +105,18 @@ Test(zeroshot_task, runs_and_its_numbers_follow_from_the_samples, .timeout = 300
         json_t *s = json_array_get(samples, checked[c]);
         const char *text = json_string_value(json_object_get(json_object_get(s, "output"), "text"));
         json_t *zs = json_object_get(json_object_get(s, "scores"), "zero_shot");
-        tm_zeroshot_result res;
-        cr_assert_eq(tm_zeroshot_score_text(z, text, strlen(text), &res, &err), TM_OK, "%s", err.message);
+        /* A generation is scored together with its paraphrase (one batch,
+         * as the task does: the same packed pass, the same bits). */
+        const char *paraphrased = json_string_value(json_object_get(json_object_get(s, "output"), "paraphrased"));
+        const char *texts[2] = {text, paraphrased};
+        size_t sizes[2] = {strlen(text), paraphrased ? strlen(paraphrased) : 0};
+        tm_zeroshot_result results[2], res;
+        tm_status statuses[2];
+        cr_assert_eq(tm_zeroshot_score_texts(z, texts, sizes, paraphrased ? 2 : 1, results, statuses, NULL, &err),
+                     TM_OK, "%s", err.message);
+        cr_assert_eq(statuses[0], TM_OK);
+        res = results[0];
+        if (paraphrased) tm_zeroshot_result_free(&results[1]);
         cr_assert_eq((size_t)json_integer_value(json_object_get(zs, "n_tokens")), res.n_tokens - 1);
         for (int m = 0; m < TM_ZEROSHOT_METHOD_COUNT; m++) {
             tm_zeroshot_score whole, prefix;
@@ -305,4 +315,67 @@ Test(zeroshot_task, shipped_task_files_parse) {
         cr_assert_geq(task.n_schemes, 1);
         tm_eval_task_free(&task);
     }
+}
+
+/* performer_quantize: Binoculars' performer made at run time, the model's
+ * GGUF through tm_quantize_file. The stored Binoculars score is the room's
+ * score with a performer quantized here the same way (the same bits), and
+ * it is not the score with the observer's own weights as performer (the
+ * copy is close to the observer but not the same model). An unknown type,
+ * or a source that is not a GGUF, is an error naming the field. */
+Test(zeroshot_task, performer_quantize_makes_the_performer_at_run_time, .timeout = 120) {
+    char *dir = tm_test_scratch_dir(), *gguf = tm_fixture("models/stories260K.gguf"), *data = tm_fixture("data");
+    char *path = tm_test_path(dir, "pq.yaml"), *run = tm_test_path(dir, "pq-run"), text[4096];
+    snprintf(text, sizeof text,
+             "kind: zero_shot\nname: pq\nseed: 3\nmodel: %s\ndata_dir: %s\nperformer_quantize: Q4_0\n"
+             "methods: [binoculars]\nhuman: 3\nchatgpt: 0\ngenerated: 0\nbootstrap: 10\n",
+             gguf, data);
+    cr_assert_eq(tm_test_write_file(path, text, strlen(text)), 0);
+    tm_test_cli_result r = tm_test_cli("eval '%s' --out '%s' --threads 1", path, run);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    tm_test_cli_free(&r);
+    size_t n = 0;
+    json_t *samples = load_lines(run, &n);
+    cr_assert_eq(n, 3);
+
+    char *quantized = tm_test_path(dir, "pq-performer.gguf");
+    tm_quantize_options qo = {.ftype = TM_FTYPE_Q4_0, .n_threads = 2};
+    tm_error err = {0};
+    cr_assert_eq(tm_quantize_file(gguf, quantized, &qo, &err), TM_OK, "%s", err.message);
+    tm_model *model = NULL, *performer = NULL;
+    tm_tokenizer *tokenizer = NULL;
+    cr_assert_eq(tm_model_load(&model, gguf, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_model_load(&performer, quantized, &err), TM_OK, "%s", err.message);
+    const tm_model *performers[2] = {performer, model};
+    tm_zeroshot *z[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        tm_zeroshot_options o = {.method = TM_ZEROSHOT_BINOCULARS, .model = model, .tokenizer = tokenizer,
+                                 .performer = performers[k], .n_threads = 1, .slide = true};
+        cr_assert_eq(tm_zeroshot_create(&z[k], &o, &err), TM_OK, "%s", err.message);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(samples, i);
+        const char *t = json_string_value(json_object_get(json_object_get(s, "output"), "text"));
+        double stored = num(json_object_get(
+            json_object_get(json_object_get(json_object_get(s, "scores"), "zero_shot"), "binoculars"), "score"));
+        tm_zeroshot_result q, self;
+        cr_assert_eq(tm_zeroshot_score_text(z[0], t, strlen(t), &q, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_zeroshot_score_text(z[1], t, strlen(t), &self, &err), TM_OK, "%s", err.message);
+        cr_assert_float_eq(stored, q.score.score, 1e-9 * fabs(q.score.score), "sample %zu", i);
+        cr_assert_gt(fabs(q.score.score - self.score.score), 1e-4, "sample %zu: the Q4_0 copy scores as the observer",
+                     i);
+        tm_zeroshot_result_free(&q);
+        tm_zeroshot_result_free(&self);
+    }
+    for (int k = 0; k < 2; k++) tm_zeroshot_free(z[k]);
+    tm_tokenizer_free(tokenizer);
+    tm_model_free(model), tm_model_free(performer);
+    json_decref(samples);
+
+    /* Refusals: an unknown type at parse time, a llama2.c source at run time. */
+    expect_error(dir, "pqtype", "performer_quantize: Q3_X\n", ":7: performer_quantize: unknown type 'Q3_X'");
+    expect_error(dir, "pqbin", "performer_quantize: Q8_0\nhuman: 2\nchatgpt: 0\ngenerated: 0\n",
+                 "not a GGUF file");
+    free(quantized), free(path), free(run), free(gguf), free(data), free(dir);
 }

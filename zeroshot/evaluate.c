@@ -4,7 +4,9 @@
  * returns every position's logits (tm_context_eval_rows; or, kept to measure
  * against, one position at a time), and hands every next-token distribution
  * to tm_zeroshot_position_stats. Texts longer than the window are scored in
- * overlapping windows (or refused, on request). It must never print, and
+ * overlapping windows (or refused, on request). Many short texts share one
+ * packed pass per model (tm_context_eval_rows_packed), each text's rows the
+ * ones its own pass would give. It must never print, and
  * never score a position twice or skip one: every token after the first is
  * scored exactly once. */
 #include "tracemark/zeroshot.h"
@@ -222,9 +224,9 @@ static tm_status score_one_position_at_a_time(tm_zeroshot *z, const int32_t *ids
     return status;
 }
 
-tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids, tm_zeroshot_result *out,
-                                tm_error *err) {
-    memset(out, 0, sizeof *out);
+/* The checks every text passes before any model runs: at least 2 ids, ids
+ * inside the vocabulary, and (without slide) no more ids than the window. */
+static tm_status check_ids(const tm_zeroshot *z, const int32_t *ids, size_t n_ids, tm_error *err) {
     if (!ids || n_ids < 2)
         return tm_error_set(err, TM_ERR_ARGUMENT,
                             "empty text: nothing to score (need at least one token after BOS, got %zu id%s)", n_ids,
@@ -239,12 +241,20 @@ tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids
                             "text too long: %zu tokens, longer than the window of %zu tokens (the model's context); "
                             "score it in sliding windows or shorten it",
                             n_ids, window);
+    return TM_OK;
+}
+
+tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids, tm_zeroshot_result *out,
+                                tm_error *err) {
+    memset(out, 0, sizeof *out);
+    tm_status status = check_ids(z, ids, n_ids, err);
+    if (status != TM_OK) return status;
     size_t n_positions = n_ids - 1;
     tm_zeroshot_position *positions = tm_alloc_array(n_positions, sizeof *positions, err);
     if (!positions) return TM_ERR_NOMEM;
     size_t n_windows = 0;
-    tm_status status = z->one_position_at_a_time ? score_one_position_at_a_time(z, ids, n_positions, positions, &n_windows, err)
-                                                 : score_all_rows(z, ids, n_positions, positions, &n_windows, err);
+    status = z->one_position_at_a_time ? score_one_position_at_a_time(z, ids, n_positions, positions, &n_windows, err)
+                                       : score_all_rows(z, ids, n_positions, positions, &n_windows, err);
     if (status == TM_OK) status = tm_zeroshot_score_positions(z->method, positions, n_positions, &out->score, err);
     if (status != TM_OK) {
         free(positions);
@@ -254,6 +264,167 @@ tm_status tm_zeroshot_score_ids(tm_zeroshot *z, const int32_t *ids, size_t n_ids
     out->n_tokens = n_ids;
     out->n_windows = n_windows;
     return TM_OK;
+}
+
+/* ---- many texts per pass --------------------------------------------------- */
+
+/* One pack of short texts (texts[0..n), each predicting n_ids - 1 positions,
+ * together at most chunk_rows) through each model in one packed pass
+ * (tm_context_eval_rows_packed): the text's rows are those of
+ * score_all_rows's single window, computed on the same values. */
+static tm_status score_pack(tm_zeroshot *z, const size_t *texts, size_t n, const int32_t *const *ids,
+                            const size_t *n_ids, tm_zeroshot_result *results, tm_status *statuses, tm_error *errors,
+                            int32_t *tokens, size_t *lengths, tm_error *err) {
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = texts[k];
+        lengths[k] = n_ids[i] - 1; /* the last id is only predicted */
+        memcpy(tokens + total, ids[i], lengths[k] * sizeof *tokens);
+        total += lengths[k];
+    }
+    tm_status status = tm_context_eval_rows_packed(z->scoring, tokens, lengths, n, z->rows_scoring, err);
+    if (status == TM_OK && z->reference)
+        status = tm_context_eval_rows_packed(z->reference, tokens, lengths, n, z->rows_reference, err);
+    if (status == TM_OK && z->performer)
+        status = tm_context_eval_rows_packed(z->performer, tokens, lengths, n, z->rows_performer, err);
+    if (status != TM_OK) return status;
+    size_t n_vocab = (size_t)z->n_vocab;
+    for (size_t k = 0, row = 0; k < n; row += lengths[k++]) {
+        size_t i = texts[k];
+        tm_error *e = errors ? &errors[i] : NULL;
+        tm_zeroshot_position *positions = tm_alloc_array(lengths[k], sizeof *positions, err);
+        if (!positions) return TM_ERR_NOMEM;
+        tm_status s = TM_OK;
+        for (size_t r = 0; s == TM_OK && r < lengths[k]; r++) {
+            size_t at = (row + r) * n_vocab;
+            s = tm_zeroshot_position_stats(z->rows_scoring + at, z->rows_reference ? z->rows_reference + at : NULL,
+                                           z->rows_performer ? z->rows_performer + at : NULL, z->n_vocab,
+                                           ids[i][r + 1], &positions[r], e);
+        }
+        if (s == TM_OK) s = tm_zeroshot_score_positions(z->method, positions, lengths[k], &results[i].score, e);
+        statuses[i] = s;
+        if (s != TM_OK) {
+            free(positions);
+            memset(&results[i], 0, sizeof results[i]);
+            continue;
+        }
+        results[i].positions = positions;
+        results[i].n_tokens = n_ids[i];
+        results[i].n_windows = 1;
+    }
+    return TM_OK;
+}
+
+tm_status tm_zeroshot_score_ids_many(tm_zeroshot *z, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                                     tm_zeroshot_result *results, tm_status *statuses, tm_error *errors,
+                                     tm_error *err) {
+    if (!z || (n && (!ids || !n_ids || !results || !statuses)))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: no texts to score");
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        statuses[i] = check_ids(z, ids[i], n_ids[i], errors ? &errors[i] : NULL);
+    }
+    size_t budget = z->chunk_rows;
+    size_t *pack = NULL, *lengths = NULL;
+    int32_t *tokens = NULL;
+    if (!z->one_position_at_a_time && n > 1 &&
+        (!(pack = tm_alloc_array(budget, sizeof *pack, err)) || !(lengths = tm_alloc_array(budget, sizeof *lengths, err)) ||
+         !(tokens = tm_alloc_array(budget, sizeof *tokens, err)))) {
+        free(pack);
+        free(lengths);
+        return TM_ERR_NOMEM;
+    }
+    tm_status status = TM_OK;
+    size_t in_pack = 0, rows = 0;
+    for (size_t i = 0; status == TM_OK && i <= n; i++) {
+        bool packable = i < n && pack && statuses[i] == TM_OK && n_ids[i] - 1 <= budget;
+        /* A text that fills a pass on its own, or scoring one at a time,
+         * takes the single-text path. */
+        if (i < n && !packable) {
+            if (statuses[i] != TM_OK) continue; /* refused by check_ids */
+            statuses[i] = tm_zeroshot_score_ids(z, ids[i], n_ids[i], &results[i], errors ? &errors[i] : NULL);
+            if (statuses[i] == TM_ERR_NOMEM) status = tm_error_set(err, TM_ERR_NOMEM, "zero-shot: out of memory");
+            continue;
+        }
+        bool flush = in_pack && (i == n || rows + (n_ids[i] - 1) > budget);
+        if (flush) {
+            status = score_pack(z, pack, in_pack, ids, n_ids, results, statuses, errors, tokens, lengths, err);
+            in_pack = rows = 0;
+        }
+        if (packable) {
+            pack[in_pack++] = i;
+            rows += n_ids[i] - 1;
+        }
+    }
+    if (status != TM_OK)
+        for (size_t i = 0; i < n; i++) tm_zeroshot_result_free(&results[i]);
+    free(pack);
+    free(lengths);
+    free(tokens);
+    return status;
+}
+
+tm_status tm_zeroshot_score_texts(tm_zeroshot *z, const char *const *texts, const size_t *sizes, size_t n,
+                                  tm_zeroshot_result *results, tm_status *statuses, tm_error *errors, tm_error *err) {
+    if (!z || (n && (!texts || !sizes || !results || !statuses)))
+        return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: no texts to score");
+    if (!z->tokenizer) return tm_error_set(err, TM_ERR_ARGUMENT, "zero-shot: no tokenizer to encode the text");
+    int32_t **ids = tm_alloc_array(n ? n : 1, sizeof *ids, err);
+    size_t *n_ids = ids ? tm_alloc_array(n ? n : 1, sizeof *n_ids, err) : NULL;
+    if (!n_ids) {
+        free(ids);
+        return TM_ERR_NOMEM;
+    }
+    tm_status status = TM_OK;
+    for (size_t i = 0; status == TM_OK && i < n; i++) {
+        tm_error *e = errors ? &errors[i] : NULL;
+        if (!texts[i] || sizes[i] == 0) {
+            statuses[i] = tm_error_set(e, TM_ERR_ARGUMENT, "empty text: nothing to score");
+            continue;
+        }
+        statuses[i] = tm_tokenizer_encode(z->tokenizer, texts[i], sizes[i], tm_tokenizer_adds_bos(z->tokenizer),
+                                          &ids[i], &n_ids[i], e);
+        if (statuses[i] == TM_ERR_NOMEM) status = tm_error_set(err, TM_ERR_NOMEM, "zero-shot: out of memory");
+    }
+    /* Texts the tokenizer refused keep their status; the rest are scored. */
+    size_t *order = status == TM_OK ? tm_alloc_array(n ? n : 1, sizeof *order, err) : NULL;
+    if (status == TM_OK && !order) status = TM_ERR_NOMEM;
+    size_t m = 0;
+    for (size_t i = 0; status == TM_OK && i < n; i++)
+        if (statuses[i] == TM_OK) order[m++] = i;
+    const int32_t **sub_ids = NULL;
+    size_t *sub_n = NULL;
+    tm_zeroshot_result *sub_results = NULL;
+    tm_status *sub_statuses = NULL;
+    tm_error *sub_errors = NULL;
+    if (status == TM_OK && m &&
+        (!(sub_ids = tm_alloc_array(m, sizeof *sub_ids, err)) || !(sub_n = tm_alloc_array(m, sizeof *sub_n, err)) ||
+         !(sub_results = tm_alloc_array(m, sizeof *sub_results, err)) ||
+         !(sub_statuses = tm_alloc_array(m, sizeof *sub_statuses, err)) ||
+         !(sub_errors = tm_alloc_array(m, sizeof *sub_errors, err))))
+        status = TM_ERR_NOMEM;
+    if (status == TM_OK && m) {
+        for (size_t k = 0; k < m; k++) sub_ids[k] = ids[order[k]], sub_n[k] = n_ids[order[k]];
+        status = tm_zeroshot_score_ids_many(z, sub_ids, sub_n, m, sub_results, sub_statuses, sub_errors, err);
+        for (size_t k = 0; status == TM_OK && k < m; k++) {
+            results[order[k]] = sub_results[k];
+            statuses[order[k]] = sub_statuses[k];
+            if (errors) errors[order[k]] = sub_errors[k];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (status != TM_OK || statuses[i] != TM_OK) memset(&results[i], 0, sizeof results[i]);
+        free(ids[i]);
+    }
+    free(sub_ids);
+    free(sub_n);
+    free(sub_results);
+    free(sub_statuses);
+    free(sub_errors);
+    free(order);
+    free(ids);
+    free(n_ids);
+    return status;
 }
 
 tm_status tm_zeroshot_score_text(tm_zeroshot *z, const char *text, size_t size, tm_zeroshot_result *out,

@@ -214,6 +214,10 @@ typedef struct {
      * bootstrap and fprs above */
     char zs_performer[TM_EVAL_PATH_MAX]; /* Binoculars' performer model ("" : none, no Binoculars) */
     char zs_performer_tokenizer[TM_EVAL_PATH_MAX]; /* its tokenizer file ("": the one inside it) */
+    /* performer_quantize: Binoculars' performer is the model quantized to
+     * this llama.cpp file type at run time (zs_performer_quantized set). */
+    bool zs_performer_quantized;
+    int32_t zs_performer_ftype;
     uint32_t zs_methods;                 /* bit (1 << tm_zeroshot_method) per method scored */
     int32_t zs_human, zs_chatgpt;        /* human texts; HaluEval ChatGPT responses */
     int32_t zs_generated;                /* generations per condition (no watermark, each scheme) */

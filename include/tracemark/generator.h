@@ -51,6 +51,20 @@ tm_status tm_context_eval_rows(tm_context *context, const int32_t *tokens, size_
  * the tokens before it is kept, the next tokens run from there. This is
  * prefix reuse: evaluate a shared prefix once, then each continuation. */
 tm_status tm_context_truncate(tm_context *context, int32_t position, tm_error *err);
+/* Many short texts through one all-positions pass: n_sequences token runs
+ * laid end to end in tokens (lengths[s] tokens each, every one from position
+ * 0, as if each had a fresh context of its own) go through the weights as
+ * one set of rows, in passes of up to 256 rows, so that each weight is read
+ * once for all the texts; attention stays inside each text (its own cache
+ * slots, a block-diagonal causal mask). logits receives the logits after
+ * every token of every sequence, in order (sum of lengths rows of n_vocab).
+ * Each row is tm_context_eval_rows's on a fresh context for that sequence
+ * alone, the same kernels on the same values (bit for bit where the batched
+ * products give a row the same result whatever rows share the batch, as the
+ * quantized ones do; see tests/test_eval_packed.c). The sum of lengths must
+ * fit the context (TM_ERR_LIMIT); the context is left empty (position 0). */
+tm_status tm_context_eval_rows_packed(tm_context *context, const int32_t *tokens, const size_t *lengths,
+                                      size_t n_sequences, float *logits, tm_error *err);
 
 /* Continuous batching: one next token for each of n sequences, each in its
  * own context of the same model, through one pass whose matrix products take

@@ -129,6 +129,26 @@ tm_status tm_zeroshot_score_text(tm_zeroshot *zeroshot, const char *text, size_t
                                  tm_error *err);
 void tm_zeroshot_result_free(tm_zeroshot_result *result);
 
+/* Many texts at once, the batch path: texts that fit one pass (n_ids - 1
+ * positions, together up to the room's row budget of min(256, window,
+ * 8M / n_vocab) rows) are packed into one tm_context_eval_rows_packed pass
+ * per model, so the weights are read once for all of them; longer texts go
+ * through tm_zeroshot_score_ids one by one. results[i], statuses[i] and
+ * errors[i] (errors may be NULL) belong to text i: a text refused (empty,
+ * too long without slide, an id outside the vocabulary, a non-finite
+ * logit) fails alone. Each score is the one tm_zeroshot_score_ids gives the
+ * text alone: the same bits for quantized weights, up to the rounding of
+ * sgemm (about 1e-5 in a logit) for float ones. Returns an error only when
+ * nothing can be trusted (out of memory, a pass refused); then every result
+ * is empty. Free each result with tm_zeroshot_result_free. */
+tm_status tm_zeroshot_score_ids_many(tm_zeroshot *zeroshot, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                                     tm_zeroshot_result *results, tm_status *statuses, tm_error *errors,
+                                     tm_error *err);
+/* Encode each text as tm_zeroshot_score_text does, then
+ * tm_zeroshot_score_ids_many. */
+tm_status tm_zeroshot_score_texts(tm_zeroshot *zeroshot, const char *const *texts, const size_t *sizes, size_t n,
+                                  tm_zeroshot_result *results, tm_status *statuses, tm_error *errors, tm_error *err);
+
 /* ---- thresholds ---------------------------------------------------------- */
 
 /* The threshold that flags at most a fraction fpr of the n human scores as
