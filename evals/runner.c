@@ -19,9 +19,7 @@
 #ifndef TRACEMARK_VERSION_STRING
 #define TRACEMARK_VERSION_STRING "0.1.0"
 #endif
-#ifndef TRACEMARK_COMMIT
-#define TRACEMARK_COMMIT "unknown"
-#endif
+#include "tracemark_commit.h" /* TRACEMARK_COMMIT, written at every build by cmake/commit_header.cmake */
 
 const char *tm_eval_version(void) { return TRACEMARK_VERSION_STRING; }
 const char *tm_eval_commit(void) { return TRACEMARK_COMMIT; }
