@@ -232,6 +232,12 @@ static tm_status worker_create(void *opaque, void **out, tm_error *err) {
 
 /* ---- generation ------------------------------------------------------------------- */
 
+/* Whether a prompt is encoded with BOS: as tm_generate encodes it (where
+ * the vocabulary adds BOS), so that attacks and scores condition on what the
+ * generation did; an empty prompt always gets it (nothing else to start
+ * from, as tm_loglik_encode does). */
+static bool prompt_bos(const tm_tokenizer *tok, const char *prompt) { return tm_tokenizer_adds_bos(tok) || !*prompt; }
+
 /* Generate, forcing the marker after every sampled token when marker >= 0
  * (the emoji attack): the scheme sees the markers in its context, the text
  * returned is the sampled tokens alone (the markers stripped). */
@@ -247,7 +253,8 @@ static tm_status generate(wm_worker *w, tm_sampler_chain *chain, const char *pro
     const tm_tokenizer *tok = w->state->tokenizer;
     int32_t *prompt_ids = NULL;
     size_t n_prompt = 0;
-    tm_status status = tm_tokenizer_encode(tok, prompt, strlen(prompt), true, &prompt_ids, &n_prompt, err);
+    tm_status status =
+        tm_tokenizer_encode(tok, prompt, strlen(prompt), prompt_bos(tok, prompt), &prompt_ids, &n_prompt, err);
     if (status) return status;
     int32_t *ids = tm_alloc_array((size_t)t->max_tokens + 1, sizeof *ids, err);
     if (!ids) return free(prompt_ids), TM_ERR_NOMEM;
@@ -291,7 +298,7 @@ static tm_status paraphrase(wm_worker *w, const char *context, const char *text,
     tm_context *context_of_model = w->paraphraser ? w->paraphraser : w->context;
     int32_t *ctx_ids = NULL, *ids = NULL;
     size_t n_ctx = 0, n = 0;
-    tm_status status = tm_tokenizer_encode(tok, context, strlen(context), true, &ctx_ids, &n_ctx, err);
+    tm_status status = tm_tokenizer_encode(tok, context, strlen(context), prompt_bos(tok, context), &ctx_ids, &n_ctx, err);
     if (!status) status = tm_tokenizer_encode(tok, text, strlen(text), false, &ids, &n, err);
     if (!status)
         status = tm_eval_regenerate_spans(w->state->task, context_of_model, tok, ctx_ids, n_ctx, ids, &n, strength,
@@ -618,8 +625,9 @@ static json_t *quality_json(wm_worker *w, const char *prompt, const tm_generatio
             memcpy(whole + n_prompt_bytes, g->text, g->text_size);
             whole[n_prompt_bytes + g->text_size] = '\0';
         }
-        if (!*status) *status = tm_tokenizer_encode(tok, prompt, n_prompt_bytes, true, &p_ids, &n_p, err);
-        if (!*status) *status = tm_tokenizer_encode(tok, whole, strlen(whole), true, &t_ids, &n_t, err);
+        bool bos = prompt_bos(tok, prompt);
+        if (!*status) *status = tm_tokenizer_encode(tok, prompt, n_prompt_bytes, bos, &p_ids, &n_p, err);
+        if (!*status) *status = tm_tokenizer_encode(tok, whole, strlen(whole), bos, &t_ids, &n_t, err);
         if (!*status)
             *status = tm_quality_perplexity(w->oracle, tm_tokenizer_vocab_size(tok), t_ids, n_t, n_p < n_t ? n_p : n_t,
                                             &oracle_ppl, err);
