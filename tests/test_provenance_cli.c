@@ -612,7 +612,7 @@ Test(provenance_cli, sign_warns_when_the_record_is_of_another_text) {
         tm_test_cli_result r = tm_test_cli("sign '%s' --signing-key '%s/s.key' --generation '%s'", text, dir, gen);
         cr_expect_eq(r.code, 0, "%s", r.err);
         if (i < 2) cr_expect_null(strstr(r.err, "warning"), "%s", r.err);
-        else cr_expect_not_null(strstr(r.err, "warning: ") && strstr(r.err, "is neither the text of"), "%s", r.err);
+        else cr_expect(strstr(r.err, "warning: ") != NULL && strstr(r.err, "is neither the text of") != NULL, "%s", r.err);
         tm_test_cli_free(&r);
         free(text);
     }
