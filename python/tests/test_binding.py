@@ -56,6 +56,7 @@ def test_generate_and_detect_match_the_cli(scheme, cli, key, keydir, model, mode
     with tracemark.Detector(key, config, tokenizer_path, fpr=fpr, permutations=99 if exp_edit else 0) as detector:
         text_file = keydir / f"{scheme}.txt"
         text_file.write_text(out.text, encoding="utf-8")
+        whole = detector.detect(out.text)
         for window in ((False,) if exp_edit else (False, True)):
             verdict = detector.detect(out.text, window=window)
             expected = cli_json(cli, "detect", "--key", keydir / "wm.key", "--watermark", config, "--tokenizer",
@@ -63,11 +64,11 @@ def test_generate_and_detect_match_the_cli(scheme, cli, key, keydir, model, mode
                                 text_file)
             assert verdict.to_dict() == expected
             assert json.loads(json.dumps(verdict.to_dict())) == expected
-        # Power is the detect room's subject (and with a fresh random key the
-        # weaker schemes miss now and then on this tiny model): only KGW, whose
-        # p-values here are around 1e-9, is held to a detection.
+        # Power is the detect room's subject (the weaker schemes miss now and
+        # then on this tiny model): only KGW's whole-text verdict is held to a
+        # detection here, with the fixed test key.
         if scheme.startswith("kgw"):
-            assert verdict.detected, f"{scheme}: {verdict.p_value}"
+            assert whole.detected, f"{scheme}: {whole.p_value}"
 
 
 def test_several_keys_and_prompt_match_the_cli(cli, key, keydir, model, tokenizer_path, tmp_path):
