@@ -27,8 +27,10 @@ acme_api=sk-acme-0123456789abcdef
 beta_api=sk-beta-fedcba9876543210
 make_tenants() {
   umask 077
-  "$tracemark" keygen --out "$work/acme.key" >/dev/null
-  "$tracemark" keygen --out "$work/beta.key" >/dev/null
+  # Fixed keys (docs/watermark-spec.md's example ids), so that every run detects
+  # and refuses the same texts; keygen itself is tested in test_cli and test_keys.
+  printf 'tracemark-watermark-key v1\nid: c7b321360caa6659\nkey: %s\n' "$(printf 'f%.0s' {1..64})" > "$work/acme.key"
+  printf 'tracemark-watermark-key v1\nid: fda1a304fcd9862d\nkey: %s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$work/beta.key"
   cat > "$work/tenants.yaml" <<YAML
 tenants:
   - name: acme
