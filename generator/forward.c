@@ -278,25 +278,63 @@ static void batch_logits(tm_context *c, int64_t from, int64_t n, float *out) {
     project(c, &m->classifier, c->normed, n - from, out);
 }
 
+static void project_batch(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
+                          float *const *out);
+
+/* One layer's products: several sequences' rows in one pass over the
+ * weights (forward_many: project_batch), or one sequence's (project_many). */
+static void layer_products(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
+                           float *const *out, bool many_sequences) {
+    if (many_sequences) project_batch(c, w, n_weights, in, n, out);
+    else project_many(c, w, n_weights, in, n, out);
+}
+
+/* Before attention: the attention norm of n rows of c->x, then Q, K and V
+ * (with their biases, where the model has them) into c->q, c->k and c->v. */
+static void layer_qkv(tm_context *c, const tm_layer_weights *w, int64_t n, bool many_sequences) {
+    const tm_model_config *cfg = &c->model->config;
+    int64_t D = cfg->dim;
+    for (int64_t i = 0; i < n; i++)
+        tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
+    const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
+    float *qkv_out[3] = {c->q, c->k, c->v};
+    layer_products(c, qkv, 3, c->normed, n, qkv_out, many_sequences);
+    const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
+    for (int b = 0; b < 3; b++)
+        if (bias[b]->data)
+            for (int64_t i = 0; i < n; i++)
+                tm_kernel_add(qkv_out[b] + i * bias[b]->cols, bias[b]->data, bias[b]->cols);
+}
+
+/* After attention (c->attention): the output projection and its residual,
+ * then the feed-forward block (norm, gate and up, SwiGLU, down) with its residual. */
+static void layer_feed_forward(tm_context *c, const tm_layer_weights *w, int64_t n, bool many_sequences) {
+    const tm_model_config *cfg = &c->model->config;
+    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    layer_products(c, (const tm_tensor *const[]){&w->wo}, 1, c->attention, n, (float *const[]){c->projected},
+                   many_sequences);
+    tm_kernel_add(c->x, c->projected, n * D);
+    for (int64_t i = 0; i < n; i++)
+        tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
+    const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
+    float *gate_up_out[2] = {c->gate, c->up};
+    layer_products(c, gate_up, 2, c->normed, n, gate_up_out, many_sequences);
+    tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
+    layer_products(c, (const tm_tensor *const[]){&w->w_down}, 1, c->gate, n, (float *const[]){c->projected},
+                   many_sequences);
+    tm_kernel_add(c->x, c->projected, n * D);
+}
+
 static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool want_logits) {
     const tm_model *m = c->model;
     const tm_model_config *cfg = &m->config;
-    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int64_t D = cfg->dim;
     int32_t first = c->position;
     for (int64_t i = 0; i < n; i++) tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
     rope_tables(c, first, n);
     for (int32_t l = 0; l < cfg->n_layers; l++) {
         const tm_layer_weights *w = &m->layers[l];
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
-        float *qkv_out[3] = {c->q, c->k, c->v};
-        project_many(c, qkv, 3, c->normed, n, qkv_out);
-        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
-        for (int m = 0; m < 3; m++)
-            if (bias[m]->data)
-                for (int64_t i = 0; i < n; i++)
-                    tm_kernel_add(qkv_out[m] + i * bias[m]->cols, bias[m]->data, bias[m]->cols);
+        layer_qkv(c, w, n, false);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
@@ -306,16 +344,7 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
             memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
         }
         attend(c, l, first, n);
-        project(c, &w->wo, c->attention, n, c->projected);
-        tm_kernel_add(c->x, c->projected, n * D);
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
-        float *gate_up_out[2] = {c->gate, c->up};
-        project_many(c, gate_up, 2, c->normed, n, gate_up_out);
-        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
-        project(c, &w->w_down, c->gate, n, c->projected);
-        tm_kernel_add(c->x, c->projected, n * D);
+        layer_feed_forward(c, w, n, false);
     }
     c->position += (int32_t)n;
     if (!want_logits) return;
@@ -402,7 +431,7 @@ static void project_batch(tm_context *c, const tm_tensor *const *w, int n_weight
 static void forward_many(tm_context *c, tm_context *const *contexts, const int32_t *tokens, int64_t n) {
     const tm_model *m = c->model;
     const tm_model_config *cfg = &m->config;
-    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int64_t D = cfg->dim;
     int32_t pairs = cfg->head_dim / 2;
     for (int64_t i = 0; i < n; i++) {
         tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
@@ -410,16 +439,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
     }
     for (int32_t l = 0; l < cfg->n_layers; l++) {
         const tm_layer_weights *w = &m->layers[l];
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
-        float *qkv_out[3] = {c->q, c->k, c->v};
-        project_batch(c, qkv, 3, c->normed, n, qkv_out);
-        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
-        for (int b = 0; b < 3; b++)
-            if (bias[b]->data)
-                for (int64_t i = 0; i < n; i++)
-                    tm_kernel_add(qkv_out[b] + i * bias[b]->cols, bias[b]->data, bias[b]->cols);
+        layer_qkv(c, w, n, true);
         for (int64_t i = 0; i < n; i++) {
             tm_context *s = contexts[i];
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
@@ -429,16 +449,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
             memcpy(s->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
         }
         attend_batch(c, contexts, n, l);
-        project_batch(c, (const tm_tensor *const[]){&w->wo}, 1, c->attention, n, (float *const[]){c->projected});
-        tm_kernel_add(c->x, c->projected, n * D);
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
-        float *gate_up_out[2] = {c->gate, c->up};
-        project_batch(c, gate_up, 2, c->normed, n, gate_up_out);
-        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
-        project_batch(c, (const tm_tensor *const[]){&w->w_down}, 1, c->gate, n, (float *const[]){c->projected});
-        tm_kernel_add(c->x, c->projected, n * D);
+        layer_feed_forward(c, w, n, true);
     }
     for (int64_t i = 0; i < n; i++) {
         tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, m->output_norm.data, D, cfg->norm_eps);
@@ -564,7 +575,7 @@ static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *
                            int64_t n, float *out) {
     const tm_model *m = c->model;
     const tm_model_config *cfg = &m->config;
-    int64_t D = cfg->dim, H = cfg->hidden_dim;
+    int64_t D = cfg->dim;
     int32_t pairs = cfg->head_dim / 2;
     for (int64_t i = 0; i < n; i++) {
         tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
@@ -572,16 +583,7 @@ static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *
     }
     for (int32_t l = 0; l < cfg->n_layers; l++) {
         const tm_layer_weights *w = &m->layers[l];
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->attn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *qkv[3] = {&w->wq, &w->wk, &w->wv};
-        float *qkv_out[3] = {c->q, c->k, c->v};
-        project_many(c, qkv, 3, c->normed, n, qkv_out);
-        const tm_tensor *bias[3] = {&w->bq, &w->bk, &w->bv};
-        for (int b = 0; b < 3; b++)
-            if (bias[b]->data)
-                for (int64_t i = 0; i < n; i++)
-                    tm_kernel_add(qkv_out[b] + i * bias[b]->cols, bias[b]->data, bias[b]->cols);
+        layer_qkv(c, w, n, false);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
@@ -591,16 +593,7 @@ static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *
             memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
         }
         attend_packed(c, l, position, base, n);
-        project(c, &w->wo, c->attention, n, c->projected);
-        tm_kernel_add(c->x, c->projected, n * D);
-        for (int64_t i = 0; i < n; i++)
-            tm_kernel_rmsnorm(c->normed + i * D, c->x + i * D, w->ffn_norm.data, D, cfg->norm_eps);
-        const tm_tensor *gate_up[2] = {&w->w_gate, &w->w_up};
-        float *gate_up_out[2] = {c->gate, c->up};
-        project_many(c, gate_up, 2, c->normed, n, gate_up_out);
-        tm_kernel_swiglu(c->gate, c->gate, c->up, n * H);
-        project(c, &w->w_down, c->gate, n, c->projected);
-        tm_kernel_add(c->x, c->projected, n * D);
+        layer_feed_forward(c, w, n, false);
     }
     batch_logits(c, 0, n, out);
 }

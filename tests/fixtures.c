@@ -200,3 +200,17 @@ void tm_test_story_close(tm_test_story *m) {
     tm_tokenizer_free(m->tokenizer);
     tm_model_free(m->model);
 }
+
+tm_model *tm_test_synth_model(tm_synth_shape shape, tm_ftype ftype, uint64_t seed, const char *file_name) {
+    char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, file_name);
+    char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
+    tm_synth_options o = {.tokenizer_path = tokenizer, .ftype = ftype, .seed = seed, .n_threads = 1, .shape = shape};
+    tm_error err = {0};
+    cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
+    tm_model *model = NULL;
+    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
+    free(tokenizer);
+    free(path);
+    free(dir);
+    return model;
+}

@@ -60,4 +60,9 @@ typedef struct {
 tm_test_story tm_test_story_open(void);
 void tm_test_story_close(tm_test_story *story);
 
+/* A random model of the given shape and type (tm_synth_write with
+ * llama-2-tiny-random's vocabulary, 1 thread) written to a scratch folder
+ * as file_name and loaded; the caller frees it. */
+tm_model *tm_test_synth_model(tm_synth_shape shape, tm_ftype ftype, uint64_t seed, const char *file_name);
+
 #endif

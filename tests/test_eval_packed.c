@@ -26,21 +26,11 @@ static const size_t lengths[] = {7, 1, 30, 3, 12, 2, 45, 150, 9};
 enum { N_TEXTS = sizeof lengths / sizeof lengths[0] };
 
 static tm_model *synth(tm_ftype ftype, const char *name) {
-    char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, name);
-    char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
-    tm_synth_options o = {.tokenizer_path = tokenizer, .ftype = ftype, .seed = 11, .n_threads = 1};
-    o.shape = (tm_synth_shape){.name = "packed-test", .dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                               .hidden_dim = 512, .context_length = 512, .rope_freq_base = 10000.0f,
-                               .norm_eps = 1e-5f, .tied_embeddings = true, .query_key_std = 0.2f,
-                               .default_tokenizer = "models/llama-2-tiny-random.gguf"};
-    tm_error err = {0};
-    cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
-    tm_model *model = NULL;
-    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
-    free(tokenizer);
-    free(path);
-    free(dir);
-    return model;
+    tm_synth_shape shape = {.name = "packed-test", .dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                            .hidden_dim = 512, .context_length = 512, .rope_freq_base = 10000.0f, .norm_eps = 1e-5f,
+                            .tied_embeddings = true, .query_key_std = 0.2f,
+                            .default_tokenizer = "models/llama-2-tiny-random.gguf"};
+    return tm_test_synth_model(shape, ftype, 11, name);
 }
 
 typedef struct {

@@ -23,21 +23,11 @@
 enum { N_VOCAB = 32000, WINDOW = 128 };
 
 static tm_model *synth_q8(uint64_t seed, const char *name) {
-    char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, name);
-    char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
-    tm_synth_options o = {.tokenizer_path = tokenizer, .ftype = TM_FTYPE_Q8_0, .seed = seed, .n_threads = 1};
-    o.shape = (tm_synth_shape){.name = "zeroshot-many", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                               .hidden_dim = 256, .context_length = WINDOW, .rope_freq_base = 10000.0f,
-                               .norm_eps = 1e-5f, .tied_embeddings = true, .query_key_std = 0.2f,
-                               .default_tokenizer = "models/llama-2-tiny-random.gguf"};
-    tm_error err = {0};
-    cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
-    tm_model *model = NULL;
-    cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
-    free(tokenizer);
-    free(path);
-    free(dir);
-    return model;
+    tm_synth_shape shape = {.name = "zeroshot-many", .dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                            .hidden_dim = 256, .context_length = WINDOW, .rope_freq_base = 10000.0f, .norm_eps = 1e-5f,
+                            .tied_embeddings = true, .query_key_std = 0.2f,
+                            .default_tokenizer = "models/llama-2-tiny-random.gguf"};
+    return tm_test_synth_model(shape, TM_FTYPE_Q8_0, seed, name);
 }
 
 /* Texts of ids: tweet-sized and tiny ones that pack, one that fills a pass
