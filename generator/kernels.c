@@ -10,6 +10,7 @@
  * checked every shape at load time). */
 #include "kernels.h"
 
+#include "../core/expf_simd.h"
 #include "quant_dot.h"
 #include "quant_gemm.h"
 
@@ -584,118 +585,43 @@ void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t 
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] * scale) * weight[i];
 }
 
-/* ---- expf, 16 at a time, bit for bit glibc's ------------------------------------ */
-/* The prompt's SwiGLU takes an expf per hidden unit per token, one at a time
- * on one thread, and softmax one per score. This vectorises the method of
- * glibc's expf (sysdeps/ieee754/flt-32/e_expf.c as its FMA build runs it:
- * the same double-precision steps, fused where it fuses them, with the table
- * of 2^(i/32) and the polynomial it uses) on eight doubles per vector, so
- * that results are the same bits as libm's (llama2.c's run.c uses expf, and
- * its greedy text must be matched exactly); lanes outside glibc's fast range (|x| >= 88, inf, NaN) are
- * handed to expf itself. The tests compare it with expf over whole ranges. */
+/* ---- expf through core's vectorised copy of glibc's (libm's bits) -------------- */
+/* The prompt's SwiGLU takes an expf per hidden unit per token, and softmax
+ * one per score; both go through core/expf_simd.h, the same bits as expf on
+ * every path. */
 #ifdef TM_X86
-static const uint64_t expf_table[32] = {
-    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51, 0x3fef72b83c7d517b,
-    0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1, 0x3fef06fe0a31b715, 0x3feef1a7373aa9cb,
-    0x3feedea64c123422, 0x3feece086061892d, 0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429,
-    0x3feea47eb03a5585, 0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
-    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d, 0x3feee89f995ad3ad,
-    0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069, 0x3fef5818dcfba487, 0x3fef7c97337b9b5f,
-    0x3fefa4afa2a490da, 0x3fefd0765b6e4540}; /* uint(2^(i/32)) - (i << 47) */
-
-#define AVX512_EXP __attribute__((target("avx512f,avx2,fma")))
-
-AVX512_EXP static inline __m256 expf_8(__m256 x, const __m512d *table) {
-    const __m512d inverse_ln2 = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p+52);
-    __m512d xd = _mm512_cvtps_pd(x);
-    __m512d kd = _mm512_fmadd_pd(inverse_ln2, xd, shift);
-    __m512i ki = _mm512_castpd_si512(kd);
-    kd = _mm512_sub_pd(kd, shift);
-    __m512d r = _mm512_fmsub_pd(inverse_ln2, xd, kd);
-    __m512i index = _mm512_and_si512(ki, _mm512_set1_epi64(31));
-    __m512d low = _mm512_permutex2var_pd(table[0], index, table[1]);
-    __m512d high = _mm512_permutex2var_pd(table[2], index, table[3]);
-    __m512d t = _mm512_mask_blend_pd(_mm512_test_epi64_mask(index, _mm512_set1_epi64(16)), low, high);
-    __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_slli_epi64(ki, 47)));
-    __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.c6af84b912394p-20), _mm512_set1_pd(0x1.ebfce50fac4f3p-13));
-    __m512d r2 = _mm512_mul_pd(r, r);
-    __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.62e42ff0c52d6p-6), _mm512_set1_pd(1.0));
-    y = _mm512_fmadd_pd(z, r2, y);
-    return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
-}
-
-/* out[i] = expf(x[i]) for 16 floats (out may be x). */
-AVX512_EXP static inline __m512 expf_16(__m512 x, const __m512d *table) {
-    __m256 lo = expf_8(_mm512_castps512_ps256(x), table);
-    __m256 hi = expf_8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)), table);
-    __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-    /* glibc's slow path: top 12 bits of |x| at or above those of 88.0f */
-    __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
-    __mmask16 slow = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a));
-    if (slow) {
-        float in[16], out[16];
-        _mm512_storeu_ps(in, x);
-        _mm512_storeu_ps(out, e);
-        for (int i = 0; i < 16; i++)
-            if (slow >> i & 1) out[i] = expf(in[i]);
-        e = _mm512_loadu_ps(out);
-    }
-    return e;
-}
-
-AVX512_EXP static void load_expf_table(__m512d table[4]) {
-    for (int i = 0; i < 4; i++) table[i] = _mm512_loadu_pd((const double *)(const void *)(expf_table + 8 * i));
-}
-
-AVX512_EXP static void swiglu_avx512(float *out, const float *gate, const float *up, int64_t n) {
+TM_EXPF_AVX512 static void swiglu_avx512(float *out, const float *gate, const float *up, int64_t n) {
     __m512d table[4];
-    load_expf_table(table);
+    tm_expf_load_table(table);
     const __m512 one = _mm512_set1_ps(1.0f);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 g = _mm512_loadu_ps(gate + i);
-        __m512 e = expf_16(_mm512_sub_ps(_mm512_setzero_ps(), g), table);
+        __m512 e = tm_expf_16_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g), table);
         _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
     }
     for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-/* x[i] = expf(x[i] - max); the sum stays sequential in double, as below. */
-AVX512_EXP static void exp_shifted_avx512(float *x, int64_t n, float max) {
-    __m512d table[4];
-    load_expf_table(table);
+TM_EXPF_AVX2 static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(x + i, expf_16(_mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_set1_ps(max)), table));
-    for (; i < n; i++) x[i] = expf(x[i] - max);
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = tm_expf_8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 #endif
 
-void tm_kernel_exp(float *x, int64_t n) {
-#ifdef TM_X86
-    if (cpu_has_avx512()) {
-        exp_shifted_avx512(x, n, 0.0f);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) x[i] = expf(x[i]);
-}
+void tm_kernel_exp(float *x, int64_t n) { tm_expf_shifted(x, (size_t)n, 0.0f); }
 
 void tm_kernel_softmax(float *x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        if (x[i] > max) max = x[i];
+    float max = tm_max_float(x, (size_t)n);
+    tm_expf_shifted(x, (size_t)n, max);
     double sum = 0;
-#ifdef TM_X86
-    if (cpu_has_avx512() && n >= 16) {
-        exp_shifted_avx512(x, n, max);
-        for (int64_t i = 0; i < n; i++) sum += x[i];
-    } else
-#endif
-        for (int64_t i = 0; i < n; i++) {
-            x[i] = expf(x[i] - max);
-            sum += x[i];
-        }
+    for (int64_t i = 0; i < n; i++) sum += x[i];
     float inverse = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) x[i] *= inverse;
 }
@@ -704,6 +630,10 @@ void tm_kernel_swiglu(float *out, const float *gate, const float *up, int64_t n)
 #ifdef TM_X86
     if (cpu_has_avx512()) {
         swiglu_avx512(out, gate, up, n);
+        return;
+    }
+    if (cpu_has_avx2()) {
+        swiglu_avx2(out, gate, up, n);
         return;
     }
 #endif

@@ -12,7 +12,6 @@
  * vocabulary) still yield a valid token id. */
 #include "tracemark/generator.h"
 
-#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -110,16 +109,15 @@ static void softmax_in_place(tm_candidates *candidates, float max_logit) {
     tm_token_data *d = candidates->data;
     size_t n = candidates->size;
     double sum = 0.0;
+    /* A chunk at a time through core's vectorised steps (libm's expf, exact
+     * divisions: the same bits as one by one), the sum in order. */
+    enum { CHUNK = 256 };
+    float e[CHUNK];
     if (isfinite(max_logit)) {
-        /* expf of a chunk at a time through tm_kernel_exp (libm's bits,
-         * vectorised where the CPU allows; the differences are the same float
-         * subtractions), then the sum in the same order as one by one. */
-        enum { CHUNK = 256 };
-        float e[CHUNK];
         for (size_t start = 0; start < n; start += CHUNK) {
             size_t m = n - start < CHUNK ? n - start : CHUNK;
-            for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit - max_logit;
-            tm_kernel_exp(e, (int64_t)m);
+            for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit;
+            tm_expf_shifted(e, m, max_logit);
             for (size_t i = 0; i < m; i++) {
                 d[start + i].p = e[i];
                 sum += e[i];
@@ -132,11 +130,16 @@ static void softmax_in_place(tm_candidates *candidates, float max_logit) {
         }
     }
     if (!(sum > 0.0)) return; /* only NaN logits: leave p as computed */
-    for (size_t i = 0; i < n; i++) d[i].p = (float)(d[i].p / sum);
+    for (size_t start = 0; start < n; start += CHUNK) {
+        size_t m = n - start < CHUNK ? n - start : CHUNK;
+        for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
+        tm_divide_floats(e, m, sum);
+        for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
+    }
 }
 
 static float max_logit_of(const tm_candidates *candidates) {
-    return candidates->data[best_index(candidates)].logit;
+    return tm_candidates_max_logit(candidates->data, candidates->size);
 }
 
 void tm_candidates_softmax(tm_candidates *candidates) {

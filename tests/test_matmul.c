@@ -345,7 +345,7 @@ Test(matmul, f16_rounding_of_activations_matches_the_scalar_conversion) {
     free(x);
 }
 
-/* tm_kernel_exp, SwiGLU and softmax (vectorised on AVX-512 with a copy of
+/* tm_kernel_exp, SwiGLU and softmax (vectorised on AVX-512 and AVX2 with a copy of
  * glibc's expf) give libm's bits: llama2.c's run.c uses expf and its greedy
  * text is matched exactly. Every 997th bit pattern of the whole float range
  * (4 million values; all 2^32 were compared once by hand) and the slow-path

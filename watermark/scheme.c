@@ -222,16 +222,22 @@ const int32_t *tm_wm_state_context(const tm_wm_sampler_state *state, size_t n, s
 void tm_wm_softmax(tm_candidates *candidates) {
     tm_token_data *d = candidates->data;
     size_t n = candidates->size;
-    float max = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        if (d[i].logit > max) max = d[i].logit; /* NaN never compares greater */
+    float max = tm_candidates_max_logit(d, n); /* NaN never compares greater */
+    /* A chunk at a time through core's vectorised steps (libm's expf, exact
+     * products: the same bits as one by one), the sum in order. */
+    enum { CHUNK = 256 };
+    float e[CHUNK];
     double sum = 0.0;
     if (isfinite(max)) {
-        for (size_t i = 0; i < n; i++) {
-            float e = expf(d[i].logit - max);
-            if (!(e >= 0.0f)) e = 0.0f; /* NaN logit */
-            d[i].p = e;
-            sum += e;
+        for (size_t start = 0; start < n; start += CHUNK) {
+            size_t m = n - start < CHUNK ? n - start : CHUNK;
+            for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit;
+            tm_expf_shifted(e, m, max);
+            for (size_t i = 0; i < m; i++) {
+                float p = e[i] >= 0.0f ? e[i] : 0.0f; /* NaN logit */
+                d[start + i].p = p;
+                sum += p;
+            }
         }
     } else { /* the limit of the finite case: the entries at the extreme share the mass */
         for (size_t i = 0; i < n; i++) {
@@ -241,7 +247,12 @@ void tm_wm_softmax(tm_candidates *candidates) {
     }
     if (!(sum > 0.0)) return;
     double scale = 1.0 / sum;
-    for (size_t i = 0; i < n; i++) d[i].p = (float)(d[i].p * scale);
+    for (size_t start = 0; start < n; start += CHUNK) {
+        size_t m = n - start < CHUNK ? n - start : CHUNK;
+        for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
+        tm_multiply_floats(e, m, scale);
+        for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
+    }
 }
 
 void tm_wm_draw(tm_candidates *candidates, const double *weights, double u) {

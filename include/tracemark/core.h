@@ -189,6 +189,18 @@ bool tm_cpu_has(tm_cpu_feature feature);
 /* The widest kernel family tm_cpu_has allows: "avx512", "avx2" or "portable". */
 const char *tm_cpu_kernel_path(void);
 
+/* ---- element-wise steps of a softmax (core/elementwise.c) ---------------------- */
+
+/* x[i] = expf(x[i] - shift), with libm's bits (vectorised on AVX-512 and
+ * AVX2, the float subtraction first as in the scalar loop). */
+void tm_expf_shifted(float *x, size_t n, float shift);
+/* The largest of x[0..n-1] (n > 0): -inf when every one is -inf, and NaNs
+ * are passed over, as `if (x[i] > max) max = x[i]` from -inf does. */
+float tm_max_float(const float *x, size_t n);
+/* x[i] = (float)((double)x[i] / divisor), and (float)((double)x[i] * factor). */
+void tm_divide_floats(float *x, size_t n, double divisor);
+void tm_multiply_floats(float *x, size_t n, double factor);
+
 /* ---- sampler stages ------------------------------------------------------ */
 
 /* The contract between the generator's sampler chain and the stages it runs,
@@ -209,6 +221,10 @@ typedef struct {
     bool sorted;
     int32_t selected; /* the token id (not an index into data) set by the selecting stage; -1 before */
 } tm_candidates;
+
+/* The largest logit of d[0..n-1] (core/elementwise.c): -inf for none, NaNs
+ * passed over. */
+float tm_candidates_max_logit(const tm_token_data *d, size_t n);
 
 typedef struct tm_sampler tm_sampler;
 typedef struct {

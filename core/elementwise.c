@@ -1,0 +1,121 @@
+/* The element-wise steps of the softmaxes of the sampler, the watermark
+ * stages and attention, over whole arrays: expf with libm's bits (glibc's
+ * method vectorised, expf_simd.h), the largest value, and the float-to-double
+ * divisions and products that normalise, each giving the very bits of the
+ * plain loop it replaces. AVX-512 and AVX2 versions are chosen at run time
+ * (tm_cpu_has, so TM_NO_AVX512 and TM_NO_AVX2 force the narrower paths), with
+ * the plain loops elsewhere. The sums stay with the callers, in order. */
+#include "expf_simd.h"
+#include "tracemark/core.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+TM_EXPF_AVX512 static void expf_shifted_avx512(float *x, size_t n, float shift) {
+    __m512d table[4];
+    tm_expf_load_table(table);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, tm_expf_16_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_set1_ps(shift)), table));
+    for (; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+TM_EXPF_AVX2 static void expf_shifted_avx2(float *x, size_t n, float shift) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, tm_expf_8_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(shift))));
+    for (; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+/* _mm256_max_ps(a, b) returns b when either is NaN: with the running maxima
+ * as b, a NaN in x is passed over, as the scalar comparison passes it. */
+TM_EXPF_AVX2 static float max_avx2(const float *x, size_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, m);
+    for (int k = 0; k < 8; k++)
+        if (lanes[k] > max) max = lanes[k];
+    for (; i < n; i++)
+        if (x[i] > max) max = x[i];
+    return max;
+}
+
+/* x[i] = (float)((double)x[i] op d): IEEE division and product are exactly
+ * rounded, so four lanes give the scalar bits. */
+TM_EXPF_AVX2 static void divide_avx2(float *x, size_t n, double divisor) {
+    const __m256d d = _mm256_set1_pd(divisor);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), d)));
+    for (; i < n; i++) x[i] = (float)((double)x[i] / divisor);
+}
+
+TM_EXPF_AVX2 static void multiply_avx2(float *x, size_t n, double factor) {
+    const __m256d f = _mm256_set1_pd(factor);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), f)));
+    for (; i < n; i++) x[i] = (float)((double)x[i] * factor);
+}
+#endif
+
+void tm_divide_floats(float *x, size_t n, double divisor) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX2)) {
+        divide_avx2(x, n, divisor);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / divisor);
+}
+
+void tm_multiply_floats(float *x, size_t n, double factor) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX2)) {
+        multiply_avx2(x, n, factor);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] * factor);
+}
+
+void tm_expf_shifted(float *x, size_t n, float shift) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX512F)) {
+        expf_shifted_avx512(x, n, shift);
+        return;
+    }
+    if (tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA)) {
+        expf_shifted_avx2(x, n, shift);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+float tm_max_float(const float *x, size_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX2)) return max_avx2(x, n);
+#endif
+    float max = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > max) max = x[i];
+    return max;
+}
+
+/* Four running maxima, so that the comparisons do not wait on each other;
+ * `x > m ? x : m` passes NaNs over as the one-by-one loop does, and the
+ * largest value is the same whatever the order (equal values are equal bits,
+ * but for -0 and +0, which give the same softmax). */
+float tm_candidates_max_logit(const tm_token_data *d, size_t n) {
+    float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) m[k] = d[i + k].logit > m[k] ? d[i + k].logit : m[k];
+    for (; i < n; i++) m[0] = d[i].logit > m[0] ? d[i].logit : m[0];
+    float max = m[0];
+    for (int k = 1; k < 4; k++) max = m[k] > max ? m[k] : max;
+    return max;
+}
