@@ -604,11 +604,15 @@ AVX2 static inline __m256i row_sums8_avx2(const __m256i *s) {
     return _mm256_set_m128i(row_sums4_avx2(s[4], s[5], s[6], s[7]), row_sums4_avx2(s[0], s[1], s[2], s[3]));
 }
 
+/* The 8 rows' F16 block scales at offset o, gathered in general-purpose
+ * registers (shifts and ors run beside the vector work, where word inserts
+ * would queue with it), times the activations' scale. */
 AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, float dx) {
-    __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),
-                               (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),
-                               (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));
-    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
+    uint64_t lo = (uint64_t)u16_at(p[0] + o) | (uint64_t)u16_at(p[1] + o) << 16 | (uint64_t)u16_at(p[2] + o) << 32 |
+                  (uint64_t)u16_at(p[3] + o) << 48;
+    uint64_t hi = (uint64_t)u16_at(p[4] + o) | (uint64_t)u16_at(p[5] + o) << 16 | (uint64_t)u16_at(p[6] + o) << 32 |
+                  (uint64_t)u16_at(p[7] + o) << 48;
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)), _mm256_set1_ps(dx));
 }
 
 AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
@@ -638,6 +642,12 @@ AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q
     }
 }
 
+/* Two blocks of each of the 8 rows per step: the two blocks' nibbles share
+ * one 256-bit unpacking (block i in the low lane, i + 1 in the high one,
+ * against the activations laid out the same way), the lane sums of 8 rows
+ * reduce to both blocks' row sums in one tree, and one prefetch covers the
+ * 36 bytes. The integer sums are exact and each row's float steps are the
+ * one-block loop's in the same order, so the bits are the same. */
 AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -646,14 +656,39 @@ AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q
         group_rows(p, 8, w, row_bytes, r, end);
         size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
         __m256 acc = _mm256_setzero_ps();
-        for (int64_t i = 0; i < nb; i++) {
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+            size_t o = (size_t)i * TM_Q4_0_BYTES, o1 = o + TM_Q4_0_BYTES;
+            __m256i xl = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)a[i + 1].qs),
+                                          _mm_loadu_si128((const __m128i *)a[i].qs));
+            __m256i xh = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a[i + 1].qs + 16)),
+                                          _mm_loadu_si128((const __m128i *)(a[i].qs + 16)));
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
+                __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p[k] + o1 + 2)),
+                                             _mm_loadu_si128((const __m128i *)(p[k] + o + 2)));
+                __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                /* pairs of products are at most 2 * 15 * 128 in magnitude: two add in int16 */
+                s[k] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh)),
+                                         ones);
+            }
+            /* lanes 0..3 of each 128-bit half: block i of rows 0..3 (low) and 4..7 (high
+             * tree); lanes 4..7: block i + 1 */
+            __m256i t0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+            __m256i t1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+            __m256i b0 = _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20), _mm256_set1_epi32(-8 * a[i].sum));
+            __m256i b1 = _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x31), _mm256_set1_epi32(-8 * a[i + 1].sum));
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o, a[i].d), _mm256_cvtepi32_ps(b0), acc);
+            acc = _mm256_fmadd_ps(row_scales8_avx2(p, o1, a[i + 1].d), _mm256_cvtepi32_ps(b1), acc);
+        }
+        for (; i < nb; i++) {
             size_t o = (size_t)i * TM_Q4_0_BYTES;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
             /* the offset of 8 comes off in integers, as in the VNNI kernel */
             __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));
             __m256i s[8];
             for (int k = 0; k < 8; k++) {
-                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
                 __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));
                 __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);
                 s[k] = _mm256_add_epi32(start, _mm256_madd_epi16(_mm256_maddubs_epi16(n, x), ones));
@@ -826,10 +861,12 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
         return _mm256_set_m128i(row_sums_##SUFFIX(s[4], s[5], s[6], s[7]), row_sums_##SUFFIX(s[0], s[1], s[2], s[3])); \
     }                                                                                                                 \
     TARGET static inline __m256 row_scales8_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                    \
-        __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
-                                   (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),         \
-                                   (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));                                 \
-        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));                                                 \
+        /* gathered in general-purpose registers, as row_scales8_avx2 does */                                        \
+        uint64_t lo = (uint64_t)u16_at(p[0] + o) | (uint64_t)u16_at(p[1] + o) << 16 |                                  \
+                      (uint64_t)u16_at(p[2] + o) << 32 | (uint64_t)u16_at(p[3] + o) << 48;                             \
+        uint64_t hi = (uint64_t)u16_at(p[4] + o) | (uint64_t)u16_at(p[5] + o) << 16 |                                  \
+                      (uint64_t)u16_at(p[6] + o) << 32 | (uint64_t)u16_at(p[7] + o) << 48;                             \
+        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)), _mm256_set1_ps(dx));       \
     }                                                                                                                 \
     TARGET static void matvec_q8_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
@@ -858,21 +895,45 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
     }                                                                                                                 \
     TARGET static void matvec_q4_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
-        /* 8 rows per pass: the activations, and the float work of a block (scales,               \
-         * conversion, accumulation), are shared by 8 rows in 256-bit vectors. */                    \
+        /* 8 rows per pass: the activations, and the float work of a block (scales,                                  \
+         * conversion, accumulation), are shared by 8 rows in 256-bit vectors; two blocks                           \
+         * per step as matvec_q4_0_avx2 takes them (the same bits). */                                               \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         for (int64_t r = begin; r < end; r += 8) {                                                                    \
             const uint8_t *p[8];                                                                                      \
             group_rows(p, 8, w, row_bytes, r, end);                                                                   \
             size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
-            for (int64_t i = 0; i < nb; i++) {                                                                        \
+            int64_t i = 0;                                                                                            \
+            for (; i + 2 <= nb; i += 2) {                                                                             \
+                size_t o = (size_t)i * TM_Q4_0_BYTES, o1 = o + TM_Q4_0_BYTES;                                            \
+                __m256i xl = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)a[i + 1].qs),                          \
+                                              _mm_loadu_si128((const __m128i *)a[i].qs));                              \
+                __m256i xh = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a[i + 1].qs + 16)),                   \
+                                              _mm_loadu_si128((const __m128i *)(a[i].qs + 16)));                       \
+                __m256i s[8];                                                                                         \
+                for (int k = 0; k < 8; k++) {                                                                         \
+                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                                      \
+                    __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p[k] + o1 + 2)),                   \
+                                                 _mm_loadu_si128((const __m128i *)(p[k] + o + 2)));                    \
+                    __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);       \
+                    s[k] = DPBUSD(DPBUSD(_mm256_setzero_si256(), lo, xl), hi, xh);                                    \
+                }                                                                                                     \
+                __m256i t0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));        \
+                __m256i t1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));        \
+                __m256i b0 = _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20),                                \
+                                              _mm256_set1_epi32(-8 * a[i].sum));                                      \
+                __m256i b1 = _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x31),                                \
+                                              _mm256_set1_epi32(-8 * a[i + 1].sum));                                  \
+                acc = _mm256_fmadd_ps(row_scales8_##SUFFIX(p, o, a[i].d), _mm256_cvtepi32_ps(b0), acc);               \
+                acc = _mm256_fmadd_ps(row_scales8_##SUFFIX(p, o1, a[i + 1].d), _mm256_cvtepi32_ps(b1), acc);          \
+            }                                                                                                         \
+            for (; i < nb; i++) {                                                                                     \
                 size_t o = (size_t)i * TM_Q4_0_BYTES;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));                            \
                 __m256i s[8];                                                                                         \
                 for (int k = 0; k < 8; k++) {                                                                         \
-                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                                      \
                     __m128i q = _mm_loadu_si128((const __m128i *)(p[k] + o + 2));                                     \
                     __m256i n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low);                     \
                     s[k] = DPBUSD(start, n, x);                                                                       \
