@@ -1065,6 +1065,137 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
 #define AVX512_VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 DEFINE_VNNI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpbusd_avx_epi32, _mm256_dpwssd_avx_epi32)
 DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_dpwssd_epi32)
+
+/* ---- 512-bit single-sequence kernels ------------------------------------------ */
+/* Q4_K on CPUs with 512-bit data paths: the 256-bit kernel above spends most
+ * of its instructions unpacking nibbles and multiplying; here two of its
+ * 32-byte steps (j and j + 1) run as one 512-bit step, against the
+ * activations of the two steps laid side by side (once per block for the
+ * group's rows). The halves are added in integers at the end of the block,
+ * which gives each of the 8 lanes the very integer of the 256-bit kernel, so
+ * the float steps, and the bits, are the same. */
+AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+                                               int64_t begin, int64_t end, int64_t nb) {
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    /* the word of sub-block 2j (low nibbles) and 2j + 1 (high) in each half */
+    __m512i pick_lo[2], pick_hi[2];
+    for (int jp = 0; jp < 2; jp++) {
+        short j0 = (short)(2 * jp), j1 = (short)(2 * jp + 1);
+        pick_lo[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0100 + 0x0404 * j0))),
+                                         _mm256_set1_epi16((short)(0x0100 + 0x0404 * j1)), 1);
+        pick_hi[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0302 + 0x0404 * j0))),
+                                         _mm256_set1_epi16((short)(0x0302 + 0x0404 * j1)), 1);
+    }
+    for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
+        const uint8_t *p[VNNI_K_ROWS];
+        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
+        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;
+        __m256 acc[VNNI_K_ROWS];
+        __m128 mins_acc[VNNI_K_ROWS];
+        for (int k = 0; k < VNNI_K_ROWS; k++) {
+            acc[k] = _mm256_setzero_ps();
+            mins_acc[k] = _mm_setzero_ps();
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q4_K_BYTES;
+            const int8_t *x = a[i].qs;
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
+                                           _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
+            __m512i xl[2], xh[2];
+            for (int jp = 0; jp < 2; jp++) { /* step j = 2jp in the low half, 2jp + 1 in the high one */
+                __m512i a0 = _mm512_loadu_si512((const void *)(x + 128 * jp)),
+                        a1 = _mm512_loadu_si512((const void *)(x + 128 * jp + 64));
+                xl[jp] = _mm512_shuffle_i64x2(a0, a1, 0x44);
+                xh[jp] = _mm512_shuffle_i64x2(a0, a1, 0xEE);
+            }
+            for (int k = 0; k < VNNI_K_ROWS; k++) {
+                const uint8_t *b = p[k] + o;
+                for (int line = 0; line < TM_Q4_K_BYTES; line += 64)
+                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
+                __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+                __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
+                mins_acc[k] = _mm_fmadd_ps(_mm_set1_ps(half_fast(b + 2) * a[i].d), _mm_cvtepi32_ps(mins), mins_acc[k]);
+                __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales_mins));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int jp = 0; jp < 2; jp++) {
+                    __m512i bytes = _mm512_loadu_si512((const void *)(b + 16 + 64 * jp));
+                    __m512i lo = _mm512_and_si512(bytes, low), hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, xl[jp]),
+                                               _mm512_shuffle_epi8(scales, pick_lo[jp]));
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, xh[jp]),
+                                               _mm512_shuffle_epi8(scales, pick_hi[jp]));
+                }
+                __m256i sum8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sum8), acc[k]);
+            }
+        }
+        for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) {
+            __m128 m = _mm_add_ps(mins_acc[k], _mm_movehl_ps(mins_acc[k], mins_acc[k]));
+            m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            y[r + k] = hsum_ps(acc[k]) - _mm_cvtss_f32(m);
+        }
+    }
+}
+
+/* Q6_K the same way: the 32 bytes of ql that two of the 256-bit kernel's
+ * quads take (l0 for quads 0 and 2, l1 for 1 and 3) are one 512-bit load, the
+ * shared 32 bytes of qh sit in both halves and get each half's shift (vpsllvw,
+ * vpsrlvw), and the offset of 32 comes off after the halves are added, in
+ * integers, so each lane's integer, and the bits, are the 256-bit kernel's. */
+AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+                                               int64_t begin, int64_t end, int64_t nb) {
+    const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
+    /* qh's bits 0-1 go to 4-5 for quad 0 (<< 4), bits 2-3 for quad 1 (<< 2);
+     * bits 4-5 for quad 2 (as they are), bits 6-7 for quad 3 (>> 2) */
+    const __m512i up01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i down23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    __m512i pick[2]; /* quads 2h and 2h + 1: elements 0..15 take scale 2g of the half, 16..31 scale 2g + 1 */
+    for (int h = 0; h < 2; h++) {
+        __m256i g0 = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * (2 * h))),
+                                      _mm_set1_epi16((short)(0x0100 + 0x0404 * (2 * h))));
+        __m256i g1 = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * (2 * h + 1))),
+                                      _mm_set1_epi16((short)(0x0100 + 0x0404 * (2 * h + 1))));
+        pick[h] = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
+    }
+    for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
+        const uint8_t *p[VNNI_K_ROWS];
+        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
+        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;
+        __m256 acc[VNNI_K_ROWS];
+        for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q6_K_BYTES;
+            __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
+            const int8_t *x = a[i].qs;
+            __m512i xq[4]; /* quads 0,1 / 2,3 of the two halves: 64 consecutive activations each */
+            for (int v = 0; v < 4; v++) xq[v] = _mm512_loadu_si512((const void *)(x + 64 * v));
+            for (int k = 0; k < VNNI_K_ROWS; k++) {
+                const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
+                for (int line = 0; line < TM_Q6_K_BYTES; line += 64)
+                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
+                __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
+                    __m512i scales = _mm512_broadcast_i32x4(n ? _mm256_extracti128_si256(scales16, 1)
+                                                              : _mm256_castsi256_si128(scales16));
+                    __m512i l = _mm512_loadu_si512((const void *)ql);
+                    __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+                    __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, low), _mm512_and_si512(_mm512_sllv_epi16(h, up01), two));
+                    __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low),
+                                                  _mm512_and_si512(_mm512_srlv_epi16(h, down23), two));
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q01, xq[2 * n]),
+                                               _mm512_shuffle_epi8(scales, pick[0]));
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q23, xq[2 * n + 1]),
+                                               _mm512_shuffle_epi8(scales, pick[1]));
+                }
+                __m256i sum8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+                sum8 = _mm256_sub_epi32(sum8, _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b + 208) * a[i].d), _mm256_cvtepi32_ps(sum8), acc[k]);
+            }
+        }
+        for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]);
+    }
+}
 #endif
 
 /* ---- dispatch ---------------------------------------------------------------- */
@@ -1158,6 +1289,10 @@ void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y
     const uint8_t *rows = w;
 #ifdef TM_X86
     tm_quant_path path = current_path();
+    if (path == TM_QUANT_PATH_AVX512_VNNI && (type == TM_GGML_Q4_K || type == TM_GGML_Q6_K)) {
+        (type == TM_GGML_Q4_K ? matvec_q4_k_zmm : matvec_q6_k_zmm)(rows, row_bytes, xq, y, begin, end, nb);
+        return;
+    }
     if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, rows, row_bytes, xq, y, begin, end, nb)) return;

@@ -342,6 +342,43 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
     cr_assert_gt(checked, 100);
 }
 
+/* The AVX512-VNNI path (512-bit Q4_K and Q6_K kernels, the 256-bit EVEX
+ * ones for the rest) gives the AVX-VNNI path's bits: each lane holds the
+ * same integer and the float steps are the same. Needs a CPU with both. */
+Test(quant, avx512_kernels_give_the_avx_vnni_bits) {
+    if (!tm_quant_path_supported(TM_QUANT_PATH_AVX512_VNNI) || !tm_quant_path_supported(TM_QUANT_PATH_AVX_VNNI))
+        cr_skip_test("this CPU lacks AVX512-VNNI or AVX-VNNI");
+    int64_t shapes[][2] = {{1, 256}, {3, 512}, {4, 256}, {5, 768}, {9, 2048}, {37, 256}};
+    size_t checked = 0;
+    for (size_t v = 0; v < N_VECTORS; v++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t type = vectors[v].type;
+            int64_t rows = shapes[s][0], cols = shapes[s][1];
+            if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
+            uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 17 + cols + v));
+            float *x = malloc(sizeof(float) * (size_t)cols);
+            for (int64_t i = 0; i < cols; i++) x[i] = (float)(cos((double)i * 0.29 + (double)s) * (1 + i % 9));
+            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
+            tm_kernel_prepare_activations(type, x, cols, xq);
+            float *wide = malloc(sizeof(float) * (size_t)rows), *narrow = malloc(sizeof(float) * (size_t)rows);
+            tm_quant_force_path(TM_QUANT_PATH_AVX512_VNNI);
+            tm_quant_matvec_rows(type, w, xq, wide, 0, rows, cols);
+            tm_quant_force_path(TM_QUANT_PATH_AVX_VNNI);
+            tm_quant_matvec_rows(type, w, xq, narrow, 0, rows, cols);
+            for (int64_t r = 0; r < rows; r++, checked++)
+                cr_assert_eq(bits_of(wide[r]), bits_of(narrow[r]), "%s %lldx%lld row %lld: %.9g, AVX-VNNI %.9g",
+                             vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)wide[r],
+                             (double)narrow[r]);
+            free(narrow);
+            free(wide);
+            free(xq);
+            free(x);
+            free(w);
+        }
+    tm_quant_force_path(TM_QUANT_PATH_COUNT);
+    cr_assert_gt(checked, 100);
+}
+
 /* ---- whole models ------------------------------------------------------------ */
 
 
