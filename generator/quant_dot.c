@@ -1074,6 +1074,21 @@ DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_
  * group's rows). The halves are added in integers at the end of the block,
  * which gives each of the 8 lanes the very integer of the 256-bit kernel, so
  * the float steps, and the bits, are the same. */
+/* k4_scales_mins for the 4 rows of a group at once, one row per 128-bit lane
+ * (the same bytes: scales 0..7, then mins 0..7). */
+AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const *p, size_t o) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[0] + o + 4)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[1] + o + 4)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[2] + o + 4)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[3] + o + 4)), 3);
+    /* words u0 u1 u2 of each lane: [u0, u2, u1, u2 >> 4] masked to 6, 4, 6, 4 bits, and
+     * the top two bits of u0 and u1 (>> 6) as bits 4-5 of words 1 and 3 */
+    __m512i a = _mm512_srlv_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x98), _mm512_set4_epi32(4, 0, 0, 0));
+    __m512i b = _mm512_srli_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x40), 2);
+    __m512i low = _mm512_and_si512(a, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    return _mm512_or_si512(low, _mm512_and_si512(b, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0)));
+}
+
 AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
     const __m512i low = _mm512_set1_epi8(0x0F);
@@ -1099,6 +1114,7 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * TM_Q4_K_BYTES;
             const int8_t *x = a[i].qs;
+            const __m128 ad = _mm_set1_ps(a[i].d);
             __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
                                            _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
             __m512i xl[2], xh[2];
@@ -1108,13 +1124,19 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
                 xl[jp] = _mm512_shuffle_i64x2(a0, a1, 0x44);
                 xh[jp] = _mm512_shuffle_i64x2(a0, a1, 0xEE);
             }
+            __m512i packed = k4_scales_mins_x4(p, o);
+            __m128i row_scales_mins[VNNI_K_ROWS] = {
+                _mm512_castsi512_si128(packed), _mm512_extracti32x4_epi32(packed, 1),
+                _mm512_extracti32x4_epi32(packed, 2), _mm512_extracti32x4_epi32(packed, 3)};
             for (int k = 0; k < VNNI_K_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
                 for (int line = 0; line < TM_Q4_K_BYTES; line += 64)
                     _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
-                __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+                /* d and dmin, both converted at once, times the activations' scale */
+                __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)tm_block_u32(b))), ad);
+                __m256i scales_mins = _mm256_cvtepu8_epi16(row_scales_mins[k]);
                 __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
-                mins_acc[k] = _mm_fmadd_ps(_mm_set1_ps(half_fast(b + 2) * a[i].d), _mm_cvtepi32_ps(mins), mins_acc[k]);
+                mins_acc[k] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), _mm_cvtepi32_ps(mins), mins_acc[k]);
                 __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales_mins));
                 __m512i sumi = _mm512_setzero_si512();
                 for (int jp = 0; jp < 2; jp++) {
@@ -1126,7 +1148,7 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
                                                _mm512_shuffle_epi8(scales, pick_hi[jp]));
                 }
                 __m256i sum8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sum8), acc[k]);
+                acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sum8), acc[k]);
             }
         }
         for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) {
