@@ -574,6 +574,26 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
     return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
 }
 
+/* k4_scales_mins of two rows at once, one per 128-bit lane (the same bytes):
+ * the words u0 u1 u2 of each row as [u0, u2, u1, u2 >> 4] masked to 6, 4, 6
+ * and 4 bits, with the top two bits of u0 and u1 as bits 4-5 of words 1 and
+ * 3. Vector work instead of scalar shifts and four inserts per row. */
+AVX2 static inline __m256i k4_scales_mins_x2(const uint8_t *row0, const uint8_t *row1) {
+    __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(row1 + 4)), _mm_loadu_si128((const __m128i *)(row0 + 4)));
+    __m256i a = _mm256_srlv_epi32(_mm256_shuffle_epi32(v, 0x98), _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
+    __m256i b = _mm256_srli_epi32(_mm256_shuffle_epi32(v, 0x40), 2);
+    __m256i low = _mm256_and_si256(a, _mm256_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f,
+                                                        0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    return _mm256_or_si256(low, _mm256_and_si256(b, _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0,
+                                                                      0x30303030)));
+}
+
+/* A K block's d and dmin (its first four bytes), converted together and
+ * times the activations' scale: lane 0 d * dx, lane 1 dmin * dx. */
+AVX2 static inline __m128 k_block_scales(const uint8_t *b, float dx) {
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)tm_block_u32(b))), _mm_set1_ps(dx));
+}
+
 /* ---- AVX2 kernels over groups of rows ---------------------------------------- */
 /* The decode path of CPUs without VNNI. One row at a time, each block's float
  * work (scale conversion, int-to-float, fused multiply-add) sits on a single
@@ -722,13 +742,17 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
             size_t o = (size_t)i * block_bytes;
             __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
                                            _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
+            __m256i packed[AVX2_ROWS / 2];
+            for (int k = 0; k < AVX2_ROWS; k += 2) packed[k / 2] = k4_scales_mins_x2(p[k] + o, p[k + 1] + o);
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
                 for (size_t line = 0; line < block_bytes; line += 64)
                     _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
                 /* scales and mins unpacked in vector form; the mins' integer sum
                  * is the scalar kernel's exactly */
-                __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
+                __m256i scales_mins = _mm256_cvtepu8_epi16(k % 2 ? _mm256_extracti128_si256(packed[k / 2], 1)
+                                                                 : _mm256_castsi256_si128(packed[k / 2]));
+                __m128 dm = k_block_scales(b, a[i].d);
                 __m128i m4 = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
                 m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
                 m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
@@ -753,8 +777,8 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
                 }
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi), acc[k]);
-                mins_total[k] += half_fast(b + 2) * a[i].d * (float)mins;
+                acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sumi), acc[k]);
+                mins_total[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * (float)mins;
             }
         }
         for (int k = 0; k < AVX2_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - mins_total[k];
@@ -966,14 +990,17 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
                 const int8_t *x = a[i].qs;                                                                            \
                 __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),                          \
                                                _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));                   \
+                __m256i packed[VNNI_K_ROWS / 2];                                                                      \
+                for (int k = 0; k < VNNI_K_ROWS; k += 2) packed[k / 2] = k4_scales_mins_x2(p[k] + o, p[k + 1] + o);     \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o;                                                                      \
                     for (int line = 0; line < TM_Q4_K_BYTES; line += 64)                                                 \
                         _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
-                    __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));                                \
+                    __m256i scales_mins = _mm256_cvtepu8_epi16(k % 2 ? _mm256_extracti128_si256(packed[k / 2], 1)      \
+                                                                     : _mm256_castsi256_si128(packed[k / 2]));         \
+                    __m128 dm = k_block_scales(b, a[i].d);                                                            \
                     __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);                   \
-                    mins_acc[k] = _mm_fmadd_ps(_mm_set1_ps(half_fast(b + 2) * a[i].d), _mm_cvtepi32_ps(mins),         \
-                                               mins_acc[k]);                                                          \
+                    mins_acc[k] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), _mm_cvtepi32_ps(mins), mins_acc[k]);         \
                     __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));                \
                     __m256i sumi = _mm256_setzero_si256();                                                            \
                     for (int j = 0; j < 4; j++) {                                                                     \
@@ -989,8 +1016,7 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
                             sumi, _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x + 64 * j + 32))),   \
                             shi);                                                                                     \
                     }                                                                                                 \
-                    acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(sumi),         \
-                                             acc[k]);                                                                 \
+                    acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sumi), acc[k]);            \
                 }                                                                                                     \
             }                                                                                                         \
             for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) {                                                    \
