@@ -1185,6 +1185,83 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
     }
 }
 
+/* Q5_K the same way, against the AVX2 path's kernel (matvec_k4_avx2 with
+ * its fifth bits; no VNNI path has its own): the fifth bits of steps j and
+ * j + 1 come from qh shifted by 2j and 2j + 2 in the two halves, and the
+ * mins are summed and scaled as that kernel does, so the bits are its bits. */
+AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+                                               int64_t begin, int64_t end, int64_t nb) {
+    const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
+    __m512i pick_lo[2], pick_hi[2], fifth[2];
+    for (int jp = 0; jp < 2; jp++) {
+        short j0 = (short)(2 * jp), j1 = (short)(2 * jp + 1);
+        pick_lo[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0100 + 0x0404 * j0))),
+                                         _mm256_set1_epi16((short)(0x0100 + 0x0404 * j1)), 1);
+        pick_hi[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0302 + 0x0404 * j0))),
+                                         _mm256_set1_epi16((short)(0x0302 + 0x0404 * j1)), 1);
+        fifth[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j0))),
+                                       _mm256_set1_epi16((short)(2 * j1)), 1);
+    }
+    for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
+        const uint8_t *p[VNNI_K_ROWS];
+        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        __m256 acc[VNNI_K_ROWS];
+        float mins_total[VNNI_K_ROWS];
+        for (int k = 0; k < VNNI_K_ROWS; k++) {
+            acc[k] = _mm256_setzero_ps();
+            mins_total[k] = 0;
+        }
+        for (int64_t i = 0; i < nb; i++) {
+            size_t o = (size_t)i * TM_Q5_K_BYTES;
+            const int8_t *x = a[i].qs;
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
+                                           _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
+            __m512i xl[2], xh[2];
+            for (int jp = 0; jp < 2; jp++) {
+                __m512i a0 = _mm512_loadu_si512((const void *)(x + 128 * jp)),
+                        a1 = _mm512_loadu_si512((const void *)(x + 128 * jp + 64));
+                xl[jp] = _mm512_shuffle_i64x2(a0, a1, 0x44);
+                xh[jp] = _mm512_shuffle_i64x2(a0, a1, 0xEE);
+            }
+            __m512i packed = k4_scales_mins_x4(p, o);
+            __m128i row_scales_mins[VNNI_K_ROWS] = {
+                _mm512_castsi512_si128(packed), _mm512_extracti32x4_epi32(packed, 1),
+                _mm512_extracti32x4_epi32(packed, 2), _mm512_extracti32x4_epi32(packed, 3)};
+            for (int k = 0; k < VNNI_K_ROWS; k++) {
+                const uint8_t *b = p[k] + o;
+                for (int line = 0; line < TM_Q5_K_BYTES; line += 64)
+                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
+                __m128 dm = k_block_scales(b, a[i].d);
+                __m256i scales_mins = _mm256_cvtepu8_epi16(row_scales_mins[k]);
+                /* the mins' integer sum, as matvec_k4_avx2 reduces it */
+                __m128i m4 = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+                int mins = _mm_cvtsi128_si32(m4);
+                __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales_mins));
+                __m512i high = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 16)));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int jp = 0; jp < 2; jp++) {
+                    __m512i bytes = _mm512_loadu_si512((const void *)(b + 48 + 64 * jp));
+                    __m512i h = _mm512_srlv_epi16(high, fifth[jp]);
+                    __m512i lo = _mm512_or_si512(_mm512_and_si512(bytes, low), _mm512_and_si512(_mm512_slli_epi16(h, 4), bit));
+                    __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
+                                                 _mm512_and_si512(_mm512_slli_epi16(h, 3), bit));
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, xl[jp]),
+                                               _mm512_shuffle_epi8(scales, pick_lo[jp]));
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, xh[jp]),
+                                               _mm512_shuffle_epi8(scales, pick_hi[jp]));
+                }
+                __m256i sum8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+                acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sum8), acc[k]);
+                mins_total[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * (float)mins;
+            }
+        }
+        for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - mins_total[k];
+    }
+}
+
 /* Q6_K the same way: the 32 bytes of ql that two of the 256-bit kernel's
  * quads take (l0 for quads 0 and 2, l1 for 1 and 3) are one 512-bit load, the
  * shared 32 bytes of qh sit in both halves and get each half's shift (vpsllvw,
@@ -1242,6 +1319,17 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const uint8_t *w, size_t row_byte
             }
         }
         for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]);
+    }
+}
+
+/* True when the AVX512-VNNI path has a 512-bit kernel for the type. */
+static bool matvec_zmm(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y, int64_t begin,
+                       int64_t end, int64_t nb) {
+    switch (type) {
+    case TM_GGML_Q4_K: matvec_q4_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q5_K: matvec_q5_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q6_K: matvec_q6_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
+    default: return false;
     }
 }
 #endif
@@ -1337,10 +1425,7 @@ void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y
     const uint8_t *rows = w;
 #ifdef TM_X86
     tm_quant_path path = current_path();
-    if (path == TM_QUANT_PATH_AVX512_VNNI && (type == TM_GGML_Q4_K || type == TM_GGML_Q6_K)) {
-        (type == TM_GGML_Q4_K ? matvec_q4_k_zmm : matvec_q6_k_zmm)(rows, row_bytes, xq, y, begin, end, nb);
-        return;
-    }
+    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_zmm(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
     if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, rows, row_bytes, xq, y, begin, end, nb)) return;
