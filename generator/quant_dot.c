@@ -624,15 +624,11 @@ AVX2 static inline __m256i row_sums8_avx2(const __m256i *s) {
     return _mm256_set_m128i(row_sums4_avx2(s[4], s[5], s[6], s[7]), row_sums4_avx2(s[0], s[1], s[2], s[3]));
 }
 
-/* The 8 rows' F16 block scales at offset o, gathered in general-purpose
- * registers (shifts and ors run beside the vector work, where word inserts
- * would queue with it), times the activations' scale. */
 AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, float dx) {
-    uint64_t lo = (uint64_t)u16_at(p[0] + o) | (uint64_t)u16_at(p[1] + o) << 16 | (uint64_t)u16_at(p[2] + o) << 32 |
-                  (uint64_t)u16_at(p[3] + o) << 48;
-    uint64_t hi = (uint64_t)u16_at(p[4] + o) | (uint64_t)u16_at(p[5] + o) << 16 | (uint64_t)u16_at(p[6] + o) << 32 |
-                  (uint64_t)u16_at(p[7] + o) << 48;
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)), _mm256_set1_ps(dx));
+    __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),
+                               (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),
+                               (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
 }
 
 AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
@@ -885,12 +881,10 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
         return _mm256_set_m128i(row_sums_##SUFFIX(s[4], s[5], s[6], s[7]), row_sums_##SUFFIX(s[0], s[1], s[2], s[3])); \
     }                                                                                                                 \
     TARGET static inline __m256 row_scales8_##SUFFIX(const uint8_t *const *p, size_t o, float dx) {                    \
-        /* gathered in general-purpose registers, as row_scales8_avx2 does */                                        \
-        uint64_t lo = (uint64_t)u16_at(p[0] + o) | (uint64_t)u16_at(p[1] + o) << 16 |                                  \
-                      (uint64_t)u16_at(p[2] + o) << 32 | (uint64_t)u16_at(p[3] + o) << 48;                             \
-        uint64_t hi = (uint64_t)u16_at(p[4] + o) | (uint64_t)u16_at(p[5] + o) << 16 |                                  \
-                      (uint64_t)u16_at(p[6] + o) << 32 | (uint64_t)u16_at(p[7] + o) << 48;                             \
-        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo)), _mm256_set1_ps(dx));       \
+        __m128i h = _mm_setr_epi16((short)u16_at(p[0] + o), (short)u16_at(p[1] + o), (short)u16_at(p[2] + o),         \
+                                   (short)u16_at(p[3] + o), (short)u16_at(p[4] + o), (short)u16_at(p[5] + o),         \
+                                   (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));                                 \
+        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));                                                 \
     }                                                                                                                 \
     TARGET static void matvec_q8_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
