@@ -61,7 +61,7 @@ TM_EXPF_AVX2 static void multiply_avx2(float *x, size_t n, double factor) {
 }
 #endif
 
-void tm_divide_floats(float *x, size_t n, double divisor) {
+static void divide_floats(float *x, size_t n, double divisor) {
 #if defined(__x86_64__) || defined(__i386__)
     if (tm_cpu_has(TM_CPU_AVX2)) {
         divide_avx2(x, n, divisor);
@@ -71,7 +71,7 @@ void tm_divide_floats(float *x, size_t n, double divisor) {
     for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / divisor);
 }
 
-void tm_multiply_floats(float *x, size_t n, double factor) {
+static void multiply_floats(float *x, size_t n, double factor) {
 #if defined(__x86_64__) || defined(__i386__)
     if (tm_cpu_has(TM_CPU_AVX2)) {
         multiply_avx2(x, n, factor);
@@ -119,3 +119,39 @@ float tm_candidates_max_logit(const tm_token_data *d, size_t n) {
     for (int k = 1; k < 4; k++) max = m[k] > max ? m[k] : max;
     return max;
 }
+
+/* ---- the softmax steps over candidates ---------------------------------------- */
+/* The candidates hold id, logit and p side by side, so each step copies a
+ * chunk into a plain array, runs the vector code on it and copies it back. */
+enum { CHUNK = 256 };
+
+double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero) {
+    float e[CHUNK];
+    double sum = 0.0;
+    for (size_t start = 0; start < n; start += CHUNK) {
+        size_t m = n - start < CHUNK ? n - start : CHUNK;
+        for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit;
+        tm_expf_shifted(e, m, shift);
+        for (size_t i = 0; i < m; i++) {
+            float p = nan_as_zero && !(e[i] >= 0.0f) ? 0.0f : e[i];
+            d[start + i].p = p;
+            sum += p;
+        }
+    }
+    return sum;
+}
+
+static void candidates_scale(tm_token_data *d, size_t n, double by, bool divide) {
+    float e[CHUNK];
+    for (size_t start = 0; start < n; start += CHUNK) {
+        size_t m = n - start < CHUNK ? n - start : CHUNK;
+        for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
+        if (divide) divide_floats(e, m, by);
+        else multiply_floats(e, m, by);
+        for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
+    }
+}
+
+void tm_candidates_divide_p(tm_token_data *d, size_t n, double divisor) { candidates_scale(d, n, divisor, true); }
+
+void tm_candidates_multiply_p(tm_token_data *d, size_t n, double factor) { candidates_scale(d, n, factor, false); }

@@ -1365,7 +1365,8 @@ static tm_quant_path current_path(void) {
     if (forced_path >= 0) return (tm_quant_path)forced_path;
     if (best < 0) {
         best = TM_QUANT_PATH_PORTABLE;
-        tm_quant_path order[] = {TM_QUANT_PATH_AVX2, TM_QUANT_PATH_AVX512_VNNI, TM_QUANT_PATH_AVX_VNNI};
+        /* the last one supported wins: AVX512-VNNI has the 512-bit K kernels */
+        tm_quant_path order[] = {TM_QUANT_PATH_AVX2, TM_QUANT_PATH_AVX_VNNI, TM_QUANT_PATH_AVX512_VNNI};
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
             if (tm_quant_path_supported(order[i])) best = order[i];
     }

@@ -12,7 +12,6 @@
  * vocabulary) still yield a valid token id. */
 #include "tracemark/generator.h"
 
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,20 +108,8 @@ static void softmax_in_place(tm_candidates *candidates, float max_logit) {
     tm_token_data *d = candidates->data;
     size_t n = candidates->size;
     double sum = 0.0;
-    /* A chunk at a time through core's vectorised steps (libm's expf, exact
-     * divisions: the same bits as one by one), the sum in order. */
-    enum { CHUNK = 256 };
-    float e[CHUNK];
     if (isfinite(max_logit)) {
-        for (size_t start = 0; start < n; start += CHUNK) {
-            size_t m = n - start < CHUNK ? n - start : CHUNK;
-            for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit;
-            tm_expf_shifted(e, m, max_logit);
-            for (size_t i = 0; i < m; i++) {
-                d[start + i].p = e[i];
-                sum += e[i];
-            }
-        }
+        sum = tm_candidates_exp(d, n, max_logit, false);
     } else {
         for (size_t i = 0; i < n; i++) {
             d[i].p = d[i].logit == max_logit ? 1.0f : 0.0f;
@@ -130,12 +117,7 @@ static void softmax_in_place(tm_candidates *candidates, float max_logit) {
         }
     }
     if (!(sum > 0.0)) return; /* only NaN logits: leave p as computed */
-    for (size_t start = 0; start < n; start += CHUNK) {
-        size_t m = n - start < CHUNK ? n - start : CHUNK;
-        for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
-        tm_divide_floats(e, m, sum);
-        for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
-    }
+    tm_candidates_divide_p(d, n, sum);
 }
 
 static float max_logit_of(const tm_candidates *candidates) {

@@ -31,7 +31,7 @@ static void fill_logits(float *x, size_t n, uint64_t seed, bool nans) {
     }
 }
 
-Test(elementwise, expf_shifted_max_divide_and_multiply_match_the_loops) {
+Test(elementwise, max_exp_sum_and_normalisation_match_the_loops) {
     enum { N = 1000 };
     float x[N], y[N];
     for (size_t n = 1; n <= N; n = n < 40 ? n + 1 : n * 3) {
@@ -51,14 +51,27 @@ Test(elementwise, expf_shifted_max_divide_and_multiply_match_the_loops) {
             float e = expf(x[i] - 1.25f);
             cr_assert(isnan(e) ? isnan(y[i]) : bits_of(y[i]) == bits_of(e), "expf(%a - 1.25) of %zu", (double)x[i], n);
         }
-        for (size_t i = 0; i < n; i++) y[i] = isfinite(x[i]) ? fabsf(x[i]) : 0.5f;
-        float z[N];
-        memcpy(z, y, n * sizeof *y);
-        tm_divide_floats(z, n, 3.7);
-        for (size_t i = 0; i < n; i++) cr_assert_eq(bits_of(z[i]), bits_of((float)((double)y[i] / 3.7)));
-        memcpy(z, y, n * sizeof *y);
-        tm_multiply_floats(z, n, 1.0 / 3.7);
-        for (size_t i = 0; i < n; i++) cr_assert_eq(bits_of(z[i]), bits_of((float)((double)y[i] * (1.0 / 3.7))));
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            d[i].p = -1.0f;
+            y[i] = expf(x[i] - 1.25f);
+            sum += y[i];
+        }
+        double got = tm_candidates_exp(d, n, 1.25f, false);
+        cr_assert(isnan(sum) ? isnan(got) : got == sum, "sum of %zu", n);
+        for (size_t i = 0; i < n; i++) cr_assert(isnan(y[i]) ? isnan(d[i].p) : bits_of(d[i].p) == bits_of(y[i]));
+        sum = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            y[i] = y[i] >= 0.0f ? y[i] : 0.0f;
+            sum += y[i];
+        }
+        cr_assert(tm_candidates_exp(d, n, 1.25f, true) == sum, "sum of %zu, NaNs as 0", n);
+        for (size_t i = 0; i < n; i++) cr_assert_eq(bits_of(d[i].p), bits_of(y[i]));
+        tm_candidates_divide_p(d, n, sum);
+        for (size_t i = 0; i < n; i++) cr_assert_eq(bits_of(d[i].p), bits_of((float)((double)y[i] / sum)));
+        for (size_t i = 0; i < n; i++) d[i].p = y[i];
+        tm_candidates_multiply_p(d, n, 1.0 / sum);
+        for (size_t i = 0; i < n; i++) cr_assert_eq(bits_of(d[i].p), bits_of((float)((double)y[i] * (1.0 / sum))));
     }
     float none[1] = {-INFINITY};
     cr_assert(isinf(tm_max_float(none, 1)) && tm_max_float(none, 1) < 0);

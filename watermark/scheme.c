@@ -223,22 +223,9 @@ void tm_wm_softmax(tm_candidates *candidates) {
     tm_token_data *d = candidates->data;
     size_t n = candidates->size;
     float max = tm_candidates_max_logit(d, n); /* NaN never compares greater */
-    /* A chunk at a time through core's vectorised steps (libm's expf, exact
-     * products: the same bits as one by one), the sum in order. */
-    enum { CHUNK = 256 };
-    float e[CHUNK];
     double sum = 0.0;
     if (isfinite(max)) {
-        for (size_t start = 0; start < n; start += CHUNK) {
-            size_t m = n - start < CHUNK ? n - start : CHUNK;
-            for (size_t i = 0; i < m; i++) e[i] = d[start + i].logit;
-            tm_expf_shifted(e, m, max);
-            for (size_t i = 0; i < m; i++) {
-                float p = e[i] >= 0.0f ? e[i] : 0.0f; /* NaN logit */
-                d[start + i].p = p;
-                sum += p;
-            }
-        }
+        sum = tm_candidates_exp(d, n, max, true); /* a NaN logit gets p = 0 */
     } else { /* the limit of the finite case: the entries at the extreme share the mass */
         for (size_t i = 0; i < n; i++) {
             d[i].p = d[i].logit == max ? 1.0f : 0.0f;
@@ -246,13 +233,7 @@ void tm_wm_softmax(tm_candidates *candidates) {
         }
     }
     if (!(sum > 0.0)) return;
-    double scale = 1.0 / sum;
-    for (size_t start = 0; start < n; start += CHUNK) {
-        size_t m = n - start < CHUNK ? n - start : CHUNK;
-        for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
-        tm_multiply_floats(e, m, scale);
-        for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
-    }
+    tm_candidates_multiply_p(d, n, 1.0 / sum);
 }
 
 void tm_wm_draw(tm_candidates *candidates, const double *weights, double u) {

@@ -197,9 +197,6 @@ void tm_expf_shifted(float *x, size_t n, float shift);
 /* The largest of x[0..n-1] (n > 0): -inf when every one is -inf, and NaNs
  * are passed over, as `if (x[i] > max) max = x[i]` from -inf does. */
 float tm_max_float(const float *x, size_t n);
-/* x[i] = (float)((double)x[i] / divisor), and (float)((double)x[i] * factor). */
-void tm_divide_floats(float *x, size_t n, double divisor);
-void tm_multiply_floats(float *x, size_t n, double factor);
 
 /* ---- sampler stages ------------------------------------------------------ */
 
@@ -222,9 +219,16 @@ typedef struct {
     int32_t selected; /* the token id (not an index into data) set by the selecting stage; -1 before */
 } tm_candidates;
 
-/* The largest logit of d[0..n-1] (core/elementwise.c): -inf for none, NaNs
- * passed over. */
+/* The steps of a softmax over candidates (core/elementwise.c), each with the
+ * bits of the one-by-one loop, vectorised where the CPU allows:
+ * - the largest logit of d[0..n-1]: -inf for none, NaNs passed over;
+ * - d[i].p = expf(d[i].logit - shift), returning the sum of the p in order,
+ *   in double (with nan_as_zero a NaN p is stored and summed as 0);
+ * - d[i].p = (float)((double)d[i].p / divisor), and the same with * factor. */
 float tm_candidates_max_logit(const tm_token_data *d, size_t n);
+double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero);
+void tm_candidates_divide_p(tm_token_data *d, size_t n, double divisor);
+void tm_candidates_multiply_p(tm_token_data *d, size_t n, double factor);
 
 typedef struct tm_sampler tm_sampler;
 typedef struct {
