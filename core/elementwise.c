@@ -42,43 +42,27 @@ TM_EXPF_AVX2 static float max_avx2(const float *x, size_t n) {
     return max;
 }
 
-/* x[i] = (float)((double)x[i] op d): IEEE division and product are exactly
- * rounded, so four lanes give the scalar bits. */
-TM_EXPF_AVX2 static void divide_avx2(float *x, size_t n, double divisor) {
-    const __m256d d = _mm256_set1_pd(divisor);
+/* x[i] = (float)((double)x[i] / by), or * by: IEEE division and product are
+ * exactly rounded, so four lanes give the scalar bits. */
+TM_EXPF_AVX2 static void scale_avx2(float *x, size_t n, double by, bool divide) {
+    const __m256d b = _mm256_set1_pd(by);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        _mm_storeu_ps(x + i, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), d)));
-    for (; i < n; i++) x[i] = (float)((double)x[i] / divisor);
-}
-
-TM_EXPF_AVX2 static void multiply_avx2(float *x, size_t n, double factor) {
-    const __m256d f = _mm256_set1_pd(factor);
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        _mm_storeu_ps(x + i, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), f)));
-    for (; i < n; i++) x[i] = (float)((double)x[i] * factor);
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        _mm_storeu_ps(x + i, _mm256_cvtpd_ps(divide ? _mm256_div_pd(v, b) : _mm256_mul_pd(v, b)));
+    }
+    for (; i < n; i++) x[i] = (float)(divide ? (double)x[i] / by : (double)x[i] * by);
 }
 #endif
 
-static void divide_floats(float *x, size_t n, double divisor) {
+static void scale_floats(float *x, size_t n, double by, bool divide) {
 #if defined(__x86_64__) || defined(__i386__)
     if (tm_cpu_has(TM_CPU_AVX2)) {
-        divide_avx2(x, n, divisor);
+        scale_avx2(x, n, by, divide);
         return;
     }
 #endif
-    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] / divisor);
-}
-
-static void multiply_floats(float *x, size_t n, double factor) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (tm_cpu_has(TM_CPU_AVX2)) {
-        multiply_avx2(x, n, factor);
-        return;
-    }
-#endif
-    for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] * factor);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(divide ? (double)x[i] / by : (double)x[i] * by);
 }
 
 void tm_expf_shifted(float *x, size_t n, float shift) {
@@ -146,8 +130,7 @@ static void candidates_scale(tm_token_data *d, size_t n, double by, bool divide)
     for (size_t start = 0; start < n; start += CHUNK) {
         size_t m = n - start < CHUNK ? n - start : CHUNK;
         for (size_t i = 0; i < m; i++) e[i] = d[start + i].p;
-        if (divide) divide_floats(e, m, by);
-        else multiply_floats(e, m, by);
+        scale_floats(e, m, by, divide);
         for (size_t i = 0; i < m; i++) d[start + i].p = e[i];
     }
 }

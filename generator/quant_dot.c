@@ -1087,13 +1087,6 @@ DEFINE_VNNI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpbusd_avx_epi32, _mm256_dp
 DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_dpwssd_epi32)
 
 /* ---- 512-bit single-sequence kernels ------------------------------------------ */
-/* Q4_K on CPUs with 512-bit data paths: the 256-bit kernel above spends most
- * of its instructions unpacking nibbles and multiplying; here two of its
- * 32-byte steps (j and j + 1) run as one 512-bit step, against the
- * activations of the two steps laid side by side (once per block for the
- * group's rows). The halves are added in integers at the end of the block,
- * which gives each of the 8 lanes the very integer of the 256-bit kernel, so
- * the float steps, and the bits, are the same. */
 /* k4_scales_mins for the 4 rows of a group at once, one row per 128-bit lane
  * (the same bytes: scales 0..7, then mins 0..7). */
 AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const *p, size_t o) {
@@ -1109,17 +1102,32 @@ AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const 
     return _mm512_or_si512(low, _mm512_and_si512(b, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0)));
 }
 
-AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
-                                               int64_t begin, int64_t end, int64_t nb) {
-    const __m512i low = _mm512_set1_epi8(0x0F);
+/* Q4_K (and with five, Q5_K) on CPUs with 512-bit data paths: the 256-bit
+ * kernels spend most of their instructions unpacking nibbles and
+ * multiplying; here two of their 32-byte steps (j and j + 1) run as one
+ * 512-bit step, against the activations of the two steps laid side by side
+ * (once per block for the group's rows). The halves are added in integers at
+ * the end of the block, which gives each of the 8 lanes the very integer of
+ * the 256-bit kernel, so the float steps, and the bits, are the same: those
+ * of the AVX-VNNI kernel for Q4_K, and of the AVX2 path's matvec_k4_avx2 for
+ * Q5_K (no VNNI path has its own), whose mins it sums and scales the same
+ * way. Q5_K's fifth bits of steps j and j + 1 come from qh shifted by 2j and
+ * 2j + 2 in the two halves. */
+AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_zmm(
+    const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
+    bool five) {
+    const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES, quants = five ? 48 : 16;
+    const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
     /* the word of sub-block 2j (low nibbles) and 2j + 1 (high) in each half */
-    __m512i pick_lo[2], pick_hi[2];
+    __m512i pick_lo[2], pick_hi[2], fifth[2];
     for (int jp = 0; jp < 2; jp++) {
         short j0 = (short)(2 * jp), j1 = (short)(2 * jp + 1);
         pick_lo[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0100 + 0x0404 * j0))),
                                          _mm256_set1_epi16((short)(0x0100 + 0x0404 * j1)), 1);
         pick_hi[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0302 + 0x0404 * j0))),
                                          _mm256_set1_epi16((short)(0x0302 + 0x0404 * j1)), 1);
+        fifth[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j0))),
+                                       _mm256_set1_epi16((short)(2 * j1)), 1);
     }
     for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
         const uint8_t *p[VNNI_K_ROWS];
@@ -1127,14 +1135,15 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
         size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;
         __m256 acc[VNNI_K_ROWS];
         __m128 mins_acc[VNNI_K_ROWS];
+        float mins_total[VNNI_K_ROWS];
         for (int k = 0; k < VNNI_K_ROWS; k++) {
             acc[k] = _mm256_setzero_ps();
             mins_acc[k] = _mm_setzero_ps();
+            mins_total[k] = 0;
         }
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q4_K_BYTES;
+            size_t o = (size_t)i * block_bytes;
             const int8_t *x = a[i].qs;
-            const __m128 ad = _mm_set1_ps(a[i].d);
             __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
                                            _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
             __m512i xl[2], xh[2];
@@ -1150,18 +1159,30 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
                 _mm512_extracti32x4_epi32(packed, 2), _mm512_extracti32x4_epi32(packed, 3)};
             for (int k = 0; k < VNNI_K_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
-                for (int line = 0; line < TM_Q4_K_BYTES; line += 64)
+                for (size_t line = 0; line < block_bytes; line += 64)
                     _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
-                /* d and dmin, both converted at once, times the activations' scale */
-                __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)tm_block_u32(b))), ad);
+                __m128 dm = k_block_scales(b, a[i].d);
                 __m256i scales_mins = _mm256_cvtepu8_epi16(row_scales_mins[k]);
                 __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
-                mins_acc[k] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), _mm_cvtepi32_ps(mins), mins_acc[k]);
+                if (five) { /* the integer sum first, as matvec_k4_avx2 reduces it */
+                    mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0x4E));
+                    mins = _mm_add_epi32(mins, _mm_shuffle_epi32(mins, 0xB1));
+                    mins_total[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * (float)_mm_cvtsi128_si32(mins);
+                } else {
+                    mins_acc[k] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), _mm_cvtepi32_ps(mins), mins_acc[k]);
+                }
                 __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales_mins));
+                __m512i high = five ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 16)))
+                                    : _mm512_setzero_si512();
                 __m512i sumi = _mm512_setzero_si512();
                 for (int jp = 0; jp < 2; jp++) {
-                    __m512i bytes = _mm512_loadu_si512((const void *)(b + 16 + 64 * jp));
+                    __m512i bytes = _mm512_loadu_si512((const void *)(b + quants + 64 * jp));
                     __m512i lo = _mm512_and_si512(bytes, low), hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+                    if (five) {
+                        __m512i h = _mm512_srlv_epi16(high, fifth[jp]);
+                        lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(h, 4), bit));
+                        hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(h, 3), bit));
+                    }
                     sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, xl[jp]),
                                                _mm512_shuffle_epi8(scales, pick_lo[jp]));
                     sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, xh[jp]),
@@ -1172,6 +1193,10 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
             }
         }
         for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) {
+            if (five) {
+                y[r + k] = hsum_ps(acc[k]) - mins_total[k];
+                continue;
+            }
             __m128 m = _mm_add_ps(mins_acc[k], _mm_movehl_ps(mins_acc[k], mins_acc[k]));
             m = _mm_add_ss(m, _mm_movehdup_ps(m));
             y[r + k] = hsum_ps(acc[k]) - _mm_cvtss_f32(m);
@@ -1179,81 +1204,14 @@ AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_byte
     }
 }
 
-/* Q5_K the same way, against the AVX2 path's kernel (matvec_k4_avx2 with
- * its fifth bits; no VNNI path has its own): the fifth bits of steps j and
- * j + 1 come from qh shifted by 2j and 2j + 2 in the two halves, and the
- * mins are summed and scaled as that kernel does, so the bits are its bits. */
+AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+                                               int64_t begin, int64_t end, int64_t nb) {
+    matvec_k4_zmm(w, row_bytes, a, y, begin, end, nb, false);
+}
+
 AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
-    const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
-    __m512i pick_lo[2], pick_hi[2], fifth[2];
-    for (int jp = 0; jp < 2; jp++) {
-        short j0 = (short)(2 * jp), j1 = (short)(2 * jp + 1);
-        pick_lo[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0100 + 0x0404 * j0))),
-                                         _mm256_set1_epi16((short)(0x0100 + 0x0404 * j1)), 1);
-        pick_hi[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x0302 + 0x0404 * j0))),
-                                         _mm256_set1_epi16((short)(0x0302 + 0x0404 * j1)), 1);
-        fifth[jp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * j0))),
-                                       _mm256_set1_epi16((short)(2 * j1)), 1);
-    }
-    for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
-        const uint8_t *p[VNNI_K_ROWS];
-        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
-        __m256 acc[VNNI_K_ROWS];
-        float mins_total[VNNI_K_ROWS];
-        for (int k = 0; k < VNNI_K_ROWS; k++) {
-            acc[k] = _mm256_setzero_ps();
-            mins_total[k] = 0;
-        }
-        for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q5_K_BYTES;
-            const int8_t *x = a[i].qs;
-            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
-                                           _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
-            __m512i xl[2], xh[2];
-            for (int jp = 0; jp < 2; jp++) {
-                __m512i a0 = _mm512_loadu_si512((const void *)(x + 128 * jp)),
-                        a1 = _mm512_loadu_si512((const void *)(x + 128 * jp + 64));
-                xl[jp] = _mm512_shuffle_i64x2(a0, a1, 0x44);
-                xh[jp] = _mm512_shuffle_i64x2(a0, a1, 0xEE);
-            }
-            __m512i packed = k4_scales_mins_x4(p, o);
-            __m128i row_scales_mins[VNNI_K_ROWS] = {
-                _mm512_castsi512_si128(packed), _mm512_extracti32x4_epi32(packed, 1),
-                _mm512_extracti32x4_epi32(packed, 2), _mm512_extracti32x4_epi32(packed, 3)};
-            for (int k = 0; k < VNNI_K_ROWS; k++) {
-                const uint8_t *b = p[k] + o;
-                for (int line = 0; line < TM_Q5_K_BYTES; line += 64)
-                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
-                __m128 dm = k_block_scales(b, a[i].d);
-                __m256i scales_mins = _mm256_cvtepu8_epi16(row_scales_mins[k]);
-                /* the mins' integer sum, as matvec_k4_avx2 reduces it */
-                __m128i m4 = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
-                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
-                m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
-                int mins = _mm_cvtsi128_si32(m4);
-                __m512i scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales_mins));
-                __m512i high = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 16)));
-                __m512i sumi = _mm512_setzero_si512();
-                for (int jp = 0; jp < 2; jp++) {
-                    __m512i bytes = _mm512_loadu_si512((const void *)(b + 48 + 64 * jp));
-                    __m512i h = _mm512_srlv_epi16(high, fifth[jp]);
-                    __m512i lo = _mm512_or_si512(_mm512_and_si512(bytes, low), _mm512_and_si512(_mm512_slli_epi16(h, 4), bit));
-                    __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bytes, 4), low),
-                                                 _mm512_and_si512(_mm512_slli_epi16(h, 3), bit));
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, xl[jp]),
-                                               _mm512_shuffle_epi8(scales, pick_lo[jp]));
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, xh[jp]),
-                                               _mm512_shuffle_epi8(scales, pick_hi[jp]));
-                }
-                __m256i sum8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
-                acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(sum8), acc[k]);
-                mins_total[k] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * (float)mins;
-            }
-        }
-        for (int k = 0; k < VNNI_K_ROWS && r + k < end; k++) y[r + k] = hsum_ps(acc[k]) - mins_total[k];
-    }
+    matvec_k4_zmm(w, row_bytes, a, y, begin, end, nb, true);
 }
 
 /* Q6_K the same way: the 32 bytes of ql that two of the 256-bit kernel's
