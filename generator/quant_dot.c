@@ -561,23 +561,11 @@ static inline void group_rows(const uint8_t **p, int count, const uint8_t *w, si
     }
 }
 
-/* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block on 32-bit
- * words: scales[0..7] land in bytes 0..7 and mins[0..7] in bytes 8..15. */
-static inline __m128i k4_scales_mins(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    uint32_t mins_low = u[1] & 0x3f3f3f3fu;
-    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    u[2] = mins_low;
-    u[0] &= 0x3f3f3f3fu;
-    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
-}
-
-/* k4_scales_mins of two rows at once, one per 128-bit lane (the same bytes):
- * the words u0 u1 u2 of each row as [u0, u2, u1, u2 >> 4] masked to 6, 4, 6
- * and 4 bits, with the top two bits of u0 and u1 as bits 4-5 of words 1 and
- * 3. Vector work instead of scalar shifts and four inserts per row. */
+/* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block (scales
+ * 0..7 in bytes 0..7, mins 0..7 in bytes 8..15) for two rows at once, one per
+ * 128-bit lane: the 32-bit words u0 u1 u2 of each row as [u0, u2, u1, u2 >> 4]
+ * masked to 6, 4, 6 and 4 bits, with the top two bits of u0 and u1 as bits
+ * 4-5 of words 1 and 3. */
 AVX2 static inline __m256i k4_scales_mins_x2(const uint8_t *row0, const uint8_t *row1) {
     __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(row1 + 4)), _mm_loadu_si128((const __m128i *)(row0 + 4)));
     __m256i a = _mm256_srlv_epi32(_mm256_shuffle_epi32(v, 0x98), _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
@@ -1087,8 +1075,8 @@ DEFINE_VNNI_KERNELS(avxvnni, AVX_VNNI_TARGET, _mm256_dpbusd_avx_epi32, _mm256_dp
 DEFINE_VNNI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpbusd_epi32, _mm256_dpwssd_epi32)
 
 /* ---- 512-bit single-sequence kernels ------------------------------------------ */
-/* k4_scales_mins for the 4 rows of a group at once, one row per 128-bit lane
- * (the same bytes: scales 0..7, then mins 0..7). */
+/* k4_scales_mins_x2 for the 4 rows of a group at once, one row per 128-bit
+ * lane. */
 AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const *p, size_t o) {
     __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[0] + o + 4)));
     v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[1] + o + 4)), 1);
