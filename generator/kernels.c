@@ -615,8 +615,6 @@ TM_EXPF_AVX2 static void swiglu_avx2(float *out, const float *gate, const float 
 }
 #endif
 
-void tm_kernel_exp(float *x, int64_t n) { tm_expf_shifted(x, (size_t)n, 0.0f); }
-
 void tm_kernel_softmax(float *x, int64_t n) {
     float max = tm_max_float(x, (size_t)n);
     tm_expf_shifted(x, (size_t)n, max);

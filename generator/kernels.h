@@ -51,8 +51,6 @@ void tm_kernel_attention_scores(const float *q, const float *keys, int64_t strid
 void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float *out);
 
-/* x[i] = expf(x[i]), the same bits as libm's (vectorised where the CPU allows). */
-void tm_kernel_exp(float *x, int64_t n);
 
 void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 void tm_kernel_softmax(float *x, int64_t n);

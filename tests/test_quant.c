@@ -129,6 +129,19 @@ static void sane_halves(uint32_t type, uint8_t *block, unsigned *seed) {
     }
 }
 
+/* The activations (quantized for the type) of x[i] = wave(i * step + phase) *
+ * (1 + i % period): a smooth signal with a varying amplitude. */
+static void *wave_activations(uint32_t type, int64_t cols, double (*wave)(double), double step, double phase,
+                              int period) {
+    float *x = malloc(sizeof(float) * (size_t)cols);
+    void *xq = malloc(tm_kernel_activation_bytes(type, cols));
+    cr_assert(x != NULL && xq != NULL);
+    for (int64_t i = 0; i < cols; i++) x[i] = (float)(wave((double)i * step + phase) * (1 + i % period));
+    tm_kernel_prepare_activations(type, x, cols, xq);
+    free(x);
+    return xq;
+}
+
 /* rows x cols weights of random bytes (every byte pattern is a valid block)
  * with finite scales; the first row is llama.cpp's test vector when it fits. */
 static uint8_t *random_weights(uint32_t type, int64_t rows, int64_t cols, unsigned seed) {
@@ -238,10 +251,7 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
             if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
             uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 13 + cols + v));
             size_t row_bytes = tm_quant_row_bytes(type, cols);
-            float *x = malloc(sizeof(float) * (size_t)cols);
-            for (int64_t i = 0; i < cols; i++) x[i] = (float)(cos((double)i * 0.77 + (double)s) * (1 + i % 7));
-            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
-            tm_kernel_prepare_activations(type, x, cols, xq);
+            void *xq = wave_activations(type, cols, cos, 0.77, (double)s, 7);
             float *whole = malloc(sizeof(float) * (size_t)rows), *split = malloc(sizeof(float) * (size_t)rows);
             for (int p = 0; p < TM_QUANT_PATH_COUNT; p++) {
                 if (!tm_quant_path_supported((tm_quant_path)p)) continue;
@@ -272,7 +282,6 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
             free(split);
             free(whole);
             free(xq);
-            free(x);
             free(w);
         }
 }
@@ -296,10 +305,7 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
             if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
             uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 31 + cols + v));
             size_t row_bytes = tm_quant_row_bytes(type, cols);
-            float *x = malloc(sizeof(float) * (size_t)cols);
-            for (int64_t i = 0; i < cols; i++) x[i] = (float)(sin((double)i * 0.53 + (double)s) * (1 + i % 5));
-            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
-            tm_kernel_prepare_activations(type, x, cols, xq);
+            void *xq = wave_activations(type, cols, sin, 0.53, (double)s, 5);
             float *y = malloc(sizeof(float) * (size_t)rows);
             int64_t cut = rows / 2 + 1 < rows ? rows / 2 + 1 : rows;
             tm_quant_matvec_rows(type, w, xq, y, 0, cut, cols);
@@ -335,7 +341,6 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
             }
             free(y);
             free(xq);
-            free(x);
             free(w);
         }
     tm_quant_force_path(TM_QUANT_PATH_COUNT);
@@ -356,10 +361,7 @@ Test(quant, avx512_kernels_give_the_avx_vnni_bits) {
             int64_t rows = shapes[s][0], cols = shapes[s][1];
             if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
             uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 17 + cols + v));
-            float *x = malloc(sizeof(float) * (size_t)cols);
-            for (int64_t i = 0; i < cols; i++) x[i] = (float)(cos((double)i * 0.29 + (double)s) * (1 + i % 9));
-            void *xq = malloc(tm_kernel_activation_bytes(type, cols));
-            tm_kernel_prepare_activations(type, x, cols, xq);
+            void *xq = wave_activations(type, cols, cos, 0.29, (double)s, 9);
             float *wide = malloc(sizeof(float) * (size_t)rows), *narrow = malloc(sizeof(float) * (size_t)rows);
             tm_quant_force_path(TM_QUANT_PATH_AVX512_VNNI);
             tm_quant_matvec_rows(type, w, xq, wide, 0, rows, cols);
@@ -372,7 +374,6 @@ Test(quant, avx512_kernels_give_the_avx_vnni_bits) {
             free(narrow);
             free(wide);
             free(xq);
-            free(x);
             free(w);
         }
     tm_quant_force_path(TM_QUANT_PATH_COUNT);
