@@ -126,12 +126,12 @@ Test(synthid, token_values_respect_capacity_and_context_width) {
     tm_wm_key_free(key);
 }
 
-/* Generation runs the layers six at a time; the reference here runs them one
- * by one from the detection face's g-values: for 1, 7, 30 and all 64 layers
- * the chosen tokens must agree. */
+/* Generation runs the layers ten at a time; the reference here runs them one
+ * by one from the detection face's g-values: for 1, 7, 10, 11 (a block and
+ * one layer more), 30 and all 64 layers the chosen tokens must agree. */
 Test(synthid, generation_is_the_reference_tournament_then_one_draw) {
     tm_wm_key *key = wm_test_master_key();
-    static const int32_t layer_counts[] = {1, 7, 30, 64};
+    static const int32_t layer_counts[] = {1, 7, 10, 11, 30, 64};
     uint64_t x = 17;
     for (size_t c = 0; c < sizeof layer_counts / sizeof layer_counts[0]; c++) {
         tm_wm_config config = synthid_config();

@@ -46,12 +46,12 @@ static double reweight_cdf(double F, double alpha) {
  * candidates' p, and the token selected: the first with r < g and P' > 0,
  * else the last with P' > 0. The loop as the spec states it; reweight
  * below must give the same bits. */
-static void reweight_reference(tm_candidates *candidates, const uint32_t *index, const uint32_t *order, size_t n,
-                               double total, double alpha, double r) {
+static void reweight_reference(tm_candidates *candidates, const uint32_t *position, size_t n, double total,
+                               double alpha, double r) {
     double cumulative = 0.0, previous = 0.0;
     int32_t selected = -1, last_possible = -1;
     for (size_t k = 0; k < n; k++) {
-        tm_token_data *d = &candidates->data[index[order[k]]];
+        tm_token_data *d = &candidates->data[position[k]];
         cumulative += d->p;
         double g = reweight_cdf(k + 1 == n ? 1.0 : cumulative / total, alpha);
         double reweighted = g - previous;
@@ -103,8 +103,8 @@ static void cdf_to_g(double *c, size_t n, double total, double alpha) {
  * sums (in 64-bit integers when they are exact, see below, else in double
  * as the reference adds them), g of every sum, then P' and the selection.
  * cumulative holds n doubles. */
-static void reweight(tm_candidates *candidates, const uint32_t *index, const uint32_t *order, size_t n,
-                     double total, double alpha, double r, double *cumulative) {
+static void reweight(tm_candidates *candidates, const uint32_t *position, size_t n, double total, double alpha,
+                     double r, double *cumulative) {
     tm_token_data *data = candidates->data;
     /* Every p is a multiple of its float ulp 2^(e - 150) (e: the biased
      * exponent, 1 for subnormals), so every partial sum is a multiple of the
@@ -114,7 +114,7 @@ static void reweight(tm_candidates *candidates, const uint32_t *index, const uin
      * same values faster than a chain of dependent double additions. */
     unsigned min_exponent = 255;
     for (size_t k = 0; k < n; k++) {
-        float p = data[index[order[k]]].p;
+        float p = data[position[k]].p;
         uint32_t bits;
         memcpy(&bits, &p, sizeof bits);
         unsigned e = bits >> 23 & 0xFF;
@@ -125,9 +125,9 @@ static void reweight(tm_candidates *candidates, const uint32_t *index, const uin
     int s = 150 - (int)min_exponent; /* p * 2^s is an integer */
     if (s <= 1000 && ldexp(total, s) < 0x1.0p52 && n < (size_t)1 << 40) {
         double scale = ldexp(1.0, s), unscale = ldexp(1.0, -s);
-        uint64_t sum = 0;
+        int64_t sum = 0; /* below 2^53: signed conversions, one instruction each way */
         for (size_t k = 0; k < n; k++) {
-            sum += (uint64_t)(cumulative[k] * scale);
+            sum += (int64_t)(cumulative[k] * scale);
             cumulative[k] = (double)sum * unscale;
         }
     } else {
@@ -139,7 +139,7 @@ static void reweight(tm_candidates *candidates, const uint32_t *index, const uin
     double previous = 0.0;
     int32_t selected = -1, last_possible = -1;
     for (size_t k = 0; k < n; k++) {
-        tm_token_data *d = &data[index[order[k]]];
+        tm_token_data *d = &data[position[k]];
         double g = cumulative[k], reweighted = g - previous;
         previous = g;
         d->p = (float)reweighted;
@@ -201,10 +201,14 @@ static void dipmark_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     tm_wm_prf_batch(&scheme->subkey, &t, slots, n, x);
     /* Ascending u = uniform(x), which orders as x >> 12; ties by id. */
     tm_wm_order_by_key(x, ids, n, 12, order, work);
+    /* The candidates' places along the order, in place of the order: with
+     * every candidate at p > 0 (no truncation), index is the identity. */
+    if (n < n_candidates)
+        for (size_t k = 0; k < n; k++) order[k] = index[order[k]];
     if (tm_wm_reference_paths())
-        reweight_reference(candidates, index, order, n, total, scheme->config.alpha, r);
+        reweight_reference(candidates, order, n, total, scheme->config.alpha, r);
     else
-        reweight(candidates, index, order, n, total, scheme->config.alpha, r, (double *)(void *)work);
+        reweight(candidates, order, n, total, scheme->config.alpha, r, (double *)(void *)work);
 }
 
 static size_t dipmark_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,

@@ -374,6 +374,43 @@ static void order_insertion(const uint64_t *keys, const int32_t *ids, unsigned s
  * where clearing and summing 2048 counters would cost more than the items. */
 enum { RADIX_MAX_BITS = 11, RADIX_MAX_PASSES = 4, RADIX_SMALL_SET = 4096, RADIX_TWO_PASS_MAX = 1 << 17 };
 
+/* After the radix passes (a: the packed items, sorted by bits low..63):
+ * runs of items equal in those bits are put in order by (keys >> shift,
+ * ids). Rare: about n^2 / 2^(65 - low) pairs. */
+static void settle_ties(const uint64_t *keys, const int32_t *ids, unsigned shift, const uint64_t *a, size_t n,
+                        unsigned low, uint32_t *order) {
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && (a[j] >> low) == (a[i] >> low)) j++;
+        if (j - i > 1) order_insertion(keys, ids, shift, order + i, j - i);
+        i = j;
+    }
+}
+
+/* The radix passes of a large set, two 11-bit digits (bits 42..63 of the
+ * packed items), with the shifts as constants: the general loop's shift by
+ * a count in a register costs more than the rest of its work on x86 without
+ * BMI2. The same counting and the same stable scatters as the general loop;
+ * returns the buffer that holds the sorted items. */
+static uint64_t *sort_top_22_bits(const uint64_t *keys, size_t n, uint64_t *a, uint64_t *b) {
+    uint32_t low[1 << RADIX_MAX_BITS] = {0}, high[1 << RADIX_MAX_BITS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t item = (keys[i] >> 32) << 32 | (uint64_t)i;
+        a[i] = item;
+        low[item >> 42 & 0x7FF]++;
+        high[item >> 53]++;
+    }
+    uint32_t sum_low = 0, sum_high = 0;
+    for (size_t v = 0; v < (size_t)1 << RADIX_MAX_BITS; v++) {
+        uint32_t c = low[v], d = high[v];
+        low[v] = sum_low, high[v] = sum_high;
+        sum_low += c, sum_high += d;
+    }
+    for (size_t i = 0; i < n; i++) b[low[a[i] >> 42 & 0x7FF]++] = a[i];
+    for (size_t i = 0; i < n; i++) a[high[b[i] >> 53]++] = b[i];
+    return a;
+}
+
 void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsigned shift, uint32_t *order,
                         uint64_t *work) {
     if (n < 64) {
@@ -393,6 +430,12 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
     unsigned low = 64 - passes * bits < 32 ? 32 : 64 - passes * bits; /* the lowest bit the passes sort by */
     size_t radix = (size_t)1 << bits;
     uint64_t *a = work, *b = work + n;
+    if (passes == 2 && bits == RADIX_MAX_BITS) {
+        a = sort_top_22_bits(keys, n, a, b);
+        for (size_t i = 0; i < n; i++) order[i] = (uint32_t)a[i];
+        settle_ties(keys, ids, shift, a, n, low, order);
+        return;
+    }
     uint32_t count[RADIX_MAX_PASSES][1 << RADIX_MAX_BITS]; /* n < 2^31: candidates come from an int32 vocabulary */
     for (unsigned pass = 0; pass < passes; pass++) memset(count[pass], 0, radix * sizeof count[pass][0]);
     for (size_t i = 0; i < n; i++) {
@@ -414,12 +457,7 @@ void tm_wm_order_by_key(const uint64_t *keys, const int32_t *ids, size_t n, unsi
         b = swap;
     }
     for (size_t i = 0; i < n; i++) order[i] = (uint32_t)a[i];
-    for (size_t i = 0; i < n;) { /* runs of equal sorted bits: rare (n^2 / 2^33 expected pairs with 32) */
-        size_t j = i + 1;
-        while (j < n && (a[j] >> low) == (a[i] >> low)) j++;
-        if (j - i > 1) order_insertion(keys, ids, shift, order + i, j - i);
-        i = j;
-    }
+    settle_ties(keys, ids, shift, a, n, low, order);
 }
 
 /* ---- the generic watermark sampler ------------------------------------------ */

@@ -7,7 +7,7 @@
  * (m <= 64: one PRF call gives them all). Averaged over keys the draw follows
  * p exactly (E[g_l] = 1/2 in every layer), while under the key tokens with
  * g = 1 win more often. Work per token is one batched PRF call per candidate
- * with p > 0, m / 6 passes over the candidates and O(candidates) memory;
+ * with p > 0, m / 10 passes over the candidates and O(candidates) memory;
  * this file must never touch the rest of the vocabulary, never print, and
  * never abort on any input (out of memory, it samples plainly). */
 #include "scheme.h"
@@ -32,104 +32,147 @@ static inline uint64_t g_word(const tm_wm_scheme *scheme, const int32_t *message
  * K factors goes into a table, and one pass multiplies every weight by its
  * pattern's entry and fills the next block's buckets. The same quantities as
  * layer by layer (up to rounding in the last bits), in m / K passes over the
- * candidates instead of 2m. */
-enum { BLOCK_BITS = 6, BLOCK_SIZE = 1 << BLOCK_BITS };
+ * candidates instead of 2m (K = 10: 3 passes for the default 30 layers). */
+enum { BLOCK_BITS = 10, BLOCK_SIZE = 1 << BLOCK_BITS };
 
-/* The factors of one block of k layers from its
- * buckets: layer by layer, each pattern's factor times 1 + bit - E, E the
- * mass of the patterns with that layer's bit set over the total. */
-static void block_factors(const double *bucket, int32_t k, double total, double *factor) {
+/* The factors of one block of k layers from its buckets (bucket[v]: the
+ * weight of the candidates whose block bits are v; bit j is the block's
+ * layer j + 1). Layer by layer, E_j is the weight with bit j set, each
+ * pattern counted with its factor over the block's earlier layers, over the
+ * total. Those factors depend on bits 0..j-1 only, so E_j takes 2^j terms:
+ * the factor of each pattern u of bits 0..j-1 times the weight of the
+ * patterns that begin with u and have bit j set (marginal sums, summed once
+ * from the buckets), and the table grows by one bit a layer: F(u with bit j)
+ * = F(u) (2 - E_j), F(u) <- F(u) (1 - E_j), the same products as layer by
+ * layer. O(2^k) in all, which lets a block be 10 layers wide. marginal holds
+ * 2^(k+1) doubles: the sums over bits 0..j sit at marginal + 2^(j+1). */
+static void block_factors(const double *bucket, int32_t k, double total, double *factor, double *marginal) {
     size_t patterns = (size_t)1 << k;
-    for (size_t v = 0; v < patterns; v++) factor[v] = 1.0;
-    for (int32_t j = 0; j < k; j++) { /* the block's layer j + 1 */
+    memcpy(marginal + patterns, bucket, patterns * sizeof *bucket);
+    for (size_t size = patterns / 2; size >= 2; size /= 2) /* bits 0..j from bits 0..j+1 */
+        for (size_t u = 0; u < size; u++) marginal[size + u] = marginal[2 * size + u] + marginal[2 * size + size + u];
+    factor[0] = 1.0;
+    for (int32_t j = 0; j < k; j++) {
+        size_t half = (size_t)1 << j;
+        const double *with_bit = marginal + 2 * half + half; /* bits 0..j, bit j set */
         double mass = 0.0;
-        for (size_t v = 0; v < patterns; v++)
-            if (v >> j & 1) mass += factor[v] * bucket[v];
+        for (size_t u = 0; u < half; u++) mass += factor[u] * with_bit[u];
         double expected = mass / total;
-        for (size_t v = 0; v < patterns; v++) factor[v] *= 1.0 + (double)(v >> j & 1) - expected;
-    }
-}
-
-/* Multiplies every weight by its pattern's factor (bits first.. of its word,
- * mask wide) and fills the next block's buckets (bits next.., next_k wide);
- * returns the next block's mask. */
-static uint64_t reweight_into_buckets(double *weights, const uint64_t *words, size_t n, const double *factor,
-                                      int32_t first, uint64_t mask, int32_t next, int32_t next_k, double *bucket) {
-    uint64_t next_mask = ((uint64_t)1 << next_k) - 1;
-    memset(bucket, 0, BLOCK_SIZE * sizeof *bucket);
-    for (size_t i = 0; i < n; i++) {
-        double w = weights[i] * factor[words[i] >> first & mask];
-        weights[i] = w;
-        bucket[words[i] >> next & next_mask] += w;
-    }
-    return next_mask;
-}
-
-static void tournament(double *weights, const uint64_t *words, size_t n, int32_t layers, double total) {
-    double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
-    int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
-    uint64_t mask = ((uint64_t)1 << k) - 1;
-    memset(bucket, 0, sizeof bucket);
-    for (size_t i = 0; i < n; i++) bucket[words[i] & mask] += weights[i];
-    while (first < layers) {
-        block_factors(bucket, k, total, factor);
-        int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
-        if (next_k > 0) {
-            mask = reweight_into_buckets(weights, words, n, factor, first, mask, next, next_k, bucket);
-        } else {
-            for (size_t i = 0; i < n; i++) weights[i] *= factor[words[i] >> first & mask];
+        for (size_t u = 0; u < half; u++) {
+            factor[half + u] = factor[u] * (2.0 - expected);
+            factor[u] *= 1.0 - expected;
         }
+    }
+}
+
+/* Every candidate's pattern in the block of k layers from layer first + 1:
+ * bits first.. of its word (one shift count for all: a loop compilers
+ * vectorise, where a shift per candidate by a variable count is not). */
+static void block_patterns(const uint64_t *words, size_t n, int32_t first, int32_t k, uint16_t *pattern) {
+    uint64_t mask = ((uint64_t)1 << k) - 1;
+    for (size_t i = 0; i < n; i++) pattern[i] = (uint16_t)(words[i] >> first & mask);
+}
+
+/* The blocks' passes, the first block's buckets filled and its patterns in
+ * pattern: each block's factors, every weight times its pattern's factor
+ * and the next block's buckets. The last block's factors are left in
+ * factor, its buckets in bucket and its width in *last_k, for the caller's
+ * final step, and its patterns in the array returned (one of pattern and
+ * spare, each n long). */
+static const uint16_t *blocks_but_last(double *weights, const uint64_t *words, size_t n, int32_t layers, double total,
+                                       double *bucket, double *factor, uint16_t *pattern, uint16_t *spare,
+                                       int32_t *last_k) {
+    double marginal[2 * BLOCK_SIZE];
+    int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
+    for (;;) {
+        block_factors(bucket, k, total, factor, marginal);
+        int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
+        if (next_k <= 0) {
+            *last_k = k;
+            return pattern;
+        }
+        block_patterns(words, n, next, next_k, spare);
+        memset(bucket, 0, BLOCK_SIZE * sizeof *bucket);
+        for (size_t i = 0; i < n; i++) {
+            double w = weights[i] * factor[pattern[i]];
+            weights[i] = w;
+            bucket[spare[i]] += w;
+        }
+        uint16_t *swap = pattern;
+        pattern = spare;
+        spare = swap;
         first = next;
         k = next_k;
     }
 }
 
-/* tournament, then tm_wm_draw, with two passes over the candidates fewer:
+/* The total of the final weights, pattern by pattern of the last block of
+ * k layers: each pattern's weight before that block times its factor. The
+ * quantity the draw needs (up to rounding), without a pass over the
+ * candidates. */
+static double final_total(const double *bucket, const double *factor, int32_t k) {
+    double total = 0.0;
+    for (size_t v = 0; v < (size_t)1 << k; v++) total += factor[v] * bucket[v];
+    return total;
+}
+
+/* The draw: the first candidate whose cumulative final weight (counting
+ * the ones > 0, in the candidates' order) exceeds u times total; the last
+ * of them if rounding leaves the target beyond; the first candidate when
+ * total is not a positive number. The final weight is weights[i], or
+ * weights[i] * factor[last[i]] when factor is given: the walk applies the
+ * last block's factors itself, to the candidates it passes only. */
+static void draw(tm_candidates *candidates, const double *weights, const double *factor, const uint16_t *last,
+                 double total, double u) {
+    const tm_token_data *d = candidates->data;
+    candidates->selected = d[0].id;
+    if (!(total > 0.0) || !isfinite(total)) return;
+    double target = u * total, cumulative = 0.0;
+    for (size_t i = 0; i < candidates->size; i++) {
+        double w = factor ? weights[i] * factor[last[i]] : weights[i];
+        if (!(w > 0.0)) continue;
+        cumulative += w;
+        candidates->selected = d[i].id;
+        if (target < cumulative) return;
+    }
+}
+
+/* The tournament as the spec states it, pass by pass: every final weight
+ * written. Returns their total (final_total). pattern and spare: n entries
+ * each, scratch. */
+static double tournament(double *weights, const uint64_t *words, size_t n, int32_t layers, double total,
+                         uint16_t *pattern, uint16_t *spare) {
+    double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
+    int32_t k;
+    block_patterns(words, n, 0, layers < BLOCK_BITS ? layers : BLOCK_BITS, pattern);
+    memset(bucket, 0, sizeof bucket);
+    for (size_t i = 0; i < n; i++) bucket[pattern[i]] += weights[i];
+    const uint16_t *last = blocks_but_last(weights, words, n, layers, total, bucket, factor, pattern, spare, &k);
+    for (size_t i = 0; i < n; i++) weights[i] *= factor[last[i]];
+    return final_total(bucket, factor, k);
+}
+
+/* tournament, then the draw, with two passes over the candidates fewer:
  * the first block's buckets are filled while the words are spread back,
- * and the draw's total is summed while the last block's factors are
- * applied. Every sum takes the same terms in the same order as there, so
- * the weights, the total and the token are the same bits. words holds the
- * m PRF words at its end (the candidates with weight > 0, in order). */
+ * and the last block's factors are applied by the draw's walk, which stops
+ * at the token. The same terms in the same order, so the same token. words
+ * holds the m PRF words at its end (the candidates with weight > 0, in
+ * order). */
 static void tournament_and_draw(tm_candidates *candidates, double *weights, uint64_t *words, size_t m,
-                                int32_t layers, double total, double u) {
+                                int32_t layers, double total, double u, uint16_t *pattern, uint16_t *spare) {
     size_t n = candidates->size;
     double bucket[BLOCK_SIZE], factor[BLOCK_SIZE];
-    int32_t first = 0, k = layers < BLOCK_BITS ? layers : BLOCK_BITS;
-    uint64_t mask = ((uint64_t)1 << k) - 1;
+    int32_t k;
+    uint64_t mask = ((uint64_t)1 << (layers < BLOCK_BITS ? layers : BLOCK_BITS)) - 1;
     memset(bucket, 0, sizeof bucket);
     for (size_t i = 0, j = n - m; i < n; i++) { /* spread them back in place: j >= i throughout */
         uint64_t word = weights[i] > 0.0 ? words[j++] : 0;
         words[i] = word;
-        bucket[word & mask] += weights[i];
+        pattern[i] = (uint16_t)(word & mask);
+        bucket[pattern[i]] += weights[i];
     }
-    double drawn_total = 0.0;
-    while (first < layers) {
-        block_factors(bucket, k, total, factor);
-        int32_t next = first + k, next_k = layers - next < BLOCK_BITS ? layers - next : BLOCK_BITS;
-        if (next_k > 0) {
-            mask = reweight_into_buckets(weights, words, n, factor, first, mask, next, next_k, bucket);
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                double w = weights[i] * factor[words[i] >> first & mask];
-                weights[i] = w;
-                if (w > 0.0) drawn_total += w; /* tm_wm_draw's total */
-            }
-        }
-        first = next;
-        k = next_k;
-    }
-    /* tm_wm_draw's walk with that total. */
-    const tm_token_data *d = candidates->data;
-    candidates->selected = d[0].id;
-    if (!(drawn_total > 0.0) || !isfinite(drawn_total)) return;
-    double target = u * drawn_total, cumulative = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double w = weights[i];
-        if (!(w > 0.0)) continue;
-        cumulative += w;
-        candidates->selected = d[i].id; /* the last possible one if rounding leaves target >= total */
-        if (target < cumulative) return;
-    }
+    const uint16_t *last = blocks_but_last(weights, words, n, layers, total, bucket, factor, pattern, spare, &k);
+    draw(candidates, weights, factor, last, final_total(bucket, factor, k), u);
 }
 
 static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
@@ -138,7 +181,7 @@ static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     int32_t message[TM_WM_PRF_MAX_TOKENS];
     size_t n_context;
     if (!tm_wm_selector_begin(scheme, state, candidates, TM_WM_DOMAIN_SYNTHID, message, &n_context)) return;
-    /* Scratch: weights, the g-value words, and the candidates' ids. */
+    /* Scratch: weights, the g-value words, and the candidates' ids (then two arrays of block patterns). */
     size_t per = sizeof(double) + sizeof(uint64_t) + sizeof(int32_t);
     double *weights = n <= SIZE_MAX / per ? tm_wm_state_scratch(state, n * per) : NULL;
     int32_t layers = scheme->config.layers;
@@ -165,14 +208,16 @@ static void synthid_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state
     tm_wm_prf_template_init(&t, TM_WM_DOMAIN_SYNTHID, message, n_context, 1, 0);
     const int32_t *const slots[2] = {ids, NULL};
     tm_wm_prf_batch(&scheme->subkey, &t, slots, m, words + (n - m));
+    uint16_t *pattern = (uint16_t *)(void *)ids; /* the ids are hashed: their room holds two pattern arrays */
     if (tm_wm_reference_paths()) {
         for (size_t i = 0, k = n - m; i < n; i++) /* spread them back in place: k >= i throughout */
             words[i] = weights[i] > 0.0 ? words[k++] : 0;
-        tournament(weights, words, n, layers, total);
-        tm_wm_draw(candidates, weights, (double)tm_rng_uniform(&state->rng));
+        double drawn_total = tournament(weights, words, n, layers, total, pattern, pattern + n);
+        draw(candidates, weights, NULL, NULL, drawn_total, (double)tm_rng_uniform(&state->rng));
         return;
     }
-    tournament_and_draw(candidates, weights, words, m, layers, total, (double)tm_rng_uniform(&state->rng));
+    tournament_and_draw(candidates, weights, words, m, layers, total, (double)tm_rng_uniform(&state->rng), pattern,
+                        pattern + n);
 }
 
 static size_t synthid_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,

@@ -11,6 +11,8 @@
  * and the PRF disagree (the tests compare them over the whole vocabulary). */
 #include "scheme.h"
 
+#include <string.h>
+
 /* Ids beyond this are tested with the PRF directly instead of being cached
  * (4 MiB of bits); real vocabularies stay far below it. */
 enum { BITMAP_MAX_TOKENS = 1 << 25 };
@@ -38,21 +40,57 @@ static uint64_t *green_bitmap(const tm_wm_scheme *scheme, tm_wm_sampler_state *s
     return words;
 }
 
-static void unigram_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
-    if (candidates->size == 0) return;
-    int32_t max_id = -1;
-    for (size_t i = 0; i < candidates->size; i++)
-        if (candidates->data[i].id > max_id) max_id = candidates->data[i].id;
-    const uint64_t *bits = NULL;
-    if (max_id >= 0 && max_id < BITMAP_MAX_TOKENS) bits = green_bitmap(scheme, state, (size_t)max_id + 1);
-    const float bias[2] = {0.0f, (float)scheme->config.delta};
-    for (size_t i = 0; i < candidates->size; i++) {
-        int32_t id = candidates->data[i].id;
-        bool green = bits && id >= 0 && id <= max_id ? (bits[1 + (size_t)id / 64] >> ((size_t)id % 64)) & 1
-                                                     : green_token(scheme, id);
-        candidates->data[i].logit += bias[green]; /* a lookup, not a branch: green is a coin flip */
+/* The bias from the bitmap of ids [0, covered): green candidates get delta,
+ * the others +0.0f; returns how many ids lie outside the bitmap. A bit test
+ * and an addition per candidate that compilers cannot turn into a branch:
+ * the green bit is a coin flip no predictor learns, and a branch on it
+ * costs more than the rest of the loop. Adding +0.0f more than once leaves
+ * x + delta what one addition gives (x + 0 + d = x + d for every float x
+ * and every delta but -0.0, which unigram_apply takes as +0.0). */
+static size_t add_bias_from_bitmap(tm_token_data *data, size_t n, const uint64_t *bits, size_t covered, float delta) {
+    uint32_t delta_bits;
+    memcpy(&delta_bits, &delta, sizeof delta_bits);
+    size_t outside = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = (uint32_t)data[i].id; /* a negative id wraps beyond covered */
+        uint32_t inside = id < covered, at = inside ? id : 0;
+        uint32_t green = (uint32_t)(bits[at / 64] >> (at % 64)) & inside;
+        uint32_t add_bits = delta_bits & (0u - green);
+        float add;
+        memcpy(&add, &add_bits, sizeof add);
+        data[i].logit += add;
+        outside += !inside;
     }
+    return outside;
+}
+
+static void unigram_apply(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, tm_candidates *candidates) {
+    size_t n = candidates->size;
+    if (n == 0) return;
+    tm_token_data *data = candidates->data;
+    float delta = (float)scheme->config.delta + 0.0f; /* -0.0 as +0.0 */
     candidates->sorted = false;
+    const uint64_t *words = state->scratch_size >= sizeof(uint64_t) ? state->scratch : NULL;
+    size_t covered = words ? (size_t)words[0] : 0;
+    if (covered > 0 && add_bias_from_bitmap(data, n, words + 1, covered, delta) == 0) return;
+    /* The first step, or ids beyond the bitmap: grow it to the largest id
+     * and bias the ones it did not cover; what it cannot hold (negative
+     * ids, out of memory) asks the PRF directly. */
+    int32_t max_id = -1;
+    for (size_t i = 0; i < n; i++) max_id = data[i].id > max_id ? data[i].id : max_id;
+    if (max_id >= 0 && (size_t)max_id >= covered && max_id < BITMAP_MAX_TOKENS) {
+        const uint64_t *grown = green_bitmap(scheme, state, (size_t)max_id + 1);
+        if (grown) {
+            size_t before = covered;
+            covered = (size_t)grown[0];
+            for (size_t i = 0; i < n; i++) {
+                uint32_t id = (uint32_t)data[i].id;
+                if (id >= before && id < covered) data[i].logit += (grown[1 + id / 64] >> (id % 64) & 1) ? delta : 0.0f;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((uint32_t)data[i].id >= covered) data[i].logit += green_token(scheme, data[i].id) ? delta : 0.0f;
 }
 
 static size_t unigram_token_values(const tm_wm_scheme *scheme, const int32_t *context, size_t n_context,
