@@ -104,6 +104,83 @@ float tm_candidates_max_logit(const tm_token_data *d, size_t n) {
     return max;
 }
 
+/* ---- whether candidates are the whole vocabulary in order --------------------- */
+/* The ids sit every third int32 of the candidates (id, logit, p). Vector
+ * code compares 16 (8) candidates at a time: their 48 (24) ints as three
+ * loads, each checked at its id positions against the ids expected there. */
+_Static_assert(sizeof(tm_token_data) == 3 * sizeof(int32_t), "candidates are (id, logit, p), 12 bytes");
+#if defined(__x86_64__) || defined(__i386__)
+TM_EXPF_AVX512 static size_t dense_prefix_avx512(const tm_token_data *d, size_t n) {
+    const int32_t *ints = (const int32_t *)(const void *)d;
+    /* In load k (ints 16k..16k+15), an int at position j is an id when
+     * 16k + j is a multiple of 3; it is then the id of candidate (16k + j) / 3. */
+    __m512i expected[3];
+    __mmask16 is_id[3];
+    for (int k = 0; k < 3; k++) {
+        int32_t lanes[16];
+        unsigned mask = 0;
+        for (int j = 0; j < 16; j++) {
+            int at = 16 * k + j;
+            lanes[j] = at / 3;
+            mask |= (unsigned)(at % 3 == 0) << j;
+        }
+        expected[k] = _mm512_loadu_si512(lanes);
+        is_id[k] = (__mmask16)mask;
+    }
+    const __m512i step = _mm512_set1_epi32(16);
+    size_t i = 0;
+    for (; i + 16 <= n && i + 16 <= (size_t)INT32_MAX; i += 16) {
+        __mmask16 wrong = 0;
+        for (int k = 0; k < 3; k++) {
+            wrong |= _mm512_mask_cmpneq_epi32_mask(is_id[k], _mm512_loadu_si512(ints + 3 * i + 16 * k), expected[k]);
+            expected[k] = _mm512_add_epi32(expected[k], step);
+        }
+        if (wrong) return i;
+    }
+    return i;
+}
+
+TM_EXPF_AVX2 static size_t dense_prefix_avx2(const tm_token_data *d, size_t n) {
+    const int32_t *ints = (const int32_t *)(const void *)d;
+    __m256i expected[3], not_id[3];
+    for (int k = 0; k < 3; k++) {
+        int32_t lanes[8], other[8];
+        for (int j = 0; j < 8; j++) {
+            int at = 8 * k + j;
+            lanes[j] = at / 3;
+            other[j] = at % 3 == 0 ? 0 : -1;
+        }
+        expected[k] = _mm256_loadu_si256((const __m256i *)(const void *)lanes);
+        not_id[k] = _mm256_loadu_si256((const __m256i *)(const void *)other);
+    }
+    const __m256i step = _mm256_set1_epi32(8);
+    size_t i = 0;
+    for (; i + 8 <= n && i + 8 <= (size_t)INT32_MAX; i += 8) {
+        __m256i right = _mm256_set1_epi32(-1);
+        for (int k = 0; k < 3; k++) {
+            __m256i equal = _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(ints + 3 * i + 8 * k)),
+                                               expected[k]);
+            right = _mm256_and_si256(right, _mm256_or_si256(equal, not_id[k]));
+            expected[k] = _mm256_add_epi32(expected[k], step);
+        }
+        if (_mm256_movemask_epi8(right) != -1) return i;
+    }
+    return i;
+}
+#endif
+
+bool tm_candidates_dense(const tm_token_data *d, size_t n) {
+    if (n > (size_t)INT32_MAX + 1) return false;
+    size_t i = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX512F)) i = dense_prefix_avx512(d, n);
+    else if (tm_cpu_has(TM_CPU_AVX2)) i = dense_prefix_avx2(d, n);
+#endif
+    for (; i < n; i++) /* the rest, or where the vector code stopped at a mismatch */
+        if (d[i].id != (int32_t)i) return false;
+    return true;
+}
+
 /* ---- the softmax steps over candidates ---------------------------------------- */
 /* The candidates hold id, logit and p side by side, so each step copies a
  * chunk into a plain array, runs the vector code on it and copies it back. */

@@ -156,3 +156,25 @@ Test(elementwise, watermark_softmax_is_the_one_by_one_loop) {
     free(logits);
     free(d);
 }
+
+/* tm_candidates_dense against the plain check: every length around the
+ * vector widths (16 and 8 candidates a step), the whole vocabulary in
+ * order, and one id wrong at each of the first 64 positions (every lane of
+ * the vector steps, in either width) and in the tail. */
+Test(elementwise, dense_is_the_plain_check) {
+    enum { N = 32003 };
+    tm_token_data *d = malloc(N * sizeof *d);
+    cr_assert_not_null(d);
+    for (size_t i = 0; i < N; i++) d[i] = (tm_token_data){(int32_t)i, 0.5f, 0.25f};
+    for (size_t n = 0; n <= 70; n++) cr_assert(tm_candidates_dense(d, n), "n = %zu", n);
+    cr_assert(tm_candidates_dense(d, N));
+    for (size_t at = 0; at < N; at = at < 63 ? at + 1 : at < N - 20 ? N - 20 : at + 1) {
+        d[at].id = (int32_t)at + 1;
+        cr_assert_not(tm_candidates_dense(d, N), "id wrong at %zu", at);
+        cr_assert(tm_candidates_dense(d, at), "the %zu before it are in order", at);
+        d[at].id = (int32_t)at;
+    }
+    d[100].id = 101, d[101].id = 100; /* two swapped */
+    cr_assert_not(tm_candidates_dense(d, 200));
+    free(d);
+}

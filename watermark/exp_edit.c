@@ -94,28 +94,36 @@ static const uint32_t *its_order(tm_wm_sampler_state *state, its_cache *cache) {
 
 /* The walk along pi; false when it does not apply (ids outside the cache or
  * repeated, or no memory), and the caller sorts. */
-static bool its_walk(tm_wm_sampler_state *state, its_cache *cache, double u, tm_candidates *candidates) {
+static bool its_walk(tm_wm_sampler_state *state, its_cache *cache, double u, tm_candidates *candidates,
+                     bool dense) {
     const tm_token_data *d = candidates->data;
     size_t n = candidates->size, covered = cache->covered;
     const uint32_t *order = its_order(state, cache);
     if (!order) return false;
-    float *p_of = tm_wm_state_scratch(state, covered * sizeof(float));
-    if (!p_of) return false;
-    memset(p_of, 0, covered * sizeof(float));
     double total = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        float p = d[i].p;
-        if (!(p > 0.0f)) continue;
-        int32_t id = d[i].id;
-        if (id < 0 || (size_t)id >= covered || p_of[id] != 0.0f) return false; /* the sort handles these */
-        p_of[id] = p;
-        total += p; /* in the candidates' order, as the sort path adds it */
+    float *p_of = NULL; /* dense candidates are their own table: d[id].p */
+    if (dense) {
+        for (size_t i = 0; i < n; i++)
+            if (d[i].p > 0.0f) total += d[i].p;
+    } else {
+        p_of = tm_wm_state_scratch(state, covered * sizeof(float));
+        if (!p_of) return false;
+        memset(p_of, 0, covered * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            float p = d[i].p;
+            if (!(p > 0.0f)) continue;
+            int32_t id = d[i].id;
+            if (id < 0 || (size_t)id >= covered || p_of[id] != 0.0f) return false; /* the sort handles these */
+            p_of[id] = p;
+            total += p; /* in the candidates' order, as the sort path adds it */
+        }
     }
     if (!(total > 0.0)) return true; /* no candidate with p > 0: d[0] stays selected */
     double target = u * total, cumulative = 0.0;
     for (size_t k = 0; k < covered; k++) {
         uint32_t id = order[k];
-        float p = p_of[id];
+        if (dense && id >= n) continue; /* pi covers ids up to a whole chunk beyond the vocabulary */
+        float p = dense ? d[id].p : p_of[id];
         if (!(p > 0.0f)) continue;
         cumulative += p;
         candidates->selected = (int32_t)id; /* the last one if rounding leaves target >= total */
@@ -129,14 +137,15 @@ static void its_select(const tm_wm_scheme *scheme, tm_wm_sampler_state *state, u
     const tm_token_data *d = candidates->data;
     size_t n = candidates->size;
     candidates->selected = d[0].id;
-    int32_t max_id = -1;
-    for (size_t i = 0; i < n; i++) max_id = d[i].id > max_id ? d[i].id : max_id;
+    bool dense = n <= (size_t)INT32_MAX && tm_candidates_dense(d, n); /* the whole vocabulary, in order */
+    int32_t max_id = dense ? (int32_t)n - 1 : -1;
+    for (size_t i = 0; i < n && !dense; i++) max_id = d[i].id > max_id ? d[i].id : max_id;
     its_cache cache = {NULL, NULL, 0};
     bool cached = max_id >= 0 && its_rank_cache(scheme, state, (size_t)max_id + 1, &cache);
     /* The walk visits every cached id: worth it when the candidates are a
      * good part of them (a whole vocabulary, as without truncation). */
     if (cached && !tm_wm_reference_paths() && n >= cache.covered / 4 &&
-        its_walk(state, &cache, its_uniform(scheme, row), candidates))
+        its_walk(state, &cache, its_uniform(scheme, row), candidates, dense))
         return;
     candidates->selected = d[0].id;
     const uint64_t *keys_cache = cached ? cache.keys : NULL;

@@ -349,15 +349,14 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
                                   tm_candidates *candidates) {
     size_t n = candidates->size, needed = history_needed(&scheme->config);
     tm_token_data *data = candidates->data;
-    int32_t min_id = INT32_MAX, max_id = -1;
-    bool in_order = true; /* ids 0..n-1 in order: the dense case below */
-    for (size_t i = 0; i < n; i++) {
+    /* ids 0..n-1 in order (the dense case below), else their range */
+    bool in_order = n > 0 && n <= (size_t)INT32_MAX && tm_candidates_dense(data, n);
+    int32_t min_id = in_order ? 0 : INT32_MAX, max_id = in_order ? (int32_t)(n - 1) : -1;
+    for (size_t i = 0; i < n && !in_order; i++) {
         int32_t id = data[i].id;
         min_id = id < min_id ? id : min_id;
         max_id = id > max_id ? id : max_id;
-        in_order &= id == (int32_t)i;
     }
-    (void)in_order; /* read by the AVX2 path only */
     if (min_id < 0 || max_id >= SELFHASH_CACHE_MAX_TOKENS || n < ((size_t)max_id + 1) / 2) return false;
     size_t cover = ((size_t)max_id + 64) / 64 * 64;
     /* Scratch: pending entries, the ids of one slot's pending draws, and the
@@ -467,10 +466,7 @@ static bool lefthash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
                                   tm_candidates *candidates) {
     size_t n = candidates->size, needed = history_needed(&scheme->config);
     tm_token_data *data = candidates->data;
-    if (n == 0 || n > (size_t)INT32_MAX) return false;
-    bool dense = true;
-    for (size_t i = 0; i < n; i++) dense &= data[i].id == (int32_t)i;
-    if (!dense) return false;
+    if (n == 0 || n > (size_t)INT32_MAX || !tm_candidates_dense(data, n)) return false;
     size_t words = (n + 63) / 64, header = (sizeof(lefthash_cache) + 63) / 64 * 64;
     lefthash_cache *c = state->cache_size >= sizeof *c ? state->cache : NULL;
     if (!c || c->n_ids != n || c->needed != needed) { /* lists over another id range are no use */

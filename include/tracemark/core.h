@@ -229,6 +229,9 @@ float tm_candidates_max_logit(const tm_token_data *d, size_t n);
 double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero);
 void tm_candidates_divide_p(tm_token_data *d, size_t n, double divisor);
 void tm_candidates_multiply_p(tm_token_data *d, size_t n, double factor);
+/* Whether d[i].id == i for every i < n: the whole vocabulary in order, as
+ * a chain hands it to its first stage (vectorised like the steps above). */
+bool tm_candidates_dense(const tm_token_data *d, size_t n);
 
 typedef struct tm_sampler tm_sampler;
 typedef struct {
