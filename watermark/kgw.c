@@ -281,6 +281,20 @@ static inline __attribute__((always_inline)) size_t find_winners(const tm_token_
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define KGW_HAVE_AVX2 1
+/* The winning slot of dense candidate i (id i), one by one, as find_winners
+ * does: the vector versions' last few. */
+static uint8_t dense_winner(size_t i, size_t n_distinct, const uint64_t *const *rank, const int32_t *token,
+                            const uint8_t *slot, const uint64_t *self_rank, uint8_t self_slot) {
+    uint64_t best_rank = self_rank[i];
+    int32_t best_y = (int32_t)i;
+    uint8_t best_slot = self_slot;
+    for (size_t j = 0; j < n_distinct; j++) {
+        uint64_t r = rank[j][i];
+        if (rank_before(r, token[j], best_rank, best_y)) best_rank = r, best_y = token[j], best_slot = slot[j];
+    }
+    return best_slot;
+}
+
 /* find_winners' min-hash for dense candidates (data[i].id == i), four
  * at a time: the same comparisons (rank first, unsigned, by flipping the
  * sign bit for AVX2's signed compare; then the smaller token), the same
@@ -314,16 +328,36 @@ __attribute__((target("avx2"))) static void winners_dense_avx2(size_t n, size_t 
         _mm256_storeu_si256((__m256i *)(void *)lanes, best_slot);
         for (size_t k = 0; k < 4; k++) winner[i + k] = (uint8_t)lanes[k];
     }
-    for (; i < n; i++) { /* the last few, one by one, as find_winners does */
-        uint64_t best_rank = self_rank[i];
-        int32_t best_y = (int32_t)i;
-        uint8_t best_slot = self_slot;
-        for (size_t j = 0; j < n_distinct; j++) {
-            uint64_t r = rank[j][i];
-            if (rank_before(r, token[j], best_rank, best_y)) best_rank = r, best_y = token[j], best_slot = slot[j];
-        }
-        winner[i] = best_slot;
+    for (; i < n; i++) winner[i] = dense_winner(i, n_distinct, rank, token, slot, self_rank, self_slot);
+}
+
+/* winners_dense_avx2 eight at a time with AVX-512's unsigned compares
+ * (no sign flip), the same comparisons in the same order of members. */
+__attribute__((target("avx512f"))) static void winners_dense_avx512(size_t n, size_t n_distinct,
+                                                                   const uint64_t *const *rank, const int32_t *token,
+                                                                   const uint8_t *slot, const uint64_t *self_rank,
+                                                                   uint8_t self_slot, uint8_t *winner) {
+    const __m512i eight = _mm512_set1_epi64(8);
+    __m512i ids = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    __m512i y_of[TM_WM_PRF_MAX_TOKENS], slot_of[TM_WM_PRF_MAX_TOKENS];
+    for (size_t j = 0; j < n_distinct; j++) {
+        y_of[j] = _mm512_set1_epi64(token[j]);
+        slot_of[j] = _mm512_set1_epi64(slot[j]);
     }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8, ids = _mm512_add_epi64(ids, eight)) {
+        __m512i best = _mm512_loadu_si512(self_rank + i), best_y = ids, best_slot = _mm512_set1_epi64(self_slot);
+        for (size_t j = 0; j < n_distinct; j++) {
+            __m512i r = _mm512_loadu_si512(rank[j] + i);
+            __mmask8 take = _mm512_cmplt_epu64_mask(r, best) |
+                            (_mm512_cmpeq_epu64_mask(r, best) & _mm512_cmplt_epi64_mask(y_of[j], best_y));
+            best = _mm512_mask_mov_epi64(best, take, r);
+            best_y = _mm512_mask_mov_epi64(best_y, take, y_of[j]);
+            best_slot = _mm512_mask_mov_epi64(best_slot, take, slot_of[j]);
+        }
+        _mm_storel_epi64((__m128i *)(void *)(winner + i), _mm512_cvtepi64_epi8(best_slot));
+    }
+    for (; i < n; i++) winner[i] = dense_winner(i, n_distinct, rank, token, slot, self_rank, self_slot);
 }
 
 /* The green bits of 64 PRF values, bit j = (x_j >> 12) < threshold, four
@@ -397,7 +431,10 @@ static bool selfhash_cached_apply(const tm_wm_scheme *scheme, tm_wm_sampler_stat
      * logit what the one addition of the loop below gives (x + 0 + d = x + d
      * in floats, -0 included). */
     if (in_order && !tm_wm_reference_paths() && tm_cpu_has(TM_CPU_AVX2)) {
-        winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
+        if (tm_cpu_has(TM_CPU_AVX512F))
+            winners_dense_avx512(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
+        else
+            winners_dense_avx2(n, n_distinct, rank, token, slot, self_rank, self_slot, winner);
         count = 0;
         for (size_t i = 0; i < n; i++) {
             uint8_t drawn = states[winner[i] * cover_now + i];
