@@ -6,7 +6,8 @@
  * the green candidates before truncation; detection reports 1.0 green / 0.0
  * red and needs no context. Because the list never changes, the sampler keeps
  * it as a bitmap over token ids in its scratch memory, filled once per id
- * range, so the stage costs one bit test per candidate after the first step.
+ * range with batched PRF calls, so the stage costs one bit test per
+ * candidate after the first step.
  * This file must never change a logit that is not green, nor let the bitmap
  * and the PRF disagree (the tests compare them over the whole vocabulary). */
 #include "scheme.h"
@@ -32,9 +33,20 @@ static uint64_t *green_bitmap(const tm_wm_scheme *scheme, tm_wm_sampler_state *s
     uint64_t *words = tm_wm_state_scratch(state, (1 + target / 64) * sizeof(uint64_t));
     if (!words) return NULL;
     if (fresh) words[0] = 0;
-    for (size_t id = (size_t)words[0]; id < target; id++) {
-        if (id % 64 == 0) words[1 + id / 64] = 0;
-        if (green_token(scheme, (int32_t)id)) words[1 + id / 64] |= 1ULL << (id % 64);
+    /* 64 ids a word, their PRF values in one batched call (vector SipHash
+     * where the CPU has it): the first step of every sequence fills the
+     * whole vocabulary. */
+    tm_wm_prf_template t;
+    tm_wm_prf_template_init(&t, TM_WM_DOMAIN_UNIGRAM, NULL, 0, 1, 0);
+    int32_t ids[64];
+    uint64_t values[64];
+    for (size_t start = (size_t)words[0]; start < target; start += 64) {
+        for (size_t i = 0; i < 64; i++) ids[i] = (int32_t)(start + i);
+        const int32_t *const slots[2] = {ids, NULL};
+        tm_wm_prf_batch(&scheme->subkey, &t, slots, 64, values);
+        uint64_t bits = 0;
+        for (size_t i = 0; i < 64; i++) bits |= (uint64_t)(tm_wm_uniform(values[i]) < scheme->config.gamma) << i;
+        words[1 + start / 64] = bits;
     }
     words[0] = target;
     return words;
