@@ -136,6 +136,86 @@ AVX512_QUANTIZE static void quantize_q8_k_avx512(const float *x, tm_q8k_block *y
     }
 }
 
+/* The same two on AVX2 for CPUs without AVX-512 (and the AVX2 path forced),
+ * bit for bit in the same way; the int32 to int8 narrowing goes through the
+ * saturating packs, exact for these values (-127..127). A scalar quantizer
+ * took 3% of an AVX2 decode. */
+#define AVX2_QUANTIZE __attribute__((target("avx2,fma,f16c")))
+
+AVX2_QUANTIZE static inline float max_abs8(__m256 m) {
+    __m128 v = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_max_ss(v, _mm_movehdup_ps(v)));
+}
+
+AVX2_QUANTIZE static inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+AVX2_QUANTIZE static inline int sum8_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)));
+}
+
+/* 16 int32 (two vectors, in order) to 16 int8 at out. */
+AVX2_QUANTIZE static inline void store16_epi8(int8_t *out, __m256i a, __m256i b) {
+    __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+    __m128i w = _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storeu_si128((__m128i *)out, w);
+}
+
+AVX2_QUANTIZE static void quantize_q8_avx2(const float *x, tm_q8_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) m = _mm256_max_ps(m, abs8(v[k] = _mm256_loadu_ps(x + 8 * k)));
+        float amax = max_abs8(m);
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
+        store16_epi8(y[i].qs, q[0], q[1]);
+        store16_epi8(y[i].qs + 16, q[2], q[3]);
+        int sum = sum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        y[i].d = _cvtsh_ss(_cvtss_sh(d, 0));
+        y[i].s = _cvtsh_ss(_cvtss_sh(d * (float)sum, 0));
+        y[i].sum = sum;
+    }
+}
+
+AVX2_QUANTIZE static void quantize_q8_k_avx2(const float *x, tm_q8k_block *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += TM_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k++) m = _mm256_max_ps(m, abs8(_mm256_loadu_ps(x + 8 * k)));
+        float amax = max_abs8(m);
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0; /* the first value of largest magnitude, as the scalar loop finds it */
+        for (int k = 0; k < 32; k++) {
+            int at = _mm256_movemask_ps(_mm256_cmp_ps(abs8(_mm256_loadu_ps(x + 8 * k)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (at) {
+                max = x[8 * k + __builtin_ctz((unsigned)at)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        for (int k = 0; k < 16; k++) {
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + 16 * k)));
+            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + 16 * k + 8)));
+            a = _mm256_min_epi32(a, _mm256_set1_epi32(127));
+            b = _mm256_min_epi32(b, _mm256_set1_epi32(127));
+            store16_epi8(y[i].qs + 16 * k, a, b);
+            y[i].bsums[k] = (int16_t)sum8_epi32(_mm256_add_epi32(a, b));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static bool quantize_with_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) cached = tm_cpu_has(TM_CPU_AVX2) && tm_cpu_has(TM_CPU_FMA) && tm_cpu_has(TM_CPU_F16C);
+    return cached == 1;
+}
+
 static bool quantize_with_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -156,6 +236,11 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
     if (quantize_with_avx512()) {
         if (tm_quant_is_k_type(type)) quantize_q8_k_avx512(x, out, cols / TM_QK_K);
         else quantize_q8_avx512(x, out, cols / TM_QK);
+        return;
+    }
+    if (quantize_with_avx2()) {
+        if (tm_quant_is_k_type(type)) quantize_q8_k_avx2(x, out, cols / TM_QK_K);
+        else quantize_q8_avx2(x, out, cols / TM_QK);
         return;
     }
 #endif
