@@ -561,11 +561,8 @@ int32_t tm_sampler_chain_sample(tm_sampler_chain *chain, const float *logits, in
         chain->buffer = buffer;
         chain->buffer_capacity = n;
     }
-    for (size_t i = 0; i < n; i++) {
-        float logit = logits[i];
-        /* A NaN logit (a broken forward pass) must never win: it becomes -inf. */
-        chain->buffer[i] = (tm_token_data){(int32_t)i, isnan(logit) ? -INFINITY : logit, 0.0f};
-    }
+    /* A NaN logit (a broken forward pass) must never win: it becomes -inf. */
+    tm_candidates_fill(chain->buffer, logits, n);
     tm_candidates candidates = {chain->buffer, n, false, -1};
     for (size_t s = 0; s < chain->n_stages; s++) {
         tm_sampler *stage = chain->stages[s];

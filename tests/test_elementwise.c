@@ -31,6 +31,8 @@ static void fill_logits(float *x, size_t n, uint64_t seed, bool nans) {
     }
 }
 
+/* Each step over all lengths from 1 to 40 and a few more, so that every
+ * vector width meets its tail: fill, max, exp with its sum, division. */
 Test(elementwise, max_exp_sum_and_normalisation_match_the_loops) {
     enum { N = 1000 };
     float x[N], y[N];
@@ -41,8 +43,16 @@ Test(elementwise, max_exp_sum_and_normalisation_match_the_loops) {
         for (size_t i = 0; i < n; i++)
             if (x[i] > max) max = x[i];
         cr_assert_eq(bits_of(tm_max_float(x, n)), bits_of(max), "max of %zu", n);
-        tm_token_data d[N];
-        for (size_t i = 0; i < n; i++) d[i] = (tm_token_data){(int32_t)i, x[i], 0.0f};
+        tm_token_data d[N + 1];
+        d[n] = (tm_token_data){-7, 1.0f, 2.0f}; /* past the end: must stay as it is */
+        for (size_t i = 0; i < n; i++) d[i] = (tm_token_data){-1, 1.0f, 1.0f};
+        tm_candidates_fill(d, x, n);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert(d[i].id == (int32_t)i && bits_of(d[i].p) == 0, "candidate %zu of %zu", i, n);
+            cr_assert_eq(bits_of(d[i].logit), bits_of(isnan(x[i]) ? -INFINITY : x[i]), "logit %zu of %zu", i, n);
+        }
+        cr_assert(d[n].id == -7 && d[n].logit == 1.0f && d[n].p == 2.0f, "fill wrote past %zu candidates", n);
+        for (size_t i = 0; i < n; i++) d[i].logit = x[i]; /* NaNs again, for the steps below */
         cr_assert_eq(bits_of(tm_candidates_max_logit(d, n)), bits_of(max), "candidates' max of %zu", n);
 
         memcpy(y, x, n * sizeof *x);

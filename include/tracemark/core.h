@@ -221,10 +221,13 @@ typedef struct {
 
 /* The steps of a softmax over candidates (core/elementwise.c), each with the
  * bits of the one-by-one loop, vectorised where the CPU allows:
+ * - d[i] = {i, logits[i], 0} for i < n, a NaN logit taken as -inf (it must
+ *   never win);
  * - the largest logit of d[0..n-1]: -inf for none, NaNs passed over;
  * - d[i].p = expf(d[i].logit - shift), returning the sum of the p in order,
  *   in double (with nan_as_zero a NaN p is stored and summed as 0);
  * - d[i].p = (float)((double)d[i].p / divisor), and the same with * factor. */
+void tm_candidates_fill(tm_token_data *d, const float *logits, size_t n);
 float tm_candidates_max_logit(const tm_token_data *d, size_t n);
 double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero);
 void tm_candidates_divide_p(tm_token_data *d, size_t n, double divisor);
