@@ -9,7 +9,13 @@
  * BENCH_WM_LOGITS=FILE keeps the recorded logits (and the forward time) in
  * FILE: written when it does not exist, replayed without a model when it
  * does, so that two runs (two forced paths, or callgrind) sample the very
- * same logits. */
+ * same logits. BENCH_WM_TOP_K, BENCH_WM_TOP_P, BENCH_WM_MIN_P and
+ * BENCH_WM_TEMPERATURE set the sampling parameters of every chain (default:
+ * temperature 1, no truncation, every candidate in play; llama.cpp's defaults
+ * are 40, 0.95, 0.05 and 0.8). BENCH_WM_LOGIT_SCALE=S multiplies the
+ * recorded logits by S: a random-weight model's are flat (std about 0.6
+ * over the vocabulary), a trained model's far more peaked, which is what
+ * decides how much truncation leaves. */
 #include "tracemark/generator.h"
 #include "tracemark/watermark.h"
 
@@ -135,7 +141,20 @@ int main(int argc, char **argv) {
 
     tm_sampling_params params;
     tm_sampling_params_default(&params);
+    const char *v;
+    if ((v = getenv("BENCH_WM_LOGIT_SCALE")))
+        for (size_t i = 0; i < (size_t)STEPS * (size_t)n_vocab; i++) logits[i] *= strtof(v, NULL);
+    if ((v = getenv("BENCH_WM_TOP_K"))) params.top_k = atoi(v);
+    if ((v = getenv("BENCH_WM_TOP_P"))) params.top_p = strtof(v, NULL);
+    if ((v = getenv("BENCH_WM_MIN_P"))) params.min_p = strtof(v, NULL);
+    if ((v = getenv("BENCH_WM_TEMPERATURE"))) params.temperature = strtof(v, NULL);
+    fprintf(stderr, "bench_watermark: temperature %g, top-k %d, top-p %g, min-p %g\n", (double)params.temperature,
+            params.top_k, (double)params.top_p, (double)params.min_p);
     tm_sampler_chain *plain = tm_sampler_chain_from_params(&params);
+    if (!plain) {
+        fprintf(stderr, "bench_watermark: invalid sampling parameters\n");
+        return 2;
+    }
     double plain_us = time_chain(plain, logits, n_vocab);
     tm_sampler_chain_free(plain);
     printf("{\"scheme\":\"none\",\"path\":\"%s\",\"n_vocab\":%d,\"forward_us\":%.2f,\"sampling_us\":%.3f}\n",

@@ -371,8 +371,8 @@ static void recorder_accept(tm_sampler *sampler, int32_t token) {
 
 static void recorder_reset(tm_sampler *sampler) { tm_sampler_chain_reset(((nll_recorder *)sampler->state)->inner); }
 
-static const tm_sampler_interface recorder_interface = {recorder_name, recorder_apply, recorder_accept,
-                                                        recorder_reset, NULL};
+static const tm_sampler_interface recorder_interface = {
+    .name = recorder_name, .apply = recorder_apply, .accept = recorder_accept, .reset = recorder_reset};
 
 /* The outer chain around inner (which stays the caller's); NULL when out of memory. */
 static tm_sampler_chain *recorder_chain(nll_recorder *r, tm_sampler_chain *inner, int32_t n_vocab, int32_t max_tokens) {

@@ -324,6 +324,116 @@ tm_sampler *tm_sampler_min_p(float p, size_t min_keep) {
     return sampler_new(&min_p_interface, state);
 }
 
+/* ---- pre-truncation ------------------------------------------------------ */
+
+/* Placed before a stage that raises logits by at most `raise` (a watermark's
+ * logit bias, KGW or Unigram, which must otherwise hash every candidate):
+ * drops the candidates that the top-k (k of them, greedy being k = 1) or the
+ * min-p stage after it would drop whatever that stage adds, keeping the rest
+ * in their order, so that the stage and the truncation work on fewer and the
+ * chain draws the very same token. With x' = x + b, 0 <= b <= raise (in
+ * float, as the stage adds), and monotone float rounding:
+ * - top-k: the k largest logits x_(k) >= ... stay >= x_(k) after the stage, so
+ *   a candidate with x + raise < x_(k) has k candidates before it and goes;
+ * - min-p: the stage keeps x' >= max' + log(p) with max' >= max x, so one
+ *   with x + raise < max + log(p) goes; only without a top-p stage, whose
+ *   softmax over what reaches it would see the dropped ones.
+ * A NaN logit never passes, as in both stages; a -inf bound drops nothing. */
+enum {
+    PRE_TRUNCATION_MAX_K = 1024,  /* a k-element heap of floats on the stack */
+    PRE_TRUNCATION_MIN_SHARE = 4, /* drop only when at most 1/4 of the candidates pass */
+};
+
+typedef struct {
+    int32_t k;     /* 0: no top-k bound */
+    float min_p;   /* 0: no min-p bound */
+    const tm_sampler *raising;
+} pre_truncation_state;
+
+static const char *pre_truncation_name(const tm_sampler *sampler) { (void)sampler; return "pre-truncation"; }
+
+/* The k-th largest logit of d[0..n), k < n, NaN counting as -inf. */
+static float kth_largest_logit(const tm_token_data *d, size_t n, size_t k) {
+    float heap[PRE_TRUNCATION_MAX_K]; /* a min-heap of the k largest so far */
+    for (size_t i = 0; i < k; i++) {
+        float v = isnan(d[i].logit) ? -INFINITY : d[i].logit;
+        size_t j = i;
+        for (; j > 0 && heap[(j - 1) / 2] > v; j = (j - 1) / 2) heap[j] = heap[(j - 1) / 2];
+        heap[j] = v;
+    }
+    for (size_t i = k; i < n; i++) {
+        float v = d[i].logit;
+        if (!(v > heap[0])) continue;
+        size_t j = 0;
+        for (;;) {
+            size_t child = 2 * j + 1;
+            if (child >= k) break;
+            if (child + 1 < k && heap[child + 1] < heap[child]) child++;
+            if (!(heap[child] < v)) break;
+            heap[j] = heap[child];
+            j = child;
+        }
+        heap[j] = v;
+    }
+    return heap[0];
+}
+
+static void pre_truncation_apply(tm_sampler *sampler, tm_candidates *candidates) {
+    const pre_truncation_state *state = sampler->state;
+    size_t n = candidates->size;
+    float raise = state->raising->interface->max_raise(state->raising);
+    if (n == 0 || !(raise >= 0.0f) || !isfinite(raise)) return;
+    tm_token_data *d = candidates->data;
+    /* Only when most go: a scheme handed the whole vocabulary in order takes
+     * its cached dense paths, cheaper per candidate than hashing what is left
+     * of a flat distribution (a random-weight model's: 70% of 32000 pass
+     * top-k 40). Every bound is at most the largest logit, so when a quarter
+     * lie within raise of it, nothing is dropped (and no bound computed). */
+    float max = max_logit_of(candidates), bound = -INFINITY;
+    size_t passing = 0;
+    for (size_t i = 0; i < n; i++) passing += d[i].logit >= max - raise;
+    if (passing > n / PRE_TRUNCATION_MIN_SHARE) return;
+    if (state->k > 0 && (size_t)state->k < n) bound = kth_largest_logit(d, n, (size_t)state->k);
+    if (state->min_p > 0.0f) {
+        float min_logit = max + logf(state->min_p);
+        bound = min_logit > bound ? min_logit : bound;
+    }
+    if (!(bound > -INFINITY)) return;
+    passing = 0;
+    for (size_t i = 0; i < n; i++) passing += d[i].logit + raise >= bound;
+    if (passing > n / PRE_TRUNCATION_MIN_SHARE) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        tm_token_data c = d[i];
+        d[kept] = c;
+        kept += c.logit + raise >= bound;
+    }
+    candidates->size = kept;
+}
+
+static const tm_sampler_interface pre_truncation_interface = {
+    .name = pre_truncation_name, .apply = pre_truncation_apply, .free = free_state};
+
+/* The stage for the chain below, or NULL (no error) when nothing can be dropped. */
+static tm_sampler *pre_truncation_for(const tm_sampling_params *params, const tm_sampler *raising, bool *failed) {
+    *failed = false;
+    if (!raising || !raising->interface || !raising->interface->max_raise) return NULL;
+    bool greedy = params->temperature <= 0.0f;
+    int32_t k = greedy ? 1 : params->top_k > 0 && params->top_k <= PRE_TRUNCATION_MAX_K ? params->top_k : 0;
+    /* not with a top-p stage: its softmax sees every candidate that reaches it */
+    float min_p = !greedy && params->min_p > 0.0f && params->top_p >= 1.0f ? params->min_p : 0.0f;
+    if (k == 0 && min_p == 0.0f) return NULL;
+    pre_truncation_state *state = malloc(sizeof *state);
+    if (!state) {
+        *failed = true;
+        return NULL;
+    }
+    *state = (pre_truncation_state){k, min_p, raising};
+    tm_sampler *stage = sampler_new(&pre_truncation_interface, state);
+    *failed = !stage;
+    return stage;
+}
+
 /* ---- penalties ----------------------------------------------------------- */
 
 /* The last `window` accepted tokens in a ring, and their counts in a small
@@ -627,7 +737,13 @@ tm_sampler_chain *tm_sampler_chain_build(const tm_sampling_params *params, tm_sa
         ok = tm_sampler_chain_add(chain, tm_sampler_penalties(params->penalty_window, params->repeat_penalty,
                                                               params->frequency_penalty,
                                                               params->presence_penalty));
-    /* A logit bias (KGW) acts on the raw logits, before truncation and temperature. */
+    /* A logit bias (KGW) acts on the raw logits, before truncation and temperature;
+     * what the truncation after it drops in any case goes first. */
+    if (bias && ok) {
+        bool failed;
+        tm_sampler *pre = pre_truncation_for(params, bias, &failed);
+        ok = !failed && (!pre || tm_sampler_chain_add(chain, pre));
+    }
     if (bias) {
         ok = ok ? tm_sampler_chain_add(chain, bias) : (tm_sampler_free(bias), false);
     }

@@ -767,3 +767,229 @@ Test(params, invalid_parameters_give_null) {
     params.top_p = NAN;
     cr_assert_null(tm_sampler_chain_from_params(&params));
 }
+
+/* ======================================================================== */
+/* Pre-truncation before a logit-raising stage                              */
+/* ======================================================================== */
+
+/* A stand-in for a watermark's logit bias: adds delta to about a quarter of
+ * the candidates (by a hash of id and step), declares delta as its largest
+ * raise, and counts the candidates it was handed. */
+typedef struct {
+    float delta;
+    uint64_t step;
+    size_t seen;
+} raising_state;
+
+static const char *raising_name(const tm_sampler *sampler) { (void)sampler; return "raising"; }
+
+static bool raised(int32_t id, uint64_t step) {
+    uint64_t h = ((uint64_t)id + 1) * UINT64_C(0x9E3779B97F4A7C15) ^ step * UINT64_C(0xD6E8FEB86659FD93);
+    return (h >> 61) < 2;
+}
+
+static void raising_apply(tm_sampler *sampler, tm_candidates *candidates) {
+    raising_state *s = sampler->state;
+    for (size_t i = 0; i < candidates->size; i++)
+        if (raised(candidates->data[i].id, s->step)) candidates->data[i].logit += s->delta;
+    candidates->sorted = false;
+    s->seen += candidates->size;
+    s->step++;
+}
+
+static float raising_max(const tm_sampler *sampler) { return ((const raising_state *)sampler->state)->delta; }
+
+static void raising_free(tm_sampler *sampler) { free(sampler->state); }
+
+static const tm_sampler_interface raising_interface = {
+    .name = raising_name, .apply = raising_apply, .free = raising_free, .max_raise = raising_max};
+
+static tm_sampler *raising_stage(float delta, raising_state **state) {
+    tm_sampler *sampler = malloc(sizeof *sampler);
+    raising_state *s = calloc(1, sizeof *s);
+    cr_assert(sampler && s);
+    s->delta = delta;
+    *sampler = (tm_sampler){&raising_interface, s};
+    *state = s;
+    return sampler;
+}
+
+/* A selector that records what reaches it (ids and logits, by id) and
+ * selects the first candidate. */
+enum { RECORDED_MAX = 4096 };
+typedef struct {
+    size_t n;
+    tm_token_data set[RECORDED_MAX];
+} recording_state;
+
+static const char *recording_name(const tm_sampler *sampler) { (void)sampler; return "recording"; }
+
+static int by_id(const void *a, const void *b) {
+    const tm_token_data *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void recording_apply(tm_sampler *sampler, tm_candidates *candidates) {
+    recording_state *s = sampler->state;
+    cr_assert_leq(candidates->size, (size_t)RECORDED_MAX);
+    s->n = candidates->size;
+    memcpy(s->set, candidates->data, s->n * sizeof *s->set);
+    qsort(s->set, s->n, sizeof *s->set, by_id);
+    candidates->selected = s->n ? candidates->data[0].id : -1;
+}
+
+static const tm_sampler_interface recording_interface = {
+    .name = recording_name, .apply = recording_apply, .free = raising_free};
+
+static tm_sampler *recording_stage(recording_state **state) {
+    tm_sampler *sampler = malloc(sizeof *sampler);
+    recording_state *s = calloc(1, sizeof *s);
+    cr_assert(sampler && s);
+    *sampler = (tm_sampler){&recording_interface, s};
+    *state = s;
+    return sampler;
+}
+
+/* The chain tm_sampler_chain_build makes, assembled by hand without the
+ * pre-truncation stage. */
+static tm_sampler_chain *chain_without_pre_truncation(const tm_sampling_params *p, tm_sampler *bias,
+                                                      tm_sampler *selector) {
+    tm_sampler_chain *chain = tm_sampler_chain_create();
+    cr_assert(tm_sampler_chain_add(chain, bias));
+    if (p->temperature <= 0.0f) {
+        tm_sampler_free(selector);
+        cr_assert(tm_sampler_chain_add(chain, tm_sampler_greedy()));
+        return chain;
+    }
+    if (p->top_k > 0) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_k(p->top_k)));
+    if (p->top_p < 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_p(p->top_p, 1)));
+    if (p->min_p > 0.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_min_p(p->min_p, 1)));
+    if (p->temperature != 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_temperature(p->temperature)));
+    cr_assert(tm_sampler_chain_add(chain, selector ? selector : tm_sampler_distribution(p->seed)));
+    return chain;
+}
+
+Test(pre_truncation, draws_what_the_chain_without_it_draws) {
+    enum { V = 4096, ROWS = 60 };
+    static float logits[V];
+    /* What reaches the raising stage: most candidates dropped, or all kept
+     * (nothing to drop, or more than a quarter would pass: then the stage
+     * gets the whole vocabulary, for its dense paths). */
+    enum { DROPS_MOST, KEEPS_ALL };
+    const struct { float t; int32_t k; float top_p, min_p, delta; int expect; } cases[] = {
+        {1.0f, 40, 1.0f, 0.0f, 2.0f, DROPS_MOST},    {0.8f, 40, 0.95f, 0.05f, 2.0f, DROPS_MOST},
+        {1.0f, 0, 1.0f, 0.2f, 2.0f, DROPS_MOST},     {1.0f, 5, 1.0f, 0.2f, 3.0f, DROPS_MOST},
+        {0.0f, 0, 1.0f, 0.0f, 2.0f, DROPS_MOST},     {1.0f, 1, 1.0f, 0.0f, 0.0f, DROPS_MOST},
+        {1.0f, 500, 1.0f, 0.0f, 1.0f, DROPS_MOST},   {1.0f, 0, 0.9f, 0.05f, 2.0f, KEEPS_ALL},
+        {1.0f, 5000, 1.0f, 0.0f, 2.0f, KEEPS_ALL},   {1.0f, 0, 1.0f, 0.0f, 2.0f, KEEPS_ALL},
+        {1.0f, 40, 1.0f, 0.0f, 64.0f, KEEPS_ALL},    {1.0f, 0, 1.0f, 0.05f, 2.0f, KEEPS_ALL},
+        {1.0f, 0, 0.9f, 0.3f, 2.0f, KEEPS_ALL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tm_sampling_params p;
+        tm_sampling_params_default(&p);
+        p.temperature = cases[c].t, p.top_k = cases[c].k, p.top_p = cases[c].top_p, p.min_p = cases[c].min_p;
+        p.seed = 1000 + c;
+        raising_state *with_state, *without_state;
+        tm_sampler_chain *with = tm_sampler_chain_build(&p, raising_stage(cases[c].delta, &with_state), NULL);
+        tm_sampler_chain *without =
+            chain_without_pre_truncation(&p, raising_stage(cases[c].delta, &without_state), NULL);
+        cr_assert_not_null(with);
+        for (uint64_t row = 0; row < ROWS; row++) {
+            fill_logits(logits, V, 7 * row + c);
+            /* Ties within and across the raise: logits on a grid of 1/4, some -inf. */
+            for (size_t i = 0; i < V; i++) logits[i] = row % 2 ? floorf(logits[i] * 4.0f) / 4.0f : logits[i];
+            if (row % 3 == 0)
+                for (size_t i = 0; i < V; i += 17) logits[i] = -INFINITY;
+            int32_t a = tm_sampler_chain_sample(with, logits, V), b = tm_sampler_chain_sample(without, logits, V);
+            cr_assert_eq(a, b, "case %zu row %llu: %d with the pre-truncation, %d without", c,
+                         (unsigned long long)row, a, b);
+        }
+        cr_assert_eq(without_state->seen, (size_t)V * ROWS);
+        size_t all = (size_t)V * ROWS;
+        if (cases[c].expect == DROPS_MOST)
+            cr_assert_lt(with_state->seen, all / 4, "case %zu: %zu candidates reached the stage", c, with_state->seen);
+        else
+            cr_assert_eq(with_state->seen, all, "case %zu: %zu candidates reached the stage", c, with_state->seen);
+        tm_sampler_chain_free(with);
+        tm_sampler_chain_free(without);
+    }
+}
+
+/* Stronger than the draws: the set the final stage receives, ids and
+ * logits, is the same with and without the pre-truncation, including
+ * candidates right at the bounds (logits placed just above and below them). */
+Test(pre_truncation, the_truncated_set_is_the_same) {
+    enum { V = 4096, ROWS = 40 };
+    static float logits[V];
+    const struct { int32_t k; float min_p, delta; } cases[] = {
+        {40, 0.0f, 2.0f}, {0, 0.05f, 2.0f}, {7, 0.3f, 1.5f}, {1, 0.0f, 3.0f}, {100, 0.01f, 0.5f},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tm_sampling_params p;
+        tm_sampling_params_default(&p);
+        p.top_k = cases[c].k, p.min_p = cases[c].min_p;
+        raising_state *with_raise, *without_raise;
+        recording_state *with_set, *without_set;
+        tm_sampler_chain *with =
+            tm_sampler_chain_build(&p, raising_stage(cases[c].delta, &with_raise), recording_stage(&with_set));
+        tm_sampler_chain *without = chain_without_pre_truncation(&p, raising_stage(cases[c].delta, &without_raise),
+                                                                 recording_stage(&without_set));
+        cr_assert_not_null(with);
+        for (uint64_t row = 0; row < ROWS; row++) {
+            fill_logits(logits, V, 11 * row + c);
+            /* Crowd the min-p bound: on odd rows the largest logit is one the
+             * stage leaves alone, 10 above the rest, so the largest after the
+             * stage is the largest before it; then a fifth of the logits go to
+             * a few ulps around max + log(min_p) - delta, where float
+             * rounding decides whether a raised one stays. */
+            size_t top = 0;
+            for (size_t i = 0; i < V; i++)
+                if (!raised((int32_t)i, row) && (raised((int32_t)top, row) || logits[i] > logits[top])) top = i;
+            if (row % 2) logits[top] += 10.0f;
+            float max = -INFINITY;
+            for (size_t i = 0; i < V; i++) max = logits[i] > max ? logits[i] : max;
+            if (cases[c].min_p > 0.0f) {
+                float edge = max + logf(cases[c].min_p) - cases[c].delta;
+                for (size_t i = 1; i < V; i += 10) { /* edge moved by -3..3 ulps */
+                    float x = edge;
+                    for (int step = (int)(i / 10 % 7) - 3; step != 0; step += step < 0 ? 1 : -1)
+                        x = nextafterf(x, step < 0 ? -INFINITY : INFINITY);
+                    if (i != top) logits[i] = x;
+                }
+                for (size_t i = 3; i < V; i += 10)
+                    if (i != top) logits[i] = edge + (float)((int)(i % 9) - 4) * 0x1.0p-20f;
+            }
+            tm_sampler_chain_sample(with, logits, V);
+            tm_sampler_chain_sample(without, logits, V);
+            cr_assert_eq(with_set->n, without_set->n, "case %zu row %llu: %zu candidates against %zu", c,
+                         (unsigned long long)row, with_set->n, without_set->n);
+            for (size_t i = 0; i < with_set->n; i++) {
+                cr_assert_eq(with_set->set[i].id, without_set->set[i].id);
+                cr_assert_eq(with_set->set[i].logit, without_set->set[i].logit);
+            }
+        }
+        cr_assert_lt(with_raise->seen, without_raise->seen);
+        tm_sampler_chain_free(with);
+        tm_sampler_chain_free(without);
+    }
+}
+
+Test(pre_truncation, a_stage_without_a_bound_sees_every_candidate) {
+    enum { V = 1000 };
+    static float logits[V];
+    fill_logits(logits, V, 3);
+    tm_sampling_params p;
+    tm_sampling_params_default(&p);
+    p.top_k = 10;
+    const float bounds[] = {NAN, INFINITY, -1.0f};
+    for (size_t b = 0; b < 3; b++) {
+        raising_state *state;
+        tm_sampler *stage = raising_stage(bounds[b], &state);
+        tm_sampler_chain *chain = tm_sampler_chain_build(&p, stage, NULL);
+        cr_assert_not_null(chain);
+        cr_assert_geq(tm_sampler_chain_sample(chain, logits, V), 0);
+        cr_assert_eq(state->seen, (size_t)V, "bound %g", (double)bounds[b]);
+        tm_sampler_chain_free(chain);
+    }
+}

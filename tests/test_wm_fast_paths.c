@@ -217,3 +217,72 @@ Test(wm_fast_paths, order_by_key) {
         }
     }
 }
+
+/* The chain's pre-truncation before KGW and Unigram (generator/sampler.c):
+ * with top-k, min-p or greedy decoding after the bias, the chain built by
+ * tm_sampler_chain_build hands the scheme only the candidates that can
+ * survive, and must draw the tokens a hand-built chain without that stage
+ * draws, step after step (each drawn token accepted, so contexts move on). */
+static tm_sampler_chain *chain_by_hand(const tm_sampling_params *p, tm_sampler *bias) {
+    tm_sampler_chain *chain = tm_sampler_chain_create();
+    cr_assert(tm_sampler_chain_add(chain, bias));
+    if (p->temperature <= 0.0f) {
+        cr_assert(tm_sampler_chain_add(chain, tm_sampler_greedy()));
+        return chain;
+    }
+    if (p->top_k > 0) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_k(p->top_k)));
+    if (p->top_p < 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_p(p->top_p, 1)));
+    if (p->min_p > 0.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_min_p(p->min_p, 1)));
+    if (p->temperature != 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_temperature(p->temperature)));
+    cr_assert(tm_sampler_chain_add(chain, tm_sampler_distribution(p->seed)));
+    return chain;
+}
+
+Test(wm_fast_paths, bias_schemes_after_pre_truncation_draw_the_same_tokens) {
+    const char *names[] = {"kgw-lefthash", "kgw-selfhash", "unigram"};
+    const struct { float t; int32_t k; float top_p, min_p; } settings[] = {
+        {1.0f, 40, 1.0f, 0.0f}, {0.8f, 40, 0.95f, 0.05f}, {1.0f, 0, 1.0f, 0.05f}, {0.0f, 0, 1.0f, 0.0f}};
+    tm_wm_key *key = wm_test_seeded_key(11);
+    float *logits = malloc(VOCAB * sizeof *logits);
+    cr_assert_not_null(logits);
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        tm_wm_config config = wm_test_scheme_config(names[n]);
+        tm_wm_scheme *scheme = wm_test_scheme(&config, key);
+        for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++) {
+            tm_sampling_params p;
+            tm_sampling_params_default(&p);
+            p.temperature = settings[s].t, p.top_k = settings[s].k, p.top_p = settings[s].top_p;
+            p.min_p = settings[s].min_p, p.seed = 77 + s;
+            tm_sampler_chain *built = tm_sampler_chain_build(&p, tm_wm_sampler(scheme, p.seed), NULL);
+            tm_sampler_chain *by_hand = chain_by_hand(&p, tm_wm_sampler(scheme, p.seed));
+            cr_assert_not_null(built);
+            uint64_t rng = 5 + s;
+            for (size_t step = 0; step < 2 * STEPS; step++) {
+                /* Where the bounds are tight: a low floor, the k best (one
+                 * without top-k) tied at 4, and two bands a few ulps around
+                 * where delta = 2 lifts a green logit to the top-k bound (4)
+                 * and to the min-p bound (4 + log 0.05). */
+                for (size_t i = 0; i < VOCAB; i++) logits[i] = (float)(wm_test_lcg(&rng) % 2000) / 1000.0f - 8.0f;
+                const float bands[2] = {2.0f, 4.0f + logf(0.05f) - 2.0f};
+                for (size_t b = 0; b < 2; b++)
+                    for (size_t i = 0; i < VOCAB / 16; i++) {
+                        float x = bands[b];
+                        for (int u = (int)(wm_test_lcg(&rng) % 7) - 3; u != 0; u += u < 0 ? 1 : -1)
+                            x = nextafterf(x, u < 0 ? -INFINITY : INFINITY);
+                        logits[wm_test_lcg(&rng) % VOCAB] = x;
+                    }
+                for (int32_t i = 0; i < (p.top_k > 0 ? p.top_k : 1); i++) logits[wm_test_lcg(&rng) % VOCAB] = 4.0f;
+                int32_t a = tm_sampler_chain_sample(built, logits, VOCAB);
+                int32_t b = tm_sampler_chain_sample(by_hand, logits, VOCAB);
+                cr_assert_eq(a, b, "%s, setting %zu, step %zu: %d, by hand %d", names[n], s, step, a, b);
+                tm_sampler_chain_accept(built, a);
+                tm_sampler_chain_accept(by_hand, b);
+            }
+            tm_sampler_chain_free(built);
+            tm_sampler_chain_free(by_hand);
+        }
+        tm_wm_scheme_free(scheme);
+    }
+    free(logits);
+    tm_wm_key_free(key);
+}

@@ -518,7 +518,16 @@ static void wm_free(tm_sampler *sampler) {
     free(s);
 }
 
-static const tm_sampler_interface wm_interface = {wm_name, wm_apply, wm_accept, wm_reset, wm_free};
+/* The logit-bias schemes add delta (a finite value >= 0, config.c checks)
+ * to green logits and nothing to the others; the chain may then drop what
+ * its truncation would drop anyway (generator/sampler.c, pre-truncation). */
+static float wm_max_raise(const tm_sampler *sampler) {
+    const tm_wm_config *config = &((const wm_sampler *)sampler->state)->scheme->config;
+    bool biases = config->kind == TM_WM_KGW || config->kind == TM_WM_UNIGRAM;
+    return biases && config->delta >= 0.0 && isfinite(config->delta) ? (float)config->delta : NAN;
+}
+
+static const tm_sampler_interface wm_interface = {wm_name, wm_apply, wm_accept, wm_reset, wm_free, wm_max_raise};
 
 tm_sampler *tm_wm_sampler(tm_wm_scheme *scheme, uint64_t seed) {
     wm_sampler *s = calloc(1, sizeof *s);

@@ -243,6 +243,12 @@ typedef struct {
     void (*accept)(tm_sampler *sampler, int32_t token); /* optional: token was emitted */
     void (*reset)(tm_sampler *sampler);                 /* optional: new sequence */
     void (*free)(tm_sampler *sampler);                  /* optional: releases state */
+    /* optional: a stage that only adds to logits, at most this much to each (a
+     * finite value >= 0), and keeps every candidate returns it; the chain then
+     * drops, just before that stage, the candidates that its top-k or min-p
+     * would drop whatever the stage added (so the stage works on fewer and the
+     * token drawn is the same). Absent, or NaN: unknown, nothing is dropped. */
+    float (*max_raise)(const tm_sampler *sampler);
 } tm_sampler_interface;
 struct tm_sampler {
     const tm_sampler_interface *interface;
