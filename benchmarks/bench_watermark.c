@@ -142,8 +142,10 @@ int main(int argc, char **argv) {
     tm_sampling_params params;
     tm_sampling_params_default(&params);
     const char *v;
-    if ((v = getenv("BENCH_WM_LOGIT_SCALE")))
-        for (size_t i = 0; i < (size_t)STEPS * (size_t)n_vocab; i++) logits[i] *= strtof(v, NULL);
+    if ((v = getenv("BENCH_WM_LOGIT_SCALE"))) {
+        float scale = strtof(v, NULL);
+        for (size_t i = 0; i < (size_t)STEPS * (size_t)n_vocab; i++) logits[i] *= scale;
+    }
     if ((v = getenv("BENCH_WM_TOP_K"))) params.top_k = atoi(v);
     if ((v = getenv("BENCH_WM_TOP_P"))) params.top_p = strtof(v, NULL);
     if ((v = getenv("BENCH_WM_MIN_P"))) params.min_p = strtof(v, NULL);

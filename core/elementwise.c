@@ -224,6 +224,28 @@ TM_EXPF_AVX512 static size_t max_logit_avx512(const tm_token_data *d, size_t n, 
     return i;
 }
 
+/* Bits of 64 candidates a word, from 16 at a time; i stays a multiple of 64
+ * until the last full word, the rest is the scalar loop's. */
+TM_EXPF_AVX512 static size_t at_least_avx512(const tm_token_data *d, size_t n, float raise, float bound,
+                                             uint64_t *bits, size_t *count) {
+    field16 logit = field16_of(LOGIT16_AB, LOGIT16_C, 0xf800);
+    const __m512 r = _mm512_set1_ps(raise), b = _mm512_set1_ps(bound);
+    size_t i = 0, total = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t word = 0;
+        for (int q = 0; q < 4; q++) {
+            __m512 v[3];
+            load16(d + i + 16 * q, v);
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_add_ps(gather16(v, &logit), r), b, _CMP_GE_OQ);
+            word |= (uint64_t)m << (16 * q);
+        }
+        bits[i / 64] = word;
+        total += (size_t)__builtin_popcountll(word);
+    }
+    *count = total;
+    return i;
+}
+
 TM_EXPF_AVX512 static size_t exp_avx512(tm_token_data *d, size_t n, float shift, bool nan_as_zero, double *sum) {
     __m512d table[4];
     tm_expf_load_table(table);
@@ -344,6 +366,27 @@ TM_EXPF_AVX2 static size_t max_logit_avx2(const tm_token_data *d, size_t n, floa
     return i;
 }
 
+TM_EXPF_AVX2 static size_t at_least_avx2(const tm_token_data *d, size_t n, float raise, float bound, uint64_t *bits,
+                                         size_t *count) {
+    __m256i idx[3];
+    load_indices8(LOGIT8, idx);
+    const __m256 r = _mm256_set1_ps(raise), b = _mm256_set1_ps(bound);
+    size_t i = 0, total = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t word = 0;
+        for (int q = 0; q < 8; q++) {
+            __m256 v[3];
+            load8(d + i + 8 * q, v);
+            __m256 ge = _mm256_cmp_ps(_mm256_add_ps(logit8(v, idx), r), b, _CMP_GE_OQ);
+            word |= (uint64_t)(unsigned)_mm256_movemask_ps(ge) << (8 * q);
+        }
+        bits[i / 64] = word;
+        total += (size_t)__builtin_popcountll(word);
+    }
+    *count = total;
+    return i;
+}
+
 TM_EXPF_AVX2 static size_t exp_avx2(tm_token_data *d, size_t n, float shift, bool nan_as_zero, double *sum) {
     __m256i idx[3], put[3];
     load_indices8(LOGIT8, idx);
@@ -406,6 +449,21 @@ float tm_candidates_max_logit(const tm_token_data *d, size_t n) {
 #endif
     for (; i < n; i++) max = d[i].logit > max ? d[i].logit : max;
     return max;
+}
+
+size_t tm_candidates_at_least(const tm_token_data *d, size_t n, float raise, float bound, uint64_t *bits) {
+    size_t i = 0, count = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (tm_cpu_has(TM_CPU_AVX512F)) i = at_least_avx512(d, n, raise, bound, bits, &count);
+    else if (tm_cpu_has(TM_CPU_AVX2)) i = at_least_avx2(d, n, raise, bound, bits, &count);
+#endif
+    for (; i < n; i += 64) {
+        uint64_t word = 0;
+        for (size_t j = 0; j < 64 && i + j < n; j++) word |= (uint64_t)(d[i + j].logit + raise >= bound) << j;
+        bits[i / 64] = word;
+        count += (size_t)__builtin_popcountll(word);
+    }
+    return count;
 }
 
 double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero) {

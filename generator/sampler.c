@@ -348,71 +348,92 @@ typedef struct {
     int32_t k;     /* 0: no top-k bound */
     float min_p;   /* 0: no min-p bound */
     const tm_sampler *raising;
+    uint64_t *bits; /* one bit per candidate, reused */
+    size_t words;
 } pre_truncation_state;
 
 static const char *pre_truncation_name(const tm_sampler *sampler) { (void)sampler; return "pre-truncation"; }
 
-/* The k-th largest logit of d[0..n), k < n, NaN counting as -inf. */
-static float kth_largest_logit(const tm_token_data *d, size_t n, size_t k) {
+static void pre_truncation_free(tm_sampler *sampler) {
+    pre_truncation_state *state = sampler->state;
+    free(state->bits);
+    free(state);
+}
+
+/* The k-th largest logit among the candidates whose bits are set (at least k). */
+static float kth_largest_logit(const tm_token_data *d, const uint64_t *bits, size_t words, size_t k) {
     float heap[PRE_TRUNCATION_MAX_K]; /* a min-heap of the k largest so far */
-    for (size_t i = 0; i < k; i++) {
-        float v = isnan(d[i].logit) ? -INFINITY : d[i].logit;
-        size_t j = i;
-        for (; j > 0 && heap[(j - 1) / 2] > v; j = (j - 1) / 2) heap[j] = heap[(j - 1) / 2];
-        heap[j] = v;
-    }
-    for (size_t i = k; i < n; i++) {
-        float v = d[i].logit;
-        if (!(v > heap[0])) continue;
-        size_t j = 0;
-        for (;;) {
-            size_t child = 2 * j + 1;
-            if (child >= k) break;
-            if (child + 1 < k && heap[child + 1] < heap[child]) child++;
-            if (!(heap[child] < v)) break;
-            heap[j] = heap[child];
-            j = child;
+    size_t size = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t word = bits[w]; word; word &= word - 1) {
+            float v = d[w * 64 + (size_t)__builtin_ctzll(word)].logit;
+            if (size < k) { /* sift up */
+                size_t j = size++;
+                for (; j > 0 && heap[(j - 1) / 2] > v; j = (j - 1) / 2) heap[j] = heap[(j - 1) / 2];
+                heap[j] = v;
+                continue;
+            }
+            if (!(v > heap[0])) continue;
+            size_t j = 0; /* sift the new value down from the root */
+            for (;;) {
+                size_t child = 2 * j + 1;
+                if (child >= k) break;
+                if (child + 1 < k && heap[child + 1] < heap[child]) child++;
+                if (!(heap[child] < v)) break;
+                heap[j] = heap[child];
+                j = child;
+            }
+            heap[j] = v;
         }
-        heap[j] = v;
-    }
     return heap[0];
 }
 
 static void pre_truncation_apply(tm_sampler *sampler, tm_candidates *candidates) {
-    const pre_truncation_state *state = sampler->state;
-    size_t n = candidates->size;
+    pre_truncation_state *state = sampler->state;
+    size_t n = candidates->size, words = (n + 63) / 64;
     float raise = state->raising->interface->max_raise(state->raising);
     if (n == 0 || !(raise >= 0.0f) || !isfinite(raise)) return;
+    if (words > state->words) {
+        uint64_t *bits = tm_alloc_array(words, sizeof *bits, NULL);
+        if (!bits) return; /* nothing dropped: the same token, more work */
+        free(state->bits);
+        state->bits = bits;
+        state->words = words;
+    }
     tm_token_data *d = candidates->data;
+    uint64_t *bits = state->bits;
+    float max = max_logit_of(candidates);
+    if (!(max > -INFINITY)) return;
     /* Only when most go: a scheme handed the whole vocabulary in order takes
      * its cached dense paths, cheaper per candidate than hashing what is left
      * of a flat distribution (a random-weight model's: 70% of 32000 pass
-     * top-k 40). Every bound is at most the largest logit, so when a quarter
-     * lie within raise of it, nothing is dropped (and no bound computed). */
-    float max = max_logit_of(candidates), bound = -INFINITY;
-    size_t passing = 0;
-    for (size_t i = 0; i < n; i++) passing += d[i].logit >= max - raise;
-    if (passing > n / PRE_TRUNCATION_MIN_SHARE) return;
-    if (state->k > 0 && (size_t)state->k < n) bound = kth_largest_logit(d, n, (size_t)state->k);
+     * top-k 40). Every bound is at most the largest logit, so when more than a
+     * quarter lie within raise of it nothing is dropped. The set within
+     * `width` of the largest holds everything above its members, so once it
+     * holds k candidates it holds the k largest. */
+    size_t limit = n / PRE_TRUNCATION_MIN_SHARE, near;
+    for (float width = raise;; width = 2.0f * width + 1.0f) {
+        near = tm_candidates_at_least(d, n, width, max, bits);
+        if (near > limit) return;
+        if (state->k == 0 || near >= (size_t)state->k) break;
+        if (isinf(width)) return; /* fewer than k finite logits */
+    }
+    float bound = state->k > 0 ? kth_largest_logit(d, bits, words, (size_t)state->k) : -INFINITY;
     if (state->min_p > 0.0f) {
         float min_logit = max + logf(state->min_p);
         bound = min_logit > bound ? min_logit : bound;
     }
     if (!(bound > -INFINITY)) return;
-    passing = 0;
-    for (size_t i = 0; i < n; i++) passing += d[i].logit + raise >= bound;
-    if (passing > n / PRE_TRUNCATION_MIN_SHARE) return;
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        tm_token_data c = d[i];
-        d[kept] = c;
-        kept += c.logit + raise >= bound;
-    }
+    size_t kept = tm_candidates_at_least(d, n, raise, bound, bits);
+    if (kept > limit) return;
+    size_t to = 0; /* in order, in place: every candidate moves down, if at all */
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t word = bits[w]; word; word &= word - 1) d[to++] = d[w * 64 + (size_t)__builtin_ctzll(word)];
     candidates->size = kept;
 }
 
 static const tm_sampler_interface pre_truncation_interface = {
-    .name = pre_truncation_name, .apply = pre_truncation_apply, .free = free_state};
+    .name = pre_truncation_name, .apply = pre_truncation_apply, .free = pre_truncation_free};
 
 /* The stage for the chain below, or NULL (no error) when nothing can be dropped. */
 static tm_sampler *pre_truncation_for(const tm_sampling_params *params, const tm_sampler *raising, bool *failed) {
@@ -428,7 +449,7 @@ static tm_sampler *pre_truncation_for(const tm_sampling_params *params, const tm
         *failed = true;
         return NULL;
     }
-    *state = (pre_truncation_state){k, min_p, raising};
+    *state = (pre_truncation_state){k, min_p, raising, NULL, 0};
     tm_sampler *stage = sampler_new(&pre_truncation_interface, state);
     *failed = !stage;
     return stage;

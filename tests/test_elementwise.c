@@ -188,3 +188,35 @@ Test(elementwise, dense_is_the_plain_check) {
     cr_assert_not(tm_candidates_dense(d, 200));
     free(d);
 }
+
+/* tm_candidates_at_least against the plain predicate: every length up to 200
+ * and a few long ones (every lane of the 64-candidate words, both vector
+ * widths, and the tail), values right at the bound (an ulp either side of
+ * bound - raise, where the addition's rounding decides), NaN, -inf and +inf;
+ * no bit past n set, the count right, and the candidates untouched. */
+Test(elementwise, at_least_is_the_plain_predicate) {
+    enum { N = 5000 };
+    static tm_token_data d[N];
+    static uint64_t bits[N / 64 + 2];
+    float x[N];
+    const float raise = 2.0f, bound = 1.5f;
+    for (size_t n = 0; n <= N; n = n < 200 ? n + 1 : n * 2 + 3) {
+        fill_logits(x, n, n + 7, true);
+        for (size_t i = 0; i < n; i += 5) { /* crowd the bound */
+            float edge = bound - raise;
+            x[i] = i % 3 == 0 ? edge : nextafterf(edge, i % 3 == 1 ? INFINITY : -INFINITY);
+        }
+        if (n > 9) x[9] = INFINITY;
+        for (size_t i = 0; i < n; i++) d[i] = (tm_token_data){(int32_t)i, x[i], 0.5f};
+        memset(bits, 0xA5, sizeof bits);
+        size_t count = tm_candidates_at_least(d, n, raise, bound, bits), expected = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool in = x[i] + raise >= bound;
+            expected += in;
+            cr_assert_eq((bits[i / 64] >> (i % 64)) & 1, (uint64_t)in, "candidate %zu of %zu (%a)", i, n, (double)x[i]);
+            cr_assert(d[i].id == (int32_t)i && bits_of(d[i].logit) == bits_of(x[i]) && d[i].p == 0.5f);
+        }
+        cr_assert_eq(count, expected, "count of %zu", n);
+        if (n % 64) cr_assert_eq(bits[n / 64] >> (n % 64), 0, "bits past %zu", n);
+    }
+}

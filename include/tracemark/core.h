@@ -232,6 +232,10 @@ float tm_candidates_max_logit(const tm_token_data *d, size_t n);
 double tm_candidates_exp(tm_token_data *d, size_t n, float shift, bool nan_as_zero);
 void tm_candidates_divide_p(tm_token_data *d, size_t n, double divisor);
 void tm_candidates_multiply_p(tm_token_data *d, size_t n, double factor);
+/* Bit i of bits[(n + 63) / 64] set when d[i].logit + raise >= bound (one
+ * float addition, then an ordered comparison: never for a NaN), bits past n
+ * clear; returns how many are set. */
+size_t tm_candidates_at_least(const tm_token_data *d, size_t n, float raise, float bound, uint64_t *bits);
 /* Whether d[i].id == i for every i < n: the whole vocabulary in order, as
  * a chain hands it to its first stage (vectorised like the steps above). */
 bool tm_candidates_dense(const tm_token_data *d, size_t n);
