@@ -2,7 +2,8 @@
  * ../shared/tools/llamaref measures llama.cpp (same pseudo-random prompt ids,
  * same decode walk, median of 3 runs), so that benchmarks/run.sh can print
  * the two side by side as ratios. Prints one JSON line; load_ms (model load
- * and context creation) has no llama.cpp counterpart and is informational. */
+ * and context creation) has no llama.cpp counterpart and is informational.
+ * An optional fifth argument, f32 (default) or f16, is the KV cache type. */
 #include "tracemark/generator.h"
 
 #include <stdio.h>
@@ -15,8 +16,9 @@ static int compare_doubles(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5 || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: bench_generate MODEL N_PROMPT N_GEN THREADS\n"
+    tm_kv_type kv = TM_KV_F32;
+    if (argc < 5 || argc > 6 || !strcmp(argv[1], "--help") || (argc == 6 && !tm_kv_type_parse(argv[5], &kv))) {
+        fprintf(stderr, "usage: bench_generate MODEL N_PROMPT N_GEN THREADS [f32|f16]\n"
                         "Prints {\"engine\":\"tracemark\",...,\"prompt_tok_s\",\"decode_tok_s\",\"load_ms\"} (median of 3).\n");
         return 2;
     }
@@ -30,7 +32,7 @@ int main(int argc, char **argv) {
     tm_context *context = NULL;
     double load_start = tm_seconds_now();
     if (tm_model_load(&model, argv[1], &err) ||
-        tm_context_create(&context, model, n_prompt + n_gen + 1, threads, &err)) {
+        tm_context_create_kv(&context, model, n_prompt + n_gen + 1, threads, kv, &err)) {
         fprintf(stderr, "bench_generate: %s\n", err.message);
         tm_model_free(model);
         return 1;

@@ -60,6 +60,8 @@ static const char help[] =
     "  --ctx N               context size (default: the smaller of the model's trained length and 4096;\n"
     "                        larger sizes are checked against the memory available)\n"
     "  --threads N           threads (default: all cores)\n"
+    "  --kv-type f32|f16     KV cache elements (default f32; f16 as llama.cpp keeps them: half the memory\n"
+    "                        and the bytes a position, logits within F16 rounding of f32's)\n"
     "  --watermark CONFIG    generate through a watermark scheme (YAML, see configs/schemes/)\n"
     "  --key FILE            the watermark key (tracemark keygen; mode 0600)\n"
     "  --json                print one JSON object: ids, text, timings, watermark scheme and key id\n"
@@ -80,6 +82,7 @@ typedef struct {
     const char *stops[16];
     size_t n_stops;
     long max_tokens, ctx, threads;
+    tm_kv_type kv_type;
     bool json, seed_given, chat, embed, chat_special_tokens;
     tm_sampling_params sampling;
 } options;
@@ -158,7 +161,7 @@ static tm_status load_messages(const char *path, json_t **root, tm_chat_message 
 static int parse(int argc, char **argv, options *o) {
     enum { MODEL = 256, TOKENIZER, PROMPT, PROMPT_FILE, MAX_TOKENS, TEMPERATURE, TOP_K, TOP_P, MIN_P, REPEAT,
            FREQUENCY, PRESENCE, WINDOW, SEED, STOP, CTX, THREADS, JSON, WATERMARK, KEY, OUTPUT, CHAT, SYSTEM,
-           CHAT_TEMPLATE, MESSAGES, SIGN, EMBED, CHAT_SPECIAL_TOKENS };
+           CHAT_TEMPLATE, MESSAGES, SIGN, EMBED, CHAT_SPECIAL_TOKENS, KV_TYPE };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, PROMPT}, {"prompt-file", required_argument, 0, PROMPT_FILE},
@@ -168,7 +171,8 @@ static int parse(int argc, char **argv, options *o) {
         {"frequency-penalty", required_argument, 0, FREQUENCY}, {"presence-penalty", required_argument, 0, PRESENCE},
         {"penalty-window", required_argument, 0, WINDOW}, {"seed", required_argument, 0, SEED},
         {"stop", required_argument, 0, STOP}, {"ctx", required_argument, 0, CTX},
-        {"threads", required_argument, 0, THREADS}, {"json", no_argument, 0, JSON},
+        {"threads", required_argument, 0, THREADS}, {"kv-type", required_argument, 0, KV_TYPE},
+        {"json", no_argument, 0, JSON},
         {"watermark", required_argument, 0, WATERMARK}, {"key", required_argument, 0, KEY},
         {"output", required_argument, 0, OUTPUT}, {"chat", no_argument, 0, CHAT},
         {"system", required_argument, 0, SYSTEM}, {"chat-template", required_argument, 0, CHAT_TEMPLATE},
@@ -207,6 +211,9 @@ static int parse(int argc, char **argv, options *o) {
             break;
         case CTX: if (!tm_cli_parse_int(cmd, "--ctx", optarg, 1, 1 << 24, &o->ctx)) return -1; break;
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &o->threads)) return -1; break;
+        case KV_TYPE:
+            if (!tm_kv_type_parse(optarg, &o->kv_type)) { tm_cli_usage(cmd, "--kv-type '%s': f32 or f16", optarg); return -1; }
+            break;
         case JSON: o->json = true; break;
         case WATERMARK: o->watermark = optarg; break;
         case KEY: o->key = optarg; break;
@@ -300,7 +307,7 @@ static tm_status load_engine(run *r, const options *o, tm_error *err) {
         (status = tm_model_load(&r->model, r->model_path, err)) ||
         (status = tm_model_tokenizer(&r->tokenizer, r->model, o->tokenizer ? o->tokenizer : r->tokenizer_path, err)))
         return status;
-    return tm_context_create(&r->context, r->model, (int32_t)o->ctx, (int32_t)o->threads, err);
+    return tm_context_create_kv(&r->context, r->model, (int32_t)o->ctx, (int32_t)o->threads, o->kv_type, err);
 }
 
 /* The sampler chain, with the watermark scheme as its bias stage (KGW,

@@ -36,6 +36,8 @@ static const char help[] =
     "  --parallel N          slots decoded together by continuous batching (default 1)\n"
     "  --ctx N               context per slot (default: the model's)\n"
     "  --threads N           engine threads (default: all cores)\n"
+    "  --kv-type f32|f16     KV cache elements (default f32; f16 as llama.cpp keeps them: half the memory\n"
+    "                        a slot, scores within ~1e-5 of f32's)\n"
     "  --max-body BYTES      request body cap (default 1048576)\n"
     "  --drain SECONDS       on SIGTERM, how long in-flight requests may take (default 30)\n"
     "  --sign KEY            sign every reply with this Ed25519 signing key (tracemark keygen --signing;\n"
@@ -47,7 +49,7 @@ static const char help[] =
 
 int tm_cmd_serve(int argc, char **argv) {
     enum { MODEL = 256, TOKENIZER, MODEL_NAME, CHAT_TEMPLATE, WATERMARK, KEY, API_KEYS, TENANTS, HOST, PORT,
-           PARALLEL, CTX, THREADS, MAX_BODY, DRAIN, SIGN, TRUST };
+           PARALLEL, CTX, THREADS, KV_TYPE, MAX_BODY, DRAIN, SIGN, TRUST };
     enum { MAX_TRUST = 64 };
     static const struct option flags[] = {
         {"model", required_argument, 0, MODEL}, {"tokenizer", required_argument, 0, TOKENIZER},
@@ -56,7 +58,8 @@ int tm_cmd_serve(int argc, char **argv) {
         {"api-keys", required_argument, 0, API_KEYS}, {"tenants", required_argument, 0, TENANTS},
         {"host", required_argument, 0, HOST}, {"port", required_argument, 0, PORT},
         {"parallel", required_argument, 0, PARALLEL}, {"ctx", required_argument, 0, CTX},
-        {"threads", required_argument, 0, THREADS}, {"max-body", required_argument, 0, MAX_BODY},
+        {"threads", required_argument, 0, THREADS}, {"kv-type", required_argument, 0, KV_TYPE},
+        {"max-body", required_argument, 0, MAX_BODY},
         {"drain", required_argument, 0, DRAIN}, {"sign", required_argument, 0, SIGN},
         {"trust", required_argument, 0, TRUST},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -83,6 +86,9 @@ int tm_cmd_serve(int argc, char **argv) {
         case PARALLEL: if (!tm_cli_parse_int(cmd, "--parallel", optarg, 1, 64, &value)) return TM_EXIT_USAGE; o.parallel = (int32_t)value; break;
         case CTX: if (!tm_cli_parse_int(cmd, "--ctx", optarg, 2, 1 << 24, &value)) return TM_EXIT_USAGE; o.n_ctx = (int32_t)value; break;
         case THREADS: if (!tm_cli_parse_int(cmd, "--threads", optarg, 1, 1024, &value)) return TM_EXIT_USAGE; o.n_threads = (int32_t)value; break;
+        case KV_TYPE:
+            if (!tm_kv_type_parse(optarg, &o.kv_type)) return tm_cli_usage(cmd, "--kv-type '%s': f32 or f16", optarg);
+            break;
         case MAX_BODY: if (!tm_cli_parse_int(cmd, "--max-body", optarg, 1024, 1L << 30, &value)) return TM_EXIT_USAGE; o.max_body_bytes = (size_t)value; break;
         case DRAIN: if (!tm_cli_parse_float(cmd, "--drain", optarg, 0, 3600, &drain)) return TM_EXIT_USAGE; break;
         case SIGN: o.signing_key_path = optarg; break;

@@ -6,7 +6,8 @@
  * the cache and every scratch buffer, sized once at creation, so evaluating
  * tokens never allocates. Prompts run in batches whose matrix products go
  * through sgemm; single tokens go through the threaded matrix-vector
- * kernels. Positions past the context size are refused, never written. */
+ * kernels. Positions past the context size are refused, never written.
+ * The cache holds F32 (the default) or F16 (tm_context_create_kv). */
 #include "tracemark/generator.h"
 
 #include "batch.h"
@@ -26,7 +27,9 @@ struct tm_context {
     const tm_model *model;
     int32_t n_ctx, n_threads, position;
     int32_t q_dim, kv_dim;
-    float *key_cache, *value_cache; /* [layer][n_ctx][kv_dim] */
+    /* [layer][n_ctx][kv_dim], F32 or F16 (tm_context_create_kv) */
+    void *key_cache, *value_cache;
+    bool kv_f16;
     /* activations for up to BATCH_CAPACITY tokens */
     float *x, *normed, *rounded, *q, *k, *v, *attention, *projected, *gate, *up;
     float *rope_cos, *rope_sin; /* [BATCH_CAPACITY][head_dim / 2] */
@@ -40,7 +43,10 @@ struct tm_context {
 };
 
 static void free_buffers(tm_context *c) {
-    float **all[] = {&c->key_cache, &c->value_cache, &c->x, &c->normed, &c->rounded, &c->q, &c->k,
+    tm_free_aligned(c->key_cache);
+    tm_free_aligned(c->value_cache);
+    c->key_cache = c->value_cache = NULL;
+    float **all[] = {&c->x, &c->normed, &c->rounded, &c->q, &c->k,
                      &c->v, &c->attention, &c->projected, &c->gate, &c->up, &c->rope_cos, &c->rope_sin,
                      &c->scores, &c->matmul_scratch, &c->logits};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
@@ -62,14 +68,15 @@ static int default_threads(void) {
 }
 
 /* The bytes the context-sized buffers take (the KV cache, 2 x layers x n_ctx
- * x kv_dim floats, and the attention scores, threads x n_ctx), checked
+ * x kv_dim elements of kv_bytes, and the attention scores, threads x n_ctx floats), checked
  * against the memory available before anything is allocated: a context that
  * does not fit is an error naming the sizes, not a visit from the OOM killer. */
-static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t n_threads, tm_error *err) {
+static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t n_threads, size_t kv_bytes,
+                              tm_error *err) {
     uint64_t kv, scores, total;
     uint64_t kv_dim = (uint64_t)(cfg->n_kv_heads > 0 ? cfg->n_kv_heads : 0) * (uint64_t)(cfg->head_dim > 0 ? cfg->head_dim : 0);
     bool ok = tm_mul_u64((uint64_t)(cfg->n_layers > 0 ? cfg->n_layers : 0), (uint64_t)n_ctx, &kv) &&
-              tm_mul_u64(kv, kv_dim, &kv) && tm_mul_u64(kv, 2 * sizeof(float), &kv) &&
+              tm_mul_u64(kv, kv_dim, &kv) && tm_mul_u64(kv, 2 * kv_bytes, &kv) &&
               tm_mul_u64((uint64_t)n_threads, (uint64_t)n_ctx * sizeof(float), &scores) &&
               tm_add_u64(kv, scores, &total) && total <= SIZE_MAX / 2;
     if (!ok) return tm_error_set(err, TM_ERR_LIMIT, "a context of %d tokens overflows the KV cache size", n_ctx);
@@ -85,8 +92,25 @@ static tm_status check_memory(const tm_model_config *cfg, int32_t n_ctx, int32_t
     return TM_OK;
 }
 
+bool tm_kv_type_parse(const char *name, tm_kv_type *out) {
+    if (!name) return false;
+    if (!strcmp(name, "f32")) *out = TM_KV_F32;
+    else if (!strcmp(name, "f16")) *out = TM_KV_F16;
+    else return false;
+    return true;
+}
+
+tm_kv_type tm_context_kv_type(const tm_context *context) { return context->kv_f16 ? TM_KV_F16 : TM_KV_F32; }
+
 tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err) {
+    return tm_context_create_kv(out, model, n_ctx, n_threads, TM_KV_F32, err);
+}
+
+tm_status tm_context_create_kv(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads,
+                               tm_kv_type kv_type, tm_error *err) {
     *out = NULL;
+    if (kv_type != TM_KV_F32 && kv_type != TM_KV_F16)
+        return tm_error_set(err, TM_ERR_ARGUMENT, "unknown KV cache type %d", (int)kv_type);
     const tm_model_config *cfg = &model->config;
     if (n_ctx < 0 || n_ctx > (1 << 24))
         return tm_error_set(err, TM_ERR_ARGUMENT, "context size %d is out of range (1..%d)", n_ctx, 1 << 24);
@@ -97,21 +121,24 @@ tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_c
     if (n_ctx == 0) n_ctx = cfg->context_length > 0 && cfg->context_length < TM_CONTEXT_DEFAULT ? cfg->context_length
                                                                                                : TM_CONTEXT_DEFAULT;
     if (n_threads == 0) n_threads = default_threads();
-    tm_status fits = check_memory(cfg, n_ctx, n_threads, err);
+    bool kv_f16 = kv_type == TM_KV_F16;
+    size_t kv_bytes = kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    tm_status fits = check_memory(cfg, n_ctx, n_threads, kv_bytes, err);
     if (fits != TM_OK) return fits;
     tm_context *c = tm_alloc_array(1, sizeof *c, err);
     if (!c) return TM_ERR_NOMEM;
     c->model = model;
     c->n_ctx = n_ctx;
     c->n_threads = n_threads;
+    c->kv_f16 = kv_f16;
     c->q_dim = cfg->n_heads * cfg->head_dim;
     c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
     size_t B = BATCH_CAPACITY, cache = (size_t)cfg->n_layers * (size_t)c->n_ctx;
     size_t widest = (size_t)cfg->dim;
     if ((size_t)c->q_dim > widest) widest = (size_t)c->q_dim;
     if ((size_t)cfg->hidden_dim > widest) widest = (size_t)cfg->hidden_dim;
-    bool ok = (c->key_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * sizeof(float), err)) &&
-              (c->value_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * sizeof(float), err)) &&
+    bool ok = (c->key_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * kv_bytes, err)) &&
+              (c->value_cache = tm_alloc_aligned(cache, (size_t)c->kv_dim * kv_bytes, err)) &&
               (c->x = tm_alloc_aligned(B * (size_t)cfg->dim, sizeof(float), err)) &&
               (c->normed = tm_alloc_aligned(B * (size_t)cfg->dim, sizeof(float), err)) &&
               (c->rounded = tm_alloc_aligned(B * widest, sizeof(float), err)) &&
@@ -238,13 +265,46 @@ static void rope_apply(const tm_context *c, float *vectors, int32_t n_heads, int
     }
 }
 
+/* Cache row `slot` (an element offset) of s's keys and values from k and v. */
+static void cache_store(tm_context *s, size_t slot, const float *k, const float *v) {
+    size_t n = (size_t)s->kv_dim;
+    if (s->kv_f16) {
+        tm_kernel_to_f16(k, (uint16_t *)s->key_cache + slot, n);
+        tm_kernel_to_f16(v, (uint16_t *)s->value_cache + slot, n);
+    } else {
+        memcpy((float *)s->key_cache + slot, k, n * sizeof(float));
+        memcpy((float *)s->value_cache + slot, v, n * sizeof(float));
+    }
+}
+
+/* One head of one token: the scores of q against `length` cached positions
+ * from element `first` of s's caches, their softmax, and the weighted values
+ * into out. Against an F16 cache the query is rounded to F16 first, as
+ * llama.cpp's F16 dot products round it. */
+static void attend_head(const tm_context *s, size_t first, const float *q, int32_t length, float scale, float *scores,
+                        float *out) {
+    int32_t hd = s->model->config.head_dim;
+    if (s->kv_f16) {
+        float rounded[TM_KERNEL_MAX_HEAD_DIM];
+        memcpy(rounded, q, (size_t)hd * sizeof(float));
+        tm_kernel_round_activations(TM_GGML_F16, rounded, (size_t)hd);
+        tm_kernel_attention_scores_f16(rounded, (const uint16_t *)s->key_cache + first, s->kv_dim, length, hd, scale,
+                                       scores);
+        tm_kernel_softmax(scores, length);
+        tm_kernel_attention_values_f16(scores, (const uint16_t *)s->value_cache + first, s->kv_dim, length, hd, out);
+        return;
+    }
+    tm_kernel_attention_scores(q, (const float *)s->key_cache + first, s->kv_dim, length, hd, scale, scores);
+    tm_kernel_softmax(scores, length);
+    tm_kernel_attention_values(scores, (const float *)s->value_cache + first, s->kv_dim, length, hd, out);
+}
+
 /* Causal attention of n new tokens (at positions first..first+n-1) over the
  * cache of this layer; one (token, head) pair per work item. */
 static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
     const tm_model_config *cfg = &c->model->config;
     int32_t hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
-    const float *keys = c->key_cache + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    const float *values = c->value_cache + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    size_t layer_base = (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
     int64_t items = n * cfg->n_heads;
     int64_t work = items * (first + n) * hd;
@@ -260,10 +320,8 @@ static void attend(tm_context *c, int32_t layer, int32_t first, int64_t n) {
         int32_t length = first + (int32_t)i + 1;
         float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
         const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_scores(q, keys + (size_t)kvh * (size_t)hd, c->kv_dim, length, hd, scale, scores);
-        tm_kernel_softmax(scores, length);
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_values(scores, values + (size_t)kvh * (size_t)hd, c->kv_dim, length, hd, out);
+        attend_head(c, layer_base + (size_t)kvh * (size_t)hd, q, length, scale, scores, out);
     }
 }
 
@@ -340,8 +398,7 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
             rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
             size_t slot = layer_base + (size_t)(first + i) * (size_t)c->kv_dim;
-            memcpy(c->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
-            memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            cache_store(c, slot, c->k + i * c->kv_dim, c->v + i * c->kv_dim);
         }
         attend(c, l, first, n);
         layer_feed_forward(c, w, n, false);
@@ -396,12 +453,8 @@ static void attend_batch(tm_context *c, tm_context *const *contexts, int64_t n, 
         size_t layer_base = (size_t)layer * (size_t)s->n_ctx * (size_t)s->kv_dim;
         float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
         const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_scores(q, s->key_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length, hd,
-                                   scale, scores);
-        tm_kernel_softmax(scores, length);
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_values(scores, s->value_cache + layer_base + (size_t)kvh * (size_t)hd, s->kv_dim, length,
-                                   hd, out);
+        attend_head(s, layer_base + (size_t)kvh * (size_t)hd, q, length, scale, scores, out);
     }
 }
 
@@ -445,8 +498,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
             rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
             size_t slot = ((size_t)l * (size_t)s->n_ctx + (size_t)s->position) * (size_t)s->kv_dim;
-            memcpy(s->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
-            memcpy(s->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            cache_store(s, slot, c->k + i * c->kv_dim, c->v + i * c->kv_dim);
         }
         attend_batch(c, contexts, n, l);
         layer_feed_forward(c, w, n, true);
@@ -562,10 +614,8 @@ static void attend_packed(tm_context *c, int32_t layer, const int32_t *position,
         size_t first = layer_base + (size_t)base[i] * (size_t)c->kv_dim + (size_t)kvh * (size_t)hd;
         float *scores = c->scores + (size_t)omp_get_thread_num() * (size_t)c->n_ctx;
         const float *q = c->q + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_scores(q, c->key_cache + first, c->kv_dim, length, hd, scale, scores);
-        tm_kernel_softmax(scores, length);
         float *out = c->attention + i * c->q_dim + (int64_t)h * hd;
-        tm_kernel_attention_values(scores, c->value_cache + first, c->kv_dim, length, hd, out);
+        attend_head(c, first, q, length, scale, scores, out);
     }
 }
 
@@ -589,8 +639,7 @@ static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *
             rope_apply(c, c->q + i * c->q_dim, cfg->n_heads, i);
             rope_apply(c, c->k + i * c->kv_dim, cfg->n_kv_heads, i);
             size_t slot = layer_base + (size_t)(base[i] + position[i]) * (size_t)c->kv_dim;
-            memcpy(c->key_cache + slot, c->k + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
-            memcpy(c->value_cache + slot, c->v + i * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            cache_store(c, slot, c->k + i * c->kv_dim, c->v + i * c->kv_dim);
         }
         attend_packed(c, l, position, base, n);
         layer_feed_forward(c, w, n, false);

@@ -2,7 +2,7 @@
  * matrix-vector products are hand-written (AVX-512 or AVX2/FMA/F16C when
  * the CPU has them, chosen at run time, with a portable fallback; the
  * quantized ones live in quant.c) and split over threads by rows, as are
- * attention's dot and axpy loops. A prompt's batched products go through
+ * attention's dot and axpy loops (over an F32 or an F16 KV cache). A prompt's batched products go through
  * OpenBLAS sgemm for float weights (F16/BF16 widened in parallel slices)
  * and through quant_gemm.c's integer kernels for quantized ones. The
  * element-wise kernels give the same bits on every path (expf is glibc's,
@@ -54,6 +54,31 @@ __attribute__((target("avx2,fma,f16c"))) static void round_to_f16_avx2(float *x,
     for (; i < n; i++) x[i] = tm_f16_to_f32(tm_f32_to_f16(x[i]));
 }
 #endif
+
+#ifdef TM_X86
+__attribute__((target("avx512f"))) static size_t to_f16_avx512(const float *x, uint16_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static size_t to_f16_avx2(const float *x, uint16_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+#endif
+
+void tm_kernel_to_f16(const float *x, uint16_t *out, size_t n) {
+    size_t i = 0;
+#ifdef TM_X86
+    if (cpu_has_avx512()) i = to_f16_avx512(x, out, n);
+    else if (cpu_has_avx2()) i = to_f16_avx2(x, out, n);
+#endif
+    for (; i < n; i++) out[i] = tm_f32_to_f16(x[i]);
+}
 
 void tm_kernel_round_activations(uint32_t weight_type, float *x, size_t n) {
 #ifdef TM_X86
@@ -474,6 +499,143 @@ __attribute__((target("avx2,fma"))) static void values_128_avx2(const float *w, 
     values_avx2(w, v, stride, n, out, 128);
 }
 #endif
+
+#ifdef TM_X86
+/* The same loops over an F16 cache (GGUF models keep K and V in F16, as
+ * llama.cpp does): each row widened to F32 as it is loaded (exact), then the
+ * F32 loops' arithmetic, so every result is the F32 kernel's on the widened
+ * rows, bit for bit. Half the bytes of the F32 cache a position. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) __m512 load16_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+}
+
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+scores_f16_avx512(const float *q, const uint16_t *keys, int64_t stride, int64_t n, float scale, float *scores,
+                  const int width) {
+    __m512 qv[8];
+    for (int j = 0; j < width / 16; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *k = keys + t * stride;
+        __m512 s0 = _mm512_fmadd_ps(qv[0], load16_f16(k), _mm512_setzero_ps());
+        __m512 s1 = _mm512_fmadd_ps(qv[1], load16_f16(k + 16), _mm512_setzero_ps());
+        for (int j = 2; j < width / 16; j += 2) {
+            s0 = _mm512_fmadd_ps(qv[j], load16_f16(k + 16 * j), s0);
+            s1 = _mm512_fmadd_ps(qv[j + 1], load16_f16(k + 16 * j + 16), s1);
+        }
+        scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * scale;
+    }
+}
+
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+values_f16_avx512(const float *weights, const uint16_t *values, int64_t stride, int64_t n, float *out, const int width) {
+    __m512 o[8];
+    for (int j = 0; j < width / 16; j++) o[j] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *v = values + t * stride;
+        __m512 w = _mm512_set1_ps(weights[t]);
+        for (int j = 0; j < width / 16; j++) o[j] = _mm512_fmadd_ps(w, load16_f16(v + 16 * j), o[j]);
+    }
+    for (int j = 0; j < width / 16; j++) _mm512_storeu_ps(out + 16 * j, o[j]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) __m256 load8_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
+scores_f16_avx2(const float *q, const uint16_t *keys, int64_t stride, int64_t n, float scale, float *scores,
+                const int width) {
+    __m256 qv[16];
+    for (int j = 0; j < width / 8; j++) qv[j] = _mm256_loadu_ps(q + 8 * j);
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *k = keys + t * stride;
+        __m256 s0 = _mm256_fmadd_ps(qv[0], load8_f16(k), _mm256_setzero_ps());
+        __m256 s1 = _mm256_fmadd_ps(qv[1], load8_f16(k + 8), _mm256_setzero_ps());
+        for (int j = 2; j < width / 8; j += 2) {
+            s0 = _mm256_fmadd_ps(qv[j], load8_f16(k + 8 * j), s0);
+            s1 = _mm256_fmadd_ps(qv[j + 1], load8_f16(k + 8 * j + 8), s1);
+        }
+        scores[t] = horizontal_sum(_mm256_add_ps(s0, s1)) * scale;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
+values_f16_avx2(const float *weights, const uint16_t *values, int64_t stride, int64_t n, float *out, const int width) {
+    __m256 o[16];
+    for (int j = 0; j < width / 8; j++) o[j] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *v = values + t * stride;
+        __m256 w = _mm256_set1_ps(weights[t]);
+        for (int j = 0; j < width / 8; j++) o[j] = _mm256_fmadd_ps(w, load8_f16(v + 8 * j), o[j]);
+    }
+    for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + 8 * j, o[j]);
+}
+
+#define F16_INSTANCES(width)                                                                                            \
+    __attribute__((target("avx512f"))) static void scores_f16_##width##_avx512(                                        \
+        const float *q, const uint16_t *k, int64_t stride, int64_t n, float scale, float *scores) {                     \
+        scores_f16_avx512(q, k, stride, n, scale, scores, width);                                                       \
+    }                                                                                                                   \
+    __attribute__((target("avx512f"))) static void values_f16_##width##_avx512(                                        \
+        const float *w, const uint16_t *v, int64_t stride, int64_t n, float *out) {                                     \
+        values_f16_avx512(w, v, stride, n, out, width);                                                                 \
+    }                                                                                                                   \
+    __attribute__((target("avx2,fma,f16c"))) static void scores_f16_##width##_avx2(                                    \
+        const float *q, const uint16_t *k, int64_t stride, int64_t n, float scale, float *scores) {                     \
+        scores_f16_avx2(q, k, stride, n, scale, scores, width);                                                         \
+    }                                                                                                                   \
+    __attribute__((target("avx2,fma,f16c"))) static void values_f16_##width##_avx2(                                    \
+        const float *w, const uint16_t *v, int64_t stride, int64_t n, float *out) {                                     \
+        values_f16_avx2(w, v, stride, n, out, width);                                                                   \
+    }
+F16_INSTANCES(64)
+F16_INSTANCES(128)
+#undef F16_INSTANCES
+#endif
+
+/* Other widths and CPUs: each row widened into a buffer, then the F32 calls. */
+static void widen_f16(const uint16_t *in, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = tm_f16_to_f32(in[i]);
+}
+
+void tm_kernel_attention_scores_f16(const float *q, const uint16_t *keys, int64_t stride, int64_t n, int64_t head_dim,
+                                    float scale, float *scores) {
+#ifdef TM_X86
+    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
+        (head_dim == 64 ? scores_f16_64_avx512 : scores_f16_128_avx512)(q, keys, stride, n, scale, scores);
+        return;
+    }
+    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
+        (head_dim == 64 ? scores_f16_64_avx2 : scores_f16_128_avx2)(q, keys, stride, n, scale, scores);
+        return;
+    }
+#endif
+    float row[TM_KERNEL_MAX_HEAD_DIM];
+    for (int64_t t = 0; t < n; t++) {
+        widen_f16(keys + t * stride, row, head_dim);
+        scores[t] = tm_kernel_dot(q, row, head_dim) * scale;
+    }
+}
+
+void tm_kernel_attention_values_f16(const float *weights, const uint16_t *values, int64_t stride, int64_t n,
+                                    int64_t head_dim, float *out) {
+#ifdef TM_X86
+    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
+        (head_dim == 64 ? values_f16_64_avx512 : values_f16_128_avx512)(weights, values, stride, n, out);
+        return;
+    }
+    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
+        (head_dim == 64 ? values_f16_64_avx2 : values_f16_128_avx2)(weights, values, stride, n, out);
+        return;
+    }
+#endif
+    float row[TM_KERNEL_MAX_HEAD_DIM];
+    memset(out, 0, (size_t)head_dim * sizeof(float));
+    for (int64_t t = 0; t < n; t++) {
+        widen_f16(values + t * stride, row, head_dim);
+        tm_kernel_axpy(out, weights[t], row, head_dim);
+    }
+}
 
 void tm_kernel_attention_scores(const float *q, const float *keys, int64_t stride, int64_t n, int64_t head_dim,
                                 float scale, float *scores) {

@@ -50,6 +50,16 @@ void tm_kernel_attention_scores(const float *q, const float *keys, int64_t strid
                                 float scale, float *scores);
 void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
                                 int64_t head_dim, float *out);
+/* The same over an F16 cache (rows of stride halves): the F32 kernels' bits
+ * on the rows widened to F32. head_dim <= TM_KERNEL_MAX_HEAD_DIM (the model
+ * loader's limit). */
+enum { TM_KERNEL_MAX_HEAD_DIM = 4096 };
+void tm_kernel_attention_scores_f16(const float *q, const uint16_t *keys, int64_t stride, int64_t n, int64_t head_dim,
+                                    float scale, float *scores);
+void tm_kernel_attention_values_f16(const float *weights, const uint16_t *values, int64_t stride, int64_t n,
+                                    int64_t head_dim, float *out);
+/* out[i] = x[i] rounded to F16 (to nearest, ties to even: tm_f32_to_f16). */
+void tm_kernel_to_f16(const float *x, uint16_t *out, size_t n);
 
 
 void tm_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);

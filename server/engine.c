@@ -413,7 +413,8 @@ static void *engine_main(void *arg) {
 }
 
 tm_status tm_server_engine_create(tm_server_engine **out, const tm_model *model, const tm_tokenizer *tokenizer,
-                                  int32_t slots, int32_t n_ctx, int32_t n_threads, int32_t max_queue, tm_error *err) {
+                                  int32_t slots, int32_t n_ctx, int32_t n_threads, tm_kv_type kv_type,
+                                  int32_t max_queue, tm_error *err) {
     *out = NULL;
     if (slots < 1 || slots > 64) return tm_error_set(err, TM_ERR_ARGUMENT, "--parallel %d is out of range (1..64)", slots);
     if (max_queue < 1) max_queue = 256;
@@ -436,7 +437,7 @@ tm_status tm_server_engine_create(tm_server_engine **out, const tm_model *model,
         return TM_ERR_NOMEM;
     }
     for (int32_t s = 0; s < slots; s++) {
-        tm_status status = tm_context_create(&e->contexts[s], model, n_ctx, n_threads, err);
+        tm_status status = tm_context_create_kv(&e->contexts[s], model, n_ctx, n_threads, kv_type, err);
         if (status != TM_OK) {
             tm_server_engine_free(e);
             return status;

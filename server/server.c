@@ -248,7 +248,7 @@ tm_status tm_server_start(tm_server **out, const tm_server_options *o, tm_error 
         }
     }
     status = tm_server_engine_create(&s->engine, s->model, s->tokenizer, o->parallel ? o->parallel : 1, o->n_ctx,
-                                     o->n_threads, o->max_queue, err);
+                                     o->n_threads, o->kv_type, o->max_queue, err);
     if (status != TM_OK) goto fail;
     /* Bind only where asked: a numeric address, loopback by default. */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};

@@ -92,7 +92,8 @@ typedef struct {
 } tm_server_engine_stats;
 
 tm_status tm_server_engine_create(tm_server_engine **out, const tm_model *model, const tm_tokenizer *tokenizer,
-                                  int32_t slots, int32_t n_ctx, int32_t n_threads, int32_t max_queue, tm_error *err);
+                                  int32_t slots, int32_t n_ctx, int32_t n_threads, tm_kv_type kv_type,
+                                  int32_t max_queue, tm_error *err);
 /* Cancel everything and join the engine thread; submit refuses afterwards. */
 void tm_server_engine_stop(tm_server_engine *engine);
 /* Stop (if not yet) and free. */

@@ -29,14 +29,16 @@ static const size_t prompt_sizes[SEQUENCES] = {9, 3, 6, 1, 4, 7, 5, 3};
 /* Each step batches the first few sequences: every size, odd and even, up to 8. */
 static const int step_sizes[STEPS] = {4, 8, 3, 5, 2, 7, 6};
 
-/* Run the same token streams batched and alone; return the largest logit difference. */
-static double batched_against_single(const tm_model *model, int32_t n_vocab) {
+/* Run the same token streams batched and alone, with KV caches of the given
+ * type; return the largest logit difference. */
+static double batched_against_single(const tm_model *model, int32_t n_vocab, tm_kv_type kv) {
     tm_context *batched[SEQUENCES], *alone[SEQUENCES];
     tm_error err = {0};
     const float *logits;
     for (int s = 0; s < SEQUENCES; s++) {
-        cr_assert_eq(tm_context_create(&batched[s], model, 64, 2, &err), TM_OK, "%s", err.message);
-        cr_assert_eq(tm_context_create(&alone[s], model, 64, 2, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_context_create_kv(&batched[s], model, 64, 2, kv, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_context_create_kv(&alone[s], model, 64, 2, kv, &err), TM_OK, "%s", err.message);
+        cr_assert_eq(tm_context_kv_type(batched[s]), kv);
         cr_assert_eq(tm_context_eval(batched[s], prompts[s], prompt_sizes[s], &logits, &err), TM_OK);
         cr_assert_eq(tm_context_eval(alone[s], prompts[s], prompt_sizes[s], &logits, &err), TM_OK);
     }
@@ -68,7 +70,7 @@ Test(batch, float_weights_match_single_sequences) {
     tm_model *model = NULL;
     tm_error err = {0};
     cr_assert_eq(tm_model_load(&model, bin, &err), TM_OK, "%s", err.message);
-    double worst = batched_against_single(model, 512); /* stories260K's vocabulary */
+    double worst = batched_against_single(model, 512, TM_KV_F32); /* stories260K's vocabulary */
     cr_assert_lt(worst, 1e-4, "largest logit difference %g", worst);
     tm_model_free(model);
     free(bin);
@@ -76,8 +78,10 @@ Test(batch, float_weights_match_single_sequences) {
 
 /* Q4_K weights: a small batch goes through the same matrix-vector dot
  * products as a single token (batch.c), so the logits are the same bits,
- * and a seed repeats whatever else the server is decoding at the time. */
-Test(batch, quantized_weights_match_single_sequences) {
+ * and a seed repeats whatever else the server is decoding at the time;
+ * with an F16 cache too (serve --kv-type f16), whose rounding sees the
+ * same values either way. */
+static void quantized_weights_match_single_sequences_with(tm_kv_type kv) {
     char *dir = tm_test_scratch_dir(), *path = tm_test_path(dir, "tiny-q4k.gguf");
     char *tokenizer = tm_fixture("models/llama-2-tiny-random.gguf");
     tm_synth_options o = {.tokenizer_path = tokenizer, .ftype = TM_FTYPE_Q4_K_M, .seed = 7, .n_threads = 1};
@@ -89,12 +93,18 @@ Test(batch, quantized_weights_match_single_sequences) {
     cr_assert_eq(tm_synth_write(path, &o, &err), TM_OK, "%s", err.message);
     tm_model *model = NULL;
     cr_assert_eq(tm_model_load(&model, path, &err), TM_OK, "%s", err.message);
-    double worst = batched_against_single(model, 32000); /* Llama 2's vocabulary */
+    double worst = batched_against_single(model, 32000, kv); /* Llama 2's vocabulary */
     cr_assert_eq(worst, 0.0, "largest logit difference %g", worst);
     tm_model_free(model);
     free(tokenizer);
     free(path);
     free(dir);
+}
+
+Test(batch, quantized_weights_match_single_sequences) { quantized_weights_match_single_sequences_with(TM_KV_F32); }
+
+Test(batch, quantized_weights_match_single_sequences_with_an_f16_cache) {
+    quantized_weights_match_single_sequences_with(TM_KV_F16);
 }
 
 Test(batch, one_sequence_is_the_single_path_bit_for_bit) {

@@ -947,3 +947,24 @@ Test(cli_generate, json_record_writes_float_settings_as_given) {
     json_decref(root);
     tm_test_cli_free(&r);
 }
+
+/* --kv-type f16, llama.cpp's own cache type, gives its greedy ids too; an
+ * unknown type is a usage error. */
+Test(cli_generate, f16_cache_greedy_matches_llama_cpp_and_bad_types_are_usage_errors) {
+    fixtures f = paths();
+    json_t *prompt_ids, *ids;
+    llama_cpp_greedy64(&prompt_ids, &ids);
+    tm_test_cli_result r = tm_test_cli(
+        "generate --model %s --prompt 'Once upon a time' --temperature 0 --max-tokens 64 --kv-type f16 --json", f.gguf);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    json_t *root = parse_json(r.out);
+    assert_same_ids(json_object_get(root, "ids"), ids, 64, "ids");
+    json_decref(root);
+    tm_test_cli_free(&r);
+    r = tm_test_cli("generate --model %s --prompt 'x' --kv-type q8_0", f.gguf);
+    cr_assert_eq(r.code, 2, "exit %d", r.code);
+    cr_assert(strstr(r.err, "f32 or f16"), "%s", r.err);
+    tm_test_cli_free(&r);
+    json_decref(prompt_ids);
+    json_decref(ids);
+}

@@ -208,3 +208,56 @@ Test(kernels, attention_over_positions_equals_the_per_position_calls) {
     free(scores);
     free(keys);
 }
+
+/* The F16 cache's kernels give the F32 kernels' bits on the rows widened to
+ * F32 (the 64- and 128-wide heads take their own loops, other widths widen a
+ * row at a time), over strided, unaligned rows and many lengths; and the
+ * cache writes round as tm_f32_to_f16 does, at every length (the vector
+ * conversions and their tails), for ordinary values, halfway cases,
+ * overflow, subnormals, zeros of either sign and NaN. */
+Test(kernels, f16_cache_attention_is_the_f32_kernels_on_the_widened_rows) {
+    const int64_t widths[] = {8, 48, 64, 80, 128}, stride = 3 * 128 + 5, max_n = 300;
+    uint16_t *keys = malloc(sizeof(uint16_t) * (size_t)(stride * max_n));
+    float *wide = malloc(sizeof(float) * (size_t)(stride * max_n)), q[128], weights[300];
+    float *scores = malloc(sizeof(float) * (size_t)max_n), *expected = malloc(sizeof(float) * (size_t)max_n);
+    cr_assert(keys && wide && scores && expected);
+    for (int64_t i = 0; i < stride * max_n; i++) {
+        keys[i] = tm_f32_to_f16((float)sin((double)i * 0.37) * (float)(1 + i % 7));
+        wide[i] = tm_f16_to_f32(keys[i]);
+    }
+    for (int64_t i = 0; i < 128; i++) q[i] = (float)cos((double)i * 1.1);
+    for (int64_t t = 0; t < max_n; t++) weights[t] = (float)(1.0 / (double)(t + 2));
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        int64_t hd = widths[w];
+        for (int64_t n = 1; n <= max_n; n += n < 20 ? 1 : 37) {
+            tm_kernel_attention_scores_f16(q, keys + 5, stride, n, hd, 0.125f, scores);
+            tm_kernel_attention_scores(q, wide + 5, stride, n, hd, 0.125f, expected);
+            cr_assert(memcmp(scores, expected, sizeof(float) * (size_t)n) == 0, "scores, width %lld, %lld positions",
+                      (long long)hd, (long long)n);
+            float out[128], want[128];
+            tm_kernel_attention_values_f16(weights, keys + 5, stride, n, hd, out);
+            tm_kernel_attention_values(weights, wide + 5, stride, n, hd, want);
+            cr_assert(memcmp(out, want, sizeof(float) * (size_t)hd) == 0, "values, width %lld, %lld positions",
+                      (long long)hd, (long long)n);
+        }
+    }
+    float x[67];
+    uint16_t got[67];
+    const float special[] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f, 65520.0f, -1e9f, 0x1p-24f, 0x1p-25f,
+                             0x1.8p-25f, -0.0f, 0.0f, NAN, -INFINITY, 3.14159f, -2.71828f, 1e-6f, -7e-5f};
+    for (size_t n = 0; n <= 67; n++) {
+        for (size_t i = 0; i < n; i++) x[i] = special[(i * 5 + n) % (sizeof special / sizeof *special)] * (i % 3 ? 1 : -1);
+        memset(got, 0xAB, sizeof got);
+        tm_kernel_to_f16(x, got, n);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t want = tm_f32_to_f16(x[i]);
+            if (isnan(x[i])) cr_assert((got[i] & 0x7C00) == 0x7C00 && (got[i] & 0x3FF), "NaN stays NaN at %zu", i);
+            else cr_assert_eq(got[i], want, "%a of %zu: 0x%04x, want 0x%04x", (double)x[i], n, got[i], want);
+        }
+        if (n < 67) cr_assert_eq(got[n], 0xABAB, "wrote past %zu", n);
+    }
+    free(expected);
+    free(scores);
+    free(wide);
+    free(keys);
+}

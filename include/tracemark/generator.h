@@ -31,6 +31,21 @@ enum { TM_CONTEXT_DEFAULT = 4096 };
  * the memory available (tm_memory_available), before anything is allocated.
  * n_threads 0 means all cores. */
 tm_status tm_context_create(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads, tm_error *err);
+/* The element type of the KV cache. F32 (the default) keeps the keys and
+ * values exactly as computed, so that a prompt evaluated at once, token by
+ * token, or in several sequences' batches gives the same scores to within
+ * the products' rounding (what the evaluations and zero-shot detectors rely
+ * on). F16 is llama.cpp's default: half the memory and half the bytes read
+ * per position (long contexts, many server slots), the query rounded to F16
+ * before its dot products as llama.cpp rounds it, and a K or V element that
+ * lands near a rounding boundary can round either way between two such
+ * paths, moving a score by ~1e-5 relative. */
+typedef enum { TM_KV_F32 = 0, TM_KV_F16 = 1 } tm_kv_type;
+tm_status tm_context_create_kv(tm_context **out, const tm_model *model, int32_t n_ctx, int32_t n_threads,
+                               tm_kv_type kv_type, tm_error *err);
+/* "f32" or "f16"; false for anything else. */
+bool tm_kv_type_parse(const char *name, tm_kv_type *out);
+tm_kv_type tm_context_kv_type(const tm_context *context);
 void tm_context_free(tm_context *context);
 /* Run tokens at the next positions (a batch goes through sgemm) and return
  * the logits after the last one (n_vocab floats, valid until the next call).

@@ -30,6 +30,7 @@ typedef struct {
     int32_t parallel;            /* slots (sequences decoded together); default 1 */
     int32_t n_ctx;               /* context per slot; 0: the model's */
     int32_t n_threads;           /* engine threads; 0: all cores */
+    tm_kv_type kv_type;          /* the slots' KV caches: F32 (default) or F16, half the memory */
     size_t max_body_bytes;       /* default 1 MiB */
     int32_t max_queue;           /* sequences waiting for a slot before 503; default 256 */
     /* --sign: an Ed25519 signing key (mode 0600, read at start); every

@@ -24,6 +24,9 @@ make_tenants
 set +e
 "$tracemark" serve --model "$model" --tokenizer "$tokenizer" 2>"$work/usage.err"; code=$?
 [ $code -eq 2 ] && grep -q "watermark" "$work/usage.err" || fail "serve without a watermark: exit $code"
+"$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/tenants.yaml" --kv-type f8 \
+  2>"$work/usage.err"; code=$?
+[ $code -eq 2 ] && grep -q "f32 or f16" "$work/usage.err" || fail "serve --kv-type f8: exit $code"
 cp "$work/tenants.yaml" "$work/open.yaml" && chmod 644 "$work/open.yaml"
 "$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/open.yaml" --port 0 2>"$work/open.err"; code=$?
 set -e

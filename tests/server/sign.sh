@@ -27,7 +27,7 @@ echo "ok - a signing key others can read is refused at start"
 
 "$tracemark" serve --model "$model" --tokenizer "$tokenizer" --tenants "$work/tenants.yaml" --port 0 \
   --parallel 2 --threads 1 --chat-template chatml --model-name stories --sign "$work/server.key" \
-  --trust "$work/partner.pub" 2>"$work/serve.log" &
+  --trust "$work/partner.pub" --kv-type f16 2>"$work/serve.log" &  # (run.sh serves with the default F32 cache)
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q "listening on" "$work/serve.log" 2>/dev/null && break
@@ -86,7 +86,8 @@ key_secret=$(sed -n 's/^key: //p' "$work/acme.key")
 
 # The manifest records what generate --sign records for the same key, seed and prompt.
 "$tracemark" generate --model "$model" --tokenizer "$tokenizer" --watermark "$scheme" --key "$work/acme.key" \
-  --seed 5 --max-tokens 60 --prompt "$prompt" --output "$work/generated.txt" --sign "$work/server.key" >/dev/null
+  --seed 5 --max-tokens 60 --prompt "$prompt" --output "$work/generated.txt" --sign "$work/server.key" \
+  --kv-type f16 >/dev/null
 python3 - "$work/curl-0.manifest.json" "$work/generated.txt.manifest.json" "$work/generated.txt" "$work/curl-0.txt" "$prompt" <<'PY' ||
 import json, sys
 server, cli = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
