@@ -192,24 +192,68 @@ tm_sampler *tm_sampler_temperature(float temperature) {
 
 /* ---- top-k --------------------------------------------------------------- */
 
-typedef struct { int32_t k; } top_k_state;
+typedef struct {
+    int32_t k;
+    uint64_t *bits; /* one bit per candidate, reused */
+    size_t words;
+} top_k_state;
 
 static const char *top_k_name(const tm_sampler *sampler) { (void)sampler; return "top-k"; }
 
+/* Moves to the front the candidates within some width of the largest logit,
+ * the width doubling from 1 until at least k lie within it, and returns how
+ * many (k <= count <= n / 4), in their order; 0 when that would be more than
+ * a quarter of them, or no width holds k (NaN and -inf), or out of memory.
+ * The set is upward closed, so it holds every candidate the k best could be,
+ * ties included: partial_sort over it picks what partial_sort over all does. */
+static size_t gather_near_top(top_k_state *state, tm_token_data *d, size_t n, size_t k) {
+    size_t words = (n + 63) / 64;
+    if (words > state->words) {
+        uint64_t *bits = tm_alloc_array(words, sizeof *bits, NULL);
+        if (!bits) return 0;
+        free(state->bits);
+        state->bits = bits;
+        state->words = words;
+    }
+    float max = tm_candidates_max_logit(d, n);
+    if (!(max > -INFINITY)) return 0;
+    size_t near = 0;
+    for (float width = 1.0f; near < k; width *= 2.0f) {
+        near = tm_candidates_at_least(d, n, width, max, state->bits);
+        if (near > n / 4 || isinf(width)) return 0;
+    }
+    size_t to = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t word = state->bits[w]; word; word &= word - 1) d[to++] = d[w * 64 + (size_t)__builtin_ctzll(word)];
+    return near;
+}
+
 static void top_k_apply(tm_sampler *sampler, tm_candidates *candidates) {
-    const top_k_state *state = sampler->state;
+    top_k_state *state = sampler->state;
     if (state->k <= 0 || candidates->size == 0) return;
-    size_t k = (size_t)state->k;
-    if (k > candidates->size) k = candidates->size;
-    if (!candidates->sorted) partial_sort(candidates->data, candidates->size, k);
+    size_t k = (size_t)state->k, n = candidates->size;
+    if (k > n) k = n;
+    if (!candidates->sorted) {
+        /* A k-element heap screens every candidate one comparison at a time;
+         * a vocabulary of them is mostly far below the k best, so vector
+         * passes first set aside the few near the top (same selection). */
+        size_t near = k <= n / 8 ? gather_near_top(state, candidates->data, n, k) : 0;
+        partial_sort(candidates->data, near ? near : n, k);
+    }
     candidates->size = k;
     candidates->sorted = true;
 }
 
-static const tm_sampler_interface top_k_interface = {.name = top_k_name, .apply = top_k_apply, .free = free_state};
+static void top_k_free(tm_sampler *sampler) {
+    top_k_state *state = sampler->state;
+    free(state->bits);
+    free(state);
+}
+
+static const tm_sampler_interface top_k_interface = {.name = top_k_name, .apply = top_k_apply, .free = top_k_free};
 
 tm_sampler *tm_sampler_top_k(int32_t k) {
-    top_k_state *state = malloc(sizeof *state);
+    top_k_state *state = calloc(1, sizeof *state);
     if (!state) return NULL;
     state->k = k;
     return sampler_new(&top_k_interface, state);

@@ -220,6 +220,44 @@ Test(top_k, keeps_exactly_the_k_largest_sorted) {
     }
 }
 
+/* The k best through the vector passes that set aside the candidates near
+ * the top (k up to an eighth of them) are the k best of a full sort, on
+ * peaked logits (the pass gathers a few), flat ones (it gives up, more than
+ * a quarter near the top), ties at the k-th logit (every tied id must be
+ * weighed), -inf and NaN, the largest logit alone far above, and fewer than
+ * k finite logits; and the same stage is used again over several sizes. */
+Test(top_k, the_near_top_pass_keeps_what_a_full_sort_keeps) {
+    enum { N = 5000 };
+    static float logits[N];
+    static tm_token_data storage[N], reference[N];
+    const int32_t ks[] = {1, 3, 40, 400, 625};
+    for (size_t j = 0; j < sizeof ks / sizeof *ks; j++) {
+        tm_sampler *top_k = tm_sampler_top_k(ks[j]);
+        for (int shape = 0; shape < 6; shape++) {
+            size_t n = shape == 5 ? N / 2 + 17 : N; /* the stage's bits sized for one n, then another */
+            fill_logits(logits, n, 100 * j + (size_t)shape);
+            for (size_t i = 0; i < n; i++) {
+                if (shape == 0) logits[i] *= 3.0f;                                       /* peaked: [-24, 24) */
+                if (shape == 1) logits[i] *= 0.01f;                                      /* flat */
+                if (shape == 2) logits[i] = floorf(logits[i] * 2.0f) / 2.0f * 3.0f;      /* many ties */
+                if (shape == 3) logits[i] = i % 3 ? -INFINITY : i % 7 ? logits[i] : NAN; /* few finite */
+                if (shape == 4 && i == 77) logits[i] = 1e30f;                            /* one far above */
+            }
+            tm_candidates c = make_candidates(storage, logits, n);
+            memcpy(reference, storage, n * sizeof *reference);
+            tm_candidates r = {reference, n, false, -1};
+            tm_candidates_sort(&r);
+            apply(top_k, &c);
+            size_t k = (size_t)ks[j] < n ? (size_t)ks[j] : n;
+            cr_assert_eq(c.size, k);
+            cr_assert(c.sorted);
+            for (size_t i = 0; i < k; i++)
+                cr_assert_eq(c.data[i].id, reference[i].id, "k %d, shape %d, rank %zu", ks[j], shape, i);
+        }
+        tm_sampler_free(top_k);
+    }
+}
+
 Test(top_k, off_and_oversized) {
     const float logits[5] = {0.1f, 0.4f, 0.3f, 0.0f, 0.2f};
     tm_token_data storage[5];
