@@ -404,31 +404,40 @@ __attribute__((target("avx512f,avx2,fma"))) static void axpy_f32_avx512(float *y
  * same order, so results are the same bits as the per-position calls. With
  * the keys in L3, 1024 positions of a 128-wide head took 6.8-7.2 us for the
  * scores against 9.5-10.9 by the calls, 7.0-8.2 for the values against
- * 10.7-16.3, on this path and on AVX2 alike. */
+ * 10.7-16.3, on this path and on AVX2 alike. Over an F16 cache (half) each
+ * row is widened to F32 as it is loaded, which is exact, so the results are
+ * the F32 loops' on the widened rows, bit for bit. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) __m512
+row16(const void *rows, int64_t at, const bool half) {
+    return half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows + at)))
+                : _mm512_loadu_ps((const float *)rows + at);
+}
+
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-scores_avx512(const float *q, const float *keys, int64_t stride, int64_t n, float scale, float *scores, const int width) {
+scores_avx512(const float *q, const void *keys, int64_t stride, int64_t n, float scale, float *scores, const int width,
+              const bool half) {
     __m512 qv[8];
     for (int j = 0; j < width / 16; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);
     for (int64_t t = 0; t < n; t++) {
-        const float *k = keys + t * stride;
-        __m512 s0 = _mm512_fmadd_ps(qv[0], _mm512_loadu_ps(k), _mm512_setzero_ps());
-        __m512 s1 = _mm512_fmadd_ps(qv[1], _mm512_loadu_ps(k + 16), _mm512_setzero_ps());
+        int64_t k = t * stride;
+        __m512 s0 = _mm512_fmadd_ps(qv[0], row16(keys, k, half), _mm512_setzero_ps());
+        __m512 s1 = _mm512_fmadd_ps(qv[1], row16(keys, k + 16, half), _mm512_setzero_ps());
         for (int j = 2; j < width / 16; j += 2) {
-            s0 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k + 16 * j), s0);
-            s1 = _mm512_fmadd_ps(qv[j + 1], _mm512_loadu_ps(k + 16 * j + 16), s1);
+            s0 = _mm512_fmadd_ps(qv[j], row16(keys, k + 16 * j, half), s0);
+            s1 = _mm512_fmadd_ps(qv[j + 1], row16(keys, k + 16 * j + 16, half), s1);
         }
         scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * scale;
     }
 }
 
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-values_avx512(const float *weights, const float *values, int64_t stride, int64_t n, float *out, const int width) {
+values_avx512(const float *weights, const void *values, int64_t stride, int64_t n, float *out, const int width,
+              const bool half) {
     __m512 o[8];
     for (int j = 0; j < width / 16; j++) o[j] = _mm512_setzero_ps();
     for (int64_t t = 0; t < n; t++) {
-        const float *v = values + t * stride;
         __m512 w = _mm512_set1_ps(weights[t]);
-        for (int j = 0; j < width / 16; j++) o[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * j), o[j]);
+        for (int j = 0; j < width / 16; j++) o[j] = _mm512_fmadd_ps(w, row16(values, t * stride + 16 * j, half), o[j]);
     }
     for (int j = 0; j < width / 16; j++) _mm512_storeu_ps(out + 16 * j, o[j]);
 }
@@ -437,176 +446,126 @@ values_avx512(const float *weights, const float *values, int64_t stride, int64_t
  * TM_NO_AVX512): each score dot_f32_avx2's two chains over 16-wide steps and
  * horizontal_sum, each output axpy_f32_avx2's fused multiply-adds from zero,
  * so again the per-position calls' bits. */
-__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-scores_avx2(const float *q, const float *keys, int64_t stride, int64_t n, float scale, float *scores, const int width) {
-    __m256 qv[16];
-    for (int j = 0; j < width / 8; j++) qv[j] = _mm256_loadu_ps(q + 8 * j);
-    for (int64_t t = 0; t < n; t++) {
-        const float *k = keys + t * stride;
-        __m256 s0 = _mm256_fmadd_ps(qv[0], _mm256_loadu_ps(k), _mm256_setzero_ps());
-        __m256 s1 = _mm256_fmadd_ps(qv[1], _mm256_loadu_ps(k + 8), _mm256_setzero_ps());
-        for (int j = 2; j < width / 8; j += 2) {
-            s0 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k + 8 * j), s0);
-            s1 = _mm256_fmadd_ps(qv[j + 1], _mm256_loadu_ps(k + 8 * j + 8), s1);
-        }
-        scores[t] = horizontal_sum(_mm256_add_ps(s0, s1)) * scale;
-    }
-}
-
-__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-values_avx2(const float *weights, const float *values, int64_t stride, int64_t n, float *out, const int width) {
-    __m256 o[16];
-    for (int j = 0; j < width / 8; j++) o[j] = _mm256_setzero_ps();
-    for (int64_t t = 0; t < n; t++) {
-        const float *v = values + t * stride;
-        __m256 w = _mm256_set1_ps(weights[t]);
-        for (int j = 0; j < width / 8; j++) o[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * j), o[j]);
-    }
-    for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + 8 * j, o[j]);
-}
-
-/* One instance per width, so that each loop is unrolled with its registers. */
-__attribute__((target("avx512f"))) static void scores_64_avx512(const float *q, const float *k, int64_t stride, int64_t n,
-                                                               float scale, float *scores) {
-    scores_avx512(q, k, stride, n, scale, scores, 64);
-}
-__attribute__((target("avx512f"))) static void scores_128_avx512(const float *q, const float *k, int64_t stride,
-                                                                int64_t n, float scale, float *scores) {
-    scores_avx512(q, k, stride, n, scale, scores, 128);
-}
-__attribute__((target("avx512f"))) static void values_64_avx512(const float *w, const float *v, int64_t stride, int64_t n,
-                                                               float *out) {
-    values_avx512(w, v, stride, n, out, 64);
-}
-__attribute__((target("avx512f"))) static void values_128_avx512(const float *w, const float *v, int64_t stride,
-                                                                int64_t n, float *out) {
-    values_avx512(w, v, stride, n, out, 128);
-}
-__attribute__((target("avx2,fma"))) static void scores_64_avx2(const float *q, const float *k, int64_t stride, int64_t n,
-                                                               float scale, float *scores) {
-    scores_avx2(q, k, stride, n, scale, scores, 64);
-}
-__attribute__((target("avx2,fma"))) static void scores_128_avx2(const float *q, const float *k, int64_t stride, int64_t n,
-                                                                float scale, float *scores) {
-    scores_avx2(q, k, stride, n, scale, scores, 128);
-}
-__attribute__((target("avx2,fma"))) static void values_64_avx2(const float *w, const float *v, int64_t stride, int64_t n,
-                                                               float *out) {
-    values_avx2(w, v, stride, n, out, 64);
-}
-__attribute__((target("avx2,fma"))) static void values_128_avx2(const float *w, const float *v, int64_t stride, int64_t n,
-                                                                float *out) {
-    values_avx2(w, v, stride, n, out, 128);
-}
-#endif
-
-#ifdef TM_X86
-/* The same loops over an F16 cache (GGUF models keep K and V in F16, as
- * llama.cpp does): each row widened to F32 as it is loaded (exact), then the
- * F32 loops' arithmetic, so every result is the F32 kernel's on the widened
- * rows, bit for bit. Half the bytes of the F32 cache a position. */
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) __m512 load16_f16(const uint16_t *p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
-}
-
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-scores_f16_avx512(const float *q, const uint16_t *keys, int64_t stride, int64_t n, float scale, float *scores,
-                  const int width) {
-    __m512 qv[8];
-    for (int j = 0; j < width / 16; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);
-    for (int64_t t = 0; t < n; t++) {
-        const uint16_t *k = keys + t * stride;
-        __m512 s0 = _mm512_fmadd_ps(qv[0], load16_f16(k), _mm512_setzero_ps());
-        __m512 s1 = _mm512_fmadd_ps(qv[1], load16_f16(k + 16), _mm512_setzero_ps());
-        for (int j = 2; j < width / 16; j += 2) {
-            s0 = _mm512_fmadd_ps(qv[j], load16_f16(k + 16 * j), s0);
-            s1 = _mm512_fmadd_ps(qv[j + 1], load16_f16(k + 16 * j + 16), s1);
-        }
-        scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * scale;
-    }
-}
-
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-values_f16_avx512(const float *weights, const uint16_t *values, int64_t stride, int64_t n, float *out, const int width) {
-    __m512 o[8];
-    for (int j = 0; j < width / 16; j++) o[j] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < n; t++) {
-        const uint16_t *v = values + t * stride;
-        __m512 w = _mm512_set1_ps(weights[t]);
-        for (int j = 0; j < width / 16; j++) o[j] = _mm512_fmadd_ps(w, load16_f16(v + 16 * j), o[j]);
-    }
-    for (int j = 0; j < width / 16; j++) _mm512_storeu_ps(out + 16 * j, o[j]);
-}
-
-__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) __m256 load8_f16(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) __m256
+row8(const void *rows, int64_t at, const bool half) {
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)rows + at)))
+                : _mm256_loadu_ps((const float *)rows + at);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
-scores_f16_avx2(const float *q, const uint16_t *keys, int64_t stride, int64_t n, float scale, float *scores,
-                const int width) {
+scores_avx2(const float *q, const void *keys, int64_t stride, int64_t n, float scale, float *scores, const int width,
+            const bool half) {
     __m256 qv[16];
     for (int j = 0; j < width / 8; j++) qv[j] = _mm256_loadu_ps(q + 8 * j);
     for (int64_t t = 0; t < n; t++) {
-        const uint16_t *k = keys + t * stride;
-        __m256 s0 = _mm256_fmadd_ps(qv[0], load8_f16(k), _mm256_setzero_ps());
-        __m256 s1 = _mm256_fmadd_ps(qv[1], load8_f16(k + 8), _mm256_setzero_ps());
+        int64_t k = t * stride;
+        __m256 s0 = _mm256_fmadd_ps(qv[0], row8(keys, k, half), _mm256_setzero_ps());
+        __m256 s1 = _mm256_fmadd_ps(qv[1], row8(keys, k + 8, half), _mm256_setzero_ps());
         for (int j = 2; j < width / 8; j += 2) {
-            s0 = _mm256_fmadd_ps(qv[j], load8_f16(k + 8 * j), s0);
-            s1 = _mm256_fmadd_ps(qv[j + 1], load8_f16(k + 8 * j + 8), s1);
+            s0 = _mm256_fmadd_ps(qv[j], row8(keys, k + 8 * j, half), s0);
+            s1 = _mm256_fmadd_ps(qv[j + 1], row8(keys, k + 8 * j + 8, half), s1);
         }
         scores[t] = horizontal_sum(_mm256_add_ps(s0, s1)) * scale;
     }
 }
 
 __attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
-values_f16_avx2(const float *weights, const uint16_t *values, int64_t stride, int64_t n, float *out, const int width) {
+values_avx2(const float *weights, const void *values, int64_t stride, int64_t n, float *out, const int width,
+            const bool half) {
     __m256 o[16];
     for (int j = 0; j < width / 8; j++) o[j] = _mm256_setzero_ps();
     for (int64_t t = 0; t < n; t++) {
-        const uint16_t *v = values + t * stride;
         __m256 w = _mm256_set1_ps(weights[t]);
-        for (int j = 0; j < width / 8; j++) o[j] = _mm256_fmadd_ps(w, load8_f16(v + 8 * j), o[j]);
+        for (int j = 0; j < width / 8; j++) o[j] = _mm256_fmadd_ps(w, row8(values, t * stride + 8 * j, half), o[j]);
     }
     for (int j = 0; j < width / 8; j++) _mm256_storeu_ps(out + 8 * j, o[j]);
 }
 
-#define F16_INSTANCES(width)                                                                                            \
-    __attribute__((target("avx512f"))) static void scores_f16_##width##_avx512(                                        \
-        const float *q, const uint16_t *k, int64_t stride, int64_t n, float scale, float *scores) {                     \
-        scores_f16_avx512(q, k, stride, n, scale, scores, width);                                                       \
+/* One instance per width, path and element type, so that each loop is
+ * unrolled with its registers: scores_64_f32_avx512 and so on. */
+typedef void scores_fn(const float *q, const void *keys, int64_t stride, int64_t n, float scale, float *scores);
+typedef void values_fn(const float *weights, const void *values, int64_t stride, int64_t n, float *out);
+#define ATTENTION_INSTANCES(width, type, half)                                                                          \
+    __attribute__((target("avx512f"))) static void scores_##width##_##type##_avx512(                                   \
+        const float *q, const void *k, int64_t stride, int64_t n, float scale, float *scores) {                         \
+        scores_avx512(q, k, stride, n, scale, scores, width, half);                                                     \
     }                                                                                                                   \
-    __attribute__((target("avx512f"))) static void values_f16_##width##_avx512(                                        \
-        const float *w, const uint16_t *v, int64_t stride, int64_t n, float *out) {                                     \
-        values_f16_avx512(w, v, stride, n, out, width);                                                                 \
+    __attribute__((target("avx512f"))) static void values_##width##_##type##_avx512(                                   \
+        const float *w, const void *v, int64_t stride, int64_t n, float *out) {                                         \
+        values_avx512(w, v, stride, n, out, width, half);                                                               \
     }                                                                                                                   \
-    __attribute__((target("avx2,fma,f16c"))) static void scores_f16_##width##_avx2(                                    \
-        const float *q, const uint16_t *k, int64_t stride, int64_t n, float scale, float *scores) {                     \
-        scores_f16_avx2(q, k, stride, n, scale, scores, width);                                                         \
+    __attribute__((target("avx2,fma,f16c"))) static void scores_##width##_##type##_avx2(                               \
+        const float *q, const void *k, int64_t stride, int64_t n, float scale, float *scores) {                         \
+        scores_avx2(q, k, stride, n, scale, scores, width, half);                                                       \
     }                                                                                                                   \
-    __attribute__((target("avx2,fma,f16c"))) static void values_f16_##width##_avx2(                                    \
-        const float *w, const uint16_t *v, int64_t stride, int64_t n, float *out) {                                     \
-        values_f16_avx2(w, v, stride, n, out, width);                                                                   \
+    __attribute__((target("avx2,fma,f16c"))) static void values_##width##_##type##_avx2(                               \
+        const float *w, const void *v, int64_t stride, int64_t n, float *out) {                                         \
+        values_avx2(w, v, stride, n, out, width, half);                                                                 \
     }
-F16_INSTANCES(64)
-F16_INSTANCES(128)
-#undef F16_INSTANCES
+ATTENTION_INSTANCES(64, f32, false)
+ATTENTION_INSTANCES(128, f32, false)
+ATTENTION_INSTANCES(64, f16, true)
+ATTENTION_INSTANCES(128, f16, true)
+#undef ATTENTION_INSTANCES
+
+/* The in-register loop for this width, element type and CPU, or NULL. */
+static scores_fn *scores_loop(int64_t head_dim, bool half) {
+    if (head_dim != 64 && head_dim != 128) return NULL;
+    bool w64 = head_dim == 64;
+    if (cpu_has_avx512())
+        return half ? (w64 ? scores_64_f16_avx512 : scores_128_f16_avx512) : (w64 ? scores_64_f32_avx512 : scores_128_f32_avx512);
+    if (cpu_has_avx2())
+        return half ? (w64 ? scores_64_f16_avx2 : scores_128_f16_avx2) : (w64 ? scores_64_f32_avx2 : scores_128_f32_avx2);
+    return NULL;
+}
+
+static values_fn *values_loop(int64_t head_dim, bool half) {
+    if (head_dim != 64 && head_dim != 128) return NULL;
+    bool w64 = head_dim == 64;
+    if (cpu_has_avx512())
+        return half ? (w64 ? values_64_f16_avx512 : values_128_f16_avx512) : (w64 ? values_64_f32_avx512 : values_128_f32_avx512);
+    if (cpu_has_avx2())
+        return half ? (w64 ? values_64_f16_avx2 : values_128_f16_avx2) : (w64 ? values_64_f32_avx2 : values_128_f32_avx2);
+    return NULL;
+}
 #endif
 
-/* Other widths and CPUs: each row widened into a buffer, then the F32 calls. */
+/* Other widths and CPUs: the per-position calls (an F16 row widened into a buffer first). */
 static void widen_f16(const uint16_t *in, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = tm_f16_to_f32(in[i]);
+}
+
+void tm_kernel_attention_scores(const float *q, const float *keys, int64_t stride, int64_t n, int64_t head_dim,
+                                float scale, float *scores) {
+#ifdef TM_X86
+    scores_fn *loop = scores_loop(head_dim, false);
+    if (loop) {
+        loop(q, keys, stride, n, scale, scores);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < n; t++) scores[t] = tm_kernel_dot(q, keys + t * stride, head_dim) * scale;
+}
+
+void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
+                                int64_t head_dim, float *out) {
+#ifdef TM_X86
+    values_fn *loop = values_loop(head_dim, false);
+    if (loop) {
+        loop(weights, values, stride, n, out);
+        return;
+    }
+#endif
+    memset(out, 0, (size_t)head_dim * sizeof(float));
+    for (int64_t t = 0; t < n; t++) tm_kernel_axpy(out, weights[t], values + t * stride, head_dim);
 }
 
 void tm_kernel_attention_scores_f16(const float *q, const uint16_t *keys, int64_t stride, int64_t n, int64_t head_dim,
                                     float scale, float *scores) {
 #ifdef TM_X86
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
-        (head_dim == 64 ? scores_f16_64_avx512 : scores_f16_128_avx512)(q, keys, stride, n, scale, scores);
-        return;
-    }
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
-        (head_dim == 64 ? scores_f16_64_avx2 : scores_f16_128_avx2)(q, keys, stride, n, scale, scores);
+    scores_fn *loop = scores_loop(head_dim, true);
+    if (loop) {
+        loop(q, keys, stride, n, scale, scores);
         return;
     }
 #endif
@@ -620,12 +579,9 @@ void tm_kernel_attention_scores_f16(const float *q, const uint16_t *keys, int64_
 void tm_kernel_attention_values_f16(const float *weights, const uint16_t *values, int64_t stride, int64_t n,
                                     int64_t head_dim, float *out) {
 #ifdef TM_X86
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
-        (head_dim == 64 ? values_f16_64_avx512 : values_f16_128_avx512)(weights, values, stride, n, out);
-        return;
-    }
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
-        (head_dim == 64 ? values_f16_64_avx2 : values_f16_128_avx2)(weights, values, stride, n, out);
+    values_fn *loop = values_loop(head_dim, true);
+    if (loop) {
+        loop(weights, values, stride, n, out);
         return;
     }
 #endif
@@ -635,37 +591,6 @@ void tm_kernel_attention_values_f16(const float *weights, const uint16_t *values
         widen_f16(values + t * stride, row, head_dim);
         tm_kernel_axpy(out, weights[t], row, head_dim);
     }
-}
-
-void tm_kernel_attention_scores(const float *q, const float *keys, int64_t stride, int64_t n, int64_t head_dim,
-                                float scale, float *scores) {
-#ifdef TM_X86
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
-        (head_dim == 64 ? scores_64_avx512 : scores_128_avx512)(q, keys, stride, n, scale, scores);
-        return;
-    }
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
-        (head_dim == 64 ? scores_64_avx2 : scores_128_avx2)(q, keys, stride, n, scale, scores);
-        return;
-    }
-#endif
-    for (int64_t t = 0; t < n; t++) scores[t] = tm_kernel_dot(q, keys + t * stride, head_dim) * scale;
-}
-
-void tm_kernel_attention_values(const float *weights, const float *values, int64_t stride, int64_t n,
-                                int64_t head_dim, float *out) {
-#ifdef TM_X86
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx512()) {
-        (head_dim == 64 ? values_64_avx512 : values_128_avx512)(weights, values, stride, n, out);
-        return;
-    }
-    if ((head_dim == 64 || head_dim == 128) && cpu_has_avx2()) {
-        (head_dim == 64 ? values_64_avx2 : values_128_avx2)(weights, values, stride, n, out);
-        return;
-    }
-#endif
-    memset(out, 0, (size_t)head_dim * sizeof(float));
-    for (int64_t t = 0; t < n; t++) tm_kernel_axpy(out, weights[t], values + t * stride, head_dim);
 }
 
 float tm_kernel_dot(const float *a, const float *b, int64_t n) {

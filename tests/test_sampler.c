@@ -4,6 +4,7 @@
  * formulas for every stage checked on hand-computed logits, and the
  * distribution sampler's empirical frequencies checked against the softmax
  * with a chi-square test at a tabulated critical value. No timing is asserted. */
+#include "chain_testing.h"
 #include "tracemark/generator.h"
 
 #include <criterion/criterion.h>
@@ -886,25 +887,6 @@ static tm_sampler *recording_stage(recording_state **state) {
     *sampler = (tm_sampler){&recording_interface, s};
     *state = s;
     return sampler;
-}
-
-/* The chain tm_sampler_chain_build makes, assembled by hand without the
- * pre-truncation stage. */
-static tm_sampler_chain *chain_without_pre_truncation(const tm_sampling_params *p, tm_sampler *bias,
-                                                      tm_sampler *selector) {
-    tm_sampler_chain *chain = tm_sampler_chain_create();
-    cr_assert(tm_sampler_chain_add(chain, bias));
-    if (p->temperature <= 0.0f) {
-        tm_sampler_free(selector);
-        cr_assert(tm_sampler_chain_add(chain, tm_sampler_greedy()));
-        return chain;
-    }
-    if (p->top_k > 0) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_k(p->top_k)));
-    if (p->top_p < 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_p(p->top_p, 1)));
-    if (p->min_p > 0.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_min_p(p->min_p, 1)));
-    if (p->temperature != 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_temperature(p->temperature)));
-    cr_assert(tm_sampler_chain_add(chain, selector ? selector : tm_sampler_distribution(p->seed)));
-    return chain;
 }
 
 Test(pre_truncation, draws_what_the_chain_without_it_draws) {

@@ -11,6 +11,7 @@
  * -inf and NaN. Run it under TM_NO_AVX512=1 and TM_NO_AVX2=1 too, so
  * every SIMD path meets the reference. Under ASan (TRACEMARK_SANITIZE_BUILD)
  * the vocabulary and the step count are smaller, to stay quick. */
+#include "chain_testing.h"
 #include "watermark_testing.h"
 
 #include "tracemark/generator.h"
@@ -223,21 +224,6 @@ Test(wm_fast_paths, order_by_key) {
  * tm_sampler_chain_build hands the scheme only the candidates that can
  * survive, and must draw the tokens a hand-built chain without that stage
  * draws, step after step (each drawn token accepted, so contexts move on). */
-static tm_sampler_chain *chain_by_hand(const tm_sampling_params *p, tm_sampler *bias) {
-    tm_sampler_chain *chain = tm_sampler_chain_create();
-    cr_assert(tm_sampler_chain_add(chain, bias));
-    if (p->temperature <= 0.0f) {
-        cr_assert(tm_sampler_chain_add(chain, tm_sampler_greedy()));
-        return chain;
-    }
-    if (p->top_k > 0) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_k(p->top_k)));
-    if (p->top_p < 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_top_p(p->top_p, 1)));
-    if (p->min_p > 0.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_min_p(p->min_p, 1)));
-    if (p->temperature != 1.0f) cr_assert(tm_sampler_chain_add(chain, tm_sampler_temperature(p->temperature)));
-    cr_assert(tm_sampler_chain_add(chain, tm_sampler_distribution(p->seed)));
-    return chain;
-}
-
 Test(wm_fast_paths, bias_schemes_after_pre_truncation_draw_the_same_tokens) {
     const char *names[] = {"kgw-lefthash", "kgw-selfhash", "unigram"};
     const struct { float t; int32_t k; float top_p, min_p; } settings[] = {
@@ -254,7 +240,7 @@ Test(wm_fast_paths, bias_schemes_after_pre_truncation_draw_the_same_tokens) {
             p.temperature = settings[s].t, p.top_k = settings[s].k, p.top_p = settings[s].top_p;
             p.min_p = settings[s].min_p, p.seed = 77 + s;
             tm_sampler_chain *built = tm_sampler_chain_build(&p, tm_wm_sampler(scheme, p.seed), NULL);
-            tm_sampler_chain *by_hand = chain_by_hand(&p, tm_wm_sampler(scheme, p.seed));
+            tm_sampler_chain *by_hand = chain_without_pre_truncation(&p, tm_wm_sampler(scheme, p.seed), NULL);
             cr_assert_not_null(built);
             uint64_t rng = 5 + s;
             for (size_t step = 0; step < 2 * STEPS; step++) {
