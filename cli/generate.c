@@ -387,6 +387,8 @@ static json_t *generation_json(const run *r, const options *o, const char *promp
                                       "repeat_penalty", tm_float_shortest(s->repeat_penalty), "frequency_penalty",
                                       tm_float_shortest(s->frequency_penalty), "presence_penalty", tm_float_shortest(s->presence_penalty),
                                       "penalty_window", (int)s->penalty_window));
+    /* The cache type moves the tokens, so a record that repeats them names it (F32 is the default). */
+    if (root && o->kv_type == TM_KV_F16) json_object_set_new(json_object_get(root, "sampling"), "kv_cache", json_string("f16"));
     return root;
 }
 

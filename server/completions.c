@@ -490,19 +490,22 @@ static const char *finish_reason(const tm_server_job *j) {
 
 /* What `tracemark generate --json` records and tm_provenance_sign_generation
  * reads, for choice k: the model (its file name; the SHA-256 hashed once at
- * start), the choice's seed, the sampling settings and the tenant's
+ * start), the choice's seed, the sampling settings (with "kv_cache": "f16"
+ * when the caches are F16, which moves the tokens) and the tenant's
  * watermark facts. Never a key: the watermark is named by its key id. */
 static json_t *generation_record(const generation *g, size_t k) {
     const tm_server *s = g->server;
     const tm_sampling_params *p = &g->parsed.sampling;
     const tm_wm_config *config = tm_wm_scheme_config(g->tenant->scheme);
-    return json_pack("{s:s, s:s, s:I, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}, s:{s:s, s:s, s:s}}", "model",
+    json_t *record = json_pack("{s:s, s:s, s:I, s:{s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i}, s:{s:s, s:s, s:s}}", "model",
                      s->model_path, "model_sha256", s->model_sha256, "seed", (json_int_t)(g->seed + k), "sampling",
                      "temperature", tm_float_shortest(p->temperature), "top_k", (int)p->top_k, "top_p", tm_float_shortest(p->top_p),
                      "min_p", tm_float_shortest(p->min_p), "repeat_penalty", tm_float_shortest(p->repeat_penalty), "frequency_penalty",
                      tm_float_shortest(p->frequency_penalty), "presence_penalty", tm_float_shortest(p->presence_penalty), "penalty_window",
                      (int)p->penalty_window, "watermark", "scheme", tm_wm_kind_name(config->kind), "parameters",
                      g->tenant->description, "key_id", tm_wm_scheme_key_id(g->tenant->scheme));
+    if (record && s->kv_type == TM_KV_F16) json_object_set_new(json_object_get(record, "sampling"), "kv_cache", json_string("f16"));
+    return record;
 }
 
 /* Each choice's signed manifest, in choice order. What is signed is the text

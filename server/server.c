@@ -183,6 +183,7 @@ tm_status tm_server_start(tm_server **out, const tm_server_options *o, tm_error 
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     s->max_body = o->max_body_bytes ? o->max_body_bytes : 1 << 20;
+    s->kv_type = o->kv_type;
     s->created = time(NULL);
     /* The signing key and trusted signers first, so that a bad key (or one
      * others can read) fails before the model is loaded. */

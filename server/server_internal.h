@@ -135,6 +135,7 @@ struct tm_server {
     tm_tokenizer *tokenizer;
     char *model_path;                   /* for the manifests' model name */
     char model_sha256[TM_SHA256_HEX_SIZE]; /* hashed once at start, not per signed response */
+    tm_kv_type kv_type;                 /* the slots' caches, recorded with the sampling settings */
     tm_signing_key *signer;             /* --sign; NULL: responses are not signed */
     tm_trust_store *trust;              /* /v1/verify: the signer's public key and --trust; NULL: no /v1/verify */
     bool has_chat;

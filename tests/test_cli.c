@@ -944,6 +944,7 @@ Test(cli_generate, json_record_writes_float_settings_as_given) {
     for (size_t i = 0; i < 6; i++)
         cr_expect_eq(json_real_value(json_object_get(s, names[i])), given[i], "%s: %.17g", names[i],
                      json_real_value(json_object_get(s, names[i])));
+    cr_expect_null(json_object_get(s, "kv_cache"), "the default F32 cache is not named");
     json_decref(root);
     tm_test_cli_free(&r);
 }
@@ -959,6 +960,8 @@ Test(cli_generate, f16_cache_greedy_matches_llama_cpp_and_bad_types_are_usage_er
     cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
     json_t *root = parse_json(r.out);
     assert_same_ids(json_object_get(root, "ids"), ids, 64, "ids");
+    /* the record names the cache type, which moves the tokens */
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "sampling"), "kv_cache")), "f16");
     json_decref(root);
     tm_test_cli_free(&r);
     r = tm_test_cli("generate --model %s --prompt 'x' --kv-type q8_0", f.gguf);

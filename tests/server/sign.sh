@@ -92,6 +92,7 @@ python3 - "$work/curl-0.manifest.json" "$work/generated.txt.manifest.json" "$wor
 import json, sys
 server, cli = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert server["generator"] == cli["generator"], (server["generator"], cli["generator"])
+assert server["generator"]["sampling"]["kv_cache"] == "f16", server["generator"]
 assert server["watermark"] == cli["watermark"], (server["watermark"], cli["watermark"])
 assert server["signer"] == cli["signer"]
 # generate signs prompt + text; the server signs the returned text, the same tokens.
