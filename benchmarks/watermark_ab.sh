@@ -23,6 +23,10 @@ benchmarks/decode.sh synthesise under $TMPDIR/tracemark-bench/models).
 
   --rounds N   rounds per build and path (default 12; the median is reported)
   --name NAME  results file benchmarks/results/NAME.md (default watermark-ab)
+
+BENCH_WM_TOP_K, BENCH_WM_TOP_P, BENCH_WM_MIN_P, BENCH_WM_TEMPERATURE and
+BENCH_WM_LOGIT_SCALE in the environment reach both builds' bench_watermark
+(a build older than those variables ignores them: give it this bench_watermark.c).
 EOF
 }
 
@@ -79,8 +83,12 @@ done
 [ -t 2 ] && echo >&2
 mkdir -p "$root/benchmarks/results"
 python3 - "$work/runs" "$rounds" "$(git -C "$root" rev-parse --short HEAD)" >"$work/out.md" <<'PY'
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 runs, rounds, commit = sys.argv[1], sys.argv[2], sys.argv[3]
+# bench_watermark's sampling settings, passed through the environment (default: none of them)
+names = {"BENCH_WM_TOP_K": "top-k", "BENCH_WM_TOP_P": "top-p", "BENCH_WM_MIN_P": "min-p",
+         "BENCH_WM_TEMPERATURE": "temperature", "BENCH_WM_LOGIT_SCALE": "logits x"}
+settings = ", ".join(f"{label} {os.environ[v]}" for v, label in names.items() if os.environ.get(v))
 steps = {}
 forward = None
 for line in open(runs):
@@ -90,7 +98,8 @@ for line in open(runs):
     steps.setdefault((path, d.get("config", "plain")), {}).setdefault(side, {})[r] = d["sampling_us"]
 print(f"# The watermark's extra sampling time per token, two builds side by side\n")
 print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, run from commit {commit}, {rounds} rounds per build "
-      f"and path (ABBA order), the medians. 32000 candidates, no truncation; forward pass "
+      f"and path (ABBA order), the medians. 32000 candidates, "
+      f"{'sampling with ' + settings if settings else 'no truncation'}; forward pass "
       f"{forward:.0f} us/token at 2 threads when the logits were recorded. Extra = the scheme's sampling step "
       f"minus plain sampling in the same round; share = extra / 5 ms (issue 19's budget: 2%).\n")
 for path in sorted({p for p, _ in steps}, reverse=True):
