@@ -108,6 +108,11 @@ char *tm_test_data_path(const char *name) { return format(TRACEMARK_SOURCE_DIR "
 
 double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *reference_path, int32_t threads,
                                           double tie, int *steps_out) {
+    return tm_test_llama_cpp_logit_difference_kv(model, reference_path, threads, TM_KV_F32, tie, steps_out);
+}
+
+double tm_test_llama_cpp_logit_difference_kv(const tm_model *model, const char *reference_path, int32_t threads,
+                                             tm_kv_type kv, double tie, int *steps_out) {
     size_t size;
     char *text = tm_test_read_file(reference_path, &size);
     cr_assert_not_null(text, "cannot read %s", reference_path);
@@ -115,7 +120,7 @@ double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *ref
     tm_context *context;
     tm_error err = {0};
     cr_assert_eq(tm_model_tokenizer(&tokenizer, model, NULL, &err), TM_OK, "%s", err.message);
-    cr_assert_eq(tm_context_create(&context, model, 64, threads, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_context_create_kv(&context, model, 64, threads, kv, &err), TM_OK, "%s", err.message);
     int32_t n_vocab = tm_model_get_config(model)->n_vocab, *ids = NULL;
     size_t n_ids = 0;
     cr_assert_eq(tm_tokenizer_encode(tokenizer, "Once upon a time", 16, true, &ids, &n_ids, &err), TM_OK);

@@ -47,9 +47,12 @@ char *tm_test_data_path(const char *name);
  * runs as one batch, then one token at a time following llama.cpp's choices.
  * Asserts that a greedy choice differs only where llama.cpp's top two are
  * closer than tie; returns the largest difference over every logit of every
- * step, and *steps (optional) the number of steps. */
+ * step, and *steps (optional) the number of steps. The context's KV cache
+ * is F32; the _kv form takes its type. */
 double tm_test_llama_cpp_logit_difference(const tm_model *model, const char *reference_path, int32_t threads,
                                           double tie, int *steps);
+double tm_test_llama_cpp_logit_difference_kv(const tm_model *model, const char *reference_path, int32_t threads,
+                                             tm_kv_type kv, double tie, int *steps);
 
 /* stories260K.bin with tok512.bin and a context of its trained length, 1 thread. */
 typedef struct {
