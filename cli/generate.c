@@ -61,7 +61,7 @@ static const char help[] =
     "                        larger sizes are checked against the memory available)\n"
     "  --threads N           threads (default: all cores)\n"
     "  --kv-type f32|f16     KV cache elements (default f32; f16 as llama.cpp keeps them: half the memory\n"
-    "                        and the bytes a position, logits within F16 rounding of f32's)\n"
+    "                        and the bytes read per cached position; a seed then gives other tokens)\n"
     "  --watermark CONFIG    generate through a watermark scheme (YAML, see configs/schemes/)\n"
     "  --key FILE            the watermark key (tracemark keygen; mode 0600)\n"
     "  --json                print one JSON object: ids, text, timings, watermark scheme and key id\n"

@@ -37,7 +37,7 @@ static const char help[] =
     "  --ctx N               context per slot (default: the model's)\n"
     "  --threads N           engine threads (default: all cores)\n"
     "  --kv-type f32|f16     KV cache elements (default f32; f16 as llama.cpp keeps them: half the memory\n"
-    "                        a slot, scores within ~1e-5 of f32's)\n"
+    "                        of a slot and the bytes read per cached position; a seed then gives other tokens)\n"
     "  --max-body BYTES      request body cap (default 1048576)\n"
     "  --drain SECONDS       on SIGTERM, how long in-flight requests may take (default 30)\n"
     "  --sign KEY            sign every reply with this Ed25519 signing key (tracemark keygen --signing;\n"

@@ -1,7 +1,8 @@
 /* The element-wise steps of the softmaxes of the sampler, the watermark
  * stages and attention, over whole arrays: the candidates made from the
  * logits, expf with libm's bits (glibc's method vectorised, expf_simd.h), the
- * largest value, and the float-to-double divisions and products that
+ * largest value, which candidates reach a bound (a bitmap, for top-k and the
+ * pre-truncation), and the float-to-double divisions and products that
  * normalise, each giving the very bits of the plain loop it replaces. AVX-512
  * and AVX2 versions are chosen at run time (tm_cpu_has, so TM_NO_AVX512 and
  * TM_NO_AVX2 force the narrower paths), with the plain loops elsewhere. The
