@@ -9,7 +9,10 @@
 # where present) and TM_NO_AVX512=1 TM_NO_VNNI=1 (plain AVX2). Writes
 # benchmarks/results/batch.jsonl and batch.md (with --threads N > 1:
 # batch-Nthreads.jsonl and .md, where the wall clock is the measure) and
-# prints the tables. Never asserts a speed.
+# prints the tables, each with the memory read bandwidth at that thread count
+# measured right before and after it: one stream is bound by it, so the
+# speedups move with it (a starved stream gains more from batching). Never
+# asserts a speed.
 # Usage: benchmarks/batch.sh [--build-dir DIR] [--threads N] [--steps N]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +23,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build=$2; shift ;;
     --threads) threads=$2; shift ;;
     --steps) steps=$2; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "batch.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -29,7 +32,7 @@ shared=${TRACEMARK_FIXTURES:-$root/../shared}
 work=${TMPDIR:-/tmp}/tracemark-bench
 mkdir -p "$work/models" benchmarks/results
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j2 --target tracemark bench_batch >/dev/null
+cmake --build "$build" -j2 --target tracemark bench_batch bench_bandwidth >/dev/null
 model=$work/models/llama2-110m-Q4_K_M.gguf
 [ -f "$model" ] || "$build/tracemark" model synth --like llama2-110m --type Q4_K_M --out "$model" \
   --tokenizer "$shared/models/llama-2-tiny-random.gguf" >/dev/null
@@ -49,17 +52,27 @@ result=batch
 [ "$threads" = 1 ] || result=batch-${threads}threads
 out=benchmarks/results/$result.jsonl
 : > "$out.tmp"
+bandwidth() { # best read GB/s at $threads threads over a 512 MiB buffer
+  "$build/bench_bandwidth" 512 "$threads" | python3 -c '
+import json, sys
+print(max(r["gb_s_best"] for r in map(json.loads, sys.stdin) if r.get("bench") == "bandwidth"))'
+}
 for entry in "${paths[@]}"; do
   name=${entry%%:*} env=${entry#*:}
+  before=$(bandwidth)
   # shellcheck disable=SC2086 # env holds VAR=value words
   env $env OMP_NUM_THREADS="$threads" "$build/bench_batch" "$model" "$key" configs/schemes/kgw-lefthash.yaml \
-    "$threads" "$steps" | python3 -c '
+    "$threads" "$steps" > "$out.rows"
+  after=$(bandwidth)
+  python3 -c '
 import json, sys
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     row = json.loads(line)
-    row["path"], row["env"] = sys.argv[1], sys.argv[2]
-    print(json.dumps(row))' "$name" "$env" >> "$out.tmp"
+    row["path"], row["env"] = sys.argv[2], sys.argv[3]
+    row["bandwidth_gb_s"] = [float(sys.argv[4]), float(sys.argv[5])]
+    print(json.dumps(row))' "$out.rows" "$name" "$env" "$before" "$after" >> "$out.tmp"
 done
+rm -f "$out.rows"
 mv "$out.tmp" "$out"
 python3 - "$out" "$(uptime)" > "benchmarks/results/$result.md.tmp" <<'PY'
 import json, sys
@@ -74,7 +87,9 @@ print(f"{rows[0]['threads']} engine thread(s), {rows[0]['steps']} steps after a 
 print("Written by `benchmarks/batch.sh`; what limits the speedup: `benchmarks/results/batch-limits.md`.\n")
 for path in dict.fromkeys(r["path"] for r in rows):
     env = next(r["env"] for r in rows if r["path"] == path)
+    bw = next(r["bandwidth_gb_s"] for r in rows if r["path"] == path)
     print(f"## {path}" + (f" (`{env}`)" if env else " (default)") + "\n")
+    print(f"Read bandwidth at {rows[0]['threads']} thread(s): {bw[0]:.1f} GB/s before, {bw[1]:.1f} after.\n")
     print("| streams | CPU clock: plain tok/s | watermarked tok/s | × one stream | watermark overhead | "
           "wall clock: watermarked tok/s | × one stream |")
     print("|---|---|---|---|---|---|---|")
