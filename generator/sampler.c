@@ -190,43 +190,61 @@ tm_sampler *tm_sampler_temperature(float temperature) {
     return sampler_new(&temperature_interface, state);
 }
 
+/* ---- the candidates near the top, as a bitmap ----------------------------- */
+
+/* One bit per candidate (tm_candidates_at_least), reused from token to
+ * token: grown with the vocabulary, never shrunk. */
+typedef struct {
+    uint64_t *bits;
+    size_t words;
+} candidate_marks;
+
+/* The bits for n candidates; NULL when out of memory (the caller then takes
+ * its plain path, which selects the same tokens). */
+static uint64_t *marks_for(candidate_marks *m, size_t n) {
+    size_t words = (n + 63) / 64;
+    if (words > m->words) {
+        uint64_t *bits = tm_alloc_array(words, sizeof *bits, NULL);
+        if (!bits) return NULL;
+        free(m->bits);
+        m->bits = bits;
+        m->words = words;
+    }
+    return m->bits;
+}
+
+/* Marks the candidates within `width` of the largest logit max (logit +
+ * width >= max), the width growing (2 width + 1) until at least k are
+ * marked, and returns how many; 0 when more than limit would be, or when no
+ * width marks k (fewer finite logits). The marked set holds everything above
+ * its members, so once it holds k candidates it holds the k largest, ties
+ * included. max itself is always marked. */
+static size_t mark_near_top(const tm_token_data *d, size_t n, float max, float width, size_t k, size_t limit,
+                            uint64_t *bits) {
+    for (;; width = 2.0f * width + 1.0f) {
+        size_t near = tm_candidates_at_least(d, n, width, max, bits);
+        if (near > limit) return 0;
+        if (near >= k) return near;
+        if (isinf(width)) return 0;
+    }
+}
+
+/* Moves the marked candidates of d[0..n) to the front, in their order (each
+ * moves down, if at all). */
+static void keep_marked(tm_token_data *d, const uint64_t *bits, size_t n) {
+    size_t to = 0;
+    for (size_t w = 0; w < (n + 63) / 64; w++)
+        for (uint64_t word = bits[w]; word; word &= word - 1) d[to++] = d[w * 64 + (size_t)__builtin_ctzll(word)];
+}
+
 /* ---- top-k --------------------------------------------------------------- */
 
 typedef struct {
     int32_t k;
-    uint64_t *bits; /* one bit per candidate, reused */
-    size_t words;
+    candidate_marks marks;
 } top_k_state;
 
 static const char *top_k_name(const tm_sampler *sampler) { (void)sampler; return "top-k"; }
-
-/* Moves to the front the candidates within some width of the largest logit,
- * the width doubling from 1 until at least k lie within it, and returns how
- * many (k <= count <= n / 4), in their order; 0 when that would be more than
- * a quarter of them, or no width holds k (NaN and -inf), or out of memory.
- * The set is upward closed, so it holds every candidate the k best could be,
- * ties included: partial_sort over it picks what partial_sort over all does. */
-static size_t gather_near_top(top_k_state *state, tm_token_data *d, size_t n, size_t k) {
-    size_t words = (n + 63) / 64;
-    if (words > state->words) {
-        uint64_t *bits = tm_alloc_array(words, sizeof *bits, NULL);
-        if (!bits) return 0;
-        free(state->bits);
-        state->bits = bits;
-        state->words = words;
-    }
-    float max = tm_candidates_max_logit(d, n);
-    if (!(max > -INFINITY)) return 0;
-    size_t near = 0;
-    for (float width = 1.0f; near < k; width *= 2.0f) {
-        near = tm_candidates_at_least(d, n, width, max, state->bits);
-        if (near > n / 4 || isinf(width)) return 0;
-    }
-    size_t to = 0;
-    for (size_t w = 0; w < words; w++)
-        for (uint64_t word = state->bits[w]; word; word &= word - 1) d[to++] = d[w * 64 + (size_t)__builtin_ctzll(word)];
-    return near;
-}
 
 static void top_k_apply(tm_sampler *sampler, tm_candidates *candidates) {
     top_k_state *state = sampler->state;
@@ -237,8 +255,12 @@ static void top_k_apply(tm_sampler *sampler, tm_candidates *candidates) {
         /* A k-element heap screens every candidate one comparison at a time;
          * a vocabulary of them is mostly far below the k best, so vector
          * passes first set aside the few near the top (same selection). */
-        size_t near = k <= n / 8 ? gather_near_top(state, candidates->data, n, k) : 0;
-        partial_sort(candidates->data, near ? near : n, k);
+        tm_token_data *d = candidates->data;
+        size_t near = 0;
+        uint64_t *bits = k <= n / 8 ? marks_for(&state->marks, n) : NULL;
+        float max = bits ? tm_candidates_max_logit(d, n) : -INFINITY;
+        if (max > -INFINITY && (near = mark_near_top(d, n, max, 1.0f, k, n / 4, bits))) keep_marked(d, bits, n);
+        partial_sort(d, near ? near : n, k);
     }
     candidates->size = k;
     candidates->sorted = true;
@@ -246,7 +268,7 @@ static void top_k_apply(tm_sampler *sampler, tm_candidates *candidates) {
 
 static void top_k_free(tm_sampler *sampler) {
     top_k_state *state = sampler->state;
-    free(state->bits);
+    free(state->marks.bits);
     free(state);
 }
 
@@ -392,23 +414,22 @@ typedef struct {
     int32_t k;     /* 0: no top-k bound */
     float min_p;   /* 0: no min-p bound */
     const tm_sampler *raising;
-    uint64_t *bits; /* one bit per candidate, reused */
-    size_t words;
+    candidate_marks marks;
 } pre_truncation_state;
 
 static const char *pre_truncation_name(const tm_sampler *sampler) { (void)sampler; return "pre-truncation"; }
 
 static void pre_truncation_free(tm_sampler *sampler) {
     pre_truncation_state *state = sampler->state;
-    free(state->bits);
+    free(state->marks.bits);
     free(state);
 }
 
-/* The k-th largest logit among the candidates whose bits are set (at least k). */
-static float kth_largest_logit(const tm_token_data *d, const uint64_t *bits, size_t words, size_t k) {
+/* The k-th largest logit among the marked candidates of d[0..n) (at least k). */
+static float kth_largest_logit(const tm_token_data *d, const uint64_t *bits, size_t n, size_t k) {
     float heap[PRE_TRUNCATION_MAX_K]; /* a min-heap of the k largest so far */
     size_t size = 0;
-    for (size_t w = 0; w < words; w++)
+    for (size_t w = 0; w < (n + 63) / 64; w++)
         for (uint64_t word = bits[w]; word; word &= word - 1) {
             float v = d[w * 64 + (size_t)__builtin_ctzll(word)].logit;
             if (size < k) { /* sift up */
@@ -434,35 +455,22 @@ static float kth_largest_logit(const tm_token_data *d, const uint64_t *bits, siz
 
 static void pre_truncation_apply(tm_sampler *sampler, tm_candidates *candidates) {
     pre_truncation_state *state = sampler->state;
-    size_t n = candidates->size, words = (n + 63) / 64;
+    size_t n = candidates->size;
     float raise = state->raising->interface->max_raise(state->raising);
     if (n == 0 || !(raise >= 0.0f) || !isfinite(raise)) return;
-    if (words > state->words) {
-        uint64_t *bits = tm_alloc_array(words, sizeof *bits, NULL);
-        if (!bits) return; /* nothing dropped: the same token, more work */
-        free(state->bits);
-        state->bits = bits;
-        state->words = words;
-    }
     tm_token_data *d = candidates->data;
-    uint64_t *bits = state->bits;
+    uint64_t *bits = marks_for(&state->marks, n);
     float max = max_logit_of(candidates);
-    if (!(max > -INFINITY)) return;
+    if (!bits || !(max > -INFINITY)) return; /* nothing dropped: the same token, more work */
     /* Only when most go: a scheme handed the whole vocabulary in order takes
      * its cached dense paths, cheaper per candidate than hashing what is left
      * of a flat distribution (a random-weight model's: 70% of 32000 pass
      * top-k 40). Every bound is at most the largest logit, so when more than a
-     * quarter lie within raise of it nothing is dropped. The set within
-     * `width` of the largest holds everything above its members, so once it
-     * holds k candidates it holds the k largest. */
-    size_t limit = n / PRE_TRUNCATION_MIN_SHARE, near;
-    for (float width = raise;; width = 2.0f * width + 1.0f) {
-        near = tm_candidates_at_least(d, n, width, max, bits);
-        if (near > limit) return;
-        if (state->k == 0 || near >= (size_t)state->k) break;
-        if (isinf(width)) return; /* fewer than k finite logits */
-    }
-    float bound = state->k > 0 ? kth_largest_logit(d, bits, words, (size_t)state->k) : -INFINITY;
+     * quarter lie within raise of it nothing is dropped; otherwise the marks
+     * hold the k largest, for the top-k bound. */
+    size_t limit = n / PRE_TRUNCATION_MIN_SHARE;
+    if (!mark_near_top(d, n, max, raise, (size_t)state->k, limit, bits)) return;
+    float bound = state->k > 0 ? kth_largest_logit(d, bits, n, (size_t)state->k) : -INFINITY;
     if (state->min_p > 0.0f) {
         float min_logit = max + logf(state->min_p);
         bound = min_logit > bound ? min_logit : bound;
@@ -470,9 +478,7 @@ static void pre_truncation_apply(tm_sampler *sampler, tm_candidates *candidates)
     if (!(bound > -INFINITY)) return;
     size_t kept = tm_candidates_at_least(d, n, raise, bound, bits);
     if (kept > limit) return;
-    size_t to = 0; /* in order, in place: every candidate moves down, if at all */
-    for (size_t w = 0; w < words; w++)
-        for (uint64_t word = bits[w]; word; word &= word - 1) d[to++] = d[w * 64 + (size_t)__builtin_ctzll(word)];
+    keep_marked(d, bits, n);
     candidates->size = kept;
 }
 
@@ -493,7 +499,7 @@ static tm_sampler *pre_truncation_for(const tm_sampling_params *params, const tm
         *failed = true;
         return NULL;
     }
-    *state = (pre_truncation_state){k, min_p, raising, NULL, 0};
+    *state = (pre_truncation_state){k, min_p, raising, {NULL, 0}};
     tm_sampler *stage = sampler_new(&pre_truncation_interface, state);
     *failed = !stage;
     return stage;
