@@ -234,3 +234,23 @@ Test(forward, logits_with_an_f16_cache_match_llama_cpp_closer) {
     cr_assert_lt(stories, 5e-3); /* 5.9e-3 without the query's rounding */
     cr_assert_lt(tiny, 1e-4);
 }
+
+/* A cache type the API does not know is an argument error naming it, and
+ * nothing is allocated; the CLI's names parse and nothing else does. */
+Test(forward, unknown_cache_types_are_refused) {
+    loaded l = load("models/stories260K.gguf", NULL, 8, 1);
+    tm_context *c = (tm_context *)&l; /* must be reset to NULL */
+    tm_error err = {0};
+    cr_assert_eq(tm_context_create_kv(&c, l.model, 8, 1, (tm_kv_type)7, &err), TM_ERR_ARGUMENT);
+    cr_assert_null(c);
+    cr_assert(strstr(err.message, "KV cache type 7"), "%s", err.message);
+    cr_assert_eq(tm_context_kv_type(l.context), TM_KV_F32);
+    tm_kv_type kv = TM_KV_F32;
+    cr_assert(tm_kv_type_parse("f16", &kv) && kv == TM_KV_F16);
+    cr_assert(tm_kv_type_parse("f32", &kv) && kv == TM_KV_F32);
+    const char *bad[] = {"F16", "f16 ", "q8_0", "", "f1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) cr_assert_not(tm_kv_type_parse(bad[i], &kv), "'%s'", bad[i]);
+    cr_assert_not(tm_kv_type_parse(NULL, &kv));
+    cr_assert_eq(kv, TM_KV_F32, "a refused name leaves the type as it was");
+    unload(&l);
+}
