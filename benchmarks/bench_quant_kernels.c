@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
                     for (int64_t row = 0; row < rows; row++)
                         tm_quant_dot_avx2_row(types[t], w + (size_t)row * row_bytes, xq, cols, &y[row]);
                 else
-                    tm_quant_matvec_rows(types[t], w, xq, y, 0, rows, cols);
+                    tm_quant_matvec_rows(&(tm_tensor){.type = types[t], .data = w, .rows = rows, .cols = cols}, xq, y, 0, rows);
                 double elapsed = thread_seconds() - t0;
                 tm_quant_force_path(TM_QUANT_PATH_COUNT);
                 times[p][r] = elapsed;

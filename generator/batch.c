@@ -35,7 +35,8 @@ enum { TILE_ROWS = 32, GROUP = 4 };
 bool tm_batch_matvec_supports(uint32_t type) { return tm_quant_is_quantized(type); }
 
 /* One weight row against up to GROUP activation rows: out[v] = row . a[v]. */
-typedef void (*multi_kernel)(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb, float *out);
+typedef void (*multi_kernel)(const uint8_t *row, size_t stride, const tm_q8k_block *const *a, int nv, int64_t nb,
+                             float *out);
 
 #ifdef TM_X86
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -68,13 +69,13 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
  * chains the core overlaps (integer sums: the order changes no bit). */
 #define DEFINE_MULTI_KERNELS(SUFFIX, TARGET, DPWSSD)                                                                  \
     TARGET static inline __attribute__((always_inline)) void q4_k_nv_##SUFFIX(                                        \
-        const uint8_t *row, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
+        const uint8_t *row, size_t stride, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         __m256 acc[GROUP];                                                                                            \
         __m128 mins_acc[GROUP];                                                                                       \
         for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), mins_acc[v] = _mm_setzero_ps();                    \
         for (int64_t i = 0; i < nb; i++) {                                                                            \
-            const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;                                                       \
+            const uint8_t *b = row + (size_t)i * stride;                                                       \
             __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));                                        \
             __m128i mins_w = _mm256_extracti128_si256(scales_mins, 1);                                                \
             __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));                        \
@@ -112,12 +113,12 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
         }                                                                                                             \
     }                                                                                                                 \
     TARGET static inline __attribute__((always_inline)) void q6_k_nv_##SUFFIX(                                        \
-        const uint8_t *row, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
+        const uint8_t *row, size_t stride, const tm_q8k_block *const *a, const int NV, int64_t nb, float *out) {                     \
         const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);                                     \
         __m256 acc[GROUP];                                                                                            \
         for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps();                                                    \
         for (int64_t i = 0; i < nb; i++) {                                                                            \
-            const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;                                                       \
+            const uint8_t *b = row + (size_t)i * stride;                                                       \
             __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));                     \
             float d = half_at(b + 208);                                                                               \
             __m256i sumi[GROUP];                                                                                      \
@@ -153,22 +154,22 @@ static inline __m128i k4_scales_mins(const uint8_t *q) {
         }                                                                                                             \
         for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]);                                                        \
     }                                                                                                                 \
-    TARGET static void q4_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
+    TARGET static void q4_k_##SUFFIX(const uint8_t *row, size_t stride, const tm_q8k_block *const *a, int nv, int64_t nb,           \
                                      float *out) {                                                                    \
         switch (nv) {                                                                                                 \
-        case 1: q4_k_nv_##SUFFIX(row, a, 1, nb, out); break;                                                          \
-        case 2: q4_k_nv_##SUFFIX(row, a, 2, nb, out); break;                                                          \
-        case 3: q4_k_nv_##SUFFIX(row, a, 3, nb, out); break;                                                          \
-        default: q4_k_nv_##SUFFIX(row, a, 4, nb, out); break;                                                         \
+        case 1: q4_k_nv_##SUFFIX(row, stride, a, 1, nb, out); break;                                                          \
+        case 2: q4_k_nv_##SUFFIX(row, stride, a, 2, nb, out); break;                                                          \
+        case 3: q4_k_nv_##SUFFIX(row, stride, a, 3, nb, out); break;                                                          \
+        default: q4_k_nv_##SUFFIX(row, stride, a, 4, nb, out); break;                                                         \
         }                                                                                                             \
     }                                                                                                                 \
-    TARGET static void q6_k_##SUFFIX(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb,           \
+    TARGET static void q6_k_##SUFFIX(const uint8_t *row, size_t stride, const tm_q8k_block *const *a, int nv, int64_t nb,           \
                                      float *out) {                                                                    \
         switch (nv) {                                                                                                 \
-        case 1: q6_k_nv_##SUFFIX(row, a, 1, nb, out); break;                                                          \
-        case 2: q6_k_nv_##SUFFIX(row, a, 2, nb, out); break;                                                          \
-        case 3: q6_k_nv_##SUFFIX(row, a, 3, nb, out); break;                                                          \
-        default: q6_k_nv_##SUFFIX(row, a, 4, nb, out); break;                                                         \
+        case 1: q6_k_nv_##SUFFIX(row, stride, a, 1, nb, out); break;                                                          \
+        case 2: q6_k_nv_##SUFFIX(row, stride, a, 2, nb, out); break;                                                          \
+        case 3: q6_k_nv_##SUFFIX(row, stride, a, 3, nb, out); break;                                                          \
+        default: q6_k_nv_##SUFFIX(row, stride, a, 4, nb, out); break;                                                         \
         }                                                                                                             \
     }
 
@@ -182,7 +183,7 @@ AVX2_TARGET static inline int hsum_epi32x4(__m128i v) {
  * unpacked once for up to GROUP sequences. The integer sums are the same
  * in every lane, the mins (Q4_K) and the offset of 32 (Q6_K) are the same
  * integers, and the float steps are the same expressions in the same order. */
-AVX2_TARGET static inline __attribute__((always_inline)) void q4_k_nv_avx2(const uint8_t *row,
+AVX2_TARGET static inline __attribute__((always_inline)) void q4_k_nv_avx2(const uint8_t *row, size_t stride,
                                                                            const tm_q8k_block *const *a, const int NV,
                                                                            int64_t nb, float *out) {
     const __m256i low = _mm256_set1_epi8(0x0F);
@@ -190,7 +191,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q4_k_nv_avx2(const
     float mins_total[GROUP];
     for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), mins_total[v] = 0;
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+        const uint8_t *b = row + (size_t)i * stride;
         uint8_t sc[8], m[8];
         for (int j = 0; j < 8; j++) tm_block_scale_min_k4(j, b + 4, &sc[j], &m[j]);
         __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
@@ -222,7 +223,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q4_k_nv_avx2(const
     for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]) - mins_total[v];
 }
 
-AVX2_TARGET static inline __attribute__((always_inline)) void q6_k_nv_avx2(const uint8_t *row,
+AVX2_TARGET static inline __attribute__((always_inline)) void q6_k_nv_avx2(const uint8_t *row, size_t stride,
                                                                            const tm_q8k_block *const *a, const int NV,
                                                                            int64_t nb, float *out) {
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
@@ -230,7 +231,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q6_k_nv_avx2(const
     float offsets[GROUP];
     for (int v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps(), offsets[v] = 0;
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;
+        const uint8_t *b = row + (size_t)i * stride;
         const int8_t *sc = (const int8_t *)(b + 192);
         __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         __m256i sumi[GROUP];
@@ -267,20 +268,20 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q6_k_nv_avx2(const
     for (int v = 0; v < NV; v++) out[v] = hsum_ps(acc[v]) - offsets[v];
 }
 
-AVX2_TARGET static void q4_k_avx2(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
+AVX2_TARGET static void q4_k_avx2(const uint8_t *row, size_t stride, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
     switch (nv) {
-    case 1: q4_k_nv_avx2(row, a, 1, nb, out); break;
-    case 2: q4_k_nv_avx2(row, a, 2, nb, out); break;
-    case 3: q4_k_nv_avx2(row, a, 3, nb, out); break;
-    default: q4_k_nv_avx2(row, a, 4, nb, out); break;
+    case 1: q4_k_nv_avx2(row, stride, a, 1, nb, out); break;
+    case 2: q4_k_nv_avx2(row, stride, a, 2, nb, out); break;
+    case 3: q4_k_nv_avx2(row, stride, a, 3, nb, out); break;
+    default: q4_k_nv_avx2(row, stride, a, 4, nb, out); break;
     }
 }
-AVX2_TARGET static void q6_k_avx2(const uint8_t *row, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
+AVX2_TARGET static void q6_k_avx2(const uint8_t *row, size_t stride, const tm_q8k_block *const *a, int nv, int64_t nb, float *out) {
     switch (nv) {
-    case 1: q6_k_nv_avx2(row, a, 1, nb, out); break;
-    case 2: q6_k_nv_avx2(row, a, 2, nb, out); break;
-    case 3: q6_k_nv_avx2(row, a, 3, nb, out); break;
-    default: q6_k_nv_avx2(row, a, 4, nb, out); break;
+    case 1: q6_k_nv_avx2(row, stride, a, 1, nb, out); break;
+    case 2: q6_k_nv_avx2(row, stride, a, 2, nb, out); break;
+    case 3: q6_k_nv_avx2(row, stride, a, 3, nb, out); break;
+    default: q6_k_nv_avx2(row, stride, a, 4, nb, out); break;
     }
 }
 
@@ -399,7 +400,7 @@ AVX512_TARGET static inline __m512i interleave(__m512i d0, __m512i d1) {
 }
 
 AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
-    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const tm_tensor *w, int64_t begin, int64_t end, const tm_q8k_block *const *a,
     const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
     const int NQ = (2 * NP + 3) / 4, quad0 = p0 / 2;
     const __m512i low = _mm512_set1_epi8(0x0F);
@@ -412,14 +413,15 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
         pick[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * k))),
                                      _mm256_set1_epi16((short)(2 * k + 1)), 1);
     for (int64_t r = begin; r < end; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
+        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
+        const uint8_t *row = tm_tensor_row(w, r, &stride);
         for (size_t line = 0; line < row_bytes; line += 64)
             _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
         __m512 acc[PAIRS], mins_acc[QUADS];
         for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
         for (int q = 0; q < NQ; q++) mins_acc[q] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+            const uint8_t *b = row + (size_t)i * stride;
             __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins_vec(b + 4));
             __m512i mins_w = _mm512_broadcast_i32x4(_mm256_extracti128_si256(scales_mins, 1));
             __m512i scales = _mm512_castsi256_si512(scales_mins); /* words 0..7 */
@@ -456,7 +458,7 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
 }
 
 AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
-    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const tm_tensor *w, int64_t begin, int64_t end, const tm_q8k_block *const *a,
     const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
     const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     /* [q0 | q1] takes qh shifted up by 4 | 2, [q2 | q3] shifted down by 0 | 2 */
@@ -474,13 +476,14 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
             (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n),
             (8 * n + 4) << 16 | (8 * n));
     for (int64_t r = begin; r < end; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
+        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
+        const uint8_t *row = tm_tensor_row(w, r, &stride);
         for (size_t line = 0; line < row_bytes; line += 64)
             _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
         __m512 acc[PAIRS];
         for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *b = row + (size_t)i * TM_Q6_K_BYTES;
+            const uint8_t *b = row + (size_t)i * stride;
             __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
             __m512i scales = _mm512_zextsi256_si512(scales16);
             __m512i scales2 = _mm512_broadcast_i64x4(scales16);
@@ -520,32 +523,33 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
 
 /* Rows [begin, end) for the sequences a[0..nv) (padded to whole pairs), which
  * are pairs p0, p0 + 1, ... of the prepared activations. */
-typedef void (*wide_kernel)(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,
+typedef void (*wide_kernel)(const tm_tensor *w, int64_t begin, int64_t end,
                             const tm_q8k_block *const *a, const wide_prep *pp, int p0, int64_t nb, float *y,
                             size_t y_stride, int nv);
 #define WIDE_KERNEL(NAME, NP, TARGET)                                                                                 \
-    TARGET static void NAME##_##NP(const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end,                     \
+    TARGET static void NAME##_##NP(const tm_tensor *w, int64_t begin, int64_t end,                     \
                                    const tm_q8k_block *const *a, const wide_prep *pp, int p0, int64_t nb, float *y,    \
                                    size_t y_stride, int nv) {                                                          \
-        NAME##_np(w, row_bytes, begin, end, a, pp, p0, nb, y, y_stride, nv, NP);                                       \
+        NAME##_np(w, begin, end, a, pp, p0, nb, y, y_stride, nv, NP);                                       \
     }
 /* AVX-VNNI (256 bits, no AVX-512): Q4_K for up to four sequences, the
  * 256-bit VNNI matrix-vector kernel's instructions per sequence, with the
  * activations' bsums pairs and scale products prepared once per product and
  * the mins of two sequences in one 256-bit multiply-add. */
 AVX_VNNI_TARGET static inline __attribute__((always_inline)) void q4_k_vnni256_np(
-    const uint8_t *w, size_t row_bytes, int64_t begin, int64_t end, const tm_q8k_block *const *a,
+    const tm_tensor *w, int64_t begin, int64_t end, const tm_q8k_block *const *a,
     const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t r = begin; r < end; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
+        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
+        const uint8_t *row = tm_tensor_row(w, r, &stride);
         for (size_t line = 0; line < row_bytes; line += 64)
             _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
         __m256 acc[4], mins_acc[2];
         for (int v = 0; v < 2 * NP; v++) acc[v] = _mm256_setzero_ps();
         for (int p = 0; p < NP; p++) mins_acc[p] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *b = row + (size_t)i * TM_Q4_K_BYTES;
+            const uint8_t *b = row + (size_t)i * stride;
             __m256i scales_mins = _mm256_cvtepu8_epi16(k4_scales_mins(b + 4));
             __m256i mins_w = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales_mins, 1));
             __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
@@ -646,7 +650,6 @@ static bool wide_matvec(const tm_tensor *w, tm_quant_path path, const void *xq, 
     int64_t rows = w->rows, cols = w->cols, nb = cols / TM_QK_K;
     int width = 0;
     if (n < 1 || n > TM_BATCH_MATVEC_MAX || !wide_for(w->type, path, nb, 1, &width)) return false;
-    size_t row_bytes = tm_quant_row_bytes(w->type, cols);
     wide_prep prep[PASSES];
     const tm_q8k_block *a[PASSES][TM_BATCH_WIDE_MAX];
     struct {
@@ -676,7 +679,7 @@ static bool wide_matvec(const tm_tensor *w, tm_quant_path path, const void *xq, 
     for (int64_t t = 0; t < tiles; t++) {
         int64_t begin = t * TILE_ROWS, end = begin + TILE_ROWS < rows ? begin + TILE_ROWS : rows;
         for (int c = 0; c < n_calls; c++)
-            calls[c].kernel(w->data, row_bytes, begin, end, a[calls[c].pass] + 2 * calls[c].p0, &prep[calls[c].pass],
+            calls[c].kernel(w, begin, end, a[calls[c].pass] + 2 * calls[c].p0, &prep[calls[c].pass],
                             calls[c].p0, nb, y + (size_t)calls[c].first * y_stride, y_stride, calls[c].count);
     }
     return true;
@@ -694,25 +697,25 @@ void tm_batch_matvec(const tm_tensor *w, const void *xq, size_t xq_stride, float
     if (wide_matvec(w, path, xq, xq_stride, y, y_stride, n, threads)) return;
 #endif
     multi_kernel kernel = kernel_for(w->type, path);
-    size_t row_bytes = tm_quant_row_bytes(w->type, cols);
     int64_t nb = cols / TM_QK_K;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < tiles; t++) {
         int64_t begin = t * TILE_ROWS, end = begin + TILE_ROWS < rows ? begin + TILE_ROWS : rows;
         if (!kernel) {
             for (int i = 0; i < n; i++)
-                tm_quant_matvec_rows(w->type, w->data, (const char *)xq + (size_t)i * xq_stride,
-                                     y + (size_t)i * y_stride, begin, end, cols);
+                tm_quant_matvec_rows(w, (const char *)xq + (size_t)i * xq_stride, y + (size_t)i * y_stride, begin,
+                                     end);
             continue;
         }
         for (int64_t r = begin; r < end; r++) {
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)r * row_bytes;
+            size_t stride;
+            const uint8_t *row = tm_tensor_row(w, r, &stride);
             for (int v0 = 0; v0 < n; v0 += GROUP) {
                 int nv = n - v0 < GROUP ? n - v0 : GROUP;
                 const tm_q8k_block *a[GROUP];
                 float out[GROUP];
                 for (int v = 0; v < nv; v++) a[v] = (const tm_q8k_block *)((const char *)xq + (size_t)(v0 + v) * xq_stride);
-                kernel(row, a, nv, nb, out);
+                kernel(row, stride, a, nv, nb, out);
                 for (int v = 0; v < nv; v++) y[(size_t)(v0 + v) * y_stride + (size_t)r] = out[v];
             }
         }

@@ -25,6 +25,9 @@ enum { BATCH_CAPACITY = 256 };
 
 struct tm_context {
     const tm_model *model;
+    /* the weights as the kernels read them (tm_model_engine_weights) */
+    const tm_layer_weights *layers;
+    const tm_tensor *classifier;
     int32_t n_ctx, n_threads, position;
     int32_t q_dim, kv_dim;
     /* [layer][n_ctx][kv_dim], F32 or F16 (tm_context_create_kv) */
@@ -125,9 +128,15 @@ tm_status tm_context_create_kv(tm_context **out, const tm_model *model, int32_t 
     size_t kv_bytes = kv_f16 ? sizeof(uint16_t) : sizeof(float);
     tm_status fits = check_memory(cfg, n_ctx, n_threads, kv_bytes, err);
     if (fits != TM_OK) return fits;
+    const tm_layer_weights *layers;
+    const tm_tensor *classifier;
+    tm_status weights = tm_model_engine_weights(model, &layers, &classifier, err);
+    if (weights != TM_OK) return weights;
     tm_context *c = tm_alloc_array(1, sizeof *c, err);
     if (!c) return TM_ERR_NOMEM;
     c->model = model;
+    c->layers = layers;
+    c->classifier = classifier;
     c->n_ctx = n_ctx;
     c->n_threads = n_threads;
     c->kv_f16 = kv_f16;
@@ -333,7 +342,7 @@ static void batch_logits(tm_context *c, int64_t from, int64_t n, float *out) {
     int64_t D = m->config.dim;
     for (int64_t i = from; i < n; i++)
         tm_kernel_rmsnorm(c->normed + (i - from) * D, c->x + i * D, m->output_norm.data, D, m->config.norm_eps);
-    project(c, &m->classifier, c->normed, n - from, out);
+    project(c, c->classifier, c->normed, n - from, out);
 }
 
 static void project_batch(tm_context *c, const tm_tensor *const *w, int n_weights, const float *in, int64_t n,
@@ -391,7 +400,7 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
     for (int64_t i = 0; i < n; i++) tm_kernel_dequantize_row(&m->token_embedding, tokens[i], c->x + i * D);
     rope_tables(c, first, n);
     for (int32_t l = 0; l < cfg->n_layers; l++) {
-        const tm_layer_weights *w = &m->layers[l];
+        const tm_layer_weights *w = &c->layers[l];
         layer_qkv(c, w, n, false);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {
@@ -407,7 +416,7 @@ static void forward_batch(tm_context *c, const int32_t *tokens, int64_t n, bool 
     if (!want_logits) return;
     float *last = c->x + (n - 1) * D;
     tm_kernel_rmsnorm(c->normed, last, m->output_norm.data, D, cfg->norm_eps);
-    project(c, &m->classifier, c->normed, 1, c->logits);
+    project(c, c->classifier, c->normed, 1, c->logits);
 }
 
 tm_status tm_context_eval(tm_context *context, const int32_t *tokens, size_t n_tokens, const float **logits,
@@ -491,7 +500,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
         rope_row(c, (float)contexts[i]->position, c->rope_cos + i * pairs, c->rope_sin + i * pairs);
     }
     for (int32_t l = 0; l < cfg->n_layers; l++) {
-        const tm_layer_weights *w = &m->layers[l];
+        const tm_layer_weights *w = &c->layers[l];
         layer_qkv(c, w, n, true);
         for (int64_t i = 0; i < n; i++) {
             tm_context *s = contexts[i];
@@ -508,7 +517,7 @@ static void forward_many(tm_context *c, tm_context *const *contexts, const int32
         contexts[i]->position++;
     }
     float *rows = n == 1 ? contexts[0]->logits : c->batch_logits;
-    project_batch(c, (const tm_tensor *const[]){&m->classifier}, 1, c->normed, n, (float *const[]){rows});
+    project_batch(c, (const tm_tensor *const[]){c->classifier}, 1, c->normed, n, (float *const[]){rows});
     if (n > 1)
         for (int64_t i = 0; i < n; i++)
             memcpy(contexts[i]->logits, rows + i * cfg->n_vocab, (size_t)cfg->n_vocab * sizeof(float));
@@ -632,7 +641,7 @@ static void forward_packed(tm_context *c, const int32_t *tokens, const int32_t *
         rope_row(c, (float)position[i], c->rope_cos + i * pairs, c->rope_sin + i * pairs);
     }
     for (int32_t l = 0; l < cfg->n_layers; l++) {
-        const tm_layer_weights *w = &m->layers[l];
+        const tm_layer_weights *w = &c->layers[l];
         layer_qkv(c, w, n, false);
         size_t layer_base = (size_t)l * (size_t)c->n_ctx * (size_t)c->kv_dim;
         for (int64_t i = 0; i < n; i++) {

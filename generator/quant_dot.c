@@ -15,6 +15,19 @@
 #define TM_X86 1
 #endif
 
+/* A matrix's rows in either layout of tm_tensor: row r's first block at
+ * row_start(m, r), its next blocks stride bytes apart. */
+typedef struct {
+    const uint8_t *data;
+    size_t row_bytes, block_bytes, stride;
+    int64_t group;
+} quant_rows;
+
+static inline const uint8_t *row_start(const quant_rows *m, int64_t r) {
+    int64_t k = r % m->group;
+    return m->data + (size_t)(r - k) * m->row_bytes + (size_t)k * m->block_bytes;
+}
+
 size_t tm_quant_activation_bytes(uint32_t type, int64_t cols) {
     if (tm_quant_is_k_type(type)) return (size_t)(cols / TM_QK_K) * sizeof(tm_q8k_block);
     return (size_t)(cols / TM_QK) * sizeof(tm_q8_block);
@@ -251,9 +264,9 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
 /* ---- portable dot products ------------------------------------------------- */
 /* Each block's products are summed exactly in integers, then scaled once. */
 
-static float dot_q8_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+static float dot_q8_0(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q8_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         int sumi = 0;
         for (int j = 0; j < TM_QK; j++) sumi += (int8_t)b[2 + j] * a[i].qs[j];
         sum += (float)sumi * (tm_block_f16(b) * a[i].d);
@@ -261,9 +274,9 @@ static float dot_q8_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q4_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+static float dot_q4_0(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         int sumi = 0;
         for (int j = 0; j < TM_QK / 2; j++)
             sumi += ((b[2 + j] & 0x0F) - 8) * a[i].qs[j] + ((b[2 + j] >> 4) - 8) * a[i].qs[j + TM_QK / 2];
@@ -272,9 +285,9 @@ static float dot_q4_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q4_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+static float dot_q4_1(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         int sumi = 0;
         for (int j = 0; j < TM_QK / 2; j++)
             sumi += (b[4 + j] & 0x0F) * a[i].qs[j] + (b[4 + j] >> 4) * a[i].qs[j + TM_QK / 2];
@@ -283,9 +296,9 @@ static float dot_q4_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q5_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+static float dot_q5_0(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint32_t qh = tm_block_u32(b + 2);
         int sumi = 0;
         for (int j = 0; j < TM_QK / 2; j++) {
@@ -298,9 +311,9 @@ static float dot_q5_0(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q5_1(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+static float dot_q5_1(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint32_t qh = tm_block_u32(b + 4);
         int sumi = 0;
         for (int j = 0; j < TM_QK / 2; j++) {
@@ -323,9 +336,9 @@ static inline __attribute__((always_inline)) int k4_mins_dot(const uint8_t *scal
     return mins;
 }
 
-static float dot_q4_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+static float dot_q4_k(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
         const uint8_t *q = b + 16;
@@ -343,9 +356,9 @@ static float dot_q4_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q5_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+static float dot_q5_k(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc), sumi = 0;
         const uint8_t *qh = b + 16, *q = b + 48;
@@ -363,9 +376,9 @@ static float dot_q5_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     return sum;
 }
 
-static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+static float dot_q6_k(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     float sum = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q6_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
         int sumi = 0;
@@ -385,19 +398,23 @@ static float dot_q6_k(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
     return sum;
 }
 
-float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols) {
-    const uint8_t *b = row;
+/* The portable dot product of the row whose blocks start at b, stride bytes apart. */
+static float dot_row_portable(uint32_t type, const uint8_t *b, size_t stride, const void *xq, int64_t cols) {
     switch (type) {
-    case TM_GGML_Q8_0: return dot_q8_0(b, xq, cols / TM_QK);
-    case TM_GGML_Q4_0: return dot_q4_0(b, xq, cols / TM_QK);
-    case TM_GGML_Q4_1: return dot_q4_1(b, xq, cols / TM_QK);
-    case TM_GGML_Q5_0: return dot_q5_0(b, xq, cols / TM_QK);
-    case TM_GGML_Q5_1: return dot_q5_1(b, xq, cols / TM_QK);
-    case TM_GGML_Q4_K: return dot_q4_k(b, xq, cols / TM_QK_K);
-    case TM_GGML_Q5_K: return dot_q5_k(b, xq, cols / TM_QK_K);
-    case TM_GGML_Q6_K: return dot_q6_k(b, xq, cols / TM_QK_K);
+    case TM_GGML_Q8_0: return dot_q8_0(b, stride, xq, cols / TM_QK);
+    case TM_GGML_Q4_0: return dot_q4_0(b, stride, xq, cols / TM_QK);
+    case TM_GGML_Q4_1: return dot_q4_1(b, stride, xq, cols / TM_QK);
+    case TM_GGML_Q5_0: return dot_q5_0(b, stride, xq, cols / TM_QK);
+    case TM_GGML_Q5_1: return dot_q5_1(b, stride, xq, cols / TM_QK);
+    case TM_GGML_Q4_K: return dot_q4_k(b, stride, xq, cols / TM_QK_K);
+    case TM_GGML_Q5_K: return dot_q5_k(b, stride, xq, cols / TM_QK_K);
+    case TM_GGML_Q6_K: return dot_q6_k(b, stride, xq, cols / TM_QK_K);
     default: return 0;
     }
+}
+
+float tm_quant_dot_portable(uint32_t type, const void *row, const void *xq, int64_t cols) {
+    return dot_row_portable(type, row, (size_t)tm_ggml_block_bytes(type), xq, cols);
 }
 
 /* ---- AVX2 dot products ------------------------------------------------------ */
@@ -449,9 +466,9 @@ AVX2 static inline __m256i fifth_bits_32(const uint8_t *qh) {
     return _mm256_and_si256(spread, _mm256_set1_epi8(0x10));
 }
 
-AVX2 static float dot_q8_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+AVX2 static float dot_q8_0_avx2(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++, b += TM_Q8_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_i8(w, x)), acc);
@@ -462,10 +479,10 @@ AVX2 static float dot_q8_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
 /* The nibbles are multiplied unsigned (0..15) and the offset of 8 comes off
  * once per block through the activations' sum: two fewer operations per block
  * than making them signed. */
-AVX2 static float dot_q4_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+AVX2 static float dot_q4_0_avx2(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float offsets = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         float d = half_fast(b) * a[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 2), x)), acc);
@@ -474,10 +491,10 @@ AVX2 static float dot_q4_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
     return hsum_ps(acc) - offsets;
 }
 
-AVX2 static float dot_q4_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+AVX2 static float dot_q4_1_avx2(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(nibbles_32(b + 4), x)),
                               acc);
@@ -486,9 +503,9 @@ AVX2 static float dot_q4_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
     return hsum_ps(acc) + mins;
 }
 
-AVX2 static float dot_q5_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+AVX2 static float dot_q5_0_avx2(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_0_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         __m256i w = _mm256_or_si256(nibbles_32(b + 6), fifth_bits_32(b + 2));
         w = _mm256_sub_epi8(w, _mm256_set1_epi8(16));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
@@ -497,10 +514,10 @@ AVX2 static float dot_q5_0_avx2(const uint8_t *b, const tm_q8_block *a, int64_t 
     return hsum_ps(acc);
 }
 
-AVX2 static float dot_q5_1_avx2(const uint8_t *b, const tm_q8_block *a, int64_t nb) {
+AVX2 static float dot_q5_1_avx2(const uint8_t *b, size_t stride, const tm_q8_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_1_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         __m256i w = _mm256_or_si256(nibbles_32(b + 8), fifth_bits_32(b + 4));
         __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half_fast(b) * a[i].d), _mm256_cvtepi32_ps(dot_u8_i8(w, x)), acc);
@@ -516,11 +533,11 @@ AVX2 __attribute__((unused)) static inline int hsum_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-AVX2 static float dot_q4_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+AVX2 static float dot_q4_k_avx2(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins_total = 0;
     const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < nb; i++, b += TM_Q4_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc);
         const uint8_t *q = b + 16;
@@ -540,11 +557,11 @@ AVX2 static float dot_q4_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
     return hsum_ps(acc) - mins_total;
 }
 
-AVX2 static float dot_q5_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+AVX2 static float dot_q5_k_avx2(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float mins_total = 0;
     const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
-    for (int64_t i = 0; i < nb; i++, b += TM_Q5_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         uint8_t sc[8];
         int mins = k4_mins_dot(b + 4, &a[i], sc);
         const uint8_t *q = b + 48;
@@ -572,11 +589,11 @@ AVX2 static float dot_q5_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
 
 /* Q6_K: the 6-bit quants are taken unsigned (0..63) and the offset of 32 is
  * removed afterwards through the activations' 16-element sums. */
-AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t nb) {
+AVX2 static float dot_q6_k_avx2(const uint8_t *b, size_t stride, const tm_q8k_block *a, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     float offsets = 0;
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
-    for (int64_t i = 0; i < nb; i++, b += TM_Q6_K_BYTES) {
+    for (int64_t i = 0; i < nb; i++, b += stride) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192), *x = a[i].qs;
         int offset = 0;
@@ -638,12 +655,8 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, const tm_q8k_block *a, int64_t
 static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 /* Row pointers of a group starting at row r, padded by repeating the last row. */
-static inline void group_rows(const uint8_t **p, int count, const uint8_t *w, size_t row_bytes, int64_t r,
-                              int64_t end) {
-    for (int k = 0; k < count; k++) {
-        int64_t row = r + k < end ? r + k : end - 1;
-        p[k] = w + (size_t)row * row_bytes;
-    }
+static inline void group_rows(const uint8_t **p, int count, const quant_rows *m, int64_t r, int64_t end) {
+    for (int k = 0; k < count; k++) p[k] = row_start(m, r + k < end ? r + k : end - 1);
 }
 
 /* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block (scales
@@ -704,16 +717,16 @@ AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, fl
     return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
 }
 
-AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q8_0_avx2(const quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t r = begin; r < end; r += 8) {
         const uint8_t *p[8];
-        group_rows(p, 8, w, row_bytes, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        group_rows(p, 8, m, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q8_0_BYTES;
+            size_t o = (size_t)i * m->stride;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
             __m256i s[8];
             for (int k = 0; k < 8; k++) {
@@ -737,17 +750,17 @@ AVX2 static void matvec_q8_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q
  * reduce to both blocks' row sums in one tree, and one prefetch covers the
  * 36 bytes. The integer sums are exact and each row's float steps are the
  * one-block loop's in the same order, so the bits are the same. */
-AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q4_0_avx2(const quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (int64_t r = begin; r < end; r += 8) {
         const uint8_t *p[8];
-        group_rows(p, 8, w, row_bytes, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        group_rows(p, 8, m, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 2 <= nb; i += 2) {
-            size_t o = (size_t)i * TM_Q4_0_BYTES, o1 = o + TM_Q4_0_BYTES;
+            size_t o = (size_t)i * m->stride, o1 = o + m->stride;
             __m256i xl = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)a[i + 1].qs),
                                           _mm_loadu_si128((const __m128i *)a[i].qs));
             __m256i xh = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a[i + 1].qs + 16)),
@@ -772,7 +785,7 @@ AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q
             acc = _mm256_fmadd_ps(row_scales8_avx2(p, o1, a[i + 1].d), _mm256_cvtepi32_ps(b1), acc);
         }
         for (; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q4_0_BYTES;
+            size_t o = (size_t)i * m->stride;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
             /* the offset of 8 comes off in integers, as in the VNNI kernel */
             __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));
@@ -792,15 +805,15 @@ AVX2 static void matvec_q4_0_avx2(const uint8_t *w, size_t row_bytes, const tm_q
 
 /* Q4_K and Q5_K: AVX2_ROWS rows of one super-block at a time. FIVE adds the
  * fifth bits (qh) of Q5_K. */
-AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint8_t *w, size_t row_bytes,
+AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const quant_rows *m,
                                                                       const tm_q8k_block *a, float *y, int64_t begin,
                                                                       int64_t end, int64_t nb, bool five) {
     const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES;
     const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
     for (int64_t r = begin; r < end; r += AVX2_ROWS) {
         const uint8_t *p[AVX2_ROWS];
-        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        group_rows(p, AVX2_ROWS, m, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc[AVX2_ROWS];
         float mins_total[AVX2_ROWS];
         for (int k = 0; k < AVX2_ROWS; k++) {
@@ -808,7 +821,7 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
             mins_total[k] = 0;
         }
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * block_bytes;
+            size_t o = (size_t)i * m->stride;
             __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
                                            _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
             __m256i packed[AVX2_ROWS / 2];
@@ -854,23 +867,23 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const uint
     }
 }
 
-AVX2 static void matvec_q4_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q4_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
-    matvec_k4_avx2(w, row_bytes, a, y, begin, end, nb, false);
+    matvec_k4_avx2(m, a, y, begin, end, nb, false);
 }
 
-AVX2 static void matvec_q5_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q5_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
-    matvec_k4_avx2(w, row_bytes, a, y, begin, end, nb, true);
+    matvec_k4_avx2(m, a, y, begin, end, nb, true);
 }
 
-AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q6_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
     for (int64_t r = begin; r < end; r += AVX2_ROWS) {
         const uint8_t *p[AVX2_ROWS];
-        group_rows(p, AVX2_ROWS, w, row_bytes, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * row_bytes;
+        group_rows(p, AVX2_ROWS, m, r, end);
+        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc[AVX2_ROWS];
         float offsets[AVX2_ROWS];
         for (int k = 0; k < AVX2_ROWS; k++) {
@@ -878,7 +891,7 @@ AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q
             offsets[k] = 0;
         }
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q6_K_BYTES;
+            size_t o = (size_t)i * m->stride;
             __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
@@ -923,14 +936,14 @@ AVX2 static void matvec_q6_k_avx2(const uint8_t *w, size_t row_bytes, const tm_q
 
 /* True when the AVX2 path has a multi-row kernel for the type (Q4_1, Q5_0
  * and Q5_1 go one row at a time). */
-static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y, int64_t begin,
+static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, float *y, int64_t begin,
                         int64_t end, int64_t nb) {
     switch (type) {
-    case TM_GGML_Q8_0: matvec_q8_0_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q4_0: matvec_q4_0_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q4_K: matvec_q4_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q5_K: matvec_q5_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q6_K: matvec_q6_k_avx2(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q8_0: matvec_q8_0_avx2(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q4_0: matvec_q4_0_avx2(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q4_K: matvec_q4_k_avx2(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q5_K: matvec_q5_k_avx2(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q6_K: matvec_q6_k_avx2(m, xq, y, begin, end, nb); return true;
     default: return false;
     }
 }
@@ -959,17 +972,17 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
                                    (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));                                 \
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));                                                 \
     }                                                                                                                 \
-    TARGET static void matvec_q8_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
+    TARGET static void matvec_q8_0_##SUFFIX(const quant_rows *m, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         /* 8 rows per pass, as Q4_0 below. */                                                                        \
         const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
         for (int64_t r = begin; r < end; r += 8) {                                                                    \
             const uint8_t *p[8];                                                                                      \
-            group_rows(p, 8, w, row_bytes, r, end);                                                                   \
-            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
+            group_rows(p, 8, m, r, end);                                                                   \
+            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * m->row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * TM_Q8_0_BYTES;                                                                    \
+                size_t o = (size_t)i * m->stride;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-128 * a[i].sum));                          \
                 __m256i s[8];                                                                                         \
@@ -984,7 +997,7 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
             for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];                                             \
         }                                                                                                             \
     }                                                                                                                 \
-    TARGET static void matvec_q4_0_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8_block *a, float *y,       \
+    TARGET static void matvec_q4_0_##SUFFIX(const quant_rows *m, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         /* 8 rows per pass: the activations, and the float work of a block (scales,                                  \
          * conversion, accumulation), are shared by 8 rows in 256-bit vectors; two blocks                           \
@@ -992,12 +1005,12 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         for (int64_t r = begin; r < end; r += 8) {                                                                    \
             const uint8_t *p[8];                                                                                      \
-            group_rows(p, 8, w, row_bytes, r, end);                                                                   \
-            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * row_bytes;                                                   \
+            group_rows(p, 8, m, r, end);                                                                   \
+            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * m->row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             int64_t i = 0;                                                                                            \
             for (; i + 2 <= nb; i += 2) {                                                                             \
-                size_t o = (size_t)i * TM_Q4_0_BYTES, o1 = o + TM_Q4_0_BYTES;                                            \
+                size_t o = (size_t)i * m->stride, o1 = o + m->stride;                                            \
                 __m256i xl = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)a[i + 1].qs),                          \
                                               _mm_loadu_si128((const __m128i *)a[i].qs));                              \
                 __m256i xh = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a[i + 1].qs + 16)),                   \
@@ -1020,7 +1033,7 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
                 acc = _mm256_fmadd_ps(row_scales8_##SUFFIX(p, o1, a[i + 1].d), _mm256_cvtepi32_ps(b1), acc);          \
             }                                                                                                         \
             for (; i < nb; i++) {                                                                                     \
-                size_t o = (size_t)i * TM_Q4_0_BYTES;                                                                    \
+                size_t o = (size_t)i * m->stride;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * a[i].sum));                            \
                 __m256i s[8];                                                                                         \
@@ -1039,13 +1052,13 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
     /* Q4_K: per super-block the 8 scales and mins are unpacked in vector form; the                                  \
      * nibbles times the activations (maddubs, < 2^15) meet their sub-block's scale in                               \
      * vpdpwssd; the mins meet the activations' pair sums of bsums in one madd. */                                    \
-    TARGET static void matvec_q4_k_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,      \
+    TARGET static void matvec_q4_k_##SUFFIX(const quant_rows *m, const tm_q8k_block *a, float *y,      \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
             const uint8_t *p[VNNI_K_ROWS];                                                                            \
-            group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);                                                         \
-            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;                                               \
+            group_rows(p, VNNI_K_ROWS, m, r, end);                                                         \
+            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;                                               \
             __m256 acc[VNNI_K_ROWS];                                                                                  \
             __m128 mins_acc[VNNI_K_ROWS];                                                                             \
             for (int k = 0; k < VNNI_K_ROWS; k++) {                                                                   \
@@ -1053,7 +1066,7 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
                 mins_acc[k] = _mm_setzero_ps();                                                                       \
             }                                                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * TM_Q4_K_BYTES;                                                                    \
+                size_t o = (size_t)i * m->stride;                                                                    \
                 const int8_t *x = a[i].qs;                                                                            \
                 __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),                          \
                                                _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));                   \
@@ -1095,17 +1108,17 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
     }                                                                                                                 \
     /* Q6_K: quants taken unsigned (0..63); the offset of 32 comes off in integers                                   \
      * through the scales times the activations' 16-element sums. */                                                  \
-    TARGET static void matvec_q6_k_##SUFFIX(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,      \
+    TARGET static void matvec_q6_k_##SUFFIX(const quant_rows *m, const tm_q8k_block *a, float *y,      \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);                                     \
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
             const uint8_t *p[VNNI_K_ROWS];                                                                            \
-            group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);                                                         \
-            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;                                               \
+            group_rows(p, VNNI_K_ROWS, m, r, end);                                                         \
+            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;                                               \
             __m256 acc[VNNI_K_ROWS];                                                                                  \
             for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();                                       \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
-                size_t o = (size_t)i * TM_Q6_K_BYTES;                                                                    \
+                size_t o = (size_t)i * m->stride;                                                                    \
                 __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);                                      \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;                                              \
@@ -1143,13 +1156,13 @@ static bool matvec_avx2(uint32_t type, const uint8_t *w, size_t row_bytes, const
         }                                                                                                             \
     }                                                                                                                 \
     /* True when this path has a kernel for the type (the others take AVX2's). */                                    \
-    static bool matvec_##SUFFIX(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y,          \
+    static bool matvec_##SUFFIX(uint32_t type, const quant_rows *m, const void *xq, float *y,          \
                                 int64_t begin, int64_t end, int64_t nb) {                                             \
         switch (type) {                                                                                               \
-        case TM_GGML_Q8_0: matvec_q8_0_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
-        case TM_GGML_Q4_0: matvec_q4_0_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
-        case TM_GGML_Q4_K: matvec_q4_k_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
-        case TM_GGML_Q6_K: matvec_q6_k_##SUFFIX(w, row_bytes, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q8_0: matvec_q8_0_##SUFFIX(m, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q4_0: matvec_q4_0_##SUFFIX(m, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q4_K: matvec_q4_k_##SUFFIX(m, xq, y, begin, end, nb); return true;                   \
+        case TM_GGML_Q6_K: matvec_q6_k_##SUFFIX(m, xq, y, begin, end, nb); return true;                   \
         default: return false;                                                                                        \
         }                                                                                                             \
     }
@@ -1187,7 +1200,7 @@ AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const 
  * way. Q5_K's fifth bits of steps j and j + 1 come from qh shifted by 2j and
  * 2j + 2 in the two halves. */
 AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_zmm(
-    const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
+    const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
     bool five) {
     const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES, quants = five ? 48 : 16;
     const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
@@ -1204,8 +1217,8 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
     }
     for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
         const uint8_t *p[VNNI_K_ROWS];
-        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
-        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;
+        group_rows(p, VNNI_K_ROWS, m, r, end);
+        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;
         __m256 acc[VNNI_K_ROWS];
         __m128 mins_acc[VNNI_K_ROWS];
         float mins_total[VNNI_K_ROWS];
@@ -1215,7 +1228,7 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
             mins_total[k] = 0;
         }
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * block_bytes;
+            size_t o = (size_t)i * m->stride;
             const int8_t *x = a[i].qs;
             __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[i].bsums),
                                            _mm_loadu_si128((const __m128i *)(a[i].bsums + 8)));
@@ -1277,14 +1290,14 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
     }
 }
 
-AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
-    matvec_k4_zmm(w, row_bytes, a, y, begin, end, nb, false);
+    matvec_k4_zmm(m, a, y, begin, end, nb, false);
 }
 
-AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
-    matvec_k4_zmm(w, row_bytes, a, y, begin, end, nb, true);
+    matvec_k4_zmm(m, a, y, begin, end, nb, true);
 }
 
 /* Q6_K the same way: the 32 bytes of ql that two of the 256-bit kernel's
@@ -1292,7 +1305,7 @@ AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const uint8_t *w, size_t row_byte
  * shared 32 bytes of qh sit in both halves and get each half's shift (vpsllvw,
  * vpsrlvw), and the offset of 32 comes off after the halves are added, in
  * integers, so each lane's integer, and the bits, are the 256-bit kernel's. */
-AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const uint8_t *w, size_t row_bytes, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
     const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     /* qh's bits 0-1 go to 4-5 for quad 0 (<< 4), bits 2-3 for quad 1 (<< 2);
@@ -1309,12 +1322,12 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const uint8_t *w, size_t row_byte
     }
     for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
         const uint8_t *p[VNNI_K_ROWS];
-        group_rows(p, VNNI_K_ROWS, w, row_bytes, r, end);
-        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * row_bytes;
+        group_rows(p, VNNI_K_ROWS, m, r, end);
+        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;
         __m256 acc[VNNI_K_ROWS];
         for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
-            size_t o = (size_t)i * TM_Q6_K_BYTES;
+            size_t o = (size_t)i * m->stride;
             __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
             const int8_t *x = a[i].qs;
             __m512i xq[4]; /* quads 0,1 / 2,3 of the two halves: 64 consecutive activations each */
@@ -1348,12 +1361,12 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const uint8_t *w, size_t row_byte
 }
 
 /* True when the AVX512-VNNI path has a 512-bit kernel for the type. */
-static bool matvec_zmm(uint32_t type, const uint8_t *w, size_t row_bytes, const void *xq, float *y, int64_t begin,
+static bool matvec_zmm(uint32_t type, const quant_rows *m, const void *xq, float *y, int64_t begin,
                        int64_t end, int64_t nb) {
     switch (type) {
-    case TM_GGML_Q4_K: matvec_q4_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q5_K: matvec_q5_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
-    case TM_GGML_Q6_K: matvec_q6_k_zmm(w, row_bytes, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q4_K: matvec_q4_k_zmm(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q5_K: matvec_q5_k_zmm(m, xq, y, begin, end, nb); return true;
+    case TM_GGML_Q6_K: matvec_q6_k_zmm(m, xq, y, begin, end, nb); return true;
     default: return false;
     }
 }
@@ -1413,11 +1426,11 @@ tm_quant_path tm_quant_gemm_path(void) {
 }
 
 #ifdef TM_X86
-/* The single-row AVX2 dot product of one row (into *out unless NULL); false
- * when AVX2 has none for the type. */
-static bool dot_row_avx2(uint32_t type, const uint8_t *row, const void *xq, int64_t nb, float *out) {
-    float (*dot32)(const uint8_t *, const tm_q8_block *, int64_t) = NULL;
-    float (*dot256)(const uint8_t *, const tm_q8k_block *, int64_t) = NULL;
+/* The single-row AVX2 dot product of the row whose blocks start at row, stride
+ * bytes apart (into *out unless NULL); false when AVX2 has none for the type. */
+static bool dot_row_avx2(uint32_t type, const uint8_t *row, size_t stride, const void *xq, int64_t nb, float *out) {
+    float (*dot32)(const uint8_t *, size_t, const tm_q8_block *, int64_t) = NULL;
+    float (*dot256)(const uint8_t *, size_t, const tm_q8k_block *, int64_t) = NULL;
     switch (type) {
     case TM_GGML_Q8_0: dot32 = dot_q8_0_avx2; break;
     case TM_GGML_Q4_0: dot32 = dot_q4_0_avx2; break;
@@ -1429,7 +1442,7 @@ static bool dot_row_avx2(uint32_t type, const uint8_t *row, const void *xq, int6
     case TM_GGML_Q6_K: dot256 = dot_q6_k_avx2; break;
     default: return false;
     }
-    if (out) *out = dot32 ? dot32(row, xq, nb) : dot256(row, xq, nb);
+    if (out) *out = dot32 ? dot32(row, stride, xq, nb) : dot256(row, stride, xq, nb);
     return true;
 }
 #endif
@@ -1437,28 +1450,31 @@ static bool dot_row_avx2(uint32_t type, const uint8_t *row, const void *xq, int6
 bool tm_quant_dot_avx2_row(uint32_t type, const void *row, const void *xq, int64_t cols, float *out) {
 #ifdef TM_X86
     if (!tm_quant_path_supported(TM_QUANT_PATH_AVX2)) return false;
-    return dot_row_avx2(type, row, xq, cols / (int64_t)tm_ggml_block_elements(type), out);
+    return dot_row_avx2(type, row, (size_t)tm_ggml_block_bytes(type), xq, cols / (int64_t)tm_ggml_block_elements(type), out);
 #else
     (void)type, (void)row, (void)xq, (void)cols, (void)out;
     return false;
 #endif
 }
 
-void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
-                          int64_t cols) {
-    size_t row_bytes = tm_quant_row_bytes(type, cols);
-    int64_t nb = cols / (int64_t)tm_ggml_block_elements(type);
-    const uint8_t *rows = w;
+void tm_quant_matvec_rows(const tm_tensor *w, const void *xq, float *y, int64_t begin, int64_t end) {
+    uint32_t type = w->type;
+    int64_t cols = w->cols, nb = cols / (int64_t)tm_ggml_block_elements(type);
+    quant_rows m = {.data = w->data,
+                    .row_bytes = tm_quant_row_bytes(type, cols),
+                    .block_bytes = (size_t)tm_ggml_block_bytes(type),
+                    .group = w->row_group > 1 ? w->row_group : 1};
+    m.stride = (size_t)m.group * m.block_bytes;
 #ifdef TM_X86
     tm_quant_path path = current_path();
-    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_zmm(type, rows, row_bytes, xq, y, begin, end, nb)) return;
-    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
-    if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, rows, row_bytes, xq, y, begin, end, nb)) return;
-    if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, rows, row_bytes, xq, y, begin, end, nb)) return;
-    if (path != TM_QUANT_PATH_PORTABLE && dot_row_avx2(type, rows, xq, nb, NULL)) {
-        for (int64_t r = begin; r < end; r++) dot_row_avx2(type, rows + (size_t)r * row_bytes, xq, nb, &y[r]);
+    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_zmm(type, &m, xq, y, begin, end, nb)) return;
+    if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_avx512vnni(type, &m, xq, y, begin, end, nb)) return;
+    if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, &m, xq, y, begin, end, nb)) return;
+    if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, &m, xq, y, begin, end, nb)) return;
+    if (path != TM_QUANT_PATH_PORTABLE && dot_row_avx2(type, m.data, m.stride, xq, nb, NULL)) {
+        for (int64_t r = begin; r < end; r++) dot_row_avx2(type, row_start(&m, r), m.stride, xq, nb, &y[r]);
         return;
     }
 #endif
-    for (int64_t r = begin; r < end; r++) y[r] = tm_quant_dot_portable(type, rows + (size_t)r * row_bytes, xq, cols);
+    for (int64_t r = begin; r < end; r++) y[r] = dot_row_portable(type, row_start(&m, r), m.stride, xq, cols);
 }

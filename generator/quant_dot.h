@@ -40,11 +40,10 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
  * must give the same bytes). */
 void tm_quant_quantize_activations_portable(uint32_t type, const float *x, void *out, int64_t cols);
 
-/* y[r] = row r of w . x for r in [begin, end): w is the weight tensor's data
- * (rows of tm_quant_row_bytes), xq the activations from
- * tm_quant_quantize_activations. Vectorised when the CPU allows. */
-void tm_quant_matvec_rows(uint32_t type, const void *w, const void *xq, float *y, int64_t begin, int64_t end,
-                          int64_t cols);
+/* y[r] = row r of w . x for r in [begin, end): w a block-quantized matrix in
+ * either layout of tm_tensor (the same results in both), xq the activations
+ * from tm_quant_quantize_activations. Vectorised when the CPU allows. */
+void tm_quant_matvec_rows(const tm_tensor *w, const void *xq, float *y, int64_t begin, int64_t end);
 
 /* The instruction-set paths of the quantized dot products, best last. Every
  * path gives the portable path's results up to float rounding order. */

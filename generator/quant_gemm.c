@@ -149,8 +149,8 @@ static void quantize_token(const gemm_format *f, int offset, const float *x, con
 
 
 /* Row r of the panel from one row's bytes for columns [0, len) of the chunk
- * (b points at the chunk's first block). */
-static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm_panel *p, int r) {
+ * (b points at the chunk's first block, the next ones stride bytes apart). */
+static void unpack_row(const gemm_format *f, const uint8_t *b, size_t stride, int64_t len, gemm_panel *p, int r) {
     uint8_t u[TM_QK_K];
     float d[TM_QK_K / 16], m[TM_QK_K / 16];
     int64_t native = f->k_type ? TM_QK_K : TM_QK;
@@ -161,7 +161,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
         case TM_GGML_Q8_0:
             d[0] = tm_block_f16(b);
             for (int j = 0; j < TM_QK; j++) u[j] = (uint8_t)(b[2 + j] ^ 0x80);
-            b += 34;
+            b += stride;
             break;
         case TM_GGML_Q4_0: case TM_GGML_Q4_1: {
             bool one = f->type == TM_GGML_Q4_1;
@@ -172,7 +172,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
                 u[j] = qs[j] & 0xF;
                 u[j + 16] = qs[j] >> 4;
             }
-            b += one ? 20 : 18;
+            b += stride;
             break;
         }
         case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
@@ -185,7 +185,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
                 u[j] = (uint8_t)((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
                 u[j + 16] = (uint8_t)((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
             }
-            b += one ? 24 : 22;
+            b += stride;
             break;
         }
         case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
@@ -208,7 +208,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
                     u[64 * c + l] = (uint8_t)lo;
                     u[64 * c + 32 + l] = (uint8_t)hi;
                 }
-            b += five ? 176 : 144;
+            b += stride;
             break;
         }
         case TM_GGML_Q6_K: {
@@ -224,7 +224,7 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
                     y[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
                 }
             }
-            b += 210;
+            b += stride;
             break;
         }
         default: return;
@@ -238,12 +238,22 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, int64_t len, gemm
     }
 }
 
+/* Where the chunk starting at block b0 of row r begins, in either layout of
+ * tm_tensor, and (unless NULL) the bytes from one of the row's blocks to the next. */
+static inline const uint8_t *chunk_start(const tm_tensor *w, int64_t r, int64_t b0, size_t *stride) {
+    size_t s;
+    const uint8_t *row = tm_tensor_row(w, r, &s);
+    if (stride) *stride = s;
+    return row + (size_t)b0 * s;
+}
+
 /* Rows past the last are copies of it, so the kernels never branch on rows. */
-static void unpack_portable(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
-                            size_t chunk_offset, int64_t len, gemm_panel *p) {
+static void unpack_portable(const gemm_format *f, const tm_tensor *w, int64_t r0, int64_t b0, int64_t len,
+                            gemm_panel *p) {
     for (int r = 0; r < PANEL_ROWS; r++) {
-        int64_t row = r0 + r < rows ? r0 + r : rows - 1;
-        unpack_row(f, w + (size_t)row * row_bytes + chunk_offset, len, p, r);
+        size_t stride;
+        const uint8_t *b = chunk_start(w, r0 + r < w->rows ? r0 + r : w->rows - 1, b0, &stride);
+        unpack_row(f, b, stride, len, p, r);
     }
 }
 
@@ -576,15 +586,17 @@ AVX512 INLINE __m512i spread_bits(__m512i bits) {
     return _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x01010101)), 4);
 }
 
-AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
-                                 size_t chunk_offset, int64_t len, gemm_panel *p) {
+AVX512 static void unpack_avx512(const gemm_format *f, const tm_tensor *w, int64_t r0, int64_t b0, int64_t len,
+                                 gemm_panel *p) {
     int32_t offsets[PANEL_ROWS];
     const uint8_t *row[PANEL_ROWS];
-    const uint8_t *base = w + (size_t)r0 * row_bytes + chunk_offset;
+    int64_t rows = w->rows;
+    size_t stride;
+    const uint8_t *base = chunk_start(w, r0, b0, &stride);
     for (int r = 0; r < PANEL_ROWS; r++) {
         int64_t physical = 4 * (r % 4) + r / 4; /* lane r holds this row */
-        offsets[r] = (int32_t)(((r0 + physical < rows ? r0 + physical : rows - 1) - r0) * (int64_t)row_bytes);
-        row[r] = base + ((r0 + r < rows ? r0 + r : rows - 1) - r0) * (int64_t)row_bytes;
+        offsets[r] = (int32_t)(chunk_start(w, r0 + physical < rows ? r0 + physical : rows - 1, b0, NULL) - base);
+        row[r] = chunk_start(w, r0 + r < rows ? r0 + r : rows - 1, b0, NULL);
     }
     const __m512i idx = _mm512_loadu_si512((const void *)offsets);
     __m512i v[8];
@@ -592,7 +604,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     uint8_t *q = p->q;
     switch (f->type) {
     case TM_GGML_Q8_0:
-        for (int64_t i = 0; i < len / TM_QK; i++, base += 34, q += TM_QK * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK; i++, base += stride, q += TM_QK * PANEL_ROWS) {
             _mm512_store_ps(p->d + i * PANEL_ROWS, halves(gather(idx, base, 0), false));
             size_t o = (size_t)(base - row[0]);
             transposed_words(row, o + 2, v);
@@ -603,8 +615,8 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
         bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
         bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
-        size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
-        for (int64_t i = 0; i < len / TM_QK; i++, base += bytes, q += TM_QK * PANEL_ROWS) {
+        size_t qs = (one ? 4 : 2) + (five ? 4 : 0);
+        for (int64_t i = 0; i < len / TM_QK; i++, base += stride, q += TM_QK * PANEL_ROWS) {
             __m512i head = gather(idx, base, 0);
             _mm512_store_ps(p->d + i * PANEL_ROWS, halves(head, false));
             _mm512_store_ps(p->m + i * PANEL_ROWS, one ? halves(head, true) : _mm512_setzero_ps());
@@ -626,7 +638,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
         bool five = f->type == TM_GGML_Q5_K;
         const __m512i six = _mm512_set1_epi32(0x3F3F3F3F), two = _mm512_set1_epi32(0x03030303);
         const __m512i bit = _mm512_set1_epi32(0x01010101);
-        for (int64_t i = 0; i < len / TM_QK_K; i++, base += five ? 176 : 144, q += TM_QK_K * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK_K; i++, base += stride, q += TM_QK_K * PANEL_ROWS) {
             __m512i head = gather(idx, base, 0);
             __m512 d = halves(head, false), dmin = halves(head, true);
             __m512i u0 = gather(idx, base, 4), u1 = gather(idx, base, 8), u2 = gather(idx, base, 12);
@@ -669,7 +681,7 @@ AVX512 static void unpack_avx512(const gemm_format *f, const uint8_t *w, size_t 
     }
     case TM_GGML_Q6_K: {
         const __m512i two = _mm512_set1_epi32(0x03030303);
-        for (int64_t i = 0; i < len / TM_QK_K; i++, base += 210, q += TM_QK_K * PANEL_ROWS) {
+        for (int64_t i = 0; i < len / TM_QK_K; i++, base += stride, q += TM_QK_K * PANEL_ROWS) {
             /* d is the last 2 bytes of the block: gather the word before it so as not to read past the row */
             __m512 d = halves(gather(idx, base, 206), true);
             for (int k = 0; k < 4; k++) {
@@ -755,11 +767,11 @@ AVX2 INLINE __m256i spread_bits_ymm(__m256i bits) {
 /* -x exactly as the portable code negates (0 - x would turn -0 into +0). */
 AVX2 INLINE __m256 negated(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
 
-AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t r0,
-                             size_t chunk_offset, int64_t len, gemm_panel *p) {
+AVX2 static void unpack_avx2(const gemm_format *f, const tm_tensor *w, int64_t r0, int64_t b0, int64_t len,
+                             gemm_panel *p) {
     const uint8_t *all[PANEL_ROWS];
-    for (int r = 0; r < PANEL_ROWS; r++)
-        all[r] = w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * row_bytes + chunk_offset;
+    size_t stride;
+    for (int r = 0; r < PANEL_ROWS; r++) all[r] = chunk_start(w, r0 + r < w->rows ? r0 + r : w->rows - 1, b0, &stride);
     const __m256i low = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
     const __m256 zero = _mm256_setzero_ps();
     __m256i v[8];
@@ -770,7 +782,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         switch (f->type) {
         case TM_GGML_Q8_0:
             for (int64_t i = 0; i < len / TM_QK; i++, q += TM_QK * PANEL_ROWS) {
-                size_t o = (size_t)i * 34;
+                size_t o = (size_t)i * stride;
                 _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
                 _mm256_store_ps(m + i * PANEL_ROWS, zero);
                 words_of_eight(row, o + 2, v);
@@ -781,9 +793,9 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         case TM_GGML_Q4_0: case TM_GGML_Q4_1: case TM_GGML_Q5_0: case TM_GGML_Q5_1: {
             bool one = f->type == TM_GGML_Q4_1 || f->type == TM_GGML_Q5_1;
             bool five = f->type == TM_GGML_Q5_0 || f->type == TM_GGML_Q5_1;
-            size_t bytes = (size_t)tm_ggml_block_bytes(f->type), qs = (one ? 4 : 2) + (five ? 4 : 0);
+            size_t qs = (one ? 4 : 2) + (five ? 4 : 0);
             for (int64_t i = 0; i < len / TM_QK; i++, q += TM_QK * PANEL_ROWS) {
-                size_t o = (size_t)i * bytes;
+                size_t o = (size_t)i * stride;
                 _mm256_store_ps(d + i * PANEL_ROWS, halves_at(row, o));
                 _mm256_store_ps(m + i * PANEL_ROWS, one ? halves_at(row, o + 2) : zero);
                 __m256i qh = five ? words_at(row, o + (one ? 4 : 2)) : _mm256_setzero_si256();
@@ -802,10 +814,9 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         }
         case TM_GGML_Q4_K: case TM_GGML_Q5_K: {
             bool five = f->type == TM_GGML_Q5_K;
-            size_t bytes = five ? 176 : 144;
             const __m256i six = _mm256_set1_epi8(0x3F), two = _mm256_set1_epi8(0x03), bit = _mm256_set1_epi8(0x01);
             for (int64_t i = 0; i < len / TM_QK_K; i++, q += TM_QK_K * PANEL_ROWS) {
-                size_t o = (size_t)i * bytes;
+                size_t o = (size_t)i * stride;
                 __m256 dd = halves_at(row, o), dmin = halves_at(row, o + 2);
                 __m256i u0 = words_at(row, o + 4), u1 = words_at(row, o + 8), u2 = words_at(row, o + 12);
                 /* llama.cpp's unpacking of the 12 scale bytes, on each row's 32-bit words */
@@ -848,7 +859,7 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
         case TM_GGML_Q6_K: {
             const __m256i two = _mm256_set1_epi8(0x03);
             for (int64_t i = 0; i < len / TM_QK_K; i++, q += TM_QK_K * PANEL_ROWS) {
-                size_t o = (size_t)i * 210;
+                size_t o = (size_t)i * stride;
                 __m256 dd = halves_at(row, o + 208);
                 for (int k = 0; k < 4; k++) {
                     __m256i sc = words_at(row, o + 192 + 4 * (size_t)k);
@@ -891,19 +902,16 @@ AVX2 static void unpack_avx2(const gemm_format *f, const uint8_t *w, size_t row_
 
 size_t tm_quant_gemm_panel_bytes(void) { return sizeof(gemm_panel); }
 
-bool tm_quant_gemm_unpack_panel(tm_quant_path path, uint32_t type, const void *w, int64_t rows, int64_t cols,
-                                int64_t r0, int64_t c0, void *panel) {
+bool tm_quant_gemm_unpack_panel(tm_quant_path path, const tm_tensor *w, int64_t r0, int64_t c0, void *panel) {
     if (!tm_quant_path_supported(path)) return false;
-    gemm_format f = format_of(type);
-    size_t row_bytes = tm_quant_row_bytes(type, cols), chunk_offset = tm_quant_row_bytes(type, c0);
-    int64_t len = cols - c0 < CHUNK_COLS ? cols - c0 : CHUNK_COLS;
+    gemm_format f = format_of(w->type);
+    int64_t len = w->cols - c0 < CHUNK_COLS ? w->cols - c0 : CHUNK_COLS;
+    int64_t b0 = c0 / (int64_t)tm_ggml_block_elements(w->type); /* the chunk's first block in the row */
     switch (path) {
-    case TM_QUANT_PATH_PORTABLE: unpack_portable(&f, w, row_bytes, rows, r0, chunk_offset, len, panel); return true;
+    case TM_QUANT_PATH_PORTABLE: unpack_portable(&f, w, r0, b0, len, panel); return true;
 #ifdef TM_X86
-    case TM_QUANT_PATH_AVX2: case TM_QUANT_PATH_AVX_VNNI:
-        unpack_avx2(&f, w, row_bytes, rows, r0, chunk_offset, len, panel);
-        return true;
-    case TM_QUANT_PATH_AVX512_VNNI: unpack_avx512(&f, w, row_bytes, rows, r0, chunk_offset, len, panel); return true;
+    case TM_QUANT_PATH_AVX2: case TM_QUANT_PATH_AVX_VNNI: unpack_avx2(&f, w, r0, b0, len, panel); return true;
+    case TM_QUANT_PATH_AVX512_VNNI: unpack_avx512(&f, w, r0, b0, len, panel); return true;
 #endif
     default: return false;
     }
@@ -914,15 +922,16 @@ bool tm_quant_gemm_unpack_panel(tm_quant_path path, uint32_t type, const void *w
 /* Below this many multiply-adds a product runs on one thread. */
 enum { PARALLEL_MIN_WORK = 1 << 20 };
 
-void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
-                   void *scratch, int n_threads) {
+void tm_quant_gemm(const tm_tensor *w, const float *x, int64_t n, float *y, void *scratch, int n_threads) {
+    uint32_t type = w->type;
+    int64_t rows = w->rows, cols = w->cols;
     gemm_format f = format_of(type);
     tm_quant_path path = tm_quant_gemm_path();
     bool signed8 = path == TM_QUANT_PATH_AVX2 && type == TM_GGML_Q8_0;
     int offset = signed8 ? 0 : f.offset;
     gemm_activations a = activations_in(scratch, &f, cols, n);
-    size_t row_bytes = tm_quant_row_bytes(type, cols);
-    int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+    int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS, native = (int64_t)tm_ggml_block_elements(type);
+    size_t block_bytes = (size_t)tm_ggml_block_bytes(type);
     int threads = rows * cols * n < PARALLEL_MIN_WORK ? 1 : n_threads;
     if (threads > panels) threads = (int)panels;
     if (threads < 1) threads = 1;
@@ -940,23 +949,24 @@ void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, con
             int64_t r0 = pi * PANEL_ROWS, valid = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
             for (int64_t c0 = 0; c0 < cols; c0 += CHUNK_COLS) {
                 int64_t len = cols - c0 < CHUNK_COLS ? cols - c0 : CHUNK_COLS;
-                size_t chunk_offset = tm_quant_row_bytes(type, c0);
                 int64_t blocks = len / f.block, b0 = c0 / f.block;
+                int64_t first = c0 / native, stored = len / native; /* the chunk's blocks as stored */
 #ifdef TM_X86
-                if (path == TM_QUANT_PATH_AVX512_VNNI) unpack_avx512(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
+                if (path == TM_QUANT_PATH_AVX512_VNNI) unpack_avx512(&f, w, r0, first, len, &panel);
                 else if (path == TM_QUANT_PATH_AVX_VNNI || path == TM_QUANT_PATH_AVX2)
-                    unpack_avx2(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
+                    unpack_avx2(&f, w, r0, first, len, &panel);
                 else
 #endif
-                    unpack_portable(&f, w, row_bytes, rows, r0, chunk_offset, len, &panel);
-                /* The next panel's rows, while this one is multiplied: unpacking reads
+                    unpack_portable(&f, w, r0, first, len, &panel);
+                /* The next panel's chunk, while this one is multiplied: unpacking reads
                  * 16 rows at once, which the hardware prefetcher does not foresee. */
                 if (pi + 1 < panels) {
                     int64_t next = r0 + PANEL_ROWS, count = rows - next < PANEL_ROWS ? rows - next : PANEL_ROWS;
-                    size_t bytes = tm_quant_row_bytes(type, len);
                     for (int64_t r = 0; r < count; r++) {
-                        const char *start = (const char *)w + (size_t)(next + r) * row_bytes + chunk_offset;
-                        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(start + o, 0, 2);
+                        size_t stride;
+                        const char *start = (const char *)chunk_start(w, next + r, first, &stride);
+                        for (int64_t b = 0; b < stored; b++)
+                            for (size_t o = 0; o < block_bytes; o += 64) __builtin_prefetch(start + b * stride + o, 0, 2);
                     }
                 }
                 for (int64_t t0 = 0; t0 < n; t0 += MAX_TILE_TOKENS) {

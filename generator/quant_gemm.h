@@ -16,12 +16,11 @@
  * most 1.75 * n * cols + 256 bytes). */
 size_t tm_quant_gemm_scratch_bytes(uint32_t type, int64_t cols, int64_t n);
 
-/* Y[n][rows] = X[n][cols] W^T for W of a block-quantized type (rows of
- * tm_quant_row_bytes bytes at w), on n_threads threads. The result of each
+/* Y[n][rows] = X[n][cols] W^T for W of a block-quantized type (in either
+ * layout of tm_tensor), on n_threads threads. The result of each
  * (token, row) pair does not depend on the thread count. The kernel path is
  * tm_quant_gemm_path()'s. */
-void tm_quant_gemm(uint32_t type, const void *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y,
-                   void *scratch, int n_threads);
+void tm_quant_gemm(const tm_tensor *w, const float *x, int64_t n, float *y, void *scratch, int n_threads);
 
 /* For the tests: bytes of the weight panel buffer the kernels unpack into. */
 size_t tm_quant_gemm_panel_bytes(void);
@@ -33,7 +32,6 @@ size_t tm_quant_gemm_panel_bytes(void);
  * or build lacks the path. The AVX2 and AVX-VNNI paths share one unpacking
  * that must give the portable panel byte for byte; AVX512-VNNI's orders the
  * rows differently. */
-bool tm_quant_gemm_unpack_panel(tm_quant_path path, uint32_t type, const void *w, int64_t rows, int64_t cols,
-                                int64_t r0, int64_t c0, void *panel);
+bool tm_quant_gemm_unpack_panel(tm_quant_path path, const tm_tensor *w, int64_t r0, int64_t c0, void *panel);
 
 #endif

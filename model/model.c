@@ -31,6 +31,7 @@ const char *tm_architecture_names(void) { return "llama, qwen2"; }
 
 void tm_model_free(tm_model *model) {
     if (!model) return;
+    tm_model_free_engine_weights(model);
     free(model->layers);
     tm_gguf_close(model->gguf);
     tm_mapped_file_close(&model->checkpoint);

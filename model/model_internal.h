@@ -33,9 +33,19 @@ struct tm_model {
      * where the file has none. */
     tm_tensor rope_factors;
     tm_layer_weights *layers;
+    /* The engine's view of the weights (tm_model_engine_weights, made once):
+     * layers and classifier with block-quantized matrices copied into row
+     * groups in engine_arena; NULL until first asked for. */
+    tm_layer_weights *engine_layers;
+    tm_tensor engine_classifier;
+    void *engine_arena;
+    size_t engine_arena_bytes;
     tm_gguf *gguf;            /* GGUF models */
     tm_mapped_file checkpoint; /* llama2.c models */
     char *path;
 };
+
+/* Frees what tm_model_engine_weights made (engine_weights.c). */
+void tm_model_free_engine_weights(tm_model *model);
 
 #endif

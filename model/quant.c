@@ -21,6 +21,14 @@ size_t tm_quant_row_bytes(uint32_t type, int64_t cols) {
     return (size_t)(cols / (int64_t)tm_ggml_block_elements(type)) * (size_t)tm_ggml_block_bytes(type);
 }
 
+int32_t tm_quant_row_group(uint32_t type) {
+    switch (type) {
+    case TM_GGML_Q8_0: case TM_GGML_Q4_0: return 8;
+    case TM_GGML_Q4_K: case TM_GGML_Q5_K: case TM_GGML_Q6_K: return 4;
+    default: return 1;
+    }
+}
+
 /* ---- dequantization (ggml-quants.c, operation for operation) -------------- */
 
 static void dequantize_q8_0(const uint8_t *b, float *y, int64_t nb) {

@@ -13,6 +13,7 @@
 #include "../generator/batch.h"
 #include "../generator/quant_dot.h"
 #include "../model/quantize.h"
+#include "row_groups.h"
 
 enum { SEQUENCES = 8, STEPS = 7 };
 
@@ -150,22 +151,23 @@ Test(batch, bad_batches_are_refused_before_running) {
  * single-sequence matrix-vector kernel, bit for bit, on each instruction-set
  * path this CPU has (forced, as the single path is): Q4_K and Q6_K rows of
  * 1, 3 and 8 blocks and one wider than the 512-bit kernels prepare (33
- * blocks: the per-sequence fallback), 37 rows and 70 (a partial tile), and
+ * blocks: the per-sequence fallback), 37 rows and 70 (a partial tile) and
+ * 40 (also in the engine's row groups, which must give the same bits), and
  * every batch size from 1 to TM_BATCH_MATVEC_MAX (odd ones pad a pair,
  * more than 8 take two passes), on one and two threads. */
 static void kernels_match_single_on(tm_quant_path path) {
     if (!tm_quant_path_supported(path)) cr_skip_test("this CPU has no quantized path %d", (int)path);
     enum { MAX = TM_BATCH_MATVEC_MAX };
     const uint32_t types[] = {TM_GGML_Q4_K, TM_GGML_Q6_K};
-    const int64_t widths[] = {256, 768, 2048, 33 * 256}, heights[] = {37, 70};
+    const int64_t widths[] = {256, 768, 2048, 33 * 256}, heights[] = {37, 70, 40};
     tm_quant_force_path(path);
     unsigned seed = 1;
     for (size_t ti = 0; ti < 2; ti++)
         for (size_t wi = 0; wi < 4; wi++)
-            for (size_t hi = 0; hi < 2; hi++) {
+            for (size_t hi = 0; hi < 3; hi++) {
                 uint32_t type = types[ti];
                 int64_t cols = widths[wi], rows = heights[hi];
-                if (cols > 768 && hi > 0) continue; /* the partial tile once is enough for the wide rows */
+                if (cols > 768 && hi == 1) continue; /* the partial tile once is enough for the wide rows */
                 size_t row_bytes = (size_t)tm_quantize_row_bytes(type, cols), stride = (size_t)cols * sizeof(float);
                 float *values = malloc(sizeof(float) * (size_t)cols);
                 uint8_t *weights = malloc(row_bytes * (size_t)rows);
@@ -184,24 +186,30 @@ static void kernels_match_single_on(tm_quant_path path) {
                         values[c] = (float)(v + 1) * ((float)rand() / (float)RAND_MAX - 0.5f) * (c % 61 ? 1.0f : 9.0f);
                     tm_quant_quantize_activations(type, values, xq + (size_t)v * stride, cols);
                 }
-                tm_tensor w = {.type = type, .rows = rows, .cols = cols, .data = weights};
+                tm_tensor plain = {.type = type, .rows = rows, .cols = cols, .data = weights};
                 for (int v = 0; v < MAX; v++)
-                    tm_quant_matvec_rows(type, weights, xq + (size_t)v * stride, single + (size_t)v * (size_t)rows, 0,
-                                         rows, cols);
+                    tm_quant_matvec_rows(&plain, xq + (size_t)v * stride, single + (size_t)v * (size_t)rows, 0, rows);
+                /* and the engine's layout, where the rows divide into its groups */
+                int32_t g = tm_quant_row_group(type);
+                uint8_t *grouped = rows % g ? NULL : row_groups_copy(type, weights, rows, cols, g);
+                tm_tensor in_groups = {.type = type, .rows = rows, .cols = cols, .data = grouped, .row_group = g};
+                for (int layout = 0; layout < (grouped ? 2 : 1); layout++)
                 for (int threads = 1; threads <= 2; threads++)
                     for (int n = 1; n <= MAX; n++) {
-                        tm_batch_matvec(&w, xq, stride, y, (size_t)rows, n, threads);
+                        tm_batch_matvec(layout ? &in_groups : &plain, xq, stride, y, (size_t)rows, n, threads);
                         for (int v = 0; v < n; v++) {
                             for (int64_t r = 0; r < rows; r++)
                                 if (memcmp(&y[(size_t)v * (size_t)rows + (size_t)r],
                                            &single[(size_t)v * (size_t)rows + (size_t)r], sizeof(float)))
-                                    cr_assert_fail("path %d, type %u, %lldx%lld, %d sequences, %d threads: sequence %d "
+                                    cr_assert_fail("path %d, type %u, %lldx%lld%s, %d sequences, %d threads: sequence %d "
                                                    "row %lld is %.9g, alone %.9g",
-                                                   (int)path, type, (long long)rows, (long long)cols, n, threads, v,
+                                                   (int)path, type, (long long)rows, (long long)cols,
+                                                   layout ? " in row groups" : "", n, threads, v,
                                                    (long long)r, y[(size_t)v * (size_t)rows + (size_t)r],
                                                    single[(size_t)v * (size_t)rows + (size_t)r]);
                         }
                     }
+                free(grouped);
                 free(single);
                 free(y);
                 free(xq);

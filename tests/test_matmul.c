@@ -15,6 +15,7 @@
 #include "../generator/quant_dot.h"
 #include "../generator/quant_gemm.h"
 #include "../model/quantize.h"
+#include "row_groups.h"
 
 enum { MAX_TOKENS = 17 };
 
@@ -162,6 +163,12 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int threads) {
     float *y1 = malloc(sizeof(float) * (size_t)(MAX_TOKENS * rows));
     float *scratch = malloc(sizeof(float) * tm_kernel_matmul_scratch(cols));
     int paths = tm_quant_is_quantized(type) ? TM_QUANT_PATH_COUNT : 1;
+    tm_tensor grouped = w;
+    grouped.data = NULL;
+    if (tm_quant_is_quantized(type)) {
+        grouped.row_group = tm_quant_row_group(type) > 1 ? tm_quant_row_group(type) : 4;
+        if (rows % grouped.row_group == 0) grouped.data = row_groups_copy(type, weights, rows, cols, grouped.row_group);
+    }
     for (int p = 0; p < paths; p++) {
         if (tm_quant_is_quantized(type)) {
             if (!tm_quant_path_supported((tm_quant_path)p)) continue;
@@ -179,6 +186,13 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int threads) {
                                        type_name(type), p, (long long)rows, (long long)cols, (long long)n, threads,
                                        (long long)t, (long long)r, got, e.expected, tolerance);
                 }
+            if (grouped.data) {
+                /* The engine's layout reads the same blocks from other addresses: the same bits. */
+                tm_kernel_matmul(&grouped, rounded, n, y1, scratch, threads);
+                for (int64_t i = 0; i < n * rows; i++)
+                    cr_assert_eq(bits_of(y[i]), bits_of(y1[i]), "%s path %d, %lld tokens: row groups of %d differ at %lld",
+                                 type_name(type), p, (long long)n, grouped.row_group, (long long)i);
+            }
             if (n == MAX_TOKENS && threads > 1 && tm_quant_is_quantized(type)) {
                 /* The thread count changes which thread computes a panel, never how. */
                 tm_kernel_matmul(&w, rounded, n, y1, scratch, 1);
@@ -189,6 +203,7 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int threads) {
         }
     }
     tm_quant_force_path(TM_QUANT_PATH_COUNT);
+    free((void *)grouped.data);
     free(scratch);
     free(y1);
     free(y);
@@ -202,9 +217,10 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int threads) {
 static void check_all(uint32_t type) {
     int64_t block = is_k_type(type) ? 256 : 32;
     cr_log_info("gemm path: %d (0 portable, 1 AVX2, 2 AVX-VNNI, 3 AVX512-VNNI)", (int)tm_quant_gemm_path());
-    /* 37 rows: two full 16-row panels and a part; 5 rows: less than one.
-     * 1280 columns: a full 1024-column chunk and a part. */
-    int64_t shapes[][2] = {{37, block == 256 ? 256 : 224}, {5, 1280}, {37, 1280}};
+    /* 37 rows: two full 16-row panels and a part; 5 rows: less than one;
+     * 40 rows: also in the engine's row groups. 1280 columns: a full
+     * 1024-column chunk and a part. */
+    int64_t shapes[][2] = {{37, block == 256 ? 256 : 224}, {5, 1280}, {37, 1280}, {40, 1280}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int threads = 1; threads <= 2; threads++) check_type(type, shapes[s][0], shapes[s][1], threads);
 }
@@ -282,8 +298,9 @@ Test(matmul, avx2_unpacking_gives_the_portable_panels) {
                     for (int64_t c0 = 0; c0 < cols; c0 += 1024) {
                         memset(expected, 0xA5, panel_bytes);
                         memset(got, 0xA5, panel_bytes);
-                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_PORTABLE, type, w, rows, cols, r0, c0, expected));
-                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_AVX2, type, w, rows, cols, r0, c0, got));
+                        tm_tensor t = {.type = type, .data = w, .rows = rows, .cols = cols};
+                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_PORTABLE, &t, r0, c0, expected));
+                        cr_assert(tm_quant_gemm_unpack_panel(TM_QUANT_PATH_AVX2, &t, r0, c0, got));
                         for (size_t i = 0; i < panel_bytes; i++)
                             if (got[i] != expected[i])
                                 cr_assert_fail("%s %lldx%lld, panel at row %lld, chunk at column %lld: byte %zu is %#x, "

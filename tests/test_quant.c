@@ -16,6 +16,7 @@
 #include "../generator/quant_dot.h"
 #include "fixtures.h"
 #include "quant_vectors.h"
+#include "row_groups.h"
 
 typedef struct {
     uint32_t type;
@@ -131,6 +132,13 @@ static void sane_halves(uint32_t type, uint8_t *block, unsigned *seed) {
 
 /* The activations (quantized for the type) of x[i] = wave(i * step + phase) *
  * (1 + i % period): a smooth signal with a varying amplitude. */
+/* tm_quant_matvec_rows over rows x cols weights at w as the file holds them. */
+static void matvec_plain(uint32_t type, const void *w, int64_t rows, int64_t cols, const void *xq, float *y,
+                         int64_t begin, int64_t end) {
+    tm_tensor t = {.type = type, .data = w, .rows = rows, .cols = cols};
+    tm_quant_matvec_rows(&t, xq, y, begin, end);
+}
+
 static void *wave_activations(uint32_t type, int64_t cols, double (*wave)(double), double step, double phase,
                               int period) {
     float *x = malloc(sizeof(float) * (size_t)cols);
@@ -256,10 +264,10 @@ Test(quant, every_dispatch_path_agrees_with_the_portable_one) {
             for (int p = 0; p < TM_QUANT_PATH_COUNT; p++) {
                 if (!tm_quant_path_supported((tm_quant_path)p)) continue;
                 tm_quant_force_path((tm_quant_path)p);
-                tm_quant_matvec_rows(type, w, xq, whole, 0, rows, cols);
+                matvec_plain(type, w, rows, cols, xq, whole, 0, rows);
                 int64_t cut = rows > 3 ? 3 : rows; /* a share that ends inside a group of rows */
-                tm_quant_matvec_rows(type, w, xq, split, 0, cut, cols);
-                tm_quant_matvec_rows(type, w, xq, split, cut, rows, cols);
+                matvec_plain(type, w, rows, cols, xq, split, 0, cut);
+                matvec_plain(type, w, rows, cols, xq, split, cut, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const uint8_t *row = w + (size_t)r * row_bytes;
                     float portable = tm_quant_dot_portable(type, row, xq, cols);
@@ -308,8 +316,8 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
             void *xq = wave_activations(type, cols, sin, 0.53, (double)s, 5);
             float *y = malloc(sizeof(float) * (size_t)rows);
             int64_t cut = rows / 2 + 1 < rows ? rows / 2 + 1 : rows;
-            tm_quant_matvec_rows(type, w, xq, y, 0, cut, cols);
-            tm_quant_matvec_rows(type, w, xq, y, cut, rows, cols);
+            matvec_plain(type, w, rows, cols, xq, y, 0, cut);
+            matvec_plain(type, w, rows, cols, xq, y, cut, rows);
             bool lane_form = type == TM_GGML_Q8_0 || type == TM_GGML_Q4_0;
             float *vnni = NULL;
             if (lane_form) {
@@ -319,7 +327,7 @@ Test(quant, avx2_row_groups_give_the_single_row_bits) {
                 if (other != TM_QUANT_PATH_COUNT) {
                     vnni = malloc(sizeof(float) * (size_t)rows);
                     tm_quant_force_path(other);
-                    tm_quant_matvec_rows(type, w, xq, vnni, 0, rows, cols);
+                    matvec_plain(type, w, rows, cols, xq, vnni, 0, rows);
                     tm_quant_force_path(TM_QUANT_PATH_AVX2);
                 }
             }
@@ -364,9 +372,9 @@ Test(quant, avx512_kernels_give_the_avx_vnni_bits) {
             void *xq = wave_activations(type, cols, cos, 0.29, (double)s, 9);
             float *wide = malloc(sizeof(float) * (size_t)rows), *narrow = malloc(sizeof(float) * (size_t)rows);
             tm_quant_force_path(TM_QUANT_PATH_AVX512_VNNI);
-            tm_quant_matvec_rows(type, w, xq, wide, 0, rows, cols);
+            matvec_plain(type, w, rows, cols, xq, wide, 0, rows);
             tm_quant_force_path(TM_QUANT_PATH_AVX_VNNI);
-            tm_quant_matvec_rows(type, w, xq, narrow, 0, rows, cols);
+            matvec_plain(type, w, rows, cols, xq, narrow, 0, rows);
             for (int64_t r = 0; r < rows; r++, checked++)
                 cr_assert_eq(bits_of(wide[r]), bits_of(narrow[r]), "%s %lldx%lld row %lld: %.9g, AVX-VNNI %.9g",
                              vectors[v].name, (long long)rows, (long long)cols, (long long)r, (double)wide[r],
@@ -378,6 +386,56 @@ Test(quant, avx512_kernels_give_the_avx_vnni_bits) {
         }
     tm_quant_force_path(TM_QUANT_PATH_COUNT);
     cr_assert_gt(checked, 100);
+}
+
+/* The engine's layout (row groups, tracemark/model.h) gives the plain rows'
+ * bits on every path: the kernels read the same blocks, only from other
+ * addresses. Row counts of one and several groups, thread shares that start
+ * and end inside a group, widths of 1 to 8 super-blocks; every type, also
+ * those the engine keeps plain, in groups of 4 and 8. */
+Test(quant, row_groups_give_the_plain_rows_bits) {
+    int64_t shapes[][2] = {{8, 256}, {16, 512}, {24, 768}, {40, 2048}};
+    size_t checked = 0;
+    for (int p = 0; p < TM_QUANT_PATH_COUNT; p++) {
+        if (!tm_quant_path_supported((tm_quant_path)p)) continue;
+        tm_quant_force_path((tm_quant_path)p);
+        for (size_t v = 0; v < N_VECTORS; v++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                for (int32_t g = 4; g <= 8; g += 4) {
+                    uint32_t type = vectors[v].type;
+                    int64_t rows = shapes[s][0], cols = shapes[s][1];
+                    if (cols % (int64_t)tm_ggml_block_elements(type)) continue;
+                    uint8_t *w = random_weights(type, rows, cols, (unsigned)(rows * 7 + cols + v));
+                    uint8_t *grouped = row_groups_copy(type, w, rows, cols, g);
+                    void *xq = wave_activations(type, cols, sin, 0.41, (double)s, 3);
+                    float *plain = malloc(sizeof(float) * (size_t)rows), *got = malloc(sizeof(float) * (size_t)rows);
+                    cr_assert(grouped && plain && got);
+                    matvec_plain(type, w, rows, cols, xq, plain, 0, rows);
+                    tm_tensor t = {.type = type, .data = grouped, .rows = rows, .cols = cols, .row_group = g};
+                    /* a share that ends inside a group, and one that starts there */
+                    int64_t cut = g + 3 < rows ? g + 3 : 3;
+                    tm_quant_matvec_rows(&t, xq, got, 0, cut);
+                    tm_quant_matvec_rows(&t, xq, got, cut, rows);
+                    for (int64_t r = 0; r < rows; r++, checked++) {
+                        size_t stride;
+                        cr_assert_eq(tm_tensor_row(&t, r, &stride) - grouped,
+                                     (r - r % g) * (int64_t)tm_quant_row_bytes(type, cols) +
+                                         (r % g) * (int64_t)tm_ggml_block_bytes(type));
+                        cr_assert_eq(stride, (size_t)g * tm_ggml_block_bytes(type));
+                        cr_assert_eq(bits_of(got[r]), bits_of(plain[r]),
+                                     "%s path %d, %lldx%lld in groups of %d, row %lld: %.9g, plain %.9g",
+                                     vectors[v].name, p, (long long)rows, (long long)cols, g, (long long)r,
+                                     (double)got[r], (double)plain[r]);
+                    }
+                    free(got);
+                    free(plain);
+                    free(xq);
+                    free(grouped);
+                    free(w);
+                }
+    }
+    tm_quant_force_path(TM_QUANT_PATH_COUNT);
+    cr_assert_gt(checked, 1000);
 }
 
 /* ---- whole models ------------------------------------------------------------ */
@@ -417,6 +475,52 @@ static char *tiny_model(const char *scratch, tm_ftype ftype, const char *llama_c
     return out;
 }
 
+/* One matrix of the engine's view against the file's: in row groups with the
+ * file's blocks (row_groups_copy, written from the layout's definition) where
+ * the engine groups the type and the rows divide into groups, else the file's
+ * own view. */
+static void check_engine_tensor(const tm_tensor *file, const tm_tensor *engine, int *grouped, int *plain) {
+    cr_assert(engine->type == file->type && engine->rows == file->rows && engine->cols == file->cols);
+    int32_t g = tm_quant_is_quantized(file->type) ? tm_quant_row_group(file->type) : 1;
+    if (g > 1 && file->rows % g == 0) {
+        size_t bytes = tm_quant_row_bytes(file->type, file->cols) * (size_t)file->rows;
+        uint8_t *expected = row_groups_copy(file->type, file->data, file->rows, file->cols, g);
+        cr_assert(expected);
+        cr_assert_eq(engine->row_group, g);
+        cr_assert_neq(engine->data, file->data);
+        cr_assert(memcmp(expected, engine->data, bytes) == 0, "%s %lldx%lld: not the file's rows in groups of %d",
+                  tm_ggml_type_name(file->type), (long long)file->rows, (long long)file->cols, g);
+        free(expected);
+        (*grouped)++;
+    } else {
+        cr_assert_eq(engine->data, file->data);
+        cr_assert_eq(engine->row_group, 0);
+        (*plain)++;
+    }
+}
+
+/* tm_model_engine_weights: every layer matrix and the classifier as
+ * check_engine_tensor wants them, and the same views on a second call. */
+static void check_engine_weights(const tm_model *model, int expect_plain) {
+    const tm_layer_weights *layers, *layers_again;
+    const tm_tensor *classifier, *classifier_again;
+    tm_error err = {0};
+    cr_assert_eq(tm_model_engine_weights(model, &layers, &classifier, &err), TM_OK, "%s", err.message);
+    cr_assert_eq(tm_model_engine_weights(model, &layers_again, &classifier_again, &err), TM_OK, "%s", err.message);
+    cr_assert(layers == layers_again && classifier == classifier_again);
+    int grouped = 0, plain = 0;
+    for (int32_t l = 0; l < tm_model_get_config(model)->n_layers; l++) {
+        const tm_layer_weights *f = tm_model_get_layer(model, l), *e = &layers[l];
+        const tm_tensor *file[] = {&f->wq, &f->wk, &f->wv, &f->wo, &f->w_gate, &f->w_up, &f->w_down};
+        const tm_tensor *engine[] = {&e->wq, &e->wk, &e->wv, &e->wo, &e->w_gate, &e->w_up, &e->w_down};
+        for (size_t i = 0; i < sizeof file / sizeof *file; i++) check_engine_tensor(file[i], engine[i], &grouped, &plain);
+        cr_assert_eq(e->attn_norm.data, f->attn_norm.data);
+    }
+    check_engine_tensor(tm_model_get_classifier(model), classifier, &grouped, &plain);
+    cr_assert_gt(grouped, 0);
+    cr_assert_eq(plain, expect_plain, "%d plain matrices", plain);
+}
+
 /* The references are `llamaref LIBDIR OUT logits "Once upon a time" 8 1` on
  * llama.cpp's quantized files (see tiny_model). The Q4_K_M file holds Q4_K,
  * Q6_K, and (for ffn_down, whose 224-wide rows are no multiple of 256) Q5_0
@@ -426,8 +530,11 @@ static char *tiny_model(const char *scratch, tm_ftype ftype, const char *llama_c
  * 1e-4-relative differences into whole quantization steps wherever a value
  * sits near a rounding boundary, so agreement is to about 0.01-0.02; a wrong
  * scale, minimum or bit layout moves logits by O(1). Greedy choices must
- * agree wherever llama.cpp's top two logits are further apart than that. */
-static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const char *reference_name) {
+ * agree wherever llama.cpp's top two logits are further apart than that.
+ * Then the engine's view of the weights (check_engine_weights), of which
+ * plain_matrices stay as the file holds them. */
+static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const char *reference_name,
+                             int plain_matrices) {
     char *scratch = tm_test_scratch_dir();
     char *path = tiny_model(scratch, ftype, llama_cpp_sha256), *reference = tm_test_data_path(reference_name);
     tm_model *model;
@@ -441,6 +548,7 @@ static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const
                     worst);
         cr_assert_lt(worst, 3e-2);
     }
+    check_engine_weights(model, plain_matrices);
     tm_model_free(model);
     free(reference);
     remove(path);
@@ -451,10 +559,10 @@ static void check_tiny_model(tm_ftype ftype, const char *llama_cpp_sha256, const
 
 Test(quant, q8_0_model_logits_match_llama_cpp) {
     check_tiny_model(TM_FTYPE_Q8_0, "450b26348837f33fcd4f25fc31d45df5b65d53b733b01f8c73558b5bc12cedec",
-                     "tiny-q8_0.llamacpp.logits.jsonl");
+                     "tiny-q8_0.llamacpp.logits.jsonl", 0);
 }
 
 Test(quant, q4_k_m_model_logits_match_llama_cpp) {
     check_tiny_model(TM_FTYPE_Q4_K_M, "ad59f1352e71f07fec75d7154598ce4a915fa0638efbb8979f6604c563ddf6e4",
-                     "tiny-q4_k_m.llamacpp.logits.jsonl");
+                     "tiny-q4_k_m.llamacpp.logits.jsonl", 1); /* one ffn_down is Q5_0: kept as the file holds it */
 }

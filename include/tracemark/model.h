@@ -79,6 +79,10 @@ static inline bool tm_quant_is_k_type(uint32_t type) {
 }
 /* Bytes of one row of cols weights (cols a multiple of the block size). */
 size_t tm_quant_row_bytes(uint32_t type, int64_t cols);
+/* The rows per group the engine keeps matrices of this type in (the rows its
+ * kernels take at once: 8 for Q8_0 and Q4_0, 4 for Q4_K, Q5_K and Q6_K), or 1
+ * where it keeps the file's layout. */
+int32_t tm_quant_row_group(uint32_t type);
 /* ggml's dequantize_row_<type>, bit for bit: cols elements of row src. */
 void tm_quant_dequantize_row(uint32_t type, const void *src, float *out, int64_t cols);
 
@@ -208,13 +212,29 @@ typedef struct {
     bool tied_classifier;
 } tm_model_config;
 
-/* A weight matrix or vector viewed inside the mapped file: rows of cols
- * elements (cols = GGUF ne[0], the contiguous dimension). */
+/* A weight matrix or vector: rows of cols elements (cols = GGUF ne[0], the
+ * contiguous dimension). As the file holds it (row_group 0), row r's bytes
+ * start at data + r * row bytes. In row groups (row_group G > 1: the engine's
+ * copies of block-quantized matrices, tm_model_decode_weights), rows come in
+ * groups of G, rows a multiple of G, and each group stores block 0 of its G
+ * rows, then block 1 of each, and so on: block i of row r sits at
+ * data + (r - r % G) * row bytes + (i * G + r % G) * block bytes. Kernels that
+ * take G rows at a time then read memory in address order. */
 typedef struct {
     uint32_t type;
     const void *data;
     int64_t rows, cols;
+    int32_t row_group;
 } tm_tensor;
+
+/* Where row r of w starts (block 0), and the bytes from one of its blocks to
+ * the next, in either layout of tm_tensor. */
+static inline const uint8_t *tm_tensor_row(const tm_tensor *w, int64_t r, size_t *block_stride) {
+    size_t row_bytes = tm_quant_row_bytes(w->type, w->cols), block = (size_t)tm_ggml_block_bytes(w->type);
+    int64_t g = w->row_group > 1 ? w->row_group : 1, k = r % g;
+    if (block_stride) *block_stride = (size_t)g * block;
+    return (const uint8_t *)w->data + (size_t)(r - k) * row_bytes + (size_t)k * block;
+}
 
 typedef struct {
     tm_tensor attn_norm, wq, wk, wv, wo;
@@ -236,6 +256,15 @@ tm_status tm_model_load(tm_model **out, const char *path, tm_error *err);
 void tm_model_free(tm_model *model);
 uint64_t tm_model_parameter_count(const tm_model *model);
 const char *tm_model_format_name(tm_model_format format);
+
+/* The weights the engine multiplies by, valid until tm_model_free: the
+ * layers and the classifier, each block-quantized matrix whose rows divide
+ * into groups of tm_quant_row_group(type) copied into row groups (tm_tensor),
+ * the rest as the file holds them. The first call makes the copies and hands
+ * the file's pages under them back; every call, from any thread, returns the
+ * same views. */
+tm_status tm_model_engine_weights(const tm_model *model, const tm_layer_weights **layers, const tm_tensor **classifier,
+                                  tm_error *err);
 
 /* Read-only views of a loaded model, valid until tm_model_free. */
 const tm_model_config *tm_model_get_config(const tm_model *model);
