@@ -185,8 +185,11 @@ __attribute__((target("avx2,fma"))) static void matvec_f32_avx2(const float *w, 
     }
 }
 
-/* F16 weights on AVX2: one row at a time, 32 halves per step in four
- * accumulators, as matvec_f16_avx512. */
+/* F16 weights: one row at a time, 32 halves per step in four accumulators,
+ * the matrix read as one sequential stream. On every CPU with AVX2: with
+ * 512-bit vectors (64 halves a step) the 110M-shaped F16 model decoded at 92
+ * tokens/s on one thread of an AMD EPYC (Zen 4) VM, with these at 118 (the
+ * bandwidth bound; `benchmarks/results/decode-ab-row-groups.md`). */
 __attribute__((target("avx2,fma,f16c"))) static void matvec_f16_avx2(const uint16_t *w, const float *x, float *y,
                                                                     int64_t row_begin, int64_t row_end, int64_t cols) {
     for (int64_t r = row_begin; r < row_end; r++) {
@@ -208,11 +211,10 @@ __attribute__((target("avx2,fma,f16c"))) static void matvec_f16_avx2(const uint1
 }
 
 /* F32 weights with 512-bit vectors: one row at a time, 64 floats per step
- * in four accumulators, as the F16 kernel below and for the same reason: the
- * matrix is read as one sequential stream, which the hardware prefetcher
- * follows. Four rows side by side (four short streams) decoded the
- * 110M-shaped F32 model at 33 tokens/s on one thread of an AMD EPYC (Zen 4)
- * VM where llama.cpp made 52. */
+ * in four accumulators, so the matrix is read as one sequential stream, which
+ * the hardware prefetcher follows. Four rows side by side (four short
+ * streams) decoded the 110M-shaped F32 model at 33 tokens/s on one thread of
+ * an AMD EPYC (Zen 4) VM where llama.cpp made 52; this makes 55. */
 __attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w, const float *x, float *y,
                                                                 int64_t row_begin, int64_t row_end, int64_t cols) {
     for (int64_t r = row_begin; r < row_end; r++) {
@@ -230,28 +232,6 @@ __attribute__((target("avx512f"))) static void matvec_f32_avx512(const float *w,
     }
 }
 
-/* F16 weights: one row at a time, 64 halves per step in four accumulators.
- * The rows lie one after another, so this reads the matrix as a single
- * sequential stream, which the hardware prefetcher follows; measured on Zen
- * 4 (110M model, decode), it beat a four-row kernel with software prefetch
- * by 17% on one thread and 15-45% on two. */
-__attribute__((target("avx512f,f16c,avx2,fma"))) static void matvec_f16_avx512(const uint16_t *w, const float *x,
-                                                                              float *y, int64_t row_begin,
-                                                                              int64_t row_end, int64_t cols) {
-    for (int64_t r = row_begin; r < row_end; r++) {
-        const uint16_t *row = w + r * cols;
-        __m512 a[4];
-        for (int k = 0; k < 4; k++) a[k] = _mm512_setzero_ps();
-        int64_t i = 0;
-        for (; i + 64 <= cols; i += 64)
-            for (int k = 0; k < 4; k++)
-                a[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + i + 16 * k))),
-                                       _mm512_loadu_ps(x + i + 16 * k), a[k]);
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
-        for (; i < cols; i++) s += _cvtsh_ss(row[i]) * x[i];
-        y[r] = s;
-    }
-}
 
 static bool cpu_has_avx512(void) {
     static int cached = -1;
@@ -285,8 +265,7 @@ static void matvec_rows(const tm_tensor *w, const void *prepared, float *y, int6
             return;
         }
         if (w->type == TM_GGML_F16) {
-            if (cpu_has_avx512()) matvec_f16_avx512(w->data, x, y, begin, end, cols);
-            else matvec_f16_avx2(w->data, x, y, begin, end, cols);
+            matvec_f16_avx2(w->data, x, y, begin, end, cols);
             return;
         }
     }
