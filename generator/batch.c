@@ -412,11 +412,14 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
     for (int k = 0; k < 4; k++)
         pick[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(2 * k))),
                                      _mm256_set1_epi16((short)(2 * k + 1)), 1);
+    const tm_quant_rows m = tm_quant_rows_of(w);
+    const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
-        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
-        const uint8_t *row = tm_tensor_row(w, r, &stride);
-        for (size_t line = 0; line < row_bytes; line += 64)
-            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        const uint8_t *row = tm_quant_row(&m, r);
+        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
+         * row groups a row's own blocks are spread over its group's bytes) */
+        const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m512 acc[PAIRS], mins_acc[QUADS];
         for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
         for (int q = 0; q < NQ; q++) mins_acc[q] = _mm512_setzero_ps();
@@ -475,11 +478,14 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
             (8 * n + 5) << 16 | (8 * n + 1), (8 * n + 5) << 16 | (8 * n + 1), (8 * n + 5) << 16 | (8 * n + 1),
             (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n), (8 * n + 4) << 16 | (8 * n),
             (8 * n + 4) << 16 | (8 * n));
+    const tm_quant_rows m = tm_quant_rows_of(w);
+    const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
-        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
-        const uint8_t *row = tm_tensor_row(w, r, &stride);
-        for (size_t line = 0; line < row_bytes; line += 64)
-            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        const uint8_t *row = tm_quant_row(&m, r);
+        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
+         * row groups a row's own blocks are spread over its group's bytes) */
+        const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m512 acc[PAIRS];
         for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
@@ -540,11 +546,14 @@ AVX_VNNI_TARGET static inline __attribute__((always_inline)) void q4_k_vnni256_n
     const tm_tensor *w, int64_t begin, int64_t end, const tm_q8k_block *const *a,
     const wide_prep *pp, int p0, int64_t nb, float *y, size_t y_stride, int nv, const int NP) {
     const __m256i low = _mm256_set1_epi8(0x0F);
+    const tm_quant_rows m = tm_quant_rows_of(w);
+    const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
-        size_t stride, row_bytes = tm_quant_row_bytes(w->type, w->cols);
-        const uint8_t *row = tm_tensor_row(w, r, &stride);
-        for (size_t line = 0; line < row_bytes; line += 64)
-            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + line), _MM_HINT_T0);
+        const uint8_t *row = tm_quant_row(&m, r);
+        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
+         * row groups a row's own blocks are spread over its group's bytes) */
+        const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
+        for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m256 acc[4], mins_acc[2];
         for (int v = 0; v < 2 * NP; v++) acc[v] = _mm256_setzero_ps();
         for (int p = 0; p < NP; p++) mins_acc[p] = _mm256_setzero_ps();
@@ -697,6 +706,7 @@ void tm_batch_matvec(const tm_tensor *w, const void *xq, size_t xq_stride, float
     if (wide_matvec(w, path, xq, xq_stride, y, y_stride, n, threads)) return;
 #endif
     multi_kernel kernel = kernel_for(w->type, path);
+    const tm_quant_rows m = tm_quant_rows_of(w);
     int64_t nb = cols / TM_QK_K;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < tiles; t++) {
@@ -708,14 +718,13 @@ void tm_batch_matvec(const tm_tensor *w, const void *xq, size_t xq_stride, float
             continue;
         }
         for (int64_t r = begin; r < end; r++) {
-            size_t stride;
-            const uint8_t *row = tm_tensor_row(w, r, &stride);
+            const uint8_t *row = tm_quant_row(&m, r);
             for (int v0 = 0; v0 < n; v0 += GROUP) {
                 int nv = n - v0 < GROUP ? n - v0 : GROUP;
                 const tm_q8k_block *a[GROUP];
                 float out[GROUP];
                 for (int v = 0; v < nv; v++) a[v] = (const tm_q8k_block *)((const char *)xq + (size_t)(v0 + v) * xq_stride);
-                kernel(row, stride, a, nv, nb, out);
+                kernel(row, m.stride, a, nv, nb, out);
                 for (int v = 0; v < nv; v++) y[(size_t)(v0 + v) * y_stride + (size_t)r] = out[v];
             }
         }

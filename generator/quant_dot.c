@@ -15,19 +15,6 @@
 #define TM_X86 1
 #endif
 
-/* A matrix's rows in either layout of tm_tensor: row r's first block at
- * row_start(m, r), its next blocks stride bytes apart. */
-typedef struct {
-    const uint8_t *data;
-    size_t row_bytes, block_bytes, stride;
-    int64_t group;
-} quant_rows;
-
-static inline const uint8_t *row_start(const quant_rows *m, int64_t r) {
-    int64_t k = r % m->group;
-    return m->data + (size_t)(r - k) * m->row_bytes + (size_t)k * m->block_bytes;
-}
-
 size_t tm_quant_activation_bytes(uint32_t type, int64_t cols) {
     if (tm_quant_is_k_type(type)) return (size_t)(cols / TM_QK_K) * sizeof(tm_q8k_block);
     return (size_t)(cols / TM_QK) * sizeof(tm_q8_block);
@@ -655,8 +642,8 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, size_t stride, const tm_q8k_bl
 static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 /* Row pointers of a group starting at row r, padded by repeating the last row. */
-static inline void group_rows(const uint8_t **p, int count, const quant_rows *m, int64_t r, int64_t end) {
-    for (int k = 0; k < count; k++) p[k] = row_start(m, r + k < end ? r + k : end - 1);
+static inline void group_rows(const uint8_t **p, int count, const tm_quant_rows *m, int64_t r, int64_t end) {
+    for (int k = 0; k < count; k++) p[k] = tm_quant_row(m, r + k < end ? r + k : end - 1);
 }
 
 /* llama.cpp's 6-bit scale/min unpacking of a Q4_K/Q5_K super-block (scales
@@ -717,7 +704,7 @@ AVX2 static inline __m256 row_scales8_avx2(const uint8_t *const *p, size_t o, fl
     return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));
 }
 
-AVX2 static void matvec_q8_0_avx2(const quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q8_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t r = begin; r < end; r += 8) {
@@ -750,7 +737,7 @@ AVX2 static void matvec_q8_0_avx2(const quant_rows *m, const tm_q8_block *a, flo
  * reduce to both blocks' row sums in one tree, and one prefetch covers the
  * 36 bytes. The integer sums are exact and each row's float steps are the
  * one-block loop's in the same order, so the bits are the same. */
-AVX2 static void matvec_q4_0_avx2(const quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q4_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (int64_t r = begin; r < end; r += 8) {
@@ -805,7 +792,7 @@ AVX2 static void matvec_q4_0_avx2(const quant_rows *m, const tm_q8_block *a, flo
 
 /* Q4_K and Q5_K: AVX2_ROWS rows of one super-block at a time. FIVE adds the
  * fifth bits (qh) of Q5_K. */
-AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const quant_rows *m,
+AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const tm_quant_rows *m,
                                                                       const tm_q8k_block *a, float *y, int64_t begin,
                                                                       int64_t end, int64_t nb, bool five) {
     const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES;
@@ -867,17 +854,17 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const quan
     }
 }
 
-AVX2 static void matvec_q4_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q4_k_avx2(const tm_quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     matvec_k4_avx2(m, a, y, begin, end, nb, false);
 }
 
-AVX2 static void matvec_q5_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q5_k_avx2(const tm_quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     matvec_k4_avx2(m, a, y, begin, end, nb, true);
 }
 
-AVX2 static void matvec_q6_k_avx2(const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
+AVX2 static void matvec_q6_k_avx2(const tm_quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin,
                                   int64_t end, int64_t nb) {
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);
     for (int64_t r = begin; r < end; r += AVX2_ROWS) {
@@ -936,7 +923,7 @@ AVX2 static void matvec_q6_k_avx2(const quant_rows *m, const tm_q8k_block *a, fl
 
 /* True when the AVX2 path has a multi-row kernel for the type (Q4_1, Q5_0
  * and Q5_1 go one row at a time). */
-static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, float *y, int64_t begin,
+static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, float *y, int64_t begin,
                         int64_t end, int64_t nb) {
     switch (type) {
     case TM_GGML_Q8_0: matvec_q8_0_avx2(m, xq, y, begin, end, nb); return true;
@@ -972,7 +959,7 @@ static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, floa
                                    (short)u16_at(p[6] + o), (short)u16_at(p[7] + o));                                 \
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(dx));                                                 \
     }                                                                                                                 \
-    TARGET static void matvec_q8_0_##SUFFIX(const quant_rows *m, const tm_q8_block *a, float *y,       \
+    TARGET static void matvec_q8_0_##SUFFIX(const tm_quant_rows *m, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         /* 8 rows per pass, as Q4_0 below. */                                                                        \
         const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
@@ -997,7 +984,7 @@ static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, floa
             for (int k = 0; k < 8 && r + k < end; k++) y[r + k] = out[k];                                             \
         }                                                                                                             \
     }                                                                                                                 \
-    TARGET static void matvec_q4_0_##SUFFIX(const quant_rows *m, const tm_q8_block *a, float *y,       \
+    TARGET static void matvec_q4_0_##SUFFIX(const tm_quant_rows *m, const tm_q8_block *a, float *y,       \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         /* 8 rows per pass: the activations, and the float work of a block (scales,                                  \
          * conversion, accumulation), are shared by 8 rows in 256-bit vectors; two blocks                           \
@@ -1052,7 +1039,7 @@ static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, floa
     /* Q4_K: per super-block the 8 scales and mins are unpacked in vector form; the                                  \
      * nibbles times the activations (maddubs, < 2^15) meet their sub-block's scale in                               \
      * vpdpwssd; the mins meet the activations' pair sums of bsums in one madd. */                                    \
-    TARGET static void matvec_q4_k_##SUFFIX(const quant_rows *m, const tm_q8k_block *a, float *y,      \
+    TARGET static void matvec_q4_k_##SUFFIX(const tm_quant_rows *m, const tm_q8k_block *a, float *y,      \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         const __m256i low = _mm256_set1_epi8(0x0F);                                                                   \
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
@@ -1108,7 +1095,7 @@ static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, floa
     }                                                                                                                 \
     /* Q6_K: quants taken unsigned (0..63); the offset of 32 comes off in integers                                   \
      * through the scales times the activations' 16-element sums. */                                                  \
-    TARGET static void matvec_q6_k_##SUFFIX(const quant_rows *m, const tm_q8k_block *a, float *y,      \
+    TARGET static void matvec_q6_k_##SUFFIX(const tm_quant_rows *m, const tm_q8k_block *a, float *y,      \
                                            int64_t begin, int64_t end, int64_t nb) {                                 \
         const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x30);                                     \
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
@@ -1156,7 +1143,7 @@ static bool matvec_avx2(uint32_t type, const quant_rows *m, const void *xq, floa
         }                                                                                                             \
     }                                                                                                                 \
     /* True when this path has a kernel for the type (the others take AVX2's). */                                    \
-    static bool matvec_##SUFFIX(uint32_t type, const quant_rows *m, const void *xq, float *y,          \
+    static bool matvec_##SUFFIX(uint32_t type, const tm_quant_rows *m, const void *xq, float *y,          \
                                 int64_t begin, int64_t end, int64_t nb) {                                             \
         switch (type) {                                                                                               \
         case TM_GGML_Q8_0: matvec_q8_0_##SUFFIX(m, xq, y, begin, end, nb); return true;                   \
@@ -1200,7 +1187,7 @@ AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const 
  * way. Q5_K's fifth bits of steps j and j + 1 come from qh shifted by 2j and
  * 2j + 2 in the two halves. */
 AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_zmm(
-    const quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
+    const tm_quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
     bool five) {
     const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES, quants = five ? 48 : 16;
     const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
@@ -1290,12 +1277,12 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
     }
 }
 
-AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q4_k_zmm(const tm_quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
     matvec_k4_zmm(m, a, y, begin, end, nb, false);
 }
 
-AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const tm_quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
     matvec_k4_zmm(m, a, y, begin, end, nb, true);
 }
@@ -1305,7 +1292,7 @@ AVX512_VNNI_TARGET static void matvec_q5_k_zmm(const quant_rows *m, const tm_q8k
  * shared 32 bytes of qh sit in both halves and get each half's shift (vpsllvw,
  * vpsrlvw), and the offset of 32 comes off after the halves are added, in
  * integers, so each lane's integer, and the bits, are the 256-bit kernel's. */
-AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const quant_rows *m, const tm_q8k_block *a, float *y,
+AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const tm_quant_rows *m, const tm_q8k_block *a, float *y,
                                                int64_t begin, int64_t end, int64_t nb) {
     const __m512i low = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
     /* qh's bits 0-1 go to 4-5 for quad 0 (<< 4), bits 2-3 for quad 1 (<< 2);
@@ -1361,7 +1348,7 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const quant_rows *m, const tm_q8k
 }
 
 /* True when the AVX512-VNNI path has a 512-bit kernel for the type. */
-static bool matvec_zmm(uint32_t type, const quant_rows *m, const void *xq, float *y, int64_t begin,
+static bool matvec_zmm(uint32_t type, const tm_quant_rows *m, const void *xq, float *y, int64_t begin,
                        int64_t end, int64_t nb) {
     switch (type) {
     case TM_GGML_Q4_K: matvec_q4_k_zmm(m, xq, y, begin, end, nb); return true;
@@ -1460,11 +1447,7 @@ bool tm_quant_dot_avx2_row(uint32_t type, const void *row, const void *xq, int64
 void tm_quant_matvec_rows(const tm_tensor *w, const void *xq, float *y, int64_t begin, int64_t end) {
     uint32_t type = w->type;
     int64_t cols = w->cols, nb = cols / (int64_t)tm_ggml_block_elements(type);
-    quant_rows m = {.data = w->data,
-                    .row_bytes = tm_quant_row_bytes(type, cols),
-                    .block_bytes = (size_t)tm_ggml_block_bytes(type),
-                    .group = w->row_group > 1 ? w->row_group : 1};
-    m.stride = (size_t)m.group * m.block_bytes;
+    tm_quant_rows m = tm_quant_rows_of(w);
 #ifdef TM_X86
     tm_quant_path path = current_path();
     if (path == TM_QUANT_PATH_AVX512_VNNI && matvec_zmm(type, &m, xq, y, begin, end, nb)) return;
@@ -1472,9 +1455,9 @@ void tm_quant_matvec_rows(const tm_tensor *w, const void *xq, float *y, int64_t 
     if (path == TM_QUANT_PATH_AVX_VNNI && matvec_avxvnni(type, &m, xq, y, begin, end, nb)) return;
     if (path != TM_QUANT_PATH_PORTABLE && matvec_avx2(type, &m, xq, y, begin, end, nb)) return;
     if (path != TM_QUANT_PATH_PORTABLE && dot_row_avx2(type, m.data, m.stride, xq, nb, NULL)) {
-        for (int64_t r = begin; r < end; r++) dot_row_avx2(type, row_start(&m, r), m.stride, xq, nb, &y[r]);
+        for (int64_t r = begin; r < end; r++) dot_row_avx2(type, tm_quant_row(&m, r), m.stride, xq, nb, &y[r]);
         return;
     }
 #endif
-    for (int64_t r = begin; r < end; r++) y[r] = dot_row_portable(type, row_start(&m, r), m.stride, xq, cols);
+    for (int64_t r = begin; r < end; r++) y[r] = dot_row_portable(type, tm_quant_row(&m, r), m.stride, xq, cols);
 }

@@ -40,6 +40,31 @@ void tm_quant_quantize_activations(uint32_t type, const float *x, void *out, int
  * must give the same bytes). */
 void tm_quant_quantize_activations_portable(uint32_t type, const float *x, void *out, int64_t cols);
 
+/* A block-quantized matrix's rows in either layout of tm_tensor, its sizes
+ * worked out once for the kernels' inner loops (row groups are a power of
+ * two: tm_quant_row_group). */
+typedef struct {
+    const uint8_t *data;
+    size_t row_bytes, block_bytes, stride; /* stride: from one of a row's blocks to the next */
+    int64_t group_mask;                    /* rows per group - 1 */
+} tm_quant_rows;
+
+static inline tm_quant_rows tm_quant_rows_of(const tm_tensor *w) {
+    int64_t group = w->row_group > 1 ? w->row_group : 1;
+    tm_quant_rows m = {.data = (const uint8_t *)w->data,
+                       .row_bytes = tm_quant_row_bytes(w->type, w->cols),
+                       .block_bytes = (size_t)tm_ggml_block_bytes(w->type),
+                       .group_mask = group - 1};
+    m.stride = (size_t)group * m.block_bytes;
+    return m;
+}
+
+/* Where row r's first block is. */
+static inline const uint8_t *tm_quant_row(const tm_quant_rows *m, int64_t r) {
+    int64_t k = r & m->group_mask;
+    return m->data + (size_t)(r - k) * m->row_bytes + (size_t)k * m->block_bytes;
+}
+
 /* y[r] = row r of w . x for r in [begin, end): w a block-quantized matrix in
  * either layout of tm_tensor (the same results in both), xq the activations
  * from tm_quant_quantize_activations. Vectorised when the CPU allows. */

@@ -241,10 +241,9 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, size_t stride, in
 /* Where the chunk starting at block b0 of row r begins, in either layout of
  * tm_tensor, and (unless NULL) the bytes from one of the row's blocks to the next. */
 static inline const uint8_t *chunk_start(const tm_tensor *w, int64_t r, int64_t b0, size_t *stride) {
-    size_t s;
-    const uint8_t *row = tm_tensor_row(w, r, &s);
-    if (stride) *stride = s;
-    return row + (size_t)b0 * s;
+    tm_quant_rows m = tm_quant_rows_of(w);
+    if (stride) *stride = m.stride;
+    return tm_quant_row(&m, r) + (size_t)b0 * m.stride;
 }
 
 /* Rows past the last are copies of it, so the kernels never branch on rows. */

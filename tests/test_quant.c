@@ -416,12 +416,11 @@ Test(quant, row_groups_give_the_plain_rows_bits) {
                     int64_t cut = g + 3 < rows ? g + 3 : 3;
                     tm_quant_matvec_rows(&t, xq, got, 0, cut);
                     tm_quant_matvec_rows(&t, xq, got, cut, rows);
+                    tm_quant_rows m = tm_quant_rows_of(&t);
+                    cr_assert_eq(m.stride, (size_t)g * tm_ggml_block_bytes(type));
                     for (int64_t r = 0; r < rows; r++, checked++) {
-                        size_t stride;
-                        cr_assert_eq(tm_tensor_row(&t, r, &stride) - grouped,
-                                     (r - r % g) * (int64_t)tm_quant_row_bytes(type, cols) +
-                                         (r % g) * (int64_t)tm_ggml_block_bytes(type));
-                        cr_assert_eq(stride, (size_t)g * tm_ggml_block_bytes(type));
+                        cr_assert_eq(tm_quant_row(&m, r) - grouped, (r - r % g) * (int64_t)tm_quant_row_bytes(type, cols) +
+                                                                        (r % g) * (int64_t)tm_ggml_block_bytes(type));
                         cr_assert_eq(bits_of(got[r]), bits_of(plain[r]),
                                      "%s path %d, %lldx%lld in groups of %d, row %lld: %.9g, plain %.9g",
                                      vectors[v].name, p, (long long)rows, (long long)cols, g, (long long)r,

@@ -214,27 +214,19 @@ typedef struct {
 
 /* A weight matrix or vector: rows of cols elements (cols = GGUF ne[0], the
  * contiguous dimension). As the file holds it (row_group 0), row r's bytes
- * start at data + r * row bytes. In row groups (row_group G > 1: the engine's
- * copies of block-quantized matrices, tm_model_decode_weights), rows come in
- * groups of G, rows a multiple of G, and each group stores block 0 of its G
- * rows, then block 1 of each, and so on: block i of row r sits at
- * data + (r - r % G) * row bytes + (i * G + r % G) * block bytes. Kernels that
- * take G rows at a time then read memory in address order. */
+ * start at data + r * row bytes. In row groups (row_group G > 1, a power of
+ * two: the engine's copies of block-quantized matrices,
+ * tm_model_engine_weights), rows come in groups of G (rows a multiple of G),
+ * and each group stores block 0 of its G rows, then block 1 of each, and so
+ * on: block i of row r sits at data + (r - r % G) * row bytes +
+ * (i * G + r % G) * block bytes. Kernels that take G rows at a time then read
+ * memory in address order. */
 typedef struct {
     uint32_t type;
     const void *data;
     int64_t rows, cols;
     int32_t row_group;
 } tm_tensor;
-
-/* Where row r of w starts (block 0), and the bytes from one of its blocks to
- * the next, in either layout of tm_tensor. */
-static inline const uint8_t *tm_tensor_row(const tm_tensor *w, int64_t r, size_t *block_stride) {
-    size_t row_bytes = tm_quant_row_bytes(w->type, w->cols), block = (size_t)tm_ggml_block_bytes(w->type);
-    int64_t g = w->row_group > 1 ? w->row_group : 1, k = r % g;
-    if (block_stride) *block_stride = (size_t)g * block;
-    return (const uint8_t *)w->data + (size_t)(r - k) * row_bytes + (size_t)k * block;
-}
 
 typedef struct {
     tm_tensor attn_norm, wq, wk, wv, wo;
