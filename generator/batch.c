@@ -31,6 +31,12 @@
 /* Rows per tile: 32 rows of a 768-wide Q4_K matrix are 14 KiB, of a
  * 2048-wide one 37 KiB, within the L2 of any core this runs on. */
 enum { TILE_ROWS = 32, GROUP = 4 };
+/* Rows' worth of bytes the kernels prefetch ahead, in memory order: a row is
+ * a few hundred bytes, too short for the hardware prefetcher to learn before
+ * it ends, and in row groups a row's blocks are spread over its group. */
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 16
+#endif
 
 bool tm_batch_matvec_supports(uint32_t type) { return tm_quant_is_quantized(type); }
 
@@ -316,11 +322,6 @@ DEFINE_MULTI_KERNELS(avx512vnni, AVX512_VNNI_TARGET, _mm256_dpwssd_epi32)
  * prepared once per product rather than once per row. */
 #define AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
-/* Rows a kernel prefetches ahead: a row is a few hundred bytes, too short
- * for the hardware prefetcher to learn before it ends. */
-#ifndef PREFETCH_ROWS
-#define PREFETCH_ROWS 16
-#endif
 enum { PAIRS = TM_BATCH_WIDE_MAX / 2, QUADS = TM_BATCH_WIDE_MAX / 4, WIDE_MAX_BLOCKS = 32 };
 
 /* Per block i of the activations: pair p's scales [d of 2p] x 8 ++ [d of 2p+1] x 8,
@@ -416,8 +417,6 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q4_k_wide_np(
     const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
         const uint8_t *row = tm_quant_row(&m, r);
-        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
-         * row groups a row's own blocks are spread over its group's bytes) */
         const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
         for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m512 acc[PAIRS], mins_acc[QUADS];
@@ -482,8 +481,6 @@ AVX512_TARGET static inline __attribute__((always_inline)) void q6_k_wide_np(
     const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
         const uint8_t *row = tm_quant_row(&m, r);
-        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
-         * row groups a row's own blocks are spread over its group's bytes) */
         const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
         for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m512 acc[PAIRS];
@@ -550,8 +547,6 @@ AVX_VNNI_TARGET static inline __attribute__((always_inline)) void q4_k_vnni256_n
     const size_t stride = m.stride, row_bytes = m.row_bytes;
     for (int64_t r = begin; r < end; r++) {
         const uint8_t *row = tm_quant_row(&m, r);
-        /* a row's worth of bytes PREFETCH_ROWS rows ahead in memory order (in
-         * row groups a row's own blocks are spread over its group's bytes) */
         const uint8_t *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * row_bytes;
         for (size_t line = 0; line < row_bytes; line += 64) _mm_prefetch((const char *)(ahead + line), _MM_HINT_T0);
         __m256 acc[4], mins_acc[2];
@@ -718,7 +713,8 @@ void tm_batch_matvec(const tm_tensor *w, const void *xq, size_t xq_stride, float
             continue;
         }
         for (int64_t r = begin; r < end; r++) {
-            const uint8_t *row = tm_quant_row(&m, r);
+            const uint8_t *row = tm_quant_row(&m, r), *ahead = m.data + (size_t)(r + PREFETCH_ROWS) * m.row_bytes;
+            for (size_t line = 0; line < m.row_bytes; line += 64) __builtin_prefetch(ahead + line, 0, 3);
             for (int v0 = 0; v0 < n; v0 += GROUP) {
                 int nv = n - v0 < GROUP ? n - v0 : GROUP;
                 const tm_q8k_block *a[GROUP];

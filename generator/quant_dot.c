@@ -4,7 +4,13 @@
  * memory-bound and no packaged library does these formats) with portable
  * versions, chosen at run time. The block layouts and the field readers come
  * from the model room (tracemark/model.h): formats are read here, never
- * defined here. Nothing here checks shapes (model.c did at load time). */
+ * defined here. Nothing here checks shapes (model.c did at load time).
+ * Rows come in either layout of tm_tensor: in the engine's row groups
+ * (model/engine_weights.c) a kernel that takes a group's rows at once reads
+ * memory in address order, which the hardware prefetcher follows, so no
+ * kernel prefetches by hand (with the rows as the file holds them, 4 or 8
+ * short streams side by side, 8 rows of Q8_0 read at a third of memory speed
+ * on a Zen 4). */
 #include "quant_dot.h"
 
 #include <stdlib.h>
@@ -632,12 +638,6 @@ AVX2 static float dot_q6_k_avx2(const uint8_t *b, size_t stride, const tm_q8k_bl
 
 #define VNNI_ROWS 4 /* rows one row_sums/row_scales call combines (Q8_0 and Q4_0 take two at a time) */
 #define VNNI_K_ROWS 4 /* rows per pass of the K kernels */
-/* A group's rows are short streams (a few hundred bytes each) that the
- * hardware prefetcher barely learns before they end, so the kernels
- * prefetch the same blocks this many groups ahead (measured best on Zen 4:
- * without it the 4-row Q8_0 kernel ran at a third of memory speed). */
-#define PREFETCH_GROUPS 4
-#define PREFETCH_K_GROUPS 8
 
 static inline uint16_t u16_at(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
@@ -674,13 +674,11 @@ AVX2 static inline __m128 k_block_scales(const uint8_t *b, float dx) {
  * the 110M-shaped Q8_0 model decoded at half the bandwidth bound on an
  * AVX2-only EPYC. These kernels run AVX2_ROWS rows through one pass over the
  * activations with one accumulator per row (independent chains the core
- * overlaps), load each activation block once per group and prefetch the same
- * blocks AVX2_PREFETCH_GROUPS groups ahead. Each row's arithmetic is, operation
+ * overlaps) and load each activation block once per group. Each row's arithmetic is, operation
  * for operation, the single-row kernel's above, so the results are the same
  * bits (tests/test_quant.c checks it through tm_quant_dot_avx2_row). A group
  * that runs past the last row repeats that row and drops the extra results. */
 #define AVX2_ROWS 4
-#define AVX2_PREFETCH_GROUPS 4
 
 /* Q8_0 and Q4_0 take 8 rows per pass in the VNNI kernels' form: each row's
  * integer block sum (exact) goes into one lane of a vector, so the float work
@@ -710,14 +708,12 @@ AVX2 static void matvec_q8_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, 
     for (int64_t r = begin; r < end; r += 8) {
         const uint8_t *p[8];
         group_rows(p, 8, m, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             size_t o = (size_t)i * m->stride;
             __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);
             __m256i s[8];
             for (int k = 0; k < 8; k++) {
-                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
                 /* |w| times x with w's sign (dot_i8): |w| as unsigned is right
                  * even for a weight of -128, which negating x's side would not be */
                 __m256i q = _mm256_loadu_si256((const __m256i *)(p[k] + o + 2));
@@ -743,7 +739,6 @@ AVX2 static void matvec_q4_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, 
     for (int64_t r = begin; r < end; r += 8) {
         const uint8_t *p[8];
         group_rows(p, 8, m, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 2 <= nb; i += 2) {
@@ -754,7 +749,6 @@ AVX2 static void matvec_q4_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, 
                                           _mm_loadu_si128((const __m128i *)(a[i].qs + 16)));
             __m256i s[8];
             for (int k = 0; k < 8; k++) {
-                _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);
                 __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p[k] + o1 + 2)),
                                              _mm_loadu_si128((const __m128i *)(p[k] + o + 2)));
                 __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
@@ -795,12 +789,10 @@ AVX2 static void matvec_q4_0_avx2(const tm_quant_rows *m, const tm_q8_block *a, 
 AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const tm_quant_rows *m,
                                                                       const tm_q8k_block *a, float *y, int64_t begin,
                                                                       int64_t end, int64_t nb, bool five) {
-    const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES;
     const __m256i low = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
     for (int64_t r = begin; r < end; r += AVX2_ROWS) {
         const uint8_t *p[AVX2_ROWS];
         group_rows(p, AVX2_ROWS, m, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc[AVX2_ROWS];
         float mins_total[AVX2_ROWS];
         for (int k = 0; k < AVX2_ROWS; k++) {
@@ -815,8 +807,6 @@ AVX2 static inline __attribute__((always_inline)) void matvec_k4_avx2(const tm_q
             for (int k = 0; k < AVX2_ROWS; k += 2) packed[k / 2] = k4_scales_mins_x2(p[k] + o, p[k + 1] + o);
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
-                for (size_t line = 0; line < block_bytes; line += 64)
-                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
                 /* scales and mins unpacked in vector form; the mins' integer sum
                  * is the scalar kernel's exactly */
                 __m256i scales_mins = _mm256_cvtepu8_epi16(k % 2 ? _mm256_extracti128_si256(packed[k / 2], 1)
@@ -870,7 +860,6 @@ AVX2 static void matvec_q6_k_avx2(const tm_quant_rows *m, const tm_q8k_block *a,
     for (int64_t r = begin; r < end; r += AVX2_ROWS) {
         const uint8_t *p[AVX2_ROWS];
         group_rows(p, AVX2_ROWS, m, r, end);
-        size_t ahead = AVX2_PREFETCH_GROUPS * AVX2_ROWS * m->row_bytes;
         __m256 acc[AVX2_ROWS];
         float offsets[AVX2_ROWS];
         for (int k = 0; k < AVX2_ROWS; k++) {
@@ -882,8 +871,6 @@ AVX2 static void matvec_q6_k_avx2(const tm_quant_rows *m, const tm_q8k_block *a,
             __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);
             for (int k = 0; k < AVX2_ROWS; k++) {
                 const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
-                for (size_t line = 0; line < TM_Q6_K_BYTES; line += 64)
-                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
                 const int8_t *x = a[i].qs;
                 /* sum of scale * 16-element activation sum, exact in int32 as the scalar loop's */
                 __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
@@ -966,14 +953,12 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
         for (int64_t r = begin; r < end; r += 8) {                                                                    \
             const uint8_t *p[8];                                                                                      \
             group_rows(p, 8, m, r, end);                                                                   \
-            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * m->row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
                 size_t o = (size_t)i * m->stride;                                                                    \
                 __m256i x = _mm256_loadu_si256((const __m256i *)a[i].qs);                                             \
                 __m256i start = _mm256_castsi128_si256(_mm_cvtsi32_si128(-128 * a[i].sum));                          \
                 __m256i s[8];                                                                                         \
-                for (int k = 0; k < 8; k++) _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);              \
                 for (int k = 0; k < 8; k++)                                                                           \
                     s[k] = DPBUSD(start, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p[k] + o + 2)), flip), \
                                   x);                                                                                 \
@@ -993,7 +978,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
         for (int64_t r = begin; r < end; r += 8) {                                                                    \
             const uint8_t *p[8];                                                                                      \
             group_rows(p, 8, m, r, end);                                                                   \
-            size_t ahead = PREFETCH_GROUPS * VNNI_ROWS * m->row_bytes;                                                   \
             __m256 acc = _mm256_setzero_ps();                                                                         \
             int64_t i = 0;                                                                                            \
             for (; i + 2 <= nb; i += 2) {                                                                             \
@@ -1004,7 +988,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
                                               _mm_loadu_si128((const __m128i *)(a[i].qs + 16)));                       \
                 __m256i s[8];                                                                                         \
                 for (int k = 0; k < 8; k++) {                                                                         \
-                    _mm_prefetch((const char *)(p[k] + o + ahead), _MM_HINT_T0);                                      \
                     __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p[k] + o1 + 2)),                   \
                                                  _mm_loadu_si128((const __m128i *)(p[k] + o + 2)));                    \
                     __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);       \
@@ -1045,7 +1028,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
             const uint8_t *p[VNNI_K_ROWS];                                                                            \
             group_rows(p, VNNI_K_ROWS, m, r, end);                                                         \
-            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;                                               \
             __m256 acc[VNNI_K_ROWS];                                                                                  \
             __m128 mins_acc[VNNI_K_ROWS];                                                                             \
             for (int k = 0; k < VNNI_K_ROWS; k++) {                                                                   \
@@ -1061,8 +1043,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
                 for (int k = 0; k < VNNI_K_ROWS; k += 2) packed[k / 2] = k4_scales_mins_x2(p[k] + o, p[k + 1] + o);     \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o;                                                                      \
-                    for (int line = 0; line < TM_Q4_K_BYTES; line += 64)                                                 \
-                        _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
                     __m256i scales_mins = _mm256_cvtepu8_epi16(k % 2 ? _mm256_extracti128_si256(packed[k / 2], 1)      \
                                                                      : _mm256_castsi256_si128(packed[k / 2]));         \
                     __m128 dm = k_block_scales(b, a[i].d);                                                            \
@@ -1101,7 +1081,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
         for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {                                                          \
             const uint8_t *p[VNNI_K_ROWS];                                                                            \
             group_rows(p, VNNI_K_ROWS, m, r, end);                                                         \
-            size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;                                               \
             __m256 acc[VNNI_K_ROWS];                                                                                  \
             for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();                                       \
             for (int64_t i = 0; i < nb; i++) {                                                                        \
@@ -1109,8 +1088,6 @@ static bool matvec_avx2(uint32_t type, const tm_quant_rows *m, const void *xq, f
                 __m256i bsums = _mm256_loadu_si256((const __m256i *)a[i].bsums);                                      \
                 for (int k = 0; k < VNNI_K_ROWS; k++) {                                                               \
                     const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;                                              \
-                    for (int line = 0; line < TM_Q6_K_BYTES; line += 64)                                                 \
-                        _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);                                  \
                     const int8_t *x = a[i].qs;                                                                        \
                     __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));             \
                     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),                                           \
@@ -1189,7 +1166,7 @@ AVX512_VNNI_TARGET static inline __m512i k4_scales_mins_x4(const uint8_t *const 
 AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_zmm(
     const tm_quant_rows *m, const tm_q8k_block *a, float *y, int64_t begin, int64_t end, int64_t nb,
     bool five) {
-    const size_t block_bytes = five ? TM_Q5_K_BYTES : TM_Q4_K_BYTES, quants = five ? 48 : 16;
+    const size_t quants = five ? 48 : 16;
     const __m512i low = _mm512_set1_epi8(0x0F), bit = _mm512_set1_epi8(0x10);
     /* the word of sub-block 2j (low nibbles) and 2j + 1 (high) in each half */
     __m512i pick_lo[2], pick_hi[2], fifth[2];
@@ -1205,7 +1182,6 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
     for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
         const uint8_t *p[VNNI_K_ROWS];
         group_rows(p, VNNI_K_ROWS, m, r, end);
-        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;
         __m256 acc[VNNI_K_ROWS];
         __m128 mins_acc[VNNI_K_ROWS];
         float mins_total[VNNI_K_ROWS];
@@ -1232,8 +1208,6 @@ AVX512_VNNI_TARGET static inline __attribute__((always_inline)) void matvec_k4_z
                 _mm512_extracti32x4_epi32(packed, 2), _mm512_extracti32x4_epi32(packed, 3)};
             for (int k = 0; k < VNNI_K_ROWS; k++) {
                 const uint8_t *b = p[k] + o;
-                for (size_t line = 0; line < block_bytes; line += 64)
-                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
                 __m128 dm = k_block_scales(b, a[i].d);
                 __m256i scales_mins = _mm256_cvtepu8_epi16(row_scales_mins[k]);
                 __m128i mins = _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), pairs);
@@ -1310,7 +1284,6 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const tm_quant_rows *m, const tm_
     for (int64_t r = begin; r < end; r += VNNI_K_ROWS) {
         const uint8_t *p[VNNI_K_ROWS];
         group_rows(p, VNNI_K_ROWS, m, r, end);
-        size_t ahead = PREFETCH_K_GROUPS * VNNI_K_ROWS * m->row_bytes;
         __m256 acc[VNNI_K_ROWS];
         for (int k = 0; k < VNNI_K_ROWS; k++) acc[k] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
@@ -1321,8 +1294,6 @@ AVX512_VNNI_TARGET static void matvec_q6_k_zmm(const tm_quant_rows *m, const tm_
             for (int v = 0; v < 4; v++) xq[v] = _mm512_loadu_si512((const void *)(x + 64 * v));
             for (int k = 0; k < VNNI_K_ROWS; k++) {
                 const uint8_t *b = p[k] + o, *ql = b, *qh = b + 128;
-                for (int line = 0; line < TM_Q6_K_BYTES; line += 64)
-                    _mm_prefetch((const char *)(b + ahead + line), _MM_HINT_T0);
                 __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
                 __m512i sumi = _mm512_setzero_si512();
                 for (int n = 0; n < 2; n++, ql += 64, qh += 32) {
