@@ -45,8 +45,12 @@ static void copy_in_groups(const tm_tensor *src, uint8_t *dst, int32_t g) {
 }
 
 /* Hand back the whole pages of the mapped file under [data, data + bytes):
- * the copy serves every later read. */
-static void release_file_pages(const void *data, size_t bytes) {
+ * the copy serves every later read. Only inside the file's read-only
+ * mapping, where a page handed back is read again from the file if touched
+ * (on any other memory MADV_DONTNEED would zero it). */
+static void release_file_pages(const tm_mapped_file *file, const void *data, size_t bytes) {
+    const uint8_t *p = data, *base = file->data;
+    if (!base || p < base || bytes > file->size || (size_t)(p - base) > file->size - bytes) return;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     uintptr_t start = round_up((uintptr_t)data, page), end = ((uintptr_t)data + bytes) / page * page;
     if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
@@ -55,13 +59,13 @@ static void release_file_pages(const void *data, size_t bytes) {
 /* The engine's view of one matrix: the copy at *cursor, or the file's;
  * release: hand back the file's pages (not where another view, the tied
  * token embedding, still reads them). */
-static tm_tensor engine_tensor(const tm_tensor *t, uint8_t **cursor, bool release) {
+static tm_tensor engine_tensor(const tm_model *m, const tm_tensor *t, uint8_t **cursor, bool release) {
     tm_tensor out = *t;
     int32_t g = group_for(t);
     if (g == 1) return out;
     size_t bytes = tm_quant_row_bytes(t->type, t->cols) * (size_t)t->rows;
     copy_in_groups(t, *cursor, g);
-    if (release) release_file_pages(t->data, bytes);
+    if (release) release_file_pages(tm_model_get_file(m), t->data, bytes);
     out.data = *cursor;
     out.row_group = g;
     *cursor += round_up(bytes, 64);
@@ -99,15 +103,15 @@ static tm_status build(tm_model *m, tm_error *err) {
         const tm_layer_weights *w = &m->layers[l];
         tm_layer_weights *e = &layers[l];
         *e = *w;
-        e->wq = engine_tensor(&w->wq, &cursor, true);
-        e->wk = engine_tensor(&w->wk, &cursor, true);
-        e->wv = engine_tensor(&w->wv, &cursor, true);
-        e->wo = engine_tensor(&w->wo, &cursor, true);
-        e->w_gate = engine_tensor(&w->w_gate, &cursor, true);
-        e->w_up = engine_tensor(&w->w_up, &cursor, true);
-        e->w_down = engine_tensor(&w->w_down, &cursor, true);
+        e->wq = engine_tensor(m, &w->wq, &cursor, true);
+        e->wk = engine_tensor(m, &w->wk, &cursor, true);
+        e->wv = engine_tensor(m, &w->wv, &cursor, true);
+        e->wo = engine_tensor(m, &w->wo, &cursor, true);
+        e->w_gate = engine_tensor(m, &w->w_gate, &cursor, true);
+        e->w_up = engine_tensor(m, &w->w_up, &cursor, true);
+        e->w_down = engine_tensor(m, &w->w_down, &cursor, true);
     }
-    m->engine_classifier = engine_tensor(&m->classifier, &cursor, m->classifier.data != m->token_embedding.data);
+    m->engine_classifier = engine_tensor(m, &m->classifier, &cursor, m->classifier.data != m->token_embedding.data);
     if (arena) mprotect(arena, total, PROT_READ);
     m->engine_layers = layers;
     m->engine_arena = arena;
