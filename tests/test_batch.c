@@ -194,21 +194,21 @@ static void kernels_match_single_on(tm_quant_path path) {
                 uint8_t *grouped = rows % g ? NULL : row_groups_copy(type, weights, rows, cols, g);
                 tm_tensor in_groups = {.type = type, .rows = rows, .cols = cols, .data = grouped, .row_group = g};
                 for (int layout = 0; layout < (grouped ? 2 : 1); layout++)
-                for (int threads = 1; threads <= 2; threads++)
-                    for (int n = 1; n <= MAX; n++) {
-                        tm_batch_matvec(layout ? &in_groups : &plain, xq, stride, y, (size_t)rows, n, threads);
-                        for (int v = 0; v < n; v++) {
-                            for (int64_t r = 0; r < rows; r++)
-                                if (memcmp(&y[(size_t)v * (size_t)rows + (size_t)r],
-                                           &single[(size_t)v * (size_t)rows + (size_t)r], sizeof(float)))
-                                    cr_assert_fail("path %d, type %u, %lldx%lld%s, %d sequences, %d threads: sequence %d "
-                                                   "row %lld is %.9g, alone %.9g",
-                                                   (int)path, type, (long long)rows, (long long)cols,
-                                                   layout ? " in row groups" : "", n, threads, v,
-                                                   (long long)r, y[(size_t)v * (size_t)rows + (size_t)r],
-                                                   single[(size_t)v * (size_t)rows + (size_t)r]);
+                    for (int threads = 1; threads <= 2; threads++)
+                        for (int n = 1; n <= MAX; n++) {
+                            tm_batch_matvec(layout ? &in_groups : &plain, xq, stride, y, (size_t)rows, n, threads);
+                            for (int v = 0; v < n; v++) {
+                                for (int64_t r = 0; r < rows; r++)
+                                    if (memcmp(&y[(size_t)v * (size_t)rows + (size_t)r],
+                                               &single[(size_t)v * (size_t)rows + (size_t)r], sizeof(float)))
+                                        cr_assert_fail("path %d, type %u, %lldx%lld%s, %d sequences, %d threads: sequence %d "
+                                                       "row %lld is %.9g, alone %.9g",
+                                                       (int)path, type, (long long)rows, (long long)cols,
+                                                       layout ? " in row groups" : "", n, threads, v,
+                                                       (long long)r, y[(size_t)v * (size_t)rows + (size_t)r],
+                                                       single[(size_t)v * (size_t)rows + (size_t)r]);
+                            }
                         }
-                    }
                 free(grouped);
                 free(single);
                 free(y);
