@@ -238,22 +238,18 @@ static void unpack_row(const gemm_format *f, const uint8_t *b, size_t stride, in
     }
 }
 
-/* Where the chunk starting at block b0 of row r begins, in either layout of
- * tm_tensor, and (unless NULL) the bytes from one of the row's blocks to the next. */
-static inline const uint8_t *chunk_start(const tm_tensor *w, int64_t r, int64_t b0, size_t *stride) {
-    tm_quant_rows m = tm_quant_rows_of(w);
-    if (stride) *stride = m.stride;
-    return tm_quant_row(&m, r) + (size_t)b0 * m.stride;
+/* Where the chunk starting at block b0 of row r (or of the last row, past
+ * it) begins, in either layout of tm_tensor; the row's next blocks follow
+ * m->stride bytes apart. */
+static inline const uint8_t *chunk_start(const tm_quant_rows *m, int64_t rows, int64_t r, int64_t b0) {
+    return tm_quant_row(m, r < rows ? r : rows - 1) + (size_t)b0 * m->stride;
 }
 
 /* Rows past the last are copies of it, so the kernels never branch on rows. */
 static void unpack_portable(const gemm_format *f, const tm_tensor *w, int64_t r0, int64_t b0, int64_t len,
                             gemm_panel *p) {
-    for (int r = 0; r < PANEL_ROWS; r++) {
-        size_t stride;
-        const uint8_t *b = chunk_start(w, r0 + r < w->rows ? r0 + r : w->rows - 1, b0, &stride);
-        unpack_row(f, b, stride, len, p, r);
-    }
+    tm_quant_rows m = tm_quant_rows_of(w);
+    for (int r = 0; r < PANEL_ROWS; r++) unpack_row(f, chunk_start(&m, w->rows, r0 + r, b0), m.stride, len, p, r);
 }
 
 /* ---- micro-kernels ------------------------------------------------------------ */
@@ -589,13 +585,13 @@ AVX512 static void unpack_avx512(const gemm_format *f, const tm_tensor *w, int64
                                  gemm_panel *p) {
     int32_t offsets[PANEL_ROWS];
     const uint8_t *row[PANEL_ROWS];
-    int64_t rows = w->rows;
-    size_t stride;
-    const uint8_t *base = chunk_start(w, r0, b0, &stride);
+    tm_quant_rows m = tm_quant_rows_of(w);
+    size_t stride = m.stride;
+    const uint8_t *base = chunk_start(&m, w->rows, r0, b0);
     for (int r = 0; r < PANEL_ROWS; r++) {
         int64_t physical = 4 * (r % 4) + r / 4; /* lane r holds this row */
-        offsets[r] = (int32_t)(chunk_start(w, r0 + physical < rows ? r0 + physical : rows - 1, b0, NULL) - base);
-        row[r] = chunk_start(w, r0 + r < rows ? r0 + r : rows - 1, b0, NULL);
+        offsets[r] = (int32_t)(chunk_start(&m, w->rows, r0 + physical, b0) - base);
+        row[r] = chunk_start(&m, w->rows, r0 + r, b0);
     }
     const __m512i idx = _mm512_loadu_si512((const void *)offsets);
     __m512i v[8];
@@ -769,8 +765,9 @@ AVX2 INLINE __m256 negated(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0
 AVX2 static void unpack_avx2(const gemm_format *f, const tm_tensor *w, int64_t r0, int64_t b0, int64_t len,
                              gemm_panel *p) {
     const uint8_t *all[PANEL_ROWS];
-    size_t stride;
-    for (int r = 0; r < PANEL_ROWS; r++) all[r] = chunk_start(w, r0 + r < w->rows ? r0 + r : w->rows - 1, b0, &stride);
+    tm_quant_rows m = tm_quant_rows_of(w);
+    size_t stride = m.stride;
+    for (int r = 0; r < PANEL_ROWS; r++) all[r] = chunk_start(&m, w->rows, r0 + r, b0);
     const __m256i low = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
     const __m256 zero = _mm256_setzero_ps();
     __m256i v[8];
@@ -930,7 +927,7 @@ void tm_quant_gemm(const tm_tensor *w, const float *x, int64_t n, float *y, void
     int offset = signed8 ? 0 : f.offset;
     gemm_activations a = activations_in(scratch, &f, cols, n);
     int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS, native = (int64_t)tm_ggml_block_elements(type);
-    size_t block_bytes = (size_t)tm_ggml_block_bytes(type);
+    const tm_quant_rows m = tm_quant_rows_of(w);
     int threads = rows * cols * n < PARALLEL_MIN_WORK ? 1 : n_threads;
     if (threads > panels) threads = (int)panels;
     if (threads < 1) threads = 1;
@@ -962,10 +959,10 @@ void tm_quant_gemm(const tm_tensor *w, const float *x, int64_t n, float *y, void
                 if (pi + 1 < panels) {
                     int64_t next = r0 + PANEL_ROWS, count = rows - next < PANEL_ROWS ? rows - next : PANEL_ROWS;
                     for (int64_t r = 0; r < count; r++) {
-                        size_t stride;
-                        const char *start = (const char *)chunk_start(w, next + r, first, &stride);
+                        const char *start = (const char *)chunk_start(&m, rows, next + r, first);
                         for (int64_t b = 0; b < stored; b++)
-                            for (size_t o = 0; o < block_bytes; o += 64) __builtin_prefetch(start + b * stride + o, 0, 2);
+                            for (size_t o = 0; o < m.block_bytes; o += 64)
+                                __builtin_prefetch(start + b * m.stride + o, 0, 2);
                     }
                 }
                 for (int64_t t0 = 0; t0 < n; t0 += MAX_TILE_TOKENS) {
